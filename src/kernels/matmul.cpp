@@ -1,0 +1,81 @@
+#include <cstring>
+#include <vector>
+
+#include "base/error.h"
+#include "base/thread_pool.h"
+#include "kernels/kernels.h"
+
+namespace owl::kernels {
+
+namespace {
+float f16_to_f32(uint16_t h) {
+  uint32_t sign = (h >> 15) & 1, exp = (h >> 10) & 0x1f, man = h & 0x3ff;
+  uint32_t bits;
+  if (exp == 0) {
+    if (man == 0) {
+      bits = sign << 31;
+    } else {  // subnormal
+      exp = 127 - 15 + 1;
+      while (!(man & 0x400)) {
+        man <<= 1;
+        --exp;
+      }
+      man &= 0x3ff;
+      bits = (sign << 31) | (exp << 23) | (man << 13);
+    }
+  } else if (exp == 31) {
+    bits = (sign << 31) | 0x7f800000u | (man << 13);
+  } else {
+    bits = (sign << 31) | ((exp + 127 - 15) << 23) | (man << 13);
+  }
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+}  // namespace
+
+void dequantize_row(DType t, const void* src, float* dst, int64_t n) {
+  switch (t) {
+    case DType::F32: std::memcpy(dst, src, static_cast<size_t>(n) * 4); return;
+    case DType::F16: {
+      auto* s = static_cast<const uint16_t*>(src);
+      for (int64_t i = 0; i < n; ++i) dst[i] = f16_to_f32(s[i]);
+      return;
+    }
+    case DType::BF16: {
+      auto* s = static_cast<const uint16_t*>(src);
+      for (int64_t i = 0; i < n; ++i) {
+        uint32_t b = static_cast<uint32_t>(s[i]) << 16;
+        std::memcpy(&dst[i], &b, 4);
+      }
+      return;
+    }
+    default: throw Error(std::string("dequantization of ") + dtype_name(t) + " is not implemented yet");
+  }
+}
+
+void matmul(const TensorView& W, const float* X, int64_t n_rows, float* Y) {
+  const int64_t in = W.ne[0], out = W.ne[1];
+  default_pool().parallel_for(out, [&](int64_t o0, int64_t o1, int) {
+    std::vector<float> w(static_cast<size_t>(in));
+    for (int64_t o = o0; o < o1; ++o) {
+      dequantize_row(W.type, W.row(o), w.data(), in);
+      for (int64_t r = 0; r < n_rows; ++r) {
+        const float* x = X + r * in;
+        float acc = 0;
+        for (int64_t i = 0; i < in; ++i) acc += w[i] * x[i];
+        Y[r * out + o] = acc;
+      }
+    }
+  });
+}
+
+TensorView matrix_slice(const TensorView& W, int64_t i2) {
+  TensorView v = W;
+  v.n_dims = 2;
+  v.ne = {W.ne[0], W.ne[1], 1, 1};
+  v.data = static_cast<const uint8_t*>(W.data) + static_cast<size_t>(i2) * v.n_bytes();
+  return v;
+}
+
+}  // namespace owl::kernels

@@ -1,0 +1,52 @@
+// Where a model's weights and config come from: a GGUF file or a Hugging Face
+// folder (config.json + safetensors). Families look tensors up by their GGUF
+// names ("blk.0.attn_q.weight"); an HF source maps its names (and the few
+// layout differences, e.g. Llama's Q/K row order) onto those.
+#pragma once
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "model/config.h"
+#include "tensor/tensor.h"
+
+namespace owl {
+
+namespace gguf { class File; }
+
+class ModelSource {
+ public:
+  virtual ~ModelSource() = default;
+  const ModelConfig& config() const { return config_; }
+  // The tensor of that GGUF name, or nullopt.
+  virtual std::optional<TensorView> find(const std::string& name) const = 0;
+  // All tensors, in file order.
+  virtual std::vector<TensorView> tensors() const = 0;
+  // The GGUF file behind this source (tokenizer and chat template metadata), or null.
+  virtual const gguf::File* gguf_file() const { return nullptr; }
+  // Folder holding tokenizer.json etc. for Hugging Face sources, or "".
+  virtual std::string hf_folder() const { return ""; }
+  const std::string& path() const { return path_; }
+
+  // Required tensor with the given shape (ggml order, trailing 1s optional); throws a clear error.
+  TensorView require(const std::string& name, std::initializer_list<int64_t> shape) const;
+  // Optional tensor; when present its shape is checked.
+  std::optional<TensorView> optional(const std::string& name, std::initializer_list<int64_t> shape) const;
+
+ protected:
+  ModelConfig config_;
+  std::string path_;
+};
+
+// A GGUF file, memory-mapped.
+std::unique_ptr<ModelSource> open_gguf_source(const std::string& path);
+
+// Opens a GGUF file or a Hugging Face folder (a folder is resolved by the
+// function registered by the safetensors loader; see open_hf_source).
+std::unique_ptr<ModelSource> open_model_source(const std::string& path);
+
+// Implemented in model/hf_source.cpp: config.json + *.safetensors.
+std::unique_ptr<ModelSource> open_hf_source(const std::string& folder);
+
+}  // namespace owl
