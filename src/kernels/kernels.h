@@ -20,3 +20,48 @@ void matmul(const TensorView& W, const float* X, int64_t n_rows, float* Y);
 TensorView matrix_slice(const TensorView& W, int64_t i2);
 
 }  // namespace owl::kernels
+
+namespace owl::kernels {
+
+// ---- element-wise and row kernels (x, y: n floats; y may alias x) ----
+void rms_norm(const float* x, const float* w, float* y, int64_t n, float eps);  // w may be null
+void layer_norm(const float* x, const float* w, const float* b, float* y, int64_t n, float eps);
+void softmax(float* x, int64_t n);
+void silu(float* x, int64_t n);
+void gelu(float* x, int64_t n);  // tanh approximation
+void swiglu(const float* gate, const float* up, float* y, int64_t n);  // y = silu(gate) * up
+void add(const float* a, const float* b, float* y, int64_t n);          // y = a + b
+void scale_add(float* y, const float* x, float s, int64_t n);           // y += s * x
+
+// ---- rotary position embedding ----
+enum class RopePairing { Norm, Neox };  // Norm: (2i, 2i+1); Neox: (i, i + n_rot/2)
+// Rotates the first n_rot dims of each of n_heads heads (head i at x + i*head_dim) by
+// angle pos * inv_freq[i] for pair i < n_rot/2, and scales cos/sin by mscale.
+// inv_freq already folds in every scaling (linear, YaRN ramp, Llama-3 factors).
+void rope(float* x, int64_t n_heads, int64_t head_dim, int64_t n_rot, int64_t pos, const float* inv_freq,
+          RopePairing pairing, float mscale = 1.0f);
+
+// ---- attention over a (paged) KV cache ----
+// Keys or values of one sequence: token t lives in page t / page_tokens, row t % page_tokens;
+// a row has row_stride elements of `type` (F32 or F16), head h starts at h * head_dim.
+struct KVSpan {
+  DType type = DType::F32;
+  int64_t page_tokens = 0;
+  const void* const* pages = nullptr;
+  int64_t row_stride = 0;
+};
+// One query token: out[h][dv] = sum_t softmax_t(scale * q[h]·k[t][g]) v[t][g] for t in
+// [kv_begin, kv_end), g = h / (n_head / n_head_kv) (grouped-query heads). Streaming
+// (online) softmax: no buffer proportional to the context.
+void attention(const float* q, int64_t n_head, int64_t n_head_kv, int64_t dk, int64_t dv, const KVSpan& k,
+               const KVSpan& v, int64_t kv_begin, int64_t kv_end, float scale, float* out);
+
+// ---- selection ----
+// Indices of the k largest values of x[0..n), largest first (ties: lower index first).
+void top_k(const float* x, int64_t n, int64_t k, int32_t* idx);
+
+// f16 <-> f32 conversions (IEEE binary16, round-to-nearest-even).
+float fp16_to_fp32(uint16_t h);
+uint16_t fp32_to_fp16(float f);
+
+}  // namespace owl::kernels
