@@ -1,0 +1,80 @@
+// Tokenizers exact to Hugging Face `tokenizers`: byte-level BPE (GPT-2 style:
+// Qwen, DeepSeek, Llama 3, Mistral-Nemo) and SentencePiece-style BPE with
+// byte fallback (Llama 2, Mistral 7B), loaded from tokenizer.json or from a
+// GGUF vocabulary (tokenizer.ggml.*). Added/special tokens are always matched
+// in the text before pre-tokenisation, as the HF reference does.
+//
+// Invalid UTF-8 input: encode() replaces every invalid byte sequence by U+FFFD
+// (as a UTF-8 decoder with replacement would) before normalisation, so the
+// pipeline only ever sees valid UTF-8.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace owl::gguf {
+class File;
+}
+
+namespace owl {
+
+class Tokenizer {
+ public:
+  virtual ~Tokenizer();
+
+  // Builds from the tokenizer.ggml.* keys of a GGUF file; owl::Error if it has none.
+  static std::unique_ptr<Tokenizer> from_gguf(const gguf::File& f);
+  // Builds from DIR/tokenizer.json (+ DIR/tokenizer_config.json when present).
+  static std::unique_ptr<Tokenizer> from_hf_dir(const std::string& dir);
+  // Builds from a tokenizer.json file (+ tokenizer_config.json beside it when present).
+  static std::unique_ptr<Tokenizer> from_tokenizer_json(const std::string& path);
+  // GGUF file, folder holding tokenizer.json, or a tokenizer.json file.
+  static std::unique_ptr<Tokenizer> open(const std::string& path);
+
+  // add_special: add BOS/EOS as the post-processor (or GGUF add_bos/add_eos keys) says.
+  std::vector<int32_t> encode(std::string_view text, bool add_special = false) const;
+  // Decodes as HF decode(ids, skip_special_tokens, clean_up_tokenization_spaces=false).
+  std::string decode(const std::vector<int32_t>& ids, bool skip_special = false) const;
+
+  std::string token_text(int32_t id) const;  // vocabulary string (e.g. "Ġworld", "▁world"); "" if out of range
+  std::optional<int32_t> token_id(std::string_view token) const;
+  int32_t n_vocab() const;
+  int32_t bos_id() const;  // -1 if none
+  int32_t eos_id() const;  // -1 if none
+  bool is_eog(int32_t id) const;      // end of generation (eos, eot, <|im_end|>, ...)
+  bool is_special(int32_t id) const;  // control/special added token
+
+  // The raw bytes one token contributes to decoded text (byte-level tokens map
+  // back to bytes, "<0xE4>" to byte 0xE4, "▁" to space); may be a partial UTF-8
+  // character. Leading-space stripping of the SentencePiece decoder is not applied.
+  std::string token_bytes(int32_t id) const;
+
+  struct Impl;
+
+ protected:
+  Tokenizer();
+  std::unique_ptr<Impl> impl_;
+
+  friend class IncrementalDecoder;
+};
+
+// Streaming detokenizer: push ids one at a time, get back only complete UTF-8.
+// The concatenation of all push() results and flush() equals decode(all ids)
+// whenever that decode is valid UTF-8.
+class IncrementalDecoder {
+ public:
+  explicit IncrementalDecoder(const Tokenizer& t, bool skip_special = false);
+  std::string push(int32_t id);  // text that became complete with this token (maybe "")
+  std::string flush();           // whatever remains (invalid bytes as U+FFFD)
+
+ private:
+  const Tokenizer& tok_;
+  bool skip_special_;
+  bool first_ = true;    // SentencePiece decoders strip one leading space of the whole text
+  std::string pending_;  // bytes of an incomplete UTF-8 character
+};
+
+}  // namespace owl
