@@ -4,29 +4,12 @@
 #include "base/error.h"
 #include "base/thread_pool.h"
 #include "kernels/kernels.h"
+#include "tensor/quants.h"
 
 namespace owl::kernels {
 
 
-void dequantize_row(DType t, const void* src, float* dst, int64_t n) {
-  switch (t) {
-    case DType::F32: std::memcpy(dst, src, static_cast<size_t>(n) * 4); return;
-    case DType::F16: {
-      auto* s = static_cast<const uint16_t*>(src);
-      for (int64_t i = 0; i < n; ++i) dst[i] = fp16_to_fp32(s[i]);
-      return;
-    }
-    case DType::BF16: {
-      auto* s = static_cast<const uint16_t*>(src);
-      for (int64_t i = 0; i < n; ++i) {
-        uint32_t b = static_cast<uint32_t>(s[i]) << 16;
-        std::memcpy(&dst[i], &b, 4);
-      }
-      return;
-    }
-    default: throw Error(std::string("dequantization of ") + dtype_name(t) + " is not implemented yet");
-  }
-}
+void dequantize_row(DType t, const void* src, float* dst, int64_t n) { dequantize_row_ref(t, src, dst, n); }
 
 void matmul(const TensorView& W, const float* X, int64_t n_rows, float* Y) {
   const int64_t in = W.ne[0], out = W.ne[1];
