@@ -1,5 +1,6 @@
 #include "formats/gguf.h"
 
+#include <algorithm>
 #include <cstring>
 #include <limits>
 
@@ -19,7 +20,7 @@ class Cursor {
 
   [[noreturn]] void fail(const std::string& what) const {
     throw Error("invalid GGUF file '" + label_ + "': " + what + " (at byte " + std::to_string(pos_) +
-                "); the file is corrupt or truncated, download or convert it again");
+                "); the file is damaged: download or convert it again");
   }
   size_t pos() const { return pos_; }
   size_t remaining() const { return n_ - pos_; }
@@ -35,8 +36,8 @@ class Cursor {
   std::string read_string(const char* what) {
     uint64_t len = read<uint64_t>(what);
     if (len > remaining())
-      fail(std::string(what) + " has length " + std::to_string(len) + " but only " +
-           std::to_string(remaining()) + " bytes remain");
+      fail(std::string("file ends inside ") + what + " (length " + std::to_string(len) + ", only " +
+           std::to_string(remaining()) + " bytes remain)");
     std::string s(reinterpret_cast<const char*>(p_ + pos_), static_cast<size_t>(len));
     pos_ += static_cast<size_t>(len);
     return s;
@@ -88,8 +89,8 @@ Value read_value(Cursor& c, ValueType t, int depth) {
       uint64_t n = c.read<uint64_t>("array length");
       ValueType elem = static_cast<ValueType>(et);
       if (n > c.remaining() / min_value_size(elem))
-        c.fail("array of " + std::to_string(n) + " elements does not fit in the remaining " +
-               std::to_string(c.remaining()) + " bytes");
+        c.fail("file ends inside an array of " + std::to_string(n) + " " + value_type_name(elem) +
+               " elements (only " + std::to_string(c.remaining()) + " bytes remain)");
       Array a;
       a.elem_type = elem;
       a.items.reserve(static_cast<size_t>(n));
@@ -226,7 +227,7 @@ std::unique_ptr<File> File::parse(const uint8_t* data, size_t size, const std::s
 
 void File::parse_all() {
   Cursor c(data_, size_, label_);
-  if (size_ < 4) c.fail("file is only " + std::to_string(size_) + " bytes, too short for a GGUF header");
+  if (size_ < 4) c.fail("file ends after " + std::to_string(size_) + " bytes, too short for a GGUF header");
   uint32_t magic = c.read<uint32_t>("magic");
   if (magic != kMagic) {
     char m[5] = {};
@@ -246,9 +247,11 @@ void File::parse_all() {
   uint64_t n_kv = c.read<uint64_t>("metadata count");
   // Each metadata pair needs at least 8 (key length) + 4 (type) + 1 bytes; each tensor info 8+4+8+4+8.
   if (n_kv > c.remaining() / 13)
-    c.fail("metadata count " + std::to_string(n_kv) + " cannot fit in a file of " + std::to_string(size_) + " bytes");
+    c.fail("metadata count " + std::to_string(n_kv) + " cannot fit: the file ends after " + std::to_string(size_) +
+           " bytes (truncated, or the count is corrupt)");
   if (n_tensors > c.remaining() / 32)
-    c.fail("tensor count " + std::to_string(n_tensors) + " cannot fit in a file of " + std::to_string(size_) + " bytes");
+    c.fail("tensor count " + std::to_string(n_tensors) + " cannot fit: the file ends after " + std::to_string(size_) +
+           " bytes (truncated, or the count is corrupt)");
 
   for (uint64_t i = 0; i < n_kv; ++i) {
     std::string key = c.read_string("metadata key");
@@ -310,17 +313,25 @@ void File::parse_all() {
   uint64_t end = c.pos();
   uint64_t data_off = (end + alignment_ - 1) / alignment_ * alignment_;
   if (data_off > size_) {
-    if (!infos_.empty()) c.fail("file ends before the tensor data section");
+    if (!infos_.empty()) c.fail("file ends before the tensor data section (truncated)");
     data_off = size_;
   }
   data_offset_ = data_off;
   uint64_t data_size = size_ - data_off;
   for (const auto& ti : infos_) {
     if (ti.offset > data_size || ti.n_bytes > data_size - ti.offset)
-      throw Error("invalid GGUF file '" + label_ + "': tensor '" + ti.name + "' (" + std::to_string(ti.n_bytes) +
-                  " bytes at data offset " + std::to_string(ti.offset) + ") extends past the end of the file (" +
+      throw Error("invalid GGUF file '" + label_ + "': the file ends inside the data of tensor '" + ti.name + "' (" +
+                  std::to_string(ti.n_bytes) + " bytes at data offset " + std::to_string(ti.offset) + ", only " +
                   std::to_string(data_size) + " data bytes); the file is truncated, download it again");
   }
+  // No two tensors may share bytes: a hostile file could alias one weight onto another.
+  std::vector<const TensorInfo*> by_offset;
+  for (const auto& ti : infos_) by_offset.push_back(&ti);
+  std::sort(by_offset.begin(), by_offset.end(), [](auto* a, auto* b) { return a->offset < b->offset; });
+  for (size_t i = 1; i < by_offset.size(); ++i)
+    if (by_offset[i]->offset < by_offset[i - 1]->offset + by_offset[i - 1]->n_bytes)
+      throw Error("invalid GGUF file '" + label_ + "': tensors '" + by_offset[i - 1]->name + "' and '" +
+                  by_offset[i]->name + "' overlap in the data section; the file is damaged, convert it again");
 }
 
 const TensorInfo* File::find_info(const std::string& name) const {
