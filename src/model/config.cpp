@@ -94,6 +94,8 @@ ModelConfig config_from_gguf(const gguf::Metadata& m) {
   c.has_chat_template = m.has("tokenizer.chat_template");
   c.bos_id = m.get_int("tokenizer.ggml.bos_token_id").value_or(-1);
   c.eos_id = m.get_int("tokenizer.ggml.eos_token_id").value_or(-1);
+  if (c.eos_id >= 0) c.eos_ids.push_back(c.eos_id);
+  if (auto eot = m.get_int("tokenizer.ggml.eot_token_id"); eot && *eot != c.eos_id) c.eos_ids.push_back(*eot);
   return c;
 }
 

@@ -74,6 +74,9 @@ struct ModelConfig {
   bool has_chat_template = false;
   int64_t bos_id = -1;
   int64_t eos_id = -1;
+  std::vector<int64_t> eos_ids;       // every end-of-generation id (generation_config.json may list several)
+  bool has_tokenizer_config = false;  // Hugging Face tokenizer_config.json present
+  bool has_generation_config = false; // Hugging Face generation_config.json present
 
   bool is_moe() const { return n_expert > 0; }
   bool is_mla() const { return kv_lora_rank > 0; }

@@ -1,12 +1,332 @@
-// Hugging Face folders (config.json + safetensors). Placeholder until the
-// safetensors loader lands.
+// Hugging Face folders (config.json + safetensors) as a ModelSource: tensors
+// appear under their GGUF names and in the GGUF layout, as llama.cpp's
+// converter would write them (golden/README.md "Hugging Face twins"):
+//   - Llama q_proj/k_proj rows are permuted per head from rotate-half order to
+//     interleaved pairs, so families always apply NORM rope to llama;
+//   - DeepSeek kv_b_proj is split into attn_k_b {nope, kv_lora, n_head}
+//     (per-head W_k transposed) and attn_v_b {kv_lora, v, n_head};
+//   - per-expert matrices are stacked into ffn_{gate,up,down}_exps {in, out, n_expert};
+//   - mlp.gate.e_score_correction_bias becomes exp_probs_b.bias;
+//   - tied models have no lm_head and hence no output.weight (families reuse token_embd).
+// Tensors used as stored stay memory-mapped views; those that need a new
+// layout (permuted, split, stacked, converted) are built once at open time
+// into buffers owned by the source.
+//
+// FP8 (F8_E4M3) weights, as DeepSeek-V3/R1 and Kimi K2 ship them, are
+// dequantized at load to BF16 (value = fp8 * weight_scale_inv of its 128x128
+// block, rounded to BF16); without a scale tensor they convert exactly.
+// This doubles their memory; a native FP8 kernel would avoid it.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <list>
+#include <map>
+
 #include "base/error.h"
+#include "formats/safetensors.h"
+#include "model/hf_config.h"
 #include "model/source.h"
+#include "tensor/fp16.h"
 
 namespace owl {
 
-std::unique_ptr<ModelSource> open_hf_source(const std::string& folder) {
-  throw Error("'" + folder + "': Hugging Face folders are not supported yet; use a GGUF file");
+namespace {
+
+using safetensors::Checkpoint;
+
+float fp8_e4m3_to_f32(uint8_t b) {
+  const int sign = b >> 7, exp = (b >> 3) & 15, man = b & 7;
+  float v;
+  if (exp == 15 && man == 7) v = NAN;  // e4m3fn has no infinities, only this NaN
+  else if (exp == 0) v = std::ldexp(static_cast<float>(man), -9);  // subnormal: man/8 * 2^-6
+  else v = std::ldexp(1.0f + static_cast<float>(man) / 8.0f, exp - 7);
+  return sign ? -v : v;
 }
+
+size_t elem_size(DType t) {
+  const DTypeInfo& i = info(t);
+  return i.block_size == 1 ? i.type_size : 0;  // 0: a block type, no element access
+}
+
+class HfSource : public ModelSource {
+ public:
+  explicit HfSource(const std::string& folder) {
+    path_ = folder;
+    folder_ = folder;
+    config_ = load_hf_config(folder);
+    ckpt_ = Checkpoint::open_folder(folder);
+    map_all();
+  }
+
+  std::optional<TensorView> find(const std::string& name) const override {
+    auto it = index_.find(name);
+    if (it == index_.end()) return std::nullopt;
+    return tensors_[it->second];
+  }
+  std::vector<TensorView> tensors() const override { return tensors_; }
+  std::string hf_folder() const override { return folder_; }
+
+ private:
+  struct Loaded {
+    TensorView view;
+    std::vector<uint8_t> converted;  // holds the data when view does not point into the file
+  };
+
+  [[noreturn]] void fail(const std::string& what) const {
+    throw Error("Hugging Face model '" + folder_ + "': " + what);
+  }
+
+  // An HF tensor as a ggml-order view: memory-mapped when usable in place,
+  // converted (FP8 -> BF16) or copied (misaligned) otherwise.
+  Loaded load(const std::string& hf_name) const {
+    auto e = ckpt_->find(hf_name);
+    if (!e) fail("lacks tensor '" + hf_name + "'");
+    Loaded l;
+    l.view = e->file->view(*e->info);
+    if (l.view.type == DType::F8_E4M3) {
+      dequantize_fp8(l, hf_name);
+    } else if (size_t es = elem_size(l.view.type);
+               es > 1 && reinterpret_cast<uintptr_t>(l.view.data) % es != 0) {
+      l.converted.assign(static_cast<const uint8_t*>(l.view.data),
+                         static_cast<const uint8_t*>(l.view.data) + l.view.n_bytes());
+      l.view.data = l.converted.data();
+    }
+    return l;
+  }
+
+  void dequantize_fp8(Loaded& l, const std::string& hf_name) const {
+    const int64_t cols = l.view.ne[0], rows = l.view.rows();
+    std::vector<float> scale;
+    int64_t scale_cols = 1;
+    if (auto s = ckpt_->find(hf_name + "_scale_inv")) {  // "x.weight" -> "x.weight_scale_inv"
+      TensorView sv = s->file->view(*s->info);
+      const int64_t want_r = (rows + 127) / 128, want_c = (cols + 127) / 128;
+      if (sv.ne[0] != want_c || sv.rows() != want_r)
+        fail("'" + hf_name + "_scale_inv' has shape " + sv.shape_str() + ", expected one scale per 128x128 block");
+      scale.resize(static_cast<size_t>(want_r * want_c));
+      for (size_t i = 0; i < scale.size(); ++i) {
+        if (sv.type == DType::F32) std::memcpy(&scale[i], static_cast<const uint8_t*>(sv.data) + 4 * i, 4);
+        else if (sv.type == DType::BF16) {
+          uint16_t h;
+          std::memcpy(&h, static_cast<const uint8_t*>(sv.data) + 2 * i, 2);
+          scale[i] = bf16_to_f32(h);
+        } else fail("'" + hf_name + "_scale_inv' must be F32 or BF16");
+      }
+      scale_cols = want_c;
+    }
+    const uint8_t* src = static_cast<const uint8_t*>(l.view.data);
+    l.converted.resize(static_cast<size_t>(rows * cols) * 2);
+    uint16_t* dst = reinterpret_cast<uint16_t*>(l.converted.data());
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < cols; ++c) {
+        float v = fp8_e4m3_to_f32(src[r * cols + c]);
+        if (!scale.empty()) v *= scale[static_cast<size_t>((r / 128) * scale_cols + c / 128)];
+        dst[r * cols + c] = f32_to_bf16(v);
+      }
+    l.view.type = DType::BF16;
+    l.view.data = l.converted.data();
+  }
+
+  void add(const std::string& name, Loaded l) {
+    if (index_.count(name)) fail("two tensors map onto '" + name + "'");
+    l.view.name = name;
+    if (!l.converted.empty()) {
+      owned_.push_back(std::move(l.converted));
+      l.view.data = owned_.back().data();
+    }
+    index_[name] = tensors_.size();
+    tensors_.push_back(l.view);
+  }
+
+  uint8_t* new_buffer(size_t n) {
+    owned_.emplace_back(n);
+    return owned_.back().data();
+  }
+
+  void add_owned(const std::string& name, DType type, int n_dims, std::array<int64_t, 4> ne, const uint8_t* data) {
+    Loaded l;
+    l.view.type = type;
+    l.view.n_dims = n_dims;
+    l.view.ne = ne;
+    l.view.data = data;
+    add(name, std::move(l));
+  }
+
+  // Llama: GGUF row h*D + 2j + t = HF row h*D + t*D/2 + j (rotate-half -> interleaved pairs).
+  void add_permuted(const std::string& name, Loaded src, int64_t n_heads) {
+    const int64_t rows = src.view.n_dims == 1 ? src.view.ne[0] : src.view.rows();
+    const size_t row_bytes = src.view.n_dims == 1 ? elem_size(src.view.type) : src.view.row_size();
+    if (row_bytes == 0 || rows % n_heads != 0 || (rows / n_heads) % 2 != 0)
+      fail("tensor for '" + name + "' has " + std::to_string(rows) + " rows, not " + std::to_string(n_heads) +
+           " heads of an even size");
+    const int64_t d = rows / n_heads;
+    uint8_t* out = new_buffer(row_bytes * static_cast<size_t>(rows));
+    const uint8_t* in = static_cast<const uint8_t*>(src.view.data);
+    for (int64_t h = 0; h < n_heads; ++h)
+      for (int64_t w = 0; w < d; ++w) {
+        const int64_t from = h * d + (w % 2) * (d / 2) + w / 2;
+        std::memcpy(out + (h * d + w) * row_bytes, in + from * row_bytes, row_bytes);
+      }
+    add_owned(name, src.view.type, src.view.n_dims, src.view.ne, out);
+  }
+
+  // kv_b_proj (n_head*(nope+v), kv_lora) -> attn_k_b {nope, kv_lora, n_head} + attn_v_b {kv_lora, v, n_head}.
+  void add_kv_b_split(const std::string& blk, Loaded src) {
+    const ModelConfig& c = config_;
+    const int64_t nope = c.qk_nope_dim, v = c.v_head_dim, lora = c.kv_lora_rank, nh = c.n_head;
+    const size_t es = elem_size(src.view.type);
+    if (es == 0 || src.view.ne[0] != lora || src.view.rows() != nh * (nope + v))
+      fail("kv_b_proj of " + blk + " has shape " + src.view.shape_str() + ", expected [" + std::to_string(lora) + ", " +
+           std::to_string(nh * (nope + v)) + "]");
+    const uint8_t* in = static_cast<const uint8_t*>(src.view.data);
+    uint8_t* kb = new_buffer(es * static_cast<size_t>(nope * lora * nh));
+    uint8_t* vb = new_buffer(es * static_cast<size_t>(v * lora * nh));
+    for (int64_t h = 0; h < nh; ++h) {
+      const uint8_t* head = in + static_cast<size_t>(h * (nope + v) * lora) * es;
+      for (int64_t l = 0; l < lora; ++l)  // k_b[h][l][n] = kv_b[h*(nope+v) + n][l]
+        for (int64_t n = 0; n < nope; ++n)
+          std::memcpy(kb + static_cast<size_t>((h * lora + l) * nope + n) * es, head + static_cast<size_t>(n * lora + l) * es, es);
+      std::memcpy(vb + static_cast<size_t>(h * v * lora) * es, head + static_cast<size_t>(nope * lora) * es,
+                  static_cast<size_t>(v * lora) * es);
+    }
+    add_owned(blk + "attn_k_b.weight", src.view.type, 3, {nope, lora, nh, 1}, kb);
+    add_owned(blk + "attn_v_b.weight", src.view.type, 3, {lora, v, nh, 1}, vb);
+  }
+
+  // Per-expert (out, in) matrices -> one {in, out, n_expert} stack.
+  void add_stacked(const std::string& name, const std::vector<std::string>& hf_names) {
+    std::vector<Loaded> parts;
+    for (const auto& n : hf_names) parts.push_back(load(n));
+    const TensorView& first = parts[0].view;
+    for (const auto& p : parts)
+      if (p.view.type != first.type || p.view.ne != first.ne || p.view.n_dims != 2)
+        fail("experts stacked into '" + name + "' differ in type or shape");
+    const size_t bytes = first.n_bytes();
+    uint8_t* out = new_buffer(bytes * parts.size());
+    for (size_t e = 0; e < parts.size(); ++e) std::memcpy(out + e * bytes, parts[e].view.data, bytes);
+    add_owned(name, first.type, 3, {first.ne[0], first.ne[1], static_cast<int64_t>(parts.size()), 1}, out);
+  }
+
+  void map_all() {
+    const ModelConfig& c = config_;
+    const bool llama = c.arch == "llama";
+    // Per (layer, projection): the HF expert tensor names by expert index.
+    std::map<std::pair<int64_t, std::string>, std::map<int64_t, std::string>> experts;
+    std::map<std::string, std::string> simple = {
+        {"input_layernorm.weight", "attn_norm.weight"},
+        {"post_attention_layernorm.weight", c.arch == "glm4moe" ? "post_attention_norm.weight" : "ffn_norm.weight"},
+        {"self_attn.q_proj.weight", "attn_q.weight"},
+        {"self_attn.q_proj.bias", "attn_q.bias"},
+        {"self_attn.k_proj.weight", "attn_k.weight"},
+        {"self_attn.k_proj.bias", "attn_k.bias"},
+        {"self_attn.v_proj.weight", "attn_v.weight"},
+        {"self_attn.v_proj.bias", "attn_v.bias"},
+        {"self_attn.o_proj.weight", "attn_output.weight"},
+        {"self_attn.q_norm.weight", "attn_q_norm.weight"},
+        {"self_attn.k_norm.weight", "attn_k_norm.weight"},
+        {"self_attn.q_a_proj.weight", "attn_q_a.weight"},
+        {"self_attn.q_a_layernorm.weight", "attn_q_a_norm.weight"},
+        {"self_attn.q_b_proj.weight", "attn_q_b.weight"},
+        {"self_attn.kv_a_proj_with_mqa.weight", "attn_kv_a_mqa.weight"},
+        {"self_attn.kv_a_layernorm.weight", "attn_kv_a_norm.weight"},
+        {"mlp.gate_proj.weight", "ffn_gate.weight"},
+        {"mlp.up_proj.weight", "ffn_up.weight"},
+        {"mlp.down_proj.weight", "ffn_down.weight"},
+        {"mlp.gate.weight", "ffn_gate_inp.weight"},
+        {"mlp.gate.e_score_correction_bias", "exp_probs_b.bias"},
+        {"mlp.shared_experts.gate_proj.weight", "ffn_gate_shexp.weight"},
+        {"mlp.shared_experts.up_proj.weight", "ffn_up_shexp.weight"},
+        {"mlp.shared_experts.down_proj.weight", "ffn_down_shexp.weight"},
+    };
+    const std::map<std::string, std::string> top = {
+        {"model.embed_tokens.weight", "token_embd.weight"},
+        {"model.norm.weight", "output_norm.weight"},
+        {"lm_head.weight", "output.weight"},
+    };
+    auto ends_with = [](const std::string& s, const std::string& suf) {
+      return s.size() >= suf.size() && s.compare(s.size() - suf.size(), suf.size(), suf) == 0;
+    };
+
+    for (const auto& e : ckpt_->tensors()) {
+      const std::string& hf = e.info->name;
+      if (ends_with(hf, "_scale_inv") || ends_with(hf, "rotary_emb.inv_freq")) continue;  // consumed / recomputed
+      if (auto t = top.find(hf); t != top.end()) {
+        add(t->second, load(hf));
+        continue;
+      }
+      const std::string pre = "model.layers.";
+      if (hf.compare(0, pre.size(), pre) != 0) fail("has unexpected tensor '" + hf + "'");
+      size_t dot = hf.find('.', pre.size());
+      int64_t il = -1;
+      try {
+        il = std::stoll(hf.substr(pre.size(), dot - pre.size()));
+      } catch (...) {
+        fail("has unexpected tensor '" + hf + "'");
+      }
+      if (il >= c.n_layer) continue;  // MTP / NextN layers after the trunk
+      const std::string rest = dot == std::string::npos ? "" : hf.substr(dot + 1);
+      const std::string blk = "blk." + std::to_string(il) + ".";
+
+      if (rest.compare(0, 12, "mlp.experts.") == 0) {  // mlp.experts.E.{gate,up,down}_proj.weight
+        size_t d2 = rest.find('.', 12);
+        const std::string proj = d2 == std::string::npos ? "" : rest.substr(d2 + 1);
+        if (proj != "gate_proj.weight" && proj != "up_proj.weight" && proj != "down_proj.weight")
+          fail("has unexpected tensor '" + hf + "'");
+        experts[{il, proj.substr(0, proj.find('_'))}][std::stoll(rest.substr(12, d2 - 12))] = hf;
+        continue;
+      }
+      if (rest == "self_attn.kv_b_proj.weight") {
+        add_kv_b_split(blk, load(hf));
+        continue;
+      }
+      auto s = simple.find(rest);
+      if (s == simple.end()) fail("has unexpected tensor '" + hf + "'");
+      if (llama && (rest.compare(0, 16, "self_attn.q_proj") == 0))
+        add_permuted(blk + s->second, load(hf), c.n_head);
+      else if (llama && (rest.compare(0, 16, "self_attn.k_proj") == 0))
+        add_permuted(blk + s->second, load(hf), c.n_head_kv);
+      else
+        add(blk + s->second, load(hf));
+    }
+
+    for (const auto& [key, by_index] : experts) {
+      const std::string name = "blk." + std::to_string(key.first) + ".ffn_" + key.second + "_exps.weight";
+      std::vector<std::string> names;
+      for (int64_t i = 0; i < static_cast<int64_t>(by_index.size()); ++i) {
+        auto it = by_index.find(i);
+        if (it == by_index.end()) fail("lacks expert " + std::to_string(i) + " of '" + name + "'");
+        names.push_back(it->second);
+      }
+      if (c.n_expert > 0 && static_cast<int64_t>(names.size()) != c.n_expert)
+        fail("'" + name + "' has " + std::to_string(names.size()) + " experts, config.json says " +
+             std::to_string(c.n_expert));
+      add_stacked(name, names);
+    }
+    order_like_gguf();
+  }
+
+  // token_embd, then the layers in order, then output_norm and output.
+  void order_like_gguf() {
+    auto rank = [](const std::string& n) -> std::pair<int64_t, std::string> {
+      if (n == "token_embd.weight") return {-1, n};
+      if (n.compare(0, 4, "blk.") == 0) return {std::stoll(n.substr(4)), n.substr(n.find('.', 4) + 1)};
+      return {1LL << 40, n};
+    };
+    std::stable_sort(tensors_.begin(), tensors_.end(),
+                     [&](const TensorView& a, const TensorView& b) { return rank(a.name) < rank(b.name); });
+    index_.clear();
+    for (size_t i = 0; i < tensors_.size(); ++i) index_[tensors_[i].name] = i;
+  }
+
+  std::string folder_;
+  std::unique_ptr<Checkpoint> ckpt_;
+  std::vector<TensorView> tensors_;
+  std::map<std::string, size_t> index_;
+  std::list<std::vector<uint8_t>> owned_;  // a list: buffers never move once handed out
+};
+
+}  // namespace
+
+std::unique_ptr<ModelSource> open_hf_source(const std::string& folder) { return std::make_unique<HfSource>(folder); }
 
 }  // namespace owl
