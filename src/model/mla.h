@@ -1,0 +1,63 @@
+// Multi-head latent attention (DeepSeek-V2/V3/R1, Kimi K2), evaluated in the
+// "absorbed" form that llama.cpp uses, so the KV cache holds one compressed
+// row per token: [latent (kv_lora) | k_pe (rope)], shared by all heads.
+//
+//   q      = q_b(rmsnorm(q_a(x)))  or  attn_q(x)        per head [nope | rope]
+//   kv     = kv_a_mqa(x) = [latent | k_pe]; latent = rmsnorm(latent); k_pe roped
+//   score  = (W_kb,h^T q_nope,h)·latent_t + q_pe,h·k_pe,t     (attn_k_b: {nope, kv_lora, n_head})
+//   out_h  = W_vb,h (sum_t p_t latent_t)                      (attn_v_b: {kv_lora, v, n_head})
+//   y      = attn_output(concat_h out_h)
+// RoPE pairs adjacent dims (NORM); YaRN frequencies and kq_scale = m^2/sqrt(nope+rope) as in
+// ../shared/golden/README.md ("deepseek2 YaRN").
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "kernels/kernels.h"
+#include "model/config.h"
+#include "model/source.h"
+#include "tensor/tensor.h"
+
+namespace owl {
+
+struct MlaParams {
+  int64_t n_embd = 0, n_head = 0;
+  int64_t q_lora_rank = 0;  // 0: direct query projection (V2-Lite)
+  int64_t kv_lora_rank = 0, nope = 0, rope = 0, v_dim = 0;
+  float eps = 1e-6f;
+  float kq_scale = 1.0f;
+  std::vector<float> inv_freq;  // rope/2 entries, YaRN already folded in
+
+  int64_t q_head_dim() const { return nope + rope; }
+  int64_t cache_width() const { return kv_lora_rank + rope; }  // floats cached per token
+  int64_t absorbed_head_dim() const { return kv_lora_rank + rope; }
+
+  static MlaParams from_config(const ModelConfig& c);
+};
+
+// Per-pair inverse frequencies for n_rot rotated dims, with DeepSeek's YaRN ramp when
+// factor > 1: inv_freq_i = base^(-2i/n_rot) * (r + (1-r)/factor), r the ramp of pair i.
+std::vector<float> yarn_inv_freq(int64_t n_rot, float base, float factor, int64_t orig_ctx, float beta_fast,
+                                 float beta_slow);
+
+struct MlaWeights {
+  std::optional<TensorView> q_a, q_a_norm, q_b;  // q_lora_rank > 0
+  std::optional<TensorView> q;                   // q_lora_rank == 0
+  TensorView kv_a_mqa, kv_a_norm, k_b, v_b, output;
+};
+MlaWeights load_mla_weights(const ModelSource& src, int64_t layer, const MlaParams& p);
+
+// For n tokens (x: normalised hidden states [n][n_embd], positions pos[n]) computes the absorbed
+// queries q_abs [n][n_head][kv_lora + rope] and the rows to cache kv_rows [n][kv_lora + rope].
+void mla_project(const MlaWeights& w, const MlaParams& p, const float* x, const int64_t* pos, int64_t n, float* q_abs,
+                 float* kv_rows);
+
+// One token: latent[h][kv_lora] = softmax over cached rows [0, kv_end) of the absorbed scores,
+// applied to the latent part of the same rows. `rows` spans the cached [latent | k_pe] rows.
+void mla_attend(const MlaParams& p, const float* q_abs, const kernels::KVSpan& rows, int64_t kv_end, float* latent);
+
+// latent [n][n_head][kv_lora] -> y [n][n_embd] through attn_v_b per head and attn_output.
+void mla_output(const MlaWeights& w, const MlaParams& p, const float* latent, int64_t n, float* y);
+
+}  // namespace owl

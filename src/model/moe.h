@@ -1,0 +1,79 @@
+// The mixture-of-experts feed-forward block shared by every MoE family
+// (deepseek2, qwen3moe, glm4moe): a router picks k experts per token, each
+// expert is a SwiGLU FFN stored as one slice of a 3-D stack, and optional
+// shared experts run on every token.
+//
+// Routing follows llama.cpp's build_moe_ffn (see ../shared/golden/README.md):
+//   probs     = softmax or sigmoid(router logits)              (F32)
+//   selection = probs + exp_probs_b                           (selection only)
+//   groups    : score = sum of the top-2 selection values of each group of
+//               n_expert/n_group consecutive experts; only the top
+//               n_group_used groups stay eligible
+//   experts   = top-k of the eligible selection values
+//   weights   = probs of those experts (unbiased), optionally divided by
+//               their sum (clamped >= 6.1e-5), times the routed scale
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <utility>
+#include <vector>
+
+#include "model/config.h"
+#include "model/source.h"
+#include "tensor/tensor.h"
+
+namespace owl {
+
+struct MoeOptions {
+  int64_t n_expert = 0;
+  int64_t n_expert_used = 0;
+  ExpertGating gating = ExpertGating::Softmax;
+  int64_t n_group = 1;       // expert groups; 1 = no group limit
+  int64_t n_group_used = 1;  // groups kept per token
+  bool norm_weights = false;
+  float weights_scale = 1.0f;  // 0 or 1: no scaling
+
+  static MoeOptions from_config(const ModelConfig& c);
+};
+
+// The experts chosen for each token: experts[t * k + j] with weight weights[t * k + j]
+// (k = n_expert_used, best first).
+struct Routing {
+  int64_t k = 0;
+  std::vector<int32_t> experts;
+  std::vector<float> weights;
+};
+
+// Routes n_tokens rows of router logits [n_tokens][n_expert]. probs_bias (n_expert floats
+// or null) is exp_probs_b.
+Routing route_experts(const float* router_logits, int64_t n_tokens, const MoeOptions& opt, const float* probs_bias);
+
+struct MoeWeights {
+  TensorView gate_inp;                   // router {n_embd, n_expert}
+  std::optional<TensorView> probs_bias;  // exp_probs_b {n_expert}, F32
+  TensorView gate_exps, up_exps;         // {n_embd, n_ff_exp, n_expert}
+  TensorView down_exps;                  // {n_ff_exp, n_embd, n_expert}
+  std::optional<TensorView> gate_shexp, up_shexp, down_shexp;  // shared experts, SwiGLU
+};
+
+// Loads blk.<layer>.ffn_*_exps, ffn_gate_inp, exp_probs_b (required when `require_bias`,
+// else optional) and the ffn_*_shexp tensors when config.n_expert_shared > 0, checking shapes.
+MoeWeights load_moe_weights(const ModelSource& src, int64_t layer, bool require_bias);
+
+// Scratch space of moe_forward, grown to the largest batch and then reused.
+struct MoeScratch {
+  std::vector<float> logits, xin, y, gate, up;
+  std::vector<std::vector<std::pair<int64_t, float>>> rows;  // per expert: (token, weight)
+};
+
+// y = (silu(x·gate) * (x·up))·down for n rows: a plain SwiGLU FFN.
+void swiglu_ffn(const TensorView& gate, const TensorView& up, const TensorView& down, const float* x,
+                int64_t n_rows, MoeScratch& ws, float* y);
+
+// out[t] = sum_j w[t][j] * expert_{e[t][j]}(x[t]) + shared(x[t]) for n_tokens rows of n_embd.
+// x is the FFN input (already normalised). Tokens are grouped per expert so that each
+// expert's weights are read once per call, whatever the batch size.
+void moe_forward(const MoeWeights& w, const MoeOptions& opt, const float* x, int64_t n_tokens, MoeScratch& ws,
+                 float* out);
+
+}  // namespace owl

@@ -1,0 +1,239 @@
+// The MoE router and block against hand-computed cases, and the grouped
+// (per-expert) evaluation against a direct per-token one.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <set>
+#include <vector>
+
+#include "base/error.h"
+#include "kernels/kernels.h"
+#include "model/mla.h"
+#include "model/moe.h"
+
+namespace owl {
+namespace {
+
+MoeOptions options(int64_t n_expert, int64_t k, ExpertGating gating) {
+  MoeOptions o;
+  o.n_expert = n_expert;
+  o.n_expert_used = k;
+  o.gating = gating;
+  return o;
+}
+
+TEST(MoeRouting, SoftmaxTopKKeepsUnnormalisedProbabilities) {
+  // probs = (1, 2, 3, 4) / 10
+  const std::vector<float> logits = {0.0f, std::log(2.0f), std::log(3.0f), std::log(4.0f)};
+  Routing r = route_experts(logits.data(), 1, options(4, 2, ExpertGating::Softmax), nullptr);
+  ASSERT_EQ(r.k, 2);
+  EXPECT_EQ(r.experts, (std::vector<int32_t>{3, 2}));
+  EXPECT_NEAR(r.weights[0], 0.4f, 1e-6);
+  EXPECT_NEAR(r.weights[1], 0.3f, 1e-6);
+}
+
+TEST(MoeRouting, NormalisedWeightsSumToOneThenScale) {
+  const std::vector<float> logits = {0.0f, std::log(2.0f), std::log(3.0f), std::log(4.0f)};
+  MoeOptions o = options(4, 2, ExpertGating::Softmax);
+  o.norm_weights = true;
+  Routing r = route_experts(logits.data(), 1, o, nullptr);
+  EXPECT_NEAR(r.weights[0], 4.0f / 7.0f, 1e-6);
+  EXPECT_NEAR(r.weights[1], 3.0f / 7.0f, 1e-6);
+  o.weights_scale = 2.5f;
+  r = route_experts(logits.data(), 1, o, nullptr);
+  EXPECT_NEAR(r.weights[0], 2.5f * 4.0f / 7.0f, 1e-6);
+  EXPECT_NEAR(r.weights[1], 2.5f * 3.0f / 7.0f, 1e-6);
+}
+
+TEST(MoeRouting, BiasSelectsButWeightsStayUnbiased) {
+  // sigmoid(0) = 0.5 for all; the bias alone decides which experts win.
+  const std::vector<float> logits = {0.0f, 0.0f, 0.0f, 0.0f};
+  const std::vector<float> bias = {0.0f, 0.1f, 0.0f, 0.2f};
+  Routing r = route_experts(logits.data(), 1, options(4, 2, ExpertGating::Sigmoid), bias.data());
+  EXPECT_EQ(r.experts, (std::vector<int32_t>{3, 1}));
+  EXPECT_NEAR(r.weights[0], 0.5f, 1e-6);
+  EXPECT_NEAR(r.weights[1], 0.5f, 1e-6);
+}
+
+TEST(MoeRouting, GroupLimitUsesSumOfTopTwoPerGroup) {
+  // 8 experts in 4 groups of 2, keep 2 groups, pick 2 experts. Selection values
+  // (sigmoid + bias):  g0: 1.4, 0.0   g1: 1.05, 0.75   g2: 1.35, 0.0   g3: 0.6, 0.5
+  // Group scores 1.4, 1.8, 1.35, 1.1 keep g1 and g0. Without groups the second pick
+  // would be expert 4 (1.35); with them it is expert 2 (1.05).
+  std::vector<float> logits(8, 0.0f);
+  logits[2] = std::log(3.0f);  // sigmoid = 0.75
+  const std::vector<float> bias = {0.9f, -0.5f, 0.3f, 0.25f, 0.85f, -0.5f, 0.1f, 0.0f};
+  MoeOptions o = options(8, 2, ExpertGating::Sigmoid);
+  Routing ungrouped = route_experts(logits.data(), 1, o, bias.data());
+  EXPECT_EQ(ungrouped.experts, (std::vector<int32_t>{0, 4}));
+
+  o.n_group = 4;
+  o.n_group_used = 2;
+  o.norm_weights = true;
+  o.weights_scale = 2.5f;
+  Routing r = route_experts(logits.data(), 1, o, bias.data());
+  EXPECT_EQ(r.experts, (std::vector<int32_t>{0, 2}));
+  // Unbiased sigmoid probs 0.5 and 0.75, normalised (0.4, 0.6), times 2.5.
+  EXPECT_NEAR(r.weights[0], 1.0f, 1e-6);
+  EXPECT_NEAR(r.weights[1], 1.5f, 1e-6);
+}
+
+TEST(MoeRouting, NormalisationClampsTinySums) {
+  const std::vector<float> logits = {-20.0f, -20.0f, -30.0f};
+  MoeOptions o = options(3, 2, ExpertGating::Sigmoid);
+  o.norm_weights = true;
+  Routing r = route_experts(logits.data(), 1, o, nullptr);
+  const float p = 1.0f / (1.0f + std::exp(20.0f));
+  EXPECT_EQ(r.experts, (std::vector<int32_t>{0, 1}));
+  EXPECT_NEAR(r.weights[0], p / 6.103515625e-5f, 1e-9);
+}
+
+TEST(MoeRouting, EachTokenRoutedIndependently) {
+  const std::vector<float> logits = {5.0f, 0.0f, 0.0f,  // token 0 -> expert 0
+                                     0.0f, 0.0f, 5.0f};  // token 1 -> expert 2
+  Routing r = route_experts(logits.data(), 2, options(3, 1, ExpertGating::Softmax), nullptr);
+  EXPECT_EQ(r.experts, (std::vector<int32_t>{0, 2}));
+  EXPECT_NEAR(r.weights[0], r.weights[1], 1e-7);
+}
+
+TEST(MoeRouting, ConfigErrorsAreClear) {
+  ModelConfig c;
+  c.n_expert = 16;
+  c.n_expert_used = 4;
+  c.expert_group_count = 3;  // 16 experts do not split into 3 groups
+  EXPECT_THROW(MoeOptions::from_config(c), Error);
+  c.expert_group_count = 4;
+  c.expert_group_used = 1;  // the one kept group of 4 experts supplies 4 experts
+  EXPECT_NO_THROW(MoeOptions::from_config(c));
+  c.n_expert_used = 5;  // but not 5
+  EXPECT_THROW(MoeOptions::from_config(c), Error);
+  c.n_expert_used = 0;
+  EXPECT_THROW(MoeOptions::from_config(c), Error);
+}
+
+// ---- the block ----
+
+TensorView f32_view(const std::vector<float>& v, int64_t ne0, int64_t ne1, int64_t ne2 = 1) {
+  TensorView t;
+  t.type = DType::F32;
+  t.n_dims = ne2 > 1 ? 3 : 2;
+  t.ne = {ne0, ne1, ne2, 1};
+  t.data = v.data();
+  return t;
+}
+
+std::vector<float> randn(size_t n, std::mt19937& rng, float scale) {
+  std::normal_distribution<float> d(0.0f, scale);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(rng);
+  return v;
+}
+
+// expert(x) computed directly from the stacked weights, one token at a time.
+std::vector<float> expert_direct(const std::vector<float>& gate, const std::vector<float>& up,
+                                 const std::vector<float>& down, int64_t e, const float* x, int64_t d, int64_t ff) {
+  std::vector<float> h(static_cast<size_t>(ff)), y(static_cast<size_t>(d), 0.0f);
+  for (int64_t j = 0; j < ff; ++j) {
+    double g = 0, u = 0;
+    for (int64_t i = 0; i < d; ++i) {
+      g += gate[(e * ff + j) * d + i] * x[i];
+      u += up[(e * ff + j) * d + i] * x[i];
+    }
+    h[j] = static_cast<float>(g / (1 + std::exp(-g)) * u);
+  }
+  for (int64_t o = 0; o < d; ++o) {
+    double acc = 0;
+    for (int64_t j = 0; j < ff; ++j) acc += down[(e * d + o) * ff + j] * h[j];
+    y[o] = static_cast<float>(acc);
+  }
+  return y;
+}
+
+TEST(MoeBlock, GroupedEvaluationEqualsPerTokenSum) {
+  const int64_t d = 16, ff = 8, n_exp = 6, k = 2, n_tok = 7;
+  std::mt19937 rng(42);
+  auto router = randn(d * n_exp, rng, 1.0f), bias = randn(n_exp, rng, 0.1f);
+  auto gate = randn(n_exp * ff * d, rng, 0.3f), up = randn(n_exp * ff * d, rng, 0.3f);
+  auto down = randn(n_exp * d * ff, rng, 0.3f);
+  auto sg = randn(ff * d, rng, 0.3f), su = randn(ff * d, rng, 0.3f), sd = randn(d * ff, rng, 0.3f);
+  auto x = randn(n_tok * d, rng, 1.0f);
+
+  MoeWeights w;
+  w.gate_inp = f32_view(router, d, n_exp);
+  w.probs_bias = f32_view(bias, n_exp, 1);
+  w.gate_exps = f32_view(gate, d, ff, n_exp);
+  w.up_exps = f32_view(up, d, ff, n_exp);
+  w.down_exps = f32_view(down, ff, d, n_exp);
+  w.gate_shexp = f32_view(sg, d, ff);
+  w.up_shexp = f32_view(su, d, ff);
+  w.down_shexp = f32_view(sd, ff, d);
+  MoeOptions o = options(n_exp, k, ExpertGating::Sigmoid);
+  o.n_group = 3;
+  o.n_group_used = 2;
+  o.norm_weights = true;
+  o.weights_scale = 2.5f;
+
+  std::vector<float> out(static_cast<size_t>(n_tok * d));
+  MoeScratch ws;
+  moe_forward(w, o, x.data(), n_tok, ws, out.data());
+
+  std::vector<float> logits(static_cast<size_t>(n_tok * n_exp));
+  kernels::matmul(w.gate_inp, x.data(), n_tok, logits.data());
+  Routing r = route_experts(logits.data(), n_tok, o, bias.data());
+  std::set<int32_t> used;
+  for (int64_t t = 0; t < n_tok; ++t) {
+    const float* xt = x.data() + t * d;
+    // Shared expert: the same SwiGLU with a single "expert".
+    std::vector<float> ref = expert_direct(sg, su, sd, 0, xt, d, ff);
+    for (int64_t j = 0; j < k; ++j) {
+      used.insert(r.experts[t * k + j]);
+      auto y = expert_direct(gate, up, down, r.experts[t * k + j], xt, d, ff);
+      for (int64_t i = 0; i < d; ++i) ref[i] += r.weights[t * k + j] * y[i];
+    }
+    for (int64_t i = 0; i < d; ++i) EXPECT_NEAR(out[t * d + i], ref[i], 1e-4) << "token " << t << " dim " << i;
+  }
+  EXPECT_GT(used.size(), 2u);  // the case exercises several experts with several tokens each
+}
+
+// ---- MLA helpers ----
+
+TEST(MlaParams, YarnFrequenciesFollowTheRamp) {
+  // DeepSeek-V3 preset: 32 rotated dims, base 1e4, original context 4096, beta 32/1. The ramp
+  // runs from pair lo = floor(5.24) = 5 to hi = ceil(11.26) = 12.
+  auto f = yarn_inv_freq(32, 10000.0f, 40.0f, 4096, 32.0f, 1.0f);
+  ASSERT_EQ(f.size(), 16u);
+  auto base = [](int i) { return std::pow(10000.0, -2.0 * i / 32.0); };
+  for (int i = 0; i <= 5; ++i) EXPECT_NEAR(f[i], base(i), 1e-7 * base(i)) << i;
+  for (int i = 12; i < 16; ++i) EXPECT_NEAR(f[i], base(i) / 40, 1e-6 * base(i)) << i;
+  const double r8 = 1.0 - 3.0 / 7.0;
+  EXPECT_NEAR(f[8], base(8) * (r8 + (1 - r8) / 40), 1e-6 * base(8));
+  // factor 1: plain rope
+  auto g = yarn_inv_freq(32, 10000.0f, 1.0f, 4096, 32.0f, 1.0f);
+  for (int i = 0; i < 16; ++i) EXPECT_NEAR(g[i], base(i), 1e-7 * base(i));
+}
+
+TEST(MlaParams, KqScaleFoldsTheYarnMagnitude) {
+  ModelConfig c;
+  c.n_embd = 256;
+  c.n_head = 4;
+  c.kv_lora_rank = 256;
+  c.qk_nope_dim = 64;
+  c.qk_rope_dim = 32;
+  c.v_head_dim = 64;
+  c.rope_scaling = RopeScaling::Yarn;
+  c.rope_factor = 40;
+  c.rope_orig_ctx = 4096;
+  c.yarn_log_multiplier = 0.1f;
+  MlaParams p = MlaParams::from_config(c);
+  const double m = 1 + 0.1 * std::log(40.0);
+  EXPECT_NEAR(p.kq_scale, m * m / std::sqrt(96.0), 1e-6);
+  EXPECT_EQ(p.cache_width(), 288);
+  c.rope_scaling = RopeScaling::None;
+  EXPECT_NEAR(MlaParams::from_config(c).kq_scale, 1 / std::sqrt(96.0), 1e-7);
+  c.qk_rope_dim = 0;
+  EXPECT_THROW(MlaParams::from_config(c), Error);
+}
+
+}  // namespace
+}  // namespace owl
