@@ -1,0 +1,159 @@
+// owl info MODEL [--ctx N] [--tensors] [--json]: what a model is and what it costs to run.
+//
+// Parameters: total = every tensor element; active per token (MoE) counts the
+// routed experts (*_exps tensors) at n_expert_used / n_expert and everything
+// else in full (attention, norms, embeddings and output, router, dense layers,
+// shared experts). Memory = weight bytes + an F16 KV cache at --ctx: MLA caches
+// the latent and the rope key (kv_lora_rank + qk_rope_dim values per token per
+// layer), other models K and V for each KV head.
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+
+#include "base/error.h"
+#include "cli/command.h"
+#include "formats/gguf.h"
+#include "model/source.h"
+
+namespace {
+
+using json = nlohmann::json;
+
+struct Options {
+  std::string model;
+  int64_t ctx = 0;  // 0: the training context
+  bool tensors = false;
+  bool json_out = false;
+};
+
+constexpr int64_t kKvBytesPerValue = 2;  // F16 KV cache
+
+bool is_routed_expert(const std::string& name) { return name.find("_exps.") != std::string::npos; }
+
+std::string human(double n, const char* unit) {
+  const char* prefixes[] = {"", " K", " M", " G", " T"};
+  int i = 0;
+  while (n >= 1000 && i < 4) {
+    n /= 1000;
+    ++i;
+  }
+  char b[64];
+  std::snprintf(b, sizeof b, i == 0 ? "%.0f%s%s" : "%.2f%s%s", n, prefixes[i], unit);
+  return b;
+}
+
+void run(const Options& o) {
+  auto src = owl::open_model_source(o.model);
+  const owl::ModelConfig& c = src->config();
+  const auto tensors = src->tensors();
+  const int64_t ctx = o.ctx > 0 ? o.ctx : c.n_ctx_train;
+  if (o.ctx < 0) throw owl::UsageError("--ctx must be positive");
+
+  int64_t total = 0, routed = 0;
+  uint64_t weight_bytes = 0;
+  struct Mix {
+    int64_t tensors = 0, params = 0;
+    uint64_t bytes = 0;
+  };
+  std::map<std::string, Mix> mix;
+  for (const auto& t : tensors) {
+    total += t.n_elements();
+    if (is_routed_expert(t.name)) routed += t.n_elements();
+    weight_bytes += t.n_bytes();
+    Mix& m = mix[owl::dtype_name(t.type)];
+    m.tensors++;
+    m.params += t.n_elements();
+    m.bytes += t.n_bytes();
+  }
+  const int64_t active = c.n_expert > 0 ? total - routed + routed / c.n_expert * c.n_expert_used : total;
+  const int64_t kv_per_token_layer =
+      c.is_mla() ? c.kv_lora_rank + c.qk_rope_dim : c.n_head_kv * (c.head_dim_k + c.head_dim_v);
+  const uint64_t kv_bytes = static_cast<uint64_t>(kv_per_token_layer * c.n_layer * ctx * kKvBytesPerValue);
+  const bool is_gguf = src->gguf_file() != nullptr;
+
+  if (o.json_out) {
+    json j;
+    j["path"] = o.model;
+    j["format"] = is_gguf ? "gguf" : "hf";
+    j["arch"] = c.arch;
+    j["name"] = c.name;
+    j["n_layer"] = c.n_layer;
+    j["n_embd"] = c.n_embd;
+    j["n_head"] = c.n_head;
+    j["n_head_kv"] = c.n_head_kv;
+    j["head_dim_k"] = c.head_dim_k;
+    j["head_dim_v"] = c.head_dim_v;
+    j["n_ff"] = c.n_ff;
+    j["n_vocab"] = c.n_vocab;
+    j["context_length"] = c.n_ctx_train;
+    j["n_expert"] = c.n_expert;
+    j["n_expert_used"] = c.n_expert_used;
+    j["n_expert_shared"] = c.n_expert_shared;
+    j["mla"] = c.is_mla();
+    j["params_total"] = total;
+    j["params_active"] = active;
+    j["tensor_count"] = tensors.size();
+    j["weights_bytes"] = weight_bytes;
+    for (const auto& [name, m] : mix) j["type_mix"][name] = {{"tensors", m.tensors}, {"params", m.params}, {"bytes", m.bytes}};
+    j["tokenizer"] = {{"model", c.tokenizer_model}, {"size", c.tokenizer_vocab}};
+    j["chat_template"] = c.has_chat_template;
+    j["ctx"] = ctx;
+    j["kv_cache_type"] = "F16";
+    j["kv_cache_bytes"] = kv_bytes;
+    j["memory_bytes"] = weight_bytes + kv_bytes;
+    if (o.tensors) {
+      j["tensors"] = json::array();
+      for (const auto& t : tensors) {
+        std::vector<int64_t> shape(t.ne.begin(), t.ne.begin() + t.n_dims);
+        j["tensors"].push_back({{"name", t.name}, {"type", owl::dtype_name(t.type)}, {"shape", shape}, {"bytes", t.n_bytes()}});
+      }
+    }
+    std::printf("%s\n", j.dump(2).c_str());
+    return;
+  }
+
+  std::printf("model      %s (%s)\n", o.model.c_str(),
+              is_gguf ? ("GGUF v" + std::to_string(src->gguf_file()->version())).c_str() : "Hugging Face folder");
+  std::printf("arch       %s  name \"%s\"\n", c.arch.c_str(), c.name.c_str());
+  std::printf("shape      %lld layers, width %lld, heads %lld/%lld x %lld, ff %lld, vocab %lld\n",
+              (long long)c.n_layer, (long long)c.n_embd, (long long)c.n_head, (long long)c.n_head_kv,
+              (long long)c.head_dim_k, (long long)c.n_ff, (long long)c.n_vocab);
+  if (c.is_mla())
+    std::printf("mla        q_lora %lld, kv_lora %lld, nope/rope/v %lld/%lld/%lld\n", (long long)c.q_lora_rank,
+                (long long)c.kv_lora_rank, (long long)c.qk_nope_dim, (long long)c.qk_rope_dim, (long long)c.v_head_dim);
+  if (c.is_moe())
+    std::printf("experts    %lld (%lld used, ff %lld), %lld shared, %lld leading dense layers\n", (long long)c.n_expert,
+                (long long)c.n_expert_used, (long long)c.n_ff_exp, (long long)c.n_expert_shared,
+                (long long)c.n_leading_dense);
+  std::printf("params     %s total, %s active per token\n", human(static_cast<double>(total), "").c_str(),
+              human(static_cast<double>(active), "").c_str());
+  std::printf("context    %lld (training)\n", (long long)c.n_ctx_train);
+  std::printf("weights    %s in %zu tensors:", human(static_cast<double>(weight_bytes), "B").c_str(), tensors.size());
+  for (const auto& [name, m] : mix)
+    std::printf(" %s %.1f%%", name.c_str(), weight_bytes ? 100.0 * static_cast<double>(m.bytes) / weight_bytes : 0.0);
+  std::printf("\n");
+  std::printf("tokenizer  %s, %lld tokens; chat template: %s\n", c.tokenizer_model.c_str(), (long long)c.tokenizer_vocab,
+              c.has_chat_template ? "yes" : "no");
+  std::printf("memory     at ctx %lld: weights %s + KV cache (F16) %s = %s\n", (long long)ctx,
+              human(static_cast<double>(weight_bytes), "B").c_str(), human(static_cast<double>(kv_bytes), "B").c_str(),
+              human(static_cast<double>(weight_bytes + kv_bytes), "B").c_str());
+  if (o.tensors)
+    for (const auto& t : tensors)
+      std::printf("  %-44s %-7s %-22s %llu bytes\n", t.name.c_str(), owl::dtype_name(t.type), t.shape_str().c_str(),
+                  static_cast<unsigned long long>(t.n_bytes()));
+}
+
+void setup(CLI::App& app) {
+  auto o = std::make_shared<Options>();
+  auto* sub = app.add_subcommand("info", "Show a model's architecture, parameters, weight types and memory needs");
+  sub->add_option("model", o->model, "GGUF file or Hugging Face folder")->required();
+  sub->add_option("--ctx", o->ctx, "context length for the KV cache estimate (default: the training context)");
+  sub->add_flag("--tensors", o->tensors, "list every tensor");
+  sub->add_flag("--json", o->json_out, "print JSON");
+  sub->callback([o] { run(*o); });
+}
+
+}  // namespace
+
+OWL_COMMAND(setup);
