@@ -1,0 +1,138 @@
+#include "chat/chat_template.h"
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "base/error.h"
+#include "formats/gguf.h"
+
+namespace owl::chat {
+namespace {
+
+std::string read_text(const std::filesystem::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  if (!f) throw owl::Error("cannot read " + p.string());
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+// tokenizer_config.json writes special tokens as "text" or {"content": "text", ...}.
+std::optional<std::string> token_text(const nlohmann::ordered_json& cfg, const char* key) {
+  auto it = cfg.find(key);
+  if (it == cfg.end() || it->is_null()) return std::nullopt;
+  if (it->is_string()) return it->get<std::string>();
+  if (it->is_object() && it->contains("content") && (*it)["content"].is_string()) return (*it)["content"].get<std::string>();
+  return std::nullopt;
+}
+
+ChatTemplate load_folder(const std::filesystem::path& dir) {
+  std::optional<std::string> source, bos, eos;
+  auto cfg_path = dir / "tokenizer_config.json";
+  if (std::filesystem::exists(cfg_path)) {
+    nlohmann::ordered_json cfg;
+    try {
+      cfg = nlohmann::ordered_json::parse(read_text(cfg_path));
+    } catch (const nlohmann::json::exception& e) {
+      throw owl::Error(cfg_path.string() + " is not valid JSON: " + e.what());
+    }
+    bos = token_text(cfg, "bos_token");
+    eos = token_text(cfg, "eos_token");
+    auto it = cfg.find("chat_template");
+    if (it != cfg.end() && it->is_string()) {
+      source = it->get<std::string>();
+    } else if (it != cfg.end() && it->is_array()) {  // named templates: use "default"
+      for (const auto& t : *it)
+        if (t.is_object() && t.value("name", "") == "default" && t.contains("template") && t["template"].is_string())
+          source = t["template"].get<std::string>();
+    }
+  }
+  // Newer transformers save the template beside the config; it takes precedence.
+  if (std::filesystem::exists(dir / "chat_template.jinja")) source = read_text(dir / "chat_template.jinja");
+  if (!source)
+    throw owl::Error(dir.string() + " has no chat template (no chat_template in tokenizer_config.json, no chat_template.jinja)");
+  return ChatTemplate(*source, bos, eos);
+}
+
+ChatTemplate load_gguf(const std::string& path) {
+  auto f = gguf::File::open(path);
+  const auto& md = f->metadata();
+  auto source = md.get_string("tokenizer.chat_template");
+  if (!source) throw owl::Error(path + " has no tokenizer.chat_template metadata; pass a .jinja file instead");
+  auto token = [&](const char* id_key) -> std::optional<std::string> {
+    auto id = md.get_int(id_key);
+    const gguf::Value* toks = md.find("tokenizer.ggml.tokens");
+    if (!id || !toks || toks->type != gguf::ValueType::ARRAY) return std::nullopt;
+    const auto& items = toks->as_array().items;
+    if (*id < 0 || static_cast<size_t>(*id) >= items.size() || items[static_cast<size_t>(*id)].type != gguf::ValueType::STRING)
+      return std::nullopt;
+    return items[static_cast<size_t>(*id)].as_string();
+  };
+  return ChatTemplate(*source, token("tokenizer.ggml.bos_token_id"), token("tokenizer.ggml.eos_token_id"));
+}
+
+}  // namespace
+
+ChatInputs ChatInputs::from_json(const nlohmann::ordered_json& j, const std::optional<std::string>& default_bos,
+                                 const std::optional<std::string>& default_eos) {
+  if (!j.is_object()) throw owl::Error("chat input must be a JSON object with a \"messages\" array");
+  ChatInputs in;
+  auto it = j.find("messages");
+  if (it == j.end() || !it->is_array()) throw owl::Error("chat input needs a \"messages\" array");
+  in.messages = *it;
+  if (auto t = j.find("tools"); t != j.end()) {
+    if (!t->is_null() && !t->is_array()) throw owl::Error("chat input \"tools\" must be an array or null");
+    in.tools = *t;
+  }
+  if (auto g = j.find("add_generation_prompt"); g != j.end()) {
+    if (!g->is_boolean()) throw owl::Error("chat input \"add_generation_prompt\" must be true or false");
+    in.add_generation_prompt = g->get<bool>();
+  }
+  if (auto e = j.find("extra"); e != j.end() && !e->is_null()) {
+    if (!e->is_object()) throw owl::Error("chat input \"extra\" must be an object of template variables");
+    in.extra = *e;
+  }
+  auto token = [&](const char* key, const std::optional<std::string>& dflt) -> std::optional<std::string> {
+    auto k = j.find(key);
+    if (k == j.end()) return dflt;
+    if (k->is_null()) return std::nullopt;
+    if (!k->is_string()) throw owl::Error(std::string("chat input \"") + key + "\" must be a string or null");
+    return k->get<std::string>();
+  };
+  in.bos_token = token("bos_token", default_bos);
+  in.eos_token = token("eos_token", default_eos);
+  return in;
+}
+
+ChatTemplate::ChatTemplate(std::string source, std::optional<std::string> bos_token, std::optional<std::string> eos_token,
+                           jinja::Options options)
+    : source_(std::move(source)), bos_(std::move(bos_token)), eos_(std::move(eos_token)), tmpl_(source_, std::move(options)) {}
+
+ChatTemplate ChatTemplate::load(const std::string& model) {
+  namespace fs = std::filesystem;
+  if (!fs::exists(model)) throw owl::Error("model not found: " + model + " (expected a .jinja file, a model folder or a GGUF file)");
+  if (fs::is_directory(model)) return load_folder(model);
+  std::ifstream f(model, std::ios::binary);
+  char magic[4] = {};
+  f.read(magic, 4);
+  if (f.gcount() == 4 && std::string(magic, 4) == "GGUF") return load_gguf(model);
+  return ChatTemplate(read_text(model));
+}
+
+std::string ChatTemplate::render(const ChatInputs& in) const {
+  // The variables transformers' apply_chat_template passes, in its order.
+  nlohmann::ordered_json ctx = nlohmann::ordered_json::object();
+  ctx["messages"] = in.messages;
+  ctx["tools"] = in.tools;
+  ctx["documents"] = nullptr;
+  ctx["add_generation_prompt"] = in.add_generation_prompt;
+  if (in.bos_token) ctx["bos_token"] = *in.bos_token;
+  if (in.eos_token) ctx["eos_token"] = *in.eos_token;
+  for (const auto& [k, v] : in.extra.items()) ctx[k] = v;
+  return tmpl_.render(ctx);
+}
+
+bool ChatTemplate::reads_enable_thinking() const { return source_.find("enable_thinking") != std::string::npos; }
+
+}  // namespace owl::chat

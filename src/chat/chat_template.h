@@ -1,0 +1,54 @@
+// A model's chat template: where it comes from (a .jinja file, a Hugging Face
+// folder's tokenizer_config.json / chat_template.jinja, or GGUF metadata) and
+// how it is rendered — with exactly the variables transformers'
+// apply_chat_template passes, so the prompt is byte-identical to Python's.
+#pragma once
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+
+#include "chat/jinja.h"
+
+namespace owl::chat {
+
+// One conversation to render. JSON key order is kept (tool schemas print in order).
+struct ChatInputs {
+  nlohmann::ordered_json messages = nlohmann::ordered_json::array();
+  nlohmann::ordered_json tools;  // null = no tools (the template sees None, not undefined)
+  bool add_generation_prompt = true;
+  nlohmann::ordered_json extra = nlohmann::ordered_json::object();  // more variables: enable_thinking, date_string ...
+  std::optional<std::string> bos_token, eos_token;                   // nullopt = not passed to the template
+
+  // From an object with the fields of ../shared/chat-templates/*/cases.jsonl (messages, tools,
+  // add_generation_prompt, extra, bos_token, eos_token). A bos/eos key that is absent takes the
+  // given default; one that is null stays unset. Throws owl::Error on a malformed object.
+  static ChatInputs from_json(const nlohmann::ordered_json& j, const std::optional<std::string>& default_bos = {},
+                              const std::optional<std::string>& default_eos = {});
+};
+
+class ChatTemplate {
+ public:
+  // Parses the template; throws jinja::TemplateError on a syntax error.
+  explicit ChatTemplate(std::string source, std::optional<std::string> bos_token = {},
+                        std::optional<std::string> eos_token = {}, jinja::Options options = {});
+
+  // MODEL is a .jinja file, a folder with tokenizer_config.json (or chat_template.jinja), or a GGUF
+  // file with tokenizer.chat_template. The model's bos/eos token texts become the defaults.
+  static ChatTemplate load(const std::string& model);
+
+  // The prompt text. Throws jinja::TemplateError (with the template's own message for raise_exception).
+  std::string render(const ChatInputs& in) const;
+
+  const std::string& source() const { return source_; }
+  const std::optional<std::string>& bos_token() const { return bos_; }
+  const std::optional<std::string>& eos_token() const { return eos_; }
+  // The template reads `enable_thinking` (Qwen3, GLM-4.5+), so thinking can be switched off by variable.
+  bool reads_enable_thinking() const;
+
+ private:
+  std::string source_;
+  std::optional<std::string> bos_, eos_;
+  jinja::Template tmpl_;
+};
+
+}  // namespace owl::chat
