@@ -37,7 +37,12 @@ class Tokenizer {
   // add_special: add BOS/EOS as the post-processor (or GGUF add_bos/add_eos keys) says.
   std::vector<int32_t> encode(std::string_view text, bool add_special = false) const;
   // Decodes as HF decode(ids, skip_special_tokens, clean_up_tokenization_spaces=false).
+  // Unknown ids decode to nothing; invalid UTF-8 becomes U+FFFD.
   std::string decode(const std::vector<int32_t>& ids, bool skip_special = false) const;
+  // The same, then transformers' clean_up_tokenization when clean_up_spaces (" ." -> ".", " 's" -> "'s", ...).
+  std::string decode(const std::vector<int32_t>& ids, bool skip_special, bool clean_up_spaces) const;
+  // tokenizer_config.json's clean_up_tokenization_spaces (false for GGUF vocabularies).
+  bool clean_up_tokenization_spaces() const;
 
   std::string token_text(int32_t id) const;  // vocabulary string (e.g. "Ġworld", "▁world"); "" if out of range
   std::optional<int32_t> token_id(std::string_view token) const;
@@ -74,6 +79,7 @@ class IncrementalDecoder {
   const Tokenizer& tok_;
   bool skip_special_;
   bool first_ = true;    // SentencePiece decoders strip one leading space of the whole text
+  size_t stripped_ = 0;  // leading characters stripped so far
   std::string pending_;  // bytes of an incomplete UTF-8 character
 };
 
