@@ -1,0 +1,168 @@
+#include "hub/api.h"
+
+#include <cstdlib>
+#include <nlohmann/json.hpp>
+
+#include "base/error.h"
+
+namespace owl::hub {
+namespace {
+
+std::string env(const char* name) {
+  const char* v = std::getenv(name);
+  return v && *v ? v : "";
+}
+
+// Percent-encodes a path or query value; '/' is kept when `keep_slash`.
+std::string url_escape(const std::string& s, bool keep_slash) {
+  std::string out;
+  static const char* hex = "0123456789ABCDEF";
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~' || (keep_slash && c == '/')) {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    }
+  }
+  return out;
+}
+
+std::string trim_slash(std::string s) {
+  while (!s.empty() && s.back() == '/') s.pop_back();
+  return s;
+}
+
+std::string short_body(const std::string& body) {
+  // The hubs answer errors with {"error": "..."} (HF) or {"Message": "..."} (ModelScope).
+  try {
+    auto j = nlohmann::json::parse(body);
+    if (j.is_object()) {
+      if (j.contains("error") && j["error"].is_string()) return j["error"];
+      if (j.contains("Message") && j["Message"].is_string()) return j["Message"];
+    }
+  } catch (const std::exception&) {
+  }
+  std::string s = body.substr(0, 200);
+  for (char& c : s)
+    if (c == '\n' || c == '\r') c = ' ';
+  return s;
+}
+
+RepoListing parse_hf(const HubSpec& spec, const std::string& body) {
+  RepoListing out;
+  try {
+    auto j = nlohmann::json::parse(body);
+    out.commit = j.at("sha").get<std::string>();
+    for (const auto& s : j.at("siblings")) {
+      RepoFile f;
+      f.path = s.at("rfilename").get<std::string>();
+      f.size = s.value("size", uint64_t{0});
+      f.git_oid = s.value("blobId", std::string());
+      if (s.contains("lfs") && s["lfs"].is_object()) {
+        f.sha256 = s["lfs"].value("sha256", std::string());
+        f.size = s["lfs"].value("size", f.size);
+      }
+      out.files.push_back(std::move(f));
+    }
+  } catch (const std::exception& e) {
+    throw Error("unexpected answer from " + endpoint(spec.source) + " listing " + spec.repo + ": " + e.what());
+  }
+  return out;
+}
+
+RepoListing parse_modelscope(const HubSpec& spec, const std::string& body) {
+  RepoListing out;
+  try {
+    auto j = nlohmann::json::parse(body);
+    if (j.value("Code", 200) != 200)
+      throw Error("ModelScope refused to list " + spec.repo + ": " + j.value("Message", std::string("no message")));
+    for (const auto& s : j.at("Data").at("Files")) {
+      if (s.value("Type", std::string("blob")) != "blob") continue;  // folders
+      RepoFile f;
+      f.path = s.at("Path").get<std::string>();
+      f.size = s.value("Size", uint64_t{0});
+      f.sha256 = s.value("Sha256", std::string());
+      if (out.commit.empty()) out.commit = s.value("Revision", std::string());
+      out.files.push_back(std::move(f));
+    }
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw Error("unexpected answer from " + endpoint(spec.source) + " listing " + spec.repo + ": " + e.what());
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string endpoint(Source source) {
+  if (source == Source::modelscope) {
+    std::string e = env("MODELSCOPE_ENDPOINT");
+    return trim_slash(e.empty() ? "https://www.modelscope.cn" : e);
+  }
+  std::string e = env("HF_ENDPOINT");
+  return trim_slash(e.empty() ? "https://huggingface.co" : e);
+}
+
+std::vector<std::string> auth_headers(Source source) {
+  std::string token = source == Source::modelscope ? env("MODELSCOPE_API_TOKEN") : env("HF_TOKEN");
+  if (token.empty() && source == Source::huggingface) token = env("HUGGING_FACE_HUB_TOKEN");
+  if (token.empty()) return {};
+  return {"Authorization: Bearer " + token};
+}
+
+std::string default_revision(Source source) { return source == Source::modelscope ? "master" : "main"; }
+
+std::string http_error_message(const HubSpec& spec, const std::string& what, long status,
+                               const std::string& error_code, const std::string& body) {
+  std::string where = " on " + endpoint(spec.source);
+  bool has_token = !auth_headers(spec.source).empty();
+  const char* token_var = spec.source == Source::modelscope ? "MODELSCOPE_API_TOKEN" : "HF_TOKEN";
+  if (status == 0) return "cannot reach " + endpoint(spec.source) + " for " + what + ": " + body;
+  if (error_code == "RepositoryNotFound" || (status == 404 && error_code != "EntryNotFound" &&
+                                             error_code != "RevisionNotFound" && what.rfind("repository", 0) == 0))
+    return "repository " + spec.repo + " not found" + where + "; check the name" +
+           (has_token ? "" : std::string(" (for a private repository set ") + token_var + ")");
+  if (error_code == "RevisionNotFound") return "revision not found for " + what + where;
+  if (status == 404) return what + " not found" + where;
+  if (status == 401 || status == 403 || error_code == "GatedRepo") {
+    std::string page = endpoint(spec.source) + "/" + spec.repo;
+    if (!has_token)
+      return spec.repo + " is gated or private (HTTP " + std::to_string(status) + "): accept its license at " + page +
+             " and set " + token_var + " to an access token";
+    return spec.repo + " refused the token in " + token_var + " (HTTP " + std::to_string(status) +
+           "): accept the license at " + page + " with that account, or use a token with read access";
+  }
+  if (status == 429) return "rate limited by " + endpoint(spec.source) + " for " + what + " (HTTP 429); try again later";
+  return what + where + " failed: HTTP " + std::to_string(status) + " " + short_body(body);
+}
+
+RepoListing fetch_listing(const HubSpec& spec, const std::string& revision, const RetryPolicy& retry) {
+  std::string url;
+  if (spec.source == Source::modelscope)
+    url = endpoint(spec.source) + "/api/v1/models/" + url_escape(spec.repo, true) +
+          "/repo/files?Revision=" + url_escape(revision, false) + "&Recursive=true";
+  else
+    url = endpoint(spec.source) + "/api/models/" + url_escape(spec.repo, true) + "/revision/" +
+          url_escape(revision, false) + "?blobs=true";
+  HttpResponse r = http_get(url, auth_headers(spec.source), retry);
+  std::string what = "repository " + spec.repo;
+  if (r.status != 200)
+    throw Error(http_error_message(spec, what, r.status, r.header("x-error-code"),
+                                   r.status == 0 ? r.network_error : r.body));
+  RepoListing listing = spec.source == Source::modelscope ? parse_modelscope(spec, r.body) : parse_hf(spec, r.body);
+  if (listing.commit.empty()) listing.commit = revision;
+  return listing;
+}
+
+std::string file_url(const HubSpec& spec, const std::string& commit, const std::string& path) {
+  if (spec.source == Source::modelscope)
+    return endpoint(spec.source) + "/api/v1/models/" + url_escape(spec.repo, true) +
+           "/repo?Revision=" + url_escape(commit, false) + "&FilePath=" + url_escape(path, false);
+  return endpoint(spec.source) + "/" + url_escape(spec.repo, true) + "/resolve/" + url_escape(commit, false) + "/" +
+         url_escape(path, true);
+}
+
+}  // namespace owl::hub

@@ -1,0 +1,25 @@
+#include "hub/resolve.h"
+
+#include <filesystem>
+
+#include "base/error.h"
+#include "hub/cache.h"
+#include "hub/pull.h"
+
+namespace owl::hub {
+
+std::string resolve_model(const std::string& spec, bool pull_if_missing) {
+  std::error_code ec;
+  if (std::filesystem::exists(spec, ec)) return spec;
+  auto hub = parse_hub_spec(spec);
+  if (!hub) throw Error("no such file or folder: " + spec + " (nor is it a hub id ORG/NAME[:QUANT])");
+  if (auto cached = find_cached(*hub)) return cached->path;
+  if (hub_offline())
+    throw Error(hub->display() + " is not in the cache (" + cache_root(hub->source) +
+                ") and HF_HUB_OFFLINE is set; unset it and run 'owl pull " + hub->display() + "'");
+  if (!pull_if_missing)
+    throw Error(hub->display() + " is not downloaded; run 'owl pull " + hub->display() + "' first");
+  return pull(*hub, PullOptions{}).path;
+}
+
+}  // namespace owl::hub
