@@ -1,6 +1,7 @@
 #include "hub/api.h"
 
 #include <cstdlib>
+#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "base/error.h"
@@ -106,9 +107,24 @@ std::string endpoint(Source source) {
   return trim_slash(e.empty() ? "https://huggingface.co" : e);
 }
 
+// The token `huggingface-cli login` saved: $HF_TOKEN_PATH, $HF_HOME/token or
+// ~/.cache/huggingface/token.
+std::string saved_hf_token() {
+  std::string path = env("HF_TOKEN_PATH");
+  if (path.empty() && !env("HF_HOME").empty()) path = env("HF_HOME") + "/token";
+  if (path.empty() && !env("XDG_CACHE_HOME").empty()) path = env("XDG_CACHE_HOME") + "/huggingface/token";
+  if (path.empty() && !env("HOME").empty()) path = env("HOME") + "/.cache/huggingface/token";
+  std::ifstream f(path);
+  std::string token;
+  if (!f || !std::getline(f, token)) return "";
+  while (!token.empty() && std::isspace(static_cast<unsigned char>(token.back()))) token.pop_back();
+  return token;
+}
+
 std::vector<std::string> auth_headers(Source source) {
   std::string token = source == Source::modelscope ? env("MODELSCOPE_API_TOKEN") : env("HF_TOKEN");
   if (token.empty() && source == Source::huggingface) token = env("HUGGING_FACE_HUB_TOKEN");
+  if (token.empty() && source == Source::huggingface) token = saved_hf_token();
   if (token.empty()) return {};
   return {"Authorization: Bearer " + token};
 }

@@ -33,7 +33,8 @@ struct RepoListing {
 // HF_ENDPOINT (default https://huggingface.co) or MODELSCOPE_ENDPOINT
 // (default https://www.modelscope.cn), without a trailing slash.
 std::string endpoint(Source source);
-// Authorization headers: HF_TOKEN (or HUGGING_FACE_HUB_TOKEN) / MODELSCOPE_API_TOKEN.
+// Authorization headers: HF_TOKEN (or HUGGING_FACE_HUB_TOKEN, or the token file
+// `huggingface-cli login` writes) / MODELSCOPE_API_TOKEN.
 std::vector<std::string> auth_headers(Source source);
 std::string default_revision(Source source);  // "main" / "master"
 

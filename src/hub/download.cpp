@@ -15,6 +15,7 @@
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <vector>
 
 #include "base/error.h"
 #include "hub/cache.h"
@@ -145,8 +146,24 @@ struct Failure {
   }
 };
 
+// Feeds the first `n` bytes of `path` to `h` (the part of a download that is already there).
+void hash_prefix(Sha256& h, const std::string& path, uint64_t n) {
+  FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) throw Error("cannot read " + path + ": " + std::strerror(errno));
+  std::vector<char> buf(1 << 20);
+  while (n > 0) {
+    size_t got = std::fread(buf.data(), 1, static_cast<size_t>(std::min<uint64_t>(n, buf.size())), f);
+    if (got == 0) break;
+    h.update(buf.data(), got);
+    n -= got;
+  }
+  std::fclose(f);
+  if (n > 0) throw Error("cannot read " + path + ": it shrank while resuming");
+}
+
+// `hasher`, when set, receives the bytes in file order (one connection only).
 void run_segment(const BlobDownload& d, const DownloadOptions& opt, int fd, Segment& seg, Failure& fail,
-                 const std::string& incomplete) {
+                 const std::string& incomplete, Sha256* hasher) {
   int failures_in_a_row = 0;
   while (seg.remaining() > 0 && !fail.fatal) {
     uint64_t before = seg.done.load();
@@ -167,6 +184,7 @@ void run_segment(const BlobDownload& d, const DownloadOptions& opt, int fd, Segm
           write_errno = errno;
           return false;
         }
+        if (hasher) hasher->update(p, static_cast<size_t>(w));
         seg.done += static_cast<uint64_t>(w);
         p += w;
         n -= static_cast<size_t>(w);
@@ -232,6 +250,9 @@ DownloadStats download_blob(const BlobDownload& d, const DownloadOptions& opt) {
   const std::string incomplete = d.blob_path + ".incomplete";
   const std::string ranges = incomplete + ".ranges";
   auto t0 = std::chrono::steady_clock::now();
+  // On one connection the SHA-256 is computed while the bytes arrive, so that
+  // verifying a large file costs no second pass over it.
+  std::unique_ptr<Sha256> hasher;
 
   for (int round = 0;; ++round) {
     Segments segs;
@@ -266,6 +287,12 @@ DownloadStats download_blob(const BlobDownload& d, const DownloadOptions& opt) {
                     human_size(free_bytes) + " free in " + fs::path(d.blob_path).parent_path().string());
     }
 
+    hasher.reset();
+    if (!d.sha256.empty() && !use_ranges && segs.size() == 1) {
+      hasher = std::make_unique<Sha256>();
+      hash_prefix(*hasher, incomplete, segs[0]->done.load());
+    }
+
     Fd fd(::open(incomplete.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
     if (fd.fd < 0) throw Error("cannot open " + incomplete + ": " + std::strerror(errno));
     if (use_ranges) save_ranges(ranges, segs);
@@ -276,7 +303,7 @@ DownloadStats download_blob(const BlobDownload& d, const DownloadOptions& opt) {
     for (auto& s : segs)
       if (s->remaining() > 0)
         workers.emplace_back(run_segment, std::cref(d), std::cref(opt), fd.fd, std::ref(*s), std::ref(fail),
-                             std::cref(incomplete));
+                             std::cref(incomplete), hasher.get());
     // Draw progress and checkpoint the ranges while the workers run.
     std::atomic<bool> all_done{false};
     std::thread joiner([&] {
@@ -324,7 +351,7 @@ DownloadStats download_blob(const BlobDownload& d, const DownloadOptions& opt) {
   if (!d.sha256.empty()) {
     algo = "sha256";
     expected = d.sha256;
-    got = sha256_file(incomplete);
+    got = hasher ? hasher->hex_digest() : sha256_file(incomplete);
   } else if (!d.git_oid.empty()) {
     algo = "git sha1";
     expected = d.git_oid;

@@ -19,6 +19,7 @@ struct FixtureFile {
   std::string path;
   std::string content;
   bool lfs = true;  // large files redirect to /cdn/<sha256>, like the real hub
+  std::string sha256 = {}, git_oid = {};  // filled in by add_repo
 };
 
 struct FixtureRepo {
@@ -55,6 +56,8 @@ class FixtureServer {
   void hide(const std::string& file_path);
   // Bytes per second for file bodies (0: unlimited).
   void throttle(uint64_t bytes_per_second) { throttle_ = bytes_per_second; }
+  // Answers every request with the whole file (200), as servers without Range support do.
+  void ignore_ranges(bool on) { ignore_ranges_ = on; }
   void set_token(const std::string& token) { token_ = token; }
 
   std::vector<RequestRecord> requests();
@@ -80,6 +83,7 @@ class FixtureServer {
   std::map<std::string, bool> corrupt_, hidden_;
   std::vector<RequestRecord> log_;
   std::atomic<uint64_t> throttle_{0};
+  std::atomic<bool> ignore_ranges_{false};
   std::string token_ = "hf_good_token";
 };
 

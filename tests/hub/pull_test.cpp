@@ -37,8 +37,10 @@ class HubPull : public ::testing::Test {
     ::setenv("OWL_MODELSCOPE_CACHE", ms_cache_.c_str(), 1);
     ::setenv("HF_ENDPOINT", server_.url().c_str(), 1);
     ::setenv("MODELSCOPE_ENDPOINT", server_.url().c_str(), 1);
-    for (const char* v : {"HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_OFFLINE", "HF_HOME", "MODELSCOPE_API_TOKEN"})
+    for (const char* v : {"HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_OFFLINE", "HF_TOKEN_PATH", "MODELSCOPE_API_TOKEN"})
       ::unsetenv(v);
+    // HF_HOME holds the saved token: never the user's real one.
+    ::setenv("HF_HOME", (dir_ + "/hf-home").c_str(), 1);
 
     q4_ = random_bytes(300000, 1);
     q8_ = random_bytes(500000, 2);
@@ -259,6 +261,15 @@ TEST_F(HubPull, SplitDownloadInterruptedResumesEachRange) {
   EXPECT_TRUE(cache_files_containing(".incomplete").empty());
 }
 
+TEST_F(HubPull, ServerWithoutRangeSupportFallsBackToOneConnection) {
+  server_.ignore_ranges(true);
+  auto r = owl({"pull", "acme/tiny-GGUF:Q8_0", "--connections", "4", "--min-split-size", "65536"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(read_file(snapshot("tiny-Q8_0.gguf")), q8_);
+  EXPECT_EQ(ranges_of(q8_).back(), "");  // the final, whole-file request
+  EXPECT_TRUE(cache_files_containing(".incomplete").empty());
+}
+
 TEST_F(HubPull, ChecksumMismatchIsAnErrorAndLeavesNoBlob) {
   server_.corrupt("tiny-Q4_K_M.gguf");
   auto r = owl({"pull", "acme/tiny-GGUF"});
@@ -289,6 +300,14 @@ TEST_F(HubPull, GatedRepositoryNeedsAToken) {
   ASSERT_FALSE(reqs.empty());
   EXPECT_EQ(reqs.back().authorization, "Bearer hf_good_token");
   EXPECT_EQ(reqs.back().status, 302);
+}
+
+TEST_F(HubPull, TokenSavedByHuggingfaceCliLoginIsUsed) {
+  fs::create_directories(dir_ + "/hf-home");
+  { std::ofstream(dir_ + "/hf-home/token") << "hf_good_token\n"; }
+  auto r = owl({"pull", "acme/gated-GGUF"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(server_.requests_for("/acme/gated-GGUF/resolve/").back().authorization, "Bearer hf_good_token");
 }
 
 TEST_F(HubPull, MissingRepositoryOrFile) {
