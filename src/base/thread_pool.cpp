@@ -1,45 +1,98 @@
 #include "base/thread_pool.h"
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
 #include <thread>
 #include <vector>
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define OWL_CPU_RELAX() _mm_pause()
+#else
+#define OWL_CPU_RELAX() std::this_thread::yield()
+#endif
+
 namespace owl {
+
+namespace {
+// A waiting worker first spins (pause: ~40-140 ns each), then yields its core for a while
+// (in case there are more threads than free cores), then sleeps on the condition variable.
+// Spinning plus yielding lasts about a millisecond, longer than the gap between two matmuls
+// of one decode step.
+constexpr int kSpinIters = 1 << 12;
+constexpr int kYieldIters = 1 << 10;
+
+// Waits until done() holds: spins briefly, then yields between checks.
+template <class Done>
+inline void spin_then_yield(Done done) {
+  for (int i = 0; !done(); ++i) {
+    if (i < kSpinIters) {
+      OWL_CPU_RELAX();
+    } else {
+      std::this_thread::yield();
+    }
+  }
+}
+// Set while a thread runs a task: a nested run() from inside a task executes inline.
+// It keeps the caller's thread index, so per-thread scratch stays private.
+thread_local bool t_in_task = false;
+thread_local int t_thread = 0;
+}  // namespace
 
 struct ThreadPool::Impl {
   int n = 1;
   std::vector<std::thread> workers;
-  std::mutex mu;
-  std::condition_variable cv_work, cv_done;
-  const std::function<void(int, int)>* fn = nullptr;
+
+  // Current job; written by the caller before bumping `generation`.
+  TaskFn fn = nullptr;
+  void* ctx = nullptr;
   int n_tasks = 0;
-  std::atomic<int> next{0};
-  int active = 0;
-  uint64_t generation = 0;
-  bool stop = false;
+  alignas(64) std::atomic<int> next{0};
+  alignas(64) std::atomic<int> pending{0};     // workers still inside the current job
+  alignas(64) std::atomic<uint64_t> generation{0};
+  std::atomic<bool> stop{false};
+
+  std::mutex call_mu;  // one job at a time when several threads share the pool
+  std::mutex mu;       // guards sleeping only
+  std::condition_variable cv;
+  std::atomic<int> sleepers{0};
 
   void work(int thread) {
+    t_in_task = true;
+    t_thread = thread;
     for (;;) {
       int t = next.fetch_add(1, std::memory_order_relaxed);
       if (t >= n_tasks) break;
-      (*fn)(t, thread);
+      fn(ctx, t, thread);
     }
+    t_in_task = false;
   }
 
   void loop(int thread) {
     uint64_t seen = 0;
     for (;;) {
-      {
-        std::unique_lock<std::mutex> lk(mu);
-        cv_work.wait(lk, [&] { return stop || generation != seen; });
-        if (stop) return;
-        seen = generation;
+      uint64_t g = generation.load(std::memory_order_acquire);
+      for (int i = 0; g == seen && i < kSpinIters + kYieldIters; ++i) {
+        if (i < kSpinIters) {
+          OWL_CPU_RELAX();
+        } else {
+          std::this_thread::yield();
+        }
+        g = generation.load(std::memory_order_acquire);
       }
+      if (g == seen) {
+        std::unique_lock<std::mutex> lk(mu);
+        sleepers.fetch_add(1, std::memory_order_seq_cst);
+        cv.wait(lk, [&] { return stop.load() || generation.load(std::memory_order_acquire) != seen; });
+        sleepers.fetch_sub(1, std::memory_order_relaxed);
+        g = generation.load(std::memory_order_acquire);
+      }
+      if (stop.load(std::memory_order_acquire)) return;
+      seen = g;
       work(thread);
-      std::lock_guard<std::mutex> lk(mu);
-      if (--active == 0) cv_done.notify_one();
+      pending.fetch_sub(1, std::memory_order_acq_rel);
     }
   }
 };
@@ -52,32 +105,42 @@ ThreadPool::ThreadPool(int n_threads) : impl_(std::make_unique<Impl>()) {
 ThreadPool::~ThreadPool() {
   {
     std::lock_guard<std::mutex> lk(impl_->mu);
-    impl_->stop = true;
+    impl_->stop.store(true);
+    impl_->generation.fetch_add(1, std::memory_order_release);
   }
-  impl_->cv_work.notify_all();
+  impl_->cv.notify_all();
   for (auto& w : impl_->workers) w.join();
 }
 
 int ThreadPool::size() const { return impl_->n; }
 
-void ThreadPool::run(int n_tasks, const std::function<void(int, int)>& fn) {
+void ThreadPool::run(int n_tasks, TaskFn fn, void* ctx) {
   if (n_tasks <= 0) return;
-  if (impl_->n == 1 || n_tasks == 1) {
-    for (int t = 0; t < n_tasks; ++t) fn(t, 0);
+  Impl& p = *impl_;
+  if (p.n == 1 || n_tasks == 1 || t_in_task) {
+    const int thread = t_in_task ? t_thread : 0;
+    for (int t = 0; t < n_tasks; ++t) fn(ctx, t, thread);
     return;
   }
-  {
-    std::lock_guard<std::mutex> lk(impl_->mu);
-    impl_->fn = &fn;
-    impl_->n_tasks = n_tasks;
-    impl_->next.store(0);
-    impl_->active = impl_->n - 1;
-    ++impl_->generation;
+  std::lock_guard<std::mutex> call_lock(p.call_mu);
+  p.fn = fn;
+  p.ctx = ctx;
+  p.n_tasks = n_tasks;
+  p.next.store(0, std::memory_order_relaxed);
+  p.pending.store(p.n - 1, std::memory_order_relaxed);
+  p.generation.fetch_add(1, std::memory_order_seq_cst);  // publishes the job
+  if (p.sleepers.load(std::memory_order_seq_cst) > 0) {
+    std::lock_guard<std::mutex> lk(p.mu);  // a worker between its check and its wait holds mu
+    p.cv.notify_all();
   }
-  impl_->cv_work.notify_all();
-  impl_->work(0);
-  std::unique_lock<std::mutex> lk(impl_->mu);
-  impl_->cv_done.wait(lk, [&] { return impl_->active == 0; });
+  p.work(0);
+  spin_then_yield([&] { return p.pending.load(std::memory_order_acquire) == 0; });
+}
+
+void ThreadPool::run(int n_tasks, const std::function<void(int, int)>& fn) {
+  run(
+      n_tasks, [](void* c, int t, int th) { (*static_cast<const std::function<void(int, int)>*>(c))(t, th); },
+      const_cast<void*>(static_cast<const void*>(&fn)));
 }
 
 void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64_t, int)>& fn) {

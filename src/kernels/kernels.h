@@ -41,6 +41,28 @@ enum class RopePairing { Norm, Neox };  // Norm: (2i, 2i+1); Neox: (i, i + n_rot
 void rope(float* x, int64_t n_heads, int64_t head_dim, int64_t n_rot, int64_t pos, const float* inv_freq,
           RopePairing pairing, float mscale = 1.0f);
 
+// inv_freq tables for rope() (n_rot / 2 entries; pair i rotates by pos * inv_freq[i]).
+// Plain: inv_freq[i] = base^(-2i / n_rot).
+void rope_inv_freq(float* inv_freq, int64_t n_rot, float base);
+// Linear scaling (position interpolation): plain / factor.
+void rope_inv_freq_linear(float* inv_freq, int64_t n_rot, float base, float factor);
+// Per-pair divisors, e.g. GGUF's rope_freqs.weight written by the Llama-3 converter: plain / factors[i].
+void rope_inv_freq_factors(float* inv_freq, int64_t n_rot, float base, const float* factors);
+// Llama-3 frequency scaling from its hyperparameters (HF rope_scaling "llama3"): wavelengths
+// above orig_ctx / low_freq_factor are divided by factor, below orig_ctx / high_freq_factor kept,
+// and smoothly interpolated in between. Equals rope_inv_freq_factors with the converter's factors.
+void rope_inv_freq_llama3(float* inv_freq, int64_t n_rot, float base, float factor, float low_freq_factor,
+                          float high_freq_factor, int64_t orig_ctx);
+// YaRN (as llama.cpp / DeepSeek-V2/V3): pair i gets plain * (r + (1 - r) / factor) with the ramp
+// r = 1 - clamp((i - lo) / max(0.001, hi - lo), 0, 1), lo = max(0, floor(c(beta_fast))),
+// hi = min(n_rot - 1, ceil(c(beta_slow))), c(b) = n_rot * ln(orig_ctx / (2 pi b)) / (2 ln base).
+void rope_inv_freq_yarn(float* inv_freq, int64_t n_rot, float base, float factor, int64_t orig_ctx,
+                        float beta_fast = 32.0f, float beta_slow = 1.0f);
+// YaRN's magnitude factor m = 1 + 0.1 * mscale * ln(factor) (1 when factor <= 1). DeepSeek-2/3
+// multiply the attention scale by m^2 with mscale = mscale_all_dim (and keep rope's mscale 1);
+// plain YaRN passes m (mscale 1) as rope()'s mscale.
+float yarn_mscale(float factor, float mscale = 1.0f);
+
 // ---- attention over a (paged) KV cache ----
 // Keys or values of one sequence: token t lives in page t / page_tokens, row t % page_tokens;
 // a row has row_stride elements of `type` (F32 or F16), head h starts at h * head_dim.
@@ -63,5 +85,16 @@ void top_k(const float* x, int64_t n, int64_t k, int32_t* idx);
 // f16 <-> f32 conversions (IEEE binary16, round-to-nearest-even).
 float fp16_to_fp32(uint16_t h);
 uint16_t fp32_to_fp16(float f);
+
+}  // namespace owl::kernels
+
+namespace owl::kernels {
+
+// ---- kernel selection (for tests and benchmarks) ----
+// Whether this CPU has the AVX2+FMA+F16C fast paths; they are used by default when it does.
+bool fast_paths_available();
+// true: fastest available kernels (default); false: the scalar references everywhere.
+void set_fast_paths(bool on);
+bool fast_paths_enabled();
 
 }  // namespace owl::kernels

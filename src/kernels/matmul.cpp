@@ -1,30 +1,114 @@
+// matmul: converts the activation rows once to the weight's vec-dot type (ggml's scheme, which
+// the golden logits were computed with), then splits the output rows over the thread pool.
+// Within a task, a tile of weight rows is swept for each group of kMaxNR activation rows so the
+// tile stays in L1 while activations stream from L2 (prefill); decode is one row, memory bound.
+// Every output element is computed by the same code whatever the thread count.
+#include <algorithm>
+#include <atomic>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "base/error.h"
 #include "base/thread_pool.h"
 #include "kernels/kernels.h"
+#include "kernels/vec_dot.h"
 #include "tensor/quants.h"
 
 namespace owl::kernels {
 
+namespace {
+
+std::atomic<bool> g_fast{true};
+
+DotKernel select_kernel(DType t) {
+  if (g_fast.load(std::memory_order_relaxed) && cpu_has_avx2_fma_f16c()) {
+    DotKernel k = dot_kernel_avx2(t);
+    if (k.fn) return k;
+  }
+  return dot_kernel_ref(t);
+}
+
+constexpr int64_t kTileRows = 16;  // weight rows swept per activation group
+
+struct MatmulJob {
+  const TensorView* W;
+  DotFn fn;
+  const uint8_t* xa;  // converted activations
+  size_t x_stride;
+  int64_t n_rows, in, out, rows_per_task;
+  float* Y;
+};
+
+void matmul_task(void* vjob, int task, int) {
+  const MatmulJob& j = *static_cast<const MatmulJob*>(vjob);
+  const int64_t o_begin = task * j.rows_per_task, o_end = std::min(j.out, o_begin + j.rows_per_task);
+  for (int64_t t0 = o_begin; t0 < o_end; t0 += kTileRows) {
+    const int64_t t1 = std::min(o_end, t0 + kTileRows);
+    for (int64_t r = 0; r < j.n_rows; r += kMaxNR) {
+      const int nr = static_cast<int>(std::min<int64_t>(kMaxNR, j.n_rows - r));
+      const uint8_t* x = j.xa + r * j.x_stride;
+      for (int64_t o = t0; o < t1; ++o) j.fn(j.in, j.W->row(o), x, j.x_stride, nr, j.Y + r * j.out + o, j.out);
+    }
+  }
+}
+
+struct QuantizeJob {
+  DType act;
+  const float* X;
+  uint8_t* xa;
+  size_t x_stride;
+  int64_t in, rows_per_task, n_rows;
+};
+
+void quantize_task(void* vjob, int task, int) {
+  const QuantizeJob& j = *static_cast<const QuantizeJob*>(vjob);
+  const int64_t r1 = std::min(j.n_rows, (task + 1) * j.rows_per_task);
+  for (int64_t r = task * j.rows_per_task; r < r1; ++r) quantize_row(j.act, j.X + r * j.in, j.xa + r * j.x_stride, j.in);
+}
+
+}  // namespace
+
+bool fast_paths_available() { return cpu_has_avx2_fma_f16c(); }
+void set_fast_paths(bool on) { g_fast.store(on); }
+bool fast_paths_enabled() { return g_fast.load() && cpu_has_avx2_fma_f16c(); }
 
 void dequantize_row(DType t, const void* src, float* dst, int64_t n) { dequantize_row_ref(t, src, dst, n); }
 
 void matmul(const TensorView& W, const float* X, int64_t n_rows, float* Y) {
   const int64_t in = W.ne[0], out = W.ne[1];
-  default_pool().parallel_for(out, [&](int64_t o0, int64_t o1, int) {
-    std::vector<float> w(static_cast<size_t>(in));
-    for (int64_t o = o0; o < o1; ++o) {
-      dequantize_row(W.type, W.row(o), w.data(), in);
-      for (int64_t r = 0; r < n_rows; ++r) {
-        const float* x = X + r * in;
-        float acc = 0;
-        for (int64_t i = 0; i < in; ++i) acc += w[i] * x[i];
-        Y[r * out + o] = acc;
-      }
-    }
-  });
+  if (n_rows <= 0 || out <= 0) return;
+  const DotKernel k = select_kernel(W.type);
+  if (!k.fn)
+    throw Error(std::string("matmul: weight type ") + dtype_name(W.type) + " of tensor '" + W.name +
+                "' is not supported; convert the model to a supported type (F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 "
+                "Q8_0 Q2_K..Q6_K IQ4_NL IQ4_XS)");
+  if (in % info(k.act).block_size != 0)
+    throw Error("matmul: row length " + std::to_string(in) + " of '" + W.name + "' is not a multiple of " +
+                std::to_string(info(k.act).block_size));
+  ThreadPool& pool = default_pool();
+
+  const uint8_t* xa = reinterpret_cast<const uint8_t*>(X);
+  size_t x_stride = static_cast<size_t>(in) * sizeof(float);
+  if (k.act != DType::F32) {
+    // Reused per calling thread: decode performs no allocation here after the first token.
+    thread_local std::vector<uint8_t> buffer;
+    x_stride = row_bytes(k.act, in);
+    if (buffer.size() < x_stride * static_cast<size_t>(n_rows)) buffer.resize(x_stride * static_cast<size_t>(n_rows));
+    QuantizeJob qj{k.act, X, buffer.data(), x_stride, in, 0, n_rows};
+    const int q_tasks = static_cast<int>(std::min<int64_t>(n_rows, pool.size()));
+    qj.rows_per_task = (n_rows + q_tasks - 1) / q_tasks;
+    pool.run(q_tasks, quantize_task, &qj);
+    xa = buffer.data();
+  }
+
+  // Tasks of whole tiles; several per thread so uneven progress still balances.
+  const int64_t tiles = (out + kTileRows - 1) / kTileRows;
+  const int64_t n_tasks = std::min<int64_t>(tiles, 4 * static_cast<int64_t>(pool.size()));
+  MatmulJob job{&W, k.fn, xa, x_stride, n_rows, in, out, 0, Y};
+  job.rows_per_task = (tiles + n_tasks - 1) / n_tasks * kTileRows;
+  const int tasks = static_cast<int>((out + job.rows_per_task - 1) / job.rows_per_task);
+  pool.run(tasks, matmul_task, &job);
 }
 
 TensorView matrix_slice(const TensorView& W, int64_t i2) {

@@ -1,59 +1,24 @@
-// Scalar reference implementations of the row kernels.
+// Row kernels: scalar references, dispatching to the AVX2 versions when fast paths are on.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <numeric>
+#include <string>
 #include <vector>
 
 #include "base/error.h"
+#include "base/thread_pool.h"
 #include "kernels/kernels.h"
+#include "kernels/ops_avx2.h"
+#include "tensor/fp16.h"
 
 namespace owl::kernels {
 
-float fp16_to_fp32(uint16_t h) {
-  uint32_t sign = static_cast<uint32_t>(h >> 15) << 31, exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
-  if (exp == 0) {
-    if (man == 0) {
-      bits = sign;
-    } else {  // subnormal: renormalise
-      int e = -1;
-      do {
-        ++e;
-        man <<= 1;
-      } while (!(man & 0x400));
-      bits = sign | static_cast<uint32_t>(127 - 15 - e) << 23 | (man & 0x3ff) << 13;
-    }
-  } else if (exp == 31) {
-    bits = sign | 0x7f800000u | man << 13;
-  } else {
-    bits = sign | (exp + 127 - 15) << 23 | man << 13;
-  }
-  float f;
-  std::memcpy(&f, &bits, 4);
-  return f;
-}
-
-uint16_t fp32_to_fp16(float f) {
-  uint32_t x;
-  std::memcpy(&x, &f, 4);
-  uint32_t sign = (x >> 16) & 0x8000;
-  uint32_t absx = x & 0x7fffffff;
-  if (absx >= 0x7f800000) return static_cast<uint16_t>(sign | 0x7c00 | (absx > 0x7f800000 ? 0x200 : 0));
-  if (absx >= 0x477ff000) return static_cast<uint16_t>(sign | 0x7c00);  // overflow -> inf
-  if (absx < 0x38800000) {  // subnormal or zero in f16
-    // Subnormal f16: value in units of 2^-24, rounded to nearest even by nearbyint.
-    float scaled = std::ldexp(f < 0 ? -f : f, 24);
-    uint32_t q = static_cast<uint32_t>(std::nearbyint(scaled));
-    return static_cast<uint16_t>(sign | q);
-  }
-  uint32_t e = (absx >> 23) - 127 + 15, m = absx & 0x7fffff;
-  uint32_t h = e << 10 | m >> 13;
-  uint32_t rem = m & 0x1fff;
-  if (rem > 0x1000 || (rem == 0x1000 && (h & 1))) ++h;  // round to nearest even (carries into exp)
-  return static_cast<uint16_t>(sign | h);
-}
+float fp16_to_fp32(uint16_t h) { return f16_to_f32(h); }
+uint16_t fp32_to_fp16(float f) { return f32_to_f16(f); }
 
 void rms_norm(const float* x, const float* w, float* y, int64_t n, float eps) {
+  if (fast_paths_enabled()) return avx2::rms_norm(x, w, y, n, eps);
   double ss = 0;
   for (int64_t i = 0; i < n; ++i) ss += static_cast<double>(x[i]) * x[i];
   float s = 1.0f / std::sqrt(static_cast<float>(ss / static_cast<double>(n)) + eps);
@@ -72,6 +37,7 @@ void layer_norm(const float* x, const float* w, const float* b, float* y, int64_
 }
 
 void softmax(float* x, int64_t n) {
+  if (fast_paths_enabled()) return avx2::softmax(x, n);
   float mx = -INFINITY;
   for (int64_t i = 0; i < n; ++i) mx = std::max(mx, x[i]);
   double sum = 0;
@@ -84,6 +50,7 @@ void softmax(float* x, int64_t n) {
 }
 
 void silu(float* x, int64_t n) {
+  if (fast_paths_enabled()) return avx2::silu(x, n);
   for (int64_t i = 0; i < n; ++i) x[i] = x[i] / (1.0f + std::exp(-x[i]));
 }
 
@@ -96,14 +63,17 @@ void gelu(float* x, int64_t n) {
 }
 
 void swiglu(const float* gate, const float* up, float* y, int64_t n) {
+  if (fast_paths_enabled()) return avx2::swiglu(gate, up, y, n);
   for (int64_t i = 0; i < n; ++i) y[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
 }
 
 void add(const float* a, const float* b, float* y, int64_t n) {
+  if (fast_paths_enabled()) return avx2::add(a, b, y, n);
   for (int64_t i = 0; i < n; ++i) y[i] = a[i] + b[i];
 }
 
 void scale_add(float* y, const float* x, float s, int64_t n) {
+  if (fast_paths_enabled()) return avx2::scale_add(y, x, s, n);
   for (int64_t i = 0; i < n; ++i) y[i] += s * x[i];
 }
 
@@ -135,11 +105,55 @@ inline float kv_at(const KVSpan& s, const void* row, int64_t i) {
 }
 }  // namespace
 
+namespace {
+struct AttentionJob {
+  const float* q;
+  int64_t n_head, group, dk, dv, heads_per_task, tasks_per_group;
+  const KVSpan *k, *v;
+  int64_t kv_begin, kv_end;
+  float scale;
+  float* out;
+};
+
+void attention_task(void* vjob, int task, int) {
+  const AttentionJob& j = *static_cast<const AttentionJob*>(vjob);
+  const int64_t g = task / j.tasks_per_group;
+  const int64_t h0 = g * j.group + (task % j.tasks_per_group) * j.heads_per_task;
+  const int64_t h1 = std::min((g + 1) * j.group, h0 + j.heads_per_task);
+  if (h0 < h1) avx2::attention_heads(j.q, h0, h1, g, j.dk, j.dv, *j.k, *j.v, j.kv_begin, j.kv_end, j.scale, j.out);
+}
+
+// Splits the heads over the pool when the context is long enough to pay for it: each task
+// takes some heads of one KV group (so shared K/V rows stay in cache). Every head is computed
+// by the same code whatever the split, so results do not depend on the thread count.
+void attention_fast(const float* q, int64_t n_head, int64_t n_head_kv, int64_t dk, int64_t dv, const KVSpan& k,
+                    const KVSpan& v, int64_t kv_begin, int64_t kv_end, float scale, float* out) {
+  ThreadPool& pool = default_pool();
+  const int64_t group = n_head / n_head_kv;
+  const int64_t work = (kv_end - kv_begin) * n_head * (dk + dv);
+  int64_t tasks_per_group = 1;
+  if (work >= (1 << 16) && pool.size() > 1)
+    tasks_per_group = std::min<int64_t>(group, (pool.size() + n_head_kv - 1) / n_head_kv);
+  AttentionJob job{q, n_head, group, dk, dv, (group + tasks_per_group - 1) / tasks_per_group, tasks_per_group,
+                   &k, &v, kv_begin, kv_end, scale, out};
+  const int n_tasks = static_cast<int>(n_head_kv * tasks_per_group);
+  if (work < (1 << 16)) {
+    for (int t = 0; t < n_tasks; ++t) attention_task(&job, t, 0);
+  } else {
+    pool.run(n_tasks, attention_task, &job);
+  }
+}
+}  // namespace
+
 void attention(const float* q, int64_t n_head, int64_t n_head_kv, int64_t dk, int64_t dv, const KVSpan& k,
                const KVSpan& v, int64_t kv_begin, int64_t kv_end, float scale, float* out) {
   if ((k.type != DType::F32 && k.type != DType::F16) || (v.type != DType::F32 && v.type != DType::F16))
     throw Error("attention: KV cache type must be F32 or F16");
+  if (n_head_kv <= 0 || n_head % n_head_kv != 0)
+    throw Error("attention: " + std::to_string(n_head) + " query heads cannot be grouped over " +
+                std::to_string(n_head_kv) + " KV heads");
   const int64_t group = n_head / n_head_kv;
+  if (fast_paths_enabled()) return attention_fast(q, n_head, n_head_kv, dk, dv, k, v, kv_begin, kv_end, scale, out);
   std::vector<float> acc(static_cast<size_t>(dv));
   for (int64_t h = 0; h < n_head; ++h) {
     const int64_t g = h / group;

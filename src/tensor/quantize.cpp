@@ -108,8 +108,9 @@ void quant_q8_k(const float* x, BlockQ8_K* y, int64_t nb) {
       std::memset(&y[i], 0, sizeof(BlockQ8_K));
       continue;
     }
-    // The largest value maps to -128 or 127 (the sign is folded into iscale), as ggml does.
-    const float iscale = -128.0f / mx;
+    // The largest value maps to -127 (the sign is folded into iscale), as ggml does: never -128,
+    // so SIMD kernels may flip signs with psignb (IQ4_XS) without overflow.
+    const float iscale = -127.0f / mx;
     for (int j = 0; j < kQKK; ++j) y[i].qs[j] = static_cast<int8_t>(std::min(127, nearest(iscale * x[j])));
     for (int k = 0; k < kQKK / 16; ++k) {
       int s = 0;

@@ -1,0 +1,157 @@
+// Kernel throughput: matmul decode (1 activation row; memory bound, reported as GB/s of weights
+// streamed from DRAM: the weights cycle through a set of matrices larger than the L3 cache) and
+// prefill (512 rows; GFLOP/s) per weight type, and decode attention over a long F16/F32 cache.
+// Args: {type id, threads}. Counters are rates: bytes = weight (or KV) bytes per second,
+// FLOP = floating-point operations per second. Run: build/bench_kernels --benchmark_filter=Decode
+#include <benchmark/benchmark.h>
+
+#include <cmath>
+#include <cstring>
+#include <memory>
+#include <random>
+#include <vector>
+
+#include "base/thread_pool.h"
+#include "kernels/kernels.h"
+#include "tensor/fp16.h"
+#include "tensor/quants.h"
+
+namespace {
+
+using owl::DType;
+
+constexpr int64_t kIn = 4096, kOut = 4096;
+
+// n_mats copies of a kIn x kOut matrix of type t (random N(0,1) rows, quantised; 256 distinct
+// rows tiled, which is irrelevant to speed).
+struct MatrixSet {
+  std::vector<std::vector<uint8_t>> bytes;
+  std::vector<owl::TensorView> views;
+};
+
+MatrixSet make_set(DType t, int n_mats) {
+  const size_t rb = owl::row_bytes(t, kIn);
+  std::vector<uint8_t> tile(rb * 256);
+  std::mt19937 rng(42);
+  std::normal_distribution<float> nd;
+  std::vector<float> row(kIn);
+  for (int r = 0; r < 256; ++r) {
+    for (auto& v : row) v = nd(rng) * 0.02f;
+    owl::quantize_row(t, row.data(), tile.data() + rb * r, kIn);
+  }
+  MatrixSet s;
+  for (int m = 0; m < n_mats; ++m) {
+    s.bytes.emplace_back(rb * kOut);
+    for (int64_t o = 0; o < kOut; o += 256) std::memcpy(s.bytes.back().data() + rb * o, tile.data(), tile.size());
+    owl::TensorView v;
+    v.name = "bench";
+    v.type = t;
+    v.n_dims = 2;
+    v.ne = {kIn, kOut, 1, 1};
+    v.data = s.bytes.back().data();
+    s.views.push_back(v);
+  }
+  return s;
+}
+
+std::vector<float> random_x(int64_t n) {
+  std::mt19937 rng(7);
+  std::normal_distribution<float> nd;
+  std::vector<float> x(static_cast<size_t>(n));
+  for (auto& v : x) v = nd(rng);
+  return x;
+}
+
+void BM_MatmulDecode(benchmark::State& state) {
+  const DType t = static_cast<DType>(state.range(0));
+  owl::set_default_threads(static_cast<int>(state.range(1)));
+  const size_t mat_bytes = owl::row_bytes(t, kIn) * kOut;
+  const int n_mats = static_cast<int>((size_t{160} << 20) / mat_bytes + 1);  // > 3x the 48 MiB L3
+  MatrixSet set = make_set(t, n_mats);
+  auto x = random_x(kIn);
+  std::vector<float> y(kOut);
+  size_t i = 0;
+  for (auto _ : state) {
+    owl::kernels::matmul(set.views[i++ % set.views.size()], x.data(), 1, y.data());
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.counters["bytes"] = benchmark::Counter(static_cast<double>(mat_bytes) * static_cast<double>(state.iterations()),
+                                              benchmark::Counter::kIsRate, benchmark::Counter::kIs1000);
+  state.SetLabel(owl::dtype_name(t));
+}
+
+void BM_MatmulPrefill(benchmark::State& state) {
+  const DType t = static_cast<DType>(state.range(0));
+  owl::set_default_threads(static_cast<int>(state.range(1)));
+  const int64_t n_rows = 512;
+  MatrixSet set = make_set(t, 1);
+  auto x = random_x(kIn * n_rows);
+  std::vector<float> y(static_cast<size_t>(kOut * n_rows));
+  for (auto _ : state) {
+    owl::kernels::matmul(set.views[0], x.data(), n_rows, y.data());
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.counters["FLOP"] =
+      benchmark::Counter(2.0 * kIn * kOut * n_rows * static_cast<double>(state.iterations()), benchmark::Counter::kIsRate,
+                         benchmark::Counter::kIs1000);
+  state.SetLabel(owl::dtype_name(t));
+}
+
+// One decode step of attention: 32 query heads over 8 KV heads of dim 128, 4096 cached tokens.
+void BM_AttentionDecode(benchmark::State& state) {
+  const DType t = static_cast<DType>(state.range(0));
+  owl::set_default_threads(static_cast<int>(state.range(1)));
+  const int64_t n_head = 32, n_kv = 8, d = 128, ctx = 4096, page = 256;
+  const size_t esz = t == DType::F16 ? 2 : 4;
+  std::vector<std::vector<uint8_t>> kp, vp;
+  std::vector<const void*> kptr, vptr;
+  std::mt19937 rng(1);
+  for (int64_t p = 0; p < ctx / page; ++p) {
+    kp.emplace_back(static_cast<size_t>(page * n_kv * d) * esz);
+    vp.emplace_back(static_cast<size_t>(page * n_kv * d) * esz);
+    for (auto* buf : {&kp.back(), &vp.back()}) {
+      for (size_t i = 0; i < buf->size() / esz; ++i) {
+        const float v = static_cast<float>(static_cast<int>(rng() % 2001) - 1000) * 1e-3f;
+        if (t == DType::F16) {
+          const uint16_t h = owl::f32_to_f16(v);
+          std::memcpy(buf->data() + 2 * i, &h, 2);
+        } else {
+          std::memcpy(buf->data() + 4 * i, &v, 4);
+        }
+      }
+    }
+    kptr.push_back(kp.back().data());
+    vptr.push_back(vp.back().data());
+  }
+  owl::kernels::KVSpan ks{t, page, kptr.data(), n_kv * d}, vs{t, page, vptr.data(), n_kv * d};
+  auto q = random_x(n_head * d);
+  std::vector<float> out(static_cast<size_t>(n_head * d));
+  for (auto _ : state) {
+    owl::kernels::attention(q.data(), n_head, n_kv, d, d, ks, vs, 0, ctx, 1.0f / std::sqrt(128.0f), out.data());
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.counters["bytes"] = benchmark::Counter(2.0 * static_cast<double>(ctx * n_kv * d * esz) *
+                                                  static_cast<double>(state.iterations()),
+                                              benchmark::Counter::kIsRate, benchmark::Counter::kIs1000);
+  state.SetLabel(owl::dtype_name(t));
+}
+
+void TypeArgs(benchmark::internal::Benchmark* b) {
+  for (DType t : {DType::Q4_K, DType::Q6_K, DType::Q8_0, DType::Q5_0, DType::Q4_0, DType::Q5_K, DType::IQ4_NL,
+                  DType::F16, DType::BF16, DType::F32})
+    for (int threads : {1, 2}) b->Args({static_cast<int64_t>(t), threads});
+}
+
+BENCHMARK(BM_MatmulDecode)->Apply(TypeArgs)->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_MatmulPrefill)->Apply(TypeArgs)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_AttentionDecode)
+    ->Args({static_cast<int64_t>(DType::F16), 1})
+    ->Args({static_cast<int64_t>(DType::F16), 2})
+    ->Args({static_cast<int64_t>(DType::F32), 1})
+    ->Args({static_cast<int64_t>(DType::F32), 2})
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
+
+}  // namespace
+
+BENCHMARK_MAIN();

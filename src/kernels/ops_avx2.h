@@ -1,0 +1,21 @@
+// Internal to the kernels: AVX2/FMA/F16C versions of the row kernels in kernels.h (same
+// contracts), called only when fast_paths_enabled().
+#pragma once
+#include <cstdint>
+
+#include "kernels/kernels.h"
+
+namespace owl::kernels::avx2 {
+
+void rms_norm(const float* x, const float* w, float* y, int64_t n, float eps);
+void softmax(float* x, int64_t n);
+void silu(float* x, int64_t n);
+void swiglu(const float* gate, const float* up, float* y, int64_t n);
+void add(const float* a, const float* b, float* y, int64_t n);
+void scale_add(float* y, const float* x, float s, int64_t n);
+void dequantize_f16(const uint16_t* src, float* dst, int64_t n);
+// One head group: heads [h0, h1) all reading kv head g.
+void attention_heads(const float* q, int64_t h0, int64_t h1, int64_t g, int64_t dk, int64_t dv, const KVSpan& k,
+                     const KVSpan& v, int64_t kv_begin, int64_t kv_end, float scale, float* out);
+
+}  // namespace owl::kernels::avx2

@@ -1,0 +1,31 @@
+// Internal to the kernels: dot products of one stored weight row with up to kMaxNR activation
+// rows that were converted to the weight's "vec-dot" type (Q8_0 blocks for the 32-element
+// formats, Q8_K blocks for the K-quants and IQ4_XS, float32 for float weights), the way ggml
+// does it. Each weight type has a scalar reference and, where written, an AVX2 version.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "tensor/dtype.h"
+
+namespace owl::kernels {
+
+constexpr int kMaxNR = 4;  // activation rows handled per pass over one weight row
+
+// y[r * y_stride] = dot(w, x + r * x_stride bytes) for r < nr (1 <= nr <= kMaxNR); n elements.
+using DotFn = void (*)(int64_t n, const void* w, const void* x, size_t x_stride, int nr, float* y,
+                       int64_t y_stride);
+
+struct DotKernel {
+  DType act = DType::F32;  // what the activations are converted to (F32, Q8_0 or Q8_K)
+  DotFn fn = nullptr;
+};
+
+// The kernel for weight type t; fn is null for a type matmul does not support.
+DotKernel dot_kernel_ref(DType t);
+DotKernel dot_kernel_avx2(DType t);  // null fn where no AVX2 version exists
+
+// CPU features, read once.
+bool cpu_has_avx2_fma_f16c();
+
+}  // namespace owl::kernels

@@ -1,0 +1,175 @@
+// matmul for every weight type: the fast path agrees with the scalar reference, both agree with
+// a float64 product of the dequantised weights (within the activation-quantisation error),
+// and results are bit-identical for 1, 2 and 3 threads.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "base/error.h"
+#include "base/thread_pool.h"
+#include "kernels/kernels.h"
+#include "tensor/fp16.h"
+#include "tensor/quants.h"
+
+namespace owl {
+namespace {
+
+const DType kAllTypes[] = {DType::F32,  DType::F16,  DType::BF16, DType::Q4_0, DType::Q4_1,  DType::Q5_0,
+                           DType::Q5_1, DType::Q8_0, DType::Q2_K, DType::Q3_K, DType::Q4_K,  DType::Q5_K,
+                           DType::Q6_K, DType::IQ4_NL, DType::IQ4_XS};
+
+struct Weights {
+  std::vector<uint8_t> bytes;
+  TensorView view;
+};
+
+// Random weights of type t: quantised N(0,1) rows, or (Q2_K/Q3_K, which owl does not quantise)
+// random bits with small fp16 scales.
+Weights make_weights(DType t, int64_t in, int64_t out, uint32_t seed) {
+  Weights w;
+  const size_t rb = row_bytes(t, in);
+  w.bytes.resize(rb * static_cast<size_t>(out));
+  std::mt19937 rng(seed);
+  if (can_quantize(t)) {
+    std::normal_distribution<float> nd;
+    std::vector<float> row(static_cast<size_t>(in));
+    for (int64_t o = 0; o < out; ++o) {
+      for (auto& v : row) v = nd(rng);
+      quantize_row(t, row.data(), w.bytes.data() + rb * o, in);
+    }
+  } else {
+    for (auto& b : w.bytes) b = static_cast<uint8_t>(rng());
+    const size_t bs = info(t).type_size;
+    for (size_t off = 0; off < w.bytes.size(); off += bs) {
+      const uint16_t d = f32_to_f16(0.01f + 0.001f * static_cast<float>(rng() % 16));
+      if (t == DType::Q2_K) {  // d, dmin at the end
+        std::memcpy(&w.bytes[off + bs - 4], &d, 2);
+        std::memcpy(&w.bytes[off + bs - 2], &d, 2);
+      } else {  // Q3_K: d at the end
+        std::memcpy(&w.bytes[off + bs - 2], &d, 2);
+      }
+    }
+  }
+  w.view.name = "w";
+  w.view.type = t;
+  w.view.n_dims = 2;
+  w.view.ne = {in, out, 1, 1};
+  w.view.data = w.bytes.data();
+  return w;
+}
+
+std::vector<float> random_x(int64_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd;
+  std::vector<float> x(static_cast<size_t>(n));
+  for (auto& v : x) v = nd(rng);
+  return x;
+}
+
+std::vector<float> run_matmul(const TensorView& W, const std::vector<float>& x, int64_t n_rows, bool fast) {
+  kernels::set_fast_paths(fast);
+  std::vector<float> y(static_cast<size_t>(n_rows * W.ne[1]), NAN);
+  kernels::matmul(W, x.data(), n_rows, y.data());
+  kernels::set_fast_paths(true);
+  return y;
+}
+
+int64_t block_of(DType t) { return info(t).block_size == 256 || t == DType::IQ4_XS ? 256 : 32; }
+
+TEST(Matmul, FastAgreesWithReference) {
+  ASSERT_TRUE(kernels::fast_paths_available()) << "this machine is expected to have AVX2+FMA+F16C";
+  for (DType t : kAllTypes) {
+    // Odd sizes: 3 blocks (plus a float tail of 5 for float types), 37 outputs, 1..9 rows.
+    const int64_t in = block_of(t) * 3 + (info(t).quantized ? 0 : 5), out = 37;
+    Weights w = make_weights(t, in, out, 11);
+    for (int64_t n_rows : {1, 2, 3, 4, 5, 9}) {
+      auto x = random_x(in * n_rows, 100 + static_cast<uint32_t>(n_rows));
+      auto ref = run_matmul(w.view, x, n_rows, false);
+      auto fast = run_matmul(w.view, x, n_rows, true);
+      double max_ref = 0;
+      for (float v : ref) max_ref = std::max(max_ref, static_cast<double>(std::fabs(v)));
+      // Same integer sums, different float summation order: 2e-6 of the output scale.
+      for (size_t i = 0; i < ref.size(); ++i)
+        ASSERT_NEAR(fast[i], ref[i], 2e-6 * max_ref) << dtype_name(t) << " rows " << n_rows << " at " << i;
+    }
+  }
+}
+
+// Against float64 on the dequantised weights: the only error left is the activation quantisation
+// (Q8_0/Q8_K, ~0.4% relative per element; float types: none beyond float32 rounding).
+TEST(Matmul, MatchesDequantisedProduct) {
+  for (DType t : kAllTypes) {
+    const int64_t in = block_of(t) * 4, out = 24, n_rows = 3;
+    Weights w = make_weights(t, in, out, 5);
+    auto x = random_x(in * n_rows, 9);
+    for (bool fast : {false, true}) {
+      auto y = run_matmul(w.view, x, n_rows, fast);
+      std::vector<float> row(static_cast<size_t>(in));
+      double err = 0, norm = 0;
+      for (int64_t o = 0; o < out; ++o) {
+        dequantize_row_ref(t, w.view.row(o), row.data(), in);
+        for (int64_t r = 0; r < n_rows; ++r) {
+          double s = 0;
+          for (int64_t i = 0; i < in; ++i) s += static_cast<double>(row[i]) * x[r * in + i];
+          err += (y[r * out + o] - s) * (y[r * out + o] - s);
+          norm += s * s;
+        }
+      }
+      const double bound = info(t).quantized ? 0.01 : 1e-6;
+      EXPECT_LE(std::sqrt(err / norm), bound) << dtype_name(t) << (fast ? " fast" : " reference");
+    }
+  }
+}
+
+TEST(Matmul, BitIdenticalForAnyThreadCount) {
+  for (DType t : {DType::Q4_K, DType::Q6_K, DType::Q8_0, DType::Q5_0, DType::F32, DType::F16}) {
+    const int64_t in = 512, out = 301;
+    Weights w = make_weights(t, in, out, 3);
+    for (int64_t n_rows : {1, 7}) {
+      auto x = random_x(in * n_rows, 4);
+      std::vector<std::vector<float>> results;
+      for (int threads : {1, 2, 3}) {
+        set_default_threads(threads);
+        results.push_back(run_matmul(w.view, x, n_rows, true));
+      }
+      for (size_t k = 1; k < results.size(); ++k)
+        EXPECT_EQ(0, std::memcmp(results[0].data(), results[k].data(), results[0].size() * 4))
+            << dtype_name(t) << " rows " << n_rows << " threads " << k + 1;
+    }
+  }
+  set_default_threads(2);
+}
+
+TEST(Matmul, MatrixSliceSelectsExpert) {
+  const int64_t in = 64, out = 8;
+  Weights w = make_weights(DType::Q8_0, in, out * 3, 1);
+  w.view.n_dims = 3;
+  w.view.ne = {in, out, 3, 1};
+  TensorView e2 = kernels::matrix_slice(w.view, 2);
+  EXPECT_EQ(e2.ne[1], out);
+  EXPECT_EQ(e2.data, w.bytes.data() + 2 * out * row_bytes(DType::Q8_0, in));
+}
+
+TEST(MatmulBadInput, UnsupportedWeightType) {
+  std::vector<uint8_t> bytes(1024);
+  TensorView w;
+  w.name = "blk.0.ffn_up.weight";
+  w.type = DType::IQ2_XXS;
+  w.n_dims = 2;
+  w.ne = {256, 2, 1, 1};
+  w.data = bytes.data();
+  std::vector<float> x(256), y(2);
+  try {
+    kernels::matmul(w, x.data(), 1, y.data());
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("IQ2_XXS"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("blk.0.ffn_up.weight"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace owl
