@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -305,14 +306,21 @@ DownloadStats download_blob(const BlobDownload& d, const DownloadOptions& opt) {
         workers.emplace_back(run_segment, std::cref(d), std::cref(opt), fd.fd, std::ref(*s), std::ref(fail),
                              std::cref(incomplete), hasher.get());
     // Draw progress and checkpoint the ranges while the workers run.
-    std::atomic<bool> all_done{false};
+    std::mutex done_mu;
+    std::condition_variable done_cv;
+    bool all_done = false;
     std::thread joiner([&] {
       for (auto& w : workers) w.join();
+      std::lock_guard<std::mutex> g(done_mu);
       all_done = true;
+      done_cv.notify_one();
     });
     auto last_save = std::chrono::steady_clock::now();
-    while (!all_done) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    for (;;) {
+      {
+        std::unique_lock<std::mutex> g(done_mu);
+        if (done_cv.wait_for(g, std::chrono::milliseconds(50), [&] { return all_done; })) break;
+      }
       uint64_t left = 0;
       for (const auto& s : segs) left += s->remaining();
       progress.update(d.size - left);
