@@ -85,7 +85,6 @@ RepoListing parse_modelscope(const HubSpec& spec, const std::string& body) {
       f.path = s.at("Path").get<std::string>();
       f.size = s.value("Size", uint64_t{0});
       f.sha256 = s.value("Sha256", std::string());
-      if (out.commit.empty()) out.commit = s.value("Revision", std::string());
       out.files.push_back(std::move(f));
     }
   } catch (const Error&) {
@@ -169,6 +168,8 @@ RepoListing fetch_listing(const HubSpec& spec, const std::string& revision, cons
     throw Error(http_error_message(spec, what, r.status, r.header("x-error-code"),
                                    r.status == 0 ? r.network_error : r.body));
   RepoListing listing = spec.source == Source::modelscope ? parse_modelscope(spec, r.body) : parse_hf(spec, r.body);
+  // ModelScope's per-file "Revision" is the commit that last changed that file,
+  // not the repository's head, so its snapshots are named after the revision asked for.
   if (listing.commit.empty()) listing.commit = revision;
   return listing;
 }

@@ -5,6 +5,7 @@
 //     file: {endpoint}/{repo}/resolve/{commit}/{path}
 //   ModelScope: GET {endpoint}/api/v1/models/{repo}/repo/files?Revision={rev}&Recursive=true
 //     -> {"Code": 200, "Data": {"Files": [{"Path", "Size", "Sha256", "Type", "Revision"}]}}
+//     (no repository commit: the snapshot is named after the revision, "master")
 //     file: {endpoint}/api/v1/models/{repo}/repo?Revision={rev}&FilePath={path}
 #pragma once
 #include <cstdint>

@@ -412,14 +412,21 @@ TEST_F(HubPull, OfflineModeUsesTheCacheOnly) {
 TEST_F(HubPull, ModelScopeSource) {
   auto r = owl({"pull", "modelscope:acme/tiny-GGUF:Q8_0"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  std::string path = ms_cache_ + "/models--acme--tiny-GGUF/snapshots/" + kCommit + "/tiny-Q8_0.gguf";
+  std::string path = ms_cache_ + "/models--acme--tiny-GGUF/snapshots/master/tiny-Q8_0.gguf";
   EXPECT_EQ(trim(r.out), path);
   EXPECT_EQ(read_file(path), q8_);
   EXPECT_EQ(server_.requests_for("/api/v1/models/acme/tiny-GGUF/repo/files?Revision=master&Recursive=true").size(), 1u);
-  EXPECT_EQ(server_.requests_for("/api/v1/models/acme/tiny-GGUF/repo?Revision=" + kCommit + "&FilePath=tiny-Q8_0.gguf")
+  EXPECT_EQ(server_.requests_for("/api/v1/models/acme/tiny-GGUF/repo?Revision=master&FilePath=tiny-Q8_0.gguf")
                 .size(),
             1u);
   EXPECT_FALSE(fs::exists(cache_ + "/models--acme--tiny-GGUF"));  // not mixed into the HF cache
+  EXPECT_EQ(read_file(ms_cache_ + "/models--acme--tiny-GGUF/refs/master"), "master");
+  auto again = owl({"pull", "modelscope:acme/tiny-GGUF:Q8_0"});
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_NE(again.err.find("is up to date"), std::string::npos) << again.err;
+  auto cached = owl({"pull", "modelscope:acme/tiny-GGUF:Q8_0"}, "HF_HUB_OFFLINE=1");
+  ASSERT_EQ(cached.exit_code, 0) << cached.err;
+  EXPECT_EQ(trim(cached.out), path);
 
   auto missing = owl({"pull", "modelscope:acme/nope"});
   EXPECT_EQ(missing.exit_code, 1);
