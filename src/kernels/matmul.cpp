@@ -29,6 +29,9 @@ DotKernel select_kernel(DType t) {
   return dot_kernel_ref(t);
 }
 
+void quantize_q8_0_ref(const float* x, void* y, int64_t n) { quantize_row(DType::Q8_0, x, y, n); }
+void quantize_q8_k_ref(const float* x, void* y, int64_t n) { quantize_row(DType::Q8_K, x, y, n); }
+
 constexpr int64_t kTileRows = 16;  // weight rows swept per activation group
 
 struct MatmulJob {
@@ -53,8 +56,10 @@ void matmul_task(void* vjob, int task, int) {
   }
 }
 
+using QuantizeFn = void (*)(const float* x, void* y, int64_t n);
+
 struct QuantizeJob {
-  DType act;
+  QuantizeFn fn;
   const float* X;
   uint8_t* xa;
   size_t x_stride;
@@ -64,7 +69,7 @@ struct QuantizeJob {
 void quantize_task(void* vjob, int task, int) {
   const QuantizeJob& j = *static_cast<const QuantizeJob*>(vjob);
   const int64_t r1 = std::min(j.n_rows, (task + 1) * j.rows_per_task);
-  for (int64_t r = task * j.rows_per_task; r < r1; ++r) quantize_row(j.act, j.X + r * j.in, j.xa + r * j.x_stride, j.in);
+  for (int64_t r = task * j.rows_per_task; r < r1; ++r) j.fn(j.X + r * j.in, j.xa + r * j.x_stride, j.in);
 }
 
 }  // namespace
@@ -95,7 +100,9 @@ void matmul(const TensorView& W, const float* X, int64_t n_rows, float* Y) {
     thread_local std::vector<uint8_t> buffer;
     x_stride = row_bytes(k.act, in);
     if (buffer.size() < x_stride * static_cast<size_t>(n_rows)) buffer.resize(x_stride * static_cast<size_t>(n_rows));
-    QuantizeJob qj{k.act, X, buffer.data(), x_stride, in, 0, n_rows};
+    QuantizeFn qfn = k.act == DType::Q8_0 ? quantize_q8_0_ref : quantize_q8_k_ref;
+    if (fast_paths_enabled()) qfn = k.act == DType::Q8_0 ? quantize_q8_0_avx2 : quantize_q8_k_avx2;
+    QuantizeJob qj{qfn, X, buffer.data(), x_stride, in, 0, n_rows};
     const int q_tasks = static_cast<int>(std::min<int64_t>(n_rows, pool.size()));
     qj.rows_per_task = (n_rows + q_tasks - 1) / q_tasks;
     pool.run(q_tasks, quantize_task, &qj);

@@ -25,6 +25,10 @@ struct DotKernel {
 DotKernel dot_kernel_ref(DType t);
 DotKernel dot_kernel_avx2(DType t);  // null fn where no AVX2 version exists
 
+// AVX2 activation quantisers (bit-identical to quantize_row for Q8_0 / Q8_K).
+void quantize_q8_0_avx2(const float* x, void* y, int64_t n);
+void quantize_q8_k_avx2(const float* x, void* y, int64_t n);
+
 // CPU features, read once.
 bool cpu_has_avx2_fma_f16c();
 

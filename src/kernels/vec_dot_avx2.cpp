@@ -5,6 +5,7 @@
 // the per-block scale is applied in float.
 #include <immintrin.h>
 
+#include <cmath>
 #include <cstring>
 
 #include "kernels/vec_dot.h"
@@ -364,6 +365,76 @@ OWL_NR_KERNEL(KBF16, dot_float<LoadBF16, NR>)
 #undef OWL_NR_KERNEL
 
 }  // namespace
+
+// Activation quantisers, bit-identical to quantize_row(Q8_0 / Q8_K): same scale formula, same
+// round-half-even of x * (1 / d).
+namespace {
+inline float absmax8(const float* x, int n) {
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  __m256 m = _mm256_setzero_ps();
+  for (int i = 0; i < n; i += 8) m = _mm256_max_ps(m, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + i)));
+  __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+  h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+  h = _mm_max_ss(h, _mm_movehdup_ps(h));
+  return _mm_cvtss_f32(h);
+}
+
+inline __m256i round_to_i8x32(const float* x, __m256 scale) {
+  const int r = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+  const __m256i a = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(x), scale), r));
+  const __m256i b = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(x + 8), scale), r));
+  const __m256i c = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(x + 16), scale), r));
+  const __m256i d = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(x + 24), scale), r));
+  // packs interleave 128-bit lanes; the permute restores element order.
+  const __m256i ab = _mm256_packs_epi32(a, b), cd = _mm256_packs_epi32(c, d);
+  const __m256i v = _mm256_packs_epi16(ab, cd);
+  return _mm256_permutevar8x32_epi32(v, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+}  // namespace
+
+void quantize_q8_0_avx2(const float* x, void* vy, int64_t n) {
+  auto* y = static_cast<BlockQ8_0*>(vy);
+  for (int64_t i = 0; i < n / kQK; ++i, x += kQK) {
+    const float amax = absmax8(x, kQK);
+    const float d = amax / 127, id = d ? 1 / d : 0;
+    y[i].d = f32_to_f16(d);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y[i].qs), round_to_i8x32(x, _mm256_set1_ps(id)));
+  }
+}
+
+void quantize_q8_k_avx2(const float* x, void* vy, int64_t n) {
+  auto* y = static_cast<BlockQ8_K*>(vy);
+  for (int64_t i = 0; i < n / kQKK; ++i, x += kQKK) {
+    // The signed value of largest magnitude (first one on ties, as the scalar loop).
+    float amax = 0, mx = 0;
+    const float am = absmax8(x, kQKK);
+    for (int j = 0; j < kQKK; ++j)
+      if (std::fabs(x[j]) == am) {
+        amax = am;
+        mx = x[j];
+        break;
+      }
+    if (amax == 0) {
+      std::memset(&y[i], 0, sizeof(BlockQ8_K));
+      continue;
+    }
+    const float iscale = -127.0f / mx;
+    const __m256 s = _mm256_set1_ps(iscale);
+    for (int j = 0; j < kQKK; j += 32) {
+      const __m256i q = round_to_i8x32(x + j, s);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(y[i].qs + j), q);
+      // bsums of the two groups of 16: widen to int16, add pairs down to one sum per 16.
+      const __m256i w = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), q), _mm256_set1_epi16(1));
+      // w: 8 int32 sums of 4; lanes 0-3 = group A (bytes 0..15), lanes 4-7 = group B.
+      const __m128i lo = _mm256_castsi256_si128(w), hi = _mm256_extracti128_si256(w, 1);
+      const __m128i t = _mm_hadd_epi32(lo, hi);  // a01 a23 b01 b23
+      const __m128i u = _mm_hadd_epi32(t, t);    // A B A B
+      y[i].bsums[j / 16] = static_cast<int16_t>(_mm_cvtsi128_si32(u));
+      y[i].bsums[j / 16 + 1] = static_cast<int16_t>(_mm_extract_epi32(u, 1));
+    }
+    y[i].d = 1 / iscale;
+  }
+}
 
 DotKernel dot_kernel_avx2(DType t) {
   switch (t) {

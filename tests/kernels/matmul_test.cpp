@@ -11,6 +11,7 @@
 #include "base/error.h"
 #include "base/thread_pool.h"
 #include "kernels/kernels.h"
+#include "kernels/vec_dot.h"
 #include "tensor/fp16.h"
 #include "tensor/quants.h"
 
@@ -141,6 +142,27 @@ TEST(Matmul, BitIdenticalForAnyThreadCount) {
     }
   }
   set_default_threads(2);
+}
+
+// The AVX2 activation quantisers must produce exactly quantize_row's bytes (so the fast and
+// reference matmuls see the same integers).
+TEST(Matmul, ActivationQuantisersBitIdentical) {
+  const int64_t n = 4096;
+  auto x = random_x(n, 77);
+  for (int i = 0; i < 64; ++i) x[static_cast<size_t>(i)] = 0;       // an all-zero block
+  x[300] = 50;                                                       // outlier, positive max
+  x[700] = -50;                                                      // negative max
+  for (int i = 1024; i < 1056; ++i) x[static_cast<size_t>(i)] = 0.5f * static_cast<float>(i % 5);  // exact halves
+  for (DType t : {DType::Q8_0, DType::Q8_K}) {
+    std::vector<uint8_t> a(row_bytes(t, n)), b(row_bytes(t, n));
+    quantize_row(t, x.data(), a.data(), n);
+    if (t == DType::Q8_0) {
+      kernels::quantize_q8_0_avx2(x.data(), b.data(), n);
+    } else {
+      kernels::quantize_q8_k_avx2(x.data(), b.data(), n);
+    }
+    EXPECT_EQ(0, std::memcmp(a.data(), b.data(), a.size())) << dtype_name(t);
+  }
 }
 
 TEST(Matmul, MatrixSliceSelectsExpert) {
