@@ -1,11 +1,13 @@
 #include "model/mla.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <numbers>
 #include <string>
 
 #include "base/error.h"
+#include "base/thread_pool.h"
 
 namespace owl {
 
@@ -85,24 +87,45 @@ MlaWeights load_mla_weights(const ModelSource& src, int64_t layer, const MlaPara
   return w;
 }
 
-void mla_project(const MlaWeights& w, const MlaParams& p, const float* x, const int64_t* pos, int64_t n, float* q_abs,
-                 float* kv_rows) {
-  const int64_t nh = p.n_head, qd = p.q_head_dim(), kvl = p.kv_lora_rank, ad = p.absorbed_head_dim();
-  const int64_t cw = p.cache_width();
+namespace {
 
-  // Queries, per head [nope | rope].
-  std::vector<float> q(static_cast<size_t>(n * nh * qd));
+float* grow(std::vector<float>& buf, int64_t n) {
+  if (static_cast<int64_t>(buf.size()) < n) buf.resize(static_cast<size_t>(n));
+  return buf.data();
+}
+
+// Cached row t of a span, converted to float.
+void read_row(const kernels::KVSpan& s, int64_t t, int64_t width, float* out) {
+  const size_t esz = s.type == DType::F16 ? 2 : 4;
+  const uint8_t* page = static_cast<const uint8_t*>(s.pages[t / s.page_tokens]);
+  const void* row = page + static_cast<size_t>((t % s.page_tokens) * s.row_stride) * esz;
+  kernels::dequantize_row(s.type, row, out, width);
+}
+
+// A float matrix as a weight view: `out` rows of `in` floats.
+TensorView f32_matrix(const float* data, int64_t in, int64_t out) {
+  TensorView t;
+  t.type = DType::F32;
+  t.n_dims = 2;
+  t.ne = {in, out, 1, 1};
+  t.data = data;
+  return t;
+}
+
+}  // namespace
+
+void mla_project(const MlaWeights& w, const MlaParams& p, const float* x, const int64_t* pos, int64_t n, float* q,
+                 float* kv_rows, MlaScratch& ws) {
+  const int64_t nh = p.n_head, qd = p.q_head_dim(), kvl = p.kv_lora_rank, cw = p.cache_width();
   if (w.q_a) {
-    std::vector<float> qa(static_cast<size_t>(n * p.q_lora_rank));
-    kernels::matmul(*w.q_a, x, n, qa.data());
+    float* qa = grow(ws.qa, n * p.q_lora_rank);
+    kernels::matmul(*w.q_a, x, n, qa);
     const float* nw = static_cast<const float*>(w.q_a_norm->data);
-    for (int64_t t = 0; t < n; ++t)
-      kernels::rms_norm(qa.data() + t * p.q_lora_rank, nw, qa.data() + t * p.q_lora_rank, p.q_lora_rank, p.eps);
-    kernels::matmul(*w.q_b, qa.data(), n, q.data());
+    for (int64_t t = 0; t < n; ++t) kernels::rms_norm(qa + t * p.q_lora_rank, nw, qa + t * p.q_lora_rank, p.q_lora_rank, p.eps);
+    kernels::matmul(*w.q_b, qa, n, q);
   } else {
-    kernels::matmul(*w.q, x, n, q.data());
+    kernels::matmul(*w.q, x, n, q);
   }
-
   // Compressed KV rows: normalised latent, roped k_pe (one head shared by all query heads).
   kernels::matmul(w.kv_a_mqa, x, n, kv_rows);
   const float* kvn = static_cast<const float*>(w.kv_a_norm.data);
@@ -110,46 +133,113 @@ void mla_project(const MlaWeights& w, const MlaParams& p, const float* x, const 
     float* row = kv_rows + t * cw;
     kernels::rms_norm(row, kvn, row, kvl, p.eps);
     kernels::rope(row + kvl, 1, p.rope, p.rope, pos[t], p.inv_freq.data(), kernels::RopePairing::Norm);
-    kernels::rope(q.data() + t * nh * qd + p.nope, nh, qd, p.rope, pos[t], p.inv_freq.data(),
-                  kernels::RopePairing::Norm);
+    kernels::rope(q + t * nh * qd + p.nope, nh, qd, p.rope, pos[t], p.inv_freq.data(), kernels::RopePairing::Norm);
   }
+}
 
-  // Absorb W_kb into the query: per head, q_nope (n rows) -> latent space.
-  std::vector<float> qn(static_cast<size_t>(n * p.nope)), qk(static_cast<size_t>(n * kvl));
+namespace {
+std::atomic<MlaForm> g_form{MlaForm::Auto};
+}  // namespace
+
+void set_mla_form(MlaForm f) { g_form.store(f); }
+
+bool mla_prefer_expanded(const MlaParams& p, const int64_t* pos, int64_t n) {
+  if (g_form.load() != MlaForm::Auto) return g_form.load() == MlaForm::Expanded;
+  double pairs = 0, len = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    pairs += static_cast<double>(pos[i] + 1);
+    len = std::max(len, static_cast<double>(pos[i] + 1));
+  }
+  const double nh = static_cast<double>(p.n_head), kvl = static_cast<double>(p.kv_lora_rank);
+  const double nope = static_cast<double>(p.nope), rope = static_cast<double>(p.rope), v = static_cast<double>(p.v_dim);
+  const double absorbed = static_cast<double>(n) * nh * (nope + v) * kvl + pairs * nh * (2 * kvl + rope);
+  const double expanded = len * nh * (nope + v) * kvl + pairs * nh * (nope + rope + v);
+  return expanded < absorbed;
+}
+
+void mla_attend_absorbed(const MlaWeights& w, const MlaParams& p, const float* q, const int64_t* pos, int64_t n,
+                         const kernels::KVSpan& rows, MlaScratch& ws, float* heads) {
+  const int64_t nh = p.n_head, qd = p.q_head_dim(), kvl = p.kv_lora_rank, ad = p.absorbed_head_dim(), vd = p.v_dim;
+  // q_abs[t][h] = [W_kb,h^T q_nope | q_pe]: one matmul per head over the n rows.
+  float* q_abs = grow(ws.k, n * nh * ad);
+  float* qn = grow(ws.qn, n * p.nope);
+  float* qk = grow(ws.qk, n * kvl);
   for (int64_t h = 0; h < nh; ++h) {
-    for (int64_t t = 0; t < n; ++t) {
-      const float* src = q.data() + (t * nh + h) * qd;
-      std::copy(src, src + p.nope, qn.data() + t * p.nope);
-    }
-    kernels::matmul(kernels::matrix_slice(w.k_b, h), qn.data(), n, qk.data());
+    for (int64_t t = 0; t < n; ++t) std::copy_n(q + (t * nh + h) * qd, p.nope, qn + t * p.nope);
+    kernels::matmul(kernels::matrix_slice(w.k_b, h), qn, n, qk);
     for (int64_t t = 0; t < n; ++t) {
       float* dst = q_abs + (t * nh + h) * ad;
-      std::copy(qk.data() + t * kvl, qk.data() + (t + 1) * kvl, dst);
-      const float* pe = q.data() + (t * nh + h) * qd + p.nope;
-      std::copy(pe, pe + p.rope, dst + kvl);
+      std::copy_n(qk + t * kvl, kvl, dst);
+      std::copy_n(q + (t * nh + h) * qd + p.nope, p.rope, dst + kvl);
     }
   }
-}
-
-void mla_attend(const MlaParams& p, const float* q_abs, const kernels::KVSpan& rows, int64_t kv_end, float* latent) {
-  // Keys are the whole cached row; values its first kv_lora floats (the latent).
-  kernels::attention(q_abs, p.n_head, 1, p.absorbed_head_dim(), p.kv_lora_rank, rows, rows, 0, kv_end, p.kq_scale,
-                     latent);
-}
-
-void mla_output(const MlaWeights& w, const MlaParams& p, const float* latent, int64_t n, float* y) {
-  const int64_t nh = p.n_head, kvl = p.kv_lora_rank, vd = p.v_dim;
-  std::vector<float> lh(static_cast<size_t>(n * kvl)), vh(static_cast<size_t>(n * vd)),
-      heads(static_cast<size_t>(n * nh * vd));
+  // Keys are the whole cached row, values its first kv_lora floats (the latent). The work is
+  // split over (row, head) pairs so that a single decoded token uses every thread.
+  float* lat = grow(ws.lat, n * nh * kvl);
+  default_pool().parallel_for(n * nh, [&](int64_t i0, int64_t i1, int) {
+    for (int64_t i = i0; i < i1;) {
+      const int64_t t = i / nh, h0 = i % nh, h1 = std::min(nh, h0 + (i1 - i));
+      kernels::attention(q_abs + (t * nh + h0) * ad, h1 - h0, 1, ad, kvl, rows, rows, 0, pos[t] + 1, p.kq_scale,
+                         lat + (t * nh + h0) * kvl);
+      i += h1 - h0;
+    }
+  });
+  // Per head back out of latent space through W_vb.
+  float* lh = grow(ws.qn, n * kvl);
+  float* vh = grow(ws.vh, n * vd);
   for (int64_t h = 0; h < nh; ++h) {
-    for (int64_t t = 0; t < n; ++t) {
-      const float* src = latent + (t * nh + h) * kvl;
-      std::copy(src, src + kvl, lh.data() + t * kvl);
-    }
-    kernels::matmul(kernels::matrix_slice(w.v_b, h), lh.data(), n, vh.data());
-    for (int64_t t = 0; t < n; ++t) std::copy(vh.data() + t * vd, vh.data() + (t + 1) * vd, heads.data() + (t * nh + h) * vd);
+    for (int64_t t = 0; t < n; ++t) std::copy_n(lat + (t * nh + h) * kvl, kvl, lh + t * kvl);
+    kernels::matmul(kernels::matrix_slice(w.v_b, h), lh, n, vh);
+    for (int64_t t = 0; t < n; ++t) std::copy_n(vh + t * vd, vd, heads + (t * nh + h) * vd);
   }
-  kernels::matmul(w.output, heads.data(), n, y);
+}
+
+void mla_attend_expanded(const MlaWeights& w, const MlaParams& p, const float* q, const int64_t* pos, int64_t n,
+                         const kernels::KVSpan& rows, MlaScratch& ws, float* heads) {
+  const int64_t nh = p.n_head, qd = p.q_head_dim(), kvl = p.kv_lora_rank, vd = p.v_dim, cw = p.cache_width();
+  int64_t len = 0;
+  for (int64_t i = 0; i < n; ++i) len = std::max(len, pos[i] + 1);
+  // The cached latents [len][kv_lora] and k_pe (kept in the rows buffer [len][cw]).
+  float* cache = grow(ws.qa, len * cw);
+  float* lat = grow(ws.lat, len * kvl);
+  for (int64_t t = 0; t < len; ++t) {
+    read_row(rows, t, cw, cache + t * cw);
+    std::copy_n(cache + t * cw, kvl, lat + t * kvl);
+  }
+  // Heads are decompressed in chunks to bound the K/V buffers.
+  const int64_t chunk = std::min<int64_t>(nh, 16);
+  float* k = grow(ws.k, len * chunk * qd);
+  float* v = grow(ws.v, len * chunk * vd);
+  float* kn = grow(ws.kn, len * std::max(p.nope, vd));
+  float* wk = grow(ws.wk, kvl * p.nope);
+  float* tmp = grow(ws.qk, p.nope);
+  for (int64_t h0 = 0; h0 < nh; h0 += chunk) {
+    const int64_t h1 = std::min(nh, h0 + chunk), nc = h1 - h0;
+    for (int64_t h = h0; h < h1; ++h) {
+      // attn_k_b holds W_k,h transposed (kv_lora rows of nope); decompressing needs W_k,h itself.
+      const TensorView kb = kernels::matrix_slice(w.k_b, h);
+      for (int64_t r = 0; r < kvl; ++r) {
+        kernels::dequantize_row(kb.type, kb.row(r), tmp, p.nope);
+        for (int64_t i = 0; i < p.nope; ++i) wk[i * kvl + r] = tmp[i];
+      }
+      kernels::matmul(f32_matrix(wk, kvl, p.nope), lat, len, kn);
+      for (int64_t t = 0; t < len; ++t) {
+        float* kr = k + (t * nc + (h - h0)) * qd;
+        std::copy_n(kn + t * p.nope, p.nope, kr);
+        std::copy_n(cache + t * cw + kvl, p.rope, kr + p.nope);
+      }
+      kernels::matmul(kernels::matrix_slice(w.v_b, h), lat, len, kn);
+      for (int64_t t = 0; t < len; ++t) std::copy_n(kn + t * vd, vd, v + (t * nc + (h - h0)) * vd);
+    }
+    const void* kpage = k;
+    const void* vpage = v;
+    const kernels::KVSpan ks{DType::F32, len, &kpage, nc * qd}, vs{DType::F32, len, &vpage, nc * vd};
+    default_pool().parallel_for(n, [&](int64_t t0, int64_t t1, int) {
+      for (int64_t t = t0; t < t1; ++t)
+        kernels::attention(q + (t * nh + h0) * qd, nc, nc, qd, vd, ks, vs, 0, pos[t] + 1, p.kq_scale,
+                           heads + (t * nh + h0) * vd);
+    });
+  }
 }
 
 }  // namespace owl

@@ -48,16 +48,33 @@ struct MlaWeights {
 };
 MlaWeights load_mla_weights(const ModelSource& src, int64_t layer, const MlaParams& p);
 
-// For n tokens (x: normalised hidden states [n][n_embd], positions pos[n]) computes the absorbed
-// queries q_abs [n][n_head][kv_lora + rope] and the rows to cache kv_rows [n][kv_lora + rope].
-void mla_project(const MlaWeights& w, const MlaParams& p, const float* x, const int64_t* pos, int64_t n, float* q_abs,
-                 float* kv_rows);
+// Scratch space, grown to the largest batch and then reused.
+struct MlaScratch {
+  std::vector<float> qa, qn, qk, lat, vh, wk, k, v, kn;
+};
 
-// One token: latent[h][kv_lora] = softmax over cached rows [0, kv_end) of the absorbed scores,
-// applied to the latent part of the same rows. `rows` spans the cached [latent | k_pe] rows.
-void mla_attend(const MlaParams& p, const float* q_abs, const kernels::KVSpan& rows, int64_t kv_end, float* latent);
+// For n tokens (x: normalised hidden states [n][n_embd], positions pos[n]) computes the roped
+// queries q [n][n_head][nope + rope] and the rows to cache kv_rows [n][kv_lora + rope].
+void mla_project(const MlaWeights& w, const MlaParams& p, const float* x, const int64_t* pos, int64_t n, float* q,
+                 float* kv_rows, MlaScratch& ws);
 
-// latent [n][n_head][kv_lora] -> y [n][n_embd] through attn_v_b per head and attn_output.
-void mla_output(const MlaWeights& w, const MlaParams& p, const float* latent, int64_t n, float* y);
+// Two exact evaluations of the attention of a sequence's new query rows over its cached rows:
+//  * absorbed: per query, q_nope moves into latent space and attends over the cached rows
+//    directly (per (query, key) pair ~ n_head * (2 kv_lora + rope) multiply-adds) — decode;
+//  * expanded: the cached rows are decompressed once into per-head K/V, then ordinary
+//    attention (per pair ~ n_head * (nope + rope + v)) — long prefills.
+// mla_prefer_expanded compares the multiply-adds of both for n queries at positions pos.
+// set_mla_form overrides the choice process-wide (tests and benchmarks compare the two).
+bool mla_prefer_expanded(const MlaParams& p, const int64_t* pos, int64_t n);
+enum class MlaForm { Auto, Absorbed, Expanded };
+void set_mla_form(MlaForm f);
+
+// Absorbed: heads [n][n_head][v] for n queries q [n][n_head][nope + rope] at positions pos, all of
+// one sequence whose cached rows (including these tokens') `rows` spans.
+void mla_attend_absorbed(const MlaWeights& w, const MlaParams& p, const float* q, const int64_t* pos, int64_t n,
+                         const kernels::KVSpan& rows, MlaScratch& ws, float* heads);
+// Expanded: same contract.
+void mla_attend_expanded(const MlaWeights& w, const MlaParams& p, const float* q, const int64_t* pos, int64_t n,
+                         const kernels::KVSpan& rows, MlaScratch& ws, float* heads);
 
 }  // namespace owl
