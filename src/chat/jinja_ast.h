@@ -28,7 +28,7 @@ struct Expr {
     Binary,   // args[0] name args[1]: and or + - * / // % ** ~ in "not in"
     Compare,  // args[0] ops[0] args[1] ops[1] args[2] ... (chained like Python)
     Cond,     // args[0] if args[1] else args[2] (args[2] may be null: undefined)
-    List,     // [args...] (tuples too)
+    List,     // [args...]; name == "tuple" for (a, b)
     Dict,     // {args[0]: args[1], args[2]: args[3], ...}
   };
   Kind kind;

@@ -328,6 +328,7 @@ std::string brace_format(const std::string& fmt, CallArgs& args) {
       v = auto_idx < args.pos.size() ? &args.pos[auto_idx] : nullptr;
       ++auto_idx;
     } else if (std::all_of(field.begin(), field.end(), [](char d) { return std::isdigit(static_cast<unsigned char>(d)); })) {
+      if (field.size() > 9) throw EvalError("str.format: argument index too large");
       size_t k = std::stoul(field);
       v = k < args.pos.size() ? &args.pos[k] : nullptr;
     } else {
@@ -540,7 +541,7 @@ Value dict_method(const Value& self, const std::string& m, CallArgs& a, Evaluato
   }
   if (m == "items") {
     List out;
-    for (const auto& kv : d.items) out.push_back(Value::list({Value(kv.first), kv.second}));
+    for (const auto& kv : d.items) out.push_back(Value::tuple({Value(kv.first), kv.second}));
     return Value::list(std::move(out));
   }
   if (m == "pop") {
@@ -982,7 +983,7 @@ Value call_filter(const std::string& name, Value in, CallArgs& a, Evaluator& ev)
       return reverse ? c > 0 : c < 0;
     });
     List out;
-    for (auto& [k, v] : items) out.push_back(Value::list({Value(k), v}));
+    for (auto& [k, v] : items) out.push_back(Value::tuple({Value(k), v}));
     return Value::list(std::move(out));
   }
   if (name == "select") return filter_by_test(in, a, ev, false, true);

@@ -56,12 +56,29 @@ Template& Template::operator=(Template&&) noexcept = default;
 
 std::string Template::render(const nlohmann::ordered_json& context) const {
   if (!context.is_object()) throw TemplateError(1, 1, "the render context must be a JSON object");
-  return render(Value::from_json(context));
+  Value ctx;
+  try {
+    ctx = Value::from_json(context);
+  } catch (const EvalError& e) {
+    throw TemplateError(1, 1, e.what());
+  }
+  return render(ctx);
 }
 
 std::string Template::render(const Value& context) const {
   Evaluator ev(options_);
-  return ev.render(program_->body, context);
+  try {
+    return ev.render(program_->body, context);
+  } catch (const TemplateError&) {
+    throw;
+  } catch (const EvalError& e) {  // from outside any node (e.g. the context itself)
+    throw TemplateError(1, 1, e.what());
+  } catch (const std::bad_alloc&) {
+    throw;
+  } catch (const std::exception& e) {
+    // A bug in owl, not in the template; reported, never allowed to take a server down.
+    throw TemplateError(1, 1, std::string("internal error in the template renderer: ") + e.what());
+  }
 }
 
 // ---- Evaluator ----
@@ -363,7 +380,7 @@ Value Evaluator::eval_inner(const Expr& e, const std::shared_ptr<Scope>& scope) 
     case Expr::Kind::List: {
       List items;
       for (const auto& a : e.args) items.push_back(eval(*a, scope));
-      Value l = Value::list(std::move(items));
+      Value l = e.name == "tuple" ? Value::tuple(std::move(items)) : Value::list(std::move(items));
       l.check_nesting(nullptr);
       return l;
     }

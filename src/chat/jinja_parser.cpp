@@ -114,7 +114,12 @@ class Parser {
     while (true) {
       const Token& tk = cur();
       if (tk.type == TT::End) {
-        if (!ends.empty()) fail("unexpected end of template; expected {% " + *ends.begin() + " %}");
+        if (!ends.empty()) {
+          std::string closer = *ends.begin();
+          for (const auto& e : ends)
+            if (e.rfind("end", 0) == 0) closer = e;
+          fail("unexpected end of template; missing {% " + closer + " %}");
+        }
         return body;
       }
       if (tk.type == TT::Text) {
@@ -313,6 +318,7 @@ class Parser {
     ExprPtr e = parse_expression();
     if (!is_op(",")) return e;
     auto t = make(Expr::Kind::List, at);
+    t->name = "tuple";
     t->args.push_back(std::move(e));
     while (accept_op(",")) {
       if (cur().type == TT::BlockEnd) break;
@@ -510,10 +516,15 @@ class Parser {
       case TT::Op:
         if (at.text == "(") {
           next();
-          if (accept_op(")")) return make(Expr::Kind::List, at);  // empty tuple
+          if (accept_op(")")) {
+            auto empty = make(Expr::Kind::List, at);
+            empty->name = "tuple";
+            return empty;
+          }
           ExprPtr e = parse_expression();
           if (is_op(",")) {
             auto t = make(Expr::Kind::List, at);
+            t->name = "tuple";
             t->args.push_back(std::move(e));
             while (accept_op(",")) {
               if (is_op(")")) break;
@@ -592,6 +603,8 @@ class Parser {
         e = parse_subscript(at, std::move(e));
       } else if (is_op("(")) {
         auto c = make(Expr::Kind::Call, at);
+        c->line = e->line;  // errors from a call point at what is called
+        c->col = e->col;
         c->args.push_back(std::move(e));
         parse_call_args(*c);
         e = seal(std::move(c));

@@ -57,6 +57,12 @@ Value Value::list(List items) {
   return v;
 }
 
+Value Value::tuple(List items) {
+  Value v = list(std::move(items));
+  v.tuple_ = true;
+  return v;
+}
+
 Value Value::dict(Dict d) {
   Value v;
   v.type_ = Type::Dict;
@@ -237,8 +243,9 @@ std::string Value::repr() const {
   switch (type_) {
     case Type::String: return repr_string(*s_);
     case Type::List: {
-      std::string out = "[";
+      std::string out = tuple_ ? "(" : "[";
       for (size_t i = 0; i < list_->size(); ++i) out += (i ? ", " : "") + (*list_)[i].repr();
+      if (tuple_) return out + (list_->size() == 1 ? ",)" : ")");
       return out + "]";
     }
     case Type::Dict: {

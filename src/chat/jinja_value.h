@@ -60,6 +60,7 @@ class Value {
   Value(std::string s);
   Value(const char* s) : Value(std::string(s)) {}
   static Value list(List items = {});
+  static Value tuple(List items);  // a list that prints as Python's (a, b)
   static Value dict(Dict d = {});
   static Value callable(std::string name, std::function<Value(CallArgs&, Evaluator&)> fn);
   // From JSON (integers stay ints, floats stay floats, object key order kept).
@@ -107,6 +108,7 @@ class Value {
   double f_ = 0;
   std::shared_ptr<const std::string> s_;
   std::shared_ptr<List> list_;
+  bool tuple_ = false;
   std::shared_ptr<Dict> dict_;
   std::shared_ptr<Callable> fn_;
 };

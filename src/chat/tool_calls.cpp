@@ -1,0 +1,372 @@
+#include "chat/tool_calls.h"
+
+#include <optional>
+
+namespace owl::chat {
+namespace {
+
+using json = nlohmann::ordered_json;
+
+constexpr std::string_view kDsCallsBegin = "<｜tool▁calls▁begin｜>";
+constexpr std::string_view kDsCallsEnd = "<｜tool▁calls▁end｜>";
+constexpr std::string_view kDsCallBegin = "<｜tool▁call▁begin｜>";
+constexpr std::string_view kDsCallEnd = "<｜tool▁call▁end｜>";
+constexpr std::string_view kDsSep = "<｜tool▁sep｜>";
+constexpr std::string_view kKimiSectionBegin = "<|tool_calls_section_begin|>";
+constexpr std::string_view kKimiSectionEnd = "<|tool_calls_section_end|>";
+constexpr std::string_view kKimiCallBegin = "<|tool_call_begin|>";
+constexpr std::string_view kKimiArgBegin = "<|tool_call_argument_begin|>";
+constexpr std::string_view kKimiCallEnd = "<|tool_call_end|>";
+constexpr std::string_view kToolCall = "<tool_call>";
+constexpr std::string_view kToolCallEnd = "</tool_call>";
+constexpr std::string_view kPythonTag = "<|python_tag|>";
+constexpr std::string_view kMistralCalls = "[TOOL_CALLS]";
+
+bool is_ws(char c) { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; }
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && is_ws(s.front())) s.remove_prefix(1);
+  while (!s.empty() && is_ws(s.back())) s.remove_suffix(1);
+  return s;
+}
+
+std::optional<json> parse_json(std::string_view s) {
+  json j = json::parse(s.begin(), s.end(), nullptr, false);
+  if (j.is_discarded()) return std::nullopt;
+  return j;
+}
+
+// Arguments as a compact JSON object string, or nullopt when they are not an object.
+std::optional<std::string> object_arguments(const json& args) {
+  if (args.is_string()) {  // some models double-encode
+    auto inner = parse_json(args.get<std::string>());
+    if (inner && inner->is_object()) return inner->dump();
+    return std::nullopt;
+  }
+  if (!args.is_object()) return std::nullopt;
+  return args.dump();
+}
+
+// One call from {"name": ..., "arguments"/"parameters": {...}[, "id": ...]}.
+std::optional<ToolCall> call_from_object(const json& j) {
+  if (!j.is_object() || !j.contains("name") || !j["name"].is_string()) return std::nullopt;
+  const char* key = j.contains("arguments") ? "arguments" : j.contains("parameters") ? "parameters" : nullptr;
+  std::optional<std::string> args = key ? object_arguments(j[key]) : std::optional<std::string>("{}");
+  if (!args) return std::nullopt;
+  ToolCall c;
+  c.name = j["name"].get<std::string>();
+  c.arguments = *args;
+  if (j.contains("id") && j["id"].is_string()) c.id = j["id"].get<std::string>();
+  return c;
+}
+
+// Collects each region [begin, end) between `open` and `close` markers; text outside goes to content.
+// `parse` turns a region into a call; a region it rejects stays in the content verbatim.
+template <typename F>
+void scan_regions(std::string_view text, std::string_view open, std::string_view close, ParsedOutput& out, F parse) {
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t b = text.find(open, pos);
+    if (b == std::string_view::npos) break;
+    size_t inner = b + open.size();
+    size_t e = text.find(close, inner);
+    size_t region_end = e == std::string_view::npos ? text.size() : e + close.size();
+    std::string_view body = text.substr(inner, (e == std::string_view::npos ? text.size() : e) - inner);
+    std::optional<ToolCall> call = parse(body);
+    out.content.append(text.substr(pos, b - pos));
+    if (call) out.tool_calls.push_back(std::move(*call));
+    else out.content.append(text.substr(b, region_end - b));
+    pos = region_end;
+  }
+  if (pos < text.size()) out.content.append(text.substr(pos));
+}
+
+std::optional<ToolCall> parse_hermes(std::string_view body) {
+  auto j = parse_json(trim(body));
+  return j ? call_from_object(*j) : std::nullopt;
+}
+
+// Parameter types declared for `name` in the request's tools (OpenAI schema), for GLM values.
+std::string declared_type(const json& tools, const std::string& fn, const std::string& param) {
+  if (!tools.is_array()) return "";
+  for (const auto& t : tools) {
+    const json& f = t.contains("function") ? t["function"] : t;
+    if (!f.is_object() || f.value("name", "") != fn) continue;
+    if (!f.contains("parameters") || !f["parameters"].is_object()) return "";
+    const json& props = f["parameters"].value("properties", json::object());
+    if (props.is_object() && props.contains(param) && props[param].is_object() && props[param].contains("type") &&
+        props[param]["type"].is_string())
+      return props[param]["type"].get<std::string>();
+  }
+  return "";
+}
+
+std::optional<ToolCall> parse_glm(std::string_view body, const json& tools) {
+  size_t first_key = body.find("<arg_key>");
+  ToolCall c;
+  c.name = std::string(trim(body.substr(0, first_key)));
+  if (c.name.empty() || c.name.find_first_of("\n<{") != std::string::npos) return std::nullopt;
+  json args = json::object();
+  size_t pos = first_key;
+  while (pos != std::string_view::npos) {
+    size_t ke = body.find("</arg_key>", pos);
+    size_t vb = ke == std::string_view::npos ? ke : body.find("<arg_value>", ke);
+    size_t ve = vb == std::string_view::npos ? vb : body.find("</arg_value>", vb);
+    if (ve == std::string_view::npos) return std::nullopt;
+    std::string key(trim(body.substr(pos + 9, ke - pos - 9)));
+    std::string_view raw = body.substr(vb + 11, ve - vb - 11);
+    // The template writes strings raw and everything else as JSON.
+    std::optional<json> parsed = declared_type(tools, c.name, key) == "string" ? std::nullopt : parse_json(raw);
+    args[key] = parsed ? *parsed : json(std::string(raw));
+    pos = body.find("<arg_key>", ve);
+  }
+  c.arguments = args.dump();
+  return c;
+}
+
+std::optional<ToolCall> parse_deepseek(std::string_view body) {
+  size_t sep = body.find(kDsSep);
+  if (sep == std::string_view::npos) return std::nullopt;
+  std::string_view before = trim(body.substr(0, sep)), after = body.substr(sep + kDsSep.size());
+  ToolCall c;
+  std::string_view args;
+  if (before == "function" || before.empty()) {  // V3/R1: type<sep>name\n```json\n{...}\n```
+    size_t nl = after.find('\n');
+    if (nl == std::string_view::npos) return std::nullopt;
+    c.name = std::string(trim(after.substr(0, nl)));
+    std::string_view rest = after.substr(nl + 1);
+    size_t fence = rest.find("```");
+    if (fence != std::string_view::npos) {
+      rest = rest.substr(fence + 3);
+      if (rest.substr(0, 4) == "json") rest.remove_prefix(4);
+      size_t close = rest.rfind("```");
+      if (close != std::string_view::npos) rest = rest.substr(0, close);
+    }
+    args = trim(rest);
+  } else {  // V3.1: name<sep>{...}
+    c.name = std::string(before);
+    args = trim(after);
+  }
+  auto j = parse_json(args);
+  std::optional<std::string> a = j ? object_arguments(*j) : std::nullopt;
+  if (c.name.empty() || !a) return std::nullopt;
+  c.arguments = *a;
+  return c;
+}
+
+std::optional<ToolCall> parse_kimi(std::string_view body) {
+  size_t arg = body.find(kKimiArgBegin);
+  if (arg == std::string_view::npos) return std::nullopt;
+  ToolCall c;
+  c.id = std::string(trim(body.substr(0, arg)));
+  std::string_view name = c.id;
+  if (name.substr(0, 10) == "functions.") name.remove_prefix(10);
+  size_t colon = name.rfind(':');
+  if (colon != std::string_view::npos) name = name.substr(0, colon);
+  c.name = std::string(name);
+  auto j = parse_json(trim(body.substr(arg + kKimiArgBegin.size())));
+  std::optional<std::string> a = j ? object_arguments(*j) : std::nullopt;
+  if (c.name.empty() || !a) return std::nullopt;
+  c.arguments = *a;
+  return c;
+}
+
+// name.call(k="v", n=1) -> {"k": "v", "n": 1}
+std::optional<ToolCall> parse_llama_builtin(std::string_view s) {
+  size_t dot = s.find(".call(");
+  if (dot == std::string_view::npos || s.back() != ')') return std::nullopt;
+  ToolCall c;
+  c.name = std::string(s.substr(0, dot));
+  std::string_view inner = s.substr(dot + 6, s.size() - dot - 7);
+  json args = json::object();
+  size_t pos = 0;
+  while (pos < inner.size()) {
+    size_t eq = inner.find('=', pos);
+    if (eq == std::string_view::npos) return std::nullopt;
+    std::string key(trim(inner.substr(pos, eq - pos)));
+    size_t v = eq + 1;
+    while (v < inner.size() && is_ws(inner[v])) ++v;
+    if (v < inner.size() && (inner[v] == '"' || inner[v] == '\'')) {
+      char q = inner[v];
+      size_t end = inner.find(q, v + 1);
+      if (end == std::string_view::npos) return std::nullopt;
+      args[key] = std::string(inner.substr(v + 1, end - v - 1));
+      pos = inner.find(',', end);
+    } else {
+      size_t end = inner.find(',', v);
+      auto j = parse_json(trim(inner.substr(v, end == std::string_view::npos ? std::string_view::npos : end - v)));
+      if (!j) return std::nullopt;
+      args[key] = *j;
+      pos = end;
+    }
+    if (pos == std::string_view::npos) break;
+    ++pos;
+  }
+  c.arguments = args.dump();
+  return c;
+}
+
+ParsedOutput parse_llama(std::string_view text) {
+  ParsedOutput out;
+  std::string_view t = trim(text);
+  bool tagged = t.substr(0, kPythonTag.size()) == kPythonTag;
+  if (tagged) t = trim(t.substr(kPythonTag.size()));
+  std::optional<ToolCall> call;
+  if (!t.empty() && t.front() == '{') {
+    if (auto j = parse_json(t)) call = call_from_object(*j);
+  } else if (tagged && !t.empty()) {
+    call = parse_llama_builtin(t);
+  }
+  if (call) out.tool_calls.push_back(std::move(*call));
+  else out.content = std::string(text);
+  return out;
+}
+
+ParsedOutput parse_mistral(std::string_view text) {
+  ParsedOutput out;
+  size_t m = text.find(kMistralCalls);
+  if (m == std::string_view::npos) {
+    out.content = std::string(text);
+    return out;
+  }
+  auto j = parse_json(trim(text.substr(m + kMistralCalls.size())));
+  if (!j || !j->is_array()) {
+    out.content = std::string(text);
+    return out;
+  }
+  for (const auto& e : *j) {
+    auto c = call_from_object(e);
+    if (!c) {
+      out.tool_calls.clear();
+      out.content = std::string(text);
+      return out;
+    }
+    out.tool_calls.push_back(std::move(*c));
+  }
+  out.content = std::string(text.substr(0, m));
+  return out;
+}
+
+}  // namespace
+
+ToolCallFormat tool_call_format_for_template(std::string_view src) {
+  if (src.find(kDsCallsBegin) != std::string_view::npos) return ToolCallFormat::DeepSeekV3;
+  if (src.find(kKimiSectionBegin) != std::string_view::npos) return ToolCallFormat::KimiK2;
+  if (src.find("<arg_key>") != std::string_view::npos) return ToolCallFormat::Glm45;
+  if (src.find(kToolCall) != std::string_view::npos) return ToolCallFormat::Hermes;
+  if (src.find(kMistralCalls) != std::string_view::npos) return ToolCallFormat::Mistral;
+  if (src.find(kPythonTag) != std::string_view::npos || src.find("\"parameters\": ") != std::string_view::npos)
+    return ToolCallFormat::Llama31;
+  return ToolCallFormat::None;
+}
+
+const char* tool_call_format_name(ToolCallFormat f) {
+  switch (f) {
+    case ToolCallFormat::None: return "none";
+    case ToolCallFormat::Hermes: return "hermes";
+    case ToolCallFormat::DeepSeekV3: return "deepseek-v3";
+    case ToolCallFormat::KimiK2: return "kimi-k2";
+    case ToolCallFormat::Glm45: return "glm-4.5";
+    case ToolCallFormat::Llama31: return "llama-3.1";
+    case ToolCallFormat::Mistral: return "mistral";
+  }
+  return "?";
+}
+
+std::string make_tool_call_id(uint64_t n) {
+  static const char alphabet[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+  uint64_t x = n * 0x9E3779B97F4A7C15ull + 0x632BE59BD9B4E019ull;  // spread consecutive n over the id space
+  std::string id;
+  for (int i = 0; i < 9; ++i) {
+    x ^= x >> 29;
+    x *= 0xBF58476D1CE4E5B9ull;
+    id += alphabet[x % 62];
+  }
+  return id;
+}
+
+ParsedOutput parse_tool_calls(ToolCallFormat format, std::string_view output, const nlohmann::ordered_json& tools, uint64_t id_seed) {
+  ParsedOutput out;
+  switch (format) {
+    case ToolCallFormat::None: out.content = std::string(output); return out;
+    case ToolCallFormat::Hermes: scan_regions(output, kToolCall, kToolCallEnd, out, parse_hermes); break;
+    case ToolCallFormat::Glm45:
+      scan_regions(output, kToolCall, kToolCallEnd, out, [&](std::string_view b) { return parse_glm(b, tools); });
+      break;
+    case ToolCallFormat::DeepSeekV3: {
+      // Calls sit inside the section; the section markers themselves are dropped.
+      size_t sb = output.find(kDsCallsBegin);
+      if (sb == std::string_view::npos) {
+        out.content = std::string(output);
+        return out;
+      }
+      size_t se = output.find(kDsCallsEnd, sb);
+      std::string_view section = output.substr(sb + kDsCallsBegin.size(), se == std::string_view::npos ? std::string_view::npos : se - sb - kDsCallsBegin.size());
+      ParsedOutput inner;
+      scan_regions(section, kDsCallBegin, kDsCallEnd, inner, parse_deepseek);
+      if (!trim(inner.content).empty() || inner.tool_calls.empty()) {
+        out.content = std::string(output);  // something in the section was not a valid call
+        return out;
+      }
+      out.content = std::string(output.substr(0, sb));
+      if (se != std::string_view::npos) out.content += std::string(output.substr(se + kDsCallsEnd.size()));
+      out.tool_calls = std::move(inner.tool_calls);
+      break;
+    }
+    case ToolCallFormat::KimiK2: {
+      size_t sb = output.find(kKimiSectionBegin);
+      if (sb == std::string_view::npos) {
+        out.content = std::string(output);
+        return out;
+      }
+      size_t se = output.find(kKimiSectionEnd, sb);
+      std::string_view section = output.substr(sb + kKimiSectionBegin.size(), se == std::string_view::npos ? std::string_view::npos : se - sb - kKimiSectionBegin.size());
+      ParsedOutput inner;
+      scan_regions(section, kKimiCallBegin, kKimiCallEnd, inner, parse_kimi);
+      if (!trim(inner.content).empty() || inner.tool_calls.empty()) {
+        out.content = std::string(output);
+        return out;
+      }
+      out.content = std::string(output.substr(0, sb));
+      if (se != std::string_view::npos) out.content += std::string(output.substr(se + kKimiSectionEnd.size()));
+      out.tool_calls = std::move(inner.tool_calls);
+      break;
+    }
+    case ToolCallFormat::Llama31: out = parse_llama(output); break;
+    case ToolCallFormat::Mistral: out = parse_mistral(output); break;
+  }
+  if (!out.tool_calls.empty()) out.content = std::string(trim(out.content));
+  for (size_t i = 0; i < out.tool_calls.size(); ++i)
+    if (out.tool_calls[i].id.empty()) out.tool_calls[i].id = make_tool_call_id(id_seed + i);
+  return out;
+}
+
+size_t tool_call_hold_from(ToolCallFormat format, std::string_view text) {
+  std::string_view marker;
+  switch (format) {
+    case ToolCallFormat::None: return text.size();
+    case ToolCallFormat::Hermes:
+    case ToolCallFormat::Glm45: marker = kToolCall; break;
+    case ToolCallFormat::DeepSeekV3: marker = kDsCallsBegin; break;
+    case ToolCallFormat::KimiK2: marker = kKimiSectionBegin; break;
+    case ToolCallFormat::Mistral: marker = kMistralCalls; break;
+    case ToolCallFormat::Llama31: {
+      // The whole answer is the call: hold while it starts like one ('{' or the python tag).
+      size_t ws = 0;
+      while (ws < text.size() && is_ws(text[ws])) ++ws;
+      std::string_view rest = text.substr(ws);
+      if (rest.empty()) return 0;
+      if (rest.front() == '{') return 0;
+      size_t n = std::min(rest.size(), kPythonTag.size());
+      if (rest.substr(0, n) == kPythonTag.substr(0, n)) return 0;
+      return text.size();
+    }
+  }
+  size_t at = text.find(marker);
+  if (at != std::string_view::npos) return at;
+  for (size_t n = std::min(text.size(), marker.size() - 1); n > 0; --n)
+    if (text.substr(text.size() - n) == marker.substr(0, n)) return text.size() - n;
+  return text.size();
+}
+
+}  // namespace owl::chat

@@ -1,0 +1,56 @@
+// Extracting tool calls from a model's answer, in the format its family was
+// trained on (the format its chat template renders past calls in):
+//
+//   Hermes   (Qwen2.5/Qwen3)  <tool_call>\n{"name": N, "arguments": {...}}\n</tool_call>
+//   DeepSeekV3 (V3/R1)        <｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>N\n```json\n{...}\n```<｜tool▁call▁end｜>…<｜tool▁calls▁end｜>
+//                             (also V3.1's <｜tool▁call▁begin｜>N<｜tool▁sep｜>{...}<｜tool▁call▁end｜>)
+//   KimiK2                    <|tool_calls_section_begin|><|tool_call_begin|>functions.N:IDX<|tool_call_argument_begin|>{...}<|tool_call_end|>…<|tool_calls_section_end|>
+//   Glm45    (GLM-4.5/4.6)    <tool_call>N\n<arg_key>k</arg_key>\n<arg_value>v</arg_value>\n</tool_call>
+//   Llama31                   {"name": N, "parameters": {...}}  (whole answer; optional <|python_tag|>),
+//                             or <|python_tag|>N.call(k="v", ...) for built-in tools
+//   Mistral  (Nemo)           [TOOL_CALLS][{"name": N, "arguments": {...}, "id": "abcDEF123"}, ...]
+//
+// Parsing is done on the complete answer (after reasoning was split off). For
+// streaming, tool_call_hold_from() tells a server which tail of the text so far
+// may be the start of a call and must not be sent as content yet.
+#pragma once
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace owl::chat {
+
+enum class ToolCallFormat { None, Hermes, DeepSeekV3, KimiK2, Glm45, Llama31, Mistral };
+
+// Recognises the format from the markers a chat template renders.
+ToolCallFormat tool_call_format_for_template(std::string_view template_source);
+const char* tool_call_format_name(ToolCallFormat f);
+
+struct ToolCall {
+  std::string id;         // the model's own id where the format has one (Kimi, Mistral), else generated
+  std::string name;
+  std::string arguments;  // a JSON object, serialised compactly ({"city":"Lisbon"})
+};
+
+struct ParsedOutput {
+  std::string content;  // the answer text with the calls removed (trimmed when calls were found)
+  std::vector<ToolCall> tool_calls;
+};
+
+// A call whose arguments are not valid JSON is left in the content, not dropped.
+// `tools` (the request's tool list, may be null) lets GLM keep string-typed parameters as
+// strings; `id_seed` numbers the generated ids (make_tool_call_id(id_seed + i)).
+ParsedOutput parse_tool_calls(ToolCallFormat format, std::string_view output,
+                              const nlohmann::ordered_json& tools = nullptr, uint64_t id_seed = 0);
+
+// Index in `text` (the answer streamed so far) from which text may belong to a tool call
+// (a call's start marker, or a proper prefix of one at the end); text.size() when nothing
+// needs holding back.
+size_t tool_call_hold_from(ToolCallFormat format, std::string_view text);
+
+// A 9-character alphanumeric id (the length Mistral's template requires), deterministic in n.
+std::string make_tool_call_id(uint64_t n);
+
+}  // namespace owl::chat
