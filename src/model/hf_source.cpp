@@ -193,18 +193,22 @@ class HfSource : public ModelSource {
     add_owned(blk + "attn_v_b.weight", src.view.type, 3, {lora, v, nh, 1}, vb);
   }
 
-  // Per-expert (out, in) matrices -> one {in, out, n_expert} stack.
+  // Per-expert (out, in) matrices -> one {in, out, n_expert} stack. Experts are loaded one at a
+  // time so FP8 conversion never holds more than one extra expert.
   void add_stacked(const std::string& name, const std::vector<std::string>& hf_names) {
-    std::vector<Loaded> parts;
-    for (const auto& n : hf_names) parts.push_back(load(n));
-    const TensorView& first = parts[0].view;
-    for (const auto& p : parts)
-      if (p.view.type != first.type || p.view.ne != first.ne || p.view.n_dims != 2)
-        fail("experts stacked into '" + name + "' differ in type or shape");
-    const size_t bytes = first.n_bytes();
-    uint8_t* out = new_buffer(bytes * parts.size());
-    for (size_t e = 0; e < parts.size(); ++e) std::memcpy(out + e * bytes, parts[e].view.data, bytes);
-    add_owned(name, first.type, 3, {first.ne[0], first.ne[1], static_cast<int64_t>(parts.size()), 1}, out);
+    const Loaded first = load(hf_names[0]);
+    const TensorView shape = first.view;
+    if (shape.n_dims != 2) fail("expert tensor '" + hf_names[0] + "' is not a matrix");
+    const size_t bytes = shape.n_bytes();
+    uint8_t* out = new_buffer(bytes * hf_names.size());
+    for (size_t e = 0; e < hf_names.size(); ++e) {
+      const Loaded part = e == 0 ? Loaded{} : load(hf_names[e]);
+      const TensorView& v = e == 0 ? first.view : part.view;
+      if (v.type != shape.type || v.ne != shape.ne || v.n_dims != 2)
+        fail("experts stacked into '" + name + "' differ in type or shape ('" + hf_names[e] + "')");
+      std::memcpy(out + e * bytes, v.data, bytes);
+    }
+    add_owned(name, shape.type, 3, {shape.ne[0], shape.ne[1], static_cast<int64_t>(hf_names.size()), 1}, out);
   }
 
   void map_all() {
