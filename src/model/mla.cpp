@@ -206,8 +206,8 @@ void mla_attend_expanded(const MlaWeights& w, const MlaParams& p, const float* q
     read_row(rows, t, cw, cache + t * cw);
     std::copy_n(cache + t * cw, kvl, lat + t * kvl);
   }
-  // Heads are decompressed in chunks to bound the K/V buffers.
-  const int64_t chunk = std::min<int64_t>(nh, 16);
+  // Heads are decompressed in chunks that bound the K/V buffers to about 64M floats.
+  const int64_t chunk = std::clamp<int64_t>((int64_t{64} << 20) / (len * (qd + vd)), 1, std::min<int64_t>(nh, 16));
   float* k = grow(ws.k, len * chunk * qd);
   float* v = grow(ws.v, len * chunk * vd);
   float* kn = grow(ws.kn, len * std::max(p.nope, vd));
