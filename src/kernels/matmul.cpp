@@ -1,7 +1,8 @@
 // matmul: converts the activation rows once to the weight's vec-dot type (ggml's scheme, which
 // the golden logits were computed with), then splits the output rows over the thread pool.
 // Within a task, a tile of weight rows is swept for each group of kMaxNR activation rows so the
-// tile stays in L1 while activations stream from L2 (prefill); decode is one row, memory bound.
+// tile stays in L1 while a block of activation rows is read from L2 (prefill); decode is one
+// row, memory bound. The grouping of rows never changes what a row's result is.
 // Every output element is computed by the same code whatever the thread count.
 #include <algorithm>
 #include <atomic>
@@ -32,7 +33,8 @@ DotKernel select_kernel(DType t) {
 void quantize_q8_0_ref(const float* x, void* y, int64_t n) { quantize_row(DType::Q8_0, x, y, n); }
 void quantize_q8_k_ref(const float* x, void* y, int64_t n) { quantize_row(DType::Q8_K, x, y, n); }
 
-constexpr int64_t kTileRows = 16;  // weight rows swept per activation group
+constexpr int64_t kTileRows = 16;  // weight rows swept per activation group (stay in L1)
+constexpr int64_t kActBlock = 64;  // activation rows kept in L2 while a task's weight rows pass
 
 struct MatmulJob {
   const TensorView* W;
@@ -46,12 +48,15 @@ struct MatmulJob {
 void matmul_task(void* vjob, int task, int) {
   const MatmulJob& j = *static_cast<const MatmulJob*>(vjob);
   const int64_t o_begin = task * j.rows_per_task, o_end = std::min(j.out, o_begin + j.rows_per_task);
-  for (int64_t t0 = o_begin; t0 < o_end; t0 += kTileRows) {
-    const int64_t t1 = std::min(o_end, t0 + kTileRows);
-    for (int64_t r = 0; r < j.n_rows; r += kMaxNR) {
-      const int nr = static_cast<int>(std::min<int64_t>(kMaxNR, j.n_rows - r));
-      const uint8_t* x = j.xa + r * j.x_stride;
-      for (int64_t o = t0; o < t1; ++o) j.fn(j.in, j.W->row(o), x, j.x_stride, nr, j.Y + r * j.out + o, j.out);
+  for (int64_t r0 = 0; r0 < j.n_rows; r0 += kActBlock) {
+    const int64_t r1 = std::min(j.n_rows, r0 + kActBlock);
+    for (int64_t t0 = o_begin; t0 < o_end; t0 += kTileRows) {
+      const int64_t t1 = std::min(o_end, t0 + kTileRows);
+      for (int64_t r = r0; r < r1; r += kMaxNR) {
+        const int nr = static_cast<int>(std::min<int64_t>(kMaxNR, r1 - r));
+        const uint8_t* x = j.xa + r * j.x_stride;
+        for (int64_t o = t0; o < t1; ++o) j.fn(j.in, j.W->row(o), x, j.x_stride, nr, j.Y + r * j.out + o, j.out);
+      }
     }
   }
 }

@@ -161,6 +161,9 @@ inline __m128i k4_min_dot(const uint8_t* mins, const BlockQ8_K& a) {
   return _mm_madd_epi16(_mm_cvtepu8_epi16(_mm_cvtsi64_si128(static_cast<int64_t>(m8))), pair);
 }
 
+// Shuffle control that copies int16 element k to every element of each 128-bit lane.
+inline __m256i scale_pick(int k) { return _mm256_set1_epi16(static_cast<int16_t>((2 * k + 1) << 8 | (2 * k))); }
+
 template <bool kFive, int NR>
 void dot_q45_k(int64_t n, const void* vw, const void* x, size_t xs, float* y, int64_t ys) {
   using B = std::conditional_t<kFive, BlockQ5_K, BlockQ4_K>;
@@ -184,6 +187,8 @@ void dot_q45_k(int64_t n, const void* vw, const void* x, size_t xs, float* y, in
       sumi[r] = _mm256_setzero_si256();
       accm[r] = _mm_fmadd_ps(_mm_set1_ps(dmw * a[r][i].d), _mm_cvtepi32_ps(k4_min_dot(sc + 8, a[r][i])), accm[r]);
     }
+    // The 8 scales as int16 in both lanes; scale_pick(k) broadcasts number k with one shuffle.
+    const __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sc))));
     __m256i qh;
     if constexpr (kFive) qh = load32(w[i].qh);
     for (int j = 0; j < 4; ++j) {
@@ -197,7 +202,8 @@ void dot_q45_k(int64_t n, const void* vw, const void* x, size_t xs, float* y, in
         lo = _mm256_or_si256(lo, _mm256_slli_epi16(b_lo, 4));
         hi = _mm256_or_si256(hi, _mm256_slli_epi16(b_hi, 4));
       }
-      const __m256i s_lo = _mm256_set1_epi16(sc[2 * j]), s_hi = _mm256_set1_epi16(sc[2 * j + 1]);
+      const __m256i s_lo = _mm256_shuffle_epi8(sc16, scale_pick(2 * j));
+      const __m256i s_hi = _mm256_shuffle_epi8(sc16, scale_pick(2 * j + 1));
       for (int r = 0; r < NR; ++r) {
         const __m256i p_lo = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, load32(a[r][i].qs + 64 * j)), s_lo);
         const __m256i p_hi = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, load32(a[r][i].qs + 64 * j + 32)), s_hi);
@@ -229,6 +235,8 @@ void dot_q6_k(int64_t n, const void* vw, const void* x, size_t xs, float* y, int
       const __m256i off = _mm256_madd_epi16(sc16, load32(a[r][i].bsums));
       sumi[r] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(off, 5));
     }
+    // Scales 0..7 (c = 0) or 8..15 (c = 1) as int16 in both lanes, for one-shuffle picks.
+    const __m256i scl[2] = {_mm256_permute2x128_si256(sc16, sc16, 0x00), _mm256_permute2x128_si256(sc16, sc16, 0x11)};
     for (int c = 0; c < 2; ++c) {
       const __m256i ql0 = load32(w[i].ql + 64 * c), ql1 = load32(w[i].ql + 64 * c + 32);
       const __m256i qh = load32(w[i].qh + 32 * c);
@@ -237,8 +245,11 @@ void dot_q6_k(int64_t n, const void* vw, const void* x, size_t xs, float* y, int
         const __m256i lo = run < 2 ? _mm256_and_si256(src, m4) : _mm256_and_si256(_mm256_srli_epi16(src, 4), m4);
         const __m256i hi = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * run), m2), 4);
         const __m256i q = _mm256_or_si256(lo, hi);
-        const int s = 8 * c + 2 * run;
-        const __m256i scv = _mm256_set_m128i(_mm_set1_epi16(w[i].scales[s + 1]), _mm_set1_epi16(w[i].scales[s]));
+        // Low lane: scale 2 run (elements 0..15 of the run), high lane: scale 2 run + 1.
+        const int k = 2 * run;
+        const __m256i pick = _mm256_set_m128i(_mm_set1_epi16(static_cast<int16_t>((2 * k + 3) << 8 | (2 * k + 2))),
+                                              _mm_set1_epi16(static_cast<int16_t>((2 * k + 1) << 8 | (2 * k))));
+        const __m256i scv = _mm256_shuffle_epi8(scl[c], pick);
         for (int r = 0; r < NR; ++r) {
           const __m256i p = _mm256_maddubs_epi16(q, load32(a[r][i].qs + 128 * c + 32 * run));
           sumi[r] = _mm256_add_epi32(sumi[r], _mm256_madd_epi16(p, scv));
