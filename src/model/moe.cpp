@@ -5,6 +5,7 @@
 #include <string>
 
 #include "base/error.h"
+#include "formats/gguf.h"
 #include "kernels/kernels.h"
 
 namespace owl {
@@ -113,6 +114,16 @@ MoeWeights load_moe_weights(const ModelSource& src, int64_t layer, bool require_
     w.down_shexp = src.require(p + "ffn_down_shexp.weight", {fs, d});
   }
   return w;
+}
+
+int64_t nextn_predict_layers(const ModelSource& src) {
+  const ModelConfig& c = src.config();
+  int64_t n = 0;
+  if (const gguf::File* f = src.gguf_file()) n = f->metadata().get_int(c.arch + ".nextn_predict_layers").value_or(0);
+  if (n < 0 || n >= c.n_layer)
+    throw Error("model '" + src.path() + "': nextn_predict_layers " + std::to_string(n) + " leaves no trunk layers of " +
+                std::to_string(c.n_layer));
+  return n;
 }
 
 namespace {
