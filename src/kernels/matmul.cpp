@@ -13,6 +13,7 @@
 #include "base/error.h"
 #include "base/thread_pool.h"
 #include "kernels/kernels.h"
+#include "kernels/ops_avx2.h"
 #include "kernels/vec_dot.h"
 #include "tensor/quants.h"
 
@@ -83,7 +84,10 @@ bool fast_paths_available() { return cpu_has_avx2_fma_f16c(); }
 void set_fast_paths(bool on) { g_fast.store(on); }
 bool fast_paths_enabled() { return g_fast.load() && cpu_has_avx2_fma_f16c(); }
 
-void dequantize_row(DType t, const void* src, float* dst, int64_t n) { dequantize_row_ref(t, src, dst, n); }
+void dequantize_row(DType t, const void* src, float* dst, int64_t n) {
+  if (t == DType::F16 && fast_paths_enabled()) return avx2::dequantize_f16(static_cast<const uint16_t*>(src), dst, n);
+  dequantize_row_ref(t, src, dst, n);  // the scalar dequantisers are not the bottleneck anywhere
+}
 
 void matmul(const TensorView& W, const float* X, int64_t n_rows, float* Y) {
   const int64_t in = W.ne[0], out = W.ne[1];

@@ -165,6 +165,17 @@ TEST(Matmul, ActivationQuantisersBitIdentical) {
   }
 }
 
+TEST(Dequantize, FastEqualsReferenceForEveryType) {
+  for (DType t : kAllTypes) {
+    const int64_t n = block_of(t) * 2 + (info(t).quantized ? 0 : 13);  // float types: odd tail
+    Weights w = make_weights(t, n, 1, 8);
+    std::vector<float> a(static_cast<size_t>(n)), b(static_cast<size_t>(n));
+    dequantize_row_ref(t, w.view.row(0), a.data(), n);
+    kernels::dequantize_row(t, w.view.row(0), b.data(), n);
+    EXPECT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * 4)) << dtype_name(t);
+  }
+}
+
 TEST(Matmul, MatrixSliceSelectsExpert) {
   const int64_t in = 64, out = 8;
   Weights w = make_weights(DType::Q8_0, in, out * 3, 1);
