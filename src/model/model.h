@@ -1,0 +1,81 @@
+// A loaded model: one forward call for every use (prefill, decode,
+// continuous batching). Families (llama.cpp, ...) implement Model and are
+// listed once in the registry of model.cpp.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "model/config.h"
+#include "model/kv_store.h"
+#include "model/source.h"
+
+namespace owl {
+
+// A flat batch of tokens from any number of sequences. Within one sequence the
+// rows must continue it in order: positions seq_length, seq_length+1, ...
+struct Batch {
+  std::vector<int32_t> tokens;
+  std::vector<int64_t> positions;
+  std::vector<int32_t> seq_ids;
+  std::vector<uint8_t> want_logits;  // 1: return this row's logits
+
+  void add(int32_t token, int64_t pos, int32_t seq, bool logits) {
+    tokens.push_back(token);
+    positions.push_back(pos);
+    seq_ids.push_back(seq);
+    want_logits.push_back(logits ? 1 : 0);
+  }
+  void clear() {
+    tokens.clear();
+    positions.clear();
+    seq_ids.clear();
+    want_logits.clear();
+  }
+  int64_t size() const { return static_cast<int64_t>(tokens.size()); }
+  int64_t n_logits() const {
+    int64_t n = 0;
+    for (auto w : want_logits) n += w;
+    return n;
+  }
+};
+
+class Model {
+ public:
+  virtual ~Model() = default;
+
+  // Builds the family registered for source.config().arch. The source must outlive the model
+  // (weights stay in the mapped file).
+  static std::unique_ptr<Model> load(const ModelSource& source);
+
+  const ModelConfig& config() const { return config_; }
+  int64_t n_vocab() const { return config_.n_vocab; }
+
+  // Per layer, the rows a KV cache must hold for this model.
+  virtual std::vector<KVLayerShape> kv_shape() const = 0;
+
+  // Evaluates the batch, storing its keys/values in `kv`. Returns the logits of the rows with
+  // want_logits, in batch order: [n_logits][n_vocab], valid until the next forward call.
+  virtual std::span<const float> forward(const Batch& batch, KVStore& kv) = 0;
+
+ protected:
+  explicit Model(ModelConfig c) : config_(std::move(c)) {}
+  ModelConfig config_;
+};
+
+// The registry: architecture name -> factory. A new family is one file defining
+// its factory plus one line in model.cpp.
+using ModelFactory = std::unique_ptr<Model> (*)(const ModelSource&);
+struct ModelFamily {
+  const char* arch;
+  ModelFactory make;
+};
+const std::vector<ModelFamily>& model_families();
+
+// Checks a batch against the model and cache: ids in the vocabulary, equal column lengths,
+// positions continuing each sequence. Grows each sequence in `kv` to its new length.
+void prepare_batch(const Batch& batch, int64_t n_vocab, KVStore& kv);
+
+}  // namespace owl

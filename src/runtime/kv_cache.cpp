@@ -1,0 +1,140 @@
+#include "runtime/kv_cache.h"
+
+#include <cstring>
+#include <string>
+
+#include "base/error.h"
+
+namespace owl {
+
+namespace {
+size_t round_up(size_t x, size_t a) { return (x + a - 1) / a * a; }
+}  // namespace
+
+DType kv_type_from_name(const std::string& name) {
+  if (name == "f16") return DType::F16;
+  if (name == "f32") return DType::F32;
+  throw UsageError("KV cache type '" + name + "' is not supported; use f16 or f32");
+}
+
+KVCache::KVCache(std::vector<KVLayerShape> layers, const KVCacheOptions& opts)
+    : layers_(std::move(layers)), opts_(opts) {
+  if (opts_.type != DType::F16 && opts_.type != DType::F32)
+    throw Error(std::string("KV cache type ") + dtype_name(opts_.type) + " is not supported; use F16 or F32");
+  if (opts_.n_ctx <= 0 || opts_.n_seq_max <= 0 || opts_.page_tokens <= 0)
+    throw Error("KV cache: context length, sequence count and page size must be positive");
+  elem_size_ = opts_.type == DType::F16 ? 2 : 4;
+  for (const auto& l : layers_) {
+    k_offset_.push_back(page_bytes_);
+    page_bytes_ += round_up(static_cast<size_t>(opts_.page_tokens * l.k_width) * elem_size_, 64);
+    v_offset_.push_back(page_bytes_);
+    page_bytes_ += round_up(static_cast<size_t>(opts_.page_tokens * l.v_width) * elem_size_, 64);
+  }
+  const int64_t pages_per_seq = (opts_.n_ctx + opts_.page_tokens - 1) / opts_.page_tokens;
+  max_pages_ = pages_per_seq * opts_.n_seq_max;
+}
+
+KVCache::~KVCache() = default;
+
+const KVCache::Sequence& KVCache::sequence(int32_t seq) const {
+  auto it = seqs_.find(seq);
+  if (it == seqs_.end()) throw Error("KV cache: sequence " + std::to_string(seq) + " holds no tokens");
+  return it->second;
+}
+
+int64_t KVCache::seq_length(int32_t seq) const {
+  auto it = seqs_.find(seq);
+  return it == seqs_.end() ? 0 : it->second.length;
+}
+
+int64_t KVCache::take_page() {
+  if (!free_pages_.empty()) {
+    int64_t p = free_pages_.back();
+    free_pages_.pop_back();
+    return p;
+  }
+  if (pages_total_ >= max_pages_)
+    throw Error("KV cache is full (" + std::to_string(opts_.n_seq_max) + " sequences of " +
+                std::to_string(opts_.n_ctx) + " tokens); finish or remove a sequence, or raise the context size");
+  pages_.push_back(std::make_unique<uint8_t[]>(page_bytes_));
+  return pages_total_++;
+}
+
+void KVCache::grow(int32_t seq, int64_t n) {
+  if (n > opts_.n_ctx)
+    throw Error("sequence of " + std::to_string(n) + " tokens does not fit the context of " +
+                std::to_string(opts_.n_ctx) + " tokens; shorten the prompt or raise the context size (--ctx)");
+  Sequence& s = seqs_[seq];
+  if (s.k_pages.empty()) {
+    s.k_pages.resize(layers_.size());
+    s.v_pages.resize(layers_.size());
+  }
+  while (static_cast<int64_t>(s.pages.size()) * opts_.page_tokens < n) {
+    const int64_t p = take_page();
+    s.pages.push_back(p);
+    uint8_t* base = page_base(p);
+    for (size_t l = 0; l < layers_.size(); ++l) {
+      s.k_pages[l].push_back(base + k_offset_[l]);
+      s.v_pages[l].push_back(base + v_offset_[l]);
+    }
+  }
+  if (n > s.length) s.length = n;
+}
+
+void KVCache::truncate(int32_t seq, int64_t n) {
+  auto it = seqs_.find(seq);
+  if (it == seqs_.end()) return;
+  Sequence& s = it->second;
+  if (n >= s.length) return;
+  s.length = n;
+  const size_t keep = static_cast<size_t>((n + opts_.page_tokens - 1) / opts_.page_tokens);
+  while (s.pages.size() > keep) {
+    free_pages_.push_back(s.pages.back());
+    s.pages.pop_back();
+    for (size_t l = 0; l < layers_.size(); ++l) {
+      s.k_pages[l].pop_back();
+      s.v_pages[l].pop_back();
+    }
+  }
+}
+
+void KVCache::remove(int32_t seq) {
+  auto it = seqs_.find(seq);
+  if (it == seqs_.end()) return;
+  for (int64_t p : it->second.pages) free_pages_.push_back(p);
+  seqs_.erase(it);
+}
+
+void KVCache::store(int layer, int32_t seq, int64_t pos, const float* k, const float* v) {
+  const Sequence& s = sequence(seq);
+  if (pos < 0 || pos >= s.length) throw Error("KV cache: position " + std::to_string(pos) + " was not reserved");
+  const KVLayerShape& shape = layers_[static_cast<size_t>(layer)];
+  uint8_t* base = page_base(s.pages[static_cast<size_t>(pos / opts_.page_tokens)]);
+  const int64_t row = pos % opts_.page_tokens;
+  auto put = [&](size_t offset, int64_t width, const float* src) {
+    uint8_t* dst = base + offset + static_cast<size_t>(row * width) * elem_size_;
+    if (opts_.type == DType::F32) {
+      std::memcpy(dst, src, static_cast<size_t>(width) * 4);
+    } else {
+      auto* h = reinterpret_cast<uint16_t*>(dst);
+      for (int64_t i = 0; i < width; ++i) h[i] = kernels::fp32_to_fp16(src[i]);
+    }
+  };
+  put(k_offset_[static_cast<size_t>(layer)], shape.k_width, k);
+  if (shape.v_width > 0) put(v_offset_[static_cast<size_t>(layer)], shape.v_width, v);
+}
+
+kernels::KVSpan KVCache::keys(int layer, int32_t seq) const {
+  const Sequence& s = sequence(seq);
+  return {opts_.type, opts_.page_tokens, s.k_pages[static_cast<size_t>(layer)].data(),
+          layers_[static_cast<size_t>(layer)].k_width};
+}
+
+kernels::KVSpan KVCache::values(int layer, int32_t seq) const {
+  const KVLayerShape& shape = layers_[static_cast<size_t>(layer)];
+  if (shape.v_width == 0) return keys(layer, seq);  // MLA: values are read from the key rows
+  const Sequence& s = sequence(seq);
+  return {opts_.type, opts_.page_tokens, s.v_pages[static_cast<size_t>(layer)].data(), shape.v_width};
+}
+
+}  // namespace owl

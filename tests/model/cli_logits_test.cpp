@@ -1,0 +1,75 @@
+// `owl logits` as DESIGN.md specifies it, run as a real process: the file holds
+// float32 [n_tokens][n_vocab] logits of every position (within the F32 bound
+// 1e-3 of llama.cpp's), --greedy N prints the N greedy ids as a JSON array,
+// and bad input exits 1 (runtime) or 2 (usage) with one clear line.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "golden_util.h"
+
+namespace owl::test {
+namespace {
+
+std::string join_ids(const std::vector<int32_t>& ids) {
+  std::string s;
+  for (auto id : ids) s += (s.empty() ? "" : ",") + std::to_string(id);
+  return s;
+}
+
+TEST(CliLogits, WritesEveryPositionAndGreedyIds) {
+  for (const char* model : {"llama-rope-scaled", "qwen2"}) {
+    SCOPED_TRACE(model);
+    Golden g = load_golden(model, "f32");
+    const GoldenCase& c = g.cases[0];
+    const std::string out = temp_dir() + "/logits.f32";
+    auto r = run_owl({"logits", g.dir + "/f32.gguf", "--tokens", join_ids(c.tokens), "--out", out, "--greedy", "16",
+                      "--threads", "2"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    auto logits = read_f32(out);
+    ASSERT_EQ(logits.size(), c.tokens.size() * size_t(g.n_vocab));
+    Agreement a = compare(logits, c.logits, g.n_vocab);
+    EXPECT_LE(a.max_abs, 1e-3) << describe(a);
+    EXPECT_EQ(nlohmann::json::parse(r.out).get<std::vector<int32_t>>(), c.greedy);
+  }
+}
+
+TEST(CliLogits, F16CacheOptionStaysWithinF16Bound) {
+  Golden g = load_golden("llama", "f32");
+  const GoldenCase& c = g.cases[1];
+  const std::string out = temp_dir() + "/logits.f32";
+  auto r = run_owl({"logits", g.dir + "/f32.gguf", "--tokens", join_ids(c.tokens), "--out", out, "--kv-type", "f16"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "");  // no --greedy: nothing on stdout
+  Agreement a = compare(read_f32(out), c.logits, g.n_vocab);
+  EXPECT_LE(a.max_abs, 0.05) << describe(a);
+  EXPECT_GT(a.max_abs, 0.0) << "an F16 cache should round something";
+}
+
+TEST(CliLogits, BadInputIsAClearError) {
+  const std::string model = shared_path("golden/llama/f32.gguf");
+  const std::string out = temp_dir() + "/x.f32";
+  struct Case {
+    std::vector<std::string> args;
+    int exit_code;
+    std::string message;
+  };
+  const std::vector<Case> cases = {
+      {{"logits", model, "--tokens", "1,x,3", "--out", out}, 2, "'x' is not a token id"},
+      {{"logits", model, "--tokens", "1,-4", "--out", out}, 2, "'-4' is not a token id"},
+      {{"logits", model, "--tokens", "1,512", "--out", out}, 1, "token id 512 is outside the vocabulary"},
+      {{"logits", model, "--tokens", "1,2,3,4,5", "--out", out, "--ctx", "4"}, 1, "does not fit the context of 4"},
+      {{"logits", model, "--tokens", "1,2", "--out", out, "--ctx", "4", "--greedy", "4"}, 1, "need 5 positions"},
+      {{"logits", model, "--tokens", "1", "--out", out, "--kv-type", "q8"}, 2, "use f16 or f32"},
+      {{"logits", model, "--tokens", "1", "--out", "/nonexistent-dir/x.f32"}, 1, "cannot write"},
+      {{"logits", "/nonexistent/model.gguf", "--tokens", "1", "--out", out}, 1, "does not exist"},
+  };
+  for (const auto& c : cases) {
+    auto r = run_owl(c.args);
+    EXPECT_EQ(r.exit_code, c.exit_code) << c.message << ": " << r.err;
+    EXPECT_NE(r.err.find(c.message), std::string::npos) << "stderr: " << r.err;
+  }
+}
+
+}  // namespace
+}  // namespace owl::test
