@@ -1,0 +1,145 @@
+// owl serve MODEL [--host H] [--port P] [--parallel N] [--ctx N] [--api-key KEY] [--threads N]
+//                 [--chat-template F.jinja] [--max-queue N] [--prefill-chunk N] [--kv-budget TOKENS]
+//                 [--kv-type f16|f32] [--no-prefix-cache] [--max-body BYTES]
+// Serves the model over an OpenAI-compatible HTTP API (see src/server/server.h).
+// --port 0 picks a free port; the address is printed on stderr as
+// "listening on http://HOST:PORT" once the server accepts connections.
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <thread>
+
+#include "base/error.h"
+#include "base/thread_pool.h"
+#include "chat/chat_template.h"
+#include "cli/command.h"
+#include "formats/gguf.h"
+#include "model/model.h"
+#include "runtime/engine.h"
+#include "runtime/kv_cache.h"
+#include "server/http.h"
+#include "server/server.h"
+#include "text/tokenizer.h"
+
+namespace {
+
+struct Options {
+  std::string model, host = "127.0.0.1", api_key, chat_template, kv_type = "f16";
+  int port = 8080, parallel = 4, threads = 0, max_queue = 64;
+  int64_t ctx = 0, prefill_chunk = 256, kv_budget = 0, max_body = 8 << 20;
+  bool no_prefix_cache = false;
+};
+
+owl::http::Server* g_server = nullptr;
+extern "C" void on_signal(int) {
+  if (g_server) g_server->stop();
+}
+
+std::string read_text(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw owl::UsageError("--chat-template: cannot read '" + path + "'");
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+void run(const Options& o) {
+  if (o.parallel < 1 || o.parallel > 256) throw owl::UsageError("--parallel must be between 1 and 256");
+  if (o.port < 0 || o.port > 65535) throw owl::UsageError("--port must be between 0 and 65535");
+  if (o.max_queue < 0) throw owl::UsageError("--max-queue must be 0 or more");
+  if (o.ctx < 0 || o.prefill_chunk < 1 || o.kv_budget < 0 || o.max_body < 1)
+    throw owl::UsageError("--ctx, --kv-budget must be >= 0; --prefill-chunk and --max-body >= 1");
+  if (o.threads > 0) owl::set_default_threads(o.threads);
+
+  auto source = owl::open_model_source(o.model);
+  std::unique_ptr<owl::Tokenizer> tok;
+  try {
+    if (source->gguf_file()) tok = owl::Tokenizer::from_gguf(*source->gguf_file());
+    else tok = owl::Tokenizer::open(source->hf_folder().empty() ? o.model : source->hf_folder());
+  } catch (const owl::Error& e) {
+    throw owl::Error("model '" + o.model + "' cannot serve text: its tokenizer does not load (" + e.what() +
+                     "); serve a model that carries its vocabulary");
+  }
+  if (!tok || tok->n_vocab() <= 0)
+    throw owl::Error("model '" + o.model + "' has no tokenizer, so it cannot serve text; serve a model that carries its vocabulary");
+  auto model = owl::Model::load(*source);
+
+  std::optional<owl::chat::ChatTemplate> tmpl;
+  auto token_text = [&](int32_t id) -> std::optional<std::string> {
+    if (id < 0) return std::nullopt;
+    return tok->token_text(id);
+  };
+  if (!o.chat_template.empty()) {
+    tmpl.emplace(read_text(o.chat_template), token_text(tok->bos_id()), token_text(tok->eos_id()));
+  } else {
+    try {
+      tmpl.emplace(owl::chat::ChatTemplate::load(o.model));
+    } catch (const owl::Error&) {
+      std::fprintf(stderr, "owl serve: the model has no chat template; chat requests use the plain "
+                           "'role: content' format (pass --chat-template FILE.jinja to set one)\n");
+    }
+  }
+
+  owl::EngineOptions eo;
+  eo.n_parallel = o.parallel;
+  eo.n_ctx = o.ctx;
+  eo.prefill_chunk = o.prefill_chunk;
+  eo.kv_budget_tokens = o.kv_budget;
+  eo.max_queue = o.max_queue;
+  eo.kv_type = owl::kv_type_from_name(o.kv_type);
+  eo.prefix_cache = !o.no_prefix_cache;
+  owl::Engine engine(*model, *tok, eo);
+
+  owl::server::ApiOptions ao;
+  ao.model_id = std::filesystem::path(o.model).filename().string();
+  if (ao.model_id.size() > 5 && ao.model_id.ends_with(".gguf")) ao.model_id.resize(ao.model_id.size() - 5);
+  ao.api_key = o.api_key;
+  owl::server::OpenAIServer api(engine, *tok, std::move(tmpl), ao);
+
+  owl::http::ServerOptions ho;
+  ho.host = o.host;
+  ho.port = o.port;
+  ho.max_body_bytes = static_cast<size_t>(o.max_body);
+  // Every running and queued request holds a connection; leave room for health checks and refusals.
+  ho.max_connections = o.parallel + o.max_queue + 16;
+  owl::http::Server http(ho, [&](const owl::http::Request& req, owl::http::Response& res) { api.handle(req, res); });
+  http.listen();
+  g_server = &http;
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+  std::fprintf(stderr, "owl serve: model '%s', context %lld, %d parallel sequences, KV budget %lld tokens\n",
+               ao.model_id.c_str(), static_cast<long long>(engine.n_ctx()), o.parallel,
+               static_cast<long long>(engine.stats().kv_budget_tokens));
+  std::fprintf(stderr, "listening on http://%s:%d\n", o.host.c_str(), http.port());
+  std::fflush(stderr);
+  http.run();
+  g_server = nullptr;
+}
+
+void setup(CLI::App& app) {
+  auto* cmd = app.add_subcommand("serve", "Serve a model over an OpenAI-compatible HTTP API");
+  auto o = std::make_shared<Options>();
+  cmd->add_option("model", o->model, "GGUF file or Hugging Face model folder")->required();
+  cmd->add_option("--host", o->host, "address to listen on (default 127.0.0.1)");
+  cmd->add_option("--port", o->port, "port (0: pick a free one; default 8080)");
+  cmd->add_option("--parallel", o->parallel, "sequences decoded together (default 4)");
+  cmd->add_option("--ctx", o->ctx, "context length per sequence (default: the model's)");
+  cmd->add_option("--api-key", o->api_key, "require 'Authorization: Bearer KEY'");
+  cmd->add_option("--threads", o->threads, "compute threads (default: all CPUs)");
+  cmd->add_option("--chat-template", o->chat_template, "Jinja chat template file overriding the model's");
+  cmd->add_option("--max-queue", o->max_queue, "waiting requests beyond this get 429 (default 64)");
+  cmd->add_option("--prefill-chunk", o->prefill_chunk, "prompt tokens per step over all sequences (default 256)");
+  cmd->add_option("--kv-budget", o->kv_budget, "KV cache budget in tokens (default parallel x ctx)");
+  cmd->add_option("--kv-type", o->kv_type, "KV cache type: f16 (default) or f32");
+  cmd->add_flag("--no-prefix-cache", o->no_prefix_cache, "do not reuse cached prompt prefixes");
+  cmd->add_option("--max-body", o->max_body, "largest request body in bytes (default 8 MiB; larger get 413)");
+  cmd->callback([o] { run(*o); });
+}
+
+OWL_COMMAND(setup);
+
+}  // namespace

@@ -1,0 +1,384 @@
+#include "runtime/engine.h"
+
+#include <algorithm>
+#include <random>
+
+#include "model/model.h"
+#include "runtime/kv_cache.h"
+#include "text/tokenizer.h"
+
+namespace owl {
+
+const char* finish_reason_name(FinishReason r) {
+  switch (r) {
+    case FinishReason::kStop: return "stop";
+    case FinishReason::kLength: return "length";
+    case FinishReason::kCancelled: return "cancelled";
+    case FinishReason::kError: return "error";
+    case FinishReason::kNone: break;
+  }
+  return "none";
+}
+
+std::vector<GenerationEvent> GenerationStream::wait(std::chrono::milliseconds timeout) {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait_for(lock, timeout, [&] { return !events_.empty(); });
+  std::vector<GenerationEvent> out(std::make_move_iterator(events_.begin()), std::make_move_iterator(events_.end()));
+  events_.clear();
+  return out;
+}
+
+bool GenerationStream::finished() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return finished_;
+}
+
+void GenerationStream::push(GenerationEvent e) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (finished_) return;
+    if (e.finish != FinishReason::kNone) finished_ = true;
+    events_.push_back(std::move(e));
+  }
+  cv_.notify_all();
+}
+
+// A running request: its slot, where it is in its prompt, and its output state.
+struct Engine::Active {
+  Pending p;
+  int slot = -1;
+  int64_t fed = 0;              // prompt tokens in the KV cache
+  int64_t cached = 0;           // of those, reused from the prefix cache
+  int32_t next = -1;            // sampled token not yet fed (decode phase)
+  std::deque<int32_t> forced;   // tokens the hook asked for
+  int64_t generated = 0;
+  Sampler sampler;
+  IncrementalDecoder decoder;
+  StopStrings stops;
+  std::string text_out;         // visible text waiting to be sent this step
+  int64_t tokens_out = 0;
+
+  Active(Pending pend, int64_t n_vocab, const Tokenizer& tok)
+      : p(std::move(pend)),
+        sampler(p.req.sampling, n_vocab),
+        decoder(tok, /*skip_special=*/false),
+        stops(p.req.stop) {
+    // The output continues the prompt: a SentencePiece decoder must not strip the leading
+    // space of the first generated token as if it began the text. Prime it with a prompt
+    // token whose text is plain ASCII (so nothing of it can be left pending).
+    for (auto it = p.req.prompt.rbegin(); it != p.req.prompt.rend(); ++it) {
+      std::string b = tok.token_bytes(*it);
+      bool ascii = !b.empty() && b.find_first_not_of(' ') != std::string::npos;
+      for (unsigned char c : b) ascii = ascii && c < 0x80;
+      if (ascii) {
+        decoder.push(*it);
+        break;
+      }
+    }
+  }
+  bool prefilling() const { return fed < static_cast<int64_t>(p.req.prompt.size()); }
+};
+
+namespace {
+int64_t resolve_ctx(const Model& m, const EngineOptions& o) {
+  int64_t n = o.n_ctx > 0 ? o.n_ctx : m.config().n_ctx_train;
+  if (n <= 0) n = 4096;
+  return n;
+}
+GenerationEvent ended(FinishReason why, std::string error) {
+  GenerationEvent e;
+  e.finish = why;
+  e.error = std::move(error);
+  return e;
+}
+SchedulerOptions scheduler_options(int64_t n_ctx, const EngineOptions& o) {
+  SchedulerOptions s;
+  s.n_slots = o.n_parallel;
+  s.n_ctx = n_ctx;
+  s.kv_budget_tokens = o.kv_budget_tokens;
+  s.page_tokens = o.page_tokens;
+  s.prefill_chunk = o.prefill_chunk;
+  s.prefix_cache = o.prefix_cache;
+  return s;
+}
+}  // namespace
+
+Engine::Engine(Model& model, const Tokenizer& tokenizer, EngineOptions opts)
+    : model_(model),
+      tok_(tokenizer),
+      opts_(opts),
+      n_ctx_(resolve_ctx(model, opts)),
+      sched_(scheduler_options(n_ctx_, opts)) {
+  KVCacheOptions ko;
+  ko.type = opts_.kv_type;
+  ko.n_ctx = n_ctx_;
+  ko.page_tokens = opts_.page_tokens;
+  // The pool must hold the whole budget; it is sized in full-context sequences.
+  ko.n_seq_max = std::max<int64_t>(opts_.n_parallel, (sched_.budget_tokens() + n_ctx_ - 1) / n_ctx_);
+  kv_ = std::make_unique<KVCache>(model_.kv_shape(), ko);
+  stats_.n_parallel = opts_.n_parallel;
+  stats_.kv_budget_tokens = sched_.budget_tokens();
+  thread_ = std::thread([this] { loop(); });
+}
+
+Engine::~Engine() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+std::shared_ptr<GenerationStream> Engine::submit(GenerationRequest req) {
+  const int64_t n_prompt = static_cast<int64_t>(req.prompt.size());
+  if (n_prompt == 0) throw RequestTooLargeError("the prompt is empty; send at least one token");
+  if (req.max_tokens < 1) throw RequestTooLargeError("max_tokens must be at least 1");
+  if (n_prompt + req.max_tokens > n_ctx_)
+    throw RequestTooLargeError("this model's context is " + std::to_string(n_ctx_) + " tokens, but " +
+                               std::to_string(n_prompt + req.max_tokens) + " were requested (" +
+                               std::to_string(n_prompt) + " in the prompt, " + std::to_string(req.max_tokens) +
+                               " to generate); shorten the prompt or lower max_tokens");
+  if (!sched_.could_fit(n_prompt + req.max_tokens))
+    throw RequestTooLargeError("the request needs more KV cache than the server's whole budget of " +
+                               std::to_string(sched_.budget_tokens()) + " tokens; lower max_tokens");
+  for (int32_t t : req.prompt)
+    if (t < 0 || t >= model_.n_vocab())
+      throw RequestTooLargeError("prompt token id " + std::to_string(t) + " is outside the vocabulary (0.." +
+                                 std::to_string(model_.n_vocab() - 1) + ")");
+  auto stream = std::make_shared<GenerationStream>();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    // Waiting room is needed only when every slot is taken.
+    const int64_t waiting = static_cast<int64_t>(pending_.size());
+    if (waiting >= opts_.max_queue && stats_.running + waiting >= opts_.n_parallel)
+      throw QueueFullError("the server is busy: " + std::to_string(pending_.size()) +
+                           " requests are already waiting (--max-queue); retry later");
+    pending_.push_back({std::move(req), stream});
+    stats_.queue_depth = static_cast<int64_t>(pending_.size());
+  }
+  cv_.notify_all();
+  return stream;
+}
+
+EngineStats Engine::stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  EngineStats s = stats_;
+  // Rates decay to zero when nothing happened recently.
+  auto now = std::chrono::steady_clock::now();
+  int64_t gen = 0, pre = 0;
+  for (const auto& [t, g, p] : rate_window_)
+    if (now - t <= std::chrono::seconds(10)) gen += g, pre += p;
+  if (!rate_window_.empty()) {
+    double span = std::chrono::duration<double>(now - std::get<0>(rate_window_.front())).count();
+    span = std::clamp(span, 1.0, 10.0);
+    s.generated_tokens_per_second = static_cast<double>(gen) / span;
+    s.prefill_tokens_per_second = static_cast<double>(pre) / span;
+  }
+  return s;
+}
+
+void Engine::record_rate(int64_t generated, int64_t prefilled) {
+  auto now = std::chrono::steady_clock::now();
+  rate_window_.emplace_back(now, generated, prefilled);
+  while (!rate_window_.empty() && now - std::get<0>(rate_window_.front()) > std::chrono::seconds(10))
+    rate_window_.pop_front();
+}
+
+void Engine::loop() {
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return stop_ || !pending_.empty() || !active_.empty(); });
+      if (stop_) break;
+      admit();
+    }
+    if (active_.empty()) {
+      // Queued requests that do not fit yet wait for running ones; nothing runs, so wait briefly.
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait_for(lock, std::chrono::milliseconds(5));
+      continue;
+    }
+    step();
+  }
+  // Shutting down: end every stream.
+  for (auto& a : active_) a->p.stream->push(ended(FinishReason::kCancelled, "server shutting down"));
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto& p : pending_) p.stream->push(ended(FinishReason::kCancelled, "server shutting down"));
+}
+
+void Engine::admit() {
+  // Requests cancelled while waiting never start.
+  for (auto it = pending_.begin(); it != pending_.end();) {
+    if (it->stream->cancelled()) {
+      it->stream->push(ended(FinishReason::kCancelled, ""));
+      ++stats_.requests_cancelled_total;
+      it = pending_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  // First come, first served: a request that does not fit blocks those behind it.
+  while (!pending_.empty()) {
+    Pending& p = pending_.front();
+    int64_t reserve = static_cast<int64_t>(p.req.prompt.size()) + p.req.max_tokens;
+    auto place = sched_.place(p.req.prompt, reserve);
+    if (!place) break;
+    for (int e : place->evicted) kv_->remove(e);
+    kv_->truncate(place->slot, place->reused);
+    auto a = std::make_unique<Active>(std::move(p), model_.n_vocab(), tok_);
+    pending_.pop_front();
+    a->slot = place->slot;
+    a->fed = place->reused;
+    a->cached = place->reused;
+    if (a->p.req.sampling.seed == 0 && a->p.req.sampling.temperature > 0) {
+      // No seed given: every request draws differently.
+      SamplerParams sp = a->p.req.sampling;
+      sp.seed = std::random_device{}() | (static_cast<uint64_t>(std::random_device{}()) << 32);
+      a->sampler = Sampler(sp, model_.n_vocab());
+    }
+    for (int32_t t : a->p.req.prompt) a->sampler.accept(t);
+    if (a->p.req.hook)
+      for (int32_t t : a->p.req.hook->at_start()) a->forced.push_back(t);
+    stats_.prompt_tokens_total += static_cast<int64_t>(a->p.req.prompt.size());
+    stats_.prompt_tokens_cached_total += a->cached;
+    active_.push_back(std::move(a));
+  }
+  stats_.queue_depth = static_cast<int64_t>(pending_.size());
+  stats_.running = static_cast<int64_t>(active_.size());
+}
+
+void Engine::finish(Active& a, FinishReason why, const std::string& error) {
+  if (why != FinishReason::kError && why != FinishReason::kCancelled) {
+    std::string tail = a.decoder.flush();
+    std::string visible = a.stops.stopped() ? "" : a.stops.push(tail);
+    if (!a.stops.stopped()) visible += a.stops.flush();
+    a.text_out += visible;
+  }
+  GenerationEvent e;
+  e.text = std::move(a.text_out);
+  e.n_tokens = a.tokens_out;
+  e.finish = why;
+  e.error = error;
+  e.prompt_tokens = static_cast<int64_t>(a.p.req.prompt.size());
+  e.cached_tokens = a.cached;
+  e.completion_tokens = a.generated;
+  a.p.stream->push(std::move(e));
+  a.text_out.clear();
+  a.tokens_out = 0;
+  // Keep what the slot cached for prefix reuse, unless the cache may be inconsistent.
+  bool keep = why != FinishReason::kError;
+  sched_.release(a.slot, keep);
+  if (!keep) kv_->remove(a.slot);
+  std::lock_guard<std::mutex> lock(mu_);
+  ++stats_.requests_finished_total;
+  if (why == FinishReason::kCancelled) ++stats_.requests_cancelled_total;
+}
+
+void Engine::sample_and_emit(Active& a, std::span<const float> logits) {
+  int32_t tok;
+  if (!a.forced.empty()) {
+    tok = a.forced.front();
+    a.forced.pop_front();
+  } else {
+    tok = a.sampler.sample(logits);
+  }
+  a.sampler.accept(tok);
+  ++a.generated;
+  ++a.tokens_out;
+  if (!a.p.req.ignore_eos && tok_.is_eog(tok) && a.forced.empty()) return finish(a, FinishReason::kStop);
+  std::string piece = a.decoder.push(tok);
+  std::string visible = a.stops.push(piece);
+  a.text_out += visible;
+  if (a.p.req.hook) {
+    auto more = a.p.req.hook->on_token(tok, piece);
+    a.forced.insert(a.forced.end(), more.begin(), more.end());
+  }
+  if (a.stops.stopped()) return finish(a, FinishReason::kStop);
+  if (a.generated >= a.p.req.max_tokens) return finish(a, FinishReason::kLength);
+  if (static_cast<int64_t>(sched_.tokens(a.slot).size()) + 1 >= n_ctx_) return finish(a, FinishReason::kLength);
+  a.next = tok;
+  if (!a.text_out.empty() || a.tokens_out > 0) {
+    GenerationEvent e;
+    e.text = std::move(a.text_out);
+    e.n_tokens = a.tokens_out;
+    a.p.stream->push(std::move(e));
+    a.text_out.clear();
+    a.tokens_out = 0;
+  }
+}
+
+void Engine::step() {
+  // Cancelled requests leave before the batch is built: their slots are free this step.
+  for (auto& a : active_)
+    if (a->p.stream->cancelled()) finish(*a, FinishReason::kCancelled);
+  std::erase_if(active_, [](const auto& a) { return a->p.stream->finished(); });
+  if (active_.empty()) {
+    std::lock_guard<std::mutex> lock(mu_);
+    stats_.running = 0;
+    return;
+  }
+
+  std::vector<int64_t> need(active_.size());
+  std::vector<uint8_t> decoding(active_.size());
+  for (size_t i = 0; i < active_.size(); ++i) {
+    const Active& a = *active_[i];
+    decoding[i] = !a.prefilling();
+    need[i] = a.prefilling() ? static_cast<int64_t>(a.p.req.prompt.size()) - a.fed : 1;
+  }
+  std::vector<int64_t> rows = sched_.plan(need, decoding);
+
+  Batch batch;
+  std::vector<Active*> with_logits;  // in batch order of the rows that want logits
+  int64_t n_prefill = 0, n_decode = 0;
+  for (size_t i = 0; i < active_.size(); ++i) {
+    Active& a = *active_[i];
+    if (rows[i] == 0) continue;
+    int64_t pos = static_cast<int64_t>(sched_.tokens(a.slot).size());
+    if (decoding[i]) {
+      batch.add(a.next, pos, a.slot, true);
+      sched_.append(a.slot, std::span<const int32_t>(&a.next, 1));
+      with_logits.push_back(&a);
+      ++n_decode;
+    } else {
+      const auto& prompt = a.p.req.prompt;
+      for (int64_t k = 0; k < rows[i]; ++k) {
+        bool last = a.fed + k + 1 == static_cast<int64_t>(prompt.size());
+        batch.add(prompt[static_cast<size_t>(a.fed + k)], pos + k, a.slot, last);
+        if (last) with_logits.push_back(&a);
+      }
+      sched_.append(a.slot, std::span<const int32_t>(prompt.data() + a.fed, static_cast<size_t>(rows[i])));
+      a.fed += rows[i];
+      n_prefill += rows[i];
+    }
+  }
+
+  std::span<const float> logits;
+  try {
+    logits = model_.forward(batch, *kv_);
+  } catch (const std::exception& e) {
+    // The batch failed as a whole: end its requests with the error, keep serving.
+    for (auto& a : active_) finish(*a, FinishReason::kError, std::string("generation failed: ") + e.what());
+    active_.clear();
+    std::lock_guard<std::mutex> lock(mu_);
+    stats_.running = 0;
+    return;
+  }
+  const size_t n_vocab = static_cast<size_t>(model_.n_vocab());
+  for (size_t r = 0; r < with_logits.size(); ++r)
+    sample_and_emit(*with_logits[r], logits.subspan(r * n_vocab, n_vocab));
+  std::erase_if(active_, [](const auto& a) { return a->p.stream->finished(); });
+
+  std::lock_guard<std::mutex> lock(mu_);
+  ++stats_.steps_total;
+  stats_.generated_tokens_total += static_cast<int64_t>(with_logits.size());
+  stats_.prefill_tokens_total += n_prefill;
+  stats_.running = static_cast<int64_t>(active_.size());
+  stats_.kv_pages_in_use = kv_->pages_in_use();
+  stats_.kv_bytes_allocated = static_cast<int64_t>(kv_->bytes_allocated());
+  stats_.kv_committed_tokens = sched_.committed_tokens();
+  record_rate(static_cast<int64_t>(with_logits.size()), n_prefill);
+  (void)n_decode;
+}
+
+}  // namespace owl

@@ -1,0 +1,172 @@
+// The generation engine behind `owl serve`: one thread owns the model and the
+// paged KV cache and runs continuous batching. Each step it admits queued
+// requests (KV budget permitting, reusing cached prompt prefixes), then
+// evaluates one Model::forward over every running sequence: one decode row
+// each, plus chunks of the prompts still being prefilled. Sampled tokens are
+// detokenized, checked against stop strings and handed to each request's
+// GenerationStream, which HTTP threads read. Cancelling a stream frees its
+// sequence at the next step.
+#pragma once
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "base/error.h"
+#include "runtime/sampler.h"
+#include "runtime/scheduler.h"
+#include "tensor/dtype.h"
+
+namespace owl {
+
+class Model;
+class Tokenizer;
+class KVCache;
+
+enum class FinishReason { kNone, kStop, kLength, kCancelled, kError };
+const char* finish_reason_name(FinishReason r);  // "stop", "length", "cancelled", "error"
+
+// Sees every generated token of one request and may force the next ones (a thinking
+// budget closes the reasoning block this way). Runs on the engine thread.
+class TokenHook {
+ public:
+  virtual ~TokenHook() = default;
+  // `text` is what the token added to the output (maybe ""). Returns tokens to feed next
+  // instead of sampling, or nothing.
+  virtual std::vector<int32_t> on_token(int32_t id, std::string_view text) = 0;
+  // Tokens to force before the first one is sampled.
+  virtual std::vector<int32_t> at_start() { return {}; }
+};
+
+struct GenerationRequest {
+  std::vector<int32_t> prompt;
+  SamplerParams sampling;
+  int64_t max_tokens = 16;           // generated tokens at most (the context may end it sooner)
+  std::vector<std::string> stop;     // stop strings (not included in the output)
+  bool ignore_eos = false;
+  std::shared_ptr<TokenHook> hook;   // optional
+};
+
+struct GenerationEvent {
+  std::string text;                    // newly visible output text
+  int64_t n_tokens = 0;                // tokens generated since the previous event
+  FinishReason finish = FinishReason::kNone;  // set on the last event of a stream
+  std::string error;                   // with kError
+  // On the last event: usage.
+  int64_t prompt_tokens = 0, cached_tokens = 0, completion_tokens = 0;
+};
+
+// A request's output channel, shared by the engine thread (producer) and an HTTP thread.
+class GenerationStream {
+ public:
+  // Waits up to `timeout` for events; returns what arrived (empty on timeout).
+  std::vector<GenerationEvent> wait(std::chrono::milliseconds timeout);
+  // Stops the request: the engine frees its sequence at its next step and ends the stream.
+  void cancel() { cancelled_.store(true); }
+  bool cancelled() const { return cancelled_.load(); }
+  bool finished() const;
+
+  void push(GenerationEvent e);  // engine side
+
+ private:
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<GenerationEvent> events_;
+  bool finished_ = false;
+  std::atomic<bool> cancelled_{false};
+};
+
+struct EngineOptions {
+  int n_parallel = 4;               // sequences decoded together
+  int64_t n_ctx = 0;                // per sequence; 0: the model's training context
+  int64_t prefill_chunk = 256;      // prompt tokens per step over all sequences
+  int64_t kv_budget_tokens = 0;     // KV memory budget in tokens; 0: n_parallel * n_ctx
+  int max_queue = 64;               // requests waiting for a busy server beyond this are refused (QueueFullError)
+  DType kv_type = DType::F16;
+  int64_t page_tokens = 32;
+  bool prefix_cache = true;
+};
+
+// The queue is full: the server answers 429.
+class QueueFullError : public Error {
+ public:
+  using Error::Error;
+};
+// The request can never run (prompt or reservation too large): the server answers 400.
+class RequestTooLargeError : public Error {
+ public:
+  using Error::Error;
+};
+
+struct EngineStats {
+  int64_t queue_depth = 0;
+  int64_t running = 0;
+  int64_t n_parallel = 0;
+  int64_t kv_pages_in_use = 0;
+  int64_t kv_bytes_allocated = 0;
+  int64_t kv_budget_tokens = 0;
+  int64_t kv_committed_tokens = 0;  // reserved by running requests + cached prefixes
+  int64_t prompt_tokens_total = 0;  // prompt tokens of admitted requests (cached included)
+  int64_t prompt_tokens_cached_total = 0;  // of those, served from the prefix cache
+  int64_t prefill_tokens_total = 0;        // prompt tokens actually evaluated
+  int64_t generated_tokens_total = 0;
+  int64_t requests_finished_total = 0;
+  int64_t requests_cancelled_total = 0;
+  int64_t steps_total = 0;
+  double generated_tokens_per_second = 0;  // over the last few seconds
+  double prefill_tokens_per_second = 0;
+};
+
+class Engine {
+ public:
+  // The model and tokenizer must outlive the engine.
+  Engine(Model& model, const Tokenizer& tokenizer, EngineOptions opts);
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Queues a request. Throws RequestTooLargeError (prompt + max_tokens exceeds the context
+  // or the KV budget, empty prompt) or QueueFullError.
+  std::shared_ptr<GenerationStream> submit(GenerationRequest req);
+  EngineStats stats() const;
+  int64_t n_ctx() const { return n_ctx_; }
+  const Tokenizer& tokenizer() const { return tok_; }
+
+ private:
+  struct Active;
+  struct Pending {
+    GenerationRequest req;
+    std::shared_ptr<GenerationStream> stream;
+  };
+  void loop();
+  void admit();                       // engine thread, under mu_
+  void step();                        // engine thread
+  void finish(Active& a, FinishReason why, const std::string& error = "");
+  void sample_and_emit(Active& a, std::span<const float> logits);
+  void record_rate(int64_t generated, int64_t prefilled);
+
+  Model& model_;
+  const Tokenizer& tok_;
+  EngineOptions opts_;
+  int64_t n_ctx_ = 0;
+  std::unique_ptr<KVCache> kv_;
+  Scheduler sched_;
+
+  mutable std::mutex mu_;  // guards pending_, stats_, and the scheduler's counters read by stats()
+  std::condition_variable cv_;
+  std::deque<Pending> pending_;
+  std::vector<std::unique_ptr<Active>> active_;  // engine thread only (size read under mu_)
+  EngineStats stats_;
+  std::deque<std::tuple<std::chrono::steady_clock::time_point, int64_t, int64_t>> rate_window_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+}  // namespace owl

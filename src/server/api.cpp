@@ -1,0 +1,263 @@
+#include "server/api.h"
+
+#include <cmath>
+#include <limits>
+
+namespace owl::server {
+
+using json = nlohmann::ordered_json;
+
+std::string error_body(const ApiError& e) {
+  json err = {{"message", e.what()},
+              {"type", e.type},
+              {"param", e.param.empty() ? json(nullptr) : json(e.param)},
+              {"code", e.code.empty() ? json(nullptr) : json(e.code)}};
+  return json{{"error", err}}.dump();
+}
+
+namespace {
+
+ApiError bad(const std::string& param, const std::string& message, const std::string& code = "invalid_value") {
+  return ApiError(400, "'" + param + "': " + message, "invalid_request_error", param, code);
+}
+
+const char* type_name(const json& v) {
+  switch (v.type()) {
+    case json::value_t::null: return "null";
+    case json::value_t::boolean: return "a boolean";
+    case json::value_t::string: return "a string";
+    case json::value_t::array: return "an array";
+    case json::value_t::object: return "an object";
+    case json::value_t::number_float: return "a float";
+    default: return "an integer";
+  }
+}
+
+json parse_object(std::string_view body) {
+  json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded())
+    throw ApiError(400, "the request body is not valid JSON; send a JSON object", "invalid_request_error", "",
+                   "invalid_json");
+  if (!j.is_object())
+    throw ApiError(400, std::string("the request body must be a JSON object, got ") + type_name(j),
+                   "invalid_request_error", "", "invalid_json");
+  return j;
+}
+
+// Present and not null.
+const json* field(const json& j, const char* name) {
+  auto it = j.find(name);
+  if (it == j.end() || it->is_null()) return nullptr;
+  return &*it;
+}
+
+double number(const json& j, const char* name, double lo, double hi) {
+  const json* v = field(j, name);
+  if (!v->is_number()) throw bad(name, std::string("must be a number, got ") + type_name(*v), "invalid_type");
+  double x = v->get<double>();
+  if (!std::isfinite(x) || x < lo || x > hi)
+    throw bad(name, "must be between " + json(lo).dump() + " and " + json(hi).dump() + ", got " + v->dump());
+  return x;
+}
+
+int64_t integer(const json& j, const char* name, int64_t lo, int64_t hi) {
+  const json* v = field(j, name);
+  bool integral = v->is_number_integer() ||
+                  (v->is_number_float() && std::isfinite(v->get<double>()) && v->get<double>() == std::floor(v->get<double>()) &&
+                   std::fabs(v->get<double>()) < 9e18);
+  if (!integral) throw bad(name, std::string("must be an integer, got ") + v->dump(), "invalid_type");
+  if (v->is_number_unsigned() && v->get<uint64_t>() > static_cast<uint64_t>(hi))
+    throw bad(name, "must be at most " + std::to_string(hi) + ", got " + v->dump());
+  int64_t x = v->is_number_float() ? static_cast<int64_t>(v->get<double>()) : v->get<int64_t>();
+  if (x < lo || x > hi)
+    throw bad(name, "must be between " + std::to_string(lo) + " and " + std::to_string(hi) + ", got " + v->dump());
+  return x;
+}
+
+bool boolean(const json& j, const char* name) {
+  const json* v = field(j, name);
+  if (!v->is_boolean()) throw bad(name, std::string("must be a boolean, got ") + type_name(*v), "invalid_type");
+  return v->get<bool>();
+}
+
+void parse_common(const json& j, CommonParams& p, const char* max_tokens_name) {
+  if (const json* v = field(j, "model")) {
+    if (!v->is_string()) throw bad("model", std::string("must be a string, got ") + type_name(*v), "invalid_type");
+    p.model = v->get<std::string>();
+  }
+  // OpenAI's defaults: plain sampling from the full distribution.
+  p.sampling.temperature = 1.0f;
+  p.sampling.top_p = 1.0f;
+  p.sampling.top_k = 0;
+  p.sampling.min_p = 0.0f;
+  if (field(j, "temperature")) p.sampling.temperature = static_cast<float>(number(j, "temperature", 0, 2));
+  if (field(j, "top_p")) {
+    p.sampling.top_p = static_cast<float>(number(j, "top_p", 0, 1));
+    if (p.sampling.top_p <= 0) throw bad("top_p", "must be greater than 0");
+  }
+  if (field(j, "top_k")) p.sampling.top_k = static_cast<int32_t>(integer(j, "top_k", -1, 1 << 30));
+  if (field(j, "min_p")) p.sampling.min_p = static_cast<float>(number(j, "min_p", 0, 1));
+  if (field(j, "presence_penalty")) p.sampling.presence_penalty = static_cast<float>(number(j, "presence_penalty", -2, 2));
+  if (field(j, "frequency_penalty"))
+    p.sampling.frequency_penalty = static_cast<float>(number(j, "frequency_penalty", -2, 2));
+  if (field(j, "repetition_penalty"))
+    p.sampling.repeat_penalty = static_cast<float>(number(j, "repetition_penalty", 0.01, 10));
+  if (field(j, "seed")) {
+    const json* v = field(j, "seed");
+    if (!v->is_number_integer()) throw bad("seed", std::string("must be an integer, got ") + v->dump(), "invalid_type");
+    p.sampling.seed = v->is_number_unsigned() ? v->get<uint64_t>() : static_cast<uint64_t>(v->get<int64_t>());
+    if (p.sampling.seed == 0) p.sampling.seed = 0x5eed;  // 0 means "random" inside the engine
+  }
+  for (const char* name : {max_tokens_name, "max_tokens"}) {
+    if (field(j, name) && !p.max_tokens) {
+      p.max_tokens = integer(j, name, 1, std::numeric_limits<int64_t>::max() / 4);
+    }
+  }
+  if (const json* v = field(j, "stop")) {
+    if (v->is_string()) {
+      p.stop.push_back(v->get<std::string>());
+    } else if (v->is_array()) {
+      if (v->size() > 16) throw bad("stop", "at most 16 stop strings are allowed");
+      for (const auto& s : *v) {
+        if (!s.is_string()) throw bad("stop", "must be a string or an array of strings", "invalid_type");
+        p.stop.push_back(s.get<std::string>());
+      }
+    } else {
+      throw bad("stop", std::string("must be a string or an array of strings, got ") + type_name(*v), "invalid_type");
+    }
+    for (const auto& s : p.stop)
+      if (s.empty()) throw bad("stop", "stop strings must not be empty");
+  }
+  if (field(j, "stream")) p.stream = boolean(j, "stream");
+  if (const json* v = field(j, "stream_options")) {
+    if (!v->is_object()) throw bad("stream_options", "must be an object", "invalid_type");
+    if (field(*v, "include_usage")) p.include_usage = boolean(*v, "include_usage");
+  }
+  if (field(j, "n") && integer(j, "n", 1, 128) != 1)
+    throw bad("n", "only n = 1 is supported; send separate requests for more choices", "unsupported_value");
+  if (field(j, "ignore_eos")) p.ignore_eos = boolean(j, "ignore_eos");
+}
+
+void validate_messages(const json& msgs) {
+  static const char* kRoles[] = {"system", "developer", "user", "assistant", "tool"};
+  for (size_t i = 0; i < msgs.size(); ++i) {
+    const json& m = msgs[i];
+    std::string where = "messages[" + std::to_string(i) + "]";
+    if (!m.is_object()) throw bad(where, std::string("must be an object, got ") + type_name(m), "invalid_type");
+    const json* role = field(m, "role");
+    if (!role || !role->is_string()) throw bad(where + ".role", "is required and must be a string", "invalid_type");
+    bool known = false;
+    for (const char* r : kRoles) known |= *role == r;
+    if (!known) throw bad(where + ".role", "must be one of system, developer, user, assistant, tool; got " + role->dump());
+    const json* content = field(m, "content");
+    if (content && !content->is_string() && !content->is_array())
+      throw bad(where + ".content", std::string("must be a string or an array of content parts, got ") + type_name(*content),
+                "invalid_type");
+    if (content && content->is_array()) {
+      for (const auto& part : *content) {
+        if (!part.is_object() || !part.contains("type") || part["type"] != "text" || !part.contains("text") ||
+            !part["text"].is_string())
+          throw bad(where + ".content", "only text content parts ({\"type\": \"text\", \"text\": ...}) are supported");
+      }
+    }
+    if (!content && !(*role == "assistant" && field(m, "tool_calls")))
+      throw bad(where + ".content", "is required (only an assistant message with tool_calls may omit it)");
+    if (const json* tc = field(m, "tool_calls"); tc && !tc->is_array())
+      throw bad(where + ".tool_calls", "must be an array", "invalid_type");
+  }
+}
+
+}  // namespace
+
+CompletionParams parse_completion_request(std::string_view body) {
+  json j = parse_object(body);
+  CompletionParams p;
+  parse_common(j, p, "max_tokens");
+  if (!p.max_tokens) p.max_tokens = 16;  // OpenAI's default for completions
+  const json* prompt = field(j, "prompt");
+  if (!prompt) throw bad("prompt", "is required", "missing_field");
+  const json* one = prompt;
+  if (prompt->is_array() && prompt->size() == 1 && ((*prompt)[0].is_string() || (*prompt)[0].is_array()))
+    one = &(*prompt)[0];
+  if (one->is_string()) {
+    p.prompt_text = one->get<std::string>();
+    if (p.prompt_text.empty()) throw bad("prompt", "must not be empty");
+  } else if (one->is_array()) {
+    if (one->empty()) throw bad("prompt", "must not be empty");
+    for (const auto& t : *one) {
+      if (!t.is_number_integer()) throw bad("prompt", "a token array must hold integers only", "invalid_type");
+      int64_t id = t.get<int64_t>();
+      if (id < 0 || id > std::numeric_limits<int32_t>::max()) throw bad("prompt", "token id " + t.dump() + " is out of range");
+      p.prompt_ids.push_back(static_cast<int32_t>(id));
+    }
+  } else {
+    throw bad("prompt", std::string("must be a string or an array of token ids (one prompt per request), got ") +
+                            type_name(*prompt),
+              "invalid_type");
+  }
+  if (field(j, "echo")) p.echo = boolean(j, "echo");
+  return p;
+}
+
+ChatParams parse_chat_request(std::string_view body) {
+  json j = parse_object(body);
+  ChatParams p;
+  parse_common(j, p, "max_completion_tokens");
+  const json* msgs = field(j, "messages");
+  if (!msgs) throw bad("messages", "is required", "missing_field");
+  if (!msgs->is_array()) throw bad("messages", std::string("must be an array, got ") + type_name(*msgs), "invalid_type");
+  if (msgs->empty()) throw bad("messages", "must hold at least one message");
+  validate_messages(*msgs);
+  p.messages = *msgs;
+
+  if (const json* tools = field(j, "tools")) {
+    if (!tools->is_array()) throw bad("tools", "must be an array", "invalid_type");
+    for (size_t i = 0; i < tools->size(); ++i) {
+      const json& t = (*tools)[i];
+      std::string where = "tools[" + std::to_string(i) + "]";
+      if (!t.is_object() || t.value("type", "") != "function" || !t.contains("function") || !t["function"].is_object())
+        throw bad(where, "must be {\"type\": \"function\", \"function\": {...}}");
+      if (!t["function"].contains("name") || !t["function"]["name"].is_string())
+        throw bad(where + ".function.name", "is required and must be a string");
+    }
+    if (!tools->empty()) p.tools = *tools;
+  }
+  if (const json* tc = field(j, "tool_choice")) {
+    if (tc->is_string()) {
+      std::string s = tc->get<std::string>();
+      if (s != "none" && s != "auto" && s != "required")
+        throw bad("tool_choice", "must be \"none\", \"auto\", \"required\" or a function object");
+      p.tool_choice = s;
+    } else if (tc->is_object() && tc->contains("function") && (*tc)["function"].is_object() &&
+               (*tc)["function"].contains("name") && (*tc)["function"]["name"].is_string()) {
+      p.tool_choice = "function";
+      p.tool_choice_name = (*tc)["function"]["name"].get<std::string>();
+    } else {
+      throw bad("tool_choice", "must be \"none\", \"auto\", \"required\" or {\"type\": \"function\", \"function\": {\"name\": ...}}",
+                "invalid_type");
+    }
+    if (p.tool_choice != "none" && p.tools.is_null())
+      throw bad("tool_choice", "needs a non-empty 'tools' list");
+  }
+  if (const json* kw = field(j, "chat_template_kwargs")) {
+    if (!kw->is_object()) throw bad("chat_template_kwargs", "must be an object", "invalid_type");
+    p.template_kwargs = *kw;
+    if (const json* et = field(*kw, "enable_thinking")) {
+      if (!et->is_boolean()) throw bad("chat_template_kwargs.enable_thinking", "must be a boolean", "invalid_type");
+      p.enable_thinking = et->get<bool>();
+    }
+  }
+  if (const json* re = field(j, "reasoning_effort")) {
+    if (!re->is_string()) throw bad("reasoning_effort", "must be a string", "invalid_type");
+    if (*re == "none") p.enable_thinking = false;
+  }
+  if (field(j, "thinking_budget")) p.thinking_budget = integer(j, "thinking_budget", 0, 1 << 30);
+  if (const json* r = field(j, "reasoning")) {
+    if (!r->is_object()) throw bad("reasoning", "must be an object", "invalid_type");
+    if (field(*r, "max_tokens")) p.thinking_budget = integer(*r, "max_tokens", 0, 1 << 30);
+    if (field(*r, "enabled") && !boolean(*r, "enabled")) p.enable_thinking = false;
+  }
+  return p;
+}
+
+}  // namespace owl::server

@@ -1,0 +1,78 @@
+// The OpenAI-compatible request side of `owl serve`: parsing and validating
+// /v1/completions and /v1/chat/completions bodies into plain structs, and the
+// OpenAI error object every 4xx/5xx answer carries:
+//   {"error": {"message": ..., "type": ..., "param": ..., "code": ...}}
+//
+// Accepted fields (unknown ones are ignored, as OpenAI-compatible servers do):
+//   common: model, max_tokens (chat also max_completion_tokens), temperature [0,2],
+//     top_p (0,1], top_k (>= 0, extension), min_p [0,1] (extension),
+//     repetition_penalty / presence_penalty / frequency_penalty, seed, stop
+//     (string or up to 16 strings), stream, stream_options.include_usage,
+//     n (only 1), ignore_eos (extension)
+//   completions: prompt (string, or an array of token ids, or a one-element array of either)
+//   chat: messages (non-empty), tools, tool_choice ("none" | "auto" | "required" |
+//     {"type":"function","function":{"name":...}}), parallel_tool_calls,
+//     chat_template_kwargs (object passed to the template; enable_thinking: false turns
+//     reasoning off), reasoning_effort ("none" turns reasoning off),
+//     thinking_budget (tokens; extension) or reasoning: {max_tokens} (OpenRouter style).
+#pragma once
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "runtime/sampler.h"
+
+namespace owl::server {
+
+struct ApiError : std::runtime_error {
+  ApiError(int status_, std::string message, std::string type_ = "invalid_request_error", std::string param_ = "",
+           std::string code_ = "")
+      : std::runtime_error(std::move(message)),
+        status(status_),
+        type(std::move(type_)),
+        param(std::move(param_)),
+        code(std::move(code_)) {}
+  int status;
+  std::string type;
+  std::string param;  // "" -> null
+  std::string code;   // "" -> null
+};
+
+// The OpenAI error body for e.
+std::string error_body(const ApiError& e);
+
+struct CommonParams {
+  std::string model;                       // "" when the request named none
+  SamplerParams sampling;                  // OpenAI defaults: temperature 1, top_p 1, top-k and min-p off
+  std::optional<int64_t> max_tokens;       // unset: up to the end of the context (chat) / 16 (completions)
+  std::vector<std::string> stop;
+  bool stream = false;
+  bool include_usage = false;
+  bool ignore_eos = false;
+};
+
+struct CompletionParams : CommonParams {
+  std::string prompt_text;                 // used when prompt_ids is empty
+  std::vector<int32_t> prompt_ids;         // the prompt as token ids, when sent that way
+  bool echo = false;
+};
+
+struct ChatParams : CommonParams {
+  nlohmann::ordered_json messages;         // validated array of message objects
+  nlohmann::ordered_json tools;            // array or null
+  std::string tool_choice = "auto";        // "none", "auto", "required", or "function"
+  std::string tool_choice_name;            // with "function"
+  nlohmann::ordered_json template_kwargs = nlohmann::ordered_json::object();
+  std::optional<bool> enable_thinking;     // unset: the template's default
+  std::optional<int64_t> thinking_budget;  // reasoning tokens at most
+};
+
+// Throw ApiError (400) naming the offending field.
+CompletionParams parse_completion_request(std::string_view body);
+ChatParams parse_chat_request(std::string_view body);
+
+}  // namespace owl::server

@@ -1,0 +1,66 @@
+#include "server/metrics.h"
+
+#include <cstdio>
+
+namespace owl::server {
+
+void Metrics::count_request(const std::string& endpoint, int status) {
+  std::lock_guard<std::mutex> lock(mu_);
+  ++requests_[{endpoint, status}];
+}
+
+void Metrics::count_disconnect() {
+  std::lock_guard<std::mutex> lock(mu_);
+  ++disconnects_;
+}
+
+namespace {
+void metric(std::string& out, const char* name, const char* type, const char* help, double value) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.17g", value);
+  out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n" + name + " " + buf + "\n";
+}
+}  // namespace
+
+std::string Metrics::render(const EngineStats& s) const {
+  std::string out;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    out += "# HELP owl_requests_total HTTP requests answered, by endpoint and status code.\n";
+    out += "# TYPE owl_requests_total counter\n";
+    for (const auto& [key, n] : requests_)
+      out += "owl_requests_total{endpoint=\"" + key.first + "\",status=\"" + std::to_string(key.second) + "\"} " +
+             std::to_string(n) + "\n";
+    metric(out, "owl_client_disconnects_total", "counter", "Requests whose client went away before the end.",
+           static_cast<double>(disconnects_));
+  }
+  auto d = [](int64_t v) { return static_cast<double>(v); };
+  metric(out, "owl_prompt_tokens_total", "counter", "Prompt tokens of admitted requests (cached ones included).",
+         d(s.prompt_tokens_total));
+  metric(out, "owl_prompt_tokens_cached_total", "counter", "Prompt tokens served from the prefix cache.",
+         d(s.prompt_tokens_cached_total));
+  metric(out, "owl_prefill_tokens_total", "counter", "Prompt tokens evaluated by the model.", d(s.prefill_tokens_total));
+  metric(out, "owl_generation_tokens_total", "counter", "Tokens generated.", d(s.generated_tokens_total));
+  metric(out, "owl_generation_requests_finished_total", "counter", "Generation requests that ended (any reason).",
+         d(s.requests_finished_total));
+  metric(out, "owl_generation_requests_cancelled_total", "counter",
+         "Generation requests cancelled (client gone or stopped).", d(s.requests_cancelled_total));
+  metric(out, "owl_engine_steps_total", "counter", "Batched forward steps.", d(s.steps_total));
+  metric(out, "owl_queue_depth", "gauge", "Requests waiting for a slot.", d(s.queue_depth));
+  metric(out, "owl_running_sequences", "gauge", "Sequences being prefilled or decoded.", d(s.running));
+  metric(out, "owl_parallel_slots", "gauge", "Sequences that can run at once (--parallel).", d(s.n_parallel));
+  metric(out, "owl_kv_cache_pages_in_use", "gauge", "KV cache pages holding tokens.", d(s.kv_pages_in_use));
+  metric(out, "owl_kv_cache_bytes", "gauge", "Bytes allocated for KV cache pages.", d(s.kv_bytes_allocated));
+  metric(out, "owl_kv_cache_budget_tokens", "gauge", "KV cache budget in tokens.", d(s.kv_budget_tokens));
+  metric(out, "owl_kv_cache_committed_tokens", "gauge",
+         "KV tokens reserved by running requests plus cached prefixes.", d(s.kv_committed_tokens));
+  metric(out, "owl_kv_cache_usage_ratio", "gauge", "Committed share of the KV budget.",
+         s.kv_budget_tokens > 0 ? d(s.kv_committed_tokens) / d(s.kv_budget_tokens) : 0.0);
+  metric(out, "owl_generation_tokens_per_second", "gauge", "Generated tokens per second over the last 10 s.",
+         s.generated_tokens_per_second);
+  metric(out, "owl_prefill_tokens_per_second", "gauge", "Prompt tokens evaluated per second over the last 10 s.",
+         s.prefill_tokens_per_second);
+  return out;
+}
+
+}  // namespace owl::server

@@ -1,0 +1,29 @@
+// Counters of the HTTP side and their Prometheus text rendering (GET /metrics),
+// together with the engine's gauges (queue, running sequences, KV cache, rates).
+#pragma once
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <string>
+#include <utility>
+
+#include "runtime/engine.h"
+
+namespace owl::server {
+
+class Metrics {
+ public:
+  // One finished HTTP request on `endpoint` ("/v1/chat/completions", ...) with its status.
+  void count_request(const std::string& endpoint, int status);
+  // Requests whose client went away before the answer was complete.
+  void count_disconnect();
+  // Prometheus text exposition format 0.0.4.
+  std::string render(const EngineStats& engine) const;
+
+ private:
+  mutable std::mutex mu_;
+  std::map<std::pair<std::string, int>, int64_t> requests_;
+  int64_t disconnects_ = 0;
+};
+
+}  // namespace owl::server

@@ -1,0 +1,383 @@
+#include "server/server.h"
+
+#include <chrono>
+#include <ctime>
+#include <functional>
+#include <random>
+
+#include "server/api.h"
+#include "server/chat_output.h"
+#include "text/tokenizer.h"
+
+namespace owl::server {
+
+using json = nlohmann::ordered_json;
+
+namespace {
+
+std::string random_id(const char* prefix) {
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  static const char* kAlphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+  std::string id = prefix;
+  for (int i = 0; i < 24; ++i) id += kAlphabet[rng() % 62];
+  return id;
+}
+
+int64_t now_seconds() { return static_cast<int64_t>(std::time(nullptr)); }
+
+void send_json(http::Response& res, int status, const json& body) {
+  res.send(status, "application/json", body.dump());
+}
+
+void send_error(http::Response& res, const ApiError& e) {
+  res.send(e.status, "application/json", error_body(e),
+           e.status == 401 ? std::vector<std::string>{"WWW-Authenticate: Bearer"} : std::vector<std::string>{});
+}
+
+bool write_sse(http::Response& res, const json& data) { return res.write("data: " + data.dump() + "\n\n"); }
+
+// Queues a request on the engine, mapping the engine's refusals onto HTTP errors.
+std::shared_ptr<GenerationStream> submit(Engine& engine, GenerationRequest g) {
+  try {
+    return engine.submit(std::move(g));
+  } catch (const QueueFullError& e) {
+    throw ApiError(429, e.what(), "server_error", "", "queue_full");
+  } catch (const RequestTooLargeError& e) {
+    throw ApiError(400, e.what(), "invalid_request_error", "max_tokens", "context_length_exceeded");
+  }
+}
+
+// Feeds a stream's events to on_event until the last one (returned). When the client goes
+// away, or on_event says so (a failed write), the request is cancelled: nullopt.
+std::optional<GenerationEvent> pump(GenerationStream& stream, http::Response& res,
+                                    const std::function<bool(const GenerationEvent&)>& on_event) {
+  for (;;) {
+    for (auto& e : stream.wait(std::chrono::milliseconds(20))) {
+      if (!on_event(e)) {
+        stream.cancel();
+        return std::nullopt;
+      }
+      if (e.finish != FinishReason::kNone) return std::move(e);
+    }
+    if (res.client_gone()) {
+      stream.cancel();
+      return std::nullopt;
+    }
+  }
+}
+
+json usage_json(const GenerationEvent& last, int64_t reasoning_tokens, bool chat) {
+  json u = {{"prompt_tokens", last.prompt_tokens},
+            {"completion_tokens", last.completion_tokens},
+            {"total_tokens", last.prompt_tokens + last.completion_tokens},
+            {"prompt_tokens_details", {{"cached_tokens", last.cached_tokens}}}};
+  if (chat) u["completion_tokens_details"] = {{"reasoning_tokens", reasoning_tokens}};
+  return u;
+}
+
+// The engine ended the request with an error (the model failed): an OpenAI error.
+ApiError generation_error(const GenerationEvent& e) {
+  return ApiError(500, e.error.empty() ? "generation failed" : e.error, "server_error", "", "generation_failed");
+}
+
+std::string message_text(const json& content) {
+  if (content.is_string()) return content.get<std::string>();
+  std::string s;
+  if (content.is_array())
+    for (const auto& part : content) s += part.value("text", "");
+  return s;
+}
+
+}  // namespace
+
+OpenAIServer::OpenAIServer(Engine& engine, const Tokenizer& tok, std::optional<chat::ChatTemplate> tmpl,
+                           ApiOptions opts)
+    : engine_(engine), tok_(tok), tmpl_(std::move(tmpl)), opts_(std::move(opts)), created_(now_seconds()) {}
+
+void OpenAIServer::check_model(const std::string& model) const {
+  if (!model.empty() && model != opts_.model_id)
+    throw ApiError(404, "the model '" + model + "' does not exist; this server serves '" + opts_.model_id + "'",
+                   "invalid_request_error", "model", "model_not_found");
+}
+
+void OpenAIServer::handle(const http::Request& req, http::Response& res) {
+  static const char* kEndpoints[] = {"/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/metrics"};
+  std::string label = "other";
+  for (const char* e : kEndpoints)
+    if (req.path == e) label = e;
+  try {
+    if (req.path == "/health") {
+      if (req.method != "GET") throw ApiError(405, "use GET /health", "invalid_request_error", "", "method_not_allowed");
+      send_json(res, 200, {{"status", "ok"}});
+    } else {
+      if (!opts_.api_key.empty()) {
+        std::string auth = req.header("authorization");
+        std::string expected = "Bearer " + opts_.api_key;
+        if (auth.empty())
+          throw ApiError(401, "missing API key: send 'Authorization: Bearer <key>'", "invalid_request_error", "",
+                         "invalid_api_key");
+        // Compare every byte so timing does not reveal how much of the key matched.
+        unsigned diff = auth.size() != expected.size();
+        for (size_t i = 0; i < auth.size() && i < expected.size(); ++i)
+          diff |= static_cast<unsigned>(auth[i] ^ expected[i]);
+        if (diff) throw ApiError(401, "incorrect API key", "invalid_request_error", "", "invalid_api_key");
+      }
+      auto want = [&](const char* method) {
+        if (req.method != method)
+          throw ApiError(405, std::string("use ") + method + " " + req.path, "invalid_request_error", "",
+                         "method_not_allowed");
+      };
+      if (req.path == "/v1/chat/completions" || req.path == "/chat/completions") {
+        want("POST");
+        handle_chat(req, res);
+      } else if (req.path == "/v1/completions" || req.path == "/completions") {
+        want("POST");
+        handle_completions(req, res);
+      } else if (req.path == "/v1/models" || req.path == "/models") {
+        want("GET");
+        json model = {{"id", opts_.model_id}, {"object", "model"}, {"created", created_}, {"owned_by", "owl"},
+                      {"meta", {{"n_ctx", engine_.n_ctx()}, {"n_vocab", tok_.n_vocab()}}}};
+        send_json(res, 200, {{"object", "list"}, {"data", json::array({model})}});
+      } else if (req.path == "/metrics") {
+        want("GET");
+        res.send(200, "text/plain; version=0.0.4", metrics_.render(engine_.stats()));
+      } else {
+        throw ApiError(404, "no route for " + req.method + " " + req.path +
+                                "; endpoints: /v1/chat/completions, /v1/completions, /v1/models, /health, /metrics",
+                       "invalid_request_error", "", "not_found");
+      }
+    }
+  } catch (const ApiError& e) {
+    if (!res.sent()) send_error(res, e);
+  } catch (const std::exception& e) {
+    if (!res.sent()) send_error(res, ApiError(500, std::string("internal error: ") + e.what(), "server_error"));
+  }
+  metrics_.count_request(label, res.status());
+}
+
+// ---- /v1/completions ------------------------------------------------------------------------
+
+void OpenAIServer::handle_completions(const http::Request& req, http::Response& res) {
+  CompletionParams p = parse_completion_request(req.body);
+  check_model(p.model);
+  GenerationRequest g;
+  g.prompt = p.prompt_ids.empty() ? tok_.encode(p.prompt_text, /*add_special=*/true) : p.prompt_ids;
+  g.sampling = p.sampling;
+  g.max_tokens = *p.max_tokens;
+  g.stop = p.stop;
+  g.ignore_eos = p.ignore_eos;
+  std::string echo = p.echo ? (p.prompt_ids.empty() ? p.prompt_text : tok_.decode(p.prompt_ids)) : "";
+  auto stream = submit(engine_, std::move(g));
+  const std::string id = random_id("cmpl-");
+  const int64_t created = now_seconds();
+  auto chunk = [&](const std::string& text, const json& finish) {
+    return json{{"id", id},
+                {"object", "text_completion"},
+                {"created", created},
+                {"model", opts_.model_id},
+                {"choices", json::array({{{"index", 0}, {"text", text}, {"logprobs", nullptr}, {"finish_reason", finish}}})}};
+  };
+
+  if (!p.stream) {
+    std::string text = echo;
+    auto last = pump(*stream, res, [&](const GenerationEvent& e) {
+      text += e.text;
+      return true;
+    });
+    if (!last) return metrics_.count_disconnect();
+    if (last->finish == FinishReason::kError) throw generation_error(*last);
+    json body = chunk(text, finish_reason_name(last->finish));
+    body["usage"] = usage_json(*last, 0, false);
+    return send_json(res, 200, body);
+  }
+
+  if (!res.begin_stream(200, "text/event-stream")) return metrics_.count_disconnect(), stream->cancel();
+  if (!echo.empty()) write_sse(res, chunk(echo, nullptr));
+  auto last = pump(*stream, res, [&](const GenerationEvent& e) {
+    if (e.finish == FinishReason::kError) return true;
+    if (e.text.empty() && e.finish == FinishReason::kNone) return true;
+    return write_sse(res, chunk(e.text, e.finish == FinishReason::kNone ? json(nullptr) : json(finish_reason_name(e.finish))));
+  });
+  if (!last) return metrics_.count_disconnect();
+  if (last->finish == FinishReason::kError) {
+    write_sse(res, json::parse(error_body(generation_error(*last))));
+  } else if (p.include_usage) {
+    json u = chunk("", nullptr);
+    u["choices"] = json::array();
+    u["usage"] = usage_json(*last, 0, false);
+    write_sse(res, u);
+  }
+  res.write("data: [DONE]\n\n");
+  res.end_stream();
+}
+
+// ---- /v1/chat/completions -------------------------------------------------------------------
+
+std::string OpenAIServer::render_chat(const ChatParams& p) const {
+  json tools = p.tools;
+  if (p.tool_choice == "none") tools = nullptr;
+  if (p.tool_choice == "function") {
+    json only = json::array();
+    for (const auto& t : p.tools)
+      if (t["function"]["name"] == p.tool_choice_name) only.push_back(t);
+    if (only.empty())
+      throw ApiError(400, "'tool_choice' names the function '" + p.tool_choice_name + "', which is not in 'tools'",
+                     "invalid_request_error", "tool_choice");
+    tools = only;
+  }
+  if (!tmpl_) {
+    std::string text;
+    for (const auto& m : p.messages) {
+      std::string role = m["role"].get<std::string>();
+      if (role == "developer") role = "system";
+      text += role + ": " + message_text(m.value("content", json(""))) + "\n";
+    }
+    return text + "assistant:";
+  }
+  chat::ChatInputs in;
+  in.messages = json::array();
+  for (const auto& m : p.messages) {
+    json msg = m;
+    if (msg.contains("content") && msg["content"].is_array()) msg["content"] = message_text(msg["content"]);
+    if (msg["role"] == "developer") msg["role"] = "system";
+    in.messages.push_back(std::move(msg));
+  }
+  in.tools = tools;
+  in.add_generation_prompt = true;
+  in.extra = p.template_kwargs;
+  if (p.enable_thinking) in.extra["enable_thinking"] = *p.enable_thinking;
+  in.bos_token = tmpl_->bos_token();
+  in.eos_token = tmpl_->eos_token();
+  try {
+    return tmpl_->render(in);
+  } catch (const jinja::TemplateError& e) {
+    throw ApiError(400, std::string("the chat template refused these messages: ") + e.message(),
+                   "invalid_request_error", "messages", "template_error");
+  }
+}
+
+void OpenAIServer::handle_chat(const http::Request& req, http::Response& res) {
+  ChatParams p = parse_chat_request(req.body);
+  check_model(p.model);
+  const std::string prompt = render_chat(p);
+  GenerationRequest g;
+  g.prompt = tok_.encode(prompt, /*add_special=*/true);
+  // Templates that write the BOS text themselves would otherwise get it twice.
+  if (g.prompt.size() >= 2 && tok_.bos_id() >= 0 && g.prompt[0] == tok_.bos_id() && g.prompt[1] == tok_.bos_id())
+    g.prompt.erase(g.prompt.begin());
+  g.sampling = p.sampling;
+  int64_t room = engine_.n_ctx() - static_cast<int64_t>(g.prompt.size());
+  if (p.max_tokens) g.max_tokens = *p.max_tokens;
+  else g.max_tokens = opts_.default_max_tokens > 0 ? std::min(opts_.default_max_tokens, room) : room;
+  if (room < 1)
+    throw ApiError(400, "the prompt is " + std::to_string(g.prompt.size()) + " tokens, but this model's context is " +
+                            std::to_string(engine_.n_ctx()) + " tokens; shorten the messages",
+                   "invalid_request_error", "messages", "context_length_exceeded");
+  g.stop = p.stop;
+  g.ignore_eos = p.ignore_eos;
+  const bool starts_inside = prompt_opens_reasoning(prompt);
+  if (p.thinking_budget) g.hook = std::make_shared<ThinkingBudgetHook>(tok_, *p.thinking_budget, starts_inside);
+  if (opts_.chat_hook_for_tests) g.hook = opts_.chat_hook_for_tests(p);
+  const bool tools_active = !p.tools.is_null() && p.tool_choice != "none";
+  auto stream = submit(engine_, std::move(g));
+
+  const std::string id = random_id("chatcmpl-");
+  const int64_t created = now_seconds();
+  ReasoningSplitter splitter(/*enabled=*/true, starts_inside);
+  std::string reasoning, content;
+  int64_t reasoning_tokens = 0;
+  auto chunk = [&](const json& delta, const json& finish) {
+    return json{{"id", id},
+                {"object", "chat.completion.chunk"},
+                {"created", created},
+                {"model", opts_.model_id},
+                {"choices", json::array({{{"index", 0}, {"delta", delta}, {"logprobs", nullptr}, {"finish_reason", finish}}})}};
+  };
+  // Splits an event's text; returns the delta to stream (content is held back while tools
+  // may be called: a call is only known once it is complete).
+  auto split = [&](const GenerationEvent& e, bool last) {
+    bool was_inside = splitter.in_reasoning();
+    ChatDelta d = splitter.push(e.text);
+    if (last) {
+      ChatDelta f = splitter.flush();
+      d.reasoning += f.reasoning;
+      d.content += f.content;
+    }
+    if (was_inside || !d.reasoning.empty()) reasoning_tokens += e.n_tokens;
+    reasoning += d.reasoning;
+    content += d.content;
+    if (tools_active) d.content.clear();
+    return d;
+  };
+  auto finish_of = [&](const GenerationEvent& last, const ParsedContent& parsed) -> std::string {
+    if (last.finish == FinishReason::kStop && !parsed.calls.empty()) return "tool_calls";
+    return finish_reason_name(last.finish);
+  };
+  auto calls_json = [&](const ParsedContent& parsed, bool with_index) {
+    json calls = json::array();
+    for (size_t i = 0; i < parsed.calls.size(); ++i) {
+      json c = {{"id", parsed.calls[i].id},
+                {"type", "function"},
+                {"function", {{"name", parsed.calls[i].name}, {"arguments", parsed.calls[i].arguments}}}};
+      if (with_index) {
+        json indexed = {{"index", i}};
+        indexed.update(c);
+        c = std::move(indexed);
+      }
+      calls.push_back(c);
+    }
+    return calls;
+  };
+
+  if (!p.stream) {
+    auto last = pump(*stream, res, [&](const GenerationEvent& e) {
+      split(e, e.finish != FinishReason::kNone);
+      return true;
+    });
+    if (!last) return metrics_.count_disconnect();
+    if (last->finish == FinishReason::kError) throw generation_error(*last);
+    ParsedContent parsed = tools_active ? parse_tool_calls(content) : ParsedContent{content, {}};
+    json message = {{"role", "assistant"},
+                    {"content", parsed.content.empty() && !parsed.calls.empty() ? json(nullptr) : json(parsed.content)}};
+    if (!reasoning.empty()) message["reasoning_content"] = reasoning;
+    if (!parsed.calls.empty()) message["tool_calls"] = calls_json(parsed, false);
+    json body = {{"id", id},
+                 {"object", "chat.completion"},
+                 {"created", created},
+                 {"model", opts_.model_id},
+                 {"choices", json::array({{{"index", 0}, {"message", message}, {"logprobs", nullptr},
+                                           {"finish_reason", finish_of(*last, parsed)}}})},
+                 {"usage", usage_json(*last, reasoning_tokens, true)}};
+    return send_json(res, 200, body);
+  }
+
+  if (!res.begin_stream(200, "text/event-stream")) return metrics_.count_disconnect(), stream->cancel();
+  write_sse(res, chunk({{"role", "assistant"}, {"content", ""}}, nullptr));
+  auto last = pump(*stream, res, [&](const GenerationEvent& e) {
+    if (e.finish == FinishReason::kError) return true;
+    ChatDelta d = split(e, e.finish != FinishReason::kNone);
+    bool ok = true;
+    if (!d.reasoning.empty()) ok = write_sse(res, chunk({{"reasoning_content", d.reasoning}}, nullptr));
+    if (ok && !d.content.empty()) ok = write_sse(res, chunk({{"content", d.content}}, nullptr));
+    return ok;
+  });
+  if (!last) return metrics_.count_disconnect();
+  if (last->finish == FinishReason::kError) {
+    write_sse(res, json::parse(error_body(generation_error(*last))));
+  } else {
+    ParsedContent parsed = tools_active ? parse_tool_calls(content) : ParsedContent{content, {}};
+    if (tools_active && !parsed.content.empty()) write_sse(res, chunk({{"content", parsed.content}}, nullptr));
+    if (!parsed.calls.empty()) write_sse(res, chunk({{"tool_calls", calls_json(parsed, true)}}, nullptr));
+    write_sse(res, chunk(json::object(), finish_of(*last, parsed)));
+    if (p.include_usage) {
+      json u = chunk(json::object(), nullptr);
+      u["choices"] = json::array();
+      u["usage"] = usage_json(*last, reasoning_tokens, true);
+      write_sse(res, u);
+    }
+  }
+  res.write("data: [DONE]\n\n");
+  res.end_stream();
+}
+
+}  // namespace owl::server

@@ -1,0 +1,148 @@
+// The chat endpoint's output parsing through the real engine and real HTTP, with the
+// generated tokens scripted by a hook (stories260K cannot write tool calls or think tags
+// by itself): the script's tokens go through the sampler loop, the incremental
+// detokenizer, the reasoning splitter and the tool-call parser like sampled ones.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "formats/gguf.h"
+#include "model/model.h"
+#include "runtime/engine.h"
+#include "server/chat_output.h"
+#include "server/http.h"
+#include "server/server.h"
+#include "server/server_fixture.h"
+#include "test_util.h"
+#include "text/tokenizer.h"
+
+namespace owl::test {
+namespace {
+
+using json = nlohmann::json;
+
+// Forces the tokens of `text`, then end-of-generation.
+class ScriptHook : public TokenHook {
+ public:
+  ScriptHook(const Tokenizer& tok, const std::string& text) : ids_(tok.encode(text, false)) { ids_.push_back(tok.eos_id()); }
+  std::vector<int32_t> at_start() override { return ids_; }
+  std::vector<int32_t> on_token(int32_t, std::string_view) override { return {}; }
+
+ private:
+  std::vector<int32_t> ids_;
+};
+
+class ScriptedChat : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    source_ = open_model_source(shared_path("models/stories260K/stories260K-f32.gguf"));
+    tok_ = Tokenizer::from_gguf(*source_->gguf_file());
+    model_ = Model::load(*source_);
+    EngineOptions eo;
+    eo.n_parallel = 2;
+    engine_ = std::make_unique<Engine>(*model_, *tok_, eo);
+    server::ApiOptions ao;
+    ao.model_id = "stories";
+    ao.chat_hook_for_tests = [this](const server::ChatParams&) -> std::shared_ptr<TokenHook> {
+      return std::make_shared<ScriptHook>(*tok_, script_);
+    };
+    api_ = std::make_unique<server::OpenAIServer>(*engine_, *tok_, std::nullopt, ao);
+    http::ServerOptions ho;
+    ho.port = 0;
+    http_ = std::make_unique<http::Server>(ho, [this](const http::Request& q, http::Response& r) { api_->handle(q, r); });
+    http_->listen();
+    thread_ = std::thread([this] { http_->run(); });
+  }
+  void TearDown() override {
+    http_->stop();
+    thread_.join();
+  }
+  json chat(json body) {
+    body["messages"] = {{{"role", "user"}, {"content", "What is the weather in Paris?"}}};
+    body["tools"] = {{{"type", "function"},
+                      {"function", {{"name", "get_weather"}, {"parameters", {{"type", "object"}}}}}}};
+    auto r = http_post(http_->port(), "/v1/chat/completions", body.dump());
+    EXPECT_EQ(r.status, 200) << r.body;
+    if (body.value("stream", false)) {
+      json events = json::array();
+      for (auto& e : sse_events(r.body)) events.push_back(e);
+      return events;
+    }
+    return r.json();
+  }
+
+  std::string script_;
+  std::unique_ptr<ModelSource> source_;
+  std::unique_ptr<Tokenizer> tok_;
+  std::unique_ptr<Model> model_;
+  std::unique_ptr<Engine> engine_;
+  std::unique_ptr<server::OpenAIServer> api_;
+  std::unique_ptr<http::Server> http_;
+  std::thread thread_;
+};
+
+TEST_F(ScriptedChat, ReasoningAndToolCallsInOneMessage) {
+  script_ = "<think>The user wants weather.</think>\n\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": "
+            "{\"city\": \"Paris\"}}\n</tool_call>";
+  json j = chat({{"max_tokens", 200}});
+  const json& msg = j["choices"][0]["message"];
+  EXPECT_EQ(j["choices"][0]["finish_reason"], "tool_calls");
+  EXPECT_EQ(msg["reasoning_content"], "The user wants weather.");
+  EXPECT_TRUE(msg["content"].is_null()) << msg.dump();
+  ASSERT_EQ(msg["tool_calls"].size(), 1u);
+  EXPECT_EQ(msg["tool_calls"][0]["type"], "function");
+  EXPECT_EQ(msg["tool_calls"][0]["function"]["name"], "get_weather");
+  EXPECT_EQ(json::parse(msg["tool_calls"][0]["function"]["arguments"].get<std::string>()), json({{"city", "Paris"}}));
+  EXPECT_GT(j["usage"]["completion_tokens_details"]["reasoning_tokens"].get<int>(), 5);
+  EXPECT_LT(j["usage"]["completion_tokens_details"]["reasoning_tokens"].get<int>(),
+            j["usage"]["completion_tokens"].get<int>());
+}
+
+TEST_F(ScriptedChat, StreamedToolCallsAndReasoningDeltas) {
+  script_ = "<think>Checking.</think>Sure.<tool_call>{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Rome\"}}</tool_call>";
+  json events = chat({{"max_tokens", 200}, {"stream", true}, {"stream_options", {{"include_usage", true}}}});
+  std::string reasoning, content, finish;
+  json calls = json::array();
+  json usage;
+  for (const auto& e : events) {
+    if (e.is_string()) continue;
+    if (e["choices"].empty()) {
+      usage = e["usage"];
+      continue;
+    }
+    const json& d = e["choices"][0]["delta"];
+    if (d.contains("reasoning_content")) reasoning += d["reasoning_content"].get<std::string>();
+    if (d.contains("content")) content += d["content"].get<std::string>();
+    if (d.contains("tool_calls")) calls = d["tool_calls"];
+    if (!e["choices"][0]["finish_reason"].is_null()) finish = e["choices"][0]["finish_reason"];
+  }
+  EXPECT_EQ(events.back(), "[DONE]");
+  EXPECT_EQ(reasoning, "Checking.");
+  EXPECT_EQ(content, "Sure.");
+  ASSERT_EQ(calls.size(), 1u);
+  EXPECT_EQ(calls[0]["index"], 0);
+  EXPECT_EQ(calls[0]["function"]["name"], "get_weather");
+  EXPECT_EQ(json::parse(calls[0]["function"]["arguments"].get<std::string>()), json({{"city", "Rome"}}));
+  EXPECT_EQ(finish, "tool_calls");
+  EXPECT_GT(usage["completion_tokens_details"]["reasoning_tokens"].get<int>(), 0);
+}
+
+TEST_F(ScriptedChat, ToolChoiceNoneLeavesTheTextAlone) {
+  script_ = "<tool_call>{\"name\": \"get_weather\", \"arguments\": {}}</tool_call>";
+  json j = chat({{"max_tokens", 200}, {"tool_choice", "none"}});
+  EXPECT_EQ(j["choices"][0]["finish_reason"], "stop");
+  EXPECT_FALSE(j["choices"][0]["message"].contains("tool_calls"));
+  // The script was tokenized as SentencePiece text, which adds one leading space.
+  EXPECT_EQ(j["choices"][0]["message"]["content"], " " + script_);
+}
+
+TEST_F(ScriptedChat, LengthLimitInsideACallIsLength) {
+  script_ = "<tool_call>{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}</tool_call>";
+  json j = chat({{"max_tokens", 5}});
+  EXPECT_EQ(j["choices"][0]["finish_reason"], "length");
+  EXPECT_FALSE(j["choices"][0]["message"].contains("tool_calls"));
+}
+
+}  // namespace
+}  // namespace owl::test
