@@ -166,14 +166,38 @@ float dot(const float* q, const T* k, int64_t n) {
   return s;
 }
 
-// acc = acc * c + p * v
+// acc[0..n) = acc * corr + sum_j p[j] * v[j][0..n): accumulators stay in registers across the
+// chunk's tokens (32 floats at a time), so acc is loaded and stored once per chunk.
 template <class T>
-void axpby(float* acc, float c, float p, const T* v, int64_t n) {
-  const __m256 vc = _mm256_set1_ps(c), vp = _mm256_set1_ps(p);
+void accumulate_v(float* acc, float corr, const float* p, const T* const* v, int64_t len, int64_t n) {
+  const __m256 c = _mm256_set1_ps(corr);
   int64_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    _mm256_storeu_ps(acc + i, _mm256_fmadd_ps(vp, load8(v + i), _mm256_mul_ps(vc, _mm256_loadu_ps(acc + i))));
-  for (; i < n; ++i) acc[i] = acc[i] * c + p * load1(v + i);
+  for (; i + 32 <= n; i += 32) {
+    __m256 a0 = _mm256_mul_ps(c, _mm256_loadu_ps(acc + i)), a1 = _mm256_mul_ps(c, _mm256_loadu_ps(acc + i + 8));
+    __m256 a2 = _mm256_mul_ps(c, _mm256_loadu_ps(acc + i + 16)), a3 = _mm256_mul_ps(c, _mm256_loadu_ps(acc + i + 24));
+    for (int64_t j = 0; j < len; ++j) {
+      const __m256 pj = _mm256_set1_ps(p[j]);
+      const T* vr = v[j] + i;
+      a0 = _mm256_fmadd_ps(pj, load8(vr), a0);
+      a1 = _mm256_fmadd_ps(pj, load8(vr + 8), a1);
+      a2 = _mm256_fmadd_ps(pj, load8(vr + 16), a2);
+      a3 = _mm256_fmadd_ps(pj, load8(vr + 24), a3);
+    }
+    _mm256_storeu_ps(acc + i, a0);
+    _mm256_storeu_ps(acc + i + 8, a1);
+    _mm256_storeu_ps(acc + i + 16, a2);
+    _mm256_storeu_ps(acc + i + 24, a3);
+  }
+  for (; i + 8 <= n; i += 8) {
+    __m256 a0 = _mm256_mul_ps(c, _mm256_loadu_ps(acc + i));
+    for (int64_t j = 0; j < len; ++j) a0 = _mm256_fmadd_ps(_mm256_set1_ps(p[j]), load8(v[j] + i), a0);
+    _mm256_storeu_ps(acc + i, a0);
+  }
+  for (; i < n; ++i) {
+    float a = acc[i] * corr;
+    for (int64_t j = 0; j < len; ++j) a += p[j] * load1(v[j] + i);
+    acc[i] = a;
+  }
 }
 
 constexpr int64_t kChunk = 64;  // tokens scored before the running max is updated
@@ -191,16 +215,21 @@ void attention_group(const float* q, int64_t h0, int64_t h1, int64_t g, int64_t 
   std::fill(m, m + nh, -INFINITY);
   std::fill(l, l + nh, 0.0f);
   alignas(32) float s[kChunk];
+  const TK* kr[kChunk];
+  const TV* vr[kChunk];
   for (int64_t t0 = kv_begin; t0 < kv_end; t0 += kChunk) {
     const int64_t len = std::min(kChunk, kv_end - t0);
+    for (int64_t j = 0; j < len; ++j) {  // row addresses once per chunk, shared by the group's heads
+      kr[j] = static_cast<const TK*>(kv_row(k, t0 + j)) + g * dk;
+      vr[j] = static_cast<const TV*>(kv_row(v, t0 + j)) + g * dv;
+    }
     for (int64_t h = 0; h < nh; ++h) {
       const float* qh = q + (h0 + h) * dk;
       float cm = -INFINITY;
       for (int64_t j = 0; j < len; ++j) {
-        s[j] = scale * dot(qh, static_cast<const TK*>(kv_row(k, t0 + j)) + g * dk, dk);
+        s[j] = scale * dot(qh, kr[j], dk);
         cm = std::max(cm, s[j]);
       }
-      float* a = acc + h * dv;
       float corr = 1.0f;
       if (cm > m[h]) {
         corr = std::exp(m[h] - cm);  // 0 on the first chunk
@@ -211,10 +240,8 @@ void attention_group(const float* q, int64_t h0, int64_t h1, int64_t g, int64_t 
       for (; j + 8 <= len; j += 8) _mm256_store_ps(s + j, exp8(_mm256_sub_ps(_mm256_load_ps(s + j), mm)));
       for (; j < len; ++j) s[j] = std::exp(s[j] - m[h]);
       float lsum = 0;
-      for (j = 0; j < len; ++j) {
-        lsum += s[j];
-        axpby(a, j == 0 ? corr : 1.0f, s[j], static_cast<const TV*>(kv_row(v, t0 + j)) + g * dv, dv);
-      }
+      for (j = 0; j < len; ++j) lsum += s[j];
+      accumulate_v(acc + h * dv, corr, s, vr, len, dv);
       l[h] = l[h] * corr + lsum;
     }
   }
