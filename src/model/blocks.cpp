@@ -117,6 +117,30 @@ AttentionWeights load_attention(const ModelSource& src, const ModelConfig& c, in
   return w;
 }
 
+namespace {
+
+struct AttendJob {
+  const AttentionShape* s;
+  const Batch* batch;
+  const KVStore* kv;
+  int layer;
+  const float* q;
+  float* att;
+};
+
+// Attention of batch row r over its sequence's cached rows [begin, position].
+void attend_row(const AttendJob& j, int64_t r) {
+  const AttentionShape& s = *j.s;
+  const int32_t seq = j.batch->seq_ids[r];
+  const int64_t end = j.batch->positions[r] + 1;
+  const int64_t begin = s.sliding_window > 0 ? std::max<int64_t>(0, end - s.sliding_window) : 0;
+  kernels::attention(j.q + r * s.n_head * s.head_dim, s.n_head, s.n_head_kv, s.head_dim, s.head_dim_v,
+                     j.kv->keys(j.layer, seq), j.kv->values(j.layer, seq), begin, end, s.scale,
+                     j.att + r * s.n_head * s.head_dim_v);
+}
+
+}  // namespace
+
 void attention(const AttentionWeights& w, const AttentionShape& s, const Rope& rope, const float* x,
                const Batch& batch, KVStore& kv, int layer, AttentionScratch& ws, float* out) {
   const int64_t n = batch.size();
@@ -142,15 +166,14 @@ void attention(const AttentionWeights& w, const AttentionShape& s, const Rope& r
     kv.store(layer, batch.seq_ids[r], batch.positions[r], kr, v + r * v_width);
   }
   // Every row's K/V is stored first, so each row sees its own sequence up to its own position.
-  default_pool().parallel_for(n, [&](int64_t r0, int64_t r1, int) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const int32_t seq = batch.seq_ids[r];
-      const int64_t end = batch.positions[r] + 1;
-      const int64_t begin = s.sliding_window > 0 ? std::max<int64_t>(0, end - s.sliding_window) : 0;
-      kernels::attention(q + r * q_width, s.n_head, s.n_head_kv, s.head_dim, s.head_dim_v, kv.keys(layer, seq),
-                         kv.values(layer, seq), begin, end, s.scale, att + r * att_width);
-    }
-  });
+  AttendJob job{&s, &batch, &kv, layer, q, att};
+  ThreadPool& pool = default_pool();
+  if (n < pool.size()) {
+    // Few rows (decode): one row at a time, the kernel splits its heads over the pool.
+    for (int64_t r = 0; r < n; ++r) attend_row(job, r);
+  } else {
+    pool.run(static_cast<int>(n), [](void* j, int r, int) { attend_row(*static_cast<AttendJob*>(j), r); }, &job);
+  }
   linear(w.o, att, n, out);
 }
 

@@ -33,8 +33,10 @@ std::string param_name(const ::testing::TestParamInfo<Param>& p) {
 class GoldenDense : public ::testing::TestWithParam<Param> {
  protected:
   void SetUp() override {
-    golden_ = load_golden(GetParam().model, GetParam().quant);
-    source_ = open_model_source(golden_.dir + "/" + GetParam().quant + ".gguf");
+    // quant "hf": the Hugging Face twin folder of f32.gguf, checked against the F32 goldens.
+    const std::string quant = GetParam().quant;
+    golden_ = load_golden(GetParam().model, quant == "hf" ? "f32" : quant);
+    source_ = open_model_source(golden_.dir + "/" + (quant == "hf" ? "hf" : quant + ".gguf"));
     model_ = Model::load(*source_);
     ASSERT_EQ(model_->n_vocab(), golden_.n_vocab);
   }
@@ -44,6 +46,7 @@ class GoldenDense : public ::testing::TestWithParam<Param> {
 };
 
 class GoldenDenseF32 : public GoldenDense {};
+class GoldenHfTwin : public GoldenDense {};
 class GoldenDenseQuant : public GoldenDense {};
 
 TEST_P(GoldenDenseF32, F32CacheMatchesWithin1e3) {
@@ -59,6 +62,22 @@ TEST_P(GoldenDenseF32, F32CacheMatchesWithin1e3) {
     EXPECT_LE(forced.max_abs, 1e-3) << describe(forced);
     EXPECT_EQ(forced.argmax_agree, 1.0) << describe(forced);
     expect_greedy_equal(c, r.greedy, 0.05f, "F32 KV");
+  }
+}
+
+// The Hugging Face twins hold the same weights as f32.gguf (llama with HF's Q/K row order):
+// the F32 bound applies to them too.
+TEST_P(GoldenHfTwin, MatchesF32GoldensWithin1e3) {
+  for (const auto& c : golden_.cases) {
+    SCOPED_TRACE(c.name);
+    CaseRun r = run_case(*model_, c, DType::F32);
+    Agreement prompt = compare(r.logits, c.logits, golden_.n_vocab);
+    Agreement forced = compare(r.forced, c.gen_logits, golden_.n_vocab);
+    std::printf("  %s/hf %s: prompt %s; teacher-forced %s\n", GetParam().model, c.name.c_str(),
+                describe(prompt).c_str(), describe(forced).c_str());
+    EXPECT_LE(prompt.max_abs, 1e-3) << describe(prompt);
+    EXPECT_LE(forced.max_abs, 1e-3) << describe(forced);
+    expect_greedy_equal(c, r.greedy, 0.05f, "HF twin");
   }
 }
 
@@ -107,6 +126,9 @@ TEST_P(GoldenDenseQuant, StatisticalBounds) {
 INSTANTIATE_TEST_SUITE_P(Dense, GoldenDenseF32,
                          ::testing::Values(Param{"llama", "f32"}, Param{"llama-rope-scaled", "f32"},
                                            Param{"qwen2", "f32"}, Param{"qwen3", "f32"}),
+                         param_name);
+
+INSTANTIATE_TEST_SUITE_P(Dense, GoldenHfTwin, ::testing::Values(Param{"llama", "hf"}, Param{"qwen3", "hf"}),
                          param_name);
 
 INSTANTIATE_TEST_SUITE_P(Dense, GoldenDenseQuant,
