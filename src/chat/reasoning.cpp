@@ -23,6 +23,11 @@ size_t partial_tag_suffix(std::string_view s, std::string_view tag) {
 
 }  // namespace
 
+ReasoningTags reasoning_tags_for_template(std::string_view template_source) {
+  if (template_source.find("◁think▷") != std::string_view::npos) return {"◁think▷", "◁/think▷"};
+  return {};
+}
+
 ReasoningStart reasoning_start(std::string_view prompt, const ReasoningTags& tags) {
   std::string_view tail = rstrip(prompt);
   if (ends_with(tail, tags.open)) return ReasoningStart::InReasoning;

@@ -29,6 +29,10 @@ enum class ReasoningStart {
   Off,          // the prompt closed an (empty) block: output is all content
 };
 
+// The tags a chat template uses: "◁think▷"/"◁/think▷" when the template writes those
+// (Kimi's reasoning markers in some releases), else "<think>"/"</think>".
+ReasoningTags reasoning_tags_for_template(std::string_view template_source);
+
 // Decides from the rendered prompt's tail (ignoring trailing whitespace).
 ReasoningStart reasoning_start(std::string_view prompt, const ReasoningTags& tags = {});
 

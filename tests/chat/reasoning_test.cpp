@@ -92,6 +92,11 @@ TEST(Reasoning, WhitespaceInsideReasoningIsKept) {
   expect_split_invariant(ReasoningStart::InReasoning, "a  \n b\n\n</think>  c  d ", "a  \n b", "c  d ");
 }
 
+TEST(Reasoning, TagsFromTemplate) {
+  EXPECT_EQ(owl::chat::reasoning_tags_for_template("{{ '<think>' }}").open, "<think>");
+  EXPECT_EQ(owl::chat::reasoning_tags_for_template("{{ '◁think▷' + rc + '◁/think▷' }}").close, "◁/think▷");
+}
+
 TEST(Reasoning, MultibyteTextAndCustomTags) {
   ReasoningTags tags{"◁think▷", "◁/think▷"};
   std::string text = "◁think▷思考中 🤔◁/think▷答案";
