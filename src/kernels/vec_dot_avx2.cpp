@@ -349,7 +349,9 @@ void by_nr(int64_t n, const void* w, const void* x, size_t xs, int nr, float* y,
     case 1: return K<1>::f(n, w, x, xs, y, ys);
     case 2: return K<2>::f(n, w, x, xs, y, ys);
     case 3: return K<3>::f(n, w, x, xs, y, ys);
-    default: return K<4>::f(n, w, x, xs, y, ys);
+    case 4: return K<4>::f(n, w, x, xs, y, ys);
+    case 5: return K<5>::f(n, w, x, xs, y, ys);
+    default: return K<6>::f(n, w, x, xs, y, ys);
   }
 }
 
