@@ -8,6 +8,45 @@
 
 namespace owl::text {
 
+void MergeTable::reserve(size_t n) {
+  size_t cap = 16;
+  while (cap < n * 2) cap *= 2;  // load factor <= 1/2
+  if (cap <= slots_.size()) return;
+  std::vector<Slot> old;
+  old.swap(slots_);
+  slots_.assign(cap, Slot{});
+  shift_ = 64 - __builtin_ctzll(cap);
+  size_ = 0;
+  for (const Slot& s : old)
+    if (s.key != kEmpty) insert(static_cast<int32_t>(s.key >> 32), static_cast<int32_t>(s.key), s.value[0], s.value[1]);
+}
+
+void MergeTable::insert(int32_t left, int32_t right, int32_t rank, int32_t merged) {
+  if ((size_ + 1) * 2 > slots_.size()) reserve(size_ + 1 > 8 ? (size_ + 1) * 2 : 16);
+  uint64_t k = key(left, right);
+  size_t mask = slots_.size() - 1;
+  for (size_t i = slot_of(k);; i = (i + 1) & mask) {
+    if (slots_[i].key == k) return;  // keep the first (best-ranked) entry
+    if (slots_[i].key == kEmpty) {
+      slots_[i].key = k;
+      slots_[i].value[0] = rank;
+      slots_[i].value[1] = merged;
+      ++size_;
+      return;
+    }
+  }
+}
+
+const int32_t* MergeTable::find(int32_t left, int32_t right) const {
+  if (slots_.empty()) return nullptr;
+  uint64_t k = key(left, right);
+  size_t mask = slots_.size() - 1;
+  for (size_t i = slot_of(k);; i = (i + 1) & mask) {
+    if (slots_[i].key == k) return slots_[i].value;
+    if (slots_[i].key == kEmpty) return nullptr;
+  }
+}
+
 void Bpe::finish_loading() {
   have_byte_ids_ = true;
   for (int b = 0; b < 256; ++b) {
@@ -40,6 +79,26 @@ struct Candidate {
 
 void Bpe::encode_word(std::string_view word, std::vector<int32_t>& out) const {
   if (word.empty()) return;
+  if (word.size() > kCacheMaxWord) {
+    merge_word(word, out);
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> lock(cache_mu_);
+    auto it = cache_.find(word);
+    if (it != cache_.end()) {
+      out.insert(out.end(), it->second.begin(), it->second.end());
+      return;
+    }
+  }
+  size_t start = out.size();
+  merge_word(word, out);
+  std::lock_guard<std::mutex> lock(cache_mu_);
+  if (cache_.size() >= kCacheMaxEntries) cache_.clear();  // crude bound; refills with the current text's words
+  cache_.emplace(std::string(word), std::vector<int32_t>(out.begin() + start, out.end()));
+}
+
+void Bpe::merge_word(std::string_view word, std::vector<int32_t>& out) const {
   if (ignore_merges) {
     if (auto id = find(word)) {
       out.push_back(*id);
@@ -70,9 +129,9 @@ void Bpe::encode_word(std::string_view word, std::vector<int32_t>& out) const {
       heap.push({-static_cast<double>(scores[*id]), l, r, a.len, b.len, *id});
     } else {
       if (a.id < 0 || b.id < 0) return;
-      auto it = merges.find(key(a.id, b.id));
-      if (it == merges.end()) return;
-      heap.push({static_cast<double>(it->second.rank), l, r, a.len, b.len, it->second.id});
+      const int32_t* m = merges.find(a.id, b.id);
+      if (!m) return;
+      heap.push({static_cast<double>(m[0]), l, r, a.len, b.len, m[1]});
     }
   };
   for (int32_t i = 0; i + 1 < static_cast<int32_t>(sym.size()); ++i) try_pair(i, i + 1);

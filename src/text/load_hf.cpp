@@ -1,5 +1,7 @@
 // Builds a Tokenizer from Hugging Face tokenizer.json (+ tokenizer_config.json,
 // generation_config.json beside it for BOS/EOS and end-of-generation ids).
+#include <climits>
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -190,41 +192,169 @@ std::optional<std::string> config_token(const json& cfg, const char* key) {
   return std::nullopt;
 }
 
-void load_model(const Ctx& c, const json& model, Tokenizer::Impl& m) {
-  std::string type = c.get<std::string>(model, "type", model.contains("merges") ? "BPE" : "");
+// Reads tokenizer.json in one SAX pass. model.vocab and model.merges (nearly
+// the whole file) go straight into flat arrays; everything else becomes a
+// DOM. Building a DOM of a 150k-entry vocabulary would take most of a second.
+class TokenizerJsonReader : public nlohmann::json_sax<json> {
+ public:
+  json root;
+  std::vector<std::pair<std::string, int64_t>> vocab;
+  std::vector<std::pair<std::string, std::string>> merges;
+  bool saw_vocab = false, saw_merges = false;
+  std::string error;
+
+  bool null() override { return put(json()); }
+  bool boolean(bool v) override { return put(json(v)); }
+  bool number_integer(number_integer_t v) override { return number(v); }
+  bool number_unsigned(number_unsigned_t v) override {
+    return number(v > static_cast<uint64_t>(INT64_MAX) ? -1 : static_cast<int64_t>(v));
+  }
+  bool number_float(number_float_t v, const string_t&) override {
+    if (mode_ == Mode::Vocab) return fail("model.vocab values must be integer ids");
+    return put(json(v));
+  }
+  bool binary(binary_t&) override { return fail("binary values are not JSON"); }
+  bool string(string_t& v) override {
+    switch (mode_) {
+      case Mode::Merges: {
+        size_t sp = v.find(' ', 1);
+        if (sp == std::string::npos) return fail("merge '" + v + "' is not two tokens separated by a space");
+        merges.emplace_back(v.substr(0, sp), v.substr(sp + 1));
+        return true;
+      }
+      case Mode::MergePair:
+        pair_.push_back(std::move(v));
+        return true;
+      case Mode::Vocab:
+        return fail("model.vocab values must be integer ids");
+      case Mode::Dom:
+        return put(json(std::move(v)));
+    }
+    return true;
+  }
+  bool start_object(std::size_t) override {
+    if (mode_ != Mode::Dom) return fail("unexpected object inside model.vocab or model.merges");
+    if (stack_.size() == 2 && in_model_ && key_ == "vocab") {
+      mode_ = Mode::Vocab;
+      saw_vocab = true;
+      return true;
+    }
+    bool entering_model = stack_.size() == 1 && key_ == "model";
+    if (!open(json::object())) return false;
+    if (entering_model) in_model_ = true;
+    return true;
+  }
+  bool key(string_t& k) override {
+    key_ = std::move(k);
+    return true;
+  }
+  bool end_object() override {
+    if (mode_ == Mode::Vocab) {
+      mode_ = Mode::Dom;
+      return true;
+    }
+    if (stack_.size() == 2 && in_model_) in_model_ = false;
+    stack_.pop_back();
+    return true;
+  }
+  bool start_array(std::size_t) override {
+    if (mode_ == Mode::Merges) {
+      mode_ = Mode::MergePair;
+      pair_.clear();
+      return true;
+    }
+    if (mode_ != Mode::Dom) return fail("unexpected array inside model.vocab or a merge");
+    if (stack_.size() == 2 && in_model_ && key_ == "merges") {
+      mode_ = Mode::Merges;
+      saw_merges = true;
+      return true;
+    }
+    return open(json::array());
+  }
+  bool end_array() override {
+    if (mode_ == Mode::MergePair) {
+      if (pair_.size() != 2) return fail("a merge pair must have exactly two tokens");
+      merges.emplace_back(std::move(pair_[0]), std::move(pair_[1]));
+      mode_ = Mode::Merges;
+      return true;
+    }
+    if (mode_ == Mode::Merges) {
+      mode_ = Mode::Dom;
+      return true;
+    }
+    stack_.pop_back();
+    return true;
+  }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception& e) override {
+    return fail(std::string("not valid JSON (") + e.what() + ")");
+  }
+
+ private:
+  enum class Mode { Dom, Vocab, Merges, MergePair };
+  Mode mode_ = Mode::Dom;
+  bool in_model_ = false;  // the open object at depth 2 is root["model"]
+  std::vector<json*> stack_;
+  std::string key_;
+  std::vector<std::string> pair_;
+
+  bool fail(const std::string& what) {
+    if (error.empty()) error = what;
+    return false;
+  }
+  bool number(int64_t v) {
+    if (mode_ == Mode::Vocab) {
+      vocab.emplace_back(std::move(key_), v);
+      return true;
+    }
+    if (mode_ != Mode::Dom) return fail("merges must be strings \"a b\" or pairs [a, b]");
+    return put(json(v));
+  }
+  json* place(json&& v) {
+    if (stack_.empty()) {
+      root = std::move(v);
+      return &root;
+    }
+    json& top = *stack_.back();
+    if (top.is_array()) {
+      top.push_back(std::move(v));
+      return &top.back();
+    }
+    json& slot = top[key_];
+    slot = std::move(v);
+    return &slot;
+  }
+  bool put(json&& v) {
+    if (mode_ == Mode::MergePair) return fail("merges must be strings \"a b\" or pairs [a, b]");
+    place(std::move(v));
+    return true;
+  }
+  bool open(json&& container) {
+    stack_.push_back(place(std::move(container)));
+    return true;
+  }
+};
+
+void load_model(const Ctx& c, const json& model, TokenizerJsonReader& r, Tokenizer::Impl& m) {
+  std::string type = c.get<std::string>(model, "type", r.saw_merges ? "BPE" : "");
   if (type != "BPE") c.fail("model type '" + type + "' is not supported (only BPE tokenizers are)");
+  if (!r.saw_vocab || !r.saw_merges) c.fail("model.vocab (an object) and model.merges (an array) are required");
   if (!c.get<std::string>(model, "continuing_subword_prefix", "").empty() ||
       !c.get<std::string>(model, "end_of_word_suffix", "").empty())
     c.fail("BPE continuing_subword_prefix / end_of_word_suffix are not supported");
   text::Bpe& bpe = m.bpe;
-  const json& vocab = model.at("vocab");
-  if (!vocab.is_object()) c.fail("model.vocab must be an object");
-  bpe.ids.reserve(vocab.size() * 2);
-  for (auto it = vocab.begin(); it != vocab.end(); ++it) {
-    int64_t id = it.value().get<int64_t>();
-    if (id < 0 || id > 16'000'000) c.fail("vocabulary id out of range for '" + it.key() + "'");
+  bpe.ids.reserve(r.vocab.size() * 2);
+  for (auto& [token, id] : r.vocab) {
+    if (id < 0 || id > 16'000'000) c.fail("vocabulary id out of range for '" + token + "'");
     if (static_cast<size_t>(id) >= bpe.vocab.size()) bpe.vocab.resize(id + 1);
-    bpe.vocab[id] = it.key();
-    bpe.ids.emplace(it.key(), static_cast<int32_t>(id));
+    bpe.ids.emplace(token, static_cast<int32_t>(id));
+    bpe.vocab[id] = std::move(token);
   }
-  const json& merges = model.at("merges");
-  bpe.merges.reserve(merges.size() * 2);
+  bpe.merges.reserve(r.merges.size() * 2);
   int32_t rank = 0;
-  std::string left, right;
-  for (const json& mg : merges) {
-    if (mg.is_string()) {
-      const std::string& s = mg.get_ref<const std::string&>();
-      size_t sp = s.find(' ', 1);
-      if (sp == std::string::npos) c.fail("merge '" + s + "' is not two tokens separated by a space");
-      left.assign(s, 0, sp);
-      right.assign(s, sp + 1, std::string::npos);
-    } else if (mg.is_array() && mg.size() == 2) {
-      left = mg[0].get<std::string>();
-      right = mg[1].get<std::string>();
-    } else {
-      c.fail("merges must be strings \"a b\" or pairs [a, b]");
-    }
-    auto a = bpe.find(left), b = bpe.find(right), ab = bpe.find(left + right);
+  std::string joined;
+  for (const auto& [left, right] : r.merges) {
+    joined.assign(left).append(right);
+    auto a = bpe.find(left), b = bpe.find(right), ab = bpe.find(joined);
     if (!a || !b || !ab) c.fail("merge '" + left + " " + right + "' uses a token that is not in the vocabulary");
     bpe.add_merge(*a, *b, rank++, *ab);
   }
@@ -243,10 +373,16 @@ std::unique_ptr<Tokenizer> Tokenizer::from_tokenizer_json(const std::string& pat
   Impl& m = *tok->impl_;
   m.source = path;
   Ctx c{path};
-  json j = parse_json(path);
-  if (!j.is_object() || !j.contains("model")) c.fail("not a tokenizer.json (no \"model\")");
+  TokenizerJsonReader reader;
+  {
+    std::string bytes = read_all(path);
+    json::sax_parse(bytes, &reader);
+    if (!reader.error.empty()) c.fail(reader.error);
+  }
+  const json& j = reader.root;
+  if (!j.is_object() || !j.contains("model") || !j["model"].is_object()) c.fail("not a tokenizer.json (no \"model\")");
   try {
-    load_model(c, j["model"], m);
+    load_model(c, j["model"], reader, m);
     for (const json& a : c.get<json>(j, "added_tokens", json::array())) {
       AddedToken t;
       t.id = a.at("id").get<int32_t>();
