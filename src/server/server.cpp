@@ -6,6 +6,9 @@
 #include <random>
 
 #include "server/api.h"
+#include "chat/reasoning.h"
+#include "chat/thinking_budget.h"
+#include "chat/tool_calls.h"
 #include "server/chat_output.h"
 #include "text/tokenizer.h"
 
@@ -93,6 +96,10 @@ std::string message_text(const json& content) {
 OpenAIServer::OpenAIServer(Engine& engine, const Tokenizer& tok, std::optional<chat::ChatTemplate> tmpl,
                            ApiOptions opts)
     : engine_(engine), tok_(tok), tmpl_(std::move(tmpl)), opts_(std::move(opts)), created_(now_seconds()) {}
+
+chat::ReasoningTags OpenAIServer::reasoning_tags() const {
+  return tmpl_ ? chat::reasoning_tags_for_template(tmpl_->source()) : chat::ReasoningTags{};
+}
 
 void OpenAIServer::check_model(const std::string& model) const {
   if (!model.empty() && model != opts_.model_id)
@@ -249,6 +256,7 @@ std::string OpenAIServer::render_chat(const ChatParams& p) const {
   in.bos_token = tmpl_->bos_token();
   in.eos_token = tmpl_->eos_token();
   try {
+    if (p.enable_thinking == false) return chat::render_without_thinking(*tmpl_, in, reasoning_tags()).prompt;
     return tmpl_->render(in);
   } catch (const jinja::TemplateError& e) {
     throw ApiError(400, std::string("the chat template refused these messages: ") + e.message(),
@@ -275,16 +283,21 @@ void OpenAIServer::handle_chat(const http::Request& req, http::Response& res) {
                    "invalid_request_error", "messages", "context_length_exceeded");
   g.stop = p.stop;
   g.ignore_eos = p.ignore_eos;
-  const bool starts_inside = prompt_opens_reasoning(prompt);
-  if (p.thinking_budget) g.hook = std::make_shared<ThinkingBudgetHook>(tok_, *p.thinking_budget, starts_inside);
+  const chat::ReasoningTags tags = reasoning_tags();
+  const chat::ReasoningStart start = chat::reasoning_start(prompt, tags);
+  if (p.thinking_budget) g.hook = std::make_shared<ThinkingBudgetHook>(tok_, *p.thinking_budget, start, tags);
   if (opts_.chat_hook_for_tests) g.hook = opts_.chat_hook_for_tests(p);
   const bool tools_active = !p.tools.is_null() && p.tool_choice != "none";
+  // Without a template the model has no native format; Hermes (<tool_call>{json}</tool_call>) is the most common.
+  const chat::ToolCallFormat format =
+      tmpl_ ? chat::tool_call_format_for_template(tmpl_->source()) : chat::ToolCallFormat::Hermes;
   auto stream = submit(engine_, std::move(g));
 
   const std::string id = random_id("chatcmpl-");
   const int64_t created = now_seconds();
-  ReasoningSplitter splitter(/*enabled=*/true, starts_inside);
+  chat::ReasoningParser parser(start, tags);
   std::string reasoning, content;
+  size_t content_sent = 0;  // streamed content so far (a possible tool call is held back)
   int64_t reasoning_tokens = 0;
   auto chunk = [&](const json& delta, const json& finish) {
     return json{{"id", id},
@@ -293,32 +306,44 @@ void OpenAIServer::handle_chat(const http::Request& req, http::Response& res) {
                 {"model", opts_.model_id},
                 {"choices", json::array({{{"index", 0}, {"delta", delta}, {"logprobs", nullptr}, {"finish_reason", finish}}})}};
   };
-  // Splits an event's text; returns the delta to stream (content is held back while tools
-  // may be called: a call is only known once it is complete).
+  // Splits an event's text; returns the delta that may be streamed now.
   auto split = [&](const GenerationEvent& e, bool last) {
-    bool was_inside = splitter.in_reasoning();
-    ChatDelta d = splitter.push(e.text);
+    bool was_inside = parser.in_reasoning();
+    chat::ReasoningDelta d = parser.feed(e.text);
     if (last) {
-      ChatDelta f = splitter.flush();
+      chat::ReasoningDelta f = parser.finish();
       d.reasoning += f.reasoning;
       d.content += f.content;
     }
     if (was_inside || !d.reasoning.empty()) reasoning_tokens += e.n_tokens;
     reasoning += d.reasoning;
     content += d.content;
-    if (tools_active) d.content.clear();
+    if (tools_active) {
+      // Content that may be the start of a tool call waits until the call is complete.
+      size_t hold = last ? content_sent : std::max(content_sent, chat::tool_call_hold_from(format, content));
+      d.content = content.substr(content_sent, hold - content_sent);
+      content_sent = hold;
+    } else {
+      content_sent = content.size();
+    }
     return d;
   };
-  auto finish_of = [&](const GenerationEvent& last, const ParsedContent& parsed) -> std::string {
-    if (last.finish == FinishReason::kStop && !parsed.calls.empty()) return "tool_calls";
+  std::mt19937_64 id_rng{std::random_device{}()};
+  auto parse = [&]() {
+    chat::ParsedOutput parsed;
+    if (tools_active) parsed = chat::parse_tool_calls(format, content, p.tools, id_rng() % 1000000000);
+    else parsed.content = content;
+    return parsed;
+  };
+  auto finish_of = [&](const GenerationEvent& last, const chat::ParsedOutput& parsed) -> std::string {
+    if (last.finish == FinishReason::kStop && !parsed.tool_calls.empty()) return "tool_calls";
     return finish_reason_name(last.finish);
   };
-  auto calls_json = [&](const ParsedContent& parsed, bool with_index) {
+  auto calls_json = [&](const chat::ParsedOutput& parsed, bool with_index) {
     json calls = json::array();
-    for (size_t i = 0; i < parsed.calls.size(); ++i) {
-      json c = {{"id", parsed.calls[i].id},
-                {"type", "function"},
-                {"function", {{"name", parsed.calls[i].name}, {"arguments", parsed.calls[i].arguments}}}};
+    for (size_t i = 0; i < parsed.tool_calls.size(); ++i) {
+      const auto& call = parsed.tool_calls[i];
+      json c = {{"id", call.id}, {"type", "function"}, {"function", {{"name", call.name}, {"arguments", call.arguments}}}};
       if (with_index) {
         json indexed = {{"index", i}};
         indexed.update(c);
@@ -336,11 +361,11 @@ void OpenAIServer::handle_chat(const http::Request& req, http::Response& res) {
     });
     if (!last) return metrics_.count_disconnect();
     if (last->finish == FinishReason::kError) throw generation_error(*last);
-    ParsedContent parsed = tools_active ? parse_tool_calls(content) : ParsedContent{content, {}};
+    chat::ParsedOutput parsed = parse();
     json message = {{"role", "assistant"},
-                    {"content", parsed.content.empty() && !parsed.calls.empty() ? json(nullptr) : json(parsed.content)}};
+                    {"content", parsed.content.empty() && !parsed.tool_calls.empty() ? json(nullptr) : json(parsed.content)}};
     if (!reasoning.empty()) message["reasoning_content"] = reasoning;
-    if (!parsed.calls.empty()) message["tool_calls"] = calls_json(parsed, false);
+    if (!parsed.tool_calls.empty()) message["tool_calls"] = calls_json(parsed, false);
     json body = {{"id", id},
                  {"object", "chat.completion"},
                  {"created", created},
@@ -355,7 +380,7 @@ void OpenAIServer::handle_chat(const http::Request& req, http::Response& res) {
   write_sse(res, chunk({{"role", "assistant"}, {"content", ""}}, nullptr));
   auto last = pump(*stream, res, [&](const GenerationEvent& e) {
     if (e.finish == FinishReason::kError) return true;
-    ChatDelta d = split(e, e.finish != FinishReason::kNone);
+    chat::ReasoningDelta d = split(e, e.finish != FinishReason::kNone);
     bool ok = true;
     if (!d.reasoning.empty()) ok = write_sse(res, chunk({{"reasoning_content", d.reasoning}}, nullptr));
     if (ok && !d.content.empty()) ok = write_sse(res, chunk({{"content", d.content}}, nullptr));
@@ -365,9 +390,14 @@ void OpenAIServer::handle_chat(const http::Request& req, http::Response& res) {
   if (last->finish == FinishReason::kError) {
     write_sse(res, json::parse(error_body(generation_error(*last))));
   } else {
-    ParsedContent parsed = tools_active ? parse_tool_calls(content) : ParsedContent{content, {}};
-    if (tools_active && !parsed.content.empty()) write_sse(res, chunk({{"content", parsed.content}}, nullptr));
-    if (!parsed.calls.empty()) write_sse(res, chunk({{"tool_calls", calls_json(parsed, true)}}, nullptr));
+    chat::ParsedOutput parsed = parse();
+    // The held-back tail: what the calls leave of it is content.
+    std::string rest;
+    if (parsed.tool_calls.empty()) rest = content.substr(content_sent);
+    else if (parsed.content.size() > content_sent && parsed.content.compare(0, content_sent, content, 0, content_sent) == 0)
+      rest = parsed.content.substr(content_sent);
+    if (!rest.empty()) write_sse(res, chunk({{"content", rest}}, nullptr));
+    if (!parsed.tool_calls.empty()) write_sse(res, chunk({{"tool_calls", calls_json(parsed, true)}}, nullptr));
     write_sse(res, chunk(json::object(), finish_of(*last, parsed)));
     if (p.include_usage) {
       json u = chunk(json::object(), nullptr);

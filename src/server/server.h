@@ -14,6 +14,7 @@
 #include <string>
 
 #include "chat/chat_template.h"
+#include "chat/reasoning.h"
 #include "runtime/engine.h"
 #include "server/api.h"
 #include "server/http.h"
@@ -47,6 +48,7 @@ class OpenAIServer {
   void handle_completions(const http::Request& req, http::Response& res);
   void handle_chat(const http::Request& req, http::Response& res);
   void check_model(const std::string& model) const;
+  chat::ReasoningTags reasoning_tags() const;
 
   Engine& engine_;
   const Tokenizer& tok_;
