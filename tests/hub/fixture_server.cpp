@@ -235,6 +235,15 @@ void FixtureServer::serve(int fd) {
     if (!r) return g.unlock(), reply(401, json_error("Repository not found"), not_found_repo);
     if (parts[5] != "main" && parts[5] != r->commit)
       return g.unlock(), reply(404, json_error("Invalid rev id: " + parts[5]), {{"X-Error-Code", "RevisionNotFound"}});
+    if (auto it = rate_limits_.find(kListing); it != rate_limits_.end() && it->second.first > 0) {
+      --it->second.first;
+      int after = it->second.second;
+      return g.unlock(), reply(429, json_error("rate limited"), {{"Retry-After", std::to_string(after)}});
+    }
+    if (!garbled_listing_.empty()) {
+      std::string body = garbled_listing_;
+      return g.unlock(), reply(200, body, {{"Content-Type", "application/json"}});
+    }
     nlohmann::json j = {{"id", parts[2] + "/" + parts[3]}, {"sha", r->commit}, {"gated", r->gated ? "auto" : "false"}};
     j["siblings"] = nlohmann::json::array();
     for (const auto& f : r->files) {

@@ -48,7 +48,8 @@ class FixtureServer {
   // Body responses for `file_path` are cut (connection closed) after `bytes`
   // body bytes, for the next `times` such responses.
   void drop_after(const std::string& file_path, uint64_t bytes, int times);
-  // The next `times` downloads of `file_path` answer 429 with Retry-After.
+  // The next `times` downloads of `file_path` answer 429 with Retry-After
+  // (kListing instead of a path: the Hugging Face listing requests).
   void rate_limit(const std::string& file_path, int times, int retry_after_s);
   // Serves `file_path` with one byte changed (the listing keeps the true hash).
   void corrupt(const std::string& file_path);
@@ -59,6 +60,9 @@ class FixtureServer {
   // Answers every request with the whole file (200), as servers without Range support do.
   void ignore_ranges(bool on) { ignore_ranges_ = on; }
   void set_token(const std::string& token) { token_ = token; }
+  // The Hugging Face listing answers 200 with this body instead of the JSON.
+  void garble_listing(const std::string& body) { garbled_listing_ = body; }
+  static constexpr const char* kListing = "(listing)";
 
   std::vector<RequestRecord> requests();
   // Requests whose target contains `needle`.
@@ -85,6 +89,7 @@ class FixtureServer {
   std::atomic<uint64_t> throttle_{0};
   std::atomic<bool> ignore_ranges_{false};
   std::string token_ = "hf_good_token";
+  std::string garbled_listing_;
 };
 
 // Deterministic pseudo-random bytes: test files differ from each other.

@@ -341,6 +341,46 @@ TEST_F(HubPull, RateLimitIsRetriedAfterRetryAfter) {
   EXPECT_EQ(read_file(snapshot("tiny-Q4_K_M.gguf")), q4_);
 }
 
+TEST_F(HubPull, RateLimitedListingIsRetried) {
+  server_.rate_limit(owl::test::FixtureServer::kListing, 1, 1);
+  auto r = owl({"pull", "acme/tiny-GGUF"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::vector<int> statuses;
+  for (const auto& q : server_.requests_for("/api/models/acme/tiny-GGUF/revision/main")) statuses.push_back(q.status);
+  EXPECT_EQ(statuses, (std::vector<int>{429, 200}));
+}
+
+TEST_F(HubPull, GarbledListingIsAClearError) {
+  server_.garble_listing(R"({"id": "acme/tiny-GGUF", "siblings": "oops"})");
+  auto r = owl({"pull", "acme/tiny-GGUF"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("owl: error: unexpected answer from " + server_.url() + " listing acme/tiny-GGUF: "),
+            std::string::npos)
+      << r.err;
+  EXPECT_FALSE(fs::exists(repo_dir("models--acme--tiny-GGUF") + "/refs/main"));
+}
+
+TEST_F(HubPull, StalePartialFilesAreNeverTakenForTheBlob) {
+  // A partial file longer than the blob cannot be a prefix of it: start over.
+  fs::create_directories(repo_dir("models--acme--tiny-GGUF") + "/blobs");
+  { std::ofstream(blob(q4_) + ".incomplete", std::ios::binary) << random_bytes(400000, 99); }
+  auto longer = owl({"pull", "acme/tiny-GGUF"});
+  ASSERT_EQ(longer.exit_code, 0) << longer.err;
+  EXPECT_EQ(ranges_of(q4_), (std::vector<std::string>{""}));
+  EXPECT_EQ(read_file(snapshot("tiny-Q4_K_M.gguf")), q4_);
+
+  // A partial file with wrong bytes is resumed, fails verification and is discarded.
+  { std::ofstream(blob(q8_) + ".incomplete", std::ios::binary) << random_bytes(1000, 98); }
+  auto wrong = owl({"pull", "acme/tiny-GGUF:Q8_0"});
+  EXPECT_EQ(wrong.exit_code, 1);
+  EXPECT_NE(wrong.err.find("checksum mismatch for tiny-Q8_0.gguf"), std::string::npos) << wrong.err;
+  EXPECT_FALSE(fs::exists(blob(q8_)));
+  EXPECT_FALSE(fs::exists(blob(q8_) + ".incomplete"));
+  auto retry = owl({"pull", "acme/tiny-GGUF:Q8_0"});
+  ASSERT_EQ(retry.exit_code, 0) << retry.err;
+  EXPECT_EQ(read_file(snapshot("tiny-Q8_0.gguf")), q8_);
+}
+
 TEST_F(HubPull, RateLimitRetriesAreBounded) {
   server_.rate_limit("tiny-Q4_K_M.gguf", 100, 1);
   auto r = owl({"pull", "acme/tiny-GGUF", "--retries", "1"});
