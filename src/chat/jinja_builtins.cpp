@@ -237,10 +237,10 @@ std::vector<size_t> slice_positions(size_t len, const Value& start_v, const Valu
   int64_t start = clamp(start_v, step < 0 ? n - 1 : 0);
   int64_t stop = clamp(stop_v, step < 0 ? -1 : n);
   std::vector<size_t> out;
-  if (step > 0)
-    for (int64_t i = start; i < stop; i += step) out.push_back(static_cast<size_t>(i));
-  else
-    for (int64_t i = start; i > stop; i += step) out.push_back(static_cast<size_t>(i));
+  for (int64_t i = start; step > 0 ? i < stop : i > stop;) {
+    out.push_back(static_cast<size_t>(i));
+    if (__builtin_add_overflow(i, step, &i)) break;  // a huge step: no further element
+  }
   return out;
 }
 

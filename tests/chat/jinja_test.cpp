@@ -92,6 +92,8 @@ TEST(Jinja, ExpressionsAndTests) {
   EXPECT_EQ(render("{{ s[::-1] }} {{ s[1:] }} {{ s[:-1] }} {{ s[-1] }} {{ [1,2,3,4][::2] }} {{ [1,2,3][-2:] }}", ctx),
             "cba bc ab c [1, 3] [2, 3]");
   EXPECT_EQ(render("{{ 'héllo wörld'[1:4] }} {{ 'héllo' | length }}"), "éll 5");
+  EXPECT_EQ(render("{{ 'abc'[1::9223372036854775807] }} {{ 'abc'[::-9223372036854775807] }} {{ [1, 2][5:] }} {{ 'abc'[-100:100] }}"),
+            "b c [] abc");
   EXPECT_EQ(render("{{ '%s has %d items' % ('list', 3) }} {{ '{} and {name}'.format(1, name='x') }}"), "list has 3 items 1 and x");
 }
 
