@@ -263,16 +263,21 @@ void Engine::finish(Active& a, FinishReason why, const std::string& error) {
   e.prompt_tokens = static_cast<int64_t>(a.p.req.prompt.size());
   e.cached_tokens = a.cached;
   e.completion_tokens = a.generated;
-  a.p.stream->push(std::move(e));
   a.text_out.clear();
   a.tokens_out = 0;
   // Keep what the slot cached for prefix reuse, unless the cache may be inconsistent.
   bool keep = why != FinishReason::kError;
   sched_.release(a.slot, keep);
   if (!keep) kv_->remove(a.slot);
-  std::lock_guard<std::mutex> lock(mu_);
-  ++stats_.requests_finished_total;
-  if (why == FinishReason::kCancelled) ++stats_.requests_cancelled_total;
+  {
+    // Counted before the client hears of the end, so /metrics never lags a finished answer.
+    std::lock_guard<std::mutex> lock(mu_);
+    ++stats_.requests_finished_total;
+    if (why == FinishReason::kCancelled) ++stats_.requests_cancelled_total;
+    stats_.running = std::max<int64_t>(0, stats_.running - 1);
+    stats_.kv_committed_tokens = sched_.committed_tokens();
+  }
+  a.p.stream->push(std::move(e));
 }
 
 void Engine::sample_and_emit(Active& a, std::span<const float> logits) {
@@ -330,7 +335,7 @@ void Engine::step() {
 
   Batch batch;
   std::vector<Active*> with_logits;  // in batch order of the rows that want logits
-  int64_t n_prefill = 0, n_decode = 0;
+  int64_t n_prefill = 0;
   for (size_t i = 0; i < active_.size(); ++i) {
     Active& a = *active_[i];
     if (rows[i] == 0) continue;
@@ -339,7 +344,6 @@ void Engine::step() {
       batch.add(a.next, pos, a.slot, true);
       sched_.append(a.slot, std::span<const int32_t>(&a.next, 1));
       with_logits.push_back(&a);
-      ++n_decode;
     } else {
       const auto& prompt = a.p.req.prompt;
       for (int64_t k = 0; k < rows[i]; ++k) {
@@ -364,21 +368,22 @@ void Engine::step() {
     stats_.running = 0;
     return;
   }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++stats_.steps_total;
+    stats_.generated_tokens_total += static_cast<int64_t>(with_logits.size());
+    stats_.prefill_tokens_total += n_prefill;
+    stats_.kv_pages_in_use = kv_->pages_in_use();
+    stats_.kv_bytes_allocated = static_cast<int64_t>(kv_->bytes_allocated());
+    record_rate(static_cast<int64_t>(with_logits.size()), n_prefill);
+  }
   const size_t n_vocab = static_cast<size_t>(model_.n_vocab());
   for (size_t r = 0; r < with_logits.size(); ++r)
     sample_and_emit(*with_logits[r], logits.subspan(r * n_vocab, n_vocab));
   std::erase_if(active_, [](const auto& a) { return a->p.stream->finished(); });
-
   std::lock_guard<std::mutex> lock(mu_);
-  ++stats_.steps_total;
-  stats_.generated_tokens_total += static_cast<int64_t>(with_logits.size());
-  stats_.prefill_tokens_total += n_prefill;
   stats_.running = static_cast<int64_t>(active_.size());
-  stats_.kv_pages_in_use = kv_->pages_in_use();
-  stats_.kv_bytes_allocated = static_cast<int64_t>(kv_->bytes_allocated());
   stats_.kv_committed_tokens = sched_.committed_tokens();
-  record_rate(static_cast<int64_t>(with_logits.size()), n_prefill);
-  (void)n_decode;
 }
 
 }  // namespace owl

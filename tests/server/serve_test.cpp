@@ -430,3 +430,52 @@ TEST(ServeStartup, ModelWithoutTokenizerIsAClearError) {
 
 }  // namespace
 }  // namespace owl::test
+
+namespace owl::test {
+namespace {
+
+TEST(ServeBatching, LongPromptIsPrefilledInChunksBesideARunningStream) {
+  std::string long_prompt;
+  for (int i = 0; i < 30; ++i) long_prompt += "Lily saw a big red ball. ";
+  // Solo answers, prompt evaluated in one piece.
+  ServerProcess whole(stories(), {"--prefill-chunk", "1024", "--ctx", "1024", "--kv-type", "f32"});
+  auto solo_long = http_post(whole.port(), "/v1/completions", completion_body(long_prompt, 16)).json();
+  auto solo_short = http_post(whole.port(), "/v1/completions", completion_body("Once upon a time", 200)).json();
+  const int64_t n_long = solo_long["usage"]["prompt_tokens"];
+  ASSERT_GT(n_long, 200);
+
+  ServerProcess chunked(stories(), {"--prefill-chunk", "16", "--ctx", "1024", "--parallel", "2", "--kv-type", "f32"});
+  // Alone, the long prompt takes one step per 16 prompt tokens.
+  double steps_before = chunked.metric("owl_engine_steps_total");
+  auto alone = http_post(chunked.port(), "/v1/completions", completion_body(long_prompt, 1)).json();
+  EXPECT_EQ(chunked.metric("owl_engine_steps_total") - steps_before, static_cast<double>((n_long + 15) / 16));
+  EXPECT_EQ(alone["choices"][0]["text"], solo_long["choices"][0]["text"].get<std::string>().substr(0, alone["choices"][0]["text"].get<std::string>().size()));
+
+  // Now beside a running stream: both answers equal their solo ones.
+  HttpConnection c(chunked.port());
+  c.send_request("POST", "/v1/completions", completion_body("Once upon a time", 200, true));
+  HttpResult head;
+  c.read_head(head);
+  std::string body, piece;
+  ASSERT_TRUE(c.read_body_piece(head, piece));
+  body += piece;
+  // A different long prompt (no prefix reuse from the run above).
+  auto beside = http_post(chunked.port(), "/v1/completions", completion_body(long_prompt, 16)).json();
+  while (c.read_body_piece(head, piece)) body += piece;
+  EXPECT_EQ(beside["choices"][0]["text"], solo_long["choices"][0]["text"]);
+  EXPECT_EQ(streamed_text(body), solo_short["choices"][0]["text"]);
+}
+
+TEST(ServeReasoning, EnableThinkingFalseRendersTheTemplateSwitch) {
+  ServerProcess server(stories(), {"--chat-template", shared_path("chat-templates/qwen3/chat_template.jinja")});
+  json body = {{"messages", {{{"role", "user"}, {"content", "Hi"}}}}, {"max_tokens", 1}, {"temperature", 0}};
+  auto on = http_post(server.port(), "/v1/chat/completions", body.dump()).json();
+  body["chat_template_kwargs"] = {{"enable_thinking", false}};
+  auto off = http_post(server.port(), "/v1/chat/completions", body.dump()).json();
+  // Off, Qwen3's template appends an empty "<think>\n\n</think>\n\n" block to the prompt.
+  EXPECT_GT(off["usage"]["prompt_tokens"].get<int>(), on["usage"]["prompt_tokens"].get<int>() + 10);
+  EXPECT_EQ(off["usage"]["completion_tokens_details"]["reasoning_tokens"], 0);
+}
+
+}  // namespace
+}  // namespace owl::test
