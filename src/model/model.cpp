@@ -4,6 +4,7 @@
 
 #include "base/error.h"
 #include "model/families.h"
+#include "model/moe_families.h"
 
 namespace owl {
 
@@ -14,6 +15,9 @@ const std::vector<ModelFamily>& model_families() {
       {"llama", make_llama_family},
       {"qwen2", make_llama_family},
       {"qwen3", make_llama_family},
+      {"qwen3moe", make_qwen3moe_family},
+      {"deepseek2", make_deepseek2_family},
+      {"glm4moe", make_glm4moe_family},
   };
   return families;
 }
