@@ -151,6 +151,15 @@ TEST(Safetensors, DTypesAndSizes) {
   EXPECT_EQ(f->find("i64")->n_elements(), 1);
   EXPECT_EQ(f->view(*f->find("i64")).n_dims, 1);
   EXPECT_EQ(f->find("empty")->n_elements(), 0);
+
+  std::string five = make_file(R"({"t":{"dtype":"F32","shape":[1,1,1,1,2],"data_offsets":[0,8]}})", std::string(8, '\0'));
+  auto g = File::parse(reinterpret_cast<const uint8_t*>(five.data()), five.size(), "mem");
+  try {
+    g->view(*g->find("t"));
+    FAIL() << "a 5-D tensor has no ggml view";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("has 5 dimensions; owl handles at most 4"), std::string::npos) << e.what();
+  }
 }
 
 TEST(Safetensors, HostileHeaders) {
