@@ -533,6 +533,13 @@ TEST_F(HubPull, ResolveModel) {
     EXPECT_EQ(std::string(e.what()), "acme/tiny-GGUF:Q8_0 is not downloaded; run 'owl pull acme/tiny-GGUF:Q8_0' first");
   }
   EXPECT_THROW(owl::hub::resolve_model(dir_ + "/missing.gguf", true), owl::Error);
+  try {
+    owl::hub::resolve_model("models/missing.gguf", true);
+    FAIL() << "expected an error";
+  } catch (const owl::Error& e) {
+    EXPECT_EQ(std::string(e.what()), "no such file or folder: models/missing.gguf (nor is it a hub id ORG/NAME[:QUANT])");
+  }
+  EXPECT_TRUE(server_.requests().empty());
   EXPECT_EQ(owl::hub::resolve_model("acme/tiny-GGUF:Q8_0", true), snapshot("tiny-Q8_0.gguf"));
   EXPECT_EQ(owl::hub::resolve_model("acme/tiny-hf", true),
             repo_dir("models--acme--tiny-hf") + "/snapshots/" + kHfCommit);
