@@ -59,7 +59,8 @@ char32_t char_before(std::string_view s, size_t i) {
 }  // namespace
 
 std::vector<AddedTokenMatcher::Section> AddedTokenMatcher::split(std::string_view text,
-                                                                 const std::vector<AddedToken>& tokens) const {
+                                                                 const std::vector<AddedToken>& tokens,
+                                                                 bool parse_special) const {
   std::vector<Section> out;
   size_t start = 0;  // start of the pending plain-text section
   for (size_t i = 0; i < text.size();) {
@@ -73,7 +74,7 @@ std::vector<AddedTokenMatcher::Section> AddedTokenMatcher::split(std::string_vie
       node = child(node, static_cast<uint8_t>(text[j]));
       if (node < 0) break;
       int32_t t = terminal_[node];
-      if (t < 0) continue;
+      if (t < 0 || (!parse_special && tokens[t].special)) continue;
       if (tokens[t].single_word) {
         bool left_ok = i == 0 || !is_word_char(char_before(text, i));
         size_t k = j + 1;
@@ -168,6 +169,10 @@ std::unique_ptr<Tokenizer> Tokenizer::open(const std::string& path) {
 }
 
 std::vector<int32_t> Tokenizer::encode(std::string_view input, bool add_special) const {
+  return encode(input, add_special, true);
+}
+
+std::vector<int32_t> Tokenizer::encode(std::string_view input, bool add_special, bool parse_special) const {
   const Impl& m = *impl_;
   std::string sanitized;
   std::string_view text = input;
@@ -178,7 +183,7 @@ std::vector<int32_t> Tokenizer::encode(std::string_view input, bool add_special)
 
   std::vector<int32_t> ids;
   if (add_special) ids = m.prefix;
-  auto sections = m.matcher.split(text, m.added);
+  auto sections = m.matcher.split(text, m.added, parse_special);
   // lstrip/rstrip: an added token swallows the whitespace next to it.
   for (size_t i = 0; i < sections.size(); ++i) {
     if (sections[i].token < 0) continue;

@@ -35,7 +35,13 @@ class Tokenizer {
   static std::unique_ptr<Tokenizer> open(const std::string& path);
 
   // add_special: add BOS/EOS as the post-processor (or GGUF add_bos/add_eos keys) says.
+  // Special-token text in the input ("<|im_start|>") is encoded as that token,
+  // as the HF reference does.
   std::vector<int32_t> encode(std::string_view text, bool add_special = false) const;
+  // parse_special = false: text that spells a special token is encoded as plain
+  // text (HF split_special_tokens=True, llama.cpp parse_special=false), e.g. for
+  // untrusted user content; non-special added tokens (Qwen's <think>) still match.
+  std::vector<int32_t> encode(std::string_view text, bool add_special, bool parse_special) const;
   // Decodes as HF decode(ids, skip_special_tokens, clean_up_tokenization_spaces=false).
   // Unknown ids decode to nothing; invalid UTF-8 becomes U+FFFD.
   std::string decode(const std::vector<int32_t>& ids, bool skip_special = false) const;

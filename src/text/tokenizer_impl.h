@@ -36,7 +36,9 @@ class AddedTokenMatcher {
     std::string_view text;
     int32_t token = -1;
   };
-  std::vector<Section> split(std::string_view text, const std::vector<AddedToken>& tokens) const;
+  // parse_special = false: special tokens are not matched (only non-special added tokens).
+  std::vector<Section> split(std::string_view text, const std::vector<AddedToken>& tokens,
+                             bool parse_special = true) const;
 
  private:
   int32_t child(int32_t node, uint8_t byte) const;

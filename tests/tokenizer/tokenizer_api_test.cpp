@@ -44,6 +44,19 @@ TEST(TokenizerApi, SpecialIdsQwen3) {
   EXPECT_EQ(t.decode(ids, true), "<think>hi");
 }
 
+TEST(TokenizerApi, ParseSpecialOff) {
+  const Tokenizer& q = family_tokenizer("qwen3");
+  const std::string text = "<|im_start|>user<think>";
+  auto parsed = q.encode(text, false, true);
+  EXPECT_EQ(parsed, q.encode(text));
+  EXPECT_EQ(parsed.front(), 151644);
+  auto plain = q.encode(text, false, false);
+  EXPECT_GT(plain.size(), parsed.size());
+  EXPECT_EQ(plain.back(), 151667);  // <think> is not special: still one token
+  for (int32_t id : plain) EXPECT_FALSE(q.is_special(id));
+  EXPECT_EQ(q.decode(plain), text);
+}
+
 TEST(TokenizerApi, SpecialIdsLlama31AndMistral) {
   const Tokenizer& l = family_tokenizer("llama-3.1");
   EXPECT_EQ(l.bos_id(), 128000);
