@@ -15,6 +15,7 @@
 #include "kernels/kernels.h"
 #include "kernels/ops_avx2.h"
 #include "kernels/vec_dot.h"
+#include "tensor/fp16.h"
 #include "tensor/quants.h"
 
 namespace owl::kernels {
@@ -66,6 +67,7 @@ using QuantizeFn = void (*)(const float* x, void* y, int64_t n);
 
 struct QuantizeJob {
   QuantizeFn fn;
+  bool q8_0;
   const float* X;
   uint8_t* xa;
   size_t x_stride;
@@ -75,7 +77,16 @@ struct QuantizeJob {
 void quantize_task(void* vjob, int task, int) {
   const QuantizeJob& j = *static_cast<const QuantizeJob*>(vjob);
   const int64_t r1 = std::min(j.n_rows, (task + 1) * j.rows_per_task);
-  for (int64_t r = task * j.rows_per_task; r < r1; ++r) j.fn(j.X + r * j.in, j.xa + r * j.x_stride, j.in);
+  for (int64_t r = task * j.rows_per_task; r < r1; ++r) {
+    uint8_t* row = j.xa + r * j.x_stride;
+    j.fn(j.X + r * j.in, row, j.in);
+    if (j.q8_0) {  // append the float32 copies of the block scales (see vec_dot.h)
+      const int64_t nb = j.in / kQK;
+      const auto* b = reinterpret_cast<const BlockQ8_0*>(row);
+      float* d = reinterpret_cast<float*>(row + q8_0_act_scales_offset(j.in));
+      for (int64_t i = 0; i < nb; ++i) d[i] = f16_to_f32(b[i].d);
+    }
+  }
 }
 
 }  // namespace
@@ -107,11 +118,11 @@ void matmul(const TensorView& W, const float* X, int64_t n_rows, float* Y) {
   if (k.act != DType::F32) {
     // Reused per calling thread: decode performs no allocation here after the first token.
     thread_local std::vector<uint8_t> buffer;
-    x_stride = row_bytes(k.act, in);
+    x_stride = k.act == DType::Q8_0 ? q8_0_act_row_bytes(in) : row_bytes(k.act, in);
     if (buffer.size() < x_stride * static_cast<size_t>(n_rows)) buffer.resize(x_stride * static_cast<size_t>(n_rows));
     QuantizeFn qfn = k.act == DType::Q8_0 ? quantize_q8_0_ref : quantize_q8_k_ref;
     if (fast_paths_enabled()) qfn = k.act == DType::Q8_0 ? quantize_q8_0_avx2 : quantize_q8_k_avx2;
-    QuantizeJob qj{qfn, X, buffer.data(), x_stride, in, 0, n_rows};
+    QuantizeJob qj{qfn, k.act == DType::Q8_0, X, buffer.data(), x_stride, in, 0, n_rows};
     const int q_tasks = static_cast<int>(std::min<int64_t>(n_rows, pool.size()));
     qj.rows_per_task = (n_rows + q_tasks - 1) / q_tasks;
     pool.run(q_tasks, quantize_task, &qj);

@@ -95,19 +95,22 @@ struct DecIQ4_NL {
 template <class Dec, int NR>
 void dot_sym_q8_0(int64_t n, const void* vw, const void* x, size_t xs, float* y, int64_t ys) {
   const auto* w = as<typename Dec::B>(vw);
+  const int64_t nb = n / kQK;
   const BlockQ8_0* a[NR];
+  const float* da[NR];  // the rows' block scales as float32, stored after their blocks
   __m256 acc[NR];
   for (int r = 0; r < NR; ++r) {
     a[r] = row_of<BlockQ8_0>(x, xs, r);
+    da[r] = reinterpret_cast<const float*>(reinterpret_cast<const uint8_t*>(a[r]) + q8_0_act_scales_offset(n));
     acc[r] = _mm256_setzero_ps();
   }
-  for (int64_t i = 0; i < n / kQK; ++i) {
+  for (int64_t i = 0; i < nb; ++i) {
     const __m256i q = Dec::get(w[i]);
     const __m256i aq = _mm256_sign_epi8(q, q);
-    const float dw = f16(w[i].d);
+    const __m256 dw = _mm256_set1_ps(f16(w[i].d));
     for (int r = 0; r < NR; ++r) {
       const __m256i s = dot_s8(aq, q, load32(a[r][i].qs));
-      acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(dw * f16(a[r][i].d)), _mm256_cvtepi32_ps(s), acc[r]);
+      acc[r] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_broadcast_ss(da[r] + i)), _mm256_cvtepi32_ps(s), acc[r]);
     }
   }
   for (int r = 0; r < NR; ++r) y[r * ys] = hsum(acc[r]);
@@ -117,21 +120,24 @@ void dot_sym_q8_0(int64_t n, const void* vw, const void* x, size_t xs, float* y,
 template <class B, int NR>
 void dot_asym_q8_0(int64_t n, const void* vw, const void* x, size_t xs, float* y, int64_t ys) {
   const auto* w = as<B>(vw);
+  const int64_t nb = n / kQK;
   const BlockQ8_0* a[NR];
+  const float* das[NR];
   __m256 acc[NR];
   for (int r = 0; r < NR; ++r) {
     a[r] = row_of<BlockQ8_0>(x, xs, r);
+    das[r] = reinterpret_cast<const float*>(reinterpret_cast<const uint8_t*>(a[r]) + q8_0_act_scales_offset(n));
     acc[r] = _mm256_setzero_ps();
   }
   const __m256i ones = _mm256_set1_epi8(1);
-  for (int64_t i = 0; i < n / kQK; ++i) {
+  for (int64_t i = 0; i < nb; ++i) {
     __m256i q = unpack_nibbles(w[i].qs);
     if constexpr (sizeof(B) == sizeof(BlockQ5_1))
       q = _mm256_or_si256(q, _mm256_and_si256(bits_to_bytes(w[i].qh), _mm256_set1_epi8(0x10)));
     const float dw = f16(w[i].d), mw = f16(w[i].m);
     for (int r = 0; r < NR; ++r) {
       const __m256i av = load32(a[r][i].qs);
-      const float da = f16(a[r][i].d);
+      const float da = das[r][i];
       acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(dw * da), _mm256_cvtepi32_ps(dot_u8(q, av)), acc[r]);
       acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(mw * da), _mm256_cvtepi32_ps(dot_s8(ones, ones, av)), acc[r]);
     }
