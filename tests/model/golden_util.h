@@ -5,10 +5,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "formats/gguf.h"
+#include "formats/gguf_writer.h"
 #include "model/model.h"
 #include "model/source.h"
 #include "runtime/kv_cache.h"
@@ -162,6 +165,26 @@ inline void expect_greedy_equal(const GoldenCase& c, const std::vector<int32_t>&
     EXPECT_EQ(ours[j], c.greedy[j]) << what << ": greedy step " << j << " (margin " << c.margins[j] << ")";
     if (ours[j] != c.greedy[j]) break;
   }
+}
+
+// Writes a copy of golden/<model>/f32.gguf to a temp file and returns its path; `edit` may
+// change the metadata and returns false for tensors to leave out (it may also change their
+// shape, keeping the element count).
+inline std::string edited_golden_copy(
+    const std::string& model, const std::string& name,
+    const std::function<bool(gguf::Metadata&, const std::string&, std::vector<int64_t>&)>& edit) {
+  auto f = gguf::File::open(shared_path("golden/" + model + "/f32.gguf"));
+  gguf::Writer w;
+  for (const auto& [k, v] : f->metadata().items) w.metadata().set(k, v);
+  for (const auto& ti : f->tensor_infos()) {
+    TensorView t = f->view(ti);
+    std::vector<int64_t> ne(t.ne.begin(), t.ne.begin() + t.n_dims);
+    if (!edit(w.metadata(), ti.name, ne)) continue;
+    w.add_tensor(ti.name, t.type, ne, t.data);
+  }
+  const std::string path = temp_dir() + "/" + name + ".gguf";
+  w.write(path);
+  return path;
 }
 
 }  // namespace owl::test

@@ -3,33 +3,11 @@
 // missing, a tensor of the wrong shape, or inconsistent head counts.
 #include <gtest/gtest.h>
 
-#include <functional>
-
 #include "base/error.h"
-#include "formats/gguf.h"
-#include "formats/gguf_writer.h"
 #include "golden_util.h"
 
 namespace owl::test {
 namespace {
-
-// Writes a copy of golden/llama/f32.gguf; `edit` may change the metadata and
-// returns false for tensors to leave out (it may also change their shape).
-std::string edited_llama(const std::string& name,
-                         const std::function<bool(gguf::Metadata&, const std::string&, std::vector<int64_t>&)>& edit) {
-  auto f = gguf::File::open(shared_path("golden/llama/f32.gguf"));
-  gguf::Writer w;
-  for (const auto& [k, v] : f->metadata().items) w.metadata().set(k, v);
-  for (const auto& ti : f->tensor_infos()) {
-    TensorView t = f->view(ti);
-    std::vector<int64_t> ne(t.ne.begin(), t.ne.begin() + t.n_dims);
-    if (!edit(w.metadata(), ti.name, ne)) continue;
-    w.add_tensor(ti.name, t.type, ne, t.data);  // same bytes; a changed shape keeps the element count
-  }
-  const std::string path = temp_dir() + "/" + name + ".gguf";
-  w.write(path);
-  return path;
-}
 
 std::string load_error(const std::string& path) {
   try {
@@ -42,14 +20,14 @@ std::string load_error(const std::string& path) {
 }
 
 TEST(ModelLoad, MissingTensorIsNamed) {
-  auto path = edited_llama("missing", [](gguf::Metadata&, const std::string& n, std::vector<int64_t>&) {
+  auto path = edited_golden_copy("llama", "missing", [](gguf::Metadata&, const std::string& n, std::vector<int64_t>&) {
     return n != "blk.1.ffn_up.weight";
   });
   EXPECT_NE(load_error(path).find("lacks tensor 'blk.1.ffn_up.weight'"), std::string::npos) << load_error(path);
 }
 
 TEST(ModelLoad, WrongShapeIsNamed) {
-  auto path = edited_llama("shape", [](gguf::Metadata&, const std::string& n, std::vector<int64_t>& ne) {
+  auto path = edited_golden_copy("llama", "shape", [](gguf::Metadata&, const std::string& n, std::vector<int64_t>& ne) {
     if (n == "blk.0.attn_q.weight") ne = {512, 128};  // same element count, transposed-looking
     return true;
   });
@@ -58,7 +36,7 @@ TEST(ModelLoad, WrongShapeIsNamed) {
 }
 
 TEST(ModelLoad, HeadCountsThatDoNotGroupAreAnError) {
-  auto path = edited_llama("heads", [](gguf::Metadata& m, const std::string&, std::vector<int64_t>&) {
+  auto path = edited_golden_copy("llama", "heads", [](gguf::Metadata& m, const std::string&, std::vector<int64_t>&) {
     m.set("llama.attention.head_count_kv", gguf::Value::u32(3));
     return true;
   });
@@ -67,7 +45,7 @@ TEST(ModelLoad, HeadCountsThatDoNotGroupAreAnError) {
 }
 
 TEST(ModelLoad, OddRopeDimensionIsAnError) {
-  auto path = edited_llama("rope", [](gguf::Metadata& m, const std::string&, std::vector<int64_t>&) {
+  auto path = edited_golden_copy("llama", "rope", [](gguf::Metadata& m, const std::string&, std::vector<int64_t>&) {
     m.set("llama.rope.dimension_count", gguf::Value::u32(63));
     return true;
   });
