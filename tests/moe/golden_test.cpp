@@ -27,7 +27,6 @@
 
 #include "model/mla.h"
 #include "model/model.h"
-#include "model/moe_families.h"
 #include "model/source.h"
 #include "runtime/kv_cache.h"
 #include "test_util.h"
@@ -111,14 +110,11 @@ struct Param {
   MlaForm mla = MlaForm::Auto;  // deepseek2: force one form of MLA attention
 };
 
-// The family factories directly (Model::load reaches the same ones once model.cpp lists them).
+// Through the registry, as every command loads a model.
 std::unique_ptr<Model> load_family(const ModelSource& src) {
-  const std::string& arch = src.config().arch;
-  if (arch == "deepseek2") return make_deepseek2_family(src);
-  if (arch == "qwen3moe") return make_qwen3moe_family(src);
-  if (arch == "glm4moe") return make_glm4moe_family(src);
-  ADD_FAILURE() << "not an MoE family: " << arch;
-  return nullptr;
+  auto model = Model::load(src);
+  EXPECT_EQ(model->config().arch, src.config().arch);
+  return model;
 }
 
 class MoeGolden : public ::testing::TestWithParam<Param> {};
