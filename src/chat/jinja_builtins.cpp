@@ -578,11 +578,13 @@ bool is_dict_method(const std::string& m) {
 }
 
 Value bound_method(const Value& obj, const std::string& m) {
-  return Value::callable(m, [obj, m](CallArgs& a, Evaluator& ev) -> Value {
+  Value f = Value::callable(m, [obj, m](CallArgs& a, Evaluator& ev) -> Value {
     if (obj.is_string()) return string_method(obj.str(), m, a, ev);
     if (obj.is_list()) return list_method(obj, m, a, ev);
     return dict_method(obj, m, a, ev);
   });
+  f.mark_bound_method();
+  return f;
 }
 
 Value no_attribute(const Value& obj, const std::string& name) {

@@ -130,6 +130,8 @@ bool Value::same_object(const Value& o) const {
 
 // Depth of nested containers below v (0 for a scalar); throws on a cycle through `target` or too deep.
 static int nesting(const Value& v, const Value* target, int depth) {
+  if (v.is_callable() && v.callable_ref().bound_method)
+    throw EvalError("cannot store the method '" + v.callable_ref().name + "' in a container; call it instead");
   if (!v.is_list() && !v.is_dict()) return 0;
   if (depth > Value::kMaxValueDepth) throw EvalError("value nested too deeply (limit " + std::to_string(Value::kMaxValueDepth) + ")");
   if (target && v.same_object(*target)) throw EvalError("cannot store a container inside itself");
@@ -141,9 +143,7 @@ static int nesting(const Value& v, const Value* target, int depth) {
   return d + 1;
 }
 
-void Value::check_nesting(const Value* container) const {
-  if (is_list() || is_dict()) nesting(*this, container, 1);
-}
+void Value::check_nesting(const Value* container) const { nesting(*this, container, 1); }
 
 bool Value::truthy() const {
   switch (type_) {

@@ -42,6 +42,7 @@ struct Dict {
 struct Callable {
   std::string name;
   std::function<Value(CallArgs&, Evaluator&)> fn;
+  bool bound_method = false;  // holds its object: never stored in a container (no cycles)
 };
 
 class Value {
@@ -85,6 +86,7 @@ class Value {
   List& list_ref() const { return *list_; }
   Dict& dict_ref() const { return *dict_; }
   const Callable& callable_ref() const { return *fn_; }
+  void mark_bound_method() { fn_->bound_method = true; }
   bool same_object(const Value& o) const;  // Python `is` for containers
   // Throws EvalError when this value, about to be stored inside `container` (null for a
   // new literal), is or holds `container` (a reference cycle) or nests deeper than

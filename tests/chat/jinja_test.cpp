@@ -178,6 +178,8 @@ TEST(Jinja, SandboxLimits) {
   EXPECT_NE(error_of(blocks).find("nested too deeply"), std::string::npos);
   EXPECT_NE(error_of("{% set ns = namespace(l=[]) %}{% do ns.l.append(ns.l) %}").find("cannot store a container inside itself"), std::string::npos);
   EXPECT_NE(error_of("{{ 9223372036854775807 + 1 }}").find("integer overflow"), std::string::npos);
+  EXPECT_NE(error_of("{% set l = [] %}{% do l.append(l.append) %}").find("cannot store the method 'append'"), std::string::npos);
+  EXPECT_NE(error_of("{% set ns = namespace(a=[]) %}{% do ns.a.append(ns) %}").find("cannot store a container inside itself"), std::string::npos);
 }
 
 }  // namespace
