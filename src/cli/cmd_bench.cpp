@@ -1,0 +1,164 @@
+// owl bench MODEL [-p 512] [-n 128] [-t THREADS] [-r REPS] [--json]
+// Prompt processing (one forward call over p tokens) and generation (n single-token
+// decode steps from an empty context) in tokens/s, min and median over the
+// repetitions after a warm-up; plus the machine's measured read bandwidth, the
+// weight bytes one decode step touches, and the share of that roofline reached.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "base/error.h"
+#include "base/memory_bandwidth.h"
+#include "base/thread_pool.h"
+#include "cli/command.h"
+#include "model/model.h"
+#include "runtime/kv_cache.h"
+
+namespace {
+
+struct Options {
+  std::string model;
+  int64_t pp = 512, tg = 128;
+  int threads = 0, reps = 3;
+  bool json = false;
+  std::string kv_type = "f16";
+};
+
+// Weight bytes read per decoded token: every tensor once, except the embedding
+// table (one row, unless it doubles as the output head) and routed experts
+// (only n_expert_used of n_expert are touched).
+double bytes_per_token(const owl::ModelSource& src) {
+  const auto& c = src.config();
+  const bool tied = !src.find("output.weight").has_value();
+  double total = 0;
+  for (const auto& t : src.tensors()) {
+    double b = static_cast<double>(t.n_bytes());
+    if (t.name == "token_embd.weight" && !tied) b = static_cast<double>(t.row_size());
+    if (t.name.find("_exps.") != std::string::npos && c.n_expert > 0)
+      b *= static_cast<double>(c.n_expert_used) / static_cast<double>(c.n_expert);
+    total += b;
+  }
+  return total;
+}
+
+struct Stats {
+  double min = 0, median = 0;
+};
+Stats stats(std::vector<double> tps) {
+  std::sort(tps.begin(), tps.end());
+  return {tps.front(), tps[tps.size() / 2]};
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+void run(const Options& o) {
+  if (o.pp < 0 || o.tg < 0 || o.reps < 1 || (o.pp == 0 && o.tg == 0))
+    throw owl::UsageError("-p and -n must be >= 0 (not both 0) and -r >= 1");
+  const int threads = o.threads > 0 ? o.threads : owl::default_pool().size();
+  owl::set_default_threads(threads);
+  auto source = owl::open_model_source(o.model);
+  auto model = owl::Model::load(*source);
+  const int64_t n_vocab = model->n_vocab();
+
+  owl::KVCacheOptions kv_opts;
+  kv_opts.type = owl::kv_type_from_name(o.kv_type);
+  kv_opts.n_ctx = std::max<int64_t>(o.pp, o.tg) + 16;
+  owl::KVCache kv(model->kv_shape(), kv_opts);
+
+  std::mt19937 rng(1234);
+  std::uniform_int_distribution<int32_t> tok(0, static_cast<int32_t>(n_vocab - 1));
+  owl::Batch batch;
+  auto prefill = [&](int64_t n) {
+    kv.remove(0);
+    batch.clear();
+    for (int64_t i = 0; i < n; ++i) batch.add(tok(rng), i, 0, i + 1 == n);
+    model->forward(batch, kv);
+  };
+  auto decode = [&](int64_t n) {
+    kv.remove(0);
+    for (int64_t i = 0; i < n; ++i) {
+      batch.clear();
+      batch.add(tok(rng), i, 0, true);
+      model->forward(batch, kv);
+    }
+  };
+  // Warm-up: page the weights in and let the thread pool spin up.
+  prefill(std::min<int64_t>(std::max<int64_t>(o.pp, 1), 32));
+  decode(std::min<int64_t>(std::max<int64_t>(o.tg, 1), 4));
+
+  std::vector<double> pp_tps, tg_tps;
+  for (int r = 0; r < o.reps; ++r) {
+    if (o.pp > 0) {
+      auto t0 = std::chrono::steady_clock::now();
+      prefill(o.pp);
+      pp_tps.push_back(static_cast<double>(o.pp) / seconds_since(t0));
+    }
+    if (o.tg > 0) {
+      auto t0 = std::chrono::steady_clock::now();
+      decode(o.tg);
+      tg_tps.push_back(static_cast<double>(o.tg) / seconds_since(t0));
+    }
+  }
+
+  const double bw = owl::measure_read_bandwidth(threads);
+  const double bpt = bytes_per_token(*source);
+  const double roofline = bw / bpt;
+
+  nlohmann::json j;
+  j["model"] = o.model;
+  j["arch"] = model->config().arch;
+  j["threads"] = threads;
+  j["reps"] = o.reps;
+  if (o.pp > 0) {
+    Stats s = stats(pp_tps);
+    j["pp"] = {{"tokens", o.pp}, {"tps_min", s.min}, {"tps_median", s.median}};
+  }
+  if (o.tg > 0) {
+    Stats s = stats(tg_tps);
+    j["tg"] = {{"tokens", o.tg}, {"tps_min", s.min}, {"tps_median", s.median}};
+    j["roofline_share"] = s.median / roofline;
+  }
+  j["bandwidth_gbs"] = bw / 1e9;
+  j["bytes_per_token"] = bpt;
+  j["roofline_tps"] = roofline;
+  if (o.json) {
+    std::printf("%s\n", j.dump(2).c_str());
+    return;
+  }
+  std::printf("model %s (%s), %d threads, %d reps\n", o.model.c_str(), model->config().arch.c_str(), threads, o.reps);
+  if (o.pp > 0)
+    std::printf("pp%-5lld %8.2f t/s median  %8.2f t/s min\n", static_cast<long long>(o.pp),
+                j["pp"]["tps_median"].get<double>(), j["pp"]["tps_min"].get<double>());
+  if (o.tg > 0)
+    std::printf("tg%-5lld %8.2f t/s median  %8.2f t/s min\n", static_cast<long long>(o.tg),
+                j["tg"]["tps_median"].get<double>(), j["tg"]["tps_min"].get<double>());
+  std::printf("read bandwidth %.1f GB/s, %.1f MB of weights per token, decode roofline %.1f t/s",
+              bw / 1e9, bpt / 1e6, roofline);
+  if (o.tg > 0) std::printf(", reached %.0f%%", 100.0 * j["roofline_share"].get<double>());
+  std::printf("\n");
+}
+
+void setup(CLI::App& app) {
+  auto o = std::make_shared<Options>();
+  auto* sub = app.add_subcommand("bench", "Measure prompt and generation speed against the memory-bandwidth roofline");
+  sub->add_option("model", o->model, "GGUF file or Hugging Face folder")->required();
+  sub->add_option("-p,--prompt", o->pp, "prompt tokens per prefill (0: skip)");
+  sub->add_option("-n,--gen", o->tg, "generated tokens per decode run (0: skip)");
+  sub->add_option("-t,--threads", o->threads, "worker threads (default: all CPUs)");
+  sub->add_option("-r,--reps", o->reps, "repetitions after the warm-up");
+  sub->add_option("--kv-type", o->kv_type, "KV cache element type: f16 (default) or f32");
+  sub->add_flag("--json", o->json, "print the results as JSON");
+  sub->callback([o] { run(*o); });
+}
+
+}  // namespace
+
+OWL_COMMAND(setup);
