@@ -100,6 +100,9 @@ void dequantize_row(DType t, const void* src, float* dst, int64_t n) {
   dequantize_row_ref(t, src, dst, n);  // the scalar dequantisers are not the bottleneck anywhere
 }
 
+// Multiply-adds below which a matmul runs on the calling thread alone.
+constexpr int64_t kInlineWork = int64_t{1} << 16;
+
 void matmul(const TensorView& W, const float* X, int64_t n_rows, float* Y) {
   const int64_t in = W.ne[0], out = W.ne[1];
   if (n_rows <= 0 || out <= 0) return;
@@ -112,6 +115,17 @@ void matmul(const TensorView& W, const float* X, int64_t n_rows, float* Y) {
     throw Error("matmul: row length " + std::to_string(in) + " of '" + W.name + "' is not a multiple of " +
                 std::to_string(info(k.act).block_size));
   ThreadPool& pool = default_pool();
+  // Small products (a tiny model's 64x64 layers) cost less than waking the workers:
+  // run their tasks on the calling thread. The split into tasks is the same, so the
+  // result does not change.
+  const bool inline_run = in * out * n_rows < kInlineWork;
+  auto run_tasks = [&](int n, ThreadPool::TaskFn fn, void* ctx) {
+    if (inline_run) {
+      for (int t = 0; t < n; ++t) fn(ctx, t, 0);
+    } else {
+      pool.run(n, fn, ctx);
+    }
+  };
 
   const uint8_t* xa = reinterpret_cast<const uint8_t*>(X);
   size_t x_stride = static_cast<size_t>(in) * sizeof(float);
@@ -125,7 +139,7 @@ void matmul(const TensorView& W, const float* X, int64_t n_rows, float* Y) {
     QuantizeJob qj{qfn, k.act == DType::Q8_0, X, buffer.data(), x_stride, in, 0, n_rows};
     const int q_tasks = static_cast<int>(std::min<int64_t>(n_rows, pool.size()));
     qj.rows_per_task = (n_rows + q_tasks - 1) / q_tasks;
-    pool.run(q_tasks, quantize_task, &qj);
+    run_tasks(q_tasks, quantize_task, &qj);
     xa = buffer.data();
   }
 
@@ -135,7 +149,7 @@ void matmul(const TensorView& W, const float* X, int64_t n_rows, float* Y) {
   MatmulJob job{&W, k.fn, xa, x_stride, n_rows, in, out, 0, Y};
   job.rows_per_task = (tiles + n_tasks - 1) / n_tasks * kTileRows;
   const int tasks = static_cast<int>((out + job.rows_per_task - 1) / job.rows_per_task);
-  pool.run(tasks, matmul_task, &job);
+  run_tasks(tasks, matmul_task, &job);
 }
 
 TensorView matrix_slice(const TensorView& W, int64_t i2) {
