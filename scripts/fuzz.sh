@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fuzzes the model-file parsers (GGUF, safetensors) with libFuzzer + ASan + UBSan.
+# Fuzzes the parsers (GGUF, safetensors, tokenizer, Jinja templates) with libFuzzer + ASan + UBSan.
 #   scripts/fuzz.sh            # each target for FUZZ_SECONDS (default 60) seconds
 #   FUZZ_SECONDS=600 scripts/fuzz.sh
 # Builds with clang in build-fuzz/ (every library instrumented for coverage),
@@ -26,10 +26,16 @@ fi
 # The parsers need only the base, tensor and formats layers. CMakeLists.txt's fuzz targets link
 # owl_runtime (every layer), so one layer that clang cannot compile would block fuzzing the
 # parsers; build just these libraries through CMake and link the targets here.
-cmake --build "$BUILD" -j "$JOBS" --target owl_formats
-for target in fuzz_gguf fuzz_safetensors; do
+cmake --build "$BUILD" -j "$JOBS" --target owl_formats owl_text owl_chat
+libs=("$BUILD/libowl_formats.a" "$BUILD/libowl_tensor.a" "$BUILD/libowl_base.a")
+for target in fuzz_gguf fuzz_safetensors fuzz_tokenizer fuzz_jinja; do
+  extra=()
+  case $target in
+    fuzz_tokenizer) extra=("$BUILD/libowl_text.a") ;;
+    fuzz_jinja) extra=("$BUILD/libowl_chat.a" "$BUILD/libowl_text.a") ;;
+  esac
   clang++ -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -fno-omit-frame-pointer -Isrc \
-    "fuzz/$target.cpp" "$BUILD/libowl_formats.a" "$BUILD/libowl_tensor.a" "$BUILD/libowl_base.a" -lpthread \
+    -DOWL_SOURCE_DIR="\"$ROOT\"" "fuzz/$target.cpp" "${extra[@]}" "${libs[@]}" -lpcre2-8 -lutf8proc -lpthread \
     -o "$BUILD/$target"
 done
 
@@ -52,15 +58,19 @@ seed() {  # seed corpus: golden files of that format (the large ones cut to a he
 
 mkdir -p "$BUILD/crashes"
 status=0
-for target in fuzz_gguf fuzz_safetensors; do
+for target in fuzz_gguf fuzz_safetensors fuzz_tokenizer fuzz_jinja; do
   corpus="$BUILD/corpus/$target"
   case $target in
     fuzz_gguf) seed "$corpus" '*.gguf' ;;
     fuzz_safetensors) seed "$corpus" '*.safetensors' ;;
+    fuzz_tokenizer) mkdir -p "$corpus"; head -c 4096 "$SHARED/tokenizers/corpus.jsonl" > "$corpus/corpus-head" ;;
+    fuzz_jinja) mkdir -p "$corpus"; for f in "$SHARED"/chat-templates/*/chat_template.jinja; do
+                  cp "$f" "$corpus/$(basename "$(dirname "$f")").jinja"; done ;;
   esac
   echo "== $target: $SECONDS_EACH s"
   max_len=1300000  # the small whole GGUF seeds
   [ $target = fuzz_safetensors ] && max_len=65536
+  [ $target = fuzz_tokenizer ] || [ $target = fuzz_jinja ] && max_len=16384
   if ! "$BUILD/$target" "$corpus" -max_total_time="$SECONDS_EACH" -max_len=$max_len -rss_limit_mb=4096 \
       -artifact_prefix="$BUILD/crashes/$target-" -print_final_stats=1 2>"$BUILD/$target.log"; then
     echo "fuzz: $target found a crash; see $BUILD/$target.log and $BUILD/crashes/" >&2

@@ -6,7 +6,7 @@ packages=(
   g++ cmake ninja-build make pkg-config
   libgtest-dev libgmock-dev libbenchmark-dev
   nlohmann-json3-dev libpcre2-dev libutf8proc-dev libcli11-dev
-  libcpp-httplib-dev libssl-dev libcurl4-openssl-dev zlib1g-dev
+  libssl-dev libcurl4-openssl-dev zlib1g-dev
   clang libclang-rt-14-dev curl python3
 )
 missing=()

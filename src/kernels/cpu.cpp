@@ -1,13 +1,27 @@
 #include "kernels/vec_dot.h"
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
+
 namespace owl::kernels {
 
+// CPUID directly (not __builtin_cpu_supports): clang 14 does not know the "f16c"
+// feature name, and the fuzz builds use clang. Also checks that the OS saves the
+// YMM registers (OSXSAVE + XCR0), without which AVX instructions fault.
 bool cpu_has_avx2_fma_f16c() {
   static const bool ok = [] {
 #if defined(__x86_64__) || defined(__i386__)
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c") &&
-           __builtin_cpu_supports("bmi2");
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return false;
+    const bool fma = c & (1u << 12), osxsave = c & (1u << 27), avx = c & (1u << 28), f16c = c & (1u << 29);
+    if (!(fma && osxsave && avx && f16c)) return false;
+    unsigned xcr0_lo = 0, xcr0_hi = 0;
+    __asm__("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+    if ((xcr0_lo & 0x6) != 0x6) return false;  // XMM and YMM state enabled
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+    const bool avx2 = b & (1u << 5), bmi2 = b & (1u << 8);
+    return avx2 && bmi2;
 #else
     return false;
 #endif
