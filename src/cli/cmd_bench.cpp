@@ -17,6 +17,7 @@
 #include "base/memory_bandwidth.h"
 #include "base/thread_pool.h"
 #include "cli/command.h"
+#include "hub/resolve.h"
 #include "model/model.h"
 #include "runtime/kv_cache.h"
 
@@ -64,7 +65,7 @@ void run(const Options& o) {
     throw owl::UsageError("-p and -n must be >= 0 (not both 0) and -r >= 1");
   const int threads = o.threads > 0 ? o.threads : owl::default_pool().size();
   owl::set_default_threads(threads);
-  auto source = owl::open_model_source(o.model);
+  auto source = owl::open_model_source(owl::hub::resolve_model(o.model, /*pull_if_missing=*/true));
   auto model = owl::Model::load(*source);
   const int64_t n_vocab = model->n_vocab();
 

@@ -13,6 +13,7 @@
 
 #include "base/error.h"
 #include "cli/command.h"
+#include "hub/resolve.h"
 #include "formats/gguf.h"
 #include "model/source.h"
 
@@ -44,7 +45,7 @@ std::string human(double n, const char* unit) {
 }
 
 void run(const Options& o) {
-  auto src = owl::open_model_source(o.model);
+  auto src = owl::open_model_source(owl::hub::resolve_model(o.model, /*pull_if_missing=*/true));
   const owl::ModelConfig& c = src->config();
   const auto tensors = src->tensors();
   const int64_t ctx = o.ctx > 0 ? o.ctx : c.n_ctx_train;

@@ -12,6 +12,7 @@
 #include "base/error.h"
 #include "base/thread_pool.h"
 #include "cli/command.h"
+#include "hub/resolve.h"
 #include "model/model.h"
 #include "runtime/kv_cache.h"
 #include "runtime/sampler.h"
@@ -52,7 +53,7 @@ void run(const Options& o) {
   if (o.threads > 0) owl::set_default_threads(o.threads);
   if (o.greedy < 0) throw owl::UsageError("--greedy must be 0 or more");
   const std::vector<int32_t> ids = parse_ids(o.tokens);
-  auto source = owl::open_model_source(o.model);
+  auto source = owl::open_model_source(owl::hub::resolve_model(o.model, /*pull_if_missing=*/true));
   auto model = owl::Model::load(*source);
   const int64_t n_vocab = model->n_vocab();
 

@@ -16,6 +16,7 @@
 #include "base/error.h"
 #include "base/thread_pool.h"
 #include "cli/command.h"
+#include "hub/resolve.h"
 #include "model/model.h"
 #include "runtime/kv_cache.h"
 #include "runtime/sampler.h"
@@ -53,7 +54,7 @@ void run(Options o) {
   if (o.threads > 0) owl::set_default_threads(o.threads);
   if (o.n_predict < 0) throw owl::UsageError("-n must be 0 or more");
   if (!o.seed_given) o.sampling.seed = std::random_device{}();
-  auto source = owl::open_model_source(o.model);
+  auto source = owl::open_model_source(owl::hub::resolve_model(o.model, /*pull_if_missing=*/true));
   auto model = owl::Model::load(*source);
   auto tok = open_tokenizer(*source);
 

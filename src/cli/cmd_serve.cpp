@@ -17,6 +17,7 @@
 #include "base/thread_pool.h"
 #include "chat/chat_template.h"
 #include "cli/command.h"
+#include "hub/resolve.h"
 #include "formats/gguf.h"
 #include "model/model.h"
 #include "runtime/engine.h"
@@ -55,11 +56,13 @@ void run(const Options& o) {
     throw owl::UsageError("--ctx, --kv-budget must be >= 0; --prefill-chunk and --max-body >= 1");
   if (o.threads > 0) owl::set_default_threads(o.threads);
 
-  auto source = owl::open_model_source(o.model);
+  // A hub id (ORG/NAME[:QUANT]) resolves to the cached file or folder, pulling it when missing.
+  const std::string path = owl::hub::resolve_model(o.model, /*pull_if_missing=*/true);
+  auto source = owl::open_model_source(path);
   std::unique_ptr<owl::Tokenizer> tok;
   try {
     if (source->gguf_file()) tok = owl::Tokenizer::from_gguf(*source->gguf_file());
-    else tok = owl::Tokenizer::open(source->hf_folder().empty() ? o.model : source->hf_folder());
+    else tok = owl::Tokenizer::open(source->hf_folder().empty() ? path : source->hf_folder());
   } catch (const owl::Error& e) {
     throw owl::Error("model '" + o.model + "' cannot serve text: its tokenizer does not load (" + e.what() +
                      "); serve a model that carries its vocabulary");
@@ -77,7 +80,7 @@ void run(const Options& o) {
     tmpl.emplace(read_text(o.chat_template), token_text(tok->bos_id()), token_text(tok->eos_id()));
   } else {
     try {
-      tmpl.emplace(owl::chat::ChatTemplate::load(o.model));
+      tmpl.emplace(owl::chat::ChatTemplate::load(path));
     } catch (const owl::Error&) {
       std::fprintf(stderr, "owl serve: the model has no chat template; chat requests use the plain "
                            "'role: content' format (pass --chat-template FILE.jinja to set one)\n");
