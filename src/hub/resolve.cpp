@@ -19,7 +19,7 @@ std::string resolve_model(const std::string& spec, bool pull_if_missing) {
   };
   bool file_like = ends_with(".gguf") || ends_with(".safetensors") || ends_with(".json") || ends_with(".jinja");
   if (!hub || (hub->variant.empty() && file_like))
-    throw Error("no such file or folder: " + spec + " (nor is it a hub id ORG/NAME[:QUANT])");
+    throw Error("model '" + spec + "' does not exist (no such file or folder, and not a hub id ORG/NAME[:QUANT])");
   if (auto cached = find_cached(*hub)) return cached->path;
   if (hub_offline())
     throw Error(hub->display() + " is not in the cache (" + cache_root(hub->source) +

@@ -34,7 +34,7 @@ TEST(CliChat, MultiTurnThroughTheTemplate) {
 TEST(CliChat, MissingModelIsAClearError) {
   auto r = run_owl({"chat", "/nonexistent/model.gguf"}, "");
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_NE(r.err.find("no such file or folder: /nonexistent/model.gguf"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("model '/nonexistent/model.gguf' does not exist"), std::string::npos) << r.err;
 }
 
 }  // namespace

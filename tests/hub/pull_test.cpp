@@ -537,7 +537,7 @@ TEST_F(HubPull, ResolveModel) {
     owl::hub::resolve_model("models/missing.gguf", true);
     FAIL() << "expected an error";
   } catch (const owl::Error& e) {
-    EXPECT_EQ(std::string(e.what()), "no such file or folder: models/missing.gguf (nor is it a hub id ORG/NAME[:QUANT])");
+    EXPECT_EQ(std::string(e.what()), "model 'models/missing.gguf' does not exist (no such file or folder, and not a hub id ORG/NAME[:QUANT])");
   }
   EXPECT_TRUE(server_.requests().empty());
   EXPECT_EQ(owl::hub::resolve_model("acme/tiny-GGUF:Q8_0", true), snapshot("tiny-Q8_0.gguf"));
