@@ -22,6 +22,7 @@
 #include "chat/reasoning.h"
 #include "chat/thinking_budget.h"
 #include "cli/command.h"
+#include "cli/text_model.h"
 #include "hub/resolve.h"
 #include "model/model.h"
 #include "runtime/engine.h"
@@ -54,14 +55,6 @@ void on_sigint(int) {
   g_interrupted.store(true);
 }
 
-std::string read_text(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw owl::Error("cannot read chat template '" + path + "'");
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
 // Models without a template: one "role: content" line per message, then "assistant:".
 std::string plain_prompt(const nlohmann::ordered_json& messages) {
   std::string p;
@@ -72,25 +65,9 @@ std::string plain_prompt(const nlohmann::ordered_json& messages) {
 void run(const Options& o) {
   if (o.max_tokens < 1 || o.ctx < 16) throw owl::UsageError("-n must be >= 1 and --ctx >= 16");
   if (o.threads > 0) owl::set_default_threads(o.threads);
-  const std::string path = owl::hub::resolve_model(o.model, /*pull_if_missing=*/true);
-  auto source = owl::open_model_source(path);
-  std::unique_ptr<owl::Tokenizer> tok = source->gguf_file() ? owl::Tokenizer::from_gguf(*source->gguf_file())
-                                                            : owl::Tokenizer::open(source->hf_folder());
-  auto model = owl::Model::load(*source);
-  std::optional<owl::chat::ChatTemplate> tmpl;
-  auto token_text = [&](int32_t id) -> std::optional<std::string> {
-    return id < 0 ? std::nullopt : std::optional<std::string>(tok->token_text(id));
-  };
-  if (!o.chat_template.empty()) {
-    tmpl.emplace(read_text(o.chat_template), token_text(tok->bos_id()), token_text(tok->eos_id()));
-  } else {
-    try {
-      tmpl.emplace(owl::chat::ChatTemplate::load(path));
-    } catch (const owl::Error&) {
-      std::fprintf(stderr, "owl chat: the model has no chat template; using plain 'role: content' lines "
-                           "(pass --chat-template FILE.jinja to set one)\n");
-    }
-  }
+  owl::cli::TextModel tm = owl::cli::load_text_model(o.model, o.chat_template, "chat");
+  const owl::Tokenizer* tok = tm.tokenizer.get();
+  const std::optional<owl::chat::ChatTemplate>& tmpl = tm.chat_template;
   const owl::chat::ReasoningTags tags =
       tmpl ? owl::chat::reasoning_tags_for_template(tmpl->source()) : owl::chat::ReasoningTags{};
 
@@ -98,7 +75,7 @@ void run(const Options& o) {
   eo.n_parallel = 1;
   eo.n_ctx = o.ctx;
   eo.kv_type = owl::kv_type_from_name(o.kv_type);
-  owl::Engine engine(*model, *tok, eo);
+  owl::Engine engine(*tm.model, *tok, eo);
 
   struct sigaction sa {};
   sa.sa_handler = on_sigint;

@@ -17,6 +17,7 @@
 #include "base/thread_pool.h"
 #include "chat/chat_template.h"
 #include "cli/command.h"
+#include "cli/text_model.h"
 #include "hub/resolve.h"
 #include "formats/gguf.h"
 #include "model/model.h"
@@ -40,14 +41,6 @@ extern "C" void on_signal(int) {
   if (g_server) g_server->stop();
 }
 
-std::string read_text(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw owl::UsageError("--chat-template: cannot read '" + path + "'");
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
 void run(const Options& o) {
   if (o.parallel < 1 || o.parallel > 256) throw owl::UsageError("--parallel must be between 1 and 256");
   if (o.port < 0 || o.port > 65535) throw owl::UsageError("--port must be between 0 and 65535");
@@ -56,36 +49,9 @@ void run(const Options& o) {
     throw owl::UsageError("--ctx, --kv-budget must be >= 0; --prefill-chunk and --max-body >= 1");
   if (o.threads > 0) owl::set_default_threads(o.threads);
 
-  // A hub id (ORG/NAME[:QUANT]) resolves to the cached file or folder, pulling it when missing.
-  const std::string path = owl::hub::resolve_model(o.model, /*pull_if_missing=*/true);
-  auto source = owl::open_model_source(path);
-  std::unique_ptr<owl::Tokenizer> tok;
-  try {
-    if (source->gguf_file()) tok = owl::Tokenizer::from_gguf(*source->gguf_file());
-    else tok = owl::Tokenizer::open(source->hf_folder().empty() ? path : source->hf_folder());
-  } catch (const owl::Error& e) {
-    throw owl::Error("model '" + o.model + "' cannot serve text: its tokenizer does not load (" + e.what() +
-                     "); serve a model that carries its vocabulary");
-  }
-  if (!tok || tok->n_vocab() <= 0)
-    throw owl::Error("model '" + o.model + "' has no tokenizer, so it cannot serve text; serve a model that carries its vocabulary");
-  auto model = owl::Model::load(*source);
-
-  std::optional<owl::chat::ChatTemplate> tmpl;
-  auto token_text = [&](int32_t id) -> std::optional<std::string> {
-    if (id < 0) return std::nullopt;
-    return tok->token_text(id);
-  };
-  if (!o.chat_template.empty()) {
-    tmpl.emplace(read_text(o.chat_template), token_text(tok->bos_id()), token_text(tok->eos_id()));
-  } else {
-    try {
-      tmpl.emplace(owl::chat::ChatTemplate::load(path));
-    } catch (const owl::Error&) {
-      std::fprintf(stderr, "owl serve: the model has no chat template; chat requests use the plain "
-                           "'role: content' format (pass --chat-template FILE.jinja to set one)\n");
-    }
-  }
+  owl::cli::TextModel tm = owl::cli::load_text_model(o.model, o.chat_template, "serve");
+  owl::Model* model = tm.model.get();
+  owl::Tokenizer* tok = tm.tokenizer.get();
 
   owl::EngineOptions eo;
   eo.n_parallel = o.parallel;
@@ -101,7 +67,7 @@ void run(const Options& o) {
   ao.model_id = std::filesystem::path(o.model).filename().string();
   if (ao.model_id.size() > 5 && ao.model_id.ends_with(".gguf")) ao.model_id.resize(ao.model_id.size() - 5);
   ao.api_key = o.api_key;
-  owl::server::OpenAIServer api(engine, *tok, std::move(tmpl), ao);
+  owl::server::OpenAIServer api(engine, *tok, std::move(tm.chat_template), ao);
 
   owl::http::ServerOptions ho;
   ho.host = o.host;
