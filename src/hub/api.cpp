@@ -135,7 +135,10 @@ std::string http_error_message(const HubSpec& spec, const std::string& what, lon
   std::string where = " on " + endpoint(spec.source);
   bool has_token = !auth_headers(spec.source).empty();
   const char* token_var = spec.source == Source::modelscope ? "MODELSCOPE_API_TOKEN" : "HF_TOKEN";
-  if (status == 0) return "cannot reach " + endpoint(spec.source) + " for " + what + ": " + body;
+  if (status == 0)
+    return "cannot reach " + endpoint(spec.source) + " for " + what + ": " + body +
+           " (no network? give owl a local file instead: owl run /path/to/model.gguf, or a Hugging Face "
+           "folder; models already pulled run offline with HF_HUB_OFFLINE=1)";
   if (error_code == "RepositoryNotFound" || (status == 404 && error_code != "EntryNotFound" &&
                                              error_code != "RevisionNotFound" && what.rfind("repository", 0) == 0))
     return "repository " + spec.repo + " not found" + where + "; check the name" +

@@ -144,13 +144,15 @@ HttpResponse http_get(const std::string& url, const std::vector<std::string>& he
     char err[CURL_ERROR_SIZE] = {0};
     curl_easy_setopt(c.h, CURLOPT_ERRORBUFFER, err);
     CURLcode rc = curl_easy_perform(c.h);
+    r.attempts = attempt + 1;
     if (rc != CURLE_OK) {
       r.status = 0;
       r.network_error = err[0] ? err : curl_easy_strerror(rc);
+      r.host_unresolved = rc == CURLE_COULDNT_RESOLVE_HOST || rc == CURLE_COULDNT_RESOLVE_PROXY;
     } else {
       curl_easy_getinfo(c.h, CURLINFO_RESPONSE_CODE, &r.status);
     }
-    if (!is_transient(r.status) || attempt >= retry.max_retries) return r;
+    if (r.host_unresolved || !is_transient(r.status) || attempt >= retry.max_retries) return r;
     sleep_s(retry_delay_s(r.headers, attempt, retry));
   }
 }

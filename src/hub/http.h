@@ -21,6 +21,8 @@ struct HttpResponse {
   std::map<std::string, std::string> headers; // lower-case names, of the final response
   std::string body;
   std::string network_error;                  // curl's message when status == 0
+  bool host_unresolved = false;               // DNS found no such host (offline, or a wrong endpoint)
+  int attempts = 0;                           // requests made, retries included
   std::string header(const std::string& lower_name) const {
     auto it = headers.find(lower_name);
     return it == headers.end() ? std::string() : it->second;
@@ -28,7 +30,9 @@ struct HttpResponse {
 };
 
 // GET with the body in memory, retried per `retry`; returns the last response
-// (the caller turns 4xx/5xx into messages). Redirects are followed.
+// (the caller turns 4xx/5xx into messages). Redirects are followed. A host that
+// does not resolve is not retried: offline, that answer will not change within
+// the backoff, and the user should hear it at once.
 HttpResponse http_get(const std::string& url, const std::vector<std::string>& headers, const RetryPolicy& retry);
 
 // One streamed GET of bytes [offset, end) (end == 0: to the end of the file).

@@ -11,6 +11,7 @@
 #include "base/error.h"
 #include "fixture_server.h"
 #include "hub/hash.h"
+#include "hub/http.h"
 #include "hub/resolve.h"
 #include "test_util.h"
 
@@ -547,6 +548,23 @@ TEST_F(HubPull, ResolveModel) {
   size_t seen = server_.requests().size();
   EXPECT_EQ(owl::hub::resolve_model("acme/tiny-GGUF:q8_0", false), snapshot("tiny-Q8_0.gguf"));
   EXPECT_EQ(server_.requests().size(), seen);
+}
+
+TEST_F(HubPull, UnreachableHubFailsAtOnceAndNamesTheLocalFileWay) {
+  // No network (here: a host DNS cannot resolve) is not retried with backoff: one request,
+  // then an error that says how to run a local file instead.
+  owl::hub::HttpResponse r = owl::hub::http_get("http://owl-test.invalid/api/models/x", {}, owl::hub::RetryPolicy{});
+  EXPECT_EQ(r.status, 0);
+  EXPECT_TRUE(r.host_unresolved) << r.network_error;
+  EXPECT_EQ(r.attempts, 1);
+
+  auto run = owl({"run", "acme/tiny-GGUF", "hello"}, "HF_ENDPOINT=http://owl-test.invalid");
+  EXPECT_EQ(run.exit_code, 1) << run.err;
+  const std::string line = last_line(run.err);
+  EXPECT_EQ(line.rfind("owl: error: cannot reach http://owl-test.invalid for repository acme/tiny-GGUF: ", 0), 0u)
+      << line;
+  EXPECT_NE(line.find("give owl a local file instead: owl run /path/to/model.gguf"), std::string::npos) << line;
+  EXPECT_TRUE(cache_files_containing("tiny").empty());
 }
 
 TEST_F(HubPull, UsageErrors) {
