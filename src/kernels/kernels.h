@@ -4,6 +4,8 @@
 // W is a TensorView with ne = {in, out} (ggml order), i.e. `out` stored rows.
 #pragma once
 #include <cstdint>
+#include <memory>
+#include <span>
 
 #include "tensor/tensor.h"
 
@@ -16,8 +18,39 @@ void dequantize_row(DType t, const void* src, float* dst, int64_t n);
 // Split over the default thread pool by output rows.
 void matmul(const TensorView& W, const float* X, int64_t n_rows, float* Y);
 
-// The 2-D matrix number i2 of a 3-D stack (e.g. expert i2 of ffn_*_exps).
+// Several weights that share the input X (Q/K/V; gate/up): Ys[i][r][o] = sum_j Ws[i][o][j] * X[r][j].
+// X is converted once per activation type and ONE pool dispatch covers every output row of every
+// weight, so the threads do not meet in between. All Ws take the same row length; 1..8 weights.
+// Each output equals what matmul(*Ws[i], X, n_rows, Ys[i]) gives, bit for bit.
+void matmul_many(std::span<const TensorView* const> Ws, const float* X, int64_t n_rows, std::span<float* const> Ys);
+
+// Y[r][o] = silu(gate[o] . X[r]) * (up[o] . X[r]) (gate, up: same shape), computed per output tile
+// without a separate pass; bit-identical to matmul(gate), matmul(up), swiglu().
+void matmul_swiglu(const TensorView& gate, const TensorView& up, const float* X, int64_t n_rows, float* Y);
+
+// The 2-D matrix number i2 of a 3-D stack (e.g. expert i2 of ffn_*_exps); works on prepared weights.
 TensorView matrix_slice(const TensorView& W, int64_t i2);
+
+// ---- weights repacked at load time ----
+// prepare_weight copies a weight used by matmul into a layout interleaving 8 rows block by block
+// (Q4_K, Q6_K, Q8_0 where AVX2 exists; other types come back as the plain view, storage null).
+// The returned view keeps W's name, type and shape; matmul, matmul_many, matmul_swiglu and
+// matrix_slice (3-D expert stacks) recognise its data pointer, and give the same results as on
+// W within float rounding (2e-6 of the output scale; bit-identical for any thread count).
+// Keep `storage` alive as long as the view is used. The prepared view's bytes are NOT in the
+// GGUF block layout: row()/dequantize_row on it are wrong; a tied embedding keeps using W for
+// its row lookups (and passes release_source = false).
+// release_source: after copying, drop the process's resident pages of W's bytes (madvise
+// DONTNEED). Only for W inside a read-only FILE mapping (anonymous memory would be zeroed).
+struct PreparedWeight {
+  TensorView view;
+  std::shared_ptr<const void> storage;
+};
+PreparedWeight prepare_weight(const TensorView& W, bool release_source = false);
+bool is_prepared(const TensorView& W);  // W's data is a prepare_weight copy
+// A/B switch: false makes prepare_weight return plain views (already prepared ones stay packed).
+void set_repack(bool on);
+bool repack_enabled();
 
 }  // namespace owl::kernels
 

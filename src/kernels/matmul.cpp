@@ -6,6 +6,7 @@
 // Every output element is computed by the same code whatever the thread count.
 #include <algorithm>
 #include <atomic>
+#include <span>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -14,6 +15,7 @@
 #include "base/thread_pool.h"
 #include "kernels/kernels.h"
 #include "kernels/ops_avx2.h"
+#include "kernels/repack.h"
 #include "kernels/vec_dot.h"
 #include "tensor/fp16.h"
 #include "tensor/quants.h"
@@ -37,27 +39,106 @@ void quantize_q8_k_ref(const float* x, void* y, int64_t n) { quantize_row(DType:
 
 constexpr int64_t kTileRows = 16;  // weight rows swept per activation group (stay in L1)
 constexpr int64_t kActBlock = 64;  // activation rows kept in L2 while a task's weight rows pass
+constexpr int kMaxParts = 8;       // weights in one matmul_many call
+constexpr int64_t kPackM = 4;      // activation rows per packed-kernel call (register tile: 4 x 8 rows)
+static_assert(kTileRows % kPackRows == 0, "tiles hold whole packed groups");
+
+// One weight of a (multi-weight) matmul, with everything the inner loops need precomputed:
+// no per-row size computation or type lookup happens below.
+struct Part {
+  const uint8_t* w = nullptr;  // stored row 0
+  size_t w_stride = 0;         // bytes per stored row
+  DotFn fn = nullptr;
+  const uint8_t* xa = nullptr;  // activations converted to fn's type
+  size_t x_stride = 0;
+  int64_t in = 0, out = 0, rows_per_task = 0;
+  float* Y = nullptr;
+  int task_begin = 0;  // this part's tasks are [task_begin, next part's task_begin)
+  // A prepare_weight copy: groups of 8 interleaved rows, group_bytes each. pfn is its kernel;
+  // without one (fast paths off) rows are rebuilt in the original format for fn.
+  bool packed = false;
+  PackedFn pfn = nullptr;
+  size_t group_bytes = 0;
+  DType type = DType::F32;
+};
 
 struct MatmulJob {
-  const TensorView* W;
-  DotFn fn;
-  const uint8_t* xa;  // converted activations
-  size_t x_stride;
-  int64_t n_rows, in, out, rows_per_task;
-  float* Y;
+  Part parts[kMaxParts];
+  int n_parts = 0;
+  int64_t n_rows = 0;
 };
+
+// y[(r - r0) * ld + (o - t0)] = W[o] . x[r] for r in [r0, r1), o in [t0, t1).
+void matmul_tile(const Part& p, int64_t r0, int64_t r1, int64_t t0, int64_t t1, float* y, int64_t ld) {
+  if (p.pfn) {  // t0 is a multiple of the group size (tiles and tasks are)
+    for (int64_t r = r0; r < r1; r += kPackM) {
+      const int m = static_cast<int>(std::min<int64_t>(kPackM, r1 - r));
+      const uint8_t* x = p.xa + r * p.x_stride;
+      float* yr = y + (r - r0) * ld;
+      for (int64_t o = t0; o < t1; o += kPackRows)
+        p.pfn(p.in, p.w + (o / kPackRows) * p.group_bytes, x, p.x_stride, m, yr + (o - t0), ld,
+              static_cast<int>(std::min<int64_t>(kPackRows, t1 - o)));
+    }
+    return;
+  }
+  if (p.packed) {
+    thread_local std::vector<uint8_t> row;
+    row.resize(row_bytes(p.type, p.in));
+    for (int64_t o = t0; o < t1; ++o) {
+      unpack_row(p.type, p.w + (o / kPackRows) * p.group_bytes, static_cast<int>(o % kPackRows), p.in, row.data());
+      for (int64_t r = r0; r < r1; r += kMaxNR) {
+        const int nr = static_cast<int>(std::min<int64_t>(kMaxNR, r1 - r));
+        p.fn(p.in, row.data(), p.xa + r * p.x_stride, p.x_stride, nr, y + (r - r0) * ld + (o - t0), ld);
+      }
+    }
+    return;
+  }
+  for (int64_t r = r0; r < r1; r += kMaxNR) {
+    const int nr = static_cast<int>(std::min<int64_t>(kMaxNR, r1 - r));
+    const uint8_t* x = p.xa + r * p.x_stride;
+    float* yr = y + (r - r0) * ld;
+    const uint8_t* w = p.w + t0 * p.w_stride;
+    for (int64_t o = t0; o < t1; ++o, w += p.w_stride) p.fn(p.in, w, x, p.x_stride, nr, yr + (o - t0), ld);
+  }
+}
+
+const Part& part_of_task(const MatmulJob& j, int task) {
+  int k = 0;
+  while (k + 1 < j.n_parts && task >= j.parts[k + 1].task_begin) ++k;
+  return j.parts[k];
+}
 
 void matmul_task(void* vjob, int task, int) {
   const MatmulJob& j = *static_cast<const MatmulJob*>(vjob);
-  const int64_t o_begin = task * j.rows_per_task, o_end = std::min(j.out, o_begin + j.rows_per_task);
+  const Part& p = part_of_task(j, task);
+  const int64_t o_begin = (task - p.task_begin) * p.rows_per_task, o_end = std::min(p.out, o_begin + p.rows_per_task);
   for (int64_t r0 = 0; r0 < j.n_rows; r0 += kActBlock) {
     const int64_t r1 = std::min(j.n_rows, r0 + kActBlock);
     for (int64_t t0 = o_begin; t0 < o_end; t0 += kTileRows) {
       const int64_t t1 = std::min(o_end, t0 + kTileRows);
-      for (int64_t r = r0; r < r1; r += kMaxNR) {
-        const int nr = static_cast<int>(std::min<int64_t>(kMaxNR, r1 - r));
-        const uint8_t* x = j.xa + r * j.x_stride;
-        for (int64_t o = t0; o < t1; ++o) j.fn(j.in, j.W->row(o), x, j.x_stride, nr, j.Y + r * j.out + o, j.out);
+      matmul_tile(p, r0, r1, t0, t1, p.Y + r0 * p.out + t0, p.out);
+    }
+  }
+}
+
+// matmul_swiglu: parts[0] = gate (writes Y), parts[1] = up (into a per-thread tile), then
+// Y = silu(gate) * up on the tile while it is in L1.
+void swiglu_task(void* vjob, int task, int) {
+  const MatmulJob& j = *static_cast<const MatmulJob*>(vjob);
+  const Part& g = j.parts[0];
+  const Part& u = j.parts[1];
+  thread_local std::vector<float> up_tile(static_cast<size_t>(kActBlock * kTileRows));
+  const int64_t o_begin = task * g.rows_per_task, o_end = std::min(g.out, o_begin + g.rows_per_task);
+  for (int64_t r0 = 0; r0 < j.n_rows; r0 += kActBlock) {
+    const int64_t r1 = std::min(j.n_rows, r0 + kActBlock);
+    for (int64_t t0 = o_begin; t0 < o_end; t0 += kTileRows) {
+      const int64_t t1 = std::min(o_end, t0 + kTileRows);
+      float* y = g.Y + r0 * g.out + t0;
+      matmul_tile(g, r0, r1, t0, t1, y, g.out);
+      matmul_tile(u, r0, r1, t0, t1, up_tile.data(), kTileRows);
+      for (int64_t r = r0; r < r1; ++r) {
+        float* yr = y + (r - r0) * g.out;
+        swiglu(yr, up_tile.data() + (r - r0) * kTileRows, yr, t1 - t0);
       }
     }
   }
@@ -103,60 +184,138 @@ void dequantize_row(DType t, const void* src, float* dst, int64_t n) {
 // Multiply-adds below which a matmul runs on the calling thread alone.
 constexpr int64_t kInlineWork = int64_t{1} << 16;
 
-void matmul(const TensorView& W, const float* X, int64_t n_rows, float* Y) {
-  const int64_t in = W.ne[0], out = W.ne[1];
-  if (n_rows <= 0 || out <= 0) return;
+namespace {
+
+DotKernel checked_kernel(const TensorView& W) {
   const DotKernel k = select_kernel(W.type);
   if (!k.fn)
     throw Error(std::string("matmul: weight type ") + dtype_name(W.type) + " of tensor '" + W.name +
                 "' is not supported; convert the model to a supported type (F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 "
                 "Q8_0 Q2_K..Q6_K IQ4_NL IQ4_XS)");
-  if (in % info(k.act).block_size != 0)
-    throw Error("matmul: row length " + std::to_string(in) + " of '" + W.name + "' is not a multiple of " +
+  if (W.ne[0] % info(k.act).block_size != 0)
+    throw Error("matmul: row length " + std::to_string(W.ne[0]) + " of '" + W.name + "' is not a multiple of " +
                 std::to_string(info(k.act).block_size));
-  ThreadPool& pool = default_pool();
-  // Small products (a tiny model's 64x64 layers) cost less than waking the workers:
-  // run their tasks on the calling thread. The split into tasks is the same, so the
-  // result does not change.
-  const bool inline_run = in * out * n_rows < kInlineWork;
-  auto run_tasks = [&](int n, ThreadPool::TaskFn fn, void* ctx) {
-    if (inline_run) {
-      for (int t = 0; t < n; ++t) fn(ctx, t, 0);
-    } else {
-      pool.run(n, fn, ctx);
-    }
-  };
+  return k;
+}
 
-  const uint8_t* xa = reinterpret_cast<const uint8_t*>(X);
-  size_t x_stride = static_cast<size_t>(in) * sizeof(float);
-  if (k.act != DType::F32) {
-    // Reused per calling thread: decode performs no allocation here after the first token.
-    thread_local std::vector<uint8_t> buffer;
-    x_stride = k.act == DType::Q8_0 ? q8_0_act_row_bytes(in) : row_bytes(k.act, in);
-    if (buffer.size() < x_stride * static_cast<size_t>(n_rows)) buffer.resize(x_stride * static_cast<size_t>(n_rows));
-    QuantizeFn qfn = k.act == DType::Q8_0 ? quantize_q8_0_ref : quantize_q8_k_ref;
-    if (fast_paths_enabled()) qfn = k.act == DType::Q8_0 ? quantize_q8_0_avx2 : quantize_q8_k_avx2;
-    QuantizeJob qj{qfn, k.act == DType::Q8_0, X, buffer.data(), x_stride, in, 0, n_rows};
-    const int q_tasks = static_cast<int>(std::min<int64_t>(n_rows, pool.size()));
-    qj.rows_per_task = (n_rows + q_tasks - 1) / q_tasks;
-    run_tasks(q_tasks, quantize_task, &qj);
-    xa = buffer.data();
+// Runs n tasks on the pool, or inline for products too small to be worth waking the workers
+// (the split into tasks is the same, so the result does not change).
+void run_tasks(bool inline_run, int n, ThreadPool::TaskFn fn, void* ctx) {
+  if (inline_run) {
+    for (int t = 0; t < n; ++t) fn(ctx, t, 0);
+  } else {
+    default_pool().run(n, fn, ctx);
   }
+}
 
-  // Tasks of whole tiles; several per thread so uneven progress still balances.
-  const int64_t tiles = (out + kTileRows - 1) / kTileRows;
-  const int64_t n_tasks = std::min<int64_t>(tiles, 4 * static_cast<int64_t>(pool.size()));
-  MatmulJob job{&W, k.fn, xa, x_stride, n_rows, in, out, 0, Y};
-  job.rows_per_task = (tiles + n_tasks - 1) / n_tasks * kTileRows;
-  const int tasks = static_cast<int>((out + job.rows_per_task - 1) / job.rows_per_task);
-  run_tasks(tasks, matmul_task, &job);
+// X converted to `act` (once per call, shared by every weight that takes it). Reused per calling
+// thread and per type: decode performs no allocation here after the first token.
+const uint8_t* convert_activations(DType act, const float* X, int64_t in, int64_t n_rows, bool inline_run,
+                                   size_t* x_stride) {
+  if (act == DType::F32) {
+    *x_stride = static_cast<size_t>(in) * sizeof(float);
+    return reinterpret_cast<const uint8_t*>(X);
+  }
+  thread_local std::vector<uint8_t> buf_q8_0, buf_q8_k;
+  std::vector<uint8_t>& buffer = act == DType::Q8_0 ? buf_q8_0 : buf_q8_k;
+  *x_stride = act == DType::Q8_0 ? q8_0_act_row_bytes(in) : row_bytes(act, in);
+  if (buffer.size() < *x_stride * static_cast<size_t>(n_rows)) buffer.resize(*x_stride * static_cast<size_t>(n_rows));
+  QuantizeFn qfn = act == DType::Q8_0 ? quantize_q8_0_ref : quantize_q8_k_ref;
+  if (fast_paths_enabled()) qfn = act == DType::Q8_0 ? quantize_q8_0_avx2 : quantize_q8_k_avx2;
+  QuantizeJob qj{qfn, act == DType::Q8_0, X, buffer.data(), *x_stride, in, 0, n_rows};
+  const int q_tasks = static_cast<int>(std::min<int64_t>(n_rows, default_pool().size()));
+  qj.rows_per_task = (n_rows + q_tasks - 1) / q_tasks;
+  run_tasks(inline_run, q_tasks, quantize_task, &qj);
+  return buffer.data();
+}
+
+// Fills job.parts for weights Ws (all with in = Ws[0]->ne[0]) and outputs Ys; returns the task count.
+int plan(MatmulJob& job, std::span<const TensorView* const> Ws, const float* X, int64_t n_rows,
+         std::span<float* const> Ys, bool* inline_run) {
+  if (Ws.size() != Ys.size() || Ws.empty() || Ws.size() > static_cast<size_t>(kMaxParts))
+    throw Error("matmul_many: " + std::to_string(Ws.size()) + " weights and " + std::to_string(Ys.size()) +
+                " outputs; pass 1 to " + std::to_string(kMaxParts) + " weights, one output each");
+  const int64_t in = Ws[0]->ne[0];
+  int64_t work = 0;
+  DotKernel kernels[kMaxParts];
+  for (size_t i = 0; i < Ws.size(); ++i) {
+    if (Ws[i]->ne[0] != in)
+      throw Error("matmul_many: '" + Ws[i]->name + "' takes " + std::to_string(Ws[i]->ne[0]) + " inputs, '" +
+                  Ws[0]->name + "' " + std::to_string(in) + "; weights sharing an input must have the same row length");
+    kernels[i] = checked_kernel(*Ws[i]);
+    work += in * Ws[i]->ne[1] * n_rows;
+  }
+  *inline_run = work < kInlineWork;
+  const uint8_t* converted[3] = {nullptr, nullptr, nullptr};  // F32, Q8_0, Q8_K
+  size_t strides[3] = {0, 0, 0};
+  const int pool_size = default_pool().size();
+  job.n_parts = static_cast<int>(Ws.size());
+  job.n_rows = n_rows;
+  int tasks = 0;
+  for (size_t i = 0; i < Ws.size(); ++i) {
+    const int slot = kernels[i].act == DType::F32 ? 0 : kernels[i].act == DType::Q8_0 ? 1 : 2;
+    if (!converted[slot]) converted[slot] = convert_activations(kernels[i].act, X, in, n_rows, *inline_run, &strides[slot]);
+    Part& p = job.parts[i];
+    p.w = static_cast<const uint8_t*>(Ws[i]->data);
+    p.w_stride = Ws[i]->row_size();
+    p.type = Ws[i]->type;
+    if (const PackedInfo* pk = find_packed(p.w)) {
+      p.packed = true;
+      p.group_bytes = pk->group_bytes;
+      if (fast_paths_enabled()) p.pfn = packed_kernel_avx2(p.type);
+    }
+    p.fn = kernels[i].fn;
+    p.xa = converted[slot];
+    p.x_stride = strides[slot];
+    p.in = in;
+    p.out = Ws[i]->ne[1];
+    p.Y = Ys[i];
+    // Tasks of whole tiles; several per thread so uneven progress still balances.
+    const int64_t tiles = (p.out + kTileRows - 1) / kTileRows;
+    const int64_t n_tasks = std::max<int64_t>(1, std::min<int64_t>(tiles, 4 * static_cast<int64_t>(pool_size)));
+    p.rows_per_task = std::max<int64_t>(1, (tiles + n_tasks - 1) / n_tasks) * kTileRows;
+    p.task_begin = tasks;
+    tasks += static_cast<int>((p.out + p.rows_per_task - 1) / p.rows_per_task);
+  }
+  return tasks;
+}
+
+}  // namespace
+
+void matmul(const TensorView& W, const float* X, int64_t n_rows, float* Y) {
+  const TensorView* Ws[1] = {&W};
+  float* Ys[1] = {Y};
+  matmul_many(Ws, X, n_rows, Ys);
+}
+
+void matmul_many(std::span<const TensorView* const> Ws, const float* X, int64_t n_rows, std::span<float* const> Ys) {
+  if (n_rows <= 0) return;
+  MatmulJob job;
+  bool inline_run = false;
+  const int tasks = plan(job, Ws, X, n_rows, Ys, &inline_run);
+  run_tasks(inline_run, tasks, matmul_task, &job);
+}
+
+void matmul_swiglu(const TensorView& gate, const TensorView& up, const float* X, int64_t n_rows, float* Y) {
+  if (n_rows <= 0) return;
+  if (gate.ne[1] != up.ne[1])
+    throw Error("matmul_swiglu: '" + gate.name + "' has " + std::to_string(gate.ne[1]) + " outputs, '" + up.name +
+                "' " + std::to_string(up.ne[1]) + "; gate and up must have the same shape");
+  const TensorView* Ws[2] = {&gate, &up};
+  float* Ys[2] = {Y, Y};
+  MatmulJob job;
+  bool inline_run = false;
+  plan(job, Ws, X, n_rows, Ys, &inline_run);
+  const int tasks = static_cast<int>((gate.ne[1] + job.parts[0].rows_per_task - 1) / job.parts[0].rows_per_task);
+  run_tasks(inline_run, tasks, swiglu_task, &job);
 }
 
 TensorView matrix_slice(const TensorView& W, int64_t i2) {
   TensorView v = W;
   v.n_dims = 2;
   v.ne = {W.ne[0], W.ne[1], 1, 1};
-  v.data = static_cast<const uint8_t*>(W.data) + static_cast<size_t>(i2) * v.n_bytes();
+  const PackedInfo* pk = find_packed(W.data);
+  v.data = static_cast<const uint8_t*>(W.data) + static_cast<size_t>(i2) * (pk ? pk->matrix_bytes : v.n_bytes());
   return v;
 }
 

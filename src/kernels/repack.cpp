@@ -1,0 +1,303 @@
+// prepare_weight: copies a weight into the 8-row interleaved layout of repack.h, registers the
+// copy (so matmul, matmul_many and matrix_slice recognise it from its data pointer alone), and
+// optionally drops the resident pages of the source mapping.
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <shared_mutex>
+
+#include "base/error.h"
+#include "base/thread_pool.h"
+#include "kernels/kernels.h"
+#include "kernels/repack.h"
+#include "kernels/vec_dot.h"
+#include "tensor/quants.h"
+
+namespace owl::kernels {
+
+namespace {
+
+std::atomic<bool> g_repack{true};
+
+std::shared_mutex g_registry_mu;
+std::map<const uint8_t*, PackedInfo> g_registry;  // by storage begin
+std::atomic<int> g_registered{0};
+
+constexpr size_t kQ4KBytes = 32 + 64 + 64 + 1024;
+constexpr size_t kQ6KBytes = 16 + 128 + 1024 + 512;
+constexpr size_t kQ8_0Bytes = 16 + 256;
+
+// The 8 6-bit scales and mins of a Q4_K block (ggml's packing) and back.
+void q4k_scales_get(const uint8_t* q, uint8_t sc[8], uint8_t mn[8]) {
+  for (int j = 0; j < 4; ++j) {
+    sc[j] = q[j] & 63;
+    mn[j] = q[j + 4] & 63;
+    sc[j + 4] = static_cast<uint8_t>((q[j + 8] & 0xF) | ((q[j] >> 6) << 4));
+    mn[j + 4] = static_cast<uint8_t>((q[j + 8] >> 4) | ((q[j + 4] >> 6) << 4));
+  }
+}
+void q4k_scales_set(const uint8_t sc[8], const uint8_t mn[8], uint8_t* q) {
+  for (int j = 0; j < 4; ++j) {
+    q[j] = static_cast<uint8_t>(sc[j] | (sc[j + 4] >> 4) << 6);
+    q[j + 4] = static_cast<uint8_t>(mn[j] | (mn[j + 4] >> 4) << 6);
+    q[j + 8] = static_cast<uint8_t>((sc[j + 4] & 0xF) | (mn[j + 4] & 0xF) << 4);
+  }
+}
+
+// Q6_K levels (0..63) of one block, in element order, and back (see tensor/quants.cpp).
+void q6k_levels_get(const BlockQ6_K& b, uint8_t q[256]) {
+  for (int half = 0; half < 2; ++half) {
+    const uint8_t* ql = b.ql + 64 * half;
+    const uint8_t* qh = b.qh + 32 * half;
+    for (int r = 0; r < 4; ++r)
+      for (int l = 0; l < 32; ++l)
+        q[128 * half + 32 * r + l] =
+            static_cast<uint8_t>(((ql[l + 32 * (r % 2)] >> (4 * (r / 2))) & 0xF) | ((qh[l] >> (2 * r)) & 3) << 4);
+  }
+}
+void q6k_levels_set(const uint8_t q[256], BlockQ6_K& b) {
+  std::memset(b.ql, 0, sizeof b.ql);
+  std::memset(b.qh, 0, sizeof b.qh);
+  for (int half = 0; half < 2; ++half) {
+    uint8_t* ql = b.ql + 64 * half;
+    uint8_t* qh = b.qh + 32 * half;
+    for (int r = 0; r < 4; ++r)
+      for (int l = 0; l < 32; ++l) {
+        const uint8_t v = q[128 * half + 32 * r + l];
+        ql[l + 32 * (r % 2)] |= static_cast<uint8_t>((v & 0xF) << (4 * (r / 2)));
+        qh[l] |= static_cast<uint8_t>((v >> 4) << (2 * r));
+      }
+  }
+}
+
+void pack_q4_k(const uint8_t* const rows[kPackRows], int64_t nb, uint8_t* dst) {
+  for (int64_t i = 0; i < nb; ++i, dst += kQ4KBytes) {
+    std::memset(dst, 0, kQ4KBytes);
+    for (int r = 0; r < kPackRows; ++r) {
+      if (!rows[r]) continue;
+      const auto& b = reinterpret_cast<const BlockQ4_K*>(rows[r])[i];
+      std::memcpy(dst + 2 * r, &b.d, 2);
+      std::memcpy(dst + 16 + 2 * r, &b.dmin, 2);
+      uint8_t sc[8], mn[8];
+      q4k_scales_get(b.scales, sc, mn);
+      for (int s = 0; s < 8; ++s) {
+        dst[32 + ((s / 2) * 8 + r) * 2 + s % 2] = sc[s];
+        dst[96 + ((s / 2) * 8 + r) * 2 + s % 2] = mn[s];
+      }
+      for (int j = 0; j < 4; ++j)
+        for (int g = 0; g < 8; ++g) std::memcpy(dst + 160 + ((j * 8 + g) * 8 + r) * 4, b.qs + 32 * j + 4 * g, 4);
+    }
+  }
+}
+
+void unpack_q4_k(const uint8_t* src, int r, int64_t nb, uint8_t* out) {
+  for (int64_t i = 0; i < nb; ++i, src += kQ4KBytes) {
+    auto& b = reinterpret_cast<BlockQ4_K*>(out)[i];
+    std::memcpy(&b.d, src + 2 * r, 2);
+    std::memcpy(&b.dmin, src + 16 + 2 * r, 2);
+    uint8_t sc[8], mn[8];
+    for (int s = 0; s < 8; ++s) {
+      sc[s] = src[32 + ((s / 2) * 8 + r) * 2 + s % 2];
+      mn[s] = src[96 + ((s / 2) * 8 + r) * 2 + s % 2];
+    }
+    q4k_scales_set(sc, mn, b.scales);
+    for (int j = 0; j < 4; ++j)
+      for (int g = 0; g < 8; ++g) std::memcpy(b.qs + 32 * j + 4 * g, src + 160 + ((j * 8 + g) * 8 + r) * 4, 4);
+  }
+}
+
+void pack_q6_k(const uint8_t* const rows[kPackRows], int64_t nb, uint8_t* dst) {
+  uint8_t q[256];
+  for (int64_t i = 0; i < nb; ++i, dst += kQ6KBytes) {
+    std::memset(dst, 0, kQ6KBytes);
+    for (int r = 0; r < kPackRows; ++r) {
+      if (!rows[r]) continue;
+      const auto& b = reinterpret_cast<const BlockQ6_K*>(rows[r])[i];
+      std::memcpy(dst + 2 * r, &b.d, 2);
+      for (int s = 0; s < 16; ++s) dst[16 + ((s / 2) * 8 + r) * 2 + s % 2] = static_cast<uint8_t>(b.scales[s]);
+      q6k_levels_get(b, q);
+      for (int c = 0; c < 4; ++c) {
+        for (int g = 0; g < 8; ++g)
+          for (int k = 0; k < 4; ++k)
+            dst[144 + ((c * 8 + g) * 8 + r) * 4 + k] =
+                static_cast<uint8_t>((q[64 * c + 4 * g + k] & 0xF) | (q[64 * c + 32 + 4 * g + k] & 0xF) << 4);
+        for (int h = 0; h < 4; ++h)
+          for (int k = 0; k < 4; ++k) {
+            const int e = 64 * c + 8 * h + k;
+            dst[1168 + ((c * 4 + h) * 8 + r) * 4 + k] = static_cast<uint8_t>(
+                (q[e] >> 4) | (q[e + 32] >> 4) << 2 | (q[e + 4] >> 4) << 4 | (q[e + 36] >> 4) << 6);
+          }
+      }
+    }
+  }
+}
+
+void unpack_q6_k(const uint8_t* src, int r, int64_t nb, uint8_t* out) {
+  uint8_t q[256];
+  for (int64_t i = 0; i < nb; ++i, src += kQ6KBytes) {
+    auto& b = reinterpret_cast<BlockQ6_K*>(out)[i];
+    std::memcpy(&b.d, src + 2 * r, 2);
+    for (int s = 0; s < 16; ++s) b.scales[s] = static_cast<int8_t>(src[16 + ((s / 2) * 8 + r) * 2 + s % 2]);
+    for (int c = 0; c < 4; ++c) {
+      for (int g = 0; g < 8; ++g)
+        for (int k = 0; k < 4; ++k) {
+          const uint8_t v = src[144 + ((c * 8 + g) * 8 + r) * 4 + k];
+          q[64 * c + 4 * g + k] = v & 0xF;
+          q[64 * c + 32 + 4 * g + k] = v >> 4;
+        }
+      for (int h = 0; h < 4; ++h)
+        for (int k = 0; k < 4; ++k) {
+          const int e = 64 * c + 8 * h + k;
+          const uint8_t v = src[1168 + ((c * 4 + h) * 8 + r) * 4 + k];
+          q[e] |= static_cast<uint8_t>((v & 3) << 4);
+          q[e + 32] |= static_cast<uint8_t>(((v >> 2) & 3) << 4);
+          q[e + 4] |= static_cast<uint8_t>(((v >> 4) & 3) << 4);
+          q[e + 36] |= static_cast<uint8_t>(((v >> 6) & 3) << 4);
+        }
+    }
+    q6k_levels_set(q, b);
+  }
+}
+
+void pack_q8_0(const uint8_t* const rows[kPackRows], int64_t nb, uint8_t* dst) {
+  for (int64_t i = 0; i < nb; ++i, dst += kQ8_0Bytes) {
+    std::memset(dst, 0, kQ8_0Bytes);
+    for (int r = 0; r < kPackRows; ++r) {
+      if (!rows[r]) continue;
+      const auto& b = reinterpret_cast<const BlockQ8_0*>(rows[r])[i];
+      std::memcpy(dst + 2 * r, &b.d, 2);
+      for (int g = 0; g < 8; ++g) std::memcpy(dst + 16 + (g * 8 + r) * 4, b.qs + 4 * g, 4);
+    }
+  }
+}
+
+void unpack_q8_0(const uint8_t* src, int r, int64_t nb, uint8_t* out) {
+  for (int64_t i = 0; i < nb; ++i, src += kQ8_0Bytes) {
+    auto& b = reinterpret_cast<BlockQ8_0*>(out)[i];
+    std::memcpy(&b.d, src + 2 * r, 2);
+    for (int g = 0; g < 8; ++g) std::memcpy(b.qs + 4 * g, src + 16 + (g * 8 + r) * 4, 4);
+  }
+}
+
+// Anonymous memory for a packed copy (huge pages where the kernel allows: decode streams it
+// linearly, and fewer TLB misses help); the deleter unregisters it before unmapping.
+std::shared_ptr<uint8_t> allocate_packed(size_t bytes) {
+  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED)
+    throw Error("prepare_weight: cannot allocate " + std::to_string(bytes >> 20) +
+                " MiB for a repacked weight; free memory or disable repacking");
+#ifdef MADV_HUGEPAGE
+  madvise(p, bytes, MADV_HUGEPAGE);
+#endif
+  return std::shared_ptr<uint8_t>(static_cast<uint8_t*>(p), [bytes](uint8_t* q) {
+    {
+      std::unique_lock lock(g_registry_mu);
+      if (g_registry.erase(q)) g_registered.fetch_sub(1);
+    }
+    munmap(q, bytes);
+  });
+}
+
+// Drops this process's resident pages of [p, p + n) (whole pages inside the range only); for a
+// file mapping they are read back from the file if touched again.
+void release_pages(const void* p, size_t n) {
+  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t b = (reinterpret_cast<uintptr_t>(p) + page - 1) & ~(page - 1);
+  const uintptr_t e = (reinterpret_cast<uintptr_t>(p) + n) & ~(page - 1);
+  if (e > b) madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED);
+}
+
+}  // namespace
+
+size_t packed_block_bytes(DType t) {
+  switch (t) {
+    case DType::Q4_K: return kQ4KBytes;
+    case DType::Q6_K: return kQ6KBytes;
+    case DType::Q8_0: return kQ8_0Bytes;
+    default: return 0;
+  }
+}
+
+void pack_group(DType t, const uint8_t* const rows[kPackRows], int64_t in, uint8_t* dst) {
+  const int64_t nb = in / info(t).block_size;
+  switch (t) {
+    case DType::Q4_K: return pack_q4_k(rows, nb, dst);
+    case DType::Q6_K: return pack_q6_k(rows, nb, dst);
+    case DType::Q8_0: return pack_q8_0(rows, nb, dst);
+    default: throw Error(std::string("pack_group: no packed layout for ") + dtype_name(t));
+  }
+}
+
+void unpack_row(DType t, const uint8_t* group, int r, int64_t in, uint8_t* dst) {
+  const int64_t nb = in / info(t).block_size;
+  switch (t) {
+    case DType::Q4_K: return unpack_q4_k(group, r, nb, dst);
+    case DType::Q6_K: return unpack_q6_k(group, r, nb, dst);
+    case DType::Q8_0: return unpack_q8_0(group, r, nb, dst);
+    default: throw Error(std::string("unpack_row: no packed layout for ") + dtype_name(t));
+  }
+}
+
+const PackedInfo* find_packed(const void* p) {
+  if (g_registered.load(std::memory_order_acquire) == 0) return nullptr;
+  const auto* q = static_cast<const uint8_t*>(p);
+  std::shared_lock lock(g_registry_mu);
+  auto it = g_registry.upper_bound(q);
+  if (it == g_registry.begin()) return nullptr;
+  --it;
+  return q < it->second.end ? &it->second : nullptr;
+}
+
+void set_repack(bool on) { g_repack.store(on); }
+bool repack_enabled() { return g_repack.load(); }
+
+bool is_prepared(const TensorView& W) { return find_packed(W.data) != nullptr; }
+
+PreparedWeight prepare_weight(const TensorView& W, bool release_source) {
+  const size_t block_bytes = packed_block_bytes(W.type);
+  if (!repack_enabled() || !fast_paths_available() || block_bytes == 0 || W.n_dims < 2 || W.data == nullptr ||
+      W.ne[0] % info(W.type).block_size != 0 || find_packed(W.data))
+    return {W, nullptr};
+  PackedInfo pi;
+  pi.type = W.type;
+  pi.in = W.ne[0];
+  pi.out = W.ne[1];
+  pi.n_mats = W.ne[2] * W.ne[3];
+  const int64_t groups = (pi.out + kPackRows - 1) / kPackRows;
+  pi.group_bytes = static_cast<size_t>(pi.in / info(W.type).block_size) * block_bytes;
+  pi.matrix_bytes = static_cast<size_t>(groups) * pi.group_bytes;
+  const size_t total = pi.matrix_bytes * static_cast<size_t>(pi.n_mats);
+  if (total == 0) return {W, nullptr};
+  std::shared_ptr<uint8_t> storage = allocate_packed(total);
+  uint8_t* dst = storage.get();
+  const int64_t all_groups = groups * pi.n_mats;
+  default_pool().parallel_for(all_groups, [&](int64_t b, int64_t e, int) {
+    for (int64_t gi = b; gi < e; ++gi) {
+      const int64_t mat = gi / groups, g = gi % groups;
+      const uint8_t* rows[kPackRows];
+      for (int r = 0; r < kPackRows; ++r) {
+        const int64_t o = g * kPackRows + r;
+        rows[r] = o < pi.out ? W.row(mat * pi.out + o) : nullptr;
+      }
+      pack_group(W.type, rows, pi.in, dst + mat * pi.matrix_bytes + g * pi.group_bytes);
+    }
+  });
+  pi.begin = dst;
+  pi.end = dst + total;
+  {
+    std::unique_lock lock(g_registry_mu);
+    g_registry[dst] = pi;
+    g_registered.fetch_add(1, std::memory_order_release);
+  }
+  if (release_source) release_pages(W.data, W.n_bytes());
+  TensorView v = W;
+  v.data = dst;
+  return {v, std::shared_ptr<const void>(storage, storage.get())};
+}
+
+}  // namespace owl::kernels

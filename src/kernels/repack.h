@@ -1,0 +1,53 @@
+// Internal to the kernels: weights repacked at load time (prepare_weight) into groups of 8 rows
+// interleaved 4 bytes at a time, so one 256-bit register holds 4 weights of each of 8 rows.
+// A dot product step broadcasts 4 activation bytes to all lanes and leaves one int32 per weight
+// row: block scales then apply to 8 rows with one float multiply-add, scales and mins are stored
+// pre-decoded (bytes), and decode needs no horizontal sums. Every quant value, scale and fp16
+// factor is kept exactly, so the original rows can be rebuilt (unpack_row) bit for bit.
+//
+// Layout of one 8-row group, block by block (nb = in / block elements; rows past `out` are zero):
+//   Q4_K (1184 bytes per 256 elements): fp16 d[8], fp16 dmin[8], u8 scales[4][8][2] (pair p, row r:
+//     scales 2p, 2p+1), u8 mins[4][8][2], qs[4 j][8 g][8 r][4] = row r's qs[32 j + 4 g .. + 4).
+//   Q6_K (1680 bytes per 256): fp16 d[8], s8 scales[8][8][2] (pair k, row r: scales 2k, 2k+1),
+//     ql[4 c][8 g][8 r][4]: byte i = low 4 bits of q[64c+4g+i] | low 4 bits of q[64c+32+4g+i] << 4,
+//     qh[4 c][4 h][8 r][4]: byte i = the high 2 bits of q[64c+8h+i], q[64c+32+8h+i], q[64c+8h+4+i],
+//     q[64c+32+8h+4+i] at bits 0, 2, 4, 6 (q: the 6-bit unsigned levels, value = q - 32).
+//   Q8_0 (272 bytes per 32): fp16 d[8], qs[8 g][8 r][4] = row r's qs[4 g .. + 4).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "tensor/dtype.h"
+
+namespace owl::kernels {
+
+constexpr int kPackRows = 8;
+
+// Whether type t has a packed layout, and its bytes per block of 8 rows (0 when none).
+size_t packed_block_bytes(DType t);
+
+// One registered packed weight: its storage holds n_mats matrices of `out` rows (padded to groups).
+struct PackedInfo {
+  DType type = DType::F32;  // the original weight type
+  int64_t in = 0, out = 0, n_mats = 1;
+  size_t group_bytes = 0;   // one group of 8 rows, all blocks
+  size_t matrix_bytes = 0;  // one matrix (ceil(out / 8) groups)
+  const uint8_t* begin = nullptr;
+  const uint8_t* end = nullptr;
+};
+// The packed weight whose storage contains address p, or null (cheap when none are registered).
+const PackedInfo* find_packed(const void* p);
+
+// Packs rows[0..8) (nullptr: a padding row of zeros) of type t, in elements each, into dst.
+void pack_group(DType t, const uint8_t* const rows[kPackRows], int64_t in, uint8_t* dst);
+// Rebuilds row r of a packed group in t's original block format.
+void unpack_row(DType t, const uint8_t* group, int r, int64_t in, uint8_t* dst);
+
+// y[k * ld + r] = dot(weight row r of the group, activation row k) for k < m (1 <= m <= 4),
+// r < valid (1 <= valid <= 8). xa: activations converted to the type's vec-dot type (Q8_K for
+// Q4_K/Q6_K, Q8_0 with float scales for Q8_0), rows x_stride bytes apart.
+using PackedFn = void (*)(int64_t in, const uint8_t* group, const uint8_t* xa, size_t x_stride, int m, float* y,
+                          int64_t ld, int valid);
+PackedFn packed_kernel_avx2(DType t);  // null where none
+
+}  // namespace owl::kernels

@@ -1,0 +1,244 @@
+// AVX2 kernels for the 8-row packed layouts of repack.h (compiled with -mavx2 -mfma -mf16c).
+// One 256-bit weight load holds 4 weights of each of 8 rows; 4 activation bytes are broadcast to
+// every lane, so maddubs + madd leave one partial int32 sum per weight row and the 8 rows'
+// block scales apply with one float multiply-add. Integer sums stay exact; only the float
+// summation order differs from the reference (per block, rows in lanes).
+// M (1..4) activation rows share each weight register: 1 for decode, 4 in prefill tiles.
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "kernels/repack.h"
+#include "kernels/vec_dot.h"
+#include "tensor/quants.h"
+
+namespace owl::kernels {
+
+namespace {
+
+inline __m256i load32(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
+inline __m128i load16(const void* p) { return _mm_loadu_si128(static_cast<const __m128i*>(p)); }
+inline __m256i bcast4(const int8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return _mm256_set1_epi32(v);
+}
+inline __m256 fp16x8(const uint8_t* p) { return _mm256_cvtph_ps(load16(p)); }
+
+template <int M>
+inline void store_rows(const __m256 acc[M], float* y, int64_t ld, int valid) {
+  for (int m = 0; m < M; ++m) {
+    if (valid == kPackRows) {
+      _mm256_storeu_ps(y + m * ld, acc[m]);
+    } else {
+      alignas(32) float t[8];
+      _mm256_store_ps(t, acc[m]);
+      std::memcpy(y + m * ld, t, static_cast<size_t>(valid) * sizeof(float));
+    }
+  }
+}
+
+// pshufb controls picking, for lane r (row r), byte 2r + b of a 16-byte [8 rows][2] table:
+// kPickLo*: zero-extended into both int16 halves; kPickHi*: into the high bytes (then >> 8: sign-extended).
+inline __m256i pick_lo(int b) {
+  alignas(32) int8_t c[32];
+  for (int i = 0; i < 32; ++i) {
+    const int r = (i / 4) % 4, lane_half = i / 16;
+    const int row = r + 4 * lane_half;
+    c[i] = (i % 2 == 0) ? static_cast<int8_t>(2 * row + b) : static_cast<int8_t>(-128);
+  }
+  return _mm256_load_si256(reinterpret_cast<const __m256i*>(c));
+}
+inline __m256i pick_hi(int b) {
+  alignas(32) int8_t c[32];
+  for (int i = 0; i < 32; ++i) {
+    const int r = (i / 4) % 4, lane_half = i / 16;
+    const int row = r + 4 * lane_half;
+    c[i] = (i % 2 == 1) ? static_cast<int8_t>(2 * row + b) : static_cast<int8_t>(-128);
+  }
+  return _mm256_load_si256(reinterpret_cast<const __m256i*>(c));
+}
+
+// ---- Q4_K x Q8_K ----
+template <int M>
+void gemm_q4_k(int64_t in, const uint8_t* grp, const uint8_t* xa, size_t xs, float* y, int64_t ld, int valid) {
+  const int64_t nb = in / kQKK;
+  const __m256i m4 = _mm256_set1_epi8(0x0F);
+  const __m256i pick0 = pick_lo(0), pick1 = pick_lo(1);
+  __m256 acc[M];
+  for (int m = 0; m < M; ++m) acc[m] = _mm256_setzero_ps();
+  for (int64_t i = 0; i < nb; ++i) {
+    const uint8_t* b = grp + i * 1184;
+    const uint8_t* sc = b + 32;
+    const uint8_t* mn = b + 96;
+    const uint8_t* qs = b + 160;
+    const BlockQ8_K* a[M];
+    for (int m = 0; m < M; ++m) a[m] = reinterpret_cast<const BlockQ8_K*>(xa + m * xs) + i;
+    __m256i isum[M];
+    for (int m = 0; m < M; ++m) isum[m] = _mm256_setzero_si256();
+    for (int j = 0; j < 4; ++j) {
+      __m256i plo[M], phi[M];
+      for (int m = 0; m < M; ++m) plo[m] = phi[m] = _mm256_setzero_si256();
+      // 8 steps of 4 elements: sums of up to 8 * 2 * 15 * 128 fit int16.
+      for (int g = 0; g < 8; ++g) {
+        const __m256i q = load32(qs + (j * 8 + g) * 32);
+        const __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+        for (int m = 0; m < M; ++m) {
+          plo[m] = _mm256_add_epi16(plo[m], _mm256_maddubs_epi16(lo, bcast4(a[m]->qs + 64 * j + 4 * g)));
+          phi[m] = _mm256_add_epi16(phi[m], _mm256_maddubs_epi16(hi, bcast4(a[m]->qs + 64 * j + 32 + 4 * g)));
+        }
+      }
+      const __m256i scb = _mm256_broadcastsi128_si256(load16(sc + 16 * j));
+      const __m256i s_lo = _mm256_shuffle_epi8(scb, pick0), s_hi = _mm256_shuffle_epi8(scb, pick1);
+      for (int m = 0; m < M; ++m)
+        isum[m] = _mm256_add_epi32(isum[m], _mm256_add_epi32(_mm256_madd_epi16(plo[m], s_lo), _mm256_madd_epi16(phi[m], s_hi)));
+    }
+    const __m256 d = fp16x8(b), dmin = fp16x8(b + 16);
+    for (int m = 0; m < M; ++m) {
+      // mins: sum over sub-blocks of min[r][s] * (activation sum of sub-block s).
+      const __m128i bs = _mm_hadd_epi16(load16(a[m]->bsums), load16(a[m]->bsums + 8));
+      const __m256i bsb = _mm256_broadcastsi128_si256(bs);
+      __m256i ms = _mm256_madd_epi16(_mm256_cvtepu8_epi16(load16(mn)), _mm256_shuffle_epi32(bsb, 0x00));
+      ms = _mm256_add_epi32(ms, _mm256_madd_epi16(_mm256_cvtepu8_epi16(load16(mn + 16)), _mm256_shuffle_epi32(bsb, 0x55)));
+      ms = _mm256_add_epi32(ms, _mm256_madd_epi16(_mm256_cvtepu8_epi16(load16(mn + 32)), _mm256_shuffle_epi32(bsb, 0xAA)));
+      ms = _mm256_add_epi32(ms, _mm256_madd_epi16(_mm256_cvtepu8_epi16(load16(mn + 48)), _mm256_shuffle_epi32(bsb, 0xFF)));
+      const __m256 da = _mm256_set1_ps(a[m]->d);
+      acc[m] = _mm256_fmadd_ps(_mm256_mul_ps(d, da), _mm256_cvtepi32_ps(isum[m]), acc[m]);
+      acc[m] = _mm256_fnmadd_ps(_mm256_mul_ps(dmin, da), _mm256_cvtepi32_ps(ms), acc[m]);
+    }
+  }
+  store_rows<M>(acc, y, ld, valid);
+}
+
+// ---- Q6_K x Q8_K ----
+template <int M>
+void gemm_q6_k(int64_t in, const uint8_t* grp, const uint8_t* xa, size_t xs, float* y, int64_t ld, int valid) {
+  const int64_t nb = in / kQKK;
+  const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
+  const __m256i pick0 = pick_hi(0), pick1 = pick_hi(1);
+  __m256 acc[M];
+  for (int m = 0; m < M; ++m) acc[m] = _mm256_setzero_ps();
+  for (int64_t i = 0; i < nb; ++i) {
+    const uint8_t* b = grp + i * 1680;
+    const uint8_t* sc = b + 16;
+    const uint8_t* ql = b + 144;
+    const uint8_t* qh = b + 1168;
+    const BlockQ8_K* a[M];
+    __m256i isum[M];
+    for (int m = 0; m < M; ++m) {
+      a[m] = reinterpret_cast<const BlockQ8_K*>(xa + m * xs) + i;
+      isum[m] = _mm256_setzero_si256();
+    }
+    // The -32 offset of every level: -32 * sum over sub-blocks of scale * activation sum.
+    for (int k = 0; k < 8; ++k) {
+      const __m256i s16 = _mm256_cvtepi8_epi16(load16(sc + 16 * k));
+      for (int m = 0; m < M; ++m) {
+        int32_t pair;
+        std::memcpy(&pair, a[m]->bsums + 2 * k, 4);
+        isum[m] = _mm256_sub_epi32(isum[m], _mm256_slli_epi32(_mm256_madd_epi16(s16, _mm256_set1_epi32(pair)), 5));
+      }
+    }
+    for (int c = 0; c < 4; ++c) {
+      const __m256i sb_lo = _mm256_broadcastsi128_si256(load16(sc + 16 * (2 * c)));
+      const __m256i sb_hi = _mm256_broadcastsi128_si256(load16(sc + 16 * (2 * c + 1)));
+      for (int hh = 0; hh < 2; ++hh) {  // elements 64c + 16 hh .. + 16 (and + 32): sub-blocks 4c + hh, 4c + 2 + hh
+        const __m256i s_lo = _mm256_srai_epi16(_mm256_shuffle_epi8(sb_lo, hh ? pick1 : pick0), 8);
+        const __m256i s_hi = _mm256_srai_epi16(_mm256_shuffle_epi8(sb_hi, hh ? pick1 : pick0), 8);
+        __m256i plo[M], phi[M];
+        for (int m = 0; m < M; ++m) plo[m] = phi[m] = _mm256_setzero_si256();
+        // 2 x 2 steps of 4 elements: sums up to 4 * 2 * 63 * 128 overflow int16, so madd every 2 steps.
+        for (int h = 2 * hh; h < 2 * hh + 2; ++h) {
+          const __m256i H = load32(qh + (c * 4 + h) * 32);
+          const __m256i L0 = load32(ql + (c * 8 + 2 * h) * 32), L1 = load32(ql + (c * 8 + 2 * h + 1) * 32);
+          const __m256i lo0 = _mm256_or_si256(_mm256_and_si256(L0, m4), _mm256_and_si256(_mm256_slli_epi16(H, 4), m30));
+          const __m256i hi0 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(L0, 4), m4),
+                                              _mm256_and_si256(_mm256_slli_epi16(H, 2), m30));
+          const __m256i lo1 = _mm256_or_si256(_mm256_and_si256(L1, m4), _mm256_and_si256(H, m30));
+          const __m256i hi1 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(L1, 4), m4),
+                                              _mm256_and_si256(_mm256_srli_epi16(H, 2), m30));
+          for (int m = 0; m < M; ++m) {
+            const int8_t* aq = a[m]->qs + 64 * c + 8 * h;
+            const __m256i pl = _mm256_add_epi16(_mm256_maddubs_epi16(lo0, bcast4(aq)), _mm256_maddubs_epi16(lo1, bcast4(aq + 4)));
+            const __m256i ph =
+                _mm256_add_epi16(_mm256_maddubs_epi16(hi0, bcast4(aq + 32)), _mm256_maddubs_epi16(hi1, bcast4(aq + 36)));
+            plo[m] = _mm256_add_epi32(plo[m], _mm256_madd_epi16(pl, s_lo));
+            phi[m] = _mm256_add_epi32(phi[m], _mm256_madd_epi16(ph, s_hi));
+          }
+        }
+        for (int m = 0; m < M; ++m) isum[m] = _mm256_add_epi32(isum[m], _mm256_add_epi32(plo[m], phi[m]));
+      }
+    }
+    const __m256 d = fp16x8(b);
+    for (int m = 0; m < M; ++m)
+      acc[m] = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(a[m]->d)), _mm256_cvtepi32_ps(isum[m]), acc[m]);
+  }
+  store_rows<M>(acc, y, ld, valid);
+}
+
+// ---- Q8_0 x Q8_0 (activation rows carry float32 block scales after their blocks) ----
+template <int M>
+void gemm_q8_0(int64_t in, const uint8_t* grp, const uint8_t* xa, size_t xs, float* y, int64_t ld, int valid) {
+  const int64_t nb = in / kQK;
+  const __m256i ones = _mm256_set1_epi16(1);
+  const BlockQ8_0* a[M];
+  const float* da[M];
+  __m256 acc[M];
+  for (int m = 0; m < M; ++m) {
+    a[m] = reinterpret_cast<const BlockQ8_0*>(xa + m * xs);
+    da[m] = reinterpret_cast<const float*>(xa + m * xs + q8_0_act_scales_offset(in));
+    acc[m] = _mm256_setzero_ps();
+  }
+  for (int64_t i = 0; i < nb; ++i) {
+    const uint8_t* b = grp + i * 272;
+    const uint8_t* qs = b + 16;
+    __m256i isum[M];
+    for (int m = 0; m < M; ++m) isum[m] = _mm256_setzero_si256();
+    for (int g = 0; g < 8; ++g) {
+      const __m256i w = load32(qs + 32 * g);
+      const __m256i aw = _mm256_sign_epi8(w, w);
+      for (int m = 0; m < M; ++m) {
+        const __m256i p = _mm256_maddubs_epi16(aw, _mm256_sign_epi8(bcast4(a[m][i].qs + 4 * g), w));
+        isum[m] = _mm256_add_epi32(isum[m], _mm256_madd_epi16(p, ones));
+      }
+    }
+    const __m256 d = fp16x8(b);
+    for (int m = 0; m < M; ++m)
+      acc[m] = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_broadcast_ss(da[m] + i)), _mm256_cvtepi32_ps(isum[m]), acc[m]);
+  }
+  store_rows<M>(acc, y, ld, valid);
+}
+
+template <template <int> class K>
+void by_m(int64_t in, const uint8_t* grp, const uint8_t* xa, size_t xs, int m, float* y, int64_t ld, int valid) {
+  switch (m) {
+    case 1: return K<1>::f(in, grp, xa, xs, y, ld, valid);
+    case 2: return K<2>::f(in, grp, xa, xs, y, ld, valid);
+    case 3: return K<3>::f(in, grp, xa, xs, y, ld, valid);
+    default: return K<4>::f(in, grp, xa, xs, y, ld, valid);
+  }
+}
+
+#define OWL_M_KERNEL(name, fn)                                                                                 \
+  template <int M>                                                                                            \
+  struct name {                                                                                               \
+    static void f(int64_t in, const uint8_t* g, const uint8_t* x, size_t xs, float* y, int64_t ld, int v) { \
+      fn<M>(in, g, x, xs, y, ld, v);                                                                          \
+    }                                                                                                         \
+  };
+OWL_M_KERNEL(PQ4_K, gemm_q4_k)
+OWL_M_KERNEL(PQ6_K, gemm_q6_k)
+OWL_M_KERNEL(PQ8_0, gemm_q8_0)
+#undef OWL_M_KERNEL
+
+}  // namespace
+
+PackedFn packed_kernel_avx2(DType t) {
+  switch (t) {
+    case DType::Q4_K: return by_m<PQ4_K>;
+    case DType::Q6_K: return by_m<PQ6_K>;
+    case DType::Q8_0: return by_m<PQ8_0>;
+    default: return nullptr;
+  }
+}
+
+}  // namespace owl::kernels
