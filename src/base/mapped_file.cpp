@@ -12,6 +12,22 @@
 
 namespace owl {
 
+namespace {
+
+// Starts reading the whole file into the page cache in the background when it fits in a
+// quarter of RAM, so a model's first forward pass finds its weights in memory instead of
+// faulting them in 4 KiB at a time from disk. Larger files (a 700 GB DeepSeek on a 24 GB
+// machine) are left to demand paging: reading them ahead would only evict other pages.
+void advise_read_ahead(void* p, size_t size) {
+  const long pages = ::sysconf(_SC_PHYS_PAGES), page_size = ::sysconf(_SC_PAGESIZE);
+  if (pages <= 0 || page_size <= 0) return;
+  const double ram = static_cast<double>(pages) * static_cast<double>(page_size);
+  if (static_cast<double>(size) > ram / 4) return;
+  ::madvise(p, size, MADV_WILLNEED);  // a hint: failure changes nothing
+}
+
+}  // namespace
+
 MappedFile::MappedFile(const std::string& path) : path_(path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) throw Error("cannot open '" + path + "': " + std::strerror(errno));
@@ -34,6 +50,7 @@ MappedFile::MappedFile(const std::string& path) : path_(path) {
       throw Error("cannot memory-map '" + path + "': " + std::strerror(e));
     }
     data_ = static_cast<const uint8_t*>(p);
+    advise_read_ahead(p, size_);
   }
   ::close(fd);
 }

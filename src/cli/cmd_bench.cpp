@@ -2,10 +2,16 @@
 // Prompt processing (one forward call over p tokens) and generation (n single-token
 // decode steps from an empty context) in tokens/s, min and median over the
 // repetitions after a warm-up; plus the machine's measured read bandwidth, the
-// weight bytes one decode step touches, and the share of that roofline reached.
+// weight bytes one decode step touches, and the share of that roofline reached;
+// the load time and the peak resident memory against the memory bound
+// (peak RSS <= model file + KV cache + 5%).
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <memory>
 #include <random>
 #include <string>
@@ -56,6 +62,27 @@ Stats stats(std::vector<double> tps) {
   return {tps.front(), tps[tps.size() / 2]};
 }
 
+// Peak resident set size of this process in bytes: VmHWM of /proc/self/status, else getrusage.
+double peak_rss_bytes() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line))
+    if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) * 1024.0;  // "VmHWM:  123 kB"
+  struct rusage ru {};
+  getrusage(RUSAGE_SELF, &ru);
+  return static_cast<double>(ru.ru_maxrss) * 1024.0;
+}
+
+// Bytes of the model's files: the GGUF file, or every file of a Hugging Face folder.
+double model_file_bytes(const std::string& path) {
+  namespace fs = std::filesystem;
+  if (!fs::is_directory(path)) return static_cast<double>(fs::file_size(path));
+  double total = 0;
+  for (const auto& e : fs::directory_iterator(path))
+    if (e.is_regular_file()) total += static_cast<double>(e.file_size());
+  return total;
+}
+
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
@@ -65,8 +92,11 @@ void run(const Options& o) {
     throw owl::UsageError("-p and -n must be >= 0 (not both 0) and -r >= 1");
   const int threads = o.threads > 0 ? o.threads : owl::default_pool().size();
   owl::set_default_threads(threads);
-  auto source = owl::open_model_source(owl::hub::resolve_model(o.model, /*pull_if_missing=*/true));
+  const std::string path = owl::hub::resolve_model(o.model, /*pull_if_missing=*/true);
+  const auto t_load = std::chrono::steady_clock::now();
+  auto source = owl::open_model_source(path);
   auto model = owl::Model::load(*source);
+  const double load_s = seconds_since(t_load);
   const int64_t n_vocab = model->n_vocab();
 
   owl::KVCacheOptions kv_opts;
@@ -91,8 +121,11 @@ void run(const Options& o) {
       model->forward(batch, kv);
     }
   };
-  // Warm-up: page the weights in and let the thread pool spin up.
+  // Warm-up: page the weights in and let the thread pool spin up. The first call's time is
+  // mostly page faults on the mapped weights.
+  const auto t_first = std::chrono::steady_clock::now();
   prefill(std::min<int64_t>(std::max<int64_t>(o.pp, 1), 32));
+  const double first_s = seconds_since(t_first);
   decode(std::min<int64_t>(std::max<int64_t>(o.tg, 1), 4));
 
   std::vector<double> pp_tps, tg_tps;
@@ -108,6 +141,12 @@ void run(const Options& o) {
       tg_tps.push_back(static_cast<double>(o.tg) / seconds_since(t0));
     }
   }
+
+  // Before the bandwidth probe, whose 512 MiB buffer is no part of the model's footprint.
+  const double rss = peak_rss_bytes();
+  const double file_bytes = model_file_bytes(path);
+  const double kv_bytes = static_cast<double>(kv.bytes_allocated());
+  const double rss_bound = 1.05 * (file_bytes + kv_bytes);
 
   const double bw = owl::measure_read_bandwidth(threads);
   const double bpt = bytes_per_token(*source);
@@ -130,6 +169,13 @@ void run(const Options& o) {
   j["bandwidth_gbs"] = bw / 1e9;
   j["bytes_per_token"] = bpt;
   j["roofline_tps"] = roofline;
+  j["load_s"] = load_s;
+  j["first_forward_s"] = first_s;
+  j["memory"] = {{"peak_rss_bytes", rss},
+                 {"file_bytes", file_bytes},
+                 {"kv_cache_bytes", kv_bytes},
+                 {"bound_bytes", rss_bound},
+                 {"within_bound", rss <= rss_bound}};
   if (o.json) {
     std::printf("%s\n", j.dump(2).c_str());
     return;
@@ -145,6 +191,9 @@ void run(const Options& o) {
               bw / 1e9, bpt / 1e6, roofline);
   if (o.tg > 0) std::printf(", reached %.0f%%", 100.0 * j["roofline_share"].get<double>());
   std::printf("\n");
+  std::printf("load %.2f s, first forward %.2f s\n", load_s, first_s);
+  std::printf("peak RSS %.1f MB; file %.1f MB + KV cache %.1f MB + 5%% = %.1f MB: %s\n", rss / 1e6, file_bytes / 1e6,
+              kv_bytes / 1e6, rss_bound / 1e6, rss <= rss_bound ? "within bound" : "OVER BOUND");
 }
 
 void setup(CLI::App& app) {

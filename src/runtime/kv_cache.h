@@ -2,11 +2,11 @@
 // `page_tokens` tokens; one page holds those tokens' rows for every layer.
 // A sequence owns a list of pages and grows a page at a time, so it never
 // moves or copies what it already cached; removing it returns its pages to a
-// free list for the next sequence. Pages are allocated lazily, up to a pool
-// size fixed at construction.
+// free list for the next sequence. The pool's address space is reserved at
+// construction (one anonymous mapping, transparent huge pages where the
+// kernel offers them); a page's memory becomes resident only when first written.
 #pragma once
 #include <cstdint>
-#include <memory>
 #include <unordered_map>
 #include <vector>
 
@@ -26,6 +26,8 @@ class KVCache : public KVStore {
  public:
   KVCache(std::vector<KVLayerShape> layers, const KVCacheOptions& opts);
   ~KVCache() override;
+  KVCache(const KVCache&) = delete;
+  KVCache& operator=(const KVCache&) = delete;
 
   int64_t n_ctx() const { return opts_.n_ctx; }
   DType type() const { return opts_.type; }
@@ -51,7 +53,7 @@ class KVCache : public KVStore {
   };
   const Sequence& sequence(int32_t seq) const;
   int64_t take_page();
-  uint8_t* page_base(int64_t page) const { return pages_[static_cast<size_t>(page)].get(); }
+  uint8_t* page_base(int64_t page) const { return arena_ + static_cast<size_t>(page) * page_bytes_; }
 
   std::vector<KVLayerShape> layers_;
   KVCacheOptions opts_;
@@ -60,7 +62,8 @@ class KVCache : public KVStore {
   size_t page_bytes_ = 0;
   int64_t max_pages_ = 0;
   int64_t pages_total_ = 0;
-  std::vector<std::unique_ptr<uint8_t[]>> pages_;
+  uint8_t* arena_ = nullptr;  // max_pages_ * page_bytes_, reserved up front
+  size_t arena_bytes_ = 0;
   std::vector<int64_t> free_pages_;
   std::unordered_map<int32_t, Sequence> seqs_;
 };
