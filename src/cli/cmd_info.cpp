@@ -13,6 +13,7 @@
 
 #include "base/error.h"
 #include "cli/command.h"
+#include "cli/load_options.h"
 #include "hub/resolve.h"
 #include "formats/gguf.h"
 #include "model/source.h"
@@ -22,7 +23,7 @@ namespace {
 using json = nlohmann::json;
 
 struct Options {
-  std::string model;
+  std::string model, quant;
   int64_t ctx = 0;  // 0: the training context
   bool tensors = false;
   bool json_out = false;
@@ -45,7 +46,7 @@ std::string human(double n, const char* unit) {
 }
 
 void run(const Options& o) {
-  auto src = owl::open_model_source(owl::hub::resolve_model(o.model, /*pull_if_missing=*/true));
+  auto src = owl::cli::open_source(owl::hub::resolve_model(o.model, /*pull_if_missing=*/true), o.quant);
   const owl::ModelConfig& c = src->config();
   const auto tensors = src->tensors();
   const int64_t ctx = o.ctx > 0 ? o.ctx : c.n_ctx_train;
@@ -152,6 +153,7 @@ void setup(CLI::App& app) {
   sub->add_option("--ctx", o->ctx, "context length for the KV cache estimate (default: the training context)");
   sub->add_flag("--tensors", o->tensors, "list every tensor");
   sub->add_flag("--json", o->json_out, "print JSON");
+  owl::cli::add_quant_option(sub, o->quant);
   sub->callback([o] { run(*o); });
 }
 

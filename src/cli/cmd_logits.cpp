@@ -12,6 +12,7 @@
 #include "base/error.h"
 #include "base/thread_pool.h"
 #include "cli/command.h"
+#include "cli/load_options.h"
 #include "hub/resolve.h"
 #include "model/model.h"
 #include "runtime/kv_cache.h"
@@ -20,7 +21,7 @@
 namespace {
 
 struct Options {
-  std::string model, tokens, out, kv_type = "f32";
+  std::string model, tokens, out, kv_type = "f32", quant;
   int threads = 0;
   int greedy = 0;
   int64_t ctx = 0;
@@ -53,7 +54,7 @@ void run(const Options& o) {
   if (o.threads > 0) owl::set_default_threads(o.threads);
   if (o.greedy < 0) throw owl::UsageError("--greedy must be 0 or more");
   const std::vector<int32_t> ids = parse_ids(o.tokens);
-  auto source = owl::open_model_source(owl::hub::resolve_model(o.model, /*pull_if_missing=*/true));
+  auto source = owl::cli::open_source(owl::hub::resolve_model(o.model, /*pull_if_missing=*/true), o.quant);
   auto model = owl::Model::load(*source);
   const int64_t n_vocab = model->n_vocab();
 
@@ -103,6 +104,7 @@ void setup(CLI::App& app) {
   sub->add_option("--greedy", o->greedy, "also decode N greedy ids through the KV cache; print them as JSON");
   sub->add_option("--kv-type", o->kv_type, "KV cache element type: f32 (default) or f16");
   sub->add_option("--ctx", o->ctx, "context length (default: the model's training context)");
+  owl::cli::add_quant_option(sub, o->quant);
   sub->callback([o] { run(*o); });
 }
 

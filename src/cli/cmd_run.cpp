@@ -16,6 +16,7 @@
 #include "base/error.h"
 #include "base/thread_pool.h"
 #include "cli/command.h"
+#include "cli/load_options.h"
 #include "hub/resolve.h"
 #include "model/model.h"
 #include "runtime/kv_cache.h"
@@ -25,7 +26,7 @@
 namespace {
 
 struct Options {
-  std::string model, prompt, kv_type = "f16";
+  std::string model, prompt, kv_type = "f16", quant;
   int n_predict = 256;
   int threads = 0;
   int64_t ctx = 0;
@@ -54,7 +55,7 @@ void run(Options o) {
   if (o.threads > 0) owl::set_default_threads(o.threads);
   if (o.n_predict < 0) throw owl::UsageError("-n must be 0 or more");
   if (!o.seed_given) o.sampling.seed = std::random_device{}();
-  auto source = owl::open_model_source(owl::hub::resolve_model(o.model, /*pull_if_missing=*/true));
+  auto source = owl::cli::open_source(owl::hub::resolve_model(o.model, /*pull_if_missing=*/true), o.quant);
   auto model = owl::Model::load(*source);
   auto tok = open_tokenizer(*source);
 
@@ -141,6 +142,7 @@ void setup(CLI::App& app) {
   sub->add_option("--ctx,-c", o->ctx, "context length (default: the model's, at most 4096)");
   sub->add_option("--stop", o->stops, "stop generating at this text (repeatable)");
   sub->add_option("--kv-type", o->kv_type, "KV cache element type: f16 (default) or f32");
+  owl::cli::add_quant_option(sub, o->quant);
   sub->callback([o] { run(*o); });
 }
 

@@ -20,6 +20,7 @@
 #include "base/thread_pool.h"
 #include "cli/command.h"
 #include "formats/gguf_writer.h"
+#include "formats/quant_plan.h"
 #include "tensor/quants.h"
 
 namespace {
@@ -244,39 +245,25 @@ std::vector<float> llama3_rope_freqs(const Shape& s) {
 }
 
 // ---- Types ----
-struct TypeChoice {
-  const char* name;
-  DType base;
-  uint32_t file_type;  // llama.cpp's llama_ftype
-  bool k_m = false;    // llama.cpp's *_K_M mix
-};
-const TypeChoice kTypes[] = {
-    {"f32", DType::F32, 0},   {"f16", DType::F16, 1},   {"bf16", DType::BF16, 32}, {"q8_0", DType::Q8_0, 7},
-    {"q4_0", DType::Q4_0, 2}, {"q4_1", DType::Q4_1, 3}, {"q5_0", DType::Q5_0, 8},  {"q5_1", DType::Q5_1, 9},
-    {"q4_k", DType::Q4_K, 14}, {"q4_k_m", DType::Q4_K, 15, true}, {"q5_k", DType::Q5_K, 16},
-    {"q5_k_m", DType::Q5_K, 17, true}, {"q6_k", DType::Q6_K, 18},
-};
-
-// llama.cpp gives a few attn_v / ffn_down layers more bits in the _M mixes.
-bool use_more_bits(int64_t il, int64_t n) { return il < n / 8 || il >= 7 * n / 8 || (il - n / 8) % 3 == 2; }
-
-DType fallback(DType t, int64_t row) {
-  if (row % owl::info(t).block_size == 0) return t;
-  DType f = t == DType::Q6_K ? DType::Q8_0 : t == DType::Q5_K ? DType::Q5_1 : t == DType::Q4_K ? DType::Q5_0 : t;
-  if (row % owl::info(f).block_size == 0) return f;
-  return DType::F16;
-}
-
-DType tensor_type(const Spec& sp, const TypeChoice& tc, const Shape& s) {
-  if (sp.ne.size() == 1 || sp.name.find("ffn_gate_inp") != std::string::npos) return DType::F32;
-  DType t = tc.base;
-  if (tc.k_m) {
-    // The output head (token_embd when tied) and some attn_v / ffn_down layers get Q6_K.
-    const bool head = sp.name == "output.weight" || (s.tied && sp.name == "token_embd.weight");
-    const bool more = sp.name.find("attn_v.") != std::string::npos || sp.name.find("ffn_down") != std::string::npos;
-    if (head || (more && use_more_bits(sp.layer, s.n_layer))) t = DType::Q6_K;
+// Each tensor's type comes from the shared quantisation plan (formats/quant_plan.h),
+// the same choices `owl quantize` and --quant make; tensors it keeps are written F32.
+std::vector<DType> tensor_types(const std::vector<Spec>& specs, const owl::QuantTarget& target, const Shape& s) {
+  std::vector<owl::TensorView> views(specs.size());
+  for (size_t i = 0; i < specs.size(); ++i) {
+    views[i].name = specs[i].name;
+    views[i].n_dims = static_cast<int>(specs[i].ne.size());
+    for (size_t d = 0; d < specs[i].ne.size(); ++d) views[i].ne[d] = specs[i].ne[d];
   }
-  return fallback(t, sp.ne[0]);
+  owl::QuantModelInfo m;
+  m.arch = s.arch;
+  m.n_layer = s.n_layer;
+  m.n_expert = s.moe.n_expert;
+  m.n_head = s.n_head;
+  m.n_head_kv = s.n_head_kv;
+  const auto plan = owl::plan_tensor_types(target, m, views);
+  std::vector<DType> types;
+  for (const auto& p : plan) types.push_back(p.value_or(DType::F32));
+  return types;
 }
 
 // ---- Random numbers ----
@@ -331,24 +318,19 @@ void run(const Options& o) {
   if (!s) throw owl::UsageError("unknown --shape '" + o.shape + "' (known: " + shape_names() + ")");
   if (!o.arch.empty() && o.arch != s->arch)
     throw owl::UsageError("shape '" + o.shape + "' is a " + s->arch + " model, not " + o.arch);
-  const TypeChoice* tc = nullptr;
-  std::string types;
-  for (const auto& t : kTypes) {
-    if (o.type == t.name) tc = &t;
-    types += (types.empty() ? "" : ", ") + std::string(t.name);
-  }
-  if (!tc) throw owl::UsageError("unknown --type '" + o.type + "' (supported: " + types + ")");
+  const owl::QuantTarget target = owl::parse_quant_target(o.type);
   if (o.threads > 0) owl::set_default_threads(o.threads);
 
   const auto t0 = std::chrono::steady_clock::now();
   owl::gguf::Writer w(3);
-  w.metadata() = metadata(*s, tc->file_type, owl::info(tc->base).quantized);
+  w.metadata() = metadata(*s, target.file_type, owl::info(target.base).quantized);
   const auto specs = tensor_specs(*s);
+  const auto types = tensor_types(specs, target, *s);
   const std::vector<float> freqs = std::string(s->rope.type) == "llama3" ? llama3_rope_freqs(*s) : std::vector<float>{};
   int64_t params = 0;
   for (size_t i = 0; i < specs.size(); ++i) {
     const Spec& sp = specs[i];
-    const DType type = tensor_type(sp, *tc, *s);
+    const DType type = types[i];
     int64_t n = 1;
     for (int64_t d : sp.ne) n *= d;
     params += n;
@@ -358,7 +340,7 @@ void run(const Options& o) {
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::fprintf(stderr, "wrote %s: %s %s, %zu tensors, %.3f B params, %.2f GB, %s, %.1f s (%.2f GB/s)\n", o.out.c_str(),
                s->name, s->arch, specs.size(), static_cast<double>(params) / 1e9,
-               static_cast<double>(w.file_size()) / 1e9, tc->name, secs, static_cast<double>(w.file_size()) / 1e9 / secs);
+               static_cast<double>(w.file_size()) / 1e9, target.name.c_str(), secs, static_cast<double>(w.file_size()) / 1e9 / secs);
 }
 
 void setup(CLI::App& app) {
@@ -367,7 +349,7 @@ void setup(CLI::App& app) {
   sub->add_option("--arch", o->arch, "architecture (llama, qwen2, qwen3, qwen3moe, deepseek2); checked against the shape");
   sub->add_option("--shape", o->shape, "shape name: " + shape_names())->required();
   sub->add_option("-o,--output", o->out, "output GGUF file")->required();
-  sub->add_option("--type", o->type, "weight type: f32, f16 (default), bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q4_k_m, q5_k, q5_k_m, q6_k");
+  sub->add_option("--type", o->type, "weight type: " + owl::quant_target_names() + " (default f16)");
   sub->add_option("--seed", o->seed, "random seed (default 0)");
   sub->add_option("-t,--threads", o->threads, "threads (default: all CPUs)");
   sub->callback([o] { run(*o); });

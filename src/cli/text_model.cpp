@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "base/error.h"
+#include "cli/load_options.h"
 #include "hub/resolve.h"
 
 namespace owl::cli {
@@ -19,11 +20,12 @@ std::string read_text(const std::string& path) {
 }
 }  // namespace
 
-TextModel load_text_model(const std::string& spec, const std::string& template_file, const std::string& command) {
+TextModel load_text_model(const std::string& spec, const std::string& template_file, const std::string& command,
+                          const std::string& quant) {
   TextModel m;
   // A hub id (ORG/NAME[:QUANT]) resolves to the cached file or folder, pulling it when missing.
   m.path = hub::resolve_model(spec, /*pull_if_missing=*/true);
-  m.source = open_model_source(m.path);
+  m.source = open_source(m.path, quant);
   const std::string what = "model '" + spec + "' cannot " + command + " text";
   try {
     if (m.source->gguf_file()) m.tokenizer = Tokenizer::from_gguf(*m.source->gguf_file());

@@ -16,6 +16,11 @@
 // dequantized at load to BF16 (value = fp8 * weight_scale_inv of its 128x128
 // block, rounded to BF16); without a scale tensor they convert exactly.
 // This doubles their memory; a native FP8 kernel would avoid it.
+//
+// With a quantisation target (--quant q8_0 ...), the tensors the shared plan
+// (formats/quant_plan.h) converts are quantised once the names are mapped, each
+// into its own buffer (any converted copy it replaces is freed), so norms stay
+// as stored and the output head follows the same rules as `owl quantize`.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -23,6 +28,8 @@
 #include <map>
 
 #include "base/error.h"
+#include "base/thread_pool.h"
+#include "formats/quant_plan.h"
 #include "formats/safetensors.h"
 #include "model/hf_config.h"
 #include "model/source.h"
@@ -50,12 +57,15 @@ size_t elem_size(DType t) {
 
 class HfSource : public ModelSource {
  public:
-  explicit HfSource(const std::string& folder) {
+  HfSource(const std::string& folder, const std::string& quant) {
     path_ = folder;
     folder_ = folder;
+    std::optional<QuantTarget> target;
+    if (!quant.empty()) target = parse_quant_target(quant);  // a bad name fails before any loading
     config_ = load_hf_config(folder);
     ckpt_ = Checkpoint::open_folder(folder);
     map_all();
+    if (target) quantize_all(*target);
   }
 
   std::optional<TensorView> find(const std::string& name) const override {
@@ -309,6 +319,24 @@ class HfSource : public ModelSource {
     order_like_gguf();
   }
 
+  void quantize_all(const QuantTarget& target) {
+    const ModelConfig& c = config_;
+    const QuantModelInfo m{c.arch, c.n_layer, c.n_expert, c.n_head, c.n_head_kv};
+    const auto plan = plan_tensor_types(target, m, tensors_);
+    for (size_t i = 0; i < tensors_.size(); ++i) {
+      TensorView& t = tensors_[i];
+      const bool plain = t.type == DType::F32 || t.type == DType::F16 || t.type == DType::BF16;
+      if (!plan[i] || *plan[i] == t.type || !plain) continue;
+      std::vector<uint8_t> out(row_bytes(*plan[i], t.ne[0]) * static_cast<size_t>(t.rows()));
+      convert_tensor(t, *plan[i], out.data(), default_pool());
+      // Free the converted copy (permuted, stacked, FP8) the view pointed at, if any.
+      owned_.remove_if([&](const std::vector<uint8_t>& b) { return b.data() == t.data; });
+      owned_.push_back(std::move(out));
+      t.data = owned_.back().data();
+      t.type = *plan[i];
+    }
+  }
+
   // token_embd, then the layers in order, then output_norm and output.
   void order_like_gguf() {
     auto rank = [](const std::string& n) -> std::pair<int64_t, std::string> {
@@ -331,6 +359,8 @@ class HfSource : public ModelSource {
 
 }  // namespace
 
-std::unique_ptr<ModelSource> open_hf_source(const std::string& folder) { return std::make_unique<HfSource>(folder); }
+std::unique_ptr<ModelSource> open_hf_source(const std::string& folder, const std::string& quant) {
+  return std::make_unique<HfSource>(folder, quant);
+}
 
 }  // namespace owl

@@ -46,7 +46,9 @@ std::unique_ptr<ModelSource> open_gguf_source(const std::string& path);
 // function registered by the safetensors loader; see open_hf_source).
 std::unique_ptr<ModelSource> open_model_source(const std::string& path);
 
-// Implemented in model/hf_source.cpp: config.json + *.safetensors.
-std::unique_ptr<ModelSource> open_hf_source(const std::string& folder);
+// Implemented in model/hf_source.cpp: config.json + *.safetensors. A non-empty `quant`
+// (a target of formats/quant_plan.h, e.g. "q8_0") converts the F32/F16/BF16 (and FP8)
+// weights the plan converts to that target while the folder opens.
+std::unique_ptr<ModelSource> open_hf_source(const std::string& folder, const std::string& quant = "");
 
 }  // namespace owl

@@ -1,0 +1,36 @@
+#include "cli/load_options.h"
+
+#include <filesystem>
+
+#include "base/error.h"
+#include "formats/quant_plan.h"
+
+namespace owl::cli {
+
+void add_quant_option(CLI::App* cmd, std::string& quant) {
+  cmd->add_option("--quant", quant,
+                  "quantise a Hugging Face folder's weights while loading: " + quant_target_names() +
+                      " (norms stay as stored; a GGUF file is converted with owl quantize)")
+      ->check(CLI::Validator(
+          [](std::string& s) -> std::string {
+            try {
+              parse_quant_target(s);
+              return "";
+            } catch (const UsageError& e) {
+              return e.what();
+            }
+          },
+          "TYPE"));
+}
+
+std::unique_ptr<ModelSource> open_source(const std::string& path, const std::string& quant) {
+  if (quant.empty()) return open_model_source(path);
+  parse_quant_target(quant);
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) return open_hf_source(path, quant);
+  if (!std::filesystem::exists(path, ec)) return open_model_source(path);  // its "does not exist" error
+  throw UsageError("--quant converts Hugging Face folders at load; '" + path +
+                   "' is a GGUF file: use `owl quantize " + path + " OUT.gguf " + quant + "` to write a converted copy");
+}
+
+}  // namespace owl::cli

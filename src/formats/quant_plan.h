@@ -1,0 +1,76 @@
+// Which type each tensor of a model is written in when it is converted to a
+// target such as "q4_k_m", and the row conversion itself. Shared by
+// `owl quantize` (GGUF -> GGUF), `owl synth` and `--quant` at load for
+// Hugging Face folders, so all three make the same choices.
+//
+// The choices follow llama.cpp's llama-quantize (learned from its
+// llama_tensor_get_type; the golden q4_k_m files are the check):
+//  * Only tensors whose name ends in "weight", with 2 or more dims, are converted;
+//    norms (*_norm.weight), the MoE router (ffn_gate_inp), biases, 1-D tensors
+//    (rope_freqs, exp_probs_b) and a few tiny named tensors keep their stored type.
+//  * For the quantised targets: the output head (token_embd when the model has
+//    no output.weight) is Q6_K unless the target is Q8_0 (Q8_0 when its rows do
+//    not fit the target's blocks); Q4_K_M/Q5_K_M give Q6_K to the attn_v and
+//    ffn_down tensors of "use_more_bits" layers (the first and last eighth and
+//    every third layer between); Q4_K_S gives Q5_K to the first 4 attn_v and the
+//    first eighth of ffn_down; models with exactly 8 experts keep attn_k/attn_v
+//    in Q8_0 and (Q4_K_S/M) attn_output in Q5_K; 70B-class llama/qwen2
+//    models (80 layers, GQA) get Q5_K attn_v instead of Q4_K.
+//  * A row length that is not a multiple of the chosen type's block falls back:
+//    Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0, and to F16 when that does not fit
+//    either (the 32-element formats fall back to F16 directly).
+//  * F32/F16/BF16 targets convert every convertible tensor to that type, no mix.
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "tensor/tensor.h"
+
+namespace owl {
+
+class ThreadPool;
+namespace gguf { struct Metadata; }
+
+// A conversion target: "q4_k_m" -> base type Q4_K with the _M mix.
+struct QuantTarget {
+  std::string name;     // as the user spells it: "q4_k_m"
+  DType base;           // the type most tensors get
+  uint32_t file_type;   // llama.cpp's llama_ftype, written as general.file_type
+  enum class Mix { None, KS, KM } mix = Mix::None;
+};
+
+// Parses a target name (case-insensitive). Throws owl::UsageError listing the valid names.
+QuantTarget parse_quant_target(const std::string& name);
+// "f32, f16, bf16, q8_0, ..." for help texts and errors.
+std::string quant_target_names();
+
+// What the mix rules need to know about the model.
+struct QuantModelInfo {
+  std::string arch;  // GGUF architecture name
+  int64_t n_layer = 0;
+  int64_t n_expert = 0;
+  int64_t n_head = 0;
+  int64_t n_head_kv = 0;
+};
+// From GGUF metadata (<arch>.block_count, expert_count, attention.head_count[_kv]).
+QuantModelInfo quant_model_info(const gguf::Metadata& meta);
+
+// For each tensor (name, n_dims and ne are used; data is not), the type it is
+// converted to, or nullopt when it keeps its stored type. `tensors` must be the
+// whole model: the mix counts attn_v tensors and looks for output.weight.
+std::vector<std::optional<DType>> plan_tensor_types(const QuantTarget& target, const QuantModelInfo& model,
+                                                    const std::vector<TensorView>& tensors);
+
+// Converts n_rows rows of row_len floats to `to` (row_bytes(to, row_len) bytes per row),
+// rows split over `pool`.
+void quantize_rows(DType to, const float* src, int64_t n_rows, int64_t row_len, uint8_t* dst, ThreadPool& pool);
+
+// Converts a stored tensor of any type owl can dequantise to `to`, row by row
+// (each row dequantised to float, then quantised), rows split over `pool`.
+// dst holds row_bytes(to, ne[0]) * rows() bytes. Throws owl::Error for a source
+// type that cannot be dequantised or a row length `to` cannot hold.
+void convert_tensor(const TensorView& src, DType to, uint8_t* dst, ThreadPool& pool);
+
+}  // namespace owl
