@@ -172,10 +172,13 @@ std::vector<std::optional<DType>> plan_tensor_types(const QuantTarget& target, c
   std::vector<std::optional<DType>> out(tensors.size());
   const bool quantized = info(target.base).quantized;
   const Counters c = count(tensors);
+  QuantModelInfo m = model;
+  if (m.n_layer <= 0)  // metadata without block_count: the layers the tensor names show
+    for (const auto& t : tensors) m.n_layer = std::max(m.n_layer, layer_of(t.name) + 1);
   for (size_t i = 0; i < tensors.size(); ++i) {
     const TensorView& t = tensors[i];
     if (!convertible(t)) continue;
-    const DType chosen = quantized ? mixed_type(target, model, c, t, i) : target.base;
+    const DType chosen = quantized ? mixed_type(target, m, c, t, i) : target.base;
     out[i] = fit_row(chosen, t.ne[0]);
   }
   return out;
