@@ -59,8 +59,9 @@ def main():
     for name, b, ref_pp, ref_tg, ik, size in rows:
         pp, tg = b["pp"]["tps_median"], b["tg"]["tps_median"]
         ik_txt = f", ik {ik[0]:.2f}" if ik else ""
-        rss = b.get("peak_rss_bytes")
-        budget = b.get("rss_budget_bytes")
+        mem = b.get("memory", {})
+        rss = mem.get("peak_rss_bytes")
+        budget = mem.get("bound_bytes")
         rss_txt = f"{rss / 2**20:.0f} / {budget / 2**20:.0f} MiB" if rss and budget else "–"
         print(f"| {name} | {pp:.1f} | {pp / ref_pp:.2f} (ref ~{ref_pp:g}{ik_txt}) | {tg:.1f} | {tg / ref_tg:.2f} "
               f"(ref ~{ref_tg:g}) | {b['roofline_tps']:.1f} | {b['roofline_share']:.2f} | {rss_txt} |")
