@@ -9,6 +9,7 @@
 #include <cstring>
 #include <memory>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "base/thread_pool.h"
@@ -97,6 +98,66 @@ void BM_MatmulPrefill(benchmark::State& state) {
   state.SetLabel(owl::dtype_name(t));
 }
 
+// Qwen3-0.6B shapes {in, out}: q_proj 1024x2048, gate/up 1024x3072, down 3072x1024, output head
+// 1024x151936. Args: {type, shape index, activation rows, repacked (prepare_weight), threads}.
+// Decode (1 row) cycles through copies totalling > 160 MiB so weights stream from DRAM.
+constexpr int64_t kShapes[][2] = {{1024, 2048}, {1024, 3072}, {3072, 1024}, {1024, 151936}};
+
+void BM_MatmulShape(benchmark::State& state) {
+  const DType t = static_cast<DType>(state.range(0));
+  const int64_t in = kShapes[state.range(1)][0], out = kShapes[state.range(1)][1], n_rows = state.range(2);
+  const bool repack = state.range(3) != 0;
+  owl::set_default_threads(static_cast<int>(state.range(4)));
+  const size_t rb = owl::row_bytes(t, in), mat_bytes = rb * static_cast<size_t>(out);
+  const int n_mats = n_rows == 1 ? static_cast<int>((size_t{160} << 20) / mat_bytes + 1) : 1;
+  std::vector<float> row(static_cast<size_t>(in));
+  std::vector<uint8_t> tile(rb * 256);
+  std::mt19937 rng(42);
+  std::normal_distribution<float> nd;
+  for (int r = 0; r < 256; ++r) {
+    for (auto& v : row) v = nd(rng) * 0.02f;
+    owl::quantize_row(t, row.data(), tile.data() + rb * r, in);
+  }
+  std::vector<std::vector<uint8_t>> bytes;
+  std::vector<owl::kernels::PreparedWeight> mats;
+  for (int m = 0; m < n_mats; ++m) {
+    bytes.emplace_back(mat_bytes);
+    for (int64_t o = 0; o < out; o += 256)
+      std::memcpy(bytes.back().data() + rb * o, tile.data(), rb * static_cast<size_t>(std::min<int64_t>(256, out - o)));
+    owl::TensorView v;
+    v.name = "bench";
+    v.type = t;
+    v.n_dims = 2;
+    v.ne = {in, out, 1, 1};
+    v.data = bytes.back().data();
+    mats.push_back(repack ? owl::kernels::prepare_weight(v) : owl::kernels::PreparedWeight{v, nullptr});
+    if (repack) std::vector<uint8_t>().swap(bytes.back());  // only the packed copy stays
+  }
+  auto x = random_x(in * n_rows);
+  std::vector<float> y(static_cast<size_t>(out * n_rows));
+  size_t i = 0;
+  for (auto _ : state) {
+    owl::kernels::matmul(mats[i++ % mats.size()].view, x.data(), n_rows, y.data());
+    benchmark::DoNotOptimize(y.data());
+  }
+  const double it = static_cast<double>(state.iterations());
+  state.counters["bytes"] = benchmark::Counter(static_cast<double>(mat_bytes) * it, benchmark::Counter::kIsRate,
+                                              benchmark::Counter::kIs1000);
+  state.counters["FLOP"] = benchmark::Counter(2.0 * static_cast<double>(in * out * n_rows) * it,
+                                             benchmark::Counter::kIsRate, benchmark::Counter::kIs1000);
+  state.SetLabel(std::string(owl::dtype_name(t)) + (repack ? " packed" : " plain"));
+}
+
+void ShapeArgs(benchmark::internal::Benchmark* b) {
+  for (DType t : {DType::Q4_K, DType::Q6_K, DType::Q8_0})
+    for (int64_t shape = 0; shape < 4; ++shape)
+      for (int64_t rows : {1, 512}) {
+        if (shape == 3 && rows == 512) continue;  // 40 GFLOP per call: too slow to repeat
+        for (int64_t repack : {0, 1})
+          for (int64_t threads : {1, 2}) b->Args({static_cast<int64_t>(t), shape, rows, repack, threads});
+      }
+}
+
 // One decode step of attention: 32 query heads over 8 KV heads of dim 128, 4096 cached tokens.
 void BM_AttentionDecode(benchmark::State& state) {
   const DType t = static_cast<DType>(state.range(0));
@@ -144,6 +205,7 @@ void TypeArgs(benchmark::internal::Benchmark* b) {
 
 BENCHMARK(BM_MatmulDecode)->Apply(TypeArgs)->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_MatmulPrefill)->Apply(TypeArgs)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_MatmulShape)->Apply(ShapeArgs)->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_AttentionDecode)
     ->Args({static_cast<int64_t>(DType::F16), 1})
     ->Args({static_cast<int64_t>(DType::F16), 2})

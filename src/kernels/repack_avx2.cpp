@@ -144,8 +144,6 @@ void gemm_q6_k(int64_t in, const uint8_t* grp, const uint8_t* xa, size_t xs, flo
       for (int hh = 0; hh < 2; ++hh) {  // elements 64c + 16 hh .. + 16 (and + 32): sub-blocks 4c + hh, 4c + 2 + hh
         const __m256i s_lo = _mm256_srai_epi16(_mm256_shuffle_epi8(sb_lo, hh ? pick1 : pick0), 8);
         const __m256i s_hi = _mm256_srai_epi16(_mm256_shuffle_epi8(sb_hi, hh ? pick1 : pick0), 8);
-        __m256i plo[M], phi[M];
-        for (int m = 0; m < M; ++m) plo[m] = phi[m] = _mm256_setzero_si256();
         // 2 x 2 steps of 4 elements: sums up to 4 * 2 * 63 * 128 overflow int16, so madd every 2 steps.
         for (int h = 2 * hh; h < 2 * hh + 2; ++h) {
           const __m256i H = load32(qh + (c * 4 + h) * 32);
@@ -161,11 +159,9 @@ void gemm_q6_k(int64_t in, const uint8_t* grp, const uint8_t* xa, size_t xs, flo
             const __m256i pl = _mm256_add_epi16(_mm256_maddubs_epi16(lo0, bcast4(aq)), _mm256_maddubs_epi16(lo1, bcast4(aq + 4)));
             const __m256i ph =
                 _mm256_add_epi16(_mm256_maddubs_epi16(hi0, bcast4(aq + 32)), _mm256_maddubs_epi16(hi1, bcast4(aq + 36)));
-            plo[m] = _mm256_add_epi32(plo[m], _mm256_madd_epi16(pl, s_lo));
-            phi[m] = _mm256_add_epi32(phi[m], _mm256_madd_epi16(ph, s_hi));
+            isum[m] = _mm256_add_epi32(isum[m], _mm256_add_epi32(_mm256_madd_epi16(pl, s_lo), _mm256_madd_epi16(ph, s_hi)));
           }
         }
-        for (int m = 0; m < M; ++m) isum[m] = _mm256_add_epi32(isum[m], _mm256_add_epi32(plo[m], phi[m]));
       }
     }
     const __m256 d = fp16x8(b);
