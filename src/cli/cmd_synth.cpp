@@ -318,7 +318,12 @@ void run(const Options& o) {
   if (!s) throw owl::UsageError("unknown --shape '" + o.shape + "' (known: " + shape_names() + ")");
   if (!o.arch.empty() && o.arch != s->arch)
     throw owl::UsageError("shape '" + o.shape + "' is a " + s->arch + " model, not " + o.arch);
-  const owl::QuantTarget target = owl::parse_quant_target(o.type);
+  owl::QuantTarget target;
+  try {
+    target = owl::parse_quant_target(o.type);
+  } catch (const owl::UsageError&) {
+    throw owl::UsageError("unknown --type '" + o.type + "' (supported: " + owl::quant_target_names() + ")");
+  }
   if (o.threads > 0) owl::set_default_threads(o.threads);
 
   const auto t0 = std::chrono::steady_clock::now();

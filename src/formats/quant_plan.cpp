@@ -8,7 +8,6 @@
 #include "base/error.h"
 #include "base/thread_pool.h"
 #include "formats/gguf.h"
-#include "kernels/kernels.h"
 #include "tensor/quants.h"
 
 namespace owl {
@@ -200,7 +199,7 @@ void convert_tensor(const TensorView& src, DType to, uint8_t* dst, ThreadPool& p
   // Dequantise one row up front on this thread so an unsupported source type is one clear error.
   std::vector<float> probe(static_cast<size_t>(row_len));
   try {
-    kernels::dequantize_row(src.type, src.row(0), probe.data(), row_len);
+    dequantize_row_ref(src.type, src.row(0), probe.data(), row_len);
   } catch (const Error& e) {
     throw Error("cannot convert tensor '" + src.name + "' from " + dtype_name(src.type) + ": " + e.what());
   }
@@ -215,7 +214,7 @@ void convert_tensor(const TensorView& src, DType to, uint8_t* dst, ThreadPool& p
       buf.resize(static_cast<size_t>(row_len));
       const int64_t r0 = (t0 + task) * rows_per_task, r1 = std::min(n_rows, r0 + rows_per_task);
       for (int64_t r = r0; r < r1; ++r) {
-        kernels::dequantize_row(src.type, src.row(r), buf.data(), row_len);
+        dequantize_row_ref(src.type, src.row(r), buf.data(), row_len);
         quantize_row(to, buf.data(), dst + static_cast<size_t>(r) * out_rb, row_len);
       }
     });

@@ -36,8 +36,8 @@ namespace gguf { struct Metadata; }
 // A conversion target: "q4_k_m" -> base type Q4_K with the _M mix.
 struct QuantTarget {
   std::string name;     // as the user spells it: "q4_k_m"
-  DType base;           // the type most tensors get
-  uint32_t file_type;   // llama.cpp's llama_ftype, written as general.file_type
+  DType base = DType::F32;  // the type most tensors get
+  uint32_t file_type = 0;   // llama.cpp's llama_ftype, written as general.file_type
   enum class Mix { None, KS, KM } mix = Mix::None;
 };
 
