@@ -45,6 +45,7 @@ int64_t layer_of(const std::string& name) {
 bool convertible(const TensorView& t) {
   const std::string& n = t.name;
   if (!ends_with(n, "weight") || t.n_dims < 2) return false;
+  if (t.type == DType::I8 || t.type == DType::I16 || t.type == DType::I32 || t.type == DType::I64) return false;
   for (const char* keep : {"_norm.weight", "ffn_gate_inp.weight", "altup", "laurel", "per_layer_model_proj",
                            "ssm_conv1d.weight", "shortconv.conv.weight", "attn_rel_b.weight", "time_mix_"})
     if (contains(n, keep)) return false;

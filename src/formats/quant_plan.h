@@ -7,7 +7,8 @@
 // llama_tensor_get_type; the golden q4_k_m files are the check):
 //  * Only tensors whose name ends in "weight", with 2 or more dims, are converted;
 //    norms (*_norm.weight), the MoE router (ffn_gate_inp), biases, 1-D tensors
-//    (rope_freqs, exp_probs_b) and a few tiny named tensors keep their stored type.
+//    (rope_freqs, exp_probs_b), integer tensors and a few tiny named tensors keep their
+//    stored type.
 //  * For the quantised targets: the output head (token_embd when the model has
 //    no output.weight) is Q6_K unless the target is Q8_0 (Q8_0 when its rows do
 //    not fit the target's blocks); Q4_K_M/Q5_K_M give Q6_K to the attn_v and
