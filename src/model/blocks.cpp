@@ -1,5 +1,8 @@
 #include "model/blocks.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
 
@@ -28,19 +31,33 @@ std::vector<float> load_vector(const ModelSource& src, const std::string& name, 
   return load_optional_vector(src, name, n);
 }
 
+kernels::PreparedWeight prepare_matmul_weight(const ModelSource& src, const TensorView& w) {
+  // Only a GGUF source's tensors all lie in its read-only file mapping (a Hugging Face source
+  // may have converted some into memory of its own, which DONTNEED would zero).
+  return kernels::prepare_weight(w, /*release_source=*/src.gguf_file() != nullptr);
+}
+
 Linear load_linear(const ModelSource& src, const std::string& name, int64_t in, int64_t out, Bias bias) {
   Linear l;
-  l.w = src.require(name + ".weight", {in, out});
+  auto prepared = prepare_matmul_weight(src, src.require(name + ".weight", {in, out}));
+  l.w = prepared.view;
+  l.storage = std::move(prepared.storage);
   if (bias == Bias::Required) l.bias = load_vector(src, name + ".bias", out);
   if (bias == Bias::Optional) l.bias = load_optional_vector(src, name + ".bias", out);
   return l;
 }
 
-void linear(const Linear& l, const float* x, int64_t n_rows, float* y) {
-  kernels::matmul(l.w, x, n_rows, y);
+namespace {
+void add_bias(const Linear& l, int64_t n_rows, float* y) {
   if (l.bias.empty()) return;
   const int64_t out = l.out();
   for (int64_t r = 0; r < n_rows; ++r) kernels::add(y + r * out, l.bias.data(), y + r * out, out);
+}
+}  // namespace
+
+void linear(const Linear& l, const float* x, int64_t n_rows, float* y) {
+  kernels::matmul(l.w, x, n_rows, y);
+  add_bias(l, n_rows, y);
 }
 
 void rms_norm_rows(const float* x, const std::vector<float>& w, float* y, int64_t n_rows, int64_t n, float eps) {
@@ -117,6 +134,15 @@ AttentionWeights load_attention(const ModelSource& src, const ModelConfig& c, in
   return w;
 }
 
+void qkv_projection(const AttentionWeights& w, const float* h, int64_t n_rows, float* q, float* k, float* v) {
+  const TensorView* ws[] = {&w.q.w, &w.k.w, &w.v.w};
+  float* ys[] = {q, k, v};
+  kernels::matmul_many(ws, h, n_rows, ys);
+  add_bias(w.q, n_rows, q);
+  add_bias(w.k, n_rows, k);
+  add_bias(w.v, n_rows, v);
+}
+
 namespace {
 
 struct AttendJob {
@@ -153,9 +179,7 @@ void attention(const AttentionWeights& w, const AttentionShape& s, const Rope& r
   float* att = scratch(ws.att, n * att_width);
 
   rms_norm_rows(x, w.norm, h, n, s.n_embd, s.eps);
-  linear(w.q, h, n, q);
-  linear(w.k, h, n, k);
-  linear(w.v, h, n, v);
+  qkv_projection(w, h, n, q, k, v);
   for (int64_t r = 0; r < n; ++r) {
     float* qr = q + r * q_width;
     float* kr = k + r * k_width;
@@ -179,27 +203,42 @@ void attention(const AttentionWeights& w, const AttentionShape& s, const Rope& r
 
 // ---- feed-forward ----
 
-MlpWeights load_mlp(const ModelSource& src, const ModelConfig& c, int64_t il, int64_t n_ff,
-                    const std::string& norm_name) {
-  const std::string p = "blk." + std::to_string(il) + ".";
-  MlpWeights w;
-  w.norm = load_vector(src, p + norm_name + ".weight", c.n_embd);
-  w.gate = load_linear(src, p + "ffn_gate", c.n_embd, n_ff);
-  w.up = load_linear(src, p + "ffn_up", c.n_embd, n_ff);
-  w.down = load_linear(src, p + "ffn_down", n_ff, c.n_embd);
-  return w;
+void mlp(const MlpWeights& w, const float* x, int64_t n_rows, MlpScratch& ws, float* out) {
+  float* gate = scratch(ws.gate, n_rows * w.gate.out());
+  kernels::matmul_swiglu(w.gate.w, w.up.w, x, n_rows, gate);
+  linear(w.down, gate, n_rows, out);
 }
 
-void mlp(const MlpWeights& w, float eps, const float* x, int64_t n_rows, MlpScratch& ws, float* out) {
-  const int64_t n_embd = w.gate.in(), n_ff = w.gate.out();
-  float* h = scratch(ws.h, n_rows * n_embd);
-  float* gate = scratch(ws.gate, n_rows * n_ff);
-  float* up = scratch(ws.up, n_rows * n_ff);
-  rms_norm_rows(x, w.norm, h, n_rows, n_embd, eps);
-  linear(w.gate, h, n_rows, gate);
-  linear(w.up, h, n_rows, up);
-  kernels::swiglu(gate, up, gate, n_rows * n_ff);
-  linear(w.down, gate, n_rows, out);
+FeedForward load_dense_ffn(const ModelSource& src, const ModelConfig& c, int64_t il, int64_t n_ff,
+                           const std::string& norm_name) {
+  const std::string p = "blk." + std::to_string(il) + ".";
+  if (n_ff <= 0) throw Error("model '" + src.path() + "' has dense layers but no feed_forward_length");
+  FeedForward f;
+  f.norm = load_vector(src, p + norm_name + ".weight", c.n_embd);
+  f.mlp.gate = load_linear(src, p + "ffn_gate", c.n_embd, n_ff);
+  f.mlp.up = load_linear(src, p + "ffn_up", c.n_embd, n_ff);
+  f.mlp.down = load_linear(src, p + "ffn_down", n_ff, c.n_embd);
+  return f;
+}
+
+FeedForward load_moe_ffn(const ModelSource& src, const ModelConfig& c, int64_t il, const std::string& norm_name,
+                         bool require_probs_bias) {
+  FeedForward f;
+  f.norm = load_vector(src, "blk." + std::to_string(il) + "." + norm_name + ".weight", c.n_embd);
+  f.moe = load_moe_weights(src, il, require_probs_bias);
+  return f;
+}
+
+void feed_forward(const FeedForward& f, const MoeOptions& moe, float eps, const float* x, int64_t n_rows,
+                  FfnScratch& ws, float* out) {
+  const int64_t d = static_cast<int64_t>(f.norm.size());
+  float* h = scratch(ws.h, n_rows * d);
+  rms_norm_rows(x, f.norm, h, n_rows, d, eps);
+  if (f.moe) {
+    moe_forward(*f.moe, moe, h, n_rows, ws.moe, out);
+  } else {
+    mlp(f.mlp, h, n_rows, ws.mlp, out);
+  }
 }
 
 // ---- embeddings and output ----
@@ -214,14 +253,34 @@ OutputHead load_output_head(const ModelSource& src, const ModelConfig& c) {
   head.token_embd = *emb;
   head.norm = load_vector(src, "output_norm.weight", c.n_embd);
   auto out = src.optional("output.weight", {c.n_embd, emb->ne[1]});
-  head.output = out ? *out : *emb;  // tied embeddings
+  // Tied: the prepared copy serves the head, the file's rows (paged in again on demand, one
+  // row a token) the embedding lookups.
+  auto prepared = prepare_matmul_weight(src, out ? *out : *emb);
+  head.output = prepared.view;
+  head.output_storage = std::move(prepared.storage);
+  head.drop_embedding_rows = !out && head.output_storage && src.gguf_file() != nullptr;
   return head;
 }
 
-void embed(const TensorView& token_embd, const Batch& batch, float* x) {
-  const int64_t n_embd = token_embd.ne[0];
-  for (int64_t r = 0; r < batch.size(); ++r)
-    kernels::dequantize_row(token_embd.type, token_embd.row(batch.tokens[r]), x + r * n_embd, n_embd);
+void embed(const OutputHead& head, const Batch& batch, float* x) {
+  const TensorView& e = head.token_embd;
+  const int64_t n_embd = e.ne[0];
+  for (int64_t r = 0; r < batch.size(); ++r) {
+    const void* row = e.row(batch.tokens[r]);
+    kernels::dequantize_row(e.type, row, x + r * n_embd, n_embd);
+    if (head.drop_embedding_rows) {
+      // The read faulted in the row's pages and, by the kernel's fault-around, the rest of its
+      // 64 KiB window: drop that window (within the table; a later lookup simply faults it in
+      // again from the page cache).
+      constexpr uintptr_t kWindow = 64 * 1024;
+      const uintptr_t lo = reinterpret_cast<uintptr_t>(e.data), hi = lo + e.n_bytes();
+      const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+      const uintptr_t at = reinterpret_cast<uintptr_t>(row);
+      const uintptr_t b = std::max((at & ~(kWindow - 1)), (lo + page - 1) & ~(page - 1));
+      const uintptr_t end = std::min((at + e.row_size() + kWindow - 1) & ~(kWindow - 1), hi & ~(page - 1));
+      if (end > b) ::madvise(reinterpret_cast<void*>(b), end - b, MADV_DONTNEED);
+    }
+  }
 }
 
 std::span<const float> output_logits(const OutputHead& head, float eps, const float* x, const Batch& batch,
@@ -235,6 +294,84 @@ std::span<const float> output_logits(const OutputHead& head, float eps, const fl
   float* logits = scratch(ws.logits, n_out * n_vocab);
   if (n_out > 0) kernels::matmul(head.output, rows, n_out, logits);
   return {logits, static_cast<size_t>(n_out * n_vocab)};
+}
+
+// ---- the layer stack ----
+
+Decoder::Decoder(const ModelSource& src, ModelConfig config) : Model(std::move(config)) {
+  head_ = load_output_head(src, config_);
+  config_.n_vocab = head_.output.ne[1];
+  n_trunk_ = config_.n_layer - nextn_predict_layers(src);
+}
+
+void Decoder::load_ffn(const ModelSource& src, int64_t il, bool experts, const std::string& norm_name,
+                       bool require_probs_bias) {
+  if (!experts || il < config_.n_leading_dense) {
+    ffn_.push_back(load_dense_ffn(src, config_, il, config_.n_ff, norm_name));
+    return;
+  }
+  if (moe_.n_expert == 0) moe_ = MoeOptions::from_config(config_);
+  ffn_.push_back(load_moe_ffn(src, config_, il, norm_name, require_probs_bias));
+}
+
+namespace {
+
+// Rows per pass through the layer stack of a dense model. A long prompt runs in chunks so the
+// activation scratch (about 64 KB a row for a small model; 64 rows fill the kernels' activation blocks) stays a small share of the weights;
+// the result is the same, since each row's K/V is cached before any later row attends. Mixture-
+// of-experts models take the whole batch at once, so each expert's weights are read once per batch.
+constexpr int64_t kDenseChunkRows = 64;
+
+void copy_rows(const Batch& from, int64_t begin, int64_t end, Batch& to) {
+  to.tokens.assign(from.tokens.begin() + begin, from.tokens.begin() + end);
+  to.positions.assign(from.positions.begin() + begin, from.positions.begin() + end);
+  to.seq_ids.assign(from.seq_ids.begin() + begin, from.seq_ids.begin() + end);
+  to.want_logits.assign(from.want_logits.begin() + begin, from.want_logits.begin() + end);
+}
+
+}  // namespace
+
+void Decoder::run_layers(const Batch& batch, KVStore& kv, float* x) {
+  const int64_t n = batch.size(), d = config_.n_embd;
+  float* y = scratch(y_, n * d);
+  embed(head_, batch, x);
+  for (int64_t il = 0; il < n_trunk_; ++il) {
+    attend(il, x, batch, kv, y);
+    kernels::add(x, y, x, n * d);
+    feed_forward(ffn_[static_cast<size_t>(il)], moe_, config_.rms_eps, x, n, ffn_ws_, y);
+    kernels::add(x, y, x, n * d);
+  }
+}
+
+std::span<const float> Decoder::forward(const Batch& batch, KVStore& kv) {
+  prepare_batch(batch, config_.n_vocab, kv);
+  const int64_t n = batch.size(), d = config_.n_embd;
+  float* x = scratch(x_, n * d);
+  const int64_t chunk = moe_.n_expert > 0 ? n : kDenseChunkRows;
+  if (n <= chunk) {
+    run_layers(batch, kv, x);
+  } else {
+    for (int64_t b = 0; b < n; b += chunk) {
+      copy_rows(batch, b, std::min(n, b + chunk), chunk_);
+      run_layers(chunk_, kv, x + b * d);
+    }
+  }
+  return output_logits(head_, config_.rms_eps, x, batch, head_ws_);
+}
+
+GqaDecoder::GqaDecoder(const ModelSource& src, ModelConfig config) : Decoder(src, std::move(config)) {
+  shape_ = attention_shape(config_);
+  rope_ = make_rope(config_, src);
+  for (int64_t il = 0; il < config_.n_layer; ++il) attn_.push_back(load_attention(src, config_, il));
+}
+
+std::vector<KVLayerShape> GqaDecoder::kv_shape() const {
+  return std::vector<KVLayerShape>(static_cast<size_t>(n_trunk_),
+                                   {shape_.n_head_kv * shape_.head_dim, shape_.n_head_kv * shape_.head_dim_v});
+}
+
+void GqaDecoder::attend(int64_t il, const float* x, const Batch& batch, KVStore& kv, float* out) {
+  attention(attn_[static_cast<size_t>(il)], shape_, rope_, x, batch, kv, static_cast<int>(il), attn_ws_, out);
 }
 
 }  // namespace owl::blocks

@@ -5,6 +5,8 @@
 // allocates nothing once the buffers have grown to the largest batch.
 #pragma once
 #include <cstdint>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -12,6 +14,7 @@
 #include "model/config.h"
 #include "model/kv_store.h"
 #include "model/model.h"
+#include "model/moe.h"
 #include "model/source.h"
 
 namespace owl::blocks {
@@ -26,10 +29,17 @@ std::vector<float> load_vector(const ModelSource& src, const std::string& name, 
 // Same, or empty when the tensor is absent.
 std::vector<float> load_optional_vector(const ModelSource& src, const std::string& name, int64_t n);
 
+// The matmul form of a weight: repacked at load for the fast kernels where they have a layout for
+// its type (kernels::prepare_weight; the view is plain otherwise). When the bytes lie in a GGUF
+// file mapping, the mapping's resident pages are dropped after the copy, so the weight is resident
+// once. A weight whose rows are also looked up (a tied embedding) keeps its original view for that.
+kernels::PreparedWeight prepare_matmul_weight(const ModelSource& src, const TensorView& w);
+
 // y = W x (+ b): W has ne {in, out}, stored in any type kernels::matmul handles.
 struct Linear {
-  TensorView w;
-  std::vector<float> bias;  // empty: no bias
+  TensorView w;                         // the prepared view
+  std::shared_ptr<const void> storage;  // owns a repacked copy (null: w is in the source)
+  std::vector<float> bias;              // empty: no bias
   int64_t in() const { return w.ne[0]; }
   int64_t out() const { return w.ne[1]; }
 };
@@ -77,6 +87,8 @@ AttentionWeights load_attention(const ModelSource& src, const ModelConfig& c, in
 struct AttentionScratch {
   std::vector<float> h, q, k, v, att;
 };
+// q, k, v = W_{q,k,v} h (+ biases) for n_rows rows: one matmul_many call, one pool dispatch.
+void qkv_projection(const AttentionWeights& w, const float* h, int64_t n_rows, float* q, float* k, float* v);
 // out = attention(norm(x)) for every row of the batch; stores the rows' K/V in layer `layer` of kv
 // (which prepare_batch has grown) and attends causally within each row's sequence.
 void attention(const AttentionWeights& w, const AttentionShape& s, const Rope& rope, const float* x,
@@ -85,28 +97,49 @@ void attention(const AttentionWeights& w, const AttentionShape& s, const Rope& r
 // ---- feed-forward ----
 
 struct MlpWeights {
-  std::vector<float> norm;  // pre-FFN RMSNorm
   Linear gate, up, down;
 };
-// blk.<il>.ffn_{norm,gate,up,down}; norm_name overrides the norm tensor (glm4moe: post_attention_norm).
-MlpWeights load_mlp(const ModelSource& src, const ModelConfig& c, int64_t il, int64_t n_ff,
-                    const std::string& norm_name = "ffn_norm");
 struct MlpScratch {
-  std::vector<float> h, gate, up;
+  std::vector<float> gate;
 };
-// out = down(silu(gate(norm(x))) * up(norm(x))).
-void mlp(const MlpWeights& w, float eps, const float* x, int64_t n_rows, MlpScratch& ws, float* out);
+// out = down(silu(gate(x)) * up(x)) for n_rows rows of x (already normalised).
+void mlp(const MlpWeights& w, const float* x, int64_t n_rows, MlpScratch& ws, float* out);
+
+// The FFN half of a layer: RMSNorm, then a SwiGLU MLP (dense layers) or a mixture of experts.
+struct FeedForward {
+  std::vector<float> norm;
+  MlpWeights mlp;                 // dense layers
+  std::optional<MoeWeights> moe;  // MoE layers
+};
+// blk.<il>.<norm_name>.weight and blk.<il>.ffn_{gate,up,down} (n_ff wide).
+FeedForward load_dense_ffn(const ModelSource& src, const ModelConfig& c, int64_t il, int64_t n_ff,
+                           const std::string& norm_name);
+// blk.<il>.<norm_name>.weight and the expert tensors (see load_moe_weights).
+FeedForward load_moe_ffn(const ModelSource& src, const ModelConfig& c, int64_t il, const std::string& norm_name,
+                         bool require_probs_bias);
+struct FfnScratch {
+  std::vector<float> h;
+  MlpScratch mlp;
+  MoeScratch moe;
+};
+// out = FFN(norm(x)); moe is used by MoE layers only.
+void feed_forward(const FeedForward& f, const MoeOptions& moe, float eps, const float* x, int64_t n_rows,
+                  FfnScratch& ws, float* out);
 
 // ---- embeddings and output ----
 
 struct OutputHead {
-  TensorView token_embd;     // {n_embd, n_vocab}
+  TensorView token_embd;     // {n_embd, n_vocab}, the file's layout (row lookups)
   std::vector<float> norm;   // output_norm
-  TensorView output;         // output.weight, or token_embd when tied
+  TensorView output;         // output.weight, or token_embd when tied; prepared for matmul
+  std::shared_ptr<const void> output_storage;
+  // Tied and repacked out of a file mapping: the embedding rows read from the mapping are
+  // dropped again after use, so the table is resident once (as the packed head), not twice.
+  bool drop_embedding_rows = false;
 };
 OutputHead load_output_head(const ModelSource& src, const ModelConfig& c);
 // x[r] = embedding row of batch.tokens[r].
-void embed(const TensorView& token_embd, const Batch& batch, float* x);
+void embed(const OutputHead& head, const Batch& batch, float* x);
 struct HeadScratch {
   std::vector<float> rows;
   std::vector<float> logits;
@@ -114,5 +147,58 @@ struct HeadScratch {
 // Logits of the rows with want_logits: [n_logits][n_vocab], in ws.logits.
 std::span<const float> output_logits(const OutputHead& head, float eps, const float* x, const Batch& batch,
                                      HeadScratch& ws);
+
+// ---- the layer stack ----
+
+// The skeleton of every family: embed; per layer x += attention(x), x += FFN(x); output head.
+// A family supplies its attention (attend, kv_shape) and one FeedForward per layer.
+class Decoder : public Model {
+ public:
+  std::span<const float> forward(const Batch& batch, KVStore& kv) final;
+
+ protected:
+  // Loads the output head (setting n_vocab) and counts the trunk layers (all but the
+  // trailing NextN/MTP layers, which are loaded and checked but not run).
+  Decoder(const ModelSource& src, ModelConfig config);
+  // out = attention(norm(x)) of layer il for the batch's rows, storing their K/V in kv.
+  virtual void attend(int64_t il, const float* x, const Batch& batch, KVStore& kv, float* out) = 0;
+  // Loads layer il's FFN: dense below c.n_leading_dense or when `experts` is false, else MoE
+  // (setting the routing options from the config on first use).
+  void load_ffn(const ModelSource& src, int64_t il, bool experts, const std::string& norm_name,
+                bool require_probs_bias = false);
+
+  int64_t n_trunk_ = 0;
+  OutputHead head_;
+  std::vector<FeedForward> ffn_;  // per layer
+  MoeOptions moe_;
+
+ private:
+  // Runs the embedding and every trunk layer over the rows of `batch`, leaving their hidden
+  // states in x.
+  void run_layers(const Batch& batch, KVStore& kv, float* x);
+
+  // Activations, grown to the largest batch (x) or chunk (the rest) seen and then reused.
+  std::vector<float> x_, y_;
+  Batch chunk_;
+  FfnScratch ffn_ws_;
+  HeadScratch head_ws_;
+};
+
+// The grouped-query attention families (llama, qwen2/3, qwen3moe, glm4moe): GQA in every layer
+// (load_attention), FFN per layer as the family loads it.
+class GqaDecoder : public Decoder {
+ public:
+  std::vector<KVLayerShape> kv_shape() const override;
+
+ protected:
+  GqaDecoder(const ModelSource& src, ModelConfig config);
+  void attend(int64_t il, const float* x, const Batch& batch, KVStore& kv, float* out) override;
+
+ private:
+  AttentionShape shape_;
+  Rope rope_;
+  std::vector<AttentionWeights> attn_;  // per layer
+  AttentionScratch attn_ws_;
+};
 
 }  // namespace owl::blocks

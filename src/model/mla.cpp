@@ -84,6 +84,18 @@ MlaWeights load_mla_weights(const ModelSource& src, int64_t layer, const MlaPara
   };
   check_f32(w.kv_a_norm);
   if (w.q_a_norm) check_f32(*w.q_a_norm);
+  // Only a GGUF source's tensors all lie in its read-only file mapping (see blocks.h).
+  const bool release = src.gguf_file() != nullptr;
+  auto prepare = [&](TensorView& t) {
+    kernels::PreparedWeight pw = kernels::prepare_weight(t, release);
+    t = pw.view;
+    if (pw.storage) w.storage.push_back(std::move(pw.storage));
+  };
+  for (auto* t : {&w.q_a, &w.q_b, &w.q})
+    if (*t) prepare(**t);
+  prepare(w.kv_a_mqa);
+  prepare(w.v_b);
+  prepare(w.output);
   return w;
 }
 
@@ -117,17 +129,22 @@ TensorView f32_matrix(const float* data, int64_t in, int64_t out) {
 void mla_project(const MlaWeights& w, const MlaParams& p, const float* x, const int64_t* pos, int64_t n, float* q,
                  float* kv_rows, MlaScratch& ws) {
   const int64_t nh = p.n_head, qd = p.q_head_dim(), kvl = p.kv_lora_rank, cw = p.cache_width();
+  // The query projection (or its low-rank first half) and the compressed KV rows share x: one
+  // dispatch for both.
   if (w.q_a) {
     float* qa = grow(ws.qa, n * p.q_lora_rank);
-    kernels::matmul(*w.q_a, x, n, qa);
+    const TensorView* ws_[] = {&*w.q_a, &w.kv_a_mqa};
+    float* ys[] = {qa, kv_rows};
+    kernels::matmul_many(ws_, x, n, ys);
     const float* nw = static_cast<const float*>(w.q_a_norm->data);
     for (int64_t t = 0; t < n; ++t) kernels::rms_norm(qa + t * p.q_lora_rank, nw, qa + t * p.q_lora_rank, p.q_lora_rank, p.eps);
     kernels::matmul(*w.q_b, qa, n, q);
   } else {
-    kernels::matmul(*w.q, x, n, q);
+    const TensorView* ws_[] = {&*w.q, &w.kv_a_mqa};
+    float* ys[] = {q, kv_rows};
+    kernels::matmul_many(ws_, x, n, ys);
   }
   // Compressed KV rows: normalised latent, roped k_pe (one head shared by all query heads).
-  kernels::matmul(w.kv_a_mqa, x, n, kv_rows);
   const float* kvn = static_cast<const float*>(w.kv_a_norm.data);
   for (int64_t t = 0; t < n; ++t) {
     float* row = kv_rows + t * cw;
@@ -160,19 +177,24 @@ bool mla_prefer_expanded(const MlaParams& p, const int64_t* pos, int64_t n) {
 void mla_attend_absorbed(const MlaWeights& w, const MlaParams& p, const float* q, const int64_t* pos, int64_t n,
                          const kernels::KVSpan& rows, MlaScratch& ws, float* heads) {
   const int64_t nh = p.n_head, qd = p.q_head_dim(), kvl = p.kv_lora_rank, ad = p.absorbed_head_dim(), vd = p.v_dim;
-  // q_abs[t][h] = [W_kb,h^T q_nope | q_pe]: one matmul per head over the n rows.
+  // q_abs[t][h] = [W_kb,h^T q_nope | q_pe]: one matmul per head over the n rows. The heads are
+  // the pool's tasks (each head's matmul runs on its task's thread): one dispatch, not n_head.
   float* q_abs = grow(ws.k, n * nh * ad);
-  float* qn = grow(ws.qn, n * p.nope);
-  float* qk = grow(ws.qk, n * kvl);
-  for (int64_t h = 0; h < nh; ++h) {
-    for (int64_t t = 0; t < n; ++t) std::copy_n(q + (t * nh + h) * qd, p.nope, qn + t * p.nope);
-    kernels::matmul(kernels::matrix_slice(w.k_b, h), qn, n, qk);
-    for (int64_t t = 0; t < n; ++t) {
-      float* dst = q_abs + (t * nh + h) * ad;
-      std::copy_n(qk + t * kvl, kvl, dst);
-      std::copy_n(q + (t * nh + h) * qd + p.nope, p.rope, dst + kvl);
+  float* qn = grow(ws.qn, nh * n * std::max(p.nope, kvl));
+  float* qk = grow(ws.qk, nh * n * std::max(kvl, vd));
+  default_pool().parallel_for(nh, [&](int64_t h0, int64_t h1, int) {
+    for (int64_t h = h0; h < h1; ++h) {
+      float* qn_h = qn + h * n * p.nope;
+      float* qk_h = qk + h * n * kvl;
+      for (int64_t t = 0; t < n; ++t) std::copy_n(q + (t * nh + h) * qd, p.nope, qn_h + t * p.nope);
+      kernels::matmul(kernels::matrix_slice(w.k_b, h), qn_h, n, qk_h);
+      for (int64_t t = 0; t < n; ++t) {
+        float* dst = q_abs + (t * nh + h) * ad;
+        std::copy_n(qk_h + t * kvl, kvl, dst);
+        std::copy_n(q + (t * nh + h) * qd + p.nope, p.rope, dst + kvl);
+      }
     }
-  }
+  });
   // Keys are the whole cached row, values its first kv_lora floats (the latent). The work is
   // split over (row, head) pairs so that a single decoded token uses every thread.
   float* lat = grow(ws.lat, n * nh * kvl);
@@ -184,14 +206,16 @@ void mla_attend_absorbed(const MlaWeights& w, const MlaParams& p, const float* q
       i += h1 - h0;
     }
   });
-  // Per head back out of latent space through W_vb.
-  float* lh = grow(ws.qn, n * kvl);
-  float* vh = grow(ws.vh, n * vd);
-  for (int64_t h = 0; h < nh; ++h) {
-    for (int64_t t = 0; t < n; ++t) std::copy_n(lat + (t * nh + h) * kvl, kvl, lh + t * kvl);
-    kernels::matmul(kernels::matrix_slice(w.v_b, h), lh, n, vh);
-    for (int64_t t = 0; t < n; ++t) std::copy_n(vh + t * vd, vd, heads + (t * nh + h) * vd);
-  }
+  // Per head back out of latent space through W_vb, again one task per head.
+  default_pool().parallel_for(nh, [&](int64_t h0, int64_t h1, int) {
+    for (int64_t h = h0; h < h1; ++h) {
+      float* lh = qn + h * n * kvl;
+      float* vh = qk + h * n * vd;
+      for (int64_t t = 0; t < n; ++t) std::copy_n(lat + (t * nh + h) * kvl, kvl, lh + t * kvl);
+      kernels::matmul(kernels::matrix_slice(w.v_b, h), lh, n, vh);
+      for (int64_t t = 0; t < n; ++t) std::copy_n(vh + t * vd, vd, heads + (t * nh + h) * vd);
+    }
+  });
 }
 
 void mla_attend_expanded(const MlaWeights& w, const MlaParams& p, const float* q, const int64_t* pos, int64_t n,
@@ -240,6 +264,60 @@ void mla_attend_expanded(const MlaWeights& w, const MlaParams& p, const float* q
                            heads + (t * nh + h0) * vd);
     });
   }
+}
+
+namespace {
+
+// Groups the batch's rows by sequence into ws.groups (reusing its vectors).
+void group_by_sequence(const Batch& batch, MlaScratch& ws) {
+  ws.n_groups = 0;
+  for (int64_t r = 0; r < batch.size(); ++r) {
+    size_t g = 0;
+    while (g < ws.n_groups && ws.groups[g].seq != batch.seq_ids[r]) ++g;
+    if (g == ws.n_groups) {
+      if (ws.groups.size() <= g) ws.groups.emplace_back();
+      ws.groups[g].seq = batch.seq_ids[r];
+      ws.groups[g].rows.clear();
+      ws.groups[g].positions.clear();
+      ++ws.n_groups;
+    }
+    ws.groups[g].rows.push_back(r);
+    ws.groups[g].positions.push_back(batch.positions[r]);
+  }
+}
+
+}  // namespace
+
+void mla_attention(const MlaWeights& w, const std::vector<float>& norm, const MlaParams& p, const float* x,
+                   const Batch& batch, KVStore& kv, int layer, MlaScratch& ws, float* out) {
+  const int64_t n = batch.size(), d = p.n_embd;
+  const int64_t nh = p.n_head, cw = p.cache_width(), qd = p.q_head_dim(), vd = p.v_dim;
+  float* h = grow(ws.h, n * d);
+  float* q = grow(ws.q, n * nh * qd);
+  float* rows = grow(ws.kv_rows, n * cw);
+  float* heads = grow(ws.heads, n * nh * vd);
+  for (int64_t r = 0; r < n; ++r) kernels::rms_norm(x + r * d, norm.data(), h + r * d, d, p.eps);
+  mla_project(w, p, h, batch.positions.data(), n, q, rows, ws);
+  for (int64_t r = 0; r < n; ++r) kv.store(layer, batch.seq_ids[r], batch.positions[r], rows + r * cw, nullptr);
+  group_by_sequence(batch, ws);
+  for (size_t gi = 0; gi < ws.n_groups; ++gi) {
+    const MlaSequenceRows& g = ws.groups[gi];
+    const int64_t m = static_cast<int64_t>(g.rows.size());
+    const kernels::KVSpan span = kv.keys(layer, g.seq);
+    // A batch of one sequence (prefill, single-stream decode) needs no gathering.
+    const bool whole = ws.n_groups == 1;
+    float* gq = whole ? q : grow(ws.group_q, m * nh * qd);
+    float* gheads = whole ? heads : grow(ws.group_heads, m * nh * vd);
+    if (!whole)
+      for (int64_t i = 0; i < m; ++i) std::copy_n(q + g.rows[i] * nh * qd, nh * qd, gq + i * nh * qd);
+    if (mla_prefer_expanded(p, g.positions.data(), m))
+      mla_attend_expanded(w, p, gq, g.positions.data(), m, span, ws, gheads);
+    else
+      mla_attend_absorbed(w, p, gq, g.positions.data(), m, span, ws, gheads);
+    if (!whole)
+      for (int64_t i = 0; i < m; ++i) std::copy_n(gheads + i * nh * vd, nh * vd, heads + g.rows[i] * nh * vd);
+  }
+  kernels::matmul(w.output, heads, n, out);
 }
 
 }  // namespace owl

@@ -11,11 +11,14 @@
 // ../shared/golden/README.md ("deepseek2 YaRN").
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <vector>
 
 #include "kernels/kernels.h"
 #include "model/config.h"
+#include "model/kv_store.h"
+#include "model/model.h"
 #include "model/source.h"
 #include "tensor/tensor.h"
 
@@ -45,18 +48,36 @@ struct MlaWeights {
   std::optional<TensorView> q_a, q_a_norm, q_b;  // q_lora_rank > 0
   std::optional<TensorView> q;                   // q_lora_rank == 0
   TensorView kv_a_mqa, kv_a_norm, k_b, v_b, output;
+  // Repacked copies behind the matmul views (q*, kv_a_mqa, v_b, output; k_b keeps the file's
+  // layout: the expanded form reads its rows).
+  std::vector<std::shared_ptr<const void>> storage;
 };
 MlaWeights load_mla_weights(const ModelSource& src, int64_t layer, const MlaParams& p);
+
+// The rows of one sequence within a batch (in batch order) and their positions.
+struct MlaSequenceRows {
+  int32_t seq = 0;
+  std::vector<int64_t> rows, positions;
+};
 
 // Scratch space, grown to the largest batch and then reused.
 struct MlaScratch {
   std::vector<float> qa, qn, qk, lat, vh, wk, k, v, kn;
+  std::vector<float> h, q, kv_rows, heads, group_q, group_heads;  // mla_attention
+  std::vector<MlaSequenceRows> groups;                              // entries beyond n_groups are spare
+  size_t n_groups = 0;
 };
 
 // For n tokens (x: normalised hidden states [n][n_embd], positions pos[n]) computes the roped
 // queries q [n][n_head][nope + rope] and the rows to cache kv_rows [n][kv_lora + rope].
 void mla_project(const MlaWeights& w, const MlaParams& p, const float* x, const int64_t* pos, int64_t n, float* q,
                  float* kv_rows, MlaScratch& ws);
+
+// The attention half of an MLA layer for a batch: out = attn_output(MLA(rmsnorm(x, norm))), storing
+// each row's [latent | k_pe] in layer `layer` of kv (which prepare_batch has grown). Each
+// sequence's rows attend over its cache in whichever form (below) costs fewer multiply-adds.
+void mla_attention(const MlaWeights& w, const std::vector<float>& norm, const MlaParams& p, const float* x,
+                   const Batch& batch, KVStore& kv, int layer, MlaScratch& ws, float* out);
 
 // Two exact evaluations of the attention of a sequence's new query rows over its cached rows:
 //  * absorbed: per query, q_nope moves into latent space and attends over the cached rows

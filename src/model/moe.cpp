@@ -6,6 +6,7 @@
 
 #include "base/error.h"
 #include "formats/gguf.h"
+#include "base/thread_pool.h"
 #include "kernels/kernels.h"
 
 namespace owl {
@@ -35,16 +36,27 @@ MoeOptions MoeOptions::from_config(const ModelConfig& c) {
 }
 
 Routing route_experts(const float* router_logits, int64_t n_tokens, const MoeOptions& opt, const float* probs_bias) {
-  const int64_t n_exp = opt.n_expert, k = opt.n_expert_used;
   Routing r;
+  route_experts(router_logits, n_tokens, opt, probs_bias, r);
+  return r;
+}
+
+void route_experts(const float* router_logits, int64_t n_tokens, const MoeOptions& opt, const float* probs_bias,
+                   Routing& r) {
+  const int64_t n_exp = opt.n_expert, k = opt.n_expert_used;
   r.k = k;
   r.experts.resize(static_cast<size_t>(n_tokens * k));
   r.weights.resize(static_cast<size_t>(n_tokens * k));
 
-  std::vector<float> probs(static_cast<size_t>(n_exp)), sel(static_cast<size_t>(n_exp));
+  // Per-thread scratch: decode routes every layer of every token.
+  thread_local std::vector<float> probs, sel, group_score;
+  thread_local std::vector<int32_t> idx;
+  thread_local std::vector<uint8_t> keep;
+  probs.resize(static_cast<size_t>(n_exp));
+  sel.resize(static_cast<size_t>(n_exp));
   const int64_t per_group = opt.n_group > 1 ? n_exp / opt.n_group : n_exp;
-  std::vector<float> group_score(static_cast<size_t>(opt.n_group));
-  std::vector<int32_t> idx(static_cast<size_t>(std::max(n_exp, opt.n_group)));
+  group_score.resize(static_cast<size_t>(opt.n_group));
+  idx.resize(static_cast<size_t>(std::max(n_exp, opt.n_group)));
   for (int64_t t = 0; t < n_tokens; ++t) {
     std::copy(router_logits + t * n_exp, router_logits + (t + 1) * n_exp, probs.begin());
     if (opt.gating == ExpertGating::Softmax) {
@@ -64,7 +76,7 @@ Routing route_experts(const float* router_logits, int64_t n_tokens, const MoeOpt
         group_score[g] = s;
       }
       kernels::top_k(group_score.data(), opt.n_group, opt.n_group_used, idx.data());
-      std::vector<bool> keep(static_cast<size_t>(opt.n_group), false);
+      keep.assign(static_cast<size_t>(opt.n_group), 0);
       for (int64_t j = 0; j < opt.n_group_used; ++j) keep[idx[j]] = true;
       for (int64_t e = 0; e < n_exp; ++e)
         if (!keep[e / per_group]) sel[e] = -INFINITY;
@@ -85,7 +97,6 @@ Routing route_experts(const float* router_logits, int64_t n_tokens, const MoeOpt
     if (opt.weights_scale != 0.0f && opt.weights_scale != 1.0f)
       for (int64_t j = 0; j < k; ++j) w[j] *= opt.weights_scale;
   }
-  return r;
 }
 
 MoeWeights load_moe_weights(const ModelSource& src, int64_t layer, bool require_bias) {
@@ -113,6 +124,16 @@ MoeWeights load_moe_weights(const ModelSource& src, int64_t layer, bool require_
     w.up_shexp = src.require(p + "ffn_up_shexp.weight", {d, fs});
     w.down_shexp = src.require(p + "ffn_down_shexp.weight", {fs, d});
   }
+  // Only a GGUF source's tensors all lie in its read-only file mapping (see blocks.h).
+  const bool release = src.gguf_file() != nullptr;
+  auto prepare = [&](TensorView& t) {
+    kernels::PreparedWeight pw = kernels::prepare_weight(t, release);
+    t = pw.view;
+    if (pw.storage) w.storage.push_back(std::move(pw.storage));
+  };
+  for (TensorView* t : {&w.gate_exps, &w.up_exps, &w.down_exps}) prepare(*t);
+  if (w.gate_shexp)
+    for (auto* t : {&w.gate_shexp, &w.up_shexp, &w.down_shexp}) prepare(**t);
   return w;
 }
 
@@ -134,48 +155,94 @@ float* grow(std::vector<float>& buf, int64_t n) {
 }  // namespace
 
 void swiglu_ffn(const TensorView& gate, const TensorView& up, const TensorView& down, const float* x,
-                int64_t n_rows, MoeScratch& ws, float* y) {
-  const int64_t ff = gate.ne[1];
-  float* g = grow(ws.gate, n_rows * ff);
-  float* u = grow(ws.up, n_rows * ff);
-  kernels::matmul(gate, x, n_rows, g);
-  kernels::matmul(up, x, n_rows, u);
-  kernels::swiglu(g, u, g, n_rows * ff);
-  kernels::matmul(down, g, n_rows, y);
+                int64_t n_rows, float* h, float* y) {
+  kernels::matmul_swiglu(gate, up, x, n_rows, h);
+  kernels::matmul(down, h, n_rows, y);
 }
+
+namespace {
+
+struct ExpertJob {
+  const MoeWeights* w;
+  const float* x;    // the block's input, for the shared experts
+  int64_t n_tokens;
+  float* out;        // the shared experts' output
+  float* shared_h;   // their scratch
+  MoeScratch* ws;
+  float* gate;       // routed rows' scratch, n_rows * ff
+  int64_t d, ff;
+  int first_expert;  // task index of ws->active[0] (1 when task 0 runs the shared experts)
+};
+
+// Task 0 (when there are shared experts) runs them into `out`; task i runs expert
+// active[i - first_expert] on its rows. Nested matmuls run on the task's own thread.
+void expert_task(void* ctx, int task, int) {
+  const ExpertJob& j = *static_cast<const ExpertJob*>(ctx);
+  if (task < j.first_expert) {
+    swiglu_ffn(*j.w->gate_shexp, *j.w->up_shexp, *j.w->down_shexp, j.x, j.n_tokens, j.shared_h, j.out);
+    return;
+  }
+  MoeScratch& ws = *j.ws;
+  const int32_t e = ws.active[static_cast<size_t>(task - j.first_expert)];
+  const int64_t r0 = ws.offset[e], m = ws.count[e];
+  swiglu_ffn(kernels::matrix_slice(j.w->gate_exps, e), kernels::matrix_slice(j.w->up_exps, e),
+             kernels::matrix_slice(j.w->down_exps, e), ws.xin.data() + r0 * j.d, m, j.gate + r0 * j.ff,
+             ws.y.data() + r0 * j.d);
+}
+
+}  // namespace
 
 void moe_forward(const MoeWeights& w, const MoeOptions& opt, const float* x, int64_t n_tokens, MoeScratch& ws,
                  float* out) {
-  const int64_t d = w.gate_inp.ne[0], n_exp = opt.n_expert;
+  const int64_t d = w.gate_inp.ne[0], n_exp = opt.n_expert, ff = w.gate_exps.ne[1];
   float* logits = grow(ws.logits, n_tokens * n_exp);
   kernels::matmul(w.gate_inp, x, n_tokens, logits);
-  const Routing r =
-      route_experts(logits, n_tokens, opt, w.probs_bias ? static_cast<const float*>(w.probs_bias->data) : nullptr);
+  route_experts(logits, n_tokens, opt, w.probs_bias ? static_cast<const float*>(w.probs_bias->data) : nullptr,
+                ws.routing);
+  const Routing& r = ws.routing;
 
-  // Shared experts first: they initialise `out`.
-  if (w.gate_shexp) {
-    swiglu_ffn(*w.gate_shexp, *w.up_shexp, *w.down_shexp, x, n_tokens, ws, out);
+  // Group the routed (token, weight) rows by expert: counts, offsets, then the rows themselves.
+  const int64_t n_routed = n_tokens * r.k;
+  ws.count.assign(static_cast<size_t>(n_exp), 0);
+  ws.offset.resize(static_cast<size_t>(n_exp));
+  for (int64_t i = 0; i < n_routed; ++i) ++ws.count[r.experts[i]];
+  ws.active.clear();
+  for (int64_t e = 0, at = 0; e < n_exp; ++e) {
+    ws.offset[e] = at;
+    at += ws.count[e];
+    if (ws.count[e] > 0) ws.active.push_back(static_cast<int32_t>(e));
+  }
+  ws.token.resize(static_cast<size_t>(n_routed));
+  ws.weight.resize(static_cast<size_t>(n_routed));
+  float* xin = grow(ws.xin, n_routed * d);
+  grow(ws.y, n_routed * d);
+  for (int64_t e = 0; e < n_exp; ++e) ws.count[e] = 0;  // reused as fill cursors
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    for (int64_t j = 0; j < r.k; ++j) {
+      const int32_t e = r.experts[t * r.k + j];
+      const int64_t row = ws.offset[e] + ws.count[e]++;
+      ws.token[row] = t;
+      ws.weight[row] = r.weights[t * r.k + j];
+      std::copy_n(x + t * d, d, xin + row * d);
+    }
+  }
+
+  const int64_t fs = w.gate_shexp ? w.gate_shexp->ne[1] : 0;
+  float* gate = grow(ws.gate, n_routed * ff + n_tokens * fs);
+  ExpertJob job{&w, x, n_tokens, out, gate + n_routed * ff, &ws, gate, d, ff, w.gate_shexp ? 1 : 0};
+  const int n_tasks = job.first_expert + static_cast<int>(ws.active.size());
+  ThreadPool& pool = default_pool();
+  // About one row per expert (decode): an expert's matmuls are too small to split well over the
+  // threads, so whole experts are the tasks, and the block costs one dispatch instead of two per
+  // expert. Bigger groups (prefill) split each expert's matmuls over the pool instead.
+  if (n_routed <= 2 * static_cast<int64_t>(ws.active.size()) && n_tasks >= pool.size()) {
+    pool.run(n_tasks, expert_task, &job);
   } else {
-    std::fill(out, out + n_tokens * d, 0.0f);
+    for (int t = 0; t < n_tasks; ++t) expert_task(&job, t, 0);
   }
-
-  // Bucket the (token, weight) pairs by expert, then run each used expert once on its rows.
-  ws.rows.resize(static_cast<size_t>(n_exp));
-  for (auto& list : ws.rows) list.clear();
-  for (int64_t t = 0; t < n_tokens; ++t)
-    for (int64_t j = 0; j < r.k; ++j) ws.rows[r.experts[t * r.k + j]].emplace_back(t, r.weights[t * r.k + j]);
-
-  for (int64_t e = 0; e < n_exp; ++e) {
-    const auto& list = ws.rows[e];
-    if (list.empty()) continue;
-    const int64_t m = static_cast<int64_t>(list.size());
-    float* xin = grow(ws.xin, m * d);
-    float* y = grow(ws.y, m * d);
-    for (int64_t i = 0; i < m; ++i) std::copy(x + list[i].first * d, x + (list[i].first + 1) * d, xin + i * d);
-    swiglu_ffn(kernels::matrix_slice(w.gate_exps, e), kernels::matrix_slice(w.up_exps, e),
-               kernels::matrix_slice(w.down_exps, e), xin, m, ws, y);
-    for (int64_t i = 0; i < m; ++i) kernels::scale_add(out + list[i].first * d, y + i * d, list[i].second, d);
-  }
+  if (!w.gate_shexp) std::fill(out, out + n_tokens * d, 0.0f);
+  for (int64_t row = 0; row < n_routed; ++row)
+    kernels::scale_add(out + ws.token[row] * d, ws.y.data() + row * d, ws.weight[row], d);
 }
 
 }  // namespace owl

@@ -14,6 +14,7 @@
 //               their sum (clamped >= 6.1e-5), times the routed scale
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <utility>
 #include <vector>
@@ -47,6 +48,9 @@ struct Routing {
 // Routes n_tokens rows of router logits [n_tokens][n_expert]. probs_bias (n_expert floats
 // or null) is exp_probs_b.
 Routing route_experts(const float* router_logits, int64_t n_tokens, const MoeOptions& opt, const float* probs_bias);
+// The same into r, reusing its storage (no allocation once it has grown).
+void route_experts(const float* router_logits, int64_t n_tokens, const MoeOptions& opt, const float* probs_bias,
+                   Routing& r);
 
 struct MoeWeights {
   TensorView gate_inp;                   // router {n_embd, n_expert}
@@ -54,10 +58,12 @@ struct MoeWeights {
   TensorView gate_exps, up_exps;         // {n_embd, n_ff_exp, n_expert}
   TensorView down_exps;                  // {n_ff_exp, n_embd, n_expert}
   std::optional<TensorView> gate_shexp, up_shexp, down_shexp;  // shared experts, SwiGLU
+  std::vector<std::shared_ptr<const void>> storage;            // repacked copies behind the views
 };
 
 // Loads blk.<layer>.ffn_*_exps, ffn_gate_inp, exp_probs_b (required when `require_bias`,
 // else optional) and the ffn_*_shexp tensors when config.n_expert_shared > 0, checking shapes.
+// The expert and shared-expert matrices are prepared for matmul (kernels::prepare_weight).
 MoeWeights load_moe_weights(const ModelSource& src, int64_t layer, bool require_bias);
 
 // The trailing NextN/MTP layers of a file (GGUF <arch>.nextn_predict_layers, 0 when absent):
@@ -67,17 +73,23 @@ int64_t nextn_predict_layers(const ModelSource& src);
 
 // Scratch space of moe_forward, grown to the largest batch and then reused.
 struct MoeScratch {
-  std::vector<float> logits, xin, y, gate, up;
-  std::vector<std::vector<std::pair<int64_t, float>>> rows;  // per expert: (token, weight)
+  std::vector<float> logits, xin, y, gate;
+  Routing routing;
+  std::vector<int64_t> count, offset;             // per expert: rows routed to it, first row in xin/y
+  std::vector<int64_t> token;                     // per routed row (grouped by expert): its token
+  std::vector<float> weight;                      //   and its routing weight
+  std::vector<int32_t> active;                    // experts with rows, ascending
 };
 
-// y = (silu(x·gate) * (x·up))·down for n rows: a plain SwiGLU FFN.
+// y = (silu(x·gate) * (x·up))·down for n rows: a plain SwiGLU FFN; h: n_rows * ff floats of scratch.
 void swiglu_ffn(const TensorView& gate, const TensorView& up, const TensorView& down, const float* x,
-                int64_t n_rows, MoeScratch& ws, float* y);
+                int64_t n_rows, float* h, float* y);
 
 // out[t] = sum_j w[t][j] * expert_{e[t][j]}(x[t]) + shared(x[t]) for n_tokens rows of n_embd.
 // x is the FFN input (already normalised). Tokens are grouped per expert so that each
-// expert's weights are read once per call, whatever the batch size.
+// expert's weights are read once per call, whatever the batch size. With about one row per
+// expert (decode), the experts (and the shared experts) are spread over the thread pool, one
+// dispatch for the whole block; with more, each expert's matmuls are split over the pool.
 void moe_forward(const MoeWeights& w, const MoeOptions& opt, const float* x, int64_t n_tokens, MoeScratch& ws,
                  float* out);
 

@@ -119,6 +119,24 @@ TEST_P(BatchPaths, ChunkedPrefillMatchesOneCall) {
   EXPECT_LE(max_abs_diff(chunked, full), kPathBound);
 }
 
+// A batch longer than the rows the model runs per pass (64 for dense models) is split
+// internally; rows of three interleaved sequences still match each sequence run alone.
+TEST_P(BatchPaths, BatchLongerThanOnePassMatchesSeparateRuns) {
+  const int64_t V = model_->n_vocab();
+  const auto& ids = golden_.cases[1].tokens;  // 64 ids, 3 sequences: 192 rows
+  const auto full = alone(ids);
+  KVCache kv = make_cache();
+  Batch batch;
+  for (size_t i = 0; i < ids.size(); ++i)
+    for (int32_t seq = 0; seq < 3; ++seq) batch.add(ids[i], int64_t(i), seq, true);
+  auto l = model_->forward(batch, kv);
+  ASSERT_EQ(l.size(), 3 * ids.size() * size_t(V));
+  double worst = 0;
+  for (size_t r = 0; r < 3 * ids.size(); ++r)
+    worst = std::max(worst, max_abs_diff(l.subspan(r * V, V), std::span<const float>(full).subspan(r / 3 * V, V)));
+  EXPECT_LE(worst, kPathBound);
+}
+
 TEST_P(BatchPaths, RemovedSequenceCanBeReusedAndOnlyRequestedRowsReturn) {
   const int64_t V = model_->n_vocab();
   const auto& ids = golden_.cases[0].tokens;
