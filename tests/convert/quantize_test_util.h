@@ -29,14 +29,22 @@ inline bool golden_has(const std::string& model, const std::string& quant) {
                                  (quant + ".gguf"));
 }
 
-// A scratch folder shared by the tests of this process.
+// A scratch folder shared by the tests of this process, removed when the process exits.
 inline std::string scratch() {
-  static const std::string dir = [] {
-    auto p = std::filesystem::temp_directory_path() / ("owl-quantize-test-" + std::to_string(::getpid()));
-    std::filesystem::create_directories(p);
-    return p.string();
-  }();
-  return dir;
+  struct Dir {
+    std::string path;
+    Dir() {
+      auto p = std::filesystem::temp_directory_path() / ("owl-quantize-test-" + std::to_string(::getpid()));
+      std::filesystem::create_directories(p);
+      path = p.string();
+    }
+    ~Dir() {
+      std::error_code ec;
+      std::filesystem::remove_all(path, ec);
+    }
+  };
+  static const Dir dir;
+  return dir.path;
 }
 
 // `owl quantize golden/<model>/<from>.gguf OUT <type>`, run once per (model, from, type) per process.
