@@ -88,6 +88,25 @@ void add_hf_tokenizer_metadata(gguf::Metadata& m, const std::string& folder, con
   std::map<std::string, int64_t> ids;
   for (const auto& [id, p] : pieces) ids.emplace(p, id);
 
+  // SentencePiece merges the adjacent pair whose joined piece scores highest; HF BPE the pair
+  // of lowest merge rank. Scoring each piece -(rank of the merge that makes it) makes them agree.
+  std::map<std::string, int64_t> merge_rank;
+  const bool has_merges = model.contains("merges") && model["merges"].is_array();
+  if (spm && has_merges) {
+    int64_t rank = 0;
+    for (const auto& mg : model["merges"]) {
+      std::string joined;
+      if (mg.is_string()) {
+        const std::string ab = mg.get<std::string>();
+        const size_t sp = ab.find(' ');
+        joined = sp == std::string::npos ? ab : ab.substr(0, sp) + ab.substr(sp + 1);
+      } else if (mg.is_array() && mg.size() == 2) {
+        joined = mg[0].get<std::string>() + mg[1].get<std::string>();
+      }
+      merge_rank.emplace(joined, rank++);  // the first (lowest) rank wins
+    }
+  }
+
   std::vector<Value> tokens, token_types, scores;
   tokens.reserve(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) {
@@ -104,7 +123,12 @@ void add_hf_tokenizer_metadata(gguf::Metadata& m, const std::string& folder, con
     if (model.contains("unk_token") && model["unk_token"].is_string() && model["unk_token"] == it->second) t = UNKNOWN;
     tokens.push_back(Value::str(it->second));
     token_types.push_back(Value::i32(t));
-    scores.push_back(Value::f32(t == NORMAL ? -static_cast<float>(i) : 0.0f));
+    float score = 0.0f;
+    if (t == NORMAL) {
+      auto r = merge_rank.find(it->second);
+      score = -static_cast<float>(r != merge_rank.end() ? r->second : static_cast<int64_t>(merge_rank.size()) + i);
+    }
+    scores.push_back(Value::f32(score));
   }
 
   m.set("tokenizer.ggml.model", Value::str(spm ? "llama" : "gpt2"));
@@ -112,7 +136,7 @@ void add_hf_tokenizer_metadata(gguf::Metadata& m, const std::string& folder, con
   m.set("tokenizer.ggml.tokens", Value::array(ValueType::STRING, std::move(tokens)));
   if (spm) m.set("tokenizer.ggml.scores", Value::array(ValueType::FLOAT32, std::move(scores)));
   m.set("tokenizer.ggml.token_type", Value::array(ValueType::INT32, std::move(token_types)));
-  if (!spm && model.contains("merges") && model["merges"].is_array()) {
+  if (!spm && has_merges) {
     std::vector<Value> merges;
     merges.reserve(model["merges"].size());
     for (const auto& mg : model["merges"]) {

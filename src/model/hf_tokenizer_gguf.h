@@ -4,7 +4,7 @@
 //     with tokens, token_type and merges, and tokenizer.ggml.pre named after
 //     the pre-tokenizer's regexes (llama-bpe, qwen2, deepseek-v3, tekken, ...);
 //   - SentencePiece-style BPE with byte fallback (Llama 2, Mistral 7B) -> model
-//     "llama" with tokens, scores (merge priority: -id) and token_type;
+//     "llama" with tokens, scores (-rank of the merge that forms the piece) and token_type;
 //   - bos/eos/pad/unk ids, add_bos/add_eos and the chat template.
 // Ids missing from the vocabulary up to the model's vocab_size become
 // "[PAD<id>]" unused tokens, as the converter pads them.
