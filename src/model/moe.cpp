@@ -214,8 +214,6 @@ void moe_forward(const MoeWeights& w, const MoeOptions& opt, const float* x, int
   }
   ws.token.resize(static_cast<size_t>(n_routed));
   ws.weight.resize(static_cast<size_t>(n_routed));
-  float* xin = grow(ws.xin, n_routed * d);
-  grow(ws.y, n_routed * d);
   for (int64_t e = 0; e < n_exp; ++e) ws.count[e] = 0;  // reused as fill cursors
   for (int64_t t = 0; t < n_tokens; ++t) {
     for (int64_t j = 0; j < r.k; ++j) {
@@ -223,26 +221,44 @@ void moe_forward(const MoeWeights& w, const MoeOptions& opt, const float* x, int
       const int64_t row = ws.offset[e] + ws.count[e]++;
       ws.token[row] = t;
       ws.weight[row] = r.weights[t * r.k + j];
-      std::copy_n(x + t * d, d, xin + row * d);
     }
   }
 
   const int64_t fs = w.gate_shexp ? w.gate_shexp->ne[1] : 0;
-  float* gate = grow(ws.gate, n_routed * ff + n_tokens * fs);
-  ExpertJob job{&w, x, n_tokens, out, gate + n_routed * ff, &ws, gate, d, ff, w.gate_shexp ? 1 : 0};
-  const int n_tasks = job.first_expert + static_cast<int>(ws.active.size());
+  const int first_expert = w.gate_shexp ? 1 : 0;
+  const int n_tasks = first_expert + static_cast<int>(ws.active.size());
   ThreadPool& pool = default_pool();
   // About one row per expert (decode): an expert's matmuls are too small to split well over the
-  // threads, so whole experts are the tasks, and the block costs one dispatch instead of two per
-  // expert. Bigger groups (prefill) split each expert's matmuls over the pool instead.
+  // threads, so whole experts (and the shared experts) are the tasks, and the block costs one
+  // dispatch instead of two per expert. Every routed row gets its own slot of xin/y.
   if (n_routed <= 2 * static_cast<int64_t>(ws.active.size()) && n_tasks >= pool.size()) {
+    float* xin = grow(ws.xin, n_routed * d);
+    grow(ws.y, n_routed * d);
+    for (int64_t row = 0; row < n_routed; ++row) std::copy_n(x + ws.token[row] * d, d, xin + row * d);
+    float* gate = grow(ws.gate, n_routed * ff + n_tokens * fs);
+    ExpertJob job{&w, x, n_tokens, out, gate + n_routed * ff, &ws, gate, d, ff, first_expert};
     pool.run(n_tasks, expert_task, &job);
-  } else {
-    for (int t = 0; t < n_tasks; ++t) expert_task(&job, t, 0);
+    if (!w.gate_shexp) std::fill(out, out + n_tokens * d, 0.0f);
+    for (int64_t row = 0; row < n_routed; ++row)
+      kernels::scale_add(out + ws.token[row] * d, ws.y.data() + row * d, ws.weight[row], d);
+    return;
   }
-  if (!w.gate_shexp) std::fill(out, out + n_tokens * d, 0.0f);
-  for (int64_t row = 0; row < n_routed; ++row)
-    kernels::scale_add(out + ws.token[row] * d, ws.y.data() + row * d, ws.weight[row], d);
+  // Bigger groups (prefill): one expert after another, each one's matmuls split over the pool;
+  // the scratch holds one expert's rows at a time.
+  if (w.gate_shexp) {
+    swiglu_ffn(*w.gate_shexp, *w.up_shexp, *w.down_shexp, x, n_tokens, grow(ws.gate, n_tokens * fs), out);
+  } else {
+    std::fill(out, out + n_tokens * d, 0.0f);
+  }
+  for (const int32_t e : ws.active) {
+    const int64_t r0 = ws.offset[e], m = ws.count[e];
+    float* xin = grow(ws.xin, m * d);
+    float* y = grow(ws.y, m * d);
+    for (int64_t i = 0; i < m; ++i) std::copy_n(x + ws.token[r0 + i] * d, d, xin + i * d);
+    swiglu_ffn(kernels::matrix_slice(w.gate_exps, e), kernels::matrix_slice(w.up_exps, e),
+               kernels::matrix_slice(w.down_exps, e), xin, m, grow(ws.gate, m * ff), y);
+    for (int64_t i = 0; i < m; ++i) kernels::scale_add(out + ws.token[r0 + i] * d, y + i * d, ws.weight[r0 + i], d);
+  }
 }
 
 }  // namespace owl
