@@ -38,8 +38,9 @@ TensorView matrix_slice(const TensorView& W, int64_t i2);
 // matrix_slice (3-D expert stacks) recognise its data pointer, and give the same results as on
 // W within float rounding (2e-6 of the output scale; bit-identical for any thread count).
 // Keep `storage` alive as long as the view is used. The prepared view's bytes are NOT in the
-// GGUF block layout: row()/dequantize_row on it are wrong; a tied embedding keeps using W for
-// its row lookups (and passes release_source = false).
+// GGUF block layout: row()/dequantize_row on it are wrong. A tied embedding looks its rows up
+// with dequantize_weight_row(prepared view, token, dst) (then W's pages can be released too),
+// or keeps using W for row lookups and passes release_source = false.
 // release_source: after copying, drop the process's resident pages of W's bytes (madvise
 // DONTNEED). Only for W inside a read-only FILE mapping (anonymous memory would be zeroed).
 struct PreparedWeight {
@@ -48,6 +49,10 @@ struct PreparedWeight {
 };
 PreparedWeight prepare_weight(const TensorView& W, bool release_source = false);
 bool is_prepared(const TensorView& W);  // W's data is a prepare_weight copy
+// dst[0..W.ne[0]) = stored row `row` of W (counting across a 3-D stack), dequantised; works on
+// plain and prepared views alike, so a tied embedding can look rows up in its prepared copy
+// and release the file's pages.
+void dequantize_weight_row(const TensorView& W, int64_t row, float* dst);
 // A/B switch: false makes prepare_weight return plain views (already prepared ones stay packed).
 void set_repack(bool on);
 bool repack_enabled();

@@ -10,6 +10,8 @@
 #include <map>
 #include <mutex>
 #include <shared_mutex>
+#include <string>
+#include <vector>
 
 #include "base/error.h"
 #include "base/thread_pool.h"
@@ -24,8 +26,16 @@ namespace {
 
 std::atomic<bool> g_repack{true};
 
-std::shared_mutex g_registry_mu;
-std::map<const uint8_t*, PackedInfo> g_registry;  // by storage begin
+// Never destroyed: prepared weights held in static objects elsewhere are freed at exit, after
+// this file's statics would be gone.
+struct Registry {
+  std::shared_mutex mu;
+  std::map<const uint8_t*, PackedInfo> by_begin;
+};
+Registry& registry() {
+  static Registry* r = new Registry;
+  return *r;
+}
 std::atomic<int> g_registered{0};
 
 constexpr size_t kQ4KBytes = 32 + 64 + 64 + 1024;
@@ -196,8 +206,9 @@ std::shared_ptr<uint8_t> allocate_packed(size_t bytes) {
 #endif
   return std::shared_ptr<uint8_t>(static_cast<uint8_t*>(p), [bytes](uint8_t* q) {
     {
-      std::unique_lock lock(g_registry_mu);
-      if (g_registry.erase(q)) g_registered.fetch_sub(1);
+      Registry& reg = registry();
+      std::unique_lock lock(reg.mu);
+      if (reg.by_begin.erase(q)) g_registered.fetch_sub(1);
     }
     munmap(q, bytes);
   });
@@ -246,9 +257,10 @@ void unpack_row(DType t, const uint8_t* group, int r, int64_t in, uint8_t* dst) 
 const PackedInfo* find_packed(const void* p) {
   if (g_registered.load(std::memory_order_acquire) == 0) return nullptr;
   const auto* q = static_cast<const uint8_t*>(p);
-  std::shared_lock lock(g_registry_mu);
-  auto it = g_registry.upper_bound(q);
-  if (it == g_registry.begin()) return nullptr;
+  Registry& reg = registry();
+  std::shared_lock lock(reg.mu);
+  auto it = reg.by_begin.upper_bound(q);
+  if (it == reg.by_begin.begin()) return nullptr;
   --it;
   return q < it->second.end ? &it->second : nullptr;
 }
@@ -257,6 +269,20 @@ void set_repack(bool on) { g_repack.store(on); }
 bool repack_enabled() { return g_repack.load(); }
 
 bool is_prepared(const TensorView& W) { return find_packed(W.data) != nullptr; }
+
+void dequantize_weight_row(const TensorView& W, int64_t row, float* dst) {
+  const PackedInfo* pk = find_packed(W.data);
+  if (!pk) return dequantize_row(W.type, W.row(row), dst, W.ne[0]);
+  if (row < 0 || row >= pk->out * pk->n_mats)
+    throw Error("dequantize_weight_row: row " + std::to_string(row) + " is outside '" + W.name + "' (" +
+                std::to_string(pk->out * pk->n_mats) + " rows)");
+  const int64_t mat = row / pk->out, o = row % pk->out;
+  const auto* group = static_cast<const uint8_t*>(W.data) + mat * pk->matrix_bytes + (o / kPackRows) * pk->group_bytes;
+  thread_local std::vector<uint8_t> buf;
+  buf.resize(row_bytes(pk->type, pk->in));
+  unpack_row(pk->type, group, static_cast<int>(o % kPackRows), pk->in, buf.data());
+  dequantize_row(pk->type, buf.data(), dst, pk->in);
+}
 
 PreparedWeight prepare_weight(const TensorView& W, bool release_source) {
   const size_t block_bytes = packed_block_bytes(W.type);
@@ -290,8 +316,9 @@ PreparedWeight prepare_weight(const TensorView& W, bool release_source) {
   pi.begin = dst;
   pi.end = dst + total;
   {
-    std::unique_lock lock(g_registry_mu);
-    g_registry[dst] = pi;
+    Registry& reg = registry();
+    std::unique_lock lock(reg.mu);
+    reg.by_begin[dst] = pi;
     g_registered.fetch_add(1, std::memory_order_release);
   }
   if (release_source) release_pages(W.data, W.n_bytes());

@@ -168,6 +168,23 @@ TEST(Repack, ExpertSlicesOfAPreparedStack) {
   }
 }
 
+// A tied embedding reads its rows from the prepared copy: the same floats as from the original.
+TEST(Repack, RowsDequantiseFromThePreparedCopy) {
+  for (DType t : kPackedTypes) {
+    const int64_t in = block_elems(t) * 2;
+    Weights w = make_weights(t, in, 11, 13, 2);  // 2 matrices of 11 rows: 22 rows in all
+    kernels::PreparedWeight p = kernels::prepare_weight(w.view);
+    ASSERT_TRUE(p.storage);
+    std::vector<float> a(static_cast<size_t>(in)), b(static_cast<size_t>(in));
+    for (int64_t r = 0; r < 22; ++r) {
+      kernels::dequantize_row(t, w.view.row(r), a.data(), in);
+      kernels::dequantize_weight_row(p.view, r, b.data());
+      ASSERT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * 4)) << dtype_name(t) << " row " << r;
+    }
+    EXPECT_THROW(kernels::dequantize_weight_row(p.view, 22, b.data()), Error);
+  }
+}
+
 TEST(Repack, OtherTypesAndRepackOffGivePlainViews) {
   Weights q5 = make_weights(DType::Q5_0, 64, 9, 1);
   kernels::PreparedWeight p = kernels::prepare_weight(q5.view);
