@@ -8,6 +8,7 @@
 
 #include "base/error.h"
 #include "base/thread_pool.h"
+#include "formats/gguf.h"
 
 namespace owl::blocks {
 
@@ -341,6 +342,18 @@ void Decoder::run_layers(const Batch& batch, KVStore& kv, float* x) {
     feed_forward(ffn_[static_cast<size_t>(il)], moe_, config_.rms_eps, x, n, ffn_ws_, y);
     kernels::add(x, y, x, n * d);
   }
+}
+
+void Decoder::finish_loading(const ModelSource& src) {
+  const gguf::File* f = src.gguf_file();
+  if (!f || f->tensor_infos().empty()) return;
+  // The whole mapping: tensor data and the metadata the reader has parsed into its own copies.
+  const gguf::TensorInfo& first = f->tensor_infos().front();
+  const auto start = reinterpret_cast<uintptr_t>(f->view(first).data) - first.offset - f->data_offset();
+  const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const uintptr_t b = (start + page - 1) & ~(page - 1);
+  const uintptr_t e = (start + f->file_size()) & ~(page - 1);
+  if (e > b) ::madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED);  // a hint: failure changes nothing
 }
 
 std::span<const float> Decoder::forward(const Batch& batch, KVStore& kv) {

@@ -166,6 +166,11 @@ class Decoder : public Model {
   // (setting the routing options from the config on first use).
   void load_ffn(const ModelSource& src, int64_t il, bool experts, const std::string& norm_name,
                 bool require_probs_bias = false);
+  // The end of every family's constructor: drops the process's resident pages of a GGUF file's
+  // mapping. The repacked weights have their own copies and the metadata is parsed; reading them
+  // (and, through the kernel's 64 KiB fault-around, their neighbours) left pages mapped that would
+  // count twice. What is still read from the file (embedding rows, small tensors) faults back in.
+  void finish_loading(const ModelSource& src);
 
   int64_t n_trunk_ = 0;
   OutputHead head_;

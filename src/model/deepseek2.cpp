@@ -22,6 +22,7 @@ class Deepseek2Model : public blocks::Decoder {
       // exp_probs_b (V3's e_score_correction_bias) is optional: V2 routes without it.
       load_ffn(src, il, /*experts=*/true, "ffn_norm");
     }
+    finish_loading(src);
   }
 
   std::vector<KVLayerShape> kv_shape() const override {

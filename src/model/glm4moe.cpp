@@ -21,6 +21,7 @@ class Glm4MoeModel : public blocks::GqaDecoder {
   explicit Glm4MoeModel(const ModelSource& src) : GqaDecoder(src, glm4moe_config(src)) {
     for (int64_t il = 0; il < config_.n_layer; ++il)
       load_ffn(src, il, /*experts=*/true, "post_attention_norm", /*require_probs_bias=*/true);
+    finish_loading(src);
   }
 };
 

@@ -15,6 +15,7 @@ class LlamaModel : public blocks::GqaDecoder {
  public:
   explicit LlamaModel(const ModelSource& src) : GqaDecoder(src, src.config()) {
     for (int64_t il = 0; il < config_.n_layer; ++il) load_ffn(src, il, /*experts=*/false, "ffn_norm");
+    finish_loading(src);
   }
 };
 

@@ -18,6 +18,7 @@ class Qwen3MoeModel : public blocks::GqaDecoder {
  public:
   explicit Qwen3MoeModel(const ModelSource& src) : GqaDecoder(src, qwen3moe_config(src.config())) {
     for (int64_t il = 0; il < config_.n_layer; ++il) load_ffn(src, il, /*experts=*/true, "ffn_norm");
+    finish_loading(src);
   }
 };
 
