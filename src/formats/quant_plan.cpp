@@ -187,7 +187,7 @@ std::vector<std::optional<DType>> plan_tensor_types(const QuantTarget& target, c
 void quantize_rows(DType to, const float* src, int64_t n_rows, int64_t row_len, uint8_t* dst, ThreadPool& pool) {
   const size_t rb = row_bytes(to, row_len);  // throws for a row length `to` cannot hold
   pool.parallel_for(n_rows, [&](int64_t r0, int64_t r1, int) {
-    for (int64_t r = r0; r < r1; ++r) quantize_row(to, src + r * row_len, dst + static_cast<size_t>(r) * rb, row_len);
+    for (int64_t r = r0; r < r1; ++r) quantize_weight_row(to, src + r * row_len, dst + static_cast<size_t>(r) * rb, row_len);
   });
 }
 
@@ -216,7 +216,7 @@ void convert_tensor(const TensorView& src, DType to, uint8_t* dst, ThreadPool& p
       const int64_t r0 = (t0 + task) * rows_per_task, r1 = std::min(n_rows, r0 + rows_per_task);
       for (int64_t r = r0; r < r1; ++r) {
         dequantize_row_ref(src.type, src.row(r), buf.data(), row_len);
-        quantize_row(to, buf.data(), dst + static_cast<size_t>(r) * out_rb, row_len);
+        quantize_weight_row(to, buf.data(), dst + static_cast<size_t>(r) * out_rb, row_len);
       }
     });
   }

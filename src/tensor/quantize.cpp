@@ -28,13 +28,15 @@ inline float signed_absmax(const float* x, int n, float& amax) {
   return mx;
 }
 
-void quant_q8_0(const float* x, BlockQ8_0* y, int64_t nb) {
+// half_away: round halves away from zero (weights, as llama-quantize) instead of to even.
+void quant_q8_0(const float* x, BlockQ8_0* y, int64_t nb, bool half_away = false) {
   for (int64_t i = 0; i < nb; ++i, x += kQK) {
     float amax;
     signed_absmax(x, kQK, amax);
     const float d = amax / 127, id = d ? 1 / d : 0;
     y[i].d = f32_to_f16(d);
-    for (int j = 0; j < kQK; ++j) y[i].qs[j] = static_cast<int8_t>(nearest(x[j] * id));
+    for (int j = 0; j < kQK; ++j)
+      y[i].qs[j] = static_cast<int8_t>(half_away ? static_cast<int>(std::round(x[j] * id)) : nearest(x[j] * id));
   }
 }
 
@@ -418,6 +420,12 @@ void quantize_row(DType t, const float* src, void* dst, int64_t n) {
     case DType::IQ4_XS: return quant_iq4_xs(src, out<BlockIQ4_XS>(dst), nb);
     default: return;
   }
+}
+
+void quantize_weight_row(DType t, const float* src, void* dst, int64_t n) {
+  if (t != DType::Q8_0) return quantize_row(t, src, dst, n);
+  quantize_row(t, src, dst, n);  // checks n
+  quant_q8_0(src, static_cast<BlockQ8_0*>(dst), n / kQK, /*half_away=*/true);
 }
 
 }  // namespace owl

@@ -122,6 +122,10 @@ bool can_quantize(DType t);
 // Quantises n floats (a multiple of t's block size) into row_bytes(t, n) bytes at dst.
 // Throws owl::Error for a type that cannot be quantised or a bad n.
 void quantize_row(DType t, const float* src, void* dst, int64_t n);
+// As quantize_row, for stored weights: Q8_0 rounds halves away from zero as llama-quantize's
+// reference quantiser does (so owl's Q8_0 files equal llama.cpp's byte for byte); activations
+// keep quantize_row's round-half-to-even, which is what ggml's AVX2 activation quantiser does.
+void quantize_weight_row(DType t, const float* src, void* dst, int64_t n);
 // Scalar reference dequantisation of every type in this header plus F32/F16/BF16;
 // kernels::dequantize_row is the fast entry point and agrees with this exactly.
 void dequantize_row_ref(DType t, const void* src, float* dst, int64_t n);
