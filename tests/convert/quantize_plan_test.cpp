@@ -179,7 +179,7 @@ TEST(QuantizeGolden, Q4KMTypesEqualLlamaCpp) {
   }
 }
 
-// convert_tensor: F32 rows quantise exactly as quantize_row does; F16/BF16 sources convert
+// convert_tensor: F32 rows quantise exactly as quantize_weight_row does; F16/BF16 sources convert
 // through float; quantised sources dequantise first; the thread count changes nothing.
 TEST(QuantPlan, ConvertTensorMatchesRowQuantisation) {
   const int64_t row = 256, rows = 37;
@@ -196,7 +196,7 @@ TEST(QuantPlan, ConvertTensorMatchesRowQuantisation) {
     SCOPED_TRACE(dtype_name(to));
     const size_t rb = row_bytes(to, row);
     std::vector<uint8_t> want(rb * rows), a(rb * rows), b(rb * rows);
-    for (int64_t r = 0; r < rows; ++r) quantize_row(to, x.data() + r * row, want.data() + r * rb, row);
+    for (int64_t r = 0; r < rows; ++r) quantize_weight_row(to, x.data() + r * row, want.data() + r * rb, row);
     convert_tensor(src, to, a.data(), one);
     convert_tensor(src, to, b.data(), four);
     EXPECT_EQ(a, want);
@@ -210,7 +210,7 @@ TEST(QuantPlan, ConvertTensorMatchesRowQuantisation) {
     const size_t rb8 = row_bytes(DType::Q8_0, row);
     std::vector<uint8_t> re(rb8 * rows), want8(rb8 * rows);
     convert_tensor(q, DType::Q8_0, re.data(), four);
-    for (int64_t r = 0; r < rows; ++r) quantize_row(DType::Q8_0, deq.data() + r * row, want8.data() + r * rb8, row);
+    for (int64_t r = 0; r < rows; ++r) quantize_weight_row(DType::Q8_0, deq.data() + r * row, want8.data() + r * rb8, row);
     EXPECT_EQ(re, want8);
   }
   std::vector<uint8_t> out(4096);
