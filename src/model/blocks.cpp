@@ -254,12 +254,11 @@ OutputHead load_output_head(const ModelSource& src, const ModelConfig& c) {
   head.token_embd = *emb;
   head.norm = load_vector(src, "output_norm.weight", c.n_embd);
   auto out = src.optional("output.weight", {c.n_embd, emb->ne[1]});
-  // Tied: the prepared copy serves the head, the file's rows (paged in again on demand, one
-  // row a token) the embedding lookups.
+  // Tied: the prepared copy serves the head and the embedding lookups alike.
   auto prepared = prepare_matmul_weight(src, out ? *out : *emb);
   head.output = prepared.view;
   head.output_storage = std::move(prepared.storage);
-  head.drop_embedding_rows = !out && head.output_storage && src.gguf_file() != nullptr;
+  head.tied = !out;
   return head;
 }
 
@@ -267,19 +266,10 @@ void embed(const OutputHead& head, const Batch& batch, float* x) {
   const TensorView& e = head.token_embd;
   const int64_t n_embd = e.ne[0];
   for (int64_t r = 0; r < batch.size(); ++r) {
-    const void* row = e.row(batch.tokens[r]);
-    kernels::dequantize_row(e.type, row, x + r * n_embd, n_embd);
-    if (head.drop_embedding_rows) {
-      // The read faulted in the row's pages and, by the kernel's fault-around, the rest of its
-      // 64 KiB window: drop that window (within the table; a later lookup simply faults it in
-      // again from the page cache).
-      constexpr uintptr_t kWindow = 64 * 1024;
-      const uintptr_t lo = reinterpret_cast<uintptr_t>(e.data), hi = lo + e.n_bytes();
-      const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
-      const uintptr_t at = reinterpret_cast<uintptr_t>(row);
-      const uintptr_t b = std::max((at & ~(kWindow - 1)), (lo + page - 1) & ~(page - 1));
-      const uintptr_t end = std::min((at + e.row_size() + kWindow - 1) & ~(kWindow - 1), hi & ~(page - 1));
-      if (end > b) ::madvise(reinterpret_cast<void*>(b), end - b, MADV_DONTNEED);
+    if (head.tied) {
+      kernels::dequantize_weight_row(head.output, batch.tokens[r], x + r * n_embd);
+    } else {
+      kernels::dequantize_row(e.type, e.row(batch.tokens[r]), x + r * n_embd, n_embd);
     }
   }
 }

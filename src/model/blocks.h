@@ -129,13 +129,13 @@ void feed_forward(const FeedForward& f, const MoeOptions& moe, float eps, const 
 // ---- embeddings and output ----
 
 struct OutputHead {
-  TensorView token_embd;     // {n_embd, n_vocab}, the file's layout (row lookups)
+  TensorView token_embd;     // {n_embd, n_vocab}, the file's layout (row lookups when untied)
   std::vector<float> norm;   // output_norm
   TensorView output;         // output.weight, or token_embd when tied; prepared for matmul
   std::shared_ptr<const void> output_storage;
-  // Tied and repacked out of a file mapping: the embedding rows read from the mapping are
-  // dropped again after use, so the table is resident once (as the packed head), not twice.
-  bool drop_embedding_rows = false;
+  // Tied: embedding rows are read from the prepared head (kernels::dequantize_weight_row), so
+  // the table is resident once.
+  bool tied = false;
 };
 OutputHead load_output_head(const ModelSource& src, const ModelConfig& c);
 // x[r] = embedding row of batch.tokens[r].
