@@ -13,6 +13,7 @@
 #include "formats/gguf.h"
 #include "formats/safetensors_writer.h"
 #include "model/gguf_export.h"
+#include "model/hf_tokenizer_export.h"
 #include "tensor/quants.h"
 
 namespace owl {
@@ -371,7 +372,7 @@ json hf_config_json(const ModelSource& src, const std::string& torch_dtype) {
   return j;
 }
 
-void export_hf(const ModelSource& src, const std::string& folder, const HfExportOptions& opt) {
+std::string export_hf(const ModelSource& src, const std::string& folder, const HfExportOptions& opt) {
   namespace fs = std::filesystem;
   std::vector<HfTensor> tensors = Planner(src, opt).plan();
   std::map<DType, int64_t> elems;
@@ -411,6 +412,10 @@ void export_hf(const ModelSource& src, const std::string& folder, const HfExport
   if (!f) throw Error("cannot write '" + cfg_path + "'; check that the folder is writable");
   f << config.dump(2) << "\n";
   if (!f.flush()) throw Error("writing '" + cfg_path + "' failed (disk full?)");
+
+  const gguf::File* g = src.gguf_file();
+  if (!g || g->metadata().get_string("tokenizer.ggml.model").value_or("none") == "none") return "";
+  return write_hf_tokenizer(g->metadata(), folder, src.config().n_ctx_train);
 }
 
 }  // namespace owl

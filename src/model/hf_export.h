@@ -11,6 +11,7 @@
 //     parameters are recovered from the divisors and checked to reproduce them);
 //   - NextN/MTP layers (GGUF <arch>.nextn_predict_layers) are left out.
 // Quantised tensors are dequantised; tensors are streamed one at a time.
+// A GPT-2-style (byte-level BPE) vocabulary becomes tokenizer.json (see hf_tokenizer_export.h).
 #pragma once
 #include <nlohmann/json_fwd.hpp>
 #include <string>
@@ -28,7 +29,9 @@ struct HfExportOptions {
 // config.json for the source (also used by tests to check the mapping).
 nlohmann::json hf_config_json(const ModelSource& src, const std::string& torch_dtype);
 
-// Writes config.json and model.safetensors into `folder` (created when missing).
-void export_hf(const ModelSource& src, const std::string& folder, const HfExportOptions& opt);
+// Writes config.json and model.safetensors into `folder` (created when missing), and
+// tokenizer.json + tokenizer_config.json when the GGUF has a byte-level BPE vocabulary.
+// Returns "" or, when the GGUF has a tokenizer that could not be written, why not.
+std::string export_hf(const ModelSource& src, const std::string& folder, const HfExportOptions& opt);
 
 }  // namespace owl
