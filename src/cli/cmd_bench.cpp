@@ -23,6 +23,7 @@
 #include "base/memory_bandwidth.h"
 #include "base/thread_pool.h"
 #include "cli/command.h"
+#include "cli/load_options.h"
 #include "hub/resolve.h"
 #include "model/model.h"
 #include "runtime/kv_cache.h"
@@ -35,6 +36,7 @@ struct Options {
   int threads = 0, reps = 3;
   bool json = false;
   std::string kv_type = "f16";
+  std::string quant;  // --quant: convert a Hugging Face folder while it loads
 };
 
 // Weight bytes read per decoded token: every tensor once, except the embedding
@@ -94,7 +96,7 @@ void run(const Options& o) {
   owl::set_default_threads(threads);
   const std::string path = owl::hub::resolve_model(o.model, /*pull_if_missing=*/true);
   const auto t_load = std::chrono::steady_clock::now();
-  auto source = owl::open_model_source(path);
+  auto source = owl::cli::open_source(path, o.quant);
   auto model = owl::Model::load(*source);
   const double load_s = seconds_since(t_load);
   const int64_t n_vocab = model->n_vocab();
@@ -205,6 +207,7 @@ void setup(CLI::App& app) {
   sub->add_option("-t,--threads", o->threads, "worker threads (default: all CPUs)");
   sub->add_option("-r,--reps", o->reps, "repetitions after the warm-up");
   sub->add_option("--kv-type", o->kv_type, "KV cache element type: f16 (default) or f32");
+  owl::cli::add_quant_option(sub, o->quant);
   sub->add_flag("--json", o->json, "print the results as JSON");
   sub->callback([o] { run(*o); });
 }
