@@ -37,6 +37,8 @@ def main():
     ap.add_argument("-p", "--prompt", type=int, default=512)
     ap.add_argument("-n", "--gen", type=int, default=64)
     ap.add_argument("--only", default="", help="run the shapes whose name contains this")
+    ap.add_argument("--baseline", default="", help="another owl binary (an older build) run right after "
+                    "each file, for same-minute ratios on a noisy machine")
     a = ap.parse_args()
     os.makedirs(a.dir, exist_ok=True)
     rows = []
@@ -47,16 +49,21 @@ def main():
         if not os.path.exists(path):
             print(f"bench: making {path} with owl synth", file=sys.stderr)
             subprocess.run([a.owl, "synth", "--arch", arch, "--shape", shape, "--type", typ, "-o", path], check=True)
-        out = subprocess.run([a.owl, "bench", path, "-p", str(a.prompt), "-n", str(a.gen), "-t", str(a.threads),
-                              "-r", str(a.reps), "--json"], check=True, capture_output=True, text=True).stdout
-        b = json.loads(out)
-        rows.append((name, b, ref_pp, ref_tg, ik, os.path.getsize(path)))
-        print(f"bench: {name}: pp {b['pp']['tps_median']:.1f} tg {b['tg']['tps_median']:.1f}", file=sys.stderr)
+        def bench(owl):
+            out = subprocess.run([owl, "bench", path, "-p", str(a.prompt), "-n", str(a.gen), "-t", str(a.threads),
+                                  "-r", str(a.reps), "--json"], check=True, capture_output=True, text=True).stdout
+            return json.loads(out)
+        b = bench(a.owl)
+        base = bench(a.baseline) if a.baseline else None
+        rows.append((name, b, ref_pp, ref_tg, ik, os.path.getsize(path), base))
+        print(f"bench: {name}: pp {b['pp']['tps_median']:.1f} tg {b['tg']['tps_median']:.1f}"
+              + (f" (baseline pp {base['pp']['tps_median']:.1f} tg {base['tg']['tps_median']:.1f})" if base else ""),
+              file=sys.stderr)
 
     print(f"| model | pp{a.prompt} t/s | × llama.cpp (target 1.5, ik_llama) | tg t/s | × llama.cpp (target 1.15) "
           f"| roofline t/s | share (target 0.9) | peak RSS / budget |")
     print("|---|---|---|---|---|---|---|---|")
-    for name, b, ref_pp, ref_tg, ik, size in rows:
+    for name, b, ref_pp, ref_tg, ik, size, _ in rows:
         pp, tg = b["pp"]["tps_median"], b["tg"]["tps_median"]
         ik_txt = f", ik {ik[0]:.2f}" if ik else ""
         mem = b.get("memory", {})
@@ -65,6 +72,11 @@ def main():
         rss_txt = f"{rss / 2**20:.0f} / {budget / 2**20:.0f} MiB" if rss and budget else "–"
         print(f"| {name} | {pp:.1f} | {pp / ref_pp:.2f} (ref ~{ref_pp:g}{ik_txt}) | {tg:.1f} | {tg / ref_tg:.2f} "
               f"(ref ~{ref_tg:g}) | {b['roofline_tps']:.1f} | {b['roofline_share']:.2f} | {rss_txt} |")
+    if a.baseline and rows:
+        print(f"\n| model | baseline pp | pp × baseline | baseline tg | tg × baseline |\n|---|---|---|---|---|")
+        for name, b, _, _, _, _, base in rows:
+            pp, tg, bpp, btg = b["pp"]["tps_median"], b["tg"]["tps_median"], base["pp"]["tps_median"], base["tg"]["tps_median"]
+            print(f"| {name} | {bpp:.1f} | {pp / bpp:.2f} | {btg:.1f} | {tg / btg:.2f} |")
     if rows:
         print(f"\n{rows[0][1]['threads']} threads, {a.reps} reps (median), read bandwidth "
               f"{rows[0][1]['bandwidth_gbs']:.1f} GB/s by owl's probe")

@@ -25,6 +25,7 @@
 #include "cli/command.h"
 #include "cli/load_options.h"
 #include "hub/resolve.h"
+#include "kernels/kernels.h"
 #include "model/model.h"
 #include "runtime/kv_cache.h"
 
@@ -37,6 +38,7 @@ struct Options {
   bool json = false;
   std::string kv_type = "f16";
   std::string quant;  // --quant: convert a Hugging Face folder while it loads
+  bool no_repack = false;  // A/B: weights in the file's layout instead of the interleaved copies
 };
 
 // Weight bytes read per decoded token: every tensor once, except the embedding
@@ -96,6 +98,7 @@ void run(const Options& o) {
   owl::set_default_threads(threads);
   const std::string path = owl::hub::resolve_model(o.model, /*pull_if_missing=*/true);
   const auto t_load = std::chrono::steady_clock::now();
+  owl::kernels::set_repack(!o.no_repack);
   auto source = owl::cli::open_source(path, o.quant);
   auto model = owl::Model::load(*source);
   const double load_s = seconds_since(t_load);
@@ -208,6 +211,7 @@ void setup(CLI::App& app) {
   sub->add_option("-r,--reps", o->reps, "repetitions after the warm-up");
   sub->add_option("--kv-type", o->kv_type, "KV cache element type: f16 (default) or f32");
   owl::cli::add_quant_option(sub, o->quant);
+  sub->add_flag("--no-repack", o->no_repack, "keep weights in the file's layout (no interleaved copies; for A/B)");
   sub->add_flag("--json", o->json, "print the results as JSON");
   sub->callback([o] { run(*o); });
 }
