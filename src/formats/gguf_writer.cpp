@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <memory>
 
+#include "base/atomic_write.h"
 #include "base/error.h"
 
 namespace owl::gguf {
@@ -75,10 +76,7 @@ struct StringSink {
 struct FileSink {
   std::FILE* f;
   const std::string& path;
-  void write(const void* p, size_t n) {
-    if (n && std::fwrite(p, 1, n, f) != n)
-      throw Error("cannot write '" + path + "': " + std::strerror(errno) + " (disk full?)");
-  }
+  void write(const void* p, size_t n) { write_bytes(f, p, n, path); }
   void zeros(size_t n) {
     static const char z[4096] = {};
     while (n) {
@@ -210,23 +208,10 @@ std::string Writer::to_bytes() const {
 }
 
 void Writer::write(const std::string& path) const {
-  std::string tmp = path + ".tmp";
-  std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(std::fopen(tmp.c_str(), "wb"), &std::fclose);
-  if (!f) throw Error("cannot create '" + tmp + "': " + std::strerror(errno));
-  std::setvbuf(f.get(), nullptr, _IOFBF, 1 << 22);
-  try {
-    FileSink s{f.get(), path};
+  write_file_atomically(path, [&](std::FILE* f) {
+    FileSink s{f, path};
     emit(s);
-    if (std::fflush(f.get()) != 0) throw Error("cannot write '" + path + "': " + std::strerror(errno));
-  } catch (...) {
-    f.reset();
-    std::remove(tmp.c_str());
-    throw;
-  }
-  f.reset();
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) throw Error("cannot rename '" + tmp + "' to '" + path + "': " + ec.message());
+  });
 }
 
 namespace {

@@ -7,6 +7,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 
+#include "base/atomic_write.h"
 #include "base/error.h"
 
 namespace owl::safetensors {
@@ -56,15 +57,8 @@ void Writer::write(const std::string& path) const {
   std::string h = header.dump();
   h.append(pad8(h.size()) - h.size(), ' ');
 
-  const std::string tmp = path + ".tmp";
-  std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(std::fopen(tmp.c_str(), "wb"), &std::fclose);
-  if (!f) throw Error("cannot create '" + tmp + "': " + std::strerror(errno) + "; check that the folder is writable");
-  std::setvbuf(f.get(), nullptr, _IOFBF, 1 << 22);
-  auto put = [&](const void* p, size_t n) {
-    if (n && std::fwrite(p, 1, n, f.get()) != n)
-      throw Error("cannot write '" + path + "': " + std::strerror(errno) + " (disk full?)");
-  };
-  try {
+  write_file_atomically(path, [&](std::FILE* f) {
+    auto put = [&](const void* p, size_t n) { write_bytes(f, p, n, path); };
     const uint64_t hlen = h.size();
     unsigned char len[8];
     for (int i = 0; i < 8; ++i) len[i] = static_cast<unsigned char>(hlen >> (8 * i));
@@ -81,16 +75,7 @@ void Writer::write(const std::string& path) const {
       put(buf.data(), buf.size());
       pos = start + t.n_bytes;
     }
-    if (std::fflush(f.get()) != 0) throw Error("cannot write '" + path + "': " + std::strerror(errno));
-  } catch (...) {
-    f.reset();
-    std::remove(tmp.c_str());
-    throw;
-  }
-  f.reset();
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) throw Error("cannot rename '" + tmp + "' to '" + path + "': " + ec.message());
+  });
 }
 
 }  // namespace owl::safetensors
