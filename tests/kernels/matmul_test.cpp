@@ -14,69 +14,19 @@
 #include "kernels/vec_dot.h"
 #include "tensor/fp16.h"
 #include "tensor/quants.h"
+#include "matmul_test_util.h"
 
 namespace owl {
 namespace {
 
+using test::make_weights;
+using test::random_x;
+using test::run_matmul;
+using test::Weights;
+
 const DType kAllTypes[] = {DType::F32,  DType::F16,  DType::BF16, DType::Q4_0, DType::Q4_1,  DType::Q5_0,
                            DType::Q5_1, DType::Q8_0, DType::Q2_K, DType::Q3_K, DType::Q4_K,  DType::Q5_K,
                            DType::Q6_K, DType::IQ4_NL, DType::IQ4_XS};
-
-struct Weights {
-  std::vector<uint8_t> bytes;
-  TensorView view;
-};
-
-// Random weights of type t: quantised N(0,1) rows, or (Q2_K/Q3_K, which owl does not quantise)
-// random bits with small fp16 scales.
-Weights make_weights(DType t, int64_t in, int64_t out, uint32_t seed) {
-  Weights w;
-  const size_t rb = row_bytes(t, in);
-  w.bytes.resize(rb * static_cast<size_t>(out));
-  std::mt19937 rng(seed);
-  if (can_quantize(t)) {
-    std::normal_distribution<float> nd;
-    std::vector<float> row(static_cast<size_t>(in));
-    for (int64_t o = 0; o < out; ++o) {
-      for (auto& v : row) v = nd(rng);
-      quantize_row(t, row.data(), w.bytes.data() + rb * o, in);
-    }
-  } else {
-    for (auto& b : w.bytes) b = static_cast<uint8_t>(rng());
-    const size_t bs = info(t).type_size;
-    for (size_t off = 0; off < w.bytes.size(); off += bs) {
-      const uint16_t d = f32_to_f16(0.01f + 0.001f * static_cast<float>(rng() % 16));
-      if (t == DType::Q2_K) {  // d, dmin at the end
-        std::memcpy(&w.bytes[off + bs - 4], &d, 2);
-        std::memcpy(&w.bytes[off + bs - 2], &d, 2);
-      } else {  // Q3_K: d at the end
-        std::memcpy(&w.bytes[off + bs - 2], &d, 2);
-      }
-    }
-  }
-  w.view.name = "w";
-  w.view.type = t;
-  w.view.n_dims = 2;
-  w.view.ne = {in, out, 1, 1};
-  w.view.data = w.bytes.data();
-  return w;
-}
-
-std::vector<float> random_x(int64_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> nd;
-  std::vector<float> x(static_cast<size_t>(n));
-  for (auto& v : x) v = nd(rng);
-  return x;
-}
-
-std::vector<float> run_matmul(const TensorView& W, const std::vector<float>& x, int64_t n_rows, bool fast) {
-  kernels::set_fast_paths(fast);
-  std::vector<float> y(static_cast<size_t>(n_rows * W.ne[1]), NAN);
-  kernels::matmul(W, x.data(), n_rows, y.data());
-  kernels::set_fast_paths(true);
-  return y;
-}
 
 int64_t block_of(DType t) { return info(t).block_size == 256 || t == DType::IQ4_XS ? 256 : 32; }
 

@@ -19,58 +19,18 @@
 #include "kernels/kernels.h"
 #include "kernels/repack.h"
 #include "tensor/quants.h"
+#include "matmul_test_util.h"
 
 namespace owl {
 namespace {
 
+using test::make_weights;
+using test::max_abs;
+using test::random_x;
+using test::run_matmul;
+using test::Weights;
+
 const DType kPackedTypes[] = {DType::Q4_K, DType::Q6_K, DType::Q8_0};
-
-struct Weights {
-  std::vector<uint8_t> bytes;
-  TensorView view;
-};
-
-// n_mats matrices of `out` random N(0,1) rows quantised to t (3-D when n_mats > 1).
-Weights make_weights(DType t, int64_t in, int64_t out, uint32_t seed, int64_t n_mats = 1) {
-  Weights w;
-  const size_t rb = row_bytes(t, in);
-  w.bytes.resize(rb * static_cast<size_t>(out * n_mats));
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> nd;
-  std::vector<float> row(static_cast<size_t>(in));
-  for (int64_t o = 0; o < out * n_mats; ++o) {
-    for (auto& v : row) v = nd(rng);
-    quantize_row(t, row.data(), w.bytes.data() + rb * o, in);
-  }
-  w.view.name = "w";
-  w.view.type = t;
-  w.view.n_dims = n_mats > 1 ? 3 : 2;
-  w.view.ne = {in, out, n_mats, 1};
-  w.view.data = w.bytes.data();
-  return w;
-}
-
-std::vector<float> random_x(int64_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> nd;
-  std::vector<float> x(static_cast<size_t>(n));
-  for (auto& v : x) v = nd(rng);
-  return x;
-}
-
-std::vector<float> run(const TensorView& W, const std::vector<float>& x, int64_t n_rows, bool fast) {
-  kernels::set_fast_paths(fast);
-  std::vector<float> y(static_cast<size_t>(n_rows * W.ne[1]), NAN);
-  kernels::matmul(W, x.data(), n_rows, y.data());
-  kernels::set_fast_paths(true);
-  return y;
-}
-
-double max_abs(const std::vector<float>& v) {
-  double m = 0;
-  for (float f : v) m = std::max(m, static_cast<double>(std::fabs(f)));
-  return m;
-}
 
 int64_t block_elems(DType t) { return info(t).block_size; }
 
@@ -101,9 +61,9 @@ TEST(Repack, PreparedAgreesWithReferenceOnOddShapes) {
       EXPECT_NE(p.view.data, w.view.data);
       for (int64_t n_rows : {1, 2, 3, 4, 5, 9, 70}) {  // 70: more than one activation block of 64
         auto x = random_x(in * n_rows, 200 + static_cast<uint32_t>(n_rows));
-        auto ref = run(w.view, x, n_rows, false);
-        auto fast = run(p.view, x, n_rows, true);
-        auto rebuilt = run(p.view, x, n_rows, false);  // packed rows rebuilt for the reference
+        auto ref = run_matmul(w.view, x, n_rows, false);
+        auto fast = run_matmul(p.view, x, n_rows, true);
+        auto rebuilt = run_matmul(p.view, x, n_rows, false);  // packed rows rebuilt for the reference
         const double scale = max_abs(ref);
         for (size_t i = 0; i < ref.size(); ++i) {
           ASSERT_NEAR(fast[i], ref[i], 2e-6 * scale) << dtype_name(t) << " out " << out << " rows " << n_rows << " at " << i;
@@ -121,7 +81,7 @@ TEST(Repack, PreparedAgreesAtModelShapes) {
     kernels::PreparedWeight p = kernels::prepare_weight(w.view);
     for (int64_t n_rows : {1, 17}) {
       auto x = random_x(1024 * n_rows, 5);
-      auto ref = run(w.view, x, n_rows, false), fast = run(p.view, x, n_rows, true);
+      auto ref = run_matmul(w.view, x, n_rows, false), fast = run_matmul(p.view, x, n_rows, true);
       const double scale = max_abs(ref);
       double worst = 0;
       for (size_t i = 0; i < ref.size(); ++i) worst = std::max(worst, std::fabs(fast[i] - ref[i]) / scale);
@@ -140,7 +100,7 @@ TEST(Repack, BitIdenticalForAnyThreadCount) {
       std::vector<std::vector<float>> results;
       for (int threads : {1, 2, 3}) {
         set_default_threads(threads);
-        results.push_back(run(p.view, x, n_rows, true));
+        results.push_back(run_matmul(p.view, x, n_rows, true));
       }
       for (size_t k = 1; k < results.size(); ++k)
         EXPECT_EQ(0, std::memcmp(results[0].data(), results[k].data(), results[0].size() * 4))
@@ -159,8 +119,8 @@ TEST(Repack, ExpertSlicesOfAPreparedStack) {
     EXPECT_EQ(p.view.ne[2], n_exp);
     auto x = random_x(in * 2, 12);
     for (int64_t e = 0; e < n_exp; ++e) {
-      auto ref = run(kernels::matrix_slice(w.view, e), x, 2, false);
-      auto fast = run(kernels::matrix_slice(p.view, e), x, 2, true);
+      auto ref = run_matmul(kernels::matrix_slice(w.view, e), x, 2, false);
+      auto fast = run_matmul(kernels::matrix_slice(p.view, e), x, 2, true);
       const double scale = max_abs(ref);
       for (size_t i = 0; i < ref.size(); ++i)
         ASSERT_NEAR(fast[i], ref[i], 2e-6 * scale) << dtype_name(t) << " expert " << e << " at " << i;
@@ -220,11 +180,11 @@ TEST(Repack, ReleasingTheSourceMappingKeepsItReadable) {
   TensorView fv = w.view;
   fv.data = map;
   auto x = random_x(512, 3);
-  auto before = run(fv, x, 1, true);
+  auto before = run_matmul(fv, x, 1, true);
   kernels::PreparedWeight p = kernels::prepare_weight(fv, /*release_source=*/true);
   ASSERT_TRUE(p.storage);
   EXPECT_EQ(0, std::memcmp(map, w.bytes.data(), w.bytes.size()));
-  auto after = run(fv, x, 1, true);
+  auto after = run_matmul(fv, x, 1, true);
   EXPECT_EQ(0, std::memcmp(before.data(), after.data(), before.size() * 4));
   munmap(map, w.bytes.size());
   close(fd);
@@ -249,7 +209,7 @@ TEST(MatmulMany, EqualsSeparateMatmulsBitForBit) {
       }
       kernels::matmul_many(Ws, x.data(), n_rows, Ys);
       for (int i = 0; i < 4; ++i) {
-        auto one = run(*Ws[i], x, n_rows, true);
+        auto one = run_matmul(*Ws[i], x, n_rows, true);
         EXPECT_EQ(0, std::memcmp(one.data(), ys[i].data(), one.size() * 4))
             << "weight " << i << " rows " << n_rows << " threads " << threads;
       }
@@ -277,7 +237,7 @@ TEST(MatmulSwiglu, EqualsMatmulsThenSwigluBitForBit) {
     const TensorView& U = prepared ? pu.view : u.view;
     for (int64_t n_rows : {1, 5, 70}) {
       auto x = random_x(in * n_rows, 10);
-      auto yg = run(G, x, n_rows, true), yu = run(U, x, n_rows, true);
+      auto yg = run_matmul(G, x, n_rows, true), yu = run_matmul(U, x, n_rows, true);
       std::vector<float> want(yg.size()), got(yg.size(), NAN);
       for (int64_t r = 0; r < n_rows; ++r)
         kernels::swiglu(yg.data() + r * out, yu.data() + r * out, want.data() + r * out, out);

@@ -1,0 +1,81 @@
+// Shared by the kernel tests: random weights of any type, random activations, and matmul
+// run on the fast paths or on the scalar reference.
+#pragma once
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "kernels/kernels.h"
+#include "tensor/fp16.h"
+#include "tensor/quants.h"
+
+namespace owl::test {
+
+struct Weights {
+  std::vector<uint8_t> bytes;
+  TensorView view;
+};
+
+// Random weights of type t: n_mats matrices (3-D when n_mats > 1) of `out` quantised N(0,1)
+// rows, or (Q2_K/Q3_K, which owl does not quantise) random bits with small fp16 scales.
+inline Weights make_weights(DType t, int64_t in, int64_t out, uint32_t seed, int64_t n_mats = 1) {
+  Weights w;
+  const size_t rb = row_bytes(t, in);
+  w.bytes.resize(rb * static_cast<size_t>(out * n_mats));
+  std::mt19937 rng(seed);
+  if (can_quantize(t)) {
+    std::normal_distribution<float> nd;
+    std::vector<float> row(static_cast<size_t>(in));
+    for (int64_t o = 0; o < out * n_mats; ++o) {
+      for (auto& v : row) v = nd(rng);
+      quantize_row(t, row.data(), w.bytes.data() + rb * o, in);
+    }
+  } else {
+    for (auto& b : w.bytes) b = static_cast<uint8_t>(rng());
+    const size_t bs = info(t).type_size;
+    for (size_t off = 0; off < w.bytes.size(); off += bs) {
+      const uint16_t d = f32_to_f16(0.01f + 0.001f * static_cast<float>(rng() % 16));
+      if (t == DType::Q2_K) {  // d, dmin at the end
+        std::memcpy(&w.bytes[off + bs - 4], &d, 2);
+        std::memcpy(&w.bytes[off + bs - 2], &d, 2);
+      } else {  // Q3_K: d at the end
+        std::memcpy(&w.bytes[off + bs - 2], &d, 2);
+      }
+    }
+  }
+  w.view.name = "w";
+  w.view.type = t;
+  w.view.n_dims = n_mats > 1 ? 3 : 2;
+  w.view.ne = {in, out, n_mats, 1};
+  w.view.data = w.bytes.data();
+  return w;
+}
+
+inline std::vector<float> random_x(int64_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd;
+  std::vector<float> x(static_cast<size_t>(n));
+  for (auto& v : x) v = nd(rng);
+  return x;
+}
+
+// matmul with the fast paths on or off (the scalar reference everywhere).
+inline std::vector<float> run_matmul(const TensorView& W, const std::vector<float>& x, int64_t n_rows, bool fast) {
+  kernels::set_fast_paths(fast);
+  std::vector<float> y(static_cast<size_t>(n_rows * W.ne[1]), NAN);
+  kernels::matmul(W, x.data(), n_rows, y.data());
+  kernels::set_fast_paths(true);
+  return y;
+}
+
+inline double max_abs(const std::vector<float>& v) {
+  double m = 0;
+  for (float f : v) m = std::max(m, static_cast<double>(std::fabs(f)));
+  return m;
+}
+
+}  // namespace owl::test
