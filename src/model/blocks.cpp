@@ -38,6 +38,12 @@ kernels::PreparedWeight prepare_matmul_weight(const ModelSource& src, const Tens
   return kernels::prepare_weight(w, /*release_source=*/src.gguf_file() != nullptr);
 }
 
+void prepare_in_place(const ModelSource& src, TensorView& w, std::vector<std::shared_ptr<const void>>& storage) {
+  kernels::PreparedWeight pw = prepare_matmul_weight(src, w);
+  w = pw.view;
+  if (pw.storage) storage.push_back(std::move(pw.storage));
+}
+
 Linear load_linear(const ModelSource& src, const std::string& name, int64_t in, int64_t out, Bias bias) {
   Linear l;
   auto prepared = prepare_matmul_weight(src, src.require(name + ".weight", {in, out}));

@@ -32,8 +32,10 @@ std::vector<float> load_optional_vector(const ModelSource& src, const std::strin
 // The matmul form of a weight: repacked at load for the fast kernels where they have a layout for
 // its type (kernels::prepare_weight; the view is plain otherwise). When the bytes lie in a GGUF
 // file mapping, the mapping's resident pages are dropped after the copy, so the weight is resident
-// once. A weight whose rows are also looked up (a tied embedding) keeps its original view for that.
+// once (a tied embedding then reads its rows from the copy: kernels::dequantize_weight_row).
 kernels::PreparedWeight prepare_matmul_weight(const ModelSource& src, const TensorView& w);
+// The same in place: w becomes the prepared view, and its copy (if any) joins `storage`.
+void prepare_in_place(const ModelSource& src, TensorView& w, std::vector<std::shared_ptr<const void>>& storage);
 
 // y = W x (+ b): W has ne {in, out}, stored in any type kernels::matmul handles.
 struct Linear {

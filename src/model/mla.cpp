@@ -8,6 +8,7 @@
 
 #include "base/error.h"
 #include "base/thread_pool.h"
+#include "model/blocks.h"
 
 namespace owl {
 
@@ -84,13 +85,7 @@ MlaWeights load_mla_weights(const ModelSource& src, int64_t layer, const MlaPara
   };
   check_f32(w.kv_a_norm);
   if (w.q_a_norm) check_f32(*w.q_a_norm);
-  // Only a GGUF source's tensors all lie in its read-only file mapping (see blocks.h).
-  const bool release = src.gguf_file() != nullptr;
-  auto prepare = [&](TensorView& t) {
-    kernels::PreparedWeight pw = kernels::prepare_weight(t, release);
-    t = pw.view;
-    if (pw.storage) w.storage.push_back(std::move(pw.storage));
-  };
+  auto prepare = [&](TensorView& t) { blocks::prepare_in_place(src, t, w.storage); };
   for (auto* t : {&w.q_a, &w.q_b, &w.q})
     if (*t) prepare(**t);
   prepare(w.kv_a_mqa);

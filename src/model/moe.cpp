@@ -8,6 +8,7 @@
 #include "formats/gguf.h"
 #include "base/thread_pool.h"
 #include "kernels/kernels.h"
+#include "model/blocks.h"
 
 namespace owl {
 
@@ -124,13 +125,7 @@ MoeWeights load_moe_weights(const ModelSource& src, int64_t layer, bool require_
     w.up_shexp = src.require(p + "ffn_up_shexp.weight", {d, fs});
     w.down_shexp = src.require(p + "ffn_down_shexp.weight", {fs, d});
   }
-  // Only a GGUF source's tensors all lie in its read-only file mapping (see blocks.h).
-  const bool release = src.gguf_file() != nullptr;
-  auto prepare = [&](TensorView& t) {
-    kernels::PreparedWeight pw = kernels::prepare_weight(t, release);
-    t = pw.view;
-    if (pw.storage) w.storage.push_back(std::move(pw.storage));
-  };
+  auto prepare = [&](TensorView& t) { blocks::prepare_in_place(src, t, w.storage); };
   for (TensorView* t : {&w.gate_exps, &w.up_exps, &w.down_exps}) prepare(*t);
   if (w.gate_shexp)
     for (auto* t : {&w.gate_shexp, &w.up_shexp, &w.down_shexp}) prepare(**t);
