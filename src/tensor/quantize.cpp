@@ -29,7 +29,7 @@ inline float signed_absmax(const float* x, int n, float& amax) {
 }
 
 // half_away: round halves away from zero (weights, as llama-quantize) instead of to even.
-void quant_q8_0(const float* x, BlockQ8_0* y, int64_t nb, bool half_away = false) {
+void quant_q8_0(const float* x, BlockQ8_0* y, int64_t nb, bool half_away) {
   for (int64_t i = 0; i < nb; ++i, x += kQK) {
     float amax;
     signed_absmax(x, kQK, amax);
@@ -393,7 +393,10 @@ bool can_quantize(DType t) {
   }
 }
 
-void quantize_row(DType t, const float* src, void* dst, int64_t n) {
+namespace {
+
+// weights: rows of a stored weight (Q8_0 rounds halves away from zero, see quants.h).
+void quantize(DType t, const float* src, void* dst, int64_t n, bool weights) {
   if (!can_quantize(t))
     throw Error(std::string("quantization to ") + dtype_name(t) +
                 " is not supported; choose one of F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q4_K Q5_K Q6_K Q8_K IQ4_NL IQ4_XS");
@@ -411,7 +414,7 @@ void quantize_row(DType t, const float* src, void* dst, int64_t n) {
     case DType::Q4_1: return quant_q4_1(src, out<BlockQ4_1>(dst), nb);
     case DType::Q5_0: return quant_q5_0(src, out<BlockQ5_0>(dst), nb);
     case DType::Q5_1: return quant_q5_1(src, out<BlockQ5_1>(dst), nb);
-    case DType::Q8_0: return quant_q8_0(src, out<BlockQ8_0>(dst), nb);
+    case DType::Q8_0: return quant_q8_0(src, out<BlockQ8_0>(dst), nb, /*half_away=*/weights);
     case DType::Q4_K: return quant_q4_k(src, out<BlockQ4_K>(dst), nb);
     case DType::Q5_K: return quant_q5_k(src, out<BlockQ5_K>(dst), nb);
     case DType::Q6_K: return quant_q6_k(src, out<BlockQ6_K>(dst), nb);
@@ -422,10 +425,9 @@ void quantize_row(DType t, const float* src, void* dst, int64_t n) {
   }
 }
 
-void quantize_weight_row(DType t, const float* src, void* dst, int64_t n) {
-  if (t != DType::Q8_0) return quantize_row(t, src, dst, n);
-  quantize_row(t, src, dst, n);  // checks n
-  quant_q8_0(src, static_cast<BlockQ8_0*>(dst), n / kQK, /*half_away=*/true);
-}
+}  // namespace
+
+void quantize_row(DType t, const float* src, void* dst, int64_t n) { quantize(t, src, dst, n, false); }
+void quantize_weight_row(DType t, const float* src, void* dst, int64_t n) { quantize(t, src, dst, n, true); }
 
 }  // namespace owl
