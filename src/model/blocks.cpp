@@ -269,15 +269,10 @@ OutputHead load_output_head(const ModelSource& src, const ModelConfig& c) {
 }
 
 void embed(const OutputHead& head, const Batch& batch, float* x) {
-  const TensorView& e = head.token_embd;
+  // Tied: the rows come from the head's prepared copy (the file's pages were released).
+  const TensorView& e = head.tied ? head.output : head.token_embd;
   const int64_t n_embd = e.ne[0];
-  for (int64_t r = 0; r < batch.size(); ++r) {
-    if (head.tied) {
-      kernels::dequantize_weight_row(head.output, batch.tokens[r], x + r * n_embd);
-    } else {
-      kernels::dequantize_row(e.type, e.row(batch.tokens[r]), x + r * n_embd, n_embd);
-    }
-  }
+  for (int64_t r = 0; r < batch.size(); ++r) kernels::dequantize_weight_row(e, batch.tokens[r], x + r * n_embd);
 }
 
 std::span<const float> output_logits(const OutputHead& head, float eps, const float* x, const Batch& batch,
