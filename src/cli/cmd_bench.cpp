@@ -162,6 +162,9 @@ void run(const Options& o) {
   j["arch"] = model->config().arch;
   j["threads"] = threads;
   j["reps"] = o.reps;
+  j["kernels"] = !owl::kernels::fast_paths_enabled() ? "scalar"
+                 : owl::kernels::vnni_available()    ? "avx2+avx512vnni"
+                                                     : "avx2";
   if (o.pp > 0) {
     Stats s = stats(pp_tps);
     j["pp"] = {{"tokens", o.pp}, {"tps_min", s.min}, {"tps_median", s.median}};
@@ -185,7 +188,8 @@ void run(const Options& o) {
     std::printf("%s\n", j.dump(2).c_str());
     return;
   }
-  std::printf("model %s (%s), %d threads, %d reps\n", o.model.c_str(), model->config().arch.c_str(), threads, o.reps);
+  std::printf("model %s (%s), %d threads, %d reps, %s kernels\n", o.model.c_str(), model->config().arch.c_str(), threads,
+              o.reps, j["kernels"].get<std::string>().c_str());
   if (o.pp > 0)
     std::printf("pp%-5lld %8.2f t/s median  %8.2f t/s min\n", static_cast<long long>(o.pp),
                 j["pp"]["tps_median"].get<double>(), j["pp"]["tps_min"].get<double>());

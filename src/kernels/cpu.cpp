@@ -29,4 +29,24 @@ bool cpu_has_avx2_fma_f16c() {
   return ok;
 }
 
+// AVX-512 VNNI with 256-bit vectors (AVX512VL): vpdpbusd on ymm registers. The OS must save
+// the opmask and upper ZMM state (XCR0 bits 5-7) as well, or EVEX instructions fault.
+bool cpu_has_avx512_vnni() {
+  static const bool ok = [] {
+#if defined(__x86_64__) || defined(__i386__)
+    if (!cpu_has_avx2_fma_f16c()) return false;
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+    const bool f = b & (1u << 16), bw = b & (1u << 30), vl = b & (1u << 31), vnni = c & (1u << 11);
+    if (!(f && bw && vl && vnni)) return false;
+    unsigned xcr0_lo = 0, xcr0_hi = 0;
+    __asm__("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+    return (xcr0_lo & 0xE6) == 0xE6;
+#else
+    return false;
+#endif
+  }();
+  return ok;
+}
+
 }  // namespace owl::kernels

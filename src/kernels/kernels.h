@@ -56,6 +56,10 @@ void dequantize_weight_row(const TensorView& W, int64_t row, float* dst);
 // A/B switch: false makes prepare_weight return plain views (already prepared ones stay packed).
 void set_repack(bool on);
 bool repack_enabled();
+// A/B switch for the AVX-512 VNNI kernels of prepared weights (used where the CPU has them;
+// their results equal the AVX2 kernels' bit for bit). Off: AVX2.
+void set_vnni(bool on);
+bool vnni_available();
 
 }  // namespace owl::kernels
 

@@ -262,7 +262,7 @@ int plan(MatmulJob& job, std::span<const TensorView* const> Ws, const float* X, 
     if (const PackedInfo* pk = find_packed(p.w)) {
       p.packed = true;
       p.group_bytes = pk->group_bytes;
-      if (fast_paths_enabled()) p.pfn = packed_kernel_avx2(p.type);
+      p.pfn = packed_kernel(p.type);
     }
     p.fn = kernels[i].fn;
     p.xa = converted[slot];

@@ -25,6 +25,7 @@ namespace owl::kernels {
 namespace {
 
 std::atomic<bool> g_repack{true};
+std::atomic<bool> g_vnni{true};
 
 // Never destroyed: prepared weights held in static objects elsewhere are freed at exit, after
 // this file's statics would be gone.
@@ -267,6 +268,14 @@ const PackedInfo* find_packed(const void* p) {
 
 void set_repack(bool on) { g_repack.store(on); }
 bool repack_enabled() { return g_repack.load(); }
+void set_vnni(bool on) { g_vnni.store(on); }
+bool vnni_available() { return cpu_has_avx512_vnni(); }
+
+PackedFn packed_kernel(DType t) {
+  if (!fast_paths_enabled()) return nullptr;
+  if (g_vnni.load(std::memory_order_relaxed) && cpu_has_avx512_vnni()) return packed_kernel_avx512vnni(t);
+  return packed_kernel_avx2(t);
+}
 
 bool is_prepared(const TensorView& W) { return find_packed(W.data) != nullptr; }
 

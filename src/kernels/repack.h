@@ -48,6 +48,9 @@ void unpack_row(DType t, const uint8_t* group, int r, int64_t in, uint8_t* dst);
 // Q4_K/Q6_K, Q8_0 with float scales for Q8_0), rows x_stride bytes apart.
 using PackedFn = void (*)(int64_t in, const uint8_t* group, const uint8_t* xa, size_t x_stride, int m, float* y,
                           int64_t ld, int valid);
-PackedFn packed_kernel_avx2(DType t);  // null where none
+PackedFn packed_kernel_avx2(DType t);        // null where none
+PackedFn packed_kernel_avx512vnni(DType t);  // null where none; same results as AVX2, bit for bit
+// The fastest kernel this CPU runs for t (honours set_fast_paths and set_vnni); null where none.
+PackedFn packed_kernel(DType t);
 
 }  // namespace owl::kernels

@@ -9,42 +9,13 @@
 #include <cstring>
 
 #include "kernels/repack.h"
+#include "kernels/repack_simd.h"
 #include "kernels/vec_dot.h"
 #include "tensor/quants.h"
 
 namespace owl::kernels {
 
 namespace {
-
-inline __m256i load32(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
-inline __m128i load16(const void* p) { return _mm_loadu_si128(static_cast<const __m128i*>(p)); }
-inline __m256i bcast4(const int8_t* p) {
-  int32_t v;
-  std::memcpy(&v, p, 4);
-  return _mm256_set1_epi32(v);
-}
-inline __m256 fp16x8(const uint8_t* p) { return _mm256_cvtph_ps(load16(p)); }
-
-// Decode streams weights from DRAM once; the hardware prefetcher alone leaves the core waiting
-// for every line, so compute and memory time add up. Asking for the lines kPrefetchBytes ahead
-// overlaps them. Called once per 64-byte line of the current block.
-constexpr int kPrefetchBytes = 4096;
-inline void prefetch_block(const uint8_t* b, size_t bytes) {
-  for (size_t o = 0; o < bytes; o += 64) _mm_prefetch(reinterpret_cast<const char*>(b + kPrefetchBytes + o), _MM_HINT_T0);
-}
-
-template <int M>
-inline void store_rows(const __m256 acc[M], float* y, int64_t ld, int valid) {
-  for (int m = 0; m < M; ++m) {
-    if (valid == kPackRows) {
-      _mm256_storeu_ps(y + m * ld, acc[m]);
-    } else {
-      alignas(32) float t[8];
-      _mm256_store_ps(t, acc[m]);
-      std::memcpy(y + m * ld, t, static_cast<size_t>(valid) * sizeof(float));
-    }
-  }
-}
 
 // pshufb controls picking, for lane r (row r), byte 2r + b of a 16-byte [8 rows][2] table:
 // kPickLo*: zero-extended into both int16 halves; kPickHi*: into the high bytes (then >> 8: sign-extended).
@@ -104,13 +75,7 @@ void gemm_q4_k(int64_t in, const uint8_t* grp, const uint8_t* xa, size_t xs, flo
     }
     const __m256 d = fp16x8(b), dmin = fp16x8(b + 16);
     for (int m = 0; m < M; ++m) {
-      // mins: sum over sub-blocks of min[r][s] * (activation sum of sub-block s).
-      const __m128i bs = _mm_hadd_epi16(load16(a[m]->bsums), load16(a[m]->bsums + 8));
-      const __m256i bsb = _mm256_broadcastsi128_si256(bs);
-      __m256i ms = _mm256_madd_epi16(_mm256_cvtepu8_epi16(load16(mn)), _mm256_shuffle_epi32(bsb, 0x00));
-      ms = _mm256_add_epi32(ms, _mm256_madd_epi16(_mm256_cvtepu8_epi16(load16(mn + 16)), _mm256_shuffle_epi32(bsb, 0x55)));
-      ms = _mm256_add_epi32(ms, _mm256_madd_epi16(_mm256_cvtepu8_epi16(load16(mn + 32)), _mm256_shuffle_epi32(bsb, 0xAA)));
-      ms = _mm256_add_epi32(ms, _mm256_madd_epi16(_mm256_cvtepu8_epi16(load16(mn + 48)), _mm256_shuffle_epi32(bsb, 0xFF)));
+      const __m256i ms = q4_k_mins(mn, a[m]->bsums);
       const __m256 da = _mm256_set1_ps(a[m]->d);
       acc[m] = _mm256_fmadd_ps(_mm256_mul_ps(d, da), _mm256_cvtepi32_ps(isum[m]), acc[m]);
       acc[m] = _mm256_fnmadd_ps(_mm256_mul_ps(dmin, da), _mm256_cvtepi32_ps(ms), acc[m]);
@@ -137,16 +102,7 @@ void gemm_q6_k(int64_t in, const uint8_t* grp, const uint8_t* xa, size_t xs, flo
     __m256i isum[M];
     for (int m = 0; m < M; ++m) {
       a[m] = reinterpret_cast<const BlockQ8_K*>(xa + m * xs) + i;
-      isum[m] = _mm256_setzero_si256();
-    }
-    // The -32 offset of every level: -32 * sum over sub-blocks of scale * activation sum.
-    for (int k = 0; k < 8; ++k) {
-      const __m256i s16 = _mm256_cvtepi8_epi16(load16(sc + 16 * k));
-      for (int m = 0; m < M; ++m) {
-        int32_t pair;
-        std::memcpy(&pair, a[m]->bsums + 2 * k, 4);
-        isum[m] = _mm256_sub_epi32(isum[m], _mm256_slli_epi32(_mm256_madd_epi16(s16, _mm256_set1_epi32(pair)), 5));
-      }
+      isum[m] = q6_k_offset(sc, a[m]->bsums);  // the -32 offset of every level
     }
     for (int c = 0; c < 4; ++c) {
       const __m256i sb_lo = _mm256_broadcastsi128_si256(load16(sc + 16 * (2 * c)));
@@ -215,27 +171,9 @@ void gemm_q8_0(int64_t in, const uint8_t* grp, const uint8_t* xa, size_t xs, flo
   store_rows<M>(acc, y, ld, valid);
 }
 
-template <template <int> class K>
-void by_m(int64_t in, const uint8_t* grp, const uint8_t* xa, size_t xs, int m, float* y, int64_t ld, int valid) {
-  switch (m) {
-    case 1: return K<1>::f(in, grp, xa, xs, y, ld, valid);
-    case 2: return K<2>::f(in, grp, xa, xs, y, ld, valid);
-    case 3: return K<3>::f(in, grp, xa, xs, y, ld, valid);
-    default: return K<4>::f(in, grp, xa, xs, y, ld, valid);
-  }
-}
-
-#define OWL_M_KERNEL(name, fn)                                                                                 \
-  template <int M>                                                                                            \
-  struct name {                                                                                               \
-    static void f(int64_t in, const uint8_t* g, const uint8_t* x, size_t xs, float* y, int64_t ld, int v) { \
-      fn<M>(in, g, x, xs, y, ld, v);                                                                          \
-    }                                                                                                         \
-  };
-OWL_M_KERNEL(PQ4_K, gemm_q4_k)
-OWL_M_KERNEL(PQ6_K, gemm_q6_k)
-OWL_M_KERNEL(PQ8_0, gemm_q8_0)
-#undef OWL_M_KERNEL
+OWL_PACKED_M_KERNEL(PQ4_K, gemm_q4_k)
+OWL_PACKED_M_KERNEL(PQ6_K, gemm_q6_k)
+OWL_PACKED_M_KERNEL(PQ8_0, gemm_q8_0)
 
 }  // namespace
 

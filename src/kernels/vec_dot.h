@@ -37,5 +37,6 @@ void quantize_q8_k_avx2(const float* x, void* y, int64_t n);
 
 // CPU features, read once.
 bool cpu_has_avx2_fma_f16c();
+bool cpu_has_avx512_vnni();  // AVX512F/BW/VL + VNNI, enabled by the OS
 
 }  // namespace owl::kernels
