@@ -202,6 +202,24 @@ void accumulate_v(float* acc, float corr, const float* p, const T* const* v, int
 
 constexpr int64_t kChunk = 64;  // tokens scored before the running max is updated
 
+// Scores of 4 keys at once: s[k] = q . key[k] (n elements); one horizontal reduction for all 4.
+template <class T>
+void dot4(const float* q, const T* const* key, int64_t n, float* s) {
+  __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 qv = _mm256_loadu_ps(q + i);
+    a0 = _mm256_fmadd_ps(qv, load8(key[0] + i), a0);
+    a1 = _mm256_fmadd_ps(qv, load8(key[1] + i), a1);
+    a2 = _mm256_fmadd_ps(qv, load8(key[2] + i), a2);
+    a3 = _mm256_fmadd_ps(qv, load8(key[3] + i), a3);
+  }
+  const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+  _mm_storeu_ps(s, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
+  for (; i < n; ++i)
+    for (int k = 0; k < 4; ++k) s[k] += q[i] * load1(key[k] + i);
+}
+
 template <class TK, class TV>
 void attention_group(const float* q, int64_t h0, int64_t h1, int64_t g, int64_t dk, int64_t dv, const KVSpan& k,
                      const KVSpan& v, int64_t kv_begin, int64_t kv_end, float scale, float* out) {
@@ -225,9 +243,12 @@ void attention_group(const float* q, int64_t h0, int64_t h1, int64_t g, int64_t 
     }
     for (int64_t h = 0; h < nh; ++h) {
       const float* qh = q + (h0 + h) * dk;
+      int64_t j = 0;
+      for (; j + 4 <= len; j += 4) dot4(qh, kr + j, dk, s + j);
+      for (; j < len; ++j) s[j] = dot(qh, kr[j], dk);
       float cm = -INFINITY;
-      for (int64_t j = 0; j < len; ++j) {
-        s[j] = scale * dot(qh, kr[j], dk);
+      for (j = 0; j < len; ++j) {
+        s[j] *= scale;
         cm = std::max(cm, s[j]);
       }
       float corr = 1.0f;
@@ -236,8 +257,7 @@ void attention_group(const float* q, int64_t h0, int64_t h1, int64_t g, int64_t 
         m[h] = cm;
       }
       const __m256 mm = _mm256_set1_ps(m[h]);
-      int64_t j = 0;
-      for (; j + 8 <= len; j += 8) _mm256_store_ps(s + j, exp8(_mm256_sub_ps(_mm256_load_ps(s + j), mm)));
+      for (j = 0; j + 8 <= len; j += 8) _mm256_store_ps(s + j, exp8(_mm256_sub_ps(_mm256_load_ps(s + j), mm)));
       for (; j < len; ++j) s[j] = std::exp(s[j] - m[h]);
       float lsum = 0;
       for (j = 0; j < len; ++j) lsum += s[j];
