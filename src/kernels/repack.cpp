@@ -39,26 +39,9 @@ Registry& registry() {
 }
 std::atomic<int> g_registered{0};
 
-constexpr size_t kQ4KBytes = 32 + 64 + 64 + 1024;
+constexpr size_t kQ4KBytes = 32 + 96 + 1024;
 constexpr size_t kQ6KBytes = 16 + 128 + 1024 + 512;
 constexpr size_t kQ8_0Bytes = 16 + 256;
-
-// The 8 6-bit scales and mins of a Q4_K block (ggml's packing) and back.
-void q4k_scales_get(const uint8_t* q, uint8_t sc[8], uint8_t mn[8]) {
-  for (int j = 0; j < 4; ++j) {
-    sc[j] = q[j] & 63;
-    mn[j] = q[j + 4] & 63;
-    sc[j + 4] = static_cast<uint8_t>((q[j + 8] & 0xF) | ((q[j] >> 6) << 4));
-    mn[j + 4] = static_cast<uint8_t>((q[j + 8] >> 4) | ((q[j + 4] >> 6) << 4));
-  }
-}
-void q4k_scales_set(const uint8_t sc[8], const uint8_t mn[8], uint8_t* q) {
-  for (int j = 0; j < 4; ++j) {
-    q[j] = static_cast<uint8_t>(sc[j] | (sc[j + 4] >> 4) << 6);
-    q[j + 4] = static_cast<uint8_t>(mn[j] | (mn[j + 4] >> 4) << 6);
-    q[j + 8] = static_cast<uint8_t>((sc[j + 4] & 0xF) | (mn[j + 4] & 0xF) << 4);
-  }
-}
 
 // Q6_K levels (0..63) of one block, in element order, and back (see tensor/quants.cpp).
 void q6k_levels_get(const BlockQ6_K& b, uint8_t q[256]) {
@@ -86,6 +69,9 @@ void q6k_levels_set(const uint8_t q[256], BlockQ6_K& b) {
   }
 }
 
+// Q4_K's 12 bytes of 6-bit scales and mins stay packed (decoded in registers by the kernels,
+// so the copy is no larger than the file): bytes 0-3, 4-7 and 8-11 of each row go to three
+// [8 rows][4] tables.
 void pack_q4_k(const uint8_t* const rows[kPackRows], int64_t nb, uint8_t* dst) {
   for (int64_t i = 0; i < nb; ++i, dst += kQ4KBytes) {
     std::memset(dst, 0, kQ4KBytes);
@@ -94,14 +80,9 @@ void pack_q4_k(const uint8_t* const rows[kPackRows], int64_t nb, uint8_t* dst) {
       const auto& b = reinterpret_cast<const BlockQ4_K*>(rows[r])[i];
       std::memcpy(dst + 2 * r, &b.d, 2);
       std::memcpy(dst + 16 + 2 * r, &b.dmin, 2);
-      uint8_t sc[8], mn[8];
-      q4k_scales_get(b.scales, sc, mn);
-      for (int s = 0; s < 8; ++s) {
-        dst[32 + ((s / 2) * 8 + r) * 2 + s % 2] = sc[s];
-        dst[96 + ((s / 2) * 8 + r) * 2 + s % 2] = mn[s];
-      }
+      for (int t = 0; t < 3; ++t) std::memcpy(dst + 32 + 32 * t + 4 * r, b.scales + 4 * t, 4);
       for (int j = 0; j < 4; ++j)
-        for (int g = 0; g < 8; ++g) std::memcpy(dst + 160 + ((j * 8 + g) * 8 + r) * 4, b.qs + 32 * j + 4 * g, 4);
+        for (int g = 0; g < 8; ++g) std::memcpy(dst + 128 + ((j * 8 + g) * 8 + r) * 4, b.qs + 32 * j + 4 * g, 4);
     }
   }
 }
@@ -111,14 +92,9 @@ void unpack_q4_k(const uint8_t* src, int r, int64_t nb, uint8_t* out) {
     auto& b = reinterpret_cast<BlockQ4_K*>(out)[i];
     std::memcpy(&b.d, src + 2 * r, 2);
     std::memcpy(&b.dmin, src + 16 + 2 * r, 2);
-    uint8_t sc[8], mn[8];
-    for (int s = 0; s < 8; ++s) {
-      sc[s] = src[32 + ((s / 2) * 8 + r) * 2 + s % 2];
-      mn[s] = src[96 + ((s / 2) * 8 + r) * 2 + s % 2];
-    }
-    q4k_scales_set(sc, mn, b.scales);
+    for (int t = 0; t < 3; ++t) std::memcpy(b.scales + 4 * t, src + 32 + 32 * t + 4 * r, 4);
     for (int j = 0; j < 4; ++j)
-      for (int g = 0; g < 8; ++g) std::memcpy(b.qs + 32 * j + 4 * g, src + 160 + ((j * 8 + g) * 8 + r) * 4, 4);
+      for (int g = 0; g < 8; ++g) std::memcpy(b.qs + 32 * j + 4 * g, src + 128 + ((j * 8 + g) * 8 + r) * 4, 4);
   }
 }
 

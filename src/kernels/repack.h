@@ -1,13 +1,14 @@
 // Internal to the kernels: weights repacked at load time (prepare_weight) into groups of 8 rows
 // interleaved 4 bytes at a time, so one 256-bit register holds 4 weights of each of 8 rows.
 // A dot product step broadcasts 4 activation bytes to all lanes and leaves one int32 per weight
-// row: block scales then apply to 8 rows with one float multiply-add, scales and mins are stored
-// pre-decoded (bytes), and decode needs no horizontal sums. Every quant value, scale and fp16
-// factor is kept exactly, so the original rows can be rebuilt (unpack_row) bit for bit.
+// row: block scales then apply to 8 rows with one float multiply-add, and decode needs no
+// horizontal sums. Every quant value, scale and fp16 factor is kept exactly, so the original
+// rows can be rebuilt (unpack_row) bit for bit.
 //
 // Layout of one 8-row group, block by block (nb = in / block elements; rows past `out` are zero):
-//   Q4_K (1184 bytes per 256 elements): fp16 d[8], fp16 dmin[8], u8 scales[4][8][2] (pair p, row r:
-//     scales 2p, 2p+1), u8 mins[4][8][2], qs[4 j][8 g][8 r][4] = row r's qs[32 j + 4 g .. + 4).
+//   Q4_K (1152 bytes per 256 elements, as in the file): fp16 d[8], fp16 dmin[8], the rows' 12
+//     bytes of packed 6-bit scales and mins as sc[3][8 r][4] (row r's bytes 4t .. 4t + 4 at t),
+//     qs[4 j][8 g][8 r][4] = row r's qs[32 j + 4 g .. + 4).
 //   Q6_K (1680 bytes per 256): fp16 d[8], s8 scales[8][8][2] (pair k, row r: scales 2k, 2k+1),
 //     ql[4 c][8 g][8 r][4]: byte i = low 4 bits of q[64c+4g+i] | low 4 bits of q[64c+32+4g+i] << 4,
 //     qh[4 c][4 h][8 r][4]: byte i = the high 2 bits of q[64c+8h+i], q[64c+32+8h+i], q[64c+8h+4+i],

@@ -17,17 +17,14 @@ namespace owl::kernels {
 
 namespace {
 
-// pshufb controls picking, for lane r (row r), byte 2r + b of a 16-byte [8 rows][2] table:
-// kPickLo*: zero-extended into both int16 halves; kPickHi*: into the high bytes (then >> 8: sign-extended).
-inline __m256i pick_lo(int b) {
+// pshufb control copying byte k of every 32-bit lane, zero-extended, into both of its int16 halves.
+inline __m256i pick_byte(int k) {
   alignas(32) int8_t c[32];
-  for (int i = 0; i < 32; ++i) {
-    const int r = (i / 4) % 4, lane_half = i / 16;
-    const int row = r + 4 * lane_half;
-    c[i] = (i % 2 == 0) ? static_cast<int8_t>(2 * row + b) : static_cast<int8_t>(-128);
-  }
+  for (int i = 0; i < 32; ++i) c[i] = (i % 2 == 0) ? static_cast<int8_t>(4 * ((i % 16) / 4) + k) : static_cast<int8_t>(-128);
   return _mm256_load_si256(reinterpret_cast<const __m256i*>(c));
 }
+// pshufb control picking, for lane r (row r), byte 2r + b of a 16-byte [8 rows][2] table (broadcast
+// to both halves) into the high byte of both int16 halves (then >> 8: sign-extended).
 inline __m256i pick_hi(int b) {
   alignas(32) int8_t c[32];
   for (int i = 0; i < 32; ++i) {
@@ -43,15 +40,14 @@ template <int M>
 void gemm_q4_k(int64_t in, const uint8_t* grp, const uint8_t* xa, size_t xs, float* y, int64_t ld, int valid) {
   const int64_t nb = in / kQKK;
   const __m256i m4 = _mm256_set1_epi8(0x0F);
-  const __m256i pick0 = pick_lo(0), pick1 = pick_lo(1);
+  const __m256i pick[4] = {pick_byte(0), pick_byte(1), pick_byte(2), pick_byte(3)};
   __m256 acc[M];
   for (int m = 0; m < M; ++m) acc[m] = _mm256_setzero_ps();
   for (int64_t i = 0; i < nb; ++i) {
-    const uint8_t* b = grp + i * 1184;
-    prefetch_block(b, 1184);
-    const uint8_t* sc = b + 32;
-    const uint8_t* mn = b + 96;
-    const uint8_t* qs = b + 160;
+    const uint8_t* b = grp + i * 1152;
+    prefetch_block(b, 1152);
+    const Q4KScales s = q4_k_scales(b + 32);
+    const uint8_t* qs = b + 128;
     const BlockQ8_K* a[M];
     for (int m = 0; m < M; ++m) a[m] = reinterpret_cast<const BlockQ8_K*>(xa + m * xs) + i;
     __m256i isum[M];
@@ -68,14 +64,15 @@ void gemm_q4_k(int64_t in, const uint8_t* grp, const uint8_t* xa, size_t xs, flo
           phi[m] = _mm256_add_epi16(phi[m], _mm256_maddubs_epi16(hi, bcast4(a[m]->qs + 64 * j + 32 + 4 * g)));
         }
       }
-      const __m256i scb = _mm256_broadcastsi128_si256(load16(sc + 16 * j));
-      const __m256i s_lo = _mm256_shuffle_epi8(scb, pick0), s_hi = _mm256_shuffle_epi8(scb, pick1);
+      // Scales 2j and 2j + 1 of every row: bytes 0, 1 (j even) or 2, 3 of each lane.
+      const __m256i sc = j < 2 ? s.sc_lo : s.sc_hi;
+      const __m256i s_lo = _mm256_shuffle_epi8(sc, pick[2 * (j % 2)]), s_hi = _mm256_shuffle_epi8(sc, pick[2 * (j % 2) + 1]);
       for (int m = 0; m < M; ++m)
         isum[m] = _mm256_add_epi32(isum[m], _mm256_add_epi32(_mm256_madd_epi16(plo[m], s_lo), _mm256_madd_epi16(phi[m], s_hi)));
     }
     const __m256 d = fp16x8(b), dmin = fp16x8(b + 16);
     for (int m = 0; m < M; ++m) {
-      const __m256i ms = q4_k_mins(mn, a[m]->bsums);
+      const __m256i ms = q4_k_mins(s, a[m]->bsums);
       const __m256 da = _mm256_set1_ps(a[m]->d);
       acc[m] = _mm256_fmadd_ps(_mm256_mul_ps(d, da), _mm256_cvtepi32_ps(isum[m]), acc[m]);
       acc[m] = _mm256_fnmadd_ps(_mm256_mul_ps(dmin, da), _mm256_cvtepi32_ps(ms), acc[m]);

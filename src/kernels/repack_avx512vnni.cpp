@@ -24,15 +24,14 @@ inline __m256i dot4(__m256i acc, __m256i u8_weights, __m256i s8_acts) {
 template <int M>
 void gemm_q4_k(int64_t in, const uint8_t* grp, const uint8_t* xa, size_t xs, float* y, int64_t ld, int valid) {
   const int64_t nb = in / kQKK;
-  const __m256i m4 = _mm256_set1_epi8(0x0F), low16 = _mm256_set1_epi32(0xFFFF);
+  const __m256i m4 = _mm256_set1_epi8(0x0F), byte0 = _mm256_set1_epi32(0xFF);
   __m256 acc[M];
   for (int m = 0; m < M; ++m) acc[m] = _mm256_setzero_ps();
   for (int64_t i = 0; i < nb; ++i) {
-    const uint8_t* b = grp + i * 1184;
-    prefetch_block(b, 1184);
-    const uint8_t* sc = b + 32;
-    const uint8_t* mn = b + 96;
-    const uint8_t* qs = b + 160;
+    const uint8_t* b = grp + i * 1152;
+    prefetch_block(b, 1152);
+    const Q4KScales s = q4_k_scales(b + 32);
+    const uint8_t* qs = b + 128;
     const BlockQ8_K* a[M];
     __m256i isum[M];
     for (int m = 0; m < M; ++m) {
@@ -50,15 +49,16 @@ void gemm_q4_k(int64_t in, const uint8_t* grp, const uint8_t* xa, size_t xs, flo
           shi[m] = dot4(shi[m], hi, bcast4(a[m]->qs + 64 * j + 32 + 4 * g));
         }
       }
-      // Lane r: scale 2j | scale 2j + 1 << 16 of row r.
-      const __m256i s = _mm256_cvtepu8_epi16(load16(sc + 16 * j));
-      const __m256i s_lo = _mm256_and_si256(s, low16), s_hi = _mm256_srli_epi32(s, 16);
+      // Scales 2j and 2j + 1 of every row: bytes 0, 1 (j even) or 2, 3 of each lane.
+      const __m256i sc = j < 2 ? s.sc_lo : s.sc_hi;
+      const __m256i s_lo = j % 2 == 0 ? _mm256_and_si256(sc, byte0) : _mm256_and_si256(_mm256_srli_epi32(sc, 16), byte0);
+      const __m256i s_hi = j % 2 == 0 ? _mm256_and_si256(_mm256_srli_epi32(sc, 8), byte0) : _mm256_srli_epi32(sc, 24);
       for (int m = 0; m < M; ++m)
         isum[m] = _mm256_add_epi32(isum[m], _mm256_add_epi32(_mm256_mullo_epi32(slo[m], s_lo), _mm256_mullo_epi32(shi[m], s_hi)));
     }
     const __m256 d = fp16x8(b), dmin = fp16x8(b + 16);
     for (int m = 0; m < M; ++m) {
-      const __m256i ms = q4_k_mins(mn, a[m]->bsums);
+      const __m256i ms = q4_k_mins(s, a[m]->bsums);
       const __m256 da = _mm256_set1_ps(a[m]->d);
       acc[m] = _mm256_fmadd_ps(_mm256_mul_ps(d, da), _mm256_cvtepi32_ps(isum[m]), acc[m]);
       acc[m] = _mm256_fnmadd_ps(_mm256_mul_ps(dmin, da), _mm256_cvtepi32_ps(ms), acc[m]);

@@ -44,15 +44,33 @@ inline void store_rows(const __m256 acc[M], float* y, int64_t ld, int valid) {
   }
 }
 
+// The 6-bit scales and mins of a packed Q4_K block for 8 rows (lane r = row r, byte k of the
+// lane = sub-block k or 4 + k), decoded from the [3][8 rows][4] bytes at p.
+struct Q4KScales {
+  __m256i sc_lo, sc_hi, mn_lo, mn_hi;  // scales 0-3, 4-7; mins 0-3, 4-7
+};
+inline Q4KScales q4_k_scales(const uint8_t* p) {
+  const __m256i m6 = _mm256_set1_epi8(0x3F), m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
+  const __m256i a = load32(p), b = load32(p + 32), c = load32(p + 64);
+  // bits 6-7 of bytes 0-3 (4-7) are bits 4-5 of scales (mins) 4-7; bytes 8-11 hold their low 4 bits.
+  return {_mm256_and_si256(a, m6), _mm256_or_si256(_mm256_and_si256(c, m4), _mm256_and_si256(_mm256_srli_epi16(a, 2), m30)),
+          _mm256_and_si256(b, m6),
+          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(c, 4), m4), _mm256_and_si256(_mm256_srli_epi16(b, 2), m30))};
+}
+
 // Q4_K mins term of one block for 8 rows: sum over sub-blocks s of min[r][s] * (activation sum
-// of sub-block s); mn: the packed mins ([4 pairs][8 rows][2]), bsums: Q8_K's 16 sums of 16.
-inline __m256i q4_k_mins(const uint8_t* mn, const int16_t* bsums) {
+// of sub-block s); bsums: Q8_K's 16 sums of 16 elements.
+inline __m256i q4_k_mins(const Q4KScales& s, const int16_t* bsums) {
+  // Sub-block sums 0..7, reordered to int16 pairs (0,2) (4,6) (1,3) (5,7), one per 32-bit element.
   const __m128i bs = _mm_hadd_epi16(load16(bsums), load16(bsums + 8));
-  const __m256i bsb = _mm256_broadcastsi128_si256(bs);
-  __m256i ms = _mm256_madd_epi16(_mm256_cvtepu8_epi16(load16(mn)), _mm256_shuffle_epi32(bsb, 0x00));
-  ms = _mm256_add_epi32(ms, _mm256_madd_epi16(_mm256_cvtepu8_epi16(load16(mn + 16)), _mm256_shuffle_epi32(bsb, 0x55)));
-  ms = _mm256_add_epi32(ms, _mm256_madd_epi16(_mm256_cvtepu8_epi16(load16(mn + 32)), _mm256_shuffle_epi32(bsb, 0xAA)));
-  return _mm256_add_epi32(ms, _mm256_madd_epi16(_mm256_cvtepu8_epi16(load16(mn + 48)), _mm256_shuffle_epi32(bsb, 0xFF)));
+  const __m128i order = _mm_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
+  const __m256i pairs = _mm256_broadcastsi128_si256(_mm_shuffle_epi8(bs, order));
+  const __m256i low = _mm256_set1_epi16(0x00FF);
+  // Each lane's min bytes (m0 m1 m2 m3) as int16 pairs (m0, m2) and (m1, m3).
+  __m256i r = _mm256_madd_epi16(_mm256_and_si256(s.mn_lo, low), _mm256_shuffle_epi32(pairs, 0x00));
+  r = _mm256_add_epi32(r, _mm256_madd_epi16(_mm256_srli_epi16(s.mn_lo, 8), _mm256_shuffle_epi32(pairs, 0xAA)));
+  r = _mm256_add_epi32(r, _mm256_madd_epi16(_mm256_and_si256(s.mn_hi, low), _mm256_shuffle_epi32(pairs, 0x55)));
+  return _mm256_add_epi32(r, _mm256_madd_epi16(_mm256_srli_epi16(s.mn_hi, 8), _mm256_shuffle_epi32(pairs, 0xFF)));
 }
 
 // Q6_K's -32 offset of every level for 8 rows: -32 * sum over sub-blocks of scale * activation sum.
