@@ -33,7 +33,7 @@ TensorView matrix_slice(const TensorView& W, int64_t i2);
 
 // ---- weights repacked at load time ----
 // prepare_weight copies a weight used by matmul into a layout interleaving 8 rows block by block
-// (Q4_K, Q6_K, Q8_0 where AVX2 exists; other types come back as the plain view, storage null).
+// (Q4_K, Q6_K, Q8_0, Q5_0 where AVX2 exists; other types come back as the plain view, storage null).
 // The returned view keeps W's name, type and shape; matmul, matmul_many, matmul_swiglu and
 // matrix_slice (3-D expert stacks) recognise its data pointer, and give the same results as on
 // W within float rounding (2e-6 of the output scale; bit-identical for any thread count).

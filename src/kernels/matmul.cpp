@@ -161,11 +161,17 @@ void quantize_task(void* vjob, int task, int) {
   for (int64_t r = task * j.rows_per_task; r < r1; ++r) {
     uint8_t* row = j.xa + r * j.x_stride;
     j.fn(j.X + r * j.in, row, j.in);
-    if (j.q8_0) {  // append the float32 copies of the block scales (see vec_dot.h)
+    if (j.q8_0) {  // append the float32 copies of the block scales and the quant sums (see vec_dot.h)
       const int64_t nb = j.in / kQK;
       const auto* b = reinterpret_cast<const BlockQ8_0*>(row);
       float* d = reinterpret_cast<float*>(row + q8_0_act_scales_offset(j.in));
-      for (int64_t i = 0; i < nb; ++i) d[i] = f16_to_f32(b[i].d);
+      int32_t* sums = reinterpret_cast<int32_t*>(row + q8_0_act_sums_offset(j.in));
+      for (int64_t i = 0; i < nb; ++i) {
+        d[i] = f16_to_f32(b[i].d);
+        int32_t sum = 0;
+        for (int k = 0; k < kQK; ++k) sum += b[i].qs[k];
+        sums[i] = sum;
+      }
     }
   }
 }

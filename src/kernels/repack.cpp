@@ -42,6 +42,7 @@ std::atomic<int> g_registered{0};
 constexpr size_t kQ4KBytes = 32 + 96 + 1024;
 constexpr size_t kQ6KBytes = 16 + 128 + 1024 + 512;
 constexpr size_t kQ8_0Bytes = 16 + 256;
+constexpr size_t kQ5_0Bytes = 16 + 32 + 128;
 
 // Q6_K levels (0..63) of one block, in element order, and back (see tensor/quants.cpp).
 void q6k_levels_get(const BlockQ6_K& b, uint8_t q[256]) {
@@ -171,6 +172,56 @@ void unpack_q8_0(const uint8_t* src, int r, int64_t nb, uint8_t* out) {
   }
 }
 
+// Q5_0: the high bits of each row's 32 levels are regrouped so the kernels find those of 4
+// consecutive elements with one shift: byte k of the packed word holds, at bit g, the high bit
+// of element 4g + k (g < 4) and at bit 4 + g that of element 16 + 4g + k.
+uint32_t q5_0_high_bits_pack(uint32_t h) {
+  uint32_t out = 0;
+  for (int k = 0; k < 4; ++k)
+    for (int g = 0; g < 4; ++g) {
+      out |= ((h >> (4 * g + k)) & 1u) << (8 * k + g);
+      out |= ((h >> (16 + 4 * g + k)) & 1u) << (8 * k + 4 + g);
+    }
+  return out;
+}
+uint32_t q5_0_high_bits_unpack(uint32_t p) {
+  uint32_t h = 0;
+  for (int k = 0; k < 4; ++k)
+    for (int g = 0; g < 4; ++g) {
+      h |= ((p >> (8 * k + g)) & 1u) << (4 * g + k);
+      h |= ((p >> (8 * k + 4 + g)) & 1u) << (16 + 4 * g + k);
+    }
+  return h;
+}
+
+void pack_q5_0(const uint8_t* const rows[kPackRows], int64_t nb, uint8_t* dst) {
+  for (int64_t i = 0; i < nb; ++i, dst += kQ5_0Bytes) {
+    std::memset(dst, 0, kQ5_0Bytes);
+    for (int r = 0; r < kPackRows; ++r) {
+      if (!rows[r]) continue;
+      const auto& b = reinterpret_cast<const BlockQ5_0*>(rows[r])[i];
+      std::memcpy(dst + 2 * r, &b.d, 2);
+      uint32_t h;
+      std::memcpy(&h, b.qh, 4);
+      const uint32_t hp = q5_0_high_bits_pack(h);
+      std::memcpy(dst + 16 + 4 * r, &hp, 4);
+      for (int g = 0; g < 4; ++g) std::memcpy(dst + 48 + (g * 8 + r) * 4, b.qs + 4 * g, 4);
+    }
+  }
+}
+
+void unpack_q5_0(const uint8_t* src, int r, int64_t nb, uint8_t* out) {
+  for (int64_t i = 0; i < nb; ++i, src += kQ5_0Bytes) {
+    auto& b = reinterpret_cast<BlockQ5_0*>(out)[i];
+    std::memcpy(&b.d, src + 2 * r, 2);
+    uint32_t hp;
+    std::memcpy(&hp, src + 16 + 4 * r, 4);
+    const uint32_t h = q5_0_high_bits_unpack(hp);
+    std::memcpy(b.qh, &h, 4);
+    for (int g = 0; g < 4; ++g) std::memcpy(b.qs + 4 * g, src + 48 + (g * 8 + r) * 4, 4);
+  }
+}
+
 // Anonymous memory for a packed copy (huge pages where the kernel allows: decode streams it
 // linearly, and fewer TLB misses help); the deleter unregisters it before unmapping.
 std::shared_ptr<uint8_t> allocate_packed(size_t bytes) {
@@ -207,6 +258,7 @@ size_t packed_block_bytes(DType t) {
     case DType::Q4_K: return kQ4KBytes;
     case DType::Q6_K: return kQ6KBytes;
     case DType::Q8_0: return kQ8_0Bytes;
+    case DType::Q5_0: return kQ5_0Bytes;
     default: return 0;
   }
 }
@@ -217,6 +269,7 @@ void pack_group(DType t, const uint8_t* const rows[kPackRows], int64_t in, uint8
     case DType::Q4_K: return pack_q4_k(rows, nb, dst);
     case DType::Q6_K: return pack_q6_k(rows, nb, dst);
     case DType::Q8_0: return pack_q8_0(rows, nb, dst);
+    case DType::Q5_0: return pack_q5_0(rows, nb, dst);
     default: throw Error(std::string("pack_group: no packed layout for ") + dtype_name(t));
   }
 }
@@ -227,6 +280,7 @@ void unpack_row(DType t, const uint8_t* group, int r, int64_t in, uint8_t* dst) 
     case DType::Q4_K: return unpack_q4_k(group, r, nb, dst);
     case DType::Q6_K: return unpack_q6_k(group, r, nb, dst);
     case DType::Q8_0: return unpack_q8_0(group, r, nb, dst);
+    case DType::Q5_0: return unpack_q5_0(group, r, nb, dst);
     default: throw Error(std::string("unpack_row: no packed layout for ") + dtype_name(t));
   }
 }

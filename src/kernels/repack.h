@@ -14,6 +14,9 @@
 //     qh[4 c][4 h][8 r][4]: byte i = the high 2 bits of q[64c+8h+i], q[64c+32+8h+i], q[64c+8h+4+i],
 //     q[64c+32+8h+4+i] at bits 0, 2, 4, 6 (q: the 6-bit unsigned levels, value = q - 32).
 //   Q8_0 (272 bytes per 32): fp16 d[8], qs[8 g][8 r][4] = row r's qs[4 g .. + 4).
+//   Q5_0 (176 bytes per 32): fp16 d[8], u32 hbits[8 r] (byte k, bit g: the high bit of element
+//     4g + k; bit 4 + g: of element 16 + 4g + k), qs[4 g][8 r][4] = row r's qs[4 g .. + 4) (low
+//     nibbles: elements 4g + k, high nibbles: 16 + 4g + k).
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -46,7 +49,7 @@ void unpack_row(DType t, const uint8_t* group, int r, int64_t in, uint8_t* dst);
 
 // y[k * ld + r] = dot(weight row r of the group, activation row k) for k < m (1 <= m <= 4),
 // r < valid (1 <= valid <= 8). xa: activations converted to the type's vec-dot type (Q8_K for
-// Q4_K/Q6_K, Q8_0 with float scales for Q8_0), rows x_stride bytes apart.
+// Q4_K/Q6_K, Q8_0 with float scales and sums for Q8_0 and Q5_0), rows x_stride bytes apart.
 using PackedFn = void (*)(int64_t in, const uint8_t* group, const uint8_t* xa, size_t x_stride, int m, float* y,
                           int64_t ld, int valid);
 PackedFn packed_kernel_avx2(DType t);        // null where none

@@ -168,9 +168,47 @@ void gemm_q8_0(int64_t in, const uint8_t* grp, const uint8_t* xa, size_t xs, flo
   store_rows<M>(acc, y, ld, valid);
 }
 
+// ---- Q5_0 x Q8_0: unsigned 5-bit levels times the activations, minus 16 * the activation sums ----
+template <int M>
+void gemm_q5_0(int64_t in, const uint8_t* grp, const uint8_t* xa, size_t xs, float* y, int64_t ld, int valid) {
+  const int64_t nb = in / kQK;
+  const __m256i ones = _mm256_set1_epi16(1);
+  const BlockQ8_0* a[M];
+  const float* da[M];
+  const int32_t* sums[M];
+  __m256 acc[M];
+  for (int m = 0; m < M; ++m) {
+    a[m] = reinterpret_cast<const BlockQ8_0*>(xa + m * xs);
+    da[m] = reinterpret_cast<const float*>(xa + m * xs + q8_0_act_scales_offset(in));
+    sums[m] = reinterpret_cast<const int32_t*>(xa + m * xs + q8_0_act_sums_offset(in));
+    acc[m] = _mm256_setzero_ps();
+  }
+  for (int64_t i = 0; i < nb; ++i) {
+    const uint8_t* b = grp + i * 176;
+    prefetch_block(b, 176);
+    const __m256i hb = load32(b + 16);
+    __m256i isum[M];
+    for (int m = 0; m < M; ++m) isum[m] = _mm256_set1_epi32(-16 * sums[m][i]);
+    for (int g = 0; g < 4; ++g) {
+      __m256i lo, hi;
+      q5_0_levels(load32(b + 48 + 32 * g), hb, g, lo, hi);
+      for (int m = 0; m < M; ++m) {  // pair sums <= 2 * 31 * 128: two of them fit int16
+        const __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(lo, bcast4(a[m][i].qs + 4 * g)),
+                                           _mm256_maddubs_epi16(hi, bcast4(a[m][i].qs + 16 + 4 * g)));
+        isum[m] = _mm256_add_epi32(isum[m], _mm256_madd_epi16(p, ones));
+      }
+    }
+    const __m256 d = fp16x8(b);
+    for (int m = 0; m < M; ++m)
+      acc[m] = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_broadcast_ss(da[m] + i)), _mm256_cvtepi32_ps(isum[m]), acc[m]);
+  }
+  store_rows<M>(acc, y, ld, valid);
+}
+
 OWL_PACKED_M_KERNEL(PQ4_K, gemm_q4_k)
 OWL_PACKED_M_KERNEL(PQ6_K, gemm_q6_k)
 OWL_PACKED_M_KERNEL(PQ8_0, gemm_q8_0)
+OWL_PACKED_M_KERNEL(PQ5_0, gemm_q5_0)
 
 }  // namespace
 
@@ -179,6 +217,7 @@ PackedFn packed_kernel_avx2(DType t) {
     case DType::Q4_K: return by_m<PQ4_K>;
     case DType::Q6_K: return by_m<PQ6_K>;
     case DType::Q8_0: return by_m<PQ8_0>;
+    case DType::Q5_0: return by_m<PQ5_0>;
     default: return nullptr;
   }
 }

@@ -85,6 +85,14 @@ inline __m256i q6_k_offset(const uint8_t* sc, const int16_t* bsums) {
   return r;
 }
 
+// Levels (0..31) of a packed Q5_0 block's group g for 8 rows: lo = elements 4g .. 4g + 3 of each
+// row, hi = elements 16 + 4g ..; q: the group's 32 bytes of nibbles, hb: the rows' high-bit words.
+inline void q5_0_levels(__m256i q, __m256i hb, int g, __m256i& lo, __m256i& hi) {
+  const __m256i m4 = _mm256_set1_epi8(0x0F), m10 = _mm256_set1_epi8(0x10);
+  lo = _mm256_or_si256(_mm256_and_si256(q, m4), _mm256_and_si256(_mm256_slli_epi16(hb, 4 - g), m10));
+  hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), _mm256_and_si256(_mm256_srli_epi16(hb, g), m10));
+}
+
 // Runs kernel K<M> for m = 1..4 activation rows (the PackedFn signature).
 template <template <int> class K>
 void by_m(int64_t in, const uint8_t* grp, const uint8_t* xa, size_t xs, int m, float* y, int64_t ld, int valid) {

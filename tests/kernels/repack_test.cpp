@@ -30,7 +30,7 @@ using test::random_x;
 using test::run_matmul;
 using test::Weights;
 
-const DType kPackedTypes[] = {DType::Q4_K, DType::Q6_K, DType::Q8_0};
+const DType kPackedTypes[] = {DType::Q4_K, DType::Q6_K, DType::Q8_0, DType::Q5_0};
 
 int64_t block_elems(DType t) { return info(t).block_size; }
 
@@ -169,7 +169,7 @@ TEST(Repack, RowsDequantiseFromThePreparedCopy) {
 }
 
 TEST(Repack, OtherTypesAndRepackOffGivePlainViews) {
-  Weights q5 = make_weights(DType::Q5_0, 64, 9, 1);
+  Weights q5 = make_weights(DType::Q4_0, 64, 9, 1);  // no packed layout
   kernels::PreparedWeight p = kernels::prepare_weight(q5.view);
   EXPECT_FALSE(p.storage);
   EXPECT_EQ(p.view.data, q5.view.data);
