@@ -61,8 +61,8 @@ def main():
               file=sys.stderr)
 
     print(f"| model | pp{a.prompt} t/s | × llama.cpp (target 1.5, ik_llama) | tg t/s | × llama.cpp (target 1.15) "
-          f"| roofline t/s | share (target 0.9) | peak RSS / budget |")
-    print("|---|---|---|---|---|---|---|---|")
+          f"| probe GB/s | roofline t/s | share (target 0.9) | peak RSS / budget |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name, b, ref_pp, ref_tg, ik, size, _ in rows:
         pp, tg = b["pp"]["tps_median"], b["tg"]["tps_median"]
         ik_txt = f", ik {ik[0]:.2f}" if ik else ""
@@ -71,15 +71,15 @@ def main():
         budget = mem.get("bound_bytes")
         rss_txt = f"{rss / 2**20:.0f} / {budget / 2**20:.0f} MiB" if rss and budget else "–"
         print(f"| {name} | {pp:.1f} | {pp / ref_pp:.2f} (ref ~{ref_pp:g}{ik_txt}) | {tg:.1f} | {tg / ref_tg:.2f} "
-              f"(ref ~{ref_tg:g}) | {b['roofline_tps']:.1f} | {b['roofline_share']:.2f} | {rss_txt} |")
+              f"(ref ~{ref_tg:g}) | {b['bandwidth_gbs']:.1f} | {b['roofline_tps']:.1f} | {b['roofline_share']:.2f} | {rss_txt} |")
     if a.baseline and rows:
         print(f"\n| model | baseline pp | pp × baseline | baseline tg | tg × baseline |\n|---|---|---|---|---|")
         for name, b, _, _, _, _, base in rows:
             pp, tg, bpp, btg = b["pp"]["tps_median"], b["tg"]["tps_median"], base["pp"]["tps_median"], base["tg"]["tps_median"]
             print(f"| {name} | {bpp:.1f} | {pp / bpp:.2f} | {btg:.1f} | {tg / btg:.2f} |")
     if rows:
-        print(f"\n{rows[0][1]['threads']} threads, {a.reps} reps (median), read bandwidth "
-              f"{rows[0][1]['bandwidth_gbs']:.1f} GB/s by owl's probe")
+        print(f"\n{rows[0][1]['threads']} threads, {a.reps} reps (median), {rows[0][1].get('kernels', '?')} kernels; "
+              f"the roofline of each row uses the read bandwidth owl's probe measured in that run")
 
 
 if __name__ == "__main__":
