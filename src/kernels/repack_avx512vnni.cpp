@@ -71,8 +71,7 @@ void gemm_q4_k(int64_t in, const uint8_t* grp, const uint8_t* xa, size_t xs, flo
 template <int M>
 void gemm_q6_k(int64_t in, const uint8_t* grp, const uint8_t* xa, size_t xs, float* y, int64_t ld, int valid) {
   const int64_t nb = in / kQKK;
-  const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
-  __m256 acc[M];
+    __m256 acc[M];
   for (int m = 0; m < M; ++m) acc[m] = _mm256_setzero_ps();
   for (int64_t i = 0; i < nb; ++i) {
     const uint8_t* b = grp + i * 1680;
@@ -98,12 +97,8 @@ void gemm_q6_k(int64_t in, const uint8_t* grp, const uint8_t* xa, size_t xs, flo
         for (int h = 2 * hh; h < 2 * hh + 2; ++h) {
           const __m256i H = load32(qh + (c * 4 + h) * 32);
           const __m256i L0 = load32(ql + (c * 8 + 2 * h) * 32), L1 = load32(ql + (c * 8 + 2 * h + 1) * 32);
-          const __m256i lo0 = _mm256_or_si256(_mm256_and_si256(L0, m4), _mm256_and_si256(_mm256_slli_epi16(H, 4), m30));
-          const __m256i hi0 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(L0, 4), m4),
-                                              _mm256_and_si256(_mm256_slli_epi16(H, 2), m30));
-          const __m256i lo1 = _mm256_or_si256(_mm256_and_si256(L1, m4), _mm256_and_si256(H, m30));
-          const __m256i hi1 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(L1, 4), m4),
-                                              _mm256_and_si256(_mm256_srli_epi16(H, 2), m30));
+          __m256i lo0, hi0, lo1, hi1;
+          q6_k_levels(L0, L1, H, lo0, hi0, lo1, hi1);
           for (int m = 0; m < M; ++m) {
             const int8_t* aq = a[m]->qs + 64 * c + 8 * h;
             slo[m] = dot4(dot4(slo[m], lo0, bcast4(aq)), lo1, bcast4(aq + 4));
@@ -121,74 +116,22 @@ void gemm_q6_k(int64_t in, const uint8_t* grp, const uint8_t* xa, size_t xs, flo
   store_rows<M>(acc, y, ld, valid);
 }
 
-// ---- Q8_0 x Q8_0 (activation rows carry float32 block scales after their blocks) ----
-// vpdpbusd wants unsigned weights: |w| times the activation with w's sign, as in AVX2.
+struct VnniDot {
+  static __m256i acc(__m256i acc, __m256i u, __m256i s) { return _mm256_dpbusd_epi32(acc, u, s); }
+};
 template <int M>
-void gemm_q8_0(int64_t in, const uint8_t* grp, const uint8_t* xa, size_t xs, float* y, int64_t ld, int valid) {
-  const int64_t nb = in / kQK;
-  const BlockQ8_0* a[M];
-  const float* da[M];
-  __m256 acc[M];
-  for (int m = 0; m < M; ++m) {
-    a[m] = reinterpret_cast<const BlockQ8_0*>(xa + m * xs);
-    da[m] = reinterpret_cast<const float*>(xa + m * xs + q8_0_act_scales_offset(in));
-    acc[m] = _mm256_setzero_ps();
-  }
-  for (int64_t i = 0; i < nb; ++i) {
-    const uint8_t* b = grp + i * 272;
-    prefetch_block(b, 272);
-    const uint8_t* qs = b + 16;
-    __m256i isum[M];
-    for (int m = 0; m < M; ++m) isum[m] = _mm256_setzero_si256();
-    for (int g = 0; g < 8; ++g) {
-      const __m256i w = load32(qs + 32 * g);
-      const __m256i aw = _mm256_sign_epi8(w, w);
-      for (int m = 0; m < M; ++m) isum[m] = dot4(isum[m], aw, _mm256_sign_epi8(bcast4(a[m][i].qs + 4 * g), w));
-    }
-    const __m256 d = fp16x8(b);
-    for (int m = 0; m < M; ++m)
-      acc[m] = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_broadcast_ss(da[m] + i)), _mm256_cvtepi32_ps(isum[m]), acc[m]);
-  }
-  store_rows<M>(acc, y, ld, valid);
+void gemm_q8_0_isa(int64_t in, const uint8_t* g, const uint8_t* x, size_t xs, float* y, int64_t ld, int v) {
+  gemm_q8_0<VnniDot, M>(in, g, x, xs, y, ld, v);
 }
-
-// ---- Q5_0 x Q8_0: unsigned 5-bit levels times the activations, minus 16 * the activation sums ----
 template <int M>
-void gemm_q5_0(int64_t in, const uint8_t* grp, const uint8_t* xa, size_t xs, float* y, int64_t ld, int valid) {
-  const int64_t nb = in / kQK;
-  const BlockQ8_0* a[M];
-  const float* da[M];
-  const int32_t* sums[M];
-  __m256 acc[M];
-  for (int m = 0; m < M; ++m) {
-    a[m] = reinterpret_cast<const BlockQ8_0*>(xa + m * xs);
-    da[m] = reinterpret_cast<const float*>(xa + m * xs + q8_0_act_scales_offset(in));
-    sums[m] = reinterpret_cast<const int32_t*>(xa + m * xs + q8_0_act_sums_offset(in));
-    acc[m] = _mm256_setzero_ps();
-  }
-  for (int64_t i = 0; i < nb; ++i) {
-    const uint8_t* b = grp + i * 176;
-    prefetch_block(b, 176);
-    const __m256i hb = load32(b + 16);
-    __m256i isum[M];
-    for (int m = 0; m < M; ++m) isum[m] = _mm256_set1_epi32(-16 * sums[m][i]);
-    for (int g = 0; g < 4; ++g) {
-      __m256i lo, hi;
-      q5_0_levels(load32(b + 48 + 32 * g), hb, g, lo, hi);
-      for (int m = 0; m < M; ++m)
-        isum[m] = dot4(dot4(isum[m], lo, bcast4(a[m][i].qs + 4 * g)), hi, bcast4(a[m][i].qs + 16 + 4 * g));
-    }
-    const __m256 d = fp16x8(b);
-    for (int m = 0; m < M; ++m)
-      acc[m] = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_broadcast_ss(da[m] + i)), _mm256_cvtepi32_ps(isum[m]), acc[m]);
-  }
-  store_rows<M>(acc, y, ld, valid);
+void gemm_q5_0_isa(int64_t in, const uint8_t* g, const uint8_t* x, size_t xs, float* y, int64_t ld, int v) {
+  gemm_q5_0<VnniDot, M>(in, g, x, xs, y, ld, v);
 }
 
 OWL_PACKED_M_KERNEL(PQ4_K, gemm_q4_k)
 OWL_PACKED_M_KERNEL(PQ6_K, gemm_q6_k)
-OWL_PACKED_M_KERNEL(PQ8_0, gemm_q8_0)
-OWL_PACKED_M_KERNEL(PQ5_0, gemm_q5_0)
+OWL_PACKED_M_KERNEL(PQ8_0, gemm_q8_0_isa)
+OWL_PACKED_M_KERNEL(PQ5_0, gemm_q5_0_isa)
 
 }  // namespace
 

@@ -8,6 +8,8 @@
 #include <cstring>
 
 #include "kernels/repack.h"
+#include "kernels/vec_dot.h"
+#include "tensor/quants.h"
 
 namespace owl::kernels {
 namespace {
@@ -85,12 +87,92 @@ inline __m256i q6_k_offset(const uint8_t* sc, const int16_t* bsums) {
   return r;
 }
 
+// Levels (0..63) of 4 elements of 8 rows x 4 for a packed Q6_K step h of chunk c: from the
+// two ql registers and the qh register (see repack.h) come lo0, lo1 (elements 64c + 8h + 0..3,
+// + 4..7) and hi0, hi1 (the same + 32).
+inline void q6_k_levels(__m256i L0, __m256i L1, __m256i H, __m256i& lo0, __m256i& hi0, __m256i& lo1, __m256i& hi1) {
+  const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
+  lo0 = _mm256_or_si256(_mm256_and_si256(L0, m4), _mm256_and_si256(_mm256_slli_epi16(H, 4), m30));
+  hi0 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(L0, 4), m4), _mm256_and_si256(_mm256_slli_epi16(H, 2), m30));
+  lo1 = _mm256_or_si256(_mm256_and_si256(L1, m4), _mm256_and_si256(H, m30));
+  hi1 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(L1, 4), m4), _mm256_and_si256(_mm256_srli_epi16(H, 2), m30));
+}
+
 // Levels (0..31) of a packed Q5_0 block's group g for 8 rows: lo = elements 4g .. 4g + 3 of each
 // row, hi = elements 16 + 4g ..; q: the group's 32 bytes of nibbles, hb: the rows' high-bit words.
 inline void q5_0_levels(__m256i q, __m256i hb, int g, __m256i& lo, __m256i& hi) {
   const __m256i m4 = _mm256_set1_epi8(0x0F), m10 = _mm256_set1_epi8(0x10);
   lo = _mm256_or_si256(_mm256_and_si256(q, m4), _mm256_and_si256(_mm256_slli_epi16(hb, 4 - g), m10));
   hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), _mm256_and_si256(_mm256_srli_epi16(hb, g), m10));
+}
+
+// ---- Q8_0-activation kernels shared by both instruction sets ----
+// Dot::acc(acc, u, s): acc + per 32-bit lane the sum of 4 products of unsigned bytes u and
+// signed bytes s (AVX2: maddubs + madd; VNNI: vpdpbusd). Integer sums are exact either way.
+
+// M activation rows in the Q8_0 layout of vec_dot.h: blocks, float32 scales, int32 sums.
+template <int M>
+struct Q8_0Rows {
+  const BlockQ8_0* a[M];
+  const float* d[M];
+  const int32_t* sums[M];
+  Q8_0Rows(const uint8_t* xa, size_t xs, int64_t in) {
+    for (int m = 0; m < M; ++m) {
+      a[m] = reinterpret_cast<const BlockQ8_0*>(xa + m * xs);
+      d[m] = reinterpret_cast<const float*>(xa + m * xs + q8_0_act_scales_offset(in));
+      sums[m] = reinterpret_cast<const int32_t*>(xa + m * xs + q8_0_act_sums_offset(in));
+    }
+  }
+};
+
+// Q8_0 x Q8_0: |w| times the activation with w's sign (u8 x s8 products need unsigned weights).
+template <class Dot, int M>
+void gemm_q8_0(int64_t in, const uint8_t* grp, const uint8_t* xa, size_t xs, float* y, int64_t ld, int valid) {
+  const int64_t nb = in / kQK;
+  const Q8_0Rows<M> x(xa, xs, in);
+  __m256 acc[M];
+  for (int m = 0; m < M; ++m) acc[m] = _mm256_setzero_ps();
+  for (int64_t i = 0; i < nb; ++i) {
+    const uint8_t* b = grp + i * 272;
+    prefetch_block(b, 272);
+    __m256i isum[M];
+    for (int m = 0; m < M; ++m) isum[m] = _mm256_setzero_si256();
+    for (int g = 0; g < 8; ++g) {
+      const __m256i w = load32(b + 16 + 32 * g);
+      const __m256i aw = _mm256_sign_epi8(w, w);
+      for (int m = 0; m < M; ++m) isum[m] = Dot::acc(isum[m], aw, _mm256_sign_epi8(bcast4(x.a[m][i].qs + 4 * g), w));
+    }
+    const __m256 d = fp16x8(b);
+    for (int m = 0; m < M; ++m)
+      acc[m] = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_broadcast_ss(x.d[m] + i)), _mm256_cvtepi32_ps(isum[m]), acc[m]);
+  }
+  store_rows<M>(acc, y, ld, valid);
+}
+
+// Q5_0 x Q8_0: unsigned 5-bit levels times the activations, minus 16 * the activation sums.
+template <class Dot, int M>
+void gemm_q5_0(int64_t in, const uint8_t* grp, const uint8_t* xa, size_t xs, float* y, int64_t ld, int valid) {
+  const int64_t nb = in / kQK;
+  const Q8_0Rows<M> x(xa, xs, in);
+  __m256 acc[M];
+  for (int m = 0; m < M; ++m) acc[m] = _mm256_setzero_ps();
+  for (int64_t i = 0; i < nb; ++i) {
+    const uint8_t* b = grp + i * 176;
+    prefetch_block(b, 176);
+    const __m256i hb = load32(b + 16);
+    __m256i isum[M];
+    for (int m = 0; m < M; ++m) isum[m] = _mm256_set1_epi32(-16 * x.sums[m][i]);
+    for (int g = 0; g < 4; ++g) {
+      __m256i lo, hi;
+      q5_0_levels(load32(b + 48 + 32 * g), hb, g, lo, hi);
+      for (int m = 0; m < M; ++m)
+        isum[m] = Dot::acc(Dot::acc(isum[m], lo, bcast4(x.a[m][i].qs + 4 * g)), hi, bcast4(x.a[m][i].qs + 16 + 4 * g));
+    }
+    const __m256 d = fp16x8(b);
+    for (int m = 0; m < M; ++m)
+      acc[m] = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_broadcast_ss(x.d[m] + i)), _mm256_cvtepi32_ps(isum[m]), acc[m]);
+  }
+  store_rows<M>(acc, y, ld, valid);
 }
 
 // Runs kernel K<M> for m = 1..4 activation rows (the PackedFn signature).
