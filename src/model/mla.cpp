@@ -89,6 +89,7 @@ MlaWeights load_mla_weights(const ModelSource& src, int64_t layer, const MlaPara
   for (auto* t : {&w.q_a, &w.q_b, &w.q})
     if (*t) prepare(**t);
   prepare(w.kv_a_mqa);
+  prepare(w.k_b);
   prepare(w.v_b);
   prepare(w.output);
   return w;
@@ -238,7 +239,7 @@ void mla_attend_expanded(const MlaWeights& w, const MlaParams& p, const float* q
       // attn_k_b holds W_k,h transposed (kv_lora rows of nope); decompressing needs W_k,h itself.
       const TensorView kb = kernels::matrix_slice(w.k_b, h);
       for (int64_t r = 0; r < kvl; ++r) {
-        kernels::dequantize_row(kb.type, kb.row(r), tmp, p.nope);
+        kernels::dequantize_weight_row(kb, r, tmp);  // kb may be a prepared (repacked) copy
         for (int64_t i = 0; i < p.nope; ++i) wk[i * kvl + r] = tmp[i];
       }
       kernels::matmul(f32_matrix(wk, kvl, p.nope), lat, len, kn);

@@ -2,10 +2,13 @@
 // the deepseek-v3 golden model, for a fresh prompt and for queries over a longer cache.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <random>
 #include <vector>
 
 #include "base/error.h"
+#include "kernels/kernels.h"
 #include "model/mla.h"
 #include "model/source.h"
 #include "test_util.h"
@@ -13,10 +16,12 @@
 namespace owl {
 namespace {
 
-void check_forms_agree(const std::string& model, int64_t n_cached, int64_t n_new) {
-  auto src = open_model_source(test::shared_path("golden/" + model + "/f32.gguf"));
-  const MlaParams p = MlaParams::from_config(src->config());
-  const MlaWeights w = load_mla_weights(*src, 1, p);
+// The absorbed and expanded attention outputs of layer 1 for the last n_new of n_cached + n_new
+// random rows; the queries and cached rows come from `project` (default: the same weights).
+struct Forms {
+  std::vector<float> absorbed, expanded;
+};
+Forms run_forms(const MlaWeights& w, const MlaWeights& project, const MlaParams& p, int64_t n_cached, int64_t n_new) {
   const int64_t n = n_cached + n_new, d = p.n_embd, nh = p.n_head, cw = p.cache_width();
   std::mt19937 rng(7);
   std::normal_distribution<float> nd(0.0f, 1.0f);
@@ -27,7 +32,7 @@ void check_forms_agree(const std::string& model, int64_t n_cached, int64_t n_new
 
   MlaScratch ws;
   std::vector<float> q(static_cast<size_t>(n * nh * p.q_head_dim())), rows(static_cast<size_t>(n * cw));
-  mla_project(w, p, x.data(), pos.data(), n, q.data(), rows.data(), ws);
+  mla_project(project, p, x.data(), pos.data(), n, q.data(), rows.data(), ws);
   // One page holding every row.
   const void* page = rows.data();
   const kernels::KVSpan span{DType::F32, n, &page, cw};
@@ -35,21 +40,70 @@ void check_forms_agree(const std::string& model, int64_t n_cached, int64_t n_new
   // The last n_new tokens query the cache.
   const float* qn = q.data() + n_cached * nh * p.q_head_dim();
   const int64_t* pn = pos.data() + n_cached;
-  std::vector<float> a(static_cast<size_t>(n_new * nh * p.v_dim)), e(a.size());
-  mla_attend_absorbed(w, p, qn, pn, n_new, span, ws, a.data());
-  mla_attend_expanded(w, p, qn, pn, n_new, span, ws, e.data());
-  double max_diff = 0, max_abs = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    max_diff = std::max(max_diff, static_cast<double>(std::fabs(a[i] - e[i])));
-    max_abs = std::max(max_abs, static_cast<double>(std::fabs(a[i])));
-  }
+  Forms f;
+  f.absorbed.resize(static_cast<size_t>(n_new * nh * p.v_dim));
+  f.expanded.resize(f.absorbed.size());
+  mla_attend_absorbed(w, p, qn, pn, n_new, span, ws, f.absorbed.data());
+  mla_attend_expanded(w, p, qn, pn, n_new, span, ws, f.expanded.data());
+  return f;
+}
+
+double max_abs_of(const std::vector<float>& a) {
+  double m = 0;
+  for (float v : a) m = std::max(m, static_cast<double>(std::fabs(v)));
+  return m;
+}
+double max_diff_of(const std::vector<float>& a, const std::vector<float>& b) {
+  double m = 0;
+  for (size_t i = 0; i < a.size(); ++i) m = std::max(m, static_cast<double>(std::fabs(a[i] - b[i])));
+  return m;
+}
+
+void check_forms_agree(const std::string& model, int64_t n_cached, int64_t n_new) {
+  auto src = open_model_source(test::shared_path("golden/" + model + "/f32.gguf"));
+  const MlaParams p = MlaParams::from_config(src->config());
+  const MlaWeights w = load_mla_weights(*src, 1, p);
+  const Forms f = run_forms(w, w, p, n_cached, n_new);
+  const double max_abs = max_abs_of(f.absorbed);
   EXPECT_GT(max_abs, 0.01);  // a real signal
-  EXPECT_LE(max_diff, 1e-4 * std::max(1.0, max_abs)) << model << " cached " << n_cached << " new " << n_new;
+  EXPECT_LE(max_diff_of(f.absorbed, f.expanded), 1e-4 * std::max(1.0, max_abs))
+      << model << " cached " << n_cached << " new " << n_new;
 }
 
 TEST(MlaForms, AbsorbedEqualsExpandedForAPrompt) {
   check_forms_agree("deepseek-v3", 0, 40);
   check_forms_agree("deepseek-v2-lite", 0, 40);
+}
+
+// k_b is repacked at load like the other quantised weights: the expanded form reads its rows back
+// out of the packed copy (bit-identical to the file's rows, so the whole form is), the absorbed
+// form multiplies by it (the packed kernels' float order; the attention output is quantised
+// again for v_b, so a rounding flip can move it by ~1e-3 of its scale).
+TEST(MlaForms, RepackedKbGivesTheSameAttention) {
+  struct Case {
+    const char* model;
+    const char* file;
+    int64_t cached, n_new;
+  };
+  for (const Case& c : {Case{"deepseek-v3", "q8_0.gguf", 0, 40}, Case{"deepseek-v2-lite", "q4_k_m.gguf", 0, 40},
+                        Case{"deepseek-v3", "q4_k_m.gguf", 33, 5}}) {
+    auto src = open_model_source(test::shared_path(std::string("golden/") + c.model + "/" + c.file));
+    const MlaParams p = MlaParams::from_config(src->config());
+    kernels::set_repack(false);
+    const MlaWeights file_layout = load_mla_weights(*src, 1, p);
+    kernels::set_repack(true);
+    EXPECT_TRUE(kernels::is_prepared(load_mla_weights(*src, 1, p).k_b)) << c.model << " " << c.file;
+    MlaWeights packed_kb = file_layout;
+    const kernels::PreparedWeight kb = kernels::prepare_weight(file_layout.k_b);
+    ASSERT_TRUE(kb.storage);
+    packed_kb.k_b = kb.view;
+    const Forms plain = run_forms(file_layout, file_layout, p, c.cached, c.n_new);
+    const Forms packed = run_forms(packed_kb, file_layout, p, c.cached, c.n_new);
+    EXPECT_EQ(plain.expanded, packed.expanded) << c.model << " " << c.file;
+    const double scale = max_abs_of(plain.absorbed);
+    EXPECT_GT(scale, 0.01);
+    EXPECT_LE(max_diff_of(plain.absorbed, packed.absorbed), 2e-3 * scale) << c.model << " " << c.file;
+  }
 }
 
 TEST(MlaForms, AbsorbedEqualsExpandedOverALongerCache) {
