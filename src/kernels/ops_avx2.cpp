@@ -278,7 +278,7 @@ void attention_group(const float* q, int64_t h0, int64_t h1, int64_t g, int64_t 
 // register tiles of 2 queries x 4 keys, and accumulated into the block's outputs in tiles of
 // 2 queries x 32 values, so every loaded key or value feeds several queries.
 
-constexpr int64_t kKeyChunk = 64;  // keys per chunk: its F32 K and V (64 KB at d 128) stay in L2
+constexpr int64_t kKeyChunk = 32;  // keys per chunk: its F32 K and V (64 KB at d 128) stay in L2
 
 // s[i][j..j+4) = q[i] . key[j + c] for 4 keys and NQ queries (n elements each); one horizontal
 // reduction gives each query's 4 scores.
@@ -290,8 +290,11 @@ inline void qk_tile(const float* const* q, const float* const* key, int64_t n, f
   const float *k0 = key[j], *k1 = key[j + 1], *k2 = key[j + 2], *k3 = key[j + 3];
   int64_t e = 0;
   for (; e + 8 <= n; e += 8) {
-    const __m256 v0 = _mm256_loadu_ps(k0 + e), v1 = _mm256_loadu_ps(k1 + e);
-    const __m256 v2 = _mm256_loadu_ps(k2 + e), v3 = _mm256_loadu_ps(k3 + e);
+    __m256 v0 = _mm256_loadu_ps(k0 + e), v1 = _mm256_loadu_ps(k1 + e);
+    __m256 v2 = _mm256_loadu_ps(k2 + e), v3 = _mm256_loadu_ps(k3 + e);
+    // Keeps the keys in registers: GCC otherwise folds their loads into every query's FMA,
+    // loading each key NQ times and making the loop load-bound.
+    __asm__("" : "+x"(v0), "+x"(v1), "+x"(v2), "+x"(v3));
     for (int i = 0; i < NQ; ++i) {
       const __m256 qv = _mm256_loadu_ps(q[i] + e);
       a[i][0] = _mm256_fmadd_ps(qv, v0, a[i][0]);
@@ -367,6 +370,16 @@ void chunk_rows(const KVSpan& s, int64_t t0, int64_t len, int64_t offset, int64_
   }
 }
 
+// Asks for the next chunk's K or V rows while this chunk is computed (the rows of one head are
+// a few hundred bytes strided by the whole cache row, which the hardware prefetchers miss).
+template <class T>
+void prefetch_chunk(const KVSpan& s, int64_t t0, int64_t len, int64_t offset, int64_t n) {
+  for (int64_t j = 0; j < len; ++j) {
+    const char* src = reinterpret_cast<const char*>(static_cast<const T*>(kv_row(s, t0 + j)) + offset);
+    for (int64_t b = 0; b < n * static_cast<int64_t>(sizeof(T)); b += 64) _mm_prefetch(src + b, _MM_HINT_T0);
+  }
+}
+
 template <class TK, class TV>
 void rows_block(const float* q, int64_t n_head, int64_t group, int64_t g, int64_t r0, int64_t r1,
                 const int64_t* begins, const int64_t* ends, int64_t dk, int64_t dv, const KVSpan& k, const KVSpan& v,
@@ -400,6 +413,11 @@ void rows_block(const float* q, int64_t n_head, int64_t group, int64_t g, int64_
     if (ra >= rb) continue;
     chunk_rows<TK>(k, t0, len, g * dk, dk, kbuf, kr);
     chunk_rows<TV>(v, t0, len, g * dv, dv, vbuf, vr);
+    const int64_t next_len = std::min(kKeyChunk, t_end - t0 - len);
+    if (next_len > 0) {
+      prefetch_chunk<TK>(k, t0 + len, next_len, g * dk, dk);
+      prefetch_chunk<TV>(v, t0 + len, next_len, g * dv, dv);
+    }
     for (int64_t j = len; j < kKeyChunk; ++j) kr[j] = kr[0];  // padding keys for the last 4-key tile
     for (int64_t i0 = (ra - r0) * group; i0 < (rb - r0) * group; i0 += 2) {
       const int64_t nt = std::min<int64_t>(2, (rb - r0) * group - i0);
@@ -419,36 +437,39 @@ void rows_block(const float* q, int64_t n_head, int64_t group, int64_t g, int64_
           qk_tile<1>(qp + i0, kr, dk, srow, j);
         }
       }
-      // Online softmax per query over its own keys; the tile's other keys get probability 0.
+      // Online softmax per query over its own keys [lo, hi); the tile's other keys (and the
+      // 8-key blocks' edges) get probability 0 through a lane mask.
+      const int64_t j0 = tlo & ~int64_t{7};
+      const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+      const __m256 vscale = _mm256_set1_ps(scale), neg_inf = _mm256_set1_ps(-INFINITY);
       for (int64_t i = 0; i < nt; ++i) {
         float* s = srow[i];
         float& m = mx[i0 + i];
-        float cm = -INFINITY;
-        for (int64_t j = lo[i]; j < hi[i]; ++j) {
-          s[j] *= scale;
-          cm = std::max(cm, s[j]);
+        const __m256i vlo = _mm256_set1_epi32(static_cast<int>(lo[i]) - 1), vhi = _mm256_set1_epi32(static_cast<int>(hi[i]));
+        __m256 vmax = neg_inf;
+        for (int64_t j = j0; j < thi; j += 8) {
+          const __m256i idx = _mm256_add_epi32(lane, _mm256_set1_epi32(static_cast<int>(j)));
+          const __m256 in = _mm256_castsi256_ps(_mm256_and_si256(_mm256_cmpgt_epi32(idx, vlo), _mm256_cmpgt_epi32(vhi, idx)));
+          const __m256 x = _mm256_blendv_ps(neg_inf, _mm256_mul_ps(_mm256_loadu_ps(s + j), vscale), in);
+          _mm256_storeu_ps(s + j, x);
+          vmax = _mm256_max_ps(vmax, x);
         }
+        const float cm = hmax(vmax);
         cr[i] = 1.0f;
         if (cm > m) {
           cr[i] = std::exp(m - cm);  // 0 on the query's first keys
           m = cm;
         }
         const __m256 mm = _mm256_set1_ps(m);
-        int64_t j = lo[i];
         __m256 sum8 = _mm256_setzero_ps();
-        for (; j + 8 <= hi[i]; j += 8) {
-          const __m256 p = exp8(_mm256_sub_ps(_mm256_loadu_ps(s + j), mm));
+        for (int64_t j = j0; j < thi; j += 8) {
+          const __m256 x = _mm256_loadu_ps(s + j);
+          // exp8 turns -inf into ~1e-38, not 0: masked lanes are cleared explicitly.
+          const __m256 p = _mm256_and_ps(exp8(_mm256_sub_ps(x, mm)), _mm256_cmp_ps(x, neg_inf, _CMP_NEQ_OQ));
           _mm256_storeu_ps(s + j, p);
           sum8 = _mm256_add_ps(sum8, p);
         }
-        float lsum = hsum(sum8);
-        for (; j < hi[i]; ++j) {
-          s[j] = std::exp(s[j] - m);
-          lsum += s[j];
-        }
-        for (j = tlo; j < lo[i]; ++j) s[j] = 0.0f;
-        for (j = hi[i]; j < thi; ++j) s[j] = 0.0f;
-        l[i0 + i] = l[i0 + i] * cr[i] + lsum;
+        l[i0 + i] = l[i0 + i] * cr[i] + hsum(sum8);
       }
       float* orow[2] = {acc + i0 * dv, acc + (i0 + nt - 1) * dv};
       const float* prow[2] = {srow[0], srow[1]};
