@@ -255,6 +255,37 @@ void BM_AttentionPrefill(benchmark::State& state) {
   state.SetLabel(per_row ? "attention per row" : "attention_rows");
 }
 
+// A few rows appended to a long context (a short follow-up prompt, or speculative decoding):
+// `rows` rows at positions ctx .. ctx + rows - 1, Qwen3-0.6B heads, F16 cache. Args: {rows, ctx,
+// kernel (0: attention_rows, 1: attention() per row as blocks.cpp runs short runs), threads}.
+void BM_AttentionFewRows(benchmark::State& state) {
+  const int64_t rows = state.range(0), ctx = state.range(1);
+  const bool per_row = state.range(2) != 0;
+  owl::set_default_threads(static_cast<int>(state.range(3)));
+  const int64_t n_head = 16, n_kv = 8, d = 128;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+  const auto cache = make_cache(DType::F16, ctx + rows, n_kv, d);
+  auto q = random_x(rows * n_head * d);
+  std::vector<float> out(static_cast<size_t>(rows * n_head * d));
+  std::vector<int64_t> pos(static_cast<size_t>(rows));
+  for (int64_t i = 0; i < rows; ++i) pos[static_cast<size_t>(i)] = ctx + i;
+  auto one_row = [&](int64_t r) {
+    owl::kernels::attention(q.data() + r * n_head * d, n_head, n_kv, d, d, cache->k, cache->v, 0, ctx + r + 1, scale,
+                            out.data() + r * n_head * d);
+  };
+  for (auto _ : state) {
+    if (!per_row) {
+      owl::kernels::attention_rows(q.data(), rows, pos, n_head, n_kv, d, d, cache->k, cache->v, 0, scale, out.data());
+    } else if (rows < owl::default_pool().size()) {
+      for (int64_t r = 0; r < rows; ++r) one_row(r);  // each call splits its heads over the pool
+    } else {
+      owl::default_pool().run(static_cast<int>(rows), [&](int r, int) { one_row(r); });
+    }
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.SetLabel(per_row ? "attention per row" : "attention_rows");
+}
+
 void TypeArgs(benchmark::internal::Benchmark* b) {
   for (DType t : {DType::Q4_K, DType::Q6_K, DType::Q8_0, DType::Q5_0, DType::Q4_0, DType::Q5_K, DType::IQ4_NL,
                   DType::F16, DType::BF16, DType::F32})
@@ -265,6 +296,10 @@ BENCHMARK(BM_AttentionPrefill)
     ->ArgsProduct({{512}, {64, 512}, {0, 1}, {1, 2}})
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_AttentionFewRows)
+    ->ArgsProduct({{1, 2, 4, 8, 16}, {4096}, {0, 1}, {2}})
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_MatmulDecode)->Apply(TypeArgs)->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_MatmulPrefill)->Apply(TypeArgs)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_MatmulShape)->Apply(ShapeArgs)->UseRealTime()->Unit(benchmark::kMicrosecond);

@@ -376,7 +376,7 @@ template <class T>
 void prefetch_chunk(const KVSpan& s, int64_t t0, int64_t len, int64_t offset, int64_t n) {
   for (int64_t j = 0; j < len; ++j) {
     const char* src = reinterpret_cast<const char*>(static_cast<const T*>(kv_row(s, t0 + j)) + offset);
-    for (int64_t b = 0; b < n * static_cast<int64_t>(sizeof(T)); b += 64) _mm_prefetch(src + b, _MM_HINT_T0);
+    for (int64_t b = 0; b < n * static_cast<int64_t>(sizeof(T)); b += 64) _mm_prefetch(src + b, _MM_HINT_T1);
   }
 }
 

@@ -119,6 +119,7 @@ const Case kCases[] = {
     {6, 3, 40, 24, 33, 100, 0},      // dk != dv, neither a multiple of 32
     {4, 4, 19, 11, 17, 3, 0},        // no grouping, head dims not multiples of 8
     {5, 1, 12, 20, 9, 0, 0},         // one KV head, odd group of 5
+    {8, 1, 16, 16, 4, 50, 0},        // few rows over one KV head: blocks of one row
     {4, 2, 32, 32, 1, 40, 0},        // a single row
     {4, 2, 32, 32, 2, 0, 0},         // two rows from the start
     {8, 2, 64, 48, 50, 200, 37},     // sliding window shorter than the prompt
@@ -176,7 +177,8 @@ TEST(AttentionRows, FirstRowAtPositionZeroReturnsItsValue) {
 
 TEST(AttentionRows, BitIdenticalForAnyThreadCount) {
   const int restore = default_pool().size();
-  for (const Case& c : {Case{16, 8, 128, 128, 64, 448, 0}, Case{8, 2, 64, 48, 50, 200, 37}, Case{6, 3, 40, 24, 33, 100, 0}}) {
+  for (const Case& c : {Case{16, 8, 128, 128, 64, 448, 0}, Case{8, 2, 64, 48, 50, 200, 37}, Case{6, 3, 40, 24, 33, 100, 0},
+                       Case{5, 1, 12, 20, 9, 0, 0}}) {
     const auto pos = prompt_positions(c);
     const Problem p = make_problem(c, DType::F16, DType::F16, pos.back());
     set_default_threads(1);
