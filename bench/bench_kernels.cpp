@@ -1,14 +1,17 @@
 // Kernel throughput: matmul decode (1 activation row; memory bound, reported as GB/s of weights
 // streamed from DRAM: the weights cycle through a set of matrices larger than the L3 cache) and
-// prefill (512 rows; GFLOP/s) per weight type, and decode attention over a long F16/F32 cache.
+// prefill (512 rows; GFLOP/s) per weight type, decode attention over a long F16/F32 cache, and
+// prefill attention (a causal prompt, attention_rows against attention() per row).
 // Args: {type id, threads}. Counters are rates: bytes = weight (or KV) bytes per second,
 // FLOP = floating-point operations per second. Run: build/bench_kernels --benchmark_filter=Decode
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <memory>
 #include <random>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -158,19 +161,23 @@ void ShapeArgs(benchmark::internal::Benchmark* b) {
       }
 }
 
-// One decode step of attention: 32 query heads over 8 KV heads of dim 128, 4096 cached tokens.
-void BM_AttentionDecode(benchmark::State& state) {
-  const DType t = static_cast<DType>(state.range(0));
-  owl::set_default_threads(static_cast<int>(state.range(1)));
-  const int64_t n_head = 32, n_kv = 8, d = 128, ctx = 4096, page = 256;
-  const size_t esz = t == DType::F16 ? 2 : 4;
+// A paged KV cache of ctx tokens (n_kv heads of dim d, pages of 256 tokens) of type t, with
+// values uniform in [-1, 1].
+struct BenchCache {
   std::vector<std::vector<uint8_t>> kp, vp;
   std::vector<const void*> kptr, vptr;
+  owl::kernels::KVSpan k, v;
+};
+
+std::unique_ptr<BenchCache> make_cache(DType t, int64_t ctx, int64_t n_kv, int64_t d) {
+  auto c = std::make_unique<BenchCache>();
+  const int64_t page = 256;
+  const size_t esz = t == DType::F16 ? 2 : 4;
   std::mt19937 rng(1);
-  for (int64_t p = 0; p < ctx / page; ++p) {
-    kp.emplace_back(static_cast<size_t>(page * n_kv * d) * esz);
-    vp.emplace_back(static_cast<size_t>(page * n_kv * d) * esz);
-    for (auto* buf : {&kp.back(), &vp.back()}) {
+  for (int64_t p = 0; p * page < ctx; ++p) {
+    c->kp.emplace_back(static_cast<size_t>(page * n_kv * d) * esz);
+    c->vp.emplace_back(static_cast<size_t>(page * n_kv * d) * esz);
+    for (auto* buf : {&c->kp.back(), &c->vp.back()}) {
       for (size_t i = 0; i < buf->size() / esz; ++i) {
         const float v = static_cast<float>(static_cast<int>(rng() % 2001) - 1000) * 1e-3f;
         if (t == DType::F16) {
@@ -181,14 +188,26 @@ void BM_AttentionDecode(benchmark::State& state) {
         }
       }
     }
-    kptr.push_back(kp.back().data());
-    vptr.push_back(vp.back().data());
+    c->kptr.push_back(c->kp.back().data());
+    c->vptr.push_back(c->vp.back().data());
   }
-  owl::kernels::KVSpan ks{t, page, kptr.data(), n_kv * d}, vs{t, page, vptr.data(), n_kv * d};
+  c->k = {t, page, c->kptr.data(), n_kv * d};
+  c->v = {t, page, c->vptr.data(), n_kv * d};
+  return c;
+}
+
+// One decode step of attention: 32 query heads over 8 KV heads of dim 128, 4096 cached tokens.
+void BM_AttentionDecode(benchmark::State& state) {
+  const DType t = static_cast<DType>(state.range(0));
+  owl::set_default_threads(static_cast<int>(state.range(1)));
+  const int64_t n_head = 32, n_kv = 8, d = 128, ctx = 4096;
+  const size_t esz = t == DType::F16 ? 2 : 4;
+  const auto cache = make_cache(t, ctx, n_kv, d);
   auto q = random_x(n_head * d);
   std::vector<float> out(static_cast<size_t>(n_head * d));
   for (auto _ : state) {
-    owl::kernels::attention(q.data(), n_head, n_kv, d, d, ks, vs, 0, ctx, 1.0f / std::sqrt(128.0f), out.data());
+    owl::kernels::attention(q.data(), n_head, n_kv, d, d, cache->k, cache->v, 0, ctx, 1.0f / std::sqrt(128.0f),
+                            out.data());
     benchmark::DoNotOptimize(out.data());
   }
   state.counters["bytes"] = benchmark::Counter(2.0 * static_cast<double>(ctx * n_kv * d * esz) *
@@ -197,12 +216,90 @@ void BM_AttentionDecode(benchmark::State& state) {
   state.SetLabel(owl::dtype_name(t));
 }
 
+// One layer's attention over a whole causal prompt, as a dense model's prefill runs it: Qwen3-0.6B
+// heads (16 query, 8 KV, dim 128), F16 cache, the prompt's `prompt` rows in calls of `rows` rows
+// (positions 0.., each call seeing the cache up to its own rows). Args: {prompt, rows per call,
+// kernel (0: attention_rows, 1: attention() per row, rows spread over the pool), threads}.
+void BM_AttentionPrefill(benchmark::State& state) {
+  const int64_t prompt = state.range(0), rows = state.range(1);
+  const bool per_row = state.range(2) != 0;
+  owl::set_default_threads(static_cast<int>(state.range(3)));
+  const int64_t n_head = 16, n_kv = 8, d = 128;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+  const auto cache = make_cache(DType::F16, prompt, n_kv, d);
+  auto q = random_x(prompt * n_head * d);
+  std::vector<float> out(static_cast<size_t>(prompt * n_head * d));
+  std::vector<int64_t> pos(static_cast<size_t>(prompt));
+  for (int64_t i = 0; i < prompt; ++i) pos[static_cast<size_t>(i)] = i;
+  for (auto _ : state) {
+    for (int64_t r0 = 0; r0 < prompt; r0 += rows) {
+      const int64_t n = std::min(rows, prompt - r0);
+      if (per_row) {
+        owl::default_pool().run(static_cast<int>(n), [&](int r, int) {
+          const int64_t row = r0 + r;
+          owl::kernels::attention(q.data() + row * n_head * d, n_head, n_kv, d, d, cache->k, cache->v, 0, row + 1,
+                                  scale, out.data() + row * n_head * d);
+        });
+      } else {
+        owl::kernels::attention_rows(q.data() + r0 * n_head * d, n,
+                                     std::span<const int64_t>(pos.data() + r0, static_cast<size_t>(n)), n_head, n_kv,
+                                     d, d, cache->k, cache->v, 0, scale, out.data() + r0 * n_head * d);
+      }
+    }
+    benchmark::DoNotOptimize(out.data());
+  }
+  // Multiply-adds of the scores and the weighted values: (position + 1) keys per row and head.
+  const double fma = static_cast<double>(prompt * (prompt + 1) / 2 * n_head * 2 * d);
+  state.counters["FLOP"] = benchmark::Counter(2.0 * fma * static_cast<double>(state.iterations()),
+                                             benchmark::Counter::kIsRate, benchmark::Counter::kIs1000);
+  state.SetLabel(per_row ? "attention per row" : "attention_rows");
+}
+
+// A few rows appended to a long context (a short follow-up prompt, or speculative decoding):
+// `rows` rows at positions ctx .. ctx + rows - 1, Qwen3-0.6B heads, F16 cache. Args: {rows, ctx,
+// kernel (0: attention_rows, 1: attention() per row as blocks.cpp runs short runs), threads}.
+void BM_AttentionFewRows(benchmark::State& state) {
+  const int64_t rows = state.range(0), ctx = state.range(1);
+  const bool per_row = state.range(2) != 0;
+  owl::set_default_threads(static_cast<int>(state.range(3)));
+  const int64_t n_head = 16, n_kv = 8, d = 128;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+  const auto cache = make_cache(DType::F16, ctx + rows, n_kv, d);
+  auto q = random_x(rows * n_head * d);
+  std::vector<float> out(static_cast<size_t>(rows * n_head * d));
+  std::vector<int64_t> pos(static_cast<size_t>(rows));
+  for (int64_t i = 0; i < rows; ++i) pos[static_cast<size_t>(i)] = ctx + i;
+  auto one_row = [&](int64_t r) {
+    owl::kernels::attention(q.data() + r * n_head * d, n_head, n_kv, d, d, cache->k, cache->v, 0, ctx + r + 1, scale,
+                            out.data() + r * n_head * d);
+  };
+  for (auto _ : state) {
+    if (!per_row) {
+      owl::kernels::attention_rows(q.data(), rows, pos, n_head, n_kv, d, d, cache->k, cache->v, 0, scale, out.data());
+    } else if (rows < owl::default_pool().size()) {
+      for (int64_t r = 0; r < rows; ++r) one_row(r);  // each call splits its heads over the pool
+    } else {
+      owl::default_pool().run(static_cast<int>(rows), [&](int r, int) { one_row(r); });
+    }
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.SetLabel(per_row ? "attention per row" : "attention_rows");
+}
+
 void TypeArgs(benchmark::internal::Benchmark* b) {
   for (DType t : {DType::Q4_K, DType::Q6_K, DType::Q8_0, DType::Q5_0, DType::Q4_0, DType::Q5_K, DType::IQ4_NL,
                   DType::F16, DType::BF16, DType::F32})
     for (int threads : {1, 2}) b->Args({static_cast<int64_t>(t), threads});
 }
 
+BENCHMARK(BM_AttentionPrefill)
+    ->ArgsProduct({{512}, {64, 512}, {0, 1}, {1, 2}})
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_AttentionFewRows)
+    ->ArgsProduct({{1, 2, 4, 8, 16}, {4096}, {0, 1}, {2}})
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_MatmulDecode)->Apply(TypeArgs)->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_MatmulPrefill)->Apply(TypeArgs)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_MatmulShape)->Apply(ShapeArgs)->UseRealTime()->Unit(benchmark::kMicrosecond);

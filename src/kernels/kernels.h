@@ -119,6 +119,18 @@ struct KVSpan {
 // (online) softmax: no buffer proportional to the context.
 void attention(const float* q, int64_t n_head, int64_t n_head_kv, int64_t dk, int64_t dv, const KVSpan& k,
                const KVSpan& v, int64_t kv_begin, int64_t kv_end, float scale, float* out);
+// Many query rows of ONE sequence at once (a prompt's rows): row r (queries at q + r*n_head*dk,
+// output at out + r*n_head*dv) gets what attention() gives over [kv_begin_r, positions[r] + 1),
+// with kv_begin_r = 0, or max(0, positions[r] + 1 - window) when window > 0 (sliding window).
+// positions: n_rows values, >= 0 and non-decreasing (rows in prompt order, each row's K/V
+// already cached). Blocks of query rows x the heads of one KV group are scored against chunks
+// of keys together, so each K/V row is read (and converted from F16) once per block rather
+// than once per row and head. Split over the default pool by (KV head, row block); results
+// do not depend on the thread count, and agree with attention() per row within float
+// rounding (1e-5 of the values' scale).
+void attention_rows(const float* q, int64_t n_rows, std::span<const int64_t> positions, int64_t n_head,
+                    int64_t n_head_kv, int64_t dk, int64_t dv, const KVSpan& k, const KVSpan& v, int64_t window,
+                    float scale, float* out);
 
 // ---- selection ----
 // Indices of the k largest values of x[0..n), largest first (ties: lower index first).

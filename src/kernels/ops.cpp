@@ -145,15 +145,19 @@ void attention_fast(const float* q, int64_t n_head, int64_t n_head_kv, int64_t d
 }
 }  // namespace
 
-void attention(const float* q, int64_t n_head, int64_t n_head_kv, int64_t dk, int64_t dv, const KVSpan& k,
-               const KVSpan& v, int64_t kv_begin, int64_t kv_end, float scale, float* out) {
+namespace {
+void check_attention_args(const char* what, int64_t n_head, int64_t n_head_kv, const KVSpan& k, const KVSpan& v) {
   if ((k.type != DType::F32 && k.type != DType::F16) || (v.type != DType::F32 && v.type != DType::F16))
-    throw Error("attention: KV cache type must be F32 or F16");
+    throw Error(std::string(what) + ": KV cache type must be F32 or F16");
   if (n_head_kv <= 0 || n_head % n_head_kv != 0)
-    throw Error("attention: " + std::to_string(n_head) + " query heads cannot be grouped over " +
+    throw Error(std::string(what) + ": " + std::to_string(n_head) + " query heads cannot be grouped over " +
                 std::to_string(n_head_kv) + " KV heads");
+}
+
+// The scalar reference of attention() for one query token.
+void attention_reference(const float* q, int64_t n_head, int64_t n_head_kv, int64_t dk, int64_t dv, const KVSpan& k,
+                         const KVSpan& v, int64_t kv_begin, int64_t kv_end, float scale, float* out) {
   const int64_t group = n_head / n_head_kv;
-  if (fast_paths_enabled()) return attention_fast(q, n_head, n_head_kv, dk, dv, k, v, kv_begin, kv_end, scale, out);
   std::vector<float> acc(static_cast<size_t>(dv));
   for (int64_t h = 0; h < n_head; ++h) {
     const int64_t g = h / group;
@@ -174,6 +178,81 @@ void attention(const float* q, int64_t n_head, int64_t n_head_kv, int64_t dk, in
     }
     float inv = l > 0 ? 1.0f / l : 0.0f;
     for (int64_t i = 0; i < dv; ++i) out[h * dv + i] = acc[i] * inv;
+  }
+}
+}  // namespace
+
+void attention(const float* q, int64_t n_head, int64_t n_head_kv, int64_t dk, int64_t dv, const KVSpan& k,
+               const KVSpan& v, int64_t kv_begin, int64_t kv_end, float scale, float* out) {
+  check_attention_args("attention", n_head, n_head_kv, k, v);
+  if (fast_paths_enabled()) return attention_fast(q, n_head, n_head_kv, dk, dv, k, v, kv_begin, kv_end, scale, out);
+  attention_reference(q, n_head, n_head_kv, dk, dv, k, v, kv_begin, kv_end, scale, out);
+}
+
+namespace {
+struct RowsJob {
+  const float* q;
+  int64_t n_rows, n_head, n_head_kv, dk, dv, block_rows, n_blocks;
+  const int64_t *begins, *ends;
+  const KVSpan *k, *v;
+  float scale;
+  float* out;
+};
+
+// Task t: KV head t % n_head_kv of row block n_blocks - 1 - t / n_head_kv (the causally longest
+// blocks first, so the pool's last tasks are short ones).
+void rows_task(void* vjob, int task, int) {
+  const RowsJob& j = *static_cast<const RowsJob*>(vjob);
+  const int64_t g = task % j.n_head_kv, block = j.n_blocks - 1 - task / j.n_head_kv;
+  const int64_t r0 = block * j.block_rows, r1 = std::min(j.n_rows, r0 + j.block_rows);
+  avx2::attention_rows_block(j.q, j.n_head, j.n_head / j.n_head_kv, g, r0, r1, j.begins, j.ends, j.dk, j.dv, *j.k,
+                             *j.v, j.scale, j.out);
+}
+}  // namespace
+
+void attention_rows(const float* q, int64_t n_rows, std::span<const int64_t> positions, int64_t n_head,
+                    int64_t n_head_kv, int64_t dk, int64_t dv, const KVSpan& k, const KVSpan& v, int64_t window,
+                    float scale, float* out) {
+  check_attention_args("attention_rows", n_head, n_head_kv, k, v);
+  if (n_rows < 0 || static_cast<int64_t>(positions.size()) != n_rows)
+    throw Error("attention_rows: " + std::to_string(n_rows) + " query rows but " +
+                std::to_string(positions.size()) + " positions; pass one position per row");
+  thread_local std::vector<int64_t> ranges;
+  ranges.resize(static_cast<size_t>(2 * n_rows));
+  int64_t* begins = ranges.data();
+  int64_t* ends = begins + n_rows;
+  for (int64_t r = 0; r < n_rows; ++r) {
+    const int64_t p = positions[static_cast<size_t>(r)];
+    if (p < 0 || (r > 0 && p < positions[static_cast<size_t>(r - 1)]))
+      throw Error("attention_rows: row " + std::to_string(r) + " has position " + std::to_string(p) +
+                  "; positions must be >= 0 and non-decreasing (one sequence's rows in order)");
+    ends[r] = p + 1;
+    begins[r] = window > 0 ? std::max<int64_t>(0, ends[r] - window) : 0;
+  }
+  if (!fast_paths_enabled()) {
+    for (int64_t r = 0; r < n_rows; ++r)
+      attention_reference(q + r * n_head * dk, n_head, n_head_kv, dk, dv, k, v, begins[r], ends[r], scale,
+                          out + r * n_head * dv);
+    return;
+  }
+  if (n_rows == 0) return;
+  // About 32 query vectors (rows x the group's heads) per block: each converted K/V chunk serves
+  // them all, and the block's outputs (32 x dv floats) stay in L1. Few rows over few KV heads
+  // take smaller blocks, so that there are about 8 tasks for the pool (a rule of the shapes
+  // alone: the split, hence the rounding, never depends on the thread count).
+  const int64_t group = n_head / n_head_kv;
+  const int64_t min_blocks = (8 + n_head_kv - 1) / n_head_kv;
+  const int64_t block_rows =
+      std::clamp<int64_t>((n_rows + min_blocks - 1) / min_blocks, 1, std::max<int64_t>(1, 32 / group));
+  const int64_t n_blocks = (n_rows + block_rows - 1) / block_rows;
+  RowsJob job{q, n_rows, n_head, n_head_kv, dk, dv, block_rows, n_blocks, begins, ends, &k, &v, scale, out};
+  const int n_tasks = static_cast<int>(n_blocks * n_head_kv);
+  int64_t work = 0;  // multiply-adds, roughly
+  for (int64_t r = 0; r < n_rows; ++r) work += (ends[r] - begins[r]) * n_head * (dk + dv);
+  if (work < (1 << 16) || default_pool().size() == 1) {
+    for (int t = 0; t < n_tasks; ++t) rows_task(&job, t, 0);
+  } else {
+    default_pool().run(n_tasks, rows_task, &job);
   }
 }
 

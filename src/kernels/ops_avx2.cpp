@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 #include <vector>
 
 #include "tensor/fp16.h"
@@ -271,7 +272,233 @@ void attention_group(const float* q, int64_t h0, int64_t h1, int64_t g, int64_t 
   }
 }
 
+// ---- many query rows of one sequence (prefill) ----
+// A block of query vectors (rows x the heads of one KV group) meets a chunk of keys at a time:
+// the chunk's K/V rows are converted to F32 once per block (when the cache is F16), scored in
+// register tiles of 2 queries x 4 keys, and accumulated into the block's outputs in tiles of
+// 2 queries x 32 values, so every loaded key or value feeds several queries.
+
+// Keys per chunk: their F32 K and V (32 KB at head dim 128) stay in L1 (64 keys were slower).
+constexpr int64_t kKeyChunk = 32;
+
+// s[i][j..j+4) = q[i] . key[j + c] for 4 keys and NQ queries (n elements each); one horizontal
+// reduction gives each query's 4 scores.
+template <int NQ>
+inline void qk_tile(const float* const* q, const float* const* key, int64_t n, float* const* s, int64_t j) {
+  __m256 a[NQ][4];
+  for (int i = 0; i < NQ; ++i)
+    for (int c = 0; c < 4; ++c) a[i][c] = _mm256_setzero_ps();
+  const float *k0 = key[j], *k1 = key[j + 1], *k2 = key[j + 2], *k3 = key[j + 3];
+  int64_t e = 0;
+  for (; e + 8 <= n; e += 8) {
+    __m256 v0 = _mm256_loadu_ps(k0 + e), v1 = _mm256_loadu_ps(k1 + e);
+    __m256 v2 = _mm256_loadu_ps(k2 + e), v3 = _mm256_loadu_ps(k3 + e);
+    // Keeps the keys in registers: GCC otherwise folds their loads into every query's FMA,
+    // loading each key NQ times and making the loop load-bound.
+    __asm__("" : "+x"(v0), "+x"(v1), "+x"(v2), "+x"(v3));
+    for (int i = 0; i < NQ; ++i) {
+      const __m256 qv = _mm256_loadu_ps(q[i] + e);
+      a[i][0] = _mm256_fmadd_ps(qv, v0, a[i][0]);
+      a[i][1] = _mm256_fmadd_ps(qv, v1, a[i][1]);
+      a[i][2] = _mm256_fmadd_ps(qv, v2, a[i][2]);
+      a[i][3] = _mm256_fmadd_ps(qv, v3, a[i][3]);
+    }
+  }
+  for (int i = 0; i < NQ; ++i) {
+    const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a[i][0], a[i][1]), _mm256_hadd_ps(a[i][2], a[i][3]));
+    __m128 r = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    if (e < n) {
+      alignas(16) float t[4];
+      _mm_store_ps(t, r);
+      for (int64_t x = e; x < n; ++x) {
+        t[0] += q[i][x] * k0[x];
+        t[1] += q[i][x] * k1[x];
+        t[2] += q[i][x] * k2[x];
+        t[3] += q[i][x] * k3[x];
+      }
+      r = _mm_load_ps(t);
+    }
+    _mm_storeu_ps(s[i] + j, r);
+  }
+}
+
+// o[i][e..e+8*NV) = corr[i] * o[i][..] + sum_{c in [c0, c1)} p[i][c] * vr[c][..] for NQ queries.
+template <int NQ, int NV>
+inline void pv_tile(float* const* o, const float* const* p, const float* corr, const float* const* vr, int64_t c0,
+                    int64_t c1, int64_t e) {
+  __m256 a[NQ][NV];
+  for (int i = 0; i < NQ; ++i) {
+    const __m256 ci = _mm256_set1_ps(corr[i]);
+    for (int x = 0; x < NV; ++x) a[i][x] = _mm256_mul_ps(ci, _mm256_loadu_ps(o[i] + e + 8 * x));
+  }
+  for (int64_t c = c0; c < c1; ++c) {
+    __m256 vv[NV];
+    for (int x = 0; x < NV; ++x) vv[x] = _mm256_loadu_ps(vr[c] + e + 8 * x);
+    for (int i = 0; i < NQ; ++i) {
+      const __m256 pi = _mm256_set1_ps(p[i][c]);
+      for (int x = 0; x < NV; ++x) a[i][x] = _mm256_fmadd_ps(pi, vv[x], a[i][x]);
+    }
+  }
+  for (int i = 0; i < NQ; ++i)
+    for (int x = 0; x < NV; ++x) _mm256_storeu_ps(o[i] + e + 8 * x, a[i][x]);
+}
+
+template <int NQ>
+void pv_rows(float* const* o, const float* const* p, const float* corr, const float* const* vr, int64_t c0,
+             int64_t c1, int64_t n) {
+  int64_t e = 0;
+  for (; e + 32 <= n; e += 32) pv_tile<NQ, 4>(o, p, corr, vr, c0, c1, e);
+  for (; e + 8 <= n; e += 8) pv_tile<NQ, 1>(o, p, corr, vr, c0, c1, e);
+  for (; e < n; ++e)
+    for (int i = 0; i < NQ; ++i) {
+      float a = corr[i] * o[i][e];
+      for (int64_t c = c0; c < c1; ++c) a += p[i][c] * vr[c][e];
+      o[i][e] = a;
+    }
+}
+
+// F32 rows of a chunk: pointers into the cache when it is F32, else into buf (converted).
+template <class T>
+void chunk_rows(const KVSpan& s, int64_t t0, int64_t len, int64_t offset, int64_t n, float* buf, const float** rows) {
+  for (int64_t j = 0; j < len; ++j) {
+    const T* src = static_cast<const T*>(kv_row(s, t0 + j)) + offset;
+    if constexpr (std::is_same_v<T, float>) {
+      rows[j] = src;
+    } else {
+      dequantize_f16(src, buf + j * n, n);
+      rows[j] = buf + j * n;
+    }
+  }
+}
+
+// Asks for the next chunk's K or V rows while this chunk is computed (the rows of one head are
+// a few hundred bytes strided by the whole cache row, which the hardware prefetchers miss).
+template <class T>
+void prefetch_chunk(const KVSpan& s, int64_t t0, int64_t len, int64_t offset, int64_t n) {
+  for (int64_t j = 0; j < len; ++j) {
+    const char* src = reinterpret_cast<const char*>(static_cast<const T*>(kv_row(s, t0 + j)) + offset);
+    for (int64_t b = 0; b < n * static_cast<int64_t>(sizeof(T)); b += 64) _mm_prefetch(src + b, _MM_HINT_T1);
+  }
+}
+
+template <class TK, class TV>
+void rows_block(const float* q, int64_t n_head, int64_t group, int64_t g, int64_t r0, int64_t r1,
+                const int64_t* begins, const int64_t* ends, int64_t dk, int64_t dv, const KVSpan& k, const KVSpan& v,
+                float scale, float* out) {
+  const int64_t nq = (r1 - r0) * group;  // query vectors: query i is row r0 + i / group, head g*group + i % group
+  thread_local std::vector<float> scratch;
+  thread_local std::vector<const float*> ptrs;
+  scratch.resize(static_cast<size_t>(nq * (dv + kKeyChunk + 2) + kKeyChunk * (dk + dv)));
+  ptrs.resize(static_cast<size_t>(nq + 2 * kKeyChunk));
+  float* acc = scratch.data();       // [nq][dv]
+  float* sc = acc + nq * dv;         // [nq][kKeyChunk] scores, then probabilities
+  float* mx = sc + nq * kKeyChunk;   // running max per query
+  float* l = mx + nq;                // running sum per query
+  float* kbuf = l + nq;              // [kKeyChunk][dk] converted keys
+  float* vbuf = kbuf + kKeyChunk * dk;
+  const float** qp = ptrs.data();
+  const float** kr = qp + nq;
+  const float** vr = kr + kKeyChunk;
+  std::fill(acc, acc + nq * dv, 0.0f);
+  std::fill(mx, mx + nq, -INFINITY);
+  std::fill(l, l + nq, 0.0f);
+  for (int64_t i = 0; i < nq; ++i) qp[i] = q + ((r0 + i / group) * n_head + g * group + i % group) * dk;
+  float cr[2];  // the tile's queries' rescaling of their earlier sums
+  const int64_t t_begin = begins[r0], t_end = ends[r1 - 1];
+  for (int64_t t0 = t_begin; t0 < t_end; t0 += kKeyChunk) {
+    const int64_t len = std::min(kKeyChunk, t_end - t0);
+    // Rows whose range meets the chunk: ends and begins are non-decreasing, so a contiguous run.
+    int64_t ra = r0, rb = r1;
+    while (ra < r1 && ends[ra] <= t0) ++ra;
+    while (rb > ra && begins[rb - 1] >= t0 + len) --rb;
+    if (ra >= rb) continue;
+    chunk_rows<TK>(k, t0, len, g * dk, dk, kbuf, kr);
+    chunk_rows<TV>(v, t0, len, g * dv, dv, vbuf, vr);
+    const int64_t next_len = std::min(kKeyChunk, t_end - t0 - len);
+    if (next_len > 0) {
+      prefetch_chunk<TK>(k, t0 + len, next_len, g * dk, dk);
+      prefetch_chunk<TV>(v, t0 + len, next_len, g * dv, dv);
+    }
+    for (int64_t j = len; j < kKeyChunk; ++j) kr[j] = kr[0];  // padding keys for the last 4-key tile
+    for (int64_t i0 = (ra - r0) * group; i0 < (rb - r0) * group; i0 += 2) {
+      const int64_t nt = std::min<int64_t>(2, (rb - r0) * group - i0);
+      // This tile's keys: the union of its queries' ranges within the chunk.
+      int64_t lo[2], hi[2];
+      for (int64_t i = 0; i < nt; ++i) {
+        const int64_t r = r0 + (i0 + i) / group;
+        lo[i] = std::max(begins[r], t0) - t0;
+        hi[i] = std::min(ends[r], t0 + len) - t0;
+      }
+      const int64_t tlo = std::min(lo[0], lo[nt - 1]), thi = std::max(hi[0], hi[nt - 1]);
+      float* srow[2] = {sc + i0 * kKeyChunk, sc + (i0 + nt - 1) * kKeyChunk};
+      for (int64_t j = tlo & ~int64_t{3}; j < thi; j += 4) {
+        if (nt == 2) {
+          qk_tile<2>(qp + i0, kr, dk, srow, j);
+        } else {
+          qk_tile<1>(qp + i0, kr, dk, srow, j);
+        }
+      }
+      // Online softmax per query over its own keys [lo, hi); the tile's other keys (and the
+      // 8-key blocks' edges) get probability 0 through a lane mask.
+      const int64_t j0 = tlo & ~int64_t{7};
+      const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+      const __m256 vscale = _mm256_set1_ps(scale), neg_inf = _mm256_set1_ps(-INFINITY);
+      for (int64_t i = 0; i < nt; ++i) {
+        float* s = srow[i];
+        float& m = mx[i0 + i];
+        const __m256i vlo = _mm256_set1_epi32(static_cast<int>(lo[i]) - 1), vhi = _mm256_set1_epi32(static_cast<int>(hi[i]));
+        __m256 vmax = neg_inf;
+        for (int64_t j = j0; j < thi; j += 8) {
+          const __m256i idx = _mm256_add_epi32(lane, _mm256_set1_epi32(static_cast<int>(j)));
+          const __m256 in = _mm256_castsi256_ps(_mm256_and_si256(_mm256_cmpgt_epi32(idx, vlo), _mm256_cmpgt_epi32(vhi, idx)));
+          const __m256 x = _mm256_blendv_ps(neg_inf, _mm256_mul_ps(_mm256_loadu_ps(s + j), vscale), in);
+          _mm256_storeu_ps(s + j, x);
+          vmax = _mm256_max_ps(vmax, x);
+        }
+        const float cm = hmax(vmax);
+        cr[i] = 1.0f;
+        if (cm > m) {
+          cr[i] = std::exp(m - cm);  // 0 on the query's first keys
+          m = cm;
+        }
+        const __m256 mm = _mm256_set1_ps(m);
+        __m256 sum8 = _mm256_setzero_ps();
+        for (int64_t j = j0; j < thi; j += 8) {
+          const __m256 x = _mm256_loadu_ps(s + j);
+          // exp8 turns -inf into ~1e-38, not 0: masked lanes are cleared explicitly.
+          const __m256 p = _mm256_and_ps(exp8(_mm256_sub_ps(x, mm)), _mm256_cmp_ps(x, neg_inf, _CMP_NEQ_OQ));
+          _mm256_storeu_ps(s + j, p);
+          sum8 = _mm256_add_ps(sum8, p);
+        }
+        l[i0 + i] = l[i0 + i] * cr[i] + hsum(sum8);
+      }
+      float* orow[2] = {acc + i0 * dv, acc + (i0 + nt - 1) * dv};
+      const float* prow[2] = {srow[0], srow[1]};
+      if (nt == 2) {
+        pv_rows<2>(orow, prow, cr, vr, tlo, thi, dv);
+      } else {
+        pv_rows<1>(orow, prow, cr, vr, tlo, thi, dv);
+      }
+    }
+  }
+  for (int64_t i = 0; i < nq; ++i) {
+    const float inv = l[i] > 0 ? 1.0f / l[i] : 0.0f;
+    float* o = out + ((r0 + i / group) * n_head + g * group + i % group) * dv;
+    for (int64_t e = 0; e < dv; ++e) o[e] = acc[i * dv + e] * inv;
+  }
+}
+
 }  // namespace
+
+void attention_rows_block(const float* q, int64_t n_head, int64_t group, int64_t g, int64_t r0, int64_t r1,
+                          const int64_t* begins, const int64_t* ends, int64_t dk, int64_t dv, const KVSpan& k,
+                          const KVSpan& v, float scale, float* out) {
+  const bool k16 = k.type == DType::F16, v16 = v.type == DType::F16;
+  if (k16 && v16) return rows_block<uint16_t, uint16_t>(q, n_head, group, g, r0, r1, begins, ends, dk, dv, k, v, scale, out);
+  if (k16) return rows_block<uint16_t, float>(q, n_head, group, g, r0, r1, begins, ends, dk, dv, k, v, scale, out);
+  if (v16) return rows_block<float, uint16_t>(q, n_head, group, g, r0, r1, begins, ends, dk, dv, k, v, scale, out);
+  rows_block<float, float>(q, n_head, group, g, r0, r1, begins, ends, dk, dv, k, v, scale, out);
+}
 
 void attention_heads(const float* q, int64_t h0, int64_t h1, int64_t g, int64_t dk, int64_t dv, const KVSpan& k,
                      const KVSpan& v, int64_t kv_begin, int64_t kv_end, float scale, float* out) {

@@ -17,5 +17,10 @@ void dequantize_f16(const uint16_t* src, float* dst, int64_t n);
 // One head group: heads [h0, h1) all reading kv head g.
 void attention_heads(const float* q, int64_t h0, int64_t h1, int64_t g, int64_t dk, int64_t dv, const KVSpan& k,
                      const KVSpan& v, int64_t kv_begin, int64_t kv_end, float scale, float* out);
+// attention_rows for query rows [r0, r1) and the `group` heads reading kv head g; the rows'
+// key ranges are [begins[r], ends[r]) (both non-decreasing in r).
+void attention_rows_block(const float* q, int64_t n_head, int64_t group, int64_t g, int64_t r0, int64_t r1,
+                          const int64_t* begins, const int64_t* ends, int64_t dk, int64_t dv, const KVSpan& k,
+                          const KVSpan& v, float scale, float* out);
 
 }  // namespace owl::kernels::avx2

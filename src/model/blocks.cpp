@@ -159,6 +159,7 @@ struct AttendJob {
   int layer;
   const float* q;
   float* att;
+  const int64_t* rows;  // the batch rows attend_row computes, by task
 };
 
 // Attention of batch row r over its sequence's cached rows [begin, position].
@@ -170,6 +171,49 @@ void attend_row(const AttendJob& j, int64_t r) {
   kernels::attention(j.q + r * s.n_head * s.head_dim, s.n_head, s.n_head_kv, s.head_dim, s.head_dim_v,
                      j.kv->keys(j.layer, seq), j.kv->values(j.layer, seq), begin, end, s.scale,
                      j.att + r * s.n_head * s.head_dim_v);
+}
+
+// Consecutive rows of one sequence in prompt order at least this many go through
+// kernels::attention_rows together (each cached K/V row read once per block of rows); shorter
+// runs (decode steps of one or several sequences) go row by row.
+constexpr int64_t kMinRowsTogether = 4;
+
+// Every row's attention output into att: runs of one sequence by attention_rows, the rest by row.
+void attend_rows(const AttendJob& job, int64_t n, std::vector<int64_t>& single) {
+  const AttentionShape& s = *job.s;
+  const Batch& b = *job.batch;
+  single.clear();
+  for (int64_t r0 = 0; r0 < n;) {
+    int64_t r1 = r0 + 1;
+    while (r1 < n && b.seq_ids[r1] == b.seq_ids[r0] && b.positions[r1] >= b.positions[r1 - 1]) ++r1;
+    if (r1 - r0 >= kMinRowsTogether) {
+      const int32_t seq = b.seq_ids[r0];
+      kernels::attention_rows(job.q + r0 * s.n_head * s.head_dim, r1 - r0,
+                              std::span<const int64_t>(b.positions.data() + r0, static_cast<size_t>(r1 - r0)),
+                              s.n_head, s.n_head_kv, s.head_dim, s.head_dim_v, job.kv->keys(job.layer, seq),
+                              job.kv->values(job.layer, seq), s.sliding_window, s.scale,
+                              job.att + r0 * s.n_head * s.head_dim_v);
+    } else {
+      for (int64_t r = r0; r < r1; ++r) single.push_back(r);
+    }
+    r0 = r1;
+  }
+  ThreadPool& pool = default_pool();
+  const int64_t n_single = static_cast<int64_t>(single.size());
+  AttendJob row_job = job;
+  row_job.rows = single.data();
+  if (n_single < pool.size()) {
+    // Few rows (decode): one row at a time, the kernel splits its heads over the pool.
+    for (int64_t r : single) attend_row(row_job, r);
+  } else {
+    pool.run(
+        static_cast<int>(n_single),
+        [](void* j, int t, int) {
+          const AttendJob& rj = *static_cast<AttendJob*>(j);
+          attend_row(rj, rj.rows[t]);
+        },
+        &row_job);
+  }
 }
 
 }  // namespace
@@ -197,14 +241,8 @@ void attention(const AttentionWeights& w, const AttentionShape& s, const Rope& r
     kv.store(layer, batch.seq_ids[r], batch.positions[r], kr, v + r * v_width);
   }
   // Every row's K/V is stored first, so each row sees its own sequence up to its own position.
-  AttendJob job{&s, &batch, &kv, layer, q, att};
-  ThreadPool& pool = default_pool();
-  if (n < pool.size()) {
-    // Few rows (decode): one row at a time, the kernel splits its heads over the pool.
-    for (int64_t r = 0; r < n; ++r) attend_row(job, r);
-  } else {
-    pool.run(static_cast<int>(n), [](void* j, int r, int) { attend_row(*static_cast<AttendJob*>(j), r); }, &job);
-  }
+  thread_local std::vector<int64_t> single_rows;
+  attend_rows(AttendJob{&s, &batch, &kv, layer, q, att, nullptr}, n, single_rows);
   linear(w.o, att, n, out);
 }
 

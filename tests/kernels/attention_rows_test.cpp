@@ -1,0 +1,226 @@
+// attention_rows (many query rows of one sequence, as in prefill) against the single-row
+// attention() run row by row and against its scalar reference: odd shapes, F16/F32 caches, a
+// prompt appended after cached tokens, sliding windows, thread counts, bad input.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "base/error.h"
+#include "base/thread_pool.h"
+#include "kernels/kernels.h"
+#include "tensor/fp16.h"
+
+namespace owl {
+namespace {
+
+std::vector<float> randn(int64_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::vector<float> x(static_cast<size_t>(n));
+  for (auto& v : x) v = nd(rng);
+  return x;
+}
+
+// A paged cache of `row` values per token: tokens [0, valid) hold N(0,1) values (stored as F32 or
+// F16), tokens [valid, n_tokens) hold NaN (F16: its NaN pattern), so reading past the last
+// query's position poisons the result.
+struct Cache {
+  std::vector<std::vector<uint8_t>> pages;
+  std::vector<const void*> ptrs;
+  kernels::KVSpan span;
+};
+
+Cache make_cache(DType t, int64_t valid, int64_t n_tokens, int64_t page_tokens, int64_t row, uint32_t seed) {
+  Cache c;
+  const auto v = randn(n_tokens * row, seed);
+  const size_t esz = t == DType::F16 ? 2 : 4;
+  for (int64_t p = 0; p * page_tokens < n_tokens; ++p) {
+    c.pages.emplace_back(static_cast<size_t>(page_tokens * row) * esz);
+    for (int64_t j = 0; j < page_tokens && p * page_tokens + j < n_tokens; ++j) {
+      const int64_t tok = p * page_tokens + j;
+      for (int64_t i = 0; i < row; ++i) {
+        const float x = tok < valid ? v[static_cast<size_t>(tok * row + i)] : std::numeric_limits<float>::quiet_NaN();
+        uint8_t* dst = &c.pages.back()[static_cast<size_t>(j * row + i) * esz];
+        if (t == DType::F16) {
+          const uint16_t h = f32_to_f16(x);
+          std::memcpy(dst, &h, 2);
+        } else {
+          std::memcpy(dst, &x, 4);
+        }
+      }
+    }
+  }
+  for (auto& p : c.pages) c.ptrs.push_back(p.data());
+  c.span = {t, page_tokens, c.ptrs.data(), row};
+  return c;
+}
+
+struct Case {
+  int64_t n_head, n_head_kv, dk, dv, n_rows, first_pos, window;
+};
+
+// A prompt of n_rows tokens at positions first_pos, first_pos + 1, ... (cached rows before it).
+std::vector<int64_t> prompt_positions(const Case& c) {
+  std::vector<int64_t> pos(static_cast<size_t>(c.n_rows));
+  for (int64_t r = 0; r < c.n_rows; ++r) pos[static_cast<size_t>(r)] = c.first_pos + r;
+  return pos;
+}
+
+struct Problem {
+  Cache k, v;
+  std::vector<float> q;
+};
+
+Problem make_problem(const Case& c, DType kt, DType vt, int64_t last_pos) {
+  const int64_t valid = last_pos + 1;
+  return {make_cache(kt, valid, valid + 5, 16, c.n_head_kv * c.dk, 31),
+          make_cache(vt, valid, valid + 5, 16, c.n_head_kv * c.dv, 32), randn(c.n_rows * c.n_head * c.dk, 33)};
+}
+
+float scale_of(const Case& c) { return 1.0f / std::sqrt(static_cast<float>(c.dk)); }
+
+std::vector<float> rows_kernel(const Case& c, const Problem& p, const std::vector<int64_t>& pos) {
+  std::vector<float> out(static_cast<size_t>(c.n_rows * c.n_head * c.dv), NAN);
+  kernels::attention_rows(p.q.data(), c.n_rows, pos, c.n_head, c.n_head_kv, c.dk, c.dv, p.k.span, p.v.span, c.window,
+                          scale_of(c), out.data());
+  return out;
+}
+
+// The single-row kernel for each row, with the row's own [begin, position] range.
+std::vector<float> row_by_row(const Case& c, const Problem& p, const std::vector<int64_t>& pos) {
+  std::vector<float> out(static_cast<size_t>(c.n_rows * c.n_head * c.dv), NAN);
+  for (int64_t r = 0; r < c.n_rows; ++r) {
+    const int64_t end = pos[static_cast<size_t>(r)] + 1;
+    const int64_t begin = c.window > 0 ? std::max<int64_t>(0, end - c.window) : 0;
+    kernels::attention(p.q.data() + r * c.n_head * c.dk, c.n_head, c.n_head_kv, c.dk, c.dv, p.k.span, p.v.span, begin,
+                       end, scale_of(c), out.data() + r * c.n_head * c.dv);
+  }
+  return out;
+}
+
+// Outputs are convex combinations of V rows with N(0,1) entries: compared to 1e-5 absolute.
+void expect_agree(const std::vector<float>& a, const std::vector<float>& b, const std::string& what) {
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    ASSERT_FALSE(std::isnan(a[i])) << what << " at " << i;
+    ASSERT_NEAR(a[i], b[i], 1e-5) << what << " at " << i;
+  }
+}
+
+const Case kCases[] = {
+    {16, 8, 128, 128, 64, 0, 0},     // Qwen3-0.6B, the first chunk of a prompt
+    {16, 8, 128, 128, 64, 448, 0},   // ... and a later one
+    {8, 2, 64, 64, 70, 13, 0},       // group 4, rows not a multiple of the block
+    {6, 3, 40, 24, 33, 100, 0},      // dk != dv, neither a multiple of 32
+    {4, 4, 19, 11, 17, 3, 0},        // no grouping, head dims not multiples of 8
+    {5, 1, 12, 20, 9, 0, 0},         // one KV head, odd group of 5
+    {8, 1, 16, 16, 4, 50, 0},        // few rows over one KV head: blocks of one row
+    {4, 2, 32, 32, 1, 40, 0},        // a single row
+    {4, 2, 32, 32, 2, 0, 0},         // two rows from the start
+    {8, 2, 64, 48, 50, 200, 37},     // sliding window shorter than the prompt
+    {4, 1, 24, 24, 40, 10, 100},     // sliding window longer than everything
+    {3, 3, 8, 8, 65, 0, 1},          // window 1: every row sees only itself
+};
+
+TEST(AttentionRows, AgreesWithRowByRowAndReference) {
+  ASSERT_TRUE(kernels::fast_paths_available());
+  for (const Case& c : kCases)
+    for (DType kt : {DType::F32, DType::F16})
+      for (DType vt : {DType::F32, DType::F16}) {
+        const auto pos = prompt_positions(c);
+        const Problem p = make_problem(c, kt, vt, pos.back());
+        const std::string what = "rows " + std::to_string(c.n_rows) + " first " + std::to_string(c.first_pos) +
+                                 " dk " + std::to_string(c.dk) + " K " + dtype_name(kt) + " V " + dtype_name(vt);
+        kernels::set_fast_paths(true);
+        const auto fast = rows_kernel(c, p, pos);
+        const auto single = row_by_row(c, p, pos);
+        kernels::set_fast_paths(false);
+        const auto reference = rows_kernel(c, p, pos);
+        const auto single_reference = row_by_row(c, p, pos);
+        kernels::set_fast_paths(true);
+        expect_agree(fast, single, what + " (fast vs attention per row)");
+        expect_agree(fast, reference, what + " (fast vs reference)");
+        // The reference of attention_rows is the reference of attention, row by row.
+        ASSERT_EQ(0, std::memcmp(reference.data(), single_reference.data(), reference.size() * sizeof(float))) << what;
+      }
+}
+
+TEST(AttentionRows, RepeatedAndGappedPositions) {
+  // Non-decreasing is all that is asked: equal positions (two queries over the same keys) and
+  // gaps are computed like any other row.
+  const Case c{8, 4, 32, 16, 12, 0, 0};
+  const std::vector<int64_t> pos = {0, 0, 3, 3, 3, 9, 20, 21, 40, 40, 41, 90};
+  for (DType t : {DType::F32, DType::F16}) {
+    const Problem p = make_problem(c, t, t, pos.back());
+    expect_agree(rows_kernel(c, p, pos), row_by_row(c, p, pos), dtype_name(t));
+  }
+}
+
+TEST(AttentionRows, FirstRowAtPositionZeroReturnsItsValue) {
+  const Case c{2, 1, 8, 8, 3, 0, 0};
+  const auto pos = prompt_positions(c);
+  const Problem p = make_problem(c, DType::F32, DType::F32, pos.back());
+  for (bool fast : {false, true}) {
+    kernels::set_fast_paths(fast);
+    const auto out = rows_kernel(c, p, pos);
+    const float* v0 = reinterpret_cast<const float*>(p.v.pages[0].data());
+    for (int h = 0; h < 2; ++h)
+      for (int i = 0; i < 8; ++i) EXPECT_FLOAT_EQ(out[static_cast<size_t>(h * 8 + i)], v0[i]) << fast;
+  }
+  kernels::set_fast_paths(true);
+}
+
+TEST(AttentionRows, BitIdenticalForAnyThreadCount) {
+  const int restore = default_pool().size();
+  for (const Case& c : {Case{16, 8, 128, 128, 64, 448, 0}, Case{8, 2, 64, 48, 50, 200, 37}, Case{6, 3, 40, 24, 33, 100, 0},
+                       Case{5, 1, 12, 20, 9, 0, 0}}) {
+    const auto pos = prompt_positions(c);
+    const Problem p = make_problem(c, DType::F16, DType::F16, pos.back());
+    set_default_threads(1);
+    const auto one = rows_kernel(c, p, pos);
+    for (int threads : {2, 3}) {
+      set_default_threads(threads);
+      const auto many = rows_kernel(c, p, pos);
+      ASSERT_EQ(0, std::memcmp(one.data(), many.data(), one.size() * sizeof(float))) << threads << " threads";
+    }
+  }
+  set_default_threads(restore);
+}
+
+TEST(AttentionRowsBadInput, RowsPositionsHeadsAndCacheType) {
+  const Case c{4, 2, 8, 8, 3, 0, 0};
+  const Problem p = make_problem(c, DType::F32, DType::F32, 10);
+  std::vector<float> out(static_cast<size_t>(3 * 4 * 8));
+  const std::vector<int64_t> pos = {1, 2, 3};
+  auto call = [&](int64_t n_rows, const std::vector<int64_t>& positions, int64_t n_head, int64_t n_head_kv,
+                  const kernels::KVSpan& k) {
+    kernels::attention_rows(p.q.data(), n_rows, positions, n_head, n_head_kv, 8, 8, k, p.v.span, 0, 1.0f, out.data());
+  };
+  for (bool fast : {false, true}) {
+    kernels::set_fast_paths(fast);
+    EXPECT_NO_THROW(call(3, pos, 4, 2, p.k.span));
+    EXPECT_THROW(call(2, pos, 4, 2, p.k.span), Error);                      // rows != positions
+    EXPECT_THROW(call(3, {1, 3, 2}, 4, 2, p.k.span), Error);                // decreasing
+    EXPECT_THROW(call(3, {-1, 0, 1}, 4, 2, p.k.span), Error);               // negative
+    EXPECT_THROW(call(3, pos, 4, 3, p.k.span), Error);                      // heads not divisible
+    EXPECT_THROW(call(3, pos, 4, 0, p.k.span), Error);                      // no KV heads
+    kernels::KVSpan bad = p.k.span;
+    bad.type = DType::Q8_0;
+    EXPECT_THROW(call(3, pos, 4, 2, bad), Error);                           // cache type
+  }
+  kernels::set_fast_paths(true);
+  try {
+    call(2, pos, 4, 2, p.k.span);
+    ADD_FAILURE() << "no error for 2 rows with 3 positions";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("2 query rows but 3 positions"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace owl
