@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cmath>
 #include <numbers>
+#include <span>
 #include <string>
 
 #include "base/error.h"
@@ -254,11 +255,17 @@ void mla_attend_expanded(const MlaWeights& w, const MlaParams& p, const float* q
     const void* kpage = k;
     const void* vpage = v;
     const kernels::KVSpan ks{DType::F32, len, &kpage, nc * qd}, vs{DType::F32, len, &vpage, nc * vd};
-    default_pool().parallel_for(n, [&](int64_t t0, int64_t t1, int) {
-      for (int64_t t = t0; t < t1; ++t)
-        kernels::attention(q + (t * nh + h0) * qd, nc, nc, qd, vd, ks, vs, 0, pos[t] + 1, p.kq_scale,
-                           heads + (t * nh + h0) * vd);
-    });
+    if (nc == nh && std::is_sorted(pos, pos + n)) {
+      // All heads at once (rows contiguous): blocks of rows share each K/V chunk.
+      kernels::attention_rows(q, n, std::span<const int64_t>(pos, static_cast<size_t>(n)), nh, nh, qd, vd, ks, vs, 0,
+                              p.kq_scale, heads);
+    } else {
+      default_pool().parallel_for(n, [&](int64_t t0, int64_t t1, int) {
+        for (int64_t t = t0; t < t1; ++t)
+          kernels::attention(q + (t * nh + h0) * qd, nc, nc, qd, vd, ks, vs, 0, pos[t] + 1, p.kq_scale,
+                             heads + (t * nh + h0) * vd);
+      });
+    }
   }
 }
 
