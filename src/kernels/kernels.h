@@ -139,6 +139,8 @@ void top_k(const float* x, int64_t n, int64_t k, int32_t* idx);
 // f16 <-> f32 conversions (IEEE binary16, round-to-nearest-even).
 float fp16_to_fp32(uint16_t h);
 uint16_t fp32_to_fp16(float f);
+// dst[i] = fp32_to_fp16(src[i]) for n values (F16C where available: the same results).
+void fp32_to_fp16_row(const float* src, uint16_t* dst, int64_t n);
 
 }  // namespace owl::kernels
 

@@ -16,6 +16,10 @@ namespace owl::kernels {
 
 float fp16_to_fp32(uint16_t h) { return f16_to_f32(h); }
 uint16_t fp32_to_fp16(float f) { return f32_to_f16(f); }
+void fp32_to_fp16_row(const float* src, uint16_t* dst, int64_t n) {
+  if (fast_paths_enabled()) return avx2::quantize_f16(src, dst, n);
+  for (int64_t i = 0; i < n; ++i) dst[i] = f32_to_f16(src[i]);
+}
 
 void rms_norm(const float* x, const float* w, float* y, int64_t n, float eps) {
   if (fast_paths_enabled()) return avx2::rms_norm(x, w, y, n, eps);

@@ -14,6 +14,7 @@ void swiglu(const float* gate, const float* up, float* y, int64_t n);
 void add(const float* a, const float* b, float* y, int64_t n);
 void scale_add(float* y, const float* x, float s, int64_t n);
 void dequantize_f16(const uint16_t* src, float* dst, int64_t n);
+void quantize_f16(const float* src, uint16_t* dst, int64_t n);  // round to nearest even, like f32_to_f16
 // One head group: heads [h0, h1) all reading kv head g.
 void attention_heads(const float* q, int64_t h0, int64_t h1, int64_t g, int64_t dk, int64_t dv, const KVSpan& k,
                      const KVSpan& v, int64_t kv_begin, int64_t kv_end, float scale, float* out);

@@ -131,8 +131,7 @@ void KVCache::store(int layer, int32_t seq, int64_t pos, const float* k, const f
     if (opts_.type == DType::F32) {
       std::memcpy(dst, src, static_cast<size_t>(width) * 4);
     } else {
-      auto* h = reinterpret_cast<uint16_t*>(dst);
-      for (int64_t i = 0; i < width; ++i) h[i] = kernels::fp32_to_fp16(src[i]);
+      kernels::fp32_to_fp16_row(src, reinterpret_cast<uint16_t*>(dst), width);
     }
   };
   put(k_offset_[static_cast<size_t>(layer)], shape.k_width, k);

@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <vector>
 
@@ -124,6 +125,23 @@ TEST(Dequantize, FastEqualsReferenceForEveryType) {
     kernels::dequantize_row(t, w.view.row(0), b.data(), n);
     EXPECT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * 4)) << dtype_name(t);
   }
+}
+
+// The KV cache's F32 -> F16 row conversion: F16C equals the scalar rounding (nearest even) on
+// ordinary values, halfway cases, subnormals, overflow to infinity and signed zeros.
+TEST(Fp16Row, FastEqualsScalarRounding) {
+  std::vector<float> x;
+  std::mt19937 rng(3);
+  std::normal_distribution<float> nd(0.0f, 4.0f);
+  for (int i = 0; i < 1000; ++i) x.push_back(nd(rng));
+  for (float v : {0.0f, -0.0f, 65504.0f, 65520.0f, 1e6f, -1e6f, 6.1e-5f, 5.96e-8f, 2.98e-8f, 1e-9f, -3e-6f,
+                  1.0f + 1.0f / 2048, 1.0f + 3.0f / 2048, 2049.0f, 2051.0f})
+    x.push_back(v);
+  x.push_back(std::numeric_limits<float>::infinity());
+  std::vector<uint16_t> fast(x.size()), ref(x.size());
+  kernels::fp32_to_fp16_row(x.data(), fast.data(), static_cast<int64_t>(x.size()));
+  for (size_t i = 0; i < x.size(); ++i) ref[i] = f32_to_f16(x[i]);
+  EXPECT_EQ(fast, ref);
 }
 
 TEST(Matmul, MatrixSliceSelectsExpert) {
