@@ -41,17 +41,27 @@ thread_local bool t_in_task = false;
 thread_local int t_thread = 0;
 }  // namespace
 
+// A job lives in one of two slots (by generation parity) and its tasks are claimed from one
+// 64-bit word, generation << 32 | next task index. The caller waits for its tasks to be DONE,
+// not for every worker to check in: a worker the OS has descheduled (another process on the
+// core) no longer holds up each of the ~140 barriers of a decode step; the caller simply runs
+// the remaining tasks itself. A worker only reads a slot while it holds the slot's `inside`
+// count and the claim word still names that slot's job; the caller rewrites a slot (two jobs
+// later) only once no worker is inside it.
 struct ThreadPool::Impl {
+  struct Slot {
+    TaskFn fn = nullptr;
+    void* ctx = nullptr;
+    int n_tasks = 0;
+    alignas(64) std::atomic<int> done{0};    // tasks finished
+    alignas(64) std::atomic<int> inside{0};  // workers reading this slot
+  };
   int n = 1;
   std::vector<std::thread> workers;
-
-  // Current job; written by the caller before bumping `generation`.
-  TaskFn fn = nullptr;
-  void* ctx = nullptr;
-  int n_tasks = 0;
-  alignas(64) std::atomic<int> next{0};
-  alignas(64) std::atomic<int> pending{0};     // workers still inside the current job
-  alignas(64) std::atomic<uint64_t> generation{0};
+  Slot slots[2];
+  uint64_t last_gen = 0;  // the caller's side (under call_mu)
+  alignas(64) std::atomic<uint64_t> claim{0};
+  alignas(64) std::atomic<uint64_t> generation{0};  // what the workers wait on
   std::atomic<bool> stop{false};
 
   std::mutex call_mu;  // one job at a time when several threads share the pool
@@ -59,15 +69,21 @@ struct ThreadPool::Impl {
   std::condition_variable cv;
   std::atomic<int> sleepers{0};
 
-  void work(int thread) {
+  // Runs tasks of job `gen` until none is left (or a newer job has started).
+  void work(uint64_t gen, int thread) {
+    Slot& s = slots[gen & 1];
+    s.inside.fetch_add(1, std::memory_order_seq_cst);
     t_in_task = true;
     t_thread = thread;
     for (;;) {
-      int t = next.fetch_add(1, std::memory_order_relaxed);
-      if (t >= n_tasks) break;
-      fn(ctx, t, thread);
+      uint64_t c = claim.load(std::memory_order_seq_cst);
+      if ((c >> 32) != gen || static_cast<uint32_t>(c) >= static_cast<uint32_t>(s.n_tasks)) break;
+      if (!claim.compare_exchange_weak(c, c + 1, std::memory_order_seq_cst)) continue;
+      s.fn(s.ctx, static_cast<int>(static_cast<uint32_t>(c)), thread);
+      s.done.fetch_add(1, std::memory_order_release);
     }
     t_in_task = false;
+    s.inside.fetch_sub(1, std::memory_order_release);
   }
 
   void loop(int thread) {
@@ -91,8 +107,7 @@ struct ThreadPool::Impl {
       }
       if (stop.load(std::memory_order_acquire)) return;
       seen = g;
-      work(thread);
-      pending.fetch_sub(1, std::memory_order_acq_rel);
+      work(g, thread);
     }
   }
 };
@@ -106,7 +121,7 @@ ThreadPool::~ThreadPool() {
   {
     std::lock_guard<std::mutex> lk(impl_->mu);
     impl_->stop.store(true);
-    impl_->generation.fetch_add(1, std::memory_order_release);
+    impl_->generation.store(++impl_->last_gen, std::memory_order_release);
   }
   impl_->cv.notify_all();
   for (auto& w : impl_->workers) w.join();
@@ -123,18 +138,22 @@ void ThreadPool::run(int n_tasks, TaskFn fn, void* ctx) {
     return;
   }
   std::lock_guard<std::mutex> call_lock(p.call_mu);
-  p.fn = fn;
-  p.ctx = ctx;
-  p.n_tasks = n_tasks;
-  p.next.store(0, std::memory_order_relaxed);
-  p.pending.store(p.n - 1, std::memory_order_relaxed);
-  p.generation.fetch_add(1, std::memory_order_seq_cst);  // publishes the job
+  const uint64_t gen = ++p.last_gen;
+  Impl::Slot& s = p.slots[gen & 1];
+  // A late worker of the job two generations back may still be leaving this slot.
+  spin_then_yield([&] { return s.inside.load(std::memory_order_seq_cst) == 0; });
+  s.fn = fn;
+  s.ctx = ctx;
+  s.n_tasks = n_tasks;
+  s.done.store(0, std::memory_order_relaxed);
+  p.claim.store(gen << 32, std::memory_order_seq_cst);  // publishes the job
+  p.generation.store(gen, std::memory_order_seq_cst);   // wakes the spinners
   if (p.sleepers.load(std::memory_order_seq_cst) > 0) {
     std::lock_guard<std::mutex> lk(p.mu);  // a worker between its check and its wait holds mu
     p.cv.notify_all();
   }
-  p.work(0);
-  spin_then_yield([&] { return p.pending.load(std::memory_order_acquire) == 0; });
+  p.work(gen, 0);
+  spin_then_yield([&] { return s.done.load(std::memory_order_acquire) == n_tasks; });
 }
 
 void ThreadPool::run(int n_tasks, const std::function<void(int, int)>& fn) {

@@ -29,6 +29,27 @@ TEST(ThreadPool, EveryTaskRunsOnceOverManyCalls) {
   }
 }
 
+// More workers than cores: workers often wake after their job is finished (the caller ran the
+// tasks itself) or while a newer job runs. Late workers must neither run an old job's task
+// twice nor touch a newer job's tasks wrongly: every task of every call still runs exactly
+// once, and results written per task are all present when run() returns.
+TEST(ThreadPool, LateWorkersNeverRunATaskTwice) {
+  ThreadPool pool(8);
+  std::vector<int> out(64);
+  for (int call = 0; call < 3000; ++call) {
+    const int tasks = 1 + call % 64;
+    std::vector<std::atomic<int>> hits(static_cast<size_t>(tasks));
+    pool.run(tasks, [&](int t, int) {
+      hits[static_cast<size_t>(t)].fetch_add(1);
+      out[static_cast<size_t>(t)] = call;
+    });
+    for (int t = 0; t < tasks; ++t) {
+      ASSERT_EQ(hits[static_cast<size_t>(t)].load(), 1) << "call " << call << " task " << t;
+      ASSERT_EQ(out[static_cast<size_t>(t)], call);
+    }
+  }
+}
+
 TEST(ThreadPool, ParallelForCoversRangeAndWakesAfterSleep) {
   ThreadPool pool(3);
   std::vector<int> seen(1001, 0);
