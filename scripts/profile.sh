@@ -3,7 +3,7 @@
 # issue's files, with the owl bench summary and the commit in the header.
 #   scripts/profile.sh [OWL=build/owl] [DIR=/tmp/m]
 # Needs perf (linux-perf) and the files scripts/bench.py makes. Run on an idle machine.
-set -euo pipefail
+set -eu  # (no pipefail: head closes perf report's pipe early)
 owl=${1:-build/owl}
 dir=${2:-/tmp/m}
 out=docs/profiles
