@@ -152,7 +152,7 @@ void BM_MatmulShape(benchmark::State& state) {
 }
 
 void ShapeArgs(benchmark::internal::Benchmark* b) {
-  for (DType t : {DType::Q4_K, DType::Q6_K, DType::Q8_0})
+  for (DType t : {DType::Q4_K, DType::Q6_K, DType::Q8_0, DType::Q5_0})
     for (int64_t shape = 0; shape < 4; ++shape)
       for (int64_t rows : {1, 512}) {
         if (shape == 3 && rows == 512) continue;  // 40 GFLOP per call: too slow to repeat
