@@ -39,6 +39,7 @@ struct Options {
   std::string kv_type = "f16";
   std::string quant;  // --quant: convert a Hugging Face folder while it loads
   bool no_repack = false;  // A/B: weights in the file's layout instead of the interleaved copies
+  bool no_vnni = false;    // A/B: the AVX2 kernels where the CPU also has AVX-512 VNNI
 };
 
 // Weight bytes read per decoded token: every tensor once, except the embedding
@@ -99,6 +100,7 @@ void run(const Options& o) {
   const std::string path = owl::hub::resolve_model(o.model, /*pull_if_missing=*/true);
   const auto t_load = std::chrono::steady_clock::now();
   owl::kernels::set_repack(!o.no_repack);
+  owl::kernels::set_vnni(!o.no_vnni);
   auto source = owl::cli::open_source(path, o.quant);
   auto model = owl::Model::load(*source);
   const double load_s = seconds_since(t_load);
@@ -163,7 +165,7 @@ void run(const Options& o) {
   j["threads"] = threads;
   j["reps"] = o.reps;
   j["kernels"] = !owl::kernels::fast_paths_enabled() ? "scalar"
-                 : owl::kernels::vnni_available()    ? "avx2+avx512vnni"
+                 : owl::kernels::vnni_available() && !o.no_vnni ? "avx2+avx512vnni"
                                                      : "avx2";
   if (o.pp > 0) {
     Stats s = stats(pp_tps);
@@ -216,6 +218,8 @@ void setup(CLI::App& app) {
   sub->add_option("--kv-type", o->kv_type, "KV cache element type: f16 (default) or f32");
   owl::cli::add_quant_option(sub, o->quant);
   sub->add_flag("--no-repack", o->no_repack, "keep weights in the file's layout (no interleaved copies; for A/B)");
+  sub->add_flag("--no-vnni", o->no_vnni,
+                "use the AVX2 kernels even where the CPU has AVX-512 VNNI (same results; for A/B with AVX2-only machines)");
   sub->add_flag("--json", o->json, "print the results as JSON");
   sub->callback([o] { run(*o); });
 }

@@ -1,5 +1,5 @@
 // `owl bench` end to end on real small models: the JSON report's fields and how they relate
-// (never its speeds: those belong in docs/BENCHMARKS.md, not in tests), --quant, --no-repack,
+// (never its speeds: those belong in docs/BENCHMARKS.md, not in tests), --quant, --no-repack, --no-vnni,
 // and its errors.
 #include <gtest/gtest.h>
 
@@ -53,6 +53,8 @@ TEST(CliBench, JsonReportIsConsistent) {
   // The file's own layout (no interleaved copies) reads the same bytes per token.
   nlohmann::json plain = bench_json({model, "--no-repack"});
   EXPECT_EQ(plain["bytes_per_token"], j["bytes_per_token"]);
+  // --no-vnni: the AVX2 kernels, whatever the CPU has.
+  EXPECT_EQ(bench_json({model, "--no-vnni"})["kernels"], "avx2");
 }
 
 TEST(CliBench, QuantAtLoadShrinksTheBytesPerToken) {
