@@ -85,6 +85,33 @@ TEST_P(BatchPaths, InterleavedSequencesMatchSeparateRuns) {
   EXPECT_LE(max_abs_diff(std::span<const float>(ls).last(V), std::span<const float>(lb2).last(V)), kPathBound);
 }
 
+// One call mixing a new prompt (a run of rows of one sequence: attention over blocks of rows)
+// with single decode rows of two other sequences (attention row by row), in that order.
+TEST_P(BatchPaths, PromptAndDecodeRowsInOneCallMatchSeparateRuns) {
+  const int64_t V = model_->n_vocab();
+  const std::vector<int32_t> a(golden_.cases[0].tokens.begin(), golden_.cases[0].tokens.begin() + 7);
+  const std::vector<int32_t> b(golden_.cases[1].tokens.begin(), golden_.cases[1].tokens.begin() + 11);
+  const std::vector<int32_t> p(golden_.cases[1].tokens.begin() + 20, golden_.cases[1].tokens.begin() + 40);
+  KVCache kv = make_cache();
+  Batch first;  // sequences 7 and 3 up to their last token
+  for (size_t i = 0; i + 1 < a.size(); ++i) first.add(a[i], int64_t(i), 7, false);
+  for (size_t i = 0; i + 1 < b.size(); ++i) first.add(b[i], int64_t(i), 3, false);
+  model_->forward(first, kv);
+
+  Batch mixed;
+  mixed.add(a.back(), int64_t(a.size() - 1), 7, true);
+  for (size_t i = 0; i < p.size(); ++i) mixed.add(p[i], int64_t(i), 5, true);
+  mixed.add(b.back(), int64_t(b.size() - 1), 3, true);
+  auto l = model_->forward(mixed, kv);
+  const std::vector<float> got(l.begin(), l.end());
+  ASSERT_EQ(got.size(), (p.size() + 2) * size_t(V));
+  const auto la = alone(a), lb = alone(b), lp = alone(p);
+  const std::span<const float> g(got);
+  EXPECT_LE(max_abs_diff(g.first(V), std::span<const float>(la).last(V)), kPathBound);
+  EXPECT_LE(max_abs_diff(g.subspan(size_t(V), p.size() * V), lp), kPathBound);
+  EXPECT_LE(max_abs_diff(g.last(V), std::span<const float>(lb).last(V)), kPathBound);
+}
+
 TEST_P(BatchPaths, TokenByTokenDecodeMatchesFullPrompt) {
   const int64_t V = model_->n_vocab();
   const auto& ids = golden_.cases[1].tokens;  // 64 ids: four 16-token pages
