@@ -85,7 +85,7 @@ void gemm_q4_k(int64_t in, const uint8_t* grp, const uint8_t* xa, size_t xs, flo
 template <int M>
 void gemm_q6_k(int64_t in, const uint8_t* grp, const uint8_t* xa, size_t xs, float* y, int64_t ld, int valid) {
   const int64_t nb = in / kQKK;
-    const __m256i pick0 = pick_hi(0), pick1 = pick_hi(1);
+  const __m256i pick0 = pick_hi(0), pick1 = pick_hi(1);
   __m256 acc[M];
   for (int m = 0; m < M; ++m) acc[m] = _mm256_setzero_ps();
   for (int64_t i = 0; i < nb; ++i) {
@@ -136,19 +136,9 @@ struct Avx2Dot {
     return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
   }
 };
-template <int M>
-void gemm_q8_0_isa(int64_t in, const uint8_t* g, const uint8_t* x, size_t xs, float* y, int64_t ld, int v) {
-  gemm_q8_0<Avx2Dot, M>(in, g, x, xs, y, ld, v);
-}
-template <int M>
-void gemm_q5_0_isa(int64_t in, const uint8_t* g, const uint8_t* x, size_t xs, float* y, int64_t ld, int v) {
-  gemm_q5_0<Avx2Dot, M>(in, g, x, xs, y, ld, v);
-}
 
 OWL_PACKED_M_KERNEL(PQ4_K, gemm_q4_k)
 OWL_PACKED_M_KERNEL(PQ6_K, gemm_q6_k)
-OWL_PACKED_M_KERNEL(PQ8_0, gemm_q8_0_isa)
-OWL_PACKED_M_KERNEL(PQ5_0, gemm_q5_0_isa)
 
 }  // namespace
 
@@ -156,8 +146,8 @@ PackedFn packed_kernel_avx2(DType t) {
   switch (t) {
     case DType::Q4_K: return by_m<PQ4_K>;
     case DType::Q6_K: return by_m<PQ6_K>;
-    case DType::Q8_0: return by_m<PQ8_0>;
-    case DType::Q5_0: return by_m<PQ5_0>;
+    case DType::Q8_0: return by_m<Q8_0Kernel<Avx2Dot>::K>;
+    case DType::Q5_0: return by_m<Q5_0Kernel<Avx2Dot>::K>;
     default: return nullptr;
   }
 }

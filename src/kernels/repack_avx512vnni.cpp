@@ -71,7 +71,7 @@ void gemm_q4_k(int64_t in, const uint8_t* grp, const uint8_t* xa, size_t xs, flo
 template <int M>
 void gemm_q6_k(int64_t in, const uint8_t* grp, const uint8_t* xa, size_t xs, float* y, int64_t ld, int valid) {
   const int64_t nb = in / kQKK;
-    __m256 acc[M];
+  __m256 acc[M];
   for (int m = 0; m < M; ++m) acc[m] = _mm256_setzero_ps();
   for (int64_t i = 0; i < nb; ++i) {
     const uint8_t* b = grp + i * 1680;
@@ -119,19 +119,9 @@ void gemm_q6_k(int64_t in, const uint8_t* grp, const uint8_t* xa, size_t xs, flo
 struct VnniDot {
   static __m256i acc(__m256i acc, __m256i u, __m256i s) { return _mm256_dpbusd_epi32(acc, u, s); }
 };
-template <int M>
-void gemm_q8_0_isa(int64_t in, const uint8_t* g, const uint8_t* x, size_t xs, float* y, int64_t ld, int v) {
-  gemm_q8_0<VnniDot, M>(in, g, x, xs, y, ld, v);
-}
-template <int M>
-void gemm_q5_0_isa(int64_t in, const uint8_t* g, const uint8_t* x, size_t xs, float* y, int64_t ld, int v) {
-  gemm_q5_0<VnniDot, M>(in, g, x, xs, y, ld, v);
-}
 
 OWL_PACKED_M_KERNEL(PQ4_K, gemm_q4_k)
 OWL_PACKED_M_KERNEL(PQ6_K, gemm_q6_k)
-OWL_PACKED_M_KERNEL(PQ8_0, gemm_q8_0_isa)
-OWL_PACKED_M_KERNEL(PQ5_0, gemm_q5_0_isa)
 
 }  // namespace
 
@@ -139,8 +129,8 @@ PackedFn packed_kernel_avx512vnni(DType t) {
   switch (t) {
     case DType::Q4_K: return by_m<PQ4_K>;
     case DType::Q6_K: return by_m<PQ6_K>;
-    case DType::Q8_0: return by_m<PQ8_0>;
-    case DType::Q5_0: return by_m<PQ5_0>;
+    case DType::Q8_0: return by_m<Q8_0Kernel<VnniDot>::K>;
+    case DType::Q5_0: return by_m<Q5_0Kernel<VnniDot>::K>;
     default: return nullptr;
   }
 }

@@ -186,6 +186,26 @@ void by_m(int64_t in, const uint8_t* grp, const uint8_t* xa, size_t xs, int m, f
   }
 }
 
+// by_m forms of the Dot-generic kernels: by_m<Q8_0Kernel<Dot>::K>, by_m<Q5_0Kernel<Dot>::K>.
+template <class Dot>
+struct Q8_0Kernel {
+  template <int M>
+  struct K {
+    static void f(int64_t in, const uint8_t* g, const uint8_t* x, size_t xs, float* y, int64_t ld, int v) {
+      gemm_q8_0<Dot, M>(in, g, x, xs, y, ld, v);
+    }
+  };
+};
+template <class Dot>
+struct Q5_0Kernel {
+  template <int M>
+  struct K {
+    static void f(int64_t in, const uint8_t* g, const uint8_t* x, size_t xs, float* y, int64_t ld, int v) {
+      gemm_q5_0<Dot, M>(in, g, x, xs, y, ld, v);
+    }
+  };
+};
+
 }  // namespace
 }  // namespace owl::kernels
 
