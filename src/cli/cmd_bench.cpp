@@ -164,9 +164,7 @@ void run(const Options& o) {
   j["arch"] = model->config().arch;
   j["threads"] = threads;
   j["reps"] = o.reps;
-  j["kernels"] = !owl::kernels::fast_paths_enabled() ? "scalar"
-                 : owl::kernels::vnni_available() && !o.no_vnni ? "avx2+avx512vnni"
-                                                     : "avx2";
+  j["kernels"] = owl::kernels::kernel_set();
   if (o.pp > 0) {
     Stats s = stats(pp_tps);
     j["pp"] = {{"tokens", o.pp}, {"tps_min", s.min}, {"tps_median", s.median}};

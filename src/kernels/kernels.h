@@ -60,6 +60,8 @@ bool repack_enabled();
 // their results equal the AVX2 kernels' bit for bit). Off: AVX2.
 void set_vnni(bool on);
 bool vnni_available();
+// The kernels matmul uses now: "avx2+avx512vnni", "avx2" or "scalar".
+const char* kernel_set();
 
 }  // namespace owl::kernels
 

@@ -301,10 +301,18 @@ bool repack_enabled() { return g_repack.load(); }
 void set_vnni(bool on) { g_vnni.store(on); }
 bool vnni_available() { return cpu_has_avx512_vnni(); }
 
+namespace {
+bool use_vnni() { return g_vnni.load(std::memory_order_relaxed) && cpu_has_avx512_vnni(); }
+}  // namespace
+
 PackedFn packed_kernel(DType t) {
   if (!fast_paths_enabled()) return nullptr;
-  if (g_vnni.load(std::memory_order_relaxed) && cpu_has_avx512_vnni()) return packed_kernel_avx512vnni(t);
-  return packed_kernel_avx2(t);
+  return use_vnni() ? packed_kernel_avx512vnni(t) : packed_kernel_avx2(t);
+}
+
+const char* kernel_set() {
+  if (!fast_paths_enabled()) return "scalar";
+  return use_vnni() ? "avx2+avx512vnni" : "avx2";
 }
 
 bool is_prepared(const TensorView& W) { return find_packed(W.data) != nullptr; }

@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstring>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "base/error.h"
@@ -104,8 +105,10 @@ TEST(Repack, VnniEqualsAvx2BitForBit) {
       auto x = random_x(in * n_rows, 300 + static_cast<uint32_t>(n_rows));
       for (int64_t i = 0; i < in * n_rows; i += 97) x[static_cast<size_t>(i)] *= 40.0f;  // outliers: full int8 range
       kernels::set_vnni(false);
+      EXPECT_EQ(std::string(kernels::kernel_set()), "avx2");
       auto avx2 = run_matmul(p.view, x, n_rows, true);
       kernels::set_vnni(true);
+      EXPECT_EQ(std::string(kernels::kernel_set()), kernels::vnni_available() ? "avx2+avx512vnni" : "avx2");
       auto vnni = run_matmul(p.view, x, n_rows, true);
       EXPECT_EQ(0, std::memcmp(avx2.data(), vnni.data(), avx2.size() * sizeof(float)))
           << dtype_name(t) << " rows " << n_rows;
