@@ -10,7 +10,7 @@
 
 #include "base/error.h"
 #include "cli/command.h"
-#include "model/gguf_export.h"
+#include "convert/gguf_export.h"
 #include "model/model.h"
 #include "model/source.h"
 

@@ -9,7 +9,7 @@
 
 #include "base/error.h"
 #include "cli/command.h"
-#include "model/hf_export.h"
+#include "convert/hf_export.h"
 #include "model/model.h"
 #include "model/source.h"
 

@@ -11,7 +11,7 @@
 #include "formats/gguf.h"
 #include "model/hf_config.h"
 #include "model/source.h"
-#include "config_compare.h"
+#include "formats/config_compare.h"
 #include "test_util.h"
 
 using namespace owl;

@@ -1,4 +1,4 @@
-#include "model/hf_tokenizer_gguf.h"
+#include "convert/hf_tokenizer_gguf.h"
 
 #include <filesystem>
 #include <fstream>

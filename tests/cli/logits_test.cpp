@@ -6,7 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "golden_util.h"
+#include "model/golden_util.h"
 
 namespace owl::test {
 namespace {

@@ -1,4 +1,4 @@
-#include "model/hf_tokenizer_export.h"
+#include "convert/hf_tokenizer_export.h"
 
 #include <filesystem>
 #include <fstream>

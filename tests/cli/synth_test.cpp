@@ -8,7 +8,7 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 
-#include "config_compare.h"
+#include "formats/config_compare.h"
 #include "formats/gguf.h"
 #include "model/config.h"
 #include "test_util.h"

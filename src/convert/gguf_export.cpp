@@ -1,4 +1,4 @@
-#include "model/gguf_export.h"
+#include "convert/gguf_export.h"
 
 #include <cmath>
 #include <cstring>
@@ -9,7 +9,7 @@
 #include "base/thread_pool.h"
 #include "formats/quant_plan.h"
 #include "formats/gguf_writer.h"
-#include "model/hf_tokenizer_gguf.h"
+#include "convert/hf_tokenizer_gguf.h"
 #include "tensor/quants.h"
 
 namespace owl {

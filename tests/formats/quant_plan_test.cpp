@@ -12,7 +12,7 @@
 #include "base/thread_pool.h"
 #include "formats/quant_plan.h"
 #include "kernels/kernels.h"
-#include "quantize_test_util.h"
+#include "convert/quantize_test_util.h"
 #include "tensor/fp16.h"
 #include "tensor/quants.h"
 

@@ -1,4 +1,4 @@
-#include "model/hf_export.h"
+#include "convert/hf_export.h"
 
 #include <charconv>
 #include <cmath>
@@ -12,8 +12,8 @@
 #include "base/error.h"
 #include "formats/gguf.h"
 #include "formats/safetensors_writer.h"
-#include "model/gguf_export.h"
-#include "model/hf_tokenizer_export.h"
+#include "convert/gguf_export.h"
+#include "convert/hf_tokenizer_export.h"
 #include "tensor/quants.h"
 
 namespace owl {

@@ -7,7 +7,7 @@
 #include <fstream>
 
 #include "base/error.h"
-#include "quantize_test_util.h"
+#include "convert/quantize_test_util.h"
 
 using namespace owl;
 using namespace owl::test;
