@@ -10,6 +10,8 @@
 #include "formats/quant_plan.h"
 #include "formats/gguf_writer.h"
 #include "convert/hf_tokenizer_gguf.h"
+#include "kernels/kernels.h"
+#include "model/family.h"
 #include "tensor/quants.h"
 
 namespace owl {
@@ -41,111 +43,57 @@ bool is_float(DType t) { return t == DType::F32 || t == DType::F16 || t == DType
 }  // namespace
 
 std::vector<float> llama3_rope_freqs(const ModelConfig& c) {
-  // The converter: freqs = 1 / base^(2i/n_rot) in float32, then per frequency
-  // 1 (high frequencies), factor (low ones) or the smooth blend, in double.
-  const double pi = 3.14159265358979323846;
-  const double lo_wavelen = static_cast<double>(c.rope_orig_ctx) / c.llama3_low_freq_factor;
-  const double hi_wavelen = static_cast<double>(c.rope_orig_ctx) / c.llama3_high_freq_factor;
-  std::vector<float> f(static_cast<size_t>(c.n_rot / 2));
-  for (size_t i = 0; i < f.size(); ++i) {
-    // base^(2i/n) and its inverse rounded to float32 step by step, as torch computes them.
-    const float exponent = static_cast<float>(static_cast<double>(2 * i) / static_cast<double>(c.n_rot));
-    const float power = static_cast<float>(std::pow(static_cast<double>(c.rope_theta), static_cast<double>(exponent)));
-    const float freq = static_cast<float>(1.0 / static_cast<double>(power));
-    const double wavelen = 2 * pi / freq;
-    if (wavelen < hi_wavelen) {
-      f[i] = 1.0f;
-    } else if (wavelen > lo_wavelen) {
-      f[i] = c.rope_factor;
-    } else {
-      const double smooth = (static_cast<double>(c.rope_orig_ctx) / wavelen - c.llama3_low_freq_factor) /
-                            (c.llama3_high_freq_factor - c.llama3_low_freq_factor);
-      f[i] = static_cast<float>(1.0 / ((1 - smooth) / c.rope_factor + smooth));
-    }
-  }
-  return f;
+  return kernels::llama3_rope_factors(c.n_rot, c.rope_theta, c.rope_factor, c.llama3_low_freq_factor,
+                                      c.llama3_high_freq_factor, c.rope_orig_ctx);
 }
 
 gguf::Metadata gguf_metadata_from_config(const ModelConfig& c, uint32_t file_type) {
-  check_supported_architecture(c.arch);
+  const Family& family = family_of(c.arch);
   gguf::Metadata m;
-  const std::string& a = c.arch;
-  const std::string p = a + ".";
-  const bool mla = a == "deepseek2";
-  const bool deepseek_moe = mla || a == "glm4moe";  // DeepSeekMoE routing keys
-  auto u32 = [&](const std::string& k, int64_t v) {
-    if (v < 0 || v > 0xffffffffLL) throw Error("cannot write " + p + k + " = " + std::to_string(v) + " as a u32");
-    m.set(p + k, Value::u32(static_cast<uint32_t>(v)));
-  };
-  auto f32 = [&](const std::string& k, float v) { m.set(p + k, Value::f32(v)); };
-
-  m.set("general.architecture", Value::str(a));
+  GgufKeyWriter w(m, c.arch);
+  m.set("general.architecture", Value::str(c.arch));
   m.set("general.name", Value::str(c.name));
   m.set("general.file_type", Value::u32(file_type));
-  u32("vocab_size", c.n_vocab);
-  u32("context_length", c.n_ctx_train);
-  u32("embedding_length", c.n_embd);
-  u32("block_count", c.n_layer);
-  u32("feed_forward_length", c.n_ff);
-  u32("attention.head_count", c.n_head);
-  f32("attention.layer_norm_rms_epsilon", c.rms_eps);
-  f32("rope.freq_base", c.rope_theta);
-  u32("attention.head_count_kv", c.n_head_kv);
-  const bool explicit_head_dim = a == "qwen3" || a == "qwen3moe" || a == "glm4moe" || mla;
-  if (explicit_head_dim || c.head_dim_k != c.n_embd / c.n_head || c.head_dim_v != c.head_dim_k) {
-    u32("attention.key_length", c.head_dim_k);
-    u32("attention.value_length", c.head_dim_v);
+  w.u32("vocab_size", c.n_vocab);
+  w.u32("context_length", c.n_ctx_train);
+  w.u32("embedding_length", c.n_embd);
+  w.u32("block_count", c.n_layer);
+  w.u32("feed_forward_length", c.n_ff);
+  w.u32("attention.head_count", c.n_head);
+  w.f32("attention.layer_norm_rms_epsilon", c.rms_eps);
+  w.f32("rope.freq_base", c.rope_theta);
+  w.u32("attention.head_count_kv", c.n_head_kv);
+  if (c.head_dim_k != c.n_embd / c.n_head || c.head_dim_v != c.head_dim_k) {
+    w.u32("attention.key_length", c.head_dim_k);
+    w.u32("attention.value_length", c.head_dim_v);
   }
-  if (mla) {
-    u32("attention.key_length_mla", c.qk_nope_dim + c.qk_rope_dim);
-    u32("attention.value_length_mla", c.v_head_dim);
-  }
-  if (a == "llama" || a == "glm4moe" || mla || c.n_rot != c.head_dim_k) u32("rope.dimension_count", c.n_rot);
-  if (c.sliding_window > 0) u32("attention.sliding_window", c.sliding_window);
-  if (mla) {
-    u32("attention.q_lora_rank", c.q_lora_rank);
-    u32("attention.kv_lora_rank", c.kv_lora_rank);
-  }
-
+  if (c.n_rot != c.head_dim_k) w.u32("rope.dimension_count", c.n_rot);
+  if (c.sliding_window > 0) w.u32("attention.sliding_window", c.sliding_window);
+  if (c.n_nextn_layers > 0) w.u32("nextn_predict_layers", c.n_nextn_layers);
   if (c.is_moe()) {
-    if (deepseek_moe) u32("leading_dense_block_count", c.n_leading_dense);
-    u32("expert_count", c.n_expert);
-    u32("expert_used_count", c.n_expert_used);
-    u32("expert_feed_forward_length", c.n_ff_exp);
-    if (deepseek_moe) {
-      u32("expert_shared_count", c.n_expert_shared);
-      f32("expert_weights_scale", c.expert_weights_scale);
-    }
-    if (c.n_ff_shexp > 0) u32("expert_shared_feed_forward_length", c.n_ff_shexp);
-    // The loader's default is "normalise" for qwen3moe and "don't" elsewhere.
-    if (a == "qwen3moe" ? !c.expert_weights_norm : c.expert_weights_norm)
-      m.set(p + "expert_weights_norm", Value::boolean(c.expert_weights_norm));
-    if (deepseek_moe) {
-      u32("expert_gating_func", static_cast<int64_t>(c.expert_gating));
-      u32("expert_group_count", c.expert_group_count);
-      u32("expert_group_used_count", c.expert_group_used);
-    } else if (c.expert_gating != ExpertGating::Softmax) {
-      u32("expert_gating_func", static_cast<int64_t>(c.expert_gating));
-    }
+    w.u32("expert_count", c.n_expert);
+    w.u32("expert_used_count", c.n_expert_used);
+    w.u32("expert_feed_forward_length", c.n_ff_exp);
+    if (c.n_ff_shexp > 0) w.u32("expert_shared_feed_forward_length", c.n_ff_shexp);
   }
-
   switch (c.rope_scaling) {
     case RopeScaling::None:
     case RopeScaling::Llama3:  // written as the rope_freqs.weight tensor
       break;
     case RopeScaling::Linear:
-      m.set(p + "rope.scaling.type", Value::str("linear"));
-      f32("rope.scaling.factor", c.rope_factor);
+      w.string("rope.scaling.type", "linear");
+      w.f32("rope.scaling.factor", c.rope_factor);
       break;
     case RopeScaling::Yarn:
-      m.set(p + "rope.scaling.type", Value::str("yarn"));
-      f32("rope.scaling.factor", c.rope_factor);
-      u32("rope.scaling.original_context_length", c.rope_orig_ctx);
-      f32("rope.scaling.yarn_beta_fast", c.yarn_beta_fast);
-      f32("rope.scaling.yarn_beta_slow", c.yarn_beta_slow);
-      if (c.yarn_log_multiplier != 0.0f) f32("rope.scaling.yarn_log_multiplier", c.yarn_log_multiplier);
+      w.string("rope.scaling.type", "yarn");
+      w.f32("rope.scaling.factor", c.rope_factor);
+      w.u32("rope.scaling.original_context_length", c.rope_orig_ctx);
+      w.f32("rope.scaling.yarn_beta_fast", c.yarn_beta_fast);
+      w.f32("rope.scaling.yarn_beta_slow", c.yarn_beta_slow);
+      if (c.yarn_log_multiplier != 0.0f) w.f32("rope.scaling.yarn_log_multiplier", c.yarn_log_multiplier);
       break;
   }
+  family.write_gguf(c, w);
   return m;
 }
 

@@ -1,6 +1,5 @@
 #include "convert/hf_export.h"
 
-#include <charconv>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -14,6 +13,8 @@
 #include "formats/safetensors_writer.h"
 #include "convert/gguf_export.h"
 #include "convert/hf_tokenizer_export.h"
+#include "model/config_keys.h"
+#include "model/family.h"
 #include "tensor/quants.h"
 
 namespace owl {
@@ -22,20 +23,7 @@ namespace {
 
 using json = nlohmann::json;
 
-// The shortest decimal that reads back as the same float (1e-05, not 9.99999974e-06).
-double nice(float f) {
-  char buf[32];
-  auto r = std::to_chars(buf, buf + sizeof buf, f);
-  return std::strtod(std::string(buf, r.ptr).c_str(), nullptr);
-}
-
-int64_t trunk_layers(const ModelSource& src) {
-  const ModelConfig& c = src.config();
-  int64_t nextn = 0;
-  if (const gguf::File* f = src.gguf_file()) nextn = f->metadata().get_int(c.arch + ".nextn_predict_layers").value_or(0);
-  if (nextn < 0 || nextn >= c.n_layer) throw Error("model '" + src.path() + "': nextn_predict_layers leaves no layers");
-  return c.n_layer - nextn;
-}
+int64_t trunk_layers(const ModelSource& src) { return src.config().n_layer - src.config().n_nextn_layers; }
 
 struct Llama3 {
   float factor = 1, low = 1, high = 4;
@@ -84,41 +72,10 @@ struct HfTensor {
   std::function<void(int64_t r, float* dst)> row;
 };
 
-const std::map<std::string, std::string>& layer_names() {
-  static const std::map<std::string, std::string> m = {
-      {"attn_norm.weight", "input_layernorm.weight"},
-      {"ffn_norm.weight", "post_attention_layernorm.weight"},
-      {"post_attention_norm.weight", "post_attention_layernorm.weight"},
-      {"attn_q.weight", "self_attn.q_proj.weight"},
-      {"attn_q.bias", "self_attn.q_proj.bias"},
-      {"attn_k.weight", "self_attn.k_proj.weight"},
-      {"attn_k.bias", "self_attn.k_proj.bias"},
-      {"attn_v.weight", "self_attn.v_proj.weight"},
-      {"attn_v.bias", "self_attn.v_proj.bias"},
-      {"attn_output.weight", "self_attn.o_proj.weight"},
-      {"attn_q_norm.weight", "self_attn.q_norm.weight"},
-      {"attn_k_norm.weight", "self_attn.k_norm.weight"},
-      {"attn_q_a.weight", "self_attn.q_a_proj.weight"},
-      {"attn_q_a_norm.weight", "self_attn.q_a_layernorm.weight"},
-      {"attn_q_b.weight", "self_attn.q_b_proj.weight"},
-      {"attn_kv_a_mqa.weight", "self_attn.kv_a_proj_with_mqa.weight"},
-      {"attn_kv_a_norm.weight", "self_attn.kv_a_layernorm.weight"},
-      {"attn_kv_b.weight", "self_attn.kv_b_proj.weight"},
-      {"ffn_gate.weight", "mlp.gate_proj.weight"},
-      {"ffn_up.weight", "mlp.up_proj.weight"},
-      {"ffn_down.weight", "mlp.down_proj.weight"},
-      {"ffn_gate_inp.weight", "mlp.gate.weight"},
-      {"exp_probs_b.bias", "mlp.gate.e_score_correction_bias"},
-      {"ffn_gate_shexp.weight", "mlp.shared_experts.gate_proj.weight"},
-      {"ffn_up_shexp.weight", "mlp.shared_experts.up_proj.weight"},
-      {"ffn_down_shexp.weight", "mlp.shared_experts.down_proj.weight"},
-  };
-  return m;
-}
-
 class Planner {
  public:
-  Planner(const ModelSource& src, const HfExportOptions& opt) : src_(src), c_(src.config()) {
+  Planner(const ModelSource& src, const HfExportOptions& opt)
+      : src_(src), c_(src.config()), family_(family_of(src.config().arch)) {
     if (!opt.dtype.empty()) {
       auto t = dtype_from_name(opt.dtype);
       if (!t || (*t != DType::F32 && *t != DType::F16 && *t != DType::BF16))
@@ -128,14 +85,19 @@ class Planner {
   }
 
   std::vector<HfTensor> plan() {
+    namespace tn = tensor_names;
     const int64_t trunk = trunk_layers(src_);
     for (const TensorView& t : src_.tensors()) {
       const std::string& n = t.name;
-      if (n == "token_embd.weight") plain("model.embed_tokens.weight", t);
-      else if (n == "output_norm.weight") plain("model.norm.weight", t);
-      else if (n == "output.weight") plain("lm_head.weight", t);
-      else if (n == "rope_freqs.weight") continue;  // becomes config.json rope_scaling
-      else if (n.compare(0, 4, "blk.") == 0) layer_tensor(t, trunk);
+      if (n == tn::kRopeFreqs.gguf) continue;  // becomes config.json rope_scaling
+      bool top = false;
+      for (const TensorName& name : {tn::kTokenEmbd, tn::kOutputNorm, tn::kOutput})
+        if (n == name.gguf) {
+          plain(name.hf, t);
+          top = true;
+        }
+      if (top) continue;
+      if (n.compare(0, 4, "blk.") == 0) blk_tensor(t, trunk);
       else unknown(n);
     }
     return std::move(out_);
@@ -162,7 +124,8 @@ class Planner {
     out_.push_back({name, out_type(t.type), torch_shape(t), t.ne[0], [t](int64_t r, float* d) { row_f32(t, r, d); }});
   }
 
-  void layer_tensor(const TensorView& t, int64_t trunk) {
+  // A blk.<il>.* tensor, named and laid out as the family's tensor list says.
+  void blk_tensor(const TensorView& t, int64_t trunk) {
     const std::string& n = t.name;
     const size_t dot = n.find('.', 4);
     int64_t il = -1;
@@ -174,17 +137,20 @@ class Planner {
     if (dot == std::string::npos) unknown(n);
     if (il >= trunk) return;  // NextN / MTP layer
     const std::string rest = n.substr(dot + 1);
-    const std::string hf = "model.layers." + std::to_string(il) + ".";
-
-    if (rest == "attn_k_b.weight") return kv_b_merge(hf, t, "blk." + std::to_string(il) + ".attn_v_b.weight");
-    if (rest == "attn_v_b.weight") return;  // merged with attn_k_b
-    if (rest == "ffn_gate_exps.weight" || rest == "ffn_up_exps.weight" || rest == "ffn_down_exps.weight")
-      return experts(hf, t, rest.substr(4, rest.find('_', 4) - 4));
-    auto it = layer_names().find(rest);
-    if (it == layer_names().end()) unknown(n);
-    if (c_.arch == "llama" && (rest.compare(0, 7, "attn_q.") == 0 || rest.compare(0, 7, "attn_k.") == 0))
-      return unpermute(hf + it->second, t, rest[5] == 'q' ? c_.n_head : c_.n_head_kv);
-    plain(hf + it->second, t);
+    const TensorSpec* spec = nullptr;
+    const std::vector<TensorSpec> specs = family_.layer_tensors(c_, il);
+    for (const TensorSpec& s : specs)
+      if (rest == s.name.gguf && s.name.hf) spec = &s;
+    if (!spec) unknown(n);
+    const std::string hf = hf_layer_tensor(il, spec->name.hf);
+    switch (spec->hf_layout) {
+      case HfLayout::Same: return plain(hf, t);
+      case HfLayout::RopePairsQ: return unpermute(hf, t, c_.n_head);
+      case HfLayout::RopePairsK: return unpermute(hf, t, c_.n_head_kv);
+      case HfLayout::ExpertStack: return experts(hf, t);
+      case HfLayout::KvBSplitK: return kv_b_merge(hf, t, owl::layer_tensor(il, tensor_names::kAttnVB));
+      case HfLayout::KvBSplitV: return;  // merged with attn_k_b
+    }
   }
 
   // Inverse of the converter's Llama permute: HF row h*D + s*D/2 + j = GGUF row h*D + 2j + s.
@@ -211,13 +177,16 @@ class Planner {
                     [t, gguf_row](int64_t r, float* dst) { row_f32(t, gguf_row(r), dst); }});
   }
 
-  // {in, out, n_expert} -> mlp.experts.E.<proj>_proj.weight (out, in) for each expert.
-  void experts(const std::string& hf, const TensorView& t, const std::string& proj) {
+  // {in, out, n_expert} -> one (out, in) tensor per expert, "{e}" in the HF name replaced by its index.
+  void experts(const std::string& hf, const TensorView& t) {
     if (t.n_dims != 3) throw Error("model '" + src_.path() + "': '" + t.name + "' is not a stack of expert matrices");
+    const size_t at = hf.find("{e}");
     for (int64_t e = 0; e < t.ne[2]; ++e) {
       const int64_t base = e * t.ne[1];
-      out_.push_back({hf + "mlp.experts." + std::to_string(e) + "." + proj + "_proj.weight", out_type(t.type),
-                      {t.ne[1], t.ne[0]}, t.ne[0], [t, base](int64_t r, float* dst) { row_f32(t, base + r, dst); }});
+      std::string name = hf;
+      if (at != std::string::npos) name.replace(at, 3, std::to_string(e));
+      out_.push_back({name, out_type(t.type), {t.ne[1], t.ne[0]}, t.ne[0],
+                      [t, base](int64_t r, float* dst) { row_f32(t, base + r, dst); }});
     }
   }
 
@@ -250,6 +219,7 @@ class Planner {
 
   const ModelSource& src_;
   const ModelConfig& c_;
+  const Family& family_;
   std::optional<DType> forced_;
   std::vector<HfTensor> out_;
 };
@@ -266,24 +236,12 @@ const char* torch_dtype_name(DType t) {
 
 json hf_config_json(const ModelSource& src, const std::string& torch_dtype) {
   const ModelConfig& c = src.config();
-  const std::string& a = c.arch;
-  const bool mla = a == "deepseek2";
+  const Family& family = family_of(c.arch);
+  const bool mla = c.is_mla();
   json j;
-  const bool v3 = mla && c.expert_gating == ExpertGating::Sigmoid;
-  const std::map<std::string, std::pair<const char*, const char*>> types = {
-      {"llama", {"LlamaForCausalLM", "llama"}},         {"qwen2", {"Qwen2ForCausalLM", "qwen2"}},
-      {"qwen3", {"Qwen3ForCausalLM", "qwen3"}},         {"qwen3moe", {"Qwen3MoeForCausalLM", "qwen3_moe"}},
-      {"glm4moe", {"Glm4MoeForCausalLM", "glm4_moe"}},
-  };
-  if (mla) {
-    j["architectures"] = {v3 ? "DeepseekV3ForCausalLM" : "DeepseekV2ForCausalLM"};
-    j["model_type"] = v3 ? "deepseek_v3" : "deepseek_v2";
-  } else if (auto it = types.find(a); it != types.end()) {
-    j["architectures"] = {it->second.first};
-    j["model_type"] = it->second.second;
-  } else {
-    throw Error("model '" + src.path() + "': architecture '" + a + "' has no Hugging Face mapping in owl; cannot export it");
-  }
+  const HfClass cls = family.hf_class(c);
+  j["architectures"] = {cls.architecture};
+  j["model_type"] = cls.model_type;
   if (!c.name.empty()) j["_name_or_path"] = c.name;
   j["vocab_size"] = c.n_vocab;
   j["max_position_embeddings"] = c.n_ctx_train;
@@ -293,82 +251,43 @@ json hf_config_json(const ModelSource& src, const std::string& torch_dtype) {
   j["num_attention_heads"] = c.n_head;
   j["num_key_value_heads"] = mla ? c.n_head : c.n_head_kv;  // HF decompresses MLA's K/V per head
   if (!mla) j["head_dim"] = c.head_dim_k;
-  j["rms_norm_eps"] = nice(c.rms_eps);
-  j["rope_theta"] = nice(c.rope_theta);
+  j["rms_norm_eps"] = shortest_decimal(c.rms_eps);
+  j["rope_theta"] = shortest_decimal(c.rope_theta);
   j["hidden_act"] = "silu";
-  j["tie_word_embeddings"] = !src.find("output.weight");
+  j["tie_word_embeddings"] = !src.find(tensor_names::kOutput.gguf);
   j["torch_dtype"] = torch_dtype;
   if (c.bos_id >= 0) j["bos_token_id"] = c.bos_id;
   if (c.eos_ids.size() > 1) j["eos_token_id"] = c.eos_ids;
   else if (c.eos_id >= 0) j["eos_token_id"] = c.eos_id;
-
-  if (a == "llama") j["attention_bias"] = static_cast<bool>(src.find("blk.0.attn_q.bias"));
   if (c.sliding_window > 0) {
     j["use_sliding_window"] = true;
     j["sliding_window"] = c.sliding_window;
     j["max_window_layers"] = j["num_hidden_layers"];
-  } else if (a == "qwen2" || a == "qwen3" || a == "qwen3moe") {
-    j["use_sliding_window"] = false;
   }
 
   // rope_scaling: llama3 comes from the GGUF's rope_freqs tensor.
   json rs;
-  if (auto rf = src.find("rope_freqs.weight"); rf && a == "llama") {
+  if (auto rf = src.find(tensor_names::kRopeFreqs.gguf)) {
     const Llama3 l = recover_llama3(src, *rf);
-    rs = {{"rope_type", "llama3"}, {"factor", nice(l.factor)}, {"low_freq_factor", nice(l.low)},
-          {"high_freq_factor", nice(l.high)}, {"original_max_position_embeddings", l.orig}};
+    rs = {{"rope_type", "llama3"}, {"factor", shortest_decimal(l.factor)}, {"low_freq_factor", shortest_decimal(l.low)},
+          {"high_freq_factor", shortest_decimal(l.high)}, {"original_max_position_embeddings", l.orig}};
   } else if (c.rope_scaling == RopeScaling::Llama3) {
-    rs = {{"rope_type", "llama3"}, {"factor", nice(c.rope_factor)}, {"low_freq_factor", nice(c.llama3_low_freq_factor)},
-          {"high_freq_factor", nice(c.llama3_high_freq_factor)}, {"original_max_position_embeddings", c.rope_orig_ctx}};
+    rs = {{"rope_type", "llama3"}, {"factor", shortest_decimal(c.rope_factor)},
+          {"low_freq_factor", shortest_decimal(c.llama3_low_freq_factor)},
+          {"high_freq_factor", shortest_decimal(c.llama3_high_freq_factor)},
+          {"original_max_position_embeddings", c.rope_orig_ctx}};
   } else if (c.rope_scaling == RopeScaling::Linear) {
-    rs = {{"type", "linear"}, {"factor", nice(c.rope_factor)}};
+    rs = {{"type", "linear"}, {"factor", shortest_decimal(c.rope_factor)}};
   } else if (c.rope_scaling == RopeScaling::Yarn) {
     // GGUF's yarn_log_multiplier is 0.1 * mscale_all_dim; mscale = mscale_all_dim leaves cos/sin unscaled,
     // which is what llama.cpp computes from the GGUF.
-    const double mscale_all_dim = nice(static_cast<float>(static_cast<double>(c.yarn_log_multiplier) / 0.1));
-    rs = {{"type", "yarn"}, {"factor", nice(c.rope_factor)}, {"original_max_position_embeddings", c.rope_orig_ctx},
-          {"beta_fast", nice(c.yarn_beta_fast)}, {"beta_slow", nice(c.yarn_beta_slow)},
+    const double mscale_all_dim = shortest_decimal(static_cast<float>(static_cast<double>(c.yarn_log_multiplier) / 0.1));
+    rs = {{"type", "yarn"}, {"factor", shortest_decimal(c.rope_factor)}, {"original_max_position_embeddings", c.rope_orig_ctx},
+          {"beta_fast", shortest_decimal(c.yarn_beta_fast)}, {"beta_slow", shortest_decimal(c.yarn_beta_slow)},
           {"mscale", mscale_all_dim}, {"mscale_all_dim", mscale_all_dim}};
   }
   j["rope_scaling"] = rs.is_null() ? json(nullptr) : rs;
-
-  if (a == "glm4moe") {
-    j["partial_rotary_factor"] = static_cast<double>(c.n_rot) / static_cast<double>(c.head_dim_k);
-    j["attention_bias"] = c.attn_qkv_bias;
-    j["use_qk_norm"] = static_cast<bool>(src.find("blk.0.attn_q_norm.weight"));
-    j["num_nextn_predict_layers"] = 0;
-  }
-  if (a == "qwen3moe") {
-    j["num_experts"] = c.n_expert;
-    j["num_experts_per_tok"] = c.n_expert_used;
-    j["moe_intermediate_size"] = c.n_ff_exp;
-    j["norm_topk_prob"] = c.expert_weights_norm;
-    j["decoder_sparse_step"] = 1;
-    j["mlp_only_layers"] = json::array();
-  }
-  if (mla || a == "glm4moe") {
-    j["n_routed_experts"] = c.n_expert;
-    j["num_experts_per_tok"] = c.n_expert_used;
-    j["moe_intermediate_size"] = c.n_ff_exp;
-    j["n_shared_experts"] = c.n_expert_shared;
-    j["first_k_dense_replace"] = c.n_leading_dense;
-    j["moe_layer_freq"] = 1;
-    j["routed_scaling_factor"] = nice(c.expert_weights_scale);
-    j["norm_topk_prob"] = c.expert_weights_norm;
-    j["scoring_func"] = c.expert_gating == ExpertGating::Sigmoid ? "sigmoid" : "softmax";
-    j["n_group"] = c.expert_group_count;
-    j["topk_group"] = c.expert_group_used;
-    if (mla)
-      j["topk_method"] = v3 ? "noaux_tc" : (c.expert_group_count > 1 ? "group_limited_greedy" : "greedy");
-  }
-  if (mla) {
-    j["q_lora_rank"] = c.q_lora_rank > 0 ? json(c.q_lora_rank) : json(nullptr);
-    j["kv_lora_rank"] = c.kv_lora_rank;
-    j["qk_nope_head_dim"] = c.qk_nope_dim;
-    j["qk_rope_head_dim"] = c.qk_rope_dim;
-    j["v_head_dim"] = c.v_head_dim;
-    j["num_nextn_predict_layers"] = 0;
-  }
+  family.write_hf(c, src, j);
   return j;
 }
 

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "base/error.h"
+#include "model/family.h"
 
 namespace owl {
 
@@ -33,18 +34,17 @@ json read_json(const std::filesystem::path& p) {
 
 // The tokenizer.ggml.pre name for a byte-level BPE, from its pre-tokenizer regexes
 // (llama.cpp recognises them by hashing a tokenisation; the regexes are what differ).
+// Unrecognised regexes fall back to the family's name (family.h: tokenizer_pre).
 std::string pre_name(const json& tok, const std::string& arch) {
+  const std::string family_pre = family_of(arch).tokenizer_pre();
   const std::string pre = tok.contains("pre_tokenizer") ? tok["pre_tokenizer"].dump() : "";
   auto has = [&](const char* s) { return pre.find(s) != std::string::npos; };
   if (has("[\\\\p{Lu}\\\\p{Lt}\\\\p{Lm}\\\\p{Lo}\\\\p{M}]*")) return "tekken";
   if (has("\\u4e00") || has("一-龥")) return "deepseek-v3";
-  if (has("(?i:'s|'t|'re|'ve|'m|'ll|'d)") && has("\\\\p{N}{1,3}")) return arch == "glm4moe" ? "glm4" : "llama-bpe";
+  // GLM-4 uses Llama 3's regexes under a name of its own.
+  if (has("(?i:'s|'t|'re|'ve|'m|'ll|'d)") && has("\\\\p{N}{1,3}")) return family_pre == "glm4" ? "glm4" : "llama-bpe";
   if (has("(?i:'s|'t|'re|'ve|'m|'ll|'d)") && has("\\\\p{N}|")) return "qwen2";
-  if (arch == "qwen2" || arch == "qwen3" || arch == "qwen3moe") return "qwen2";
-  if (arch == "deepseek2") return "deepseek-v3";
-  if (arch == "glm4moe") return "glm4";
-  if (arch == "llama") return "llama-bpe";
-  return "default";
+  return family_pre;
 }
 
 // "<s>" or {"content": "<s>", ...} in tokenizer_config.json.

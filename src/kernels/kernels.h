@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <vector>
 
 #include "tensor/tensor.h"
 
@@ -94,7 +95,10 @@ void rope_inv_freq_linear(float* inv_freq, int64_t n_rot, float base, float fact
 void rope_inv_freq_factors(float* inv_freq, int64_t n_rot, float base, const float* factors);
 // Llama-3 frequency scaling from its hyperparameters (HF rope_scaling "llama3"): wavelengths
 // above orig_ctx / low_freq_factor are divided by factor, below orig_ctx / high_freq_factor kept,
-// and smoothly interpolated in between. Equals rope_inv_freq_factors with the converter's factors.
+// and smoothly interpolated in between. llama3_rope_factors gives the n_rot / 2 divisors exactly
+// as the HF -> GGUF converter stores them (rope_freqs.weight); rope_inv_freq_llama3 applies them.
+std::vector<float> llama3_rope_factors(int64_t n_rot, float base, float factor, float low_freq_factor,
+                                       float high_freq_factor, int64_t orig_ctx);
 void rope_inv_freq_llama3(float* inv_freq, int64_t n_rot, float base, float factor, float low_freq_factor,
                           float high_freq_factor, int64_t orig_ctx);
 // YaRN (as llama.cpp / DeepSeek-V2/V3): pair i gets plain * (r + (1 - r) / factor) with the ramp

@@ -12,6 +12,8 @@
 
 namespace owl::blocks {
 
+namespace tn = tensor_names;
+
 float* scratch(std::vector<float>& buf, int64_t n) {
   if (static_cast<int64_t>(buf.size()) < n) buf.resize(static_cast<size_t>(n));
   return buf.data();
@@ -44,13 +46,19 @@ void prepare_in_place(const ModelSource& src, TensorView& w, std::vector<std::sh
   if (pw.storage) storage.push_back(std::move(pw.storage));
 }
 
-Linear load_linear(const ModelSource& src, const std::string& name, int64_t in, int64_t out, Bias bias) {
+Linear load_linear(const ModelSource& src, int64_t il, const TensorName& w, const TensorName& b, Bias bias,
+                   int64_t in, int64_t out) {
+  Linear l = load_linear(src, il, w, in, out);
+  if (bias == Bias::Required) l.bias = load_vector(src, layer_tensor(il, b), out);
+  if (bias == Bias::Optional) l.bias = load_optional_vector(src, layer_tensor(il, b), out);
+  return l;
+}
+
+Linear load_linear(const ModelSource& src, int64_t il, const TensorName& w, int64_t in, int64_t out) {
   Linear l;
-  auto prepared = prepare_matmul_weight(src, src.require(name + ".weight", {in, out}));
+  auto prepared = prepare_matmul_weight(src, src.require(layer_tensor(il, w), {in, out}));
   l.w = prepared.view;
   l.storage = std::move(prepared.storage);
-  if (bias == Bias::Required) l.bias = load_vector(src, name + ".bias", out);
-  if (bias == Bias::Optional) l.bias = load_optional_vector(src, name + ".bias", out);
   return l;
 }
 
@@ -85,7 +93,7 @@ Rope make_rope(const ModelConfig& c, const ModelSource& src) {
   float* f = r.inv_freq.data();
   // GGUF files carry Llama-3 scaling as per-pair divisors (F32 in every quant); when present
   // they are the whole scaling.
-  const std::vector<float> freq_factors = load_optional_vector(src, "rope_freqs.weight", half);
+  const std::vector<float> freq_factors = load_optional_vector(src, tn::kRopeFreqs.gguf, half);
   if (!freq_factors.empty()) {
     kernels::rope_inv_freq_factors(f, r.n_rot, c.rope_theta, freq_factors.data());
     return r;
@@ -125,18 +133,17 @@ AttentionShape attention_shape(const ModelConfig& c) {
 }
 
 AttentionWeights load_attention(const ModelSource& src, const ModelConfig& c, int64_t il) {
-  const std::string p = "blk." + std::to_string(il) + ".";
   const AttentionShape s = attention_shape(c);
   const Bias bias = c.attn_qkv_bias ? Bias::Required : Bias::Optional;
   AttentionWeights w;
-  w.norm = load_vector(src, p + "attn_norm.weight", c.n_embd);
-  w.q = load_linear(src, p + "attn_q", c.n_embd, s.n_head * s.head_dim, bias);
-  w.k = load_linear(src, p + "attn_k", c.n_embd, s.n_head_kv * s.head_dim, bias);
-  w.v = load_linear(src, p + "attn_v", c.n_embd, s.n_head_kv * s.head_dim_v, bias);
-  w.o = load_linear(src, p + "attn_output", s.n_head * s.head_dim_v, c.n_embd, Bias::Optional);
+  w.norm = load_vector(src, layer_tensor(il, tn::kAttnNorm), c.n_embd);
+  w.q = load_linear(src, il, tn::kAttnQ, tn::kAttnQBias, bias, c.n_embd, s.n_head * s.head_dim);
+  w.k = load_linear(src, il, tn::kAttnK, tn::kAttnKBias, bias, c.n_embd, s.n_head_kv * s.head_dim);
+  w.v = load_linear(src, il, tn::kAttnV, tn::kAttnVBias, bias, c.n_embd, s.n_head_kv * s.head_dim_v);
+  w.o = load_linear(src, il, tn::kAttnOutput, tn::kAttnOutputBias, Bias::Optional, s.n_head * s.head_dim_v, c.n_embd);
   if (c.attn_qk_norm) {
-    w.q_norm = load_vector(src, p + "attn_q_norm.weight", s.head_dim);
-    w.k_norm = load_vector(src, p + "attn_k_norm.weight", s.head_dim);
+    w.q_norm = load_vector(src, layer_tensor(il, tn::kAttnQNorm), s.head_dim);
+    w.k_norm = load_vector(src, layer_tensor(il, tn::kAttnKNorm), s.head_dim);
   }
   return w;
 }
@@ -255,21 +262,20 @@ void mlp(const MlpWeights& w, const float* x, int64_t n_rows, MlpScratch& ws, fl
 }
 
 FeedForward load_dense_ffn(const ModelSource& src, const ModelConfig& c, int64_t il, int64_t n_ff,
-                           const std::string& norm_name) {
-  const std::string p = "blk." + std::to_string(il) + ".";
+                           const TensorName& norm) {
   if (n_ff <= 0) throw Error("model '" + src.path() + "' has dense layers but no feed_forward_length");
   FeedForward f;
-  f.norm = load_vector(src, p + norm_name + ".weight", c.n_embd);
-  f.mlp.gate = load_linear(src, p + "ffn_gate", c.n_embd, n_ff);
-  f.mlp.up = load_linear(src, p + "ffn_up", c.n_embd, n_ff);
-  f.mlp.down = load_linear(src, p + "ffn_down", n_ff, c.n_embd);
+  f.norm = load_vector(src, layer_tensor(il, norm), c.n_embd);
+  f.mlp.gate = load_linear(src, il, tn::kFfnGate, c.n_embd, n_ff);
+  f.mlp.up = load_linear(src, il, tn::kFfnUp, c.n_embd, n_ff);
+  f.mlp.down = load_linear(src, il, tn::kFfnDown, n_ff, c.n_embd);
   return f;
 }
 
-FeedForward load_moe_ffn(const ModelSource& src, const ModelConfig& c, int64_t il, const std::string& norm_name,
+FeedForward load_moe_ffn(const ModelSource& src, const ModelConfig& c, int64_t il, const TensorName& norm,
                          bool require_probs_bias) {
   FeedForward f;
-  f.norm = load_vector(src, "blk." + std::to_string(il) + "." + norm_name + ".weight", c.n_embd);
+  f.norm = load_vector(src, layer_tensor(il, norm), c.n_embd);
   f.moe = load_moe_weights(src, il, require_probs_bias);
   return f;
 }
@@ -290,14 +296,14 @@ void feed_forward(const FeedForward& f, const MoeOptions& moe, float eps, const 
 
 OutputHead load_output_head(const ModelSource& src, const ModelConfig& c) {
   OutputHead head;
-  auto emb = src.find("token_embd.weight");
-  if (!emb) throw Error("model '" + src.path() + "' lacks tensor 'token_embd.weight'");
+  auto emb = src.find(tn::kTokenEmbd.gguf);
+  if (!emb) throw Error("model '" + src.path() + "' lacks tensor '" + tn::kTokenEmbd.gguf + "'");
   if (emb->ne[0] != c.n_embd || emb->n_dims != 2)
     throw Error("model '" + src.path() + "': token_embd.weight has shape " + emb->shape_str() + ", expected [" +
                 std::to_string(c.n_embd) + ", n_vocab]");
   head.token_embd = *emb;
-  head.norm = load_vector(src, "output_norm.weight", c.n_embd);
-  auto out = src.optional("output.weight", {c.n_embd, emb->ne[1]});
+  head.norm = load_vector(src, tn::kOutputNorm.gguf, c.n_embd);
+  auto out = src.optional(tn::kOutput.gguf, {c.n_embd, emb->ne[1]});
   // Tied: the prepared copy serves the head and the embedding lookups alike.
   auto prepared = prepare_matmul_weight(src, out ? *out : *emb);
   head.output = prepared.view;
@@ -331,10 +337,10 @@ std::span<const float> output_logits(const OutputHead& head, float eps, const fl
 Decoder::Decoder(const ModelSource& src, ModelConfig config) : Model(std::move(config)) {
   head_ = load_output_head(src, config_);
   config_.n_vocab = head_.output.ne[1];
-  n_trunk_ = config_.n_layer - nextn_predict_layers(src);
+  n_trunk_ = config_.n_layer - config_.n_nextn_layers;
 }
 
-void Decoder::load_ffn(const ModelSource& src, int64_t il, bool experts, const std::string& norm_name,
+void Decoder::load_ffn(const ModelSource& src, int64_t il, bool experts, const TensorName& norm_name,
                        bool require_probs_bias) {
   if (!experts || il < config_.n_leading_dense) {
     ffn_.push_back(load_dense_ffn(src, config_, il, config_.n_ff, norm_name));

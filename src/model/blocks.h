@@ -16,6 +16,7 @@
 #include "model/model.h"
 #include "model/moe.h"
 #include "model/source.h"
+#include "model/tensor_names.h"
 
 namespace owl::blocks {
 
@@ -46,7 +47,10 @@ struct Linear {
   int64_t out() const { return w.ne[1]; }
 };
 enum class Bias { None, Optional, Required };
-Linear load_linear(const ModelSource& src, const std::string& name, int64_t in, int64_t out, Bias bias = Bias::None);
+// blk.<il>.<w> with shape {in, out}, prepared for matmul; with a bias blk.<il>.<b> as `bias` says.
+Linear load_linear(const ModelSource& src, int64_t il, const TensorName& w, int64_t in, int64_t out);
+Linear load_linear(const ModelSource& src, int64_t il, const TensorName& w, const TensorName& b, Bias bias,
+                   int64_t in, int64_t out);
 void linear(const Linear& l, const float* x, int64_t n_rows, float* y);
 
 // RMSNorm of each of n_rows rows of width n (y may alias x).
@@ -115,9 +119,9 @@ struct FeedForward {
 };
 // blk.<il>.<norm_name>.weight and blk.<il>.ffn_{gate,up,down} (n_ff wide).
 FeedForward load_dense_ffn(const ModelSource& src, const ModelConfig& c, int64_t il, int64_t n_ff,
-                           const std::string& norm_name);
+                           const TensorName& norm);
 // blk.<il>.<norm_name>.weight and the expert tensors (see load_moe_weights).
-FeedForward load_moe_ffn(const ModelSource& src, const ModelConfig& c, int64_t il, const std::string& norm_name,
+FeedForward load_moe_ffn(const ModelSource& src, const ModelConfig& c, int64_t il, const TensorName& norm,
                          bool require_probs_bias);
 struct FfnScratch {
   std::vector<float> h;
@@ -166,7 +170,7 @@ class Decoder : public Model {
   virtual void attend(int64_t il, const float* x, const Batch& batch, KVStore& kv, float* out) = 0;
   // Loads layer il's FFN: dense below c.n_leading_dense or when `experts` is false, else MoE
   // (setting the routing options from the config on first use).
-  void load_ffn(const ModelSource& src, int64_t il, bool experts, const std::string& norm_name,
+  void load_ffn(const ModelSource& src, int64_t il, bool experts, const TensorName& norm_name,
                 bool require_probs_bias = false);
   // The end of every family's constructor: drops the process's resident pages of a GGUF file's
   // mapping. The repacked weights have their own copies and the metadata is parsed; reading them

@@ -15,13 +15,14 @@ enum class RopeScaling { None, Linear, Yarn, Llama3 };
 enum class ExpertGating { Softmax = 1, Sigmoid = 2 };
 
 struct ModelConfig {
-  std::string arch;  // GGUF architecture name: llama, qwen2, qwen3, qwen3moe, deepseek2, glm4moe
+  std::string arch;  // GGUF architecture name, the key of the family registry (family.h)
   std::string name;
 
   int64_t n_vocab = 0;
   int64_t n_ctx_train = 0;
   int64_t n_embd = 0;
-  int64_t n_layer = 0;
+  int64_t n_layer = 0;       // every block, including n_nextn_layers trailing NextN/MTP blocks
+  int64_t n_nextn_layers = 0;  // GGUF nextn_predict_layers (DeepSeek-V3, GLM-4.5); 0 for HF folders
   int64_t n_head = 0;
   int64_t n_head_kv = 0;
   int64_t head_dim_k = 0;  // per-head query/key size (GGUF attention.key_length)
@@ -83,12 +84,8 @@ struct ModelConfig {
   bool layer_is_moe(int64_t il) const { return is_moe() && il >= n_leading_dense; }
 };
 
-// Architectures owl runs, for error messages ("supported: llama, ...").
-const std::vector<std::string>& supported_architectures();
-// Throws owl::Error listing the supported ones when `arch` is not among them.
-void check_supported_architecture(const std::string& arch);
-
-// Reads the `<arch>.*` keys of a GGUF file (missing required keys are a clear error).
+// Reads the `<arch>.*` keys of a GGUF file: those every architecture shares here, then the
+// family's own (family.h). Missing required keys and unknown architectures are clear errors.
 ModelConfig config_from_gguf(const gguf::Metadata& meta);
 
 }  // namespace owl

@@ -8,6 +8,7 @@
 
 #include "base/error.h"
 #include "base/mapped_file.h"
+#include "model/family.h"
 
 namespace owl {
 
@@ -15,70 +16,11 @@ namespace {
 
 using json = nlohmann::json;
 
-struct TypeMap {
-  const char* model_type;
-  const char* arch;
-};
-// model_type -> the architecture llama.cpp's converter writes for it.
-constexpr TypeMap kTypes[] = {
-    {"llama", "llama"},         {"mistral", "llama"},           {"qwen2", "qwen2"},
-    {"qwen3", "qwen3"},         {"qwen3_moe", "qwen3moe"},      {"deepseek_v2", "deepseek2"},
-    {"deepseek_v3", "deepseek2"}, {"kimi_k2", "deepseek2"},     {"glm4_moe", "glm4moe"},
-};
-
-// Typed access to config.json keys; null counts as absent (HF writes "rope_scaling": null).
-class Keys {
- public:
-  Keys(const json& j, std::string where) : j_(j), where_(std::move(where)) {}
-
-  const json* get(const char* k) const {
-    auto it = j_.find(k);
-    return (it == j_.end() || it->is_null()) ? nullptr : &*it;
-  }
-  [[noreturn]] void bad(const char* k, const char* want) const {
-    throw Error(where_ + ": key '" + k + "' must be " + want + "; the config is damaged, download it again");
-  }
-  int64_t integer(const char* k, int64_t def) const {
-    const json* v = get(k);
-    if (!v) return def;
-    if (!v->is_number_integer() || v->get<int64_t>() < 0) bad(k, "a non-negative integer");
-    return v->get<int64_t>();
-  }
-  int64_t required(const char* k) const {
-    if (!get(k)) throw Error(where_ + " lacks required key '" + std::string(k) + "'; the config is incomplete");
-    int64_t v = integer(k, 0);
-    if (v <= 0) bad(k, "a positive integer");
-    return v;
-  }
-  double number(const char* k, double def) const {
-    const json* v = get(k);
-    if (!v) return def;
-    if (!v->is_number()) bad(k, "a number");
-    return v->get<double>();
-  }
-  bool boolean(const char* k, bool def) const {
-    const json* v = get(k);
-    if (!v) return def;
-    if (!v->is_boolean()) bad(k, "true or false");
-    return v->get<bool>();
-  }
-  std::string string(const char* k, const std::string& def) const {
-    const json* v = get(k);
-    if (!v) return def;
-    if (!v->is_string()) bad(k, "a string");
-    return v->get<std::string>();
-  }
-
- private:
-  const json& j_;
-  std::string where_;
-};
-
-void apply_rope_scaling(ModelConfig& c, const Keys& top) {
+void apply_rope_scaling(ModelConfig& c, const HfKeys& top) {
   const json* rs = top.get("rope_scaling");
   if (!rs) return;
   if (!rs->is_object()) top.bad("rope_scaling", "an object or null");
-  Keys k(*rs, "config.json rope_scaling");
+  HfKeys k(*rs, "config.json rope_scaling");
   // transformers renamed "type" to "rope_type"; both occur in the wild.
   std::string type = k.string("rope_type", k.string("type", "default"));
   c.rope_factor = static_cast<float>(k.number("factor", 1.0));
@@ -134,34 +76,31 @@ void read_special_ids(ModelConfig& c, const json& j) {
 
 }  // namespace
 
-const std::vector<std::string>& supported_hf_model_types() {
-  static const std::vector<std::string> v = [] {
-    std::vector<std::string> r;
-    for (const auto& t : kTypes) r.push_back(t.model_type);
-    return r;
-  }();
-  return v;
+std::vector<std::string> supported_hf_model_types() {
+  std::vector<std::string> r;
+  for (const Family* f : families())
+    for (const auto& t : f->hf_model_types()) r.push_back(t);
+  return r;
 }
 
 std::string hf_model_type_to_arch(const std::string& model_type) {
-  for (const auto& t : kTypes)
-    if (model_type == t.model_type) return t.arch;
-  return "";
+  const Family* f = family_for_hf_model_type(model_type);
+  return f ? f->arch() : "";
 }
 
 ModelConfig config_from_hf(const json& j) {
   if (!j.is_object()) throw Error("config.json is not a JSON object");
-  Keys k(j, "config.json");
+  HfKeys k(j, "config.json");
   ModelConfig c;
   const std::string type = k.string("model_type", "");
-  c.arch = hf_model_type_to_arch(type);
-  if (c.arch.empty()) {
+  const Family* family = family_for_hf_model_type(type);
+  if (!family) {
     std::string list;
     for (const auto& t : supported_hf_model_types()) list += (list.empty() ? "" : ", ") + t;
     throw Error("config.json model_type '" + type + "' is not supported (supported: " + list + ")");
   }
+  c.arch = family->arch();
   c.name = k.string("_name_or_path", "");
-  const bool mla = c.arch == "deepseek2";
 
   c.n_vocab = k.required("vocab_size");
   c.n_ctx_train = k.integer("max_position_embeddings", 4096);
@@ -173,58 +112,14 @@ ModelConfig config_from_hf(const json& j) {
   c.rms_eps = static_cast<float>(k.number("rms_norm_eps", 1e-6));
   c.head_dim_k = k.integer("head_dim", c.n_embd / c.n_head);
   c.head_dim_v = c.head_dim_k;
-  // Qwen's sliding window is used only when use_sliding_window is set; llama.cpp's llama
-  // architecture ignores Mistral's window, and so does owl (as the GGUF would).
-  if (c.arch == "qwen2" || c.arch == "qwen3" || c.arch == "qwen3moe")
-    if (k.boolean("use_sliding_window", false)) c.sliding_window = k.integer("sliding_window", 0);
-
-  c.rope_type = (c.arch == "llama" || mla) ? RopeType::Norm : RopeType::Neox;
   c.rope_theta = static_cast<float>(k.number("rope_theta", 10000.0));
   c.n_rot = c.head_dim_k;
-  if (c.arch == "glm4moe")
-    c.n_rot = static_cast<int64_t>(std::lround(static_cast<double>(c.head_dim_k) * k.number("partial_rotary_factor", 0.5)));
   c.rope_orig_ctx = c.n_ctx_train;
   apply_rope_scaling(c, k);
 
-  c.attn_qkv_bias = c.arch == "qwen2" || (c.arch == "glm4moe" && k.boolean("attention_bias", true));
-  c.attn_qk_norm = c.arch == "qwen3" || c.arch == "qwen3moe" || (c.arch == "glm4moe" && k.boolean("use_qk_norm", false));
-
-  if (c.arch == "qwen3moe") {
-    c.n_expert = k.required("num_experts");
-    c.n_expert_used = k.required("num_experts_per_tok");
-    c.n_ff_exp = k.required("moe_intermediate_size");
-    c.expert_weights_norm = k.boolean("norm_topk_prob", true);
-    c.expert_gating = ExpertGating::Softmax;
-  } else if (mla || c.arch == "glm4moe") {
-    c.n_expert = k.required("n_routed_experts");
-    c.n_expert_used = k.required("num_experts_per_tok");
-    c.n_ff_exp = k.required("moe_intermediate_size");
-    c.n_expert_shared = k.integer("n_shared_experts", 0);
-    c.n_leading_dense = k.integer("first_k_dense_replace", 0);
-    c.expert_weights_scale = static_cast<float>(k.number("routed_scaling_factor", 1.0));
-    c.expert_weights_norm = k.boolean("norm_topk_prob", false);
-    const std::string scoring = k.string("scoring_func", c.arch == "glm4moe" ? "sigmoid" : "softmax");
-    if (scoring == "sigmoid") c.expert_gating = ExpertGating::Sigmoid;
-    else if (scoring == "softmax") c.expert_gating = ExpertGating::Softmax;
-    else throw Error("config.json scoring_func '" + scoring + "' is not supported (softmax, sigmoid)");
-    c.expert_group_count = std::max<int64_t>(1, k.integer("n_group", 1));
-    c.expert_group_used = std::max<int64_t>(1, k.integer("topk_group", 1));
-  }
+  family->read_hf(c, k);
   if (c.n_expert > 0 && c.n_expert_used > c.n_expert)
     throw Error("config.json: num_experts_per_tok exceeds the number of experts");
-
-  if (mla) {
-    c.q_lora_rank = k.integer("q_lora_rank", 0);
-    c.kv_lora_rank = k.required("kv_lora_rank");
-    c.qk_nope_dim = k.required("qk_nope_head_dim");
-    c.qk_rope_dim = k.required("qk_rope_head_dim");
-    c.v_head_dim = k.required("v_head_dim");
-    // The GGUF (absorbed) view: one shared latent "KV head".
-    c.n_head_kv = 1;
-    c.head_dim_k = c.kv_lora_rank + c.qk_rope_dim;
-    c.head_dim_v = c.kv_lora_rank;
-    c.n_rot = c.qk_rope_dim;
-  }
 
   c.tokenizer_model = "none";
   read_special_ids(c, j);

@@ -18,7 +18,7 @@
 namespace owl {
 
 // config.json model_type values owl reads.
-const std::vector<std::string>& supported_hf_model_types();
+std::vector<std::string> supported_hf_model_types();
 // The GGUF architecture for a model_type, or "" when unsupported.
 std::string hf_model_type_to_arch(const std::string& model_type);
 

@@ -31,6 +31,7 @@
 #include "base/thread_pool.h"
 #include "formats/quant_plan.h"
 #include "formats/safetensors.h"
+#include "model/family.h"
 #include "model/hf_config.h"
 #include "model/source.h"
 #include "tensor/fp16.h"
@@ -181,7 +182,8 @@ class HfSource : public ModelSource {
   }
 
   // kv_b_proj (n_head*(nope+v), kv_lora) -> attn_k_b {nope, kv_lora, n_head} + attn_v_b {kv_lora, v, n_head}.
-  void add_kv_b_split(const std::string& blk, Loaded src) {
+  void add_kv_b_split(int64_t il, Loaded src) {
+    const std::string blk = "layer " + std::to_string(il);
     const ModelConfig& c = config_;
     const int64_t nope = c.qk_nope_dim, v = c.v_head_dim, lora = c.kv_lora_rank, nh = c.n_head;
     const size_t es = elem_size(src.view.type);
@@ -199,8 +201,8 @@ class HfSource : public ModelSource {
       std::memcpy(vb + static_cast<size_t>(h * v * lora) * es, head + static_cast<size_t>(nope * lora) * es,
                   static_cast<size_t>(v * lora) * es);
     }
-    add_owned(blk + "attn_k_b.weight", src.view.type, 3, {nope, lora, nh, 1}, kb);
-    add_owned(blk + "attn_v_b.weight", src.view.type, 3, {lora, v, nh, 1}, vb);
+    add_owned(layer_tensor(il, tensor_names::kAttnKB), src.view.type, 3, {nope, lora, nh, 1}, kb);
+    add_owned(layer_tensor(il, tensor_names::kAttnVB), src.view.type, 3, {lora, v, nh, 1}, vb);
   }
 
   // Per-expert (out, in) matrices -> one {in, out, n_expert} stack. Experts are loaded one at a
@@ -221,42 +223,19 @@ class HfSource : public ModelSource {
     add_owned(name, shape.type, 3, {shape.ne[0], shape.ne[1], static_cast<int64_t>(hf_names.size()), 1}, out);
   }
 
+  // Maps every HF tensor onto its GGUF name and layout, as the family's tensor list says
+  // (family.h: TensorSpec::hf_layout).
   void map_all() {
+    namespace tn = tensor_names;
     const ModelConfig& c = config_;
-    const bool llama = c.arch == "llama";
-    // Per (layer, projection): the HF expert tensor names by expert index.
+    const Family& family = family_of(c.arch);
+    // Per (layer, GGUF name): the HF expert tensor names by expert index.
     std::map<std::pair<int64_t, std::string>, std::map<int64_t, std::string>> experts;
-    std::map<std::string, std::string> simple = {
-        {"input_layernorm.weight", "attn_norm.weight"},
-        {"post_attention_layernorm.weight", c.arch == "glm4moe" ? "post_attention_norm.weight" : "ffn_norm.weight"},
-        {"self_attn.q_proj.weight", "attn_q.weight"},
-        {"self_attn.q_proj.bias", "attn_q.bias"},
-        {"self_attn.k_proj.weight", "attn_k.weight"},
-        {"self_attn.k_proj.bias", "attn_k.bias"},
-        {"self_attn.v_proj.weight", "attn_v.weight"},
-        {"self_attn.v_proj.bias", "attn_v.bias"},
-        {"self_attn.o_proj.weight", "attn_output.weight"},
-        {"self_attn.q_norm.weight", "attn_q_norm.weight"},
-        {"self_attn.k_norm.weight", "attn_k_norm.weight"},
-        {"self_attn.q_a_proj.weight", "attn_q_a.weight"},
-        {"self_attn.q_a_layernorm.weight", "attn_q_a_norm.weight"},
-        {"self_attn.q_b_proj.weight", "attn_q_b.weight"},
-        {"self_attn.kv_a_proj_with_mqa.weight", "attn_kv_a_mqa.weight"},
-        {"self_attn.kv_a_layernorm.weight", "attn_kv_a_norm.weight"},
-        {"mlp.gate_proj.weight", "ffn_gate.weight"},
-        {"mlp.up_proj.weight", "ffn_up.weight"},
-        {"mlp.down_proj.weight", "ffn_down.weight"},
-        {"mlp.gate.weight", "ffn_gate_inp.weight"},
-        {"mlp.gate.e_score_correction_bias", "exp_probs_b.bias"},
-        {"mlp.shared_experts.gate_proj.weight", "ffn_gate_shexp.weight"},
-        {"mlp.shared_experts.up_proj.weight", "ffn_up_shexp.weight"},
-        {"mlp.shared_experts.down_proj.weight", "ffn_down_shexp.weight"},
-    };
-    const std::map<std::string, std::string> top = {
-        {"model.embed_tokens.weight", "token_embd.weight"},
-        {"model.norm.weight", "output_norm.weight"},
-        {"lm_head.weight", "output.weight"},
-    };
+    // Per layer: HF name (relative, "{e}" for experts) -> the first spec that reads it.
+    std::vector<std::map<std::string, TensorSpec>> layer_specs(static_cast<size_t>(c.n_layer));
+    for (int64_t il = 0; il < c.n_layer; ++il)
+      for (const TensorSpec& t : family.layer_tensors(c, il))
+        if (t.name.hf) layer_specs[static_cast<size_t>(il)].emplace(t.name.hf, t);
     auto ends_with = [](const std::string& s, const std::string& suf) {
       return s.size() >= suf.size() && s.compare(s.size() - suf.size(), suf.size(), suf) == 0;
     };
@@ -264,10 +243,13 @@ class HfSource : public ModelSource {
     for (const auto& e : ckpt_->tensors()) {
       const std::string& hf = e.info->name;
       if (ends_with(hf, "_scale_inv") || ends_with(hf, "rotary_emb.inv_freq")) continue;  // consumed / recomputed
-      if (auto t = top.find(hf); t != top.end()) {
-        add(t->second, load(hf));
-        continue;
-      }
+      bool top = false;
+      for (const TensorName& t : {tn::kTokenEmbd, tn::kOutputNorm, tn::kOutput})
+        if (hf == t.hf) {
+          add(t.gguf, load(hf));
+          top = true;
+        }
+      if (top) continue;
       const std::string pre = "model.layers.";
       if (hf.compare(0, pre.size(), pre) != 0) fail("has unexpected tensor '" + hf + "'");
       size_t dot = hf.find('.', pre.size());
@@ -278,33 +260,36 @@ class HfSource : public ModelSource {
         fail("has unexpected tensor '" + hf + "'");
       }
       if (il >= c.n_layer) continue;  // MTP / NextN layers after the trunk
-      const std::string rest = dot == std::string::npos ? "" : hf.substr(dot + 1);
-      const std::string blk = "blk." + std::to_string(il) + ".";
-
-      if (rest.compare(0, 12, "mlp.experts.") == 0) {  // mlp.experts.E.{gate,up,down}_proj.weight
-        size_t d2 = rest.find('.', 12);
-        const std::string proj = d2 == std::string::npos ? "" : rest.substr(d2 + 1);
-        if (proj != "gate_proj.weight" && proj != "up_proj.weight" && proj != "down_proj.weight")
+      std::string rest = dot == std::string::npos ? "" : hf.substr(dot + 1);
+      int64_t expert = -1;
+      const std::string ex = "mlp.experts.";
+      if (rest.compare(0, ex.size(), ex) == 0) {  // mlp.experts.E.<proj>  ->  mlp.experts.{e}.<proj>
+        const size_t d2 = rest.find('.', ex.size());
+        try {
+          expert = std::stoll(rest.substr(ex.size(), d2 - ex.size()));
+        } catch (...) {
           fail("has unexpected tensor '" + hf + "'");
-        experts[{il, proj.substr(0, proj.find('_'))}][std::stoll(rest.substr(12, d2 - 12))] = hf;
-        continue;
+        }
+        rest = ex + "{e}" + (d2 == std::string::npos ? "" : rest.substr(d2));
       }
-      if (rest == "self_attn.kv_b_proj.weight") {
-        add_kv_b_split(blk, load(hf));
-        continue;
+      const auto& specs = layer_specs[static_cast<size_t>(il)];
+      auto it = specs.find(rest);
+      if (it == specs.end() || (expert >= 0) != (it->second.hf_layout == HfLayout::ExpertStack))
+        fail("has unexpected tensor '" + hf + "'");
+      const TensorSpec& spec = it->second;
+      const std::string gguf = layer_tensor(il, spec.name);
+      switch (spec.hf_layout) {
+        case HfLayout::Same: add(gguf, load(hf)); break;
+        case HfLayout::RopePairsQ: add_permuted(gguf, load(hf), c.n_head); break;
+        case HfLayout::RopePairsK: add_permuted(gguf, load(hf), c.n_head_kv); break;
+        case HfLayout::ExpertStack: experts[{il, gguf}][expert] = hf; break;
+        case HfLayout::KvBSplitK:
+        case HfLayout::KvBSplitV: add_kv_b_split(il, load(hf)); break;
       }
-      auto s = simple.find(rest);
-      if (s == simple.end()) fail("has unexpected tensor '" + hf + "'");
-      if (llama && (rest.compare(0, 16, "self_attn.q_proj") == 0))
-        add_permuted(blk + s->second, load(hf), c.n_head);
-      else if (llama && (rest.compare(0, 16, "self_attn.k_proj") == 0))
-        add_permuted(blk + s->second, load(hf), c.n_head_kv);
-      else
-        add(blk + s->second, load(hf));
     }
 
     for (const auto& [key, by_index] : experts) {
-      const std::string name = "blk." + std::to_string(key.first) + ".ffn_" + key.second + "_exps.weight";
+      const std::string& name = key.second;
       std::vector<std::string> names;
       for (int64_t i = 0; i < static_cast<int64_t>(by_index.size()); ++i) {
         auto it = by_index.find(i);
@@ -340,7 +325,7 @@ class HfSource : public ModelSource {
   // token_embd, then the layers in order, then output_norm and output.
   void order_like_gguf() {
     auto rank = [](const std::string& n) -> std::pair<int64_t, std::string> {
-      if (n == "token_embd.weight") return {-1, n};
+      if (n == tensor_names::kTokenEmbd.gguf) return {-1, n};
       if (n.compare(0, 4, "blk.") == 0) return {std::stoll(n.substr(4)), n.substr(n.find('.', 4) + 1)};
       return {1LL << 40, n};
     };

@@ -13,30 +13,6 @@
 
 namespace owl {
 
-std::vector<float> yarn_inv_freq(int64_t n_rot, float base, float factor, int64_t orig_ctx, float beta_fast,
-                                 float beta_slow) {
-  const int64_t half = n_rot / 2;
-  std::vector<float> f(static_cast<size_t>(half));
-  // c(beta): the pair index whose wavelength fits `beta` times into the original context.
-  auto corr_dim = [&](float beta) {
-    return static_cast<double>(n_rot) * std::log(static_cast<double>(orig_ctx) / (2.0 * std::numbers::pi * beta)) /
-           (2.0 * std::log(static_cast<double>(base)));
-  };
-  const double lo = std::max(0.0, std::floor(corr_dim(beta_fast)));
-  const double hi = std::min(static_cast<double>(n_rot - 1), std::ceil(corr_dim(beta_slow)));
-  for (int64_t i = 0; i < half; ++i) {
-    double inv = std::pow(static_cast<double>(base), -2.0 * static_cast<double>(i) / static_cast<double>(n_rot));
-    if (factor > 1.0f) {
-      // r = 1 keeps the original frequency (high-frequency pairs), r = 0 interpolates by 1/factor.
-      const double ramp = std::clamp((static_cast<double>(i) - lo) / std::max(0.001, hi - lo), 0.0, 1.0);
-      const double r = 1.0 - ramp;
-      inv *= r + (1.0 - r) / factor;
-    }
-    f[i] = static_cast<float>(inv);
-  }
-  return f;
-}
-
 MlaParams MlaParams::from_config(const ModelConfig& c) {
   MlaParams p;
   p.n_embd = c.n_embd;
@@ -53,8 +29,9 @@ MlaParams MlaParams::from_config(const ModelConfig& c) {
                 ", nope " + std::to_string(p.nope) + ", rope " + std::to_string(p.rope) + ", v " +
                 std::to_string(p.v_dim) + ")");
   const bool yarn = c.rope_scaling == RopeScaling::Yarn && c.rope_factor > 1.0f;
-  p.inv_freq = yarn_inv_freq(p.rope, c.rope_theta, yarn ? c.rope_factor : 1.0f, c.rope_orig_ctx, c.yarn_beta_fast,
-                             c.yarn_beta_slow);
+  p.inv_freq.resize(static_cast<size_t>(p.rope / 2));
+  kernels::rope_inv_freq_yarn(p.inv_freq.data(), p.rope, c.rope_theta, yarn ? c.rope_factor : 1.0f, c.rope_orig_ctx,
+                              c.yarn_beta_fast, c.yarn_beta_slow);
   // The converter stores yarn_log_multiplier = 0.1 * mscale_all_dim; the softmax scale grows by m^2.
   const float m = yarn ? 1.0f + c.yarn_log_multiplier * std::log(c.rope_factor) : 1.0f;
   p.kq_scale = m * m / std::sqrt(static_cast<float>(p.nope + p.rope));
@@ -62,24 +39,25 @@ MlaParams MlaParams::from_config(const ModelConfig& c) {
 }
 
 MlaWeights load_mla_weights(const ModelSource& src, int64_t layer, const MlaParams& p) {
-  const std::string b = "blk." + std::to_string(layer) + ".";
+  namespace tn = tensor_names;
+  auto name = [layer](const TensorName& t) { return layer_tensor(layer, t); };
   const int64_t d = p.n_embd, nh = p.n_head, qd = p.q_head_dim(), kvl = p.kv_lora_rank;
   MlaWeights w;
   if (p.q_lora_rank > 0) {
-    w.q_a = src.require(b + "attn_q_a.weight", {d, p.q_lora_rank});
-    w.q_a_norm = src.require(b + "attn_q_a_norm.weight", {p.q_lora_rank});
-    w.q_b = src.require(b + "attn_q_b.weight", {p.q_lora_rank, nh * qd});
+    w.q_a = src.require(name(tn::kAttnQA), {d, p.q_lora_rank});
+    w.q_a_norm = src.require(name(tn::kAttnQANorm), {p.q_lora_rank});
+    w.q_b = src.require(name(tn::kAttnQB), {p.q_lora_rank, nh * qd});
   } else {
-    w.q = src.require(b + "attn_q.weight", {d, nh * qd});
+    w.q = src.require(name(tn::kAttnQ), {d, nh * qd});
   }
-  w.kv_a_mqa = src.require(b + "attn_kv_a_mqa.weight", {d, kvl + p.rope});
-  w.kv_a_norm = src.require(b + "attn_kv_a_norm.weight", {kvl});
-  if (!src.find(b + "attn_k_b.weight") && src.find(b + "attn_kv_b.weight"))
+  w.kv_a_mqa = src.require(name(tn::kAttnKvAMqa), {d, kvl + p.rope});
+  w.kv_a_norm = src.require(name(tn::kAttnKvANorm), {kvl});
+  if (!src.find(name(tn::kAttnKB)) && src.find(name(tn::kAttnKvB)))
     throw Error("model '" + src.path() + "' stores MLA as one legacy attn_kv_b tensor; owl needs the split "
                 "attn_k_b/attn_v_b layout: reconvert it with a current convert_hf_to_gguf.py");
-  w.k_b = src.require(b + "attn_k_b.weight", {p.nope, kvl, nh});
-  w.v_b = src.require(b + "attn_v_b.weight", {kvl, p.v_dim, nh});
-  w.output = src.require(b + "attn_output.weight", {nh * p.v_dim, d});
+  w.k_b = src.require(name(tn::kAttnKB), {p.nope, kvl, nh});
+  w.v_b = src.require(name(tn::kAttnVB), {kvl, p.v_dim, nh});
+  w.output = src.require(name(tn::kAttnOutput), {nh * p.v_dim, d});
   auto check_f32 = [&](const TensorView& t) {
     if (t.type != DType::F32)
       throw Error("model '" + src.path() + "': norm weight " + t.name + " must be F32, is " + dtype_name(t.type));

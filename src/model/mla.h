@@ -39,11 +39,6 @@ struct MlaParams {
   static MlaParams from_config(const ModelConfig& c);
 };
 
-// Per-pair inverse frequencies for n_rot rotated dims, with DeepSeek's YaRN ramp when
-// factor > 1: inv_freq_i = base^(-2i/n_rot) * (r + (1-r)/factor), r the ramp of pair i.
-std::vector<float> yarn_inv_freq(int64_t n_rot, float base, float factor, int64_t orig_ctx, float beta_fast,
-                                 float beta_slow);
-
 struct MlaWeights {
   std::optional<TensorView> q_a, q_a_norm, q_b;  // q_lora_rank > 0
   std::optional<TensorView> q;                   // q_lora_rank == 0

@@ -3,34 +3,11 @@
 #include <utility>
 
 #include "base/error.h"
-#include "model/families.h"
-#include "model/moe_families.h"
+#include "model/family.h"
 
 namespace owl {
 
-const std::vector<ModelFamily>& model_families() {
-  // One line per architecture. (An explicit table rather than static
-  // self-registration: the linker drops unreferenced objects of a static library.)
-  static const std::vector<ModelFamily> families = {
-      {"llama", make_llama_family},
-      {"qwen2", make_llama_family},
-      {"qwen3", make_llama_family},
-      {"qwen3moe", make_qwen3moe_family},
-      {"deepseek2", make_deepseek2_family},
-      {"glm4moe", make_glm4moe_family},
-  };
-  return families;
-}
-
-std::unique_ptr<Model> Model::load(const ModelSource& source) {
-  const std::string& arch = source.config().arch;
-  for (const auto& f : model_families())
-    if (arch == f.arch) return f.make(source);
-  std::string list;
-  for (const auto& f : model_families()) list += (list.empty() ? "" : ", ") + std::string(f.arch);
-  throw Error("model '" + source.path() + "': architecture '" + arch + "' has no forward pass in owl yet (runs: " +
-              list + ")");
-}
+std::unique_ptr<Model> Model::load(const ModelSource& source) { return family_of(source.config().arch).load(source); }
 
 void prepare_batch(const Batch& batch, int64_t n_vocab, KVStore& kv) {
   const size_t n = batch.tokens.size();

@@ -1,6 +1,6 @@
 // A loaded model: one forward call for every use (prefill, decode,
-// continuous batching). Families (llama.cpp, ...) implement Model and are
-// listed once in the registry of model.cpp.
+// continuous batching). Families (llama.cpp, ...) implement Model; the family
+// registry (family.h) builds it.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -46,7 +46,7 @@ class Model {
  public:
   virtual ~Model() = default;
 
-  // Builds the family registered for source.config().arch. The source must outlive the model
+  // Builds the model of the family registered for source.config().arch. The source must outlive the model
   // (weights stay in the mapped file).
   static std::unique_ptr<Model> load(const ModelSource& source);
 
@@ -64,15 +64,6 @@ class Model {
   explicit Model(ModelConfig c) : config_(std::move(c)) {}
   ModelConfig config_;
 };
-
-// The registry: architecture name -> factory. A new family is one file defining
-// its factory plus one line in model.cpp.
-using ModelFactory = std::unique_ptr<Model> (*)(const ModelSource&);
-struct ModelFamily {
-  const char* arch;
-  ModelFactory make;
-};
-const std::vector<ModelFamily>& model_families();
 
 // Checks a batch against the model and cache: ids in the vocabulary, equal column lengths,
 // positions continuing each sequence. Grows each sequence in `kv` to its new length.

@@ -102,44 +102,35 @@ void route_experts(const float* router_logits, int64_t n_tokens, const MoeOption
 
 MoeWeights load_moe_weights(const ModelSource& src, int64_t layer, bool require_bias) {
   const ModelConfig& c = src.config();
-  const std::string p = "blk." + std::to_string(layer) + ".";
+  namespace tn = tensor_names;
+  auto name = [layer](const TensorName& t) { return layer_tensor(layer, t); };
   const int64_t d = c.n_embd, ne = c.n_expert, ff = c.n_ff_exp;
   if (ff <= 0)
     throw Error("model '" + src.path() + "': MoE layer " + std::to_string(layer) +
                 " needs expert_feed_forward_length in the metadata");
   MoeWeights w;
-  w.gate_inp = src.require(p + "ffn_gate_inp.weight", {d, ne});
+  w.gate_inp = src.require(name(tn::kFfnGateInp), {d, ne});
   if (w.gate_inp.type != DType::F32)
     throw Error("model '" + src.path() + "': router " + w.gate_inp.name + " is " + dtype_name(w.gate_inp.type) +
                 ", expected F32 (routing is kept in full precision)");
-  w.probs_bias = require_bias ? std::optional(src.require(p + "exp_probs_b.bias", {ne}))
-                              : src.optional(p + "exp_probs_b.bias", {ne});
+  w.probs_bias = require_bias ? std::optional(src.require(name(tn::kExpProbsB), {ne}))
+                              : src.optional(name(tn::kExpProbsB), {ne});
   if (w.probs_bias && w.probs_bias->type != DType::F32)
     throw Error("model '" + src.path() + "': " + w.probs_bias->name + " must be F32");
-  w.gate_exps = src.require(p + "ffn_gate_exps.weight", {d, ff, ne});
-  w.up_exps = src.require(p + "ffn_up_exps.weight", {d, ff, ne});
-  w.down_exps = src.require(p + "ffn_down_exps.weight", {ff, d, ne});
+  w.gate_exps = src.require(name(tn::kFfnGateExps), {d, ff, ne});
+  w.up_exps = src.require(name(tn::kFfnUpExps), {d, ff, ne});
+  w.down_exps = src.require(name(tn::kFfnDownExps), {ff, d, ne});
   if (c.n_expert_shared > 0) {
     const int64_t fs = c.n_ff_shexp > 0 ? c.n_ff_shexp : ff * c.n_expert_shared;
-    w.gate_shexp = src.require(p + "ffn_gate_shexp.weight", {d, fs});
-    w.up_shexp = src.require(p + "ffn_up_shexp.weight", {d, fs});
-    w.down_shexp = src.require(p + "ffn_down_shexp.weight", {fs, d});
+    w.gate_shexp = src.require(name(tn::kFfnGateShexp), {d, fs});
+    w.up_shexp = src.require(name(tn::kFfnUpShexp), {d, fs});
+    w.down_shexp = src.require(name(tn::kFfnDownShexp), {fs, d});
   }
   auto prepare = [&](TensorView& t) { blocks::prepare_in_place(src, t, w.storage); };
   for (TensorView* t : {&w.gate_exps, &w.up_exps, &w.down_exps}) prepare(*t);
   if (w.gate_shexp)
     for (auto* t : {&w.gate_shexp, &w.up_shexp, &w.down_shexp}) prepare(**t);
   return w;
-}
-
-int64_t nextn_predict_layers(const ModelSource& src) {
-  const ModelConfig& c = src.config();
-  int64_t n = 0;
-  if (const gguf::File* f = src.gguf_file()) n = f->metadata().get_int(c.arch + ".nextn_predict_layers").value_or(0);
-  if (n < 0 || n >= c.n_layer)
-    throw Error("model '" + src.path() + "': nextn_predict_layers " + std::to_string(n) + " leaves no trunk layers of " +
-                std::to_string(c.n_layer));
-  return n;
 }
 
 namespace {

@@ -66,10 +66,6 @@ struct MoeWeights {
 // The expert and shared-expert matrices are prepared for matmul (kernels::prepare_weight).
 MoeWeights load_moe_weights(const ModelSource& src, int64_t layer, bool require_bias);
 
-// The trailing NextN/MTP layers of a file (GGUF <arch>.nextn_predict_layers, 0 when absent):
-// blocks n_layer - count .. n_layer - 1 are loaded but not run by the forward pass. Throws when
-// the count leaves no trunk layer.
-int64_t nextn_predict_layers(const ModelSource& src);
 
 // Scratch space of moe_forward, grown to the largest batch and then reused.
 struct MoeScratch {

@@ -11,14 +11,13 @@
 #include "formats/gguf.h"
 #include "formats/gguf_writer.h"
 #include "model/model.h"
-#include "model/moe_families.h"
+#include "model/families.h"
 #include "runtime/kv_cache.h"
 #include "test_util.h"
 
 namespace owl {
 namespace {
 
-using Factory = std::unique_ptr<Model> (*)(const ModelSource&);
 
 // Copies a golden file to a temporary one: metadata edited by `meta`, each tensor kept or
 // dropped by `keep`, plus the tensors `extra` adds (data must outlive the call).
@@ -40,10 +39,11 @@ std::string rewrite(const std::string& golden, const std::function<void(gguf::Me
   return path;
 }
 
-std::string load_error(Factory make, const std::string& path) {
-  auto src = open_model_source(path);
+// The error of opening and loading the file as that family's model.
+std::string load_error(const Family& family, const std::string& path) {
   try {
-    make(*src);
+    auto src = open_model_source(path);
+    family.load(*src);
   } catch (const Error& e) {
     return e.what();
   }
@@ -54,7 +54,7 @@ auto keep_all = [](const std::string&) { return true; };
 auto no_meta = [](gguf::Metadata&) {};
 
 // The trunk is the golden model; blk.3 (a copy of blk.2 plus nextn.* tensors) is the MTP layer.
-void check_nextn_layer_not_run(const std::string& model, const std::string& arch, Factory make) {
+void check_nextn_layer_not_run(const std::string& model, const std::string& arch, const Family& family) {
   const std::string path = rewrite(
       "golden/" + model + "/f32.gguf",
       [&](gguf::Metadata& m) {
@@ -73,7 +73,7 @@ void check_nextn_layer_not_run(const std::string& model, const std::string& arch
         w.add_tensor("blk.3.nextn.hnorm.weight", DType::F32, {256}, norm.data);
       });
   auto src = open_model_source(path);
-  auto m = make(*src);
+  auto m = family.load(*src);
   EXPECT_EQ(m->kv_shape().size(), 3u);  // no cache for the MTP layer
 
   const auto meta = nlohmann::json::parse(test::read_file(test::shared_path("golden/" + model + "/f32.cases.json")));
@@ -90,31 +90,31 @@ void check_nextn_layer_not_run(const std::string& model, const std::string& arch
   EXPECT_LE(max_abs, 1e-3) << model;
 }
 
-TEST(Glm4MoeFile, NextNLayerIsLoadedButNotRun) { check_nextn_layer_not_run("glm4moe", "glm4moe", make_glm4moe_family); }
+TEST(Glm4MoeFile, NextNLayerIsLoadedButNotRun) { check_nextn_layer_not_run("glm4moe", "glm4moe", glm4moe_family()); }
 
 TEST(Deepseek2File, NextNLayerIsLoadedButNotRun) {
-  check_nextn_layer_not_run("deepseek-v3", "deepseek2", make_deepseek2_family);
+  check_nextn_layer_not_run("deepseek-v3", "deepseek2", deepseek2_family());
 }
 
 TEST(Glm4MoeFile, NextNCountMustLeaveATrunk) {
   const std::string path =
       rewrite("golden/glm4moe/f32.gguf", [](gguf::Metadata& m) { m.set("glm4moe.nextn_predict_layers", gguf::Value::u32(3)); },
               keep_all);
-  EXPECT_NE(load_error(make_glm4moe_family, path).find("nextn_predict_layers"), std::string::npos);
+  EXPECT_NE(load_error(glm4moe_family(), path).find("nextn_predict_layers"), std::string::npos);
 }
 
 TEST(MoeFiles, MissingRoutingBiasIsNamed) {
   // glm4moe requires exp_probs_b in every MoE layer.
   const std::string path =
       rewrite("golden/glm4moe/f32.gguf", no_meta, [](const std::string& n) { return n != "blk.2.exp_probs_b.bias"; });
-  const std::string err = load_error(make_glm4moe_family, path);
+  const std::string err = load_error(glm4moe_family(), path);
   EXPECT_NE(err.find("blk.2.exp_probs_b.bias"), std::string::npos) << err;
 }
 
 TEST(MoeFiles, MissingExpertStackIsNamed) {
   const std::string path =
       rewrite("golden/qwen3moe/f32.gguf", no_meta, [](const std::string& n) { return n != "blk.1.ffn_up_exps.weight"; });
-  const std::string err = load_error(make_qwen3moe_family, path);
+  const std::string err = load_error(qwen3moe_family(), path);
   EXPECT_NE(err.find("blk.1.ffn_up_exps.weight"), std::string::npos) << err;
 }
 
@@ -122,7 +122,7 @@ TEST(MoeFiles, ExpertCountDisagreeingWithTensorsIsAClearError) {
   const std::string path =
       rewrite("golden/qwen3moe/f32.gguf", [](gguf::Metadata& m) { m.set("qwen3moe.expert_count", gguf::Value::u32(6)); },
               keep_all);
-  const std::string err = load_error(make_qwen3moe_family, path);
+  const std::string err = load_error(qwen3moe_family(), path);
   EXPECT_NE(err.find("ffn_gate_inp"), std::string::npos) << err;
 }
 
@@ -130,7 +130,7 @@ TEST(MoeFiles, BadExpertGroupsAreAClearError) {
   const std::string path = rewrite(
       "golden/deepseek-v3/f32.gguf",
       [](gguf::Metadata& m) { m.set("deepseek2.expert_group_count", gguf::Value::u32(3)); }, keep_all);
-  const std::string err = load_error(make_deepseek2_family, path);
+  const std::string err = load_error(deepseek2_family(), path);
   EXPECT_NE(err.find("expert_group_count"), std::string::npos) << err;
 }
 
@@ -145,7 +145,7 @@ TEST(MoeFiles, LegacyKvBLayoutIsAClearError) {
           w.add_tensor("blk." + std::to_string(il) + ".attn_kv_b.weight", DType::F32, {256, 256}, kb.data);
         }
       });
-  const std::string err = load_error(make_deepseek2_family, path);
+  const std::string err = load_error(deepseek2_family(), path);
   EXPECT_NE(err.find("attn_kv_b"), std::string::npos) << err;
 }
 

@@ -206,6 +206,14 @@ TEST(MoeBlock, SingleTokenEvaluationEqualsPerTokenSum) { check_moe_block(1); }
 
 // ---- MLA helpers ----
 
+// kernels::rope_inv_freq_yarn as a vector (MLA's rope uses it).
+std::vector<float> yarn_inv_freq(int64_t n_rot, float base, float factor, int64_t orig_ctx, float beta_fast,
+                                 float beta_slow) {
+  std::vector<float> f(static_cast<size_t>(n_rot / 2));
+  kernels::rope_inv_freq_yarn(f.data(), n_rot, base, factor, orig_ctx, beta_fast, beta_slow);
+  return f;
+}
+
 TEST(MlaParams, YarnFrequenciesFollowTheRamp) {
   // DeepSeek-V3 preset: 32 rotated dims, base 1e4, original context 4096, beta 32/1. The ramp
   // runs from pair lo = floor(5.24) = 5 to hi = ceil(11.26) = 12.
