@@ -15,6 +15,7 @@
 #include "cli/load_options.h"
 #include "hub/resolve.h"
 #include "model/model.h"
+#include "model/trace.h"
 #include "runtime/kv_cache.h"
 #include "runtime/sampler.h"
 
@@ -22,6 +23,7 @@ namespace {
 
 struct Options {
   std::string model, tokens, out, kv_type = "f32", quant;
+  std::string dump, dump_names = "all";
   int threads = 0;
   int greedy = 0;
   int64_t ctx = 0;
@@ -57,6 +59,7 @@ void run(const Options& o) {
   auto source = owl::cli::open_source(owl::hub::resolve_model(o.model, /*pull_if_missing=*/true), o.quant);
   auto model = owl::Model::load(*source);
   const int64_t n_vocab = model->n_vocab();
+  if (!o.dump.empty()) owl::trace::start(o.dump, o.dump_names);
 
   owl::KVCacheOptions kv_opts;
   kv_opts.type = owl::kv_type_from_name(o.kv_type);
@@ -103,6 +106,9 @@ void setup(CLI::App& app) {
   sub->add_option("--threads,-t", o->threads, "worker threads (default: all CPUs)");
   sub->add_option("--greedy", o->greedy, "also decode N greedy ids through the KV cache; print them as JSON");
   sub->add_option("--kv-type", o->kv_type, "KV cache element type: f32 (default) or f16");
+  sub->add_option("--dump", o->dump,
+                  "write named intermediates of every layer into this folder (docs/TRACE.md; also OWL_TRACE)");
+  sub->add_option("--dump-names", o->dump_names, "with --dump: comma-separated names, or all (default)");
   sub->add_option("--ctx", o->ctx, "context length (default: the model's training context)");
   owl::cli::add_quant_option(sub, o->quant);
   sub->callback([o] { run(*o); });

@@ -9,6 +9,7 @@
 #include "base/error.h"
 #include "base/thread_pool.h"
 #include "formats/gguf.h"
+#include "model/trace.h"
 
 namespace owl::blocks {
 
@@ -237,6 +238,7 @@ void attention(const AttentionWeights& w, const AttentionShape& s, const Rope& r
   float* att = scratch(ws.att, n * att_width);
 
   rms_norm_rows(x, w.norm, h, n, s.n_embd, s.eps);
+  trace::tensor("attn_norm", layer, h, n, s.n_embd);
   qkv_projection(w, h, n, q, k, v);
   for (int64_t r = 0; r < n; ++r) {
     float* qr = q + r * q_width;
@@ -247,10 +249,15 @@ void attention(const AttentionWeights& w, const AttentionShape& s, const Rope& r
     rope.apply(kr, s.n_head_kv, s.head_dim, batch.positions[r]);
     kv.store(layer, batch.seq_ids[r], batch.positions[r], kr, v + r * v_width);
   }
+  trace::tensor("q", layer, q, n, q_width);
+  trace::tensor("k", layer, k, n, k_width);
+  trace::tensor("v", layer, v, n, v_width);
   // Every row's K/V is stored first, so each row sees its own sequence up to its own position.
   thread_local std::vector<int64_t> single_rows;
   attend_rows(AttendJob{&s, &batch, &kv, layer, q, att, nullptr}, n, single_rows);
+  trace::tensor("attn_out", layer, att, n, att_width);
   linear(w.o, att, n, out);
+  trace::tensor("attn_proj", layer, out, n, s.n_embd);
 }
 
 // ---- feed-forward ----
@@ -327,8 +334,10 @@ std::span<const float> output_logits(const OutputHead& head, float eps, const fl
   int64_t j = 0;
   for (int64_t r = 0; r < batch.size(); ++r)
     if (batch.want_logits[r]) kernels::rms_norm(x + r * n_embd, head.norm.data(), rows + (j++) * n_embd, n_embd, eps);
+  trace::tensor("result_norm", -1, rows, n_out, n_embd);
   float* logits = scratch(ws.logits, n_out * n_vocab);
   if (n_out > 0) kernels::matmul(head.output, rows, n_out, logits);
+  trace::tensor("logits", -1, logits, n_out, n_vocab);
   return {logits, static_cast<size_t>(n_out * n_vocab)};
 }
 
@@ -374,8 +383,11 @@ void Decoder::run_layers(const Batch& batch, KVStore& kv, float* x) {
   for (int64_t il = 0; il < n_trunk_; ++il) {
     attend(il, x, batch, kv, y);
     kernels::add(x, y, x, n * d);
+    trace::tensor("ffn_inp", il, x, n, d);
     feed_forward(ffn_[static_cast<size_t>(il)], moe_, config_.rms_eps, x, n, ffn_ws_, y);
+    trace::tensor("ffn_out", il, y, n, d);
     kernels::add(x, y, x, n * d);
+    trace::tensor("l_out", il, x, n, d);
   }
 }
 

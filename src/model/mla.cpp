@@ -10,6 +10,7 @@
 #include "base/error.h"
 #include "base/thread_pool.h"
 #include "model/blocks.h"
+#include "model/trace.h"
 
 namespace owl {
 
@@ -278,7 +279,10 @@ void mla_attention(const MlaWeights& w, const std::vector<float>& norm, const Ml
   float* rows = grow(ws.kv_rows, n * cw);
   float* heads = grow(ws.heads, n * nh * vd);
   for (int64_t r = 0; r < n; ++r) kernels::rms_norm(x + r * d, norm.data(), h + r * d, d, p.eps);
+  trace::tensor("attn_norm", layer, h, n, d);
   mla_project(w, p, h, batch.positions.data(), n, q, rows, ws);
+  trace::tensor("q", layer, q, n, nh * qd);
+  trace::tensor("kv_latent", layer, rows, n, cw);  // [normalised latent | roped k_pe], as cached
   for (int64_t r = 0; r < n; ++r) kv.store(layer, batch.seq_ids[r], batch.positions[r], rows + r * cw, nullptr);
   group_by_sequence(batch, ws);
   for (size_t gi = 0; gi < ws.n_groups; ++gi) {
@@ -298,7 +302,9 @@ void mla_attention(const MlaWeights& w, const std::vector<float>& norm, const Ml
     if (!whole)
       for (int64_t i = 0; i < m; ++i) std::copy_n(gheads + i * nh * vd, nh * vd, heads + g.rows[i] * nh * vd);
   }
+  trace::tensor("attn_out", layer, heads, n, nh * vd);
   kernels::matmul(w.output, heads, n, out);
+  trace::tensor("attn_proj", layer, out, n, d);
 }
 
 }  // namespace owl

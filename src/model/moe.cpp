@@ -9,6 +9,7 @@
 #include "base/thread_pool.h"
 #include "kernels/kernels.h"
 #include "model/blocks.h"
+#include "model/trace.h"
 
 namespace owl {
 
@@ -109,6 +110,7 @@ MoeWeights load_moe_weights(const ModelSource& src, int64_t layer, bool require_
     throw Error("model '" + src.path() + "': MoE layer " + std::to_string(layer) +
                 " needs expert_feed_forward_length in the metadata");
   MoeWeights w;
+  w.layer = layer;
   w.gate_inp = src.require(name(tn::kFfnGateInp), {d, ne});
   if (w.gate_inp.type != DType::F32)
     throw Error("model '" + src.path() + "': router " + w.gate_inp.name + " is " + dtype_name(w.gate_inp.type) +
@@ -183,9 +185,12 @@ void moe_forward(const MoeWeights& w, const MoeOptions& opt, const float* x, int
   const int64_t d = w.gate_inp.ne[0], n_exp = opt.n_expert, ff = w.gate_exps.ne[1];
   float* logits = grow(ws.logits, n_tokens * n_exp);
   kernels::matmul(w.gate_inp, x, n_tokens, logits);
+  trace::tensor("moe_logits", w.layer, logits, n_tokens, n_exp);
   route_experts(logits, n_tokens, opt, w.probs_bias ? static_cast<const float*>(w.probs_bias->data) : nullptr,
                 ws.routing);
   const Routing& r = ws.routing;
+  trace::ids("moe_experts", w.layer, r.experts.data(), n_tokens, r.k);
+  trace::tensor("moe_weights", w.layer, r.weights.data(), n_tokens, r.k);
 
   // Group the routed (token, weight) rows by expert: counts, offsets, then the rows themselves.
   const int64_t n_routed = n_tokens * r.k;

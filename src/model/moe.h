@@ -59,6 +59,7 @@ struct MoeWeights {
   TensorView down_exps;                  // {n_ff_exp, n_embd, n_expert}
   std::optional<TensorView> gate_shexp, up_shexp, down_shexp;  // shared experts, SwiGLU
   std::vector<std::shared_ptr<const void>> storage;            // repacked copies behind the views
+  int64_t layer = -1;                                          // for trace.h records
 };
 
 // Loads blk.<layer>.ffn_*_exps, ffn_gate_inp, exp_probs_b (required when `require_bias`,

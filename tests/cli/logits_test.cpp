@@ -46,6 +46,26 @@ TEST(CliLogits, F16CacheOptionStaysWithinF16Bound) {
   EXPECT_GT(a.max_abs, 0.0) << "an F16 cache should round something";
 }
 
+TEST(CliLogits, DumpWritesTheNamedIntermediatesOfEveryLayer) {
+  Golden g = load_golden("deepseek-v3", "f32");  // MLA + MoE names
+  const GoldenCase& c = g.cases[0];
+  const std::string dir = temp_dir(), out = dir + "/logits.f32", dump = dir + "/trace";
+  auto r = run_owl({"logits", g.dir + "/f32.gguf", "--tokens", join_ids(c.tokens), "--out", out, "--dump", dump,
+                    "--dump-names", "kv_latent,ffn_out,logits"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string index = read_file(dump + "/trace.txt");
+  for (int il = 0; il < 3; ++il) {
+    EXPECT_NE(index.find(" kv_latent-" + std::to_string(il) + " ["), std::string::npos) << index;
+    EXPECT_NE(index.find(" ffn_out-" + std::to_string(il) + " [256, " + std::to_string(c.tokens.size()) + "]"),
+              std::string::npos)
+        << index;
+  }
+  EXPECT_EQ(index.find("attn_norm"), std::string::npos);  // not asked for
+  // The last record is the logits of every row, as --out holds them.
+  const std::string n = std::to_string(3 * 2);  // records 00000..00005, then the logits
+  EXPECT_EQ(read_f32(dump + "/0000" + n + "-logits--1.f32"), read_f32(out));
+}
+
 TEST(CliLogits, BadInputIsAClearError) {
   const std::string model = shared_path("golden/llama/f32.gguf");
   const std::string out = temp_dir() + "/x.f32";
