@@ -204,7 +204,7 @@ class Planner {
     if (!forced_ && kb.type != v.type) type = DType::F32;
     // A head's W_k is gathered once per head and cached between its rows.
     auto cache = std::make_shared<std::pair<int64_t, std::vector<float>>>(-1, std::vector<float>());
-    out_.push_back({hf + "self_attn.kv_b_proj.weight", type, {nh * (nope + vd), lora}, lora,
+    out_.push_back({hf, type, {nh * (nope + vd), lora}, lora,
                     [kb, v, nope, lora, vd, cache](int64_t r, float* dst) {
                       const int64_t h = r / (nope + vd), i = r % (nope + vd);
                       if (i >= nope) return row_f32(v, h * vd + (i - nope), dst);

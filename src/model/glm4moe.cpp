@@ -40,6 +40,7 @@ class Glm4Moe : public Family {
   void read_gguf(ModelConfig& c, const GgufKeys& k) const override {
     c.rope_type = RopeType::Neox;
     c.attn_qkv_bias = true;
+    c.attn_qk_norm = true;  // GGUF has no key: the loader looks for the tensors (glm4moe_config)
     if (!k.has("expert_gating_func")) c.expert_gating = ExpertGating::Sigmoid;
   }
   void read_hf(ModelConfig& c, const HfKeys& k) const override {

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "base/error.h"
 #include "convert/gguf_export.h"
 #include "convert/hf_export.h"
 #include "convert/synth.h"
