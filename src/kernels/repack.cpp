@@ -39,10 +39,10 @@ Registry& registry() {
 }
 std::atomic<int> g_registered{0};
 
-constexpr size_t kQ4KBytes = 32 + 96 + 1024;
-constexpr size_t kQ6KBytes = 16 + 128 + 1024 + 512;
-constexpr size_t kQ8_0Bytes = 16 + 256;
-constexpr size_t kQ5_0Bytes = 16 + 32 + 128;
+constexpr size_t kQ4KBytes = kPackedBytes<BlockQ4_K>;
+constexpr size_t kQ6KBytes = kPackedBytes<BlockQ6_K>;
+constexpr size_t kQ8_0Bytes = kPackedBytes<BlockQ8_0>;
+constexpr size_t kQ5_0Bytes = kPackedBytes<BlockQ5_0>;
 
 // Q6_K levels (0..63) of one block, in element order, and back (see tensor/quants.cpp).
 void q6k_levels_get(const BlockQ6_K& b, uint8_t q[256]) {

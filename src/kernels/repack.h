@@ -6,15 +6,15 @@
 // rows can be rebuilt (unpack_row) bit for bit.
 //
 // Layout of one 8-row group, block by block (nb = in / block elements; rows past `out` are zero):
-//   Q4_K (1152 bytes per 256 elements, as in the file): fp16 d[8], fp16 dmin[8], the rows' 12
+//   Q4_K (8 x 144 bytes per 256 elements, as in the file): fp16 d[8], fp16 dmin[8], the rows' 12
 //     bytes of packed 6-bit scales and mins as sc[3][8 r][4] (row r's bytes 4t .. 4t + 4 at t),
 //     qs[4 j][8 g][8 r][4] = row r's qs[32 j + 4 g .. + 4).
-//   Q6_K (1680 bytes per 256): fp16 d[8], s8 scales[8][8][2] (pair k, row r: scales 2k, 2k+1),
+//   Q6_K (8 x 210 bytes per 256): fp16 d[8], s8 scales[8][8][2] (pair k, row r: scales 2k, 2k+1),
 //     ql[4 c][8 g][8 r][4]: byte i = low 4 bits of q[64c+4g+i] | low 4 bits of q[64c+32+4g+i] << 4,
 //     qh[4 c][4 h][8 r][4]: byte i = the high 2 bits of q[64c+8h+i], q[64c+32+8h+i], q[64c+8h+4+i],
 //     q[64c+32+8h+4+i] at bits 0, 2, 4, 6 (q: the 6-bit unsigned levels, value = q - 32).
-//   Q8_0 (272 bytes per 32): fp16 d[8], qs[8 g][8 r][4] = row r's qs[4 g .. + 4).
-//   Q5_0 (176 bytes per 32): fp16 d[8], u32 hbits[8 r] (byte k, bit g: the high bit of element
+//   Q8_0 (8 x 34 bytes per 32): fp16 d[8], qs[8 g][8 r][4] = row r's qs[4 g .. + 4).
+//   Q5_0 (8 x 22 bytes per 32): fp16 d[8], u32 hbits[8 r] (byte k, bit g: the high bit of element
 //     4g + k; bit 4 + g: of element 16 + 4g + k), qs[4 g][8 r][4] = row r's qs[4 g .. + 4) (low
 //     nibbles: elements 4g + k, high nibbles: 16 + 4g + k).
 #pragma once
@@ -22,10 +22,14 @@
 #include <cstdint>
 
 #include "tensor/dtype.h"
+#include "tensor/quants.h"
 
 namespace owl::kernels {
 
 constexpr int kPackRows = 8;
+// Bytes of one packed block of 8 rows: every field of the 8 rows' blocks, kept exactly.
+template <class Block>
+constexpr size_t kPackedBytes = kPackRows * sizeof(Block);
 
 // Whether type t has a packed layout, and its bytes per block of 8 rows (0 when none).
 size_t packed_block_bytes(DType t);
