@@ -268,15 +268,17 @@ void gemm_q6_k(int64_t in, const uint8_t* grp, const uint8_t* xa, size_t xs, flo
             const int8_t* aq = a[m]->qs + 64 * c + 8 * h;
             slo[m] = Dot::part(Dot::part(slo[m], lo0, bcast4(aq)), lo1, bcast4(aq + 4));
             shi[m] = Dot::part(Dot::part(shi[m], hi0, bcast4(aq + 32)), hi1, bcast4(aq + 36));
-          }
-          // int16 partials hold one step (2 * 2 * 63 * 128 fits, twice that does not): fold each.
-          if (Dot::kPartial16 || h == 2 * hh + 1) {
-            for (int m = 0; m < M; ++m) {
+            // int16 partials hold one step (2 * 2 * 63 * 128 fits, twice that does not): fold them
+            // at once, which also keeps them out of the 16 registers AVX2 has.
+            if constexpr (Dot::kPartial16) {
               isum[m] = _mm256_add_epi32(isum[m], _mm256_add_epi32(Dot::scale(slo[m], s_lo), Dot::scale(shi[m], s_hi)));
               slo[m] = shi[m] = _mm256_setzero_si256();
             }
           }
         }
+        if constexpr (!Dot::kPartial16)
+          for (int m = 0; m < M; ++m)
+            isum[m] = _mm256_add_epi32(isum[m], _mm256_add_epi32(Dot::scale(slo[m], s_lo), Dot::scale(shi[m], s_hi)));
       }
     }
     const __m256 d = fp16x8(b);
