@@ -3,12 +3,13 @@
 // Layout conventions: activations are row-major float32 [n_rows][n]; a weight
 // W has ne = {in, out} (ggml order), i.e. `out` stored rows (see Weight).
 #pragma once
-#include <cstdint>
 #include <array>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "tensor/tensor.h"
