@@ -30,7 +30,7 @@ constexpr int64_t kIn = 4096, kOut = 4096;
 // rows tiled, which is irrelevant to speed).
 struct MatrixSet {
   std::vector<std::vector<uint8_t>> bytes;
-  std::vector<owl::TensorView> views;
+  std::vector<owl::kernels::Weight> views;  // plain weights
 };
 
 MatrixSet make_set(DType t, int n_mats) {
@@ -122,7 +122,7 @@ void BM_MatmulShape(benchmark::State& state) {
     owl::quantize_row(t, row.data(), tile.data() + rb * r, in);
   }
   std::vector<std::vector<uint8_t>> bytes;
-  std::vector<owl::kernels::PreparedWeight> mats;
+  std::vector<owl::kernels::Weight> mats;
   for (int m = 0; m < n_mats; ++m) {
     bytes.emplace_back(mat_bytes);
     for (int64_t o = 0; o < out; o += 256)
@@ -133,14 +133,14 @@ void BM_MatmulShape(benchmark::State& state) {
     v.n_dims = 2;
     v.ne = {in, out, 1, 1};
     v.data = bytes.back().data();
-    mats.push_back(repack ? owl::kernels::prepare_weight(v) : owl::kernels::PreparedWeight{v, nullptr});
+    mats.push_back(repack ? owl::kernels::prepare_weight(v) : owl::kernels::Weight(v));
     if (repack) std::vector<uint8_t>().swap(bytes.back());  // only the packed copy stays
   }
   auto x = random_x(in * n_rows);
   std::vector<float> y(static_cast<size_t>(out * n_rows));
   size_t i = 0;
   for (auto _ : state) {
-    owl::kernels::matmul(mats[i++ % mats.size()].view, x.data(), n_rows, y.data());
+    owl::kernels::matmul(mats[i++ % mats.size()], x.data(), n_rows, y.data());
     benchmark::DoNotOptimize(y.data());
   }
   const double it = static_cast<double>(state.iterations());

@@ -99,9 +99,12 @@ void run(const Options& o) {
   owl::set_default_threads(threads);
   const std::string path = owl::hub::resolve_model(o.model, /*pull_if_missing=*/true);
   const auto t_load = std::chrono::steady_clock::now();
-  owl::kernels::set_repack(!o.no_repack);
-  owl::kernels::set_vnni(!o.no_vnni);
   auto source = owl::cli::open_source(path, o.quant);
+  source->prepare.repack = !o.no_repack;
+  // The kernels that run: the packed weights' (chosen at load), the default ISA's elsewhere.
+  const owl::kernels::Isa isa =
+      o.no_vnni ? std::min(owl::kernels::default_isa(), owl::kernels::Isa::Avx2) : owl::kernels::default_isa();
+  source->prepare.isa = isa;
   auto model = owl::Model::load(*source);
   const double load_s = seconds_since(t_load);
   const int64_t n_vocab = model->n_vocab();
@@ -164,7 +167,7 @@ void run(const Options& o) {
   j["arch"] = model->config().arch;
   j["threads"] = threads;
   j["reps"] = o.reps;
-  j["kernels"] = owl::kernels::kernel_set();
+  j["kernels"] = owl::kernels::isa_name(isa);
   if (o.pp > 0) {
     Stats s = stats(pp_tps);
     j["pp"] = {{"tokens", o.pp}, {"tps_min", s.min}, {"tps_median", s.median}};

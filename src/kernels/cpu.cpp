@@ -1,3 +1,7 @@
+#include <algorithm>
+#include <atomic>
+
+#include "kernels/kernels.h"
 #include "kernels/vec_dot.h"
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -48,5 +52,37 @@ bool cpu_has_avx512_vnni() {
   }();
   return ok;
 }
+
+Isa best_isa() {
+  return cpu_has_avx512_vnni() ? Isa::Avx512Vnni : cpu_has_avx2_fma_f16c() ? Isa::Avx2 : Isa::Scalar;
+}
+
+const char* isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::Avx512Vnni: return "avx2+avx512vnni";
+    case Isa::Avx2: return "avx2";
+    default: return "scalar";
+  }
+}
+
+std::vector<Isa> available_isas() {
+  std::vector<Isa> v;
+  for (Isa i : {Isa::Scalar, Isa::Avx2, Isa::Avx512Vnni})
+    if (i <= best_isa()) v.push_back(i);
+  return v;
+}
+
+bool fast_paths_available() { return best_isa() >= Isa::Avx2; }
+
+namespace {
+// The one process-wide kernel switch (kernels.h): best_isa() until set_default_isa.
+std::atomic<Isa>& default_isa_ref() {
+  static std::atomic<Isa> isa{best_isa()};
+  return isa;
+}
+}  // namespace
+
+void set_default_isa(Isa isa) { default_isa_ref().store(std::min(isa, best_isa())); }
+Isa default_isa() { return default_isa_ref().load(std::memory_order_relaxed); }
 
 }  // namespace owl::kernels

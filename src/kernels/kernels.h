@@ -1,11 +1,15 @@
 // The arithmetic every model uses. Each kernel has a scalar reference; fast
-// paths (AVX2/FMA/F16C) are chosen once at start-up from CPUID.
+// paths (AVX2/FMA/F16C, AVX-512 VNNI) are chosen from CPUID (see Isa).
 // Layout conventions: activations are row-major float32 [n_rows][n]; a weight
-// W is a TensorView with ne = {in, out} (ggml order), i.e. `out` stored rows.
+// W has ne = {in, out} (ggml order), i.e. `out` stored rows (see Weight).
 #pragma once
+#include <array>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "tensor/tensor.h"
@@ -15,54 +19,87 @@ namespace owl::kernels {
 // dst[0..n) = the n elements of one stored row of type t (n a multiple of the block size).
 void dequantize_row(DType t, const void* src, float* dst, int64_t n);
 
-// Y[r][o] = sum_i W[o][i] * X[r][i] for r < n_rows, o < out. X has W.ne[0] columns.
+// ---- instruction sets ----
+// The kernel families, each including the one before: the scalar references, AVX2 (+FMA, F16C),
+// and AVX2 plus AVX-512 VNNI (the packed weights' kernels; results equal AVX2's bit for bit).
+enum class Isa { Scalar, Avx2, Avx512Vnni };
+const char* isa_name(Isa isa);  // "scalar", "avx2", "avx2+avx512vnni"
+Isa best_isa();                 // the fastest this CPU runs (CPUID, read once)
+std::vector<Isa> available_isas();  // Scalar .. best_isa(), for tests comparing each with the reference
+// The one process-wide kernel switch: the ISA of the kernels for plain weights and every other
+// op, and what prepare_weight gives a packed weight unless told otherwise (a packed weight keeps
+// the ISA it was prepared for). Starts at best_isa(); set_default_isa clamps to it. Set it before
+// loading a model, or around reference comparisons in tests; it is read once per call, never in
+// inner loops.
+void set_default_isa(Isa isa);
+Isa default_isa();
+
+// ---- weights ----
+struct PackedLayout;  // repack.h: a packed copy's layout, storage and kernel
+
+// A weight as matmul takes it, ne = {in, out[, n_mats]}: either plain (a TensorView whose rows
+// are in their stored format, usually in the file mapping) or packed by prepare_weight into the
+// 8-row interleaved layout of repack.h, with the kernel chosen for it then. A packed weight has
+// no rows in the GGUF block format, so it is not a TensorView and has no row(); its rows are read
+// with dequantize_weight_row. Copies share the packed storage.
+class Weight {
+ public:
+  Weight() = default;
+  Weight(TensorView plain) : view_(std::move(plain)) {}  // NOLINT: a plain weight is its view
+  const std::string& name() const { return view_.name; }
+  DType type() const { return view_.type; }  // the stored (original) type, packed or not
+  int n_dims() const { return view_.n_dims; }
+  const std::array<int64_t, 4>& ne() const { return view_.ne; }
+  int64_t in() const { return view_.ne[0]; }
+  int64_t out() const { return view_.ne[1]; }
+  std::string shape_str() const { return view_.shape_str(); }
+  bool packed() const { return layout_ != nullptr; }
+  Isa isa() const;  // a packed weight's kernels; a plain weight's follow default_isa()
+  // The view of a plain weight; null for a packed one.
+  const TensorView* plain() const { return layout_ ? nullptr : &view_; }
+
+ private:
+  friend struct WeightAccess;  // the kernels (repack.h)
+  TensorView view_;  // name and shape; data: the stored rows, or this matrix's first packed group
+  std::shared_ptr<const PackedLayout> layout_;  // null: plain
+};
+
+// Y[r][o] = sum_i W[o][i] * X[r][i] for r < n_rows, o < out. X has W.in() columns.
 // Split over the default thread pool by output rows.
-void matmul(const TensorView& W, const float* X, int64_t n_rows, float* Y);
+void matmul(const Weight& W, const float* X, int64_t n_rows, float* Y);
 
 // Several weights that share the input X (Q/K/V; gate/up): Ys[i][r][o] = sum_j Ws[i][o][j] * X[r][j].
 // X is converted once per activation type and ONE pool dispatch covers every output row of every
 // weight, so the threads do not meet in between. All Ws take the same row length; 1..8 weights.
 // Each output equals what matmul(*Ws[i], X, n_rows, Ys[i]) gives, bit for bit.
-void matmul_many(std::span<const TensorView* const> Ws, const float* X, int64_t n_rows, std::span<float* const> Ys);
+void matmul_many(std::span<const Weight* const> Ws, const float* X, int64_t n_rows, std::span<float* const> Ys);
 
 // Y[r][o] = silu(gate[o] . X[r]) * (up[o] . X[r]) (gate, up: same shape), computed per output tile
 // without a separate pass; bit-identical to matmul(gate), matmul(up), swiglu().
-void matmul_swiglu(const TensorView& gate, const TensorView& up, const float* X, int64_t n_rows, float* Y);
+void matmul_swiglu(const Weight& gate, const Weight& up, const float* X, int64_t n_rows, float* Y);
 
-// The 2-D matrix number i2 of a 3-D stack (e.g. expert i2 of ffn_*_exps); works on prepared weights.
-TensorView matrix_slice(const TensorView& W, int64_t i2);
+// The 2-D matrix number i2 of a 3-D stack (e.g. expert i2 of ffn_*_exps), plain or packed.
+Weight matrix_slice(const Weight& W, int64_t i2);
+
+// dst[0..W.in()) = stored row `row` of W (counting across a 3-D stack), dequantised; works on
+// plain and packed weights alike, so a tied embedding looks its rows up in the packed head and
+// the file's pages can be released.
+void dequantize_weight_row(const Weight& W, int64_t row, float* dst);
 
 // ---- weights repacked at load time ----
 // prepare_weight copies a weight used by matmul into a layout interleaving 8 rows block by block
-// (Q4_K, Q6_K, Q8_0, Q5_0 where AVX2 exists; other types come back as the plain view, storage null).
-// The returned view keeps W's name, type and shape; matmul, matmul_many, matmul_swiglu and
-// matrix_slice (3-D expert stacks) recognise its data pointer, and give the same results as on
-// W within float rounding (2e-6 of the output scale; bit-identical for any thread count).
-// Keep `storage` alive as long as the view is used. The prepared view's bytes are NOT in the
-// GGUF block layout: row()/dequantize_row on it are wrong. A tied embedding looks its rows up
-// with dequantize_weight_row(prepared view, token, dst) (then W's pages can be released too),
-// or keeps using W for row lookups and passes release_source = false.
-// release_source: after copying, drop the process's resident pages of W's bytes (madvise
-// DONTNEED). Only for W inside a read-only FILE mapping (anonymous memory would be zeroed).
-struct PreparedWeight {
-  TensorView view;
-  std::shared_ptr<const void> storage;
+// (Q4_K, Q6_K, Q8_0, Q5_0, for the AVX2 or AVX-512 VNNI kernels), and picks those kernels now;
+// other types, options.repack false or isa Scalar give back the plain weight. Products on the
+// packed weight agree with W's within float rounding (2e-6 of the output scale; bit-identical for
+// any thread count and either ISA).
+struct PrepareOptions {
+  bool repack = true;      // false: keep the file's layout (owl bench --no-repack)
+  std::optional<Isa> isa;  // the packed kernels' ISA (clamped to best_isa()); unset: default_isa()
+  // After copying, drop the process's resident pages of W's bytes (madvise DONTNEED). Only for W
+  // inside a read-only FILE mapping (anonymous memory would be zeroed).
+  bool release_source = false;
 };
-PreparedWeight prepare_weight(const TensorView& W, bool release_source = false);
-bool is_prepared(const TensorView& W);  // W's data is a prepare_weight copy
-// dst[0..W.ne[0]) = stored row `row` of W (counting across a 3-D stack), dequantised; works on
-// plain and prepared views alike, so a tied embedding can look rows up in its prepared copy
-// and release the file's pages.
-void dequantize_weight_row(const TensorView& W, int64_t row, float* dst);
-// A/B switch: false makes prepare_weight return plain views (already prepared ones stay packed).
-void set_repack(bool on);
-bool repack_enabled();
-// A/B switch for the AVX-512 VNNI kernels of prepared weights (used where the CPU has them;
-// their results equal the AVX2 kernels' bit for bit). Off: AVX2.
-void set_vnni(bool on);
-bool vnni_available();
-// The kernels matmul uses now: "avx2+avx512vnni", "avx2" or "scalar".
-const char* kernel_set();
+Weight prepare_weight(const TensorView& W, const PrepareOptions& options = {});
 
 }  // namespace owl::kernels
 
@@ -153,10 +190,7 @@ void fp32_to_fp16_row(const float* src, uint16_t* dst, int64_t n);
 namespace owl::kernels {
 
 // ---- kernel selection (for tests and benchmarks) ----
-// Whether this CPU has the AVX2+FMA+F16C fast paths; they are used by default when it does.
+// Whether this CPU has the AVX2+FMA+F16C fast paths (best_isa() >= Avx2).
 bool fast_paths_available();
-// true: fastest available kernels (default); false: the scalar references everywhere.
-void set_fast_paths(bool on);
-bool fast_paths_enabled();
 
 }  // namespace owl::kernels

@@ -5,7 +5,6 @@
 // row, memory bound. The grouping of rows never changes what a row's result is.
 // Every output element is computed by the same code whatever the thread count.
 #include <algorithm>
-#include <atomic>
 #include <span>
 #include <cstring>
 #include <string>
@@ -24,14 +23,17 @@ namespace owl::kernels {
 
 namespace {
 
-std::atomic<bool> g_fast{true};
-
+// The dot kernel of weight type t for the default ISA and the type its activations take (fn
+// null: not a type matmul takes).
+struct DotKernel {
+  DType act = DType::F32;
+  DotFn fn = nullptr;
+};
 DotKernel select_kernel(DType t) {
-  if (g_fast.load(std::memory_order_relaxed) && cpu_has_avx2_fma_f16c()) {
-    DotKernel k = dot_kernel_avx2(t);
-    if (k.fn) return k;
-  }
-  return dot_kernel_ref(t);
+  const TypeTraits* tr = type_traits(t);
+  if (!tr) return {};
+  const DotFn fast = use_avx2() ? dot_fn_avx2(t) : nullptr;
+  return {tr->act, fast ? fast : dot_fn_ref(t)};
 }
 
 void quantize_q8_0_ref(const float* x, void* y, int64_t n) { quantize_row(DType::Q8_0, x, y, n); }
@@ -54,12 +56,9 @@ struct Part {
   int64_t in = 0, out = 0, rows_per_task = 0;
   float* Y = nullptr;
   int task_begin = 0;  // this part's tasks are [task_begin, next part's task_begin)
-  // A prepare_weight copy: groups of 8 interleaved rows, group_bytes each. pfn is its kernel;
-  // without one (fast paths off) rows are rebuilt in the original format for fn.
-  bool packed = false;
+  // A packed weight: groups of 8 interleaved rows, group_bytes each, and its kernel.
   PackedFn pfn = nullptr;
   size_t group_bytes = 0;
-  DType type = DType::F32;
 };
 
 struct MatmulJob {
@@ -78,18 +77,6 @@ void matmul_tile(const Part& p, int64_t r0, int64_t r1, int64_t t0, int64_t t1, 
       for (int64_t o = t0; o < t1; o += kPackRows)
         p.pfn(p.in, p.w + (o / kPackRows) * p.group_bytes, x, p.x_stride, m, yr + (o - t0), ld,
               static_cast<int>(std::min<int64_t>(kPackRows, t1 - o)));
-    }
-    return;
-  }
-  if (p.packed) {
-    thread_local std::vector<uint8_t> row;
-    row.resize(row_bytes(p.type, p.in));
-    for (int64_t o = t0; o < t1; ++o) {
-      unpack_row(p.type, p.w + (o / kPackRows) * p.group_bytes, static_cast<int>(o % kPackRows), p.in, row.data());
-      for (int64_t r = r0; r < r1; r += kMaxNR) {
-        const int nr = static_cast<int>(std::min<int64_t>(kMaxNR, r1 - r));
-        p.fn(p.in, row.data(), p.xa + r * p.x_stride, p.x_stride, nr, y + (r - r0) * ld + (o - t0), ld);
-      }
     }
     return;
   }
@@ -178,12 +165,8 @@ void quantize_task(void* vjob, int task, int) {
 
 }  // namespace
 
-bool fast_paths_available() { return cpu_has_avx2_fma_f16c(); }
-void set_fast_paths(bool on) { g_fast.store(on); }
-bool fast_paths_enabled() { return g_fast.load() && cpu_has_avx2_fma_f16c(); }
-
 void dequantize_row(DType t, const void* src, float* dst, int64_t n) {
-  if (t == DType::F16 && fast_paths_enabled()) return avx2::dequantize_f16(static_cast<const uint16_t*>(src), dst, n);
+  if (t == DType::F16 && use_avx2()) return avx2::dequantize_f16(static_cast<const uint16_t*>(src), dst, n);
   dequantize_row_ref(t, src, dst, n);  // the scalar dequantisers are not the bottleneck anywhere
 }
 
@@ -192,14 +175,16 @@ constexpr int64_t kInlineWork = int64_t{1} << 16;
 
 namespace {
 
-DotKernel checked_kernel(const TensorView& W) {
-  const DotKernel k = select_kernel(W.type);
-  if (!k.fn)
-    throw Error(std::string("matmul: weight type ") + dtype_name(W.type) + " of tensor '" + W.name +
-                "' is not supported; convert the model to a supported type (F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 "
-                "Q8_0 Q2_K..Q6_K IQ4_NL IQ4_XS)");
-  if (W.ne[0] % info(k.act).block_size != 0)
-    throw Error("matmul: row length " + std::to_string(W.ne[0]) + " of '" + W.name + "' is not a multiple of " +
+DotKernel checked_kernel(const Weight& W) {
+  const DotKernel k = select_kernel(W.type());
+  if (!k.fn) {
+    std::string types;
+    for (const TypeTraits& e : kTypeTraits) types += std::string(types.empty() ? "" : " ") + dtype_name(e.type);
+    throw Error(std::string("matmul: weight type ") + dtype_name(W.type()) + " of tensor '" + W.name() +
+                "' is not supported; convert the model to a supported type (" + types + ")");
+  }
+  if (W.in() % info(k.act).block_size != 0)
+    throw Error("matmul: row length " + std::to_string(W.in()) + " of '" + W.name() + "' is not a multiple of " +
                 std::to_string(info(k.act).block_size));
   return k;
 }
@@ -227,7 +212,7 @@ const uint8_t* convert_activations(DType act, const float* X, int64_t in, int64_
   *x_stride = act == DType::Q8_0 ? q8_0_act_row_bytes(in) : row_bytes(act, in);
   if (buffer.size() < *x_stride * static_cast<size_t>(n_rows)) buffer.resize(*x_stride * static_cast<size_t>(n_rows));
   QuantizeFn qfn = act == DType::Q8_0 ? quantize_q8_0_ref : quantize_q8_k_ref;
-  if (fast_paths_enabled()) qfn = act == DType::Q8_0 ? quantize_q8_0_avx2 : quantize_q8_k_avx2;
+  if (use_avx2()) qfn = act == DType::Q8_0 ? quantize_q8_0_avx2 : quantize_q8_k_avx2;
   QuantizeJob qj{qfn, act == DType::Q8_0, X, buffer.data(), *x_stride, in, 0, n_rows};
   const int q_tasks = static_cast<int>(std::min<int64_t>(n_rows, default_pool().size()));
   qj.rows_per_task = (n_rows + q_tasks - 1) / q_tasks;
@@ -236,20 +221,20 @@ const uint8_t* convert_activations(DType act, const float* X, int64_t in, int64_
 }
 
 // Fills job.parts for weights Ws (all with in = Ws[0]->ne[0]) and outputs Ys; returns the task count.
-int plan(MatmulJob& job, std::span<const TensorView* const> Ws, const float* X, int64_t n_rows,
+int plan(MatmulJob& job, std::span<const Weight* const> Ws, const float* X, int64_t n_rows,
          std::span<float* const> Ys, bool* inline_run) {
   if (Ws.size() != Ys.size() || Ws.empty() || Ws.size() > static_cast<size_t>(kMaxParts))
     throw Error("matmul_many: " + std::to_string(Ws.size()) + " weights and " + std::to_string(Ys.size()) +
                 " outputs; pass 1 to " + std::to_string(kMaxParts) + " weights, one output each");
-  const int64_t in = Ws[0]->ne[0];
+  const int64_t in = Ws[0]->in();
   int64_t work = 0;
   DotKernel kernels[kMaxParts];
   for (size_t i = 0; i < Ws.size(); ++i) {
-    if (Ws[i]->ne[0] != in)
-      throw Error("matmul_many: '" + Ws[i]->name + "' takes " + std::to_string(Ws[i]->ne[0]) + " inputs, '" +
-                  Ws[0]->name + "' " + std::to_string(in) + "; weights sharing an input must have the same row length");
+    if (Ws[i]->in() != in)
+      throw Error("matmul_many: '" + Ws[i]->name() + "' takes " + std::to_string(Ws[i]->in()) + " inputs, '" +
+                  Ws[0]->name() + "' " + std::to_string(in) + "; weights sharing an input must have the same row length");
     kernels[i] = checked_kernel(*Ws[i]);
-    work += in * Ws[i]->ne[1] * n_rows;
+    work += in * Ws[i]->out() * n_rows;
   }
   *inline_run = work < kInlineWork;
   const uint8_t* converted[3] = {nullptr, nullptr, nullptr};  // F32, Q8_0, Q8_K
@@ -262,19 +247,18 @@ int plan(MatmulJob& job, std::span<const TensorView* const> Ws, const float* X, 
     const int slot = kernels[i].act == DType::F32 ? 0 : kernels[i].act == DType::Q8_0 ? 1 : 2;
     if (!converted[slot]) converted[slot] = convert_activations(kernels[i].act, X, in, n_rows, *inline_run, &strides[slot]);
     Part& p = job.parts[i];
-    p.w = static_cast<const uint8_t*>(Ws[i]->data);
-    p.w_stride = Ws[i]->row_size();
-    p.type = Ws[i]->type;
-    if (const PackedInfo* pk = find_packed(p.w)) {
-      p.packed = true;
+    const TensorView& v = WeightAccess::view(*Ws[i]);
+    p.w = static_cast<const uint8_t*>(v.data);
+    p.w_stride = v.row_size();
+    if (const PackedLayout* pk = WeightAccess::layout(*Ws[i])) {
       p.group_bytes = pk->group_bytes;
-      p.pfn = packed_kernel(p.type);
+      p.pfn = pk->fn;
     }
     p.fn = kernels[i].fn;
     p.xa = converted[slot];
     p.x_stride = strides[slot];
     p.in = in;
-    p.out = Ws[i]->ne[1];
+    p.out = Ws[i]->out();
     p.Y = Ys[i];
     // Tasks of whole tiles; several per thread so uneven progress still balances.
     const int64_t tiles = (p.out + kTileRows - 1) / kTileRows;
@@ -288,13 +272,13 @@ int plan(MatmulJob& job, std::span<const TensorView* const> Ws, const float* X, 
 
 }  // namespace
 
-void matmul(const TensorView& W, const float* X, int64_t n_rows, float* Y) {
-  const TensorView* Ws[1] = {&W};
+void matmul(const Weight& W, const float* X, int64_t n_rows, float* Y) {
+  const Weight* Ws[1] = {&W};
   float* Ys[1] = {Y};
   matmul_many(Ws, X, n_rows, Ys);
 }
 
-void matmul_many(std::span<const TensorView* const> Ws, const float* X, int64_t n_rows, std::span<float* const> Ys) {
+void matmul_many(std::span<const Weight* const> Ws, const float* X, int64_t n_rows, std::span<float* const> Ys) {
   if (n_rows <= 0) return;
   MatmulJob job;
   bool inline_run = false;
@@ -302,27 +286,27 @@ void matmul_many(std::span<const TensorView* const> Ws, const float* X, int64_t 
   run_tasks(inline_run, tasks, matmul_task, &job);
 }
 
-void matmul_swiglu(const TensorView& gate, const TensorView& up, const float* X, int64_t n_rows, float* Y) {
+void matmul_swiglu(const Weight& gate, const Weight& up, const float* X, int64_t n_rows, float* Y) {
   if (n_rows <= 0) return;
-  if (gate.ne[1] != up.ne[1])
-    throw Error("matmul_swiglu: '" + gate.name + "' has " + std::to_string(gate.ne[1]) + " outputs, '" + up.name +
-                "' " + std::to_string(up.ne[1]) + "; gate and up must have the same shape");
-  const TensorView* Ws[2] = {&gate, &up};
+  if (gate.out() != up.out())
+    throw Error("matmul_swiglu: '" + gate.name() + "' has " + std::to_string(gate.out()) + " outputs, '" + up.name() +
+                "' " + std::to_string(up.out()) + "; gate and up must have the same shape");
+  const Weight* Ws[2] = {&gate, &up};
   float* Ys[2] = {Y, Y};
   MatmulJob job;
   bool inline_run = false;
   plan(job, Ws, X, n_rows, Ys, &inline_run);
-  const int tasks = static_cast<int>((gate.ne[1] + job.parts[0].rows_per_task - 1) / job.parts[0].rows_per_task);
+  const int tasks = static_cast<int>((gate.out() + job.parts[0].rows_per_task - 1) / job.parts[0].rows_per_task);
   run_tasks(inline_run, tasks, swiglu_task, &job);
 }
 
-TensorView matrix_slice(const TensorView& W, int64_t i2) {
-  TensorView v = W;
+Weight matrix_slice(const Weight& W, int64_t i2) {
+  TensorView v = WeightAccess::view(W);
+  const PackedLayout* pk = WeightAccess::layout(W);
   v.n_dims = 2;
-  v.ne = {W.ne[0], W.ne[1], 1, 1};
-  const PackedInfo* pk = find_packed(W.data);
-  v.data = static_cast<const uint8_t*>(W.data) + static_cast<size_t>(i2) * (pk ? pk->matrix_bytes : v.n_bytes());
-  return v;
+  v.ne = {v.ne[0], v.ne[1], 1, 1};
+  v.data = static_cast<const uint8_t*>(v.data) + static_cast<size_t>(i2) * (pk ? pk->matrix_bytes : v.n_bytes());
+  return WeightAccess::make(std::move(v), WeightAccess::shared_layout(W));  // shares the packed storage
 }
 
 }  // namespace owl::kernels

@@ -10,6 +10,7 @@
 #include "base/thread_pool.h"
 #include "kernels/kernels.h"
 #include "kernels/ops_avx2.h"
+#include "kernels/vec_dot.h"
 #include "tensor/fp16.h"
 
 namespace owl::kernels {
@@ -17,12 +18,12 @@ namespace owl::kernels {
 float fp16_to_fp32(uint16_t h) { return f16_to_f32(h); }
 uint16_t fp32_to_fp16(float f) { return f32_to_f16(f); }
 void fp32_to_fp16_row(const float* src, uint16_t* dst, int64_t n) {
-  if (fast_paths_enabled()) return avx2::quantize_f16(src, dst, n);
+  if (use_avx2()) return avx2::quantize_f16(src, dst, n);
   for (int64_t i = 0; i < n; ++i) dst[i] = f32_to_f16(src[i]);
 }
 
 void rms_norm(const float* x, const float* w, float* y, int64_t n, float eps) {
-  if (fast_paths_enabled()) return avx2::rms_norm(x, w, y, n, eps);
+  if (use_avx2()) return avx2::rms_norm(x, w, y, n, eps);
   double ss = 0;
   for (int64_t i = 0; i < n; ++i) ss += static_cast<double>(x[i]) * x[i];
   float s = 1.0f / std::sqrt(static_cast<float>(ss / static_cast<double>(n)) + eps);
@@ -41,7 +42,7 @@ void layer_norm(const float* x, const float* w, const float* b, float* y, int64_
 }
 
 void softmax(float* x, int64_t n) {
-  if (fast_paths_enabled()) return avx2::softmax(x, n);
+  if (use_avx2()) return avx2::softmax(x, n);
   float mx = -INFINITY;
   for (int64_t i = 0; i < n; ++i) mx = std::max(mx, x[i]);
   double sum = 0;
@@ -54,7 +55,7 @@ void softmax(float* x, int64_t n) {
 }
 
 void silu(float* x, int64_t n) {
-  if (fast_paths_enabled()) return avx2::silu(x, n);
+  if (use_avx2()) return avx2::silu(x, n);
   for (int64_t i = 0; i < n; ++i) x[i] = x[i] / (1.0f + std::exp(-x[i]));
 }
 
@@ -67,17 +68,17 @@ void gelu(float* x, int64_t n) {
 }
 
 void swiglu(const float* gate, const float* up, float* y, int64_t n) {
-  if (fast_paths_enabled()) return avx2::swiglu(gate, up, y, n);
+  if (use_avx2()) return avx2::swiglu(gate, up, y, n);
   for (int64_t i = 0; i < n; ++i) y[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
 }
 
 void add(const float* a, const float* b, float* y, int64_t n) {
-  if (fast_paths_enabled()) return avx2::add(a, b, y, n);
+  if (use_avx2()) return avx2::add(a, b, y, n);
   for (int64_t i = 0; i < n; ++i) y[i] = a[i] + b[i];
 }
 
 void scale_add(float* y, const float* x, float s, int64_t n) {
-  if (fast_paths_enabled()) return avx2::scale_add(y, x, s, n);
+  if (use_avx2()) return avx2::scale_add(y, x, s, n);
   for (int64_t i = 0; i < n; ++i) y[i] += s * x[i];
 }
 
@@ -189,7 +190,7 @@ void attention_reference(const float* q, int64_t n_head, int64_t n_head_kv, int6
 void attention(const float* q, int64_t n_head, int64_t n_head_kv, int64_t dk, int64_t dv, const KVSpan& k,
                const KVSpan& v, int64_t kv_begin, int64_t kv_end, float scale, float* out) {
   check_attention_args("attention", n_head, n_head_kv, k, v);
-  if (fast_paths_enabled()) return attention_fast(q, n_head, n_head_kv, dk, dv, k, v, kv_begin, kv_end, scale, out);
+  if (use_avx2()) return attention_fast(q, n_head, n_head_kv, dk, dv, k, v, kv_begin, kv_end, scale, out);
   attention_reference(q, n_head, n_head_kv, dk, dv, k, v, kv_begin, kv_end, scale, out);
 }
 
@@ -233,7 +234,7 @@ void attention_rows(const float* q, int64_t n_rows, std::span<const int64_t> pos
     ends[r] = p + 1;
     begins[r] = window > 0 ? std::max<int64_t>(0, ends[r] - window) : 0;
   }
-  if (!fast_paths_enabled()) {
+  if (!use_avx2()) {
     for (int64_t r = 0; r < n_rows; ++r)
       attention_reference(q + r * n_head * dk, n_head, n_head_kv, dk, dv, k, v, begins[r], ends[r], scale,
                           out + r * n_head * dv);

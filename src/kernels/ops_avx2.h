@@ -1,5 +1,5 @@
 // Internal to the kernels: AVX2/FMA/F16C versions of the row kernels in kernels.h (same
-// contracts), called only when fast_paths_enabled().
+// contracts), called only when default_isa() is not Isa::Scalar.
 #pragma once
 #include <cstdint>
 

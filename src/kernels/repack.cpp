@@ -1,15 +1,11 @@
-// prepare_weight: copies a weight into the 8-row interleaved layout of repack.h, registers the
-// copy (so matmul, matmul_many and matrix_slice recognise it from its data pointer alone), and
-// optionally drops the resident pages of the source mapping.
+// prepare_weight: copies a weight into the 8-row interleaved layout of repack.h, a packed Weight
+// that carries its layout and kernel, and optionally drops the resident pages of the source
+// mapping.
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cstring>
-#include <map>
-#include <mutex>
-#include <shared_mutex>
 #include <string>
 #include <vector>
 
@@ -24,25 +20,10 @@ namespace owl::kernels {
 
 namespace {
 
-std::atomic<bool> g_repack{true};
-std::atomic<bool> g_vnni{true};
-
-// Never destroyed: prepared weights held in static objects elsewhere are freed at exit, after
-// this file's statics would be gone.
-struct Registry {
-  std::shared_mutex mu;
-  std::map<const uint8_t*, PackedInfo> by_begin;
-};
-Registry& registry() {
-  static Registry* r = new Registry;
-  return *r;
-}
-std::atomic<int> g_registered{0};
-
-constexpr size_t kQ4KBytes = 32 + 96 + 1024;
-constexpr size_t kQ6KBytes = 16 + 128 + 1024 + 512;
-constexpr size_t kQ8_0Bytes = 16 + 256;
-constexpr size_t kQ5_0Bytes = 16 + 32 + 128;
+constexpr size_t kQ4KBytes = kPackedBytes<BlockQ4_K>;
+constexpr size_t kQ6KBytes = kPackedBytes<BlockQ6_K>;
+constexpr size_t kQ8_0Bytes = kPackedBytes<BlockQ8_0>;
+constexpr size_t kQ5_0Bytes = kPackedBytes<BlockQ5_0>;
 
 // Q6_K levels (0..63) of one block, in element order, and back (see tensor/quants.cpp).
 void q6k_levels_get(const BlockQ6_K& b, uint8_t q[256]) {
@@ -223,8 +204,8 @@ void unpack_q5_0(const uint8_t* src, int r, int64_t nb, uint8_t* out) {
 }
 
 // Anonymous memory for a packed copy (huge pages where the kernel allows: decode streams it
-// linearly, and fewer TLB misses help); the deleter unregisters it before unmapping.
-std::shared_ptr<uint8_t> allocate_packed(size_t bytes) {
+// linearly, and fewer TLB misses help).
+uint8_t* allocate_packed(size_t bytes) {
   void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED)
     throw Error("prepare_weight: cannot allocate " + std::to_string(bytes >> 20) +
@@ -232,14 +213,7 @@ std::shared_ptr<uint8_t> allocate_packed(size_t bytes) {
 #ifdef MADV_HUGEPAGE
   madvise(p, bytes, MADV_HUGEPAGE);
 #endif
-  return std::shared_ptr<uint8_t>(static_cast<uint8_t*>(p), [bytes](uint8_t* q) {
-    {
-      Registry& reg = registry();
-      std::unique_lock lock(reg.mu);
-      if (reg.by_begin.erase(q)) g_registered.fetch_sub(1);
-    }
-    munmap(q, bytes);
-  });
+  return static_cast<uint8_t*>(p);
 }
 
 // Drops this process's resident pages of [p, p + n) (whole pages inside the range only); for a
@@ -252,16 +226,6 @@ void release_pages(const void* p, size_t n) {
 }
 
 }  // namespace
-
-size_t packed_block_bytes(DType t) {
-  switch (t) {
-    case DType::Q4_K: return kQ4KBytes;
-    case DType::Q6_K: return kQ6KBytes;
-    case DType::Q8_0: return kQ8_0Bytes;
-    case DType::Q5_0: return kQ5_0Bytes;
-    default: return 0;
-  }
-}
 
 void pack_group(DType t, const uint8_t* const rows[kPackRows], int64_t in, uint8_t* dst) {
   const int64_t nb = in / info(t).block_size;
@@ -285,93 +249,68 @@ void unpack_row(DType t, const uint8_t* group, int r, int64_t in, uint8_t* dst) 
   }
 }
 
-const PackedInfo* find_packed(const void* p) {
-  if (g_registered.load(std::memory_order_acquire) == 0) return nullptr;
-  const auto* q = static_cast<const uint8_t*>(p);
-  Registry& reg = registry();
-  std::shared_lock lock(reg.mu);
-  auto it = reg.by_begin.upper_bound(q);
-  if (it == reg.by_begin.begin()) return nullptr;
-  --it;
-  return q < it->second.end ? &it->second : nullptr;
+PackedLayout::~PackedLayout() {
+  if (bytes) munmap(bytes, total);
 }
 
-void set_repack(bool on) { g_repack.store(on); }
-bool repack_enabled() { return g_repack.load(); }
-void set_vnni(bool on) { g_vnni.store(on); }
-bool vnni_available() { return cpu_has_avx512_vnni(); }
+Isa Weight::isa() const { return layout_ ? layout_->isa : default_isa(); }
 
-namespace {
-bool use_vnni() { return g_vnni.load(std::memory_order_relaxed) && cpu_has_avx512_vnni(); }
-}  // namespace
-
-PackedFn packed_kernel(DType t) {
-  if (!fast_paths_enabled()) return nullptr;
-  return use_vnni() ? packed_kernel_avx512vnni(t) : packed_kernel_avx2(t);
-}
-
-const char* kernel_set() {
-  if (!fast_paths_enabled()) return "scalar";
-  return use_vnni() ? "avx2+avx512vnni" : "avx2";
-}
-
-bool is_prepared(const TensorView& W) { return find_packed(W.data) != nullptr; }
-
-void dequantize_weight_row(const TensorView& W, int64_t row, float* dst) {
-  const PackedInfo* pk = find_packed(W.data);
-  if (!pk) return dequantize_row(W.type, W.row(row), dst, W.ne[0]);
-  if (row < 0 || row >= pk->out * pk->n_mats)
-    throw Error("dequantize_weight_row: row " + std::to_string(row) + " is outside '" + W.name + "' (" +
-                std::to_string(pk->out * pk->n_mats) + " rows)");
+void dequantize_weight_row(const Weight& W, int64_t row, float* dst) {
+  const TensorView& v = WeightAccess::view(W);
+  const PackedLayout* pk = WeightAccess::layout(W);
+  if (!pk) return dequantize_row(v.type, v.row(row), dst, v.ne[0]);
+  const int64_t rows = v.ne[1] * v.ne[2] * v.ne[3];  // of this weight (a slice: one matrix)
+  if (row < 0 || row >= rows)
+    throw Error("dequantize_weight_row: row " + std::to_string(row) + " is outside '" + v.name + "' (" +
+                std::to_string(rows) + " rows)");
   const int64_t mat = row / pk->out, o = row % pk->out;
-  const auto* group = static_cast<const uint8_t*>(W.data) + mat * pk->matrix_bytes + (o / kPackRows) * pk->group_bytes;
+  const auto* group = static_cast<const uint8_t*>(v.data) + mat * pk->matrix_bytes + (o / kPackRows) * pk->group_bytes;
   thread_local std::vector<uint8_t> buf;
   buf.resize(row_bytes(pk->type, pk->in));
   unpack_row(pk->type, group, static_cast<int>(o % kPackRows), pk->in, buf.data());
   dequantize_row(pk->type, buf.data(), dst, pk->in);
 }
 
-PreparedWeight prepare_weight(const TensorView& W, bool release_source) {
+Weight prepare_weight(const TensorView& W, const PrepareOptions& o) {
+  const Isa isa = std::min(o.isa.value_or(default_isa()), best_isa());
+  const PackedFn fn = isa == Isa::Avx512Vnni ? packed_kernel_avx512vnni(W.type)
+                      : isa == Isa::Avx2     ? packed_kernel_avx2(W.type)
+                                             : nullptr;
   const size_t block_bytes = packed_block_bytes(W.type);
-  if (!repack_enabled() || !fast_paths_available() || block_bytes == 0 || W.n_dims < 2 || W.data == nullptr ||
-      W.ne[0] % info(W.type).block_size != 0 || find_packed(W.data))
-    return {W, nullptr};
-  PackedInfo pi;
-  pi.type = W.type;
-  pi.in = W.ne[0];
-  pi.out = W.ne[1];
-  pi.n_mats = W.ne[2] * W.ne[3];
-  const int64_t groups = (pi.out + kPackRows - 1) / kPackRows;
-  pi.group_bytes = static_cast<size_t>(pi.in / info(W.type).block_size) * block_bytes;
-  pi.matrix_bytes = static_cast<size_t>(groups) * pi.group_bytes;
-  const size_t total = pi.matrix_bytes * static_cast<size_t>(pi.n_mats);
-  if (total == 0) return {W, nullptr};
-  std::shared_ptr<uint8_t> storage = allocate_packed(total);
-  uint8_t* dst = storage.get();
-  const int64_t all_groups = groups * pi.n_mats;
+  if (!o.repack || !fn || block_bytes == 0 || W.n_dims < 2 || W.data == nullptr || W.ne[0] % info(W.type).block_size != 0)
+    return W;
+  auto pi = std::make_shared<PackedLayout>();
+  pi->type = W.type;
+  pi->in = W.ne[0];
+  pi->out = W.ne[1];
+  pi->n_mats = W.ne[2] * W.ne[3];
+  pi->isa = isa;
+  pi->fn = fn;
+  const int64_t groups = (pi->out + kPackRows - 1) / kPackRows;
+  pi->group_bytes = static_cast<size_t>(pi->in / info(W.type).block_size) * block_bytes;
+  pi->matrix_bytes = static_cast<size_t>(groups) * pi->group_bytes;
+  const size_t total = pi->matrix_bytes * static_cast<size_t>(pi->n_mats);
+  if (total == 0) return W;
+  pi->bytes = allocate_packed(total);
+  pi->total = total;
+  uint8_t* dst = pi->bytes;
+  const PackedLayout& l = *pi;
+  const int64_t all_groups = groups * l.n_mats;
   default_pool().parallel_for(all_groups, [&](int64_t b, int64_t e, int) {
     for (int64_t gi = b; gi < e; ++gi) {
       const int64_t mat = gi / groups, g = gi % groups;
       const uint8_t* rows[kPackRows];
       for (int r = 0; r < kPackRows; ++r) {
-        const int64_t o = g * kPackRows + r;
-        rows[r] = o < pi.out ? W.row(mat * pi.out + o) : nullptr;
+        const int64_t ro = g * kPackRows + r;
+        rows[r] = ro < l.out ? W.row(mat * l.out + ro) : nullptr;
       }
-      pack_group(W.type, rows, pi.in, dst + mat * pi.matrix_bytes + g * pi.group_bytes);
+      pack_group(W.type, rows, l.in, dst + mat * l.matrix_bytes + g * l.group_bytes);
     }
   });
-  pi.begin = dst;
-  pi.end = dst + total;
-  {
-    Registry& reg = registry();
-    std::unique_lock lock(reg.mu);
-    reg.by_begin[dst] = pi;
-    g_registered.fetch_add(1, std::memory_order_release);
-  }
-  if (release_source) release_pages(W.data, W.n_bytes());
+  if (o.release_source) release_pages(W.data, W.n_bytes());
   TensorView v = W;
   v.data = dst;
-  return {v, std::shared_ptr<const void>(storage, storage.get())};
+  return WeightAccess::make(std::move(v), std::move(pi));
 }
 
 }  // namespace owl::kernels

@@ -5,47 +5,30 @@
 // horizontal sums. Every quant value, scale and fp16 factor is kept exactly, so the original
 // rows can be rebuilt (unpack_row) bit for bit.
 //
-// Layout of one 8-row group, block by block (nb = in / block elements; rows past `out` are zero):
-//   Q4_K (1152 bytes per 256 elements, as in the file): fp16 d[8], fp16 dmin[8], the rows' 12
-//     bytes of packed 6-bit scales and mins as sc[3][8 r][4] (row r's bytes 4t .. 4t + 4 at t),
+// Layout of one 8-row group, block by block (nb = in / block elements; rows past `out` are zero).
+// A packed block is as large as the 8 rows' blocks (kPackedBytes<Block> = 8 x sizeof(Block)):
+//   Q4_K (8 x 144 bytes per 256 elements): fp16 d[8], fp16 dmin[8], the rows' 12 bytes of packed
+//     6-bit scales and mins as sc[3][8 r][4] (row r's bytes 4t .. 4t + 4 at t),
 //     qs[4 j][8 g][8 r][4] = row r's qs[32 j + 4 g .. + 4).
-//   Q6_K (1680 bytes per 256): fp16 d[8], s8 scales[8][8][2] (pair k, row r: scales 2k, 2k+1),
+//   Q6_K (8 x 210 bytes per 256): fp16 d[8], s8 scales[8][8][2] (pair k, row r: scales 2k, 2k+1),
 //     ql[4 c][8 g][8 r][4]: byte i = low 4 bits of q[64c+4g+i] | low 4 bits of q[64c+32+4g+i] << 4,
 //     qh[4 c][4 h][8 r][4]: byte i = the high 2 bits of q[64c+8h+i], q[64c+32+8h+i], q[64c+8h+4+i],
 //     q[64c+32+8h+4+i] at bits 0, 2, 4, 6 (q: the 6-bit unsigned levels, value = q - 32).
-//   Q8_0 (272 bytes per 32): fp16 d[8], qs[8 g][8 r][4] = row r's qs[4 g .. + 4).
-//   Q5_0 (176 bytes per 32): fp16 d[8], u32 hbits[8 r] (byte k, bit g: the high bit of element
+//   Q8_0 (8 x 34 bytes per 32): fp16 d[8], qs[8 g][8 r][4] = row r's qs[4 g .. + 4).
+//   Q5_0 (8 x 22 bytes per 32): fp16 d[8], u32 hbits[8 r] (byte k, bit g: the high bit of element
 //     4g + k; bit 4 + g: of element 16 + 4g + k), qs[4 g][8 r][4] = row r's qs[4 g .. + 4) (low
 //     nibbles: elements 4g + k, high nibbles: 16 + 4g + k).
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 
+#include "kernels/kernels.h"
+#include "kernels/type_traits.h"
 #include "tensor/dtype.h"
+#include "tensor/quants.h"
 
 namespace owl::kernels {
-
-constexpr int kPackRows = 8;
-
-// Whether type t has a packed layout, and its bytes per block of 8 rows (0 when none).
-size_t packed_block_bytes(DType t);
-
-// One registered packed weight: its storage holds n_mats matrices of `out` rows (padded to groups).
-struct PackedInfo {
-  DType type = DType::F32;  // the original weight type
-  int64_t in = 0, out = 0, n_mats = 1;
-  size_t group_bytes = 0;   // one group of 8 rows, all blocks
-  size_t matrix_bytes = 0;  // one matrix (ceil(out / 8) groups)
-  const uint8_t* begin = nullptr;
-  const uint8_t* end = nullptr;
-};
-// The packed weight whose storage contains address p, or null (cheap when none are registered).
-const PackedInfo* find_packed(const void* p);
-
-// Packs rows[0..8) (nullptr: a padding row of zeros) of type t, in elements each, into dst.
-void pack_group(DType t, const uint8_t* const rows[kPackRows], int64_t in, uint8_t* dst);
-// Rebuilds row r of a packed group in t's original block format.
-void unpack_row(DType t, const uint8_t* group, int r, int64_t in, uint8_t* dst);
 
 // y[k * ld + r] = dot(weight row r of the group, activation row k) for k < m (1 <= m <= 4),
 // r < valid (1 <= valid <= 8). xa: activations converted to the type's vec-dot type (Q8_K for
@@ -54,7 +37,39 @@ using PackedFn = void (*)(int64_t in, const uint8_t* group, const uint8_t* xa, s
                           int64_t ld, int valid);
 PackedFn packed_kernel_avx2(DType t);        // null where none
 PackedFn packed_kernel_avx512vnni(DType t);  // null where none; same results as AVX2, bit for bit
-// The fastest kernel this CPU runs for t (honours set_fast_paths and set_vnni); null where none.
-PackedFn packed_kernel(DType t);
+
+// A packed weight's copy: n_mats matrices of `out` rows (padded to groups), the kernel chosen for
+// it at prepare time, and the storage (unmapped when the last Weight sharing it goes).
+struct PackedLayout {
+  DType type = DType::F32;  // the original weight type
+  int64_t in = 0, out = 0, n_mats = 1;
+  size_t group_bytes = 0;   // one group of 8 rows, all blocks
+  size_t matrix_bytes = 0;  // one matrix (ceil(out / 8) groups)
+  Isa isa = Isa::Avx2;
+  PackedFn fn = nullptr;
+  uint8_t* bytes = nullptr;  // n_mats * matrix_bytes, owned
+  size_t total = 0;
+  PackedLayout() = default;
+  PackedLayout(const PackedLayout&) = delete;
+  PackedLayout& operator=(const PackedLayout&) = delete;
+  ~PackedLayout();
+};
+
+// The kernels' access to a Weight's bytes and layout.
+struct WeightAccess {
+  static const TensorView& view(const Weight& w) { return w.view_; }
+  static const PackedLayout* layout(const Weight& w) { return w.layout_.get(); }
+  static const std::shared_ptr<const PackedLayout>& shared_layout(const Weight& w) { return w.layout_; }
+  static Weight make(TensorView v, std::shared_ptr<const PackedLayout> l) {
+    Weight w(std::move(v));
+    w.layout_ = std::move(l);
+    return w;
+  }
+};
+
+// Packs rows[0..8) (nullptr: a padding row of zeros) of type t, in elements each, into dst.
+void pack_group(DType t, const uint8_t* const rows[kPackRows], int64_t in, uint8_t* dst);
+// Rebuilds row r of a packed group in t's original block format.
+void unpack_row(DType t, const uint8_t* group, int r, int64_t in, uint8_t* dst);
 
 }  // namespace owl::kernels

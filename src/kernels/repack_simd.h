@@ -106,7 +106,7 @@ inline void q5_0_levels(__m256i q, __m256i hb, int g, __m256i& lo, __m256i& hi) 
   hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), _mm256_and_si256(_mm256_srli_epi16(hb, g), m10));
 }
 
-// ---- Q8_0-activation kernels shared by both instruction sets ----
+// ---- the kernels, written once over an instruction-set policy Dot ----
 // Dot::acc(acc, u, s): acc + per 32-bit lane the sum of 4 products of unsigned bytes u and
 // signed bytes s (AVX2: maddubs + madd; VNNI: vpdpbusd). Integer sums are exact either way.
 
@@ -132,9 +132,10 @@ void gemm_q8_0(int64_t in, const uint8_t* grp, const uint8_t* xa, size_t xs, flo
   const Q8_0Rows<M> x(xa, xs, in);
   __m256 acc[M];
   for (int m = 0; m < M; ++m) acc[m] = _mm256_setzero_ps();
+  constexpr size_t kBytes = kPackedBytes<BlockQ8_0>;
   for (int64_t i = 0; i < nb; ++i) {
-    const uint8_t* b = grp + i * 272;
-    prefetch_block(b, 272);
+    const uint8_t* b = grp + i * kBytes;
+    prefetch_block(b, kBytes);
     __m256i isum[M];
     for (int m = 0; m < M; ++m) isum[m] = _mm256_setzero_si256();
     for (int g = 0; g < 8; ++g) {
@@ -156,9 +157,10 @@ void gemm_q5_0(int64_t in, const uint8_t* grp, const uint8_t* xa, size_t xs, flo
   const Q8_0Rows<M> x(xa, xs, in);
   __m256 acc[M];
   for (int m = 0; m < M; ++m) acc[m] = _mm256_setzero_ps();
+  constexpr size_t kBytes = kPackedBytes<BlockQ5_0>;
   for (int64_t i = 0; i < nb; ++i) {
-    const uint8_t* b = grp + i * 176;
-    prefetch_block(b, 176);
+    const uint8_t* b = grp + i * kBytes;
+    prefetch_block(b, kBytes);
     const __m256i hb = load32(b + 16);
     __m256i isum[M];
     for (int m = 0; m < M; ++m) isum[m] = _mm256_set1_epi32(-16 * x.sums[m][i]);
@@ -175,45 +177,152 @@ void gemm_q5_0(int64_t in, const uint8_t* grp, const uint8_t* xa, size_t xs, flo
   store_rows<M>(acc, y, ld, valid);
 }
 
-// Runs kernel K<M> for m = 1..4 activation rows (the PackedFn signature).
-template <template <int> class K>
+// ---- Q8_K-activation kernels (Q4_K, Q6_K) over the same policy ----
+// Sub-block sums go through partial sums that Dot folds into int32 with the sub-block scale:
+// Dot::part(p, u, s) adds the 4-product sums of u x s (AVX2: int16 pairs from maddubs, which
+// kPartial16 says; VNNI: int32 from vpdpbusd), Dot::scale(p, s) = int32 lanes of p times the
+// scale s, which a Dot object builds in its form: q4_k_scale(sc, k) from byte k of each lane of
+// sc (unsigned), q6_k_pairs(p) + q6_k_scale(pairs, b) from entry b of a [8 rows][2] s8 table.
+// All integer sums are exact, and the block scales apply in one float order for every policy,
+// so every policy gives the same results bit for bit.
+
+template <class Dot, int M>
+void gemm_q4_k(int64_t in, const uint8_t* grp, const uint8_t* xa, size_t xs, float* y, int64_t ld, int valid) {
+  constexpr size_t kBytes = kPackedBytes<BlockQ4_K>;
+  const int64_t nb = in / kQKK;
+  const Dot dot;
+  const __m256i m4 = _mm256_set1_epi8(0x0F);
+  __m256 acc[M];
+  for (int m = 0; m < M; ++m) acc[m] = _mm256_setzero_ps();
+  for (int64_t i = 0; i < nb; ++i) {
+    const uint8_t* b = grp + i * kBytes;
+    prefetch_block(b, kBytes);
+    const Q4KScales s = q4_k_scales(b + 32);
+    const uint8_t* qs = b + 128;
+    const BlockQ8_K* a[M];
+    __m256i isum[M];
+    for (int m = 0; m < M; ++m) {
+      a[m] = reinterpret_cast<const BlockQ8_K*>(xa + m * xs) + i;
+      isum[m] = _mm256_setzero_si256();
+    }
+    for (int j = 0; j < 4; ++j) {  // low nibbles: sub-block 2j, high nibbles: sub-block 2j + 1
+      __m256i plo[M], phi[M];
+      for (int m = 0; m < M; ++m) plo[m] = phi[m] = _mm256_setzero_si256();
+      // 8 steps of 4 elements: int16 partial sums of up to 8 * 2 * 15 * 128 still fit.
+      for (int g = 0; g < 8; ++g) {
+        const __m256i q = load32(qs + (j * 8 + g) * 32);
+        const __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+        for (int m = 0; m < M; ++m) {
+          plo[m] = Dot::part(plo[m], lo, bcast4(a[m]->qs + 64 * j + 4 * g));
+          phi[m] = Dot::part(phi[m], hi, bcast4(a[m]->qs + 64 * j + 32 + 4 * g));
+        }
+      }
+      // Scales 2j and 2j + 1 of every row: bytes 0, 1 (j even) or 2, 3 of each lane.
+      const __m256i sc = j < 2 ? s.sc_lo : s.sc_hi;
+      const __m256i s_lo = dot.q4_k_scale(sc, 2 * (j % 2)), s_hi = dot.q4_k_scale(sc, 2 * (j % 2) + 1);
+      for (int m = 0; m < M; ++m)
+        isum[m] = _mm256_add_epi32(isum[m], _mm256_add_epi32(Dot::scale(plo[m], s_lo), Dot::scale(phi[m], s_hi)));
+    }
+    const __m256 d = fp16x8(b), dmin = fp16x8(b + 16);
+    for (int m = 0; m < M; ++m) {
+      const __m256i ms = q4_k_mins(s, a[m]->bsums);
+      const __m256 da = _mm256_set1_ps(a[m]->d);
+      acc[m] = _mm256_fmadd_ps(_mm256_mul_ps(d, da), _mm256_cvtepi32_ps(isum[m]), acc[m]);
+      acc[m] = _mm256_fnmadd_ps(_mm256_mul_ps(dmin, da), _mm256_cvtepi32_ps(ms), acc[m]);
+    }
+  }
+  store_rows<M>(acc, y, ld, valid);
+}
+
+template <class Dot, int M>
+void gemm_q6_k(int64_t in, const uint8_t* grp, const uint8_t* xa, size_t xs, float* y, int64_t ld, int valid) {
+  constexpr size_t kBytes = kPackedBytes<BlockQ6_K>;
+  const int64_t nb = in / kQKK;
+  const Dot dot;
+  __m256 acc[M];
+  for (int m = 0; m < M; ++m) acc[m] = _mm256_setzero_ps();
+  for (int64_t i = 0; i < nb; ++i) {
+    const uint8_t* b = grp + i * kBytes;
+    prefetch_block(b, kBytes);
+    const uint8_t* sc = b + 16;
+    const uint8_t* ql = b + 144;
+    const uint8_t* qh = b + 1168;
+    const BlockQ8_K* a[M];
+    __m256i isum[M];
+    for (int m = 0; m < M; ++m) {
+      a[m] = reinterpret_cast<const BlockQ8_K*>(xa + m * xs) + i;
+      isum[m] = q6_k_offset(sc, a[m]->bsums);  // the -32 offset of every level
+    }
+    for (int c = 0; c < 4; ++c) {
+      const __m256i p_lo = dot.q6_k_pairs(sc + 16 * (2 * c)), p_hi = dot.q6_k_pairs(sc + 16 * (2 * c + 1));
+      for (int hh = 0; hh < 2; ++hh) {  // elements 64c + 16 hh .. + 16 (and + 32): sub-blocks 4c + hh, 4c + 2 + hh
+        const __m256i s_lo = dot.q6_k_scale(p_lo, hh), s_hi = dot.q6_k_scale(p_hi, hh);
+        __m256i slo[M], shi[M];
+        for (int m = 0; m < M; ++m) slo[m] = shi[m] = _mm256_setzero_si256();
+        for (int h = 2 * hh; h < 2 * hh + 2; ++h) {
+          const __m256i H = load32(qh + (c * 4 + h) * 32);
+          const __m256i L0 = load32(ql + (c * 8 + 2 * h) * 32), L1 = load32(ql + (c * 8 + 2 * h + 1) * 32);
+          __m256i lo0, hi0, lo1, hi1;
+          q6_k_levels(L0, L1, H, lo0, hi0, lo1, hi1);
+          for (int m = 0; m < M; ++m) {
+            const int8_t* aq = a[m]->qs + 64 * c + 8 * h;
+            slo[m] = Dot::part(Dot::part(slo[m], lo0, bcast4(aq)), lo1, bcast4(aq + 4));
+            shi[m] = Dot::part(Dot::part(shi[m], hi0, bcast4(aq + 32)), hi1, bcast4(aq + 36));
+            // int16 partials hold one step (2 * 2 * 63 * 128 fits, twice that does not): fold them
+            // at once, which also keeps them out of the 16 registers AVX2 has.
+            if constexpr (Dot::kPartial16) {
+              isum[m] = _mm256_add_epi32(isum[m], _mm256_add_epi32(Dot::scale(slo[m], s_lo), Dot::scale(shi[m], s_hi)));
+              slo[m] = shi[m] = _mm256_setzero_si256();
+            }
+          }
+        }
+        if constexpr (!Dot::kPartial16)
+          for (int m = 0; m < M; ++m)
+            isum[m] = _mm256_add_epi32(isum[m], _mm256_add_epi32(Dot::scale(slo[m], s_lo), Dot::scale(shi[m], s_hi)));
+      }
+    }
+    const __m256 d = fp16x8(b);
+    for (int m = 0; m < M; ++m)
+      acc[m] = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(a[m]->d)), _mm256_cvtepi32_ps(isum[m]), acc[m]);
+  }
+  store_rows<M>(acc, y, ld, valid);
+}
+
+// Runs kernel Gemm<Dot, M> for m = 1..4 activation rows (the PackedFn signature).
+template <class Dot, template <class, int> class Gemm>
 void by_m(int64_t in, const uint8_t* grp, const uint8_t* xa, size_t xs, int m, float* y, int64_t ld, int valid) {
   switch (m) {
-    case 1: return K<1>::f(in, grp, xa, xs, y, ld, valid);
-    case 2: return K<2>::f(in, grp, xa, xs, y, ld, valid);
-    case 3: return K<3>::f(in, grp, xa, xs, y, ld, valid);
-    default: return K<4>::f(in, grp, xa, xs, y, ld, valid);
+    case 1: return Gemm<Dot, 1>::f(in, grp, xa, xs, y, ld, valid);
+    case 2: return Gemm<Dot, 2>::f(in, grp, xa, xs, y, ld, valid);
+    case 3: return Gemm<Dot, 3>::f(in, grp, xa, xs, y, ld, valid);
+    default: return Gemm<Dot, 4>::f(in, grp, xa, xs, y, ld, valid);
   }
 }
 
-// by_m forms of the Dot-generic kernels: by_m<Q8_0Kernel<Dot>::K>, by_m<Q5_0Kernel<Dot>::K>.
-template <class Dot>
-struct Q8_0Kernel {
-  template <int M>
-  struct K {
-    static void f(int64_t in, const uint8_t* g, const uint8_t* x, size_t xs, float* y, int64_t ld, int v) {
-      gemm_q8_0<Dot, M>(in, g, x, xs, y, ld, v);
-    }
+#define OWL_PACKED_GEMM(name, fn)                                                                             \
+  template <class Dot, int M>                                                                                 \
+  struct name {                                                                                               \
+    static void f(int64_t in, const uint8_t* g, const uint8_t* x, size_t xs, float* y, int64_t ld, int v) { \
+      fn<Dot, M>(in, g, x, xs, y, ld, v);                                                                     \
+    }                                                                                                         \
   };
-};
+OWL_PACKED_GEMM(GemmQ4_K, gemm_q4_k)
+OWL_PACKED_GEMM(GemmQ6_K, gemm_q6_k)
+OWL_PACKED_GEMM(GemmQ8_0, gemm_q8_0)
+OWL_PACKED_GEMM(GemmQ5_0, gemm_q5_0)
+#undef OWL_PACKED_GEMM
+
+// The packed kernels of one instruction-set policy, by weight type (null where none).
 template <class Dot>
-struct Q5_0Kernel {
-  template <int M>
-  struct K {
-    static void f(int64_t in, const uint8_t* g, const uint8_t* x, size_t xs, float* y, int64_t ld, int v) {
-      gemm_q5_0<Dot, M>(in, g, x, xs, y, ld, v);
-    }
-  };
-};
+PackedFn packed_kernels(DType t) {
+  switch (t) {
+    case DType::Q4_K: return by_m<Dot, GemmQ4_K>;
+    case DType::Q6_K: return by_m<Dot, GemmQ6_K>;
+    case DType::Q8_0: return by_m<Dot, GemmQ8_0>;
+    case DType::Q5_0: return by_m<Dot, GemmQ5_0>;
+    default: return nullptr;
+  }
+}
 
 }  // namespace
 }  // namespace owl::kernels
-
-// Wraps kernel template fn<M> as a class template for by_m.
-#define OWL_PACKED_M_KERNEL(name, fn)                                                                         \
-  template <int M>                                                                                            \
-  struct name {                                                                                               \
-    static void f(int64_t in, const uint8_t* g, const uint8_t* x, size_t xs, float* y, int64_t ld, int v) { \
-      fn<M>(in, g, x, xs, y, ld, v);                                                                          \
-    }                                                                                                         \
-  };

@@ -6,7 +6,10 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "kernels/kernels.h"
+#include "kernels/type_traits.h"
 #include "tensor/dtype.h"
+#include "tensor/quants.h"
 
 namespace owl::kernels {
 
@@ -21,18 +24,16 @@ using DotFn = void (*)(int64_t n, const void* w, const void* x, size_t x_stride,
 // Byte offset of those float scales (4-aligned, so rows and scales stay float-aligned); after
 // them, each block's sum of its 32 quants as int32 (the packed Q5_0 kernels multiply unsigned
 // 5-bit levels and take 16 * sum off); and the row size.
-inline size_t q8_0_act_scales_offset(int64_t n) { return (static_cast<size_t>(n / 32) * 34 + 3) & ~size_t{3}; }
-inline size_t q8_0_act_sums_offset(int64_t n) { return q8_0_act_scales_offset(n) + static_cast<size_t>(n / 32) * 4; }
-inline size_t q8_0_act_row_bytes(int64_t n) { return q8_0_act_sums_offset(n) + static_cast<size_t>(n / 32) * 4; }
+inline size_t q8_0_act_scales_offset(int64_t n) {
+  return (static_cast<size_t>(n / kQK) * sizeof(BlockQ8_0) + 3) & ~size_t{3};
+}
+inline size_t q8_0_act_sums_offset(int64_t n) { return q8_0_act_scales_offset(n) + static_cast<size_t>(n / kQK) * 4; }
+inline size_t q8_0_act_row_bytes(int64_t n) { return q8_0_act_sums_offset(n) + static_cast<size_t>(n / kQK) * 4; }
 
-struct DotKernel {
-  DType act = DType::F32;  // what the activations are converted to (F32, Q8_0 or Q8_K)
-  DotFn fn = nullptr;
-};
-
-// The kernel for weight type t; fn is null for a type matmul does not support.
-DotKernel dot_kernel_ref(DType t);
-DotKernel dot_kernel_avx2(DType t);  // null fn where no AVX2 version exists
+// The dot kernel of weight type t (activations converted to type_traits(t)->act); null for a
+// type without one: every type of kTypeTraits has a reference, most an AVX2 version.
+DotFn dot_fn_ref(DType t);
+DotFn dot_fn_avx2(DType t);
 
 // AVX2 activation quantisers (bit-identical to quantize_row for Q8_0 / Q8_K).
 void quantize_q8_0_avx2(const float* x, void* y, int64_t n);
@@ -41,5 +42,7 @@ void quantize_q8_k_avx2(const float* x, void* y, int64_t n);
 // CPU features, read once.
 bool cpu_has_avx2_fma_f16c();
 bool cpu_has_avx512_vnni();  // AVX512F/BW/VL + VNNI, enabled by the OS
+// Whether the plain kernels take their AVX2 versions now (default_isa(), read once per call).
+inline bool use_avx2() { return default_isa() != Isa::Scalar; }
 
 }  // namespace owl::kernels

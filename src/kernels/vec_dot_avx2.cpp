@@ -455,22 +455,22 @@ void quantize_q8_k_avx2(const float* x, void* vy, int64_t n) {
   }
 }
 
-DotKernel dot_kernel_avx2(DType t) {
+DotFn dot_fn_avx2(DType t) {
   switch (t) {
-    case DType::F32: return {DType::F32, by_nr<KF32>};
-    case DType::F16: return {DType::F32, by_nr<KF16>};
-    case DType::BF16: return {DType::F32, by_nr<KBF16>};
-    case DType::Q4_0: return {DType::Q8_0, by_nr<KQ4_0>};
-    case DType::Q4_1: return {DType::Q8_0, by_nr<KQ4_1>};
-    case DType::Q5_0: return {DType::Q8_0, by_nr<KQ5_0>};
-    case DType::Q5_1: return {DType::Q8_0, by_nr<KQ5_1>};
-    case DType::Q8_0: return {DType::Q8_0, by_nr<KQ8_0>};
-    case DType::IQ4_NL: return {DType::Q8_0, by_nr<KIQ4_NL>};
-    case DType::Q4_K: return {DType::Q8_K, by_nr<KQ4_K>};
-    case DType::Q5_K: return {DType::Q8_K, by_nr<KQ5_K>};
-    case DType::Q6_K: return {DType::Q8_K, by_nr<KQ6_K>};
-    case DType::IQ4_XS: return {DType::Q8_K, by_nr<KIQ4_XS>};
-    default: return {};
+    case DType::F32: return by_nr<KF32>;
+    case DType::F16: return by_nr<KF16>;
+    case DType::BF16: return by_nr<KBF16>;
+    case DType::Q4_0: return by_nr<KQ4_0>;
+    case DType::Q4_1: return by_nr<KQ4_1>;
+    case DType::Q5_0: return by_nr<KQ5_0>;
+    case DType::Q5_1: return by_nr<KQ5_1>;
+    case DType::Q8_0: return by_nr<KQ8_0>;
+    case DType::IQ4_NL: return by_nr<KIQ4_NL>;
+    case DType::Q4_K: return by_nr<KQ4_K>;
+    case DType::Q5_K: return by_nr<KQ5_K>;
+    case DType::Q6_K: return by_nr<KQ6_K>;
+    case DType::IQ4_XS: return by_nr<KIQ4_XS>;
+    default: return nullptr;
   }
 }
 

@@ -35,16 +35,16 @@ std::vector<float> load_vector(const ModelSource& src, const std::string& name, 
   return load_optional_vector(src, name, n);
 }
 
-kernels::PreparedWeight prepare_matmul_weight(const ModelSource& src, const TensorView& w) {
+kernels::Weight prepare_matmul_weight(const ModelSource& src, const TensorView& w) {
+  kernels::PrepareOptions o = src.prepare;
   // Only a GGUF source's tensors all lie in its read-only file mapping (a Hugging Face source
   // may have converted some into memory of its own, which DONTNEED would zero).
-  return kernels::prepare_weight(w, /*release_source=*/src.gguf_file() != nullptr);
+  o.release_source = src.gguf_file() != nullptr;
+  return kernels::prepare_weight(w, o);
 }
 
-void prepare_in_place(const ModelSource& src, TensorView& w, std::vector<std::shared_ptr<const void>>& storage) {
-  kernels::PreparedWeight pw = prepare_matmul_weight(src, w);
-  w = pw.view;
-  if (pw.storage) storage.push_back(std::move(pw.storage));
+void prepare_in_place(const ModelSource& src, kernels::Weight& w) {
+  if (const TensorView* v = w.plain()) w = prepare_matmul_weight(src, *v);
 }
 
 Linear load_linear(const ModelSource& src, int64_t il, const TensorName& w, const TensorName& b, Bias bias,
@@ -57,9 +57,7 @@ Linear load_linear(const ModelSource& src, int64_t il, const TensorName& w, cons
 
 Linear load_linear(const ModelSource& src, int64_t il, const TensorName& w, int64_t in, int64_t out) {
   Linear l;
-  auto prepared = prepare_matmul_weight(src, src.require(layer_tensor(il, w), {in, out}));
-  l.w = prepared.view;
-  l.storage = std::move(prepared.storage);
+  l.w = prepare_matmul_weight(src, src.require(layer_tensor(il, w), {in, out}));
   return l;
 }
 
@@ -150,7 +148,7 @@ AttentionWeights load_attention(const ModelSource& src, const ModelConfig& c, in
 }
 
 void qkv_projection(const AttentionWeights& w, const float* h, int64_t n_rows, float* q, float* k, float* v) {
-  const TensorView* ws[] = {&w.q.w, &w.k.w, &w.v.w};
+  const kernels::Weight* ws[] = {&w.q.w, &w.k.w, &w.v.w};
   float* ys[] = {q, k, v};
   kernels::matmul_many(ws, h, n_rows, ys);
   add_bias(w.q, n_rows, q);
@@ -312,23 +310,21 @@ OutputHead load_output_head(const ModelSource& src, const ModelConfig& c) {
   head.norm = load_vector(src, tn::kOutputNorm.gguf, c.n_embd);
   auto out = src.optional(tn::kOutput.gguf, {c.n_embd, emb->ne[1]});
   // Tied: the prepared copy serves the head and the embedding lookups alike.
-  auto prepared = prepare_matmul_weight(src, out ? *out : *emb);
-  head.output = prepared.view;
-  head.output_storage = std::move(prepared.storage);
+  head.output = prepare_matmul_weight(src, out ? *out : *emb);
   head.tied = !out;
   return head;
 }
 
 void embed(const OutputHead& head, const Batch& batch, float* x) {
   // Tied: the rows come from the head's prepared copy (the file's pages were released).
-  const TensorView& e = head.tied ? head.output : head.token_embd;
-  const int64_t n_embd = e.ne[0];
+  const kernels::Weight e = head.tied ? head.output : kernels::Weight(head.token_embd);
+  const int64_t n_embd = e.in();
   for (int64_t r = 0; r < batch.size(); ++r) kernels::dequantize_weight_row(e, batch.tokens[r], x + r * n_embd);
 }
 
 std::span<const float> output_logits(const OutputHead& head, float eps, const float* x, const Batch& batch,
                                      HeadScratch& ws) {
-  const int64_t n_embd = head.output.ne[0], n_vocab = head.output.ne[1];
+  const int64_t n_embd = head.output.in(), n_vocab = head.output.out();
   const int64_t n_out = batch.n_logits();
   float* rows = scratch(ws.rows, n_out * n_embd);
   int64_t j = 0;
@@ -345,7 +341,7 @@ std::span<const float> output_logits(const OutputHead& head, float eps, const fl
 
 Decoder::Decoder(const ModelSource& src, ModelConfig config) : Model(std::move(config)) {
   head_ = load_output_head(src, config_);
-  config_.n_vocab = head_.output.ne[1];
+  config_.n_vocab = head_.output.out();
   n_trunk_ = config_.n_layer - config_.n_nextn_layers;
 }
 

@@ -31,20 +31,19 @@ std::vector<float> load_vector(const ModelSource& src, const std::string& name, 
 std::vector<float> load_optional_vector(const ModelSource& src, const std::string& name, int64_t n);
 
 // The matmul form of a weight: repacked at load for the fast kernels where they have a layout for
-// its type (kernels::prepare_weight; the view is plain otherwise). When the bytes lie in a GGUF
-// file mapping, the mapping's resident pages are dropped after the copy, so the weight is resident
-// once (a tied embedding then reads its rows from the copy: kernels::dequantize_weight_row).
-kernels::PreparedWeight prepare_matmul_weight(const ModelSource& src, const TensorView& w);
-// The same in place: w becomes the prepared view, and its copy (if any) joins `storage`.
-void prepare_in_place(const ModelSource& src, TensorView& w, std::vector<std::shared_ptr<const void>>& storage);
+// its type (kernels::prepare_weight with src.prepare; plain otherwise). When the bytes lie in a
+// GGUF file mapping, the mapping's resident pages are dropped after the copy, so the weight is
+// resident once (a tied embedding then reads its rows from the copy: kernels::dequantize_weight_row).
+kernels::Weight prepare_matmul_weight(const ModelSource& src, const TensorView& w);
+// The same in place: a plain w becomes its prepared form.
+void prepare_in_place(const ModelSource& src, kernels::Weight& w);
 
 // y = W x (+ b): W has ne {in, out}, stored in any type kernels::matmul handles.
 struct Linear {
-  TensorView w;                         // the prepared view
-  std::shared_ptr<const void> storage;  // owns a repacked copy (null: w is in the source)
-  std::vector<float> bias;              // empty: no bias
-  int64_t in() const { return w.ne[0]; }
-  int64_t out() const { return w.ne[1]; }
+  kernels::Weight w;        // prepared (packed or plain)
+  std::vector<float> bias;  // empty: no bias
+  int64_t in() const { return w.in(); }
+  int64_t out() const { return w.out(); }
 };
 enum class Bias { None, Optional, Required };
 // blk.<il>.<w> with shape {in, out}, prepared for matmul; with a bias blk.<il>.<b> as `bias` says.
@@ -137,8 +136,7 @@ void feed_forward(const FeedForward& f, const MoeOptions& moe, float eps, const 
 struct OutputHead {
   TensorView token_embd;     // {n_embd, n_vocab}, the file's layout (row lookups when untied)
   std::vector<float> norm;   // output_norm
-  TensorView output;         // output.weight, or token_embd when tied; prepared for matmul
-  std::shared_ptr<const void> output_storage;
+  kernels::Weight output;    // output.weight, or token_embd when tied; prepared for matmul
   // Tied: embedding rows are read from the prepared head (kernels::dequantize_weight_row), so
   // the table is resident once.
   bool tied = false;

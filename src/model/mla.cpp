@@ -65,7 +65,7 @@ MlaWeights load_mla_weights(const ModelSource& src, int64_t layer, const MlaPara
   };
   check_f32(w.kv_a_norm);
   if (w.q_a_norm) check_f32(*w.q_a_norm);
-  auto prepare = [&](TensorView& t) { blocks::prepare_in_place(src, t, w.storage); };
+  auto prepare = [&](kernels::Weight& t) { blocks::prepare_in_place(src, t); };
   for (auto* t : {&w.q_a, &w.q_b, &w.q})
     if (*t) prepare(**t);
   prepare(w.kv_a_mqa);
@@ -109,14 +109,14 @@ void mla_project(const MlaWeights& w, const MlaParams& p, const float* x, const 
   // dispatch for both.
   if (w.q_a) {
     float* qa = grow(ws.qa, n * p.q_lora_rank);
-    const TensorView* ws_[] = {&*w.q_a, &w.kv_a_mqa};
+    const kernels::Weight* ws_[] = {&*w.q_a, &w.kv_a_mqa};
     float* ys[] = {qa, kv_rows};
     kernels::matmul_many(ws_, x, n, ys);
     const float* nw = static_cast<const float*>(w.q_a_norm->data);
     for (int64_t t = 0; t < n; ++t) kernels::rms_norm(qa + t * p.q_lora_rank, nw, qa + t * p.q_lora_rank, p.q_lora_rank, p.eps);
     kernels::matmul(*w.q_b, qa, n, q);
   } else {
-    const TensorView* ws_[] = {&*w.q, &w.kv_a_mqa};
+    const kernels::Weight* ws_[] = {&*w.q, &w.kv_a_mqa};
     float* ys[] = {q, kv_rows};
     kernels::matmul_many(ws_, x, n, ys);
   }
@@ -217,7 +217,7 @@ void mla_attend_expanded(const MlaWeights& w, const MlaParams& p, const float* q
     const int64_t h1 = std::min(nh, h0 + chunk), nc = h1 - h0;
     for (int64_t h = h0; h < h1; ++h) {
       // attn_k_b holds W_k,h transposed (kv_lora rows of nope); decompressing needs W_k,h itself.
-      const TensorView kb = kernels::matrix_slice(w.k_b, h);
+      const kernels::Weight kb = kernels::matrix_slice(w.k_b, h);
       for (int64_t r = 0; r < kvl; ++r) {
         kernels::dequantize_weight_row(kb, r, tmp);  // kb may be a prepared (repacked) copy
         for (int64_t i = 0; i < p.nope; ++i) wk[i * kvl + r] = tmp[i];

@@ -40,12 +40,12 @@ struct MlaParams {
 };
 
 struct MlaWeights {
-  std::optional<TensorView> q_a, q_a_norm, q_b;  // q_lora_rank > 0
-  std::optional<TensorView> q;                   // q_lora_rank == 0
-  TensorView kv_a_mqa, kv_a_norm, k_b, v_b, output;
-  // Repacked copies behind the matmul views (q*, kv_a_mqa, v_b, output; k_b keeps the file's
-  // layout: the expanded form reads its rows).
-  std::vector<std::shared_ptr<const void>> storage;
+  std::optional<kernels::Weight> q_a, q_b;  // q_lora_rank > 0
+  std::optional<TensorView> q_a_norm;
+  std::optional<kernels::Weight> q;  // q_lora_rank == 0
+  TensorView kv_a_norm;
+  // Prepared for matmul (k_b too: the expanded form reads its rows with dequantize_weight_row).
+  kernels::Weight kv_a_mqa, k_b, v_b, output;
 };
 MlaWeights load_mla_weights(const ModelSource& src, int64_t layer, const MlaParams& p);
 

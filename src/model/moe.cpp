@@ -112,8 +112,8 @@ MoeWeights load_moe_weights(const ModelSource& src, int64_t layer, bool require_
   MoeWeights w;
   w.layer = layer;
   w.gate_inp = src.require(name(tn::kFfnGateInp), {d, ne});
-  if (w.gate_inp.type != DType::F32)
-    throw Error("model '" + src.path() + "': router " + w.gate_inp.name + " is " + dtype_name(w.gate_inp.type) +
+  if (w.gate_inp.type() != DType::F32)
+    throw Error("model '" + src.path() + "': router " + w.gate_inp.name() + " is " + dtype_name(w.gate_inp.type()) +
                 ", expected F32 (routing is kept in full precision)");
   w.probs_bias = require_bias ? std::optional(src.require(name(tn::kExpProbsB), {ne}))
                               : src.optional(name(tn::kExpProbsB), {ne});
@@ -128,8 +128,8 @@ MoeWeights load_moe_weights(const ModelSource& src, int64_t layer, bool require_
     w.up_shexp = src.require(name(tn::kFfnUpShexp), {d, fs});
     w.down_shexp = src.require(name(tn::kFfnDownShexp), {fs, d});
   }
-  auto prepare = [&](TensorView& t) { blocks::prepare_in_place(src, t, w.storage); };
-  for (TensorView* t : {&w.gate_exps, &w.up_exps, &w.down_exps}) prepare(*t);
+  auto prepare = [&](kernels::Weight& t) { blocks::prepare_in_place(src, t); };
+  for (kernels::Weight* t : {&w.gate_exps, &w.up_exps, &w.down_exps}) prepare(*t);
   if (w.gate_shexp)
     for (auto* t : {&w.gate_shexp, &w.up_shexp, &w.down_shexp}) prepare(**t);
   return w;
@@ -142,7 +142,7 @@ float* grow(std::vector<float>& buf, int64_t n) {
 }
 }  // namespace
 
-void swiglu_ffn(const TensorView& gate, const TensorView& up, const TensorView& down, const float* x,
+void swiglu_ffn(const kernels::Weight& gate, const kernels::Weight& up, const kernels::Weight& down, const float* x,
                 int64_t n_rows, float* h, float* y) {
   kernels::matmul_swiglu(gate, up, x, n_rows, h);
   kernels::matmul(down, h, n_rows, y);
@@ -182,7 +182,7 @@ void expert_task(void* ctx, int task, int) {
 
 void moe_forward(const MoeWeights& w, const MoeOptions& opt, const float* x, int64_t n_tokens, MoeScratch& ws,
                  float* out) {
-  const int64_t d = w.gate_inp.ne[0], n_exp = opt.n_expert, ff = w.gate_exps.ne[1];
+  const int64_t d = w.gate_inp.in(), n_exp = opt.n_expert, ff = w.gate_exps.out();
   float* logits = grow(ws.logits, n_tokens * n_exp);
   kernels::matmul(w.gate_inp, x, n_tokens, logits);
   trace::tensor("moe_logits", w.layer, logits, n_tokens, n_exp);
@@ -215,7 +215,7 @@ void moe_forward(const MoeWeights& w, const MoeOptions& opt, const float* x, int
     }
   }
 
-  const int64_t fs = w.gate_shexp ? w.gate_shexp->ne[1] : 0;
+  const int64_t fs = w.gate_shexp ? w.gate_shexp->out() : 0;
   const int first_expert = w.gate_shexp ? 1 : 0;
   const int n_tasks = first_expert + static_cast<int>(ws.active.size());
   ThreadPool& pool = default_pool();

@@ -19,6 +19,7 @@
 #include <utility>
 #include <vector>
 
+#include "kernels/kernels.h"
 #include "model/config.h"
 #include "model/source.h"
 #include "tensor/tensor.h"
@@ -53,13 +54,12 @@ void route_experts(const float* router_logits, int64_t n_tokens, const MoeOption
                    Routing& r);
 
 struct MoeWeights {
-  TensorView gate_inp;                   // router {n_embd, n_expert}
+  kernels::Weight gate_inp;              // router {n_embd, n_expert}, plain F32
   std::optional<TensorView> probs_bias;  // exp_probs_b {n_expert}, F32
-  TensorView gate_exps, up_exps;         // {n_embd, n_ff_exp, n_expert}
-  TensorView down_exps;                  // {n_ff_exp, n_embd, n_expert}
-  std::optional<TensorView> gate_shexp, up_shexp, down_shexp;  // shared experts, SwiGLU
-  std::vector<std::shared_ptr<const void>> storage;            // repacked copies behind the views
-  int64_t layer = -1;                                          // for trace.h records
+  kernels::Weight gate_exps, up_exps;    // {n_embd, n_ff_exp, n_expert}
+  kernels::Weight down_exps;             // {n_ff_exp, n_embd, n_expert}
+  std::optional<kernels::Weight> gate_shexp, up_shexp, down_shexp;  // shared experts, SwiGLU
+  int64_t layer = -1;                    // for trace.h records
 };
 
 // Loads blk.<layer>.ffn_*_exps, ffn_gate_inp, exp_probs_b (required when `require_bias`,
@@ -79,7 +79,7 @@ struct MoeScratch {
 };
 
 // y = (silu(x·gate) * (x·up))·down for n rows: a plain SwiGLU FFN; h: n_rows * ff floats of scratch.
-void swiglu_ffn(const TensorView& gate, const TensorView& up, const TensorView& down, const float* x,
+void swiglu_ffn(const kernels::Weight& gate, const kernels::Weight& up, const kernels::Weight& down, const float* x,
                 int64_t n_rows, float* h, float* y);
 
 // out[t] = sum_j w[t][j] * expert_{e[t][j]}(x[t]) + shared(x[t]) for n_tokens rows of n_embd.

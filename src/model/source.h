@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/kernels.h"
 #include "model/config.h"
 #include "tensor/tensor.h"
 
@@ -28,6 +29,9 @@ class ModelSource {
   // Folder holding tokenizer.json etc. for Hugging Face sources, or "".
   virtual std::string hf_folder() const { return ""; }
   const std::string& path() const { return path_; }
+  // How loading prepares the matmul weights (blocks::prepare_matmul_weight): whether they are
+  // repacked and for which ISA's kernels (owl bench --no-repack, --no-vnni). Set before loading.
+  kernels::PrepareOptions prepare;
 
   // Required tensor with the given shape (ggml order, trailing 1s optional); throws a clear error.
   TensorView require(const std::string& name, std::initializer_list<int64_t> shape) const;

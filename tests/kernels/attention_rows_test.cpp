@@ -14,6 +14,7 @@
 #include "base/thread_pool.h"
 #include "kernels/kernels.h"
 #include "tensor/fp16.h"
+#include "matmul_test_util.h"
 
 namespace owl {
 namespace {
@@ -127,8 +128,15 @@ const Case kCases[] = {
     {3, 3, 8, 8, 65, 0, 1},          // window 1: every row sees only itself
 };
 
-TEST(AttentionRows, AgreesWithRowByRowAndReference) {
-  ASSERT_TRUE(kernels::fast_paths_available());
+using kernels::Isa;
+using test::WithIsa;
+
+// The fast-vs-reference tests, once per fast ISA of this CPU.
+class AttentionRowsIsa : public testing::TestWithParam<Isa> {};
+INSTANTIATE_TEST_SUITE_P(Isa, AttentionRowsIsa, testing::ValuesIn(test::fast_isas()), test::isa_test_name);
+GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(AttentionRowsIsa);
+
+TEST_P(AttentionRowsIsa, AgreesWithRowByRowAndReference) {
   for (const Case& c : kCases)
     for (DType kt : {DType::F32, DType::F16})
       for (DType vt : {DType::F32, DType::F16}) {
@@ -136,13 +144,17 @@ TEST(AttentionRows, AgreesWithRowByRowAndReference) {
         const Problem p = make_problem(c, kt, vt, pos.back());
         const std::string what = "rows " + std::to_string(c.n_rows) + " first " + std::to_string(c.first_pos) +
                                  " dk " + std::to_string(c.dk) + " K " + dtype_name(kt) + " V " + dtype_name(vt);
-        kernels::set_fast_paths(true);
-        const auto fast = rows_kernel(c, p, pos);
-        const auto single = row_by_row(c, p, pos);
-        kernels::set_fast_paths(false);
-        const auto reference = rows_kernel(c, p, pos);
-        const auto single_reference = row_by_row(c, p, pos);
-        kernels::set_fast_paths(true);
+        std::vector<float> fast, single, reference, single_reference;
+        {
+          WithIsa scope(GetParam());
+          fast = rows_kernel(c, p, pos);
+          single = row_by_row(c, p, pos);
+        }
+        {
+          WithIsa scope(Isa::Scalar);
+          reference = rows_kernel(c, p, pos);
+          single_reference = row_by_row(c, p, pos);
+        }
         expect_agree(fast, single, what + " (fast vs attention per row)");
         expect_agree(fast, reference, what + " (fast vs reference)");
         // The reference of attention_rows is the reference of attention, row by row.
@@ -165,14 +177,13 @@ TEST(AttentionRows, FirstRowAtPositionZeroReturnsItsValue) {
   const Case c{2, 1, 8, 8, 3, 0, 0};
   const auto pos = prompt_positions(c);
   const Problem p = make_problem(c, DType::F32, DType::F32, pos.back());
-  for (bool fast : {false, true}) {
-    kernels::set_fast_paths(fast);
+  for (Isa isa : kernels::available_isas()) {
+    WithIsa scope(isa);
     const auto out = rows_kernel(c, p, pos);
     const float* v0 = reinterpret_cast<const float*>(p.v.pages[0].data());
     for (int h = 0; h < 2; ++h)
-      for (int i = 0; i < 8; ++i) EXPECT_FLOAT_EQ(out[static_cast<size_t>(h * 8 + i)], v0[i]) << fast;
+      for (int i = 0; i < 8; ++i) EXPECT_FLOAT_EQ(out[static_cast<size_t>(h * 8 + i)], v0[i]) << kernels::isa_name(isa);
   }
-  kernels::set_fast_paths(true);
 }
 
 TEST(AttentionRows, BitIdenticalForAnyThreadCount) {
@@ -201,8 +212,8 @@ TEST(AttentionRowsBadInput, RowsPositionsHeadsAndCacheType) {
                   const kernels::KVSpan& k) {
     kernels::attention_rows(p.q.data(), n_rows, positions, n_head, n_head_kv, 8, 8, k, p.v.span, 0, 1.0f, out.data());
   };
-  for (bool fast : {false, true}) {
-    kernels::set_fast_paths(fast);
+  for (Isa isa : kernels::available_isas()) {
+    WithIsa scope(isa);
     EXPECT_NO_THROW(call(3, pos, 4, 2, p.k.span));
     EXPECT_THROW(call(2, pos, 4, 2, p.k.span), Error);                      // rows != positions
     EXPECT_THROW(call(3, {1, 3, 2}, 4, 2, p.k.span), Error);                // decreasing
@@ -213,7 +224,6 @@ TEST(AttentionRowsBadInput, RowsPositionsHeadsAndCacheType) {
     bad.type = DType::Q8_0;
     EXPECT_THROW(call(3, pos, 4, 2, bad), Error);                           // cache type
   }
-  kernels::set_fast_paths(true);
   try {
     call(2, pos, 4, 2, p.k.span);
     ADD_FAILURE() << "no error for 2 rows with 3 positions";

@@ -1,6 +1,6 @@
-// matmul for every weight type: the fast path agrees with the scalar reference, both agree with
-// a float64 product of the dequantised weights (within the activation-quantisation error),
-// and results are bit-identical for 1, 2 and 3 threads.
+// matmul for every weight type: the fast paths of each ISA this CPU has agree with the scalar
+// reference, both agree with a float64 product of the dequantised weights (within the
+// activation-quantisation error), and results are bit-identical for 1, 2 and 3 threads.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -12,6 +12,8 @@
 #include "base/error.h"
 #include "base/thread_pool.h"
 #include "kernels/kernels.h"
+#include "kernels/repack.h"
+#include "kernels/type_traits.h"
 #include "kernels/vec_dot.h"
 #include "tensor/fp16.h"
 #include "tensor/quants.h"
@@ -20,10 +22,12 @@
 namespace owl {
 namespace {
 
+using kernels::Isa;
 using test::make_weights;
 using test::random_x;
 using test::run_matmul;
 using test::Weights;
+using test::WithIsa;
 
 const DType kAllTypes[] = {DType::F32,  DType::F16,  DType::BF16, DType::Q4_0, DType::Q4_1,  DType::Q5_0,
                            DType::Q5_1, DType::Q8_0, DType::Q2_K, DType::Q3_K, DType::Q4_K,  DType::Q5_K,
@@ -31,16 +35,24 @@ const DType kAllTypes[] = {DType::F32,  DType::F16,  DType::BF16, DType::Q4_0, D
 
 int64_t block_of(DType t) { return info(t).block_size == 256 || t == DType::IQ4_XS ? 256 : 32; }
 
-TEST(Matmul, FastAgreesWithReference) {
+// The fast-vs-reference tests, once per fast ISA of this CPU.
+class MatmulIsa : public testing::TestWithParam<Isa> {};
+INSTANTIATE_TEST_SUITE_P(Isa, MatmulIsa, testing::ValuesIn(test::fast_isas()), test::isa_test_name);
+GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(MatmulIsa);
+
+TEST(Matmul, ThisMachineHasTheFastPaths) {
   ASSERT_TRUE(kernels::fast_paths_available()) << "this machine is expected to have AVX2+FMA+F16C";
+}
+
+TEST_P(MatmulIsa, FastAgreesWithReference) {
   for (DType t : kAllTypes) {
     // Odd sizes: 3 blocks (plus a float tail of 5 for float types), 37 outputs, 1..9 rows.
     const int64_t in = block_of(t) * 3 + (info(t).quantized ? 0 : 5), out = 37;
     Weights w = make_weights(t, in, out, 11);
     for (int64_t n_rows : {1, 2, 3, 4, 5, 9}) {
       auto x = random_x(in * n_rows, 100 + static_cast<uint32_t>(n_rows));
-      auto ref = run_matmul(w.view, x, n_rows, false);
-      auto fast = run_matmul(w.view, x, n_rows, true);
+      auto ref = run_matmul(w.view, x, n_rows, Isa::Scalar);
+      auto fast = run_matmul(w.view, x, n_rows, GetParam());
       double max_ref = 0;
       for (float v : ref) max_ref = std::max(max_ref, static_cast<double>(std::fabs(v)));
       // Same integer sums, different float summation order: 2e-6 of the output scale.
@@ -52,13 +64,13 @@ TEST(Matmul, FastAgreesWithReference) {
 
 // Against float64 on the dequantised weights: the only error left is the activation quantisation
 // (Q8_0/Q8_K, ~0.4% relative per element; float types: none beyond float32 rounding).
-TEST(Matmul, MatchesDequantisedProduct) {
+TEST_P(MatmulIsa, MatchesDequantisedProduct) {
   for (DType t : kAllTypes) {
     const int64_t in = block_of(t) * 4, out = 24, n_rows = 3;
     Weights w = make_weights(t, in, out, 5);
     auto x = random_x(in * n_rows, 9);
-    for (bool fast : {false, true}) {
-      auto y = run_matmul(w.view, x, n_rows, fast);
+    for (Isa isa : {Isa::Scalar, GetParam()}) {
+      auto y = run_matmul(w.view, x, n_rows, isa);
       std::vector<float> row(static_cast<size_t>(in));
       double err = 0, norm = 0;
       for (int64_t o = 0; o < out; ++o) {
@@ -71,12 +83,12 @@ TEST(Matmul, MatchesDequantisedProduct) {
         }
       }
       const double bound = info(t).quantized ? 0.01 : 1e-6;
-      EXPECT_LE(std::sqrt(err / norm), bound) << dtype_name(t) << (fast ? " fast" : " reference");
+      EXPECT_LE(std::sqrt(err / norm), bound) << dtype_name(t) << " " << kernels::isa_name(isa);
     }
   }
 }
 
-TEST(Matmul, BitIdenticalForAnyThreadCount) {
+TEST_P(MatmulIsa, BitIdenticalForAnyThreadCount) {
   for (DType t : {DType::Q4_K, DType::Q6_K, DType::Q8_0, DType::Q5_0, DType::F32, DType::F16}) {
     const int64_t in = 512, out = 301;
     Weights w = make_weights(t, in, out, 3);
@@ -85,7 +97,7 @@ TEST(Matmul, BitIdenticalForAnyThreadCount) {
       std::vector<std::vector<float>> results;
       for (int threads : {1, 2, 3}) {
         set_default_threads(threads);
-        results.push_back(run_matmul(w.view, x, n_rows, true));
+        results.push_back(run_matmul(w.view, x, n_rows, GetParam()));
       }
       for (size_t k = 1; k < results.size(); ++k)
         EXPECT_EQ(0, std::memcmp(results[0].data(), results[k].data(), results[0].size() * 4))
@@ -116,7 +128,8 @@ TEST(Matmul, ActivationQuantisersBitIdentical) {
   }
 }
 
-TEST(Dequantize, FastEqualsReferenceForEveryType) {
+TEST_P(MatmulIsa, DequantizeEqualsReferenceForEveryType) {
+  WithIsa scope(GetParam());
   for (DType t : kAllTypes) {
     const int64_t n = block_of(t) * 2 + (info(t).quantized ? 0 : 13);  // float types: odd tail
     Weights w = make_weights(t, n, 1, 8);
@@ -149,9 +162,23 @@ TEST(Matmul, MatrixSliceSelectsExpert) {
   Weights w = make_weights(DType::Q8_0, in, out * 3, 1);
   w.view.n_dims = 3;
   w.view.ne = {in, out, 3, 1};
-  TensorView e2 = kernels::matrix_slice(w.view, 2);
-  EXPECT_EQ(e2.ne[1], out);
-  EXPECT_EQ(e2.data, w.bytes.data() + 2 * out * row_bytes(DType::Q8_0, in));
+  const kernels::Weight e2 = kernels::matrix_slice(w.view, 2);
+  EXPECT_EQ(e2.out(), out);
+  ASSERT_TRUE(e2.plain());
+  EXPECT_EQ(e2.plain()->data, w.bytes.data() + 2 * out * row_bytes(DType::Q8_0, in));
+}
+
+// The kernels' traits table agrees with the type registry (dtype.cpp), every type in it has a
+// reference dot kernel, and exactly the types with a packed layout have packed kernels.
+TEST(TypeTraits, AgreeWithTypeInfoAndKernels) {
+  for (const kernels::TypeTraits& e : kernels::kTypeTraits) {
+    EXPECT_EQ(e.block_elems, info(e.type).block_size) << dtype_name(e.type);
+    EXPECT_EQ(e.block_bytes, info(e.type).type_size) << dtype_name(e.type);
+    EXPECT_NE(kernels::dot_fn_ref(e.type), nullptr) << dtype_name(e.type);
+    EXPECT_EQ(e.packed_bytes != 0, kernels::packed_kernel_avx2(e.type) != nullptr) << dtype_name(e.type);
+    EXPECT_EQ(e.packed_bytes != 0, kernels::packed_kernel_avx512vnni(e.type) != nullptr) << dtype_name(e.type);
+  }
+  EXPECT_EQ(kernels::type_traits(DType::IQ2_XXS), nullptr);
 }
 
 TEST(MatmulBadInput, UnsupportedWeightType) {

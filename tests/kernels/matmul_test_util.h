@@ -1,5 +1,6 @@
-// Shared by the kernel tests: random weights of any type, random activations, and matmul
-// run on the fast paths or on the scalar reference.
+// Shared by the kernel tests: random weights of any type, random activations, matmul run with
+// a given instruction set (Scalar: the reference), and the ISA parameter of the fast-vs-reference
+// tests, which run once per ISA this CPU has.
 #pragma once
 #include <gtest/gtest.h>
 
@@ -7,6 +8,7 @@
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "kernels/kernels.h"
@@ -63,13 +65,48 @@ inline std::vector<float> random_x(int64_t n, uint32_t seed) {
   return x;
 }
 
-// matmul with the fast paths on or off (the scalar reference everywhere).
-inline std::vector<float> run_matmul(const TensorView& W, const std::vector<float>& x, int64_t n_rows, bool fast) {
-  kernels::set_fast_paths(fast);
-  std::vector<float> y(static_cast<size_t>(n_rows * W.ne[1]), NAN);
+// The ISAs of this CPU past the scalar reference: AVX2, and AVX-512 VNNI where present.
+inline std::vector<kernels::Isa> fast_isas() {
+  std::vector<kernels::Isa> v = kernels::available_isas();
+  v.erase(std::remove(v.begin(), v.end(), kernels::Isa::Scalar), v.end());
+  return v;
+}
+// Test name suffixes: /Scalar, /Avx2, /Avx512Vnni.
+inline std::string isa_test_name(const testing::TestParamInfo<kernels::Isa>& i) {
+  switch (i.param) {
+    case kernels::Isa::Avx512Vnni: return "Avx512Vnni";
+    case kernels::Isa::Avx2: return "Avx2";
+    default: return "Scalar";
+  }
+}
+
+// default_isa() = isa within a scope.
+class WithIsa {
+ public:
+  explicit WithIsa(kernels::Isa isa) : saved_(kernels::default_isa()) { kernels::set_default_isa(isa); }
+  ~WithIsa() { kernels::set_default_isa(saved_); }
+  WithIsa(const WithIsa&) = delete;
+  WithIsa& operator=(const WithIsa&) = delete;
+
+ private:
+  kernels::Isa saved_;
+};
+
+// matmul with default_isa() = isa (Scalar: the reference everywhere). A packed weight runs the
+// kernels it was prepared for, whatever isa says.
+inline std::vector<float> run_matmul(const kernels::Weight& W, const std::vector<float>& x, int64_t n_rows,
+                                     kernels::Isa isa) {
+  WithIsa scope(isa);
+  std::vector<float> y(static_cast<size_t>(n_rows * W.out()), NAN);
   kernels::matmul(W, x.data(), n_rows, y.data());
-  kernels::set_fast_paths(true);
   return y;
+}
+
+// A weight prepared for isa's packed kernels.
+inline kernels::Weight prepare_for(const TensorView& W, kernels::Isa isa) {
+  kernels::PrepareOptions o;
+  o.isa = isa;
+  return kernels::prepare_weight(W, o);
 }
 
 inline double max_abs(const std::vector<float>& v) {

@@ -1,5 +1,5 @@
-// Row kernels, RoPE tables and attention: fast paths agree with the scalar references on random
-// inputs with odd sizes (tails), plus known answers.
+// Row kernels, RoPE tables and attention: the fast paths of each ISA this CPU has agree with the
+// scalar references on random inputs with odd sizes (tails), plus known answers.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -10,6 +10,7 @@
 #include "formats/gguf.h"
 #include "kernels/kernels.h"
 #include "tensor/fp16.h"
+#include "matmul_test_util.h"
 #include "test_util.h"
 
 namespace owl {
@@ -23,14 +24,23 @@ std::vector<float> randn(int64_t n, uint32_t seed, float sd = 1.0f) {
   return x;
 }
 
-// Runs f with the reference kernels, then with the fast ones.
+using kernels::Isa;
+
+// Runs f(0) with the reference kernels, then f(1) with those of isa.
 template <class F>
-void both(F f) {
-  kernels::set_fast_paths(false);
-  f(false);
-  kernels::set_fast_paths(true);
-  f(true);
+void both(Isa isa, F f) {
+  {
+    test::WithIsa scope(Isa::Scalar);
+    f(0);
+  }
+  test::WithIsa scope(isa);
+  f(1);
 }
+
+// The fast-vs-reference tests, once per fast ISA of this CPU.
+class OpsIsa : public testing::TestWithParam<Isa> {};
+INSTANTIATE_TEST_SUITE_P(Isa, OpsIsa, testing::ValuesIn(test::fast_isas()), test::isa_test_name);
+GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(OpsIsa);
 
 // |a - b| <= rel * (|a| + floor): floor is the scale of the inputs where results may cancel.
 void expect_close(const std::vector<float>& a, const std::vector<float>& b, double rel, const char* what,
@@ -42,43 +52,42 @@ void expect_close(const std::vector<float>& a, const std::vector<float>& b, doub
 
 const int64_t kSizes[] = {1, 7, 8, 15, 16, 33, 257, 1000};
 
-TEST(Ops, RowKernelsFastAgreeWithReference) {
-  ASSERT_TRUE(kernels::fast_paths_available());
+TEST_P(OpsIsa, RowKernelsFastAgreeWithReference) {
   for (int64_t n : kSizes) {
     auto x = randn(n, 1, 3.0f), w = randn(n, 2), b = randn(n, 3);
     std::vector<float> r[2];
     // Bound: 1e-5 relative (float vs double sums of squares over 1000 terms; exp ~1 ulp).
-    both([&](bool f) {
+    both(GetParam(), [&](int f) {
       r[f].assign(n, 0);
       kernels::rms_norm(x.data(), w.data(), r[f].data(), n, 1e-6f);
     });
     expect_close(r[0], r[1], 1e-5, "rms_norm");
-    both([&](bool f) {
+    both(GetParam(), [&](int f) {
       r[f].assign(n, 0);
       kernels::rms_norm(x.data(), nullptr, r[f].data(), n, 1e-5f);
     });
     expect_close(r[0], r[1], 1e-5, "rms_norm without weight");
-    both([&](bool f) {
+    both(GetParam(), [&](int f) {
       r[f] = x;
       kernels::softmax(r[f].data(), n);
     });
     expect_close(r[0], r[1], 1e-5, "softmax");
-    both([&](bool f) {
+    both(GetParam(), [&](int f) {
       r[f] = x;
       kernels::silu(r[f].data(), n);
     });
     expect_close(r[0], r[1], 2e-6, "silu");
-    both([&](bool f) {
+    both(GetParam(), [&](int f) {
       r[f].assign(n, 0);
       kernels::swiglu(x.data(), w.data(), r[f].data(), n);
     });
     expect_close(r[0], r[1], 2e-6, "swiglu");
-    both([&](bool f) {
+    both(GetParam(), [&](int f) {
       r[f].assign(n, 0);
       kernels::add(x.data(), w.data(), r[f].data(), n);
     });
     expect_close(r[0], r[1], 0, "add");
-    both([&](bool f) {
+    both(GetParam(), [&](int f) {
       r[f] = b;
       kernels::scale_add(r[f].data(), x.data(), 0.37f, n);
     });
@@ -87,8 +96,8 @@ TEST(Ops, RowKernelsFastAgreeWithReference) {
 }
 
 TEST(Ops, KnownAnswers) {
-  for (bool fast : {false, true}) {
-    kernels::set_fast_paths(fast);
+  for (Isa isa : kernels::available_isas()) {
+    test::WithIsa scope(isa);
     std::vector<float> x = {3, -4, 0, 0, 0, 0, 0, 0, 0, 0};  // rms = sqrt(25/10)
     std::vector<float> y(10);
     kernels::rms_norm(x.data(), nullptr, y.data(), 10, 0.0f);
@@ -105,7 +114,6 @@ TEST(Ops, KnownAnswers) {
     EXPECT_NEAR(z[3], 20.0f, 1e-5);
     EXPECT_NEAR(z[4], -20 * 2.0611537e-9f, 1e-12);
   }
-  kernels::set_fast_paths(true);
   std::vector<float> g = {0, 1, -3};
   kernels::gelu(g.data(), 3);
   EXPECT_NEAR(g[1], 0.8411920f, 1e-6);
@@ -200,7 +208,7 @@ Cache make_cache(DType t, int64_t n_tokens, int64_t page_tokens, int64_t row, ui
   return c;
 }
 
-TEST(Attention, FastAgreesWithReference) {
+TEST_P(OpsIsa, AttentionFastAgreesWithReference) {
   const struct {
     int64_t n_head, n_head_kv, dk, dv, tokens, begin;
   } cases[] = {{4, 2, 64, 64, 1, 0}, {4, 2, 64, 64, 300, 0}, {8, 1, 40, 24, 77, 5},
@@ -211,7 +219,7 @@ TEST(Attention, FastAgreesWithReference) {
       Cache v = make_cache(t, c.tokens, 16, c.n_head_kv * c.dv, 22);
       auto q = randn(c.n_head * c.dk, 23);
       std::vector<float> out[2];
-      both([&](bool f) {
+      both(GetParam(), [&](int f) {
         out[f].assign(c.n_head * c.dv, NAN);
         kernels::attention(q.data(), c.n_head, c.n_head_kv, c.dk, c.dv, k.span, v.span, c.begin, c.tokens,
                            1.0f / std::sqrt(static_cast<float>(c.dk)), out[f].data());
@@ -225,12 +233,11 @@ TEST(Attention, FastAgreesWithReference) {
 TEST(Attention, SingleTokenReturnsItsValue) {
   Cache k = make_cache(DType::F32, 3, 2, 8, 1), v = make_cache(DType::F32, 3, 2, 8, 2);
   std::vector<float> q = randn(8, 3), out(8);
-  for (bool fast : {false, true}) {
-    kernels::set_fast_paths(fast);
+  for (Isa isa : kernels::available_isas()) {
+    test::WithIsa scope(isa);
     kernels::attention(q.data(), 1, 1, 8, 8, k.span, v.span, 2, 3, 0.5f, out.data());
     for (int i = 0; i < 8; ++i) EXPECT_FLOAT_EQ(out[i], reinterpret_cast<const float*>(v.pages[1].data())[i]);
   }
-  kernels::set_fast_paths(true);
 }
 
 TEST(AttentionBadInput, HeadsNotDivisibleAndWrongCacheType) {

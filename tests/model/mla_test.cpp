@@ -89,14 +89,14 @@ TEST(MlaForms, RepackedKbGivesTheSameAttention) {
                         Case{"deepseek-v3", "q4_k_m.gguf", 33, 5}}) {
     auto src = open_model_source(test::shared_path(std::string("golden/") + c.model + "/" + c.file));
     const MlaParams p = MlaParams::from_config(src->config());
-    kernels::set_repack(false);
+    src->prepare.repack = false;
     const MlaWeights file_layout = load_mla_weights(*src, 1, p);
-    kernels::set_repack(true);
-    EXPECT_TRUE(kernels::is_prepared(load_mla_weights(*src, 1, p).k_b)) << c.model << " " << c.file;
+    src->prepare.repack = true;
+    EXPECT_TRUE(load_mla_weights(*src, 1, p).k_b.packed()) << c.model << " " << c.file;
     MlaWeights packed_kb = file_layout;
-    const kernels::PreparedWeight kb = kernels::prepare_weight(file_layout.k_b);
-    ASSERT_TRUE(kb.storage);
-    packed_kb.k_b = kb.view;
+    ASSERT_TRUE(file_layout.k_b.plain());
+    packed_kb.k_b = kernels::prepare_weight(*file_layout.k_b.plain());
+    ASSERT_TRUE(packed_kb.k_b.packed());
     const Forms plain = run_forms(file_layout, file_layout, p, c.cached, c.n_new);
     const Forms packed = run_forms(packed_kb, file_layout, p, c.cached, c.n_new);
     EXPECT_EQ(plain.expanded, packed.expanded) << c.model << " " << c.file;
