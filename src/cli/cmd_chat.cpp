@@ -177,10 +177,10 @@ void run(const Options& o) {
       if (g_interrupted.load()) stream->cancel();
       for (const auto& ev : stream->wait(std::chrono::milliseconds(50))) {
         show(parser.feed(ev.text));
-        if (ev.finish != owl::FinishReason::kNone) {
+        if (ev.finish != owl::FinishReason::None) {
           done = true;
-          if (ev.finish == owl::FinishReason::kError) std::printf("\n(error: %s)", ev.error.c_str());
-          if (ev.finish == owl::FinishReason::kCancelled) std::printf("\n(stopped)");
+          if (ev.finish == owl::FinishReason::Error) std::printf("\n(error: %s)", ev.error.c_str());
+          if (ev.finish == owl::FinishReason::Cancelled) std::printf("\n(stopped)");
         }
       }
     }

@@ -45,7 +45,7 @@ struct CachedFile {
 std::vector<CachedFile> snapshot_files(const std::string& snapshot_dir);
 
 struct CachedRepo {
-  Source source = Source::huggingface;
+  Source source = Source::HuggingFace;
   std::string repo;     // ORG/NAME
   std::string dir;
   std::string commit;   // refs/main (or the only snapshot) if known

@@ -30,7 +30,7 @@ class Model;
 class Tokenizer;
 class KVCache;
 
-enum class FinishReason { kNone, kStop, kLength, kCancelled, kError };
+enum class FinishReason { None, Stop, Length, Cancelled, Error };
 const char* finish_reason_name(FinishReason r);  // "stop", "length", "cancelled", "error"
 
 // Sees every generated token of one request and may force the next ones (a thinking
@@ -57,8 +57,8 @@ struct GenerationRequest {
 struct GenerationEvent {
   std::string text;                    // newly visible output text
   int64_t n_tokens = 0;                // tokens generated since the previous event
-  FinishReason finish = FinishReason::kNone;  // set on the last event of a stream
-  std::string error;                   // with kError
+  FinishReason finish = FinishReason::None;  // set on the last event of a stream
+  std::string error;                   // with Error
   // On the last event: usage.
   int64_t prompt_tokens = 0, cached_tokens = 0, completion_tokens = 0;
 };

@@ -60,7 +60,7 @@ std::optional<GenerationEvent> pump(GenerationStream& stream, http::Response& re
         stream.cancel();
         return std::nullopt;
       }
-      if (e.finish != FinishReason::kNone) return std::move(e);
+      if (e.finish != FinishReason::None) return std::move(e);
     }
     if (res.client_gone()) {
       stream.cancel();
@@ -192,7 +192,7 @@ void OpenAIServer::handle_completions(const http::Request& req, http::Response& 
       return true;
     });
     if (!last) return metrics_.count_disconnect();
-    if (last->finish == FinishReason::kError) throw generation_error(*last);
+    if (last->finish == FinishReason::Error) throw generation_error(*last);
     json body = chunk(text, finish_reason_name(last->finish));
     body["usage"] = usage_json(*last, 0, false);
     return send_json(res, 200, body);
@@ -201,12 +201,12 @@ void OpenAIServer::handle_completions(const http::Request& req, http::Response& 
   if (!res.begin_stream(200, "text/event-stream")) return metrics_.count_disconnect(), stream->cancel();
   if (!echo.empty()) write_sse(res, chunk(echo, nullptr));
   auto last = pump(*stream, res, [&](const GenerationEvent& e) {
-    if (e.finish == FinishReason::kError) return true;
-    if (e.text.empty() && e.finish == FinishReason::kNone) return true;
-    return write_sse(res, chunk(e.text, e.finish == FinishReason::kNone ? json(nullptr) : json(finish_reason_name(e.finish))));
+    if (e.finish == FinishReason::Error) return true;
+    if (e.text.empty() && e.finish == FinishReason::None) return true;
+    return write_sse(res, chunk(e.text, e.finish == FinishReason::None ? json(nullptr) : json(finish_reason_name(e.finish))));
   });
   if (!last) return metrics_.count_disconnect();
-  if (last->finish == FinishReason::kError) {
+  if (last->finish == FinishReason::Error) {
     write_sse(res, json::parse(error_body(generation_error(*last))));
   } else if (p.include_usage) {
     json u = chunk("", nullptr);
@@ -336,7 +336,7 @@ void OpenAIServer::handle_chat(const http::Request& req, http::Response& res) {
     return parsed;
   };
   auto finish_of = [&](const GenerationEvent& last, const chat::ParsedOutput& parsed) -> std::string {
-    if (last.finish == FinishReason::kStop && !parsed.tool_calls.empty()) return "tool_calls";
+    if (last.finish == FinishReason::Stop && !parsed.tool_calls.empty()) return "tool_calls";
     return finish_reason_name(last.finish);
   };
   auto calls_json = [&](const chat::ParsedOutput& parsed, bool with_index) {
@@ -356,11 +356,11 @@ void OpenAIServer::handle_chat(const http::Request& req, http::Response& res) {
 
   if (!p.stream) {
     auto last = pump(*stream, res, [&](const GenerationEvent& e) {
-      split(e, e.finish != FinishReason::kNone);
+      split(e, e.finish != FinishReason::None);
       return true;
     });
     if (!last) return metrics_.count_disconnect();
-    if (last->finish == FinishReason::kError) throw generation_error(*last);
+    if (last->finish == FinishReason::Error) throw generation_error(*last);
     chat::ParsedOutput parsed = parse();
     json message = {{"role", "assistant"},
                     {"content", parsed.content.empty() && !parsed.tool_calls.empty() ? json(nullptr) : json(parsed.content)}};
@@ -379,15 +379,15 @@ void OpenAIServer::handle_chat(const http::Request& req, http::Response& res) {
   if (!res.begin_stream(200, "text/event-stream")) return metrics_.count_disconnect(), stream->cancel();
   write_sse(res, chunk({{"role", "assistant"}, {"content", ""}}, nullptr));
   auto last = pump(*stream, res, [&](const GenerationEvent& e) {
-    if (e.finish == FinishReason::kError) return true;
-    chat::ReasoningDelta d = split(e, e.finish != FinishReason::kNone);
+    if (e.finish == FinishReason::Error) return true;
+    chat::ReasoningDelta d = split(e, e.finish != FinishReason::None);
     bool ok = true;
     if (!d.reasoning.empty()) ok = write_sse(res, chunk({{"reasoning_content", d.reasoning}}, nullptr));
     if (ok && !d.content.empty()) ok = write_sse(res, chunk({{"content", d.content}}, nullptr));
     return ok;
   });
   if (!last) return metrics_.count_disconnect();
-  if (last->finish == FinishReason::kError) {
+  if (last->finish == FinishReason::Error) {
     write_sse(res, json::parse(error_body(generation_error(*last))));
   } else {
     chat::ParsedOutput parsed = parse();
