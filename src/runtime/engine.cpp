@@ -133,7 +133,7 @@ Engine::~Engine() {
 std::shared_ptr<GenerationStream> Engine::submit(GenerationRequest req) {
   const int64_t n_prompt = static_cast<int64_t>(req.prompt.size());
   if (n_prompt == 0) throw RequestTooLargeError("the prompt is empty; send at least one token");
-  if (req.max_tokens < 1) throw RequestTooLargeError("max_tokens must be at least 1");
+  if (req.max_tokens < 0) throw RequestTooLargeError("max_tokens must be 0 or more");
   if (n_prompt + req.max_tokens > n_ctx_)
     throw RequestTooLargeError("this model's context is " + std::to_string(n_ctx_) + " tokens, but " +
                                std::to_string(n_prompt + req.max_tokens) + " were requested (" +
@@ -260,6 +260,7 @@ void Engine::finish(Active& a, FinishReason why, const std::string& error) {
   e.n_tokens = a.tokens_out;
   e.finish = why;
   e.error = error;
+  e.stop_string = why == FinishReason::Stop && a.stops.stopped();
   e.prompt_tokens = static_cast<int64_t>(a.p.req.prompt.size());
   e.cached_tokens = a.cached;
   e.completion_tokens = a.generated;
@@ -281,6 +282,7 @@ void Engine::finish(Active& a, FinishReason why, const std::string& error) {
 }
 
 void Engine::sample_and_emit(Active& a, std::span<const float> logits) {
+  if (a.p.req.max_tokens == 0) return finish(a, FinishReason::Length);  // the prompt alone was asked for
   int32_t tok;
   if (!a.forced.empty()) {
     tok = a.forced.front();
