@@ -5,14 +5,10 @@
 #include <nlohmann/json.hpp>
 
 #include "base/error.h"
+#include "hub/cache.h"
 
 namespace owl::hub {
 namespace {
-
-std::string env(const char* name) {
-  const char* v = std::getenv(name);
-  return v && *v ? v : "";
-}
 
 // Percent-encodes a path or query value; '/' is kept when `keep_slash`.
 std::string url_escape(const std::string& s, bool keep_slash) {

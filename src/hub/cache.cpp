@@ -14,12 +14,13 @@
 namespace fs = std::filesystem;
 
 namespace owl::hub {
-namespace {
 
 std::string env(const char* name) {
   const char* v = std::getenv(name);
   return v && *v ? v : "";
 }
+
+namespace {
 
 std::string user_cache_dir() {
   std::string xdg = env("XDG_CACHE_HOME");

@@ -15,6 +15,9 @@
 
 namespace owl::hub {
 
+// An environment variable's value; "" when it is unset or empty.
+std::string env(const char* name);
+
 // Hugging Face: $HF_HUB_CACHE, $HF_HOME/hub, $XDG_CACHE_HOME/huggingface/hub or
 // ~/.cache/huggingface/hub. ModelScope repos (the same layout, written by owl):
 // $OWL_MODELSCOPE_CACHE or ~/.cache/owl/modelscope.
