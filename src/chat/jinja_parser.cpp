@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cstdlib>
+#include <initializer_list>
 #include <set>
 
 #include "chat/jinja.h"
@@ -350,25 +351,28 @@ class Parser {
     return seal(std::move(b));
   }
 
-  ExprPtr parse_or() {
-    ExprPtr e = parse_and();
-    while (is_name("or")) {
+  // One level of left-associative binary operators: operand (op operand)*. `words`: the
+  // operators are names (and, or), not symbols.
+  template <typename F>
+  ExprPtr left_assoc(F operand, std::initializer_list<const char*> ops, bool words = false) {
+    ExprPtr e = operand();
+    for (;;) {
+      const char* op = nullptr;
+      for (const char* o : ops)
+        if (words ? is_name(o) : is_op(o)) op = o;
+      if (!op) return e;
       const Token at = cur();
       next();
-      e = binary(at, "or", std::move(e), parse_and());
+      e = binary(at, op, std::move(e), operand());
     }
-    return e;
   }
 
-  ExprPtr parse_and() {
-    ExprPtr e = parse_not();
-    while (is_name("and")) {
-      const Token at = cur();
-      next();
-      e = binary(at, "and", std::move(e), parse_not());
-    }
-    return e;
-  }
+  ExprPtr parse_or() { return left_assoc([this] { return parse_and(); }, {"or"}, true); }
+  ExprPtr parse_and() { return left_assoc([this] { return parse_not(); }, {"and"}, true); }
+  ExprPtr parse_math1() { return left_assoc([this] { return parse_concat(); }, {"+", "-"}); }
+  ExprPtr parse_concat() { return left_assoc([this] { return parse_math2(); }, {"~"}); }
+  ExprPtr parse_math2() { return left_assoc([this] { return parse_pow(); }, {"*", "/", "//", "%"}); }
+  ExprPtr parse_pow() { return left_assoc([this] { return parse_unary(true); }, {"**"}); }
 
   ExprPtr parse_not() {
     if (is_name("not")) {
@@ -411,46 +415,6 @@ class Parser {
       cmp->args.push_back(parse_math1());
     }
     return cmp ? seal(std::move(cmp)) : std::move(first);
-  }
-
-  ExprPtr parse_math1() {
-    ExprPtr e = parse_concat();
-    while (is_op("+") || is_op("-")) {
-      const Token at = cur();
-      next();
-      e = binary(at, at.text, std::move(e), parse_concat());
-    }
-    return e;
-  }
-
-  ExprPtr parse_concat() {
-    ExprPtr e = parse_math2();
-    while (is_op("~")) {
-      const Token at = cur();
-      next();
-      e = binary(at, "~", std::move(e), parse_math2());
-    }
-    return e;
-  }
-
-  ExprPtr parse_math2() {
-    ExprPtr e = parse_pow();
-    while (is_op("*") || is_op("/") || is_op("//") || is_op("%")) {
-      const Token at = cur();
-      next();
-      e = binary(at, at.text, std::move(e), parse_pow());
-    }
-    return e;
-  }
-
-  ExprPtr parse_pow() {
-    ExprPtr e = parse_unary(true);
-    while (is_op("**")) {
-      const Token at = cur();
-      next();
-      e = binary(at, "**", std::move(e), parse_unary(true));
-    }
-    return e;
   }
 
   ExprPtr parse_unary(bool with_filter) {
