@@ -124,6 +124,15 @@ std::optional<ToolCall> parse_glm(std::string_view body, const json& tools) {
   return c;
 }
 
+// The call with its arguments from `text`, a JSON object; nullopt without a name or such arguments.
+std::optional<ToolCall> with_arguments(ToolCall c, std::string_view text) {
+  auto j = parse_json(text);
+  std::optional<std::string> a = j ? object_arguments(*j) : std::nullopt;
+  if (c.name.empty() || !a) return std::nullopt;
+  c.arguments = *a;
+  return c;
+}
+
 std::optional<ToolCall> parse_deepseek(std::string_view body) {
   size_t sep = body.find(kDsSep);
   if (sep == std::string_view::npos) return std::nullopt;
@@ -147,11 +156,7 @@ std::optional<ToolCall> parse_deepseek(std::string_view body) {
     c.name = std::string(before);
     args = trim(after);
   }
-  auto j = parse_json(args);
-  std::optional<std::string> a = j ? object_arguments(*j) : std::nullopt;
-  if (c.name.empty() || !a) return std::nullopt;
-  c.arguments = *a;
-  return c;
+  return with_arguments(std::move(c), args);
 }
 
 std::optional<ToolCall> parse_kimi(std::string_view body) {
@@ -164,11 +169,7 @@ std::optional<ToolCall> parse_kimi(std::string_view body) {
   size_t colon = name.rfind(':');
   if (colon != std::string_view::npos) name = name.substr(0, colon);
   c.name = std::string(name);
-  auto j = parse_json(trim(body.substr(arg + kKimiArgBegin.size())));
-  std::optional<std::string> a = j ? object_arguments(*j) : std::nullopt;
-  if (c.name.empty() || !a) return std::nullopt;
-  c.arguments = *a;
-  return c;
+  return with_arguments(std::move(c), trim(body.substr(arg + kKimiArgBegin.size())));
 }
 
 // name.call(k="v", n=1) -> {"k": "v", "n": 1}
