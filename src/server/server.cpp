@@ -39,6 +39,24 @@ void send_error(http::Response& res, const ApiError& e) {
 
 bool write_sse(http::Response& res, const json& data) { return res.write("data: " + data.dump() + "\n\n"); }
 
+// Every answer and stream chunk: one choice that holds `key` (text, delta or message).
+json envelope(const std::string& id, const char* object, int64_t created, const std::string& model, const char* key,
+              const json& value, const json& finish) {
+  return json{{"id", id}, {"object", object}, {"created", created}, {"model", model},
+              {"choices", json::array({{{"index", 0}, {key, value}, {"logprobs", nullptr}, {"finish_reason", finish}}})}};
+}
+
+// Ends a stream: when `usage` is set, a copy of `chunk` with no choices that carries it; then [DONE].
+void end_sse(http::Response& res, json chunk, const json& usage) {
+  if (!usage.is_null()) {
+    chunk["choices"] = json::array();
+    chunk["usage"] = usage;
+    write_sse(res, chunk);
+  }
+  res.write("data: [DONE]\n\n");
+  res.end_stream();
+}
+
 // Queues a request on the engine, mapping the engine's refusals onto HTTP errors.
 std::shared_ptr<GenerationStream> submit(Engine& engine, GenerationRequest g) {
   try {
@@ -170,11 +188,7 @@ void OpenAIServer::handle_completions(const http::Request& req, http::Response& 
   const std::string id = random_id("cmpl-");
   const int64_t created = now_seconds();
   auto chunk = [&](const std::string& text, const json& finish) {
-    return json{{"id", id},
-                {"object", "text_completion"},
-                {"created", created},
-                {"model", opts_.model_id},
-                {"choices", json::array({{{"index", 0}, {"text", text}, {"logprobs", nullptr}, {"finish_reason", finish}}})}};
+    return envelope(id, "text_completion", created, opts_.model_id, "text", text, finish);
   };
 
   if (!p.stream) {
@@ -198,16 +212,9 @@ void OpenAIServer::handle_completions(const http::Request& req, http::Response& 
     return write_sse(res, chunk(e.text, e.finish == FinishReason::None ? json(nullptr) : json(finish_reason_name(e.finish))));
   });
   if (!last) return metrics_.count_disconnect();
-  if (last->finish == FinishReason::Error) {
-    write_sse(res, json::parse(error_body(generation_error(*last))));
-  } else if (p.include_usage) {
-    json u = chunk("", nullptr);
-    u["choices"] = json::array();
-    u["usage"] = usage_json(*last, 0, false);
-    write_sse(res, u);
-  }
-  res.write("data: [DONE]\n\n");
-  res.end_stream();
+  const bool failed = last->finish == FinishReason::Error;
+  if (failed) write_sse(res, json::parse(error_body(generation_error(*last))));
+  end_sse(res, chunk("", nullptr), !failed && p.include_usage ? usage_json(*last, 0, false) : json());
 }
 
 // ---- /v1/chat/completions -------------------------------------------------------------------
@@ -383,24 +390,15 @@ void OpenAIServer::answer_chat(GenerationStream& stream, ChatAnswer& answer, con
                   {"content", parsed.content.empty() && !parsed.tool_calls.empty() ? json(nullptr) : json(parsed.content)}};
   if (!answer.reasoning().empty()) message["reasoning_content"] = answer.reasoning();
   if (!parsed.tool_calls.empty()) message["tool_calls"] = tool_calls_json(parsed, false);
-  json body = {{"id", id},
-               {"object", "chat.completion"},
-               {"created", created},
-               {"model", opts_.model_id},
-               {"choices", json::array({{{"index", 0}, {"message", message}, {"logprobs", nullptr},
-                                         {"finish_reason", chat_finish_reason(*last, parsed)}}})},
-               {"usage", usage_json(*last, answer.reasoning_tokens(), true)}};
+  json body = envelope(id, "chat.completion", created, opts_.model_id, "message", message, chat_finish_reason(*last, parsed));
+  body["usage"] = usage_json(*last, answer.reasoning_tokens(), true);
   send_json(res, 200, body);
 }
 
 void OpenAIServer::stream_chat(const ChatParams& p, GenerationStream& stream, ChatAnswer& answer, const std::string& id,
                                int64_t created, http::Response& res) {
   auto chunk = [&](const json& delta, const json& finish) {
-    return json{{"id", id},
-                {"object", "chat.completion.chunk"},
-                {"created", created},
-                {"model", opts_.model_id},
-                {"choices", json::array({{{"index", 0}, {"delta", delta}, {"logprobs", nullptr}, {"finish_reason", finish}}})}};
+    return envelope(id, "chat.completion.chunk", created, opts_.model_id, "delta", delta, finish);
   };
   if (!res.begin_stream(200, "text/event-stream")) return metrics_.count_disconnect(), stream.cancel();
   write_sse(res, chunk({{"role", "assistant"}, {"content", ""}}, nullptr));
@@ -413,22 +411,17 @@ void OpenAIServer::stream_chat(const ChatParams& p, GenerationStream& stream, Ch
     return ok;
   });
   if (!last) return metrics_.count_disconnect();
-  if (last->finish == FinishReason::Error) {
+  const bool failed = last->finish == FinishReason::Error;
+  if (failed) {
     write_sse(res, json::parse(error_body(generation_error(*last))));
   } else {
     chat::ParsedOutput parsed = answer.parse();
     if (std::string rest = answer.unsent_content(parsed); !rest.empty()) write_sse(res, chunk({{"content", rest}}, nullptr));
     if (!parsed.tool_calls.empty()) write_sse(res, chunk({{"tool_calls", tool_calls_json(parsed, true)}}, nullptr));
     write_sse(res, chunk(json::object(), chat_finish_reason(*last, parsed)));
-    if (p.include_usage) {
-      json u = chunk(json::object(), nullptr);
-      u["choices"] = json::array();
-      u["usage"] = usage_json(*last, answer.reasoning_tokens(), true);
-      write_sse(res, u);
-    }
   }
-  res.write("data: [DONE]\n\n");
-  res.end_stream();
+  end_sse(res, chunk(json::object(), nullptr),
+          !failed && p.include_usage ? usage_json(*last, answer.reasoning_tokens(), true) : json());
 }
 
 }  // namespace owl::server
