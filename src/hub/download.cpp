@@ -147,21 +147,6 @@ struct Failure {
   }
 };
 
-// Feeds the first `n` bytes of `path` to `h` (the part of a download that is already there).
-void hash_prefix(Sha256& h, const std::string& path, uint64_t n) {
-  FILE* f = std::fopen(path.c_str(), "rb");
-  if (!f) throw Error("cannot read " + path + ": " + std::strerror(errno));
-  std::vector<char> buf(1 << 20);
-  while (n > 0) {
-    size_t got = std::fread(buf.data(), 1, static_cast<size_t>(std::min<uint64_t>(n, buf.size())), f);
-    if (got == 0) break;
-    h.update(buf.data(), got);
-    n -= got;
-  }
-  std::fclose(f);
-  if (n > 0) throw Error("cannot read " + path + ": it shrank while resuming");
-}
-
 // `hasher`, when set, receives the bytes in file order (one connection only).
 void run_segment(const BlobDownload& d, const DownloadOptions& opt, int fd, Segment& seg, Failure& fail,
                  const std::string& incomplete, Sha256* hasher) {
@@ -375,7 +360,8 @@ DownloadStats download_blob(const BlobDownload& d, const DownloadOptions& opt) {
     hasher.reset();
     if (!d.sha256.empty() && !use_ranges && segs.size() == 1) {
       hasher = std::make_unique<Sha256>();
-      hash_prefix(*hasher, incomplete, segs[0]->done.load());
+      if (hasher->update_from_file(incomplete, segs[0]->done.load()) < segs[0]->done.load())
+        throw Error("cannot read " + incomplete + ": it shrank while resuming");
     }
 
     Fd fd(::open(incomplete.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
