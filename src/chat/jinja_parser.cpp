@@ -176,19 +176,24 @@ class Parser {
       return s;
     }
     if (k == "generation") {  // transformers' assistant-mask marker: renders its body unchanged
-      expect_block_end();
       auto s = make_stmt(Stmt::Kind::If, kw);
       auto yes = make(Expr::Kind::Literal, kw);
       yes->literal = Value(true);
-      std::string end;
-      Body b = parse_body({"endgeneration"}, end);
-      expect_block_end();
-      s->branches.emplace_back(std::move(yes), std::move(b));
+      s->branches.emplace_back(std::move(yes), block_until("endgeneration"));
       return s;
     }
     if (k == "include" || k == "import" || k == "from" || k == "extends" || k == "block")
       throw TemplateError(kw.line, kw.col, "'" + k + "' is not supported: chat templates cannot load other templates");
     throw TemplateError(kw.line, kw.col, "unknown statement '" + k + "'");
+  }
+
+  // The rest of a block tag, its body up to {% end_tag %}, and the end tag.
+  Body block_until(const char* end_tag) {
+    expect_block_end();
+    std::string end;
+    Body b = parse_body({end_tag}, end);
+    expect_block_end();
+    return b;
   }
 
   StmtPtr parse_if(const Token& kw) {
@@ -257,10 +262,7 @@ class Parser {
     auto s = make_stmt(Stmt::Kind::SetBlock, kw);
     s->names = std::move(names);
     while (accept_op("|")) s->filters.push_back(parse_filter_call(nullptr));
-    expect_block_end();
-    std::string end;
-    s->body = parse_body({"endset"}, end);
-    expect_block_end();
+    s->body = block_until("endset");
     return s;
   }
 
@@ -291,10 +293,7 @@ class Parser {
     if (is_op("(")) parse_params(*s);
     s->expr = parse_expression();
     if (s->expr->kind != Expr::Kind::Call) fail("{% call %} needs a macro call");
-    expect_block_end();
-    std::string end;
-    s->body = parse_body({"endcall"}, end);
-    expect_block_end();
+    s->body = block_until("endcall");
     return s;
   }
 
@@ -302,10 +301,7 @@ class Parser {
     auto s = make_stmt(Stmt::Kind::FilterBlock, kw);
     s->filters.push_back(parse_filter_call(nullptr));
     while (accept_op("|")) s->filters.push_back(parse_filter_call(nullptr));
-    expect_block_end();
-    std::string end;
-    s->body = parse_body({"endfilter"}, end);
-    expect_block_end();
+    s->body = block_until("endfilter");
     return s;
   }
 
