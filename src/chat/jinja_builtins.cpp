@@ -531,19 +531,9 @@ Value dict_method(const Value& self, const std::string& m, CallArgs& a, Evaluato
     const Value* dflt = a.get(1, "default");
     return dflt ? *dflt : Value::none();
   }
-  if (m == "keys") {
+  if (m == "keys" || m == "values" || m == "items") {
     List out;
-    for (const auto& kv : d.items) out.emplace_back(kv.first);
-    return Value::list(std::move(out));
-  }
-  if (m == "values") {
-    List out;
-    for (const auto& kv : d.items) out.push_back(kv.second);
-    return Value::list(std::move(out));
-  }
-  if (m == "items") {
-    List out;
-    for (const auto& kv : d.items) out.push_back(Value::tuple({Value(kv.first), kv.second}));
+    for (const auto& [k, v] : d.items) out.push_back(m == "keys" ? Value(k) : m == "values" ? v : Value::tuple({Value(k), v}));
     return Value::list(std::move(out));
   }
   if (m == "pop") {
