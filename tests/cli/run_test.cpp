@@ -67,6 +67,15 @@ TEST(CliRun, GenerationStopsAtTheEndOfTheContext) {
   EXPECT_EQ(r.out.rfind(", there was a little girl named Lily.", 0), 0u) << r.out;
 }
 
+TEST(CliRun, ZeroTokensEvaluatesThePromptOnly) {
+  auto r = run_owl({"run", shared_path(kStories), "Once upon a time", "-n", "0"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "");
+  EXPECT_NE(r.err.find("prompt 5 tokens"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("generated 0 tokens"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("stopped: length"), std::string::npos) << r.err;
+}
+
 TEST(CliRun, BadInputIsAClearError) {
   const std::string model = shared_path(kStories);
   auto r = run_owl({"run", model, "Once upon a time there was a girl", "--ctx", "4"});
