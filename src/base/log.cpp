@@ -9,11 +9,11 @@ namespace owl::log {
 Level level() {
   static const Level lv = [] {
     const char* e = std::getenv("OWL_LOG");
-    if (!e) return Level::warn;
-    if (!std::strcmp(e, "debug")) return Level::debug;
-    if (!std::strcmp(e, "info")) return Level::info;
-    if (!std::strcmp(e, "error")) return Level::error;
-    return Level::warn;
+    if (!e) return Level::Warn;
+    if (!std::strcmp(e, "debug")) return Level::Debug;
+    if (!std::strcmp(e, "info")) return Level::Info;
+    if (!std::strcmp(e, "error")) return Level::Error;
+    return Level::Warn;
   }();
   return lv;
 }

@@ -4,11 +4,11 @@
 
 namespace owl::log {
 
-enum class Level { debug = 0, info = 1, warn = 2, error = 3 };
+enum class Level { Debug = 0, Info = 1, Warn = 2, Error = 3 };
 Level level();
 void write(Level lv, const std::string& msg);
-inline void debug(const std::string& m) { write(Level::debug, m); }
-inline void info(const std::string& m) { write(Level::info, m); }
-inline void warn(const std::string& m) { write(Level::warn, m); }
+inline void debug(const std::string& m) { write(Level::Debug, m); }
+inline void info(const std::string& m) { write(Level::Info, m); }
+inline void warn(const std::string& m) { write(Level::Warn, m); }
 
 }  // namespace owl::log

@@ -6,6 +6,7 @@
 
 #include "base/error.h"
 #include "formats/gguf.h"
+#include "text/tokenizer.h"
 
 namespace owl::chat {
 namespace {
@@ -134,5 +135,29 @@ std::string ChatTemplate::render(const ChatInputs& in) const {
 }
 
 bool ChatTemplate::reads_enable_thinking() const { return source_.find("enable_thinking") != std::string::npos; }
+
+std::string message_text(const nlohmann::ordered_json& content) {
+  if (content.is_string()) return content.get<std::string>();
+  std::string s;
+  if (content.is_array())
+    for (const auto& part : content) s += part.value("text", "");
+  return s;
+}
+
+std::string plain_chat_prompt(const nlohmann::ordered_json& messages) {
+  std::string text;
+  for (const auto& m : messages) {
+    std::string role = m["role"].get<std::string>();
+    if (role == "developer") role = "system";
+    text += role + ": " + message_text(m.value("content", nlohmann::ordered_json(""))) + "\n";
+  }
+  return text + "assistant:";
+}
+
+std::vector<int32_t> encode_chat_prompt(const Tokenizer& tok, const std::string& prompt) {
+  std::vector<int32_t> ids = tok.encode(prompt, /*add_special=*/true);
+  if (ids.size() >= 2 && tok.bos_id() >= 0 && ids[0] == tok.bos_id() && ids[1] == tok.bos_id()) ids.erase(ids.begin());
+  return ids;
+}
 
 }  // namespace owl::chat

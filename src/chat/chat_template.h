@@ -6,8 +6,13 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "chat/jinja.h"
+
+namespace owl {
+class Tokenizer;
+}
 
 namespace owl::chat {
 
@@ -50,5 +55,16 @@ class ChatTemplate {
   std::optional<std::string> bos_, eos_;
   jinja::Template tmpl_;
 };
+
+// A message's content as text: a string as it is, an array of content parts as their texts joined.
+std::string message_text(const nlohmann::ordered_json& content);
+
+// The prompt for a model without a chat template (`owl chat`, `owl serve`): each message as
+// "<role>: <content>\n" (developer as system), then "assistant:".
+std::string plain_chat_prompt(const nlohmann::ordered_json& messages);
+
+// The tokens of a rendered chat prompt, with the model's BOS; a template that writes the BOS
+// text itself would otherwise give it twice, so a doubled BOS is dropped.
+std::vector<int32_t> encode_chat_prompt(const Tokenizer& tok, const std::string& prompt);
 
 }  // namespace owl::chat

@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cmath>
 #include <ctime>
+#include <string_view>
+#include <unordered_map>
 #include <utf8proc.h>
 
 #include "chat/jinja_eval.h"
@@ -529,19 +531,9 @@ Value dict_method(const Value& self, const std::string& m, CallArgs& a, Evaluato
     const Value* dflt = a.get(1, "default");
     return dflt ? *dflt : Value::none();
   }
-  if (m == "keys") {
+  if (m == "keys" || m == "values" || m == "items") {
     List out;
-    for (const auto& kv : d.items) out.emplace_back(kv.first);
-    return Value::list(std::move(out));
-  }
-  if (m == "values") {
-    List out;
-    for (const auto& kv : d.items) out.push_back(kv.second);
-    return Value::list(std::move(out));
-  }
-  if (m == "items") {
-    List out;
-    for (const auto& kv : d.items) out.push_back(Value::tuple({Value(kv.first), kv.second}));
+    for (const auto& [k, v] : d.items) out.push_back(m == "keys" ? Value(k) : m == "values" ? v : Value::tuple({Value(k), v}));
     return Value::list(std::move(out));
   }
   if (m == "pop") {
@@ -900,255 +892,308 @@ Value binary_op(const std::string& op, const Value& a, const Value& b, Evaluator
 }
 
 // ---- filters ----
+//
+// One function per filter (the one-line ones in the table); all take the filter's name (for
+// messages and shared filters), its input and arguments.
+
+namespace {
+
+using Filter = Value (*)(const std::string& name, Value in, CallArgs& a, Evaluator& ev);
+
+// transformers: tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False)
+Value filter_tojson(const std::string& name, Value in, CallArgs& a, Evaluator& ev) {
+  JsonFormat f;
+  if (const Value* v = a.get(0, "ensure_ascii")) f.ensure_ascii = v->truthy();
+  if (const Value* v = a.get(1, "indent"); v && !v->is_none()) f.indent = static_cast<int>(std::clamp<int64_t>(to_index(*v, "indent"), 0, 64));
+  if (const Value* v = a.get(2, "separators"); v && !v->is_none()) {
+    if (!v->is_list() || v->list_ref().size() != 2 || !v->list_ref()[0].is_string() || !v->list_ref()[1].is_string())
+      throw EvalError("tojson separators must be a pair of strings");
+    f.item_separator = v->list_ref()[0].str();
+    f.key_separator = v->list_ref()[1].str();
+    if (f.item_separator.empty() || f.key_separator.empty()) throw EvalError("tojson separators must not be empty");
+  }
+  if (const Value* v = a.get(3, "sort_keys")) f.sort_keys = v->truthy();
+  std::string r = to_json(in, f);
+  ev.check_size(r.size());
+  return Value(std::move(r));
+}
+
+// Jinja: words start after whitespace, '-', and opening brackets
+Value filter_title(const std::string& name, Value in, CallArgs& a, Evaluator& ev) {
+  std::string out;
+  bool start = true;
+  for (uint32_t c : decode(in.to_str())) {
+    bool sep = py_space(c) || c == '-' || c == '(' || c == '{' || c == '[' || c == '<';
+    encode_to(out, sep ? c : start ? to_upper(c) : to_lower(c));
+    start = sep;
+  }
+  return Value(std::move(out));
+}
+
+Value filter_replace(const std::string& name, Value in, CallArgs& a, Evaluator& ev) {
+  const char* fn = name.c_str();
+  const Value* count = a.get(2, "count");
+  return Value(py_replace(in.to_str(), a.need(0, "old", fn).to_str(), a.need(1, "new", fn).to_str(),
+                          count && !count->is_none() ? to_index(*count, "count") : -1, ev));
+}
+
+Value filter_default(const std::string& name, Value in, CallArgs& a, Evaluator& ev) {
+  bool boolean = test_arg_bool(a, 1, "boolean", false);
+  if (in.is_undefined() || (boolean && !in.truthy())) {
+    const Value* d = a.get(0, "default_value");
+    return d ? *d : Value("");
+  }
+  return in;
+}
+
+Value filter_first(const std::string& name, Value in, CallArgs& a, Evaluator& ev) {
+  List l = iterate(in);
+  return l.empty() ? Value::undefined("first of an empty sequence") : l.front();
+}
+
+Value filter_last(const std::string& name, Value in, CallArgs& a, Evaluator& ev) {
+  List l = iterate(in);
+  return l.empty() ? Value::undefined("last of an empty sequence") : l.back();
+}
+
+Value filter_join(const std::string& name, Value in, CallArgs& a, Evaluator& ev) {
+  List items = iterate(in);
+  if (const Value* attr = a.get(1, "attribute"))
+    for (auto& it : items) it = get_path(it, attr->to_str());
+  const Value* sep = a.get(0, "d");
+  return Value(join_values(items, sep ? sep->to_str() : "", ev));
+}
+
+Value filter_items(const std::string& name, Value in, CallArgs& a, Evaluator& ev) {
+  if (in.is_undefined()) return Value::list();
+  if (!in.is_dict()) throw EvalError("items filter expects a mapping, got '" + std::string(in.type_name()) + "'");
+  CallArgs none;
+  return dict_method(in, "items", none, ev);
+}
+
+Value filter_dictsort(const std::string& name, Value in, CallArgs& a, Evaluator& ev) {
+  if (!in.is_dict()) throw EvalError("dictsort filter expects a mapping");
+  bool cs = test_arg_bool(a, 0, "case_sensitive", false);
+  const Value* by = a.get(1, "by");
+  bool by_value = by && by->is_string() && by->str() == "value";
+  bool reverse = test_arg_bool(a, 2, "reverse", false);
+  auto items = in.dict_ref().items;
+  std::stable_sort(items.begin(), items.end(), [&](const auto& x, const auto& y) {
+    Value kx = by_value ? x.second : Value(x.first), ky = by_value ? y.second : Value(y.first);
+    int c = compare(fold(kx, cs), fold(ky, cs), "<");
+    return reverse ? c > 0 : c < 0;
+  });
+  List out;
+  for (auto& [k, v] : items) out.push_back(Value::tuple({Value(k), v}));
+  return Value::list(std::move(out));
+}
+
+Value filter_map(const std::string& name, Value in, CallArgs& a, Evaluator& ev) {
+  List out;
+  if (const Value* attr = a.get(SIZE_MAX, "attribute")) {
+    const Value* dflt = a.get(SIZE_MAX, "default");
+    for (const auto& item : iterate(in)) {
+      Value v = get_path(item, attr->to_str());
+      out.push_back(v.is_undefined() && dflt ? *dflt : v);
+    }
+    return Value::list(std::move(out));
+  }
+  if (a.pos.empty() || !a.pos[0].is_string()) throw EvalError("map needs a filter name or attribute=");
+  std::string filter = a.pos[0].str();
+  CallArgs rest;
+  rest.pos.assign(a.pos.begin() + 1, a.pos.end());
+  rest.kw = a.kw;
+  for (const auto& item : iterate(in)) out.push_back(call_filter(filter, item, rest, ev));
+  return Value::list(std::move(out));
+}
+
+Value filter_unique(const std::string& name, Value in, CallArgs& a, Evaluator& ev) {
+  bool cs = test_arg_bool(a, 0, "case_sensitive", false);
+  const Value* attr = a.get(1, "attribute");
+  List out, seen;
+  for (const auto& item : iterate(in)) {
+    Value key = fold(attr ? get_path(item, attr->to_str()) : item, cs);
+    if (std::find(seen.begin(), seen.end(), key) != seen.end()) continue;
+    seen.push_back(key);
+    out.push_back(item);
+  }
+  return Value::list(std::move(out));
+}
+
+Value filter_sort(const std::string& name, Value in, CallArgs& a, Evaluator& ev) {
+  bool reverse = test_arg_bool(a, 0, "reverse", false);
+  bool cs = test_arg_bool(a, 1, "case_sensitive", false);
+  const Value* attr = a.get(2, "attribute");
+  List items = iterate(in);
+  std::stable_sort(items.begin(), items.end(), [&](const Value& x, const Value& y) {
+    Value kx = fold(attr ? get_path(x, attr->to_str()) : x, cs), ky = fold(attr ? get_path(y, attr->to_str()) : y, cs);
+    int c = compare(kx, ky, "<");
+    return reverse ? c > 0 : c < 0;
+  });
+  return Value::list(std::move(items));
+}
+
+Value filter_min_max(const std::string& name, Value in, CallArgs& a, Evaluator& ev) {
+  bool cs = test_arg_bool(a, 0, "case_sensitive", false);
+  const Value* attr = a.get(1, "attribute");
+  List items = iterate(in);
+  if (items.empty()) return Value::undefined("no " + name + " of an empty sequence");
+  size_t best = 0;
+  for (size_t i = 1; i < items.size(); ++i) {
+    Value x = fold(attr ? get_path(items[i], attr->to_str()) : items[i], cs);
+    Value y = fold(attr ? get_path(items[best], attr->to_str()) : items[best], cs);
+    int c = compare(x, y, "<");
+    if (name == "min" ? c < 0 : c > 0) best = i;
+  }
+  return items[best];
+}
+
+Value filter_reverse(const std::string& name, Value in, CallArgs& a, Evaluator& ev) {
+  if (in.is_string()) {
+    auto cps = decode(in.str());
+    std::reverse(cps.begin(), cps.end());
+    return Value(encode(cps));
+  }
+  List items = iterate(in);
+  std::reverse(items.begin(), items.end());
+  return Value::list(std::move(items));
+}
+
+Value filter_sum(const std::string& name, Value in, CallArgs& a, Evaluator& ev) {
+  const Value* attr = a.get(0, "attribute");
+  const Value* start = a.get(1, "start");
+  Value total = start ? *start : Value(int64_t{0});
+  for (const auto& item : iterate(in)) total = binary_op("+", total, attr ? get_path(item, attr->to_str()) : item, ev);
+  return total;
+}
+
+Value filter_abs(const std::string& name, Value in, CallArgs& a, Evaluator& ev) {
+  if (in.is_int()) {
+    if (in.as_int() == INT64_MIN) throw EvalError("integer overflow");
+    return Value(in.as_int() < 0 ? -in.as_int() : in.as_int());
+  }
+  if (in.is_float()) return Value(std::fabs(in.as_number()));
+  if (in.is_bool()) return Value(static_cast<int64_t>(in.as_bool()));
+  throw EvalError("bad operand type for abs(): '" + std::string(in.type_name()) + "'");
+}
+
+Value filter_int(const std::string& name, Value in, CallArgs& a, Evaluator& ev) {
+  const Value* dflt = a.get(0, "default");
+  Value fallback = dflt ? *dflt : Value(int64_t{0});
+  if (in.is_int()) return in;
+  if (in.is_bool()) return Value(static_cast<int64_t>(in.as_bool()));
+  if (in.is_float()) {
+    double x = in.as_number();
+    if (!std::isfinite(x) || std::fabs(x) >= 9.2e18) return fallback;
+    return Value(static_cast<int64_t>(x));
+  }
+  if (in.is_string()) {
+    std::string s = py_strip(in.str(), nullptr, true, true);
+    try {
+      size_t used = 0;
+      long long v = std::stoll(s, &used, 10);
+      if (used == s.size()) return Value(static_cast<int64_t>(v));
+      double d = std::stod(s, &used);
+      if (used == s.size() && std::isfinite(d) && std::fabs(d) < 9.2e18) return Value(static_cast<int64_t>(d));
+    } catch (const std::exception&) {
+    }
+  }
+  return fallback;
+}
+
+Value filter_float(const std::string& name, Value in, CallArgs& a, Evaluator& ev) {
+  const Value* dflt = a.get(0, "default");
+  Value fallback = dflt ? *dflt : Value(0.0);
+  if (in.is_number() || in.is_bool()) return Value(in.as_number());
+  if (in.is_string()) {
+    std::string s = py_strip(in.str(), nullptr, true, true);
+    try {
+      size_t used = 0;
+      double d = std::stod(s, &used);
+      if (used == s.size()) return Value(d);
+    } catch (const std::exception&) {
+    }
+  }
+  return fallback;
+}
+
+Value filter_round(const std::string& name, Value in, CallArgs& a, Evaluator& ev) {
+  int64_t precision = a.get(0, "precision") ? to_index(*a.get(0, "precision"), "precision") : 0;
+  precision = std::clamp<int64_t>(precision, -20, 20);
+  const Value* method = a.get(1, "method");
+  std::string m = method ? method->to_str() : "common";
+  double scale = std::pow(10.0, static_cast<double>(precision)), x = in.as_number() * scale;
+  double r = m == "floor" ? std::floor(x) : m == "ceil" ? std::ceil(x) : std::round(x);
+  return Value(r / scale);
+}
+
+Value filter_format(const std::string& name, Value in, CallArgs& a, Evaluator& ev) {
+  List args(a.pos.begin(), a.pos.end());
+  return Value(percent_format(in.to_str(), Value::list(std::move(args))));
+}
+
+Value filter_indent(const std::string& name, Value in, CallArgs& a, Evaluator& ev) {
+  int64_t width = a.get(0, "width") ? to_index(*a.get(0, "width"), "width") : 4;
+  std::string pad(static_cast<size_t>(std::clamp<int64_t>(width, 0, 256)), ' ');
+  bool first = test_arg_bool(a, 1, "first", false), blank = test_arg_bool(a, 2, "blank", false);
+  std::string s = in.to_str(), out;
+  size_t start = 0;
+  bool is_first = true;
+  while (true) {
+    size_t nl = s.find('\n', start);
+    std::string line = s.substr(start, nl == std::string::npos ? std::string::npos : nl - start);
+    if ((is_first ? first : true) && (blank || !line.empty())) out += pad;
+    out += line;
+    ev.check_size(out.size());
+    if (nl == std::string::npos) break;
+    out += '\n';
+    start = nl + 1;
+    is_first = false;
+  }
+  return Value(std::move(out));
+}
+
+// The header of a filter written in place (a lambda convertible to Filter).
+#define OWL_FILTER [](const std::string& name, Value in, CallArgs& a, Evaluator& ev) -> Value
+
+const std::unordered_map<std::string_view, Filter>& filters() {
+  static const std::unordered_map<std::string_view, Filter> table = {
+      {"tojson", filter_tojson}, {"title", filter_title}, {"replace", filter_replace}, {"default", filter_default},
+      {"d", filter_default}, {"first", filter_first}, {"last", filter_last}, {"join", filter_join},
+      {"items", filter_items}, {"dictsort", filter_dictsort}, {"map", filter_map}, {"unique", filter_unique},
+      {"sort", filter_sort}, {"min", filter_min_max}, {"max", filter_min_max}, {"reverse", filter_reverse},
+      {"sum", filter_sum}, {"abs", filter_abs}, {"int", filter_int}, {"float", filter_float}, {"round", filter_round},
+      {"format", filter_format}, {"indent", filter_indent},
+      {"trim", OWL_FILTER { return Value(py_strip(in.to_str(), a.get(0, "chars"), true, true)); }},
+      {"length", OWL_FILTER { return Value(static_cast<int64_t>(py_len(in))); }},
+      {"count", OWL_FILTER { return Value(static_cast<int64_t>(py_len(in))); }},
+      {"string", OWL_FILTER { return Value(in.to_str()); }},
+      {"list", OWL_FILTER { return Value::list(iterate(in)); }},
+      {"safe", OWL_FILTER { return in; }},
+      {"forceescape", OWL_FILTER { return in; }},
+      {"e", OWL_FILTER { return Value(html_escape(in.to_str())); }},
+      {"escape", OWL_FILTER { return Value(html_escape(in.to_str())); }},
+      {"upper", OWL_FILTER { return Value(map_chars(in.to_str(), to_upper)); }},
+      {"lower", OWL_FILTER { return Value(map_chars(in.to_str(), to_lower)); }},
+      {"capitalize", OWL_FILTER { return Value(py_capitalize(in.to_str())); }},
+      {"select", OWL_FILTER { return filter_by_test(in, a, ev, false, true); }},
+      {"reject", OWL_FILTER { return filter_by_test(in, a, ev, false, false); }},
+      {"selectattr", OWL_FILTER { return filter_by_test(in, a, ev, true, true); }},
+      {"rejectattr", OWL_FILTER { return filter_by_test(in, a, ev, true, false); }},
+      {"attr", OWL_FILTER { return get_attr(in, a.need(0, "name", name.c_str()).to_str()); }},
+      {"wordcount", OWL_FILTER { return Value(static_cast<int64_t>(py_split(in.to_str(), nullptr, nullptr, false).size())); }},
+      {"pprint", OWL_FILTER { return Value(in.repr()); }},
+  };
+  return table;
+}
+#undef OWL_FILTER
+
+}  // namespace
 
 Value call_filter(const std::string& name, Value in, CallArgs& a, Evaluator& ev) {
-  const char* fn = name.c_str();
-  if (name == "tojson") {  // transformers: tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False)
-    JsonFormat f;
-    if (const Value* v = a.get(0, "ensure_ascii")) f.ensure_ascii = v->truthy();
-    if (const Value* v = a.get(1, "indent"); v && !v->is_none()) f.indent = static_cast<int>(std::clamp<int64_t>(to_index(*v, "indent"), 0, 64));
-    if (const Value* v = a.get(2, "separators"); v && !v->is_none()) {
-      if (!v->is_list() || v->list_ref().size() != 2 || !v->list_ref()[0].is_string() || !v->list_ref()[1].is_string())
-        throw EvalError("tojson separators must be a pair of strings");
-      f.item_separator = v->list_ref()[0].str();
-      f.key_separator = v->list_ref()[1].str();
-      if (f.item_separator.empty() || f.key_separator.empty()) throw EvalError("tojson separators must not be empty");
-    }
-    if (const Value* v = a.get(3, "sort_keys")) f.sort_keys = v->truthy();
-    std::string r = to_json(in, f);
-    ev.check_size(r.size());
-    return Value(std::move(r));
-  }
-  if (name == "trim") return Value(py_strip(in.to_str(), a.get(0, "chars"), true, true));
-  if (name == "length" || name == "count") return Value(static_cast<int64_t>(py_len(in)));
-  if (name == "string") return Value(in.to_str());
-  if (name == "list") return Value::list(iterate(in));
-  if (name == "safe" || name == "forceescape") return in;
-  if (name == "e" || name == "escape") return Value(html_escape(in.to_str()));
-  if (name == "upper") return Value(map_chars(in.to_str(), to_upper));
-  if (name == "lower") return Value(map_chars(in.to_str(), to_lower));
-  if (name == "capitalize") return Value(py_capitalize(in.to_str()));
-  if (name == "title") {  // Jinja: words start after whitespace, '-', and opening brackets
-    std::string out;
-    bool start = true;
-    for (uint32_t c : decode(in.to_str())) {
-      bool sep = py_space(c) || c == '-' || c == '(' || c == '{' || c == '[' || c == '<';
-      encode_to(out, sep ? c : start ? to_upper(c) : to_lower(c));
-      start = sep;
-    }
-    return Value(std::move(out));
-  }
-  if (name == "replace") {
-    const Value* count = a.get(2, "count");
-    return Value(py_replace(in.to_str(), a.need(0, "old", fn).to_str(), a.need(1, "new", fn).to_str(),
-                            count && !count->is_none() ? to_index(*count, "count") : -1, ev));
-  }
-  if (name == "default" || name == "d") {
-    bool boolean = test_arg_bool(a, 1, "boolean", false);
-    if (in.is_undefined() || (boolean && !in.truthy())) {
-      const Value* d = a.get(0, "default_value");
-      return d ? *d : Value("");
-    }
-    return in;
-  }
-  if (name == "first") {
-    List l = iterate(in);
-    return l.empty() ? Value::undefined("first of an empty sequence") : l.front();
-  }
-  if (name == "last") {
-    List l = iterate(in);
-    return l.empty() ? Value::undefined("last of an empty sequence") : l.back();
-  }
-  if (name == "join") {
-    List items = iterate(in);
-    if (const Value* attr = a.get(1, "attribute"))
-      for (auto& it : items) it = get_path(it, attr->to_str());
-    const Value* sep = a.get(0, "d");
-    return Value(join_values(items, sep ? sep->to_str() : "", ev));
-  }
-  if (name == "items") {
-    if (in.is_undefined()) return Value::list();
-    if (!in.is_dict()) throw EvalError("items filter expects a mapping, got '" + std::string(in.type_name()) + "'");
-    CallArgs none;
-    return dict_method(in, "items", none, ev);
-  }
-  if (name == "dictsort") {
-    if (!in.is_dict()) throw EvalError("dictsort filter expects a mapping");
-    bool cs = test_arg_bool(a, 0, "case_sensitive", false);
-    const Value* by = a.get(1, "by");
-    bool by_value = by && by->is_string() && by->str() == "value";
-    bool reverse = test_arg_bool(a, 2, "reverse", false);
-    auto items = in.dict_ref().items;
-    std::stable_sort(items.begin(), items.end(), [&](const auto& x, const auto& y) {
-      Value kx = by_value ? x.second : Value(x.first), ky = by_value ? y.second : Value(y.first);
-      int c = compare(fold(kx, cs), fold(ky, cs), "<");
-      return reverse ? c > 0 : c < 0;
-    });
-    List out;
-    for (auto& [k, v] : items) out.push_back(Value::tuple({Value(k), v}));
-    return Value::list(std::move(out));
-  }
-  if (name == "select") return filter_by_test(in, a, ev, false, true);
-  if (name == "reject") return filter_by_test(in, a, ev, false, false);
-  if (name == "selectattr") return filter_by_test(in, a, ev, true, true);
-  if (name == "rejectattr") return filter_by_test(in, a, ev, true, false);
-  if (name == "map") {
-    List out;
-    if (const Value* attr = a.get(SIZE_MAX, "attribute")) {
-      const Value* dflt = a.get(SIZE_MAX, "default");
-      for (const auto& item : iterate(in)) {
-        Value v = get_path(item, attr->to_str());
-        out.push_back(v.is_undefined() && dflt ? *dflt : v);
-      }
-      return Value::list(std::move(out));
-    }
-    if (a.pos.empty() || !a.pos[0].is_string()) throw EvalError("map needs a filter name or attribute=");
-    std::string filter = a.pos[0].str();
-    CallArgs rest;
-    rest.pos.assign(a.pos.begin() + 1, a.pos.end());
-    rest.kw = a.kw;
-    for (const auto& item : iterate(in)) out.push_back(call_filter(filter, item, rest, ev));
-    return Value::list(std::move(out));
-  }
-  if (name == "unique") {
-    bool cs = test_arg_bool(a, 0, "case_sensitive", false);
-    const Value* attr = a.get(1, "attribute");
-    List out, seen;
-    for (const auto& item : iterate(in)) {
-      Value key = fold(attr ? get_path(item, attr->to_str()) : item, cs);
-      if (std::find(seen.begin(), seen.end(), key) != seen.end()) continue;
-      seen.push_back(key);
-      out.push_back(item);
-    }
-    return Value::list(std::move(out));
-  }
-  if (name == "sort") {
-    bool reverse = test_arg_bool(a, 0, "reverse", false);
-    bool cs = test_arg_bool(a, 1, "case_sensitive", false);
-    const Value* attr = a.get(2, "attribute");
-    List items = iterate(in);
-    std::stable_sort(items.begin(), items.end(), [&](const Value& x, const Value& y) {
-      Value kx = fold(attr ? get_path(x, attr->to_str()) : x, cs), ky = fold(attr ? get_path(y, attr->to_str()) : y, cs);
-      int c = compare(kx, ky, "<");
-      return reverse ? c > 0 : c < 0;
-    });
-    return Value::list(std::move(items));
-  }
-  if (name == "min" || name == "max") {
-    bool cs = test_arg_bool(a, 0, "case_sensitive", false);
-    const Value* attr = a.get(1, "attribute");
-    List items = iterate(in);
-    if (items.empty()) return Value::undefined("no " + name + " of an empty sequence");
-    size_t best = 0;
-    for (size_t i = 1; i < items.size(); ++i) {
-      Value x = fold(attr ? get_path(items[i], attr->to_str()) : items[i], cs);
-      Value y = fold(attr ? get_path(items[best], attr->to_str()) : items[best], cs);
-      int c = compare(x, y, "<");
-      if (name == "min" ? c < 0 : c > 0) best = i;
-    }
-    return items[best];
-  }
-  if (name == "reverse") {
-    if (in.is_string()) {
-      auto cps = decode(in.str());
-      std::reverse(cps.begin(), cps.end());
-      return Value(encode(cps));
-    }
-    List items = iterate(in);
-    std::reverse(items.begin(), items.end());
-    return Value::list(std::move(items));
-  }
-  if (name == "sum") {
-    const Value* attr = a.get(0, "attribute");
-    const Value* start = a.get(1, "start");
-    Value total = start ? *start : Value(int64_t{0});
-    for (const auto& item : iterate(in)) total = binary_op("+", total, attr ? get_path(item, attr->to_str()) : item, ev);
-    return total;
-  }
-  if (name == "abs") {
-    if (in.is_int()) {
-      if (in.as_int() == INT64_MIN) throw EvalError("integer overflow");
-      return Value(in.as_int() < 0 ? -in.as_int() : in.as_int());
-    }
-    if (in.is_float()) return Value(std::fabs(in.as_number()));
-    if (in.is_bool()) return Value(static_cast<int64_t>(in.as_bool()));
-    throw EvalError("bad operand type for abs(): '" + std::string(in.type_name()) + "'");
-  }
-  if (name == "int") {
-    const Value* dflt = a.get(0, "default");
-    Value fallback = dflt ? *dflt : Value(int64_t{0});
-    if (in.is_int()) return in;
-    if (in.is_bool()) return Value(static_cast<int64_t>(in.as_bool()));
-    if (in.is_float()) {
-      double x = in.as_number();
-      if (!std::isfinite(x) || std::fabs(x) >= 9.2e18) return fallback;
-      return Value(static_cast<int64_t>(x));
-    }
-    if (in.is_string()) {
-      std::string s = py_strip(in.str(), nullptr, true, true);
-      try {
-        size_t used = 0;
-        long long v = std::stoll(s, &used, 10);
-        if (used == s.size()) return Value(static_cast<int64_t>(v));
-        double d = std::stod(s, &used);
-        if (used == s.size() && std::isfinite(d) && std::fabs(d) < 9.2e18) return Value(static_cast<int64_t>(d));
-      } catch (const std::exception&) {
-      }
-    }
-    return fallback;
-  }
-  if (name == "float") {
-    const Value* dflt = a.get(0, "default");
-    Value fallback = dflt ? *dflt : Value(0.0);
-    if (in.is_number() || in.is_bool()) return Value(in.as_number());
-    if (in.is_string()) {
-      std::string s = py_strip(in.str(), nullptr, true, true);
-      try {
-        size_t used = 0;
-        double d = std::stod(s, &used);
-        if (used == s.size()) return Value(d);
-      } catch (const std::exception&) {
-      }
-    }
-    return fallback;
-  }
-  if (name == "round") {
-    int64_t precision = a.get(0, "precision") ? to_index(*a.get(0, "precision"), "precision") : 0;
-    precision = std::clamp<int64_t>(precision, -20, 20);
-    const Value* method = a.get(1, "method");
-    std::string m = method ? method->to_str() : "common";
-    double scale = std::pow(10.0, static_cast<double>(precision)), x = in.as_number() * scale;
-    double r = m == "floor" ? std::floor(x) : m == "ceil" ? std::ceil(x) : std::round(x);
-    return Value(r / scale);
-  }
-  if (name == "attr") return get_attr(in, a.need(0, "name", fn).to_str());
-  if (name == "format") {
-    List args(a.pos.begin(), a.pos.end());
-    return Value(percent_format(in.to_str(), Value::list(std::move(args))));
-  }
-  if (name == "indent") {
-    int64_t width = a.get(0, "width") ? to_index(*a.get(0, "width"), "width") : 4;
-    std::string pad(static_cast<size_t>(std::clamp<int64_t>(width, 0, 256)), ' ');
-    bool first = test_arg_bool(a, 1, "first", false), blank = test_arg_bool(a, 2, "blank", false);
-    std::string s = in.to_str(), out;
-    size_t start = 0;
-    bool is_first = true;
-    while (true) {
-      size_t nl = s.find('\n', start);
-      std::string line = s.substr(start, nl == std::string::npos ? std::string::npos : nl - start);
-      if ((is_first ? first : true) && (blank || !line.empty())) out += pad;
-      out += line;
-      ev.check_size(out.size());
-      if (nl == std::string::npos) break;
-      out += '\n';
-      start = nl + 1;
-      is_first = false;
-    }
-    return Value(std::move(out));
-  }
-  if (name == "wordcount") return Value(static_cast<int64_t>(py_split(in.to_str(), nullptr, nullptr, false).size()));
-  if (name == "pprint") return Value(in.repr());
-  throw EvalError("unknown filter '" + name + "'");
+  auto it = filters().find(name);
+  if (it == filters().end()) throw EvalError("unknown filter '" + name + "'");
+  return it->second(name, std::move(in), a, ev);
 }
 
 // ---- tests ----
@@ -1195,6 +1240,18 @@ bool call_test(const std::string& name, const Value& v, CallArgs& a, Evaluator& 
   throw EvalError("unknown test '" + name + "'");
 }
 
+// dict(...) and namespace(...): the entries of mappings given by position, then the keywords.
+static Value dict_of(CallArgs& a, const std::string& fn) {
+  Dict d;
+  d.is_namespace = fn == "namespace";
+  for (const auto& p : a.pos) {
+    if (!p.is_dict()) throw EvalError(fn + "() positional argument must be a mapping");
+    for (const auto& [k, v] : p.dict_ref().items) d.set(k, v);
+  }
+  for (const auto& [k, v] : a.kw) d.set(k, v);
+  return Value::dict(std::move(d));
+}
+
 // ---- globals ----
 
 void install_globals(Scope& g) {
@@ -1219,25 +1276,8 @@ void install_globals(Scope& g) {
     }
     return Value::list(std::move(out));
   });
-  g.vars["namespace"] = Value::callable("namespace", [](CallArgs& a, Evaluator&) -> Value {
-    Dict d;
-    d.is_namespace = true;
-    for (const auto& p : a.pos) {
-      if (!p.is_dict()) throw EvalError("namespace() positional argument must be a mapping");
-      for (const auto& [k, v] : p.dict_ref().items) d.set(k, v);
-    }
-    for (const auto& [k, v] : a.kw) d.set(k, v);
-    return Value::dict(std::move(d));
-  });
-  g.vars["dict"] = Value::callable("dict", [](CallArgs& a, Evaluator&) -> Value {
-    Dict d;
-    for (const auto& p : a.pos) {
-      if (!p.is_dict()) throw EvalError("dict() positional argument must be a mapping");
-      for (const auto& [k, v] : p.dict_ref().items) d.set(k, v);
-    }
-    for (const auto& [k, v] : a.kw) d.set(k, v);
-    return Value::dict(std::move(d));
-  });
+  g.vars["namespace"] = Value::callable("namespace", [](CallArgs& a, Evaluator&) { return dict_of(a, "namespace"); });
+  g.vars["dict"] = Value::callable("dict", [](CallArgs& a, Evaluator&) { return dict_of(a, "dict"); });
   g.vars["raise_exception"] = Value::callable("raise_exception", [](CallArgs& a, Evaluator&) -> Value {
     throw EvalError(a.pos.empty() ? std::string("raise_exception() called") : a.pos[0].to_str());
   });

@@ -179,6 +179,18 @@ Evaluator::Flow Evaluator::exec_stmt(const Stmt& s, const std::shared_ptr<Scope>
   return Flow::Normal;
 }
 
+// Binds one name to `v`, or several to the items of `v` (tuple unpacking).
+static void bind_names(Scope& scope, const std::vector<std::string>& names, const Value& v, const char* what) {
+  if (names.size() == 1) {
+    scope.vars[names[0]] = v;
+    return;
+  }
+  List items = iterate(v);
+  if (items.size() != names.size())
+    throw EvalError("cannot unpack " + std::to_string(items.size()) + " values into " + std::to_string(names.size()) + " " + what);
+  for (size_t i = 0; i < items.size(); ++i) scope.vars[names[i]] = items[i];
+}
+
 void Evaluator::exec_set(const Stmt& s, const std::shared_ptr<Scope>& scope) {
   Value v = eval(*s.expr, scope);
   if (!s.text.empty()) {  // set ns.attr = v
@@ -189,30 +201,14 @@ void Evaluator::exec_set(const Stmt& s, const std::shared_ptr<Scope>& scope) {
     target->dict_ref().set(s.text, std::move(v));
     return;
   }
-  if (s.names.size() == 1) {
-    scope->vars[s.names[0]] = std::move(v);
-    return;
-  }
-  List items = iterate(v);
-  if (items.size() != s.names.size())
-    throw EvalError("cannot unpack " + std::to_string(items.size()) + " values into " + std::to_string(s.names.size()) + " names");
-  for (size_t i = 0; i < items.size(); ++i) scope->vars[s.names[i]] = items[i];
+  bind_names(*scope, s.names, v, "names");
 }
 
 void Evaluator::exec_for(const Stmt& s, const std::shared_ptr<Scope>& scope) {
   Value iterable = eval(*s.expr, scope);
   List items = iterate(iterable);
   auto loop_scope = child_of(scope);
-  auto bind = [&](const Value& item) {
-    if (s.names.size() == 1) {
-      loop_scope->vars[s.names[0]] = item;
-      return;
-    }
-    List parts = iterate(item);
-    if (parts.size() != s.names.size())
-      throw EvalError("cannot unpack " + std::to_string(parts.size()) + " values into " + std::to_string(s.names.size()) + " loop variables");
-    for (size_t i = 0; i < parts.size(); ++i) loop_scope->vars[s.names[i]] = parts[i];
-  };
+  auto bind = [&](const Value& item) { bind_names(*loop_scope, s.names, item, "loop variables"); };
   if (s.cond) {  // `for x in xs if cond`: loop.length counts the kept items
     List kept;
     for (const auto& item : items) {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cstdlib>
+#include <initializer_list>
 #include <set>
 
 #include "chat/jinja.h"
@@ -175,19 +176,24 @@ class Parser {
       return s;
     }
     if (k == "generation") {  // transformers' assistant-mask marker: renders its body unchanged
-      expect_block_end();
       auto s = make_stmt(Stmt::Kind::If, kw);
       auto yes = make(Expr::Kind::Literal, kw);
       yes->literal = Value(true);
-      std::string end;
-      Body b = parse_body({"endgeneration"}, end);
-      expect_block_end();
-      s->branches.emplace_back(std::move(yes), std::move(b));
+      s->branches.emplace_back(std::move(yes), block_until("endgeneration"));
       return s;
     }
     if (k == "include" || k == "import" || k == "from" || k == "extends" || k == "block")
       throw TemplateError(kw.line, kw.col, "'" + k + "' is not supported: chat templates cannot load other templates");
     throw TemplateError(kw.line, kw.col, "unknown statement '" + k + "'");
+  }
+
+  // The rest of a block tag, its body up to {% end_tag %}, and the end tag.
+  Body block_until(const char* end_tag) {
+    expect_block_end();
+    std::string end;
+    Body b = parse_body({end_tag}, end);
+    expect_block_end();
+    return b;
   }
 
   StmtPtr parse_if(const Token& kw) {
@@ -256,10 +262,7 @@ class Parser {
     auto s = make_stmt(Stmt::Kind::SetBlock, kw);
     s->names = std::move(names);
     while (accept_op("|")) s->filters.push_back(parse_filter_call(nullptr));
-    expect_block_end();
-    std::string end;
-    s->body = parse_body({"endset"}, end);
-    expect_block_end();
+    s->body = block_until("endset");
     return s;
   }
 
@@ -290,10 +293,7 @@ class Parser {
     if (is_op("(")) parse_params(*s);
     s->expr = parse_expression();
     if (s->expr->kind != Expr::Kind::Call) fail("{% call %} needs a macro call");
-    expect_block_end();
-    std::string end;
-    s->body = parse_body({"endcall"}, end);
-    expect_block_end();
+    s->body = block_until("endcall");
     return s;
   }
 
@@ -301,10 +301,7 @@ class Parser {
     auto s = make_stmt(Stmt::Kind::FilterBlock, kw);
     s->filters.push_back(parse_filter_call(nullptr));
     while (accept_op("|")) s->filters.push_back(parse_filter_call(nullptr));
-    expect_block_end();
-    std::string end;
-    s->body = parse_body({"endfilter"}, end);
-    expect_block_end();
+    s->body = block_until("endfilter");
     return s;
   }
 
@@ -350,25 +347,28 @@ class Parser {
     return seal(std::move(b));
   }
 
-  ExprPtr parse_or() {
-    ExprPtr e = parse_and();
-    while (is_name("or")) {
+  // One level of left-associative binary operators: operand (op operand)*. `words`: the
+  // operators are names (and, or), not symbols.
+  template <typename F>
+  ExprPtr left_assoc(F operand, std::initializer_list<const char*> ops, bool words = false) {
+    ExprPtr e = operand();
+    for (;;) {
+      const char* op = nullptr;
+      for (const char* o : ops)
+        if (words ? is_name(o) : is_op(o)) op = o;
+      if (!op) return e;
       const Token at = cur();
       next();
-      e = binary(at, "or", std::move(e), parse_and());
+      e = binary(at, op, std::move(e), operand());
     }
-    return e;
   }
 
-  ExprPtr parse_and() {
-    ExprPtr e = parse_not();
-    while (is_name("and")) {
-      const Token at = cur();
-      next();
-      e = binary(at, "and", std::move(e), parse_not());
-    }
-    return e;
-  }
+  ExprPtr parse_or() { return left_assoc([this] { return parse_and(); }, {"or"}, true); }
+  ExprPtr parse_and() { return left_assoc([this] { return parse_not(); }, {"and"}, true); }
+  ExprPtr parse_math1() { return left_assoc([this] { return parse_concat(); }, {"+", "-"}); }
+  ExprPtr parse_concat() { return left_assoc([this] { return parse_math2(); }, {"~"}); }
+  ExprPtr parse_math2() { return left_assoc([this] { return parse_pow(); }, {"*", "/", "//", "%"}); }
+  ExprPtr parse_pow() { return left_assoc([this] { return parse_unary(true); }, {"**"}); }
 
   ExprPtr parse_not() {
     if (is_name("not")) {
@@ -411,46 +411,6 @@ class Parser {
       cmp->args.push_back(parse_math1());
     }
     return cmp ? seal(std::move(cmp)) : std::move(first);
-  }
-
-  ExprPtr parse_math1() {
-    ExprPtr e = parse_concat();
-    while (is_op("+") || is_op("-")) {
-      const Token at = cur();
-      next();
-      e = binary(at, at.text, std::move(e), parse_concat());
-    }
-    return e;
-  }
-
-  ExprPtr parse_concat() {
-    ExprPtr e = parse_math2();
-    while (is_op("~")) {
-      const Token at = cur();
-      next();
-      e = binary(at, "~", std::move(e), parse_math2());
-    }
-    return e;
-  }
-
-  ExprPtr parse_math2() {
-    ExprPtr e = parse_pow();
-    while (is_op("*") || is_op("/") || is_op("//") || is_op("%")) {
-      const Token at = cur();
-      next();
-      e = binary(at, at.text, std::move(e), parse_pow());
-    }
-    return e;
-  }
-
-  ExprPtr parse_pow() {
-    ExprPtr e = parse_unary(true);
-    while (is_op("**")) {
-      const Token at = cur();
-      next();
-      e = binary(at, "**", std::move(e), parse_unary(true));
-    }
-    return e;
   }
 
   ExprPtr parse_unary(bool with_filter) {

@@ -5,6 +5,12 @@ namespace {
 
 bool is_ws(char c) { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; }
 
+size_t leading_ws(std::string_view s) {
+  size_t n = 0;
+  while (n < s.size() && is_ws(s[n])) ++n;
+  return n;
+}
+
 std::string_view rstrip(std::string_view s) {
   while (!s.empty() && is_ws(s.back())) s.remove_suffix(1);
   return s;
@@ -60,8 +66,7 @@ void ReasoningParser::step(ReasoningDelta& out, bool final) {
   while (true) {
     std::string_view p = pending_;
     if (state_ == State::Start) {
-      size_t ws = 0;
-      while (ws < p.size() && is_ws(p[ws])) ++ws;
+      const size_t ws = leading_ws(p);
       std::string_view rest = p.substr(ws);
       if (rest.size() >= tags_.open.size() && rest.substr(0, tags_.open.size()) == tags_.open) {
         pending_.erase(0, ws + tags_.open.size());
@@ -77,9 +82,7 @@ void ReasoningParser::step(ReasoningDelta& out, bool final) {
     }
     if (state_ == State::Reasoning) {
       if (!reasoning_begun_) {  // drop whitespace after the open tag
-        size_t ws = 0;
-        while (ws < p.size() && is_ws(p[ws])) ++ws;
-        pending_.erase(0, ws);
+        pending_.erase(0, leading_ws(p));
         p = pending_;
       }
       size_t close = p.find(tags_.close);
@@ -100,9 +103,7 @@ void ReasoningParser::step(ReasoningDelta& out, bool final) {
     }
     // Content.
     if (!content_begun_) {  // drop whitespace after the close tag
-      size_t ws = 0;
-      while (ws < p.size() && is_ws(p[ws])) ++ws;
-      pending_.erase(0, ws);
+      pending_.erase(0, leading_ws(p));
       if (pending_.empty()) return;
       content_begun_ = true;
     }

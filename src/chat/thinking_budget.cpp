@@ -10,13 +10,14 @@ ThinkingBudget::ThinkingBudget(int64_t budget, ReasoningStart start, ReasoningTa
              : start == ReasoningStart::Detect    ? State::Waiting
                                                   : State::Done) {}
 
+std::string ThinkingBudget::force_close() {
+  state_ = State::Done;
+  forced_ = true;
+  return close_text_;
+}
+
 std::string ThinkingBudget::at_start() {
-  if (state_ == State::Reasoning && budget_ == 0) {
-    state_ = State::Done;
-    forced_ = true;
-    return close_text_;
-  }
-  return "";
+  return state_ == State::Reasoning && budget_ == 0 ? force_close() : "";
 }
 
 std::string ThinkingBudget::on_token(std::string_view piece) {
@@ -37,12 +38,7 @@ std::string ThinkingBudget::on_token(std::string_view piece) {
       state_ = State::Done;
       return "";
     }
-    if (budget_ == 0) {
-      state_ = State::Done;
-      forced_ = true;
-      return close_text_;
-    }
-    return "";
+    return budget_ == 0 ? force_close() : "";
   }
   // Reasoning: this token counts unless it closes the block.
   if (window_.find(tags_.close) != std::string::npos) {
@@ -51,12 +47,7 @@ std::string ThinkingBudget::on_token(std::string_view piece) {
   }
   if (window_.size() > tags_.close.size()) window_.erase(0, window_.size() - tags_.close.size());
   ++used_;
-  if (used_ >= budget_) {
-    state_ = State::Done;
-    forced_ = true;
-    return close_text_;
-  }
-  return "";
+  return used_ >= budget_ ? force_close() : "";
 }
 
 NoThinkingPrompt render_without_thinking(const ChatTemplate& tmpl, ChatInputs inputs, const ReasoningTags& tags) {

@@ -36,6 +36,7 @@ class ThinkingBudget {
 
  private:
   enum class State { Waiting, Reasoning, Done };
+  std::string force_close();  // ends the block: the close text to inject
   int64_t budget_;
   ReasoningTags tags_;
   std::string close_text_;

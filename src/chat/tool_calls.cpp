@@ -124,6 +124,15 @@ std::optional<ToolCall> parse_glm(std::string_view body, const json& tools) {
   return c;
 }
 
+// The call with its arguments from `text`, a JSON object; nullopt without a name or such arguments.
+std::optional<ToolCall> with_arguments(ToolCall c, std::string_view text) {
+  auto j = parse_json(text);
+  std::optional<std::string> a = j ? object_arguments(*j) : std::nullopt;
+  if (c.name.empty() || !a) return std::nullopt;
+  c.arguments = *a;
+  return c;
+}
+
 std::optional<ToolCall> parse_deepseek(std::string_view body) {
   size_t sep = body.find(kDsSep);
   if (sep == std::string_view::npos) return std::nullopt;
@@ -147,11 +156,7 @@ std::optional<ToolCall> parse_deepseek(std::string_view body) {
     c.name = std::string(before);
     args = trim(after);
   }
-  auto j = parse_json(args);
-  std::optional<std::string> a = j ? object_arguments(*j) : std::nullopt;
-  if (c.name.empty() || !a) return std::nullopt;
-  c.arguments = *a;
-  return c;
+  return with_arguments(std::move(c), args);
 }
 
 std::optional<ToolCall> parse_kimi(std::string_view body) {
@@ -164,11 +169,7 @@ std::optional<ToolCall> parse_kimi(std::string_view body) {
   size_t colon = name.rfind(':');
   if (colon != std::string_view::npos) name = name.substr(0, colon);
   c.name = std::string(name);
-  auto j = parse_json(trim(body.substr(arg + kKimiArgBegin.size())));
-  std::optional<std::string> a = j ? object_arguments(*j) : std::nullopt;
-  if (c.name.empty() || !a) return std::nullopt;
-  c.arguments = *a;
-  return c;
+  return with_arguments(std::move(c), trim(body.substr(arg + kKimiArgBegin.size())));
 }
 
 // name.call(k="v", n=1) -> {"k": "v", "n": 1}
@@ -247,6 +248,32 @@ ParsedOutput parse_mistral(std::string_view text) {
   return out;
 }
 
+// Formats whose calls sit inside a section (DeepSeek-V3, Kimi K2): the section markers are
+// dropped; a section holding anything but valid calls leaves the whole output as content.
+ParsedOutput parse_section(std::string_view output, std::string_view section_begin, std::string_view section_end,
+                           std::string_view call_begin, std::string_view call_end,
+                           std::optional<ToolCall> (*parse_call)(std::string_view)) {
+  ParsedOutput out;
+  size_t sb = output.find(section_begin);
+  if (sb == std::string_view::npos) {
+    out.content = std::string(output);
+    return out;
+  }
+  size_t se = output.find(section_end, sb);
+  std::string_view section = output.substr(
+      sb + section_begin.size(), se == std::string_view::npos ? std::string_view::npos : se - sb - section_begin.size());
+  ParsedOutput inner;
+  scan_regions(section, call_begin, call_end, inner, parse_call);
+  if (!trim(inner.content).empty() || inner.tool_calls.empty()) {
+    out.content = std::string(output);
+    return out;
+  }
+  out.content = std::string(output.substr(0, sb));
+  if (se != std::string_view::npos) out.content += std::string(output.substr(se + section_end.size()));
+  out.tool_calls = std::move(inner.tool_calls);
+  return out;
+}
+
 }  // namespace
 
 ToolCallFormat tool_call_format_for_template(std::string_view src) {
@@ -293,45 +320,12 @@ ParsedOutput parse_tool_calls(ToolCallFormat format, std::string_view output, co
     case ToolCallFormat::Glm45:
       scan_regions(output, kToolCall, kToolCallEnd, out, [&](std::string_view b) { return parse_glm(b, tools); });
       break;
-    case ToolCallFormat::DeepSeekV3: {
-      // Calls sit inside the section; the section markers themselves are dropped.
-      size_t sb = output.find(kDsCallsBegin);
-      if (sb == std::string_view::npos) {
-        out.content = std::string(output);
-        return out;
-      }
-      size_t se = output.find(kDsCallsEnd, sb);
-      std::string_view section = output.substr(sb + kDsCallsBegin.size(), se == std::string_view::npos ? std::string_view::npos : se - sb - kDsCallsBegin.size());
-      ParsedOutput inner;
-      scan_regions(section, kDsCallBegin, kDsCallEnd, inner, parse_deepseek);
-      if (!trim(inner.content).empty() || inner.tool_calls.empty()) {
-        out.content = std::string(output);  // something in the section was not a valid call
-        return out;
-      }
-      out.content = std::string(output.substr(0, sb));
-      if (se != std::string_view::npos) out.content += std::string(output.substr(se + kDsCallsEnd.size()));
-      out.tool_calls = std::move(inner.tool_calls);
+    case ToolCallFormat::DeepSeekV3:
+      out = parse_section(output, kDsCallsBegin, kDsCallsEnd, kDsCallBegin, kDsCallEnd, parse_deepseek);
       break;
-    }
-    case ToolCallFormat::KimiK2: {
-      size_t sb = output.find(kKimiSectionBegin);
-      if (sb == std::string_view::npos) {
-        out.content = std::string(output);
-        return out;
-      }
-      size_t se = output.find(kKimiSectionEnd, sb);
-      std::string_view section = output.substr(sb + kKimiSectionBegin.size(), se == std::string_view::npos ? std::string_view::npos : se - sb - kKimiSectionBegin.size());
-      ParsedOutput inner;
-      scan_regions(section, kKimiCallBegin, kKimiCallEnd, inner, parse_kimi);
-      if (!trim(inner.content).empty() || inner.tool_calls.empty()) {
-        out.content = std::string(output);
-        return out;
-      }
-      out.content = std::string(output.substr(0, sb));
-      if (se != std::string_view::npos) out.content += std::string(output.substr(se + kKimiSectionEnd.size()));
-      out.tool_calls = std::move(inner.tool_calls);
+    case ToolCallFormat::KimiK2:
+      out = parse_section(output, kKimiSectionBegin, kKimiSectionEnd, kKimiCallBegin, kKimiCallEnd, parse_kimi);
       break;
-    }
     case ToolCallFormat::Llama31: out = parse_llama(output); break;
     case ToolCallFormat::Mistral: out = parse_mistral(output); break;
   }

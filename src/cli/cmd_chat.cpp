@@ -56,13 +56,6 @@ void on_sigint(int) {
   g_interrupted.store(true);
 }
 
-// Models without a template: one "role: content" line per message, then "assistant:".
-std::string plain_prompt(const nlohmann::ordered_json& messages) {
-  std::string p;
-  for (const auto& m : messages) p += m["role"].get<std::string>() + ": " + m["content"].get<std::string>() + "\n";
-  return p + "assistant:";
-}
-
 void run(const Options& o) {
   if (o.max_tokens < 1 || o.ctx < 16) throw owl::UsageError("-n must be >= 1 and --ctx >= 16");
   if (o.threads > 0) owl::set_default_threads(o.threads);
@@ -131,12 +124,12 @@ void run(const Options& o) {
       in.eos_token = tmpl->eos_token();
       prompt = think ? tmpl->render(in) : owl::chat::render_without_thinking(*tmpl, in, tags).prompt;
     } else {
-      prompt = plain_prompt(messages);
+      prompt = owl::chat::plain_chat_prompt(messages);
     }
     if (o.show_prompt) std::fprintf(stderr, "[prompt]\n%s\n[/prompt]\n", prompt.c_str());
 
     owl::GenerationRequest req;
-    req.prompt = tok->encode(prompt, /*add_special=*/true);
+    req.prompt = owl::chat::encode_chat_prompt(*tok, prompt);
     req.max_tokens = o.max_tokens;
     req.sampling.temperature = o.temp;
     req.sampling.top_k = o.top_k;
@@ -177,10 +170,10 @@ void run(const Options& o) {
       if (g_interrupted.load()) stream->cancel();
       for (const auto& ev : stream->wait(std::chrono::milliseconds(50))) {
         show(parser.feed(ev.text));
-        if (ev.finish != owl::FinishReason::kNone) {
+        if (ev.finish != owl::FinishReason::None) {
           done = true;
-          if (ev.finish == owl::FinishReason::kError) std::printf("\n(error: %s)", ev.error.c_str());
-          if (ev.finish == owl::FinishReason::kCancelled) std::printf("\n(stopped)");
+          if (ev.finish == owl::FinishReason::Error) std::printf("\n(error: %s)", ev.error.c_str());
+          if (ev.finish == owl::FinishReason::Cancelled) std::printf("\n(stopped)");
         }
       }
     }

@@ -14,10 +14,10 @@ struct Options {
 
 void run(const Options& o) {
   using owl::hub::Source;
-  std::vector<owl::hub::CachedRepo> repos = owl::hub::list_cached(Source::huggingface);
-  for (auto& r : owl::hub::list_cached(Source::modelscope)) repos.push_back(std::move(r));
+  std::vector<owl::hub::CachedRepo> repos = owl::hub::list_cached(Source::HuggingFace);
+  for (auto& r : owl::hub::list_cached(Source::ModelScope)) repos.push_back(std::move(r));
   auto name = [](const owl::hub::CachedRepo& r) {
-    return (r.source == Source::modelscope ? "modelscope:" : "") + r.repo;
+    return (r.source == Source::ModelScope ? "modelscope:" : "") + r.repo;
   };
   if (o.json) {
     auto arr = nlohmann::json::array();
@@ -28,7 +28,7 @@ void run(const Options& o) {
     return;
   }
   if (repos.empty()) {
-    std::printf("no models in %s; 'owl pull ORG/NAME' downloads one\n", owl::hub::cache_root(Source::huggingface).c_str());
+    std::printf("no models in %s; 'owl pull ORG/NAME' downloads one\n", owl::hub::cache_root(Source::HuggingFace).c_str());
     return;
   }
   std::printf("%-50s %10s  %s\n", "MODEL", "SIZE", "FILES");

@@ -1,14 +1,17 @@
 // owl run MODEL "prompt" [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P] [--seed S]
 //         [--threads N] [--ctx N] [--stop STR]... [--kv-type f16|f32] [penalties]
-// Encodes the prompt (with the model's BOS when it adds one), prefills it in one
-// forward call, then samples and streams the generated text to stdout until an
-// end-of-generation token, a stop string, N tokens or the end of the context.
+// Encodes the prompt (with the model's BOS when it adds one) and generates through the
+// same engine as `owl serve` (runtime/engine.h), one request, the prompt prefilled in one
+// forward call: the text streams to stdout until an end-of-generation token, a stop string,
+// N tokens or the end of the context (prompt + generated tokens fill --ctx), by the engine's
+// rules, so it equals what /v1/completions answers for the same prompt and sampling.
 // A one-line speed summary goes to stderr.
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -19,8 +22,8 @@
 #include "cli/load_options.h"
 #include "hub/resolve.h"
 #include "model/model.h"
+#include "runtime/engine.h"
 #include "runtime/kv_cache.h"
-#include "runtime/sampler.h"
 #include "text/tokenizer.h"
 
 namespace {
@@ -47,8 +50,14 @@ void write_out(const std::string& s) {
   std::fflush(stdout);
 }
 
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+double seconds_between(std::chrono::steady_clock::time_point a, std::chrono::steady_clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+
+// The speed line's word for why generation ended. A length end before -n tokens is the context's.
+const char* stop_cause(const owl::GenerationEvent& last, int n_predict) {
+  if (last.finish == owl::FinishReason::Stop) return last.stop_string ? "stop string" : "end of generation";
+  return last.completion_tokens < n_predict ? "context full" : "length";
 }
 
 void run(Options o) {
@@ -59,66 +68,49 @@ void run(Options o) {
   auto model = owl::Model::load(*source);
   auto tok = open_tokenizer(*source);
 
-  std::vector<int32_t> prompt = tok->encode(o.prompt, /*add_special=*/true);
-  if (prompt.empty()) throw owl::UsageError("the prompt is empty and the model adds no BOS token; give some text");
+  owl::GenerationRequest req;
+  req.prompt = tok->encode(o.prompt, /*add_special=*/true);
+  const int64_t n_prompt = static_cast<int64_t>(req.prompt.size());
+  if (n_prompt == 0) throw owl::UsageError("the prompt is empty and the model adds no BOS token; give some text");
 
-  owl::KVCacheOptions kv_opts;
-  kv_opts.type = owl::kv_type_from_name(o.kv_type);
-  kv_opts.n_ctx = o.ctx > 0 ? o.ctx : std::min<int64_t>(std::max<int64_t>(model->config().n_ctx_train, 1), 4096);
-  if (static_cast<int64_t>(prompt.size()) > kv_opts.n_ctx)
-    throw owl::Error("the prompt has " + std::to_string(prompt.size()) + " tokens, more than the context of " +
-                     std::to_string(kv_opts.n_ctx) + "; shorten it or raise --ctx");
-  owl::KVCache kv(model->kv_shape(), kv_opts);
-  owl::Sampler sampler(o.sampling, model->n_vocab());
-  owl::StopStrings stops(o.stops);
-  owl::IncrementalDecoder detok(*tok, /*skip_special=*/true);
-  for (int32_t id : prompt) {  // so that spacing continues the prompt's text
-    sampler.accept(id);
-    detok.push(id);
-  }
+  owl::EngineOptions eo;
+  eo.n_parallel = 1;
+  eo.n_ctx = o.ctx > 0 ? o.ctx : std::min<int64_t>(std::max<int64_t>(model->config().n_ctx_train, 1), 4096);
+  eo.prefill_chunk = eo.n_ctx;  // the whole prompt in one forward call
+  eo.kv_type = owl::kv_type_from_name(o.kv_type);
+  eo.prefix_cache = false;
+  if (n_prompt >= eo.n_ctx)
+    throw owl::Error("the prompt has " + std::to_string(n_prompt) + " tokens, more than the context of " +
+                     std::to_string(eo.n_ctx) + " leaves room for; shorten it or raise --ctx");
+  owl::Engine engine(*model, *tok, eo);
 
+  req.sampling = o.sampling;
+  req.sampling.seed = owl::explicit_seed(o.sampling.seed);
+  req.max_tokens = std::min<int64_t>(o.n_predict, eo.n_ctx - n_prompt);  // the context may end it sooner
+  req.stop = o.stops;
   const auto t0 = std::chrono::steady_clock::now();
-  owl::Batch batch;
-  for (size_t i = 0; i < prompt.size(); ++i) batch.add(prompt[i], static_cast<int64_t>(i), 0, i + 1 == prompt.size());
-  std::span<const float> logits = model->forward(batch, kv);
-  const double t_prompt = seconds_since(t0);
-
-  const auto t1 = std::chrono::steady_clock::now();
-  int n_generated = 0;
-  int64_t pos = static_cast<int64_t>(prompt.size());
-  const char* why = "length";
-  for (;;) {
-    if (n_generated == o.n_predict) break;
-    const int32_t id = sampler.sample(logits);
-    sampler.accept(id);
-    ++n_generated;
-    if (tok->is_eog(id)) {
-      why = "end of generation";
-      break;
+  auto stream = engine.submit(std::move(req));
+  std::optional<std::chrono::steady_clock::time_point> t_first;  // the prompt is evaluated, the first token out
+  std::optional<owl::GenerationEvent> last;
+  while (!last) {
+    for (auto& e : stream->wait(std::chrono::milliseconds(100))) {
+      if (!t_first) t_first = std::chrono::steady_clock::now();
+      if (e.finish == owl::FinishReason::Error) throw owl::Error(e.error);
+      write_out(e.text);
+      if (e.finish != owl::FinishReason::None) last = std::move(e);
     }
-    write_out(stops.push(detok.push(id)));
-    if (stops.stopped()) {
-      why = "stop string";
-      break;
-    }
-    if (n_generated == o.n_predict) break;
-    if (pos >= kv_opts.n_ctx) {
-      why = "context full";
-      break;
-    }
-    batch.clear();
-    batch.add(id, pos++, 0, true);
-    logits = model->forward(batch, kv);
   }
-  if (!stops.stopped()) write_out(stops.push(detok.flush()) + stops.flush());
+  const auto t_end = std::chrono::steady_clock::now();
   if (isatty(STDOUT_FILENO)) write_out("\n");
-  const double t_gen = seconds_since(t1);
+  const double t_prompt = seconds_between(t0, *t_first), t_gen = seconds_between(*t_first, t_end);
+  const int64_t n_generated = last->completion_tokens;
 
   std::fprintf(stderr,
-               "owl: prompt %zu tokens in %.3f s (%.1f tok/s); generated %d tokens in %.3f s (%.1f tok/s); "
+               "owl: prompt %lld tokens in %.3f s (%.1f tok/s); generated %lld tokens in %.3f s (%.1f tok/s); "
                "stopped: %s; seed %llu\n",
-               prompt.size(), t_prompt, static_cast<double>(prompt.size()) / std::max(t_prompt, 1e-9), n_generated,
-               t_gen, n_generated / std::max(t_gen, 1e-9), why, static_cast<unsigned long long>(o.sampling.seed));
+               static_cast<long long>(n_prompt), t_prompt, static_cast<double>(n_prompt) / std::max(t_prompt, 1e-9),
+               static_cast<long long>(n_generated), t_gen, static_cast<double>(n_generated) / std::max(t_gen, 1e-9),
+               stop_cause(*last, o.n_predict), static_cast<unsigned long long>(o.sampling.seed));
 }
 
 void setup(CLI::App& app) {
@@ -139,7 +131,7 @@ void setup(CLI::App& app) {
       "--seed", [o](uint64_t s) { o->sampling.seed = s, o->seed_given = true; },
       "random seed; the same seed repeats a run (default: random)");
   sub->add_option("--threads,-t", o->threads, "worker threads (default: all CPUs)");
-  sub->add_option("--ctx,-c", o->ctx, "context length (default: the model's, at most 4096)");
+  sub->add_option("--ctx,-c", o->ctx, "context length: prompt + generated tokens (default: the model's, at most 4096)");
   sub->add_option("--stop", o->stops, "stop generating at this text (repeatable)");
   sub->add_option("--kv-type", o->kv_type, "KV cache element type: f16 (default) or f32");
   owl::cli::add_quant_option(sub, o->quant);

@@ -5,14 +5,10 @@
 #include <nlohmann/json.hpp>
 
 #include "base/error.h"
+#include "hub/cache.h"
 
 namespace owl::hub {
 namespace {
-
-std::string env(const char* name) {
-  const char* v = std::getenv(name);
-  return v && *v ? v : "";
-}
 
 // Percent-encodes a path or query value; '/' is kept when `keep_slash`.
 std::string url_escape(const std::string& s, bool keep_slash) {
@@ -98,7 +94,7 @@ RepoListing parse_modelscope(const HubSpec& spec, const std::string& body) {
 }  // namespace
 
 std::string endpoint(Source source) {
-  if (source == Source::modelscope) {
+  if (source == Source::ModelScope) {
     std::string e = env("MODELSCOPE_ENDPOINT");
     return trim_slash(e.empty() ? "https://www.modelscope.cn" : e);
   }
@@ -121,20 +117,20 @@ std::string saved_hf_token() {
 }
 
 std::vector<std::string> auth_headers(Source source) {
-  std::string token = source == Source::modelscope ? env("MODELSCOPE_API_TOKEN") : env("HF_TOKEN");
-  if (token.empty() && source == Source::huggingface) token = env("HUGGING_FACE_HUB_TOKEN");
-  if (token.empty() && source == Source::huggingface) token = saved_hf_token();
+  std::string token = source == Source::ModelScope ? env("MODELSCOPE_API_TOKEN") : env("HF_TOKEN");
+  if (token.empty() && source == Source::HuggingFace) token = env("HUGGING_FACE_HUB_TOKEN");
+  if (token.empty() && source == Source::HuggingFace) token = saved_hf_token();
   if (token.empty()) return {};
   return {"Authorization: Bearer " + token};
 }
 
-std::string default_revision(Source source) { return source == Source::modelscope ? "master" : "main"; }
+std::string default_revision(Source source) { return source == Source::ModelScope ? "master" : "main"; }
 
 std::string http_error_message(const HubSpec& spec, const std::string& what, long status,
                                const std::string& error_code, const std::string& body) {
   std::string where = " on " + endpoint(spec.source);
   bool has_token = !auth_headers(spec.source).empty();
-  const char* token_var = spec.source == Source::modelscope ? "MODELSCOPE_API_TOKEN" : "HF_TOKEN";
+  const char* token_var = spec.source == Source::ModelScope ? "MODELSCOPE_API_TOKEN" : "HF_TOKEN";
   if (status == 0)
     return "cannot reach " + endpoint(spec.source) + " for " + what + ": " + body +
            " (no network? give owl a local file instead: owl run /path/to/model.gguf, or a Hugging Face "
@@ -159,7 +155,7 @@ std::string http_error_message(const HubSpec& spec, const std::string& what, lon
 
 RepoListing fetch_listing(const HubSpec& spec, const std::string& revision, const RetryPolicy& retry) {
   std::string url;
-  if (spec.source == Source::modelscope)
+  if (spec.source == Source::ModelScope)
     url = endpoint(spec.source) + "/api/v1/models/" + url_escape(spec.repo, true) +
           "/repo/files?Revision=" + url_escape(revision, false) + "&Recursive=true";
   else
@@ -170,7 +166,7 @@ RepoListing fetch_listing(const HubSpec& spec, const std::string& revision, cons
   if (r.status != 200)
     throw Error(http_error_message(spec, what, r.status, r.header("x-error-code"),
                                    r.status == 0 ? r.network_error : r.body));
-  RepoListing listing = spec.source == Source::modelscope ? parse_modelscope(spec, r.body) : parse_hf(spec, r.body);
+  RepoListing listing = spec.source == Source::ModelScope ? parse_modelscope(spec, r.body) : parse_hf(spec, r.body);
   // ModelScope's per-file "Revision" is the commit that last changed that file,
   // not the repository's head, so its snapshots are named after the revision asked for.
   if (listing.commit.empty()) listing.commit = revision;
@@ -178,7 +174,7 @@ RepoListing fetch_listing(const HubSpec& spec, const std::string& revision, cons
 }
 
 std::string file_url(const HubSpec& spec, const std::string& commit, const std::string& path) {
-  if (spec.source == Source::modelscope)
+  if (spec.source == Source::ModelScope)
     return endpoint(spec.source) + "/api/v1/models/" + url_escape(spec.repo, true) +
            "/repo?Revision=" + url_escape(commit, false) + "&FilePath=" + url_escape(path, false);
   return endpoint(spec.source) + "/" + url_escape(spec.repo, true) + "/resolve/" + url_escape(commit, false) + "/" +

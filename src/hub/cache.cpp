@@ -14,12 +14,13 @@
 namespace fs = std::filesystem;
 
 namespace owl::hub {
-namespace {
 
 std::string env(const char* name) {
   const char* v = std::getenv(name);
   return v && *v ? v : "";
 }
+
+namespace {
 
 std::string user_cache_dir() {
   std::string xdg = env("XDG_CACHE_HOME");
@@ -40,7 +41,7 @@ std::string unique_temp_name(const std::string& path) { return path + ".tmp." + 
 }  // namespace
 
 std::string cache_root(Source source) {
-  if (source == Source::modelscope) {
+  if (source == Source::ModelScope) {
     std::string ms = env("OWL_MODELSCOPE_CACHE");
     return ms.empty() ? user_cache_dir() + "/owl/modelscope" : ms;
   }
@@ -150,7 +151,7 @@ uint64_t remove_cached(Source source, const std::string& repo, const std::vector
   RepoPaths p = repo_paths(source, repo);
   std::error_code ec;
   if (!fs::is_directory(p.dir, ec))
-    throw Error(std::string(source == Source::modelscope ? "modelscope:" : "") + repo + " is not in the cache (" +
+    throw Error(std::string(source == Source::ModelScope ? "modelscope:" : "") + repo + " is not in the cache (" +
                 cache_root(source) + "); 'owl list' shows what is");
   uint64_t before = 0;
   for (const auto& b : fs::recursive_directory_iterator(p.dir, ec))

@@ -15,6 +15,9 @@
 
 namespace owl::hub {
 
+// An environment variable's value; "" when it is unset or empty.
+std::string env(const char* name);
+
 // Hugging Face: $HF_HUB_CACHE, $HF_HOME/hub, $XDG_CACHE_HOME/huggingface/hub or
 // ~/.cache/huggingface/hub. ModelScope repos (the same layout, written by owl):
 // $OWL_MODELSCOPE_CACHE or ~/.cache/owl/modelscope.
@@ -45,7 +48,7 @@ struct CachedFile {
 std::vector<CachedFile> snapshot_files(const std::string& snapshot_dir);
 
 struct CachedRepo {
-  Source source = Source::huggingface;
+  Source source = Source::HuggingFace;
   std::string repo;     // ORG/NAME
   std::string dir;
   std::string commit;   // refs/main (or the only snapshot) if known

@@ -147,21 +147,6 @@ struct Failure {
   }
 };
 
-// Feeds the first `n` bytes of `path` to `h` (the part of a download that is already there).
-void hash_prefix(Sha256& h, const std::string& path, uint64_t n) {
-  FILE* f = std::fopen(path.c_str(), "rb");
-  if (!f) throw Error("cannot read " + path + ": " + std::strerror(errno));
-  std::vector<char> buf(1 << 20);
-  while (n > 0) {
-    size_t got = std::fread(buf.data(), 1, static_cast<size_t>(std::min<uint64_t>(n, buf.size())), f);
-    if (got == 0) break;
-    h.update(buf.data(), got);
-    n -= got;
-  }
-  std::fclose(f);
-  if (n > 0) throw Error("cannot read " + path + ": it shrank while resuming");
-}
-
 // `hasher`, when set, receives the bytes in file order (one connection only).
 void run_segment(const BlobDownload& d, const DownloadOptions& opt, int fd, Segment& seg, Failure& fail,
                  const std::string& incomplete, Sha256* hasher) {
@@ -238,122 +223,91 @@ void run_segment(const BlobDownload& d, const DownloadOptions& opt, int fd, Segm
   }
 }
 
-}  // namespace
+uint64_t remaining(const Segments& segs) {
+  uint64_t left = 0;
+  for (const auto& s : segs) left += s->remaining();
+  return left;
+}
 
-DownloadStats download_blob(const BlobDownload& d, const DownloadOptions& opt) {
-  DownloadStats stats;
-  auto complete = [&] { return fs::exists(d.blob_path) && file_size_or_zero(d.blob_path) == d.size; };
-  if (complete()) return stats;
-  fs::create_directories(fs::path(d.blob_path).parent_path());
-  FileLock lock(d.lock_path, d.display_name, opt.quiet);
-  if (complete()) return stats;  // another process finished it while we waited
-
-  const std::string incomplete = d.blob_path + ".incomplete";
-  const std::string ranges = incomplete + ".ranges";
-  auto t0 = std::chrono::steady_clock::now();
-  // On one connection the SHA-256 is computed while the bytes arrive, so that
-  // verifying a large file costs no second pass over it.
-  std::unique_ptr<Sha256> hasher;
-
-  for (int round = 0;; ++round) {
-    Segments segs;
-    bool use_ranges = load_ranges(ranges, d.size, segs);
-    if (!use_ranges) {
-      uint64_t have = file_size_or_zero(incomplete);
-      if (have > d.size) have = 0;  // not a prefix of this blob
-      auto s = std::make_unique<Segment>();
-      s->end = d.size;
-      s->done = have;
-      segs.push_back(std::move(s));
-      if (have == 0) {
-        std::ofstream(incomplete, std::ios::trunc | std::ios::binary);
-      }
-    }
-    uint64_t pending = 0;
-    for (const auto& s : segs) pending += s->remaining();
-    uint64_t already = d.size - pending;
-    if (opt.connections > 1 && pending >= opt.min_split_bytes && pending > 1 && round == 0) {
-      size_t unfinished = 0;
-      for (const auto& s : segs) unfinished += s->remaining() > 0;
-      if (unfinished == 1) split_pending(segs, opt.connections);
-      use_ranges = segs.size() > 1;
-    }
-
-    // Refuse early when the disk cannot hold what is left.
-    struct statvfs vfs {};
-    if (::statvfs(fs::path(d.blob_path).parent_path().c_str(), &vfs) == 0) {
-      uint64_t free_bytes = static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize;
-      if (free_bytes < pending)
-        throw Error("not enough disk space for " + d.display_name + ": " + human_size(pending) + " needed, " +
-                    human_size(free_bytes) + " free in " + fs::path(d.blob_path).parent_path().string());
-    }
-
-    hasher.reset();
-    if (!d.sha256.empty() && !use_ranges && segs.size() == 1) {
-      hasher = std::make_unique<Sha256>();
-      hash_prefix(*hasher, incomplete, segs[0]->done.load());
-    }
-
-    Fd fd(::open(incomplete.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
-    if (fd.fd < 0) throw Error("cannot open " + incomplete + ": " + std::strerror(errno));
-    if (use_ranges) save_ranges(ranges, segs);
-
-    Failure fail;
-    Progress progress(d.display_name, d.size, already, opt.quiet);
-    std::vector<std::thread> workers;
-    for (auto& s : segs)
-      if (s->remaining() > 0)
-        workers.emplace_back(run_segment, std::cref(d), std::cref(opt), fd.fd, std::ref(*s), std::ref(fail),
-                             std::cref(incomplete), hasher.get());
-    // Draw progress and checkpoint the ranges while the workers run.
-    std::mutex done_mu;
-    std::condition_variable done_cv;
-    bool all_done = false;
-    std::thread joiner([&] {
-      for (auto& w : workers) w.join();
-      std::lock_guard<std::mutex> g(done_mu);
-      all_done = true;
-      done_cv.notify_one();
-    });
-    auto last_save = std::chrono::steady_clock::now();
-    for (;;) {
-      {
-        std::unique_lock<std::mutex> g(done_mu);
-        if (done_cv.wait_for(g, std::chrono::milliseconds(50), [&] { return all_done; })) break;
-      }
-      uint64_t left = 0;
-      for (const auto& s : segs) left += s->remaining();
-      progress.update(d.size - left);
-      if (use_ranges && std::chrono::steady_clock::now() - last_save > std::chrono::milliseconds(500)) {
-        save_ranges(ranges, segs);
-        last_save = std::chrono::steady_clock::now();
-      }
-    }
-    joiner.join();
-    uint64_t left = 0;
-    for (const auto& s : segs) left += s->remaining();
-    progress.update(d.size - left);
-    stats.bytes += pending - left;
-    if (use_ranges) save_ranges(ranges, segs);
-
-    if (fail.range_ignored && round == 0) {
-      // The server sends whole files only: start over on one connection.
-      progress.finish(false);
-      std::error_code ec;
-      fs::remove(ranges, ec);
-      std::ofstream(incomplete, std::ios::trunc | std::ios::binary);
-      continue;
-    }
-    if (fail.any || left > 0) {
-      progress.finish(false);
-      throw Error(fail.message.empty() ? "download of " + d.display_name + " did not finish; run the pull again to resume"
-                                       : fail.message);
-    }
-    progress.finish(true);
-    break;
+// The ranges still to fetch: from the ranges file of an earlier multi-connection run, else what
+// follows the incomplete file's bytes (a file longer than the blob starts over). In the first
+// round a single unfinished range is split over the connections. `use_ranges`: a ranges file
+// keeps track of them.
+Segments plan_segments(const BlobDownload& d, const DownloadOptions& opt, const std::string& incomplete,
+                       const std::string& ranges, bool first_round, bool& use_ranges) {
+  Segments segs;
+  use_ranges = load_ranges(ranges, d.size, segs);
+  if (!use_ranges) {
+    uint64_t have = file_size_or_zero(incomplete);
+    if (have > d.size) have = 0;  // not a prefix of this blob
+    auto s = std::make_unique<Segment>();
+    s->end = d.size;
+    s->done = have;
+    segs.push_back(std::move(s));
+    if (have == 0) std::ofstream(incomplete, std::ios::trunc | std::ios::binary);
   }
+  const uint64_t pending = remaining(segs);
+  if (opt.connections > 1 && pending >= opt.min_split_bytes && pending > 1 && first_round) {
+    size_t unfinished = 0;
+    for (const auto& s : segs) unfinished += s->remaining() > 0;
+    if (unfinished == 1) split_pending(segs, opt.connections);
+    use_ranges = segs.size() > 1;
+  }
+  return segs;
+}
 
-  // A partial or corrupt file must never become the blob.
+// Refuses early when the disk cannot hold what is left.
+void check_disk_space(const BlobDownload& d, uint64_t pending) {
+  struct statvfs vfs {};
+  if (::statvfs(fs::path(d.blob_path).parent_path().c_str(), &vfs) != 0) return;
+  uint64_t free_bytes = static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize;
+  if (free_bytes < pending)
+    throw Error("not enough disk space for " + d.display_name + ": " + human_size(pending) + " needed, " +
+                human_size(free_bytes) + " free in " + fs::path(d.blob_path).parent_path().string());
+}
+
+// Runs one worker per unfinished segment into `fd`, drawing progress and checkpointing the
+// ranges (when `use_ranges`) while they run. Returns the bytes still missing.
+uint64_t fetch_segments(const BlobDownload& d, const DownloadOptions& opt, int fd, Segments& segs, Failure& fail,
+                        Progress& progress, const std::string& incomplete, const std::string& ranges, bool use_ranges,
+                        Sha256* hasher) {
+  std::vector<std::thread> workers;
+  for (auto& s : segs)
+    if (s->remaining() > 0)
+      workers.emplace_back(run_segment, std::cref(d), std::cref(opt), fd, std::ref(*s), std::ref(fail),
+                           std::cref(incomplete), hasher);
+  std::mutex done_mu;
+  std::condition_variable done_cv;
+  bool all_done = false;
+  std::thread joiner([&] {
+    for (auto& w : workers) w.join();
+    std::lock_guard<std::mutex> g(done_mu);
+    all_done = true;
+    done_cv.notify_one();
+  });
+  auto last_save = std::chrono::steady_clock::now();
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> g(done_mu);
+      if (done_cv.wait_for(g, std::chrono::milliseconds(50), [&] { return all_done; })) break;
+    }
+    progress.update(d.size - remaining(segs));
+    if (use_ranges && std::chrono::steady_clock::now() - last_save > std::chrono::milliseconds(500)) {
+      save_ranges(ranges, segs);
+      last_save = std::chrono::steady_clock::now();
+    }
+  }
+  joiner.join();
+  const uint64_t left = remaining(segs);
+  progress.update(d.size - left);
+  if (use_ranges) save_ranges(ranges, segs);
+  return left;
+}
+
+// Checks the finished file's size and checksum, then makes it the blob. A partial or corrupt
+// file must never become the blob: it is discarded with an error.
+void verify_and_install(const BlobDownload& d, const std::string& incomplete, const std::string& ranges,
+                        Sha256* hasher) {
   uint64_t got_size = file_size_or_zero(incomplete);
   std::string got, expected, algo;
   if (!d.sha256.empty()) {
@@ -378,6 +332,66 @@ DownloadStats download_blob(const BlobDownload& d, const DownloadOptions& opt) {
   fs::rename(incomplete, d.blob_path);
   std::error_code ec;
   fs::remove(ranges, ec);
+}
+
+}  // namespace
+
+DownloadStats download_blob(const BlobDownload& d, const DownloadOptions& opt) {
+  DownloadStats stats;
+  auto complete = [&] { return fs::exists(d.blob_path) && file_size_or_zero(d.blob_path) == d.size; };
+  if (complete()) return stats;
+  fs::create_directories(fs::path(d.blob_path).parent_path());
+  FileLock lock(d.lock_path, d.display_name, opt.quiet);
+  if (complete()) return stats;  // another process finished it while we waited
+
+  const std::string incomplete = d.blob_path + ".incomplete";
+  const std::string ranges = incomplete + ".ranges";
+  auto t0 = std::chrono::steady_clock::now();
+  // On one connection the SHA-256 is computed while the bytes arrive, so that
+  // verifying a large file costs no second pass over it.
+  std::unique_ptr<Sha256> hasher;
+
+  for (int round = 0;; ++round) {
+    bool use_ranges = false;
+    Segments segs = plan_segments(d, opt, incomplete, ranges, round == 0, use_ranges);
+    const uint64_t pending = remaining(segs);
+    check_disk_space(d, pending);
+
+    hasher.reset();
+    if (!d.sha256.empty() && !use_ranges && segs.size() == 1) {
+      hasher = std::make_unique<Sha256>();
+      if (hasher->update_from_file(incomplete, segs[0]->done.load()) < segs[0]->done.load())
+        throw Error("cannot read " + incomplete + ": it shrank while resuming");
+    }
+
+    Fd fd(::open(incomplete.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+    if (fd.fd < 0) throw Error("cannot open " + incomplete + ": " + std::strerror(errno));
+    if (use_ranges) save_ranges(ranges, segs);
+
+    Failure fail;
+    Progress progress(d.display_name, d.size, d.size - pending, opt.quiet);
+    const uint64_t left =
+        fetch_segments(d, opt, fd.fd, segs, fail, progress, incomplete, ranges, use_ranges, hasher.get());
+    stats.bytes += pending - left;
+
+    if (fail.range_ignored && round == 0) {
+      // The server sends whole files only: start over on one connection.
+      progress.finish(false);
+      std::error_code ec;
+      fs::remove(ranges, ec);
+      std::ofstream(incomplete, std::ios::trunc | std::ios::binary);
+      continue;
+    }
+    if (fail.any || left > 0) {
+      progress.finish(false);
+      throw Error(fail.message.empty() ? "download of " + d.display_name + " did not finish; run the pull again to resume"
+                                       : fail.message);
+    }
+    progress.finish(true);
+    break;
+  }
+
+  verify_and_install(d, incomplete, ranges, hasher.get());
   stats.downloaded = true;
   stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return stats;

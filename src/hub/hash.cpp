@@ -2,6 +2,7 @@
 
 #include <openssl/evp.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -43,14 +44,15 @@ class Digest {
   EVP_MD_CTX* ctx_;
 };
 
-// Streams a file through `d`; returns the file size.
-uint64_t feed_file(Digest& d, const std::string& path) {
+// Streams the first `limit` bytes of a file (all of it by default) through `d`; returns how many there were.
+template <typename D>
+uint64_t feed_file(D& d, const std::string& path, uint64_t limit = UINT64_MAX) {
   FILE* f = std::fopen(path.c_str(), "rb");
   if (!f) throw Error("cannot read " + path + ": " + std::strerror(errno));
   std::vector<char> buf(1 << 20);
   uint64_t total = 0;
   size_t n;
-  while ((n = std::fread(buf.data(), 1, buf.size(), f)) > 0) {
+  while (total < limit && (n = std::fread(buf.data(), 1, std::min<uint64_t>(limit - total, buf.size()), f)) > 0) {
     d.update(buf.data(), n);
     total += n;
   }
@@ -70,6 +72,7 @@ Sha256::Sha256() : impl_(std::make_unique<Impl>()) {}
 Sha256::~Sha256() = default;
 void Sha256::update(const void* data, size_t n) { impl_->d.update(data, n); }
 std::string Sha256::hex_digest() { return impl_->d.hex(); }
+uint64_t Sha256::update_from_file(const std::string& path, uint64_t n) { return feed_file(*this, path, n); }
 
 std::string sha256_hex(const std::string& data) {
   Digest d(EVP_sha256());

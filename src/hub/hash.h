@@ -16,6 +16,9 @@ class Sha256 {
   Sha256(const Sha256&) = delete;
   Sha256& operator=(const Sha256&) = delete;
   void update(const void* data, size_t n);
+  // Feeds the first n bytes of a file (all of it by default); returns how many there were.
+  // Throws owl::Error when it cannot be read.
+  uint64_t update_from_file(const std::string& path, uint64_t n = UINT64_MAX);
   std::string hex_digest();  // lower-case hex; call once
 
  private:

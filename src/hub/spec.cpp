@@ -18,10 +18,10 @@ bool valid_name_part(const std::string& s) {
 
 }  // namespace
 
-const char* source_name(Source s) { return s == Source::modelscope ? "ModelScope" : "Hugging Face"; }
+const char* source_name(Source s) { return s == Source::ModelScope ? "ModelScope" : "Hugging Face"; }
 
 std::string HubSpec::repo_display() const {
-  return (source == Source::modelscope ? "modelscope:" : "") + repo;
+  return (source == Source::ModelScope ? "modelscope:" : "") + repo;
 }
 
 std::string HubSpec::display() const { return repo_display() + (variant.empty() ? "" : ":" + variant); }
@@ -34,9 +34,9 @@ std::optional<HubSpec> parse_hub_spec(const std::string& s) {
   if (first_colon != std::string::npos && (slash == std::string::npos || first_colon < slash)) {
     std::string prefix = rest.substr(0, first_colon);
     if (prefix == "hf" || prefix == "huggingface") {
-      spec.source = Source::huggingface;
+      spec.source = Source::HuggingFace;
     } else if (prefix == "modelscope" || prefix == "ms") {
-      spec.source = Source::modelscope;
+      spec.source = Source::ModelScope;
     } else {
       throw UsageError("unknown model source '" + prefix + ":' in " + s + "; use hf:ORG/NAME or modelscope:ORG/NAME");
     }

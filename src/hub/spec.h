@@ -5,10 +5,10 @@
 
 namespace owl::hub {
 
-enum class Source { huggingface, modelscope };
+enum class Source { HuggingFace, ModelScope };
 
 struct HubSpec {
-  Source source = Source::huggingface;
+  Source source = Source::HuggingFace;
   std::string repo;     // "ORG/NAME"
   std::string variant;  // "Q4_K_M", "model-q8_0.gguf" or empty (the default choice)
   bool variant_is_file = false;  // a file name (has a '.') rather than a quantisation tag

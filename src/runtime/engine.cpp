@@ -11,11 +11,11 @@ namespace owl {
 
 const char* finish_reason_name(FinishReason r) {
   switch (r) {
-    case FinishReason::kStop: return "stop";
-    case FinishReason::kLength: return "length";
-    case FinishReason::kCancelled: return "cancelled";
-    case FinishReason::kError: return "error";
-    case FinishReason::kNone: break;
+    case FinishReason::Stop: return "stop";
+    case FinishReason::Length: return "length";
+    case FinishReason::Cancelled: return "cancelled";
+    case FinishReason::Error: return "error";
+    case FinishReason::None: break;
   }
   return "none";
 }
@@ -37,7 +37,7 @@ void GenerationStream::push(GenerationEvent e) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (finished_) return;
-    if (e.finish != FinishReason::kNone) finished_ = true;
+    if (e.finish != FinishReason::None) finished_ = true;
     events_.push_back(std::move(e));
   }
   cv_.notify_all();
@@ -133,7 +133,7 @@ Engine::~Engine() {
 std::shared_ptr<GenerationStream> Engine::submit(GenerationRequest req) {
   const int64_t n_prompt = static_cast<int64_t>(req.prompt.size());
   if (n_prompt == 0) throw RequestTooLargeError("the prompt is empty; send at least one token");
-  if (req.max_tokens < 1) throw RequestTooLargeError("max_tokens must be at least 1");
+  if (req.max_tokens < 0) throw RequestTooLargeError("max_tokens must be 0 or more");
   if (n_prompt + req.max_tokens > n_ctx_)
     throw RequestTooLargeError("this model's context is " + std::to_string(n_ctx_) + " tokens, but " +
                                std::to_string(n_prompt + req.max_tokens) + " were requested (" +
@@ -202,16 +202,16 @@ void Engine::loop() {
     step();
   }
   // Shutting down: end every stream.
-  for (auto& a : active_) a->p.stream->push(ended(FinishReason::kCancelled, "server shutting down"));
+  for (auto& a : active_) a->p.stream->push(ended(FinishReason::Cancelled, "server shutting down"));
   std::lock_guard<std::mutex> lock(mu_);
-  for (auto& p : pending_) p.stream->push(ended(FinishReason::kCancelled, "server shutting down"));
+  for (auto& p : pending_) p.stream->push(ended(FinishReason::Cancelled, "server shutting down"));
 }
 
 void Engine::admit() {
   // Requests cancelled while waiting never start.
   for (auto it = pending_.begin(); it != pending_.end();) {
     if (it->stream->cancelled()) {
-      it->stream->push(ended(FinishReason::kCancelled, ""));
+      it->stream->push(ended(FinishReason::Cancelled, ""));
       ++stats_.requests_cancelled_total;
       it = pending_.erase(it);
     } else {
@@ -249,7 +249,7 @@ void Engine::admit() {
 }
 
 void Engine::finish(Active& a, FinishReason why, const std::string& error) {
-  if (why != FinishReason::kError && why != FinishReason::kCancelled) {
+  if (why != FinishReason::Error && why != FinishReason::Cancelled) {
     std::string tail = a.decoder.flush();
     std::string visible = a.stops.stopped() ? "" : a.stops.push(tail);
     if (!a.stops.stopped()) visible += a.stops.flush();
@@ -260,20 +260,21 @@ void Engine::finish(Active& a, FinishReason why, const std::string& error) {
   e.n_tokens = a.tokens_out;
   e.finish = why;
   e.error = error;
+  e.stop_string = why == FinishReason::Stop && a.stops.stopped();
   e.prompt_tokens = static_cast<int64_t>(a.p.req.prompt.size());
   e.cached_tokens = a.cached;
   e.completion_tokens = a.generated;
   a.text_out.clear();
   a.tokens_out = 0;
   // Keep what the slot cached for prefix reuse, unless the cache may be inconsistent.
-  bool keep = why != FinishReason::kError;
+  bool keep = why != FinishReason::Error;
   sched_.release(a.slot, keep);
   if (!keep) kv_->remove(a.slot);
   {
     // Counted before the client hears of the end, so /metrics never lags a finished answer.
     std::lock_guard<std::mutex> lock(mu_);
     ++stats_.requests_finished_total;
-    if (why == FinishReason::kCancelled) ++stats_.requests_cancelled_total;
+    if (why == FinishReason::Cancelled) ++stats_.requests_cancelled_total;
     stats_.running = std::max<int64_t>(0, stats_.running - 1);
     stats_.kv_committed_tokens = sched_.committed_tokens();
   }
@@ -281,6 +282,7 @@ void Engine::finish(Active& a, FinishReason why, const std::string& error) {
 }
 
 void Engine::sample_and_emit(Active& a, std::span<const float> logits) {
+  if (a.p.req.max_tokens == 0) return finish(a, FinishReason::Length);  // the prompt alone was asked for
   int32_t tok;
   if (!a.forced.empty()) {
     tok = a.forced.front();
@@ -291,7 +293,7 @@ void Engine::sample_and_emit(Active& a, std::span<const float> logits) {
   a.sampler.accept(tok);
   ++a.generated;
   ++a.tokens_out;
-  if (!a.p.req.ignore_eos && tok_.is_eog(tok) && a.forced.empty()) return finish(a, FinishReason::kStop);
+  if (!a.p.req.ignore_eos && tok_.is_eog(tok) && a.forced.empty()) return finish(a, FinishReason::Stop);
   std::string piece = a.decoder.push(tok);
   std::string visible = a.stops.push(piece);
   a.text_out += visible;
@@ -299,9 +301,9 @@ void Engine::sample_and_emit(Active& a, std::span<const float> logits) {
     auto more = a.p.req.hook->on_token(tok, piece);
     a.forced.insert(a.forced.end(), more.begin(), more.end());
   }
-  if (a.stops.stopped()) return finish(a, FinishReason::kStop);
-  if (a.generated >= a.p.req.max_tokens) return finish(a, FinishReason::kLength);
-  if (static_cast<int64_t>(sched_.tokens(a.slot).size()) + 1 >= n_ctx_) return finish(a, FinishReason::kLength);
+  if (a.stops.stopped()) return finish(a, FinishReason::Stop);
+  if (a.generated >= a.p.req.max_tokens) return finish(a, FinishReason::Length);
+  if (static_cast<int64_t>(sched_.tokens(a.slot).size()) + 1 >= n_ctx_) return finish(a, FinishReason::Length);
   a.next = tok;
   if (!a.text_out.empty() || a.tokens_out > 0) {
     GenerationEvent e;
@@ -316,7 +318,7 @@ void Engine::sample_and_emit(Active& a, std::span<const float> logits) {
 void Engine::step() {
   // Cancelled requests leave before the batch is built: their slots are free this step.
   for (auto& a : active_)
-    if (a->p.stream->cancelled()) finish(*a, FinishReason::kCancelled);
+    if (a->p.stream->cancelled()) finish(*a, FinishReason::Cancelled);
   std::erase_if(active_, [](const auto& a) { return a->p.stream->finished(); });
   if (active_.empty()) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -362,7 +364,7 @@ void Engine::step() {
     logits = model_.forward(batch, *kv_);
   } catch (const std::exception& e) {
     // The batch failed as a whole: end its requests with the error, keep serving.
-    for (auto& a : active_) finish(*a, FinishReason::kError, std::string("generation failed: ") + e.what());
+    for (auto& a : active_) finish(*a, FinishReason::Error, std::string("generation failed: ") + e.what());
     active_.clear();
     std::lock_guard<std::mutex> lock(mu_);
     stats_.running = 0;

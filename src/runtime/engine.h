@@ -30,7 +30,7 @@ class Model;
 class Tokenizer;
 class KVCache;
 
-enum class FinishReason { kNone, kStop, kLength, kCancelled, kError };
+enum class FinishReason { None, Stop, Length, Cancelled, Error };
 const char* finish_reason_name(FinishReason r);  // "stop", "length", "cancelled", "error"
 
 // Sees every generated token of one request and may force the next ones (a thinking
@@ -45,10 +45,20 @@ class TokenHook {
   virtual std::vector<int32_t> at_start() { return {}; }
 };
 
+// SamplerParams::seed 0 asks the engine for a random seed (when sampling is random); a seed
+// of 0 that a user gave (`owl run --seed 0`, "seed": 0) is sent as this one instead.
+inline uint64_t explicit_seed(uint64_t seed) { return seed == 0 ? 0x5eed : seed; }
+
+// One generation, the same for `owl run`, `owl chat` and `owl serve`. It ends at the first of:
+// an end-of-generation token (unless ignore_eos; the token is counted but not shown), a stop
+// string (neither it nor anything after it is shown), max_tokens generated tokens, or the end
+// of the context: prompt + generated tokens never exceed the engine's n_ctx (submit() refuses
+// a request whose prompt + max_tokens does not fit). The text is detokenized as it continues
+// the prompt (special tokens included).
 struct GenerationRequest {
   std::vector<int32_t> prompt;
   SamplerParams sampling;
-  int64_t max_tokens = 16;           // generated tokens at most (the context may end it sooner)
+  int64_t max_tokens = 16;           // generated tokens at most; 0: only evaluate the prompt
   std::vector<std::string> stop;     // stop strings (not included in the output)
   bool ignore_eos = false;
   std::shared_ptr<TokenHook> hook;   // optional
@@ -57,8 +67,9 @@ struct GenerationRequest {
 struct GenerationEvent {
   std::string text;                    // newly visible output text
   int64_t n_tokens = 0;                // tokens generated since the previous event
-  FinishReason finish = FinishReason::kNone;  // set on the last event of a stream
-  std::string error;                   // with kError
+  FinishReason finish = FinishReason::None;  // set on the last event of a stream
+  std::string error;                   // with Error
+  bool stop_string = false;            // with Stop: a stop string ended it (not an end-of-generation token)
   // On the last event: usage.
   int64_t prompt_tokens = 0, cached_tokens = 0, completion_tokens = 0;
 };

@@ -3,6 +3,8 @@
 #include <cmath>
 #include <limits>
 
+#include "runtime/engine.h"
+
 namespace owl::server {
 
 using json = nlohmann::ordered_json;
@@ -105,8 +107,7 @@ void parse_common(const json& j, CommonParams& p, const char* max_tokens_name) {
   if (field(j, "seed")) {
     const json* v = field(j, "seed");
     if (!v->is_number_integer()) throw bad("seed", std::string("must be an integer, got ") + v->dump(), "invalid_type");
-    p.sampling.seed = v->is_number_unsigned() ? v->get<uint64_t>() : static_cast<uint64_t>(v->get<int64_t>());
-    if (p.sampling.seed == 0) p.sampling.seed = 0x5eed;  // 0 means "random" inside the engine
+    p.sampling.seed = explicit_seed(v->is_number_unsigned() ? v->get<uint64_t>() : static_cast<uint64_t>(v->get<int64_t>()));
   }
   for (const char* name : {max_tokens_name, "max_tokens"}) {
     if (field(j, name) && !p.max_tokens) {

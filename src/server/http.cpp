@@ -100,8 +100,8 @@ bool Response::send_all(std::string_view data) {
 
 void Response::send(int status, std::string_view content_type, std::string_view body,
                     const std::vector<std::string>& extra_headers) {
-  if (state_ != State::kNone) return;
-  state_ = State::kDone;
+  if (state_ != State::None) return;
+  state_ = State::Done;
   status_ = status;
   std::string msg = response_head(status, content_type, extra_headers, keep_alive_);
   msg += "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n";
@@ -110,8 +110,8 @@ void Response::send(int status, std::string_view content_type, std::string_view 
 }
 
 bool Response::begin_stream(int status, std::string_view content_type, const std::vector<std::string>& extra_headers) {
-  if (state_ != State::kNone) return false;
-  state_ = State::kStreaming;
+  if (state_ != State::None) return false;
+  state_ = State::Streaming;
   status_ = status;
   std::string msg = response_head(status, content_type, extra_headers, keep_alive_);
   msg += "Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n";
@@ -119,7 +119,7 @@ bool Response::begin_stream(int status, std::string_view content_type, const std
 }
 
 bool Response::write(std::string_view data) {
-  if (state_ != State::kStreaming) return false;
+  if (state_ != State::Streaming) return false;
   if (data.empty()) return !failed_;
   char size[32];
   std::snprintf(size, sizeof size, "%zx\r\n", data.size());
@@ -130,8 +130,8 @@ bool Response::write(std::string_view data) {
 }
 
 void Response::end_stream() {
-  if (state_ != State::kStreaming) return;
-  state_ = State::kDone;
+  if (state_ != State::Streaming) return;
+  state_ = State::Done;
   send_all("0\r\n\r\n");
 }
 

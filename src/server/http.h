@@ -45,18 +45,18 @@ class Response {
   // True when the peer closed or reset the connection (checked without blocking).
   bool client_gone() const;
 
-  bool sent() const { return state_ != State::kNone; }
-  bool keep_alive() const { return keep_alive_ && !failed_ && state_ == State::kDone; }
+  bool sent() const { return state_ != State::None; }
+  bool keep_alive() const { return keep_alive_ && !failed_ && state_ == State::Done; }
   int status() const { return status_; }
 
  private:
   bool send_all(std::string_view data);
-  enum class State { kNone, kStreaming, kDone };
+  enum class State { None, Streaming, Done };
   int fd_;
   bool keep_alive_;
   bool failed_ = false;
   int status_ = 0;
-  State state_ = State::kNone;
+  State state_ = State::None;
 };
 
 using Handler = std::function<void(const Request&, Response&)>;

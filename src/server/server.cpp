@@ -39,6 +39,24 @@ void send_error(http::Response& res, const ApiError& e) {
 
 bool write_sse(http::Response& res, const json& data) { return res.write("data: " + data.dump() + "\n\n"); }
 
+// Every answer and stream chunk: one choice that holds `key` (text, delta or message).
+json envelope(const std::string& id, const char* object, int64_t created, const std::string& model, const char* key,
+              const json& value, const json& finish) {
+  return json{{"id", id}, {"object", object}, {"created", created}, {"model", model},
+              {"choices", json::array({{{"index", 0}, {key, value}, {"logprobs", nullptr}, {"finish_reason", finish}}})}};
+}
+
+// Ends a stream: when `usage` is set, a copy of `chunk` with no choices that carries it; then [DONE].
+void end_sse(http::Response& res, json chunk, const json& usage) {
+  if (!usage.is_null()) {
+    chunk["choices"] = json::array();
+    chunk["usage"] = usage;
+    write_sse(res, chunk);
+  }
+  res.write("data: [DONE]\n\n");
+  res.end_stream();
+}
+
 // Queues a request on the engine, mapping the engine's refusals onto HTTP errors.
 std::shared_ptr<GenerationStream> submit(Engine& engine, GenerationRequest g) {
   try {
@@ -60,7 +78,7 @@ std::optional<GenerationEvent> pump(GenerationStream& stream, http::Response& re
         stream.cancel();
         return std::nullopt;
       }
-      if (e.finish != FinishReason::kNone) return std::move(e);
+      if (e.finish != FinishReason::None) return std::move(e);
     }
     if (res.client_gone()) {
       stream.cancel();
@@ -81,14 +99,6 @@ json usage_json(const GenerationEvent& last, int64_t reasoning_tokens, bool chat
 // The engine ended the request with an error (the model failed): an OpenAI error.
 ApiError generation_error(const GenerationEvent& e) {
   return ApiError(500, e.error.empty() ? "generation failed" : e.error, "server_error", "", "generation_failed");
-}
-
-std::string message_text(const json& content) {
-  if (content.is_string()) return content.get<std::string>();
-  std::string s;
-  if (content.is_array())
-    for (const auto& part : content) s += part.value("text", "");
-  return s;
 }
 
 }  // namespace
@@ -178,11 +188,7 @@ void OpenAIServer::handle_completions(const http::Request& req, http::Response& 
   const std::string id = random_id("cmpl-");
   const int64_t created = now_seconds();
   auto chunk = [&](const std::string& text, const json& finish) {
-    return json{{"id", id},
-                {"object", "text_completion"},
-                {"created", created},
-                {"model", opts_.model_id},
-                {"choices", json::array({{{"index", 0}, {"text", text}, {"logprobs", nullptr}, {"finish_reason", finish}}})}};
+    return envelope(id, "text_completion", created, opts_.model_id, "text", text, finish);
   };
 
   if (!p.stream) {
@@ -192,7 +198,7 @@ void OpenAIServer::handle_completions(const http::Request& req, http::Response& 
       return true;
     });
     if (!last) return metrics_.count_disconnect();
-    if (last->finish == FinishReason::kError) throw generation_error(*last);
+    if (last->finish == FinishReason::Error) throw generation_error(*last);
     json body = chunk(text, finish_reason_name(last->finish));
     body["usage"] = usage_json(*last, 0, false);
     return send_json(res, 200, body);
@@ -201,21 +207,14 @@ void OpenAIServer::handle_completions(const http::Request& req, http::Response& 
   if (!res.begin_stream(200, "text/event-stream")) return metrics_.count_disconnect(), stream->cancel();
   if (!echo.empty()) write_sse(res, chunk(echo, nullptr));
   auto last = pump(*stream, res, [&](const GenerationEvent& e) {
-    if (e.finish == FinishReason::kError) return true;
-    if (e.text.empty() && e.finish == FinishReason::kNone) return true;
-    return write_sse(res, chunk(e.text, e.finish == FinishReason::kNone ? json(nullptr) : json(finish_reason_name(e.finish))));
+    if (e.finish == FinishReason::Error) return true;
+    if (e.text.empty() && e.finish == FinishReason::None) return true;
+    return write_sse(res, chunk(e.text, e.finish == FinishReason::None ? json(nullptr) : json(finish_reason_name(e.finish))));
   });
   if (!last) return metrics_.count_disconnect();
-  if (last->finish == FinishReason::kError) {
-    write_sse(res, json::parse(error_body(generation_error(*last))));
-  } else if (p.include_usage) {
-    json u = chunk("", nullptr);
-    u["choices"] = json::array();
-    u["usage"] = usage_json(*last, 0, false);
-    write_sse(res, u);
-  }
-  res.write("data: [DONE]\n\n");
-  res.end_stream();
+  const bool failed = last->finish == FinishReason::Error;
+  if (failed) write_sse(res, json::parse(error_body(generation_error(*last))));
+  end_sse(res, chunk("", nullptr), !failed && p.include_usage ? usage_json(*last, 0, false) : json());
 }
 
 // ---- /v1/chat/completions -------------------------------------------------------------------
@@ -232,20 +231,12 @@ std::string OpenAIServer::render_chat(const ChatParams& p) const {
                      "invalid_request_error", "tool_choice");
     tools = only;
   }
-  if (!tmpl_) {
-    std::string text;
-    for (const auto& m : p.messages) {
-      std::string role = m["role"].get<std::string>();
-      if (role == "developer") role = "system";
-      text += role + ": " + message_text(m.value("content", json(""))) + "\n";
-    }
-    return text + "assistant:";
-  }
+  if (!tmpl_) return chat::plain_chat_prompt(p.messages);
   chat::ChatInputs in;
   in.messages = json::array();
   for (const auto& m : p.messages) {
     json msg = m;
-    if (msg.contains("content") && msg["content"].is_array()) msg["content"] = message_text(msg["content"]);
+    if (msg.contains("content") && msg["content"].is_array()) msg["content"] = chat::message_text(msg["content"]);
     if (msg["role"] == "developer") msg["role"] = "system";
     in.messages.push_back(std::move(msg));
   }
@@ -264,15 +255,96 @@ std::string OpenAIServer::render_chat(const ChatParams& p) const {
   }
 }
 
-void OpenAIServer::handle_chat(const http::Request& req, http::Response& res) {
-  ChatParams p = parse_chat_request(req.body);
-  check_model(p.model);
-  const std::string prompt = render_chat(p);
+// What a chat answer has produced so far: the model's text split into reasoning and content,
+// with content that may be the start of a tool call held back until the call is complete.
+class ChatAnswer {
+ public:
+  ChatAnswer(const ChatParams& p, chat::ReasoningStart start, const chat::ReasoningTags& tags, chat::ToolCallFormat format)
+      : tools_(p.tools), tools_active_(!p.tools.is_null() && p.tool_choice != "none"), format_(format), parser_(start, tags) {}
+
+  // Takes an event's text; returns the delta that may be streamed now.
+  chat::ReasoningDelta add(const GenerationEvent& e) {
+    const bool last = e.finish != FinishReason::None;
+    const bool was_inside = parser_.in_reasoning();
+    chat::ReasoningDelta d = parser_.feed(e.text);
+    if (last) {
+      chat::ReasoningDelta f = parser_.finish();
+      d.reasoning += f.reasoning;
+      d.content += f.content;
+    }
+    if (was_inside || !d.reasoning.empty()) reasoning_tokens_ += e.n_tokens;
+    reasoning_ += d.reasoning;
+    content_ += d.content;
+    if (tools_active_) {
+      size_t hold = last ? content_sent_ : std::max(content_sent_, chat::tool_call_hold_from(format_, content_));
+      d.content = content_.substr(content_sent_, hold - content_sent_);
+      content_sent_ = hold;
+    } else {
+      content_sent_ = content_.size();
+    }
+    return d;
+  }
+
+  // The whole content, with its tool calls parsed out (when tools are on).
+  chat::ParsedOutput parse() {
+    chat::ParsedOutput parsed;
+    if (tools_active_) parsed = chat::parse_tool_calls(format_, content_, tools_, id_rng_() % 1000000000);
+    else parsed.content = content_;
+    return parsed;
+  }
+
+  // The held-back tail of a streamed answer: what the parsed calls leave of it is content.
+  std::string unsent_content(const chat::ParsedOutput& parsed) const {
+    if (parsed.tool_calls.empty()) return content_.substr(content_sent_);
+    if (parsed.content.size() > content_sent_ && parsed.content.compare(0, content_sent_, content_, 0, content_sent_) == 0)
+      return parsed.content.substr(content_sent_);
+    return "";
+  }
+
+  const std::string& reasoning() const { return reasoning_; }
+  int64_t reasoning_tokens() const { return reasoning_tokens_; }
+
+ private:
+  json tools_;
+  bool tools_active_;
+  chat::ToolCallFormat format_;
+  chat::ReasoningParser parser_;
+  std::string reasoning_, content_;
+  size_t content_sent_ = 0;  // streamed content so far
+  int64_t reasoning_tokens_ = 0;
+  std::mt19937_64 id_rng_{std::random_device{}()};
+};
+
+namespace {
+
+std::string chat_finish_reason(const GenerationEvent& last, const chat::ParsedOutput& parsed) {
+  if (last.finish == FinishReason::Stop && !parsed.tool_calls.empty()) return "tool_calls";
+  return finish_reason_name(last.finish);
+}
+
+// OpenAI's tool_calls array; streamed calls carry their index.
+json tool_calls_json(const chat::ParsedOutput& parsed, bool with_index) {
+  json calls = json::array();
+  for (size_t i = 0; i < parsed.tool_calls.size(); ++i) {
+    const auto& call = parsed.tool_calls[i];
+    json c = with_index ? json{{"index", i}} : json::object();
+    c.update(json{{"id", call.id}, {"type", "function"}, {"function", {{"name", call.name}, {"arguments", call.arguments}}}});
+    calls.push_back(std::move(c));
+  }
+  return calls;
+}
+
+}  // namespace
+
+std::shared_ptr<TokenHook> OpenAIServer::chat_hook(const ChatParams& p, chat::ReasoningStart start,
+                                                   const chat::ReasoningTags& tags) const {
+  if (!p.thinking_budget) return nullptr;
+  return std::make_shared<ThinkingBudgetHook>(tok_, *p.thinking_budget, start, tags);
+}
+
+GenerationRequest OpenAIServer::chat_request(const ChatParams& p, const std::string& prompt) const {
   GenerationRequest g;
-  g.prompt = tok_.encode(prompt, /*add_special=*/true);
-  // Templates that write the BOS text themselves would otherwise get it twice.
-  if (g.prompt.size() >= 2 && tok_.bos_id() >= 0 && g.prompt[0] == tok_.bos_id() && g.prompt[1] == tok_.bos_id())
-    g.prompt.erase(g.prompt.begin());
+  g.prompt = chat::encode_chat_prompt(tok_, prompt);
   g.sampling = p.sampling;
   int64_t room = engine_.n_ctx() - static_cast<int64_t>(g.prompt.size());
   if (p.max_tokens) g.max_tokens = *p.max_tokens;
@@ -283,131 +355,73 @@ void OpenAIServer::handle_chat(const http::Request& req, http::Response& res) {
                    "invalid_request_error", "messages", "context_length_exceeded");
   g.stop = p.stop;
   g.ignore_eos = p.ignore_eos;
+  return g;
+}
+
+void OpenAIServer::handle_chat(const http::Request& req, http::Response& res) {
+  ChatParams p = parse_chat_request(req.body);
+  check_model(p.model);
+  const std::string prompt = render_chat(p);
+  GenerationRequest g = chat_request(p, prompt);
   const chat::ReasoningTags tags = reasoning_tags();
   const chat::ReasoningStart start = chat::reasoning_start(prompt, tags);
-  if (p.thinking_budget) g.hook = std::make_shared<ThinkingBudgetHook>(tok_, *p.thinking_budget, start, tags);
-  if (opts_.chat_hook_for_tests) g.hook = opts_.chat_hook_for_tests(p);
-  const bool tools_active = !p.tools.is_null() && p.tool_choice != "none";
+  g.hook = chat_hook(p, start, tags);
   // Without a template the model has no native format; Hermes (<tool_call>{json}</tool_call>) is the most common.
   const chat::ToolCallFormat format =
       tmpl_ ? chat::tool_call_format_for_template(tmpl_->source()) : chat::ToolCallFormat::Hermes;
   auto stream = submit(engine_, std::move(g));
-
   const std::string id = random_id("chatcmpl-");
   const int64_t created = now_seconds();
-  chat::ReasoningParser parser(start, tags);
-  std::string reasoning, content;
-  size_t content_sent = 0;  // streamed content so far (a possible tool call is held back)
-  int64_t reasoning_tokens = 0;
+  ChatAnswer answer(p, start, tags, format);
+  if (p.stream) stream_chat(p, *stream, answer, id, created, res);
+  else answer_chat(*stream, answer, id, created, res);
+}
+
+void OpenAIServer::answer_chat(GenerationStream& stream, ChatAnswer& answer, const std::string& id, int64_t created,
+                               http::Response& res) {
+  auto last = pump(stream, res, [&](const GenerationEvent& e) {
+    answer.add(e);
+    return true;
+  });
+  if (!last) return metrics_.count_disconnect();
+  if (last->finish == FinishReason::Error) throw generation_error(*last);
+  chat::ParsedOutput parsed = answer.parse();
+  json message = {{"role", "assistant"},
+                  {"content", parsed.content.empty() && !parsed.tool_calls.empty() ? json(nullptr) : json(parsed.content)}};
+  if (!answer.reasoning().empty()) message["reasoning_content"] = answer.reasoning();
+  if (!parsed.tool_calls.empty()) message["tool_calls"] = tool_calls_json(parsed, false);
+  json body = envelope(id, "chat.completion", created, opts_.model_id, "message", message, chat_finish_reason(*last, parsed));
+  body["usage"] = usage_json(*last, answer.reasoning_tokens(), true);
+  send_json(res, 200, body);
+}
+
+void OpenAIServer::stream_chat(const ChatParams& p, GenerationStream& stream, ChatAnswer& answer, const std::string& id,
+                               int64_t created, http::Response& res) {
   auto chunk = [&](const json& delta, const json& finish) {
-    return json{{"id", id},
-                {"object", "chat.completion.chunk"},
-                {"created", created},
-                {"model", opts_.model_id},
-                {"choices", json::array({{{"index", 0}, {"delta", delta}, {"logprobs", nullptr}, {"finish_reason", finish}}})}};
+    return envelope(id, "chat.completion.chunk", created, opts_.model_id, "delta", delta, finish);
   };
-  // Splits an event's text; returns the delta that may be streamed now.
-  auto split = [&](const GenerationEvent& e, bool last) {
-    bool was_inside = parser.in_reasoning();
-    chat::ReasoningDelta d = parser.feed(e.text);
-    if (last) {
-      chat::ReasoningDelta f = parser.finish();
-      d.reasoning += f.reasoning;
-      d.content += f.content;
-    }
-    if (was_inside || !d.reasoning.empty()) reasoning_tokens += e.n_tokens;
-    reasoning += d.reasoning;
-    content += d.content;
-    if (tools_active) {
-      // Content that may be the start of a tool call waits until the call is complete.
-      size_t hold = last ? content_sent : std::max(content_sent, chat::tool_call_hold_from(format, content));
-      d.content = content.substr(content_sent, hold - content_sent);
-      content_sent = hold;
-    } else {
-      content_sent = content.size();
-    }
-    return d;
-  };
-  std::mt19937_64 id_rng{std::random_device{}()};
-  auto parse = [&]() {
-    chat::ParsedOutput parsed;
-    if (tools_active) parsed = chat::parse_tool_calls(format, content, p.tools, id_rng() % 1000000000);
-    else parsed.content = content;
-    return parsed;
-  };
-  auto finish_of = [&](const GenerationEvent& last, const chat::ParsedOutput& parsed) -> std::string {
-    if (last.finish == FinishReason::kStop && !parsed.tool_calls.empty()) return "tool_calls";
-    return finish_reason_name(last.finish);
-  };
-  auto calls_json = [&](const chat::ParsedOutput& parsed, bool with_index) {
-    json calls = json::array();
-    for (size_t i = 0; i < parsed.tool_calls.size(); ++i) {
-      const auto& call = parsed.tool_calls[i];
-      json c = {{"id", call.id}, {"type", "function"}, {"function", {{"name", call.name}, {"arguments", call.arguments}}}};
-      if (with_index) {
-        json indexed = {{"index", i}};
-        indexed.update(c);
-        c = std::move(indexed);
-      }
-      calls.push_back(c);
-    }
-    return calls;
-  };
-
-  if (!p.stream) {
-    auto last = pump(*stream, res, [&](const GenerationEvent& e) {
-      split(e, e.finish != FinishReason::kNone);
-      return true;
-    });
-    if (!last) return metrics_.count_disconnect();
-    if (last->finish == FinishReason::kError) throw generation_error(*last);
-    chat::ParsedOutput parsed = parse();
-    json message = {{"role", "assistant"},
-                    {"content", parsed.content.empty() && !parsed.tool_calls.empty() ? json(nullptr) : json(parsed.content)}};
-    if (!reasoning.empty()) message["reasoning_content"] = reasoning;
-    if (!parsed.tool_calls.empty()) message["tool_calls"] = calls_json(parsed, false);
-    json body = {{"id", id},
-                 {"object", "chat.completion"},
-                 {"created", created},
-                 {"model", opts_.model_id},
-                 {"choices", json::array({{{"index", 0}, {"message", message}, {"logprobs", nullptr},
-                                           {"finish_reason", finish_of(*last, parsed)}}})},
-                 {"usage", usage_json(*last, reasoning_tokens, true)}};
-    return send_json(res, 200, body);
-  }
-
-  if (!res.begin_stream(200, "text/event-stream")) return metrics_.count_disconnect(), stream->cancel();
+  if (!res.begin_stream(200, "text/event-stream")) return metrics_.count_disconnect(), stream.cancel();
   write_sse(res, chunk({{"role", "assistant"}, {"content", ""}}, nullptr));
-  auto last = pump(*stream, res, [&](const GenerationEvent& e) {
-    if (e.finish == FinishReason::kError) return true;
-    chat::ReasoningDelta d = split(e, e.finish != FinishReason::kNone);
+  auto last = pump(stream, res, [&](const GenerationEvent& e) {
+    if (e.finish == FinishReason::Error) return true;
+    chat::ReasoningDelta d = answer.add(e);
     bool ok = true;
     if (!d.reasoning.empty()) ok = write_sse(res, chunk({{"reasoning_content", d.reasoning}}, nullptr));
     if (ok && !d.content.empty()) ok = write_sse(res, chunk({{"content", d.content}}, nullptr));
     return ok;
   });
   if (!last) return metrics_.count_disconnect();
-  if (last->finish == FinishReason::kError) {
+  const bool failed = last->finish == FinishReason::Error;
+  if (failed) {
     write_sse(res, json::parse(error_body(generation_error(*last))));
   } else {
-    chat::ParsedOutput parsed = parse();
-    // The held-back tail: what the calls leave of it is content.
-    std::string rest;
-    if (parsed.tool_calls.empty()) rest = content.substr(content_sent);
-    else if (parsed.content.size() > content_sent && parsed.content.compare(0, content_sent, content, 0, content_sent) == 0)
-      rest = parsed.content.substr(content_sent);
-    if (!rest.empty()) write_sse(res, chunk({{"content", rest}}, nullptr));
-    if (!parsed.tool_calls.empty()) write_sse(res, chunk({{"tool_calls", calls_json(parsed, true)}}, nullptr));
-    write_sse(res, chunk(json::object(), finish_of(*last, parsed)));
-    if (p.include_usage) {
-      json u = chunk(json::object(), nullptr);
-      u["choices"] = json::array();
-      u["usage"] = usage_json(*last, reasoning_tokens, true);
-      write_sse(res, u);
-    }
+    chat::ParsedOutput parsed = answer.parse();
+    if (std::string rest = answer.unsent_content(parsed); !rest.empty()) write_sse(res, chunk({{"content", rest}}, nullptr));
+    if (!parsed.tool_calls.empty()) write_sse(res, chunk({{"tool_calls", tool_calls_json(parsed, true)}}, nullptr));
+    write_sse(res, chunk(json::object(), chat_finish_reason(*last, parsed)));
   }
-  res.write("data: [DONE]\n\n");
-  res.end_stream();
+  end_sse(res, chunk(json::object(), nullptr),
+          !failed && p.include_usage ? usage_json(*last, answer.reasoning_tokens(), true) : json());
 }
 
 }  // namespace owl::server

@@ -17,14 +17,14 @@ using namespace owl::hub;
 TEST(HubSpec, ParsesRepoQuantFileAndSource) {
   auto a = parse_hub_spec("Qwen/Qwen3-0.6B-GGUF:q8_0");
   ASSERT_TRUE(a);
-  EXPECT_EQ(a->source, Source::huggingface);
+  EXPECT_EQ(a->source, Source::HuggingFace);
   EXPECT_EQ(a->repo, "Qwen/Qwen3-0.6B-GGUF");
   EXPECT_EQ(a->variant, "q8_0");
   EXPECT_FALSE(a->variant_is_file);
 
   auto b = parse_hub_spec("modelscope:Qwen/Qwen3-0.6B-GGUF:Qwen3-0.6B-Q8_0.gguf");
   ASSERT_TRUE(b);
-  EXPECT_EQ(b->source, Source::modelscope);
+  EXPECT_EQ(b->source, Source::ModelScope);
   EXPECT_EQ(b->variant, "Qwen3-0.6B-Q8_0.gguf");
   EXPECT_TRUE(b->variant_is_file);
   EXPECT_EQ(b->display(), "modelscope:Qwen/Qwen3-0.6B-GGUF:Qwen3-0.6B-Q8_0.gguf");
@@ -150,15 +150,15 @@ TEST(HubCache, RootFollowsTheEnvironmentLikeHuggingfaceHub) {
   ::unsetenv("HF_HOME");
   ::unsetenv("XDG_CACHE_HOME");
   ::setenv("HOME", "/home/someone", 1);
-  EXPECT_EQ(cache_root(Source::huggingface), "/home/someone/.cache/huggingface/hub");
-  EXPECT_EQ(cache_root(Source::modelscope), "/home/someone/.cache/owl/modelscope");
+  EXPECT_EQ(cache_root(Source::HuggingFace), "/home/someone/.cache/huggingface/hub");
+  EXPECT_EQ(cache_root(Source::ModelScope), "/home/someone/.cache/owl/modelscope");
   ::setenv("XDG_CACHE_HOME", "/xdg", 1);
-  EXPECT_EQ(cache_root(Source::huggingface), "/xdg/huggingface/hub");
+  EXPECT_EQ(cache_root(Source::HuggingFace), "/xdg/huggingface/hub");
   ::setenv("HF_HOME", "/hfhome", 1);
-  EXPECT_EQ(cache_root(Source::huggingface), "/hfhome/hub");
+  EXPECT_EQ(cache_root(Source::HuggingFace), "/hfhome/hub");
   ::setenv("HF_HUB_CACHE", "/hubcache", 1);
-  EXPECT_EQ(cache_root(Source::huggingface), "/hubcache");
-  auto p = repo_paths(Source::huggingface, "Qwen/Qwen3-0.6B");
+  EXPECT_EQ(cache_root(Source::HuggingFace), "/hubcache");
+  auto p = repo_paths(Source::HuggingFace, "Qwen/Qwen3-0.6B");
   EXPECT_EQ(p.dir, "/hubcache/models--Qwen--Qwen3-0.6B");
   EXPECT_EQ(p.blob("abc"), "/hubcache/models--Qwen--Qwen3-0.6B/blobs/abc");
   EXPECT_EQ(p.lock("abc"), "/hubcache/.locks/models--Qwen--Qwen3-0.6B/abc.lock");
@@ -167,7 +167,7 @@ TEST(HubCache, RootFollowsTheEnvironmentLikeHuggingfaceHub) {
 TEST(HubCache, SnapshotLinksAreRelativeToBlobs) {
   std::string dir = owl::test::temp_dir();
   ::setenv("HF_HUB_CACHE", dir.c_str(), 1);
-  auto p = repo_paths(Source::huggingface, "a/b");
+  auto p = repo_paths(Source::HuggingFace, "a/b");
   fs::create_directories(p.dir + "/blobs");
   { std::ofstream(p.blob("id1")) << "x"; }
   link_snapshot_file(p, "c1", "sub/dir/f.gguf", "id1");

@@ -33,6 +33,24 @@ class ScriptHook : public TokenHook {
   std::vector<int32_t> ids_;
 };
 
+// The production server with every chat request's generation scripted.
+class ScriptedServer : public server::OpenAIServer {
+ public:
+  ScriptedServer(Engine& engine, const Tokenizer& tok, chat::ChatTemplate tmpl, server::ApiOptions opts,
+                 const std::string& script)
+      : OpenAIServer(engine, tok, std::move(tmpl), std::move(opts)), tok_(tok), script_(script) {}
+
+ protected:
+  std::shared_ptr<TokenHook> chat_hook(const server::ChatParams&, chat::ReasoningStart,
+                                       const chat::ReasoningTags&) const override {
+    return std::make_shared<ScriptHook>(tok_, script_);
+  }
+
+ private:
+  const Tokenizer& tok_;
+  const std::string& script_;
+};
+
 class ScriptedChat : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -45,12 +63,9 @@ class ScriptedChat : public ::testing::Test {
     engine_ = std::make_unique<Engine>(*model_, *tok_, eo);
     server::ApiOptions ao;
     ao.model_id = "stories";
-    ao.chat_hook_for_tests = [this](const server::ChatParams&) -> std::shared_ptr<TokenHook> {
-      return std::make_shared<ScriptHook>(*tok_, script_);
-    };
     // Qwen3's template: its tool calls are Hermes-style <tool_call>{json}</tool_call>.
     chat::ChatTemplate tmpl(read_file(shared_path("chat-templates/qwen3/chat_template.jinja")), "<s>", "</s>");
-    api_ = std::make_unique<server::OpenAIServer>(*engine_, *tok_, std::move(tmpl), ao);
+    api_ = std::make_unique<ScriptedServer>(*engine_, *tok_, std::move(tmpl), ao, script_);
     http::ServerOptions ho;
     ho.port = 0;
     http_ = std::make_unique<http::Server>(ho, [this](const http::Request& q, http::Response& r) { api_->handle(q, r); });
