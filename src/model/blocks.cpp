@@ -15,11 +15,6 @@ namespace owl::blocks {
 
 namespace tn = tensor_names;
 
-float* scratch(std::vector<float>& buf, int64_t n) {
-  if (static_cast<int64_t>(buf.size()) < n) buf.resize(static_cast<size_t>(n));
-  return buf.data();
-}
-
 // ---- weights ----
 
 std::vector<float> load_optional_vector(const ModelSource& src, const std::string& name, int64_t n) {
@@ -229,11 +224,11 @@ void attention(const AttentionWeights& w, const AttentionShape& s, const Rope& r
   const int64_t n = batch.size();
   const int64_t q_width = s.n_head * s.head_dim, k_width = s.n_head_kv * s.head_dim;
   const int64_t v_width = s.n_head_kv * s.head_dim_v, att_width = s.n_head * s.head_dim_v;
-  float* h = scratch(ws.h, n * s.n_embd);
-  float* q = scratch(ws.q, n * q_width);
-  float* k = scratch(ws.k, n * k_width);
-  float* v = scratch(ws.v, n * v_width);
-  float* att = scratch(ws.att, n * att_width);
+  float* h = grow(ws.h, n * s.n_embd);
+  float* q = grow(ws.q, n * q_width);
+  float* k = grow(ws.k, n * k_width);
+  float* v = grow(ws.v, n * v_width);
+  float* att = grow(ws.att, n * att_width);
 
   rms_norm_rows(x, w.norm, h, n, s.n_embd, s.eps);
   trace::tensor("attn_norm", layer, h, n, s.n_embd);
@@ -261,7 +256,7 @@ void attention(const AttentionWeights& w, const AttentionShape& s, const Rope& r
 // ---- feed-forward ----
 
 void mlp(const MlpWeights& w, const float* x, int64_t n_rows, MlpScratch& ws, float* out) {
-  float* gate = scratch(ws.gate, n_rows * w.gate.out());
+  float* gate = grow(ws.gate, n_rows * w.gate.out());
   kernels::matmul_swiglu(w.gate.w, w.up.w, x, n_rows, gate);
   linear(w.down, gate, n_rows, out);
 }
@@ -288,7 +283,7 @@ FeedForward load_moe_ffn(const ModelSource& src, const ModelConfig& c, int64_t i
 void feed_forward(const FeedForward& f, const MoeOptions& moe, float eps, const float* x, int64_t n_rows,
                   FfnScratch& ws, float* out) {
   const int64_t d = static_cast<int64_t>(f.norm.size());
-  float* h = scratch(ws.h, n_rows * d);
+  float* h = grow(ws.h, n_rows * d);
   rms_norm_rows(x, f.norm, h, n_rows, d, eps);
   if (f.moe) {
     moe_forward(*f.moe, moe, h, n_rows, ws.moe, out);
@@ -326,12 +321,12 @@ std::span<const float> output_logits(const OutputHead& head, float eps, const fl
                                      HeadScratch& ws) {
   const int64_t n_embd = head.output.in(), n_vocab = head.output.out();
   const int64_t n_out = batch.n_logits();
-  float* rows = scratch(ws.rows, n_out * n_embd);
+  float* rows = grow(ws.rows, n_out * n_embd);
   int64_t j = 0;
   for (int64_t r = 0; r < batch.size(); ++r)
     if (batch.want_logits[r]) kernels::rms_norm(x + r * n_embd, head.norm.data(), rows + (j++) * n_embd, n_embd, eps);
   trace::tensor("result_norm", -1, rows, n_out, n_embd);
-  float* logits = scratch(ws.logits, n_out * n_vocab);
+  float* logits = grow(ws.logits, n_out * n_vocab);
   if (n_out > 0) kernels::matmul(head.output, rows, n_out, logits);
   trace::tensor("logits", -1, logits, n_out, n_vocab);
   return {logits, static_cast<size_t>(n_out * n_vocab)};
@@ -374,7 +369,7 @@ void copy_rows(const Batch& from, int64_t begin, int64_t end, Batch& to) {
 
 void Decoder::run_layers(const Batch& batch, KVStore& kv, float* x) {
   const int64_t n = batch.size(), d = config_.n_embd;
-  float* y = scratch(y_, n * d);
+  float* y = grow(y_, n * d);
   embed(head_, batch, x);
   for (int64_t il = 0; il < n_trunk_; ++il) {
     attend(il, x, batch, kv, y);
@@ -402,7 +397,7 @@ void Decoder::finish_loading(const ModelSource& src) {
 std::span<const float> Decoder::forward(const Batch& batch, KVStore& kv) {
   prepare_batch(batch, config_.n_vocab, kv);
   const int64_t n = batch.size(), d = config_.n_embd;
-  float* x = scratch(x_, n * d);
+  float* x = grow(x_, n * d);
   const int64_t chunk = moe_.n_expert > 0 ? n : kDenseChunkRows;
   if (n <= chunk) {
     run_layers(batch, kv, x);

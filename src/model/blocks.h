@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "base/scratch.h"
 #include "kernels/kernels.h"
 #include "model/config.h"
 #include "model/kv_store.h"
@@ -19,9 +20,6 @@
 #include "model/tensor_names.h"
 
 namespace owl::blocks {
-
-// Grows buf to at least n floats (never shrinks) and returns its data.
-float* scratch(std::vector<float>& buf, int64_t n);
 
 // ---- weights ----
 

@@ -9,6 +9,7 @@
 
 #include "base/error.h"
 #include "base/thread_pool.h"
+#include "base/scratch.h"
 #include "model/blocks.h"
 #include "model/trace.h"
 
@@ -76,11 +77,6 @@ MlaWeights load_mla_weights(const ModelSource& src, int64_t layer, const MlaPara
 }
 
 namespace {
-
-float* grow(std::vector<float>& buf, int64_t n) {
-  if (static_cast<int64_t>(buf.size()) < n) buf.resize(static_cast<size_t>(n));
-  return buf.data();
-}
 
 // Cached row t of a span, converted to float.
 void read_row(const kernels::KVSpan& s, int64_t t, int64_t width, float* out) {

@@ -8,6 +8,7 @@
 #include "formats/gguf.h"
 #include "base/thread_pool.h"
 #include "kernels/kernels.h"
+#include "base/scratch.h"
 #include "model/blocks.h"
 #include "model/trace.h"
 
@@ -134,13 +135,6 @@ MoeWeights load_moe_weights(const ModelSource& src, int64_t layer, bool require_
     for (auto* t : {&w.gate_shexp, &w.up_shexp, &w.down_shexp}) prepare(**t);
   return w;
 }
-
-namespace {
-float* grow(std::vector<float>& buf, int64_t n) {
-  if (static_cast<int64_t>(buf.size()) < n) buf.resize(static_cast<size_t>(n));
-  return buf.data();
-}
-}  // namespace
 
 void swiglu_ffn(const kernels::Weight& gate, const kernels::Weight& up, const kernels::Weight& down, const float* x,
                 int64_t n_rows, float* h, float* y) {
