@@ -7,7 +7,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   nlohmann-json3-dev libpcre2-dev libutf8proc-dev libcli11-dev
   libssl-dev libcurl4-openssl-dev zlib1g-dev
-  clang libclang-rt-14-dev curl python3
+  clang libclang-rt-14-dev clang-format clang-tidy curl python3
 )
 missing=()
 for p in "${packages[@]}"; do

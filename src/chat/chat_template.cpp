@@ -108,7 +108,7 @@ ChatInputs ChatInputs::from_json(const nlohmann::ordered_json& j, const std::opt
 
 ChatTemplate::ChatTemplate(std::string source, std::optional<std::string> bos_token, std::optional<std::string> eos_token,
                            jinja::Options options)
-    : source_(std::move(source)), bos_(std::move(bos_token)), eos_(std::move(eos_token)), tmpl_(source_, std::move(options)) {}
+    : source_(std::move(source)), bos_(std::move(bos_token)), eos_(std::move(eos_token)), tmpl_(source_, options) {}
 
 ChatTemplate ChatTemplate::load(const std::string& model) {
   namespace fs = std::filesystem;

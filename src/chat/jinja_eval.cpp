@@ -47,7 +47,7 @@ struct Program {
 };
 
 Template::Template(std::string_view source, Options options)
-    : program_(std::make_unique<Program>()), options_(std::move(options)) {
+    : program_(std::make_unique<Program>()), options_(options) {
   program_->body = parse_template(source, options_);
 }
 Template::~Template() = default;

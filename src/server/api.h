@@ -31,7 +31,7 @@ namespace owl::server {
 struct ApiError : std::runtime_error {
   ApiError(int status_, std::string message, std::string type_ = "invalid_request_error", std::string param_ = "",
            std::string code_ = "")
-      : std::runtime_error(std::move(message)),
+      : std::runtime_error(message),
         status(status_),
         type(std::move(type_)),
         param(std::move(param_)),
