@@ -80,7 +80,7 @@ void BM_MatmulDecode(benchmark::State& state) {
     benchmark::DoNotOptimize(y.data());
   }
   state.counters["bytes"] = benchmark::Counter(static_cast<double>(mat_bytes) * static_cast<double>(state.iterations()),
-                                              benchmark::Counter::kIsRate, benchmark::Counter::kIs1000);
+                                               benchmark::Counter::kIsRate, benchmark::Counter::kIs1000);
   state.SetLabel(owl::dtype_name(t));
 }
 
@@ -95,9 +95,8 @@ void BM_MatmulPrefill(benchmark::State& state) {
     owl::kernels::matmul(set.views[0], x.data(), n_rows, y.data());
     benchmark::DoNotOptimize(y.data());
   }
-  state.counters["FLOP"] =
-      benchmark::Counter(2.0 * kIn * kOut * n_rows * static_cast<double>(state.iterations()), benchmark::Counter::kIsRate,
-                         benchmark::Counter::kIs1000);
+  state.counters["FLOP"] = benchmark::Counter(2.0 * kIn * kOut * n_rows * static_cast<double>(state.iterations()),
+                                              benchmark::Counter::kIsRate, benchmark::Counter::kIs1000);
   state.SetLabel(owl::dtype_name(t));
 }
 
@@ -144,10 +143,10 @@ void BM_MatmulShape(benchmark::State& state) {
     benchmark::DoNotOptimize(y.data());
   }
   const double it = static_cast<double>(state.iterations());
-  state.counters["bytes"] = benchmark::Counter(static_cast<double>(mat_bytes) * it, benchmark::Counter::kIsRate,
-                                              benchmark::Counter::kIs1000);
+  state.counters["bytes"] =
+      benchmark::Counter(static_cast<double>(mat_bytes) * it, benchmark::Counter::kIsRate, benchmark::Counter::kIs1000);
   state.counters["FLOP"] = benchmark::Counter(2.0 * static_cast<double>(in * out * n_rows) * it,
-                                             benchmark::Counter::kIsRate, benchmark::Counter::kIs1000);
+                                              benchmark::Counter::kIsRate, benchmark::Counter::kIs1000);
   state.SetLabel(std::string(owl::dtype_name(t)) + (repack ? " packed" : " plain"));
 }
 
@@ -210,9 +209,9 @@ void BM_AttentionDecode(benchmark::State& state) {
                             out.data());
     benchmark::DoNotOptimize(out.data());
   }
-  state.counters["bytes"] = benchmark::Counter(2.0 * static_cast<double>(ctx * n_kv * d * esz) *
-                                                  static_cast<double>(state.iterations()),
-                                              benchmark::Counter::kIsRate, benchmark::Counter::kIs1000);
+  state.counters["bytes"] =
+      benchmark::Counter(2.0 * static_cast<double>(ctx * n_kv * d * esz) * static_cast<double>(state.iterations()),
+                         benchmark::Counter::kIsRate, benchmark::Counter::kIs1000);
   state.SetLabel(owl::dtype_name(t));
 }
 
@@ -242,8 +241,8 @@ void BM_AttentionPrefill(benchmark::State& state) {
         });
       } else {
         owl::kernels::attention_rows(q.data() + r0 * n_head * d, n,
-                                     std::span<const int64_t>(pos.data() + r0, static_cast<size_t>(n)), n_head, n_kv,
-                                     d, d, cache->k, cache->v, 0, scale, out.data() + r0 * n_head * d);
+                                     std::span<const int64_t>(pos.data() + r0, static_cast<size_t>(n)), n_head, n_kv, d,
+                                     d, cache->k, cache->v, 0, scale, out.data() + r0 * n_head * d);
       }
     }
     benchmark::DoNotOptimize(out.data());
@@ -251,7 +250,7 @@ void BM_AttentionPrefill(benchmark::State& state) {
   // Multiply-adds of the scores and the weighted values: (position + 1) keys per row and head.
   const double fma = static_cast<double>(prompt * (prompt + 1) / 2 * n_head * 2 * d);
   state.counters["FLOP"] = benchmark::Counter(2.0 * fma * static_cast<double>(state.iterations()),
-                                             benchmark::Counter::kIsRate, benchmark::Counter::kIs1000);
+                                              benchmark::Counter::kIsRate, benchmark::Counter::kIs1000);
   state.SetLabel(per_row ? "attention per row" : "attention_rows");
 }
 

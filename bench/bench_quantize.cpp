@@ -40,8 +40,8 @@ void BM_Convert(benchmark::State& state) {
     owl::convert_tensor(t, to, dst.data(), pool);
     benchmark::DoNotOptimize(dst.data());
   }
-  state.counters["bytes"] = benchmark::Counter(static_cast<double>(src.size()) * static_cast<double>(state.iterations()),
-                                               benchmark::Counter::kIsRate);
+  state.counters["bytes"] = benchmark::Counter(
+      static_cast<double>(src.size()) * static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
   state.SetLabel(std::string(owl::dtype_name(from)) + " -> " + owl::dtype_name(to));
 }
 

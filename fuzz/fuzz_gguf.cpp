@@ -21,7 +21,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     auto v = f->view(ti);
     const auto* p = static_cast<const uint8_t*>(v.data);
     if (p < data || p + ti.n_bytes > data + size) std::abort();  // a view outside the buffer
-    if (ti.n_bytes) sink = sink + p[0] + p[ti.n_bytes - 1];         // ASan checks these reads
+    if (ti.n_bytes) sink = sink + p[0] + p[ti.n_bytes - 1];      // ASan checks these reads
   }
   for (const auto& [k, v] : f->metadata().items) (void)v.to_string();
   // Round trip: what the reader accepts, the writer reproduces, and the reader accepts again.

@@ -44,8 +44,9 @@ inline std::vector<float> read_f32(const std::string& path) {
 // A scratch directory unique to the running test, removed at exit of the process.
 inline std::string temp_dir() {
   auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  std::string name = std::string("owl-test-") + (info ? info->test_suite_name() + std::string("-") + info->name() : "x") +
-                     "-" + std::to_string(::getpid());
+  std::string name = std::string("owl-test-") +
+                     (info ? info->test_suite_name() + std::string("-") + info->name() : "x") + "-" +
+                     std::to_string(::getpid());
   auto p = std::filesystem::temp_directory_path() / name;
   std::filesystem::create_directories(p);
   return p.string();

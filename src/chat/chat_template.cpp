@@ -24,7 +24,8 @@ std::optional<std::string> token_text(const nlohmann::ordered_json& cfg, const c
   auto it = cfg.find(key);
   if (it == cfg.end() || it->is_null()) return std::nullopt;
   if (it->is_string()) return it->get<std::string>();
-  if (it->is_object() && it->contains("content") && (*it)["content"].is_string()) return (*it)["content"].get<std::string>();
+  if (it->is_object() && it->contains("content") && (*it)["content"].is_string())
+    return (*it)["content"].get<std::string>();
   return std::nullopt;
 }
 
@@ -52,7 +53,8 @@ ChatTemplate load_folder(const std::filesystem::path& dir) {
   // Newer transformers save the template beside the config; it takes precedence.
   if (std::filesystem::exists(dir / "chat_template.jinja")) source = read_text(dir / "chat_template.jinja");
   if (!source)
-    throw owl::Error(dir.string() + " has no chat template (no chat_template in tokenizer_config.json, no chat_template.jinja)");
+    throw owl::Error(dir.string() +
+                     " has no chat template (no chat_template in tokenizer_config.json, no chat_template.jinja)");
   return ChatTemplate(*source, bos, eos);
 }
 
@@ -66,7 +68,8 @@ ChatTemplate load_gguf(const std::string& path) {
     const gguf::Value* toks = md.find("tokenizer.ggml.tokens");
     if (!id || !toks || toks->type != gguf::ValueType::ARRAY) return std::nullopt;
     const auto& items = toks->as_array().items;
-    if (*id < 0 || static_cast<size_t>(*id) >= items.size() || items[static_cast<size_t>(*id)].type != gguf::ValueType::STRING)
+    if (*id < 0 || static_cast<size_t>(*id) >= items.size() ||
+        items[static_cast<size_t>(*id)].type != gguf::ValueType::STRING)
       return std::nullopt;
     return items[static_cast<size_t>(*id)].as_string();
   };
@@ -106,13 +109,14 @@ ChatInputs ChatInputs::from_json(const nlohmann::ordered_json& j, const std::opt
   return in;
 }
 
-ChatTemplate::ChatTemplate(std::string source, std::optional<std::string> bos_token, std::optional<std::string> eos_token,
-                           jinja::Options options)
+ChatTemplate::ChatTemplate(std::string source, std::optional<std::string> bos_token,
+                           std::optional<std::string> eos_token, jinja::Options options)
     : source_(std::move(source)), bos_(std::move(bos_token)), eos_(std::move(eos_token)), tmpl_(source_, options) {}
 
 ChatTemplate ChatTemplate::load(const std::string& model) {
   namespace fs = std::filesystem;
-  if (!fs::exists(model)) throw owl::Error("model not found: " + model + " (expected a .jinja file, a model folder or a GGUF file)");
+  if (!fs::exists(model))
+    throw owl::Error("model not found: " + model + " (expected a .jinja file, a model folder or a GGUF file)");
   if (fs::is_directory(model)) return load_folder(model);
   std::ifstream f(model, std::ios::binary);
   char magic[4] = {};

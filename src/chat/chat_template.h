@@ -22,7 +22,7 @@ struct ChatInputs {
   nlohmann::ordered_json tools;  // null = no tools (the template sees None, not undefined)
   bool add_generation_prompt = true;
   nlohmann::ordered_json extra = nlohmann::ordered_json::object();  // more variables: enable_thinking, date_string ...
-  std::optional<std::string> bos_token, eos_token;                   // nullopt = not passed to the template
+  std::optional<std::string> bos_token, eos_token;                  // nullopt = not passed to the template
 
   // From an object with the fields of ../shared/chat-templates/*/cases.jsonl (messages, tools,
   // add_generation_prompt, extra, bos_token, eos_token). A bos/eos key that is absent takes the

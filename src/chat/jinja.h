@@ -22,10 +22,10 @@
 namespace owl::jinja {
 
 struct Limits {
-  size_t max_output_bytes = 16u << 20;        // rendered text, and any single string or list built on the way
-  int max_call_depth = 64;                    // nested macro calls (and caller() blocks)
-  int max_nesting = 200;                      // parser: nested expressions/blocks in the source
-  uint64_t max_loop_iterations = 1'000'000;   // all for-loop iterations of one render together
+  size_t max_output_bytes = 16u << 20;       // rendered text, and any single string or list built on the way
+  int max_call_depth = 64;                   // nested macro calls (and caller() blocks)
+  int max_nesting = 200;                     // parser: nested expressions/blocks in the source
+  uint64_t max_loop_iterations = 1'000'000;  // all for-loop iterations of one render together
 };
 
 struct Options {

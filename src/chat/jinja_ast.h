@@ -66,12 +66,12 @@ struct Stmt {
   };
   Kind kind;
   int line = 0, col = 0;
-  std::string text;                // Text; Macro name; Set attribute (when assigning ns.attr)
-  ExprPtr expr;                    // Output, Set, For iterable, CallBlock call, Do
-  ExprPtr cond;                    // For filter
-  std::vector<std::string> names;  // For targets, Set targets, Macro/CallBlock parameters
-  std::vector<ExprPtr> defaults;   // Macro/CallBlock parameter defaults (null = required)
-  std::vector<ExprPtr> filters;    // SetBlock/FilterBlock: Filter nodes whose args[0] is null
+  std::string text;                                // Text; Macro name; Set attribute (when assigning ns.attr)
+  ExprPtr expr;                                    // Output, Set, For iterable, CallBlock call, Do
+  ExprPtr cond;                                    // For filter
+  std::vector<std::string> names;                  // For targets, Set targets, Macro/CallBlock parameters
+  std::vector<ExprPtr> defaults;                   // Macro/CallBlock parameter defaults (null = required)
+  std::vector<ExprPtr> filters;                    // SetBlock/FilterBlock: Filter nodes whose args[0] is null
   std::vector<std::pair<ExprPtr, Body>> branches;  // If
   Body body, else_body;
 

@@ -22,7 +22,8 @@ std::vector<uint32_t> decode(const std::string& s) {
   size_t i = 0;
   while (i < s.size()) {
     utf8proc_int32_t cp;
-    auto n = utf8proc_iterate(reinterpret_cast<const utf8proc_uint8_t*>(s.data() + i), static_cast<utf8proc_ssize_t>(s.size() - i), &cp);
+    auto n = utf8proc_iterate(reinterpret_cast<const utf8proc_uint8_t*>(s.data() + i),
+                              static_cast<utf8proc_ssize_t>(s.size() - i), &cp);
     if (n <= 0) {  // invalid byte: keep it as its own "character" (U+DC80+byte, like surrogateescape)
       out.push_back(0xdc00u + static_cast<unsigned char>(s[i]));
       ++i;
@@ -143,7 +144,8 @@ List py_split(const std::string& s, const Value* sep_v, const Value* max_v, bool
         size_t start = 0;
         while (start < cps.size() && py_space(cps[start])) ++start;
         out.emplace_back(encode(cps, start, words[first_kept - 1].second));
-        for (size_t k = first_kept; k < words.size(); ++k) out.emplace_back(encode(cps, words[k].first, words[k].second));
+        for (size_t k = first_kept; k < words.size(); ++k)
+          out.emplace_back(encode(cps, words[k].first, words[k].second));
       }
       return out;
     }
@@ -184,7 +186,8 @@ List py_split(const std::string& s, const Value* sep_v, const Value* max_v, bool
   return out;
 }
 
-std::string py_replace(const std::string& s, const std::string& from, const std::string& to, int64_t count, Evaluator& ev) {
+std::string py_replace(const std::string& s, const std::string& from, const std::string& to, int64_t count,
+                       Evaluator& ev) {
   std::string out;
   if (from.empty()) {  // Python inserts `to` between every character
     auto cps = decode(s);
@@ -276,7 +279,8 @@ std::string percent_format(const std::string& fmt, const Value& args) {
     int precision = -1;
     if (i < fmt.size() && fmt[i] == '.') {
       precision = 0;
-      while (++i < fmt.size() && std::isdigit(static_cast<unsigned char>(fmt[i]))) precision = precision * 10 + (fmt[i] - '0');
+      while (++i < fmt.size() && std::isdigit(static_cast<unsigned char>(fmt[i])))
+        precision = precision * 10 + (fmt[i] - '0');
       if (precision > 100) throw EvalError("format precision too large");
     }
     if (i >= fmt.size()) throw EvalError("incomplete format");
@@ -286,7 +290,8 @@ std::string percent_format(const std::string& fmt, const Value& args) {
     } else if (conv == 'r') {
       out += arg.repr();
     } else if (conv == 'd' || conv == 'i') {
-      if (!arg.is_number() && !arg.is_bool()) throw EvalError("%d format: a real number is required, not " + std::string(arg.type_name()));
+      if (!arg.is_number() && !arg.is_bool())
+        throw EvalError("%d format: a real number is required, not " + std::string(arg.type_name()));
       out += std::to_string(arg.is_float() ? static_cast<int64_t>(arg.as_number()) : to_index(arg, "%d"));
     } else if (conv == 'f') {
       if (!arg.is_number() && !arg.is_bool()) throw EvalError("%f format: a real number is required");
@@ -297,7 +302,8 @@ std::string percent_format(const std::string& fmt, const Value& args) {
       throw EvalError(std::string("unsupported format character '") + conv + "'");
     }
   }
-  if (!args.is_dict() && next_arg < positional.size()) throw EvalError("not all arguments converted during string formatting");
+  if (!args.is_dict() && next_arg < positional.size())
+    throw EvalError("not all arguments converted during string formatting");
   return out;
 }
 
@@ -307,7 +313,7 @@ std::string brace_format(const std::string& fmt, CallArgs& args) {
   size_t auto_idx = 0;
   for (size_t i = 0; i < fmt.size(); ++i) {
     char c = fmt[i];
-    if (c == '}' ) {
+    if (c == '}') {
       if (i + 1 < fmt.size() && fmt[i + 1] == '}') ++i;
       out += '}';
       continue;
@@ -329,7 +335,8 @@ std::string brace_format(const std::string& fmt, CallArgs& args) {
     if (field.empty()) {
       v = auto_idx < args.pos.size() ? &args.pos[auto_idx] : nullptr;
       ++auto_idx;
-    } else if (std::all_of(field.begin(), field.end(), [](char d) { return std::isdigit(static_cast<unsigned char>(d)); })) {
+    } else if (std::all_of(field.begin(), field.end(),
+                           [](char d) { return std::isdigit(static_cast<unsigned char>(d)); })) {
       if (field.size() > 9) throw EvalError("str.format: argument index too large");
       size_t k = std::stoul(field);
       v = k < args.pos.size() ? &args.pos[k] : nullptr;
@@ -351,7 +358,8 @@ const Value& arg_string(const CallArgs& a, size_t i, const char* name, const cha
 
 bool affix_match(const std::string& s, const Value& what, bool prefix, const char* fn) {
   auto one = [&](const Value& p) {
-    if (!p.is_string()) throw EvalError(std::string(fn) + " first arg must be str or a tuple of str, not " + p.type_name());
+    if (!p.is_string())
+      throw EvalError(std::string(fn) + " first arg must be str or a tuple of str, not " + p.type_name());
     const std::string& x = p.str();
     if (x.size() > s.size()) return false;
     return prefix ? s.compare(0, x.size(), x) == 0 : s.compare(s.size() - x.size(), x.size(), x) == 0;
@@ -372,8 +380,10 @@ int64_t py_find(const std::string& s, const std::string& sub, bool reverse) {
 
 Value string_method(const std::string& s, const std::string& m, CallArgs& a, Evaluator& ev) {
   const char* fn = m.c_str();
-  if (m == "startswith" || m == "endswith") return Value(affix_match(s, a.need(0, "prefix", fn), m == "startswith", fn));
-  if (m == "split" || m == "rsplit") return Value::list(py_split(s, a.get(0, "sep"), a.get(1, "maxsplit"), m == "rsplit"));
+  if (m == "startswith" || m == "endswith")
+    return Value(affix_match(s, a.need(0, "prefix", fn), m == "startswith", fn));
+  if (m == "split" || m == "rsplit")
+    return Value::list(py_split(s, a.get(0, "sep"), a.get(1, "maxsplit"), m == "rsplit"));
   if (m == "strip") return Value(py_strip(s, a.get(0, "chars"), true, true));
   if (m == "lstrip") return Value(py_strip(s, a.get(0, "chars"), true, false));
   if (m == "rstrip") return Value(py_strip(s, a.get(0, "chars"), false, true));
@@ -403,7 +413,8 @@ Value string_method(const std::string& s, const std::string& m, CallArgs& a, Eva
     std::string out;
     bool first = true;
     for (const auto& item : iterate(a.need(0, "iterable", fn))) {
-      if (!item.is_string()) throw EvalError("sequence item: expected str instance, " + std::string(item.type_name()) + " found");
+      if (!item.is_string())
+        throw EvalError("sequence item: expected str instance, " + std::string(item.type_name()) + " found");
       if (!first) out += s;
       first = false;
       out += item.str();
@@ -443,7 +454,8 @@ Value string_method(const std::string& s, const std::string& m, CallArgs& a, Eva
   if (m == "isalnum")
     return all_chars([](uint32_t c) {
       auto cat = utf8proc_category(static_cast<utf8proc_int32_t>(c));
-      return (cat >= UTF8PROC_CATEGORY_LU && cat <= UTF8PROC_CATEGORY_LO) || (cat >= UTF8PROC_CATEGORY_ND && cat <= UTF8PROC_CATEGORY_NO);
+      return (cat >= UTF8PROC_CATEGORY_LU && cat <= UTF8PROC_CATEGORY_LO) ||
+             (cat >= UTF8PROC_CATEGORY_ND && cat <= UTF8PROC_CATEGORY_NO);
     });
   if (m == "islower" || m == "isupper") {
     bool any = false;
@@ -458,10 +470,10 @@ Value string_method(const std::string& s, const std::string& m, CallArgs& a, Eva
 }
 
 bool is_string_method(const std::string& m) {
-  static const char* names[] = {"startswith", "endswith", "split", "rsplit", "strip", "lstrip", "rstrip", "replace",
-                                "lower", "upper", "title", "capitalize", "find", "rfind", "index", "rindex", "count",
-                                "join", "format", "splitlines", "isspace", "isdigit", "isalpha", "isalnum", "islower",
-                                "isupper"};
+  static const char* names[] = {"startswith", "endswith", "split",   "rsplit",  "strip",      "lstrip",     "rstrip",
+                                "replace",    "lower",    "upper",   "title",   "capitalize", "find",       "rfind",
+                                "index",      "rindex",   "count",   "join",    "format",     "splitlines", "isspace",
+                                "isdigit",    "isalpha",  "isalnum", "islower", "isupper"};
   return std::find(std::begin(names), std::end(names), m) != std::end(names);
 }
 
@@ -533,7 +545,8 @@ Value dict_method(const Value& self, const std::string& m, CallArgs& a, Evaluato
   }
   if (m == "keys" || m == "values" || m == "items") {
     List out;
-    for (const auto& [k, v] : d.items) out.push_back(m == "keys" ? Value(k) : m == "values" ? v : Value::tuple({Value(k), v}));
+    for (const auto& [k, v] : d.items)
+      out.push_back(m == "keys" ? Value(k) : m == "values" ? v : Value::tuple({Value(k), v}));
     return Value::list(std::move(out));
   }
   if (m == "pop") {
@@ -590,7 +603,8 @@ Value get_path(const Value& obj, const std::string& path) {
   while (true) {
     size_t dot = path.find('.', start);
     std::string part = path.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
-    bool numeric = !part.empty() && std::all_of(part.begin(), part.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)); });
+    bool numeric = !part.empty() && std::all_of(part.begin(), part.end(),
+                                                [](char c) { return std::isdigit(static_cast<unsigned char>(c)); });
     if (cur.is_undefined()) return cur;
     cur = get_item(cur, numeric && part.size() < 18 ? Value(static_cast<int64_t>(std::stoll(part))) : Value(part));
     if (dot == std::string::npos) return cur;
@@ -602,12 +616,23 @@ std::string html_escape(const std::string& s) {
   std::string out;
   for (char c : s) {
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&#34;"; break;
-      case '\'': out += "&#39;"; break;
-      default: out += c;
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&#34;";
+        break;
+      case '\'':
+        out += "&#39;";
+        break;
+      default:
+        out += c;
     }
   }
   return out;
@@ -682,7 +707,8 @@ Value get_item(const Value& obj, const Value& key) {
   }
   if (obj.is_list() || obj.is_string()) {
     if (key.is_string()) return get_attr(obj, key.str());
-    if (!key.is_int() && !key.is_bool()) return Value::undefined(std::string("bad index type '") + key.type_name() + "'");
+    if (!key.is_int() && !key.is_bool())
+      return Value::undefined(std::string("bad index type '") + key.type_name() + "'");
     int64_t i = to_index(key, "index");
     if (obj.is_list()) {
       int64_t n = static_cast<int64_t>(obj.list_ref().size());
@@ -718,8 +744,10 @@ Value slice(const Value& obj, const Value& start, const Value& stop, const Value
 
 List iterate(const Value& v) {
   switch (v.type()) {
-    case Value::Type::Undefined: return {};
-    case Value::Type::List: return v.list_ref();
+    case Value::Type::Undefined:
+      return {};
+    case Value::Type::List:
+      return v.list_ref();
     case Value::Type::Dict: {
       if (v.dict_ref().is_namespace) break;
       List keys;
@@ -732,21 +760,26 @@ List iterate(const Value& v) {
       for (size_t i = 0; i < cps.size(); ++i) chars.emplace_back(encode(cps, i, i + 1));
       return chars;
     }
-    default: break;
+    default:
+      break;
   }
   throw EvalError("'" + std::string(v.type_name()) + "' object is not iterable");
 }
 
 bool contains(const Value& container, const Value& item) {
   switch (container.type()) {
-    case Value::Type::Undefined: return false;
+    case Value::Type::Undefined:
+      return false;
     case Value::Type::String:
-      if (!item.is_string()) throw EvalError("'in <string>' requires string as left operand, not " + std::string(item.type_name()));
+      if (!item.is_string())
+        throw EvalError("'in <string>' requires string as left operand, not " + std::string(item.type_name()));
       return container.str().find(item.str()) != std::string::npos;
     case Value::Type::List:
       return std::find(container.list_ref().begin(), container.list_ref().end(), item) != container.list_ref().end();
-    case Value::Type::Dict: return item.is_string() && container.dict_ref().find(item.str()) != nullptr;
-    default: throw EvalError("argument of type '" + std::string(container.type_name()) + "' is not iterable");
+    case Value::Type::Dict:
+      return item.is_string() && container.dict_ref().find(item.str()) != nullptr;
+    default:
+      throw EvalError("argument of type '" + std::string(container.type_name()) + "' is not iterable");
   }
 }
 
@@ -771,16 +804,22 @@ int compare(const Value& a, const Value& b, const char* op) {
   }
   if (a.is_undefined()) throw EvalError(a.undefined_hint());
   if (b.is_undefined()) throw EvalError(b.undefined_hint());
-  throw EvalError(std::string("'") + op + "' not supported between instances of '" + a.type_name() + "' and '" + b.type_name() + "'");
+  throw EvalError(std::string("'") + op + "' not supported between instances of '" + a.type_name() + "' and '" +
+                  b.type_name() + "'");
 }
 
 size_t py_len(const Value& v) {
   switch (v.type()) {
-    case Value::Type::Undefined: return 0;
-    case Value::Type::String: return char_count(v.str());
-    case Value::Type::List: return v.list_ref().size();
-    case Value::Type::Dict: return v.dict_ref().items.size();
-    default: throw EvalError("object of type '" + std::string(v.type_name()) + "' has no len()");
+    case Value::Type::Undefined:
+      return 0;
+    case Value::Type::String:
+      return char_count(v.str());
+    case Value::Type::List:
+      return v.list_ref().size();
+    case Value::Type::Dict:
+      return v.dict_ref().items.size();
+    default:
+      throw EvalError("object of type '" + std::string(v.type_name()) + "' has no len()");
   }
 }
 
@@ -904,7 +943,8 @@ using Filter = Value (*)(const std::string& name, Value in, CallArgs& a, Evaluat
 Value filter_tojson(const std::string& name, Value in, CallArgs& a, Evaluator& ev) {
   JsonFormat f;
   if (const Value* v = a.get(0, "ensure_ascii")) f.ensure_ascii = v->truthy();
-  if (const Value* v = a.get(1, "indent"); v && !v->is_none()) f.indent = static_cast<int>(std::clamp<int64_t>(to_index(*v, "indent"), 0, 64));
+  if (const Value* v = a.get(1, "indent"); v && !v->is_none())
+    f.indent = static_cast<int>(std::clamp<int64_t>(to_index(*v, "indent"), 0, 64));
   if (const Value* v = a.get(2, "separators"); v && !v->is_none()) {
     if (!v->is_list() || v->list_ref().size() != 2 || !v->list_ref()[0].is_string() || !v->list_ref()[1].is_string())
       throw EvalError("tojson separators must be a pair of strings");
@@ -1164,27 +1204,67 @@ const std::unordered_map<std::string_view, Filter>& filters() {
       {"sort", filter_sort}, {"min", filter_min_max}, {"max", filter_min_max}, {"reverse", filter_reverse},
       {"sum", filter_sum}, {"abs", filter_abs}, {"int", filter_int}, {"float", filter_float}, {"round", filter_round},
       {"format", filter_format}, {"indent", filter_indent},
-      {"trim", OWL_FILTER { return Value(py_strip(in.to_str(), a.get(0, "chars"), true, true)); }},
-      {"length", OWL_FILTER { return Value(static_cast<int64_t>(py_len(in))); }},
-      {"count", OWL_FILTER { return Value(static_cast<int64_t>(py_len(in))); }},
-      {"string", OWL_FILTER { return Value(in.to_str()); }},
-      {"list", OWL_FILTER { return Value::list(iterate(in)); }},
-      {"safe", OWL_FILTER { return in; }},
-      {"forceescape", OWL_FILTER { return in; }},
-      {"e", OWL_FILTER { return Value(html_escape(in.to_str())); }},
-      {"escape", OWL_FILTER { return Value(html_escape(in.to_str())); }},
-      {"upper", OWL_FILTER { return Value(map_chars(in.to_str(), to_upper)); }},
-      {"lower", OWL_FILTER { return Value(map_chars(in.to_str(), to_lower)); }},
-      {"capitalize", OWL_FILTER { return Value(py_capitalize(in.to_str())); }},
-      {"select", OWL_FILTER { return filter_by_test(in, a, ev, false, true); }},
-      {"reject", OWL_FILTER { return filter_by_test(in, a, ev, false, false); }},
-      {"selectattr", OWL_FILTER { return filter_by_test(in, a, ev, true, true); }},
-      {"rejectattr", OWL_FILTER { return filter_by_test(in, a, ev, true, false); }},
-      {"attr", OWL_FILTER { return get_attr(in, a.need(0, "name", name.c_str()).to_str()); }},
-      {"wordcount", OWL_FILTER { return Value(static_cast<int64_t>(py_split(in.to_str(), nullptr, nullptr, false).size())); }},
-      {"pprint", OWL_FILTER { return Value(in.repr()); }},
-  };
-  return table;
+      {"trim", OWL_FILTER{return Value(py_strip(in.to_str(), a.get(0, "chars"), true, true));
+}
+}  // namespace
+, {"length", OWL_FILTER{return Value(static_cast<int64_t>(py_len(in)));
+}  // namespace owl::jinja
+}
+, {"count", OWL_FILTER{return Value(static_cast<int64_t>(py_len(in)));
+}
+}
+, {"string", OWL_FILTER{return Value(in.to_str());
+}
+}
+, {"list", OWL_FILTER{return Value::list(iterate(in));
+}
+}
+, {"safe", OWL_FILTER{return in;
+}
+}
+, {"forceescape", OWL_FILTER{return in;
+}
+}
+, {"e", OWL_FILTER{return Value(html_escape(in.to_str()));
+}
+}
+, {"escape", OWL_FILTER{return Value(html_escape(in.to_str()));
+}
+}
+, {"upper", OWL_FILTER{return Value(map_chars(in.to_str(), to_upper));
+}
+}
+, {"lower", OWL_FILTER{return Value(map_chars(in.to_str(), to_lower));
+}
+}
+, {"capitalize", OWL_FILTER{return Value(py_capitalize(in.to_str()));
+}
+}
+, {"select", OWL_FILTER{return filter_by_test(in, a, ev, false, true);
+}
+}
+, {"reject", OWL_FILTER{return filter_by_test(in, a, ev, false, false);
+}
+}
+, {"selectattr", OWL_FILTER{return filter_by_test(in, a, ev, true, true);
+}
+}
+, {"rejectattr", OWL_FILTER{return filter_by_test(in, a, ev, true, false);
+}
+}
+, {"attr", OWL_FILTER{return get_attr(in, a.need(0, "name", name.c_str()).to_str());
+}
+}
+, {"wordcount", OWL_FILTER{return Value(static_cast<int64_t>(py_split(in.to_str(), nullptr, nullptr, false).size()));
+}
+}
+, {"pprint", OWL_FILTER{return Value(in.repr());
+}
+}
+,
+}
+;
+return table;
 }
 #undef OWL_FILTER
 
@@ -1213,7 +1293,8 @@ bool call_test(const std::string& name, const Value& v, CallArgs& a, Evaluator& 
   if (name == "string") return v.is_string();
   if (name == "mapping") return v.is_dict() && !v.dict_ref().is_namespace;
   if (name == "sequence") return v.is_string() || v.is_list() || (v.is_dict() && !v.dict_ref().is_namespace);
-  if (name == "iterable") return v.is_string() || v.is_list() || v.is_undefined() || (v.is_dict() && !v.dict_ref().is_namespace);
+  if (name == "iterable")
+    return v.is_string() || v.is_list() || v.is_undefined() || (v.is_dict() && !v.dict_ref().is_namespace);
   if (name == "callable") return v.is_callable();
   if (name == "eq" || name == "equalto" || name == "==") return v == a.need(0, "other", fn);
   if (name == "ne" || name == "!=") return !(v == a.need(0, "other", fn));

@@ -138,14 +138,22 @@ std::string Evaluator::capture(const Body& body, const std::shared_ptr<Scope>& s
 Evaluator::Flow Evaluator::exec_stmt(const Stmt& s, const std::shared_ptr<Scope>& scope) {
   try {
     switch (s.kind) {
-      case Stmt::Kind::Text: write(s.text); return Flow::Normal;
-      case Stmt::Kind::Output: write(eval(*s.expr, scope).to_str()); return Flow::Normal;
+      case Stmt::Kind::Text:
+        write(s.text);
+        return Flow::Normal;
+      case Stmt::Kind::Output:
+        write(eval(*s.expr, scope).to_str());
+        return Flow::Normal;
       case Stmt::Kind::If:
         for (const auto& [cond, body] : s.branches)
           if (eval(*cond, scope).truthy()) return exec(body, scope);
         return exec(s.else_body, scope);
-      case Stmt::Kind::For: exec_for(s, scope); return Flow::Normal;
-      case Stmt::Kind::Set: exec_set(s, scope); return Flow::Normal;
+      case Stmt::Kind::For:
+        exec_for(s, scope);
+        return Flow::Normal;
+      case Stmt::Kind::Set:
+        exec_set(s, scope);
+        return Flow::Normal;
       case Stmt::Kind::SetBlock: {
         Value v(capture(s.body, scope));
         for (const auto& f : s.filters) v = apply_filter(*f, std::move(v), scope);
@@ -158,7 +166,9 @@ Evaluator::Flow Evaluator::exec_stmt(const Stmt& s, const std::shared_ptr<Scope>
         write(v.to_str());
         return Flow::Normal;
       }
-      case Stmt::Kind::Macro: scope->vars[s.text] = make_macro(s, scope); return Flow::Normal;
+      case Stmt::Kind::Macro:
+        scope->vars[s.text] = make_macro(s, scope);
+        return Flow::Normal;
       case Stmt::Kind::CallBlock: {
         Value caller = make_macro(s, scope);
         const Expr& call = *s.expr;
@@ -169,9 +179,13 @@ Evaluator::Flow Evaluator::exec_stmt(const Stmt& s, const std::shared_ptr<Scope>
         write(this->call(fn, args).to_str());
         return Flow::Normal;
       }
-      case Stmt::Kind::Break: return Flow::Break;
-      case Stmt::Kind::Continue: return Flow::Continue;
-      case Stmt::Kind::Do: eval(*s.expr, scope); return Flow::Normal;
+      case Stmt::Kind::Break:
+        return Flow::Break;
+      case Stmt::Kind::Continue:
+        return Flow::Continue;
+      case Stmt::Kind::Do:
+        eval(*s.expr, scope);
+        return Flow::Normal;
     }
   } catch (const EvalError& e) {
     throw TemplateError(s.line, s.col, e.what());
@@ -187,7 +201,8 @@ static void bind_names(Scope& scope, const std::vector<std::string>& names, cons
   }
   List items = iterate(v);
   if (items.size() != names.size())
-    throw EvalError("cannot unpack " + std::to_string(items.size()) + " values into " + std::to_string(names.size()) + " " + what);
+    throw EvalError("cannot unpack " + std::to_string(items.size()) + " values into " + std::to_string(names.size()) +
+                    " " + what);
   for (size_t i = 0; i < items.size(); ++i) scope.vars[names[i]] = items[i];
 }
 
@@ -196,7 +211,8 @@ void Evaluator::exec_set(const Stmt& s, const std::shared_ptr<Scope>& scope) {
   if (!s.text.empty()) {  // set ns.attr = v
     const Value* target = scope->lookup(s.names[0]);
     if (!target || !target->is_dict() || !target->dict_ref().is_namespace)
-      throw EvalError("cannot assign attribute '" + s.text + "' on '" + s.names[0] + "': only namespace() objects allow it");
+      throw EvalError("cannot assign attribute '" + s.text + "' on '" + s.names[0] +
+                      "': only namespace() objects allow it");
     v.check_nesting(target);
     target->dict_ref().set(s.text, std::move(v));
     return;
@@ -260,8 +276,10 @@ Value Evaluator::make_macro(const Stmt& s, const std::shared_ptr<Scope>& scope) 
     size_t n = def->names.size();
     List varargs;
     for (size_t i = 0; i < args.pos.size(); ++i) {
-      if (i < n) local->vars[def->names[i]] = args.pos[i];
-      else varargs.push_back(args.pos[i]);
+      if (i < n)
+        local->vars[def->names[i]] = args.pos[i];
+      else
+        varargs.push_back(args.pos[i]);
     }
     Dict kwargs;
     for (auto& [k, v] : args.kw) {
@@ -271,13 +289,16 @@ Value Evaluator::make_macro(const Stmt& s, const std::shared_ptr<Scope>& scope) 
           if (i < args.pos.size()) throw EvalError("macro '" + name + "' got multiple values for argument '" + k + "'");
           is_param = true;
         }
-      if (is_param || k == "caller") local->vars[k] = v;
-      else kwargs.set(k, v);
+      if (is_param || k == "caller")
+        local->vars[k] = v;
+      else
+        kwargs.set(k, v);
     }
     for (size_t i = 0; i < n; ++i) {
       if (local->vars.count(def->names[i])) continue;
-      local->vars[def->names[i]] = def->defaults[i] ? ev.eval(*def->defaults[i], local)
-                                                    : Value::undefined("'" + def->names[i] + "' is undefined (missing macro argument)");
+      local->vars[def->names[i]] =
+          def->defaults[i] ? ev.eval(*def->defaults[i], local)
+                           : Value::undefined("'" + def->names[i] + "' is undefined (missing macro argument)");
     }
     local->vars["varargs"] = Value::list(std::move(varargs));
     local->vars["kwargs"] = Value::dict(std::move(kwargs));
@@ -329,13 +350,16 @@ Value Evaluator::apply_filter(const Expr& f, Value input, const std::shared_ptr<
 
 Value Evaluator::eval_inner(const Expr& e, const std::shared_ptr<Scope>& scope) {
   switch (e.kind) {
-    case Expr::Kind::Literal: return e.literal;
+    case Expr::Kind::Literal:
+      return e.literal;
     case Expr::Kind::Name: {
       const Value* v = scope->lookup(e.name);
       return v ? *v : Value::undefined("'" + e.name + "' is undefined");
     }
-    case Expr::Kind::GetAttr: return get_attr(eval(*e.args[0], scope), e.name);
-    case Expr::Kind::GetItem: return get_item(eval(*e.args[0], scope), eval(*e.args[1], scope));
+    case Expr::Kind::GetAttr:
+      return get_attr(eval(*e.args[0], scope), e.name);
+    case Expr::Kind::GetItem:
+      return get_item(eval(*e.args[0], scope), eval(*e.args[1], scope));
     case Expr::Kind::Slice: {
       Value obj = eval(*e.args[0], scope);
       auto part = [&](size_t i) { return e.args[i] ? eval(*e.args[i], scope) : Value::none(); };
@@ -348,7 +372,8 @@ Value Evaluator::eval_inner(const Expr& e, const std::shared_ptr<Scope>& scope) 
       eval_args(e, 1, scope, args);
       return call(fn, args);
     }
-    case Expr::Kind::Filter: return apply_filter(e, eval(*e.args[0], scope), scope);
+    case Expr::Kind::Filter:
+      return apply_filter(e, eval(*e.args[0], scope), scope);
     case Expr::Kind::Test: {
       Value v = eval(*e.args[0], scope);
       CallArgs args;
@@ -368,11 +393,14 @@ Value Evaluator::eval_inner(const Expr& e, const std::shared_ptr<Scope>& scope) 
       if (v.is_float()) return Value(e.name == "-" ? -v.as_number() : v.as_number());
       throw EvalError(std::string("bad operand type for unary ") + e.name + ": '" + v.type_name() + "'");
     }
-    case Expr::Kind::Binary: return eval_binary(e, scope);
-    case Expr::Kind::Compare: return eval_compare(e, scope);
+    case Expr::Kind::Binary:
+      return eval_binary(e, scope);
+    case Expr::Kind::Compare:
+      return eval_compare(e, scope);
     case Expr::Kind::Cond:
       if (eval(*e.args[1], scope).truthy()) return eval(*e.args[0], scope);
-      return e.args[2] ? eval(*e.args[2], scope) : Value::undefined("the condition of an inline if was false and it has no else");
+      return e.args[2] ? eval(*e.args[2], scope)
+                       : Value::undefined("the condition of an inline if was false and it has no else");
     case Expr::Kind::List: {
       List items;
       for (const auto& a : e.args) items.push_back(eval(*a, scope));
@@ -384,7 +412,8 @@ Value Evaluator::eval_inner(const Expr& e, const std::shared_ptr<Scope>& scope) 
       Dict d;
       for (size_t i = 0; i + 1 < e.args.size(); i += 2) {
         Value k = eval(*e.args[i], scope);
-        if (!k.is_string()) throw EvalError("dict keys must be strings in owl's Jinja, got '" + std::string(k.type_name()) + "'");
+        if (!k.is_string())
+          throw EvalError("dict keys must be strings in owl's Jinja, got '" + std::string(k.type_name()) + "'");
         d.set(k.str(), eval(*e.args[i + 1], scope));
       }
       Value dv = Value::dict(std::move(d));
@@ -415,10 +444,14 @@ Value Evaluator::eval_compare(const Expr& e, const std::shared_ptr<Scope>& scope
     Value right = eval(*e.args[i + 1], scope);
     const std::string& op = e.ops[i];
     bool r;
-    if (op == "==") r = left == right;
-    else if (op == "!=") r = !(left == right);
-    else if (op == "in") r = contains(right, left);
-    else if (op == "not in") r = !contains(right, left);
+    if (op == "==")
+      r = left == right;
+    else if (op == "!=")
+      r = !(left == right);
+    else if (op == "in")
+      r = contains(right, left);
+    else if (op == "not in")
+      r = !contains(right, left);
     else {
       int c = compare(left, right, op.c_str());
       r = op == "<" ? c < 0 : op == ">" ? c > 0 : op == "<=" ? c <= 0 : c >= 0;

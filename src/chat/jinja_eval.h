@@ -76,7 +76,7 @@ Value get_attr(const Value& obj, const std::string& name);  // obj.name: method 
 Value get_item(const Value& obj, const Value& key);         // obj[key]: key first, then attribute
 Value slice(const Value& obj, const Value& start, const Value& stop, const Value& step);
 List iterate(const Value& v);  // the items a for loop sees (dict -> keys, str -> characters)
-bool contains(const Value& container, const Value& item);  // Python `in`
+bool contains(const Value& container, const Value& item);     // Python `in`
 int compare(const Value& a, const Value& b, const char* op);  // <0, 0, >0; EvalError when not orderable
 Value binary_op(const std::string& op, const Value& a, const Value& b, Evaluator& ev);
 size_t py_len(const Value& v);  // len(); EvalError when the value has no length

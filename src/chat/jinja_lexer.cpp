@@ -80,7 +80,8 @@ class Lexer {
       for (size_t i = 0; i < s_.size(); ++i)
         if (s_[i] == '\n') line_starts_.push_back(i + 1);
     }
-    size_t line = static_cast<size_t>(std::upper_bound(line_starts_.begin(), line_starts_.end(), pos) - line_starts_.begin());
+    size_t line =
+        static_cast<size_t>(std::upper_bound(line_starts_.begin(), line_starts_.end(), pos) - line_starts_.begin());
     int col = 1;
     for (size_t i = line_starts_[line - 1]; i < pos && i < s_.size(); ++i)
       if ((static_cast<unsigned char>(s_[i]) & 0xc0) != 0x80) ++col;
@@ -245,17 +246,38 @@ class Lexer {
       char e = s_[j + 1];
       j += 2;
       switch (e) {
-        case 'n': v += '\n'; break;
-        case 't': v += '\t'; break;
-        case 'r': v += '\r'; break;
-        case '\\': v += '\\'; break;
-        case '\'': v += '\''; break;
-        case '"': v += '"'; break;
-        case 'a': v += '\a'; break;
-        case 'b': v += '\b'; break;
-        case 'f': v += '\f'; break;
-        case 'v': v += '\v'; break;
-        case '\n': break;  // line continuation
+        case 'n':
+          v += '\n';
+          break;
+        case 't':
+          v += '\t';
+          break;
+        case 'r':
+          v += '\r';
+          break;
+        case '\\':
+          v += '\\';
+          break;
+        case '\'':
+          v += '\'';
+          break;
+        case '"':
+          v += '"';
+          break;
+        case 'a':
+          v += '\a';
+          break;
+        case 'b':
+          v += '\b';
+          break;
+        case 'f':
+          v += '\f';
+          break;
+        case 'v':
+          v += '\v';
+          break;
+        case '\n':
+          break;  // line continuation
         case 'x':
         case 'u':
         case 'U': {
@@ -265,7 +287,8 @@ class Lexer {
           for (int k = 0; k < n; ++k) {
             char h = s_[j + k];
             if (!std::isxdigit(static_cast<unsigned char>(h))) fail(j, "bad \\" + std::string(1, e) + " escape");
-            cp = cp * 16 + static_cast<uint32_t>(std::isdigit(static_cast<unsigned char>(h)) ? h - '0' : (std::tolower(h) - 'a' + 10));
+            cp = cp * 16 + static_cast<uint32_t>(
+                               std::isdigit(static_cast<unsigned char>(h)) ? h - '0' : (std::tolower(h) - 'a' + 10));
           }
           if (cp > 0x10ffff) fail(j, "escape outside the Unicode range");
           text::utf8_append(v, cp);
@@ -275,7 +298,8 @@ class Lexer {
         default:
           if (e >= '0' && e <= '7') {
             uint32_t cp = static_cast<uint32_t>(e - '0');
-            for (int k = 0; k < 2 && j < s_.size() && s_[j] >= '0' && s_[j] <= '7'; ++k) cp = cp * 8 + static_cast<uint32_t>(s_[j++] - '0');
+            for (int k = 0; k < 2 && j < s_.size() && s_[j] >= '0' && s_[j] <= '7'; ++k)
+              cp = cp * 8 + static_cast<uint32_t>(s_[j++] - '0');
             text::utf8_append(v, cp);
           } else {
             v += '\\';

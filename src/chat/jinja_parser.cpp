@@ -33,7 +33,8 @@ class Parser {
   struct DepthGuard {
     Parser& p;
     explicit DepthGuard(Parser& pp) : p(pp) {
-      if (++p.depth_ > p.o_.limits.max_nesting) p.fail("template nested too deeply (limit " + std::to_string(p.o_.limits.max_nesting) + ")");
+      if (++p.depth_ > p.o_.limits.max_nesting)
+        p.fail("template nested too deeply (limit " + std::to_string(p.o_.limits.max_nesting) + ")");
     }
     ~DepthGuard() { --p.depth_; }
   };
@@ -48,17 +49,27 @@ class Parser {
 
   static std::string describe(const Token& t) {
     switch (t.type) {
-      case TT::Text: return "text";
-      case TT::VarBegin: return "'{{'";
-      case TT::VarEnd: return "'}}'";
-      case TT::BlockBegin: return "'{%'";
-      case TT::BlockEnd: return "'%}'";
-      case TT::Name: return "'" + t.text + "'";
-      case TT::String: return "string literal";
+      case TT::Text:
+        return "text";
+      case TT::VarBegin:
+        return "'{{'";
+      case TT::VarEnd:
+        return "'}}'";
+      case TT::BlockBegin:
+        return "'{%'";
+      case TT::BlockEnd:
+        return "'%}'";
+      case TT::Name:
+        return "'" + t.text + "'";
+      case TT::String:
+        return "string literal";
       case TT::Int:
-      case TT::Float: return "number " + t.text;
-      case TT::Op: return "'" + t.text + "'";
-      case TT::End: return "end of template";
+      case TT::Float:
+        return "number " + t.text;
+      case TT::Op:
+        return "'" + t.text + "'";
+      case TT::End:
+        return "end of template";
     }
     return "?";
   }
@@ -101,7 +112,8 @@ class Parser {
       if (c) h = std::max(h, c->height);
     e->height = h + 1;
     if (e->height > o_.limits.max_nesting)
-      throw TemplateError(e->line, e->col, "expression nested too deeply (limit " + std::to_string(o_.limits.max_nesting) + ")");
+      throw TemplateError(e->line, e->col,
+                          "expression nested too deeply (limit " + std::to_string(o_.limits.max_nesting) + ")");
     return e;
   }
   StmtPtr make_stmt(Stmt::Kind k, const Token& at) { return std::make_unique<Stmt>(k, at.line, at.col); }
@@ -363,12 +375,24 @@ class Parser {
     }
   }
 
-  ExprPtr parse_or() { return left_assoc([this] { return parse_and(); }, {"or"}, true); }
-  ExprPtr parse_and() { return left_assoc([this] { return parse_not(); }, {"and"}, true); }
-  ExprPtr parse_math1() { return left_assoc([this] { return parse_concat(); }, {"+", "-"}); }
-  ExprPtr parse_concat() { return left_assoc([this] { return parse_math2(); }, {"~"}); }
-  ExprPtr parse_math2() { return left_assoc([this] { return parse_pow(); }, {"*", "/", "//", "%"}); }
-  ExprPtr parse_pow() { return left_assoc([this] { return parse_unary(true); }, {"**"}); }
+  ExprPtr parse_or() {
+    return left_assoc([this] { return parse_and(); }, {"or"}, true);
+  }
+  ExprPtr parse_and() {
+    return left_assoc([this] { return parse_not(); }, {"and"}, true);
+  }
+  ExprPtr parse_math1() {
+    return left_assoc([this] { return parse_concat(); }, {"+", "-"});
+  }
+  ExprPtr parse_concat() {
+    return left_assoc([this] { return parse_math2(); }, {"~"});
+  }
+  ExprPtr parse_math2() {
+    return left_assoc([this] { return parse_pow(); }, {"*", "/", "//", "%"});
+  }
+  ExprPtr parse_pow() {
+    return left_assoc([this] { return parse_unary(true); }, {"**"});
+  }
 
   ExprPtr parse_not() {
     if (is_name("not")) {
@@ -518,7 +542,8 @@ class Parser {
           return seal(std::move(d));
         }
         break;
-      default: break;
+      default:
+        break;
     }
     fail("unexpected " + describe(at));
   }

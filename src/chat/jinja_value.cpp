@@ -82,18 +82,24 @@ static Value from_json_at(const nlohmann::ordered_json& j, int depth);
 Value Value::from_json(const nlohmann::ordered_json& j) { return from_json_at(j, 0); }
 
 static Value from_json_at(const nlohmann::ordered_json& j, int depth) {
-  if (depth > Value::kMaxValueDepth) throw EvalError("JSON input nested too deeply (limit " + std::to_string(Value::kMaxValueDepth) + ")");
+  if (depth > Value::kMaxValueDepth)
+    throw EvalError("JSON input nested too deeply (limit " + std::to_string(Value::kMaxValueDepth) + ")");
   switch (j.type()) {
-    case nlohmann::ordered_json::value_t::null: return Value::none();
-    case nlohmann::ordered_json::value_t::boolean: return Value(j.get<bool>());
-    case nlohmann::ordered_json::value_t::number_integer: return Value(j.get<int64_t>());
+    case nlohmann::ordered_json::value_t::null:
+      return Value::none();
+    case nlohmann::ordered_json::value_t::boolean:
+      return Value(j.get<bool>());
+    case nlohmann::ordered_json::value_t::number_integer:
+      return Value(j.get<int64_t>());
     case nlohmann::ordered_json::value_t::number_unsigned: {
       uint64_t u = j.get<uint64_t>();
       if (u > static_cast<uint64_t>(INT64_MAX)) return Value(static_cast<double>(u));
       return Value(static_cast<int64_t>(u));
     }
-    case nlohmann::ordered_json::value_t::number_float: return Value(j.get<double>());
-    case nlohmann::ordered_json::value_t::string: return Value(j.get<std::string>());
+    case nlohmann::ordered_json::value_t::number_float:
+      return Value(j.get<double>());
+    case nlohmann::ordered_json::value_t::string:
+      return Value(j.get<std::string>());
     case nlohmann::ordered_json::value_t::array: {
       List items;
       items.reserve(j.size());
@@ -105,26 +111,35 @@ static Value from_json_at(const nlohmann::ordered_json& j, int depth) {
       for (const auto& [k, e] : j.items()) d.items.emplace_back(k, from_json_at(e, depth + 1));
       return Value::dict(std::move(d));
     }
-    default: return Value();  // binary/discarded: not produced by the JSON parser
+    default:
+      return Value();  // binary/discarded: not produced by the JSON parser
   }
 }
 
 double Value::as_number() const {
   switch (type_) {
-    case Type::Int: return static_cast<double>(i_);
-    case Type::Float: return f_;
-    case Type::Bool: return b_ ? 1.0 : 0.0;
-    default: return 0.0;
+    case Type::Int:
+      return static_cast<double>(i_);
+    case Type::Float:
+      return f_;
+    case Type::Bool:
+      return b_ ? 1.0 : 0.0;
+    default:
+      return 0.0;
   }
 }
 
 bool Value::same_object(const Value& o) const {
   if (type_ != o.type_) return false;
   switch (type_) {
-    case Type::List: return list_ == o.list_;
-    case Type::Dict: return dict_ == o.dict_;
-    case Type::Callable: return fn_ == o.fn_;
-    default: return *this == o;
+    case Type::List:
+      return list_ == o.list_;
+    case Type::Dict:
+      return dict_ == o.dict_;
+    case Type::Callable:
+      return fn_ == o.fn_;
+    default:
+      return *this == o;
   }
 }
 
@@ -133,7 +148,8 @@ static int nesting(const Value& v, const Value* target, int depth) {
   if (v.is_callable() && v.callable_ref().bound_method)
     throw EvalError("cannot store the method '" + v.callable_ref().name + "' in a container; call it instead");
   if (!v.is_list() && !v.is_dict()) return 0;
-  if (depth > Value::kMaxValueDepth) throw EvalError("value nested too deeply (limit " + std::to_string(Value::kMaxValueDepth) + ")");
+  if (depth > Value::kMaxValueDepth)
+    throw EvalError("value nested too deeply (limit " + std::to_string(Value::kMaxValueDepth) + ")");
   if (target && v.same_object(*target)) throw EvalError("cannot store a container inside itself");
   int d = 0;
   if (v.is_list())
@@ -148,29 +164,46 @@ void Value::check_nesting(const Value* container) const { nesting(*this, contain
 bool Value::truthy() const {
   switch (type_) {
     case Type::Undefined:
-    case Type::None: return false;
-    case Type::Bool: return b_;
-    case Type::Int: return i_ != 0;
-    case Type::Float: return f_ != 0.0;
-    case Type::String: return !s_->empty();
-    case Type::List: return !list_->empty();
-    case Type::Dict: return dict_->is_namespace || !dict_->items.empty();
-    case Type::Callable: return true;
+    case Type::None:
+      return false;
+    case Type::Bool:
+      return b_;
+    case Type::Int:
+      return i_ != 0;
+    case Type::Float:
+      return f_ != 0.0;
+    case Type::String:
+      return !s_->empty();
+    case Type::List:
+      return !list_->empty();
+    case Type::Dict:
+      return dict_->is_namespace || !dict_->items.empty();
+    case Type::Callable:
+      return true;
   }
   return false;
 }
 
 const char* Value::type_name() const {
   switch (type_) {
-    case Type::Undefined: return "Undefined";
-    case Type::None: return "NoneType";
-    case Type::Bool: return "bool";
-    case Type::Int: return "int";
-    case Type::Float: return "float";
-    case Type::String: return "str";
-    case Type::List: return "list";
-    case Type::Dict: return dict_->is_namespace ? "Namespace" : "dict";
-    case Type::Callable: return "function";
+    case Type::Undefined:
+      return "Undefined";
+    case Type::None:
+      return "NoneType";
+    case Type::Bool:
+      return "bool";
+    case Type::Int:
+      return "int";
+    case Type::Float:
+      return "float";
+    case Type::String:
+      return "str";
+    case Type::List:
+      return "list";
+    case Type::Dict:
+      return dict_->is_namespace ? "Namespace" : "dict";
+    case Type::Callable:
+      return "function";
   }
   return "?";
 }
@@ -241,7 +274,8 @@ static std::string repr_string(const std::string& s) {
 
 std::string Value::repr() const {
   switch (type_) {
-    case Type::String: return repr_string(*s_);
+    case Type::String:
+      return repr_string(*s_);
     case Type::List: {
       std::string out = tuple_ ? "(" : "[";
       for (size_t i = 0; i < list_->size(); ++i) out += (i ? ", " : "") + (*list_)[i].repr();
@@ -257,21 +291,30 @@ std::string Value::repr() const {
       }
       return out + (dict_->is_namespace ? "}>" : "}");
     }
-    default: return to_str();
+    default:
+      return to_str();
   }
 }
 
 std::string Value::to_str() const {
   switch (type_) {
-    case Type::Undefined: return "";
-    case Type::None: return "None";
-    case Type::Bool: return b_ ? "True" : "False";
-    case Type::Int: return std::to_string(i_);
-    case Type::Float: return format_float(f_);
-    case Type::String: return *s_;
+    case Type::Undefined:
+      return "";
+    case Type::None:
+      return "None";
+    case Type::Bool:
+      return b_ ? "True" : "False";
+    case Type::Int:
+      return std::to_string(i_);
+    case Type::Float:
+      return format_float(f_);
+    case Type::String:
+      return *s_;
     case Type::List:
-    case Type::Dict: return repr();
-    case Type::Callable: return "<function " + fn_->name + ">";
+    case Type::Dict:
+      return repr();
+    case Type::Callable:
+      return "<function " + fn_->name + ">";
   }
   return "";
 }
@@ -286,8 +329,10 @@ bool Value::operator==(const Value& o) const {
   if (type_ != o.type_) return false;
   switch (type_) {
     case Type::Undefined:
-    case Type::None: return true;
-    case Type::String: return *s_ == *o.s_;
+    case Type::None:
+      return true;
+    case Type::String:
+      return *s_ == *o.s_;
     case Type::List: {
       if (list_ == o.list_) return true;
       if (list_->size() != o.list_->size()) return false;
@@ -305,8 +350,10 @@ bool Value::operator==(const Value& o) const {
       }
       return true;
     }
-    case Type::Callable: return fn_ == o.fn_;
-    default: return false;
+    case Type::Callable:
+      return fn_ == o.fn_;
+    default:
+      return false;
   }
 }
 
@@ -317,14 +364,29 @@ static void json_string(std::string& out, const std::string& s, bool ensure_asci
   for (size_t i = 0; i < s.size(); ++i) {
     unsigned char c = static_cast<unsigned char>(s[i]);
     switch (c) {
-      case '"': out += "\\\""; continue;
-      case '\\': out += "\\\\"; continue;
-      case '\n': out += "\\n"; continue;
-      case '\r': out += "\\r"; continue;
-      case '\t': out += "\\t"; continue;
-      case '\b': out += "\\b"; continue;
-      case '\f': out += "\\f"; continue;
-      default: break;
+      case '"':
+        out += "\\\"";
+        continue;
+      case '\\':
+        out += "\\\\";
+        continue;
+      case '\n':
+        out += "\\n";
+        continue;
+      case '\r':
+        out += "\\r";
+        continue;
+      case '\t':
+        out += "\\t";
+        continue;
+      case '\b':
+        out += "\\b";
+        continue;
+      case '\f':
+        out += "\\f";
+        continue;
+      default:
+        break;
     }
     char b[16];
     if (c < 0x20 || (ensure_ascii && c == 0x7f)) {
@@ -365,17 +427,28 @@ static void json_value(std::string& out, const Value& v, const JsonFormat& f, co
     out.append(static_cast<size_t>(indent) * static_cast<size_t>(lvl), ' ');
   };
   switch (v.type()) {
-    case Value::Type::None: out += "null"; return;
-    case Value::Type::Bool: out += v.as_bool() ? "true" : "false"; return;
-    case Value::Type::Int: out += std::to_string(v.as_int()); return;
+    case Value::Type::None:
+      out += "null";
+      return;
+    case Value::Type::Bool:
+      out += v.as_bool() ? "true" : "false";
+      return;
+    case Value::Type::Int:
+      out += std::to_string(v.as_int());
+      return;
     case Value::Type::Float: {
       double x = v.as_number();
-      if (std::isnan(x)) out += "NaN";
-      else if (std::isinf(x)) out += x < 0 ? "-Infinity" : "Infinity";
-      else out += format_float(x);
+      if (std::isnan(x))
+        out += "NaN";
+      else if (std::isinf(x))
+        out += x < 0 ? "-Infinity" : "Infinity";
+      else
+        out += format_float(x);
       return;
     }
-    case Value::Type::String: json_string(out, v.str(), f.ensure_ascii); return;
+    case Value::Type::String:
+      json_string(out, v.str(), f.ensure_ascii);
+      return;
     case Value::Type::List: {
       const List& l = v.list_ref();
       if (l.empty()) {

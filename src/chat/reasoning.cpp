@@ -43,7 +43,7 @@ ReasoningStart reasoning_start(std::string_view prompt, const ReasoningTags& tag
 
 ReasoningParser::ReasoningParser(ReasoningStart start, ReasoningTags tags)
     : tags_(std::move(tags)),
-      state_(start == ReasoningStart::Detect ? State::Start
+      state_(start == ReasoningStart::Detect        ? State::Start
              : start == ReasoningStart::InReasoning ? State::Reasoning
                                                     : State::Content) {
   content_begun_ = start != ReasoningStart::InReasoning;  // Off: content is passed through as is
@@ -76,7 +76,7 @@ void ReasoningParser::step(ReasoningDelta& out, bool final) {
       }
       bool may_open = rest.empty() || std::string_view(tags_.open).substr(0, rest.size()) == rest;
       if (may_open && !final) return;  // wait: it may still become the open tag
-      state_ = State::Content;          // no reasoning block: everything is content, unchanged
+      state_ = State::Content;         // no reasoning block: everything is content, unchanged
       content_begun_ = true;
       continue;
     }

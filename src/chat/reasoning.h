@@ -56,9 +56,9 @@ class ReasoningParser {
   enum class State { Start, Reasoning, Content };
   ReasoningTags tags_;
   State state_;
-  std::string pending_;              // held back, not yet released
-  bool reasoning_begun_ = false;     // a non-whitespace reasoning character has been released
-  bool content_begun_ = false;       // same for content after a reasoning block
+  std::string pending_;           // held back, not yet released
+  bool reasoning_begun_ = false;  // a non-whitespace reasoning character has been released
+  bool content_begun_ = false;    // same for content after a reasoning block
 
   void step(ReasoningDelta& out, bool final);
 };

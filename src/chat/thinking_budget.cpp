@@ -16,9 +16,7 @@ std::string ThinkingBudget::force_close() {
   return close_text_;
 }
 
-std::string ThinkingBudget::at_start() {
-  return state_ == State::Reasoning && budget_ == 0 ? force_close() : "";
-}
+std::string ThinkingBudget::at_start() { return state_ == State::Reasoning && budget_ == 0 ? force_close() : ""; }
 
 std::string ThinkingBudget::on_token(std::string_view piece) {
   if (state_ == State::Done) return "";
@@ -28,7 +26,8 @@ std::string ThinkingBudget::on_token(std::string_view piece) {
     if (at == std::string::npos) {
       // Only a block at the very start counts; once real text appears, there is none.
       size_t ws = window_.find_first_not_of(" \t\r\n");
-      if (ws != std::string::npos && std::string_view(tags_.open).substr(0, window_.size() - ws) != std::string_view(window_).substr(ws))
+      if (ws != std::string::npos &&
+          std::string_view(tags_.open).substr(0, window_.size() - ws) != std::string_view(window_).substr(ws))
         state_ = State::Done;
       return "";
     }

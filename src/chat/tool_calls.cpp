@@ -74,8 +74,10 @@ void scan_regions(std::string_view text, std::string_view open, std::string_view
     std::string_view body = text.substr(inner, (e == std::string_view::npos ? text.size() : e) - inner);
     std::optional<ToolCall> call = parse(body);
     out.content.append(text.substr(pos, b - pos));
-    if (call) out.tool_calls.push_back(std::move(*call));
-    else out.content.append(text.substr(b, region_end - b));
+    if (call)
+      out.tool_calls.push_back(std::move(*call));
+    else
+      out.content.append(text.substr(b, region_end - b));
     pos = region_end;
   }
   if (pos < text.size()) out.content.append(text.substr(pos));
@@ -218,8 +220,10 @@ ParsedOutput parse_llama(std::string_view text) {
   } else if (tagged && !t.empty()) {
     call = parse_llama_builtin(t);
   }
-  if (call) out.tool_calls.push_back(std::move(*call));
-  else out.content = std::string(text);
+  if (call)
+    out.tool_calls.push_back(std::move(*call));
+  else
+    out.content = std::string(text);
   return out;
 }
 
@@ -260,8 +264,9 @@ ParsedOutput parse_section(std::string_view output, std::string_view section_beg
     return out;
   }
   size_t se = output.find(section_end, sb);
-  std::string_view section = output.substr(
-      sb + section_begin.size(), se == std::string_view::npos ? std::string_view::npos : se - sb - section_begin.size());
+  std::string_view section =
+      output.substr(sb + section_begin.size(),
+                    se == std::string_view::npos ? std::string_view::npos : se - sb - section_begin.size());
   ParsedOutput inner;
   scan_regions(section, call_begin, call_end, inner, parse_call);
   if (!trim(inner.content).empty() || inner.tool_calls.empty()) {
@@ -289,13 +294,20 @@ ToolCallFormat tool_call_format_for_template(std::string_view src) {
 
 const char* tool_call_format_name(ToolCallFormat f) {
   switch (f) {
-    case ToolCallFormat::None: return "none";
-    case ToolCallFormat::Hermes: return "hermes";
-    case ToolCallFormat::DeepSeekV3: return "deepseek-v3";
-    case ToolCallFormat::KimiK2: return "kimi-k2";
-    case ToolCallFormat::Glm45: return "glm-4.5";
-    case ToolCallFormat::Llama31: return "llama-3.1";
-    case ToolCallFormat::Mistral: return "mistral";
+    case ToolCallFormat::None:
+      return "none";
+    case ToolCallFormat::Hermes:
+      return "hermes";
+    case ToolCallFormat::DeepSeekV3:
+      return "deepseek-v3";
+    case ToolCallFormat::KimiK2:
+      return "kimi-k2";
+    case ToolCallFormat::Glm45:
+      return "glm-4.5";
+    case ToolCallFormat::Llama31:
+      return "llama-3.1";
+    case ToolCallFormat::Mistral:
+      return "mistral";
   }
   return "?";
 }
@@ -312,11 +324,16 @@ std::string make_tool_call_id(uint64_t n) {
   return id;
 }
 
-ParsedOutput parse_tool_calls(ToolCallFormat format, std::string_view output, const nlohmann::ordered_json& tools, uint64_t id_seed) {
+ParsedOutput parse_tool_calls(ToolCallFormat format, std::string_view output, const nlohmann::ordered_json& tools,
+                              uint64_t id_seed) {
   ParsedOutput out;
   switch (format) {
-    case ToolCallFormat::None: out.content = std::string(output); return out;
-    case ToolCallFormat::Hermes: scan_regions(output, kToolCall, kToolCallEnd, out, parse_hermes); break;
+    case ToolCallFormat::None:
+      out.content = std::string(output);
+      return out;
+    case ToolCallFormat::Hermes:
+      scan_regions(output, kToolCall, kToolCallEnd, out, parse_hermes);
+      break;
     case ToolCallFormat::Glm45:
       scan_regions(output, kToolCall, kToolCallEnd, out, [&](std::string_view b) { return parse_glm(b, tools); });
       break;
@@ -326,8 +343,12 @@ ParsedOutput parse_tool_calls(ToolCallFormat format, std::string_view output, co
     case ToolCallFormat::KimiK2:
       out = parse_section(output, kKimiSectionBegin, kKimiSectionEnd, kKimiCallBegin, kKimiCallEnd, parse_kimi);
       break;
-    case ToolCallFormat::Llama31: out = parse_llama(output); break;
-    case ToolCallFormat::Mistral: out = parse_mistral(output); break;
+    case ToolCallFormat::Llama31:
+      out = parse_llama(output);
+      break;
+    case ToolCallFormat::Mistral:
+      out = parse_mistral(output);
+      break;
   }
   if (!out.tool_calls.empty()) out.content = std::string(trim(out.content));
   for (size_t i = 0; i < out.tool_calls.size(); ++i)
@@ -338,12 +359,21 @@ ParsedOutput parse_tool_calls(ToolCallFormat format, std::string_view output, co
 size_t tool_call_hold_from(ToolCallFormat format, std::string_view text) {
   std::string_view marker;
   switch (format) {
-    case ToolCallFormat::None: return text.size();
+    case ToolCallFormat::None:
+      return text.size();
     case ToolCallFormat::Hermes:
-    case ToolCallFormat::Glm45: marker = kToolCall; break;
-    case ToolCallFormat::DeepSeekV3: marker = kDsCallsBegin; break;
-    case ToolCallFormat::KimiK2: marker = kKimiSectionBegin; break;
-    case ToolCallFormat::Mistral: marker = kMistralCalls; break;
+    case ToolCallFormat::Glm45:
+      marker = kToolCall;
+      break;
+    case ToolCallFormat::DeepSeekV3:
+      marker = kDsCallsBegin;
+      break;
+    case ToolCallFormat::KimiK2:
+      marker = kKimiSectionBegin;
+      break;
+    case ToolCallFormat::Mistral:
+      marker = kMistralCalls;
+      break;
     case ToolCallFormat::Llama31: {
       // The whole answer is the call: hold while it starts like one ('{' or the python tag).
       size_t ws = 0;

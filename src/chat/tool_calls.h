@@ -2,9 +2,11 @@
 // trained on (the format its chat template renders past calls in):
 //
 //   Hermes   (Qwen2.5/Qwen3)  <tool_call>\n{"name": N, "arguments": {...}}\n</tool_call>
-//   DeepSeekV3 (V3/R1)        <｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>N\n```json\n{...}\n```<｜tool▁call▁end｜>…<｜tool▁calls▁end｜>
+//   DeepSeekV3 (V3/R1)
+//   <｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>N\n```json\n{...}\n```<｜tool▁call▁end｜>…<｜tool▁calls▁end｜>
 //                             (also V3.1's <｜tool▁call▁begin｜>N<｜tool▁sep｜>{...}<｜tool▁call▁end｜>)
-//   KimiK2                    <|tool_calls_section_begin|><|tool_call_begin|>functions.N:IDX<|tool_call_argument_begin|>{...}<|tool_call_end|>…<|tool_calls_section_end|>
+//   KimiK2
+//   <|tool_calls_section_begin|><|tool_call_begin|>functions.N:IDX<|tool_call_argument_begin|>{...}<|tool_call_end|>…<|tool_calls_section_end|>
 //   Glm45    (GLM-4.5/4.6)    <tool_call>N\n<arg_key>k</arg_key>\n<arg_value>v</arg_value>\n</tool_call>
 //   Llama31                   {"name": N, "parameters": {...}}  (whole answer; optional <|python_tag|>),
 //                             or <|python_tag|>N.call(k="v", ...) for built-in tools
@@ -29,7 +31,7 @@ ToolCallFormat tool_call_format_for_template(std::string_view template_source);
 const char* tool_call_format_name(ToolCallFormat f);
 
 struct ToolCall {
-  std::string id;         // the model's own id where the format has one (Kimi, Mistral), else generated
+  std::string id;  // the model's own id where the format has one (Kimi, Mistral), else generated
   std::string name;
   std::string arguments;  // a JSON object, serialised compactly ({"city":"Lisbon"})
 };

@@ -37,7 +37,7 @@ struct Options {
   int threads = 0, reps = 3;
   bool json = false;
   std::string kv_type = "f16";
-  std::string quant;  // --quant: convert a Hugging Face folder while it loads
+  std::string quant;       // --quant: convert a Hugging Face folder while it loads
   bool no_repack = false;  // A/B: weights in the file's layout instead of the interleaved copies
   bool no_vnni = false;    // A/B: the AVX2 kernels where the CPU also has AVX-512 VNNI
 };
@@ -191,16 +191,16 @@ void run(const Options& o) {
     std::printf("%s\n", j.dump(2).c_str());
     return;
   }
-  std::printf("model %s (%s), %d threads, %d reps, %s kernels\n", o.model.c_str(), model->config().arch.c_str(), threads,
-              o.reps, j["kernels"].get<std::string>().c_str());
+  std::printf("model %s (%s), %d threads, %d reps, %s kernels\n", o.model.c_str(), model->config().arch.c_str(),
+              threads, o.reps, j["kernels"].get<std::string>().c_str());
   if (o.pp > 0)
     std::printf("pp%-5lld %8.2f t/s median  %8.2f t/s min\n", static_cast<long long>(o.pp),
                 j["pp"]["tps_median"].get<double>(), j["pp"]["tps_min"].get<double>());
   if (o.tg > 0)
     std::printf("tg%-5lld %8.2f t/s median  %8.2f t/s min\n", static_cast<long long>(o.tg),
                 j["tg"]["tps_median"].get<double>(), j["tg"]["tps_min"].get<double>());
-  std::printf("read bandwidth %.1f GB/s, %.1f MB of weights per token, decode roofline %.1f t/s",
-              bw / 1e9, bpt / 1e6, roofline);
+  std::printf("read bandwidth %.1f GB/s, %.1f MB of weights per token, decode roofline %.1f t/s", bw / 1e9, bpt / 1e6,
+              roofline);
   if (o.tg > 0) std::printf(", reached %.0f%%", 100.0 * j["roofline_share"].get<double>());
   std::printf("\n");
   std::printf("load %.2f s, first forward %.2f s\n", load_s, first_s);
@@ -219,8 +219,9 @@ void setup(CLI::App& app) {
   sub->add_option("--kv-type", o->kv_type, "KV cache element type: f16 (default) or f32");
   owl::cli::add_quant_option(sub, o->quant);
   sub->add_flag("--no-repack", o->no_repack, "keep weights in the file's layout (no interleaved copies; for A/B)");
-  sub->add_flag("--no-vnni", o->no_vnni,
-                "use the AVX2 kernels even where the CPU has AVX-512 VNNI (same results; for A/B with AVX2-only machines)");
+  sub->add_flag(
+      "--no-vnni", o->no_vnni,
+      "use the AVX2 kernels even where the CPU has AVX-512 VNNI (same results; for A/B with AVX2-only machines)");
   sub->add_flag("--json", o->json, "print the results as JSON");
   sub->callback([o] { run(*o); });
 }

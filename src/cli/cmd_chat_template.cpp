@@ -44,9 +44,13 @@ void run(const Options& o) {
 
 void setup(CLI::App& app) {
   auto o = std::make_shared<Options>();
-  auto* sub = app.add_subcommand("chat-template", "Print the prompt a model's chat template renders for a conversation");
-  sub->add_option("model", o->model, "a .jinja file, a model folder (tokenizer_config.json), a GGUF file or a hub id")->required();
-  sub->add_option("--input", o->input, "conversation JSON: messages, tools, add_generation_prompt, extra, bos_token, eos_token ('-' = stdin)")
+  auto* sub =
+      app.add_subcommand("chat-template", "Print the prompt a model's chat template renders for a conversation");
+  sub->add_option("model", o->model, "a .jinja file, a model folder (tokenizer_config.json), a GGUF file or a hub id")
+      ->required();
+  sub->add_option(
+         "--input", o->input,
+         "conversation JSON: messages, tools, add_generation_prompt, extra, bos_token, eos_token ('-' = stdin)")
       ->required();
   sub->callback([o] { run(*o); });
 }

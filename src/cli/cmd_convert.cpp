@@ -25,7 +25,8 @@ void run(const Options& o) {
   namespace fs = std::filesystem;
   std::error_code ec;
   if (!fs::is_directory(o.folder, ec))
-    throw owl::Error("'" + o.folder + "' is not a folder; owl convert reads a Hugging Face folder (config.json + "
+    throw owl::Error("'" + o.folder +
+                     "' is not a folder; owl convert reads a Hugging Face folder (config.json + "
                      "*.safetensors)");
   const auto t0 = std::chrono::steady_clock::now();
   auto src = owl::open_hf_source(o.folder);

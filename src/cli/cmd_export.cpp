@@ -35,8 +35,9 @@ void setup(CLI::App& app) {
   auto* sub = app.add_subcommand("export", "Export a GGUF model as a Hugging Face folder");
   sub->add_option("model", o->model, "GGUF file (or Hugging Face folder)")->required();
   sub->add_option("folder", o->folder, "output folder (created when missing)")->required();
-  sub->add_option("--dtype", o->opt.dtype, "tensor type: f32, f16 or bf16 (default: float tensors as stored, "
-                                           "quantised ones as f32)");
+  sub->add_option("--dtype", o->opt.dtype,
+                  "tensor type: f32, f16 or bf16 (default: float tensors as stored, "
+                  "quantised ones as f32)");
   sub->callback([o] { run(*o); });
 }
 

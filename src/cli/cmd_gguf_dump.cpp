@@ -15,8 +15,8 @@ struct Options {
 void run(const Options& o) {
   auto f = owl::gguf::File::open(o.path);
   std::printf("GGUF v%u, %zu metadata keys, %zu tensors, alignment %llu, data at %llu\n", f->version(),
-              f->metadata().items.size(), f->tensor_infos().size(),
-              static_cast<unsigned long long>(f->alignment()), static_cast<unsigned long long>(f->data_offset()));
+              f->metadata().items.size(), f->tensor_infos().size(), static_cast<unsigned long long>(f->alignment()),
+              static_cast<unsigned long long>(f->data_offset()));
   for (const auto& [k, v] : f->metadata().items)
     std::printf("  %-48s %-6s %s\n", k.c_str(), owl::gguf::value_type_name(v.type), v.to_string(o.max_items).c_str());
   for (const auto& ti : f->tensor_infos()) {

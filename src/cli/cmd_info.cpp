@@ -97,7 +97,8 @@ void run(const Options& o) {
     j["params_active"] = active;
     j["tensor_count"] = tensors.size();
     j["weights_bytes"] = weight_bytes;
-    for (const auto& [name, m] : mix) j["type_mix"][name] = {{"tensors", m.tensors}, {"params", m.params}, {"bytes", m.bytes}};
+    for (const auto& [name, m] : mix)
+      j["type_mix"][name] = {{"tensors", m.tensors}, {"params", m.params}, {"bytes", m.bytes}};
     j["tokenizer"] = {{"model", c.tokenizer_model}, {"size", c.tokenizer_vocab}};
     j["chat_template"] = c.has_chat_template;
     j["ctx"] = ctx;
@@ -108,7 +109,8 @@ void run(const Options& o) {
       j["tensors"] = json::array();
       for (const auto& t : tensors) {
         std::vector<int64_t> shape(t.ne.begin(), t.ne.begin() + t.n_dims);
-        j["tensors"].push_back({{"name", t.name}, {"type", owl::dtype_name(t.type)}, {"shape", shape}, {"bytes", t.n_bytes()}});
+        j["tensors"].push_back(
+            {{"name", t.name}, {"type", owl::dtype_name(t.type)}, {"shape", shape}, {"bytes", t.n_bytes()}});
       }
     }
     std::printf("%s\n", j.dump(2).c_str());
@@ -118,9 +120,9 @@ void run(const Options& o) {
   std::printf("model      %s (%s)\n", o.model.c_str(),
               is_gguf ? ("GGUF v" + std::to_string(src->gguf_file()->version())).c_str() : "Hugging Face folder");
   std::printf("arch       %s  name \"%s\"\n", c.arch.c_str(), c.name.c_str());
-  std::printf("shape      %lld layers, width %lld, heads %lld/%lld x %lld, ff %lld, vocab %lld\n",
-              (long long)c.n_layer, (long long)c.n_embd, (long long)c.n_head, (long long)c.n_head_kv,
-              (long long)c.head_dim_k, (long long)c.n_ff, (long long)c.n_vocab);
+  std::printf("shape      %lld layers, width %lld, heads %lld/%lld x %lld, ff %lld, vocab %lld\n", (long long)c.n_layer,
+              (long long)c.n_embd, (long long)c.n_head, (long long)c.n_head_kv, (long long)c.head_dim_k,
+              (long long)c.n_ff, (long long)c.n_vocab);
   if (c.is_mla())
     std::printf("mla        q_lora %lld, kv_lora %lld, nope/rope/v %lld/%lld/%lld\n", (long long)c.q_lora_rank,
                 (long long)c.kv_lora_rank, (long long)c.qk_nope_dim, (long long)c.qk_rope_dim, (long long)c.v_head_dim);
@@ -135,8 +137,8 @@ void run(const Options& o) {
   for (const auto& [name, m] : mix)
     std::printf(" %s %.1f%%", name.c_str(), weight_bytes ? 100.0 * static_cast<double>(m.bytes) / weight_bytes : 0.0);
   std::printf("\n");
-  std::printf("tokenizer  %s, %lld tokens; chat template: %s\n", c.tokenizer_model.c_str(), (long long)c.tokenizer_vocab,
-              c.has_chat_template ? "yes" : "no");
+  std::printf("tokenizer  %s, %lld tokens; chat template: %s\n", c.tokenizer_model.c_str(),
+              (long long)c.tokenizer_vocab, c.has_chat_template ? "yes" : "no");
   std::printf("memory     at ctx %lld: weights %s + KV cache (F16) %s = %s\n", (long long)ctx,
               human(static_cast<double>(weight_bytes), "B").c_str(), human(static_cast<double>(kv_bytes), "B").c_str(),
               human(static_cast<double>(weight_bytes + kv_bytes), "B").c_str());

@@ -22,13 +22,17 @@ void run(const Options& o) {
   if (o.json) {
     auto arr = nlohmann::json::array();
     for (const auto& r : repos)
-      arr.push_back({{"model", name(r)}, {"size_bytes", r.size_bytes}, {"files", r.files},
-                     {"commit", r.commit}, {"path", r.dir}});
+      arr.push_back({{"model", name(r)},
+                     {"size_bytes", r.size_bytes},
+                     {"files", r.files},
+                     {"commit", r.commit},
+                     {"path", r.dir}});
     std::printf("%s\n", arr.dump(2).c_str());
     return;
   }
   if (repos.empty()) {
-    std::printf("no models in %s; 'owl pull ORG/NAME' downloads one\n", owl::hub::cache_root(Source::HuggingFace).c_str());
+    std::printf("no models in %s; 'owl pull ORG/NAME' downloads one\n",
+                owl::hub::cache_root(Source::HuggingFace).c_str());
     return;
   }
   std::printf("%-50s %10s  %s\n", "MODEL", "SIZE", "FILES");

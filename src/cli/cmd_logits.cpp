@@ -66,8 +66,8 @@ void run(const Options& o) {
   kv_opts.n_ctx = o.ctx > 0 ? o.ctx : std::max<int64_t>(model->config().n_ctx_train, 1);
   const int64_t needed = static_cast<int64_t>(ids.size()) + std::max(o.greedy - 1, 0);
   if (needed > kv_opts.n_ctx)
-    throw owl::Error(std::to_string(ids.size()) + " tokens and " + std::to_string(o.greedy) +
-                     " greedy steps need " + std::to_string(needed) + " positions, which does not fit the context of " +
+    throw owl::Error(std::to_string(ids.size()) + " tokens and " + std::to_string(o.greedy) + " greedy steps need " +
+                     std::to_string(needed) + " positions, which does not fit the context of " +
                      std::to_string(kv_opts.n_ctx) + " tokens; raise --ctx");
   owl::KVCache kv(model->kv_shape(), kv_opts);
 

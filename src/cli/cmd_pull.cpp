@@ -46,8 +46,7 @@ void setup(CLI::App& app) {
   sub->add_option("--min-split-size", o->pull.download.min_split_bytes,
                   "files smaller than this many bytes use one connection")
       ->capture_default_str();
-  sub->add_option("--retries", o->pull.download.retry.max_retries,
-                  "attempts after a dropped connection, 429 or 5xx")
+  sub->add_option("--retries", o->pull.download.retry.max_retries, "attempts after a dropped connection, 429 or 5xx")
       ->capture_default_str();
   sub->add_flag("-q,--quiet", o->quiet, "no progress output");
   sub->callback([o] { run(*o); });

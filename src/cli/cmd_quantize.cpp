@@ -35,7 +35,8 @@ void check_paths(const Options& o) {
   std::error_code ec;
   if (!fs::exists(o.in, ec)) throw owl::Error("input '" + o.in + "' does not exist; give a GGUF file");
   if (fs::is_directory(o.in, ec))
-    throw owl::Error("input '" + o.in + "' is a folder; owl quantize reads a GGUF file (a Hugging Face folder "
+    throw owl::Error("input '" + o.in +
+                     "' is a folder; owl quantize reads a GGUF file (a Hugging Face folder "
                      "loads quantised with --quant TYPE)");
   const bool same = fs::exists(o.out, ec) ? fs::equivalent(o.in, o.out, ec)
                                           : fs::weakly_canonical(o.in, ec) == fs::weakly_canonical(o.out, ec);
@@ -73,7 +74,8 @@ void run(const Options& o) {
       continue;
     }
     if (owl::info(t.type).quantized) ++requantised[owl::dtype_name(t.type)];
-    w.add_tensor(t.name, to, ne, [t, to](uint8_t* dst, size_t) { owl::convert_tensor(t, to, dst, owl::default_pool()); });
+    w.add_tensor(t.name, to, ne,
+                 [t, to](uint8_t* dst, size_t) { owl::convert_tensor(t, to, dst, owl::default_pool()); });
   }
   if (!requantised.empty()) {
     std::string what;
@@ -82,8 +84,9 @@ void run(const Options& o) {
       what += (what.empty() ? "" : ", ") + std::to_string(count) + " " + type;
       n += count;
     }
-    std::fprintf(stderr, "owl quantize: warning: requantising %d tensors already stored quantised (%s); a second "
-                         "rounding loses accuracy, so convert from the F16/BF16/F32 model when you have it\n",
+    std::fprintf(stderr,
+                 "owl quantize: warning: requantising %d tensors already stored quantised (%s); a second "
+                 "rounding loses accuracy, so convert from the F16/BF16/F32 model when you have it\n",
                  n, what.c_str());
   }
 

@@ -20,8 +20,7 @@ void run(const Options& o) {
     std::vector<std::string> files;
     if (!spec.variant.empty()) {
       auto cached = owl::hub::find_cached(spec);
-      if (!cached)
-        throw owl::Error(spec.display() + " is not in the cache; 'owl list' shows what is");
+      if (!cached) throw owl::Error(spec.display() + " is not in the cache; 'owl list' shows what is");
       files = cached->files;
     }
     uint64_t freed = owl::hub::remove_cached(spec.source, spec.repo, files);

@@ -29,9 +29,9 @@ void run(const Options& o) {
   const owl::SynthResult r = owl::write_synth(s, o.out, o.type, o.seed);
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const double gb = static_cast<double>(r.file_bytes) / 1e9;
-  std::fprintf(stderr, "wrote %s: %s %s, %zu tensors, %.3f B params, %.2f GB, %s, %.1f s (%.2f GB/s)\n",
-               o.out.c_str(), s.name.c_str(), s.config.arch.c_str(), r.n_tensors,
-               static_cast<double>(r.n_params) / 1e9, gb, o.type.c_str(), secs, gb / secs);
+  std::fprintf(stderr, "wrote %s: %s %s, %zu tensors, %.3f B params, %.2f GB, %s, %.1f s (%.2f GB/s)\n", o.out.c_str(),
+               s.name.c_str(), s.config.arch.c_str(), r.n_tensors, static_cast<double>(r.n_params) / 1e9, gb,
+               o.type.c_str(), secs, gb / secs);
 }
 
 void setup(CLI::App& app) {

@@ -46,7 +46,8 @@ void run(const Options& o, bool have_text) {
     return;
   }
   for (int32_t id : ids) {
-    std::string piece = nlohmann::json(tok->token_text(id)).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    std::string piece =
+        nlohmann::json(tok->token_text(id)).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     std::printf("%d\t%s\n", id, piece.c_str());
   }
 }
@@ -54,7 +55,8 @@ void run(const Options& o, bool have_text) {
 void setup(CLI::App& app) {
   auto o = std::make_shared<Options>();
   auto* sub = app.add_subcommand("tokenize", "Print the token ids of a text");
-  sub->add_option("model", o->model, "a GGUF file, a folder with tokenizer.json, a tokenizer.json or a hub id")->required();
+  sub->add_option("model", o->model, "a GGUF file, a folder with tokenizer.json, a tokenizer.json or a hub id")
+      ->required();
   auto* text = sub->add_option("text", o->text, "the text (default: --file or stdin)");
   sub->add_option("--file", o->file, "read the text from this file ('-' = stdin)");
   sub->add_flag("--json", o->json, "print {\"ids\": [...], \"pieces\": [...]}");

@@ -29,8 +29,8 @@ std::unique_ptr<ModelSource> open_source(const std::string& path, const std::str
   std::error_code ec;
   if (std::filesystem::is_directory(path, ec)) return open_hf_source(path, quant);
   if (!std::filesystem::exists(path, ec)) return open_model_source(path);  // its "does not exist" error
-  throw UsageError("--quant converts Hugging Face folders at load; '" + path +
-                   "' is a GGUF file: use `owl quantize " + path + " OUT.gguf " + quant + "` to write a converted copy");
+  throw UsageError("--quant converts Hugging Face folders at load; '" + path + "' is a GGUF file: use `owl quantize " +
+                   path + " OUT.gguf " + quant + "` to write a converted copy");
 }
 
 }  // namespace owl::cli

@@ -28,8 +28,10 @@ TextModel load_text_model(const std::string& spec, const std::string& template_f
   m.source = open_source(m.path, quant);
   const std::string what = "model '" + spec + "' cannot " + command + " text";
   try {
-    if (m.source->gguf_file()) m.tokenizer = Tokenizer::from_gguf(*m.source->gguf_file());
-    else m.tokenizer = Tokenizer::open(m.source->hf_folder().empty() ? m.path : m.source->hf_folder());
+    if (m.source->gguf_file())
+      m.tokenizer = Tokenizer::from_gguf(*m.source->gguf_file());
+    else
+      m.tokenizer = Tokenizer::open(m.source->hf_folder().empty() ? m.path : m.source->hf_folder());
   } catch (const Error& e) {
     throw Error(what + ": its tokenizer does not load (" + e.what() + "); use a model that carries its vocabulary");
   }
@@ -48,8 +50,10 @@ TextModel load_text_model(const std::string& spec, const std::string& template_f
     try {
       m.chat_template.emplace(chat::ChatTemplate::load(m.path));
     } catch (const Error&) {
-      std::fprintf(stderr, "owl %s: the model has no chat template; chat uses the plain 'role: content' format "
-                           "(pass --chat-template FILE.jinja to set one)\n", command.c_str());
+      std::fprintf(stderr,
+                   "owl %s: the model has no chat template; chat uses the plain 'role: content' format "
+                   "(pass --chat-template FILE.jinja to set one)\n",
+                   command.c_str());
     }
   }
   return m;

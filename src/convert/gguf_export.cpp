@@ -23,10 +23,14 @@ using gguf::Value;
 // llama.cpp's llama_ftype for the files owl writes (general.file_type).
 uint32_t file_type_of(DType t) {
   switch (t) {
-    case DType::F32: return 0;
-    case DType::F16: return 1;
-    case DType::BF16: return 32;
-    default: return 0;
+    case DType::F32:
+      return 0;
+    case DType::F16:
+      return 1;
+    case DType::BF16:
+      return 32;
+    default:
+      return 0;
   }
 }
 
@@ -137,9 +141,12 @@ void write_gguf(const ModelSource& src, const std::string& path, const GgufExpor
   for (size_t i = 0; i < tensors.size(); ++i) {
     const TensorView& t = tensors[i];
     DType o = t.type;
-    if (stays_f32(t)) o = DType::F32;
-    else if (plan[i]) o = *plan[i];
-    else if (!is_float(o)) o = DType::F32;  // quantised sources become F32 unless a target says otherwise
+    if (stays_f32(t))
+      o = DType::F32;
+    else if (plan[i])
+      o = *plan[i];
+    else if (!is_float(o))
+      o = DType::F32;  // quantised sources become F32 unless a target says otherwise
     out_types.push_back(o);
     if (t.n_dims >= 2) matrix_elems[o] += t.n_elements();
   }

@@ -35,7 +35,8 @@ struct Llama3 {
 Llama3 recover_llama3(const ModelSource& src, const TensorView& rf) {
   const ModelConfig& c = src.config();
   if (rf.type != DType::F32 || rf.n_elements() != c.n_rot / 2)
-    throw Error("model '" + src.path() + "': rope_freqs.weight must hold " + std::to_string(c.n_rot / 2) + " F32 values");
+    throw Error("model '" + src.path() + "': rope_freqs.weight must hold " + std::to_string(c.n_rot / 2) +
+                " F32 values");
   std::vector<float> have(static_cast<size_t>(rf.n_elements()));
   std::memcpy(have.data(), rf.data, have.size() * 4);
   float factor = 1;
@@ -53,10 +54,12 @@ Llama3 recover_llama3(const ModelSource& src, const TensorView& rf) {
         t.llama3_high_freq_factor = hi;
         const std::vector<float> want = llama3_rope_freqs(t);
         bool same = true;
-        for (size_t i = 0; i < want.size() && same; ++i) same = std::fabs(want[i] - have[i]) <= 1e-6f * std::fabs(have[i]);
+        for (size_t i = 0; i < want.size() && same; ++i)
+          same = std::fabs(want[i] - have[i]) <= 1e-6f * std::fabs(have[i]);
         if (same) return {factor, lo, hi, orig};
       }
-  throw Error("model '" + src.path() + "': rope_freqs.weight does not match llama3 rope scaling with usual parameters; "
+  throw Error("model '" + src.path() +
+              "': rope_freqs.weight does not match llama3 rope scaling with usual parameters; "
               "owl cannot express it in config.json");
 }
 
@@ -97,8 +100,10 @@ class Planner {
           top = true;
         }
       if (top) continue;
-      if (n.compare(0, 4, "blk.") == 0) blk_tensor(t, trunk);
-      else unknown(n);
+      if (n.compare(0, 4, "blk.") == 0)
+        blk_tensor(t, trunk);
+      else
+        unknown(n);
     }
     return std::move(out_);
   }
@@ -144,12 +149,18 @@ class Planner {
     if (!spec) unknown(n);
     const std::string hf = hf_layer_tensor(il, spec->name.hf);
     switch (spec->hf_layout) {
-      case HfLayout::Same: return plain(hf, t);
-      case HfLayout::RopePairsQ: return unpermute(hf, t, c_.n_head);
-      case HfLayout::RopePairsK: return unpermute(hf, t, c_.n_head_kv);
-      case HfLayout::ExpertStack: return experts(hf, t);
-      case HfLayout::KvBSplitK: return kv_b_merge(hf, t, owl::layer_tensor(il, tensor_names::kAttnVB));
-      case HfLayout::KvBSplitV: return;  // merged with attn_k_b
+      case HfLayout::Same:
+        return plain(hf, t);
+      case HfLayout::RopePairsQ:
+        return unpermute(hf, t, c_.n_head);
+      case HfLayout::RopePairsK:
+        return unpermute(hf, t, c_.n_head_kv);
+      case HfLayout::ExpertStack:
+        return experts(hf, t);
+      case HfLayout::KvBSplitK:
+        return kv_b_merge(hf, t, owl::layer_tensor(il, tensor_names::kAttnVB));
+      case HfLayout::KvBSplitV:
+        return;  // merged with attn_k_b
     }
   }
 
@@ -185,8 +196,9 @@ class Planner {
       const int64_t base = e * t.ne[1];
       std::string name = hf;
       if (at != std::string::npos) name.replace(at, 3, std::to_string(e));
-      out_.push_back({name, out_type(t.type), {t.ne[1], t.ne[0]}, t.ne[0],
-                      [t, base](int64_t r, float* dst) { row_f32(t, base + r, dst); }});
+      out_.push_back({name, out_type(t.type), {t.ne[1], t.ne[0]}, t.ne[0], [t, base](int64_t r, float* dst) {
+                        row_f32(t, base + r, dst);
+                      }});
     }
   }
 
@@ -194,7 +206,9 @@ class Planner {
   // per head the rows [W_k (nope rows) ; W_v (v rows)], W_k being attn_k_b's head transposed.
   void kv_b_merge(const std::string& hf, const TensorView& kb, const std::string& vb_name) {
     auto vb = src_.find(vb_name);
-    if (!vb) throw Error("model '" + src_.path() + "' has '" + kb.name + "' but lacks '" + vb_name + "'; the file is incomplete");
+    if (!vb)
+      throw Error("model '" + src_.path() + "' has '" + kb.name + "' but lacks '" + vb_name +
+                  "'; the file is incomplete");
     const TensorView v = *vb;
     const int64_t nope = kb.ne[0], lora = kb.ne[1], nh = kb.ne[2], vd = v.ne[1];
     if (v.ne[0] != lora || v.ne[2] != nh)
@@ -204,8 +218,7 @@ class Planner {
     if (!forced_ && kb.type != v.type) type = DType::F32;
     // A head's W_k is gathered once per head and cached between its rows.
     auto cache = std::make_shared<std::pair<int64_t, std::vector<float>>>(-1, std::vector<float>());
-    out_.push_back({hf, type, {nh * (nope + vd), lora}, lora,
-                    [kb, v, nope, lora, vd, cache](int64_t r, float* dst) {
+    out_.push_back({hf, type, {nh * (nope + vd), lora}, lora, [kb, v, nope, lora, vd, cache](int64_t r, float* dst) {
                       const int64_t h = r / (nope + vd), i = r % (nope + vd);
                       if (i >= nope) return row_f32(v, h * vd + (i - nope), dst);
                       if (cache->first != h) {
@@ -226,9 +239,12 @@ class Planner {
 
 const char* torch_dtype_name(DType t) {
   switch (t) {
-    case DType::F16: return "float16";
-    case DType::BF16: return "bfloat16";
-    default: return "float32";
+    case DType::F16:
+      return "float16";
+    case DType::BF16:
+      return "bfloat16";
+    default:
+      return "float32";
   }
 }
 
@@ -257,8 +273,10 @@ json hf_config_json(const ModelSource& src, const std::string& torch_dtype) {
   j["tie_word_embeddings"] = !src.find(tensor_names::kOutput.gguf);
   j["torch_dtype"] = torch_dtype;
   if (c.bos_id >= 0) j["bos_token_id"] = c.bos_id;
-  if (c.eos_ids.size() > 1) j["eos_token_id"] = c.eos_ids;
-  else if (c.eos_id >= 0) j["eos_token_id"] = c.eos_id;
+  if (c.eos_ids.size() > 1)
+    j["eos_token_id"] = c.eos_ids;
+  else if (c.eos_id >= 0)
+    j["eos_token_id"] = c.eos_id;
   if (c.sliding_window > 0) {
     j["use_sliding_window"] = true;
     j["sliding_window"] = c.sliding_window;
@@ -269,10 +287,14 @@ json hf_config_json(const ModelSource& src, const std::string& torch_dtype) {
   json rs;
   if (auto rf = src.find(tensor_names::kRopeFreqs.gguf)) {
     const Llama3 l = recover_llama3(src, *rf);
-    rs = {{"rope_type", "llama3"}, {"factor", shortest_decimal(l.factor)}, {"low_freq_factor", shortest_decimal(l.low)},
-          {"high_freq_factor", shortest_decimal(l.high)}, {"original_max_position_embeddings", l.orig}};
+    rs = {{"rope_type", "llama3"},
+          {"factor", shortest_decimal(l.factor)},
+          {"low_freq_factor", shortest_decimal(l.low)},
+          {"high_freq_factor", shortest_decimal(l.high)},
+          {"original_max_position_embeddings", l.orig}};
   } else if (c.rope_scaling == RopeScaling::Llama3) {
-    rs = {{"rope_type", "llama3"}, {"factor", shortest_decimal(c.rope_factor)},
+    rs = {{"rope_type", "llama3"},
+          {"factor", shortest_decimal(c.rope_factor)},
           {"low_freq_factor", shortest_decimal(c.llama3_low_freq_factor)},
           {"high_freq_factor", shortest_decimal(c.llama3_high_freq_factor)},
           {"original_max_position_embeddings", c.rope_orig_ctx}};
@@ -281,10 +303,15 @@ json hf_config_json(const ModelSource& src, const std::string& torch_dtype) {
   } else if (c.rope_scaling == RopeScaling::Yarn) {
     // GGUF's yarn_log_multiplier is 0.1 * mscale_all_dim; mscale = mscale_all_dim leaves cos/sin unscaled,
     // which is what llama.cpp computes from the GGUF.
-    const double mscale_all_dim = shortest_decimal(static_cast<float>(static_cast<double>(c.yarn_log_multiplier) / 0.1));
-    rs = {{"type", "yarn"}, {"factor", shortest_decimal(c.rope_factor)}, {"original_max_position_embeddings", c.rope_orig_ctx},
-          {"beta_fast", shortest_decimal(c.yarn_beta_fast)}, {"beta_slow", shortest_decimal(c.yarn_beta_slow)},
-          {"mscale", mscale_all_dim}, {"mscale_all_dim", mscale_all_dim}};
+    const double mscale_all_dim =
+        shortest_decimal(static_cast<float>(static_cast<double>(c.yarn_log_multiplier) / 0.1));
+    rs = {{"type", "yarn"},
+          {"factor", shortest_decimal(c.rope_factor)},
+          {"original_max_position_embeddings", c.rope_orig_ctx},
+          {"beta_fast", shortest_decimal(c.yarn_beta_fast)},
+          {"beta_slow", shortest_decimal(c.yarn_beta_slow)},
+          {"mscale", mscale_all_dim},
+          {"mscale_all_dim", mscale_all_dim}};
   }
   j["rope_scaling"] = rs.is_null() ? json(nullptr) : rs;
   family.write_hf(c, src, j);

@@ -17,14 +17,17 @@ using json = nlohmann::json;  // sorted keys: ordered_json looks keys up linearl
 // The split regexes of the Hugging Face pre-tokenizers that llama.cpp's pre names stand for
 // (as the models' tokenizer.json files spell them).
 const char* const kLlama3 =
-    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|"
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| "
+    "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|"
     "\\s+(?!\\S)|\\s+";
 const char* const kQwen2 =
     "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|"
     "\\s+(?!\\S)|\\s+";
 const char* const kTekken =
-    "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]+|[^\\r\\n\\p{L}\\p{N}]?[\\p{"
-    "Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|"
+    "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]+|[^\\r\\n\\p{L}\\p{N}]?["
+    "\\p{"
+    "Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*|\\p{N}| "
+    "?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|"
     "\\s+(?!\\S)|\\s+";
 const char* const kDeepseekV3Words =
     "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\r\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+| "
@@ -79,8 +82,13 @@ std::string write_hf_tokenizer(const gguf::Metadata& m, const std::string& folde
     const int64_t type = types ? (*types)[i].as_int() : NORMAL;
     if (type == UNUSED && piece.rfind("[PAD", 0) == 0) continue;  // the converter's padding
     if (type == CONTROL || type == USER_DEFINED || type == UNKNOWN) {
-      added.push_back({{"id", i}, {"content", piece}, {"single_word", false}, {"lstrip", false}, {"rstrip", false},
-                       {"normalized", false}, {"special", type != USER_DEFINED}});
+      added.push_back({{"id", i},
+                       {"content", piece},
+                       {"single_word", false},
+                       {"lstrip", false},
+                       {"rstrip", false},
+                       {"normalized", false},
+                       {"special", type != USER_DEFINED}});
     } else {
       vocab.emplace(piece, i);  // the first id of a duplicated piece wins
     }
@@ -112,7 +120,9 @@ std::string write_hf_tokenizer(const gguf::Metadata& m, const std::string& folde
   json post = byte_level;
   if (add_bos || add_eos) {
     json single = json::array(), pair = json::array(), specials = json::object();
-    auto special = [&](const std::string& p, int type_id) { return json{{"SpecialToken", {{"id", p}, {"type_id", type_id}}}}; };
+    auto special = [&](const std::string& p, int type_id) {
+      return json{{"SpecialToken", {{"id", p}, {"type_id", type_id}}}};
+    };
     auto seq = [](const char* id, int type_id) { return json{{"Sequence", {{"id", id}, {"type_id", type_id}}}}; };
     if (add_bos) single.push_back(special(bos, 0)), pair.push_back(special(bos, 0));
     single.push_back(seq("A", 0)), pair.push_back(seq("A", 0));
@@ -125,22 +135,31 @@ std::string write_hf_tokenizer(const gguf::Metadata& m, const std::string& folde
       if (!p.empty()) specials[p] = {{"id", p}, {"ids", {m.get_int(key).value()}}, {"tokens", {p}}};
     }
     post = {{"type", "Sequence"},
-            {"processors", {byte_level, {{"type", "TemplateProcessing"}, {"single", single}, {"pair", pair},
-                                         {"special_tokens", specials}}}}};
+            {"processors",
+             {byte_level,
+              {{"type", "TemplateProcessing"}, {"single", single}, {"pair", pair}, {"special_tokens", specials}}}}};
   }
 
-  json tok = {{"version", "1.0"},
-              {"truncation", nullptr},
-              {"padding", nullptr},
-              {"added_tokens", added},
-              {"normalizer", nullptr},
-              {"pre_tokenizer", pre_tok},
-              {"post_processor", post},
-              {"decoder", {{"type", "ByteLevel"}, {"add_prefix_space", true}, {"trim_offsets", true}, {"use_regex", true}}},
-              {"model",
-               {{"type", "BPE"}, {"dropout", nullptr}, {"unk_token", nullptr}, {"continuing_subword_prefix", nullptr},
-                {"end_of_word_suffix", nullptr}, {"fuse_unk", false}, {"byte_fallback", false},
-                {"ignore_merges", pre->ignore_merges}, {"vocab", vocab}, {"merges", merges}}}};
+  json tok = {
+      {"version", "1.0"},
+      {"truncation", nullptr},
+      {"padding", nullptr},
+      {"added_tokens", added},
+      {"normalizer", nullptr},
+      {"pre_tokenizer", pre_tok},
+      {"post_processor", post},
+      {"decoder", {{"type", "ByteLevel"}, {"add_prefix_space", true}, {"trim_offsets", true}, {"use_regex", true}}},
+      {"model",
+       {{"type", "BPE"},
+        {"dropout", nullptr},
+        {"unk_token", nullptr},
+        {"continuing_subword_prefix", nullptr},
+        {"end_of_word_suffix", nullptr},
+        {"fuse_unk", false},
+        {"byte_fallback", false},
+        {"ignore_merges", pre->ignore_merges},
+        {"vocab", vocab},
+        {"merges", merges}}}};
 
   json cfg = {{"tokenizer_class", "PreTrainedTokenizerFast"},
               {"add_bos_token", add_bos},

@@ -118,8 +118,10 @@ void add_hf_tokenizer_metadata(gguf::Metadata& m, const std::string& folder, con
       continue;
     }
     int32_t t = NORMAL;
-    if (auto ty = types.find(i); ty != types.end()) t = ty->second;
-    else if (spm && it->second.size() == 6 && it->second.compare(0, 3, "<0x") == 0 && it->second.back() == '>') t = BYTE;
+    if (auto ty = types.find(i); ty != types.end())
+      t = ty->second;
+    else if (spm && it->second.size() == 6 && it->second.compare(0, 3, "<0x") == 0 && it->second.back() == '>')
+      t = BYTE;
     if (model.contains("unk_token") && model["unk_token"].is_string() && model["unk_token"] == it->second) t = UNKNOWN;
     tokens.push_back(Value::str(it->second));
     token_types.push_back(Value::i32(t));
@@ -140,9 +142,12 @@ void add_hf_tokenizer_metadata(gguf::Metadata& m, const std::string& folder, con
     std::vector<Value> merges;
     merges.reserve(model["merges"].size());
     for (const auto& mg : model["merges"]) {
-      if (mg.is_string()) merges.push_back(Value::str(mg.get<std::string>()));
-      else if (mg.is_array() && mg.size() == 2) merges.push_back(Value::str(mg[0].get<std::string>() + " " + mg[1].get<std::string>()));
-      else throw Error("'" + where + "' has a merge that is neither \"a b\" nor [\"a\", \"b\"]");
+      if (mg.is_string())
+        merges.push_back(Value::str(mg.get<std::string>()));
+      else if (mg.is_array() && mg.size() == 2)
+        merges.push_back(Value::str(mg[0].get<std::string>() + " " + mg[1].get<std::string>()));
+      else
+        throw Error("'" + where + "' has a merge that is neither \"a b\" nor [\"a\", \"b\"]");
     }
     m.set("tokenizer.ggml.merges", Value::array(ValueType::STRING, std::move(merges)));
   }
@@ -180,7 +185,8 @@ void add_hf_tokenizer_metadata(gguf::Metadata& m, const std::string& folder, con
   std::string tmpl;
   if (cfg.is_object() && cfg.contains("chat_template")) {
     const json& t = cfg["chat_template"];
-    if (t.is_string()) tmpl = t.get<std::string>();
+    if (t.is_string())
+      tmpl = t.get<std::string>();
     else if (t.is_array())
       for (const auto& e : t)
         if (e.is_object() && e.value("name", "") == "default") tmpl = e.value("template", "");

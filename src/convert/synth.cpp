@@ -79,10 +79,18 @@ void fill_tensor(const Spec& sp, DType type, uint64_t seed, uint64_t index, uint
           continue;
         }
         switch (sp.init) {
-          case SynthInit::Matrix: buf[i] = 0.02f * normal(s); break;
-          case SynthInit::Bias: buf[i] = 0.02f * normal(s); break;
-          case SynthInit::Norm: buf[i] = 1.0f + 0.02f * normal(s); break;
-          case SynthInit::Zero: buf[i] = 0.0f; break;
+          case SynthInit::Matrix:
+            buf[i] = 0.02f * normal(s);
+            break;
+          case SynthInit::Bias:
+            buf[i] = 0.02f * normal(s);
+            break;
+          case SynthInit::Norm:
+            buf[i] = 1.0f + 0.02f * normal(s);
+            break;
+          case SynthInit::Zero:
+            buf[i] = 0.0f;
+            break;
         }
       }
       quantize_row(type, buf.data(), dst + static_cast<size_t>(r) * row_size, row);
@@ -134,9 +142,8 @@ SynthResult write_synth(const SynthShape& shape, const std::string& path, const 
     for (int64_t d : specs[i].ne) n *= d;
     r.n_params += n;
     const DType t = types[i];
-    w.add_tensor(specs[i].name, t, specs[i].ne, [&specs, i, t, seed](uint8_t* dst, size_t) {
-      fill_tensor(specs[i], t, seed, i, dst);
-    });
+    w.add_tensor(specs[i].name, t, specs[i].ne,
+                 [&specs, i, t, seed](uint8_t* dst, size_t) { fill_tensor(specs[i], t, seed, i, dst); });
   }
   w.write(path);
   r.file_bytes = w.file_size();

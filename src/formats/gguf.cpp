@@ -52,12 +52,25 @@ class Cursor {
 
 size_t min_value_size(ValueType t) {
   switch (t) {
-    case ValueType::UINT8: case ValueType::INT8: case ValueType::BOOL: return 1;
-    case ValueType::UINT16: case ValueType::INT16: return 2;
-    case ValueType::UINT32: case ValueType::INT32: case ValueType::FLOAT32: return 4;
-    case ValueType::UINT64: case ValueType::INT64: case ValueType::FLOAT64: return 8;
-    case ValueType::STRING: return 8;
-    case ValueType::ARRAY: return 12;
+    case ValueType::UINT8:
+    case ValueType::INT8:
+    case ValueType::BOOL:
+      return 1;
+    case ValueType::UINT16:
+    case ValueType::INT16:
+      return 2;
+    case ValueType::UINT32:
+    case ValueType::INT32:
+    case ValueType::FLOAT32:
+      return 4;
+    case ValueType::UINT64:
+    case ValueType::INT64:
+    case ValueType::FLOAT64:
+      return 8;
+    case ValueType::STRING:
+      return 8;
+    case ValueType::ARRAY:
+      return 12;
   }
   return 1;
 }
@@ -66,22 +79,33 @@ bool valid_value_type(uint32_t t) { return t <= 12; }
 
 Value read_value(Cursor& c, ValueType t, int depth) {
   switch (t) {
-    case ValueType::UINT8: return {t, uint64_t{c.read<uint8_t>("u8 value")}};
-    case ValueType::INT8: return {t, int64_t{c.read<int8_t>("i8 value")}};
-    case ValueType::UINT16: return {t, uint64_t{c.read<uint16_t>("u16 value")}};
-    case ValueType::INT16: return {t, int64_t{c.read<int16_t>("i16 value")}};
-    case ValueType::UINT32: return {t, uint64_t{c.read<uint32_t>("u32 value")}};
-    case ValueType::INT32: return {t, int64_t{c.read<int32_t>("i32 value")}};
-    case ValueType::UINT64: return {t, c.read<uint64_t>("u64 value")};
-    case ValueType::INT64: return {t, c.read<int64_t>("i64 value")};
-    case ValueType::FLOAT32: return {t, double{c.read<float>("f32 value")}};
-    case ValueType::FLOAT64: return {t, c.read<double>("f64 value")};
+    case ValueType::UINT8:
+      return {t, uint64_t{c.read<uint8_t>("u8 value")}};
+    case ValueType::INT8:
+      return {t, int64_t{c.read<int8_t>("i8 value")}};
+    case ValueType::UINT16:
+      return {t, uint64_t{c.read<uint16_t>("u16 value")}};
+    case ValueType::INT16:
+      return {t, int64_t{c.read<int16_t>("i16 value")}};
+    case ValueType::UINT32:
+      return {t, uint64_t{c.read<uint32_t>("u32 value")}};
+    case ValueType::INT32:
+      return {t, int64_t{c.read<int32_t>("i32 value")}};
+    case ValueType::UINT64:
+      return {t, c.read<uint64_t>("u64 value")};
+    case ValueType::INT64:
+      return {t, c.read<int64_t>("i64 value")};
+    case ValueType::FLOAT32:
+      return {t, double{c.read<float>("f32 value")}};
+    case ValueType::FLOAT64:
+      return {t, c.read<double>("f64 value")};
     case ValueType::BOOL: {
       uint8_t b = c.read<uint8_t>("bool value");
       if (b > 1) c.fail("bool value " + std::to_string(b) + " is not 0 or 1");
       return {t, b == 1};
     }
-    case ValueType::STRING: return {t, c.read_string("string value")};
+    case ValueType::STRING:
+      return {t, c.read_string("string value")};
     case ValueType::ARRAY: {
       if (depth >= kMaxArrayDepth) c.fail("arrays nested deeper than " + std::to_string(kMaxArrayDepth));
       uint32_t et = c.read<uint32_t>("array element type");
@@ -89,8 +113,8 @@ Value read_value(Cursor& c, ValueType t, int depth) {
       uint64_t n = c.read<uint64_t>("array length");
       ValueType elem = static_cast<ValueType>(et);
       if (n > c.remaining() / min_value_size(elem))
-        c.fail("file ends inside an array of " + std::to_string(n) + " " + value_type_name(elem) +
-               " elements (only " + std::to_string(c.remaining()) + " bytes remain)");
+        c.fail("file ends inside an array of " + std::to_string(n) + " " + value_type_name(elem) + " elements (only " +
+               std::to_string(c.remaining()) + " bytes remain)");
       Array a;
       a.elem_type = elem;
       a.items.reserve(static_cast<size_t>(n));
@@ -104,15 +128,13 @@ Value read_value(Cursor& c, ValueType t, int depth) {
 }  // namespace
 
 const char* value_type_name(ValueType t) {
-  static const char* names[] = {"u8", "i8", "u16", "i16", "u32", "i32", "f32",
+  static const char* names[] = {"u8",   "i8",     "u16",   "i16", "u32", "i32", "f32",
                                 "bool", "string", "array", "u64", "i64", "f64"};
   auto i = static_cast<uint32_t>(t);
   return i <= 12 ? names[i] : "?";
 }
 
-bool Value::is_integer() const {
-  return std::holds_alternative<uint64_t>(v) || std::holds_alternative<int64_t>(v);
-}
+bool Value::is_integer() const { return std::holds_alternative<uint64_t>(v) || std::holds_alternative<int64_t>(v); }
 bool Value::is_number() const { return is_integer() || std::holds_alternative<double>(v); }
 
 int64_t Value::as_int() const {
@@ -265,8 +287,7 @@ void File::parse_all() {
   if (const Value* a = meta_.find("general.alignment")) {
     if (a->type != ValueType::UINT32) c.fail("general.alignment must be a u32");
     uint64_t al = std::get<uint64_t>(a->v);
-    if (al == 0 || (al & (al - 1)) != 0)
-      c.fail("general.alignment " + std::to_string(al) + " is not a power of two");
+    if (al == 0 || (al & (al - 1)) != 0) c.fail("general.alignment " + std::to_string(al) + " is not a power of two");
     alignment_ = al;
   }
 

@@ -16,8 +16,19 @@
 namespace owl::gguf {
 
 enum class ValueType : uint32_t {
-  UINT8 = 0, INT8 = 1, UINT16 = 2, INT16 = 3, UINT32 = 4, INT32 = 5, FLOAT32 = 6,
-  BOOL = 7, STRING = 8, ARRAY = 9, UINT64 = 10, INT64 = 11, FLOAT64 = 12,
+  UINT8 = 0,
+  INT8 = 1,
+  UINT16 = 2,
+  INT16 = 3,
+  UINT32 = 4,
+  INT32 = 5,
+  FLOAT32 = 6,
+  BOOL = 7,
+  STRING = 8,
+  ARRAY = 9,
+  UINT64 = 10,
+  INT64 = 11,
+  FLOAT64 = 12,
 };
 const char* value_type_name(ValueType t);
 
@@ -34,8 +45,8 @@ struct Value {
 
   bool is_integer() const;
   bool is_number() const;
-  int64_t as_int() const;    // any integer or bool type; throws otherwise
-  double as_float() const;   // any numeric type
+  int64_t as_int() const;   // any integer or bool type; throws otherwise
+  double as_float() const;  // any numeric type
   bool as_bool() const;
   const std::string& as_string() const;
   const Array& as_array() const;

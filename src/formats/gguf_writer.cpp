@@ -35,18 +35,42 @@ uint64_t unsigned_of(const Value& v) {
 
 void put_value(std::string& out, const Value& v, const std::string& key) {
   switch (v.type) {
-    case ValueType::UINT8: put<uint8_t>(out, static_cast<uint8_t>(unsigned_of(v))); return;
-    case ValueType::INT8: put<int8_t>(out, static_cast<int8_t>(v.as_int())); return;
-    case ValueType::UINT16: put<uint16_t>(out, static_cast<uint16_t>(unsigned_of(v))); return;
-    case ValueType::INT16: put<int16_t>(out, static_cast<int16_t>(v.as_int())); return;
-    case ValueType::UINT32: put<uint32_t>(out, static_cast<uint32_t>(unsigned_of(v))); return;
-    case ValueType::INT32: put<int32_t>(out, static_cast<int32_t>(v.as_int())); return;
-    case ValueType::UINT64: put<uint64_t>(out, unsigned_of(v)); return;
-    case ValueType::INT64: put<int64_t>(out, v.as_int()); return;
-    case ValueType::FLOAT32: put<float>(out, static_cast<float>(v.as_float())); return;
-    case ValueType::FLOAT64: put<double>(out, v.as_float()); return;
-    case ValueType::BOOL: put<uint8_t>(out, v.as_bool() ? 1 : 0); return;
-    case ValueType::STRING: put_string(out, v.as_string()); return;
+    case ValueType::UINT8:
+      put<uint8_t>(out, static_cast<uint8_t>(unsigned_of(v)));
+      return;
+    case ValueType::INT8:
+      put<int8_t>(out, static_cast<int8_t>(v.as_int()));
+      return;
+    case ValueType::UINT16:
+      put<uint16_t>(out, static_cast<uint16_t>(unsigned_of(v)));
+      return;
+    case ValueType::INT16:
+      put<int16_t>(out, static_cast<int16_t>(v.as_int()));
+      return;
+    case ValueType::UINT32:
+      put<uint32_t>(out, static_cast<uint32_t>(unsigned_of(v)));
+      return;
+    case ValueType::INT32:
+      put<int32_t>(out, static_cast<int32_t>(v.as_int()));
+      return;
+    case ValueType::UINT64:
+      put<uint64_t>(out, unsigned_of(v));
+      return;
+    case ValueType::INT64:
+      put<int64_t>(out, v.as_int());
+      return;
+    case ValueType::FLOAT32:
+      put<float>(out, static_cast<float>(v.as_float()));
+      return;
+    case ValueType::FLOAT64:
+      put<double>(out, v.as_float());
+      return;
+    case ValueType::BOOL:
+      put<uint8_t>(out, v.as_bool() ? 1 : 0);
+      return;
+    case ValueType::STRING:
+      put_string(out, v.as_string());
+      return;
     case ValueType::ARRAY: {
       const Array& a = v.as_array();
       put<uint32_t>(out, static_cast<uint32_t>(a.elem_type));
@@ -105,8 +129,7 @@ uint64_t Writer::alignment() const {
 
 void Writer::add(Pending p) {
   if (p.name.empty()) throw Error("GGUF writer: tensor with an empty name");
-  if (p.ne.empty() || p.ne.size() > 4)
-    throw Error("GGUF writer: tensor '" + p.name + "' must have 1 to 4 dimensions");
+  if (p.ne.empty() || p.ne.size() > 4) throw Error("GGUF writer: tensor '" + p.name + "' must have 1 to 4 dimensions");
   for (const auto& t : tensors_)
     if (t.name == p.name) throw Error("GGUF writer: duplicate tensor name '" + p.name + "'");
   int64_t n = 1;

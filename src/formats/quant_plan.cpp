@@ -18,11 +18,21 @@ using Mix = QuantTarget::Mix;
 
 // file_type values are llama.cpp's llama_ftype (LLAMA_FTYPE_MOSTLY_*).
 const QuantTarget kTargets[] = {
-    {"f32", DType::F32, 0},          {"f16", DType::F16, 1},          {"bf16", DType::BF16, 32},
-    {"q8_0", DType::Q8_0, 7},        {"q4_0", DType::Q4_0, 2},        {"q4_1", DType::Q4_1, 3},
-    {"q5_0", DType::Q5_0, 8},        {"q5_1", DType::Q5_1, 9},        {"q4_k", DType::Q4_K, 14, Mix::KS},
-    {"q4_k_s", DType::Q4_K, 14, Mix::KS}, {"q4_k_m", DType::Q4_K, 15, Mix::KM}, {"q5_k", DType::Q5_K, 16, Mix::KS},
-    {"q5_k_s", DType::Q5_K, 16, Mix::KS}, {"q5_k_m", DType::Q5_K, 17, Mix::KM}, {"q6_k", DType::Q6_K, 18},
+    {"f32", DType::F32, 0},
+    {"f16", DType::F16, 1},
+    {"bf16", DType::BF16, 32},
+    {"q8_0", DType::Q8_0, 7},
+    {"q4_0", DType::Q4_0, 2},
+    {"q4_1", DType::Q4_1, 3},
+    {"q5_0", DType::Q5_0, 8},
+    {"q5_1", DType::Q5_1, 9},
+    {"q4_k", DType::Q4_K, 14, Mix::KS},
+    {"q4_k_s", DType::Q4_K, 14, Mix::KS},
+    {"q4_k_m", DType::Q4_K, 15, Mix::KM},
+    {"q5_k", DType::Q5_K, 16, Mix::KS},
+    {"q5_k_s", DType::Q5_K, 16, Mix::KS},
+    {"q5_k_m", DType::Q5_K, 17, Mix::KM},
+    {"q6_k", DType::Q6_K, 18},
 };
 
 bool contains(const std::string& s, const char* part) { return s.find(part) != std::string::npos; }
@@ -58,7 +68,10 @@ bool use_more_bits(int64_t i, int64_t n) { return i < n / 8 || i >= 7 * n / 8 ||
 // A type whose blocks fit a row of `row` elements, as llama.cpp falls back.
 DType fit_row(DType t, int64_t row) {
   if (row % info(t).block_size == 0) return t;
-  DType f = t == DType::Q4_K ? DType::Q5_0 : t == DType::Q5_K ? DType::Q5_1 : t == DType::Q6_K ? DType::Q8_0 : DType::F16;
+  DType f = t == DType::Q4_K   ? DType::Q5_0
+            : t == DType::Q5_K ? DType::Q5_1
+            : t == DType::Q6_K ? DType::Q8_0
+                               : DType::F16;
   return row % info(f).block_size == 0 ? f : DType::F16;
 }
 
@@ -86,8 +99,10 @@ Counters count(const std::vector<TensorView>& ts) {
     if (n == "output.weight") c.has_output = true;
     if (!convertible(ts[i])) continue;
     if (n == "output.weight" || n == "token_embd.weight") continue;
-    if (contains(n, "attn_v.weight")) c.attn_v_rank[i] = n_v++;
-    else if (contains(n, "ffn_down")) c.ffn_down_rank[i] = n_down++;
+    if (contains(n, "attn_v.weight"))
+      c.attn_v_rank[i] = n_v++;
+    else if (contains(n, "ffn_down"))
+      c.ffn_down_rank[i] = n_down++;
   }
   return c;
 }
@@ -98,14 +113,18 @@ DType mixed_type(const QuantTarget& tg, const QuantModelInfo& m, const Counters&
   const bool km = tg.mix == Mix::KM, ks = tg.mix == Mix::KS;
   const bool eight_experts = m.n_expert == 8;
   if (n == "output.weight" || (!c.has_output && n == "token_embd.weight")) {
-    if (t.ne[0] % info(type).block_size != 0) type = DType::Q8_0;
-    else if (type != DType::Q8_0) type = DType::Q6_K;
+    if (t.ne[0] % info(type).block_size != 0)
+      type = DType::Q8_0;
+    else if (type != DType::Q8_0)
+      type = DType::Q6_K;
   } else if (n == "token_embd.weight") {
     // stays the base type
   } else if (contains(n, "attn_v.weight")) {
     const int64_t i = c.attn_v_rank.at(index);
-    if (km && use_more_bits(i, c.n_attn_v)) type = DType::Q6_K;
-    else if (ks && tg.base == DType::Q4_K && i < 4) type = DType::Q5_K;
+    if (km && use_more_bits(i, c.n_attn_v))
+      type = DType::Q6_K;
+    else if (ks && tg.base == DType::Q4_K && i < 4)
+      type = DType::Q5_K;
     const bool class_70b = (m.arch == "llama" || m.arch == "qwen2") && m.n_layer == 80 && m.n_head != m.n_head_kv;
     if (class_70b && type == DType::Q4_K) type = DType::Q5_K;
     if (eight_experts) type = DType::Q8_0;
@@ -118,10 +137,13 @@ DType mixed_type(const QuantTarget& tg, const QuantModelInfo& m, const Counters&
     if (std::max<int64_t>(1, m.n_expert) > 1) {
       i = layer_of(n);
       if (i < 0 || i >= n_layer)
-        throw Error("cannot tell the layer of tensor '" + n + "' (the model has " + std::to_string(n_layer) + " layers)");
+        throw Error("cannot tell the layer of tensor '" + n + "' (the model has " + std::to_string(n_layer) +
+                    " layers)");
     }
-    if (km && use_more_bits(i, n_layer)) type = DType::Q6_K;
-    else if (ks && tg.base == DType::Q4_K && i < n_layer / 8) type = DType::Q5_K;
+    if (km && use_more_bits(i, n_layer))
+      type = DType::Q6_K;
+    else if (ks && tg.base == DType::Q4_K && i < n_layer / 8)
+      type = DType::Q5_K;
   } else if (contains(n, "attn_output.weight")) {
     if (eight_experts && tg.base == DType::Q4_K) type = DType::Q5_K;
   } else if (contains(n, "attn_qkv.weight")) {
@@ -187,15 +209,15 @@ std::vector<std::optional<DType>> plan_tensor_types(const QuantTarget& target, c
 void quantize_rows(DType to, const float* src, int64_t n_rows, int64_t row_len, uint8_t* dst, ThreadPool& pool) {
   const size_t rb = row_bytes(to, row_len);  // throws for a row length `to` cannot hold
   pool.parallel_for(n_rows, [&](int64_t r0, int64_t r1, int) {
-    for (int64_t r = r0; r < r1; ++r) quantize_weight_row(to, src + r * row_len, dst + static_cast<size_t>(r) * rb, row_len);
+    for (int64_t r = r0; r < r1; ++r)
+      quantize_weight_row(to, src + r * row_len, dst + static_cast<size_t>(r) * rb, row_len);
   });
 }
 
 void convert_tensor(const TensorView& src, DType to, uint8_t* dst, ThreadPool& pool) {
   const int64_t row_len = src.ne[0], n_rows = src.rows();
   const size_t out_rb = row_bytes(to, row_len);
-  if (!can_quantize(to))
-    throw Error(std::string("cannot convert tensor '") + src.name + "' to " + dtype_name(to));
+  if (!can_quantize(to)) throw Error(std::string("cannot convert tensor '") + src.name + "' to " + dtype_name(to));
   if (n_rows == 0) return;
   // Dequantise one row up front on this thread so an unsupported source type is one clear error.
   std::vector<float> probe(static_cast<size_t>(row_len));

@@ -32,11 +32,13 @@
 namespace owl {
 
 class ThreadPool;
-namespace gguf { struct Metadata; }
+namespace gguf {
+struct Metadata;
+}
 
 // A conversion target: "q4_k_m" -> base type Q4_K with the _M mix.
 struct QuantTarget {
-  std::string name;     // as the user spells it: "q4_k_m"
+  std::string name;         // as the user spells it: "q4_k_m"
   DType base = DType::F32;  // the type most tensors get
   uint32_t file_type = 0;   // llama.cpp's llama_ftype, written as general.file_type
   enum class Mix { None, KS, KM } mix = Mix::None;

@@ -23,9 +23,8 @@ struct DTypeName {
   DType type;
 };
 constexpr DTypeName kDTypes[] = {
-    {"F32", DType::F32}, {"F16", DType::F16}, {"BF16", DType::BF16}, {"F8_E4M3", DType::F8_E4M3},
-    {"F64", DType::F64}, {"I8", DType::I8},   {"I16", DType::I16},   {"I32", DType::I32},
-    {"I64", DType::I64},
+    {"F32", DType::F32}, {"F16", DType::F16}, {"BF16", DType::BF16}, {"F8_E4M3", DType::F8_E4M3}, {"F64", DType::F64},
+    {"I8", DType::I8},   {"I16", DType::I16}, {"I32", DType::I32},   {"I64", DType::I64},
 };
 
 struct TooDeep {};
@@ -103,8 +102,7 @@ void File::parse_all() {
   if (size_ < 8) fail("file is only " + std::to_string(size_) + " bytes, too short for the 8-byte header length");
   uint64_t n = 0;
   std::memcpy(&n, data_, 8);
-  if (n > kMaxHeader)
-    fail("header length " + std::to_string(n) + " exceeds the 100 MB limit of the format");
+  if (n > kMaxHeader) fail("header length " + std::to_string(n) + " exceeds the 100 MB limit of the format");
   if (n > size_ - 8)
     fail("header length " + std::to_string(n) + " runs past the end of the file (" + std::to_string(size_) +
          " bytes); the file ends inside the header");
@@ -248,7 +246,8 @@ std::unique_ptr<Checkpoint> Checkpoint::open_folder(const std::string& folder) {
         throw Error("'" + ip + "': shard name '" + shard + "' must be a plain file name in the folder");
       if (!shards.count(shard)) {
         if (!fs::exists(dir / shard, ec))
-          throw Error("checkpoint '" + folder + "' lacks shard '" + shard + "' listed in model.safetensors.index.json; "
+          throw Error("checkpoint '" + folder + "' lacks shard '" + shard +
+                      "' listed in model.safetensors.index.json; "
                       "the download is incomplete");
         shards[shard] = add_file(dir / shard);
       }

@@ -23,7 +23,7 @@ namespace owl::safetensors {
 
 struct TensorInfo {
   std::string name;
-  std::string dtype_name;      // as written in the header ("BF16")
+  std::string dtype_name;  // as written in the header ("BF16")
   DType dtype = DType::F32;
   std::vector<int64_t> shape;  // PyTorch order: outermost first, a linear layer is (out, in)
   uint64_t begin = 0;          // byte range inside the data section

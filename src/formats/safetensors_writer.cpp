@@ -18,16 +18,26 @@ uint64_t pad8(uint64_t x) { return (x + 7) / 8 * 8; }
 
 std::string dtype_to_safetensors(DType t) {
   switch (t) {
-    case DType::F32: return "F32";
-    case DType::F16: return "F16";
-    case DType::BF16: return "BF16";
-    case DType::F64: return "F64";
-    case DType::I8: return "I8";
-    case DType::I16: return "I16";
-    case DType::I32: return "I32";
-    case DType::I64: return "I64";
-    case DType::F8_E4M3: return "F8_E4M3";
-    default: break;
+    case DType::F32:
+      return "F32";
+    case DType::F16:
+      return "F16";
+    case DType::BF16:
+      return "BF16";
+    case DType::F64:
+      return "F64";
+    case DType::I8:
+      return "I8";
+    case DType::I16:
+      return "I16";
+    case DType::I32:
+      return "I32";
+    case DType::I64:
+      return "I64";
+    case DType::F8_E4M3:
+      return "F8_E4M3";
+    default:
+      break;
   }
   throw Error(std::string("safetensors cannot hold ") + owl::dtype_name(t) + " tensors; dequantize them first");
 }
@@ -51,7 +61,8 @@ void Writer::write(const std::string& path) const {
   uint64_t offset = 0;
   for (const auto& [name, t] : tensors_) {
     offset = pad8(offset);
-    header[name] = {{"dtype", dtype_to_safetensors(t.type)}, {"shape", t.shape}, {"data_offsets", {offset, offset + t.n_bytes}}};
+    header[name] = {
+        {"dtype", dtype_to_safetensors(t.type)}, {"shape", t.shape}, {"data_offsets", {offset, offset + t.n_bytes}}};
     offset += t.n_bytes;
   }
   std::string h = header.dump();

@@ -126,8 +126,8 @@ std::vector<std::string> auth_headers(Source source) {
 
 std::string default_revision(Source source) { return source == Source::ModelScope ? "master" : "main"; }
 
-std::string http_error_message(const HubSpec& spec, const std::string& what, long status,
-                               const std::string& error_code, const std::string& body) {
+std::string http_error_message(const HubSpec& spec, const std::string& what, long status, const std::string& error_code,
+                               const std::string& body) {
   std::string where = " on " + endpoint(spec.source);
   bool has_token = !auth_headers(spec.source).empty();
   const char* token_var = spec.source == Source::ModelScope ? "MODELSCOPE_API_TOKEN" : "HF_TOKEN";
@@ -149,7 +149,8 @@ std::string http_error_message(const HubSpec& spec, const std::string& what, lon
     return spec.repo + " refused the token in " + token_var + " (HTTP " + std::to_string(status) +
            "): accept the license at " + page + " with that account, or use a token with read access";
   }
-  if (status == 429) return "rate limited by " + endpoint(spec.source) + " for " + what + " (HTTP 429); try again later";
+  if (status == 429)
+    return "rate limited by " + endpoint(spec.source) + " for " + what + " (HTTP 429); try again later";
   return what + where + " failed: HTTP " + std::to_string(status) + " " + short_body(body);
 }
 
@@ -164,8 +165,8 @@ RepoListing fetch_listing(const HubSpec& spec, const std::string& revision, cons
   HttpResponse r = http_get(url, auth_headers(spec.source), retry);
   std::string what = "repository " + spec.repo;
   if (r.status != 200)
-    throw Error(http_error_message(spec, what, r.status, r.header("x-error-code"),
-                                   r.status == 0 ? r.network_error : r.body));
+    throw Error(
+        http_error_message(spec, what, r.status, r.header("x-error-code"), r.status == 0 ? r.network_error : r.body));
   RepoListing listing = spec.source == Source::ModelScope ? parse_modelscope(spec, r.body) : parse_hf(spec, r.body);
   // ModelScope's per-file "Revision" is the commit that last changed that file,
   // not the repository's head, so its snapshots are named after the revision asked for.

@@ -18,7 +18,7 @@
 namespace owl::hub {
 
 struct RepoFile {
-  std::string path;     // relative to the repository root
+  std::string path;  // relative to the repository root
   uint64_t size = 0;
   std::string sha256;   // LFS oid / ModelScope Sha256; empty when unknown
   std::string git_oid;  // Git blob id (Hugging Face), for small non-LFS files

@@ -78,7 +78,8 @@ void write_ref(const RepoPaths& p, const std::string& revision, const std::strin
   fs::rename(tmp, path);
 }
 
-void link_snapshot_file(const RepoPaths& p, const std::string& commit, const std::string& file, const std::string& blob_id) {
+void link_snapshot_file(const RepoPaths& p, const std::string& commit, const std::string& file,
+                        const std::string& blob_id) {
   fs::path link = fs::path(p.snapshot(commit)) / file;
   fs::create_directories(link.parent_path());
   // snapshots/<commit>/a/b.gguf -> ../../../blobs/<id>: one ".." per folder level.
@@ -102,7 +103,7 @@ std::vector<CachedFile> snapshot_files(const std::string& snapshot_dir) {
        it.increment(ec)) {
     if (it->is_directory()) continue;
     std::error_code e2;
-    if (!fs::is_regular_file(it->path(), e2)) continue;  // dangling symlink or odd entry
+    if (!fs::is_regular_file(it->path(), e2)) continue;                              // dangling symlink or odd entry
     std::string rel = it->path().lexically_relative(snapshot_dir).generic_string();  // not through the link
     if (rel.find(".tmp.") != std::string::npos) continue;
     out.push_back({rel, static_cast<uint64_t>(fs::file_size(it->path(), e2))});
@@ -128,7 +129,8 @@ std::vector<CachedRepo> list_cached(Source source) {
     r.repo = rest.substr(0, sep) + "/" + rest.substr(sep + 2);
     RepoPaths p{r.dir, ""};
     std::vector<std::string> commits;
-    for (const auto& s : fs::directory_iterator(r.dir + "/snapshots", ec)) commits.push_back(s.path().filename().string());
+    for (const auto& s : fs::directory_iterator(r.dir + "/snapshots", ec))
+      commits.push_back(s.path().filename().string());
     ec.clear();
     r.commit = read_ref(p, "main").value_or(read_ref(p, "master").value_or(commits.size() == 1 ? commits[0] : ""));
     for (const auto& c : commits) {
@@ -189,8 +191,10 @@ uint64_t remove_cached(Source source, const std::string& repo, const std::vector
   // when no snapshot remains.
   bool any_left = false;
   for (const auto& s : fs::directory_iterator(p.dir + "/snapshots", ec)) {
-    if (snapshot_files(s.path().string()).empty()) fs::remove_all(s.path());
-    else any_left = true;
+    if (snapshot_files(s.path().string()).empty())
+      fs::remove_all(s.path());
+    else
+      any_left = true;
   }
   if (!any_left) {
     fs::remove_all(p.dir);

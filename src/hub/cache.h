@@ -24,8 +24,8 @@ std::string env(const char* name);
 std::string cache_root(Source source);
 
 struct RepoPaths {
-  std::string dir;      // <root>/models--ORG--NAME
-  std::string lock_dir; // <root>/.locks/models--ORG--NAME
+  std::string dir;       // <root>/models--ORG--NAME
+  std::string lock_dir;  // <root>/.locks/models--ORG--NAME
   std::string blob(const std::string& id) const { return dir + "/blobs/" + id; }
   std::string snapshot(const std::string& commit) const { return dir + "/snapshots/" + commit; }
   std::string ref(const std::string& revision) const { return dir + "/refs/" + revision; }
@@ -38,7 +38,8 @@ std::optional<std::string> read_ref(const RepoPaths& p, const std::string& revis
 // Writes refs/<revision> atomically (no trailing newline, like huggingface_hub).
 void write_ref(const RepoPaths& p, const std::string& revision, const std::string& commit);
 // Points snapshots/<commit>/<file> at blobs/<id> with a relative symlink, atomically.
-void link_snapshot_file(const RepoPaths& p, const std::string& commit, const std::string& file, const std::string& blob_id);
+void link_snapshot_file(const RepoPaths& p, const std::string& commit, const std::string& file,
+                        const std::string& blob_id);
 
 // A file of a snapshot whose blob is really there (dangling links are skipped).
 struct CachedFile {
@@ -49,11 +50,11 @@ std::vector<CachedFile> snapshot_files(const std::string& snapshot_dir);
 
 struct CachedRepo {
   Source source = Source::HuggingFace;
-  std::string repo;     // ORG/NAME
+  std::string repo;  // ORG/NAME
   std::string dir;
-  std::string commit;   // refs/main (or the only snapshot) if known
-  uint64_t size_bytes = 0;  // blobs on disk (each counted once)
-  size_t n_files = 0;       // files across snapshots
+  std::string commit;              // refs/main (or the only snapshot) if known
+  uint64_t size_bytes = 0;         // blobs on disk (each counted once)
+  size_t n_files = 0;              // files across snapshots
   std::vector<std::string> files;  // of the snapshot `commit`
 };
 std::vector<CachedRepo> list_cached(Source source);

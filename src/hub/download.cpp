@@ -180,9 +180,9 @@ void run_segment(const BlobDownload& d, const DownloadOptions& opt, int fd, Segm
     StreamResult r = http_stream(req);
     if (write_errno) {
       std::string why = std::strerror(write_errno);
-      fail.set(is_disk_full(write_errno)
-                   ? "disk full while writing " + incomplete + " (" + why + "); free space and run the pull again, it resumes"
-                   : "cannot write " + incomplete + ": " + why,
+      fail.set(is_disk_full(write_errno) ? "disk full while writing " + incomplete + " (" + why +
+                                               "); free space and run the pull again, it resumes"
+                                         : "cannot write " + incomplete + ": " + why,
                true);
       return;
     }
@@ -215,7 +215,7 @@ void run_segment(const BlobDownload& d, const DownloadOptions& opt, int fd, Segm
                                    : (r.network_error.empty() ? "connection lost" : r.network_error);
       if (http_error && d.describe_error) why = d.describe_error(r.status, r.header("x-error-code"), r.error_body);
       fail.set("download of " + d.display_name + " failed: " + why + "; run the pull again to resume (" +
-               human_size(file_size_or_zero(incomplete)) + " kept)",
+                   human_size(file_size_or_zero(incomplete)) + " kept)",
                false);
       return;
     }
@@ -384,8 +384,9 @@ DownloadStats download_blob(const BlobDownload& d, const DownloadOptions& opt) {
     }
     if (fail.any || left > 0) {
       progress.finish(false);
-      throw Error(fail.message.empty() ? "download of " + d.display_name + " did not finish; run the pull again to resume"
-                                       : fail.message);
+      throw Error(fail.message.empty()
+                      ? "download of " + d.display_name + " did not finish; run the pull again to resume"
+                      : fail.message);
     }
     progress.finish(true);
     break;

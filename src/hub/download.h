@@ -18,8 +18,8 @@
 namespace owl::hub {
 
 struct DownloadOptions {
-  int connections = 4;                    // parallel ranged requests for one large file
-  uint64_t min_split_bytes = 64ull << 20; // files (remainders) smaller than this use one connection
+  int connections = 4;                     // parallel ranged requests for one large file
+  uint64_t min_split_bytes = 64ull << 20;  // files (remainders) smaller than this use one connection
   RetryPolicy retry;
   bool quiet = false;  // no progress output
 };

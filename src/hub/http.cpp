@@ -54,7 +54,8 @@ struct CurlHandle {
   CurlHandle(const CurlHandle&) = delete;
   CurlHandle& operator=(const CurlHandle&) = delete;
 
-  void common(const std::string& url, const std::vector<std::string>& headers, std::map<std::string, std::string>* out) {
+  void common(const std::string& url, const std::vector<std::string>& headers,
+              std::map<std::string, std::string>* out) {
     curl_easy_setopt(h, CURLOPT_URL, url.c_str());
     curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 1L);
     curl_easy_setopt(h, CURLOPT_MAXREDIRS, 10L);

@@ -11,18 +11,18 @@ namespace owl::hub {
 
 // When to try again: 429 (honouring Retry-After), 5xx and dropped connections.
 struct RetryPolicy {
-  int max_retries = 5;         // extra attempts after the first
-  double max_wait_s = 60;      // a longer Retry-After is capped to this
-  double base_backoff_s = 0.5; // doubled per attempt when the server gives no delay
+  int max_retries = 5;          // extra attempts after the first
+  double max_wait_s = 60;       // a longer Retry-After is capped to this
+  double base_backoff_s = 0.5;  // doubled per attempt when the server gives no delay
 };
 
 struct HttpResponse {
-  long status = 0;                            // 0: no HTTP response (network error)
-  std::map<std::string, std::string> headers; // lower-case names, of the final response
+  long status = 0;                             // 0: no HTTP response (network error)
+  std::map<std::string, std::string> headers;  // lower-case names, of the final response
   std::string body;
-  std::string network_error;                  // curl's message when status == 0
-  bool host_unresolved = false;               // DNS found no such host (offline, or a wrong endpoint)
-  int attempts = 0;                           // requests made, retries included
+  std::string network_error;     // curl's message when status == 0
+  bool host_unresolved = false;  // DNS found no such host (offline, or a wrong endpoint)
+  int attempts = 0;              // requests made, retries included
   std::string header(const std::string& lower_name) const {
     auto it = headers.find(lower_name);
     return it == headers.end() ? std::string() : it->second;
@@ -47,12 +47,12 @@ struct StreamRequest {
 };
 
 struct StreamResult {
-  long status = 0;              // HTTP status of the final response (0: none)
-  bool complete = false;        // the whole requested range arrived
+  long status = 0;        // HTTP status of the final response (0: none)
+  bool complete = false;  // the whole requested range arrived
   bool aborted_by_callback = false;
-  bool range_ignored = false;   // asked for offset > 0 and got a 200 with the whole file
-  std::string network_error;    // curl's message for a transport failure
-  std::string error_body;       // body of a non-2xx response (truncated)
+  bool range_ignored = false;  // asked for offset > 0 and got a 200 with the whole file
+  std::string network_error;   // curl's message for a transport failure
+  std::string error_body;      // body of a non-2xx response (truncated)
   std::map<std::string, std::string> headers;
   std::string header(const std::string& lower_name) const {
     auto it = headers.find(lower_name);

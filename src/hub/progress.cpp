@@ -20,8 +20,14 @@ std::string format_duration(double s) {
 }
 
 Progress::Progress(std::string name, uint64_t total, uint64_t already, bool quiet)
-    : name_(std::move(name)), total_(total), already_(already), done_(already), quiet_(quiet),
-      tty_(::isatty(STDERR_FILENO) == 1), start_(std::chrono::steady_clock::now()), last_draw_() {
+    : name_(std::move(name)),
+      total_(total),
+      already_(already),
+      done_(already),
+      quiet_(quiet),
+      tty_(::isatty(STDERR_FILENO) == 1),
+      start_(std::chrono::steady_clock::now()),
+      last_draw_() {
   if (quiet_) return;
   if (tty_) {
     draw(false);
@@ -59,8 +65,10 @@ void Progress::finish(bool ok) {
   if (finished_ || quiet_) return;
   finished_ = true;
   if (tty_) {
-    if (ok) draw(true);
-    else std::fprintf(stderr, "\n");
+    if (ok)
+      draw(true);
+    else
+      std::fprintf(stderr, "\n");
     return;
   }
   if (!ok) return;

@@ -15,7 +15,7 @@ struct PullOptions {
 };
 
 struct PullResult {
-  std::string path;          // the GGUF file (first part) or the snapshot folder
+  std::string path;  // the GGUF file (first part) or the snapshot folder
   std::string snapshot_dir;
   std::string commit;
   std::vector<std::string> files;  // relative to the snapshot

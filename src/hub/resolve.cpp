@@ -24,8 +24,7 @@ std::string resolve_model(const std::string& spec, bool pull_if_missing) {
   if (hub_offline())
     throw Error(hub->display() + " is not in the cache (" + cache_root(hub->source) +
                 ") and HF_HUB_OFFLINE is set; unset it and run 'owl pull " + hub->display() + "'");
-  if (!pull_if_missing)
-    throw Error(hub->display() + " is not downloaded; run 'owl pull " + hub->display() + "' first");
+  if (!pull_if_missing) throw Error(hub->display() + " is not downloaded; run 'owl pull " + hub->display() + "' first");
   return pull(*hub, PullOptions{}).path;
 }
 

@@ -60,9 +60,9 @@ struct Variant {
 // Files that come with safetensors weights and that the engine reads.
 bool is_safetensors_companion(const std::string& path) {
   static const std::set<std::string> names = {
-      "config.json",      "generation_config.json", "tokenizer.json", "tokenizer_config.json",
-      "tokenizer.model",  "special_tokens_map.json", "vocab.json",    "merges.txt",
-      "added_tokens.json", "chat_template.jinja",    "chat_template.json", "preprocessor_config.json"};
+      "config.json",       "generation_config.json",  "tokenizer.json",     "tokenizer_config.json",
+      "tokenizer.model",   "special_tokens_map.json", "vocab.json",         "merges.txt",
+      "added_tokens.json", "chat_template.jinja",     "chat_template.json", "preprocessor_config.json"};
   return names.count(path) > 0;
 }
 
@@ -77,16 +77,16 @@ Selection pick_safetensors(const std::vector<RepoFile>& files, const std::string
       any_weights |= weights;
     }
   }
-  if (!any_weights)
-    throw Error(repo_display + " has neither GGUF nor safetensors weights; owl cannot run it");
+  if (!any_weights) throw Error(repo_display + " has neither GGUF nor safetensors weights; owl cannot run it");
   return sel;
 }
 
 }  // namespace
 
 std::string quant_tag(const std::string& file_name) {
-  static const std::regex re(R"((?:^|[^A-Za-z0-9])((?:UD-)?(?:I?Q[1-8](?:_[0-9A-Z]+)*|F16|BF16|F32|FP16|MXFP4(?:_MOE)?|TQ[12]_0))(?:[^A-Za-z0-9_]|$))",
-                             std::regex::icase);
+  static const std::regex re(
+      R"((?:^|[^A-Za-z0-9])((?:UD-)?(?:I?Q[1-8](?:_[0-9A-Z]+)*|F16|BF16|F32|FP16|MXFP4(?:_MOE)?|TQ[12]_0))(?:[^A-Za-z0-9_]|$))",
+      std::regex::icase);
   std::smatch m;
   std::string name = base_name(split_name(file_name).group);
   std::string last;
@@ -122,8 +122,8 @@ Selection select_files(const std::vector<RepoFile>& files, const std::string& va
   }
   if (variants.empty()) {
     if (!variant.empty() && !variant_is_file)
-      throw Error(repo_display + " has no GGUF files, so there is no quantisation " + variant +
-                  " to choose; pull " + repo_display + " without ':" + variant + "' for its safetensors");
+      throw Error(repo_display + " has no GGUF files, so there is no quantisation " + variant + " to choose; pull " +
+                  repo_display + " without ':" + variant + "' for its safetensors");
     if (variant_is_file) throw Error("file " + variant + " not found in " + repo_display);
     return pick_safetensors(files, repo_display);
   }

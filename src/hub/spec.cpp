@@ -20,9 +20,7 @@ bool valid_name_part(const std::string& s) {
 
 const char* source_name(Source s) { return s == Source::ModelScope ? "ModelScope" : "Hugging Face"; }
 
-std::string HubSpec::repo_display() const {
-  return (source == Source::ModelScope ? "modelscope:" : "") + repo;
-}
+std::string HubSpec::repo_display() const { return (source == Source::ModelScope ? "modelscope:" : "") + repo; }
 
 std::string HubSpec::display() const { return repo_display() + (variant.empty() ? "" : ":" + variant); }
 
@@ -59,7 +57,8 @@ std::optional<HubSpec> parse_hub_spec(const std::string& s) {
 HubSpec parse_hub_spec_or_throw(const std::string& s) {
   auto spec = parse_hub_spec(s);
   if (!spec)
-    throw UsageError("'" + s + "' is not a hub id; expected ORG/NAME[:QUANT|:FILE] or modelscope:ORG/NAME[:QUANT|:FILE]");
+    throw UsageError("'" + s +
+                     "' is not a hub id; expected ORG/NAME[:QUANT|:FILE] or modelscope:ORG/NAME[:QUANT|:FILE]");
   return *spec;
 }
 

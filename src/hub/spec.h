@@ -9,8 +9,8 @@ enum class Source { HuggingFace, ModelScope };
 
 struct HubSpec {
   Source source = Source::HuggingFace;
-  std::string repo;     // "ORG/NAME"
-  std::string variant;  // "Q4_K_M", "model-q8_0.gguf" or empty (the default choice)
+  std::string repo;              // "ORG/NAME"
+  std::string variant;           // "Q4_K_M", "model-q8_0.gguf" or empty (the default choice)
   bool variant_is_file = false;  // a file name (has a '.') rather than a quantisation tag
   // How the user would write it, e.g. "modelscope:Qwen/Qwen3-0.6B-GGUF:Q8_0".
   std::string display() const;

@@ -53,15 +53,16 @@ bool cpu_has_avx512_vnni() {
   return ok;
 }
 
-Isa best_isa() {
-  return cpu_has_avx512_vnni() ? Isa::Avx512Vnni : cpu_has_avx2_fma_f16c() ? Isa::Avx2 : Isa::Scalar;
-}
+Isa best_isa() { return cpu_has_avx512_vnni() ? Isa::Avx512Vnni : cpu_has_avx2_fma_f16c() ? Isa::Avx2 : Isa::Scalar; }
 
 const char* isa_name(Isa isa) {
   switch (isa) {
-    case Isa::Avx512Vnni: return "avx2+avx512vnni";
-    case Isa::Avx2: return "avx2";
-    default: return "scalar";
+    case Isa::Avx512Vnni:
+      return "avx2+avx512vnni";
+    case Isa::Avx2:
+      return "avx2";
+    default:
+      return "scalar";
   }
 }
 

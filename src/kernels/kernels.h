@@ -23,8 +23,8 @@ void dequantize_row(DType t, const void* src, float* dst, int64_t n);
 // The kernel families, each including the one before: the scalar references, AVX2 (+FMA, F16C),
 // and AVX2 plus AVX-512 VNNI (the packed weights' kernels; results equal AVX2's bit for bit).
 enum class Isa { Scalar, Avx2, Avx512Vnni };
-const char* isa_name(Isa isa);  // "scalar", "avx2", "avx2+avx512vnni"
-Isa best_isa();                 // the fastest this CPU runs (CPUID, read once)
+const char* isa_name(Isa isa);      // "scalar", "avx2", "avx2+avx512vnni"
+Isa best_isa();                     // the fastest this CPU runs (CPUID, read once)
 std::vector<Isa> available_isas();  // Scalar .. best_isa(), for tests comparing each with the reference
 // The one process-wide kernel switch: the ISA of the kernels for plain weights and every other
 // op, and what prepare_weight gives a packed weight unless told otherwise (a packed weight keeps
@@ -60,7 +60,7 @@ class Weight {
 
  private:
   friend struct WeightAccess;  // the kernels (repack.h)
-  TensorView view_;  // name and shape; data: the stored rows, or this matrix's first packed group
+  TensorView view_;            // name and shape; data: the stored rows, or this matrix's first packed group
   std::shared_ptr<const PackedLayout> layout_;  // null: plain
 };
 
@@ -110,10 +110,10 @@ void rms_norm(const float* x, const float* w, float* y, int64_t n, float eps);  
 void layer_norm(const float* x, const float* w, const float* b, float* y, int64_t n, float eps);
 void softmax(float* x, int64_t n);
 void silu(float* x, int64_t n);
-void gelu(float* x, int64_t n);  // tanh approximation
+void gelu(float* x, int64_t n);                                        // tanh approximation
 void swiglu(const float* gate, const float* up, float* y, int64_t n);  // y = silu(gate) * up
-void add(const float* a, const float* b, float* y, int64_t n);          // y = a + b
-void scale_add(float* y, const float* x, float s, int64_t n);           // y += s * x
+void add(const float* a, const float* b, float* y, int64_t n);         // y = a + b
+void scale_add(float* y, const float* x, float s, int64_t n);          // y += s * x
 
 // ---- rotary position embedding ----
 enum class RopePairing { Norm, Neox };  // Norm: (2i, 2i+1); Neox: (i, i + n_rot/2)

@@ -221,8 +221,8 @@ const uint8_t* convert_activations(DType act, const float* X, int64_t in, int64_
 }
 
 // Fills job.parts for weights Ws (all with in = Ws[0]->ne[0]) and outputs Ys; returns the task count.
-int plan(MatmulJob& job, std::span<const Weight* const> Ws, const float* X, int64_t n_rows,
-         std::span<float* const> Ys, bool* inline_run) {
+int plan(MatmulJob& job, std::span<const Weight* const> Ws, const float* X, int64_t n_rows, std::span<float* const> Ys,
+         bool* inline_run) {
   if (Ws.size() != Ys.size() || Ws.empty() || Ws.size() > static_cast<size_t>(kMaxParts))
     throw Error("matmul_many: " + std::to_string(Ws.size()) + " weights and " + std::to_string(Ys.size()) +
                 " outputs; pass 1 to " + std::to_string(kMaxParts) + " weights, one output each");
@@ -232,7 +232,8 @@ int plan(MatmulJob& job, std::span<const Weight* const> Ws, const float* X, int6
   for (size_t i = 0; i < Ws.size(); ++i) {
     if (Ws[i]->in() != in)
       throw Error("matmul_many: '" + Ws[i]->name() + "' takes " + std::to_string(Ws[i]->in()) + " inputs, '" +
-                  Ws[0]->name() + "' " + std::to_string(in) + "; weights sharing an input must have the same row length");
+                  Ws[0]->name() + "' " + std::to_string(in) +
+                  "; weights sharing an input must have the same row length");
     kernels[i] = checked_kernel(*Ws[i]);
     work += in * Ws[i]->out() * n_rows;
   }
@@ -245,7 +246,8 @@ int plan(MatmulJob& job, std::span<const Weight* const> Ws, const float* X, int6
   int tasks = 0;
   for (size_t i = 0; i < Ws.size(); ++i) {
     const int slot = kernels[i].act == DType::F32 ? 0 : kernels[i].act == DType::Q8_0 ? 1 : 2;
-    if (!converted[slot]) converted[slot] = convert_activations(kernels[i].act, X, in, n_rows, *inline_run, &strides[slot]);
+    if (!converted[slot])
+      converted[slot] = convert_activations(kernels[i].act, X, in, n_rows, *inline_run, &strides[slot]);
     Part& p = job.parts[i];
     const TensorView& v = WeightAccess::view(*Ws[i]);
     p.w = static_cast<const uint8_t*>(v.data);

@@ -37,8 +37,7 @@ void layer_norm(const float* x, const float* w, const float* b, float* y, int64_
   for (int64_t i = 0; i < n; ++i) var += (x[i] - mean) * (x[i] - mean);
   var /= static_cast<double>(n);
   float s = 1.0f / std::sqrt(static_cast<float>(var) + eps);
-  for (int64_t i = 0; i < n; ++i)
-    y[i] = static_cast<float>(x[i] - mean) * s * (w ? w[i] : 1.0f) + (b ? b[i] : 0.0f);
+  for (int64_t i = 0; i < n; ++i) y[i] = static_cast<float>(x[i] - mean) * s * (w ? w[i] : 1.0f) + (b ? b[i] : 0.0f);
 }
 
 void softmax(float* x, int64_t n) {
@@ -139,8 +138,9 @@ void attention_fast(const float* q, int64_t n_head, int64_t n_head_kv, int64_t d
   int64_t tasks_per_group = 1;
   if (work >= (1 << 16) && pool.size() > 1)
     tasks_per_group = std::min<int64_t>(group, (pool.size() + n_head_kv - 1) / n_head_kv);
-  AttentionJob job{q, n_head, group, dk, dv, (group + tasks_per_group - 1) / tasks_per_group, tasks_per_group,
-                   &k, &v, kv_begin, kv_end, scale, out};
+  AttentionJob job{
+      q,  n_head,   group,  dk,    dv, (group + tasks_per_group - 1) / tasks_per_group, tasks_per_group, &k,
+      &v, kv_begin, kv_end, scale, out};
   const int n_tasks = static_cast<int>(n_head_kv * tasks_per_group);
   if (work < (1 << 16)) {
     for (int t = 0; t < n_tasks; ++t) attention_task(&job, t, 0);
@@ -210,8 +210,8 @@ void rows_task(void* vjob, int task, int) {
   const RowsJob& j = *static_cast<const RowsJob*>(vjob);
   const int64_t g = task % j.n_head_kv, block = j.n_blocks - 1 - task / j.n_head_kv;
   const int64_t r0 = block * j.block_rows, r1 = std::min(j.n_rows, r0 + j.block_rows);
-  avx2::attention_rows_block(j.q, j.n_head, j.n_head / j.n_head_kv, g, r0, r1, j.begins, j.ends, j.dk, j.dv, *j.k,
-                             *j.v, j.scale, j.out);
+  avx2::attention_rows_block(j.q, j.n_head, j.n_head / j.n_head_kv, g, r0, r1, j.begins, j.ends, j.dk, j.dv, *j.k, *j.v,
+                             j.scale, j.out);
 }
 }  // namespace
 
@@ -220,8 +220,8 @@ void attention_rows(const float* q, int64_t n_rows, std::span<const int64_t> pos
                     float scale, float* out) {
   check_attention_args("attention_rows", n_head, n_head_kv, k, v);
   if (n_rows < 0 || static_cast<int64_t>(positions.size()) != n_rows)
-    throw Error("attention_rows: " + std::to_string(n_rows) + " query rows but " +
-                std::to_string(positions.size()) + " positions; pass one position per row");
+    throw Error("attention_rows: " + std::to_string(n_rows) + " query rows but " + std::to_string(positions.size()) +
+                " positions; pass one position per row");
   thread_local std::vector<int64_t> ranges;
   ranges.resize(static_cast<size_t>(2 * n_rows));
   int64_t* begins = ranges.data();
@@ -265,9 +265,8 @@ void top_k(const float* x, int64_t n, int64_t k, int32_t* idx) {
   std::vector<int32_t> order(static_cast<size_t>(n));
   std::iota(order.begin(), order.end(), 0);
   k = std::min(k, n);
-  std::partial_sort(order.begin(), order.begin() + k, order.end(), [&](int32_t a, int32_t b) {
-    return x[a] > x[b] || (x[a] == x[b] && a < b);
-  });
+  std::partial_sort(order.begin(), order.begin() + k, order.end(),
+                    [&](int32_t a, int32_t b) { return x[a] > x[b] || (x[a] == x[b] && a < b); });
   std::copy(order.begin(), order.begin() + k, idx);
 }
 

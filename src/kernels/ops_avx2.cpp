@@ -134,7 +134,8 @@ void scale_add(float* y, const float* x, float s, int64_t n) {
 void quantize_f16(const float* src, uint16_t* dst, int64_t n) {
   int64_t i = 0;
   for (; i + 8 <= n; i += 8)
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i), _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i),
+                     _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
   for (; i < n; ++i) dst[i] = f32_to_f16(src[i]);
 }
 
@@ -154,9 +155,7 @@ inline const void* kv_row(const KVSpan& s, int64_t t) {
 }
 
 inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
-inline __m256 load8(const uint16_t* p) {
-  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-}
+inline __m256 load8(const uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
 inline float load1(const float* p) { return *p; }
 inline float load1(const uint16_t* p) { return f16_to_f32(*p); }
 
@@ -351,8 +350,8 @@ inline void pv_tile(float* const* o, const float* const* p, const float* corr, c
 }
 
 template <int NQ>
-void pv_rows(float* const* o, const float* const* p, const float* corr, const float* const* vr, int64_t c0,
-             int64_t c1, int64_t n) {
+void pv_rows(float* const* o, const float* const* p, const float* corr, const float* const* vr, int64_t c0, int64_t c1,
+             int64_t n) {
   int64_t e = 0;
   for (; e + 32 <= n; e += 32) pv_tile<NQ, 4>(o, p, corr, vr, c0, c1, e);
   for (; e + 8 <= n; e += 8) pv_tile<NQ, 1>(o, p, corr, vr, c0, c1, e);
@@ -389,19 +388,19 @@ void prefetch_chunk(const KVSpan& s, int64_t t0, int64_t len, int64_t offset, in
 }
 
 template <class TK, class TV>
-void rows_block(const float* q, int64_t n_head, int64_t group, int64_t g, int64_t r0, int64_t r1,
-                const int64_t* begins, const int64_t* ends, int64_t dk, int64_t dv, const KVSpan& k, const KVSpan& v,
-                float scale, float* out) {
+void rows_block(const float* q, int64_t n_head, int64_t group, int64_t g, int64_t r0, int64_t r1, const int64_t* begins,
+                const int64_t* ends, int64_t dk, int64_t dv, const KVSpan& k, const KVSpan& v, float scale,
+                float* out) {
   const int64_t nq = (r1 - r0) * group;  // query vectors: query i is row r0 + i / group, head g*group + i % group
   thread_local std::vector<float> scratch;
   thread_local std::vector<const float*> ptrs;
   scratch.resize(static_cast<size_t>(nq * (dv + kKeyChunk + 2) + kKeyChunk * (dk + dv)));
   ptrs.resize(static_cast<size_t>(nq + 2 * kKeyChunk));
-  float* acc = scratch.data();       // [nq][dv]
-  float* sc = acc + nq * dv;         // [nq][kKeyChunk] scores, then probabilities
-  float* mx = sc + nq * kKeyChunk;   // running max per query
-  float* l = mx + nq;                // running sum per query
-  float* kbuf = l + nq;              // [kKeyChunk][dk] converted keys
+  float* acc = scratch.data();      // [nq][dv]
+  float* sc = acc + nq * dv;        // [nq][kKeyChunk] scores, then probabilities
+  float* mx = sc + nq * kKeyChunk;  // running max per query
+  float* l = mx + nq;               // running sum per query
+  float* kbuf = l + nq;             // [kKeyChunk][dk] converted keys
   float* vbuf = kbuf + kKeyChunk * dk;
   const float** qp = ptrs.data();
   const float** kr = qp + nq;
@@ -453,11 +452,13 @@ void rows_block(const float* q, int64_t n_head, int64_t group, int64_t g, int64_
       for (int64_t i = 0; i < nt; ++i) {
         float* s = srow[i];
         float& m = mx[i0 + i];
-        const __m256i vlo = _mm256_set1_epi32(static_cast<int>(lo[i]) - 1), vhi = _mm256_set1_epi32(static_cast<int>(hi[i]));
+        const __m256i vlo = _mm256_set1_epi32(static_cast<int>(lo[i]) - 1),
+                      vhi = _mm256_set1_epi32(static_cast<int>(hi[i]));
         __m256 vmax = neg_inf;
         for (int64_t j = j0; j < thi; j += 8) {
           const __m256i idx = _mm256_add_epi32(lane, _mm256_set1_epi32(static_cast<int>(j)));
-          const __m256 in = _mm256_castsi256_ps(_mm256_and_si256(_mm256_cmpgt_epi32(idx, vlo), _mm256_cmpgt_epi32(vhi, idx)));
+          const __m256 in =
+              _mm256_castsi256_ps(_mm256_and_si256(_mm256_cmpgt_epi32(idx, vlo), _mm256_cmpgt_epi32(vhi, idx)));
           const __m256 x = _mm256_blendv_ps(neg_inf, _mm256_mul_ps(_mm256_loadu_ps(s + j), vscale), in);
           _mm256_storeu_ps(s + j, x);
           vmax = _mm256_max_ps(vmax, x);
@@ -501,7 +502,8 @@ void attention_rows_block(const float* q, int64_t n_head, int64_t group, int64_t
                           const int64_t* begins, const int64_t* ends, int64_t dk, int64_t dv, const KVSpan& k,
                           const KVSpan& v, float scale, float* out) {
   const bool k16 = k.type == DType::F16, v16 = v.type == DType::F16;
-  if (k16 && v16) return rows_block<uint16_t, uint16_t>(q, n_head, group, g, r0, r1, begins, ends, dk, dv, k, v, scale, out);
+  if (k16 && v16)
+    return rows_block<uint16_t, uint16_t>(q, n_head, group, g, r0, r1, begins, ends, dk, dv, k, v, scale, out);
   if (k16) return rows_block<uint16_t, float>(q, n_head, group, g, r0, r1, begins, ends, dk, dv, k, v, scale, out);
   if (v16) return rows_block<float, uint16_t>(q, n_head, group, g, r0, r1, begins, ends, dk, dv, k, v, scale, out);
   rows_block<float, float>(q, n_head, group, g, r0, r1, begins, ends, dk, dv, k, v, scale, out);

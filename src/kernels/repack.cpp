@@ -230,22 +230,32 @@ void release_pages(const void* p, size_t n) {
 void pack_group(DType t, const uint8_t* const rows[kPackRows], int64_t in, uint8_t* dst) {
   const int64_t nb = in / info(t).block_size;
   switch (t) {
-    case DType::Q4_K: return pack_q4_k(rows, nb, dst);
-    case DType::Q6_K: return pack_q6_k(rows, nb, dst);
-    case DType::Q8_0: return pack_q8_0(rows, nb, dst);
-    case DType::Q5_0: return pack_q5_0(rows, nb, dst);
-    default: throw Error(std::string("pack_group: no packed layout for ") + dtype_name(t));
+    case DType::Q4_K:
+      return pack_q4_k(rows, nb, dst);
+    case DType::Q6_K:
+      return pack_q6_k(rows, nb, dst);
+    case DType::Q8_0:
+      return pack_q8_0(rows, nb, dst);
+    case DType::Q5_0:
+      return pack_q5_0(rows, nb, dst);
+    default:
+      throw Error(std::string("pack_group: no packed layout for ") + dtype_name(t));
   }
 }
 
 void unpack_row(DType t, const uint8_t* group, int r, int64_t in, uint8_t* dst) {
   const int64_t nb = in / info(t).block_size;
   switch (t) {
-    case DType::Q4_K: return unpack_q4_k(group, r, nb, dst);
-    case DType::Q6_K: return unpack_q6_k(group, r, nb, dst);
-    case DType::Q8_0: return unpack_q8_0(group, r, nb, dst);
-    case DType::Q5_0: return unpack_q5_0(group, r, nb, dst);
-    default: throw Error(std::string("unpack_row: no packed layout for ") + dtype_name(t));
+    case DType::Q4_K:
+      return unpack_q4_k(group, r, nb, dst);
+    case DType::Q6_K:
+      return unpack_q6_k(group, r, nb, dst);
+    case DType::Q8_0:
+      return unpack_q8_0(group, r, nb, dst);
+    case DType::Q5_0:
+      return unpack_q5_0(group, r, nb, dst);
+    default:
+      throw Error(std::string("unpack_row: no packed layout for ") + dtype_name(t));
   }
 }
 
@@ -277,7 +287,8 @@ Weight prepare_weight(const TensorView& W, const PrepareOptions& o) {
                       : isa == Isa::Avx2     ? packed_kernel_avx2(W.type)
                                              : nullptr;
   const size_t block_bytes = packed_block_bytes(W.type);
-  if (!o.repack || !fn || block_bytes == 0 || W.n_dims < 2 || W.data == nullptr || W.ne[0] % info(W.type).block_size != 0)
+  if (!o.repack || !fn || block_bytes == 0 || W.n_dims < 2 || W.data == nullptr ||
+      W.ne[0] % info(W.type).block_size != 0)
     return W;
   auto pi = std::make_shared<PackedLayout>();
   pi->type = W.type;

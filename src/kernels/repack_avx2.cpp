@@ -33,7 +33,8 @@ struct Avx2Dot {
   Avx2Dot() {
     alignas(32) int8_t c[32];
     for (int k = 0; k < 4; ++k) {
-      for (int i = 0; i < 32; ++i) c[i] = (i % 2 == 0) ? static_cast<int8_t>(4 * ((i % 16) / 4) + k) : static_cast<int8_t>(-128);
+      for (int i = 0; i < 32; ++i)
+        c[i] = (i % 2 == 0) ? static_cast<int8_t>(4 * ((i % 16) / 4) + k) : static_cast<int8_t>(-128);
       pick[k] = _mm256_load_si256(reinterpret_cast<const __m256i*>(c));
     }
     for (int b = 0; b < 2; ++b) {
@@ -46,7 +47,9 @@ struct Avx2Dot {
   }
   __m256i q4_k_scale(__m256i sc, int k) const { return _mm256_shuffle_epi8(sc, pick[k]); }
   static __m256i q6_k_pairs(const uint8_t* p) { return _mm256_broadcastsi128_si256(load16(p)); }
-  __m256i q6_k_scale(__m256i pairs, int b) const { return _mm256_srai_epi16(_mm256_shuffle_epi8(pairs, pick_hi[b]), 8); }
+  __m256i q6_k_scale(__m256i pairs, int b) const {
+    return _mm256_srai_epi16(_mm256_shuffle_epi8(pairs, pick_hi[b]), 8);
+  }
 };
 
 }  // namespace

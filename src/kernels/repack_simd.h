@@ -29,7 +29,8 @@ inline __m256 fp16x8(const uint8_t* p) { return _mm256_cvtph_ps(load16(p)); }
 // this). Asking for the lines kPrefetchBytes ahead overlaps them. One call per block.
 constexpr int kPrefetchBytes = 4096;
 inline void prefetch_block(const uint8_t* b, size_t bytes) {
-  for (size_t o = 0; o < bytes; o += 64) _mm_prefetch(reinterpret_cast<const char*>(b + kPrefetchBytes + o), _MM_HINT_T0);
+  for (size_t o = 0; o < bytes; o += 64)
+    _mm_prefetch(reinterpret_cast<const char*>(b + kPrefetchBytes + o), _MM_HINT_T0);
 }
 
 // Writes M rows of 8 results (the first `valid` of each) ld floats apart.
@@ -55,9 +56,10 @@ inline Q4KScales q4_k_scales(const uint8_t* p) {
   const __m256i m6 = _mm256_set1_epi8(0x3F), m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
   const __m256i a = load32(p), b = load32(p + 32), c = load32(p + 64);
   // bits 6-7 of bytes 0-3 (4-7) are bits 4-5 of scales (mins) 4-7; bytes 8-11 hold their low 4 bits.
-  return {_mm256_and_si256(a, m6), _mm256_or_si256(_mm256_and_si256(c, m4), _mm256_and_si256(_mm256_srli_epi16(a, 2), m30)),
-          _mm256_and_si256(b, m6),
-          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(c, 4), m4), _mm256_and_si256(_mm256_srli_epi16(b, 2), m30))};
+  return {
+      _mm256_and_si256(a, m6), _mm256_or_si256(_mm256_and_si256(c, m4), _mm256_and_si256(_mm256_srli_epi16(a, 2), m30)),
+      _mm256_and_si256(b, m6),
+      _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(c, 4), m4), _mm256_and_si256(_mm256_srli_epi16(b, 2), m30))};
 }
 
 // Q4_K mins term of one block for 8 rows: sum over sub-blocks s of min[r][s] * (activation sum
@@ -292,19 +294,23 @@ void gemm_q6_k(int64_t in, const uint8_t* grp, const uint8_t* xa, size_t xs, flo
 template <class Dot, template <class, int> class Gemm>
 void by_m(int64_t in, const uint8_t* grp, const uint8_t* xa, size_t xs, int m, float* y, int64_t ld, int valid) {
   switch (m) {
-    case 1: return Gemm<Dot, 1>::f(in, grp, xa, xs, y, ld, valid);
-    case 2: return Gemm<Dot, 2>::f(in, grp, xa, xs, y, ld, valid);
-    case 3: return Gemm<Dot, 3>::f(in, grp, xa, xs, y, ld, valid);
-    default: return Gemm<Dot, 4>::f(in, grp, xa, xs, y, ld, valid);
+    case 1:
+      return Gemm<Dot, 1>::f(in, grp, xa, xs, y, ld, valid);
+    case 2:
+      return Gemm<Dot, 2>::f(in, grp, xa, xs, y, ld, valid);
+    case 3:
+      return Gemm<Dot, 3>::f(in, grp, xa, xs, y, ld, valid);
+    default:
+      return Gemm<Dot, 4>::f(in, grp, xa, xs, y, ld, valid);
   }
 }
 
-#define OWL_PACKED_GEMM(name, fn)                                                                             \
-  template <class Dot, int M>                                                                                 \
-  struct name {                                                                                               \
+#define OWL_PACKED_GEMM(name, fn)                                                                           \
+  template <class Dot, int M>                                                                               \
+  struct name {                                                                                             \
     static void f(int64_t in, const uint8_t* g, const uint8_t* x, size_t xs, float* y, int64_t ld, int v) { \
-      fn<Dot, M>(in, g, x, xs, y, ld, v);                                                                     \
-    }                                                                                                         \
+      fn<Dot, M>(in, g, x, xs, y, ld, v);                                                                   \
+    }                                                                                                       \
   };
 OWL_PACKED_GEMM(GemmQ4_K, gemm_q4_k)
 OWL_PACKED_GEMM(GemmQ6_K, gemm_q6_k)
@@ -316,11 +322,16 @@ OWL_PACKED_GEMM(GemmQ5_0, gemm_q5_0)
 template <class Dot>
 PackedFn packed_kernels(DType t) {
   switch (t) {
-    case DType::Q4_K: return by_m<Dot, GemmQ4_K>;
-    case DType::Q6_K: return by_m<Dot, GemmQ6_K>;
-    case DType::Q8_0: return by_m<Dot, GemmQ8_0>;
-    case DType::Q5_0: return by_m<Dot, GemmQ5_0>;
-    default: return nullptr;
+    case DType::Q4_K:
+      return by_m<Dot, GemmQ4_K>;
+    case DType::Q6_K:
+      return by_m<Dot, GemmQ6_K>;
+    case DType::Q8_0:
+      return by_m<Dot, GemmQ8_0>;
+    case DType::Q5_0:
+      return by_m<Dot, GemmQ5_0>;
+    default:
+      return nullptr;
   }
 }
 

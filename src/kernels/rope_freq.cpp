@@ -9,7 +9,8 @@ namespace owl::kernels {
 
 void rope_inv_freq(float* inv_freq, int64_t n_rot, float base) {
   for (int64_t i = 0; i < n_rot / 2; ++i)
-    inv_freq[i] = static_cast<float>(std::pow(static_cast<double>(base), -2.0 * static_cast<double>(i) / static_cast<double>(n_rot)));
+    inv_freq[i] = static_cast<float>(
+        std::pow(static_cast<double>(base), -2.0 * static_cast<double>(i) / static_cast<double>(n_rot)));
 }
 
 void rope_inv_freq_linear(float* inv_freq, int64_t n_rot, float base, float factor) {
@@ -41,7 +42,8 @@ std::vector<float> llama3_rope_factors(int64_t n_rot, float base, float factor, 
     } else if (wavelen > low_wavelen) {
       f[i] = factor;
     } else {
-      const double smooth = (static_cast<double>(orig_ctx) / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor);
+      const double smooth =
+          (static_cast<double>(orig_ctx) / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor);
       f[i] = static_cast<float>(1.0 / ((1 - smooth) / factor + smooth));
     }
   }
@@ -50,7 +52,8 @@ std::vector<float> llama3_rope_factors(int64_t n_rot, float base, float factor, 
 
 void rope_inv_freq_llama3(float* inv_freq, int64_t n_rot, float base, float factor, float low_freq_factor,
                           float high_freq_factor, int64_t orig_ctx) {
-  const std::vector<float> factors = llama3_rope_factors(n_rot, base, factor, low_freq_factor, high_freq_factor, orig_ctx);
+  const std::vector<float> factors =
+      llama3_rope_factors(n_rot, base, factor, low_freq_factor, high_freq_factor, orig_ctx);
   rope_inv_freq_factors(inv_freq, n_rot, base, factors.data());
 }
 
@@ -66,7 +69,8 @@ void rope_inv_freq_yarn(float* inv_freq, int64_t n_rot, float base, float factor
   const double hi = std::min(static_cast<double>(n_rot - 1), std::ceil(corr_dim(beta_slow)));
   for (int64_t i = 0; i < n_rot / 2; ++i) {
     // In double throughout, rounded once: r = 1 keeps the frequency, r = 0 divides it by factor.
-    const double plain = std::pow(static_cast<double>(base), -2.0 * static_cast<double>(i) / static_cast<double>(n_rot));
+    const double plain =
+        std::pow(static_cast<double>(base), -2.0 * static_cast<double>(i) / static_cast<double>(n_rot));
     const double r = 1 - std::clamp((static_cast<double>(i) - lo) / std::max(0.001, hi - lo), 0.0, 1.0);
     inv_freq[i] = static_cast<float>(factor > 1.0f ? plain * (r + (1 - r) / factor) : plain);
   }

@@ -17,10 +17,10 @@ constexpr int kPackRows = 8;  // rows interleaved by the packed layouts
 
 struct TypeTraits {
   DType type = DType::F32;
-  int64_t block_elems = 1;   // elements per block (1: a float type)
-  size_t block_bytes = 0;    // bytes per block
-  DType act = DType::F32;    // what the activations are converted to: F32, Q8_0 or Q8_K
-  size_t packed_bytes = 0;   // bytes per block of kPackRows interleaved rows; 0: no packed layout
+  int64_t block_elems = 1;  // elements per block (1: a float type)
+  size_t block_bytes = 0;   // bytes per block
+  DType act = DType::F32;   // what the activations are converted to: F32, Q8_0 or Q8_K
+  size_t packed_bytes = 0;  // bytes per block of kPackRows interleaved rows; 0: no packed layout
 };
 
 namespace traits_detail {

@@ -18,8 +18,7 @@ constexpr int kMaxNR = 6;  // activation rows per pass over one weight row (6: b
 // y[r * y_stride] = dot(w, x + r * x_stride bytes) for r < nr (1 <= nr <= kMaxNR); n elements.
 // A Q8_0 activation row is its n / 32 blocks followed by the same blocks' scales as float32
 // and their quant sums (q8_0_act_row_bytes), so kernels need no fp16 conversion per weight row.
-using DotFn = void (*)(int64_t n, const void* w, const void* x, size_t x_stride, int nr, float* y,
-                       int64_t y_stride);
+using DotFn = void (*)(int64_t n, const void* w, const void* x, size_t x_stride, int nr, float* y, int64_t y_stride);
 
 // Byte offset of those float scales (4-aligned, so rows and scales stay float-aligned); after
 // them, each block's sum of its 32 quants as int32 (the packed Q5_0 kernels multiply unsigned

@@ -194,7 +194,8 @@ void dot_q45_k(int64_t n, const void* vw, const void* x, size_t xs, float* y, in
       accm[r] = _mm_fmadd_ps(_mm_set1_ps(dmw * a[r][i].d), _mm_cvtepi32_ps(k4_min_dot(sc + 8, a[r][i])), accm[r]);
     }
     // The 8 scales as int16 in both lanes; scale_pick(k) broadcasts number k with one shuffle.
-    const __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sc))));
+    const __m256i sc16 =
+        _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sc))));
     __m256i qh;
     if constexpr (kFive) qh = load32(w[i].qh);
     for (int j = 0; j < 4; ++j) {
@@ -352,21 +353,27 @@ void dot_float(int64_t n, const void* vw, const void* x, size_t xs, float* y, in
 template <template <int> class K>
 void by_nr(int64_t n, const void* w, const void* x, size_t xs, int nr, float* y, int64_t ys) {
   switch (nr) {
-    case 1: return K<1>::f(n, w, x, xs, y, ys);
-    case 2: return K<2>::f(n, w, x, xs, y, ys);
-    case 3: return K<3>::f(n, w, x, xs, y, ys);
-    case 4: return K<4>::f(n, w, x, xs, y, ys);
-    case 5: return K<5>::f(n, w, x, xs, y, ys);
-    default: return K<6>::f(n, w, x, xs, y, ys);
+    case 1:
+      return K<1>::f(n, w, x, xs, y, ys);
+    case 2:
+      return K<2>::f(n, w, x, xs, y, ys);
+    case 3:
+      return K<3>::f(n, w, x, xs, y, ys);
+    case 4:
+      return K<4>::f(n, w, x, xs, y, ys);
+    case 5:
+      return K<5>::f(n, w, x, xs, y, ys);
+    default:
+      return K<6>::f(n, w, x, xs, y, ys);
   }
 }
 
-#define OWL_NR_KERNEL(name, ...)                                                          \
-  template <int NR>                                                                       \
-  struct name {                                                                           \
+#define OWL_NR_KERNEL(name, ...)                                                              \
+  template <int NR>                                                                           \
+  struct name {                                                                               \
     static void f(int64_t n, const void* w, const void* x, size_t xs, float* y, int64_t ys) { \
-      __VA_ARGS__(n, w, x, xs, y, ys);                                                    \
-    }                                                                                     \
+      __VA_ARGS__(n, w, x, xs, y, ys);                                                        \
+    }                                                                                         \
   };
 OWL_NR_KERNEL(KQ4_0, dot_sym_q8_0<DecQ4_0, NR>)
 OWL_NR_KERNEL(KQ5_0, dot_sym_q8_0<DecQ5_0, NR>)
@@ -457,20 +464,34 @@ void quantize_q8_k_avx2(const float* x, void* vy, int64_t n) {
 
 DotFn dot_fn_avx2(DType t) {
   switch (t) {
-    case DType::F32: return by_nr<KF32>;
-    case DType::F16: return by_nr<KF16>;
-    case DType::BF16: return by_nr<KBF16>;
-    case DType::Q4_0: return by_nr<KQ4_0>;
-    case DType::Q4_1: return by_nr<KQ4_1>;
-    case DType::Q5_0: return by_nr<KQ5_0>;
-    case DType::Q5_1: return by_nr<KQ5_1>;
-    case DType::Q8_0: return by_nr<KQ8_0>;
-    case DType::IQ4_NL: return by_nr<KIQ4_NL>;
-    case DType::Q4_K: return by_nr<KQ4_K>;
-    case DType::Q5_K: return by_nr<KQ5_K>;
-    case DType::Q6_K: return by_nr<KQ6_K>;
-    case DType::IQ4_XS: return by_nr<KIQ4_XS>;
-    default: return nullptr;
+    case DType::F32:
+      return by_nr<KF32>;
+    case DType::F16:
+      return by_nr<KF16>;
+    case DType::BF16:
+      return by_nr<KBF16>;
+    case DType::Q4_0:
+      return by_nr<KQ4_0>;
+    case DType::Q4_1:
+      return by_nr<KQ4_1>;
+    case DType::Q5_0:
+      return by_nr<KQ5_0>;
+    case DType::Q5_1:
+      return by_nr<KQ5_1>;
+    case DType::Q8_0:
+      return by_nr<KQ8_0>;
+    case DType::IQ4_NL:
+      return by_nr<KIQ4_NL>;
+    case DType::Q4_K:
+      return by_nr<KQ4_K>;
+    case DType::Q5_K:
+      return by_nr<KQ5_K>;
+    case DType::Q6_K:
+      return by_nr<KQ6_K>;
+    case DType::IQ4_XS:
+      return by_nr<KIQ4_XS>;
+    default:
+      return nullptr;
   }
 }
 

@@ -255,22 +255,38 @@ void rows(int64_t n, const void* w, const void* x, size_t x_stride, int nr, floa
 
 DotFn dot_fn_ref(DType t) {
   switch (t) {
-    case DType::F32: return rows<dot_f32>;
-    case DType::F16: return rows<dot_f16>;
-    case DType::BF16: return rows<dot_bf16>;
-    case DType::Q4_0: return rows<dot_q4_0>;
-    case DType::Q4_1: return rows<dot_q4_1>;
-    case DType::Q5_0: return rows<dot_q5_0>;
-    case DType::Q5_1: return rows<dot_q5_1>;
-    case DType::Q8_0: return rows<dot_q8_0>;
-    case DType::IQ4_NL: return rows<dot_iq4_nl>;
-    case DType::Q2_K: return rows<dot_q2_k>;
-    case DType::Q3_K: return rows<dot_q3_k>;
-    case DType::Q4_K: return rows<dot_q45_k<BlockQ4_K, false>>;
-    case DType::Q5_K: return rows<dot_q45_k<BlockQ5_K, true>>;
-    case DType::Q6_K: return rows<dot_q6_k>;
-    case DType::IQ4_XS: return rows<dot_iq4_xs>;
-    default: return nullptr;
+    case DType::F32:
+      return rows<dot_f32>;
+    case DType::F16:
+      return rows<dot_f16>;
+    case DType::BF16:
+      return rows<dot_bf16>;
+    case DType::Q4_0:
+      return rows<dot_q4_0>;
+    case DType::Q4_1:
+      return rows<dot_q4_1>;
+    case DType::Q5_0:
+      return rows<dot_q5_0>;
+    case DType::Q5_1:
+      return rows<dot_q5_1>;
+    case DType::Q8_0:
+      return rows<dot_q8_0>;
+    case DType::IQ4_NL:
+      return rows<dot_iq4_nl>;
+    case DType::Q2_K:
+      return rows<dot_q2_k>;
+    case DType::Q3_K:
+      return rows<dot_q3_k>;
+    case DType::Q4_K:
+      return rows<dot_q45_k<BlockQ4_K, false>>;
+    case DType::Q5_K:
+      return rows<dot_q45_k<BlockQ5_K, true>>;
+    case DType::Q6_K:
+      return rows<dot_q6_k>;
+    case DType::IQ4_XS:
+      return rows<dot_iq4_xs>;
+    default:
+      return nullptr;
   }
 }
 

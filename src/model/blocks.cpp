@@ -42,8 +42,8 @@ void prepare_in_place(const ModelSource& src, kernels::Weight& w) {
   if (const TensorView* v = w.plain()) w = prepare_matmul_weight(src, *v);
 }
 
-Linear load_linear(const ModelSource& src, int64_t il, const TensorName& w, const TensorName& b, Bias bias,
-                   int64_t in, int64_t out) {
+Linear load_linear(const ModelSource& src, int64_t il, const TensorName& w, const TensorName& b, Bias bias, int64_t in,
+                   int64_t out) {
   Linear l = load_linear(src, il, w, in, out);
   if (bias == Bias::Required) l.bias = load_vector(src, layer_tensor(il, b), out);
   if (bias == Bias::Optional) l.bias = load_optional_vector(src, layer_tensor(il, b), out);
@@ -93,8 +93,12 @@ Rope make_rope(const ModelConfig& c, const ModelSource& src) {
     return r;
   }
   switch (c.rope_scaling) {
-    case RopeScaling::None: kernels::rope_inv_freq(f, r.n_rot, c.rope_theta); break;
-    case RopeScaling::Linear: kernels::rope_inv_freq_linear(f, r.n_rot, c.rope_theta, c.rope_factor); break;
+    case RopeScaling::None:
+      kernels::rope_inv_freq(f, r.n_rot, c.rope_theta);
+      break;
+    case RopeScaling::Linear:
+      kernels::rope_inv_freq_linear(f, r.n_rot, c.rope_theta, c.rope_factor);
+      break;
     case RopeScaling::Llama3:
       kernels::rope_inv_freq_llama3(f, r.n_rot, c.rope_theta, c.rope_factor, c.llama3_low_freq_factor,
                                     c.llama3_high_freq_factor, c.rope_orig_ctx);
@@ -190,8 +194,8 @@ void attend_rows(const AttendJob& job, int64_t n, std::vector<int64_t>& single) 
     if (r1 - r0 >= kMinRowsTogether) {
       const int32_t seq = b.seq_ids[r0];
       kernels::attention_rows(job.q + r0 * s.n_head * s.head_dim, r1 - r0,
-                              std::span<const int64_t>(b.positions.data() + r0, static_cast<size_t>(r1 - r0)),
-                              s.n_head, s.n_head_kv, s.head_dim, s.head_dim_v, job.kv->keys(job.layer, seq),
+                              std::span<const int64_t>(b.positions.data() + r0, static_cast<size_t>(r1 - r0)), s.n_head,
+                              s.n_head_kv, s.head_dim, s.head_dim_v, job.kv->keys(job.layer, seq),
                               job.kv->values(job.layer, seq), s.sliding_window, s.scale,
                               job.att + r0 * s.n_head * s.head_dim_v);
     } else {
@@ -219,8 +223,8 @@ void attend_rows(const AttendJob& job, int64_t n, std::vector<int64_t>& single) 
 
 }  // namespace
 
-void attention(const AttentionWeights& w, const AttentionShape& s, const Rope& rope, const float* x,
-               const Batch& batch, KVStore& kv, int layer, AttentionScratch& ws, float* out) {
+void attention(const AttentionWeights& w, const AttentionShape& s, const Rope& rope, const float* x, const Batch& batch,
+               KVStore& kv, int layer, AttentionScratch& ws, float* out) {
   const int64_t n = batch.size();
   const int64_t q_width = s.n_head * s.head_dim, k_width = s.n_head_kv * s.head_dim;
   const int64_t v_width = s.n_head_kv * s.head_dim_v, att_width = s.n_head * s.head_dim_v;
@@ -353,8 +357,8 @@ void Decoder::load_ffn(const ModelSource& src, int64_t il, bool experts, const T
 namespace {
 
 // Rows per pass through the layer stack of a dense model. A long prompt runs in chunks so the
-// activation scratch (about 64 KB a row for a small model; 64 rows fill the kernels' activation blocks) stays a small share of the weights;
-// the result is the same, since each row's K/V is cached before any later row attends. Mixture-
+// activation scratch (about 64 KB a row for a small model; 64 rows fill the kernels' activation blocks) stays a small
+// share of the weights; the result is the same, since each row's K/V is cached before any later row attends. Mixture-
 // of-experts models take the whole batch at once, so each expert's weights are read once per batch.
 constexpr int64_t kDenseChunkRows = 64;
 

@@ -46,8 +46,8 @@ struct Linear {
 enum class Bias { None, Optional, Required };
 // blk.<il>.<w> with shape {in, out}, prepared for matmul; with a bias blk.<il>.<b> as `bias` says.
 Linear load_linear(const ModelSource& src, int64_t il, const TensorName& w, int64_t in, int64_t out);
-Linear load_linear(const ModelSource& src, int64_t il, const TensorName& w, const TensorName& b, Bias bias,
-                   int64_t in, int64_t out);
+Linear load_linear(const ModelSource& src, int64_t il, const TensorName& w, const TensorName& b, Bias bias, int64_t in,
+                   int64_t out);
 void linear(const Linear& l, const float* x, int64_t n_rows, float* y);
 
 // RMSNorm of each of n_rows rows of width n (y may alias x).
@@ -72,15 +72,15 @@ Rope make_rope(const ModelConfig& c, const ModelSource& src);
 // ---- grouped-query attention ----
 
 struct AttentionWeights {
-  std::vector<float> norm;          // pre-attention RMSNorm
-  Linear q, k, v, o;                // q/k/v with optional bias (qwen2)
+  std::vector<float> norm;            // pre-attention RMSNorm
+  Linear q, k, v, o;                  // q/k/v with optional bias (qwen2)
   std::vector<float> q_norm, k_norm;  // per-head RMSNorm before rope (qwen3); empty: none
 };
 struct AttentionShape {
   int64_t n_embd = 0, n_head = 0, n_head_kv = 0, head_dim = 0, head_dim_v = 0;
   float eps = 1e-6f;
-  float scale = 0;              // softmax scale, usually 1/sqrt(head_dim)
-  int64_t sliding_window = 0;   // 0: attend to the whole sequence
+  float scale = 0;             // softmax scale, usually 1/sqrt(head_dim)
+  int64_t sliding_window = 0;  // 0: attend to the whole sequence
 };
 AttentionShape attention_shape(const ModelConfig& c);
 // blk.<il>.attn_{norm,q,k,v,output}, optional q/k/v biases (required when c.attn_qkv_bias) and
@@ -94,8 +94,8 @@ struct AttentionScratch {
 void qkv_projection(const AttentionWeights& w, const float* h, int64_t n_rows, float* q, float* k, float* v);
 // out = attention(norm(x)) for every row of the batch; stores the rows' K/V in layer `layer` of kv
 // (which prepare_batch has grown) and attends causally within each row's sequence.
-void attention(const AttentionWeights& w, const AttentionShape& s, const Rope& rope, const float* x,
-               const Batch& batch, KVStore& kv, int layer, AttentionScratch& ws, float* out);
+void attention(const AttentionWeights& w, const AttentionShape& s, const Rope& rope, const float* x, const Batch& batch,
+               KVStore& kv, int layer, AttentionScratch& ws, float* out);
 
 // ---- feed-forward ----
 
@@ -132,9 +132,9 @@ void feed_forward(const FeedForward& f, const MoeOptions& moe, float eps, const 
 // ---- embeddings and output ----
 
 struct OutputHead {
-  TensorView token_embd;     // {n_embd, n_vocab}, the file's layout (row lookups when untied)
-  std::vector<float> norm;   // output_norm
-  kernels::Weight output;    // output.weight, or token_embd when tied; prepared for matmul
+  TensorView token_embd;    // {n_embd, n_vocab}, the file's layout (row lookups when untied)
+  std::vector<float> norm;  // output_norm
+  kernels::Weight output;   // output.weight, or token_embd when tied; prepared for matmul
   // Tied: embedding rows are read from the prepared head (kernels::dequantize_weight_row), so
   // the table is resident once.
   bool tied = false;

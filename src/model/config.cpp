@@ -31,8 +31,10 @@ ModelConfig config_from_gguf(const gguf::Metadata& m) {
   c.n_nextn_layers = k.integer("nextn_predict_layers", 0);
 
   const std::string scaling = k.string("rope.scaling.type", "none");
-  if (scaling == "yarn") c.rope_scaling = RopeScaling::Yarn;
-  else if (scaling == "linear") c.rope_scaling = RopeScaling::Linear;
+  if (scaling == "yarn")
+    c.rope_scaling = RopeScaling::Yarn;
+  else if (scaling == "linear")
+    c.rope_scaling = RopeScaling::Linear;
   c.rope_factor = k.real("rope.scaling.factor", 1.0f);
   c.rope_orig_ctx = k.integer("rope.scaling.original_context_length", c.n_ctx_train);
   c.yarn_beta_fast = k.real("rope.scaling.yarn_beta_fast", 32.0f);

@@ -8,7 +8,9 @@
 
 namespace owl {
 
-namespace gguf { struct Metadata; }
+namespace gguf {
+struct Metadata;
+}
 
 enum class RopeType { Norm, Neox };  // Norm: pairs (2i, 2i+1); Neox: pairs (i, i + n_rot/2)
 enum class RopeScaling { None, Linear, Yarn, Llama3 };
@@ -21,7 +23,7 @@ struct ModelConfig {
   int64_t n_vocab = 0;
   int64_t n_ctx_train = 0;
   int64_t n_embd = 0;
-  int64_t n_layer = 0;       // every block, including n_nextn_layers trailing NextN/MTP blocks
+  int64_t n_layer = 0;         // every block, including n_nextn_layers trailing NextN/MTP blocks
   int64_t n_nextn_layers = 0;  // GGUF nextn_predict_layers (DeepSeek-V3, GLM-4.5); 0 for HF folders
   int64_t n_head = 0;
   int64_t n_head_kv = 0;
@@ -75,9 +77,9 @@ struct ModelConfig {
   bool has_chat_template = false;
   int64_t bos_id = -1;
   int64_t eos_id = -1;
-  std::vector<int64_t> eos_ids;       // every end-of-generation id (generation_config.json may list several)
-  bool has_tokenizer_config = false;  // Hugging Face tokenizer_config.json present
-  bool has_generation_config = false; // Hugging Face generation_config.json present
+  std::vector<int64_t> eos_ids;        // every end-of-generation id (generation_config.json may list several)
+  bool has_tokenizer_config = false;   // Hugging Face tokenizer_config.json present
+  bool has_generation_config = false;  // Hugging Face generation_config.json present
 
   bool is_moe() const { return n_expert > 0; }
   bool is_mla() const { return kv_lora_rank > 0; }

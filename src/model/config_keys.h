@@ -9,7 +9,9 @@
 
 namespace owl {
 
-namespace gguf { struct Metadata; }
+namespace gguf {
+struct Metadata;
+}
 
 // Reads "<arch>.<key>" from GGUF metadata.
 class GgufKeys {

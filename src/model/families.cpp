@@ -19,7 +19,7 @@ std::vector<std::unique_ptr<Family>>& registered() {
 std::vector<const Family*> families() {
   // One line per family file. (An explicit list rather than static self-registration: the
   // linker drops unreferenced objects of a static library.)
-  std::vector<const Family*> all = {&llama_family(), &qwen2_family(),    &qwen3_family(),
+  std::vector<const Family*> all = {&llama_family(),    &qwen2_family(),     &qwen3_family(),
                                     &qwen3moe_family(), &deepseek2_family(), &glm4moe_family()};
   for (const auto& f : registered()) all.push_back(f.get());
   return all;
@@ -130,9 +130,12 @@ void read_hf_deepseek_moe(ModelConfig& c, const HfKeys& k, const char* default_s
   c.expert_weights_scale = static_cast<float>(k.number("routed_scaling_factor", 1.0));
   c.expert_weights_norm = k.boolean("norm_topk_prob", false);
   const std::string scoring = k.string("scoring_func", default_scoring);
-  if (scoring == "sigmoid") c.expert_gating = ExpertGating::Sigmoid;
-  else if (scoring == "softmax") c.expert_gating = ExpertGating::Softmax;
-  else throw Error("config.json scoring_func '" + scoring + "' is not supported (softmax, sigmoid)");
+  if (scoring == "sigmoid")
+    c.expert_gating = ExpertGating::Sigmoid;
+  else if (scoring == "softmax")
+    c.expert_gating = ExpertGating::Softmax;
+  else
+    throw Error("config.json scoring_func '" + scoring + "' is not supported (softmax, sigmoid)");
   c.expert_group_count = std::max<int64_t>(1, k.integer("n_group", 1));
   c.expert_group_used = std::max<int64_t>(1, k.integer("topk_group", 1));
 }

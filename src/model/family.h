@@ -102,7 +102,8 @@ void register_family(std::unique_ptr<Family> family);
 // ---- helpers for family files ----
 // A dense GQA shape of a real model (NEOX rope unless the family says otherwise in read).
 ModelConfig synth_config(const std::string& arch, int64_t vocab, int64_t n_embd, int64_t n_layer, int64_t n_head,
-                         int64_t n_head_kv, int64_t head_dim, int64_t n_ff, int64_t ctx, float rope_theta, float rms_eps);
+                         int64_t n_head_kv, int64_t head_dim, int64_t n_ff, int64_t ctx, float rope_theta,
+                         float rms_eps);
 // GQA attention tensors of layer il (attn_norm, q, k, v, output; q/k/v biases required when
 // c.attn_qkv_bias, else accepted; q/k norms when c.attn_qk_norm).
 void gqa_attention_tensors(const ModelConfig& c, std::vector<TensorSpec>& out, bool rope_pairs = false);

@@ -45,7 +45,8 @@ class Glm4Moe : public Family {
   }
   void read_hf(ModelConfig& c, const HfKeys& k) const override {
     c.rope_type = RopeType::Neox;
-    c.n_rot = static_cast<int64_t>(std::lround(static_cast<double>(c.head_dim_k) * k.number("partial_rotary_factor", 0.5)));
+    c.n_rot =
+        static_cast<int64_t>(std::lround(static_cast<double>(c.head_dim_k) * k.number("partial_rotary_factor", 0.5)));
     c.attn_qkv_bias = k.boolean("attention_bias", true);
     c.attn_qk_norm = k.boolean("use_qk_norm", false);
     read_hf_deepseek_moe(c, k, "sigmoid");

@@ -131,7 +131,8 @@ ModelConfig load_hf_config(const std::string& folder) {
   const fs::path dir(folder);
   auto cfg = read_json(dir / "config.json");
   if (!cfg)
-    throw Error("folder '" + folder + "' has no config.json; a Hugging Face model folder needs config.json and "
+    throw Error("folder '" + folder +
+                "' has no config.json; a Hugging Face model folder needs config.json and "
                 "*.safetensors (or give a GGUF file)");
   ModelConfig c;
   try {
@@ -150,7 +151,8 @@ ModelConfig load_hf_config(const std::string& folder) {
     if (tc->contains("chat_template")) c.has_chat_template = true;
   }
   std::error_code ec;
-  if (fs::exists(dir / "chat_template.jinja", ec) || fs::exists(dir / "chat_template.json", ec)) c.has_chat_template = true;
+  if (fs::exists(dir / "chat_template.jinja", ec) || fs::exists(dir / "chat_template.json", ec))
+    c.has_chat_template = true;
   if (auto tok = read_json(dir / "tokenizer.json")) {
     c.tokenizer_model = "hf";
     // Vocabulary size = highest id + 1 over the model vocabulary and the added tokens.

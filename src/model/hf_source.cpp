@@ -45,9 +45,12 @@ using safetensors::Checkpoint;
 float fp8_e4m3_to_f32(uint8_t b) {
   const int sign = b >> 7, exp = (b >> 3) & 15, man = b & 7;
   float v;
-  if (exp == 15 && man == 7) v = NAN;  // e4m3fn has no infinities, only this NaN
-  else if (exp == 0) v = std::ldexp(static_cast<float>(man), -9);  // subnormal: man/8 * 2^-6
-  else v = std::ldexp(1.0f + static_cast<float>(man) / 8.0f, exp - 7);
+  if (exp == 15 && man == 7)
+    v = NAN;  // e4m3fn has no infinities, only this NaN
+  else if (exp == 0)
+    v = std::ldexp(static_cast<float>(man), -9);  // subnormal: man/8 * 2^-6
+  else
+    v = std::ldexp(1.0f + static_cast<float>(man) / 8.0f, exp - 7);
   return sign ? -v : v;
 }
 
@@ -96,8 +99,7 @@ class HfSource : public ModelSource {
     l.view = e->file->view(*e->info);
     if (l.view.type == DType::F8_E4M3) {
       dequantize_fp8(l, hf_name);
-    } else if (size_t es = elem_size(l.view.type);
-               es > 1 && reinterpret_cast<uintptr_t>(l.view.data) % es != 0) {
+    } else if (size_t es = elem_size(l.view.type); es > 1 && reinterpret_cast<uintptr_t>(l.view.data) % es != 0) {
       l.converted.assign(static_cast<const uint8_t*>(l.view.data),
                          static_cast<const uint8_t*>(l.view.data) + l.view.n_bytes());
       l.view.data = l.converted.data();
@@ -116,12 +118,14 @@ class HfSource : public ModelSource {
         fail("'" + hf_name + "_scale_inv' has shape " + sv.shape_str() + ", expected one scale per 128x128 block");
       scale.resize(static_cast<size_t>(want_r * want_c));
       for (size_t i = 0; i < scale.size(); ++i) {
-        if (sv.type == DType::F32) std::memcpy(&scale[i], static_cast<const uint8_t*>(sv.data) + 4 * i, 4);
+        if (sv.type == DType::F32)
+          std::memcpy(&scale[i], static_cast<const uint8_t*>(sv.data) + 4 * i, 4);
         else if (sv.type == DType::BF16) {
           uint16_t h;
           std::memcpy(&h, static_cast<const uint8_t*>(sv.data) + 2 * i, 2);
           scale[i] = bf16_to_f32(h);
-        } else fail("'" + hf_name + "_scale_inv' must be F32 or BF16");
+        } else
+          fail("'" + hf_name + "_scale_inv' must be F32 or BF16");
       }
       scale_cols = want_c;
     }
@@ -197,7 +201,8 @@ class HfSource : public ModelSource {
       const uint8_t* head = in + static_cast<size_t>(h * (nope + v) * lora) * es;
       for (int64_t l = 0; l < lora; ++l)  // k_b[h][l][n] = kv_b[h*(nope+v) + n][l]
         for (int64_t n = 0; n < nope; ++n)
-          std::memcpy(kb + static_cast<size_t>((h * lora + l) * nope + n) * es, head + static_cast<size_t>(n * lora + l) * es, es);
+          std::memcpy(kb + static_cast<size_t>((h * lora + l) * nope + n) * es,
+                      head + static_cast<size_t>(n * lora + l) * es, es);
       std::memcpy(vb + static_cast<size_t>(h * v * lora) * es, head + static_cast<size_t>(nope * lora) * es,
                   static_cast<size_t>(v * lora) * es);
     }
@@ -279,12 +284,22 @@ class HfSource : public ModelSource {
       const TensorSpec& spec = it->second;
       const std::string gguf = layer_tensor(il, spec.name);
       switch (spec.hf_layout) {
-        case HfLayout::Same: add(gguf, load(hf)); break;
-        case HfLayout::RopePairsQ: add_permuted(gguf, load(hf), c.n_head); break;
-        case HfLayout::RopePairsK: add_permuted(gguf, load(hf), c.n_head_kv); break;
-        case HfLayout::ExpertStack: experts[{il, gguf}][expert] = hf; break;
+        case HfLayout::Same:
+          add(gguf, load(hf));
+          break;
+        case HfLayout::RopePairsQ:
+          add_permuted(gguf, load(hf), c.n_head);
+          break;
+        case HfLayout::RopePairsK:
+          add_permuted(gguf, load(hf), c.n_head_kv);
+          break;
+        case HfLayout::ExpertStack:
+          experts[{il, gguf}][expert] = hf;
+          break;
         case HfLayout::KvBSplitK:
-        case HfLayout::KvBSplitV: add_kv_b_split(il, load(hf)); break;
+        case HfLayout::KvBSplitV:
+          add_kv_b_split(il, load(hf));
+          break;
       }
     }
 

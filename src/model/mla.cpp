@@ -26,10 +26,11 @@ MlaParams MlaParams::from_config(const ModelConfig& c) {
   p.v_dim = c.v_head_dim;
   p.eps = c.rms_eps;
   if (p.kv_lora_rank <= 0 || p.nope <= 0 || p.rope <= 0 || p.rope % 2 != 0 || p.v_dim <= 0)
-    throw Error("deepseek2 metadata: kv_lora_rank, key_length_mla, rope.dimension_count (even) and "
-                "value_length_mla must give positive sizes (got kv_lora " + std::to_string(p.kv_lora_rank) +
-                ", nope " + std::to_string(p.nope) + ", rope " + std::to_string(p.rope) + ", v " +
-                std::to_string(p.v_dim) + ")");
+    throw Error(
+        "deepseek2 metadata: kv_lora_rank, key_length_mla, rope.dimension_count (even) and "
+        "value_length_mla must give positive sizes (got kv_lora " +
+        std::to_string(p.kv_lora_rank) + ", nope " + std::to_string(p.nope) + ", rope " + std::to_string(p.rope) +
+        ", v " + std::to_string(p.v_dim) + ")");
   const bool yarn = c.rope_scaling == RopeScaling::Yarn && c.rope_factor > 1.0f;
   p.inv_freq.resize(static_cast<size_t>(p.rope / 2));
   kernels::rope_inv_freq_yarn(p.inv_freq.data(), p.rope, c.rope_theta, yarn ? c.rope_factor : 1.0f, c.rope_orig_ctx,
@@ -55,7 +56,8 @@ MlaWeights load_mla_weights(const ModelSource& src, int64_t layer, const MlaPara
   w.kv_a_mqa = src.require(name(tn::kAttnKvAMqa), {d, kvl + p.rope});
   w.kv_a_norm = src.require(name(tn::kAttnKvANorm), {kvl});
   if (!src.find(name(tn::kAttnKB)) && src.find(name(tn::kAttnKvB)))
-    throw Error("model '" + src.path() + "' stores MLA as one legacy attn_kv_b tensor; owl needs the split "
+    throw Error("model '" + src.path() +
+                "' stores MLA as one legacy attn_kv_b tensor; owl needs the split "
                 "attn_k_b/attn_v_b layout: reconvert it with a current convert_hf_to_gguf.py");
   w.k_b = src.require(name(tn::kAttnKB), {p.nope, kvl, nh});
   w.v_b = src.require(name(tn::kAttnVB), {kvl, p.v_dim, nh});
@@ -109,7 +111,8 @@ void mla_project(const MlaWeights& w, const MlaParams& p, const float* x, const 
     float* ys[] = {qa, kv_rows};
     kernels::matmul_many(ws_, x, n, ys);
     const float* nw = static_cast<const float*>(w.q_a_norm->data);
-    for (int64_t t = 0; t < n; ++t) kernels::rms_norm(qa + t * p.q_lora_rank, nw, qa + t * p.q_lora_rank, p.q_lora_rank, p.eps);
+    for (int64_t t = 0; t < n; ++t)
+      kernels::rms_norm(qa + t * p.q_lora_rank, nw, qa + t * p.q_lora_rank, p.q_lora_rank, p.eps);
     kernels::matmul(*w.q_b, qa, n, q);
   } else {
     const kernels::Weight* ws_[] = {&*w.q, &w.kv_a_mqa};

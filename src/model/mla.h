@@ -59,7 +59,7 @@ struct MlaSequenceRows {
 struct MlaScratch {
   std::vector<float> qa, qn, qk, lat, vh, wk, k, v, kn;
   std::vector<float> h, q, kv_rows, heads, group_q, group_heads;  // mla_attention
-  std::vector<MlaSequenceRows> groups;                              // entries beyond n_groups are spare
+  std::vector<MlaSequenceRows> groups;                            // entries beyond n_groups are spare
   size_t n_groups = 0;
 };
 

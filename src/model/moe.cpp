@@ -28,10 +28,9 @@ MoeOptions MoeOptions::from_config(const ModelConfig& c) {
                 std::to_string(o.n_expert_used) + " of " + std::to_string(o.n_expert) + ")");
   if (o.n_group > 1) {
     if (o.n_expert % o.n_group != 0)
-      throw Error("model config: expert_count " + std::to_string(o.n_expert) + " is not divisible by expert_group_count " +
-                  std::to_string(o.n_group));
-    if (o.n_group_used > o.n_group)
-      throw Error("model config: expert_group_used_count exceeds expert_group_count");
+      throw Error("model config: expert_count " + std::to_string(o.n_expert) +
+                  " is not divisible by expert_group_count " + std::to_string(o.n_group));
+    if (o.n_group_used > o.n_group) throw Error("model config: expert_group_used_count exceeds expert_group_count");
     if (o.n_group_used * (o.n_expert / o.n_group) < o.n_expert_used)
       throw Error("model config: the kept expert groups hold fewer experts than expert_used_count");
   }
@@ -116,8 +115,8 @@ MoeWeights load_moe_weights(const ModelSource& src, int64_t layer, bool require_
   if (w.gate_inp.type() != DType::F32)
     throw Error("model '" + src.path() + "': router " + w.gate_inp.name() + " is " + dtype_name(w.gate_inp.type()) +
                 ", expected F32 (routing is kept in full precision)");
-  w.probs_bias = require_bias ? std::optional(src.require(name(tn::kExpProbsB), {ne}))
-                              : src.optional(name(tn::kExpProbsB), {ne});
+  w.probs_bias =
+      require_bias ? std::optional(src.require(name(tn::kExpProbsB), {ne})) : src.optional(name(tn::kExpProbsB), {ne});
   if (w.probs_bias && w.probs_bias->type != DType::F32)
     throw Error("model '" + src.path() + "': " + w.probs_bias->name + " must be F32");
   w.gate_exps = src.require(name(tn::kFfnGateExps), {d, ff, ne});
@@ -146,12 +145,12 @@ namespace {
 
 struct ExpertJob {
   const MoeWeights* w;
-  const float* x;    // the block's input, for the shared experts
+  const float* x;  // the block's input, for the shared experts
   int64_t n_tokens;
-  float* out;        // the shared experts' output
-  float* shared_h;   // their scratch
+  float* out;       // the shared experts' output
+  float* shared_h;  // their scratch
   MoeScratch* ws;
-  float* gate;       // routed rows' scratch, n_rows * ff
+  float* gate;  // routed rows' scratch, n_rows * ff
   int64_t d, ff;
   int first_expert;  // task index of ws->active[0] (1 when task 0 runs the shared experts)
 };

@@ -54,12 +54,12 @@ void route_experts(const float* router_logits, int64_t n_tokens, const MoeOption
                    Routing& r);
 
 struct MoeWeights {
-  kernels::Weight gate_inp;              // router {n_embd, n_expert}, plain F32
-  std::optional<TensorView> probs_bias;  // exp_probs_b {n_expert}, F32
-  kernels::Weight gate_exps, up_exps;    // {n_embd, n_ff_exp, n_expert}
-  kernels::Weight down_exps;             // {n_ff_exp, n_embd, n_expert}
+  kernels::Weight gate_inp;                                         // router {n_embd, n_expert}, plain F32
+  std::optional<TensorView> probs_bias;                             // exp_probs_b {n_expert}, F32
+  kernels::Weight gate_exps, up_exps;                               // {n_embd, n_ff_exp, n_expert}
+  kernels::Weight down_exps;                                        // {n_ff_exp, n_embd, n_expert}
   std::optional<kernels::Weight> gate_shexp, up_shexp, down_shexp;  // shared experts, SwiGLU
-  int64_t layer = -1;                    // for trace.h records
+  int64_t layer = -1;                                               // for trace.h records
 };
 
 // Loads blk.<layer>.ffn_*_exps, ffn_gate_inp, exp_probs_b (required when `require_bias`,
@@ -67,15 +67,14 @@ struct MoeWeights {
 // The expert and shared-expert matrices are prepared for matmul (kernels::prepare_weight).
 MoeWeights load_moe_weights(const ModelSource& src, int64_t layer, bool require_bias);
 
-
 // Scratch space of moe_forward, grown to the largest batch and then reused.
 struct MoeScratch {
   std::vector<float> logits, xin, y, gate;
   Routing routing;
-  std::vector<int64_t> count, offset;             // per expert: rows routed to it, first row in xin/y
-  std::vector<int64_t> token;                     // per routed row (grouped by expert): its token
-  std::vector<float> weight;                      //   and its routing weight
-  std::vector<int32_t> active;                    // experts with rows, ascending
+  std::vector<int64_t> count, offset;  // per expert: rows routed to it, first row in xin/y
+  std::vector<int64_t> token;          // per routed row (grouped by expert): its token
+  std::vector<float> weight;           //   and its routing weight
+  std::vector<int32_t> active;         // experts with rows, ascending
 };
 
 // y = (silu(x·gate) * (x·up))·down for n rows: a plain SwiGLU FFN; h: n_rows * ff floats of scratch.

@@ -54,7 +54,9 @@ class GgufSource : public ModelSource {
 
 TensorView ModelSource::require(const std::string& name, std::initializer_list<int64_t> shape) const {
   auto t = find(name);
-  if (!t) throw Error("model '" + path_ + "' lacks tensor '" + name + "'; the file is incomplete or not a " + config_.arch + " model");
+  if (!t)
+    throw Error("model '" + path_ + "' lacks tensor '" + name + "'; the file is incomplete or not a " + config_.arch +
+                " model");
   check_shape(*t, shape, path_);
   return *t;
 }
@@ -70,7 +72,8 @@ std::unique_ptr<ModelSource> open_gguf_source(const std::string& path) { return 
 std::unique_ptr<ModelSource> open_model_source(const std::string& path) {
   namespace fs = std::filesystem;
   std::error_code ec;
-  if (!fs::exists(path, ec)) throw Error("model '" + path + "' does not exist; give a GGUF file or a Hugging Face folder");
+  if (!fs::exists(path, ec))
+    throw Error("model '" + path + "' does not exist; give a GGUF file or a Hugging Face folder");
   if (fs::is_directory(path, ec)) return open_hf_source(path);
   return open_gguf_source(path);
 }

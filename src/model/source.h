@@ -14,7 +14,9 @@
 
 namespace owl {
 
-namespace gguf { class File; }
+namespace gguf {
+class File;
+}
 
 class ModelSource {
  public:

@@ -37,8 +37,10 @@ void configure(const std::string& dir, const std::string& names) {
   while (start <= names.size()) {
     const size_t comma = names.find(',', start);
     const std::string n = names.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
-    if (n == "all") s.all = true;
-    else if (!n.empty()) s.names.insert(n);
+    if (n == "all")
+      s.all = true;
+    else if (!n.empty())
+      s.names.insert(n);
     if (comma == std::string::npos) break;
     start = comma + 1;
   }
@@ -86,7 +88,8 @@ void write(const char* name, int64_t layer, const std::vector<float>& v, int64_t
                static_cast<long long>(cols), static_cast<long long>(rows), sum);
   for (size_t i = 0; i < v.size() && i < 3; ++i) std::fprintf(idx, " %.6f", static_cast<double>(v[i]));
   std::fprintf(idx, "  last:");
-  for (size_t i = v.size() >= 3 ? v.size() - 3 : 0; i < v.size(); ++i) std::fprintf(idx, " %.6f", static_cast<double>(v[i]));
+  for (size_t i = v.size() >= 3 ? v.size() - 3 : 0; i < v.size(); ++i)
+    std::fprintf(idx, " %.6f", static_cast<double>(v[i]));
   std::fprintf(idx, "\n");
   std::fclose(idx);
 }

@@ -11,11 +11,16 @@ namespace owl {
 
 const char* finish_reason_name(FinishReason r) {
   switch (r) {
-    case FinishReason::Stop: return "stop";
-    case FinishReason::Length: return "length";
-    case FinishReason::Cancelled: return "cancelled";
-    case FinishReason::Error: return "error";
-    case FinishReason::None: break;
+    case FinishReason::Stop:
+      return "stop";
+    case FinishReason::Length:
+      return "length";
+    case FinishReason::Cancelled:
+      return "cancelled";
+    case FinishReason::Error:
+      return "error";
+    case FinishReason::None:
+      break;
   }
   return "none";
 }
@@ -47,22 +52,19 @@ void GenerationStream::push(GenerationEvent e) {
 struct Engine::Active {
   Pending p;
   int slot = -1;
-  int64_t fed = 0;              // prompt tokens in the KV cache
-  int64_t cached = 0;           // of those, reused from the prefix cache
-  int32_t next = -1;            // sampled token not yet fed (decode phase)
-  std::deque<int32_t> forced;   // tokens the hook asked for
+  int64_t fed = 0;             // prompt tokens in the KV cache
+  int64_t cached = 0;          // of those, reused from the prefix cache
+  int32_t next = -1;           // sampled token not yet fed (decode phase)
+  std::deque<int32_t> forced;  // tokens the hook asked for
   int64_t generated = 0;
   Sampler sampler;
   IncrementalDecoder decoder;
   StopStrings stops;
-  std::string text_out;         // visible text waiting to be sent this step
+  std::string text_out;  // visible text waiting to be sent this step
   int64_t tokens_out = 0;
 
   Active(Pending pend, int64_t n_vocab, const Tokenizer& tok)
-      : p(std::move(pend)),
-        sampler(p.req.sampling, n_vocab),
-        decoder(tok, /*skip_special=*/false),
-        stops(p.req.stop) {
+      : p(std::move(pend)), sampler(p.req.sampling, n_vocab), decoder(tok, /*skip_special=*/false), stops(p.req.stop) {
     // The output continues the prompt: a SentencePiece decoder must not strip the leading
     // space of the first generated token as if it began the text. Prime it with a prompt
     // token whose text is plain ASCII (so nothing of it can be left pending).

@@ -58,18 +58,18 @@ inline uint64_t explicit_seed(uint64_t seed) { return seed == 0 ? 0x5eed : seed;
 struct GenerationRequest {
   std::vector<int32_t> prompt;
   SamplerParams sampling;
-  int64_t max_tokens = 16;           // generated tokens at most; 0: only evaluate the prompt
-  std::vector<std::string> stop;     // stop strings (not included in the output)
+  int64_t max_tokens = 16;        // generated tokens at most; 0: only evaluate the prompt
+  std::vector<std::string> stop;  // stop strings (not included in the output)
   bool ignore_eos = false;
-  std::shared_ptr<TokenHook> hook;   // optional
+  std::shared_ptr<TokenHook> hook;  // optional
 };
 
 struct GenerationEvent {
-  std::string text;                    // newly visible output text
-  int64_t n_tokens = 0;                // tokens generated since the previous event
+  std::string text;                          // newly visible output text
+  int64_t n_tokens = 0;                      // tokens generated since the previous event
   FinishReason finish = FinishReason::None;  // set on the last event of a stream
-  std::string error;                   // with Error
-  bool stop_string = false;            // with Stop: a stop string ended it (not an end-of-generation token)
+  std::string error;                         // with Error
+  bool stop_string = false;                  // with Stop: a stop string ended it (not an end-of-generation token)
   // On the last event: usage.
   int64_t prompt_tokens = 0, cached_tokens = 0, completion_tokens = 0;
 };
@@ -95,11 +95,11 @@ class GenerationStream {
 };
 
 struct EngineOptions {
-  int n_parallel = 4;               // sequences decoded together
-  int64_t n_ctx = 0;                // per sequence; 0: the model's training context
-  int64_t prefill_chunk = 256;      // prompt tokens per step over all sequences
-  int64_t kv_budget_tokens = 0;     // KV memory budget in tokens; 0: n_parallel * n_ctx
-  int max_queue = 64;               // requests waiting for a busy server beyond this are refused (QueueFullError)
+  int n_parallel = 4;            // sequences decoded together
+  int64_t n_ctx = 0;             // per sequence; 0: the model's training context
+  int64_t prefill_chunk = 256;   // prompt tokens per step over all sequences
+  int64_t kv_budget_tokens = 0;  // KV memory budget in tokens; 0: n_parallel * n_ctx
+  int max_queue = 64;            // requests waiting for a busy server beyond this are refused (QueueFullError)
   DType kv_type = DType::F16;
   int64_t page_tokens = 32;
   bool prefix_cache = true;
@@ -123,8 +123,8 @@ struct EngineStats {
   int64_t kv_pages_in_use = 0;
   int64_t kv_bytes_allocated = 0;
   int64_t kv_budget_tokens = 0;
-  int64_t kv_committed_tokens = 0;  // reserved by running requests + cached prefixes
-  int64_t prompt_tokens_total = 0;  // prompt tokens of admitted requests (cached included)
+  int64_t kv_committed_tokens = 0;         // reserved by running requests + cached prefixes
+  int64_t prompt_tokens_total = 0;         // prompt tokens of admitted requests (cached included)
   int64_t prompt_tokens_cached_total = 0;  // of those, served from the prefix cache
   int64_t prefill_tokens_total = 0;        // prompt tokens actually evaluated
   int64_t generated_tokens_total = 0;
@@ -157,8 +157,8 @@ class Engine {
     std::shared_ptr<GenerationStream> stream;
   };
   void loop();
-  void admit();                       // engine thread, under mu_
-  void step();                        // engine thread
+  void admit();  // engine thread, under mu_
+  void step();   // engine thread
   void finish(Active& a, FinishReason why, const std::string& error = "");
   void sample_and_emit(Active& a, std::span<const float> logits);
   void record_rate(int64_t generated, int64_t prefilled);

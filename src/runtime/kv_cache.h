@@ -16,9 +16,9 @@
 namespace owl {
 
 struct KVCacheOptions {
-  DType type = DType::F16;     // F16 or F32
-  int64_t n_ctx = 4096;        // most tokens one sequence may hold
-  int64_t n_seq_max = 1;       // the pool holds n_seq_max full-context sequences
+  DType type = DType::F16;  // F16 or F32
+  int64_t n_ctx = 4096;     // most tokens one sequence may hold
+  int64_t n_seq_max = 1;    // the pool holds n_seq_max full-context sequences
   int64_t page_tokens = 32;
 };
 

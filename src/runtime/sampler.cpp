@@ -56,7 +56,9 @@ void Sampler::filter(std::span<const float> logits, std::vector<Candidate>& c) c
     }
   }
 
-  auto before = [](const Candidate& a, const Candidate& b) { return a.logit > b.logit || (a.logit == b.logit && a.id < b.id); };
+  auto before = [](const Candidate& a, const Candidate& b) {
+    return a.logit > b.logit || (a.logit == b.logit && a.id < b.id);
+  };
   if (p.temperature <= 0) {  // greedy
     auto best = std::min_element(c.begin(), c.end(), before);
     Candidate only = *best;

@@ -17,14 +17,14 @@ namespace owl {
 int32_t argmax(std::span<const float> x);
 
 struct SamplerParams {
-  float temperature = 0.8f;       // <= 0: greedy (argmax after bias and penalties)
-  int32_t top_k = 40;             // <= 0: off
-  float top_p = 0.95f;            // >= 1: off
-  float min_p = 0.05f;            // <= 0: off
-  float repeat_penalty = 1.0f;    // 1: off; positive logits are divided by it, negative multiplied
-  float presence_penalty = 0.0f;  // subtracted once from every token seen
-  float frequency_penalty = 0.0f; // subtracted per occurrence
-  int32_t penalty_last_n = 64;    // the penalties look at this many recent tokens (< 0: all)
+  float temperature = 0.8f;                           // <= 0: greedy (argmax after bias and penalties)
+  int32_t top_k = 40;                                 // <= 0: off
+  float top_p = 0.95f;                                // >= 1: off
+  float min_p = 0.05f;                                // <= 0: off
+  float repeat_penalty = 1.0f;                        // 1: off; positive logits are divided by it, negative multiplied
+  float presence_penalty = 0.0f;                      // subtracted once from every token seen
+  float frequency_penalty = 0.0f;                     // subtracted per occurrence
+  int32_t penalty_last_n = 64;                        // the penalties look at this many recent tokens (< 0: all)
   std::vector<std::pair<int32_t, float>> logit_bias;  // added to a token's logit (-INFINITY bans it)
   uint64_t seed = 0;
 };
@@ -58,7 +58,7 @@ class Sampler {
   int64_t n_vocab_;
   std::vector<int32_t> history_;
   std::mt19937_64 rng_;
-  std::vector<Candidate> work_;     // reused between calls
+  std::vector<Candidate> work_;          // reused between calls
   mutable std::vector<int32_t> counts_;  // per-token counts of the penalty window (scratch)
 };
 

@@ -44,7 +44,8 @@ std::optional<Scheduler::Placement> Scheduler::place(std::span<const int32_t> pr
     int64_t len = 0;
     if (opts_.prefix_cache) {
       size_t n = std::min(s.tokens.size(), prompt.size());
-      while (static_cast<size_t>(len) < n && s.tokens[static_cast<size_t>(len)] == prompt[static_cast<size_t>(len)]) ++len;
+      while (static_cast<size_t>(len) < n && s.tokens[static_cast<size_t>(len)] == prompt[static_cast<size_t>(len)])
+        ++len;
     }
     // The last prompt token is always evaluated again: its logits start the generation.
     len = std::min<int64_t>(len, static_cast<int64_t>(prompt.size()) - 1);

@@ -30,8 +30,8 @@ class Scheduler {
 
   struct Placement {
     int slot = -1;
-    int64_t reused = 0;          // leading prompt tokens already cached in the slot
-    std::vector<int> evicted;    // idle slots whose cache was dropped to make room (remove their KV)
+    int64_t reused = 0;        // leading prompt tokens already cached in the slot
+    std::vector<int> evicted;  // idle slots whose cache was dropped to make room (remove their KV)
   };
   // Finds a slot for a prompt that may grow to `reserve` tokens. The slot's cache is cut to
   // `reused` tokens (the caller truncates the KV to match). nullopt: no free slot or no room yet.

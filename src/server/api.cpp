@@ -25,13 +25,20 @@ ApiError bad(const std::string& param, const std::string& message, const std::st
 
 const char* type_name(const json& v) {
   switch (v.type()) {
-    case json::value_t::null: return "null";
-    case json::value_t::boolean: return "a boolean";
-    case json::value_t::string: return "a string";
-    case json::value_t::array: return "an array";
-    case json::value_t::object: return "an object";
-    case json::value_t::number_float: return "a float";
-    default: return "an integer";
+    case json::value_t::null:
+      return "null";
+    case json::value_t::boolean:
+      return "a boolean";
+    case json::value_t::string:
+      return "a string";
+    case json::value_t::array:
+      return "an array";
+    case json::value_t::object:
+      return "an object";
+    case json::value_t::number_float:
+      return "a float";
+    default:
+      return "an integer";
   }
 }
 
@@ -65,8 +72,8 @@ double number(const json& j, const char* name, double lo, double hi) {
 int64_t integer(const json& j, const char* name, int64_t lo, int64_t hi) {
   const json* v = field(j, name);
   bool integral = v->is_number_integer() ||
-                  (v->is_number_float() && std::isfinite(v->get<double>()) && v->get<double>() == std::floor(v->get<double>()) &&
-                   std::fabs(v->get<double>()) < 9e18);
+                  (v->is_number_float() && std::isfinite(v->get<double>()) &&
+                   v->get<double>() == std::floor(v->get<double>()) && std::fabs(v->get<double>()) < 9e18);
   if (!integral) throw bad(name, std::string("must be an integer, got ") + v->dump(), "invalid_type");
   if (v->is_number_unsigned() && v->get<uint64_t>() > static_cast<uint64_t>(hi))
     throw bad(name, "must be at most " + std::to_string(hi) + ", got " + v->dump());
@@ -99,7 +106,8 @@ void parse_common(const json& j, CommonParams& p, const char* max_tokens_name) {
   }
   if (field(j, "top_k")) p.sampling.top_k = static_cast<int32_t>(integer(j, "top_k", -1, 1 << 30));
   if (field(j, "min_p")) p.sampling.min_p = static_cast<float>(number(j, "min_p", 0, 1));
-  if (field(j, "presence_penalty")) p.sampling.presence_penalty = static_cast<float>(number(j, "presence_penalty", -2, 2));
+  if (field(j, "presence_penalty"))
+    p.sampling.presence_penalty = static_cast<float>(number(j, "presence_penalty", -2, 2));
   if (field(j, "frequency_penalty"))
     p.sampling.frequency_penalty = static_cast<float>(number(j, "frequency_penalty", -2, 2));
   if (field(j, "repetition_penalty"))
@@ -107,7 +115,8 @@ void parse_common(const json& j, CommonParams& p, const char* max_tokens_name) {
   if (field(j, "seed")) {
     const json* v = field(j, "seed");
     if (!v->is_number_integer()) throw bad("seed", std::string("must be an integer, got ") + v->dump(), "invalid_type");
-    p.sampling.seed = explicit_seed(v->is_number_unsigned() ? v->get<uint64_t>() : static_cast<uint64_t>(v->get<int64_t>()));
+    p.sampling.seed =
+        explicit_seed(v->is_number_unsigned() ? v->get<uint64_t>() : static_cast<uint64_t>(v->get<int64_t>()));
   }
   for (const char* name : {max_tokens_name, "max_tokens"}) {
     if (field(j, name) && !p.max_tokens) {
@@ -149,10 +158,12 @@ void validate_messages(const json& msgs) {
     if (!role || !role->is_string()) throw bad(where + ".role", "is required and must be a string", "invalid_type");
     bool known = false;
     for (const char* r : kRoles) known |= *role == r;
-    if (!known) throw bad(where + ".role", "must be one of system, developer, user, assistant, tool; got " + role->dump());
+    if (!known)
+      throw bad(where + ".role", "must be one of system, developer, user, assistant, tool; got " + role->dump());
     const json* content = field(m, "content");
     if (content && !content->is_string() && !content->is_array())
-      throw bad(where + ".content", std::string("must be a string or an array of content parts, got ") + type_name(*content),
+      throw bad(where + ".content",
+                std::string("must be a string or an array of content parts, got ") + type_name(*content),
                 "invalid_type");
     if (content && content->is_array()) {
       for (const auto& part : *content) {
@@ -188,13 +199,15 @@ CompletionParams parse_completion_request(std::string_view body) {
     for (const auto& t : *one) {
       if (!t.is_number_integer()) throw bad("prompt", "a token array must hold integers only", "invalid_type");
       int64_t id = t.get<int64_t>();
-      if (id < 0 || id > std::numeric_limits<int32_t>::max()) throw bad("prompt", "token id " + t.dump() + " is out of range");
+      if (id < 0 || id > std::numeric_limits<int32_t>::max())
+        throw bad("prompt", "token id " + t.dump() + " is out of range");
       p.prompt_ids.push_back(static_cast<int32_t>(id));
     }
   } else {
-    throw bad("prompt", std::string("must be a string or an array of token ids (one prompt per request), got ") +
-                            type_name(*prompt),
-              "invalid_type");
+    throw bad(
+        "prompt",
+        std::string("must be a string or an array of token ids (one prompt per request), got ") + type_name(*prompt),
+        "invalid_type");
   }
   if (field(j, "echo")) p.echo = boolean(j, "echo");
   return p;
@@ -206,7 +219,8 @@ ChatParams parse_chat_request(std::string_view body) {
   parse_common(j, p, "max_completion_tokens");
   const json* msgs = field(j, "messages");
   if (!msgs) throw bad("messages", "is required", "missing_field");
-  if (!msgs->is_array()) throw bad("messages", std::string("must be an array, got ") + type_name(*msgs), "invalid_type");
+  if (!msgs->is_array())
+    throw bad("messages", std::string("must be an array, got ") + type_name(*msgs), "invalid_type");
   if (msgs->empty()) throw bad("messages", "must hold at least one message");
   validate_messages(*msgs);
   p.messages = *msgs;
@@ -234,11 +248,11 @@ ChatParams parse_chat_request(std::string_view body) {
       p.tool_choice = "function";
       p.tool_choice_name = (*tc)["function"]["name"].get<std::string>();
     } else {
-      throw bad("tool_choice", "must be \"none\", \"auto\", \"required\" or {\"type\": \"function\", \"function\": {\"name\": ...}}",
+      throw bad("tool_choice",
+                "must be \"none\", \"auto\", \"required\" or {\"type\": \"function\", \"function\": {\"name\": ...}}",
                 "invalid_type");
     }
-    if (p.tool_choice != "none" && p.tools.is_null())
-      throw bad("tool_choice", "needs a non-empty 'tools' list");
+    if (p.tool_choice != "none" && p.tools.is_null()) throw bad("tool_choice", "needs a non-empty 'tools' list");
   }
   if (const json* kw = field(j, "chat_template_kwargs")) {
     if (!kw->is_object()) throw bad("chat_template_kwargs", "must be an object", "invalid_type");

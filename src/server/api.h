@@ -46,9 +46,9 @@ struct ApiError : std::runtime_error {
 std::string error_body(const ApiError& e);
 
 struct CommonParams {
-  std::string model;                       // "" when the request named none
-  SamplerParams sampling;                  // OpenAI defaults: temperature 1, top_p 1, top-k and min-p off
-  std::optional<int64_t> max_tokens;       // unset: up to the end of the context (chat) / 16 (completions)
+  std::string model;                  // "" when the request named none
+  SamplerParams sampling;             // OpenAI defaults: temperature 1, top_p 1, top-k and min-p off
+  std::optional<int64_t> max_tokens;  // unset: up to the end of the context (chat) / 16 (completions)
   std::vector<std::string> stop;
   bool stream = false;
   bool include_usage = false;
@@ -56,16 +56,16 @@ struct CommonParams {
 };
 
 struct CompletionParams : CommonParams {
-  std::string prompt_text;                 // used when prompt_ids is empty
-  std::vector<int32_t> prompt_ids;         // the prompt as token ids, when sent that way
+  std::string prompt_text;          // used when prompt_ids is empty
+  std::vector<int32_t> prompt_ids;  // the prompt as token ids, when sent that way
   bool echo = false;
 };
 
 struct ChatParams : CommonParams {
-  nlohmann::ordered_json messages;         // validated array of message objects
-  nlohmann::ordered_json tools;            // array or null
-  std::string tool_choice = "auto";        // "none", "auto", "required", or "function"
-  std::string tool_choice_name;            // with "function"
+  nlohmann::ordered_json messages;   // validated array of message objects
+  nlohmann::ordered_json tools;      // array or null
+  std::string tool_choice = "auto";  // "none", "auto", "required", or "function"
+  std::string tool_choice_name;      // with "function"
   nlohmann::ordered_json template_kwargs = nlohmann::ordered_json::object();
   std::optional<bool> enable_thinking;     // unset: the template's default
   std::optional<int64_t> thinking_budget;  // reasoning tokens at most

@@ -46,7 +46,7 @@ bool wait_readable(int fd, int timeout_ms, const std::atomic<bool>& stopping) {
 }
 
 std::string response_head(int status, std::string_view content_type, const std::vector<std::string>& extra,
-                           bool keep_alive) {
+                          bool keep_alive) {
   std::string h = "HTTP/1.1 " + std::to_string(status) + " " + status_text(status) + "\r\n";
   if (!content_type.empty()) h += "Content-Type: " + std::string(content_type) + "\r\n";
   for (const auto& e : extra) h += e + "\r\n";
@@ -58,23 +58,40 @@ std::string response_head(int status, std::string_view content_type, const std::
 
 const char* status_text(int status) {
   switch (status) {
-    case 100: return "Continue";
-    case 200: return "OK";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 411: return "Length Required";
-    case 413: return "Payload Too Large";
-    case 415: return "Unsupported Media Type";
-    case 422: return "Unprocessable Entity";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 503: return "Service Unavailable";
-    default: return "Unknown";
+    case 100:
+      return "Continue";
+    case 200:
+      return "OK";
+    case 400:
+      return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 408:
+      return "Request Timeout";
+    case 411:
+      return "Length Required";
+    case 413:
+      return "Payload Too Large";
+    case 415:
+      return "Unsupported Media Type";
+    case 422:
+      return "Unprocessable Entity";
+    case 429:
+      return "Too Many Requests";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 500:
+      return "Internal Server Error";
+    case 501:
+      return "Not Implemented";
+    case 503:
+      return "Service Unavailable";
+    default:
+      return "Unknown";
   }
 }
 
@@ -204,8 +221,9 @@ void Server::run() {
     ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     if (connections_.load() >= opts_.max_connections) {
       Response busy(fd, false);
-      busy.send(503, "application/json",
-                R"({"error":{"message":"too many open connections; retry later","type":"server_error","param":null,"code":"too_many_connections"}})");
+      busy.send(
+          503, "application/json",
+          R"({"error":{"message":"too many open connections; retry later","type":"server_error","param":null,"code":"too_many_connections"}})");
       ::close(fd);
       continue;
     }
@@ -247,7 +265,8 @@ void Server::serve_connection(int fd) {
     // Head: request line and headers up to the blank line.
     size_t head_end;
     while ((head_end = buf.find("\r\n\r\n")) == std::string::npos) {
-      if (buf.size() > opts_.max_header_bytes) return error_reply(431, "request headers too large", "headers_too_large");
+      if (buf.size() > opts_.max_header_bytes)
+        return error_reply(431, "request headers too large", "headers_too_large");
       if (!read_more(buf.empty() ? opts_.idle_timeout_ms : 10000)) return;
     }
     Request req;
@@ -315,7 +334,9 @@ void Server::serve_connection(int fd) {
       }
       return;
     }
-    if (!res.sent()) res.send(500, "application/json", R"({"error":{"message":"no response","type":"server_error","param":null,"code":"internal_error"}})");
+    if (!res.sent())
+      res.send(500, "application/json",
+               R"({"error":{"message":"no response","type":"server_error","param":null,"code":"internal_error"}})");
     if (!res.keep_alive()) return;
   }
 }

@@ -21,8 +21,8 @@ namespace owl::http {
 
 struct Request {
   std::string method;
-  std::string path;   // without the query string
-  std::string query;  // after '?', undecoded
+  std::string path;                                          // without the query string
+  std::string query;                                         // after '?', undecoded
   std::vector<std::pair<std::string, std::string>> headers;  // names lower-cased
   std::string body;
   // The header's value, or "" when absent (name in lower case).
@@ -63,11 +63,11 @@ using Handler = std::function<void(const Request&, Response&)>;
 
 struct ServerOptions {
   std::string host = "127.0.0.1";
-  int port = 8080;                       // 0: any free port (see Server::port())
-  size_t max_body_bytes = 8u << 20;      // larger bodies get 413
-  size_t max_header_bytes = 64u << 10;   // larger headers get 431
-  int max_connections = 64;              // more get 503 at once
-  int idle_timeout_ms = 30000;           // keep-alive connections close after this much silence
+  int port = 8080;                      // 0: any free port (see Server::port())
+  size_t max_body_bytes = 8u << 20;     // larger bodies get 413
+  size_t max_header_bytes = 64u << 10;  // larger headers get 431
+  int max_connections = 64;             // more get 503 at once
+  int idle_timeout_ms = 30000;          // keep-alive connections close after this much silence
 };
 
 class Server {

@@ -39,7 +39,8 @@ std::string Metrics::render(const EngineStats& s) const {
          d(s.prompt_tokens_total));
   metric(out, "owl_prompt_tokens_cached_total", "counter", "Prompt tokens served from the prefix cache.",
          d(s.prompt_tokens_cached_total));
-  metric(out, "owl_prefill_tokens_total", "counter", "Prompt tokens evaluated by the model.", d(s.prefill_tokens_total));
+  metric(out, "owl_prefill_tokens_total", "counter", "Prompt tokens evaluated by the model.",
+         d(s.prefill_tokens_total));
   metric(out, "owl_generation_tokens_total", "counter", "Tokens generated.", d(s.generated_tokens_total));
   metric(out, "owl_generation_requests_finished_total", "counter", "Generation requests that ended (any reason).",
          d(s.requests_finished_total));
@@ -52,8 +53,8 @@ std::string Metrics::render(const EngineStats& s) const {
   metric(out, "owl_kv_cache_pages_in_use", "gauge", "KV cache pages holding tokens.", d(s.kv_pages_in_use));
   metric(out, "owl_kv_cache_bytes", "gauge", "Bytes allocated for KV cache pages.", d(s.kv_bytes_allocated));
   metric(out, "owl_kv_cache_budget_tokens", "gauge", "KV cache budget in tokens.", d(s.kv_budget_tokens));
-  metric(out, "owl_kv_cache_committed_tokens", "gauge",
-         "KV tokens reserved by running requests plus cached prefixes.", d(s.kv_committed_tokens));
+  metric(out, "owl_kv_cache_committed_tokens", "gauge", "KV tokens reserved by running requests plus cached prefixes.",
+         d(s.kv_committed_tokens));
   metric(out, "owl_kv_cache_usage_ratio", "gauge", "Committed share of the KV budget.",
          s.kv_budget_tokens > 0 ? d(s.kv_committed_tokens) / d(s.kv_budget_tokens) : 0.0);
   metric(out, "owl_generation_tokens_per_second", "gauge", "Generated tokens per second over the last 10 s.",

@@ -28,9 +28,7 @@ std::string random_id(const char* prefix) {
 
 int64_t now_seconds() { return static_cast<int64_t>(std::time(nullptr)); }
 
-void send_json(http::Response& res, int status, const json& body) {
-  res.send(status, "application/json", body.dump());
-}
+void send_json(http::Response& res, int status, const json& body) { res.send(status, "application/json", body.dump()); }
 
 void send_error(http::Response& res, const ApiError& e) {
   res.send(e.status, "application/json", error_body(e),
@@ -42,8 +40,12 @@ bool write_sse(http::Response& res, const json& data) { return res.write("data: 
 // Every answer and stream chunk: one choice that holds `key` (text, delta or message).
 json envelope(const std::string& id, const char* object, int64_t created, const std::string& model, const char* key,
               const json& value, const json& finish) {
-  return json{{"id", id}, {"object", object}, {"created", created}, {"model", model},
-              {"choices", json::array({{{"index", 0}, {key, value}, {"logprobs", nullptr}, {"finish_reason", finish}}})}};
+  return json{
+      {"id", id},
+      {"object", object},
+      {"created", created},
+      {"model", model},
+      {"choices", json::array({{{"index", 0}, {key, value}, {"logprobs", nullptr}, {"finish_reason", finish}}})}};
 }
 
 // Ends a stream: when `usage` is set, a copy of `chunk` with no choices that carries it; then [DONE].
@@ -124,7 +126,8 @@ void OpenAIServer::handle(const http::Request& req, http::Response& res) {
     if (req.path == e) label = e;
   try {
     if (req.path == "/health") {
-      if (req.method != "GET") throw ApiError(405, "use GET /health", "invalid_request_error", "", "method_not_allowed");
+      if (req.method != "GET")
+        throw ApiError(405, "use GET /health", "invalid_request_error", "", "method_not_allowed");
       send_json(res, 200, {{"status", "ok"}});
     } else {
       if (!opts_.api_key.empty()) {
@@ -152,15 +155,19 @@ void OpenAIServer::handle(const http::Request& req, http::Response& res) {
         handle_completions(req, res);
       } else if (req.path == "/v1/models" || req.path == "/models") {
         want("GET");
-        json model = {{"id", opts_.model_id}, {"object", "model"}, {"created", created_}, {"owned_by", "owl"},
+        json model = {{"id", opts_.model_id},
+                      {"object", "model"},
+                      {"created", created_},
+                      {"owned_by", "owl"},
                       {"meta", {{"n_ctx", engine_.n_ctx()}, {"n_vocab", tok_.n_vocab()}}}};
         send_json(res, 200, {{"object", "list"}, {"data", json::array({model})}});
       } else if (req.path == "/metrics") {
         want("GET");
         res.send(200, "text/plain; version=0.0.4", metrics_.render(engine_.stats()));
       } else {
-        throw ApiError(404, "no route for " + req.method + " " + req.path +
-                                "; endpoints: /v1/chat/completions, /v1/completions, /v1/models, /health, /metrics",
+        throw ApiError(404,
+                       "no route for " + req.method + " " + req.path +
+                           "; endpoints: /v1/chat/completions, /v1/completions, /v1/models, /health, /metrics",
                        "invalid_request_error", "", "not_found");
       }
     }
@@ -209,7 +216,8 @@ void OpenAIServer::handle_completions(const http::Request& req, http::Response& 
   auto last = pump(*stream, res, [&](const GenerationEvent& e) {
     if (e.finish == FinishReason::Error) return true;
     if (e.text.empty() && e.finish == FinishReason::None) return true;
-    return write_sse(res, chunk(e.text, e.finish == FinishReason::None ? json(nullptr) : json(finish_reason_name(e.finish))));
+    return write_sse(
+        res, chunk(e.text, e.finish == FinishReason::None ? json(nullptr) : json(finish_reason_name(e.finish))));
   });
   if (!last) return metrics_.count_disconnect();
   const bool failed = last->finish == FinishReason::Error;
@@ -259,8 +267,12 @@ std::string OpenAIServer::render_chat(const ChatParams& p) const {
 // with content that may be the start of a tool call held back until the call is complete.
 class ChatAnswer {
  public:
-  ChatAnswer(const ChatParams& p, chat::ReasoningStart start, const chat::ReasoningTags& tags, chat::ToolCallFormat format)
-      : tools_(p.tools), tools_active_(!p.tools.is_null() && p.tool_choice != "none"), format_(format), parser_(start, tags) {}
+  ChatAnswer(const ChatParams& p, chat::ReasoningStart start, const chat::ReasoningTags& tags,
+             chat::ToolCallFormat format)
+      : tools_(p.tools),
+        tools_active_(!p.tools.is_null() && p.tool_choice != "none"),
+        format_(format),
+        parser_(start, tags) {}
 
   // Takes an event's text; returns the delta that may be streamed now.
   chat::ReasoningDelta add(const GenerationEvent& e) {
@@ -288,15 +300,18 @@ class ChatAnswer {
   // The whole content, with its tool calls parsed out (when tools are on).
   chat::ParsedOutput parse() {
     chat::ParsedOutput parsed;
-    if (tools_active_) parsed = chat::parse_tool_calls(format_, content_, tools_, id_rng_() % 1000000000);
-    else parsed.content = content_;
+    if (tools_active_)
+      parsed = chat::parse_tool_calls(format_, content_, tools_, id_rng_() % 1000000000);
+    else
+      parsed.content = content_;
     return parsed;
   }
 
   // The held-back tail of a streamed answer: what the parsed calls leave of it is content.
   std::string unsent_content(const chat::ParsedOutput& parsed) const {
     if (parsed.tool_calls.empty()) return content_.substr(content_sent_);
-    if (parsed.content.size() > content_sent_ && parsed.content.compare(0, content_sent_, content_, 0, content_sent_) == 0)
+    if (parsed.content.size() > content_sent_ &&
+        parsed.content.compare(0, content_sent_, content_, 0, content_sent_) == 0)
       return parsed.content.substr(content_sent_);
     return "";
   }
@@ -328,7 +343,8 @@ json tool_calls_json(const chat::ParsedOutput& parsed, bool with_index) {
   for (size_t i = 0; i < parsed.tool_calls.size(); ++i) {
     const auto& call = parsed.tool_calls[i];
     json c = with_index ? json{{"index", i}} : json::object();
-    c.update(json{{"id", call.id}, {"type", "function"}, {"function", {{"name", call.name}, {"arguments", call.arguments}}}});
+    c.update(json{
+        {"id", call.id}, {"type", "function"}, {"function", {{"name", call.name}, {"arguments", call.arguments}}}});
     calls.push_back(std::move(c));
   }
   return calls;
@@ -347,11 +363,14 @@ GenerationRequest OpenAIServer::chat_request(const ChatParams& p, const std::str
   g.prompt = chat::encode_chat_prompt(tok_, prompt);
   g.sampling = p.sampling;
   int64_t room = engine_.n_ctx() - static_cast<int64_t>(g.prompt.size());
-  if (p.max_tokens) g.max_tokens = *p.max_tokens;
-  else g.max_tokens = opts_.default_max_tokens > 0 ? std::min(opts_.default_max_tokens, room) : room;
+  if (p.max_tokens)
+    g.max_tokens = *p.max_tokens;
+  else
+    g.max_tokens = opts_.default_max_tokens > 0 ? std::min(opts_.default_max_tokens, room) : room;
   if (room < 1)
-    throw ApiError(400, "the prompt is " + std::to_string(g.prompt.size()) + " tokens, but this model's context is " +
-                            std::to_string(engine_.n_ctx()) + " tokens; shorten the messages",
+    throw ApiError(400,
+                   "the prompt is " + std::to_string(g.prompt.size()) + " tokens, but this model's context is " +
+                       std::to_string(engine_.n_ctx()) + " tokens; shorten the messages",
                    "invalid_request_error", "messages", "context_length_exceeded");
   g.stop = p.stop;
   g.ignore_eos = p.ignore_eos;
@@ -373,8 +392,10 @@ void OpenAIServer::handle_chat(const http::Request& req, http::Response& res) {
   const std::string id = random_id("chatcmpl-");
   const int64_t created = now_seconds();
   ChatAnswer answer(p, start, tags, format);
-  if (p.stream) stream_chat(p, *stream, answer, id, created, res);
-  else answer_chat(*stream, answer, id, created, res);
+  if (p.stream)
+    stream_chat(p, *stream, answer, id, created, res);
+  else
+    answer_chat(*stream, answer, id, created, res);
 }
 
 void OpenAIServer::answer_chat(GenerationStream& stream, ChatAnswer& answer, const std::string& id, int64_t created,
@@ -386,11 +407,13 @@ void OpenAIServer::answer_chat(GenerationStream& stream, ChatAnswer& answer, con
   if (!last) return metrics_.count_disconnect();
   if (last->finish == FinishReason::Error) throw generation_error(*last);
   chat::ParsedOutput parsed = answer.parse();
-  json message = {{"role", "assistant"},
-                  {"content", parsed.content.empty() && !parsed.tool_calls.empty() ? json(nullptr) : json(parsed.content)}};
+  json message = {
+      {"role", "assistant"},
+      {"content", parsed.content.empty() && !parsed.tool_calls.empty() ? json(nullptr) : json(parsed.content)}};
   if (!answer.reasoning().empty()) message["reasoning_content"] = answer.reasoning();
   if (!parsed.tool_calls.empty()) message["tool_calls"] = tool_calls_json(parsed, false);
-  json body = envelope(id, "chat.completion", created, opts_.model_id, "message", message, chat_finish_reason(*last, parsed));
+  json body =
+      envelope(id, "chat.completion", created, opts_.model_id, "message", message, chat_finish_reason(*last, parsed));
   body["usage"] = usage_json(*last, answer.reasoning_tokens(), true);
   send_json(res, 200, body);
 }
@@ -416,7 +439,8 @@ void OpenAIServer::stream_chat(const ChatParams& p, GenerationStream& stream, Ch
     write_sse(res, json::parse(error_body(generation_error(*last))));
   } else {
     chat::ParsedOutput parsed = answer.parse();
-    if (std::string rest = answer.unsent_content(parsed); !rest.empty()) write_sse(res, chunk({{"content", rest}}, nullptr));
+    if (std::string rest = answer.unsent_content(parsed); !rest.empty())
+      write_sse(res, chunk({{"content", rest}}, nullptr));
     if (!parsed.tool_calls.empty()) write_sse(res, chunk({{"tool_calls", tool_calls_json(parsed, true)}}, nullptr));
     write_sse(res, chunk(json::object(), chat_finish_reason(*last, parsed)));
   }

@@ -24,9 +24,9 @@ class Tokenizer;
 namespace owl::server {
 
 struct ApiOptions {
-  std::string model_id;           // the name /v1/models lists and requests may use
-  std::string api_key;            // "" = no authentication
-  int64_t default_max_tokens = 0; // chat requests without max_tokens: 0 = to the end of the context
+  std::string model_id;            // the name /v1/models lists and requests may use
+  std::string api_key;             // "" = no authentication
+  int64_t default_max_tokens = 0;  // chat requests without max_tokens: 0 = to the end of the context
 };
 
 class ChatAnswer;  // server.cpp: a chat answer's text as it arrives

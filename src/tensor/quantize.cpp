@@ -226,8 +226,7 @@ void quant_k_asym(const float* x, Block& y, int nmax, int* L) {
   pack_k4_scales(ls, lm, y.scales);
   for (int j = 0; j < 8; ++j) {
     const float dl = dq * ls[j], ml = dminq * lm[j];
-    for (int i = 0; i < 32; ++i)
-      L[32 * j + i] = dl > 0 ? std::clamp(nearest((x[32 * j + i] + ml) / dl), 0, nmax) : 0;
+    for (int i = 0; i < 32; ++i) L[32 * j + i] = dl > 0 ? std::clamp(nearest((x[32 * j + i] + ml) / dl), 0, nmax) : 0;
   }
 }
 
@@ -384,9 +383,20 @@ Block* out(void* p) {
 
 bool can_quantize(DType t) {
   switch (t) {
-    case DType::F32: case DType::F16: case DType::BF16: case DType::Q4_0: case DType::Q4_1:
-    case DType::Q5_0: case DType::Q5_1: case DType::Q8_0: case DType::Q4_K: case DType::Q5_K:
-    case DType::Q6_K: case DType::Q8_K: case DType::IQ4_NL: case DType::IQ4_XS:
+    case DType::F32:
+    case DType::F16:
+    case DType::BF16:
+    case DType::Q4_0:
+    case DType::Q4_1:
+    case DType::Q5_0:
+    case DType::Q5_1:
+    case DType::Q8_0:
+    case DType::Q4_K:
+    case DType::Q5_K:
+    case DType::Q6_K:
+    case DType::Q8_K:
+    case DType::IQ4_NL:
+    case DType::IQ4_XS:
       return true;
     default:
       return false;
@@ -398,30 +408,45 @@ namespace {
 // weights: rows of a stored weight (Q8_0 rounds halves away from zero, see quants.h).
 void quantize(DType t, const float* src, void* dst, int64_t n, bool weights) {
   if (!can_quantize(t))
-    throw Error(std::string("quantization to ") + dtype_name(t) +
-                " is not supported; choose one of F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q4_K Q5_K Q6_K Q8_K IQ4_NL IQ4_XS");
+    throw Error(
+        std::string("quantization to ") + dtype_name(t) +
+        " is not supported; choose one of F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q4_K Q5_K Q6_K Q8_K IQ4_NL IQ4_XS");
   row_bytes(t, n);  // throws when n is not a multiple of the block size
   const int64_t nb = n / info(t).block_size;
   switch (t) {
-    case DType::F32: std::memcpy(dst, src, static_cast<size_t>(n) * 4); return;
+    case DType::F32:
+      std::memcpy(dst, src, static_cast<size_t>(n) * 4);
+      return;
     case DType::F16:
       for (int64_t i = 0; i < n; ++i) out<uint16_t>(dst)[i] = f32_to_f16(src[i]);
       return;
     case DType::BF16:
       for (int64_t i = 0; i < n; ++i) out<uint16_t>(dst)[i] = f32_to_bf16(src[i]);
       return;
-    case DType::Q4_0: return quant_q4_0(src, out<BlockQ4_0>(dst), nb);
-    case DType::Q4_1: return quant_q4_1(src, out<BlockQ4_1>(dst), nb);
-    case DType::Q5_0: return quant_q5_0(src, out<BlockQ5_0>(dst), nb);
-    case DType::Q5_1: return quant_q5_1(src, out<BlockQ5_1>(dst), nb);
-    case DType::Q8_0: return quant_q8_0(src, out<BlockQ8_0>(dst), nb, /*half_away=*/weights);
-    case DType::Q4_K: return quant_q4_k(src, out<BlockQ4_K>(dst), nb);
-    case DType::Q5_K: return quant_q5_k(src, out<BlockQ5_K>(dst), nb);
-    case DType::Q6_K: return quant_q6_k(src, out<BlockQ6_K>(dst), nb);
-    case DType::Q8_K: return quant_q8_k(src, out<BlockQ8_K>(dst), nb);
-    case DType::IQ4_NL: return quant_iq4_nl(src, out<BlockIQ4_NL>(dst), nb);
-    case DType::IQ4_XS: return quant_iq4_xs(src, out<BlockIQ4_XS>(dst), nb);
-    default: return;
+    case DType::Q4_0:
+      return quant_q4_0(src, out<BlockQ4_0>(dst), nb);
+    case DType::Q4_1:
+      return quant_q4_1(src, out<BlockQ4_1>(dst), nb);
+    case DType::Q5_0:
+      return quant_q5_0(src, out<BlockQ5_0>(dst), nb);
+    case DType::Q5_1:
+      return quant_q5_1(src, out<BlockQ5_1>(dst), nb);
+    case DType::Q8_0:
+      return quant_q8_0(src, out<BlockQ8_0>(dst), nb, /*half_away=*/weights);
+    case DType::Q4_K:
+      return quant_q4_k(src, out<BlockQ4_K>(dst), nb);
+    case DType::Q5_K:
+      return quant_q5_k(src, out<BlockQ5_K>(dst), nb);
+    case DType::Q6_K:
+      return quant_q6_k(src, out<BlockQ6_K>(dst), nb);
+    case DType::Q8_K:
+      return quant_q8_k(src, out<BlockQ8_K>(dst), nb);
+    case DType::IQ4_NL:
+      return quant_iq4_nl(src, out<BlockIQ4_NL>(dst), nb);
+    case DType::IQ4_XS:
+      return quant_iq4_xs(src, out<BlockIQ4_XS>(dst), nb);
+    default:
+      return;
   }
 }
 

@@ -208,7 +208,9 @@ void dequantize_row_ref(DType t, const void* src, float* dst, int64_t n) {
   const int64_t nb = n / info(t).block_size;
   if (nb * info(t).block_size != n) row_bytes(t, n);  // throws the "not a multiple" error
   switch (t) {
-    case DType::F32: std::memcpy(dst, src, static_cast<size_t>(n) * 4); return;
+    case DType::F32:
+      std::memcpy(dst, src, static_cast<size_t>(n) * 4);
+      return;
     case DType::F16: {
       auto* s = static_cast<const uint16_t*>(src);
       for (int64_t i = 0; i < n; ++i) dst[i] = f16_to_f32(s[i]);
@@ -219,19 +221,32 @@ void dequantize_row_ref(DType t, const void* src, float* dst, int64_t n) {
       for (int64_t i = 0; i < n; ++i) dst[i] = bf16_to_f32(s[i]);
       return;
     }
-    case DType::Q4_0: return deq_q4_0(blocks<BlockQ4_0>(src), dst, nb);
-    case DType::Q4_1: return deq_q4_1(blocks<BlockQ4_1>(src), dst, nb);
-    case DType::Q5_0: return deq_q5(blocks<BlockQ5_0>(src), dst, nb);
-    case DType::Q5_1: return deq_q5(blocks<BlockQ5_1>(src), dst, nb);
-    case DType::Q8_0: return deq_q8_0(blocks<BlockQ8_0>(src), dst, nb);
-    case DType::Q2_K: return deq_q2_k(blocks<BlockQ2_K>(src), dst, nb);
-    case DType::Q3_K: return deq_q3_k(blocks<BlockQ3_K>(src), dst, nb);
-    case DType::Q4_K: return deq_q4_k(blocks<BlockQ4_K>(src), dst, nb);
-    case DType::Q5_K: return deq_q5_k(blocks<BlockQ5_K>(src), dst, nb);
-    case DType::Q6_K: return deq_q6_k(blocks<BlockQ6_K>(src), dst, nb);
-    case DType::Q8_K: return deq_q8_k(blocks<BlockQ8_K>(src), dst, nb);
-    case DType::IQ4_NL: return deq_iq4_nl(blocks<BlockIQ4_NL>(src), dst, nb);
-    case DType::IQ4_XS: return deq_iq4_xs(blocks<BlockIQ4_XS>(src), dst, nb);
+    case DType::Q4_0:
+      return deq_q4_0(blocks<BlockQ4_0>(src), dst, nb);
+    case DType::Q4_1:
+      return deq_q4_1(blocks<BlockQ4_1>(src), dst, nb);
+    case DType::Q5_0:
+      return deq_q5(blocks<BlockQ5_0>(src), dst, nb);
+    case DType::Q5_1:
+      return deq_q5(blocks<BlockQ5_1>(src), dst, nb);
+    case DType::Q8_0:
+      return deq_q8_0(blocks<BlockQ8_0>(src), dst, nb);
+    case DType::Q2_K:
+      return deq_q2_k(blocks<BlockQ2_K>(src), dst, nb);
+    case DType::Q3_K:
+      return deq_q3_k(blocks<BlockQ3_K>(src), dst, nb);
+    case DType::Q4_K:
+      return deq_q4_k(blocks<BlockQ4_K>(src), dst, nb);
+    case DType::Q5_K:
+      return deq_q5_k(blocks<BlockQ5_K>(src), dst, nb);
+    case DType::Q6_K:
+      return deq_q6_k(blocks<BlockQ6_K>(src), dst, nb);
+    case DType::Q8_K:
+      return deq_q8_k(blocks<BlockQ8_K>(src), dst, nb);
+    case DType::IQ4_NL:
+      return deq_iq4_nl(blocks<BlockIQ4_NL>(src), dst, nb);
+    case DType::IQ4_XS:
+      return deq_iq4_xs(blocks<BlockIQ4_XS>(src), dst, nb);
     default:
       throw Error(std::string("dequantization of tensor type ") + dtype_name(t) +
                   " is not supported (supported: F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K..Q8_K IQ4_NL IQ4_XS)");

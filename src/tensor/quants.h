@@ -90,7 +90,7 @@ struct BlockIQ4_NL {
 };
 struct BlockIQ4_XS {
   uint16_t d;
-  uint16_t scales_h;  // high 2 bits of the 8 sub-block scales
+  uint16_t scales_h;            // high 2 bits of the 8 sub-block scales
   uint8_t scales_l[kQKK / 64];  // low 4 bits, two per byte
   uint8_t qs[kQKK / 2];
 };

@@ -23,8 +23,10 @@ const char* const kQwen2Regex =
     "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| "
     "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 const char* const kTekkenRegex =
-    "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]+|[^\\r\\n\\p{L}\\p{N}]?[\\p{"
-    "Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+    "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]+|[^\\r\\n\\p{L}\\p{N}]?["
+    "\\p{"
+    "Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*|\\p{N}| "
+    "?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 const char* const kDeepseekV3Regex =
     "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\\r\\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+| "
     "?[\\p{P}\\p{S}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
@@ -63,7 +65,8 @@ PreSpec pre_spec(const std::string& pre, const std::string& file) {
     return {{"[\\r\\n]", kDeepseekLlmLetters, "\\s?[!-/:-~！-／：-～‘-‟　-。]+", "\\s+$", "[一-龥ࠀ-一가-퟿]+",
              "\\p{N}+"},
             false};
-  if (pre == "deepseek-coder") return {{"[\\r\\n]", "\\s?\\p{L}+", "\\s?\\p{P}+", "[一-龥ࠀ-一가-퟿]+", "\\p{N}"}, false};
+  if (pre == "deepseek-coder")
+    return {{"[\\r\\n]", "\\s?\\p{L}+", "\\s?\\p{P}+", "[一-龥ࠀ-一가-퟿]+", "\\p{N}"}, false};
   if (pre == "gpt-2" || pre == "default" || pre == "phi-2" || pre == "gpt2" || pre == "olmo" || pre == "jais")
     return {{text::kGpt2Pattern}, false};
   throw Error(file + ": tokenizer.ggml.pre '" + pre +
@@ -79,7 +82,8 @@ std::unique_ptr<Tokenizer> Tokenizer::from_gguf(const gguf::File& f) {
   auto model = md.get_string("tokenizer.ggml.model");
   if (!model) throw Error(file + ": no tokenizer in this GGUF (tokenizer.ggml.model is missing)");
   if (*model != "gpt2" && *model != "llama")
-    throw Error(file + ": tokenizer.ggml.model '" + *model + "' is not supported (owl reads gpt2 and llama vocabularies)");
+    throw Error(file + ": tokenizer.ggml.model '" + *model +
+                "' is not supported (owl reads gpt2 and llama vocabularies)");
   const gguf::Value* tokens_v = md.find("tokenizer.ggml.tokens");
   if (!tokens_v || tokens_v->type != gguf::ValueType::ARRAY)
     throw Error(file + ": tokenizer.ggml.tokens is missing or not an array");

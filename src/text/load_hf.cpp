@@ -93,15 +93,22 @@ std::unique_ptr<text::PreTokenizer> build_pre_tokenizer(const Ctx& c, const json
     auto [pat, literal] = read_pattern(c, j.at("pattern"));
     std::string b = c.get<std::string>(j, "behavior", "Isolated");
     text::SplitBehavior behavior;
-    if (b == "Isolated") behavior = text::SplitBehavior::Isolated;
-    else if (b == "Removed") behavior = text::SplitBehavior::Removed;
-    else if (b == "MergedWithPrevious") behavior = text::SplitBehavior::MergedWithPrevious;
-    else if (b == "MergedWithNext") behavior = text::SplitBehavior::MergedWithNext;
-    else if (b == "Contiguous") behavior = text::SplitBehavior::Contiguous;
-    else c.fail("Split behavior '" + b + "' is not supported");
+    if (b == "Isolated")
+      behavior = text::SplitBehavior::Isolated;
+    else if (b == "Removed")
+      behavior = text::SplitBehavior::Removed;
+    else if (b == "MergedWithPrevious")
+      behavior = text::SplitBehavior::MergedWithPrevious;
+    else if (b == "MergedWithNext")
+      behavior = text::SplitBehavior::MergedWithNext;
+    else if (b == "Contiguous")
+      behavior = text::SplitBehavior::Contiguous;
+    else
+      c.fail("Split behavior '" + b + "' is not supported");
     return text::make_split(pat, literal, behavior, c.get(j, "invert", false));
   }
-  if (type == "ByteLevel") return text::make_byte_level(c.get(j, "add_prefix_space", false), c.get(j, "use_regex", true));
+  if (type == "ByteLevel")
+    return text::make_byte_level(c.get(j, "add_prefix_space", false), c.get(j, "use_regex", true));
   if (type == "Digits") return text::make_digits(c.get(j, "individual_digits", false));
   if (type == "Metaspace")
     return text::make_metaspace(c.get<std::string>(j, "replacement", "\xE2\x96\x81"), metaspace_scheme(c, j),

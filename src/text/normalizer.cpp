@@ -27,15 +27,23 @@ class UnicodeNormalizer : public Normalizer {
     if (ascii) return;
     int opts = UTF8PROC_STABLE;
     switch (form_) {
-      case UnicodeForm::NFC: opts |= UTF8PROC_COMPOSE; break;
-      case UnicodeForm::NFD: opts |= UTF8PROC_DECOMPOSE; break;
-      case UnicodeForm::NFKC: opts |= UTF8PROC_COMPOSE | UTF8PROC_COMPAT; break;
-      case UnicodeForm::NFKD: opts |= UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT; break;
+      case UnicodeForm::NFC:
+        opts |= UTF8PROC_COMPOSE;
+        break;
+      case UnicodeForm::NFD:
+        opts |= UTF8PROC_DECOMPOSE;
+        break;
+      case UnicodeForm::NFKC:
+        opts |= UTF8PROC_COMPOSE | UTF8PROC_COMPAT;
+        break;
+      case UnicodeForm::NFKD:
+        opts |= UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT;
+        break;
     }
     utf8proc_uint8_t* out = nullptr;
-    utf8proc_ssize_t n = utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(s.data()),
-                                      static_cast<utf8proc_ssize_t>(s.size()), &out,
-                                      static_cast<utf8proc_option_t>(opts));
+    utf8proc_ssize_t n =
+        utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(s.data()), static_cast<utf8proc_ssize_t>(s.size()), &out,
+                     static_cast<utf8proc_option_t>(opts));
     if (n < 0) throw Error(std::string("Unicode normalisation failed: ") + utf8proc_errmsg(n));
     s.assign(reinterpret_cast<const char*>(out), static_cast<size_t>(n));
     std::free(out);
@@ -143,7 +151,9 @@ class SequenceNormalizer : public Normalizer {
 
 }  // namespace
 
-std::unique_ptr<Normalizer> make_unicode_normalizer(UnicodeForm form) { return std::make_unique<UnicodeNormalizer>(form); }
+std::unique_ptr<Normalizer> make_unicode_normalizer(UnicodeForm form) {
+  return std::make_unique<UnicodeNormalizer>(form);
+}
 std::unique_ptr<Normalizer> make_lowercase_normalizer() { return std::make_unique<LowercaseNormalizer>(); }
 std::unique_ptr<Normalizer> make_replace_normalizer(const std::string& pattern, bool literal, std::string content) {
   return std::make_unique<ReplaceNormalizer>(pattern, literal, std::move(content));

@@ -140,8 +140,10 @@ class MetaspacePreTokenizer : public PreTokenizer {
     for (const std::string& p : pieces) {
       std::string s;
       for (char c : p) {
-        if (c == ' ') s += replacement_;
-        else s += c;
+        if (c == ' ')
+          s += replacement_;
+        else
+          s += c;
       }
       bool prepend = scheme_ == "always" || (scheme_ == "first" && first);
       if (prepend && s.compare(0, replacement_.size(), replacement_) != 0) s.insert(0, replacement_);

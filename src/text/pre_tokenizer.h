@@ -20,12 +20,12 @@ class PreTokenizer {
 // How Split treats the matches of its pattern (HF SplitDelimiterBehavior).
 enum class SplitBehavior { Removed, Isolated, MergedWithPrevious, MergedWithNext, Contiguous };
 
-std::unique_ptr<PreTokenizer> make_split(const std::string& pattern, bool literal, SplitBehavior behavior,
-                                         bool invert);
+std::unique_ptr<PreTokenizer> make_split(const std::string& pattern, bool literal, SplitBehavior behavior, bool invert);
 // ByteLevel: optional GPT-2 regex split and prefix space, then bytes -> byte-level characters.
 std::unique_ptr<PreTokenizer> make_byte_level(bool add_prefix_space, bool use_regex);
 std::unique_ptr<PreTokenizer> make_digits(bool individual_digits);
-// Metaspace: spaces -> replacement, prefix per scheme ("always", "first", "never"), optional split before each replacement.
+// Metaspace: spaces -> replacement, prefix per scheme ("always", "first", "never"), optional split before each
+// replacement.
 std::unique_ptr<PreTokenizer> make_metaspace(std::string replacement, std::string prepend_scheme, bool split);
 // Whitespace (\w+|[^\w\s]+) and WhitespaceSplit (split on whitespace, drop it).
 std::unique_ptr<PreTokenizer> make_whitespace();

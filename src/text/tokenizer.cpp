@@ -119,9 +119,9 @@ std::string_view trim_space_right(std::string_view s) {
 }
 
 const char* const kEogTexts[] = {
-    "<|eot_id|>", "<|im_end|>", "<|end|>", "<|endoftext|>", "<|end_of_text|>", "<|eom_id|>", "<|return|>",
-    "<|call|>", "<end_of_turn>", "<EOT>", "<｜end▁of▁sentence｜>", "<|user|>", "<|observation|>",
-    "<|end_of_turn|>",
+    "<|eot_id|>",      "<|im_end|>",      "<|end|>",       "<|endoftext|>", "<|end_of_text|>",       "<|eom_id|>",
+    "<|return|>",      "<|call|>",        "<end_of_turn>", "<EOT>",         "<｜end▁of▁sentence｜>", "<|user|>",
+    "<|observation|>", "<|end_of_turn|>",
 };
 
 }  // namespace
@@ -155,7 +155,9 @@ std::unique_ptr<Tokenizer> Tokenizer::open(const std::string& path) {
   if (fs::is_directory(path, ec)) {
     if (fs::exists(fs::path(path) / "tokenizer.json")) return from_hf_dir(path);
     // A model folder converted to a single GGUF is not a tokenizer folder: say what is missing.
-    throw Error(path + ": no tokenizer.json in this folder (pass a GGUF file, a folder with tokenizer.json, or a tokenizer.json)");
+    throw Error(
+        path +
+        ": no tokenizer.json in this folder (pass a GGUF file, a folder with tokenizer.json, or a tokenizer.json)");
   }
   if (!fs::exists(path, ec)) throw Error(path + ": no such file or folder");
   std::ifstream f(path, std::ios::binary);
@@ -233,8 +235,8 @@ std::string Tokenizer::decode(const std::vector<int32_t>& ids, bool skip_special
   if (!clean_up_spaces) return s;
   // transformers' clean_up_tokenization: remove the space before punctuation and English contractions.
   static const std::pair<const char*, const char*> kRules[] = {
-      {" .", "."}, {" ?", "?"}, {" !", "!"}, {" ,", ","}, {" ' ", "'"}, {" n't", "n't"},
-      {" 'm", "'m"}, {" 's", "'s"}, {" 've", "'ve"}, {" 're", "'re"},
+      {" .", "."},     {" ?", "?"},   {" !", "!"},   {" ,", ","},     {" ' ", "'"},
+      {" n't", "n't"}, {" 'm", "'m"}, {" 's", "'s"}, {" 've", "'ve"}, {" 're", "'re"},
   };
   for (auto [from, to] : kRules) {
     std::string out;

@@ -53,8 +53,8 @@ class Tokenizer {
   std::string token_text(int32_t id) const;  // vocabulary string (e.g. "Ġworld", "▁world"); "" if out of range
   std::optional<int32_t> token_id(std::string_view token) const;
   int32_t n_vocab() const;
-  int32_t bos_id() const;  // -1 if none
-  int32_t eos_id() const;  // -1 if none
+  int32_t bos_id() const;             // -1 if none
+  int32_t eos_id() const;             // -1 if none
   bool is_eog(int32_t id) const;      // end of generation (eos, eot, <|im_end|>, ...)
   bool is_special(int32_t id) const;  // control/special added token
 

@@ -50,7 +50,7 @@ class AddedTokenMatcher {
 struct Tokenizer::Impl {
   std::string source;  // file name, for messages
   text::Bpe bpe;
-  std::unique_ptr<text::Normalizer> normalizer;      // may be null
+  std::unique_ptr<text::Normalizer> normalizer;       // may be null
   std::unique_ptr<text::PreTokenizer> pre_tokenizer;  // may be null: the section is one piece
   text::Decoder decoder;
   std::vector<int32_t> prefix, suffix;  // post-processor: ids around the text with add_special
@@ -65,7 +65,9 @@ struct Tokenizer::Impl {
 
   // Call when the vocabulary, added tokens and ids are final.
   void finish();
-  bool is_added(int32_t id) const { return id >= 0 && id < static_cast<int32_t>(added_index.size()) && added_index[id] >= 0; }
+  bool is_added(int32_t id) const {
+    return id >= 0 && id < static_cast<int32_t>(added_index.size()) && added_index[id] >= 0;
+  }
 };
 
 // Well-known end-of-turn token texts (used when a vocabulary marks them special/control).

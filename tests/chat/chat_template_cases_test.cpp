@@ -16,7 +16,8 @@ using json = nlohmann::ordered_json;
 using owl::chat::ChatInputs;
 using owl::chat::ChatTemplate;
 
-const char* kFamilies[] = {"qwen3", "deepseek-v3", "deepseek-r1", "llama-3.1", "mistral-nemo", "glm-4.6", "kimi-k2", "kimi-k2-thinking"};
+const char* kFamilies[] = {"qwen3",        "deepseek-v3", "deepseek-r1", "llama-3.1",
+                           "mistral-nemo", "glm-4.6",     "kimi-k2",     "kimi-k2-thinking"};
 
 std::vector<json> read_jsonl(const std::string& path) {
   std::vector<json> rows;
@@ -30,8 +31,8 @@ std::vector<json> read_jsonl(const std::string& path) {
 std::string first_difference(const std::string& got, const std::string& want) {
   size_t i = 0;
   while (i < got.size() && i < want.size() && got[i] == want[i]) ++i;
-  return "first difference at byte " + std::to_string(i) + ": got \"" + got.substr(i > 20 ? i - 20 : 0, 80) + "\" want \"" +
-         want.substr(i > 20 ? i - 20 : 0, 80) + "\"";
+  return "first difference at byte " + std::to_string(i) + ": got \"" + got.substr(i > 20 ? i - 20 : 0, 80) +
+         "\" want \"" + want.substr(i > 20 ? i - 20 : 0, 80) + "\"";
 }
 
 class FamilyCases : public ::testing::TestWithParam<const char*> {};
@@ -79,8 +80,10 @@ TEST_P(FamilyCases, DisagreementsFollowPythonJinja) {
     const json& py = row["python_jinja2"];
     ChatInputs in = ChatInputs::from_json(row);
     std::string want;
-    if (py.contains("rendered_mutable_sandbox")) want = py["rendered_mutable_sandbox"].get<std::string>();
-    else if (py.contains("rendered")) want = py["rendered"].get<std::string>();
+    if (py.contains("rendered_mutable_sandbox"))
+      want = py["rendered_mutable_sandbox"].get<std::string>();
+    else if (py.contains("rendered"))
+      want = py["rendered"].get<std::string>();
     if (!want.empty()) {
       std::string got = tmpl.render(in);
       EXPECT_EQ(got, want) << first_difference(got, want);

@@ -19,14 +19,16 @@ TEST(PlainChatPrompt, OneLinePerMessageThenTheAssistant) {
                                {{"role", "user"}, {"content", "Hi"}},
                                {{"role", "assistant"}, {"content", "Hello."}},
                                {{"role", "user"}, {"content", "Bye"}}});
-  EXPECT_EQ(owl::chat::plain_chat_prompt(messages), "system: Be brief.\nuser: Hi\nassistant: Hello.\nuser: Bye\nassistant:");
+  EXPECT_EQ(owl::chat::plain_chat_prompt(messages),
+            "system: Be brief.\nuser: Hi\nassistant: Hello.\nuser: Bye\nassistant:");
 }
 
 TEST(PlainChatPrompt, DeveloperIsSystemAndContentPartsAreJoined) {
-  json messages = json::array(
-      {{{"role", "developer"}, {"content", "Rules."}},
-       {{"role", "user"}, {"content", json::array({{{"type", "text"}, {"text", "a"}}, {{"type", "text"}, {"text", "b"}}})}},
-       {{"role", "assistant"}, {"tool_calls", json::array()}}});
+  json messages =
+      json::array({{{"role", "developer"}, {"content", "Rules."}},
+                   {{"role", "user"},
+                    {"content", json::array({{{"type", "text"}, {"text", "a"}}, {{"type", "text"}, {"text", "b"}}})}},
+                   {{"role", "assistant"}, {"tool_calls", json::array()}}});
   EXPECT_EQ(owl::chat::plain_chat_prompt(messages), "system: Rules.\nuser: ab\nassistant: \nassistant:");
 }
 

@@ -40,7 +40,8 @@ void expect_split_invariant(ReasoningStart start, const std::string& text, const
   for (size_t i = 0; i <= text.size(); ++i) {
     check({text.substr(0, i), text.substr(i)}, "split at " + std::to_string(i));
     for (size_t j = i; j <= text.size(); j += 3)
-      check({text.substr(0, i), text.substr(i, j - i), text.substr(j)}, "split at " + std::to_string(i) + "," + std::to_string(j));
+      check({text.substr(0, i), text.substr(i, j - i), text.substr(j)},
+            "split at " + std::to_string(i) + "," + std::to_string(j));
   }
 }
 
@@ -57,7 +58,8 @@ TEST(Reasoning, StartFromPromptTail) {
 }
 
 TEST(Reasoning, Qwen3ThinkingOn) {
-  expect_split_invariant(ReasoningStart::Detect, "<think>\nThe user greets me.\nI greet back.\n</think>\n\nHello! How can I help?",
+  expect_split_invariant(ReasoningStart::Detect,
+                         "<think>\nThe user greets me.\nI greet back.\n</think>\n\nHello! How can I help?",
                          "The user greets me.\nI greet back.", "Hello! How can I help?");
 }
 
@@ -67,8 +69,8 @@ TEST(Reasoning, Qwen3ThinkingOffIsAllContent) {
 }
 
 TEST(Reasoning, DeepSeekR1StartsInsideReasoning) {
-  expect_split_invariant(ReasoningStart::InReasoning, "Okay, 2+2 is 4.\n</think>\n\nThe answer is 4.", "Okay, 2+2 is 4.",
-                         "The answer is 4.");
+  expect_split_invariant(ReasoningStart::InReasoning, "Okay, 2+2 is 4.\n</think>\n\nThe answer is 4.",
+                         "Okay, 2+2 is 4.", "The answer is 4.");
 }
 
 TEST(Reasoning, NeverClosedIsAllReasoning) {
@@ -83,7 +85,8 @@ TEST(Reasoning, NoBlockMeansContentUnchanged) {
 
 TEST(Reasoning, GlmEmptyBlockAndToolCallAfter) {
   // GLM-4.6 renders "<think></think>" with no whitespace; the answer may be a tool call.
-  expect_split_invariant(ReasoningStart::Detect, "<think>Need weather.</think>\n<tool_call>get_weather\n<arg_key>city</arg_key>",
+  expect_split_invariant(ReasoningStart::Detect,
+                         "<think>Need weather.</think>\n<tool_call>get_weather\n<arg_key>city</arg_key>",
                          "Need weather.", "<tool_call>get_weather\n<arg_key>city</arg_key>");
   expect_split_invariant(ReasoningStart::Detect, "<think></think>Hi", "", "Hi");
 }

@@ -13,8 +13,8 @@
 namespace {
 
 using json = nlohmann::ordered_json;
-using owl::chat::ToolCallFormat;
 using owl::chat::parse_tool_calls;
+using owl::chat::ToolCallFormat;
 
 std::string template_source(const std::string& family) {
   return owl::test::read_file(owl::test::shared_path("chat-templates/" + family + "/chat_template.jinja"));
@@ -52,8 +52,12 @@ std::string rendered_call(const std::string& family, const json& tool_calls, con
 
 json two_calls(bool string_args) {
   json a1 = {{"city", "Lisbon"}, {"unit", "celsius"}}, a2 = {{"city", "Porto"}, {"days", 3}};
-  return json::array({{{"id", "call00001"}, {"type", "function"}, {"function", {{"name", "get_weather"}, {"arguments", string_args ? json(a1.dump()) : a1}}}},
-                      {{"id", "call00002"}, {"type", "function"}, {"function", {{"name", "get_forecast"}, {"arguments", string_args ? json(a2.dump()) : a2}}}}});
+  return json::array({{{"id", "call00001"},
+                       {"type", "function"},
+                       {"function", {{"name", "get_weather"}, {"arguments", string_args ? json(a1.dump()) : a1}}}},
+                      {{"id", "call00002"},
+                       {"type", "function"},
+                       {"function", {{"name", "get_forecast"}, {"arguments", string_args ? json(a2.dump()) : a2}}}}});
 }
 
 void expect_two_calls(const owl::chat::ParsedOutput& p) {
@@ -82,7 +86,8 @@ TEST(ToolCalls, DeepSeekFromV3Template) {
   EXPECT_EQ(p.content, "");
   // A single call (no section end marker, as the template renders it).
   auto one = parse_tool_calls(ToolCallFormat::DeepSeekV3,
-                              "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>get_weather\n```json\n{\"city\": \"Lisbon\"}\n```<｜tool▁call▁end｜>");
+                              "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>get_weather\n```json\n{"
+                              "\"city\": \"Lisbon\"}\n```<｜tool▁call▁end｜>");
   ASSERT_EQ(one.tool_calls.size(), 1u);
   EXPECT_EQ(one.tool_calls[0].arguments, R"({"city":"Lisbon"})");
 }
@@ -102,8 +107,10 @@ TEST(ToolCalls, GlmFromTemplate) {
   auto p = parse_tool_calls(ToolCallFormat::Glm45, out);
   expect_two_calls(p);
   // A string parameter that looks like a number stays a string when the schema says so.
-  json tools = json::parse(R"([{"type":"function","function":{"name":"f","parameters":{"type":"object","properties":{"zip":{"type":"string"}}}}}])");
-  auto z = parse_tool_calls(ToolCallFormat::Glm45, "<tool_call>f\n<arg_key>zip</arg_key>\n<arg_value>01234</arg_value>\n</tool_call>", tools);
+  json tools = json::parse(
+      R"([{"type":"function","function":{"name":"f","parameters":{"type":"object","properties":{"zip":{"type":"string"}}}}}])");
+  auto z = parse_tool_calls(ToolCallFormat::Glm45,
+                            "<tool_call>f\n<arg_key>zip</arg_key>\n<arg_value>01234</arg_value>\n</tool_call>", tools);
   ASSERT_EQ(z.tool_calls.size(), 1u);
   EXPECT_EQ(z.tool_calls[0].arguments, R"({"zip":"01234"})");
 }

@@ -44,8 +44,8 @@ TEST(CliBench, JsonReportIsConsistent) {
   const nlohmann::json& m = j["memory"];
   EXPECT_EQ(m["file_bytes"].get<double>(), static_cast<double>(std::filesystem::file_size(model)));
   EXPECT_GT(m["kv_cache_bytes"].get<double>(), 0);
-  EXPECT_NEAR(m["bound_bytes"].get<double>(), 1.05 * (m["file_bytes"].get<double>() + m["kv_cache_bytes"].get<double>()),
-              1.0);
+  EXPECT_NEAR(m["bound_bytes"].get<double>(),
+              1.05 * (m["file_bytes"].get<double>() + m["kv_cache_bytes"].get<double>()), 1.0);
   EXPECT_GT(m["peak_rss_bytes"].get<double>(), 0);
   EXPECT_EQ(m["within_bound"].get<bool>(), m["peak_rss_bytes"].get<double>() <= m["bound_bytes"].get<double>());
   EXPECT_GE(j["load_s"].get<double>(), 0);

@@ -31,7 +31,8 @@ std::string write_case(const json& c, const std::string& name = "case.json") {
 }
 
 TEST(CliChatTemplate, RendersCasesOfEveryFamilyFromJinjaFiles) {
-  for (const char* family : {"qwen3", "deepseek-v3", "deepseek-r1", "llama-3.1", "mistral-nemo", "glm-4.6", "kimi-k2", "kimi-k2-thinking"}) {
+  for (const char* family :
+       {"qwen3", "deepseek-v3", "deepseek-r1", "llama-3.1", "mistral-nemo", "glm-4.6", "kimi-k2", "kimi-k2-thinking"}) {
     auto rows = cases_of(family);
     std::string tmpl = shared_path(std::string("chat-templates/") + family + "/chat_template.jinja");
     int checked = 0, errors = 0;
@@ -80,9 +81,9 @@ TEST(CliChatTemplate, GgufMetadataTemplate) {
   owl::gguf::Writer w;
   w.metadata().set("general.architecture", owl::gguf::Value::str("llama"));
   w.metadata().set("tokenizer.chat_template", owl::gguf::Value::str(tmpl));
-  w.metadata().set("tokenizer.ggml.tokens",
-                   owl::gguf::Value::array(owl::gguf::ValueType::STRING,
-                                           {owl::gguf::Value::str("<｜begin▁of▁sentence｜>"), owl::gguf::Value::str("<｜end▁of▁sentence｜>")}));
+  w.metadata().set("tokenizer.ggml.tokens", owl::gguf::Value::array(owl::gguf::ValueType::STRING,
+                                                                    {owl::gguf::Value::str("<｜begin▁of▁sentence｜>"),
+                                                                     owl::gguf::Value::str("<｜end▁of▁sentence｜>")}));
   w.metadata().set("tokenizer.ggml.bos_token_id", owl::gguf::Value::u32(0));
   w.metadata().set("tokenizer.ggml.eos_token_id", owl::gguf::Value::u32(1));
   std::string gguf_path = owl::test::temp_dir() + "/r1.gguf";
@@ -124,7 +125,8 @@ TEST(CliChatTemplate, BadInputIsAClearError) {
   r = run_owl({"chat-template", dir + "/broken.jinja", "--input",
                write_case(json{{"messages", json::array({{{"role", "user"}, {"content", "hi"}}})}})});
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_NE(r.err.find("template error at line 2, column 16: unknown filter 'nosuchfilter'"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("template error at line 2, column 16: unknown filter 'nosuchfilter'"), std::string::npos)
+      << r.err;
 
   std::ofstream(dir + "/syntax.jinja") << "{% if %}";
   r = run_owl({"chat-template", dir + "/syntax.jinja", "--input", write_case(json{{"messages", json::array()}})});

@@ -27,7 +27,7 @@ Expected expected_from_hparams(const json& h) {
   e.n_layer = h["n_layer"];
   const int64_t E = h["n_embd"], V = h["n_vocab"], L = e.n_layer, H = h["n_head"];
   const bool tied = h["tied"];
-  int64_t common = V * E + (tied ? 0 : V * E) + E;  // embeddings, output, final norm
+  int64_t common = V * E + (tied ? 0 : V * E) + E;                  // embeddings, output, final norm
   if (h.contains("llama3_rope")) common += get(h, "head_dim") / 2;  // rope_freqs.weight
   int64_t total = common, active = common;
   for (int64_t il = 0; il < L; ++il) {

@@ -31,7 +31,8 @@ TEST_P(MoeCli, LogitsAndGreedyIdsMatchTheGolden) {
   const auto gold = test::read_f32(test::shared_path(dir + c["logits_file"].get<std::string>()));
   ASSERT_EQ(ours.size(), gold.size());
   double max_abs = 0;
-  for (size_t i = 0; i < gold.size(); ++i) max_abs = std::max(max_abs, static_cast<double>(std::fabs(ours[i] - gold[i])));
+  for (size_t i = 0; i < gold.size(); ++i)
+    max_abs = std::max(max_abs, static_cast<double>(std::fabs(ours[i] - gold[i])));
   EXPECT_LE(max_abs, 1e-3);
 }
 

@@ -98,7 +98,8 @@ TEST(QuantizeCli, BadInputs) {
   fs::resize_file(cut, fs::file_size(f32) / 2);
   expect_refused({"quantize", cut, out, "q8_0"}, 1, cut, out);
   // Unwritable output: a folder that does not exist, and a folder as the output.
-  expect_refused({"quantize", f32, dir + "/no/such/dir/out.gguf", "q8_0"}, 1, "cannot create", dir + "/no/such/dir/out.gguf");
+  expect_refused({"quantize", f32, dir + "/no/such/dir/out.gguf", "q8_0"}, 1, "cannot create",
+                 dir + "/no/such/dir/out.gguf");
   expect_refused({"quantize", f32, dir, "q8_0"}, 2, "is a folder", "");
   // Bad --threads.
   expect_refused({"quantize", f32, out, "q8_0", "--threads", "-3"}, 2, "--threads", out);

@@ -38,8 +38,8 @@ TEST(CliRun, GreedyTextMatchesReferenceForEveryPrompt) {
 TEST(CliRun, SameSeedRepeatsARunAndAnotherSeedDoesNot) {
   const std::string model = shared_path(kStories);
   auto run = [&](const std::string& seed) {
-    auto r = run_owl({"run", model, "Once upon a time", "-n", "48", "--temp", "1.0", "--top-k", "0", "--top-p",
-                      "1", "--min-p", "0", "--seed", seed});
+    auto r = run_owl({"run", model, "Once upon a time", "-n", "48", "--temp", "1.0", "--top-k", "0", "--top-p", "1",
+                      "--min-p", "0", "--seed", seed});
     EXPECT_EQ(r.exit_code, 0) << r.err;
     EXPECT_NE(r.err.find("seed " + seed), std::string::npos) << r.err;
     return r.out;

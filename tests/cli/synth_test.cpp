@@ -33,7 +33,7 @@ struct Twin {
   bool compare_q4_k_m_types;  // every shape: synth shares owl quantize's plan (formats/quant_plan)
 };
 const Twin kTwins[] = {
-    {"tiny-llama", "llama-rope-scaled", true}, {"tiny-qwen2", "qwen2", true},     {"tiny-qwen3", "qwen3", true},
+    {"tiny-llama", "llama-rope-scaled", true}, {"tiny-qwen2", "qwen2", true},           {"tiny-qwen3", "qwen3", true},
     {"tiny-qwen3moe", "qwen3moe", true},       {"tiny-deepseek2", "deepseek-v3", true},
 };
 
@@ -61,7 +61,8 @@ TEST(Synth, TinyShapesMatchTheGoldenModels) {
         EXPECT_EQ(o->ne, g.ne) << what << ": " << g.name;
         EXPECT_EQ(o->n_dims, g.n_dims) << what << ": " << g.name;
         if (std::string(type) == "f32" || t.compare_q4_k_m_types) {
-          EXPECT_EQ(o->type, g.type) << what << ": " << g.name << " " << dtype_name(o->type) << " vs " << dtype_name(g.type);
+          EXPECT_EQ(o->type, g.type) << what << ": " << g.name << " " << dtype_name(o->type) << " vs "
+                                     << dtype_name(g.type);
         }
       }
     }
@@ -107,8 +108,9 @@ TEST(Synth, WeightStatisticsAndInfo) {
   EXPECT_EQ(j["n_layer"], 2);
   EXPECT_EQ(j["n_vocab"], 512);
   // 2 x (embeddings + output) + final norm + 2 layers x (attention + biases + 2 norms + FFN)
-  EXPECT_EQ(j["params_total"], 2 * 512 * 256 + 256 + 2 * (256 * 256 + 2 * 256 * 128 + 256 * 256 + 256 + 2 * 128 +
-                                                           2 * 256 + 3 * 256 * 512));
+  EXPECT_EQ(
+      j["params_total"],
+      2 * 512 * 256 + 256 + 2 * (256 * 256 + 2 * 256 * 128 + 256 * 256 + 256 + 2 * 128 + 2 * 256 + 3 * 256 * 512));
 }
 
 TEST(Synth, DeterministicAcrossThreadCountsAndSeeds) {

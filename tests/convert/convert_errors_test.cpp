@@ -52,7 +52,8 @@ TEST(ConvertErrors, NotAFolder) {
 }
 
 TEST(ConvertErrors, UnsupportedArchitecture) {
-  const std::string dir = twin_copy([](nlohmann::json& c) { c["model_type"] = "phi3"; }, [](const std::string&) { return true; });
+  const std::string dir =
+      twin_copy([](nlohmann::json& c) { c["model_type"] = "phi3"; }, [](const std::string&) { return true; });
   expect_error({"convert", dir, temp_dir() + "/out.gguf"}, 1, "model_type 'phi3' is not supported");
 }
 
@@ -73,10 +74,11 @@ TEST(ConvertErrors, UnsupportedType) {
 }
 
 TEST(ExportErrors, ArchitectureOwlCannotMap) {
-  const std::string path = edited_golden_copy("llama", "phi3", [](gguf::Metadata& m, const std::string&, std::vector<int64_t>&) {
-    m.set("general.architecture", gguf::Value::str("phi3"));
-    return true;
-  });
+  const std::string path =
+      edited_golden_copy("llama", "phi3", [](gguf::Metadata& m, const std::string&, std::vector<int64_t>&) {
+        m.set("general.architecture", gguf::Value::str("phi3"));
+        return true;
+      });
   expect_error({"export", path, temp_dir() + "/hf"}, 1, "unsupported architecture 'phi3'");
   EXPECT_FALSE(fs::exists(temp_dir() + "/hf/model.safetensors"));
 }
@@ -98,9 +100,9 @@ TEST(ExportErrors, TensorWithoutHfName) {
 }
 
 TEST(ExportErrors, MissingTensor) {
-  const std::string path = edited_golden_copy("deepseek-v3", "nokvb", [](gguf::Metadata&, const std::string& n, std::vector<int64_t>&) {
-    return n != "blk.1.attn_v_b.weight";
-  });
+  const std::string path = edited_golden_copy(
+      "deepseek-v3", "nokvb",
+      [](gguf::Metadata&, const std::string& n, std::vector<int64_t>&) { return n != "blk.1.attn_v_b.weight"; });
   expect_error({"export", path, temp_dir() + "/hf"}, 1, "attn_v_b.weight");
 }
 
@@ -111,7 +113,8 @@ TEST(ExportErrors, OutputNotWritable) {
 }
 
 TEST(ExportErrors, UnsupportedDtype) {
-  expect_error({"export", golden_file("llama"), temp_dir() + "/hf", "--dtype", "q8_0"}, 2, "--dtype 'q8_0' is not supported");
+  expect_error({"export", golden_file("llama"), temp_dir() + "/hf", "--dtype", "q8_0"}, 2,
+               "--dtype 'q8_0' is not supported");
 }
 
 }  // namespace

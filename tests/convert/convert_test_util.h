@@ -18,8 +18,8 @@
 namespace owl::test {
 
 inline const std::vector<std::string>& golden_models() {
-  static const std::vector<std::string> v = {"llama",    "llama-rope-scaled", "qwen2",   "qwen3",
-                                             "qwen3moe", "deepseek-v3",       "deepseek-v2-lite", "glm4moe"};
+  static const std::vector<std::string> v = {"llama",       "llama-rope-scaled", "qwen2",  "qwen3", "qwen3moe",
+                                             "deepseek-v3", "deepseek-v2-lite",  "glm4moe"};
   return v;
 }
 inline const std::vector<std::string>& twin_models() {

@@ -147,16 +147,15 @@ TEST_P(ExportQuant, DequantisedFolderMatchesTheQuantGolden) {
   EXPECT_LE(a.mean_kl, q.mean_kl) << what << ": " << describe(a);
   EXPECT_LE(a.p99_abs, q.p99) << what << ": " << describe(a);
   EXPECT_GE(a.argmax_agree, 0.9) << what << ": " << describe(a);
-  std::printf("[export %s %s --dtype '%s'] vs %s golden: %s\n", q.model, q.quant, q.dtype, q.quant, describe(a).c_str());
+  std::printf("[export %s %s --dtype '%s'] vs %s golden: %s\n", q.model, q.quant, q.dtype, q.quant,
+              describe(a).c_str());
 }
 
 INSTANTIATE_TEST_SUITE_P(Quants, ExportQuant,
                          ::testing::Values(QuantCase{"llama", "q8_0", "", "F32", 0.02, 1.0},
                                            QuantCase{"deepseek-v3", "q4_k_m", "", "F32", 0.03, 2.0},
                                            QuantCase{"qwen3", "q8_0", "bf16", "BF16", 0.02, 1.0}),
-                         [](const auto& p) {
-                           return param_name(std::string(p.param.model) + "_" + p.param.quant);
-                         });
+                         [](const auto& p) { return param_name(std::string(p.param.model) + "_" + p.param.quant); });
 
 }  // namespace
 }  // namespace owl::test

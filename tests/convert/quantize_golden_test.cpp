@@ -88,9 +88,10 @@ TEST(QuantizeGolden, Q8_0EqualsLlamaCppByteForByte) {
     auto f32 = gguf::File::open(test::shared_path("golden/" + model + "/f32.gguf"));
     ASSERT_EQ(ours->tensor_infos().size(), gold->tensor_infos().size());
     ByteCompare c = compare_q8_0(*ours, *gold, *f32);
-    std::printf("  %s q8_0: %d/%d tensors byte-identical; %lld/%lld blocks differ, in %lld quants, all exact .5 ties: %s\n",
-                model.c_str(), c.identical, c.tensors, static_cast<long long>(c.blocks_differ),
-                static_cast<long long>(c.blocks), static_cast<long long>(c.ties + c.other), c.other ? "no" : "yes");
+    std::printf(
+        "  %s q8_0: %d/%d tensors byte-identical; %lld/%lld blocks differ, in %lld quants, all exact .5 ties: %s\n",
+        model.c_str(), c.identical, c.tensors, static_cast<long long>(c.blocks_differ),
+        static_cast<long long>(c.blocks), static_cast<long long>(c.ties + c.other), c.other ? "no" : "yes");
     EXPECT_EQ(c.tensors, static_cast<int>(gold->tensor_infos().size()));
     EXPECT_EQ(c.identical, c.tensors);
     EXPECT_EQ(c.blocks_differ, 0);

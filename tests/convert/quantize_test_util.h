@@ -17,8 +17,8 @@
 namespace owl::test::quant {
 
 inline const std::vector<std::string>& all_models() {
-  static const std::vector<std::string> v = {"llama",    "llama-rope-scaled", "qwen2",            "qwen3",
-                                             "qwen3moe", "deepseek-v3",       "deepseek-v2-lite", "glm4moe"};
+  static const std::vector<std::string> v = {"llama",       "llama-rope-scaled", "qwen2",  "qwen3", "qwen3moe",
+                                             "deepseek-v3", "deepseek-v2-lite",  "glm4moe"};
   return v;
 }
 inline bool is_moe(const std::string& model) {

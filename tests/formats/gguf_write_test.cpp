@@ -73,7 +73,8 @@ void expect_same_value(const Value& a, const Value& b, const std::string& key) {
     const Array& y = b.as_array();
     ASSERT_EQ(x.elem_type, y.elem_type) << key;
     ASSERT_EQ(x.items.size(), y.items.size()) << key;
-    for (size_t i = 0; i < x.items.size(); ++i) expect_same_value(x.items[i], y.items[i], key + "[" + std::to_string(i) + "]");
+    for (size_t i = 0; i < x.items.size(); ++i)
+      expect_same_value(x.items[i], y.items[i], key + "[" + std::to_string(i) + "]");
   } else {
     bool same = false;
     if (auto* u = std::get_if<uint64_t>(&a.v)) same = *u == std::get<uint64_t>(b.v);
@@ -133,7 +134,7 @@ TEST(GgufWrite, TensorsFromScratchAreAlignedAndReadBack) {
   w.metadata().set("general.alignment", Value::u32(64));
   std::vector<float> a(3 * 5);
   for (size_t i = 0; i < a.size(); ++i) a[i] = static_cast<float>(i) * 0.5f;
-  std::vector<uint16_t> b(7, 0x3C00);  // F16 ones
+  std::vector<uint16_t> b(7, 0x3C00);    // F16 ones
   std::vector<uint8_t> q(34 * 2, 0x11);  // two Q8_0 blocks
   w.add_tensor("a", DType::F32, {5, 3}, a.data());
   w.add_tensor("b", DType::F16, {7}, b.data());
@@ -157,12 +158,12 @@ TEST(GgufWrite, RejectsBadTensorsAndValues) {
   Writer w;
   float x = 0;
   w.add_tensor("t", DType::F32, {1}, &x);
-  EXPECT_THROW(w.add_tensor("t", DType::F32, {1}, &x), Error);        // duplicate
-  EXPECT_THROW(w.add_tensor("u", DType::Q8_0, {31}, &x), Error);      // not a block multiple
+  EXPECT_THROW(w.add_tensor("t", DType::F32, {1}, &x), Error);    // duplicate
+  EXPECT_THROW(w.add_tensor("u", DType::Q8_0, {31}, &x), Error);  // not a block multiple
   EXPECT_THROW(w.add_tensor("v", DType::F32, {1, 1, 1, 1, 1}, &x), Error);
   EXPECT_THROW(w.add_tensor("w", DType::F32, {0}, &x), Error);
-  EXPECT_THROW(w.add_tensor_at("z", DType::F32, {8}, &x, 0), Error);  // overlaps "t"
-  EXPECT_THROW(w.add_tensor_at("z", DType::F32, {8}, &x, 33), Error); // misaligned
+  EXPECT_THROW(w.add_tensor_at("z", DType::F32, {8}, &x, 0), Error);   // overlaps "t"
+  EXPECT_THROW(w.add_tensor_at("z", DType::F32, {8}, &x, 33), Error);  // misaligned
   EXPECT_EQ(w.tensor_count(), 1u);
   Writer w2;
   w2.metadata().set("bad", Value::array(ValueType::UINT32, {Value::str("x")}));

@@ -71,16 +71,16 @@ TEST(QuantPlan, TargetNamesAndFileTypes) {
 
 TEST(QuantPlan, KeepsNormsBiasesRoutersAndVectors) {
   const std::vector<TensorView> ts = {
-      tv("token_embd.weight", {256, 512}),         tv("output_norm.weight", {256}),
-      tv("output.weight", {256, 512}),             tv("rope_freqs.weight", {32}),
-      tv("blk.0.attn_norm.weight", {256}),         tv("blk.0.attn_q.bias", {256}),
-      tv("blk.0.ffn_gate_inp.weight", {256, 8}),   tv("blk.0.exp_probs_b.bias", {8}),
-      tv("blk.0.attn_q.weight", {256, 256}),       tv("blk.0.attn_q_norm.weight", {128}),
+      tv("token_embd.weight", {256, 512}),       tv("output_norm.weight", {256}),
+      tv("output.weight", {256, 512}),           tv("rope_freqs.weight", {32}),
+      tv("blk.0.attn_norm.weight", {256}),       tv("blk.0.attn_q.bias", {256}),
+      tv("blk.0.ffn_gate_inp.weight", {256, 8}), tv("blk.0.exp_probs_b.bias", {8}),
+      tv("blk.0.attn_q.weight", {256, 256}),     tv("blk.0.attn_q_norm.weight", {128}),
   };
   const auto plan = plan_tensor_types(parse_quant_target("q4_k_m"), dense(1), ts);
   for (size_t i = 0; i < ts.size(); ++i) {
-    const bool converted = ts[i].name == "token_embd.weight" || ts[i].name == "output.weight" ||
-                           ts[i].name == "blk.0.attn_q.weight";
+    const bool converted =
+        ts[i].name == "token_embd.weight" || ts[i].name == "output.weight" || ts[i].name == "blk.0.attn_q.weight";
     EXPECT_EQ(plan[i].has_value(), converted) << ts[i].name;
   }
   // F16: every converted tensor F16, the same ones kept.
@@ -102,7 +102,8 @@ TEST(QuantPlan, RowLengthFallbacks) {
   EXPECT_EQ(type_of("q5_k", m, ts, "blk.0.attn_k.weight"), DType::Q5_1);
   EXPECT_EQ(type_of("q6_k", m, ts, "blk.0.attn_k.weight"), DType::Q8_0);
   EXPECT_EQ(type_of("q8_0", m, ts, "blk.0.attn_k.weight"), DType::Q8_0);
-  for (const char* t : {"q4_k_m", "q6_k", "q8_0", "q4_0"}) EXPECT_EQ(type_of(t, m, ts, "blk.0.attn_q.weight"), DType::F16) << t;
+  for (const char* t : {"q4_k_m", "q6_k", "q8_0", "q4_0"})
+    EXPECT_EQ(type_of(t, m, ts, "blk.0.attn_q.weight"), DType::F16) << t;
 }
 
 TEST(QuantPlan, OutputHeadAndTiedEmbeddings) {
@@ -210,7 +211,8 @@ TEST(QuantPlan, ConvertTensorMatchesRowQuantisation) {
     const size_t rb8 = row_bytes(DType::Q8_0, row);
     std::vector<uint8_t> re(rb8 * rows), want8(rb8 * rows);
     convert_tensor(q, DType::Q8_0, re.data(), four);
-    for (int64_t r = 0; r < rows; ++r) quantize_weight_row(DType::Q8_0, deq.data() + r * row, want8.data() + r * rb8, row);
+    for (int64_t r = 0; r < rows; ++r)
+      quantize_weight_row(DType::Q8_0, deq.data() + r * row, want8.data() + r * rb8, row);
     EXPECT_EQ(re, want8);
   }
   std::vector<uint8_t> out(4096);

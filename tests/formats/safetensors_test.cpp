@@ -91,8 +91,9 @@ TEST(Safetensors, ShardedCheckpointWithIndex) {
         make_file(R"({"a":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]}})", a_data));
   write(dir + "/model-00002-of-00002.safetensors",
         make_file(R"({"b":{"dtype":"BF16","shape":[4],"data_offsets":[0,8]},"__metadata__":{"format":"pt"}})", b_data));
-  write(dir + "/model.safetensors.index.json",
-        R"({"metadata":{"total_size":24},"weight_map":{"a":"model-00001-of-00002.safetensors","b":"model-00002-of-00002.safetensors"}})");
+  write(
+      dir + "/model.safetensors.index.json",
+      R"({"metadata":{"total_size":24},"weight_map":{"a":"model-00001-of-00002.safetensors","b":"model-00002-of-00002.safetensors"}})");
   auto c = Checkpoint::open_folder(dir);
   EXPECT_EQ(c->files().size(), 2u);
   ASSERT_EQ(c->tensors().size(), 2u);
@@ -103,8 +104,7 @@ TEST(Safetensors, ShardedCheckpointWithIndex) {
   EXPECT_EQ(c->find("a")->file->data(*c->find("a")->info)[15], 1);
 
   // The index names a tensor the shard lacks.
-  write(dir + "/model.safetensors.index.json",
-        R"({"weight_map":{"zz":"model-00001-of-00002.safetensors"}})");
+  write(dir + "/model.safetensors.index.json", R"({"weight_map":{"zz":"model-00001-of-00002.safetensors"}})");
   try {
     Checkpoint::open_folder(dir);
     FAIL();
@@ -136,12 +136,11 @@ TEST(Safetensors, FolderWithoutWeightsIsAClearError) {
 }
 
 TEST(Safetensors, DTypesAndSizes) {
-  std::string h =
-      R"({"f16":{"dtype":"F16","shape":[3],"data_offsets":[0,6]},)"
-      R"("f8":{"dtype":"F8_E4M3","shape":[2,4],"data_offsets":[8,16]},)"
-      R"("i32":{"dtype":"I32","shape":[2],"data_offsets":[16,24]},)"
-      R"("i64":{"dtype":"I64","shape":[],"data_offsets":[24,32]},)"
-      R"("empty":{"dtype":"F32","shape":[0,5],"data_offsets":[32,32]}})";
+  std::string h = R"({"f16":{"dtype":"F16","shape":[3],"data_offsets":[0,6]},)"
+                  R"("f8":{"dtype":"F8_E4M3","shape":[2,4],"data_offsets":[8,16]},)"
+                  R"("i32":{"dtype":"I32","shape":[2],"data_offsets":[16,24]},)"
+                  R"("i64":{"dtype":"I64","shape":[],"data_offsets":[24,32]},)"
+                  R"("empty":{"dtype":"F32","shape":[0,5],"data_offsets":[32,32]}})";
   std::string b = make_file(h, std::string(32, '\0'));
   auto f = File::parse(reinterpret_cast<const uint8_t*>(b.data()), b.size(), "mem");
   EXPECT_EQ(f->find("f16")->dtype, DType::F16);
@@ -152,7 +151,8 @@ TEST(Safetensors, DTypesAndSizes) {
   EXPECT_EQ(f->view(*f->find("i64")).n_dims, 1);
   EXPECT_EQ(f->find("empty")->n_elements(), 0);
 
-  std::string five = make_file(R"({"t":{"dtype":"F32","shape":[1,1,1,1,2],"data_offsets":[0,8]}})", std::string(8, '\0'));
+  std::string five =
+      make_file(R"({"t":{"dtype":"F32","shape":[1,1,1,1,2],"data_offsets":[0,8]}})", std::string(8, '\0'));
   auto g = File::parse(reinterpret_cast<const uint8_t*>(five.data()), five.size(), "mem");
   try {
     g->view(*g->find("t"));
@@ -193,12 +193,12 @@ TEST(Safetensors, HostileHeaders) {
                "not a non-negative integer");
   expect_error(make_file(R"({"t":{"dtype":"F32","shape":[2],"data_offsets":[-8,0]}})", std::string(8, '\0')),
                "data_offsets that are not non-negative integers");
-  expect_error(make_file(R"({"t":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,8]}})",
-                         std::string(8, '\0')),
-               "element count that overflows");
-  expect_error(make_file(R"({"t":{"dtype":"I64","shape":[4611686018427387904],"data_offsets":[0,8]}})",
-                         std::string(8, '\0')),
-               "byte size that overflows");
+  expect_error(
+      make_file(R"({"t":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,8]}})", std::string(8, '\0')),
+      "element count that overflows");
+  expect_error(
+      make_file(R"({"t":{"dtype":"I64","shape":[4611686018427387904],"data_offsets":[0,8]}})", std::string(8, '\0')),
+      "byte size that overflows");
   // Overlapping tensors.
   expect_error(make_file(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
                          R"("b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",

@@ -61,15 +61,24 @@ std::map<std::string, std::string> parse_query(const std::string& q) {
 
 const char* reason(int status) {
   switch (status) {
-    case 200: return "OK";
-    case 206: return "Partial Content";
-    case 302: return "Found";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 416: return "Range Not Satisfiable";
-    case 429: return "Too Many Requests";
-    default: return "Other";
+    case 200:
+      return "OK";
+    case 206:
+      return "Partial Content";
+    case 302:
+      return "Found";
+    case 401:
+      return "Unauthorized";
+    case 403:
+      return "Forbidden";
+    case 404:
+      return "Not Found";
+    case 416:
+      return "Range Not Satisfiable";
+    case 429:
+      return "Too Many Requests";
+    default:
+      return "Other";
   }
 }
 
@@ -263,8 +272,9 @@ void FixtureServer::serve(int fd) {
         return g.unlock(), reply(401, json_error("Access to model is restricted. You must be authenticated."),
                                  {{"X-Error-Code", "GatedRepo"}});
       if (auth != "Bearer " + token_)
-        return g.unlock(), reply(403, json_error("Access to model is restricted and you are not in the authorized list."),
-                                 {{"X-Error-Code", "GatedRepo"}});
+        return g.unlock(),
+               reply(403, json_error("Access to model is restricted and you are not in the authorized list."),
+                     {{"X-Error-Code", "GatedRepo"}});
     }
     if (hidden_.count(f.path))
       return g.unlock(), reply(404, json_error("Entry not found"), {{"X-Error-Code", "EntryNotFound"}});
@@ -275,13 +285,15 @@ void FixtureServer::serve(int fd) {
     }
     const std::string& sha = f.sha256;
     if (redirect_lfs && f.lfs)
-      return g.unlock(), reply(302, "", {{"Location", "/cdn/" + sha}, {"X-Repo-Commit", r.commit},
-                                         {"X-Linked-Etag", "\"" + sha + "\""},
-                                         {"X-Linked-Size", std::to_string(f.content.size())}});
+      return g.unlock(), reply(302, "",
+                               {{"Location", "/cdn/" + sha},
+                                {"X-Repo-Commit", r.commit},
+                                {"X-Linked-Etag", "\"" + sha + "\""},
+                                {"X-Linked-Size", std::to_string(f.content.size())}});
     std::string content = f.content;
     if (corrupt_.count(f.path) && !content.empty()) content[content.size() / 2] ^= 0x5a;
-    std::map<std::string, std::string> extra = {
-        {"ETag", "\"" + (f.lfs ? sha : f.git_oid) + "\""}, {"X-Repo-Commit", r.commit}};
+    std::map<std::string, std::string> extra = {{"ETag", "\"" + (f.lfs ? sha : f.git_oid) + "\""},
+                                                {"X-Repo-Commit", r.commit}};
     g.unlock();
     send_file_body(fd, f.path, content, rec.range, extra, log);
   };
@@ -315,8 +327,12 @@ void FixtureServer::serve(int fd) {
     if (parts.size() == 7 && parts[6] == "files") {
       nlohmann::json files = nlohmann::json::array();
       for (const auto& f : r->files)
-        files.push_back({{"Name", f.path.substr(f.path.rfind('/') + 1)}, {"Path", f.path}, {"Size", f.content.size()},
-                         {"Sha256", f.sha256}, {"Type", "blob"}, {"Revision", r->commit}});
+        files.push_back({{"Name", f.path.substr(f.path.rfind('/') + 1)},
+                         {"Path", f.path},
+                         {"Size", f.content.size()},
+                         {"Sha256", f.sha256},
+                         {"Type", "blob"},
+                         {"Revision", r->commit}});
       nlohmann::json j = {{"Code", 200}, {"Data", {{"Files", files}}}, {"Success", true}};
       g.unlock();
       return reply(200, j.dump(), {{"Content-Type", "application/json"}});
@@ -350,7 +366,8 @@ void FixtureServer::send_file_body(int fd, const std::string& path, const std::s
   std::string h = "HTTP/1.1 " + std::to_string(status) + " " + reason(status) + "\r\n";
   for (const auto& [k, v] : extra) h += k + ": " + v + "\r\n";
   if (status == 206)
-    h += "Content-Range: bytes " + std::to_string(from) + "-" + std::to_string(to - 1) + "/" + std::to_string(total) + "\r\n";
+    h += "Content-Range: bytes " + std::to_string(from) + "-" + std::to_string(to - 1) + "/" + std::to_string(total) +
+         "\r\n";
   h += "Accept-Ranges: bytes\r\nContent-Length: " + std::to_string(to - from) + "\r\nConnection: close\r\n\r\n";
   log_status(status);  // before the body: the client may be done before this thread wakes again
   if (!send_all(fd, h.data(), h.size())) return;

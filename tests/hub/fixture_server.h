@@ -18,7 +18,7 @@ namespace owl::test {
 struct FixtureFile {
   std::string path;
   std::string content;
-  bool lfs = true;  // large files redirect to /cdn/<sha256>, like the real hub
+  bool lfs = true;                        // large files redirect to /cdn/<sha256>, like the real hub
   std::string sha256 = {}, git_oid = {};  // filled in by add_repo
 };
 

@@ -93,7 +93,8 @@ TEST(HubSelect, MissingSplitPartIsAnError) {
 }
 
 TEST(HubSelect, FallbacksThenSmallest) {
-  std::vector<RepoFile> f = {{"m-Q8_0.gguf", 800, "a", ""}, {"m-Q4_0.gguf", 400, "b", ""}, {"m-Q5_K_S.gguf", 500, "c", ""}};
+  std::vector<RepoFile> f = {
+      {"m-Q8_0.gguf", 800, "a", ""}, {"m-Q4_0.gguf", 400, "b", ""}, {"m-Q5_K_S.gguf", 500, "c", ""}};
   EXPECT_EQ(select_files(f, "", false, "r").primary, "m-Q4_0.gguf");
   f.erase(f.begin() + 1);
   EXPECT_EQ(select_files(f, "", false, "r").primary, "m-Q8_0.gguf");

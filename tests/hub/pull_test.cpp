@@ -38,7 +38,8 @@ class HubPull : public ::testing::Test {
     ::setenv("OWL_MODELSCOPE_CACHE", ms_cache_.c_str(), 1);
     ::setenv("HF_ENDPOINT", server_.url().c_str(), 1);
     ::setenv("MODELSCOPE_ENDPOINT", server_.url().c_str(), 1);
-    for (const char* v : {"HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_OFFLINE", "HF_TOKEN_PATH", "MODELSCOPE_API_TOKEN"})
+    for (const char* v :
+         {"HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_OFFLINE", "HF_TOKEN_PATH", "MODELSCOPE_API_TOKEN"})
       ::unsetenv(v);
     // HF_HOME holds the saved token: never the user's real one.
     ::setenv("HF_HOME", (dir_ + "/hf-home").c_str(), 1);
@@ -92,7 +93,8 @@ class HubPull : public ::testing::Test {
   }
   int downloads_of(const std::string& content) {
     int n = 0;
-    for (const auto& r : server_.requests_for("/cdn/" + owl::hub::sha256_hex(content))) n += r.status == 200 || r.status == 206;
+    for (const auto& r : server_.requests_for("/cdn/" + owl::hub::sha256_hex(content)))
+      n += r.status == 200 || r.status == 206;
     return n;
   }
   std::vector<std::string> ranges_of(const std::string& content) {
@@ -192,7 +194,8 @@ TEST_F(HubPull, SafetensorsRepositoryGetsWeightsConfigAndTokenizer) {
 
   auto q = owl({"pull", "acme/tiny-hf:Q4_K_M"});
   EXPECT_EQ(q.exit_code, 1);
-  EXPECT_NE(q.err.find("acme/tiny-hf has no GGUF files, so there is no quantisation Q4_K_M"), std::string::npos) << q.err;
+  EXPECT_NE(q.err.find("acme/tiny-hf has no GGUF files, so there is no quantisation Q4_K_M"), std::string::npos)
+      << q.err;
 }
 
 TEST_F(HubPull, InterruptedDownloadResumesWithARangeRequest) {
@@ -240,14 +243,13 @@ TEST_F(HubPull, SeveralConnectionsSplitTheFile) {
 
 TEST_F(HubPull, SplitDownloadInterruptedResumesEachRange) {
   server_.drop_after("tiny-Q8_0.gguf", 20000, 4);
-  std::vector<std::string> args = {"pull", "acme/tiny-GGUF:Q8_0", "--connections", "4", "--min-split-size", "65536",
-                                   "--retries", "0"};
+  std::vector<std::string> args = {
+      "pull", "acme/tiny-GGUF:Q8_0", "--connections", "4", "--min-split-size", "65536", "--retries", "0"};
   auto first = owl(args);
   EXPECT_EQ(first.exit_code, 1);
   std::string ranges_file = blob(q8_) + ".incomplete.ranges";
   ASSERT_TRUE(fs::exists(ranges_file));
-  EXPECT_EQ(read_file(ranges_file),
-            "0 125000 20000\n125000 250000 20000\n250000 375000 20000\n375000 500000 20000\n");
+  EXPECT_EQ(read_file(ranges_file), "0 125000 20000\n125000 250000 20000\n250000 375000 20000\n375000 500000 20000\n");
   EXPECT_FALSE(fs::exists(blob(q8_)));
 
   size_t before = ranges_of(q8_).size();
@@ -289,7 +291,7 @@ TEST_F(HubPull, GatedRepositoryNeedsAToken) {
   auto anon = owl({"pull", "acme/gated-GGUF"});
   EXPECT_EQ(anon.exit_code, 1);
   EXPECT_EQ(last_line(anon.err), "owl: error: acme/gated-GGUF is gated or private (HTTP 401): accept its license at " +
-                          server_.url() + "/acme/gated-GGUF and set HF_TOKEN to an access token\n");
+                                     server_.url() + "/acme/gated-GGUF and set HF_TOKEN to an access token\n");
   auto wrong = owl({"pull", "acme/gated-GGUF"}, "HF_TOKEN=hf_wrong");
   EXPECT_EQ(wrong.exit_code, 1);
   EXPECT_NE(wrong.err.find("acme/gated-GGUF refused the token in HF_TOKEN (HTTP 403): accept the license at"),
@@ -319,7 +321,8 @@ TEST_F(HubPull, MissingRepositoryOrFile) {
   server_.hide("tiny-Q8_0.gguf");
   auto file = owl({"pull", "acme/tiny-GGUF:Q8_0"});
   EXPECT_EQ(file.exit_code, 1);
-  EXPECT_EQ(last_line(file.err), "owl: error: file tiny-Q8_0.gguf of acme/tiny-GGUF not found on " + server_.url() + "\n");
+  EXPECT_EQ(last_line(file.err),
+            "owl: error: file tiny-Q8_0.gguf of acme/tiny-GGUF not found on " + server_.url() + "\n");
   auto named = owl({"pull", "acme/tiny-GGUF:nothere.gguf"});
   EXPECT_EQ(named.exit_code, 1);
   EXPECT_EQ(named.err,
@@ -457,8 +460,7 @@ TEST_F(HubPull, ModelScopeSource) {
   EXPECT_EQ(trim(r.out), path);
   EXPECT_EQ(read_file(path), q8_);
   EXPECT_EQ(server_.requests_for("/api/v1/models/acme/tiny-GGUF/repo/files?Revision=master&Recursive=true").size(), 1u);
-  EXPECT_EQ(server_.requests_for("/api/v1/models/acme/tiny-GGUF/repo?Revision=master&FilePath=tiny-Q8_0.gguf")
-                .size(),
+  EXPECT_EQ(server_.requests_for("/api/v1/models/acme/tiny-GGUF/repo?Revision=master&FilePath=tiny-Q8_0.gguf").size(),
             1u);
   EXPECT_FALSE(fs::exists(cache_ + "/models--acme--tiny-GGUF"));  // not mixed into the HF cache
   EXPECT_EQ(read_file(ms_cache_ + "/models--acme--tiny-GGUF/refs/master"), "master");
@@ -489,7 +491,8 @@ TEST_F(HubPull, ListAndRemove) {
   std::string expected;
   std::snprintf(line, sizeof line, "%-50s %10s  %s\n", "MODEL", "SIZE", "FILES");
   expected += line;
-  std::snprintf(line, sizeof line, "%-50s %10s  %s\n", "acme/tiny-GGUF", "800.0 KB", "tiny-Q4_K_M.gguf, tiny-Q8_0.gguf");
+  std::snprintf(line, sizeof line, "%-50s %10s  %s\n", "acme/tiny-GGUF", "800.0 KB",
+                "tiny-Q4_K_M.gguf, tiny-Q8_0.gguf");
   expected += line;
   std::snprintf(line, sizeof line, "%-50s %10s  %s\n", "acme/tiny-hf", "120.1 KB", "5 files");
   expected += line;
@@ -538,7 +541,8 @@ TEST_F(HubPull, ResolveModel) {
     owl::hub::resolve_model("models/missing.gguf", true);
     FAIL() << "expected an error";
   } catch (const owl::Error& e) {
-    EXPECT_EQ(std::string(e.what()), "model 'models/missing.gguf' does not exist (no such file or folder, and not a hub id ORG/NAME[:QUANT])");
+    EXPECT_EQ(std::string(e.what()),
+              "model 'models/missing.gguf' does not exist (no such file or folder, and not a hub id ORG/NAME[:QUANT])");
   }
   EXPECT_TRUE(server_.requests().empty());
   EXPECT_EQ(owl::hub::resolve_model("acme/tiny-GGUF:Q8_0", true), snapshot("tiny-Q8_0.gguf"));

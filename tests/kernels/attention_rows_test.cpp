@@ -114,18 +114,18 @@ void expect_agree(const std::vector<float>& a, const std::vector<float>& b, cons
 }
 
 const Case kCases[] = {
-    {16, 8, 128, 128, 64, 0, 0},     // Qwen3-0.6B, the first chunk of a prompt
-    {16, 8, 128, 128, 64, 448, 0},   // ... and a later one
-    {8, 2, 64, 64, 70, 13, 0},       // group 4, rows not a multiple of the block
-    {6, 3, 40, 24, 33, 100, 0},      // dk != dv, neither a multiple of 32
-    {4, 4, 19, 11, 17, 3, 0},        // no grouping, head dims not multiples of 8
-    {5, 1, 12, 20, 9, 0, 0},         // one KV head, odd group of 5
-    {8, 1, 16, 16, 4, 50, 0},        // few rows over one KV head: blocks of one row
-    {4, 2, 32, 32, 1, 40, 0},        // a single row
-    {4, 2, 32, 32, 2, 0, 0},         // two rows from the start
-    {8, 2, 64, 48, 50, 200, 37},     // sliding window shorter than the prompt
-    {4, 1, 24, 24, 40, 10, 100},     // sliding window longer than everything
-    {3, 3, 8, 8, 65, 0, 1},          // window 1: every row sees only itself
+    {16, 8, 128, 128, 64, 0, 0},    // Qwen3-0.6B, the first chunk of a prompt
+    {16, 8, 128, 128, 64, 448, 0},  // ... and a later one
+    {8, 2, 64, 64, 70, 13, 0},      // group 4, rows not a multiple of the block
+    {6, 3, 40, 24, 33, 100, 0},     // dk != dv, neither a multiple of 32
+    {4, 4, 19, 11, 17, 3, 0},       // no grouping, head dims not multiples of 8
+    {5, 1, 12, 20, 9, 0, 0},        // one KV head, odd group of 5
+    {8, 1, 16, 16, 4, 50, 0},       // few rows over one KV head: blocks of one row
+    {4, 2, 32, 32, 1, 40, 0},       // a single row
+    {4, 2, 32, 32, 2, 0, 0},        // two rows from the start
+    {8, 2, 64, 48, 50, 200, 37},    // sliding window shorter than the prompt
+    {4, 1, 24, 24, 40, 10, 100},    // sliding window longer than everything
+    {3, 3, 8, 8, 65, 0, 1},         // window 1: every row sees only itself
 };
 
 using kernels::Isa;
@@ -142,8 +142,8 @@ TEST_P(AttentionRowsIsa, AgreesWithRowByRowAndReference) {
       for (DType vt : {DType::F32, DType::F16}) {
         const auto pos = prompt_positions(c);
         const Problem p = make_problem(c, kt, vt, pos.back());
-        const std::string what = "rows " + std::to_string(c.n_rows) + " first " + std::to_string(c.first_pos) +
-                                 " dk " + std::to_string(c.dk) + " K " + dtype_name(kt) + " V " + dtype_name(vt);
+        const std::string what = "rows " + std::to_string(c.n_rows) + " first " + std::to_string(c.first_pos) + " dk " +
+                                 std::to_string(c.dk) + " K " + dtype_name(kt) + " V " + dtype_name(vt);
         std::vector<float> fast, single, reference, single_reference;
         {
           WithIsa scope(GetParam());
@@ -188,8 +188,8 @@ TEST(AttentionRows, FirstRowAtPositionZeroReturnsItsValue) {
 
 TEST(AttentionRows, BitIdenticalForAnyThreadCount) {
   const int restore = default_pool().size();
-  for (const Case& c : {Case{16, 8, 128, 128, 64, 448, 0}, Case{8, 2, 64, 48, 50, 200, 37}, Case{6, 3, 40, 24, 33, 100, 0},
-                       Case{5, 1, 12, 20, 9, 0, 0}}) {
+  for (const Case& c : {Case{16, 8, 128, 128, 64, 448, 0}, Case{8, 2, 64, 48, 50, 200, 37},
+                        Case{6, 3, 40, 24, 33, 100, 0}, Case{5, 1, 12, 20, 9, 0, 0}}) {
     const auto pos = prompt_positions(c);
     const Problem p = make_problem(c, DType::F16, DType::F16, pos.back());
     set_default_threads(1);
@@ -215,14 +215,14 @@ TEST(AttentionRowsBadInput, RowsPositionsHeadsAndCacheType) {
   for (Isa isa : kernels::available_isas()) {
     WithIsa scope(isa);
     EXPECT_NO_THROW(call(3, pos, 4, 2, p.k.span));
-    EXPECT_THROW(call(2, pos, 4, 2, p.k.span), Error);                      // rows != positions
-    EXPECT_THROW(call(3, {1, 3, 2}, 4, 2, p.k.span), Error);                // decreasing
-    EXPECT_THROW(call(3, {-1, 0, 1}, 4, 2, p.k.span), Error);               // negative
-    EXPECT_THROW(call(3, pos, 4, 3, p.k.span), Error);                      // heads not divisible
-    EXPECT_THROW(call(3, pos, 4, 0, p.k.span), Error);                      // no KV heads
+    EXPECT_THROW(call(2, pos, 4, 2, p.k.span), Error);         // rows != positions
+    EXPECT_THROW(call(3, {1, 3, 2}, 4, 2, p.k.span), Error);   // decreasing
+    EXPECT_THROW(call(3, {-1, 0, 1}, 4, 2, p.k.span), Error);  // negative
+    EXPECT_THROW(call(3, pos, 4, 3, p.k.span), Error);         // heads not divisible
+    EXPECT_THROW(call(3, pos, 4, 0, p.k.span), Error);         // no KV heads
     kernels::KVSpan bad = p.k.span;
     bad.type = DType::Q8_0;
-    EXPECT_THROW(call(3, pos, 4, 2, bad), Error);                           // cache type
+    EXPECT_THROW(call(3, pos, 4, 2, bad), Error);  // cache type
   }
   try {
     call(2, pos, 4, 2, p.k.span);

@@ -29,9 +29,9 @@ using test::run_matmul;
 using test::Weights;
 using test::WithIsa;
 
-const DType kAllTypes[] = {DType::F32,  DType::F16,  DType::BF16, DType::Q4_0, DType::Q4_1,  DType::Q5_0,
-                           DType::Q5_1, DType::Q8_0, DType::Q2_K, DType::Q3_K, DType::Q4_K,  DType::Q5_K,
-                           DType::Q6_K, DType::IQ4_NL, DType::IQ4_XS};
+const DType kAllTypes[] = {DType::F32,  DType::F16,  DType::BF16, DType::Q4_0,   DType::Q4_1,
+                           DType::Q5_0, DType::Q5_1, DType::Q8_0, DType::Q2_K,   DType::Q3_K,
+                           DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::IQ4_NL, DType::IQ4_XS};
 
 int64_t block_of(DType t) { return info(t).block_size == 256 || t == DType::IQ4_XS ? 256 : 32; }
 
@@ -112,9 +112,9 @@ TEST_P(MatmulIsa, BitIdenticalForAnyThreadCount) {
 TEST(Matmul, ActivationQuantisersBitIdentical) {
   const int64_t n = 4096;
   auto x = random_x(n, 77);
-  for (int i = 0; i < 64; ++i) x[static_cast<size_t>(i)] = 0;       // an all-zero block
-  x[300] = 50;                                                       // outlier, positive max
-  x[700] = -50;                                                      // negative max
+  for (int i = 0; i < 64; ++i) x[static_cast<size_t>(i)] = 0;  // an all-zero block
+  x[300] = 50;                                                 // outlier, positive max
+  x[700] = -50;                                                // negative max
   for (int i = 1024; i < 1056; ++i) x[static_cast<size_t>(i)] = 0.5f * static_cast<float>(i % 5);  // exact halves
   for (DType t : {DType::Q8_0, DType::Q8_K}) {
     std::vector<uint8_t> a(row_bytes(t, n)), b(row_bytes(t, n));

@@ -74,9 +74,12 @@ inline std::vector<kernels::Isa> fast_isas() {
 // Test name suffixes: /Scalar, /Avx2, /Avx512Vnni.
 inline std::string isa_test_name(const testing::TestParamInfo<kernels::Isa>& i) {
   switch (i.param) {
-    case kernels::Isa::Avx512Vnni: return "Avx512Vnni";
-    case kernels::Isa::Avx2: return "Avx2";
-    default: return "Scalar";
+    case kernels::Isa::Avx512Vnni:
+      return "Avx512Vnni";
+    case kernels::Isa::Avx2:
+      return "Avx2";
+    default:
+      return "Scalar";
   }
 }
 

@@ -46,8 +46,7 @@ GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(OpsIsa);
 void expect_close(const std::vector<float>& a, const std::vector<float>& b, double rel, const char* what,
                   double floor = 1e-3) {
   ASSERT_EQ(a.size(), b.size());
-  for (size_t i = 0; i < a.size(); ++i)
-    ASSERT_NEAR(a[i], b[i], rel * (std::fabs(a[i]) + floor)) << what << " at " << i;
+  for (size_t i = 0; i < a.size(); ++i) ASSERT_NEAR(a[i], b[i], rel * (std::fabs(a[i]) + floor)) << what << " at " << i;
 }
 
 const int64_t kSizes[] = {1, 7, 8, 15, 16, 33, 257, 1000};
@@ -211,8 +210,11 @@ Cache make_cache(DType t, int64_t n_tokens, int64_t page_tokens, int64_t row, ui
 TEST_P(OpsIsa, AttentionFastAgreesWithReference) {
   const struct {
     int64_t n_head, n_head_kv, dk, dv, tokens, begin;
-  } cases[] = {{4, 2, 64, 64, 1, 0}, {4, 2, 64, 64, 300, 0}, {8, 1, 40, 24, 77, 5},
-               {6, 3, 128, 128, 1500, 0}, {4, 4, 19, 11, 130, 129}};
+  } cases[] = {{4, 2, 64, 64, 1, 0},
+               {4, 2, 64, 64, 300, 0},
+               {8, 1, 40, 24, 77, 5},
+               {6, 3, 128, 128, 1500, 0},
+               {4, 4, 19, 11, 130, 129}};
   for (const auto& c : cases)
     for (DType t : {DType::F32, DType::F16}) {
       Cache k = make_cache(t, c.tokens, 16, c.n_head_kv * c.dk, 21);

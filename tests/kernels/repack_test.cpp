@@ -47,9 +47,12 @@ int64_t block_elems(DType t) { return info(t).block_size; }
 // A packed weight is no TensorView: it neither converts to one nor has row() (its bytes are not
 // in the GGUF block layout).
 template <class W>
-concept HasRows = requires(const W& w) { w.row(0); };
+concept HasRows = requires(const W& w) {
+  w.row(0);
+};
 static_assert(HasRows<TensorView> && !HasRows<kernels::Weight>);
-static_assert(!std::is_convertible_v<kernels::Weight, TensorView> && !std::is_constructible_v<TensorView, kernels::Weight>);
+static_assert(!std::is_convertible_v<kernels::Weight, TensorView> &&
+              !std::is_constructible_v<TensorView, kernels::Weight>);
 
 TEST(Repack, PackedGroupsRebuildTheOriginalRowsExactly) {
   for (DType t : kPackedTypes) {
@@ -83,7 +86,8 @@ TEST_P(RepackIsa, PreparedAgreesWithReferenceOnOddShapes) {
         auto fast_default_scalar = run_matmul(p, x, n_rows, Isa::Scalar);  // the weight keeps its kernels
         const double scale = max_abs(ref);
         for (size_t i = 0; i < ref.size(); ++i)
-          ASSERT_NEAR(fast[i], ref[i], 2e-6 * scale) << dtype_name(t) << " out " << out << " rows " << n_rows << " at " << i;
+          ASSERT_NEAR(fast[i], ref[i], 2e-6 * scale)
+              << dtype_name(t) << " out " << out << " rows " << n_rows << " at " << i;
         EXPECT_EQ(0, std::memcmp(fast.data(), fast_default_scalar.data(), fast.size() * 4)) << dtype_name(t);
       }
     }
@@ -312,7 +316,8 @@ TEST_P(MatmulManyIsa, SwigluEqualsMatmulsThenSwigluBitForBit) {
       for (int64_t r = 0; r < n_rows; ++r)
         kernels::swiglu(yg.data() + r * out, yu.data() + r * out, want.data() + r * out, out);
       kernels::matmul_swiglu(G, U, x.data(), n_rows, got.data());
-      EXPECT_EQ(0, std::memcmp(want.data(), got.data(), want.size() * 4)) << "rows " << n_rows << " prepared " << prepared;
+      EXPECT_EQ(0, std::memcmp(want.data(), got.data(), want.size() * 4))
+          << "rows " << n_rows << " prepared " << prepared;
     }
   }
 }

@@ -49,7 +49,7 @@ class BatchPaths : public ::testing::TestWithParam<const char*> {
 
 TEST_P(BatchPaths, InterleavedSequencesMatchSeparateRuns) {
   const int64_t V = model_->n_vocab();
-  const auto& a = golden_.cases[0].tokens;                                  // 8 ids
+  const auto& a = golden_.cases[0].tokens;  // 8 ids
   std::vector<int32_t> b(golden_.cases[1].tokens.begin(), golden_.cases[1].tokens.begin() + 20);
   const auto la = alone(a), lb = alone(b);
 

@@ -55,8 +55,8 @@ TEST_P(GoldenDenseF32, F32CacheMatchesWithin1e3) {
     CaseRun r = run_case(*model_, c, DType::F32);
     Agreement prompt = compare(r.logits, c.logits, golden_.n_vocab);
     Agreement forced = compare(r.forced, c.gen_logits, golden_.n_vocab);
-    std::printf("  %s/%s %s F32 KV: prompt %s; teacher-forced %s\n", GetParam().model, GetParam().quant,
-                c.name.c_str(), describe(prompt).c_str(), describe(forced).c_str());
+    std::printf("  %s/%s %s F32 KV: prompt %s; teacher-forced %s\n", GetParam().model, GetParam().quant, c.name.c_str(),
+                describe(prompt).c_str(), describe(forced).c_str());
     EXPECT_LE(prompt.max_abs, 1e-3) << describe(prompt);
     EXPECT_EQ(prompt.argmax_agree, 1.0) << describe(prompt);
     EXPECT_LE(forced.max_abs, 1e-3) << describe(forced);
@@ -134,8 +134,8 @@ INSTANTIATE_TEST_SUITE_P(Dense, GoldenHfTwin, ::testing::Values(Param{"llama", "
 INSTANTIATE_TEST_SUITE_P(Dense, GoldenDenseQuant,
                          ::testing::Values(Param{"llama", "q8_0"}, Param{"llama", "q4_k_m"},
                                            Param{"llama-rope-scaled", "q8_0"}, Param{"llama-rope-scaled", "q4_k_m"},
-                                           Param{"qwen2", "q8_0"}, Param{"qwen2", "q4_k_m"},
-                                           Param{"qwen3", "q8_0"}, Param{"qwen3", "q4_k_m"}),
+                                           Param{"qwen2", "q8_0"}, Param{"qwen2", "q4_k_m"}, Param{"qwen3", "q8_0"},
+                                           Param{"qwen3", "q4_k_m"}),
                          param_name);
 
 }  // namespace

@@ -35,8 +35,8 @@ namespace owl {
 namespace {
 
 struct Bounds {
-  bool exact;  // F32: per-position bounds; otherwise statistical
-  bool f16_kv;  // F32 weights, F16 KV cache: looser per-position bounds
+  bool exact;                                                   // F32: per-position bounds; otherwise statistical
+  bool f16_kv;                                                  // F32 weights, F16 KV cache: looser per-position bounds
   double max_abs = 1e-3, mean_kl = 1e-8, argmax_margin = 2e-3;  // exact
   double f16_max_abs = 0.05, f16_mean_kl = 2e-5, f16_argmax = 0.99, f16_greedy_margin = 0.05;
   double q_mean_kl = 0.03, q_argmax = 0.90, q_p99 = 2.0, q_frac_over_1 = 0.10, q_greedy_margin = 0.5;
@@ -64,7 +64,8 @@ struct Stats {
     const int64_t a = argmax(ours, n_vocab), b = argmax(gold, n_vocab);
     if (margin(gold, n_vocab) >= argmax_margin) {
       ++argmax_checked;
-      if (a == b) ++argmax_equal;
+      if (a == b)
+        ++argmax_equal;
       else if (first_argmax_miss.empty())
         first_argmax_miss = where + ": ours " + std::to_string(a) + ", golden " + std::to_string(b);
     }
@@ -208,12 +209,11 @@ INSTANTIATE_TEST_SUITE_P(Files, MoeGolden,
                          ::testing::Values(Param{"deepseek-v3", "f32"}, Param{"deepseek-v3", "f32", true},
                                            Param{"deepseek-v3", "f32", false, MlaForm::Absorbed},
                                            Param{"deepseek-v3", "q8_0", false, MlaForm::Absorbed},
-                                           Param{"deepseek-v3", "hf"},
-                                           Param{"deepseek-v3", "q8_0"},
+                                           Param{"deepseek-v3", "hf"}, Param{"deepseek-v3", "q8_0"},
                                            Param{"deepseek-v3", "q4_k_m"}, Param{"deepseek-v2-lite", "f32"},
                                            Param{"deepseek-v2-lite", "q4_k_m"}, Param{"qwen3moe", "f32"},
-                                           Param{"qwen3moe", "q4_k_m"}, Param{"glm4moe", "f32"}, Param{"glm4moe", "f32", true},
-                                           Param{"glm4moe", "q4_k_m"}),
+                                           Param{"qwen3moe", "q4_k_m"}, Param{"glm4moe", "f32"},
+                                           Param{"glm4moe", "f32", true}, Param{"glm4moe", "q4_k_m"}),
                          [](const ::testing::TestParamInfo<Param>& i) {
                            std::string s = std::string(i.param.model) + "_" + i.param.quant +
                                            (i.param.f16_kv ? "_f16kv" : "") +
@@ -262,8 +262,8 @@ TEST_P(MoeBatch, InterleavedSequencesMatchTheirGoldenRows) {
   double max_abs = 0;
   for (size_t r = 0; r < who.size(); ++r)
     for (int64_t v = 0; v < nv; ++v)
-      max_abs = std::max(max_abs, static_cast<double>(std::fabs(logits[r * nv + v] -
-                                                                 seqs[who[r].first].gold[who[r].second * nv + v])));
+      max_abs = std::max(max_abs, static_cast<double>(
+                                      std::fabs(logits[r * nv + v] - seqs[who[r].first].gold[who[r].second * nv + v])));
   EXPECT_LE(max_abs, 1e-3) << "prompt rows";
 
   batch.clear();

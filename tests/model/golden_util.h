@@ -56,9 +56,9 @@ inline Golden load_golden(const std::string& model, const std::string& quant) {
 // Agreement between two [rows][n_vocab] logit tables.
 struct Agreement {
   double max_abs = 0;
-  double p99_abs = 0;      // 99th percentile of |Δ| over all elements
-  double mean_kl = 0;      // mean over rows of KL(golden ‖ ours)
-  double argmax_agree = 0; // share of rows whose argmax agree
+  double p99_abs = 0;       // 99th percentile of |Δ| over all elements
+  double mean_kl = 0;       // mean over rows of KL(golden ‖ ours)
+  double argmax_agree = 0;  // share of rows whose argmax agree
   int64_t rows = 0;
 };
 

@@ -75,8 +75,11 @@ TEST(HfConfig, ModelTypesAndRopeScaling) {
   EXPECT_EQ(m.rope_type, RopeType::Norm);
 
   json l3 = base;
-  l3["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 8.0}, {"low_freq_factor", 1.0},
-                        {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 8192}};
+  l3["rope_scaling"] = {{"rope_type", "llama3"},
+                        {"factor", 8.0},
+                        {"low_freq_factor", 1.0},
+                        {"high_freq_factor", 4.0},
+                        {"original_max_position_embeddings", 8192}};
   ModelConfig c = config_from_hf(l3);
   EXPECT_EQ(c.rope_scaling, RopeScaling::Llama3);
   EXPECT_EQ(c.rope_factor, 8.0f);
@@ -90,7 +93,8 @@ TEST(HfConfig, ModelTypesAndRopeScaling) {
 
   json dyn = base;
   dyn["rope_scaling"] = {{"type", "dynamic"}, {"factor", 2}};
-  EXPECT_NE(error_of([&] { config_from_hf(dyn); }).find("rope_scaling type 'dynamic' is not supported"), std::string::npos);
+  EXPECT_NE(error_of([&] { config_from_hf(dyn); }).find("rope_scaling type 'dynamic' is not supported"),
+            std::string::npos);
 
   json ds = read_json(test::shared_path("golden/deepseek-v3/hf/config.json"));
   json kimi = ds;
@@ -220,7 +224,8 @@ TEST(HfSource, Fp8WeightsAreDequantizedWithBlockScales) {
   }
   float scales[2] = {0.5f, 3.0f};
   std::string s(reinterpret_cast<const char*>(scales), 8);
-  json h = {{"model.embed_tokens.weight", {{"dtype", "F8_E4M3"}, {"shape", {rows, cols}}, {"data_offsets", {0, rows * cols}}}},
+  json h = {{"model.embed_tokens.weight",
+             {{"dtype", "F8_E4M3"}, {"shape", {rows, cols}}, {"data_offsets", {0, rows * cols}}}},
             {"model.embed_tokens.weight_scale_inv",
              {{"dtype", "F32"}, {"shape", {2, 1}}, {"data_offsets", {rows * cols, rows * cols + 8}}}}};
   write(dir + "/model.safetensors", safetensors_bytes(h, w + s));
@@ -254,7 +259,8 @@ TEST(HfSource, UnexpectedTensorsAndMissingExpertsAreErrors) {
   EXPECT_NE(e.find("unexpected tensor 'model.layers.0.self_attn.weird.weight'"), std::string::npos) << e;
 
   write(dir + "/config.json", test::read_file(test::shared_path("golden/deepseek-v3/hf/config.json")));
-  json x = {{"model.layers.1.mlp.experts.1.up_proj.weight", {{"dtype", "F32"}, {"shape", {1, 1}}, {"data_offsets", {0, 4}}}}};
+  json x = {
+      {"model.layers.1.mlp.experts.1.up_proj.weight", {{"dtype", "F32"}, {"shape", {1, 1}}, {"data_offsets", {0, 4}}}}};
   write(dir + "/model.safetensors", safetensors_bytes(x, std::string(4, '\0')));
   e = error_of([&] { open_hf_source(dir); });
   EXPECT_NE(e.find("lacks expert 0 of 'blk.1.ffn_up_exps.weight'"), std::string::npos) << e;

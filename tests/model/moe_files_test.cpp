@@ -18,7 +18,6 @@
 namespace owl {
 namespace {
 
-
 // Copies a golden file to a temporary one: metadata edited by `meta`, each tensor kept or
 // dropped by `keep`, plus the tensors `extra` adds (data must outlive the call).
 std::string rewrite(const std::string& golden, const std::function<void(gguf::Metadata&)>& meta,
@@ -86,7 +85,8 @@ void check_nextn_layer_not_run(const std::string& model, const std::string& arch
   auto logits = m->forward(batch, kv);
   ASSERT_EQ(logits.size(), gold.size());
   double max_abs = 0;
-  for (size_t i = 0; i < gold.size(); ++i) max_abs = std::max(max_abs, static_cast<double>(std::fabs(logits[i] - gold[i])));
+  for (size_t i = 0; i < gold.size(); ++i)
+    max_abs = std::max(max_abs, static_cast<double>(std::fabs(logits[i] - gold[i])));
   EXPECT_LE(max_abs, 1e-3) << model;
 }
 
@@ -97,9 +97,9 @@ TEST(Deepseek2File, NextNLayerIsLoadedButNotRun) {
 }
 
 TEST(Glm4MoeFile, NextNCountMustLeaveATrunk) {
-  const std::string path =
-      rewrite("golden/glm4moe/f32.gguf", [](gguf::Metadata& m) { m.set("glm4moe.nextn_predict_layers", gguf::Value::u32(3)); },
-              keep_all);
+  const std::string path = rewrite(
+      "golden/glm4moe/f32.gguf", [](gguf::Metadata& m) { m.set("glm4moe.nextn_predict_layers", gguf::Value::u32(3)); },
+      keep_all);
   EXPECT_NE(load_error(glm4moe_family(), path).find("nextn_predict_layers"), std::string::npos);
 }
 
@@ -112,16 +112,16 @@ TEST(MoeFiles, MissingRoutingBiasIsNamed) {
 }
 
 TEST(MoeFiles, MissingExpertStackIsNamed) {
-  const std::string path =
-      rewrite("golden/qwen3moe/f32.gguf", no_meta, [](const std::string& n) { return n != "blk.1.ffn_up_exps.weight"; });
+  const std::string path = rewrite("golden/qwen3moe/f32.gguf", no_meta,
+                                   [](const std::string& n) { return n != "blk.1.ffn_up_exps.weight"; });
   const std::string err = load_error(qwen3moe_family(), path);
   EXPECT_NE(err.find("blk.1.ffn_up_exps.weight"), std::string::npos) << err;
 }
 
 TEST(MoeFiles, ExpertCountDisagreeingWithTensorsIsAClearError) {
-  const std::string path =
-      rewrite("golden/qwen3moe/f32.gguf", [](gguf::Metadata& m) { m.set("qwen3moe.expert_count", gguf::Value::u32(6)); },
-              keep_all);
+  const std::string path = rewrite(
+      "golden/qwen3moe/f32.gguf", [](gguf::Metadata& m) { m.set("qwen3moe.expert_count", gguf::Value::u32(6)); },
+      keep_all);
   const std::string err = load_error(qwen3moe_family(), path);
   EXPECT_NE(err.find("ffn_gate_inp"), std::string::npos) << err;
 }
@@ -138,7 +138,9 @@ TEST(MoeFiles, LegacyKvBLayoutIsAClearError) {
   // A file with one attn_kv_b instead of attn_k_b/attn_v_b (older converters).
   const std::string path = rewrite(
       "golden/deepseek-v3/f32.gguf", no_meta,
-      [](const std::string& n) { return n.find("attn_k_b") == std::string::npos && n.find("attn_v_b") == std::string::npos; },
+      [](const std::string& n) {
+        return n.find("attn_k_b") == std::string::npos && n.find("attn_v_b") == std::string::npos;
+      },
       [](const gguf::File& f, gguf::Writer& w) {
         for (int il = 0; il < 3; ++il) {
           const TensorView kb = *f.tensor("blk." + std::to_string(il) + ".attn_k_b.weight");

@@ -90,7 +90,7 @@ TEST(MoeRouting, NormalisationClampsTinySums) {
 }
 
 TEST(MoeRouting, EachTokenRoutedIndependently) {
-  const std::vector<float> logits = {5.0f, 0.0f, 0.0f,  // token 0 -> expert 0
+  const std::vector<float> logits = {5.0f, 0.0f, 0.0f,   // token 0 -> expert 0
                                      0.0f, 0.0f, 5.0f};  // token 1 -> expert 2
   Routing r = route_experts(logits.data(), 2, options(3, 1, ExpertGating::Softmax), nullptr);
   EXPECT_EQ(r.experts, (std::vector<int32_t>{0, 2}));

@@ -57,7 +57,8 @@ TEST_F(Stories260K, GreedyIdsMatchReferenceForAllPrompts) {
       o.n_ctx = 512;
       KVCache kv(model_->kv_shape(), o);
       Batch b;
-      for (size_t i = 0; i < r.prompt_ids.size(); ++i) b.add(r.prompt_ids[i], int64_t(i), 0, i + 1 == r.prompt_ids.size());
+      for (size_t i = 0; i < r.prompt_ids.size(); ++i)
+        b.add(r.prompt_ids[i], int64_t(i), 0, i + 1 == r.prompt_ids.size());
       int32_t next = argmax(model_->forward(b, kv));
       std::vector<int32_t> got;
       int64_t pos = int64_t(r.prompt_ids.size());

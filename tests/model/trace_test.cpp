@@ -71,9 +71,7 @@ TEST(Trace, WritesNamedLayersAndTheLogitsItReturns) {
   std::filesystem::remove_all(dir);
 }
 
-TEST(Trace, UnwritableFolderIsAClearError) {
-  EXPECT_THROW(trace::start("/proc/owl-trace-cannot-exist", "all"), Error);
-}
+TEST(Trace, UnwritableFolderIsAClearError) { EXPECT_THROW(trace::start("/proc/owl-trace-cannot-exist", "all"), Error); }
 
 }  // namespace
 }  // namespace owl

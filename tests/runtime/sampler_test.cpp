@@ -133,7 +133,7 @@ TEST(Sampler, RepeatPenaltyDividesPositiveAndMultipliesNegativeLogits) {
   std::vector<float> l = {4.0f, 3.0f, -1.0f};
   EXPECT_EQ(s.sample(l), 0);
   s.accept(0);
-  s.accept(0);  // counted once by the repeat penalty
+  s.accept(0);                // counted once by the repeat penalty
   EXPECT_EQ(s.sample(l), 1);  // 4 / 2 = 2 < 3
   auto c = s.candidates(l);
   EXPECT_EQ(c[0].logit, 3.0f);

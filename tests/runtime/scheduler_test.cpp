@@ -66,8 +66,8 @@ TEST(Scheduler, BudgetQueuesAndEvictsIdleCachesLeastRecentlyUsedFirst) {
   ASSERT_TRUE(pb);
   EXPECT_FALSE(s.place(c, 32));  // budget full: wait
   s.append(pa->slot, a);
-  s.release(pa->slot, true);      // a stays cached (20 tokens -> 2 pages)
-  auto pc = s.place(c, 32);       // needs a's room: its cache is evicted
+  s.release(pa->slot, true);  // a stays cached (20 tokens -> 2 pages)
+  auto pc = s.place(c, 32);   // needs a's room: its cache is evicted
   ASSERT_TRUE(pc);
   EXPECT_EQ(pc->reused, 0);
   EXPECT_LE(s.committed_tokens(), 64);

@@ -35,8 +35,11 @@ TEST(ApiParse, OpenAIDefaults) {
   EXPECT_FALSE(p.max_tokens);
   EXPECT_FALSE(p.enable_thinking);
   EXPECT_EQ(parse_completion_request(R"({"prompt": "x"})").max_tokens, 16);
-  EXPECT_EQ(parse_chat_request(R"({"messages": [{"role": "user", "content": "x"}], "thinking_budget": 5})").thinking_budget, 5);
-  EXPECT_EQ(parse_chat_request(R"({"messages": [{"role": "user", "content": "x"}], "reasoning_effort": "none"})").enable_thinking,
+  EXPECT_EQ(
+      parse_chat_request(R"({"messages": [{"role": "user", "content": "x"}], "thinking_budget": 5})").thinking_budget,
+      5);
+  EXPECT_EQ(parse_chat_request(R"({"messages": [{"role": "user", "content": "x"}], "reasoning_effort": "none"})")
+                .enable_thinking,
             false);
 }
 
@@ -49,8 +52,10 @@ TEST(ApiParse, CompletionPromptForms) {
 
 void expect_bad(const std::string& body, const std::string& param, bool chat = true) {
   try {
-    if (chat) parse_chat_request(body);
-    else parse_completion_request(body);
+    if (chat)
+      parse_chat_request(body);
+    else
+      parse_completion_request(body);
     ADD_FAILURE() << "accepted: " << body;
   } catch (const ApiError& e) {
     EXPECT_EQ(e.status, 400) << body;
@@ -73,7 +78,8 @@ TEST(ApiParse, RejectsWrongTypesAndValues) {
   expect_bad("{" + m + R"(, "tools": [{"type": "function"}]})", "tools[0]");
   expect_bad("{" + m + R"(, "tool_choice": "always"})", "tool_choice");
   expect_bad("{" + m + R"(, "tool_choice": "auto"})", "tool_choice");  // without tools
-  expect_bad("{" + m + R"(, "chat_template_kwargs": {"enable_thinking": "no"}})", "chat_template_kwargs.enable_thinking");
+  expect_bad("{" + m + R"(, "chat_template_kwargs": {"enable_thinking": "no"}})",
+             "chat_template_kwargs.enable_thinking");
   expect_bad("{" + m + R"(, "thinking_budget": -1})", "thinking_budget");
   expect_bad(R"({"messages": [{"content": "x"}]})", "messages[0].role");
   expect_bad(R"({"messages": [{"role": "user"}]})", "messages[0].content");
@@ -84,9 +90,12 @@ TEST(ApiParse, RejectsWrongTypesAndValues) {
 }
 
 TEST(ApiError, BodyIsTheOpenAIErrorObject) {
-  auto j = nlohmann::json::parse(error_body(ApiError(404, "no such model", "invalid_request_error", "model", "model_not_found")));
-  EXPECT_EQ(j, nlohmann::json::parse(
-                   R"({"error": {"message": "no such model", "type": "invalid_request_error", "param": "model", "code": "model_not_found"}})"));
+  auto j = nlohmann::json::parse(
+      error_body(ApiError(404, "no such model", "invalid_request_error", "model", "model_not_found")));
+  EXPECT_EQ(
+      j,
+      nlohmann::json::parse(
+          R"({"error": {"message": "no such model", "type": "invalid_request_error", "param": "model", "code": "model_not_found"}})"));
   auto n = nlohmann::json::parse(error_body(ApiError(400, "bad")));
   EXPECT_TRUE(n["error"]["param"].is_null());
   EXPECT_TRUE(n["error"]["code"].is_null());

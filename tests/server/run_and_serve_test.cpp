@@ -56,8 +56,10 @@ TEST_F(RunAndServe, GreedyTextIsTheSameForEveryReferencePrompt) {
     const std::string prompt = ref["prompt"];
     SCOPED_TRACE("prompt \"" + prompt + "\"");
     json body = {{"max_tokens", 8}, {"temperature", 0}};
-    if (prompt.empty()) body["prompt"] = ref["prompt_ids"];  // BOS alone
-    else body["prompt"] = prompt;
+    if (prompt.empty())
+      body["prompt"] = ref["prompt_ids"];  // BOS alone
+    else
+      body["prompt"] = prompt;
     json served = complete(body);
     // The BOS-only prompt: both keep the leading space of " Once" (the text continues the prompt).
     EXPECT_EQ(run({prompt, "-n", "8", "--temp", "0"}), served["choices"][0]["text"]);
@@ -99,8 +101,8 @@ TEST_F(RunAndServe, TheSameSeedSamplesTheSameTextIncludingSeedZero) {
     SCOPED_TRACE(std::string("seed ") + seed);
     const std::string ran = run({"Once upon a time", "-n", "11", "--temp", "1", "--top-k", "0", "--top-p", "1",
                                  "--min-p", "0", "--seed", seed});
-    json served = complete({{"prompt", "Once upon a time"}, {"max_tokens", 11}, {"temperature", 1},
-                            {"seed", std::stoull(seed)}});
+    json served =
+        complete({{"prompt", "Once upon a time"}, {"max_tokens", 11}, {"temperature", 1}, {"seed", std::stoull(seed)}});
     EXPECT_GT(ran.size(), 10u);
     EXPECT_EQ(ran, served["choices"][0]["text"]);
   }

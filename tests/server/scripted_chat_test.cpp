@@ -25,7 +25,9 @@ using json = nlohmann::json;
 // Forces the tokens of `text`, then end-of-generation.
 class ScriptHook : public TokenHook {
  public:
-  ScriptHook(const Tokenizer& tok, const std::string& text) : ids_(tok.encode(text, false)) { ids_.push_back(tok.eos_id()); }
+  ScriptHook(const Tokenizer& tok, const std::string& text) : ids_(tok.encode(text, false)) {
+    ids_.push_back(tok.eos_id());
+  }
   std::vector<int32_t> at_start() override { return ids_; }
   std::vector<int32_t> on_token(int32_t, std::string_view) override { return {}; }
 
@@ -68,7 +70,8 @@ class ScriptedChat : public ::testing::Test {
     api_ = std::make_unique<ScriptedServer>(*engine_, *tok_, std::move(tmpl), ao, script_);
     http::ServerOptions ho;
     ho.port = 0;
-    http_ = std::make_unique<http::Server>(ho, [this](const http::Request& q, http::Response& r) { api_->handle(q, r); });
+    http_ =
+        std::make_unique<http::Server>(ho, [this](const http::Request& q, http::Response& r) { api_->handle(q, r); });
     http_->listen();
     thread_ = std::thread([this] { http_->run(); });
   }
@@ -78,8 +81,8 @@ class ScriptedChat : public ::testing::Test {
   }
   json chat(json body) {
     body["messages"] = {{{"role", "user"}, {"content", "What is the weather in Paris?"}}};
-    body["tools"] = {{{"type", "function"},
-                      {"function", {{"name", "get_weather"}, {"parameters", {{"type", "object"}}}}}}};
+    body["tools"] = {
+        {{"type", "function"}, {"function", {{"name", "get_weather"}, {"parameters", {{"type", "object"}}}}}}};
     auto r = http_post(http_->port(), "/v1/chat/completions", body.dump());
     EXPECT_EQ(r.status, 200) << r.body;
     if (body.value("stream", false)) {
@@ -101,8 +104,9 @@ class ScriptedChat : public ::testing::Test {
 };
 
 TEST_F(ScriptedChat, ReasoningAndToolCallsInOneMessage) {
-  script_ = "<think>The user wants weather.</think>\n\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": "
-            "{\"city\": \"Paris\"}}\n</tool_call>";
+  script_ =
+      "<think>The user wants weather.</think>\n\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": "
+      "{\"city\": \"Paris\"}}\n</tool_call>";
   json j = chat({{"max_tokens", 200}});
   const json& msg = j["choices"][0]["message"];
   EXPECT_EQ(j["choices"][0]["finish_reason"], "tool_calls");
@@ -118,7 +122,9 @@ TEST_F(ScriptedChat, ReasoningAndToolCallsInOneMessage) {
 }
 
 TEST_F(ScriptedChat, StreamedToolCallsAndReasoningDeltas) {
-  script_ = "<think>Checking.</think>Sure.<tool_call>{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Rome\"}}</tool_call>";
+  script_ =
+      "<think>Checking.</think>Sure.<tool_call>{\"name\": \"get_weather\", \"arguments\": {\"city\": "
+      "\"Rome\"}}</tool_call>";
   json events = chat({{"max_tokens", 200}, {"stream", true}, {"stream_options", {{"include_usage", true}}}});
   std::string reasoning, content, finish;
   json calls = json::array();

@@ -81,8 +81,10 @@ TEST_F(Serve, GreedyCompletionsEqualReference) {
   for (const auto& ref : reference()) {
     json body = {{"max_tokens", 64}, {"temperature", 0}};
     // The empty prompt is sent as token ids (BOS alone); the others as text.
-    if (ref["prompt"] == "") body["prompt"] = ref["prompt_ids"];
-    else body["prompt"] = ref["prompt"];
+    if (ref["prompt"] == "")
+      body["prompt"] = ref["prompt_ids"];
+    else
+      body["prompt"] = ref["prompt"];
     auto r = http_post(port(), "/v1/completions", body.dump());
     ASSERT_EQ(r.status, 200) << r.body;
     json j = r.json();
@@ -118,7 +120,8 @@ TEST_F(Serve, ConcurrentStreamsEqualTheirSoloResults) {
   std::vector<std::thread> threads;
   for (size_t i = 0; i < which.size(); ++i)
     threads.emplace_back([&, i] {
-      auto r = http_post(port(), "/v1/completions", completion_body(refs[static_cast<size_t>(which[i])]["prompt"], 64, true));
+      auto r = http_post(port(), "/v1/completions",
+                         completion_body(refs[static_cast<size_t>(which[i])]["prompt"], 64, true));
       results[i] = r.status == 200 ? streamed_text(r.body) : "HTTP " + std::to_string(r.status) + r.body;
     });
   for (auto& t : threads) t.join();
@@ -149,9 +152,8 @@ TEST_F(Serve, SharedPrefixIsServedFromTheCache) {
 }
 
 TEST_F(Serve, ChatCompletionWithoutTemplateUsesTheFallbackFormat) {
-  json body = {{"messages", {{{"role", "user"}, {"content", "Once upon a time"}}}},
-               {"max_tokens", 20},
-               {"temperature", 0}};
+  json body = {
+      {"messages", {{{"role", "user"}, {"content", "Once upon a time"}}}}, {"max_tokens", 20}, {"temperature", 0}};
   auto r = http_post(port(), "/v1/chat/completions", body.dump());
   ASSERT_EQ(r.status, 200) << r.body;
   json j = r.json();
@@ -248,8 +250,9 @@ TEST(ServeReasoning, Qwen3TemplateRendersAndServes) {
                {"chat_template_kwargs", {{"enable_thinking", false}}}};
   auto r = http_post(server.port(), "/v1/chat/completions", body.dump());
   ASSERT_EQ(r.status, 200) << r.body;
-  // "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
-  // is far longer in stories260K's byte-level pieces than the messages alone.
+  // "<|im_start|>system\nBe
+  // brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n" is far longer in
+  // stories260K's byte-level pieces than the messages alone.
   EXPECT_GT(r.json()["usage"]["prompt_tokens"].get<int>(), 60);
   EXPECT_EQ(r.json()["usage"]["completion_tokens"], 8);
   EXPECT_EQ(http_get(server.port(), "/health").status, 200);
@@ -308,14 +311,16 @@ TEST_F(Serve, BadRequestsGetOpenAIErrors) {
   expect_error(http_post(port(), chat, "[1,2,3]"), 400, "", "invalid_json");
   expect_error(http_post(port(), chat, R"({"messages": "hello"})"), 400, "messages", "invalid_type");
   expect_error(http_post(port(), chat, R"({"messages": []})"), 400, "messages");
-  expect_error(http_post(port(), chat, R"({"messages": [{"role": "wizard", "content": "x"}]})"), 400, "messages[0].role");
-  expect_error(http_post(port(), chat, R"({"messages": [{"role": "user", "content": 5}]})"), 400, "messages[0].content");
-  expect_error(http_post(port(), chat, R"({"messages": [{"role": "user", "content": "x"}], "temperature": "hot"})"), 400,
-               "temperature", "invalid_type");
+  expect_error(http_post(port(), chat, R"({"messages": [{"role": "wizard", "content": "x"}]})"), 400,
+               "messages[0].role");
+  expect_error(http_post(port(), chat, R"({"messages": [{"role": "user", "content": 5}]})"), 400,
+               "messages[0].content");
+  expect_error(http_post(port(), chat, R"({"messages": [{"role": "user", "content": "x"}], "temperature": "hot"})"),
+               400, "temperature", "invalid_type");
   expect_error(http_post(port(), chat, R"({"messages": [{"role": "user", "content": "x"}], "temperature": 7})"), 400,
                "temperature");
-  expect_error(http_post(port(), chat, R"({"messages": [{"role": "user", "content": "x"}], "max_tokens": "many"})"), 400,
-               "max_tokens", "invalid_type");
+  expect_error(http_post(port(), chat, R"({"messages": [{"role": "user", "content": "x"}], "max_tokens": "many"})"),
+               400, "max_tokens", "invalid_type");
   expect_error(http_post(port(), chat, R"({"messages": [{"role": "user", "content": "x"}], "max_tokens": -3})"), 400,
                "max_tokens");
   expect_error(http_post(port(), chat, R"({"messages": [{"role": "user", "content": "x"}], "stream": "yes"})"), 400,
@@ -388,7 +393,8 @@ TEST(ServeQueue, FullQueueAnswers429) {
   c.read_head(head);
   std::string piece;
   ASSERT_TRUE(c.read_body_piece(head, piece));
-  expect_error(http_post(server.port(), "/v1/completions", completion_body("The little dog", 4)), 429, "", "queue_full");
+  expect_error(http_post(server.port(), "/v1/completions", completion_body("The little dog", 4)), 429, "",
+               "queue_full");
   c.close();
   // Once the stream is gone, requests run again.
   HttpResult r;
@@ -449,7 +455,8 @@ TEST(ServeBatching, LongPromptIsPrefilledInChunksBesideARunningStream) {
   double steps_before = chunked.metric("owl_engine_steps_total");
   auto alone = http_post(chunked.port(), "/v1/completions", completion_body(long_prompt, 1)).json();
   EXPECT_EQ(chunked.metric("owl_engine_steps_total") - steps_before, static_cast<double>((n_long + 15) / 16));
-  EXPECT_EQ(alone["choices"][0]["text"], solo_long["choices"][0]["text"].get<std::string>().substr(0, alone["choices"][0]["text"].get<std::string>().size()));
+  EXPECT_EQ(alone["choices"][0]["text"], solo_long["choices"][0]["text"].get<std::string>().substr(
+                                             0, alone["choices"][0]["text"].get<std::string>().size()));
 
   // Now beside a running stream: both answers equal their solo ones.
   HttpConnection c(chunked.port());

@@ -47,7 +47,8 @@ void HttpConnection::send_request(const std::string& method, const std::string& 
                                   const std::vector<std::string>& headers) {
   std::string msg = method + " " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\n";
   for (const auto& h : headers) msg += h + "\r\n";
-  if (method == "POST") msg += "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
+  if (method == "POST")
+    msg += "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
   msg += "\r\n" + body;
   size_t off = 0;
   while (off < msg.size()) {
@@ -137,7 +138,8 @@ HttpResult http_get(int port, const std::string& path, const std::vector<std::st
   return c.request("GET", path, "", headers);
 }
 
-HttpResult http_post(int port, const std::string& path, const std::string& body, const std::vector<std::string>& headers) {
+HttpResult http_post(int port, const std::string& path, const std::string& body,
+                     const std::vector<std::string>& headers) {
   HttpConnection c(port);
   return c.request("POST", path, body, headers);
 }

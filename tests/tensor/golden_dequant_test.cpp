@@ -22,16 +22,32 @@ namespace {
 
 double bound_for(DType t) {
   switch (t) {
-    case DType::F32: return 0.0;
-    case DType::F16: return 5e-4;
-    case DType::BF16: return 4e-3;
-    case DType::Q8_0: return 0.0075;
-    case DType::Q6_K: return 0.027;
-    case DType::Q5_0: case DType::Q5_1: case DType::Q5_K: return 0.06;
-    case DType::Q4_0: case DType::Q4_1: case DType::Q4_K: case DType::IQ4_NL: case DType::IQ4_XS: return 0.125;
-    case DType::Q3_K: return 0.25;
-    case DType::Q2_K: return 0.45;
-    default: return -1;
+    case DType::F32:
+      return 0.0;
+    case DType::F16:
+      return 5e-4;
+    case DType::BF16:
+      return 4e-3;
+    case DType::Q8_0:
+      return 0.0075;
+    case DType::Q6_K:
+      return 0.027;
+    case DType::Q5_0:
+    case DType::Q5_1:
+    case DType::Q5_K:
+      return 0.06;
+    case DType::Q4_0:
+    case DType::Q4_1:
+    case DType::Q4_K:
+    case DType::IQ4_NL:
+    case DType::IQ4_XS:
+      return 0.125;
+    case DType::Q3_K:
+      return 0.25;
+    case DType::Q2_K:
+      return 0.45;
+    default:
+      return -1;
   }
 }
 

@@ -26,7 +26,8 @@ std::vector<float> deq(DType t, const B& b, int n) {
   dequantize_row_ref(t, &b, y.data(), n);
   std::vector<float> fast(static_cast<size_t>(n));
   kernels::dequantize_row(t, &b, fast.data(), n);
-  EXPECT_EQ(0, std::memcmp(y.data(), fast.data(), y.size() * 4)) << "kernels::dequantize_row differs for " << dtype_name(t);
+  EXPECT_EQ(0, std::memcmp(y.data(), fast.data(), y.size() * 4))
+      << "kernels::dequantize_row differs for " << dtype_name(t);
   return y;
 }
 
@@ -85,8 +86,8 @@ TEST(QuantsKat, Q5_0AndQ5_1) {
   c.qs[15] = 0x10;  // element 15: 0, element 31: 1
   c.qh[3] = 0x80;   // bit 31
   auto z = deq(DType::Q5_1, c, 32);
-  EXPECT_EQ(z[15], 1.0f);   // 0.5 * 0 + 1
-  EXPECT_EQ(z[31], 9.5f);   // 0.5 * 17 + 1
+  EXPECT_EQ(z[15], 1.0f);  // 0.5 * 0 + 1
+  EXPECT_EQ(z[31], 9.5f);  // 0.5 * 17 + 1
 }
 
 TEST(QuantsKat, Q8_0AndQ8_K) {
@@ -124,12 +125,12 @@ TEST(QuantsKat, IQ4_XS) {
   b.scales_l[0] = 0x01;
   b.scales_l[1] = 0xF0;
   b.scales_h = 0x0002;
-  b.qs[0] = 0x0F;        // sub-block 0 element 0: level 15 (113), element 16: level 0 (-127)
-  b.qs[48 + 1] = 0x08;   // sub-block 3 element 1: level 8 (1)
+  b.qs[0] = 0x0F;       // sub-block 0 element 0: level 15 (113), element 16: level 0 (-127)
+  b.qs[48 + 1] = 0x08;  // sub-block 3 element 1: level 8 (1)
   auto y = deq(DType::IQ4_XS, b, 256);
-  EXPECT_EQ(y[0], 56.5f);            // 0.5 * 1 * 113
-  EXPECT_EQ(y[16], -63.5f);          // 0.5 * 1 * -127
-  EXPECT_EQ(y[96 + 1], -8.5f);       // 0.5 * -17 * 1
+  EXPECT_EQ(y[0], 56.5f);       // 0.5 * 1 * 113
+  EXPECT_EQ(y[16], -63.5f);     // 0.5 * 1 * -127
+  EXPECT_EQ(y[96 + 1], -8.5f);  // 0.5 * -17 * 1
   EXPECT_EQ(y[96 + 17], 0.5f * -17 * -127);
   EXPECT_EQ(y[32], 0.5f * (0 - 32) * -127);  // sub-block 1: ls = 0 -> -32, level 0
 }
@@ -138,21 +139,21 @@ TEST(QuantsKat, Q2_K) {
   BlockQ2_K b{};
   b.d = kOne;
   b.dmin = kHalf;
-  b.scales[0] = 0x23;  // elements 0..15: scale 3, min 2
-  b.scales[1] = 0x01;  // elements 16..31: scale 1, min 0
-  b.scales[2] = 0x40;  // elements 32..47: scale 0, min 4
-  b.scales[9] = 0x15;  // second half, elements 144..159: scale 5, min 1
-  b.qs[0] = 0x06;      // element 0: bits 0-1 = 2; element 32: bits 2-3 = 1
-  b.qs[17] = 0x03;     // element 17 = 3
+  b.scales[0] = 0x23;    // elements 0..15: scale 3, min 2
+  b.scales[1] = 0x01;    // elements 16..31: scale 1, min 0
+  b.scales[2] = 0x40;    // elements 32..47: scale 0, min 4
+  b.scales[9] = 0x15;    // second half, elements 144..159: scale 5, min 1
+  b.qs[0] = 0x06;        // element 0: bits 0-1 = 2; element 32: bits 2-3 = 1
+  b.qs[17] = 0x03;       // element 17 = 3
   b.qs[32 + 16] = 0x0C;  // second 128: shift 0 uses qs[32..63]; element 128+16 (byte 48, shift 0) = 0,
                          // element 128+48 (byte 48, shift 2) = 3
   auto y = deq(DType::Q2_K, b, 256);
-  EXPECT_EQ(y[0], 5.0f);    // 1*3*2 - 0.5*2
-  EXPECT_EQ(y[1], -1.0f);   // 0 - 1
-  EXPECT_EQ(y[17], 3.0f);   // 1*1*3 - 0
-  EXPECT_EQ(y[32], -2.0f);  // 0*1 - 0.5*4
-  EXPECT_EQ(y[144], -0.5f); // 5*0 - 0.5*1
-  EXPECT_EQ(y[176], 0.0f);  // scale byte 11 (elements 176..191) is 0: 0*3 - 0
+  EXPECT_EQ(y[0], 5.0f);     // 1*3*2 - 0.5*2
+  EXPECT_EQ(y[1], -1.0f);    // 0 - 1
+  EXPECT_EQ(y[17], 3.0f);    // 1*1*3 - 0
+  EXPECT_EQ(y[32], -2.0f);   // 0*1 - 0.5*4
+  EXPECT_EQ(y[144], -0.5f);  // 5*0 - 0.5*1
+  EXPECT_EQ(y[176], 0.0f);   // scale byte 11 (elements 176..191) is 0: 0*3 - 0
 }
 
 TEST(QuantsKat, Q3_K) {
@@ -172,18 +173,18 @@ TEST(QuantsKat, Q3_K) {
   b.qs[32 + 16] = 0x02;
   b.hmask[16] = 0x10;
   auto y = deq(DType::Q3_K, b, 256);
-  EXPECT_EQ(y[0], 15.0f);   // 0.5 * 10 * 3
-  EXPECT_EQ(y[1], -15.0f);  // 0.5 * 10 * -3
-  EXPECT_EQ(y[144], 5.0f);  // scale 9: 0.5 * 5 * 2
+  EXPECT_EQ(y[0], 15.0f);             // 0.5 * 10 * 3
+  EXPECT_EQ(y[1], -15.0f);            // 0.5 * 10 * -3
+  EXPECT_EQ(y[144], 5.0f);            // scale 9: 0.5 * 5 * 2
   EXPECT_EQ(y[16], 0.5f * -32 * -4);  // scale 1 = 0 - 32, level 0 - 4
 }
 
 TEST(QuantsKat, Q4_KScalePacking) {
   uint8_t p[12] = {};
-  p[1] = 0x40 | 5;   // scale 1 = 5; top bits of scale 5 = 1
+  p[1] = 0x40 | 5;      // scale 1 = 5; top bits of scale 5 = 1
   p[4 + 2] = 0x80 | 7;  // min 2 = 7; top bits of min 6 = 2
-  p[8 + 1] = 0x3C;   // scale 5 low = 0xC, min 5 low = 3
-  p[8 + 2] = 0x90;   // scale 6 low = 0, min 6 low = 9
+  p[8 + 1] = 0x3C;      // scale 5 low = 0xC, min 5 low = 3
+  p[8 + 2] = 0x90;      // scale 6 low = 0, min 6 low = 9
   uint8_t sc, mn;
   k4_scale_min(1, p, sc, mn);
   EXPECT_EQ(sc, 5);
@@ -202,16 +203,16 @@ TEST(QuantsKat, Q4_KAndQ5_K) {
   BlockQ4_K b{};
   b.d = kHalf;
   b.dmin = kOne;
-  b.scales[0] = 4;      // scale 0 = 4
-  b.scales[4] = 1;      // min 0 = 1
-  b.scales[1] = 2;      // scale 1 = 2 (elements 32..63)
+  b.scales[0] = 4;         // scale 0 = 4
+  b.scales[4] = 1;         // min 0 = 1
+  b.scales[1] = 2;         // scale 1 = 2 (elements 32..63)
   b.scales[8 + 3] = 0x23;  // scale 7 = 3, min 7 = 2 (elements 224..255)
-  b.qs[0] = 0x5A;       // element 0: 10, element 32: 5
-  b.qs[96 + 31] = 0xF0; // element 224+31 = 255: high nibble of qs[127] = 15; element 223: 0
+  b.qs[0] = 0x5A;          // element 0: 10, element 32: 5
+  b.qs[96 + 31] = 0xF0;    // element 224+31 = 255: high nibble of qs[127] = 15; element 223: 0
   auto y = deq(DType::Q4_K, b, 256);
-  EXPECT_EQ(y[0], 19.0f);   // 0.5*4*10 - 1
-  EXPECT_EQ(y[32], 5.0f);   // 0.5*2*5 - 0
-  EXPECT_EQ(y[255], 20.5f); // 0.5*3*15 - 2
+  EXPECT_EQ(y[0], 19.0f);    // 0.5*4*10 - 1
+  EXPECT_EQ(y[32], 5.0f);    // 0.5*2*5 - 0
+  EXPECT_EQ(y[255], 20.5f);  // 0.5*3*15 - 2
   EXPECT_EQ(y[1], -1.0f);
   BlockQ5_K c{};
   c.d = kHalf;
@@ -223,8 +224,8 @@ TEST(QuantsKat, Q4_KAndQ5_K) {
   c.qh[0] = 0x01;   // element 0 (sub-block 0) gets +16
   c.qh[31] = 0x80;  // element 255 (sub-block 7, l = 31) gets +16
   auto z = deq(DType::Q5_K, c, 256);
-  EXPECT_EQ(z[0], 51.0f);   // 0.5*4*26 - 1
-  EXPECT_EQ(z[255], 22.0f); // 0.5*3*16 - 2
+  EXPECT_EQ(z[0], 51.0f);    // 0.5*4*26 - 1
+  EXPECT_EQ(z[255], 22.0f);  // 0.5*3*16 - 2
 }
 
 TEST(QuantsKat, Q6_K) {
@@ -247,15 +248,15 @@ TEST(QuantsKat, Q6_K) {
 
 // Relative RMS error of quantise -> dequantise on N(0,1) data with outliers; bounds are about
 // 1.3x what these quantisers reach (observed: Q8_0 0.0053, Q4_0 0.086, Q4_1 0.079,
-// Q5_0 0.042, Q5_1 0.038, Q4_K 0.072, Q5_K 0.035, Q6_K 0.017, Q8_K 0.0104 (the outlier costs 256 neighbours precision), IQ4_NL 0.074,
-// IQ4_XS 0.075, F16 0.0002, BF16 0.0017).
+// Q5_0 0.042, Q5_1 0.038, Q4_K 0.072, Q5_K 0.035, Q6_K 0.017, Q8_K 0.0104 (the outlier costs 256 neighbours precision),
+// IQ4_NL 0.074, IQ4_XS 0.075, F16 0.0002, BF16 0.0017).
 TEST(QuantsRoundTrip, ErrorBounds) {
   const struct {
     DType t;
     double bound;
-  } cases[] = {{DType::F32, 0.0},     {DType::F16, 4e-4},    {DType::BF16, 3e-3},  {DType::Q8_0, 0.008},
-               {DType::Q4_0, 0.11},   {DType::Q4_1, 0.10},   {DType::Q5_0, 0.055}, {DType::Q5_1, 0.05},
-               {DType::Q4_K, 0.095},  {DType::Q5_K, 0.046},  {DType::Q6_K, 0.023}, {DType::Q8_K, 0.013},
+  } cases[] = {{DType::F32, 0.0},      {DType::F16, 4e-4},    {DType::BF16, 3e-3},  {DType::Q8_0, 0.008},
+               {DType::Q4_0, 0.11},    {DType::Q4_1, 0.10},   {DType::Q5_0, 0.055}, {DType::Q5_1, 0.05},
+               {DType::Q4_K, 0.095},   {DType::Q5_K, 0.046},  {DType::Q6_K, 0.023}, {DType::Q8_K, 0.013},
                {DType::IQ4_NL, 0.095}, {DType::IQ4_XS, 0.095}};
   std::mt19937 rng(7);
   std::normal_distribution<float> nd;

@@ -73,8 +73,8 @@ TEST_P(HfCases, DecodeMatchesReference) {
     std::string want_default = c.contains("decoded_default") ? c["decoded_default"].get<std::string>() : want;
     if (std::string g = tok.decode(ids, false, tok.clean_up_tokenization_spaces()); g != want_default) {
       ++failures;
-      ADD_FAILURE() << family << " " << c["id"].get<std::string>() << " decode(defaults): got \"" << g
-                    << "\" want \"" << want_default << "\"";
+      ADD_FAILURE() << family << " " << c["id"].get<std::string>() << " decode(defaults): got \"" << g << "\" want \""
+                    << want_default << "\"";
     }
     // Token strings: the vocabulary text of each id.
     auto tokens = c["tokens"].get<std::vector<std::string>>();

@@ -172,8 +172,11 @@ TEST(IncrementalDecoder, HoldsBackPartialCharacters) {
 // Invalid UTF-8 input: each maximal invalid subsequence is encoded as U+FFFD.
 TEST(TokenizerApi, InvalidUtf8BecomesReplacementCharacter) {
   const Tokenizer& q = family_tokenizer("qwen3");
-  EXPECT_EQ(q.encode("a\xFF" "b"), q.encode("a\xEF\xBF\xBD" "b"));
-  EXPECT_EQ(q.encode("\xE4\xB8"), q.encode("\xEF\xBF\xBD"));  // truncated 3-byte sequence: one U+FFFD
+  EXPECT_EQ(q.encode("a\xFF"
+                     "b"),
+            q.encode("a\xEF\xBF\xBD"
+                     "b"));
+  EXPECT_EQ(q.encode("\xE4\xB8"), q.encode("\xEF\xBF\xBD"));              // truncated 3-byte sequence: one U+FFFD
   EXPECT_EQ(q.encode("\xC0\xAF"), q.encode("\xEF\xBF\xBD\xEF\xBF\xBD"));  // overlong: two
   EXPECT_EQ(q.encode("\xED\xA0\x80"), q.encode("\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD"));  // surrogate
   EXPECT_EQ(q.decode(q.encode("x\xFFy")), "x\xEF\xBF\xBDy");

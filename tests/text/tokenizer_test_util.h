@@ -39,8 +39,8 @@ inline std::string diff_ids(const std::vector<int32_t>& got, const std::vector<i
   if (i == got.size() && i == want.size()) return "";
   size_t from = i >= 2 ? i - 2 : 0;
   std::ostringstream os;
-  os << "first difference at position " << i << " (lengths got " << got.size() << ", want " << want.size()
-     << "): got " << ids_str(got, from, 8) << " want " << ids_str(want, from, 8) << " (from position " << from << ")";
+  os << "first difference at position " << i << " (lengths got " << got.size() << ", want " << want.size() << "): got "
+     << ids_str(got, from, 8) << " want " << ids_str(want, from, 8) << " (from position " << from << ")";
   return os.str();
 }
 
