@@ -49,7 +49,7 @@ std::optional<Pre> pre_for(const std::string& pre) {
   return std::nullopt;
 }
 
-enum TokenType : int64_t { NORMAL = 1, UNKNOWN = 2, CONTROL = 3, USER_DEFINED = 4, UNUSED = 5, BYTE = 6 };
+namespace tt = gguf::token_type;
 
 void write_json(const std::filesystem::path& p, const json& j) {
   std::ofstream f(p, std::ios::binary);
@@ -79,16 +79,16 @@ std::string write_hf_tokenizer(const gguf::Metadata& m, const std::string& folde
   json vocab = json::object(), added = json::array();
   for (size_t i = 0; i < tokens.size(); ++i) {
     const std::string& piece = tokens[i].as_string();
-    const int64_t type = types ? (*types)[i].as_int() : NORMAL;
-    if (type == UNUSED && piece.rfind("[PAD", 0) == 0) continue;  // the converter's padding
-    if (type == CONTROL || type == USER_DEFINED || type == UNKNOWN) {
+    const int64_t type = types ? (*types)[i].as_int() : int64_t{tt::Normal};
+    if (type == tt::Unused && piece.rfind("[PAD", 0) == 0) continue;  // the converter's padding
+    if (type == tt::Control || type == tt::UserDefined || type == tt::Unknown) {
       added.push_back({{"id", i},
                        {"content", piece},
                        {"single_word", false},
                        {"lstrip", false},
                        {"rstrip", false},
                        {"normalized", false},
-                       {"special", type != USER_DEFINED}});
+                       {"special", type != tt::UserDefined}});
     } else {
       vocab.emplace(piece, i);  // the first id of a duplicated piece wins
     }

@@ -18,7 +18,7 @@ using gguf::Value;
 using gguf::ValueType;
 
 // llama.cpp token types.
-enum TokenType : int32_t { NORMAL = 1, UNKNOWN = 2, CONTROL = 3, USER_DEFINED = 4, UNUSED = 5, BYTE = 6 };
+namespace tt = gguf::token_type;
 
 json read_json(const std::filesystem::path& p) {
   std::ifstream f(p, std::ios::binary);
@@ -81,7 +81,7 @@ void add_hf_tokenizer_metadata(gguf::Metadata& m, const std::string& folder, con
       if (!t.contains("id") || !t["id"].is_number_integer() || !t.contains("content")) continue;
       const int64_t id = t["id"].get<int64_t>();
       pieces[id] = t["content"].get<std::string>();
-      types[id] = t.value("special", false) ? CONTROL : USER_DEFINED;
+      types[id] = t.value("special", false) ? tt::Control : tt::UserDefined;
     }
   if (pieces.empty()) throw Error("'" + where + "' has an empty vocabulary");
   const int64_t n = std::max<int64_t>(c.n_vocab, pieces.rbegin()->first + 1);
@@ -113,20 +113,21 @@ void add_hf_tokenizer_metadata(gguf::Metadata& m, const std::string& folder, con
     auto it = pieces.find(i);
     if (it == pieces.end()) {
       tokens.push_back(Value::str("[PAD" + std::to_string(i) + "]"));
-      token_types.push_back(Value::i32(UNUSED));
+      token_types.push_back(Value::i32(tt::Unused));
       scores.push_back(Value::f32(-1000.0f));
       continue;
     }
-    int32_t t = NORMAL;
+    int32_t t = tt::Normal;
     if (auto ty = types.find(i); ty != types.end())
       t = ty->second;
     else if (spm && it->second.size() == 6 && it->second.compare(0, 3, "<0x") == 0 && it->second.back() == '>')
-      t = BYTE;
-    if (model.contains("unk_token") && model["unk_token"].is_string() && model["unk_token"] == it->second) t = UNKNOWN;
+      t = tt::Byte;
+    if (model.contains("unk_token") && model["unk_token"].is_string() && model["unk_token"] == it->second)
+      t = tt::Unknown;
     tokens.push_back(Value::str(it->second));
     token_types.push_back(Value::i32(t));
     float score = 0.0f;
-    if (t == NORMAL) {
+    if (t == tt::Normal) {
       auto r = merge_rank.find(it->second);
       score = -static_cast<float>(r != merge_rank.end() ? r->second : static_cast<int64_t>(merge_rank.size()) + i);
     }

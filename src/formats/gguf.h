@@ -15,6 +15,11 @@
 
 namespace owl::gguf {
 
+// The values of tokenizer.ggml.token_type (as ints, the way the array stores them).
+namespace token_type {
+enum : int32_t { Normal = 1, Unknown = 2, Control = 3, UserDefined = 4, Unused = 5, Byte = 6 };
+}  // namespace token_type
+
 enum class ValueType : uint32_t {
   UINT8 = 0,
   INT8 = 1,

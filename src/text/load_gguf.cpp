@@ -14,7 +14,7 @@ namespace owl {
 namespace {
 
 // llama.cpp token types (tokenizer.ggml.token_type).
-enum TokenType { NORMAL = 1, UNKNOWN = 2, CONTROL = 3, USER_DEFINED = 4, UNUSED = 5, BYTE = 6 };
+namespace tt = gguf::token_type;
 
 const char* const kLlama3Regex =
     "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| "
@@ -114,13 +114,13 @@ std::unique_ptr<Tokenizer> Tokenizer::from_gguf(const gguf::File& f) {
     if (tokens[i].type != gguf::ValueType::STRING) throw Error(file + ": tokenizer.ggml.tokens holds a non-string");
     bpe.vocab[i] = tokens[i].as_string();
     bpe.ids.emplace(bpe.vocab[i], static_cast<int32_t>(i));  // the first id wins on duplicates
-    int type = types ? static_cast<int>((*types)[i].as_int()) : NORMAL;
+    int type = types ? static_cast<int>((*types)[i].as_int()) : int{tt::Normal};
     // Control, user-defined and unknown tokens are matched in text before BPE, like HF added tokens.
-    if (type == CONTROL || type == USER_DEFINED || type == UNKNOWN) {
+    if (type == tt::Control || type == tt::UserDefined || type == tt::Unknown) {
       AddedToken t;
       t.id = static_cast<int32_t>(i);
       t.content = bpe.vocab[i];
-      t.special = type != USER_DEFINED;
+      t.special = type != tt::UserDefined;
       m.added.push_back(std::move(t));
     }
   }
@@ -149,8 +149,8 @@ std::unique_ptr<Tokenizer> Tokenizer::from_gguf(const gguf::File& f) {
     for (size_t i = 0; i < n; ++i) {
       // Only normal and user-defined pieces can be produced by a merge (as in SentencePiece):
       // byte, control and unknown pieces such as "<0x0A>" must not be assembled from text.
-      int type = types ? static_cast<int>((*types)[i].as_int()) : NORMAL;
-      bool mergeable = type == NORMAL || type == USER_DEFINED;
+      int type = types ? static_cast<int>((*types)[i].as_int()) : int{tt::Normal};
+      bool mergeable = type == tt::Normal || type == tt::UserDefined;
       bpe.scores[i] = mergeable ? static_cast<float>((*scores)[i].as_float()) : text::Bpe::kNoMerge;
     }
     bpe.byte_fallback = true;
