@@ -29,7 +29,8 @@ struct Param {
 };
 
 std::string param_name(const ::testing::TestParamInfo<Param>& p) {
-  std::string s = std::string(p.param.model) + "_" + p.param.quant + (p.param.mla == MlaForm::Absorbed ? "_absorbed" : "");
+  std::string s =
+      std::string(p.param.model) + "_" + p.param.quant + (p.param.mla == MlaForm::Absorbed ? "_absorbed" : "");
   for (auto& ch : s)
     if (!isalnum(static_cast<unsigned char>(ch))) ch = '_';
   return s;
@@ -50,9 +51,9 @@ TEST_P(GoldenLowbit, LogitsMatchLlamaCpp) {
   const int64_t n_vocab = j.at("n_vocab").get<int64_t>();
   std::vector<LowbitCase> cases;
   for (const auto& c : j.at("cases"))
-    cases.push_back({c.at("name").get<std::string>(), c.at("tokens").get<std::vector<int32_t>>(),
-                     read_f32(shared_path(std::string("golden/") + prm.model + "/" +
-                                          c.at("logits_file").get<std::string>()))});
+    cases.push_back(
+        {c.at("name").get<std::string>(), c.at("tokens").get<std::vector<int32_t>>(),
+         read_f32(shared_path(std::string("golden/") + prm.model + "/" + c.at("logits_file").get<std::string>()))});
   ASSERT_EQ(cases.size(), 3u);
 
   auto source = open_model_source(shared_path(std::string("golden/") + prm.model + "/" + prm.quant + ".gguf"));

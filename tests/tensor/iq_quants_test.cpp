@@ -35,7 +35,8 @@ float sgn(uint32_t bits, int j) { return (bits >> j) & 1 ? -1.0f : 1.0f; }
 
 // IQ1_M keeps its fp16 scale in the top nibbles of its 4 scale words.
 void set_iq1m_d(BlockIQ1_M& b, uint16_t d) {
-  for (int k = 0; k < 4; ++k) b.scales[2 * k + 1] = static_cast<uint8_t>((b.scales[2 * k + 1] & 0x0F) | (((d >> (4 * k)) & 0xF) << 4));
+  for (int k = 0; k < 4; ++k)
+    b.scales[2 * k + 1] = static_cast<uint8_t>((b.scales[2 * k + 1] & 0x0F) | (((d >> (4 * k)) & 0xF) << 4));
 }
 
 TEST(IQKat, IQ2_XXS) {
@@ -71,9 +72,9 @@ TEST(IQKat, IQ2_S) {
   BlockIQ2_S b{};
   b.d = kOne;
   b.qs[4 + 2] = 0x34;
-  b.qh[1] = 3 << 4;            // group 2 of sub-block 1: index high bits 3 -> 0x334
-  b.qs[32 + 4 + 2] = 0xA5;     // its sign byte
-  b.scales[1] = 0x30;          // ls 1 for elements 32-47, 7 for 48-63
+  b.qh[1] = 3 << 4;         // group 2 of sub-block 1: index high bits 3 -> 0x334
+  b.qs[32 + 4 + 2] = 0xA5;  // its sign byte
+  b.scales[1] = 0x30;       // ls 1 for elements 32-47, 7 for 48-63
   auto y = deq(DType::IQ2_S, b);
   for (int j = 0; j < 8; ++j) EXPECT_FLOAT_EQ(y[48 + j], 7.0f / 8 * byte_of(kIQ2SGrid[0x334], j) * sgn(0xA5, j)) << j;
   EXPECT_FLOAT_EQ(y[32], 1.0f / 8 * byte_of(kIQ2SGrid[0], 0));
@@ -98,7 +99,7 @@ TEST(IQKat, IQ3_S) {
   b.d = kOne;
   b.qs[40 + 2] = 0x80;
   b.qs[40 + 3] = 0x01;
-  b.qh[5] = 1 << 2;      // 9th bit of the first index of group 1 of sub-block 5 -> 0x180
+  b.qh[5] = 1 << 2;  // 9th bit of the first index of group 1 of sub-block 5 -> 0x180
   b.signs[20 + 1] = 0x0F;
   b.scales[2] = 4 << 4;  // sub-block 5: ls 9
   auto y = deq(DType::IQ3_S, b);
@@ -177,13 +178,15 @@ TEST(IQHostile, AllBitsSetReadTheLastGridEntry) {
     BlockIQ1_S b;
     std::memset(&b, 0xFF, sizeof b);
     b.d = kOne;
-    check(DType::IQ1_S, deq(DType::IQ1_S, b), [](int i) { return 15.0f * (sbyte_of(kIQ1SGrid[2047], i % 8) - 0.125f); });
+    check(DType::IQ1_S, deq(DType::IQ1_S, b),
+          [](int i) { return 15.0f * (sbyte_of(kIQ1SGrid[2047], i % 8) - 0.125f); });
   }
   {
     BlockIQ1_M b;
     std::memset(&b, 0xFF, sizeof b);
     set_iq1m_d(b, kOne);
-    check(DType::IQ1_M, deq(DType::IQ1_M, b), [](int i) { return 15.0f * (sbyte_of(kIQ1SGrid[2047], i % 8) - 0.125f); });
+    check(DType::IQ1_M, deq(DType::IQ1_M, b),
+          [](int i) { return 15.0f * (sbyte_of(kIQ1SGrid[2047], i % 8) - 0.125f); });
   }
 }
 
@@ -194,8 +197,9 @@ TEST(IQHostile, RandomBlocksStayInRange) {
     DType t;
     float max_abs;
   };
-  const Case cases[] = {{DType::IQ2_XXS, 31.0f / 8 * 43}, {DType::IQ2_XS, 31.0f / 8 * 43}, {DType::IQ2_S, 31.0f / 8 * 43},
-                        {DType::IQ3_XXS, 31.0f / 4 * 62}, {DType::IQ3_S, 31.0f * 15},    {DType::IQ1_S, 15 * 1.125f},
+  const Case cases[] = {{DType::IQ2_XXS, 31.0f / 8 * 43}, {DType::IQ2_XS, 31.0f / 8 * 43},
+                        {DType::IQ2_S, 31.0f / 8 * 43},   {DType::IQ3_XXS, 31.0f / 4 * 62},
+                        {DType::IQ3_S, 31.0f * 15},       {DType::IQ1_S, 15 * 1.125f},
                         {DType::IQ1_M, 15 * 1.125f}};
   std::mt19937 rng(7);
   for (const Case& c : cases) {
