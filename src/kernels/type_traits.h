@@ -46,6 +46,13 @@ inline constexpr TypeTraits kTypeTraits[] = {
     traits_detail::quant<BlockQ5_K>(DType::Q5_K, kQKK, DType::Q8_K),
     traits_detail::quant<BlockQ6_K>(DType::Q6_K, kQKK, DType::Q8_K, /*packed=*/true),
     traits_detail::quant<BlockIQ4_XS>(DType::IQ4_XS, kQKK, DType::Q8_K),
+    traits_detail::quant<BlockIQ2_XXS>(DType::IQ2_XXS, kQKK, DType::Q8_K),
+    traits_detail::quant<BlockIQ2_XS>(DType::IQ2_XS, kQKK, DType::Q8_K),
+    traits_detail::quant<BlockIQ2_S>(DType::IQ2_S, kQKK, DType::Q8_K),
+    traits_detail::quant<BlockIQ3_XXS>(DType::IQ3_XXS, kQKK, DType::Q8_K),
+    traits_detail::quant<BlockIQ3_S>(DType::IQ3_S, kQKK, DType::Q8_K),
+    traits_detail::quant<BlockIQ1_S>(DType::IQ1_S, kQKK, DType::Q8_K),
+    traits_detail::quant<BlockIQ1_M>(DType::IQ1_M, kQKK, DType::Q8_K),
 };
 
 // The traits of weight type t, or null for a type matmul does not take.

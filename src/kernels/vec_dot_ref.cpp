@@ -246,6 +246,30 @@ float dot_bf16(int64_t n, const void* vw, const void* vx) {
   return acc;
 }
 
+// Codebook types (IQ1_S .. IQ3_S): each weight block is decoded once to integer levels and
+// per-16 scales (tensor/quants.h), then dotted with each activation row's Q8_K block in integers.
+template <DType T>
+void rows_codebook(int64_t n, const void* vw, const void* vx, size_t x_stride, int nr, float* y, int64_t y_stride) {
+  const size_t block_bytes = info(T).type_size;
+  float acc[kMaxNR] = {};
+  IQLevels lv;
+  for (int64_t i = 0; i < n / kQKK; ++i) {
+    iq_decode(T, static_cast<const uint8_t*>(vw) + i * block_bytes, lv);
+    const float dw = lv.d * lv.mult;
+    for (int r = 0; r < nr; ++r) {
+      const auto& a = as<BlockQ8_K>(static_cast<const uint8_t*>(vx) + r * x_stride)[i];
+      int32_t sumi = 0;
+      for (int k = 0; k < kQKK / 16; ++k) {
+        int32_t s = 0;
+        for (int j = 0; j < 16; ++j) s += lv.levels[16 * k + j] * a.qs[16 * k + j];
+        sumi += lv.scales[k] * s;
+      }
+      acc[r] += a.d * dw * static_cast<float>(sumi);
+    }
+  }
+  for (int r = 0; r < nr; ++r) y[r * y_stride] = acc[r];
+}
+
 template <float (*F)(int64_t, const void*, const void*)>
 void rows(int64_t n, const void* w, const void* x, size_t x_stride, int nr, float* y, int64_t y_stride) {
   for (int r = 0; r < nr; ++r) y[r * y_stride] = F(n, w, static_cast<const uint8_t*>(x) + r * x_stride);
@@ -285,6 +309,20 @@ DotFn dot_fn_ref(DType t) {
       return rows<dot_q6_k>;
     case DType::IQ4_XS:
       return rows<dot_iq4_xs>;
+    case DType::IQ2_XXS:
+      return rows_codebook<DType::IQ2_XXS>;
+    case DType::IQ2_XS:
+      return rows_codebook<DType::IQ2_XS>;
+    case DType::IQ2_S:
+      return rows_codebook<DType::IQ2_S>;
+    case DType::IQ3_XXS:
+      return rows_codebook<DType::IQ3_XXS>;
+    case DType::IQ3_S:
+      return rows_codebook<DType::IQ3_S>;
+    case DType::IQ1_S:
+      return rows_codebook<DType::IQ1_S>;
+    case DType::IQ1_M:
+      return rows_codebook<DType::IQ1_M>;
     default:
       return nullptr;
   }

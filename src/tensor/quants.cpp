@@ -8,6 +8,7 @@
 
 #include "base/error.h"
 #include "tensor/fp16.h"
+#include "tensor/iq_grids.h"
 
 namespace owl {
 
@@ -202,7 +203,192 @@ void deq_iq4_xs(const BlockIQ4_XS* b, float* y, int64_t nb) {
   }
 }
 
+// ---- Codebook formats (IQ1_S .. IQ3_S): decoded to integer levels and per-16 scales ----
+
+// Grid index from a stored low byte and `high_bits` more bits: the static_assert proves the
+// result is inside a grid of 2^grid_bits entries whatever the block holds.
+template <int kGridBits, int kHighBits>
+inline uint32_t grid_index(uint32_t low8, uint32_t high) {
+  static_assert(8 + kHighBits == kGridBits, "stored index bits must address exactly the grid");
+  return (low8 & 0xFF) | ((high & ((1u << kHighBits) - 1)) << 8);
+}
+
+inline int signed_level(int magnitude, uint32_t signs, int j) { return (signs >> j) & 1 ? -magnitude : magnitude; }
+
+uint32_t load_u32(const void* p) {
+  uint32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+
+// Group of 8 elements from an 8-byte grid entry and 8 sign bits.
+void put8(uint64_t entry, uint32_t signs, int8_t* q) {
+  for (int j = 0; j < 8; ++j) q[j] = static_cast<int8_t>(signed_level(grid_byte(entry, j), signs, j));
+}
+// Group of 8 elements from two 4-byte grid entries and 8 sign bits.
+void put4x2(uint32_t e1, uint32_t e2, uint32_t signs, int8_t* q) {
+  for (int j = 0; j < 4; ++j) {
+    q[j] = static_cast<int8_t>(signed_level(grid_byte(e1, j), signs, j));
+    q[j + 4] = static_cast<int8_t>(signed_level(grid_byte(e2, j), signs, j + 4));
+  }
+}
+// IQ1 group of 8: 8 * grid ± 1 (the ±1/8 delta, scaled by 8).
+void put_iq1(uint32_t index, bool negative_delta, int8_t* q) {
+  const uint64_t e = kIQ1SGrid[index];
+  for (int j = 0; j < 8; ++j) q[j] = static_cast<int8_t>(8 * grid_byte_signed(e, j) + (negative_delta ? -1 : 1));
+}
+
+void decode_iq2_xxs(const BlockIQ2_XXS& b, IQLevels& o) {
+  o.d = f16_to_f32(b.d);
+  o.mult = 0.125f;
+  for (int ib = 0; ib < 8; ++ib) {
+    const uint32_t idx = load_u32(b.qs + 4 * ib), aux = load_u32(b.qs + 4 * ib + 2);
+    o.scales[2 * ib] = o.scales[2 * ib + 1] = static_cast<int16_t>(2 * (aux >> 28) + 1);
+    for (int l = 0; l < 4; ++l) {
+      const uint32_t i = grid_index<kIQ2XXSGridBits, 0>(idx >> (8 * l), 0);
+      put8(kIQ2XXSGrid[i], iq_signs8(aux >> (7 * l)), o.levels + 32 * ib + 8 * l);
+    }
+  }
+}
+
+void decode_iq2_xs(const BlockIQ2_XS& b, IQLevels& o) {
+  o.d = f16_to_f32(b.d);
+  o.mult = 0.125f;
+  for (int ib = 0; ib < 8; ++ib) {
+    o.scales[2 * ib] = static_cast<int16_t>(2 * (b.scales[ib] & 0xF) + 1);
+    o.scales[2 * ib + 1] = static_cast<int16_t>(2 * (b.scales[ib] >> 4) + 1);
+    for (int l = 0; l < 4; ++l) {
+      const uint32_t q = b.qs[4 * ib + l];
+      const uint32_t i = grid_index<kIQ2XSGridBits, 1>(q, q >> 8);
+      put8(kIQ2XSGrid[i], iq_signs8(q >> 9), o.levels + 32 * ib + 8 * l);
+    }
+  }
+}
+
+void decode_iq2_s(const BlockIQ2_S& b, IQLevels& o) {
+  o.d = f16_to_f32(b.d);
+  o.mult = 0.125f;
+  const uint8_t* signs = b.qs + kQKK / 8;
+  for (int ib = 0; ib < 8; ++ib) {
+    o.scales[2 * ib] = static_cast<int16_t>(2 * (b.scales[ib] & 0xF) + 1);
+    o.scales[2 * ib + 1] = static_cast<int16_t>(2 * (b.scales[ib] >> 4) + 1);
+    for (int l = 0; l < 4; ++l) {
+      const uint32_t i = grid_index<kIQ2SGridBits, 2>(b.qs[4 * ib + l], b.qh[ib] >> (2 * l));
+      put8(kIQ2SGrid[i], signs[4 * ib + l], o.levels + 32 * ib + 8 * l);
+    }
+  }
+}
+
+void decode_iq3_xxs(const BlockIQ3_XXS& b, IQLevels& o) {
+  o.d = f16_to_f32(b.d);
+  o.mult = 0.25f;
+  const uint8_t* scales_signs = b.qs + kQKK / 4;
+  for (int ib = 0; ib < 8; ++ib) {
+    const uint32_t aux = load_u32(scales_signs + 4 * ib);
+    o.scales[2 * ib] = o.scales[2 * ib + 1] = static_cast<int16_t>(2 * (aux >> 28) + 1);
+    const uint8_t* q = b.qs + 8 * ib;
+    for (int l = 0; l < 4; ++l) {
+      const uint32_t i1 = grid_index<kIQ3XXSGridBits, 0>(q[2 * l], 0);
+      const uint32_t i2 = grid_index<kIQ3XXSGridBits, 0>(q[2 * l + 1], 0);
+      put4x2(kIQ3XXSGrid[i1], kIQ3XXSGrid[i2], iq_signs8(aux >> (7 * l)), o.levels + 32 * ib + 8 * l);
+    }
+  }
+}
+
+void decode_iq3_s(const BlockIQ3_S& b, IQLevels& o) {
+  o.d = f16_to_f32(b.d);
+  o.mult = 1.0f;
+  for (int ib = 0; ib < 8; ++ib) {
+    o.scales[2 * ib] = o.scales[2 * ib + 1] =
+        static_cast<int16_t>(2 * ((b.scales[ib / 2] >> (4 * (ib % 2))) & 0xF) + 1);
+    const uint8_t* q = b.qs + 8 * ib;
+    for (int l = 0; l < 4; ++l) {
+      const uint32_t i1 = grid_index<kIQ3SGridBits, 1>(q[2 * l], b.qh[ib] >> (2 * l));
+      const uint32_t i2 = grid_index<kIQ3SGridBits, 1>(q[2 * l + 1], b.qh[ib] >> (2 * l + 1));
+      put4x2(kIQ3SGrid[i1], kIQ3SGrid[i2], b.signs[4 * ib + l], o.levels + 32 * ib + 8 * l);
+    }
+  }
+}
+
+void decode_iq1_s(const BlockIQ1_S& b, IQLevels& o) {
+  o.d = f16_to_f32(b.d);
+  o.mult = 0.125f;
+  for (int ib = 0; ib < 8; ++ib) {
+    const uint32_t h = b.qh[ib];
+    o.scales[2 * ib] = o.scales[2 * ib + 1] = static_cast<int16_t>(2 * ((h >> 12) & 7) + 1);
+    for (int l = 0; l < 4; ++l)
+      put_iq1(grid_index<kIQ1SGridBits, 3>(b.qs[4 * ib + l], h >> (3 * l)), (h & 0x8000) != 0,
+              o.levels + 32 * ib + 8 * l);
+  }
+}
+
+void decode_iq1_m(const BlockIQ1_M& b, IQLevels& o) {
+  uint16_t sc[4];
+  std::memcpy(sc, b.scales, sizeof sc);
+  const uint16_t d16 =
+      static_cast<uint16_t>((sc[0] >> 12) | ((sc[1] >> 8) & 0x00F0) | ((sc[2] >> 4) & 0x0F00) | (sc[3] & 0xF000));
+  o.d = f16_to_f32(d16);
+  o.mult = 0.125f;
+  for (int ib = 0; ib < 8; ++ib) {
+    const int shift = 6 * (ib % 2);
+    o.scales[2 * ib] = static_cast<int16_t>(2 * ((sc[ib / 2] >> shift) & 7) + 1);
+    o.scales[2 * ib + 1] = static_cast<int16_t>(2 * ((sc[ib / 2] >> (shift + 3)) & 7) + 1);
+    for (int l = 0; l < 4; ++l) {
+      const uint32_t nibble = (b.qh[2 * ib + l / 2] >> (4 * (l % 2))) & 0xF;
+      put_iq1(grid_index<kIQ1SGridBits, 3>(b.qs[4 * ib + l], nibble), (nibble & 8) != 0, o.levels + 32 * ib + 8 * l);
+    }
+  }
+}
+
+template <class Block>
+void deq_codebook(DType t, const Block* b, float* y, int64_t nb) {
+  IQLevels lv;
+  for (int64_t i = 0; i < nb; ++i, y += kQKK) {
+    iq_decode(t, &b[i], lv);
+    for (int k = 0; k < kQKK / 16; ++k) {
+      const float dl = lv.d * static_cast<float>(lv.scales[k]) * lv.mult;  // exact: mult is a power of two
+      for (int j = 0; j < 16; ++j) y[16 * k + j] = dl * lv.levels[16 * k + j];
+    }
+  }
+}
+
 }  // namespace
+
+bool is_codebook_type(DType t) {
+  switch (t) {
+    case DType::IQ2_XXS:
+    case DType::IQ2_XS:
+    case DType::IQ2_S:
+    case DType::IQ3_XXS:
+    case DType::IQ3_S:
+    case DType::IQ1_S:
+    case DType::IQ1_M:
+      return true;
+    default:
+      return false;
+  }
+}
+
+void iq_decode(DType t, const void* block, IQLevels& out) {
+  switch (t) {
+    case DType::IQ2_XXS:
+      return decode_iq2_xxs(*blocks<BlockIQ2_XXS>(block), out);
+    case DType::IQ2_XS:
+      return decode_iq2_xs(*blocks<BlockIQ2_XS>(block), out);
+    case DType::IQ2_S:
+      return decode_iq2_s(*blocks<BlockIQ2_S>(block), out);
+    case DType::IQ3_XXS:
+      return decode_iq3_xxs(*blocks<BlockIQ3_XXS>(block), out);
+    case DType::IQ3_S:
+      return decode_iq3_s(*blocks<BlockIQ3_S>(block), out);
+    case DType::IQ1_S:
+      return decode_iq1_s(*blocks<BlockIQ1_S>(block), out);
+    case DType::IQ1_M:
+      return decode_iq1_m(*blocks<BlockIQ1_M>(block), out);
+    default:
+      throw Error(std::string("iq_decode: ") + dtype_name(t) + " is not a codebook type");
+  }
+}
 
 void dequantize_row_ref(DType t, const void* src, float* dst, int64_t n) {
   const int64_t nb = n / info(t).block_size;
@@ -247,9 +433,24 @@ void dequantize_row_ref(DType t, const void* src, float* dst, int64_t n) {
       return deq_iq4_nl(blocks<BlockIQ4_NL>(src), dst, nb);
     case DType::IQ4_XS:
       return deq_iq4_xs(blocks<BlockIQ4_XS>(src), dst, nb);
+    case DType::IQ2_XXS:
+      return deq_codebook(t, blocks<BlockIQ2_XXS>(src), dst, nb);
+    case DType::IQ2_XS:
+      return deq_codebook(t, blocks<BlockIQ2_XS>(src), dst, nb);
+    case DType::IQ2_S:
+      return deq_codebook(t, blocks<BlockIQ2_S>(src), dst, nb);
+    case DType::IQ3_XXS:
+      return deq_codebook(t, blocks<BlockIQ3_XXS>(src), dst, nb);
+    case DType::IQ3_S:
+      return deq_codebook(t, blocks<BlockIQ3_S>(src), dst, nb);
+    case DType::IQ1_S:
+      return deq_codebook(t, blocks<BlockIQ1_S>(src), dst, nb);
+    case DType::IQ1_M:
+      return deq_codebook(t, blocks<BlockIQ1_M>(src), dst, nb);
     default:
       throw Error(std::string("dequantization of tensor type ") + dtype_name(t) +
-                  " is not supported (supported: F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K..Q8_K IQ4_NL IQ4_XS)");
+                  " is not supported (supported: F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K..Q8_K IQ4_NL IQ4_XS IQ1_S "
+                  "IQ1_M IQ2_XXS IQ2_XS IQ2_S IQ3_XXS IQ3_S)");
   }
 }
 

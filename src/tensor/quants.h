@@ -17,6 +17,16 @@
 //   Q6_K   d * sc * (q - 32)               per 16 elements: int8 sc; 6-bit q from ql (4) + qh (2)
 //   IQ4_NL d * kIQ4NL[q]                    q: 4 bits, nibble order as Q4_0
 //   IQ4_XS d * (ls - 32) * kIQ4NL[q]        per 32 elements: 6-bit ls from scales_l/scales_h
+// The codebook formats (grids in tensor/iq_grids.h; groups of 8 elements share one grid index,
+// IQ3 groups of 4; s: a 3- or 4-bit stored scale, ls = 2s + 1; signs: iq_signs8 or stored bits):
+//   IQ2_XXS d * ls / 8 * ±grid    per 32: 4 8-bit indices, 4 7-bit sign sets, 4-bit s
+//   IQ2_XS  d * ls / 8 * ±grid    per 16: 4-bit s; per 8: 9-bit index + 7-bit signs in one uint16
+//   IQ2_S   d * ls / 8 * ±grid    per 16: 4-bit s; per 8: 10-bit index (qs + 2 bits of qh), 8 sign bits
+//   IQ3_XXS d * ls / 4 * ±grid    per 32: 8 8-bit indices (of 4), 4 7-bit sign sets, 4-bit s
+//   IQ3_S   d * ls * ±grid        per 32: 4-bit s; per 4: 9-bit index (qs + 1 bit of qh); 8 sign bits per 8
+//   IQ1_S   d * ls * (grid ± 1/8) per 32: 3-bit s, sign of the 1/8; per 8: 11-bit index (qs + 3 bits of qh)
+//   IQ1_M   d * ls * (grid ± 1/8) d: fp16 from the top nibbles of scales; per 16: 3-bit s; per 8:
+//                                 11-bit index (qs + 3 bits of qh) and the sign of the 1/8 (4th bit)
 // The K-quant bit orders (which bits of qs/qh/ql hold which element) are in
 // quants.cpp next to the scalar dequantisers, which are the reference.
 #pragma once
@@ -95,11 +105,65 @@ struct BlockIQ4_XS {
   uint8_t qs[kQKK / 2];
 };
 
+struct BlockIQ2_XXS {
+  uint16_t d;
+  uint16_t qs[kQKK / 8];  // per 32 elements 4 uint16: 4 index bytes, then 4 x 7 sign bits + 4-bit scale
+};
+struct BlockIQ2_XS {
+  uint16_t d;
+  uint16_t qs[kQKK / 8];      // per 8 elements: index (9 low bits) | signs << 9
+  uint8_t scales[kQKK / 32];  // two 4-bit scales (per 16 elements) per byte, low nibble first
+};
+struct BlockIQ2_S {
+  uint16_t d;
+  uint8_t qs[kQKK / 4];       // 32 low index bytes (one per 8 elements), then 32 sign bytes
+  uint8_t qh[kQKK / 32];      // per 32 elements: the index high bits, 2 per group of 8
+  uint8_t scales[kQKK / 32];  // as IQ2_XS
+};
+struct BlockIQ3_XXS {
+  uint16_t d;
+  uint8_t qs[3 * kQKK / 8];  // 64 index bytes (one per 4 elements), then per 32 a uint32: 4 x 7 sign bits + scale
+};
+struct BlockIQ3_S {
+  uint16_t d;
+  uint8_t qs[kQKK / 4];       // low 8 index bits, one per 4 elements
+  uint8_t qh[kQKK / 32];      // 9th index bit, one byte per 32 elements
+  uint8_t signs[kQKK / 8];    // one sign bit per element
+  uint8_t scales[kQKK / 64];  // two 4-bit scales (per 32 elements) per byte
+};
+struct BlockIQ1_S {
+  uint16_t d;
+  uint8_t qs[kQKK / 8];    // low 8 index bits, one per 8 elements
+  uint16_t qh[kQKK / 32];  // per 32: 4 x 3 high index bits, 3-bit scale (bits 12-14), delta sign (bit 15)
+};
+struct BlockIQ1_M {
+  uint8_t qs[kQKK / 8];       // low 8 index bits, one per 8 elements
+  uint8_t qh[kQKK / 16];      // per 8 elements a nibble: 3 high index bits, delta sign (bit 3)
+  uint8_t scales[kQKK / 32];  // 4 uint16: 4 x 3-bit scales each (bits 0-11); bits 12-15 form fp16 d
+};
+
 static_assert(sizeof(BlockQ4_0) == 18 && sizeof(BlockQ4_1) == 20 && sizeof(BlockQ5_0) == 22 &&
               sizeof(BlockQ5_1) == 24 && sizeof(BlockQ8_0) == 34);
 static_assert(sizeof(BlockQ2_K) == 84 && sizeof(BlockQ3_K) == 110 && sizeof(BlockQ4_K) == 144 &&
               sizeof(BlockQ5_K) == 176 && sizeof(BlockQ6_K) == 210 && sizeof(BlockQ8_K) == 292);
 static_assert(sizeof(BlockIQ4_NL) == 18 && sizeof(BlockIQ4_XS) == 136);
+static_assert(sizeof(BlockIQ2_XXS) == 66 && sizeof(BlockIQ2_XS) == 74 && sizeof(BlockIQ2_S) == 82 &&
+              sizeof(BlockIQ3_XXS) == 98 && sizeof(BlockIQ3_S) == 110 && sizeof(BlockIQ1_S) == 50 &&
+              sizeof(BlockIQ1_M) == 56);
+
+// The codebook formats as integers: levels[i] of the 256 elements of one block and a scale per 16
+// elements, so that element i = d * mult * scale[i / 16] * levels[i] (mult: 1/8, 1/4 or 1; IQ1
+// levels are 8 * grid ± 1, mult 1/8). Both the dequantiser and the reference dot products use it.
+struct IQLevels {
+  float d = 0;     // the block's fp16 scale
+  float mult = 1;  // power of two: d * mult * scale is exact
+  int8_t levels[kQKK];
+  int16_t scales[kQKK / 16];
+};
+// Whether t is one of the seven codebook types above.
+bool is_codebook_type(DType t);
+// Decodes one block of codebook type t (is_codebook_type(t)); every stored index is in range.
+void iq_decode(DType t, const void* block, IQLevels& out);
 
 // The 16 non-linear levels of IQ4_NL and IQ4_XS.
 inline constexpr int8_t kIQ4NL[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};

@@ -23,7 +23,8 @@ struct Weights {
 };
 
 // Random weights of type t: n_mats matrices (3-D when n_mats > 1) of `out` quantised N(0,1)
-// rows, or (Q2_K/Q3_K, which owl does not quantise) random bits with small fp16 scales.
+// rows, or (Q2_K/Q3_K and the IQ1/IQ2/IQ3 codebook types, which owl does not quantise) random
+// bits with small fp16 scales.
 inline Weights make_weights(DType t, int64_t in, int64_t out, uint32_t seed, int64_t n_mats = 1) {
   Weights w;
   const size_t rb = row_bytes(t, in);
@@ -44,6 +45,13 @@ inline Weights make_weights(DType t, int64_t in, int64_t out, uint32_t seed, int
       if (t == DType::Q2_K) {  // d, dmin at the end
         std::memcpy(&w.bytes[off + bs - 4], &d, 2);
         std::memcpy(&w.bytes[off + bs - 2], &d, 2);
+      } else if (t == DType::IQ1_M) {  // d in the top nibbles of the 4 uint16 scale words at the end
+        for (int k = 0; k < 4; ++k) {
+          uint8_t& hi = w.bytes[off + bs - 8 + 2 * k + 1];
+          hi = static_cast<uint8_t>((hi & 0x0F) | (((d >> (4 * k)) & 0xF) << 4));
+        }
+      } else if (t != DType::Q3_K) {  // the other codebook types: d first
+        std::memcpy(&w.bytes[off], &d, 2);
       } else {  // Q3_K: d at the end
         std::memcpy(&w.bytes[off + bs - 2], &d, 2);
       }

@@ -298,9 +298,9 @@ TEST(QuantsBadInput, UnsupportedTypesAndSizes) {
   EXPECT_FALSE(can_quantize(DType::IQ2_XXS));
   EXPECT_THROW(quantize_row(DType::IQ2_XXS, x, buf, 256), Error);
   EXPECT_THROW(quantize_row(DType::Q4_K, x, buf, 100), Error);  // not a multiple of 256
-  EXPECT_THROW(dequantize_row_ref(DType::IQ2_XXS, buf, x, 256), Error);
+  EXPECT_THROW(dequantize_row_ref(DType::TQ1_0, buf, x, 256), Error);
   EXPECT_THROW(dequantize_row_ref(DType::Q8_0, buf, x, 33), Error);
-  EXPECT_THROW(kernels::dequantize_row(DType::IQ1_S, buf, x, 256), Error);
+  EXPECT_THROW(kernels::dequantize_row(DType::TQ2_0, buf, x, 256), Error);
 }
 
 }  // namespace
