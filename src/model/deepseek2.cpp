@@ -24,6 +24,7 @@ class Deepseek2Model : public blocks::Decoder {
  public:
   explicit Deepseek2Model(const ModelSource& src) : Decoder(src, src.config()) {
     mla_ = MlaParams::from_config(config_);
+    mla_.form = src.mla_form;
     for (int64_t il = 0; il < config_.n_layer; ++il) {
       attn_norm_.push_back(blocks::load_vector(src, layer_tensor(il, tn::kAttnNorm), config_.n_embd));
       attn_.push_back(load_mla_weights(src, il, mla_));

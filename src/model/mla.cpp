@@ -1,7 +1,6 @@
 #include "model/mla.h"
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <numbers>
 #include <span>
@@ -129,14 +128,8 @@ void mla_project(const MlaWeights& w, const MlaParams& p, const float* x, const 
   }
 }
 
-namespace {
-std::atomic<MlaForm> g_form{MlaForm::Auto};
-}  // namespace
-
-void set_mla_form(MlaForm f) { g_form.store(f); }
-
 bool mla_prefer_expanded(const MlaParams& p, const int64_t* pos, int64_t n) {
-  if (g_form.load() != MlaForm::Auto) return g_form.load() == MlaForm::Expanded;
+  if (p.form != MlaForm::Auto) return p.form == MlaForm::Expanded;
   double pairs = 0, len = 0;
   for (int64_t i = 0; i < n; ++i) {
     pairs += static_cast<double>(pos[i] + 1);

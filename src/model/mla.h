@@ -30,7 +30,8 @@ struct MlaParams {
   int64_t kv_lora_rank = 0, nope = 0, rope = 0, v_dim = 0;
   float eps = 1e-6f;
   float kq_scale = 1.0f;
-  std::vector<float> inv_freq;  // rope/2 entries, YaRN already folded in
+  std::vector<float> inv_freq;   // rope/2 entries, YaRN already folded in
+  MlaForm form = MlaForm::Auto;  // Auto: by cost (mla_prefer_expanded); else forced (ModelSource::mla_form)
 
   int64_t q_head_dim() const { return nope + rope; }
   int64_t cache_width() const { return kv_lora_rank + rope; }  // floats cached per token
@@ -80,10 +81,8 @@ void mla_attention(const MlaWeights& w, const std::vector<float>& norm, const Ml
 //  * expanded: the cached rows are decompressed once into per-head K/V, then ordinary
 //    attention (per pair ~ n_head * (nope + rope + v)) — long prefills.
 // mla_prefer_expanded compares the multiply-adds of both for n queries at positions pos.
-// set_mla_form overrides the choice process-wide (tests and benchmarks compare the two).
+// MlaParams::form (from ModelSource::mla_form at load) forces one instead (tests, A/B runs).
 bool mla_prefer_expanded(const MlaParams& p, const int64_t* pos, int64_t n);
-enum class MlaForm { Auto, Absorbed, Expanded };
-void set_mla_form(MlaForm f);
 
 // Absorbed: heads [n][n_head][v] for n queries q [n][n_head][nope + rope] at positions pos, all of
 // one sequence whose cached rows (including these tokens') `rows` spans.

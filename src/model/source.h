@@ -18,6 +18,10 @@ namespace gguf {
 class File;
 }
 
+// Multi-head latent attention evaluated with K/V expanded per head, or absorbed into the latent
+// (mla.h); Auto picks per call by cost.
+enum class MlaForm { Auto, Absorbed, Expanded };
+
 class ModelSource {
  public:
   virtual ~ModelSource() = default;
@@ -34,6 +38,9 @@ class ModelSource {
   // How loading prepares the matmul weights (blocks::prepare_matmul_weight): whether they are
   // repacked and for which ISA's kernels (owl bench --no-repack, --no-vnni). Set before loading.
   kernels::PrepareOptions prepare;
+  // MLA models: which form of attention to evaluate (Auto: the cheaper one per call; the others
+  // force one, for tests and A/B runs). Set before loading.
+  MlaForm mla_form = MlaForm::Auto;
 
   // Required tensor with the given shape (ggml order, trailing 1s optional); throws a clear error.
   TensorView require(const std::string& name, std::initializer_list<int64_t> shape) const;

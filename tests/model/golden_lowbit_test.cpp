@@ -57,11 +57,8 @@ TEST_P(GoldenLowbit, LogitsMatchLlamaCpp) {
   ASSERT_EQ(cases.size(), 3u);
 
   auto source = open_model_source(shared_path(std::string("golden/") + prm.model + "/" + prm.quant + ".gguf"));
+  source->mla_form = prm.mla;
   auto model = Model::load(*source);
-  set_mla_form(prm.mla);
-  struct ResetForm {
-    ~ResetForm() { set_mla_form(MlaForm::Auto); }
-  } reset;
   const bool dense = std::string(prm.model) == "qwen3";
   const double kl_bound = dense ? 0.02 : 0.03;
   const char* form = prm.mla == MlaForm::Absorbed ? " (absorbed MLA)" : "";

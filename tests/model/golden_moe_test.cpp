@@ -129,11 +129,8 @@ TEST_P(MoeGolden, MatchesLlamaCpp) {
   const Bounds bounds{quant == "f32" && !prm.f16_kv, prm.f16_kv};
   const auto meta = nlohmann::json::parse(test::read_file(test::shared_path(dir + quant + ".cases.json")));
   auto src = open_model_source(test::shared_path(dir + (hf ? "hf" : quant + ".gguf")));
+  src->mla_form = prm.mla;
   std::unique_ptr<Model> model = load_family(*src);
-  set_mla_form(prm.mla);
-  struct ResetForm {
-    ~ResetForm() { set_mla_form(MlaForm::Auto); }
-  } reset_form;
   const int64_t n_vocab = model->n_vocab();
   ASSERT_EQ(n_vocab, meta["n_vocab"].get<int64_t>());
 
