@@ -308,11 +308,15 @@ void dot_iq4_xs(int64_t n, const void* vw, const void* x, size_t xs, float* y, i
 // maddubs + madd with the scales give exact int32 sums, as the reference's integer levels do
 // (tensor/quants.cpp iq_decode). Q8_K activations lie in [-127, 127], so negating them is exact.
 
-// The sign bytes of the 128 7-bit IQ2/IQ3 sign patterns (bit j set: element j negative).
+// The 128 7-bit IQ2/IQ3 sign patterns (iq_signs8: bit j set, element j negative) as 8 bytes of
+// +1 / -1 each, ready for sign_epi8.
 struct SignTable {
-  uint8_t v[128];
+  uint64_t v[128];
   constexpr SignTable() : v() {
-    for (uint32_t s = 0; s < 128; ++s) v[s] = iq_signs8(s);
+    for (uint32_t s = 0; s < 128; ++s) {
+      const uint32_t bits = iq_signs8(s);
+      for (int j = 0; j < 8; ++j) v[s] |= uint64_t{(bits >> j) & 1 ? 0xFFu : 0x01u} << (8 * j);
+    }
   }
 };
 inline constexpr SignTable kSigns8;
@@ -330,11 +334,12 @@ inline __m256i signs_from_bits(uint32_t bits) {
   const __m256i bit = _mm256_set1_epi64x(static_cast<int64_t>(0x8040201008040201ULL));
   return _mm256_or_si256(_mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit), _mm256_set1_epi8(1));
 }
-// Four 7-bit patterns (bits 0..27 of aux) -> 32 sign bits.
-inline uint32_t signs_7x4(uint32_t aux) {
-  return kSigns8.v[aux & 127] | uint32_t{kSigns8.v[(aux >> 7) & 127]} << 8 |
-         uint32_t{kSigns8.v[(aux >> 14) & 127]} << 16 | uint32_t{kSigns8.v[(aux >> 21) & 127]} << 24;
+// Four 7-bit patterns -> 32 sign bytes (pattern l covers elements 8l..8l+7).
+inline __m256i signs_7x4(uint32_t p0, uint32_t p1, uint32_t p2, uint32_t p3) {
+  return _mm256_set_epi64x(static_cast<int64_t>(kSigns8.v[p3 & 127]), static_cast<int64_t>(kSigns8.v[p2 & 127]),
+                           static_cast<int64_t>(kSigns8.v[p1 & 127]), static_cast<int64_t>(kSigns8.v[p0 & 127]));
 }
+inline __m256i signs_7x4(uint32_t aux) { return signs_7x4(aux, aux >> 7, aux >> 14, aux >> 21); }
 // Two int16 scales: s0 in the low lane, s1 in the high lane.
 inline __m256i scales2(int s0, int s1) {
   return _mm256_set_m128i(_mm_set1_epi16(static_cast<int16_t>(s1)), _mm_set1_epi16(static_cast<int16_t>(s0)));
@@ -355,8 +360,8 @@ struct DecIQ2_XXS {
   static Sub32 get(const B& b, int ib) {
     const uint32_t idx = u32_at(b.qs + 4 * ib), aux = u32_at(b.qs + 4 * ib + 2);
     const int s = static_cast<int>(2 * (aux >> 28) + 1);
-    return {grid8x4(kIQ2XXSGrid, idx & 255, (idx >> 8) & 255, (idx >> 16) & 255, idx >> 24),
-            signs_from_bits(signs_7x4(aux)), _mm256_set1_epi16(static_cast<int16_t>(s))};
+    return {grid8x4(kIQ2XXSGrid, idx & 255, (idx >> 8) & 255, (idx >> 16) & 255, idx >> 24), signs_7x4(aux),
+            _mm256_set1_epi16(static_cast<int16_t>(s))};
   }
 };
 
@@ -366,9 +371,8 @@ struct DecIQ2_XS {
   static float d(const B& b) { return f16(b.d); }
   static Sub32 get(const B& b, int ib) {
     const uint16_t* q = b.qs + 4 * ib;
-    const uint32_t sg = kSigns8.v[q[0] >> 9] | uint32_t{kSigns8.v[q[1] >> 9]} << 8 |
-                        uint32_t{kSigns8.v[q[2] >> 9]} << 16 | uint32_t{kSigns8.v[q[3] >> 9]} << 24;
-    return {grid8x4(kIQ2XSGrid, q[0] & 511u, q[1] & 511u, q[2] & 511u, q[3] & 511u), signs_from_bits(sg),
+    return {grid8x4(kIQ2XSGrid, q[0] & 511u, q[1] & 511u, q[2] & 511u, q[3] & 511u),
+            signs_7x4(q[0] >> 9, q[1] >> 9, q[2] >> 9, q[3] >> 9),
             scales2(2 * (b.scales[ib] & 0xF) + 1, 2 * (b.scales[ib] >> 4) + 1)};
   }
 };
@@ -398,7 +402,7 @@ struct DecIQ3_XXS {
     const __m256i mag = _mm256_set_epi32(
         static_cast<int>(g[q[7]]), static_cast<int>(g[q[6]]), static_cast<int>(g[q[5]]), static_cast<int>(g[q[4]]),
         static_cast<int>(g[q[3]]), static_cast<int>(g[q[2]]), static_cast<int>(g[q[1]]), static_cast<int>(g[q[0]]));
-    return {mag, signs_from_bits(signs_7x4(aux)), _mm256_set1_epi16(static_cast<int16_t>(2 * (aux >> 28) + 1))};
+    return {mag, signs_7x4(aux), _mm256_set1_epi16(static_cast<int16_t>(2 * (aux >> 28) + 1))};
   }
 };
 
