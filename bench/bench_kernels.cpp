@@ -100,6 +100,66 @@ void BM_MatmulPrefill(benchmark::State& state) {
   state.SetLabel(owl::dtype_name(t));
 }
 
+// The codebook types (IQ1_S .. IQ3_S), which owl does not quantise: random bits with a small
+// fp16 d per block (IQ1_M: d in the top nibbles of its four scale words). Args: {type, activation
+// rows, ISA: 0 scalar reference, 1 the fast default}, one thread; 1 row streams > 160 MiB of
+// weights from DRAM as BM_MatmulDecode does. Counters: weight bytes/s and FLOP/s.
+void BM_MatmulCodebook(benchmark::State& state) {
+  const DType t = static_cast<DType>(state.range(0));
+  const int64_t n_rows = state.range(1);
+  const owl::kernels::Isa isa = owl::kernels::default_isa();
+  if (state.range(2) == 0) owl::kernels::set_default_isa(owl::kernels::Isa::Scalar);
+  owl::set_default_threads(1);
+  const size_t rb = owl::row_bytes(t, kIn), mat_bytes = rb * kOut, bs = owl::info(t).type_size;
+  const int n_mats = n_rows == 1 ? static_cast<int>((size_t{160} << 20) / mat_bytes + 1) : 1;
+  std::mt19937 rng(42);
+  std::vector<std::vector<uint8_t>> bytes;
+  std::vector<owl::kernels::Weight> mats;
+  for (int m = 0; m < n_mats; ++m) {
+    bytes.emplace_back(mat_bytes);
+    auto& b = bytes.back();
+    for (auto& v : b) v = static_cast<uint8_t>(rng());
+    for (size_t off = 0; off < b.size(); off += bs) {
+      const uint16_t d = owl::f32_to_f16(0.001f * static_cast<float>(1 + rng() % 16));
+      if (t == DType::IQ1_M) {
+        for (int k = 0; k < 4; ++k)
+          b[off + bs - 7 + 2 * k] =
+              static_cast<uint8_t>((b[off + bs - 7 + 2 * k] & 0x0F) | (((d >> (4 * k)) & 0xF) << 4));
+      } else {
+        std::memcpy(&b[off], &d, 2);
+      }
+    }
+    owl::TensorView v;
+    v.name = "bench";
+    v.type = t;
+    v.n_dims = 2;
+    v.ne = {kIn, kOut, 1, 1};
+    v.data = b.data();
+    mats.emplace_back(v);
+  }
+  auto x = random_x(kIn * n_rows);
+  std::vector<float> y(static_cast<size_t>(kOut * n_rows));
+  size_t i = 0;
+  for (auto _ : state) {
+    owl::kernels::matmul(mats[i++ % mats.size()], x.data(), n_rows, y.data());
+    benchmark::DoNotOptimize(y.data());
+  }
+  owl::kernels::set_default_isa(isa);
+  const double it = static_cast<double>(state.iterations());
+  state.counters["bytes"] =
+      benchmark::Counter(static_cast<double>(mat_bytes) * it, benchmark::Counter::kIsRate, benchmark::Counter::kIs1000);
+  state.counters["FLOP"] = benchmark::Counter(2.0 * static_cast<double>(kIn * kOut * n_rows) * it,
+                                              benchmark::Counter::kIsRate, benchmark::Counter::kIs1000);
+  state.SetLabel(std::string(owl::dtype_name(t)) + (state.range(2) ? " fast" : " reference"));
+}
+
+void CodebookArgs(benchmark::internal::Benchmark* b) {
+  for (DType t :
+       {DType::IQ2_XXS, DType::IQ1_S, DType::IQ3_XXS, DType::IQ2_XS, DType::IQ2_S, DType::IQ3_S, DType::IQ1_M})
+    for (int64_t rows : {1, 64})
+      for (int64_t fast : {0, 1}) b->Args({static_cast<int64_t>(t), rows, fast});
+}
+
 // Qwen3-0.6B shapes {in, out}: q_proj 1024x2048, gate/up 1024x3072, down 3072x1024, output head
 // 1024x151936. Args: {type, shape index, activation rows, repacked (prepare_weight), threads}.
 // Decode (1 row) cycles through copies totalling > 160 MiB so weights stream from DRAM.
@@ -301,6 +361,7 @@ BENCHMARK(BM_AttentionFewRows)
     ->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_MatmulDecode)->Apply(TypeArgs)->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_MatmulPrefill)->Apply(TypeArgs)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_MatmulCodebook)->Apply(CodebookArgs)->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_MatmulShape)->Apply(ShapeArgs)->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_AttentionDecode)
     ->Args({static_cast<int64_t>(DType::F16), 1})

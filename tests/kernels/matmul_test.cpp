@@ -63,6 +63,29 @@ TEST_P(MatmulIsa, FastAgreesWithReference) {
   }
 }
 
+// The codebook types' AVX2 kernels (grid gathers, sign patterns, per-16 scales, IQ1 deltas) over
+// several row lengths and odd row counts, so every activation-row group size 1..6 and a tail
+// group are hit; random bits reach every grid index, sign pattern and scale.
+TEST_P(MatmulIsa, CodebookFastAgreesWithReference) {
+  for (DType t :
+       {DType::IQ2_XXS, DType::IQ1_S, DType::IQ3_XXS, DType::IQ2_XS, DType::IQ2_S, DType::IQ3_S, DType::IQ1_M}) {
+    for (int64_t in : {256, 512, 1280, 4096}) {
+      const int64_t out = 19;
+      Weights w = make_weights(t, in, out, 21 + static_cast<uint32_t>(in));
+      for (int64_t n_rows : {1, 3, 5, 7, 13}) {
+        auto x = random_x(in * n_rows, 300 + static_cast<uint32_t>(n_rows));
+        auto ref = run_matmul(w.view, x, n_rows, Isa::Scalar);
+        auto fast = run_matmul(w.view, x, n_rows, GetParam());
+        double max_ref = 0;
+        for (float v : ref) max_ref = std::max(max_ref, static_cast<double>(std::fabs(v)));
+        for (size_t i = 0; i < ref.size(); ++i)
+          ASSERT_NEAR(fast[i], ref[i], 2e-6 * max_ref)
+              << dtype_name(t) << " in " << in << " rows " << n_rows << " at " << i;
+      }
+    }
+  }
+}
+
 // Against float64 on the dequantised weights: the only error left is the activation quantisation
 // (Q8_0/Q8_K, ~0.4% relative per element; float types: none beyond float32 rounding).
 TEST_P(MatmulIsa, MatchesDequantisedProduct) {
@@ -93,7 +116,7 @@ TEST_P(MatmulIsa, MatchesDequantisedProduct) {
 
 TEST_P(MatmulIsa, BitIdenticalForAnyThreadCount) {
   for (DType t : {DType::Q4_K, DType::Q6_K, DType::Q8_0, DType::Q5_0, DType::F32, DType::F16, DType::IQ1_M,
-                  DType::IQ2_XXS, DType::IQ3_S}) {
+                  DType::IQ2_XXS, DType::IQ3_S, DType::IQ1_S, DType::IQ3_XXS}) {
     const int64_t in = 512, out = 301;
     Weights w = make_weights(t, in, out, 3);
     for (int64_t n_rows : {1, 7}) {
