@@ -65,6 +65,8 @@ std::shared_ptr<GenerationStream> submit(Engine& engine, GenerationRequest g) {
     return engine.submit(std::move(g));
   } catch (const QueueFullError& e) {
     throw ApiError(429, e.what(), "server_error", "", "queue_full");
+  } catch (const InvalidPromptError& e) {
+    throw ApiError(400, e.what(), "invalid_request_error", "prompt", "invalid_prompt");
   } catch (const RequestTooLargeError& e) {
     throw ApiError(400, e.what(), "invalid_request_error", "max_tokens", "context_length_exceeded");
   }

@@ -80,6 +80,9 @@ class IncrementalDecoder {
   explicit IncrementalDecoder(const Tokenizer& t, bool skip_special = false);
   std::string push(int32_t id);  // text that became complete with this token (maybe "")
   std::string flush();           // whatever remains (invalid bytes as U+FFFD)
+  // Feeds a token of earlier text (a prompt) whose output is not wanted, special or not: what
+  // follows is decoded as its continuation (no leading space stripped).
+  void prime(int32_t id);
 
  private:
   const Tokenizer& tok_;

@@ -329,7 +329,6 @@ TEST_F(Serve, BadRequestsGetOpenAIErrors) {
                "model", "model_not_found");
   expect_error(http_post(port(), comp, R"({"prompt": "x", "model": "llama-70b"})"), 404, "model", "model_not_found");
   expect_error(http_post(port(), comp, R"({"prompt": 42})"), 400, "prompt", "invalid_type");
-  expect_error(http_post(port(), comp, R"({"prompt": [1, 99999]})"), 400, "", "context_length_exceeded");
   expect_error(http_post(port(), comp, R"({"max_tokens": 5})"), 400, "prompt", "missing_field");
   // Absurd max_tokens: more than the context can ever hold.
   expect_error(http_post(port(), comp, R"({"prompt": "Once", "max_tokens": 1000000000000})"), 400, "max_tokens",
@@ -351,6 +350,46 @@ TEST_F(Serve, BadRequestsGetOpenAIErrors) {
   EXPECT_EQ(http_get(port(), "/health").status, 200);
   EXPECT_EQ(http_post(port(), comp, completion_body("Once upon a time", 3)).json()["choices"][0]["text"],
             ", there was");
+}
+
+// Issue #19 D8: a token id outside the vocabulary is a bad prompt, not a context overflow.
+TEST_F(Serve, OutOfVocabularyTokenIdIsAnInvalidPrompt) {
+  auto r = http_post(port(), "/v1/completions", R"({"prompt": [1, 99999], "max_tokens": 4})");
+  expect_error(r, 400, "prompt");
+  EXPECT_EQ(r.json()["error"]["type"], "invalid_request_error");
+  EXPECT_NE(r.json()["error"]["code"], "context_length_exceeded");
+  EXPECT_NE(r.json()["error"]["message"].get<std::string>().find("99999"), std::string::npos) << r.body;
+  // Also when max_tokens alone would overflow the context: the bad id is named first.
+  expect_error(http_post(port(), "/v1/completions", R"({"prompt": [1, 512], "max_tokens": 100000})"), 400, "prompt");
+}
+
+// Issue #19 D10: control tokens are not text. stories260K ends its stories with BOS (<s>, a
+// control token) and goes on with the next; no path may show "<s>".
+TEST_F(Serve, ControlTokensAreNotRenderedAsText) {
+  json chat = {
+      {"messages", {{{"role", "user"}, {"content", "Once upon a time"}}}}, {"max_tokens", 400}, {"temperature", 0}};
+  auto c = http_post(port(), "/v1/chat/completions", chat.dump());
+  ASSERT_EQ(c.status, 200) << c.body;
+  const std::string content = c.json()["choices"][0]["message"]["content"];
+  EXPECT_EQ(content.find("<s>"), std::string::npos) << content;
+  EXPECT_NE(content.find("Once upon a time", 10), std::string::npos) << "the model did not reach a second story";
+  chat["stream"] = true;
+  auto s = http_post(port(), "/v1/chat/completions", chat.dump());
+  EXPECT_EQ(streamed_text(s.body), content);
+  auto t = http_post(port(), "/v1/completions", completion_body("Once upon a time", 400));
+  ASSERT_EQ(t.status, 200) << t.body;
+  const std::string text = t.json()["choices"][0]["text"];
+  EXPECT_EQ(text.find("<s>"), std::string::npos) << text;
+  EXPECT_NE(text.find("Once upon a time"), std::string::npos) << "the model did not reach a second story";
+  // `owl run` and `owl chat` follow the same rule.
+  auto run =
+      run_owl({"run", stories(), "Once upon a time", "-n", "400", "--temp", "0", "--kv-type", "f32", "--threads", "1"});
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_EQ(run.out.find("<s>"), std::string::npos) << run.out;
+  EXPECT_EQ(run.out, text);
+  auto ch = run_owl({"chat", stories(), "-n", "400", "--temp", "0", "--threads", "1"}, "Once upon a time\n");
+  EXPECT_EQ(ch.exit_code, 0) << ch.err;
+  EXPECT_EQ(ch.out.find("<s>"), std::string::npos) << ch.out;
 }
 
 TEST_F(Serve, BadRequestsDuringAStreamDoNotDisturbIt) {
