@@ -392,6 +392,64 @@ TEST_F(Serve, ControlTokensAreNotRenderedAsText) {
   EXPECT_EQ(ch.out.find("<s>"), std::string::npos) << ch.out;
 }
 
+size_t count_of(const std::string& s, const std::string& what) {
+  size_t n = 0;
+  for (size_t p = s.find(what); p != std::string::npos; p = s.find(what, p + 1)) ++n;
+  return n;
+}
+
+// Issue #19 D4: a request whose length is ambiguous (RFC 9112 6.3) is refused with 400 and the
+// connection closed; what follows its head is never parsed as another request.
+TEST_F(Serve, AmbiguousContentLengthIsRejected) {
+  const std::string smuggled = "GET /health HTTP/1.1\r\nHost: x\r\n\r\n";
+  const std::string body = "{}" + smuggled;
+  const std::vector<std::string> framings = {
+      "Content-Length: 2\r\nContent-Length: " + std::to_string(body.size()) + "\r\n",  // conflicting duplicates
+      "Content-Length: 2, " + std::to_string(body.size()) + "\r\n",                    // conflicting list
+      "Content-Length : 2\r\n",                                                        // space before the colon
+      "Content-Length: +2\r\n",                                                        // not 1*DIGIT
+      "Content-Length: 2\r\nTransfer-Encoding: chunked\r\n",                           // both framings
+  };
+  for (const auto& framing : framings) {
+    std::string answer = raw_exchange(
+        port(),
+        "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" + framing + "\r\n" + body, 5);
+    EXPECT_EQ(answer.rfind("HTTP/1.1 400 ", 0), 0u) << framing << answer;
+    EXPECT_EQ(count_of(answer, "HTTP/1.1 "), 1u) << framing << answer;
+    EXPECT_NE(answer.find("bad_request"), std::string::npos) << framing << answer;
+  }
+  // Identical repeated values are one length.
+  std::string ok = raw_exchange(port(),
+                                "GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nContent-Length: 0\r\n"
+                                "Connection: close\r\n\r\n",
+                                5);
+  EXPECT_EQ(ok.rfind("HTTP/1.1 200 ", 0), 0u) << ok;
+}
+
+// Issue #19 D7: HTTP/1.0 has no chunked encoding; a stream to such a client is sent as is and
+// ends by closing the connection.
+TEST_F(Serve, Http10ClientsGetNoChunkedEncoding) {
+  auto request = [](const std::string& body) {
+    return "POST /v1/completions HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: " +
+           std::to_string(body.size()) + "\r\n\r\n" + body;
+  };
+  std::string whole = raw_exchange(port(), request(completion_body("Once upon a time", 12)));
+  ASSERT_EQ(whole.rfind("HTTP/1.1 200 ", 0), 0u) << whole;
+  size_t head_end = whole.find("\r\n\r\n");
+  ASSERT_NE(head_end, std::string::npos);
+  EXPECT_EQ(whole.find("Transfer-Encoding"), std::string::npos) << whole;
+  const std::string text = json::parse(whole.substr(head_end + 4))["choices"][0]["text"];
+
+  std::string streamed = raw_exchange(port(), request(completion_body("Once upon a time", 12, true)));
+  ASSERT_EQ(streamed.rfind("HTTP/1.1 200 ", 0), 0u) << streamed;
+  head_end = streamed.find("\r\n\r\n");
+  ASSERT_NE(head_end, std::string::npos);
+  const std::string head = streamed.substr(0, head_end);
+  EXPECT_EQ(head.find("Transfer-Encoding"), std::string::npos) << head;
+  EXPECT_NE(head.find("Connection: close"), std::string::npos) << head;
+  EXPECT_EQ(streamed_text(streamed.substr(head_end + 4)), text);
+}
+
 TEST_F(Serve, BadRequestsDuringAStreamDoNotDisturbIt) {
   const auto ref = reference()[1];
   HttpConnection c(port());
