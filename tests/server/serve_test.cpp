@@ -5,7 +5,9 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <fstream>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -305,6 +307,32 @@ void expect_error(const HttpResult& r, int status, const std::string& param = ""
   }
 }
 
+// Issue #19 D9: GET /v1/models/{id} answers the model object, or a 404 for another id.
+TEST_F(Serve, ModelIsRetrievedById) {
+  auto m = http_get(port(), "/v1/models/stories260K-f32");
+  ASSERT_EQ(m.status, 200) << m.body;
+  EXPECT_EQ(m.json()["id"], "stories260K-f32");
+  EXPECT_EQ(m.json()["object"], "model");
+  EXPECT_EQ(m.json()["owned_by"], "owl");
+  EXPECT_EQ(m.json(), http_get(port(), "/v1/models").json()["data"][0]);
+  auto missing = http_get(port(), "/v1/models/gpt-4o");
+  expect_error(missing, 404, "model", "model_not_found");
+  EXPECT_EQ(missing.json()["error"]["type"], "invalid_request_error");
+  expect_error(http_post(port(), "/v1/models/stories260K-f32", "{}"), 405);
+}
+
+// Issue #19 D9: an empty prompt string is a prompt (BOS alone for this model), as with OpenAI.
+TEST_F(Serve, EmptyPromptStringIsAccepted) {
+  json ref;
+  for (const auto& r : reference())
+    if (r["prompt"] == "") ref = r;
+  ASSERT_FALSE(ref.is_null());
+  auto r = http_post(port(), "/v1/completions", json{{"prompt", ""}, {"max_tokens", 64}, {"temperature", 0}}.dump());
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.json()["choices"][0]["text"], ref["generated_text"]);
+  EXPECT_EQ(r.json()["usage"]["prompt_tokens"], 1);
+}
+
 TEST_F(Serve, BadRequestsGetOpenAIErrors) {
   const std::string chat = "/v1/chat/completions", comp = "/v1/completions";
   expect_error(http_post(port(), chat, "{\"messages\": [ {\"role\": "), 400, "", "invalid_json");
@@ -479,6 +507,36 @@ TEST(ServeAuth, ApiKeyIsRequired) {
   EXPECT_EQ(ok.status, 200);
   EXPECT_EQ(ok.json()["choices"][0]["text"], ", there");
   EXPECT_EQ(http_get(server.port(), "/health").status, 200);  // health checks need no key
+}
+
+// Issue #19 D9: the auth scheme is case-insensitive (RFC 9110 11.1).
+TEST(ServeAuth, BearerSchemeIsCaseInsensitive) {
+  ServerProcess server(stories(), {"--api-key", "sekret"});
+  for (const char* scheme : {"Bearer", "bearer", "BEARER"}) {
+    auto r = http_get(server.port(), "/v1/models", {std::string("Authorization: ") + scheme + " sekret"});
+    EXPECT_EQ(r.status, 200) << scheme << ": " << r.body;
+  }
+  expect_error(http_get(server.port(), "/v1/models", {"Authorization: Basic sekret"}), 401, "", "invalid_api_key");
+  expect_error(http_get(server.port(), "/v1/models", {"Authorization: sekret"}), 401, "", "invalid_api_key");
+  expect_error(http_get(server.port(), "/v1/models", {"Authorization: bearer sekret2"}), 401, "", "invalid_api_key");
+}
+
+// Issue #19 D9: the key can be given in OWL_API_KEY (kept out of the process list); --api-key wins.
+TEST(ServeAuth, ApiKeyFromTheEnvironment) {
+  ::setenv("OWL_API_KEY", "from-env", 1);
+  std::unique_ptr<ServerProcess> env_only, both;
+  try {
+    env_only = std::make_unique<ServerProcess>(stories(), std::vector<std::string>{});
+    both = std::make_unique<ServerProcess>(stories(), std::vector<std::string>{"--api-key", "from-flag"});
+  } catch (...) {
+    ::unsetenv("OWL_API_KEY");
+    throw;
+  }
+  ::unsetenv("OWL_API_KEY");
+  expect_error(http_get(env_only->port(), "/v1/models"), 401, "", "invalid_api_key");
+  EXPECT_EQ(http_get(env_only->port(), "/v1/models", {"Authorization: Bearer from-env"}).status, 200);
+  expect_error(http_get(both->port(), "/v1/models", {"Authorization: Bearer from-env"}), 401, "", "invalid_api_key");
+  EXPECT_EQ(http_get(both->port(), "/v1/models", {"Authorization: Bearer from-flag"}).status, 200);
 }
 
 TEST(ServeQueue, FullQueueAnswers429) {
