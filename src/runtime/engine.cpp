@@ -68,6 +68,7 @@ struct Engine::Active {
         sampler(p.req.sampling, n_vocab),
         decoder(tok, /*skip_special=*/!p.req.render_special),
         stops(p.req.stop) {
+    for (int32_t id : p.req.keep_special) decoder.keep_special(id);
     // The output continues the prompt: a SentencePiece decoder must not strip the leading
     // space of the first generated token as if it began the text. Prime it with a prompt
     // token whose text is plain ASCII (so nothing of it can be left pending).

@@ -55,16 +55,18 @@ inline uint64_t explicit_seed(uint64_t seed) { return seed == 0 ? 0x5eed : seed;
 // of the context: prompt + generated tokens never exceed the engine's n_ctx (submit() refuses
 // a request whose prompt + max_tokens does not fit). The text is detokenized as it continues
 // the prompt. Special (control) tokens are not text: they are left out of the output unless
-// render_special asks for them. This one rule holds for run, chat, completions and chat
-// completions alike.
+// render_special asks for them all, or keep_special for some (the chat layer keeps the
+// markers its reasoning and tool-call parsers read when the model spells them as special
+// tokens). This one rule holds for run, chat, completions and chat completions alike.
 struct GenerationRequest {
   std::vector<int32_t> prompt;
   SamplerParams sampling;
   int64_t max_tokens = 16;        // generated tokens at most; 0: only evaluate the prompt
   std::vector<std::string> stop;  // stop strings (not included in the output)
   bool ignore_eos = false;
-  bool render_special = false;      // show special tokens (<s>, <|im_start|>, ...) as their text
-  std::shared_ptr<TokenHook> hook;  // optional
+  bool render_special = false;        // show special tokens (<s>, <|im_start|>, ...) as their text
+  std::vector<int32_t> keep_special;  // these special tokens are shown even so
+  std::shared_ptr<TokenHook> hook;    // optional
 };
 
 struct GenerationEvent {

@@ -407,6 +407,7 @@ void OpenAIServer::handle_chat(const http::Request& req, http::Response& res) {
   // Without a template the model has no native format; Hermes (<tool_call>{json}</tool_call>) is the most common.
   const chat::ToolCallFormat format =
       tmpl_ ? chat::tool_call_format_for_template(tmpl_->source()) : chat::ToolCallFormat::Hermes;
+  g.keep_special = chat_marker_tokens(tok_, tags, format);
   auto stream = submit(engine_, std::move(g));
   const std::string id = random_id("chatcmpl-");
   const int64_t created = now_seconds();

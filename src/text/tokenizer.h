@@ -83,13 +83,17 @@ class IncrementalDecoder {
   // Feeds a token of earlier text (a prompt) whose output is not wanted, special or not: what
   // follows is decoded as its continuation (no leading space stripped).
   void prime(int32_t id);
+  // A special token that push() renders as text even when skipping special tokens (a marker
+  // a parser downstream needs, such as a tool-call tag that is a control token).
+  void keep_special(int32_t id) { kept_.push_back(id); }
 
  private:
   const Tokenizer& tok_;
   bool skip_special_;
-  bool first_ = true;    // SentencePiece decoders strip one leading space of the whole text
-  size_t stripped_ = 0;  // leading characters stripped so far
-  std::string pending_;  // bytes of an incomplete UTF-8 character
+  std::vector<int32_t> kept_;  // special tokens rendered anyway
+  bool first_ = true;          // SentencePiece decoders strip one leading space of the whole text
+  size_t stripped_ = 0;        // leading characters stripped so far
+  std::string pending_;        // bytes of an incomplete UTF-8 character
 };
 
 }  // namespace owl
