@@ -154,7 +154,8 @@ void OpenAIServer::handle(const http::Request& req, http::Response& res) {
         const std::string key = from == std::string::npos ? "" : auth.substr(from);
         const std::string& expected = opts_.api_key;
         // Compare every byte so timing does not reveal how much of the key matched.
-        unsigned diff = (scheme != "bearer") | (key.size() != expected.size());
+        unsigned diff =
+            static_cast<unsigned>(scheme != "bearer") | static_cast<unsigned>(key.size() != expected.size());
         for (size_t i = 0; i < key.size() && i < expected.size(); ++i)
           diff |= static_cast<unsigned>(key[i] ^ expected[i]);
         if (diff) throw ApiError(401, "incorrect API key", "invalid_request_error", "", "invalid_api_key");
