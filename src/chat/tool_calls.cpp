@@ -292,6 +292,26 @@ ToolCallFormat tool_call_format_for_template(std::string_view src) {
   return ToolCallFormat::None;
 }
 
+std::vector<std::string_view> tool_call_markers(ToolCallFormat f) {
+  switch (f) {
+    case ToolCallFormat::None:
+      return {};
+    case ToolCallFormat::Hermes:
+      return {kToolCall, kToolCallEnd};
+    case ToolCallFormat::DeepSeekV3:
+      return {kDsCallsBegin, kDsCallsEnd, kDsCallBegin, kDsCallEnd, kDsSep};
+    case ToolCallFormat::KimiK2:
+      return {kKimiSectionBegin, kKimiSectionEnd, kKimiCallBegin, kKimiArgBegin, kKimiCallEnd};
+    case ToolCallFormat::Glm45:
+      return {kToolCall, kToolCallEnd, "<arg_key>", "</arg_key>", "<arg_value>", "</arg_value>"};
+    case ToolCallFormat::Llama31:
+      return {kPythonTag};
+    case ToolCallFormat::Mistral:
+      return {kMistralCalls};
+  }
+  return {};
+}
+
 const char* tool_call_format_name(ToolCallFormat f) {
   switch (f) {
     case ToolCallFormat::None:

@@ -29,6 +29,8 @@ enum class ToolCallFormat { None, Hermes, DeepSeekV3, KimiK2, Glm45, Llama31, Mi
 // Recognises the format from the markers a chat template renders.
 ToolCallFormat tool_call_format_for_template(std::string_view template_source);
 const char* tool_call_format_name(ToolCallFormat f);
+// The tags the format's parser looks for in the output.
+std::vector<std::string_view> tool_call_markers(ToolCallFormat f);
 
 struct ToolCall {
   std::string id;  // the model's own id where the format has one (Kimi, Mistral), else generated

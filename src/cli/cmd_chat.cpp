@@ -136,6 +136,9 @@ void run(const Options& o) {
     req.sampling.top_p = o.top_p;
     req.sampling.seed = o.seed;
     const owl::chat::ReasoningStart start = owl::chat::reasoning_start(prompt, tags);
+    // The same markers as the server keeps: control tokens are not text, except what the parsers read.
+    req.keep_special = owl::server::chat_marker_tokens(
+        *tok, tags, tmpl ? owl::chat::tool_call_format_for_template(tmpl->source()) : owl::chat::ToolCallFormat::None);
     if (budget >= 0) req.hook = std::make_shared<owl::server::ThinkingBudgetHook>(*tok, budget, start, tags);
     std::shared_ptr<owl::GenerationStream> stream;
     try {

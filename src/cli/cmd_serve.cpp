@@ -1,11 +1,13 @@
 // owl serve MODEL [--host H] [--port P] [--parallel N] [--ctx N] [--api-key KEY] [--threads N]
 //                 [--chat-template F.jinja] [--max-queue N] [--prefill-chunk N] [--kv-budget TOKENS]
 //                 [--kv-type f16|f32] [--no-prefix-cache] [--max-body BYTES]
+// The API key may also be given in $OWL_API_KEY (out of the process list); --api-key wins.
 // Serves the model over an OpenAI-compatible HTTP API (see src/server/server.h).
 // --port 0 picks a free port; the address is printed on stderr as
 // "listening on http://HOST:PORT" once the server accepts connections.
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -68,6 +70,7 @@ void run(const Options& o) {
   ao.model_id = std::filesystem::path(o.model).filename().string();
   if (ao.model_id.size() > 5 && ao.model_id.ends_with(".gguf")) ao.model_id.resize(ao.model_id.size() - 5);
   ao.api_key = o.api_key;
+  if (const char* env = std::getenv("OWL_API_KEY"); ao.api_key.empty() && env) ao.api_key = env;
   owl::server::OpenAIServer api(engine, *tok, std::move(tm.chat_template), ao);
 
   owl::http::ServerOptions ho;
@@ -98,7 +101,7 @@ void setup(CLI::App& app) {
   cmd->add_option("--port", o->port, "port (0: pick a free one; default 8080)");
   cmd->add_option("--parallel", o->parallel, "sequences decoded together (default 4)");
   cmd->add_option("--ctx", o->ctx, "context length per sequence (default: the model's)");
-  cmd->add_option("--api-key", o->api_key, "require 'Authorization: Bearer KEY'");
+  cmd->add_option("--api-key", o->api_key, "require 'Authorization: Bearer KEY' (default: $OWL_API_KEY)");
   cmd->add_option("--threads", o->threads, "compute threads (default: all CPUs)");
   cmd->add_option("--chat-template", o->chat_template, "Jinja chat template file overriding the model's");
   cmd->add_option("--max-queue", o->max_queue, "waiting requests beyond this get 429 (default 64)");

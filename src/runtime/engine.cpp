@@ -64,7 +64,11 @@ struct Engine::Active {
   int64_t tokens_out = 0;
 
   Active(Pending pend, int64_t n_vocab, const Tokenizer& tok)
-      : p(std::move(pend)), sampler(p.req.sampling, n_vocab), decoder(tok, /*skip_special=*/false), stops(p.req.stop) {
+      : p(std::move(pend)),
+        sampler(p.req.sampling, n_vocab),
+        decoder(tok, /*skip_special=*/!p.req.render_special),
+        stops(p.req.stop) {
+    for (int32_t id : p.req.keep_special) decoder.keep_special(id);
     // The output continues the prompt: a SentencePiece decoder must not strip the leading
     // space of the first generated token as if it began the text. Prime it with a prompt
     // token whose text is plain ASCII (so nothing of it can be left pending).
@@ -73,7 +77,7 @@ struct Engine::Active {
       bool ascii = !b.empty() && b.find_first_not_of(' ') != std::string::npos;
       for (unsigned char c : b) ascii = ascii && c < 0x80;
       if (ascii) {
-        decoder.push(*it);
+        decoder.prime(*it);
         break;
       }
     }
@@ -134,7 +138,11 @@ Engine::~Engine() {
 
 std::shared_ptr<GenerationStream> Engine::submit(GenerationRequest req) {
   const int64_t n_prompt = static_cast<int64_t>(req.prompt.size());
-  if (n_prompt == 0) throw RequestTooLargeError("the prompt is empty; send at least one token");
+  if (n_prompt == 0) throw InvalidPromptError("the prompt is empty; send at least one token");
+  for (int32_t t : req.prompt)
+    if (t < 0 || t >= model_.n_vocab())
+      throw InvalidPromptError("prompt token id " + std::to_string(t) + " is outside the vocabulary (0.." +
+                               std::to_string(model_.n_vocab() - 1) + ")");
   if (req.max_tokens < 0) throw RequestTooLargeError("max_tokens must be 0 or more");
   if (n_prompt + req.max_tokens > n_ctx_)
     throw RequestTooLargeError("this model's context is " + std::to_string(n_ctx_) + " tokens, but " +
@@ -144,10 +152,6 @@ std::shared_ptr<GenerationStream> Engine::submit(GenerationRequest req) {
   if (!sched_.could_fit(n_prompt + req.max_tokens))
     throw RequestTooLargeError("the request needs more KV cache than the server's whole budget of " +
                                std::to_string(sched_.budget_tokens()) + " tokens; lower max_tokens");
-  for (int32_t t : req.prompt)
-    if (t < 0 || t >= model_.n_vocab())
-      throw RequestTooLargeError("prompt token id " + std::to_string(t) + " is outside the vocabulary (0.." +
-                                 std::to_string(model_.n_vocab() - 1) + ")");
   auto stream = std::make_shared<GenerationStream>();
   {
     std::lock_guard<std::mutex> lock(mu_);

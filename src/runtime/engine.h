@@ -54,14 +54,19 @@ inline uint64_t explicit_seed(uint64_t seed) { return seed == 0 ? 0x5eed : seed;
 // string (neither it nor anything after it is shown), max_tokens generated tokens, or the end
 // of the context: prompt + generated tokens never exceed the engine's n_ctx (submit() refuses
 // a request whose prompt + max_tokens does not fit). The text is detokenized as it continues
-// the prompt (special tokens included).
+// the prompt. Special (control) tokens are not text: they are left out of the output unless
+// render_special asks for them all, or keep_special for some (the chat layer keeps the
+// markers its reasoning and tool-call parsers read when the model spells them as special
+// tokens). This one rule holds for run, chat, completions and chat completions alike.
 struct GenerationRequest {
   std::vector<int32_t> prompt;
   SamplerParams sampling;
   int64_t max_tokens = 16;        // generated tokens at most; 0: only evaluate the prompt
   std::vector<std::string> stop;  // stop strings (not included in the output)
   bool ignore_eos = false;
-  std::shared_ptr<TokenHook> hook;  // optional
+  bool render_special = false;        // show special tokens (<s>, <|im_start|>, ...) as their text
+  std::vector<int32_t> keep_special;  // these special tokens are shown even so
+  std::shared_ptr<TokenHook> hook;    // optional
 };
 
 struct GenerationEvent {
@@ -115,6 +120,12 @@ class RequestTooLargeError : public Error {
  public:
   using Error::Error;
 };
+// The prompt itself is invalid (empty, or a token id outside the vocabulary): the server answers
+// 400 naming the prompt.
+class InvalidPromptError : public Error {
+ public:
+  using Error::Error;
+};
 
 struct EngineStats {
   int64_t queue_depth = 0;
@@ -143,8 +154,9 @@ class Engine {
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
 
-  // Queues a request. Throws RequestTooLargeError (prompt + max_tokens exceeds the context
-  // or the KV budget, empty prompt) or QueueFullError.
+  // Queues a request. Throws InvalidPromptError (empty prompt, token id outside the vocabulary),
+  // RequestTooLargeError (prompt + max_tokens exceeds the context or the KV budget) or
+  // QueueFullError.
   std::shared_ptr<GenerationStream> submit(GenerationRequest req);
   EngineStats stats() const;
   int64_t n_ctx() const { return n_ctx_; }

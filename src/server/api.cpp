@@ -192,8 +192,7 @@ CompletionParams parse_completion_request(std::string_view body) {
   if (prompt->is_array() && prompt->size() == 1 && ((*prompt)[0].is_string() || (*prompt)[0].is_array()))
     one = &(*prompt)[0];
   if (one->is_string()) {
-    p.prompt_text = one->get<std::string>();
-    if (p.prompt_text.empty()) throw bad("prompt", "must not be empty");
+    p.prompt_text = one->get<std::string>();  // "" is a prompt too: BOS alone where the model adds one
   } else if (one->is_array()) {
     if (one->empty()) throw bad("prompt", "must not be empty");
     for (const auto& t : *one) {

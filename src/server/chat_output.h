@@ -6,7 +6,9 @@
 #include <string_view>
 #include <vector>
 
+#include "chat/reasoning.h"
 #include "chat/thinking_budget.h"
+#include "chat/tool_calls.h"
 #include "runtime/engine.h"
 
 namespace owl {
@@ -14,6 +16,12 @@ class Tokenizer;
 }
 
 namespace owl::server {
+
+// The markers the chat output parsers read (reasoning tags, the tool-call format's tags) that
+// this tokenizer spells as one special token: the engine must show them although special
+// tokens are not text (GenerationRequest::keep_special).
+std::vector<int32_t> chat_marker_tokens(const Tokenizer& tok, const chat::ReasoningTags& tags,
+                                        chat::ToolCallFormat format);
 
 class ThinkingBudgetHook : public TokenHook {
  public:

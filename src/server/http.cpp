@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <limits>
 #include <thread>
 
 #include "base/error.h"
@@ -130,14 +131,16 @@ bool Response::begin_stream(int status, std::string_view content_type, const std
   if (state_ != State::None) return false;
   state_ = State::Streaming;
   status_ = status;
+  if (!chunked_) keep_alive_ = false;  // the end of the body is the end of the connection
   std::string msg = response_head(status, content_type, extra_headers, keep_alive_);
-  msg += "Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n";
+  msg += chunked_ ? "Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n" : "Cache-Control: no-cache\r\n\r\n";
   return send_all(msg);
 }
 
 bool Response::write(std::string_view data) {
   if (state_ != State::Streaming) return false;
   if (data.empty()) return !failed_;
+  if (!chunked_) return send_all(data);
   char size[32];
   std::snprintf(size, sizeof size, "%zx\r\n", data.size());
   std::string chunk = size;
@@ -149,7 +152,7 @@ bool Response::write(std::string_view data) {
 void Response::end_stream() {
   if (state_ != State::Streaming) return;
   state_ = State::Done;
-  send_all("0\r\n\r\n");
+  if (chunked_) send_all("0\r\n\r\n");
 }
 
 bool Response::client_gone() const {
@@ -289,23 +292,50 @@ void Server::serve_connection(int fd) {
       if (e == std::string_view::npos) e = head.size();
       std::string_view h = head.substr(pos, e - pos);
       size_t colon = h.find(':');
-      if (colon == std::string_view::npos) return error_reply(400, "malformed header line", "bad_request");
-      req.headers.emplace_back(lower(trim(h.substr(0, colon))), trim(h.substr(colon + 1)));
+      if (colon == std::string_view::npos || colon == 0)
+        return error_reply(400, "malformed header line", "bad_request");
+      // RFC 9112 5.1: no whitespace between the field name and the colon (a request smuggling vector).
+      if (h[colon - 1] == ' ' || h[colon - 1] == '\t' || h[0] == ' ' || h[0] == '\t')
+        return error_reply(400, "whitespace around a header field name", "bad_request");
+      req.headers.emplace_back(lower(h.substr(0, colon)), trim(h.substr(colon + 1)));
       pos = e + 2;
     }
     buf.erase(0, head_end + 4);
 
     std::string connection = lower(req.header("connection"));
-    bool keep_alive = version == "HTTP/1.1" ? connection != "close" : connection == "keep-alive";
+    const bool http11 = version == "HTTP/1.1";
+    bool keep_alive = http11 ? connection != "close" : connection == "keep-alive";
 
-    if (!req.header("transfer-encoding").empty())
+    // Content-Length (RFC 9112 6.2, 6.3): digits only; every occurrence (repeated headers or a
+    // comma list) must give the same value; never together with Transfer-Encoding.
+    bool has_length = false, has_transfer_encoding = false;
+    std::string length_text;
+    for (const auto& [name, value] : req.headers) {
+      if (name == "transfer-encoding") has_transfer_encoding = true;
+      if (name != "content-length") continue;
+      size_t p = 0;
+      do {
+        size_t comma = value.find(',', p);
+        std::string item =
+            trim(std::string_view(value).substr(p, comma == std::string::npos ? std::string::npos : comma - p));
+        if (item.empty() || item.find_first_not_of("0123456789") != std::string::npos)
+          return error_reply(400, "invalid Content-Length", "bad_request");
+        if (has_length && item != length_text)
+          return error_reply(400, "conflicting Content-Length values", "bad_request");
+        has_length = true;
+        length_text = item;
+        p = comma == std::string::npos ? std::string::npos : comma + 1;
+      } while (p != std::string::npos);
+    }
+    if (has_transfer_encoding && has_length)
+      return error_reply(400, "Content-Length together with Transfer-Encoding", "bad_request");
+    if (has_transfer_encoding)
       return error_reply(411, "chunked request bodies are not supported; send Content-Length", "length_required");
     size_t length = 0;
-    if (std::string cl = req.header("content-length"); !cl.empty()) {
-      char* end = nullptr;
+    if (has_length) {
       errno = 0;
-      unsigned long long v = std::strtoull(cl.c_str(), &end, 10);
-      if (errno != 0 || *end != '\0' || cl[0] == '-') return error_reply(400, "invalid Content-Length", "bad_request");
+      unsigned long long v = std::strtoull(length_text.c_str(), nullptr, 10);
+      if (errno != 0) v = std::numeric_limits<unsigned long long>::max();  // too large: 413 below
       if (v > opts_.max_body_bytes) {
         std::string msg = "request body of " + std::to_string(v) + " bytes exceeds the limit of " +
                           std::to_string(opts_.max_body_bytes) + " bytes";
@@ -313,7 +343,7 @@ void Server::serve_connection(int fd) {
       }
       length = static_cast<size_t>(v);
     }
-    if (length > 0 && lower(req.header("expect")) == "100-continue" && buf.empty()) {
+    if (http11 && length > 0 && lower(req.header("expect")) == "100-continue" && buf.empty()) {
       static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
       if (::send(fd, cont, sizeof cont - 1, MSG_NOSIGNAL) < 0) return;
     }
@@ -322,7 +352,7 @@ void Server::serve_connection(int fd) {
     req.body = buf.substr(0, length);
     buf.erase(0, length);
 
-    Response res(fd, keep_alive);
+    Response res(fd, keep_alive, /*chunked=*/http11);
     try {
       handler_(req, res);
     } catch (const std::exception& e) {

@@ -1,7 +1,8 @@
 // A small HTTP/1.1 server on POSIX sockets: what `owl serve` needs and no more.
 // One thread per connection (bounded), keep-alive, Content-Length request
 // bodies with a size limit (413 past it), and responses either whole or
-// streamed with chunked transfer encoding. A streaming handler can ask whether
+// streamed with chunked transfer encoding (to HTTP/1.0 clients: unchunked,
+// ended by closing the connection). A streaming handler can ask whether
 // its client has gone away (peer closed or reset) without writing anything, so
 // the server can stop generating for it at once.
 //
@@ -32,15 +33,17 @@ struct Request {
 // What a handler answers with: either send() once, or begin_stream() then write()s.
 class Response {
  public:
-  Response(int fd, bool keep_alive) : fd_(fd), keep_alive_(keep_alive) {}
+  // chunked: the client speaks HTTP/1.1. An HTTP/1.0 client knows no chunked encoding: a stream
+  // to it is sent as is and ends when the connection closes.
+  Response(int fd, bool keep_alive, bool chunked = true) : fd_(fd), keep_alive_(keep_alive), chunked_(chunked) {}
   // A complete response. Extra headers are "Name: value" lines without CRLF.
   void send(int status, std::string_view content_type, std::string_view body,
             const std::vector<std::string>& extra_headers = {});
-  // Starts a chunked response; false when the client is already gone.
+  // Starts a streamed response (chunked, or until close for HTTP/1.0); false when the client is gone.
   bool begin_stream(int status, std::string_view content_type, const std::vector<std::string>& extra_headers = {});
-  // Sends one chunk; false when the client is gone (the handler should stop).
+  // Sends one piece; false when the client is gone (the handler should stop).
   bool write(std::string_view data);
-  // Ends the chunked stream.
+  // Ends the stream.
   void end_stream();
   // True when the peer closed or reset the connection (checked without blocking).
   bool client_gone() const;
@@ -54,6 +57,7 @@ class Response {
   enum class State { None, Streaming, Done };
   int fd_;
   bool keep_alive_;
+  bool chunked_;
   bool failed_ = false;
   int status_ = 0;
   State state_ = State::None;

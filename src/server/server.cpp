@@ -65,6 +65,8 @@ std::shared_ptr<GenerationStream> submit(Engine& engine, GenerationRequest g) {
     return engine.submit(std::move(g));
   } catch (const QueueFullError& e) {
     throw ApiError(429, e.what(), "server_error", "", "queue_full");
+  } catch (const InvalidPromptError& e) {
+    throw ApiError(400, e.what(), "invalid_request_error", "prompt", "invalid_prompt");
   } catch (const RequestTooLargeError& e) {
     throw ApiError(400, e.what(), "invalid_request_error", "max_tokens", "context_length_exceeded");
   }
@@ -119,11 +121,20 @@ void OpenAIServer::check_model(const std::string& model) const {
                    "invalid_request_error", "model", "model_not_found");
 }
 
+nlohmann::ordered_json OpenAIServer::model_object() const {
+  return json{{"id", opts_.model_id},
+              {"object", "model"},
+              {"created", created_},
+              {"owned_by", "owl"},
+              {"meta", {{"n_ctx", engine_.n_ctx()}, {"n_vocab", tok_.n_vocab()}}}};
+}
+
 void OpenAIServer::handle(const http::Request& req, http::Response& res) {
   static const char* kEndpoints[] = {"/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/metrics"};
   std::string label = "other";
   for (const char* e : kEndpoints)
     if (req.path == e) label = e;
+  if (req.path.starts_with("/v1/models/")) label = "/v1/models";
   try {
     if (req.path == "/health") {
       if (req.method != "GET")
@@ -132,14 +143,21 @@ void OpenAIServer::handle(const http::Request& req, http::Response& res) {
     } else {
       if (!opts_.api_key.empty()) {
         std::string auth = req.header("authorization");
-        std::string expected = "Bearer " + opts_.api_key;
         if (auth.empty())
           throw ApiError(401, "missing API key: send 'Authorization: Bearer <key>'", "invalid_request_error", "",
                          "invalid_api_key");
+        // The scheme is case-insensitive (RFC 9110 11.1): "Bearer", "bearer", "BEARER".
+        size_t sp = auth.find(' ');
+        std::string scheme = auth.substr(0, sp);
+        for (auto& c : scheme) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        size_t from = sp == std::string::npos ? auth.size() : auth.find_first_not_of(' ', sp);
+        const std::string key = from == std::string::npos ? "" : auth.substr(from);
+        const std::string& expected = opts_.api_key;
         // Compare every byte so timing does not reveal how much of the key matched.
-        unsigned diff = auth.size() != expected.size();
-        for (size_t i = 0; i < auth.size() && i < expected.size(); ++i)
-          diff |= static_cast<unsigned>(auth[i] ^ expected[i]);
+        unsigned diff =
+            static_cast<unsigned>(scheme != "bearer") | static_cast<unsigned>(key.size() != expected.size());
+        for (size_t i = 0; i < key.size() && i < expected.size(); ++i)
+          diff |= static_cast<unsigned>(key[i] ^ expected[i]);
         if (diff) throw ApiError(401, "incorrect API key", "invalid_request_error", "", "invalid_api_key");
       }
       auto want = [&](const char* method) {
@@ -155,12 +173,14 @@ void OpenAIServer::handle(const http::Request& req, http::Response& res) {
         handle_completions(req, res);
       } else if (req.path == "/v1/models" || req.path == "/models") {
         want("GET");
-        json model = {{"id", opts_.model_id},
-                      {"object", "model"},
-                      {"created", created_},
-                      {"owned_by", "owl"},
-                      {"meta", {{"n_ctx", engine_.n_ctx()}, {"n_vocab", tok_.n_vocab()}}}};
-        send_json(res, 200, {{"object", "list"}, {"data", json::array({model})}});
+        send_json(res, 200, {{"object", "list"}, {"data", json::array({model_object()})}});
+      } else if (req.path.starts_with("/v1/models/") || req.path.starts_with("/models/")) {
+        want("GET");
+        const std::string id = req.path.substr(req.path.find("/models/") + 8);
+        if (id != opts_.model_id)
+          throw ApiError(404, "the model '" + id + "' does not exist; this server serves '" + opts_.model_id + "'",
+                         "invalid_request_error", "model", "model_not_found");
+        send_json(res, 200, model_object());
       } else if (req.path == "/metrics") {
         want("GET");
         res.send(200, "text/plain; version=0.0.4", metrics_.render(engine_.stats()));
@@ -388,6 +408,7 @@ void OpenAIServer::handle_chat(const http::Request& req, http::Response& res) {
   // Without a template the model has no native format; Hermes (<tool_call>{json}</tool_call>) is the most common.
   const chat::ToolCallFormat format =
       tmpl_ ? chat::tool_call_format_for_template(tmpl_->source()) : chat::ToolCallFormat::Hermes;
+  g.keep_special = chat_marker_tokens(tok_, tags, format);
   auto stream = submit(engine_, std::move(g));
   const std::string id = random_id("chatcmpl-");
   const int64_t created = now_seconds();

@@ -57,6 +57,7 @@ class OpenAIServer {
   void stream_chat(const ChatParams& p, GenerationStream& stream, ChatAnswer& answer, const std::string& id,
                    int64_t created, http::Response& res);
   void check_model(const std::string& model) const;
+  nlohmann::ordered_json model_object() const;  // the served model as /v1/models lists it
   chat::ReasoningTags reasoning_tags() const;
 
   Engine& engine_;

@@ -274,9 +274,16 @@ bool Tokenizer::is_special(int32_t id) const {
 
 IncrementalDecoder::IncrementalDecoder(const Tokenizer& t, bool skip_special) : tok_(t), skip_special_(skip_special) {}
 
+void IncrementalDecoder::prime(int32_t id) {
+  const bool skip = skip_special_;
+  skip_special_ = false;
+  push(id);
+  skip_special_ = skip;
+}
+
 std::string IncrementalDecoder::push(int32_t id) {
   if (id < 0 || id >= tok_.n_vocab()) return {};
-  if (skip_special_ && tok_.is_special(id)) return {};
+  if (skip_special_ && tok_.is_special(id) && std::find(kept_.begin(), kept_.end(), id) == kept_.end()) return {};
   pending_ += tok_.token_bytes(id);
   const text::Decoder& d = tok_.impl_->decoder;
   if (first_) {

@@ -80,13 +80,20 @@ class IncrementalDecoder {
   explicit IncrementalDecoder(const Tokenizer& t, bool skip_special = false);
   std::string push(int32_t id);  // text that became complete with this token (maybe "")
   std::string flush();           // whatever remains (invalid bytes as U+FFFD)
+  // Feeds a token of earlier text (a prompt) whose output is not wanted, special or not: what
+  // follows is decoded as its continuation (no leading space stripped).
+  void prime(int32_t id);
+  // A special token that push() renders as text even when skipping special tokens (a marker
+  // a parser downstream needs, such as a tool-call tag that is a control token).
+  void keep_special(int32_t id) { kept_.push_back(id); }
 
  private:
   const Tokenizer& tok_;
   bool skip_special_;
-  bool first_ = true;    // SentencePiece decoders strip one leading space of the whole text
-  size_t stripped_ = 0;  // leading characters stripped so far
-  std::string pending_;  // bytes of an incomplete UTF-8 character
+  std::vector<int32_t> kept_;  // special tokens rendered anyway
+  bool first_ = true;          // SentencePiece decoders strip one leading space of the whole text
+  size_t stripped_ = 0;        // leading characters stripped so far
+  std::string pending_;        // bytes of an incomplete UTF-8 character
 };
 
 }  // namespace owl

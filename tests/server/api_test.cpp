@@ -84,7 +84,6 @@ TEST(ApiParse, RejectsWrongTypesAndValues) {
   expect_bad(R"({"messages": [{"content": "x"}]})", "messages[0].role");
   expect_bad(R"({"messages": [{"role": "user"}]})", "messages[0].content");
   expect_bad(R"({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]})", "messages[0].content");
-  expect_bad(R"({"prompt": ""})", "prompt", false);
   expect_bad(R"({"prompt": [1, "a"]})", "prompt", false);
   expect_bad(R"({"prompt": "x", "echo": 1})", "echo", false);
 }

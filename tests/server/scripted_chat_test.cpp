@@ -11,6 +11,7 @@
 #include "model/model.h"
 #include "runtime/engine.h"
 #include "chat/chat_template.h"
+#include "server/chat_output.h"
 #include "server/http.h"
 #include "server/server.h"
 #include "server/server_fixture.h"
@@ -167,6 +168,34 @@ TEST_F(ScriptedChat, LengthLimitInsideACallIsLength) {
   json j = chat({{"max_tokens", 5}});
   EXPECT_EQ(j["choices"][0]["finish_reason"], "length");
   EXPECT_FALSE(j["choices"][0]["message"].contains("tool_calls"));
+}
+
+// Issue #19 D10: control tokens are not text, except the markers the chat parsers read when
+// the tokenizer spells one as a special token (Mistral's [TOOL_CALLS], Llama 3.1's
+// <|python_tag|>, ...). stories260K's only such token is <s>, standing in for one here.
+TEST_F(ScriptedChat, SpecialTokensAreShownOnlyWhenKeptAsMarkers) {
+  chat::ReasoningTags tags{"<s>", "</think>"};
+  EXPECT_EQ(server::chat_marker_tokens(*tok_, tags, chat::ToolCallFormat::Hermes), std::vector<int32_t>{1});
+  EXPECT_TRUE(server::chat_marker_tokens(*tok_, {}, chat::ToolCallFormat::Hermes).empty());  // plain text here
+  auto generate = [&](std::vector<int32_t> keep) {
+    GenerationRequest g;
+    g.prompt = tok_->encode("Once", true);
+    g.max_tokens = 50;
+    g.hook = std::make_shared<ScriptHook>(*tok_, "Hello<s> world");
+    g.keep_special = std::move(keep);
+    auto stream = engine_->submit(std::move(g));
+    std::string text;
+    for (bool done = false; !done;)
+      for (auto& e : stream->wait(std::chrono::milliseconds(50))) {
+        text += e.text;
+        done = done || e.finish != FinishReason::None;
+      }
+    return text;
+  };
+  const std::string plain = generate({}), kept = generate({1});
+  EXPECT_EQ(plain.substr(0, 6), " Hello");
+  EXPECT_EQ(plain.find("<s>"), std::string::npos) << plain;
+  EXPECT_EQ(kept, " Hello<s>" + plain.substr(6));
 }
 
 }  // namespace

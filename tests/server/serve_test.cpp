@@ -5,7 +5,9 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <fstream>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -305,6 +307,32 @@ void expect_error(const HttpResult& r, int status, const std::string& param = ""
   }
 }
 
+// Issue #19 D9: GET /v1/models/{id} answers the model object, or a 404 for another id.
+TEST_F(Serve, ModelIsRetrievedById) {
+  auto m = http_get(port(), "/v1/models/stories260K-f32");
+  ASSERT_EQ(m.status, 200) << m.body;
+  EXPECT_EQ(m.json()["id"], "stories260K-f32");
+  EXPECT_EQ(m.json()["object"], "model");
+  EXPECT_EQ(m.json()["owned_by"], "owl");
+  EXPECT_EQ(m.json(), http_get(port(), "/v1/models").json()["data"][0]);
+  auto missing = http_get(port(), "/v1/models/gpt-4o");
+  expect_error(missing, 404, "model", "model_not_found");
+  EXPECT_EQ(missing.json()["error"]["type"], "invalid_request_error");
+  expect_error(http_post(port(), "/v1/models/stories260K-f32", "{}"), 405);
+}
+
+// Issue #19 D9: an empty prompt string is a prompt (BOS alone for this model), as with OpenAI.
+TEST_F(Serve, EmptyPromptStringIsAccepted) {
+  json ref;
+  for (const auto& r : reference())
+    if (r["prompt"] == "") ref = r;
+  ASSERT_FALSE(ref.is_null());
+  auto r = http_post(port(), "/v1/completions", json{{"prompt", ""}, {"max_tokens", 64}, {"temperature", 0}}.dump());
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.json()["choices"][0]["text"], ref["generated_text"]);
+  EXPECT_EQ(r.json()["usage"]["prompt_tokens"], 1);
+}
+
 TEST_F(Serve, BadRequestsGetOpenAIErrors) {
   const std::string chat = "/v1/chat/completions", comp = "/v1/completions";
   expect_error(http_post(port(), chat, "{\"messages\": [ {\"role\": "), 400, "", "invalid_json");
@@ -329,7 +357,6 @@ TEST_F(Serve, BadRequestsGetOpenAIErrors) {
                "model", "model_not_found");
   expect_error(http_post(port(), comp, R"({"prompt": "x", "model": "llama-70b"})"), 404, "model", "model_not_found");
   expect_error(http_post(port(), comp, R"({"prompt": 42})"), 400, "prompt", "invalid_type");
-  expect_error(http_post(port(), comp, R"({"prompt": [1, 99999]})"), 400, "", "context_length_exceeded");
   expect_error(http_post(port(), comp, R"({"max_tokens": 5})"), 400, "prompt", "missing_field");
   // Absurd max_tokens: more than the context can ever hold.
   expect_error(http_post(port(), comp, R"({"prompt": "Once", "max_tokens": 1000000000000})"), 400, "max_tokens",
@@ -351,6 +378,104 @@ TEST_F(Serve, BadRequestsGetOpenAIErrors) {
   EXPECT_EQ(http_get(port(), "/health").status, 200);
   EXPECT_EQ(http_post(port(), comp, completion_body("Once upon a time", 3)).json()["choices"][0]["text"],
             ", there was");
+}
+
+// Issue #19 D8: a token id outside the vocabulary is a bad prompt, not a context overflow.
+TEST_F(Serve, OutOfVocabularyTokenIdIsAnInvalidPrompt) {
+  auto r = http_post(port(), "/v1/completions", R"({"prompt": [1, 99999], "max_tokens": 4})");
+  expect_error(r, 400, "prompt");
+  EXPECT_EQ(r.json()["error"]["type"], "invalid_request_error");
+  EXPECT_NE(r.json()["error"]["code"], "context_length_exceeded");
+  EXPECT_NE(r.json()["error"]["message"].get<std::string>().find("99999"), std::string::npos) << r.body;
+  // Also when max_tokens alone would overflow the context: the bad id is named first.
+  expect_error(http_post(port(), "/v1/completions", R"({"prompt": [1, 512], "max_tokens": 100000})"), 400, "prompt");
+}
+
+// Issue #19 D10: control tokens are not text. stories260K ends its stories with BOS (<s>, a
+// control token) and goes on with the next; no path may show "<s>".
+TEST_F(Serve, ControlTokensAreNotRenderedAsText) {
+  json chat = {
+      {"messages", {{{"role", "user"}, {"content", "Once upon a time"}}}}, {"max_tokens", 400}, {"temperature", 0}};
+  auto c = http_post(port(), "/v1/chat/completions", chat.dump());
+  ASSERT_EQ(c.status, 200) << c.body;
+  const std::string content = c.json()["choices"][0]["message"]["content"];
+  EXPECT_EQ(content.find("<s>"), std::string::npos) << content;
+  EXPECT_NE(content.find("Once upon a time", 10), std::string::npos) << "the model did not reach a second story";
+  chat["stream"] = true;
+  auto s = http_post(port(), "/v1/chat/completions", chat.dump());
+  EXPECT_EQ(streamed_text(s.body), content);
+  auto t = http_post(port(), "/v1/completions", completion_body("Once upon a time", 400));
+  ASSERT_EQ(t.status, 200) << t.body;
+  const std::string text = t.json()["choices"][0]["text"];
+  EXPECT_EQ(text.find("<s>"), std::string::npos) << text;
+  EXPECT_NE(text.find("Once upon a time"), std::string::npos) << "the model did not reach a second story";
+  // `owl run` and `owl chat` follow the same rule.
+  auto run =
+      run_owl({"run", stories(), "Once upon a time", "-n", "400", "--temp", "0", "--kv-type", "f32", "--threads", "1"});
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_EQ(run.out.find("<s>"), std::string::npos) << run.out;
+  EXPECT_EQ(run.out, text);
+  auto ch = run_owl({"chat", stories(), "-n", "400", "--temp", "0", "--threads", "1"}, "Once upon a time\n");
+  EXPECT_EQ(ch.exit_code, 0) << ch.err;
+  EXPECT_EQ(ch.out.find("<s>"), std::string::npos) << ch.out;
+}
+
+size_t count_of(const std::string& s, const std::string& what) {
+  size_t n = 0;
+  for (size_t p = s.find(what); p != std::string::npos; p = s.find(what, p + 1)) ++n;
+  return n;
+}
+
+// Issue #19 D4: a request whose length is ambiguous (RFC 9112 6.3) is refused with 400 and the
+// connection closed; what follows its head is never parsed as another request.
+TEST_F(Serve, AmbiguousContentLengthIsRejected) {
+  const std::string smuggled = "GET /health HTTP/1.1\r\nHost: x\r\n\r\n";
+  const std::string body = "{}" + smuggled;
+  const std::vector<std::string> framings = {
+      "Content-Length: 2\r\nContent-Length: " + std::to_string(body.size()) + "\r\n",  // conflicting duplicates
+      "Content-Length: 2, " + std::to_string(body.size()) + "\r\n",                    // conflicting list
+      "Content-Length : 2\r\n",                                                        // space before the colon
+      "Content-Length: +2\r\n",                                                        // not 1*DIGIT
+      "Content-Length: 2\r\nTransfer-Encoding: chunked\r\n",                           // both framings
+  };
+  for (const auto& framing : framings) {
+    std::string answer = raw_exchange(
+        port(),
+        "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" + framing + "\r\n" + body, 5);
+    EXPECT_EQ(answer.rfind("HTTP/1.1 400 ", 0), 0u) << framing << answer;
+    EXPECT_EQ(count_of(answer, "HTTP/1.1 "), 1u) << framing << answer;
+    EXPECT_NE(answer.find("bad_request"), std::string::npos) << framing << answer;
+  }
+  // Identical repeated values are one length.
+  std::string ok = raw_exchange(port(),
+                                "GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nContent-Length: 0\r\n"
+                                "Connection: close\r\n\r\n",
+                                5);
+  EXPECT_EQ(ok.rfind("HTTP/1.1 200 ", 0), 0u) << ok;
+}
+
+// Issue #19 D7: HTTP/1.0 has no chunked encoding; a stream to such a client is sent as is and
+// ends by closing the connection.
+TEST_F(Serve, Http10ClientsGetNoChunkedEncoding) {
+  auto request = [](const std::string& body) {
+    return "POST /v1/completions HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: " +
+           std::to_string(body.size()) + "\r\n\r\n" + body;
+  };
+  std::string whole = raw_exchange(port(), request(completion_body("Once upon a time", 12)));
+  ASSERT_EQ(whole.rfind("HTTP/1.1 200 ", 0), 0u) << whole;
+  size_t head_end = whole.find("\r\n\r\n");
+  ASSERT_NE(head_end, std::string::npos);
+  EXPECT_EQ(whole.find("Transfer-Encoding"), std::string::npos) << whole;
+  const std::string text = json::parse(whole.substr(head_end + 4))["choices"][0]["text"];
+
+  std::string streamed = raw_exchange(port(), request(completion_body("Once upon a time", 12, true)));
+  ASSERT_EQ(streamed.rfind("HTTP/1.1 200 ", 0), 0u) << streamed;
+  head_end = streamed.find("\r\n\r\n");
+  ASSERT_NE(head_end, std::string::npos);
+  const std::string head = streamed.substr(0, head_end);
+  EXPECT_EQ(head.find("Transfer-Encoding"), std::string::npos) << head;
+  EXPECT_NE(head.find("Connection: close"), std::string::npos) << head;
+  EXPECT_EQ(streamed_text(streamed.substr(head_end + 4)), text);
 }
 
 TEST_F(Serve, BadRequestsDuringAStreamDoNotDisturbIt) {
@@ -382,6 +507,36 @@ TEST(ServeAuth, ApiKeyIsRequired) {
   EXPECT_EQ(ok.status, 200);
   EXPECT_EQ(ok.json()["choices"][0]["text"], ", there");
   EXPECT_EQ(http_get(server.port(), "/health").status, 200);  // health checks need no key
+}
+
+// Issue #19 D9: the auth scheme is case-insensitive (RFC 9110 11.1).
+TEST(ServeAuth, BearerSchemeIsCaseInsensitive) {
+  ServerProcess server(stories(), {"--api-key", "sekret"});
+  for (const char* scheme : {"Bearer", "bearer", "BEARER"}) {
+    auto r = http_get(server.port(), "/v1/models", {std::string("Authorization: ") + scheme + " sekret"});
+    EXPECT_EQ(r.status, 200) << scheme << ": " << r.body;
+  }
+  expect_error(http_get(server.port(), "/v1/models", {"Authorization: Basic sekret"}), 401, "", "invalid_api_key");
+  expect_error(http_get(server.port(), "/v1/models", {"Authorization: sekret"}), 401, "", "invalid_api_key");
+  expect_error(http_get(server.port(), "/v1/models", {"Authorization: bearer sekret2"}), 401, "", "invalid_api_key");
+}
+
+// Issue #19 D9: the key can be given in OWL_API_KEY (kept out of the process list); --api-key wins.
+TEST(ServeAuth, ApiKeyFromTheEnvironment) {
+  ::setenv("OWL_API_KEY", "from-env", 1);
+  std::unique_ptr<ServerProcess> env_only, both;
+  try {
+    env_only = std::make_unique<ServerProcess>(stories(), std::vector<std::string>{});
+    both = std::make_unique<ServerProcess>(stories(), std::vector<std::string>{"--api-key", "from-flag"});
+  } catch (...) {
+    ::unsetenv("OWL_API_KEY");
+    throw;
+  }
+  ::unsetenv("OWL_API_KEY");
+  expect_error(http_get(env_only->port(), "/v1/models"), 401, "", "invalid_api_key");
+  EXPECT_EQ(http_get(env_only->port(), "/v1/models", {"Authorization: Bearer from-env"}).status, 200);
+  expect_error(http_get(both->port(), "/v1/models", {"Authorization: Bearer from-env"}), 401, "", "invalid_api_key");
+  EXPECT_EQ(http_get(both->port(), "/v1/models", {"Authorization: Bearer from-flag"}).status, 200);
 }
 
 TEST(ServeQueue, FullQueueAnswers429) {

@@ -144,6 +144,31 @@ HttpResult http_post(int port, const std::string& path, const std::string& body,
   return c.request("POST", path, body, headers);
 }
 
+std::string raw_exchange(int port, const std::string& request, int timeout_s) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    ::close(fd);
+    throw std::runtime_error("cannot connect to port " + std::to_string(port));
+  }
+  timeval tv{timeout_s, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  size_t off = 0;
+  while (off < request.size()) {
+    ssize_t w = ::send(fd, request.data() + off, request.size() - off, MSG_NOSIGNAL);
+    if (w <= 0) break;
+    off += static_cast<size_t>(w);
+  }
+  std::string answer;
+  char tmp[8192];
+  for (ssize_t n; (n = ::recv(fd, tmp, sizeof tmp, 0)) > 0;) answer.append(tmp, static_cast<size_t>(n));
+  ::close(fd);
+  return answer;
+}
+
 std::vector<nlohmann::json> sse_events(const std::string& body) {
   std::vector<nlohmann::json> out;
   size_t pos = 0;

@@ -51,6 +51,10 @@ HttpResult http_get(int port, const std::string& path, const std::vector<std::st
 HttpResult http_post(int port, const std::string& path, const std::string& body,
                      const std::vector<std::string>& headers = {});
 
+// Sends raw bytes on a fresh connection and returns everything the server answers until it
+// closes the connection (or until timeout_s passes without a byte).
+std::string raw_exchange(int port, const std::string& request, int timeout_s = 10);
+
 // The JSON payloads of a server-sent-events body ("data: {...}"), in order; "[DONE]" kept as a string.
 std::vector<nlohmann::json> sse_events(const std::string& body);
 
