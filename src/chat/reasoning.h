@@ -51,6 +51,8 @@ class ReasoningParser {
   ReasoningDelta finish();
 
   bool in_reasoning() const { return state_ == State::Reasoning; }
+  // Still at the start, holding text that may become the open tag.
+  bool undecided() const { return state_ == State::Start; }
 
  private:
   enum class State { Start, Reasoning, Content };

@@ -304,7 +304,17 @@ class ChatAnswer {
       d.reasoning += f.reasoning;
       d.content += f.content;
     }
-    if (was_inside || !d.reasoning.empty()) reasoning_tokens_ += e.n_tokens;
+    // Reasoning tokens are every generated token of the reasoning block, the <think> and
+    // </think> markers included (OpenAI counts all tokens spent reasoning). Tokens that were
+    // held while the start was undecided (a partial open tag) count once the block opens.
+    if (was_inside || parser_.in_reasoning() || !d.reasoning.empty()) {
+      reasoning_tokens_ += undecided_tokens_ + e.n_tokens;
+      undecided_tokens_ = 0;
+    } else if (parser_.undecided()) {
+      undecided_tokens_ += e.n_tokens;
+    } else {
+      undecided_tokens_ = 0;
+    }
     reasoning_ += d.reasoning;
     content_ += d.content;
     if (tools_active_) {
@@ -347,6 +357,7 @@ class ChatAnswer {
   std::string reasoning_, content_;
   size_t content_sent_ = 0;  // streamed content so far
   int64_t reasoning_tokens_ = 0;
+  int64_t undecided_tokens_ = 0;  // generated while the parser could not yet tell reasoning from content
   std::mt19937_64 id_rng_{std::random_device{}()};
 };
 

@@ -170,6 +170,34 @@ TEST_F(ScriptedChat, LengthLimitInsideACallIsLength) {
   EXPECT_FALSE(j["choices"][0]["message"].contains("tool_calls"));
 }
 
+// Issue #19 D9: reasoning_tokens is every generated token of the reasoning block, the
+// <think> and </think> markers included (stories260K spells each marker in several tokens,
+// so a marker's first tokens arrive before the parser knows a block has opened).
+TEST_F(ScriptedChat, ReasoningTokensCountTheWholeBlock) {
+  const std::string block = "<think>Rain is likely.</think>";
+  script_ = block + "Take an umbrella.";
+  const std::vector<int32_t> ids = tok_->encode(script_, false);
+  int64_t expected = 0;  // the script's tokens up to and including the one that ends </think>
+  while (tok_->decode({ids.begin(), ids.begin() + expected}).find("</think>") == std::string::npos) ++expected;
+  ASSERT_GT(expected, 5);
+  for (bool stream : {false, true}) {
+    json body = {{"max_tokens", 200}, {"stream", stream}};
+    if (stream) body["stream_options"] = {{"include_usage", true}};
+    json j = chat(body);
+    json usage = stream ? json() : j["usage"];
+    if (stream)
+      for (const json& e : j)
+        if (e.is_object() && e.contains("usage") && !e["usage"].is_null()) usage = e["usage"];
+    ASSERT_TRUE(usage.is_object()) << j.dump();
+    EXPECT_EQ(usage["completion_tokens_details"]["reasoning_tokens"].get<int64_t>(), expected) << stream;
+    // The answer and the end-of-generation token are not reasoning.
+    EXPECT_EQ(usage["completion_tokens"].get<int64_t>(), static_cast<int64_t>(ids.size()) + 1) << stream;
+    if (!stream) {
+      EXPECT_EQ(j["choices"][0]["message"]["reasoning_content"], "Rain is likely.");
+    }
+  }
+}
+
 // Issue #19 D10: control tokens are not text, except the markers the chat parsers read when
 // the tokenizer spells one as a special token (Mistral's [TOOL_CALLS], Llama 3.1's
 // <|python_tag|>, ...). stories260K's only such token is <s>, standing in for one here.
