@@ -6,7 +6,7 @@ namespace owl::server {
 
 void Metrics::count_request(const std::string& endpoint, int status) {
   std::lock_guard<std::mutex> lock(mu_);
-  ++requests_[{endpoint, status}];
+  ++requests_[{endpoint, status == 0 ? "client_closed" : std::to_string(status)}];
 }
 
 void Metrics::count_disconnect() {
@@ -26,11 +26,13 @@ std::string Metrics::render(const EngineStats& s) const {
   std::string out;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    out += "# HELP owl_requests_total HTTP requests answered, by endpoint and status code.\n";
+    out +=
+        "# HELP owl_requests_total HTTP requests answered, by endpoint and status code; status=\"client_closed\" "
+        "counts requests whose client went away before any answer was sent.\n";
     out += "# TYPE owl_requests_total counter\n";
     for (const auto& [key, n] : requests_)
-      out += "owl_requests_total{endpoint=\"" + key.first + "\",status=\"" + std::to_string(key.second) + "\"} " +
-             std::to_string(n) + "\n";
+      out += "owl_requests_total{endpoint=\"" + key.first + "\",status=\"" + key.second + "\"} " + std::to_string(n) +
+             "\n";
     metric(out, "owl_client_disconnects_total", "counter", "Requests whose client went away before the end.",
            static_cast<double>(disconnects_));
   }

@@ -14,6 +14,7 @@ namespace owl::server {
 class Metrics {
  public:
   // One finished HTTP request on `endpoint` ("/v1/chat/completions", ...) with its status.
+  // Status 0 (no answer was sent: the client went away first) is labelled "client_closed".
   void count_request(const std::string& endpoint, int status);
   // Requests whose client went away before the answer was complete.
   void count_disconnect();
@@ -22,7 +23,7 @@ class Metrics {
 
  private:
   mutable std::mutex mu_;
-  std::map<std::pair<std::string, int>, int64_t> requests_;
+  std::map<std::pair<std::string, std::string>, int64_t> requests_;  // by endpoint, status label
   int64_t disconnects_ = 0;
 };
 

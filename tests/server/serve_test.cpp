@@ -291,6 +291,36 @@ TEST(ServeDisconnect, ClosedClientFreesItsSequence) {
   EXPECT_EQ(r.json()["choices"][0]["text"], ", there was a little");
 }
 
+// Issue #19 D9: a non-streamed request whose client leaves before the answer has no status
+// to count; /metrics labels it status="client_closed" (it was labelled status="0").
+TEST(ServeDisconnect, ClosedNonStreamedRequestIsCountedAsClientClosed) {
+  ServerProcess server(stories(), {"--ctx", "4096", "--parallel", "2"});
+  const std::string closed = "owl_requests_total{endpoint=\"/v1/completions\",status=\"client_closed\"}";
+  {
+    HttpConnection c(server.port());
+    c.send_request("POST", "/v1/completions", completion_body("Once upon a time", 4000));
+    // Leave once the engine is generating for it, long before 4000 tokens.
+    for (int i = 0; i < 500 && server.metric("owl_generation_tokens_total") < 2; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    c.close();
+  }
+  double n = 0;
+  for (int i = 0; i < 500 && n != 1; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    try {
+      n = server.metric(closed);
+    } catch (const std::runtime_error&) {
+    }
+  }
+  EXPECT_EQ(n, 1);
+  EXPECT_EQ(server.metric("owl_client_disconnects_total"), 1);
+  const std::string text = http_get(server.port(), "/metrics").body;
+  EXPECT_EQ(text.find("status=\"0\""), std::string::npos) << text;
+  const size_t help = text.find("# HELP owl_requests_total ");
+  ASSERT_NE(help, std::string::npos) << text;
+  EXPECT_NE(text.substr(help, text.find('\n', help) - help).find("status=\"client_closed\""), std::string::npos);
+}
+
 void expect_error(const HttpResult& r, int status, const std::string& param = "", const std::string& code = "") {
   EXPECT_EQ(r.status, status) << r.body;
   json j = json::parse(r.body, nullptr, false);
