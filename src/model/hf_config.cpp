@@ -83,11 +83,6 @@ std::vector<std::string> supported_hf_model_types() {
   return r;
 }
 
-std::string hf_model_type_to_arch(const std::string& model_type) {
-  const Family* f = family_for_hf_model_type(model_type);
-  return f ? f->arch() : "";
-}
-
 ModelConfig config_from_hf(const json& j) {
   if (!j.is_object()) throw Error("config.json is not a JSON object");
   HfKeys k(j, "config.json");

@@ -19,8 +19,7 @@ namespace owl {
 
 // config.json model_type values owl reads.
 std::vector<std::string> supported_hf_model_types();
-// The GGUF architecture for a model_type, or "" when unsupported.
-std::string hf_model_type_to_arch(const std::string& model_type);
+// (The architecture of a model_type: family_for_hf_model_type in family.h.)
 
 // Throws owl::Error naming the key for missing or mistyped required keys, and
 // listing the supported model types for an unsupported one.
