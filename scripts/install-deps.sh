@@ -5,7 +5,7 @@ set -euo pipefail
 packages=(
   g++ cmake ninja-build make pkg-config
   libgtest-dev libgmock-dev libbenchmark-dev
-  nlohmann-json3-dev libpcre2-dev libutf8proc-dev libcli11-dev
+  nlohmann-json3-dev libboost-dev libpcre2-dev libutf8proc-dev libcli11-dev
   libssl-dev libcurl4-openssl-dev zlib1g-dev
   clang libclang-rt-14-dev clang-format clang-tidy curl python3
 )

@@ -77,8 +77,8 @@ void run(const Options& o) {
   ho.host = o.host;
   ho.port = o.port;
   ho.max_body_bytes = static_cast<size_t>(o.max_body);
-  // Every running and queued request holds a connection; leave room for health checks and refusals.
-  ho.max_connections = o.parallel + o.max_queue + 16;
+  // Requests in progress: every running and queued one, and room for the engine's own 429s.
+  ho.max_requests = o.parallel + o.max_queue + 16;
   owl::http::Server http(ho, [&](const owl::http::Request& req, owl::http::Response& res) { api.handle(req, res); });
   http.listen();
   g_server = &http;

@@ -1,18 +1,20 @@
-// A small HTTP/1.1 server on POSIX sockets: what `owl serve` needs and no more.
-// One thread per connection (bounded), keep-alive, Content-Length request
-// bodies with a size limit (413 past it), and responses either whole or
-// streamed with chunked transfer encoding (to HTTP/1.0 clients: unchunked,
-// ended by closing the connection). A streaming handler can ask whether
-// its client has gone away (peer closed or reset) without writing anything, so
-// the server can stop generating for it at once.
+// The HTTP/1.1 server under `owl serve`, on Boost.Beast's parser and Boost.Asio's sockets.
 //
-// (cpp-httplib from Debian is a compiled library that the build does not link;
-// this keeps the server free of that dependency.)
+// One I/O thread owns every socket: it accepts, reads and parses requests (RFC 9112: no
+// conflicting or malformed Content-Length, no Content-Length beside Transfer-Encoding, no
+// obs-fold, no bare LF; chunked request bodies accepted), enforces deadlines (a request's head
+// and body must each arrive within a bounded time, else 408), and writes answers. Idle and
+// half-sent connections are cheap (no thread each); a handler runs on its own thread only once
+// its request is complete, so only requests in progress count against `max_requests`. Paths in
+// `inline_paths` (/health, /metrics) are answered on the I/O thread and are never refused for
+// load. A handler answers through Response, whole or streamed (chunked; to HTTP/1.0 clients
+// sent as is and ended by closing); it can ask whether its client has gone (reset, or a write
+// failed) without writing. A client that half-closes after its request still gets its answer.
 #pragma once
 #include <atomic>
 #include <cstdint>
 #include <functional>
-#include <mutex>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -22,20 +24,21 @@ namespace owl::http {
 
 struct Request {
   std::string method;
-  std::string path;                                          // without the query string
+  std::string path;                                          // percent-decoded, without the query string
   std::string query;                                         // after '?', undecoded
   std::vector<std::pair<std::string, std::string>> headers;  // names lower-cased
-  std::string body;
+  std::string body;                                          // de-chunked
   // The header's value, or "" when absent (name in lower case).
   std::string header(std::string_view name) const;
 };
 
+namespace detail {
+class Connection;
+}
+
 // What a handler answers with: either send() once, or begin_stream() then write()s.
 class Response {
  public:
-  // chunked: the client speaks HTTP/1.1. An HTTP/1.0 client knows no chunked encoding: a stream
-  // to it is sent as is and ends when the connection closes.
-  Response(int fd, bool keep_alive, bool chunked = true) : fd_(fd), keep_alive_(keep_alive), chunked_(chunked) {}
   // A complete response. Extra headers are "Name: value" lines without CRLF.
   void send(int status, std::string_view content_type, std::string_view body,
             const std::vector<std::string>& extra_headers = {});
@@ -45,7 +48,8 @@ class Response {
   bool write(std::string_view data);
   // Ends the stream.
   void end_stream();
-  // True when the peer closed or reset the connection (checked without blocking).
+  // True when the client reset the connection or a write to it failed (checked without blocking).
+  // A client that only half-closed (shut down its sending side) is still there.
   bool client_gone() const;
 
   bool sent() const { return state_ != State::None; }
@@ -53,11 +57,17 @@ class Response {
   int status() const { return status_; }
 
  private:
-  bool send_all(std::string_view data);
+  friend class detail::Connection;
+  // buffered: the bytes are kept in `pending_` and written by the connection after the handler
+  // returns (handlers on the I/O thread); else each piece is written before the call returns.
+  Response(std::shared_ptr<detail::Connection> conn, bool keep_alive, bool chunked, bool buffered);
+  bool emit(std::string bytes);
   enum class State { None, Streaming, Done };
-  int fd_;
+  std::shared_ptr<detail::Connection> conn_;
   bool keep_alive_;
   bool chunked_;
+  bool buffered_;
+  std::string pending_;
   bool failed_ = false;
   int status_ = 0;
   State state_ = State::None;
@@ -67,11 +77,18 @@ using Handler = std::function<void(const Request&, Response&)>;
 
 struct ServerOptions {
   std::string host = "127.0.0.1";
-  int port = 8080;                      // 0: any free port (see Server::port())
-  size_t max_body_bytes = 8u << 20;     // larger bodies get 413
-  size_t max_header_bytes = 64u << 10;  // larger headers get 431
-  int max_connections = 64;             // more get 503 at once
-  int idle_timeout_ms = 30000;          // keep-alive connections close after this much silence
+  int port = 8080;                       // 0: any free port (see Server::port())
+  size_t max_body_bytes = 8u << 20;      // larger bodies get 413
+  size_t max_header_bytes = 64u << 10;   // a longer request head (request line + fields + blank line) gets 431
+  int max_requests = 64;                 // requests in progress at once (not counting inline paths); more get 503
+  int max_connections = 4096;            // open connections; at the cap the oldest without a request in progress goes
+  int max_connections_per_client = 128;  // open connections from one client address; more are refused (503)
+  int idle_timeout_ms = 30000;           // a connection with no request in progress closes after this much silence
+  int header_timeout_ms = 10000;         // from a request's first byte to the end of its head, else 408
+  int body_timeout_ms = 30000;           // from the end of the head to the end of the body, else 408
+  int write_timeout_ms = 30000;          // a client that reads nothing of an answer for this long is dropped
+  // Answered on the I/O thread, never refused for load: their handlers must be quick and never block.
+  std::vector<std::string> inline_paths = {"/health", "/metrics"};
 };
 
 class Server {
@@ -84,21 +101,26 @@ class Server {
   // Binds and listens; throws owl::Error when the address is taken or invalid.
   void listen();
   int port() const { return port_; }
-  // Accepts connections until stop(); returns after every connection thread has ended.
+  // Serves until stop(); returns after every handler has returned.
   void run();
-  void stop();
+  // Safe from a signal handler: run() notices within 100 ms.
+  void stop() { stopping_.store(true); }
+
+  struct Impl;  // http.cpp
 
  private:
-  void serve_connection(int fd);
   ServerOptions opts_;
   Handler handler_;
-  int listen_fd_ = -1;
+  std::unique_ptr<Impl> impl_;
   int port_ = 0;
   std::atomic<bool> stopping_{false};
-  std::atomic<int> connections_{0};
 };
 
 // "OK", "Not Found", ... for a status code.
 const char* status_text(int status);
+
+// {"error":{"message":...,"type":...,"param":null,"code":...}}: the OpenAI error shape, for the
+// answers the HTTP layer gives on its own (bad framing, timeouts, limits).
+std::string error_json(std::string_view message, std::string_view type, std::string_view code);
 
 }  // namespace owl::http

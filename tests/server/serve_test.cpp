@@ -293,6 +293,8 @@ TEST(ServeDisconnect, ClosedClientFreesItsSequence) {
 
 // Issue #19 D9: a non-streamed request whose client leaves before the answer has no status
 // to count; /metrics labels it status="client_closed" (it was labelled status="0").
+// The client aborts (a reset): a plain FIN is a half-close, after which a client may still
+// read its answer (D3), so only a reset or a failed write says the client is gone.
 TEST(ServeDisconnect, ClosedNonStreamedRequestIsCountedAsClientClosed) {
   ServerProcess server(stories(), {"--ctx", "4096", "--parallel", "2"});
   const std::string closed = "owl_requests_total{endpoint=\"/v1/completions\",status=\"client_closed\"}";
@@ -302,7 +304,7 @@ TEST(ServeDisconnect, ClosedNonStreamedRequestIsCountedAsClientClosed) {
     // Leave once the engine is generating for it, long before 4000 tokens.
     for (int i = 0; i < 500 && server.metric("owl_generation_tokens_total") < 2; ++i)
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    c.close();
+    c.reset();
   }
   double n = 0;
   for (int i = 0; i < 500 && n != 1; ++i) {

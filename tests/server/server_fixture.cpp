@@ -38,6 +38,14 @@ HttpConnection::HttpConnection(int port) {
 
 HttpConnection::~HttpConnection() { close(); }
 
+void HttpConnection::reset() {
+  linger l{1, 0};
+  ::setsockopt(fd_, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+  close();
+}
+
+void HttpConnection::half_close() { ::shutdown(fd_, SHUT_WR); }
+
 void HttpConnection::close() {
   if (fd_ >= 0) ::close(fd_);
   fd_ = -1;

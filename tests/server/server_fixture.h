@@ -37,6 +37,10 @@ class HttpConnection {
   HttpResult request(const std::string& method, const std::string& path, const std::string& body = "",
                      const std::vector<std::string>& headers = {});
   void close();
+  // Closes with a reset (SO_LINGER 0), as a client that aborts does when its answer is pending.
+  void reset();
+  // Shuts down the sending side only: the request is complete, the answer still wanted.
+  void half_close();
 
  private:
   std::string read_line();
