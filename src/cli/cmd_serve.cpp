@@ -1,7 +1,9 @@
 // owl serve MODEL [--host H] [--port P] [--parallel N] [--ctx N] [--api-key KEY] [--threads N]
 //                 [--chat-template F.jinja] [--max-queue N] [--prefill-chunk N] [--kv-budget TOKENS]
-//                 [--kv-type f16|f32] [--no-prefix-cache] [--max-body BYTES]
-// The API key may also be given in $OWL_API_KEY (out of the process list); --api-key wins.
+//                 [--kv-type f16|f32] [--no-prefix-cache] [--max-body BYTES] [--api-key-file F]
+//                 [--header-timeout S] [--body-timeout S] [--max-client-connections N]
+// The API key may also be given in a file (--api-key-file) or $OWL_API_KEY, out of the process
+// list; --api-key wins, then the file, then the environment.
 // Serves the model over an OpenAI-compatible HTTP API (see src/server/server.h).
 // --port 0 picks a free port; the address is printed on stderr as
 // "listening on http://HOST:PORT" once the server accepts connections.
@@ -33,8 +35,9 @@
 namespace {
 
 struct Options {
-  std::string model, host = "127.0.0.1", api_key, chat_template, kv_type = "f16", quant;
-  int port = 8080, parallel = 4, threads = 0, max_queue = 64;
+  std::string model, host = "127.0.0.1", api_key, api_key_file, chat_template, kv_type = "f16", quant;
+  int port = 8080, parallel = 4, threads = 0, max_queue = 64, max_client_connections = 128;
+  double header_timeout = 10, body_timeout = 30;
   int64_t ctx = 0, prefill_chunk = 256, kv_budget = 0, max_body = 8 << 20;
   bool no_prefix_cache = false;
 };
@@ -44,12 +47,31 @@ extern "C" void on_signal(int) {
   if (g_server) g_server->stop();
 }
 
+// The key is the file's first line (surrounding whitespace dropped); an empty key is an error,
+// since serving without authentication by mistake is worse than not starting.
+std::string read_api_key_file(const std::string& path) {
+  std::ifstream f(path);
+  if (!f) throw owl::Error("cannot read --api-key-file '" + path + "'");
+  std::string key;
+  std::getline(f, key);
+  const size_t b = key.find_first_not_of(" \t\r"), e = key.find_last_not_of(" \t\r");
+  key = b == std::string::npos ? "" : key.substr(b, e - b + 1);
+  if (key.empty()) throw owl::Error("--api-key-file '" + path + "' holds no key on its first line");
+  return key;
+}
+
 void run(const Options& o) {
   if (o.parallel < 1 || o.parallel > 256) throw owl::UsageError("--parallel must be between 1 and 256");
   if (o.port < 0 || o.port > 65535) throw owl::UsageError("--port must be between 0 and 65535");
   if (o.max_queue < 0) throw owl::UsageError("--max-queue must be 0 or more");
   if (o.ctx < 0 || o.prefill_chunk < 1 || o.kv_budget < 0 || o.max_body < 1)
     throw owl::UsageError("--ctx, --kv-budget must be >= 0; --prefill-chunk and --max-body >= 1");
+  if (o.header_timeout <= 0 || o.body_timeout <= 0 || o.header_timeout > 3600 || o.body_timeout > 3600)
+    throw owl::UsageError("--header-timeout and --body-timeout must be between 0 and 3600 seconds");
+  if (o.max_client_connections < 1) throw owl::UsageError("--max-client-connections must be 1 or more");
+  std::string api_key = o.api_key;
+  if (api_key.empty() && !o.api_key_file.empty()) api_key = read_api_key_file(o.api_key_file);
+  if (const char* env = std::getenv("OWL_API_KEY"); api_key.empty() && env) api_key = env;
   if (o.threads > 0) owl::set_default_threads(o.threads);
 
   owl::cli::TextModel tm = owl::cli::load_text_model(o.model, o.chat_template, "serve", o.quant);
@@ -69,8 +91,7 @@ void run(const Options& o) {
   owl::server::ApiOptions ao;
   ao.model_id = std::filesystem::path(o.model).filename().string();
   if (ao.model_id.size() > 5 && ao.model_id.ends_with(".gguf")) ao.model_id.resize(ao.model_id.size() - 5);
-  ao.api_key = o.api_key;
-  if (const char* env = std::getenv("OWL_API_KEY"); ao.api_key.empty() && env) ao.api_key = env;
+  ao.api_key = api_key;
   owl::server::OpenAIServer api(engine, *tok, std::move(tm.chat_template), ao);
 
   owl::http::ServerOptions ho;
@@ -79,6 +100,9 @@ void run(const Options& o) {
   ho.max_body_bytes = static_cast<size_t>(o.max_body);
   // Requests in progress: every running and queued one, and room for the engine's own 429s.
   ho.max_requests = o.parallel + o.max_queue + 16;
+  ho.max_connections_per_client = o.max_client_connections;
+  ho.header_timeout_ms = static_cast<int>(o.header_timeout * 1000);
+  ho.body_timeout_ms = static_cast<int>(o.body_timeout * 1000);
   owl::http::Server http(ho, [&](const owl::http::Request& req, owl::http::Response& res) { api.handle(req, res); });
   http.listen();
   g_server = &http;
@@ -102,6 +126,13 @@ void setup(CLI::App& app) {
   cmd->add_option("--parallel", o->parallel, "sequences decoded together (default 4)");
   cmd->add_option("--ctx", o->ctx, "context length per sequence (default: the model's)");
   cmd->add_option("--api-key", o->api_key, "require 'Authorization: Bearer KEY' (default: $OWL_API_KEY)");
+  cmd->add_option("--api-key-file", o->api_key_file, "read the API key from the first line of this file");
+  cmd->add_option("--header-timeout", o->header_timeout,
+                  "seconds a request's head may take to arrive, from its first byte (default 10; then 408)");
+  cmd->add_option("--body-timeout", o->body_timeout,
+                  "seconds a request's body may take to arrive, after its head (default 30; then 408)");
+  cmd->add_option("--max-client-connections", o->max_client_connections,
+                  "open connections allowed from one client address (default 128)");
   cmd->add_option("--threads", o->threads, "compute threads (default: all CPUs)");
   cmd->add_option("--chat-template", o->chat_template, "Jinja chat template file overriding the model's");
   cmd->add_option("--max-queue", o->max_queue, "waiting requests beyond this get 429 (default 64)");

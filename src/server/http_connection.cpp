@@ -183,6 +183,10 @@ bool Connection::parse_head() {
     reject(400, "Transfer-Encoding repeated or beside Content-Length", "bad_request");
     return false;
   }
+  if (ec == bhttp::error::bad_version) {  // Beast takes HTTP/1.0 and HTTP/1.1 only
+    reject(505, "only HTTP/1.0 and HTTP/1.1 are served", "bad_request");
+    return false;
+  }
   if (ec || !parser_->is_header_done()) {
     reject(400, "malformed request head (" + ec.message() + ")", "bad_request");
     return false;
@@ -190,10 +194,6 @@ bool Connection::parse_head() {
   in_.erase(0, used);
 
   const auto& head = parser_->get();
-  if (head.version() != 10 && head.version() != 11) {
-    reject(505, "only HTTP/1.0 and HTTP/1.1 are served", "bad_request");
-    return false;
-  }
   if (head.version() == 11 && head.find(bhttp::field::host) == head.end()) {
     reject(400, "an HTTP/1.1 request needs a Host header", "bad_request");  // RFC 9112 3.2
     return false;

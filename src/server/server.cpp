@@ -109,7 +109,22 @@ ApiError generation_error(const GenerationEvent& e) {
 
 OpenAIServer::OpenAIServer(Engine& engine, const Tokenizer& tok, std::optional<chat::ChatTemplate> tmpl,
                            ApiOptions opts)
-    : engine_(engine), tok_(tok), tmpl_(std::move(tmpl)), opts_(std::move(opts)), created_(now_seconds()) {}
+    : engine_(engine), tok_(tok), tmpl_(std::move(tmpl)), opts_(std::move(opts)), created_(now_seconds()) {
+  for (int32_t id = 0; id < tok_.n_vocab(); ++id)
+    max_token_bytes_ = std::max(max_token_bytes_, tok_.token_text(id).size());
+}
+
+void OpenAIServer::check_prompt_bytes(size_t bytes, const char* param) const {
+  // One token covers at most its vocabulary string's bytes of input (byte-level and "▁" forms
+  // are never shorter than the text they stand for); the factor 4 leaves room for normalisers
+  // that shrink text. A prompt with more bytes than this can hold in the context never fits.
+  const size_t limit = 4 * max_token_bytes_ * static_cast<size_t>(engine_.n_ctx());
+  if (bytes > limit)
+    throw ApiError(400,
+                   "the prompt is " + std::to_string(bytes) + " bytes, more than this model's context of " +
+                       std::to_string(engine_.n_ctx()) + " tokens can hold; shorten it",
+                   "invalid_request_error", param, "context_length_exceeded");
+}
 
 chat::ReasoningTags OpenAIServer::reasoning_tags() const {
   return tmpl_ ? chat::reasoning_tags_for_template(tmpl_->source()) : chat::ReasoningTags{};
@@ -204,6 +219,7 @@ void OpenAIServer::handle(const http::Request& req, http::Response& res) {
 void OpenAIServer::handle_completions(const http::Request& req, http::Response& res) {
   CompletionParams p = parse_completion_request(req.body);
   check_model(p.model);
+  check_prompt_bytes(p.prompt_text.size(), "prompt");
   GenerationRequest g;
   g.prompt = p.prompt_ids.empty() ? tok_.encode(p.prompt_text, /*add_special=*/true) : p.prompt_ids;
   g.sampling = p.sampling;
@@ -411,6 +427,11 @@ GenerationRequest OpenAIServer::chat_request(const ChatParams& p, const std::str
 void OpenAIServer::handle_chat(const http::Request& req, http::Response& res) {
   ChatParams p = parse_chat_request(req.body);
   check_model(p.model);
+  // The template adds text around the messages it renders; their content is a lower bound.
+  size_t content_bytes = 0;
+  for (const auto& m : p.messages)
+    if (m.contains("content")) content_bytes += chat::message_text(m["content"]).size();
+  check_prompt_bytes(content_bytes, "messages");
   const std::string prompt = render_chat(p);
   GenerationRequest g = chat_request(p, prompt);
   const chat::ReasoningTags tags = reasoning_tags();

@@ -57,6 +57,9 @@ class OpenAIServer {
   void stream_chat(const ChatParams& p, GenerationStream& stream, ChatAnswer& answer, const std::string& id,
                    int64_t created, http::Response& res);
   void check_model(const std::string& model) const;
+  // Refuses a prompt of `bytes` bytes that cannot fit the context whatever it tokenizes to, before
+  // any template or tokenizer work (a megabyte prompt would cost seconds of CPU to refuse).
+  void check_prompt_bytes(size_t bytes, const char* param) const;
   nlohmann::ordered_json model_object() const;  // the served model as /v1/models lists it
   chat::ReasoningTags reasoning_tags() const;
 
@@ -66,6 +69,7 @@ class OpenAIServer {
   ApiOptions opts_;
   Metrics metrics_;
   int64_t created_;
+  size_t max_token_bytes_ = 1;  // the longest vocabulary string, in bytes
 };
 
 }  // namespace owl::server

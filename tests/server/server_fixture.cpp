@@ -8,7 +8,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <fcntl.h>
 #include <stdexcept>
@@ -193,7 +195,11 @@ std::vector<nlohmann::json> sse_events(const std::string& body) {
 }
 
 ServerProcess::ServerProcess(const std::string& model, const std::vector<std::string>& args) {
-  log_path_ = temp_dir() + "/serve-" + std::to_string(reinterpret_cast<uintptr_t>(this)) + ".log";
+  // A fresh name each time: a server allocated where a stopped one was must not read the old
+  // log's "listening on" line before its child has truncated it.
+  static std::atomic<int> serial{0};
+  log_path_ = temp_dir() + "/serve-" + std::to_string(::getpid()) + "-" + std::to_string(serial++) + ".log";
+  std::remove(log_path_.c_str());
   std::vector<std::string> argv_s = {OWL_BINARY, "serve", model, "--port", "0", "--threads", "1"};
   argv_s.insert(argv_s.end(), args.begin(), args.end());
   pid_ = ::fork();
