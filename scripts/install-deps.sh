@@ -9,6 +9,10 @@ packages=(
   libssl-dev libcurl4-openssl-dev zlib1g-dev
   clang libclang-rt-14-dev clang-format clang-tidy curl python3
 )
+# Node.js and npm run the tests with the official `openai` client (tests/server); a Node from
+# elsewhere (NodeSource bundles npm) is kept, Debian's is installed only when there is none.
+if ! command -v node >/dev/null 2>&1; then packages+=(nodejs); fi
+if ! command -v npm >/dev/null 2>&1; then packages+=(npm); fi
 missing=()
 for p in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

@@ -281,6 +281,9 @@ std::string OpenAIServer::render_chat(const ChatParams& p) const {
   for (const auto& m : p.messages) {
     json msg = m;
     if (msg.contains("content") && msg["content"].is_array()) msg["content"] = chat::message_text(msg["content"]);
+    // An assistant turn that only called tools has content null; templates test it as a string
+    // ("'</think>' in content"), so it is rendered as empty text.
+    if (!msg.contains("content") || msg["content"].is_null()) msg["content"] = "";
     if (msg["role"] == "developer") msg["role"] = "system";
     in.messages.push_back(std::move(msg));
   }

@@ -14,6 +14,7 @@
 #include "server/chat_output.h"
 #include "server/http.h"
 #include "server/server.h"
+#include "server/scripted_server.h"
 #include "server/server_fixture.h"
 #include "test_util.h"
 #include "text/tokenizer.h"
@@ -22,37 +23,6 @@ namespace owl::test {
 namespace {
 
 using json = nlohmann::json;
-
-// Forces the tokens of `text`, then end-of-generation.
-class ScriptHook : public TokenHook {
- public:
-  ScriptHook(const Tokenizer& tok, const std::string& text) : ids_(tok.encode(text, false)) {
-    ids_.push_back(tok.eos_id());
-  }
-  std::vector<int32_t> at_start() override { return ids_; }
-  std::vector<int32_t> on_token(int32_t, std::string_view) override { return {}; }
-
- private:
-  std::vector<int32_t> ids_;
-};
-
-// The production server with every chat request's generation scripted.
-class ScriptedServer : public server::OpenAIServer {
- public:
-  ScriptedServer(Engine& engine, const Tokenizer& tok, chat::ChatTemplate tmpl, server::ApiOptions opts,
-                 const std::string& script)
-      : OpenAIServer(engine, tok, std::move(tmpl), std::move(opts)), tok_(tok), script_(script) {}
-
- protected:
-  std::shared_ptr<TokenHook> chat_hook(const server::ChatParams&, chat::ReasoningStart,
-                                       const chat::ReasoningTags&) const override {
-    return std::make_shared<ScriptHook>(tok_, script_);
-  }
-
- private:
-  const Tokenizer& tok_;
-  const std::string& script_;
-};
 
 class ScriptedChat : public ::testing::Test {
  protected:
@@ -68,7 +38,8 @@ class ScriptedChat : public ::testing::Test {
     ao.model_id = "stories";
     // Qwen3's template: its tool calls are Hermes-style <tool_call>{json}</tool_call>.
     chat::ChatTemplate tmpl(read_file(shared_path("chat-templates/qwen3/chat_template.jinja")), "<s>", "</s>");
-    api_ = std::make_unique<ScriptedServer>(*engine_, *tok_, std::move(tmpl), ao, script_);
+    api_ = std::make_unique<ScriptedServer>(*engine_, *tok_, std::move(tmpl), ao,
+                                            [this](const server::ChatParams&) { return script_; });
     http::ServerOptions ho;
     ho.port = 0;
     http_ =
