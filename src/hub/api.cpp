@@ -182,4 +182,28 @@ std::string file_url(const HubSpec& spec, const std::string& commit, const std::
          url_escape(path, true);
 }
 
+void describe_from_head(const HubSpec& spec, const std::string& commit, RepoFile& f, const RetryPolicy& retry) {
+  const std::string what = "file " + f.path + " of " + spec.repo_display();
+  HttpResponse r = http_head(file_url(spec, commit, f.path), auth_headers(spec.source), retry);
+  if (r.status == 0) throw Error("cannot reach " + endpoint(spec.source) + " for " + what + ": " + r.network_error);
+  if (r.status != 200) throw Error(http_error_message(spec, what, r.status, r.header("x-error-code"), r.body));
+
+  std::string size = r.header("x-linked-size");
+  if (size.empty()) size = r.header("content-length");
+  if (size.empty() || size.find_first_not_of("0123456789") != std::string::npos || size.size() > 19)
+    throw Error("the hub lists " + what + " without a size, and its HEAD gives none (" +
+                (size.empty() ? std::string("no Content-Length") : "Content-Length '" + size + "'") +
+                "); the download could not be checked, so it is not made");
+  f.size = std::stoull(size);
+
+  // An ETag is "<hash>" or W/"<hash>": a 64-hex one is the LFS sha256, a 40-hex one the git blob id.
+  std::string etag = r.header("x-linked-etag");
+  if (etag.empty()) etag = r.header("etag");
+  if (etag.starts_with("W/")) etag.erase(0, 2);
+  if (etag.size() >= 2 && etag.front() == '"' && etag.back() == '"') etag = etag.substr(1, etag.size() - 2);
+  const bool hex = !etag.empty() && etag.find_first_not_of("0123456789abcdef") == std::string::npos;
+  if (hex && etag.size() == 64) f.sha256 = etag;
+  if (hex && etag.size() == 40) f.git_oid = etag;
+}
+
 }  // namespace owl::hub

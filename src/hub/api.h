@@ -43,6 +43,12 @@ std::string default_revision(Source source);  // "main" / "master"
 RepoListing fetch_listing(const HubSpec& spec, const std::string& revision, const RetryPolicy& retry);
 std::string file_url(const HubSpec& spec, const std::string& commit, const std::string& path);
 
+// For a listing that gave a file no hash (a mirror that ignores ?blobs=true): its size and
+// hash from a HEAD of its URL, as huggingface_hub takes them (X-Linked-Size, X-Linked-Etag
+// on the hub's redirect, else Content-Length, ETag). Throws owl::Error when the HEAD fails or
+// gives no size: a download that cannot be checked must not become the model.
+void describe_from_head(const HubSpec& spec, const std::string& commit, RepoFile& f, const RetryPolicy& retry);
+
 // The message for a failed request (gated, missing, rate limited...).
 // `what` names the thing asked for ("repository X", "file F of X").
 std::string http_error_message(const HubSpec& spec, const std::string& what, long status,

@@ -26,13 +26,14 @@ std::string lower(std::string s) {
 }
 
 // Collects the headers of the last response only: a redirect's headers are
-// dropped when the next status line arrives.
+// dropped when the next status line arrives, except the hub's X-Linked-* ones
+// (on its redirect to the storage) that describe the file itself.
 size_t on_header(char* data, size_t size, size_t n, void* user) {
   auto* h = static_cast<std::map<std::string, std::string>*>(user);
   std::string line(data, size * n);
   while (!line.empty() && (line.back() == '\r' || line.back() == '\n')) line.pop_back();
   if (line.rfind("HTTP/", 0) == 0) {
-    h->clear();
+    std::erase_if(*h, [](const auto& kv) { return !kv.first.starts_with("x-linked-"); });
   } else if (auto colon = line.find(':'); colon != std::string::npos) {
     std::string value = line.substr(colon + 1);
     value.erase(0, value.find_first_not_of(" \t"));
@@ -133,13 +134,17 @@ double retry_delay_s(const std::map<std::string, std::string>& headers, int atte
   return std::min(s, retry.max_wait_s);
 }
 
-HttpResponse http_get(const std::string& url, const std::vector<std::string>& headers, const RetryPolicy& retry) {
+namespace {
+
+HttpResponse request(const std::string& url, const std::vector<std::string>& headers, const RetryPolicy& retry,
+                     bool head) {
   global_init();
   HttpResponse r;
   for (int attempt = 0;; ++attempt) {
     r = HttpResponse{};
     CurlHandle c;
     c.common(url, headers, &r.headers);
+    if (head) curl_easy_setopt(c.h, CURLOPT_NOBODY, 1L);
     curl_easy_setopt(c.h, CURLOPT_WRITEFUNCTION, append_body);
     curl_easy_setopt(c.h, CURLOPT_WRITEDATA, &r.body);
     char err[CURL_ERROR_SIZE] = {0};
@@ -156,6 +161,16 @@ HttpResponse http_get(const std::string& url, const std::vector<std::string>& he
     if (r.host_unresolved || !is_transient(r.status) || attempt >= retry.max_retries) return r;
     sleep_s(retry_delay_s(r.headers, attempt, retry));
   }
+}
+
+}  // namespace
+
+HttpResponse http_get(const std::string& url, const std::vector<std::string>& headers, const RetryPolicy& retry) {
+  return request(url, headers, retry, /*head=*/false);
+}
+
+HttpResponse http_head(const std::string& url, const std::vector<std::string>& headers, const RetryPolicy& retry) {
+  return request(url, headers, retry, /*head=*/true);
 }
 
 StreamResult http_stream(const StreamRequest& req) {

@@ -35,6 +35,10 @@ struct HttpResponse {
 // the backoff, and the user should hear it at once.
 HttpResponse http_get(const std::string& url, const std::vector<std::string>& headers, const RetryPolicy& retry);
 
+// HEAD, retried and redirected as http_get. The headers are the final response's, plus the
+// X-Linked-Size / X-Linked-Etag a redirect carried (the hub describes LFS files there).
+HttpResponse http_head(const std::string& url, const std::vector<std::string>& headers, const RetryPolicy& retry);
+
 // One streamed GET of bytes [offset, end) (end == 0: to the end of the file).
 struct StreamRequest {
   std::string url;

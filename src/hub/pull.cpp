@@ -63,7 +63,8 @@ PullResult pull(const HubSpec& spec, const PullOptions& opt) {
   PullResult result;
   result.commit = listing.commit;
   result.snapshot_dir = paths.snapshot(listing.commit);
-  for (const auto& f : sel.files) {
+  for (auto& f : sel.files) {
+    if (f.blob_id().empty()) describe_from_head(spec, listing.commit, f, opt.download.retry);
     std::string id = f.blob_id();
     // Without any hash from the hub the blob is named after what it is (commit and path).
     if (id.empty()) id = "nohash-" + sha256_hex(listing.commit + "/" + f.path);

@@ -198,7 +198,8 @@ void FixtureServer::serve(int fd) {
     while (!v.empty() && (v.back() == '\r' || v.back() == ' ')) v.pop_back();
     headers[k] = v;
   }
-  RequestRecord rec{target, headers.count("range") ? headers["range"] : "",
+  const bool head_only = method == "HEAD";
+  RequestRecord rec{method, target, headers.count("range") ? headers["range"] : "",
                     headers.count("authorization") ? headers["authorization"] : "", 0};
   auto log = [&](int status) {
     rec.status = status;
@@ -256,8 +257,12 @@ void FixtureServer::serve(int fd) {
     nlohmann::json j = {{"id", parts[2] + "/" + parts[3]}, {"sha", r->commit}, {"gated", r->gated ? "auto" : "false"}};
     j["siblings"] = nlohmann::json::array();
     for (const auto& f : r->files) {
-      nlohmann::json s = {{"rfilename", f.path}, {"size", f.content.size()}, {"blobId", f.git_oid}};
-      if (f.lfs) s["lfs"] = {{"sha256", f.sha256}, {"size", f.content.size()}, {"pointerSize", 134}};
+      nlohmann::json s = {{"rfilename", f.path}};
+      if (!bare_listing_) {
+        s["size"] = f.content.size();
+        s["blobId"] = f.git_oid;
+        if (f.lfs) s["lfs"] = {{"sha256", f.sha256}, {"size", f.content.size()}, {"pointerSize", 134}};
+      }
       j["siblings"].push_back(s);
     }
     g.unlock();
@@ -284,18 +289,18 @@ void FixtureServer::serve(int fd) {
       return g.unlock(), reply(429, json_error("rate limited"), {{"Retry-After", std::to_string(after)}});
     }
     const std::string& sha = f.sha256;
-    if (redirect_lfs && f.lfs)
-      return g.unlock(), reply(302, "",
-                               {{"Location", "/cdn/" + sha},
-                                {"X-Repo-Commit", r.commit},
-                                {"X-Linked-Etag", "\"" + sha + "\""},
-                                {"X-Linked-Size", std::to_string(f.content.size())}});
+    if (redirect_lfs && f.lfs) {
+      std::map<std::string, std::string> h = {
+          {"Location", "/cdn/" + sha}, {"X-Repo-Commit", r.commit}, {"X-Linked-Etag", "\"" + sha + "\""}};
+      if (!head_without_size_) h["X-Linked-Size"] = std::to_string(f.content.size());
+      return g.unlock(), reply(302, "", h);
+    }
     std::string content = f.content;
     if (corrupt_.count(f.path) && !content.empty()) content[content.size() / 2] ^= 0x5a;
     std::map<std::string, std::string> extra = {{"ETag", "\"" + (f.lfs ? sha : f.git_oid) + "\""},
                                                 {"X-Repo-Commit", r.commit}};
     g.unlock();
-    send_file_body(fd, f.path, content, rec.range, extra, log);
+    send_file_body(fd, f.path, content, rec.range, extra, log, head_only);
   };
 
   // Hugging Face: GET /{org}/{name}/resolve/{rev}/{path...}
@@ -347,7 +352,7 @@ void FixtureServer::serve(int fd) {
 
 void FixtureServer::send_file_body(int fd, const std::string& path, const std::string& content,
                                    const std::string& range, const std::map<std::string, std::string>& extra,
-                                   const std::function<void(int)>& log_status) {
+                                   const std::function<void(int)>& log_status, bool head_only) {
   uint64_t total = content.size(), from = 0, to = total;  // [from, to)
   int status = 200;
   if (!range.empty() && !ignore_ranges_) {
@@ -368,9 +373,11 @@ void FixtureServer::send_file_body(int fd, const std::string& path, const std::s
   if (status == 206)
     h += "Content-Range: bytes " + std::to_string(from) + "-" + std::to_string(to - 1) + "/" + std::to_string(total) +
          "\r\n";
-  h += "Accept-Ranges: bytes\r\nContent-Length: " + std::to_string(to - from) + "\r\nConnection: close\r\n\r\n";
+  h += "Accept-Ranges: bytes\r\n";
+  if (!(head_only && head_without_size_)) h += "Content-Length: " + std::to_string(to - from) + "\r\n";
+  h += "Connection: close\r\n\r\n";
   log_status(status);  // before the body: the client may be done before this thread wakes again
-  if (!send_all(fd, h.data(), h.size())) return;
+  if (!send_all(fd, h.data(), h.size()) || head_only) return;
 
   uint64_t cut = UINT64_MAX;
   {

@@ -29,6 +29,7 @@ struct FixtureRepo {
 };
 
 struct RequestRecord {
+  std::string method;         // GET, HEAD
   std::string target;         // path and query, as sent
   std::string range;          // Range header, "" if none
   std::string authorization;  // Authorization header, "" if none
@@ -63,6 +64,11 @@ class FixtureServer {
   // The Hugging Face listing answers 200 with this body instead of the JSON.
   void garble_listing(const std::string& body) { garbled_listing_ = body; }
   static constexpr const char* kListing = "(listing)";
+  // The Hugging Face listing names the files only (no size, blobId or lfs), as mirrors that
+  // ignore ?blobs=true answer; HEAD of a file still describes it.
+  void bare_listing(bool on) { bare_listing_ = on; }
+  // HEAD answers carry no size (no Content-Length, no X-Linked-Size).
+  void head_without_size(bool on) { head_without_size_ = on; }
 
   std::vector<RequestRecord> requests();
   // Requests whose target contains `needle`.
@@ -72,8 +78,10 @@ class FixtureServer {
   void accept_loop();
   void serve(int fd);
   // Sends the (ranged) body; `log_status` records the request once its status is known.
+  // HEAD (`head_only`): the same head, no body.
   void send_file_body(int fd, const std::string& path, const std::string& content, const std::string& range,
-                      const std::map<std::string, std::string>& extra, const std::function<void(int)>& log_status);
+                      const std::map<std::string, std::string>& extra, const std::function<void(int)>& log_status,
+                      bool head_only);
 
   int listen_fd_ = -1;
   int port_ = 0;
@@ -90,6 +98,8 @@ class FixtureServer {
   std::atomic<bool> ignore_ranges_{false};
   std::string token_ = "hf_good_token";
   std::string garbled_listing_;
+  std::atomic<bool> bare_listing_{false};
+  std::atomic<bool> head_without_size_{false};
 };
 
 // Deterministic pseudo-random bytes: test files differ from each other.

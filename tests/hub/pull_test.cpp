@@ -287,6 +287,57 @@ TEST_F(HubPull, ChecksumMismatchIsAnErrorAndLeavesNoBlob) {
   EXPECT_FALSE(fs::exists(fs::symlink_status(snapshot("tiny-Q4_K_M.gguf"))));
 }
 
+// Issue #19: a mirror whose listing ignores ?blobs=true gives names only. Each file's size and
+// hash then come from a HEAD (X-Linked-Size/X-Linked-Etag on the hub's redirect for LFS files,
+// Content-Length/ETag for small ones), and the bytes are checked against them; owl used to
+// write a 0-byte "nohash-" blob and report success.
+TEST_F(HubPull, ListingWithoutBlobsDataIsCompletedFromHead) {
+  server_.bare_listing(true);
+  auto r = owl({"pull", "acme/tiny-GGUF"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(trim(r.out), snapshot("tiny-Q4_K_M.gguf"));
+  EXPECT_EQ(fs::read_symlink(snapshot("tiny-Q4_K_M.gguf")).string(), "../../blobs/" + owl::hub::sha256_hex(q4_));
+  EXPECT_EQ(read_file(snapshot("tiny-Q4_K_M.gguf")), q4_);
+  EXPECT_TRUE(cache_files_containing("nohash").empty());
+  int heads = 0;
+  for (const auto& q : server_.requests_for("/resolve/" + kCommit + "/tiny-Q4_K_M.gguf")) heads += q.method == "HEAD";
+  EXPECT_EQ(heads, 1);
+
+  // Small (non-LFS) files: their git blob id from the ETag.
+  auto hf = owl({"pull", "acme/tiny-hf"});
+  ASSERT_EQ(hf.exit_code, 0) << hf.err;
+  const std::string snap = repo_dir("models--acme--tiny-hf") + "/snapshots/" + kHfCommit;
+  const std::string cfg = R"({"model_type": "llama"})";
+  EXPECT_EQ(fs::read_symlink(snap + "/config.json").string(), "../../blobs/" + owl::hub::git_blob_sha1(cfg));
+  EXPECT_EQ(read_file(snap + "/model.safetensors"), weights_);
+}
+
+TEST_F(HubPull, ListingWithoutBlobsDataStillChecksTheBytes) {
+  server_.bare_listing(true);
+  server_.corrupt("tiny-Q4_K_M.gguf");
+  auto r = owl({"pull", "acme/tiny-GGUF"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(
+      r.err.find("owl: error: checksum mismatch for tiny-Q4_K_M.gguf: expected sha256 " + owl::hub::sha256_hex(q4_)),
+      std::string::npos)
+      << r.err;
+  EXPECT_FALSE(fs::exists(fs::symlink_status(snapshot("tiny-Q4_K_M.gguf"))));
+}
+
+TEST_F(HubPull, FileOfUnknownSizeIsNeverReportedAsPulled) {
+  server_.bare_listing(true);
+  server_.head_without_size(true);
+  auto r = owl({"pull", "acme/tiny-GGUF"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(last_line(r.err),
+            "owl: error: the hub lists file tiny-Q4_K_M.gguf of acme/tiny-GGUF without a size, and its HEAD gives "
+            "none (no Content-Length); the download could not be checked, so it is not made\n")
+      << r.err;
+  EXPECT_TRUE(r.out.empty()) << r.out;
+  EXPECT_FALSE(fs::exists(fs::symlink_status(snapshot("tiny-Q4_K_M.gguf"))));
+  EXPECT_TRUE(cache_files_containing("nohash").empty());
+}
+
 TEST_F(HubPull, GatedRepositoryNeedsAToken) {
   auto anon = owl({"pull", "acme/gated-GGUF"});
   EXPECT_EQ(anon.exit_code, 1);
