@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <fstream>
 #include <gtest/gtest.h>
@@ -15,6 +16,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "server/http.h"
 #include "server/server_fixture.h"
 #include "test_util.h"
 
@@ -363,6 +365,70 @@ TEST_F(HttpLimits, PerClientConnectionCap) {
   RawClient again(port(), "127.0.0.9");
   again.send("GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
   EXPECT_EQ(status_of(again.read_all()), 200);
+}
+
+// The HTTP layer alone, in-process, with small limits and a handler that holds its requests.
+class HttpServerLimits : public ::testing::Test {
+ protected:
+  void start(int max_connections, int max_requests) {
+    http::ServerOptions o;
+    o.port = 0;
+    o.max_connections = max_connections;
+    o.max_requests = max_requests;
+    server_ = std::make_unique<http::Server>(o, [this](const http::Request& q, http::Response& r) {
+      if (q.path == "/hold")
+        while (!release_.load()) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      r.send(200, "text/plain", q.path);
+    });
+    server_->listen();
+    thread_ = std::thread([this] { server_->run(); });
+  }
+  void TearDown() override {
+    release_ = true;
+    if (server_) server_->stop();
+    if (thread_.joinable()) thread_.join();
+  }
+  std::unique_ptr<http::Server> server_;
+  std::thread thread_;
+  std::atomic<bool> release_{false};
+};
+
+// At the connection cap the oldest connection without a request in progress is closed to make
+// room: idle connections cannot lock anyone out, and one with a request running is kept.
+TEST_F(HttpServerLimits, AtTheConnectionCapTheOldestIdleConnectionMakesRoom) {
+  start(/*max_connections=*/4, /*max_requests=*/8);
+  RawClient busy(server_->port());
+  busy.send("GET /hold HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  std::vector<std::unique_ptr<RawClient>> idle;
+  for (int i = 0; i < 3; ++i) {
+    idle.push_back(std::make_unique<RawClient>(server_->port()));
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  auto h = http_get(server_->port(), "/health");
+  EXPECT_EQ(h.status, 200);
+  EXPECT_TRUE(idle[0]->answered(1000));  // the oldest idle one was closed
+  EXPECT_EQ(idle[0]->read_all(100), "");
+  EXPECT_FALSE(idle[2]->answered(0));
+  release_ = true;
+  std::string held = busy.read_all(1000);
+  EXPECT_EQ(status_of(held), 200) << held;
+}
+
+// Requests in progress are limited; /health is answered beside them and never refused.
+TEST_F(HttpServerLimits, BusyServerRefusesWork503ButAnswersHealth) {
+  start(/*max_connections=*/64, /*max_requests=*/1);
+  RawClient busy(server_->port());
+  busy.send("GET /hold HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  auto refused = http_get(server_->port(), "/work");
+  EXPECT_EQ(refused.status, 503);
+  EXPECT_EQ(refused.json()["error"]["code"], "server_busy");
+  EXPECT_EQ(refused.header("retry-after"), "1");
+  EXPECT_EQ(http_get(server_->port(), "/health").status, 200);
+  release_ = true;
+  EXPECT_EQ(status_of(busy.read_all(1000)), 200);
+  EXPECT_EQ(http_get(server_->port(), "/work").status, 200);
 }
 
 // Issue #19 D9: the API key can come from a file (out of the process list).
