@@ -67,7 +67,7 @@ void run(const Options& o) {
   if (o.ctx < 0 || o.prefill_chunk < 1 || o.kv_budget < 0 || o.max_body < 1)
     throw owl::UsageError("--ctx, --kv-budget must be >= 0; --prefill-chunk and --max-body >= 1");
   if (o.header_timeout <= 0 || o.body_timeout <= 0 || o.header_timeout > 3600 || o.body_timeout > 3600)
-    throw owl::UsageError("--header-timeout and --body-timeout must be between 0 and 3600 seconds");
+    throw owl::UsageError("--header-timeout and --body-timeout must be more than 0 and at most 3600 seconds");
   if (o.max_client_connections < 1) throw owl::UsageError("--max-client-connections must be 1 or more");
   std::string api_key = o.api_key;
   if (api_key.empty() && !o.api_key_file.empty()) api_key = read_api_key_file(o.api_key_file);

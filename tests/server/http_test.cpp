@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 #include <thread>
+#include <tuple>
 
 #include "server/http.h"
 #include "server/server_fixture.h"
@@ -445,6 +446,19 @@ TEST(HttpAuth, ApiKeyFromAFile) {
   auto missing = run_owl({"serve", stories(), "--port", "0", "--api-key-file", path + ".absent"});
   EXPECT_NE(missing.exit_code, 0);
   EXPECT_NE(missing.err.find("cannot read --api-key-file"), std::string::npos) << missing.err;
+}
+
+// Bad limits are one usage error line each, before the model is loaded.
+TEST(HttpOptions, BadLimitsAreUsageErrors) {
+  for (const auto& [flag, value, message] : std::vector<std::tuple<std::string, std::string, std::string>>{
+           {"--header-timeout", "0",
+            "--header-timeout and --body-timeout must be more than 0 and at most 3600 seconds"},
+           {"--body-timeout", "-1", "--header-timeout and --body-timeout must be more than 0 and at most 3600 seconds"},
+           {"--max-client-connections", "0", "--max-client-connections must be 1 or more"}}) {
+    auto r = run_owl({"serve", stories(), "--port", "0", flag, value});
+    EXPECT_EQ(r.exit_code, 2) << flag;
+    EXPECT_EQ(r.err, "owl: usage error: " + message + "\n") << flag;
+  }
 }
 
 }  // namespace
