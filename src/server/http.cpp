@@ -79,8 +79,9 @@ std::string response_head(int status, std::string_view content_type, const std::
 
 }  // namespace
 
-Response::Response(std::shared_ptr<detail::Connection> conn, bool keep_alive, bool chunked, bool buffered)
-    : conn_(std::move(conn)), keep_alive_(keep_alive), chunked_(chunked), buffered_(buffered) {}
+Response::Response(std::shared_ptr<detail::Connection> conn, bool keep_alive, bool chunked, bool buffered,
+                   bool head_only)
+    : conn_(std::move(conn)), keep_alive_(keep_alive), chunked_(chunked), buffered_(buffered), head_only_(head_only) {}
 
 bool Response::emit(std::string bytes) {
   if (failed_) return false;
@@ -99,7 +100,7 @@ void Response::send(int status, std::string_view content_type, std::string_view 
   status_ = status;
   std::string msg = response_head(status, content_type, extra_headers, keep_alive_);
   msg += "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n";
-  msg += body;
+  if (!head_only_) msg += body;
   emit(std::move(msg));
 }
 

@@ -60,13 +60,15 @@ class Response {
   friend class detail::Connection;
   // buffered: the bytes are kept in `pending_` and written by the connection after the handler
   // returns (handlers on the I/O thread); else each piece is written before the call returns.
-  Response(std::shared_ptr<detail::Connection> conn, bool keep_alive, bool chunked, bool buffered);
+  // head_only: the answer to a HEAD request, whose head is sent without the body (RFC 9110 9.3.2).
+  Response(std::shared_ptr<detail::Connection> conn, bool keep_alive, bool chunked, bool buffered, bool head_only);
   bool emit(std::string bytes);
   enum class State { None, Streaming, Done };
   std::shared_ptr<detail::Connection> conn_;
   bool keep_alive_;
   bool chunked_;
   bool buffered_;
+  bool head_only_;
   std::string pending_;
   bool failed_ = false;
   int status_ = 0;

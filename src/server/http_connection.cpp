@@ -263,6 +263,7 @@ void Connection::dispatch() {
   parser_.reset();
   const bool keep_alive = msg.keep_alive();
   const bool http11 = msg.version() == 11;
+  const bool head_only = msg.method() == bhttp::verb::head;
 
   Request req;
   req.method = std::string(msg.method_string());
@@ -285,7 +286,7 @@ void Connection::dispatch() {
   const bool inline_path = std::find(inline_paths.begin(), inline_paths.end(), req.path) != inline_paths.end();
   if (inline_path || server_.requests.load() >= server_.opts.max_requests) {
     phase_ = Phase::Writing;
-    Response res(self, keep_alive, http11, /*buffered=*/true);
+    Response res(self, keep_alive, http11, /*buffered=*/true, head_only);
     if (inline_path)
       server_.run_handler(req, res);
     else
@@ -304,10 +305,10 @@ void Connection::dispatch() {
   phase_ = Phase::Handling;
   server_.requests.fetch_add(1);
   try {
-    std::thread([conn = self, req = std::move(req), keep_alive, http11]() mutable {
+    std::thread([conn = self, req = std::move(req), keep_alive, http11, head_only]() mutable {
       Server::Impl& server = conn->server_;
       {
-        Response res(conn, keep_alive, http11, /*buffered=*/false);
+        Response res(conn, keep_alive, http11, /*buffered=*/false, head_only);
         server.run_handler(req, res);
         const bool keep = res.keep_alive();
         asio::post(server.ioc, [conn, keep] { conn->request_done(keep); });

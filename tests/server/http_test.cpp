@@ -262,6 +262,19 @@ TEST_F(Http, PipelinedRequestsAreAnsweredInOrder) {
   EXPECT_EQ(json::parse(bodies[2])["id"], "stories260K-f32");
 }
 
+// A HEAD answer is a head without its body (its Content-Length says what a GET would get):
+// the next answer on the connection follows at once.
+TEST_F(Http, HeadAnswersCarryNoBody) {
+  RawClient c(port());
+  c.send("HEAD /v1/models HTTP/1.1\r\nHost: x\r\n\r\nGET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  const std::string all = c.read_all();
+  const size_t first_end = all.find("\r\n\r\n");
+  ASSERT_NE(first_end, std::string::npos) << all;
+  EXPECT_NE(all.substr(0, first_end).find("Content-Length: "), std::string::npos) << all;
+  EXPECT_EQ(all.compare(first_end + 4, 17, "HTTP/1.1 200 OK\r\n"), 0) << all;
+  EXPECT_EQ(json::parse(body_of(all.substr(first_end + 4)))["status"], "ok");
+}
+
 // Issue #19 D9: the path is percent-decoded (clients escape model ids such as "org/name").
 TEST_F(Http, PathIsPercentDecoded) {
   auto m = http_get(port(), "/v1/models/stories260K%2Df32");
