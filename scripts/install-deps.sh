@@ -8,6 +8,7 @@ packages=(
   nlohmann-json3-dev libpcre2-dev libutf8proc-dev libcli11-dev
   libssl-dev libcurl4-openssl-dev zlib1g-dev
   clang libclang-rt-14-dev clang-format clang-tidy curl python3
+  openmpi-bin libopenmpi-dev iproute2
 )
 missing=()
 for p in "${packages[@]}"; do
