@@ -282,9 +282,16 @@ void agree_or_fail(Comm& comm, const std::string& mine) {
 }
 
 std::string fingerprint_mismatch(Comm& comm, const std::string& path) {
-  const Fingerprint mine = fingerprint(path);
+  Fingerprint mine;
+  std::string unreadable;
+  try {
+    mine = fingerprint(path);
+  } catch (const Error& e) {
+    unreadable = e.what();
+  }
   std::vector<Fingerprint> all(static_cast<size_t>(comm.size()));
-  comm.all_gather(&mine, sizeof mine, all.data());
+  comm.all_gather(&mine, sizeof mine, all.data());  // every rank takes part, readable or not
+  if (!unreadable.empty()) return unreadable;
   if (all[0].size == mine.size && all[0].checksum == mine.checksum) return "";
   char text[kMessageBytes];
   std::snprintf(text, sizeof text,
@@ -305,27 +312,22 @@ std::unique_ptr<Model> load_model(ModelSource& src, Split split) {
       throw UsageError("--split needs an owl built with MPI (libopenmpi-dev) and launched by mpirun");
     return Model::load(src);  // one rank is the single-process engine
   }
-  std::string error;
+  // Mistakes every rank sees alike: rank 0 says so, the others leave quietly.
+  std::string misuse;
   if (split == Split::None)
-    error = "launched by mpirun with " + std::to_string(comm.size()) +
-            " ranks but without --split: give --split layers or --split experts";
-  if (split == Split::Experts && error.empty() && src.config().n_expert <= 0)
-    error = "--split experts needs a mixture-of-experts model (deepseek2, qwen3moe, glm4moe); this " +
-            src.config().arch + " model is dense: use --split layers";
-  if (split == Split::Experts && error.empty() && src.config().n_expert < comm.size())
-    error = "--split experts: " + std::to_string(comm.size()) + " ranks but only " +
-            std::to_string(src.config().n_expert) + " experts per layer";
-  if (error.empty()) {
-    try {
-      error = fingerprint_mismatch(comm, src.path());
-    } catch (const Error& e) {
-      error = e.what();
-    }
-  } else {
-    Fingerprint unused;
-    std::vector<Fingerprint> all(static_cast<size_t>(comm.size()));
-    comm.all_gather(&unused, sizeof unused, all.data());  // every rank takes part in each gather
+    misuse = "launched by mpirun with " + std::to_string(comm.size()) +
+             " ranks but without --split: give --split layers or --split experts";
+  else if (split == Split::Experts && src.config().n_expert <= 0)
+    misuse = "--split experts needs a mixture-of-experts model (deepseek2, qwen3moe, glm4moe); this " +
+             src.config().arch + " model is dense: use --split layers";
+  else if (split == Split::Experts && src.config().n_expert < comm.size())
+    misuse = "--split experts: " + std::to_string(comm.size()) + " ranks but only " +
+             std::to_string(src.config().n_expert) + " experts per layer";
+  if (!misuse.empty()) {
+    if (comm.rank() != 0) std::exit(2);
+    throw UsageError(misuse);
   }
+  std::string error = fingerprint_mismatch(comm, src.path());
   agree_or_fail(comm, error);
 
   std::pair<int64_t, int64_t> layers{0, INT64_MAX};
