@@ -28,17 +28,18 @@ RunResult signal_rank_one_mid_request(const std::string& signal) {
                        shell_quote(OWL_BINARY) + " logits " + shell_quote(model) + " --tokens 1,2,3 --out " +
                        shell_quote(dir + "/x.f32") + " --greedy 40000 --split layers -t 1";
   // Rank 1 is the child of mpirun whose environment says OMPI_COMM_WORLD_RANK=1.
-  const std::string script = "timeout 60 " + mpirun + " >/dev/null 2>" + shell_quote(dir + "/err") +
-                             " & mp=$!\n"
-                             "for i in $(seq 200); do\n"
-                             "  for p in $(pgrep -P $(pgrep -P $mp -x mpirun || echo $mp)); do\n"
-                             "    if tr '\\0' '\\n' </proc/$p/environ 2>/dev/null | grep -qx OMPI_COMM_WORLD_RANK=1; then\n"
-                             "      sleep 0.5; kill -" +
-                             signal +
-                             " $p; victim=$p; break 2; fi\n"
-                             "  done; sleep 0.1\n"
-                             "done\n"
-                             "wait $mp; rc=$?; [ -n \"$victim\" ] && kill -9 $victim 2>/dev/null; exit $rc\n";
+  const std::string script =
+      "timeout 60 " + mpirun + " >/dev/null 2>" + shell_quote(dir + "/err") +
+      " & mp=$!\n"
+      "for i in $(seq 200); do\n"
+      "  for p in $(pgrep -P $(pgrep -P $mp -x mpirun || echo $mp)); do\n"
+      "    if tr '\\0' '\\n' </proc/$p/environ 2>/dev/null | grep -qx OMPI_COMM_WORLD_RANK=1; then\n"
+      "      sleep 0.5; kill -" +
+      signal +
+      " $p; victim=$p; break 2; fi\n"
+      "  done; sleep 0.1\n"
+      "done\n"
+      "wait $mp; rc=$?; [ -n \"$victim\" ] && kill -9 $victim 2>/dev/null; exit $rc\n";
   { std::ofstream(dir + "/fault.sh") << script; }
   const int st = std::system(("bash " + shell_quote(dir + "/fault.sh")).c_str());
   RunResult r;
@@ -76,11 +77,10 @@ TEST(DistFaults, ModelFilesThatDifferBetweenRanksAreRefused) {
   { std::ofstream(other, std::ios::binary) << bytes; }
   const std::string out = dir + "/x.f32";
   // Rank 0 opens the file, rank 1 the changed copy.
-  const std::string cmd = "mpirun --allow-run-as-root --oversubscribe -q -n 1 " + shell_quote(OWL_BINARY) +
-                          " logits " + shell_quote(model) + " --tokens 1,2 --out " + shell_quote(out) +
-                          " --split layers : -n 1 " + shell_quote(OWL_BINARY) + " logits " + shell_quote(other) +
-                          " --tokens 1,2 --out " + shell_quote(out) + " --split layers 2>" +
-                          shell_quote(dir + "/err");
+  const std::string cmd = "mpirun --allow-run-as-root --oversubscribe -q -n 1 " + shell_quote(OWL_BINARY) + " logits " +
+                          shell_quote(model) + " --tokens 1,2 --out " + shell_quote(out) + " --split layers : -n 1 " +
+                          shell_quote(OWL_BINARY) + " logits " + shell_quote(other) + " --tokens 1,2 --out " +
+                          shell_quote(out) + " --split layers 2>" + shell_quote(dir + "/err");
   const int st = std::system(cmd.c_str());
   ASSERT_TRUE(WIFEXITED(st));
   EXPECT_EQ(WEXITSTATUS(st), 1);
@@ -104,8 +104,14 @@ TEST(DistFaults, SplitMisuseIsOneClearLine) {
   };
   const std::vector<Case> cases = {
       {2, {"logits", dense, "--tokens", "1,2", "--out", out}, 2, "give --split layers or --split experts"},
-      {2, {"logits", dense, "--tokens", "1,2", "--out", out, "--split", "experts"}, 2, "model is dense: use --split layers"},
-      {2, {"logits", dense, "--tokens", "1,2", "--out", out, "--split", "rows"}, 2, "--split: rows not in {layers,experts}"},
+      {2,
+       {"logits", dense, "--tokens", "1,2", "--out", out, "--split", "experts"},
+       2,
+       "model is dense: use --split layers"},
+      {2,
+       {"logits", dense, "--tokens", "1,2", "--out", out, "--split", "rows"},
+       2,
+       "--split: rows not in {layers,experts}"},
       {2, {"logits", dense, "--tokens", "1,999", "--out", out, "--split", "layers"}, 1, "token id 999 is outside"},
   };
   for (const Case& c : cases) {
