@@ -25,12 +25,13 @@ class NetnsTest : public ::testing::Test {
     ASSERT_EQ(::geteuid(), 0u) << "the namespace test needs root (CI runs as root)";
     ASSERT_EQ(sh("command -v ip >/dev/null"), 0) << "iproute2 (ip) is missing; scripts/install-deps.sh installs it";
     prefix_ = "owl" + std::to_string(::getpid()) + "n";
-    std::string s = "set -e\nip netns add " + ns("br") + "\nip -n " + ns("br") +
-                    " link add br0 type bridge\nip -n " + ns("br") + " link set br0 up\n";
+    std::string s = "set -e\nip netns add " + ns("br") + "\nip -n " + ns("br") + " link add br0 type bridge\nip -n " +
+                    ns("br") + " link set br0 up\n";
     for (int i = 0; i < 3; ++i) {
       const std::string host = ns(std::to_string(i)), addr = "10.231.7." + std::to_string(i + 1);
       s += "ip netns add " + host + "\n";
-      s += "ip link add v" + std::to_string(i) + " netns " + ns("br") + " type veth peer name eth0 netns " + host + "\n";
+      s +=
+          "ip link add v" + std::to_string(i) + " netns " + ns("br") + " type veth peer name eth0 netns " + host + "\n";
       s += "ip -n " + ns("br") + " link set v" + std::to_string(i) + " master br0 up\n";
       s += "ip -n " + host + " addr add " + addr + "/24 dev eth0\nip -n " + host + " link set eth0 up\n";
       s += "ip -n " + host + " link set lo up\n";
@@ -65,8 +66,9 @@ class NetnsTest : public ::testing::Test {
   RunResult run_across(const std::vector<std::string>& args) const {
     const std::string out = dir_ + "/stdout", err = dir_ + "/stderr";
     sh("mkdir -p " + shell_quote(dir_ + "/host0"));
-    std::string cmd = "TMPDIR=" + shell_quote(dir_ + "/host0") + " timeout 120 ip netns exec " + ns("0") + " mpirun --allow-run-as-root -q --hostfile " +
-                      shell_quote(dir_ + "/hosts") + " --mca plm_rsh_agent " + shell_quote(agent_) +
+    std::string cmd = "TMPDIR=" + shell_quote(dir_ + "/host0") + " timeout 120 ip netns exec " + ns("0") +
+                      " mpirun --allow-run-as-root -q --hostfile " + shell_quote(dir_ + "/hosts") +
+                      " --mca plm_rsh_agent " + shell_quote(agent_) +
                       " --mca btl tcp,self --mca btl_tcp_if_include 10.231.7.0/24"
                       " --mca oob_tcp_if_include 10.231.7.0/24 -n 3 " +
                       shell_quote(OWL_BINARY);
@@ -92,8 +94,8 @@ TEST_F(NetnsTest, ThreeHostsOverTcpEqualOneProcessForBothSplits) {
     SCOPED_TRACE(split);
     const long long before = received_from(1) + received_from(2);
     const std::string out = dir_ + "/" + split + ".f32";
-    RunResult r = run_across({"logits", model, "--tokens", tokens, "--out", out, "--greedy", "4", "-t", "1", "--split",
-                              split});
+    RunResult r =
+        run_across({"logits", model, "--tokens", tokens, "--out", out, "--greedy", "4", "-t", "1", "--split", split});
     ASSERT_EQ(r.exit_code, 0) << r.err;
     EXPECT_EQ(r.out, one.out);
     EXPECT_TRUE(read_file(out) == read_file(single)) << "logits differ from the single process";
