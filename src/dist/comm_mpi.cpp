@@ -117,7 +117,7 @@ class MpiComm final : public Comm {
       check(MPI_Testall(n, reqs, &done, MPI_STATUSES_IGNORE), what);
       if (done) return;
       // Spin briefly (a decode step's activations arrive within microseconds), then sleep.
-      if (polls > 2000) std::this_thread::sleep_for(std::chrono::microseconds(idle ? 1000 : 50));
+      if (polls > 2000 && polls % 64 == 0) std::this_thread::sleep_for(std::chrono::microseconds(idle ? 1000 : 50));
       if (!idle && Clock::now() > deadline) {
         const std::string from = peer >= 0 ? who(peer) : std::string("a rank");
         abort(who(rank_) + " waited " + std::to_string(static_cast<int>(timeout_s_)) + " s for " + what + " from " +
