@@ -24,6 +24,7 @@
 #include "base/thread_pool.h"
 #include "cli/command.h"
 #include "cli/load_options.h"
+#include "dist/distributed.h"
 #include "hub/resolve.h"
 #include "kernels/kernels.h"
 #include "model/model.h"
@@ -38,6 +39,7 @@ struct Options {
   bool json = false;
   std::string kv_type = "f16";
   std::string quant;       // --quant: convert a Hugging Face folder while it loads
+  std::string split;       // --split: under mpirun, how the model is split over the ranks
   bool no_repack = false;  // A/B: weights in the file's layout instead of the interleaved copies
   bool no_vnni = false;    // A/B: the AVX2 kernels where the CPU also has AVX-512 VNNI
 };
@@ -105,7 +107,8 @@ void run(const Options& o) {
   const owl::kernels::Isa isa =
       o.no_vnni ? std::min(owl::kernels::default_isa(), owl::kernels::Isa::Avx2) : owl::kernels::default_isa();
   source->prepare.isa = isa;
-  auto model = owl::Model::load(*source);
+  auto model = owl::dist::load_model(*source, owl::dist::parse_split(o.split));
+  if (!model) return;  // a rank of a distributed run other than 0: it served rank 0's steps
   const double load_s = seconds_since(t_load);
   const int64_t n_vocab = model->n_vocab();
 
@@ -218,6 +221,7 @@ void setup(CLI::App& app) {
   sub->add_option("-r,--reps", o->reps, "repetitions after the warm-up");
   sub->add_option("--kv-type", o->kv_type, "KV cache element type: f16 (default) or f32");
   owl::cli::add_quant_option(sub, o->quant);
+  owl::cli::add_split_option(sub, o->split);
   sub->add_flag("--no-repack", o->no_repack, "keep weights in the file's layout (no interleaved copies; for A/B)");
   sub->add_flag(
       "--no-vnni", o->no_vnni,

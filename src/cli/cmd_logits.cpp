@@ -13,6 +13,7 @@
 #include "base/thread_pool.h"
 #include "cli/command.h"
 #include "cli/load_options.h"
+#include "dist/distributed.h"
 #include "hub/resolve.h"
 #include "model/model.h"
 #include "model/trace.h"
@@ -22,7 +23,7 @@
 namespace {
 
 struct Options {
-  std::string model, tokens, out, kv_type = "f32", quant;
+  std::string model, tokens, out, kv_type = "f32", quant, split;
   std::string dump, dump_names = "all";
   int threads = 0;
   int greedy = 0;
@@ -57,7 +58,8 @@ void run(const Options& o) {
   if (o.greedy < 0) throw owl::UsageError("--greedy must be 0 or more");
   const std::vector<int32_t> ids = parse_ids(o.tokens);
   auto source = owl::cli::open_source(owl::hub::resolve_model(o.model, /*pull_if_missing=*/true), o.quant);
-  auto model = owl::Model::load(*source);
+  auto model = owl::dist::load_model(*source, owl::dist::parse_split(o.split));
+  if (!model) return;  // a rank of a distributed run other than 0: it served rank 0's steps
   const int64_t n_vocab = model->n_vocab();
   if (!o.dump.empty()) owl::trace::start(o.dump, o.dump_names);
 
@@ -111,6 +113,7 @@ void setup(CLI::App& app) {
   sub->add_option("--dump-names", o->dump_names, "with --dump: comma-separated names, or all (default)");
   sub->add_option("--ctx", o->ctx, "context length (default: the model's training context)");
   owl::cli::add_quant_option(sub, o->quant);
+  owl::cli::add_split_option(sub, o->split);
   sub->callback([o] { run(*o); });
 }
 

@@ -20,6 +20,7 @@
 #include "base/thread_pool.h"
 #include "cli/command.h"
 #include "cli/load_options.h"
+#include "dist/distributed.h"
 #include "hub/resolve.h"
 #include "model/model.h"
 #include "runtime/engine.h"
@@ -29,7 +30,7 @@
 namespace {
 
 struct Options {
-  std::string model, prompt, kv_type = "f16", quant;
+  std::string model, prompt, kv_type = "f16", quant, split;
   int n_predict = 256;
   int threads = 0;
   int64_t ctx = 0;
@@ -65,7 +66,8 @@ void run(Options o) {
   if (o.n_predict < 0) throw owl::UsageError("-n must be 0 or more");
   if (!o.seed_given) o.sampling.seed = std::random_device{}();
   auto source = owl::cli::open_source(owl::hub::resolve_model(o.model, /*pull_if_missing=*/true), o.quant);
-  auto model = owl::Model::load(*source);
+  auto model = owl::dist::load_model(*source, owl::dist::parse_split(o.split));
+  if (!model) return;  // a rank of a distributed run other than 0: it served rank 0's steps
   auto tok = open_tokenizer(*source);
 
   owl::GenerationRequest req;
@@ -135,6 +137,7 @@ void setup(CLI::App& app) {
   sub->add_option("--stop", o->stops, "stop generating at this text (repeatable)");
   sub->add_option("--kv-type", o->kv_type, "KV cache element type: f16 (default) or f32");
   owl::cli::add_quant_option(sub, o->quant);
+  owl::cli::add_split_option(sub, o->split);
   sub->callback([o] { run(*o); });
 }
 

@@ -35,7 +35,7 @@
 namespace {
 
 struct Options {
-  std::string model, host = "127.0.0.1", api_key, api_key_file, chat_template, kv_type = "f16", quant;
+  std::string model, host = "127.0.0.1", api_key, api_key_file, chat_template, kv_type = "f16", quant, split;
   int port = 8080, parallel = 4, threads = 0, max_queue = 64, max_client_connections = 128;
   double header_timeout = 10, body_timeout = 30;
   int64_t ctx = 0, prefill_chunk = 256, kv_budget = 0, max_body = 8 << 20;
@@ -74,7 +74,8 @@ void run(const Options& o) {
   if (const char* env = std::getenv("OWL_API_KEY"); api_key.empty() && env) api_key = env;
   if (o.threads > 0) owl::set_default_threads(o.threads);
 
-  owl::cli::TextModel tm = owl::cli::load_text_model(o.model, o.chat_template, "serve", o.quant);
+  owl::cli::TextModel tm = owl::cli::load_text_model(o.model, o.chat_template, "serve", o.quant, o.split);
+  if (!tm.model) return;  // a rank of a distributed run other than 0: it served rank 0's steps
   owl::Model* model = tm.model.get();
   owl::Tokenizer* tok = tm.tokenizer.get();
 
@@ -141,6 +142,7 @@ void setup(CLI::App& app) {
   cmd->add_option("--kv-type", o->kv_type, "KV cache type: f16 (default) or f32");
   cmd->add_flag("--no-prefix-cache", o->no_prefix_cache, "do not reuse cached prompt prefixes");
   owl::cli::add_quant_option(cmd, o->quant);
+  owl::cli::add_split_option(cmd, o->split);
   cmd->add_option("--max-body", o->max_body, "largest request body in bytes (default 8 MiB; larger get 413)");
   cmd->callback([o] { run(*o); });
 }

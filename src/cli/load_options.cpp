@@ -23,6 +23,13 @@ void add_quant_option(CLI::App* cmd, std::string& quant) {
           "TYPE"));
 }
 
+void add_split_option(CLI::App* cmd, std::string& split) {
+  cmd->add_option("--split", split,
+                  "under mpirun: split the model over the ranks by layers (pipeline) or experts (MoE models); "
+                  "docs/DISTRIBUTED.md")
+      ->check(CLI::IsMember({"layers", "experts"}));
+}
+
 std::unique_ptr<ModelSource> open_source(const std::string& path, const std::string& quant) {
   if (quant.empty()) return open_model_source(path);
   parse_quant_target(quant);

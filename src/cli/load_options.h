@@ -13,6 +13,10 @@ namespace owl::cli {
 // Adds --quant TYPE to `cmd`; an unknown TYPE is a usage error naming the valid ones.
 void add_quant_option(CLI::App* cmd, std::string& quant);
 
+// Adds --split layers|experts: how `mpirun -n N owl ...` splits the model over its ranks
+// (dist/distributed.h).
+void add_split_option(CLI::App* cmd, std::string& split);
+
 // Opens a resolved model path (GGUF file or Hugging Face folder). A non-empty `quant`
 // converts a folder's weights at load; with a GGUF file it is an owl::UsageError
 // (a GGUF file is converted once, ahead of time, with `owl quantize`).

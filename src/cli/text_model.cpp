@@ -6,6 +6,7 @@
 
 #include "base/error.h"
 #include "cli/load_options.h"
+#include "dist/distributed.h"
 #include "hub/resolve.h"
 
 namespace owl::cli {
@@ -21,7 +22,7 @@ std::string read_text(const std::string& path) {
 }  // namespace
 
 TextModel load_text_model(const std::string& spec, const std::string& template_file, const std::string& command,
-                          const std::string& quant) {
+                          const std::string& quant, const std::string& split) {
   TextModel m;
   // A hub id (ORG/NAME[:QUANT]) resolves to the cached file or folder, pulling it when missing.
   m.path = hub::resolve_model(spec, /*pull_if_missing=*/true);
@@ -37,7 +38,8 @@ TextModel load_text_model(const std::string& spec, const std::string& template_f
   }
   if (!m.tokenizer || m.tokenizer->n_vocab() <= 0)
     throw Error(what + ": it has no tokenizer; use a model that carries its vocabulary");
-  m.model = Model::load(*m.source);
+  m.model = dist::load_model(*m.source, dist::parse_split(split));
+  if (!m.model) return m;
 
   const Tokenizer& tok = *m.tokenizer;
   auto token_text = [&](int32_t id) -> std::optional<std::string> {

@@ -339,28 +339,45 @@ std::span<const float> output_logits(const OutputHead& head, float eps, const fl
 // ---- the layer stack ----
 
 Decoder::Decoder(const ModelSource& src, ModelConfig config) : Model(std::move(config)) {
-  head_ = load_output_head(src, config_);
-  config_.n_vocab = head_.output.out();
+  if (src.shard.output_head) {
+    head_ = load_output_head(src, config_);
+    config_.n_vocab = head_.output.out();
+  } else {
+    // A pipeline stage past the first: only the vocabulary size is needed (batches are checked).
+    auto emb = src.find(tn::kTokenEmbd.gguf);
+    if (!emb) throw Error("model '" + src.path() + "' lacks tensor '" + tn::kTokenEmbd.gguf + "'");
+    config_.n_vocab = emb->ne[1];
+  }
   n_trunk_ = config_.n_layer - config_.n_nextn_layers;
 }
 
 void Decoder::load_ffn(const ModelSource& src, int64_t il, bool experts, const TensorName& norm_name,
                        bool require_probs_bias) {
+  if (!src.shard.holds_layer(il)) {
+    ffn_.emplace_back();
+    return;
+  }
   if (!experts || il < config_.n_leading_dense) {
     ffn_.push_back(load_dense_ffn(src, config_, il, config_.n_ff, norm_name));
     return;
   }
-  if (moe_.n_expert == 0) moe_ = MoeOptions::from_config(config_);
+  if (moe_.n_expert == 0) {
+    ExpertExchange* exchange = moe_.exchange;
+    moe_ = MoeOptions::from_config(config_);
+    moe_.part = src.shard.expert_part;
+    moe_.parts = src.shard.expert_parts;
+    moe_.exchange = exchange;
+  }
   ffn_.push_back(load_moe_ffn(src, config_, il, norm_name, require_probs_bias));
 }
 
 namespace {
-
 // Rows per pass through the layer stack of a dense model. A long prompt runs in chunks so the
 // activation scratch (about 64 KB a row for a small model; 64 rows fill the kernels' activation blocks) stays a small
 // share of the weights; the result is the same, since each row's K/V is cached before any later row attends. Mixture-
 // of-experts models take the whole batch at once, so each expert's weights are read once per batch.
 constexpr int64_t kDenseChunkRows = 64;
+}  // namespace
 
 void copy_rows(const Batch& from, int64_t begin, int64_t end, Batch& to) {
   to.tokens.assign(from.tokens.begin() + begin, from.tokens.begin() + end);
@@ -369,14 +386,15 @@ void copy_rows(const Batch& from, int64_t begin, int64_t end, Batch& to) {
   to.want_logits.assign(from.want_logits.begin() + begin, from.want_logits.begin() + end);
 }
 
-}  // namespace
+int64_t Decoder::chunk_rows(int64_t n) const { return config_.n_expert > 0 ? n : std::min(n, kDenseChunkRows); }
 
-void Decoder::run_layers(const Batch& batch, KVStore& kv, float* x) {
-  const int64_t n = batch.size(), d = config_.n_embd;
+void Decoder::embed_rows(const Batch& chunk, float* x) const { embed(head_, chunk, x); }
+
+void Decoder::run_layer_range(const Batch& chunk, KVStore& kv, float* x, int64_t begin, int64_t end) {
+  const int64_t n = chunk.size(), d = config_.n_embd;
   float* y = grow(y_, n * d);
-  embed(head_, batch, x);
-  for (int64_t il = 0; il < n_trunk_; ++il) {
-    attend(il, x, batch, kv, y);
+  for (int64_t il = begin; il < end; ++il) {
+    attend(il, x, chunk, kv, y);
     kernels::add(x, y, x, n * d);
     trace::tensor("ffn_inp", il, x, n, d);
     feed_forward(ffn_[static_cast<size_t>(il)], moe_, config_.rms_eps, x, n, ffn_ws_, y);
@@ -384,6 +402,10 @@ void Decoder::run_layers(const Batch& batch, KVStore& kv, float* x) {
     kernels::add(x, y, x, n * d);
     trace::tensor("l_out", il, x, n, d);
   }
+}
+
+std::span<const float> Decoder::logits(const Batch& batch, const float* x) {
+  return output_logits(head_, config_.rms_eps, x, batch, head_ws_);
 }
 
 void Decoder::finish_loading(const ModelSource& src) {
@@ -400,24 +422,31 @@ void Decoder::finish_loading(const ModelSource& src) {
 
 std::span<const float> Decoder::forward(const Batch& batch, KVStore& kv) {
   prepare_batch(batch, config_.n_vocab, kv);
+  return forward_prepared(batch, kv);
+}
+
+std::span<const float> Decoder::forward_prepared(const Batch& batch, KVStore& kv) {
   const int64_t n = batch.size(), d = config_.n_embd;
   float* x = grow(x_, n * d);
-  const int64_t chunk = moe_.n_expert > 0 ? n : kDenseChunkRows;
+  const int64_t chunk = chunk_rows(n);
   if (n <= chunk) {
-    run_layers(batch, kv, x);
+    embed_rows(batch, x);
+    run_layer_range(batch, kv, x, 0, n_trunk_);
   } else {
     for (int64_t b = 0; b < n; b += chunk) {
       copy_rows(batch, b, std::min(n, b + chunk), chunk_);
-      run_layers(chunk_, kv, x + b * d);
+      embed_rows(chunk_, x + b * d);
+      run_layer_range(chunk_, kv, x + b * d, 0, n_trunk_);
     }
   }
-  return output_logits(head_, config_.rms_eps, x, batch, head_ws_);
+  return logits(batch, x);
 }
 
 GqaDecoder::GqaDecoder(const ModelSource& src, ModelConfig config) : Decoder(src, std::move(config)) {
   shape_ = attention_shape(config_);
   rope_ = make_rope(config_, src);
-  for (int64_t il = 0; il < config_.n_layer; ++il) attn_.push_back(load_attention(src, config_, il));
+  for (int64_t il = 0; il < config_.n_layer; ++il)
+    attn_.push_back(src.shard.holds_layer(il) ? load_attention(src, config_, il) : AttentionWeights{});
 }
 
 std::vector<KVLayerShape> GqaDecoder::kv_shape() const {

@@ -152,20 +152,40 @@ std::span<const float> output_logits(const OutputHead& head, float eps, const fl
 
 // ---- the layer stack ----
 
+// to = rows [begin, end) of from.
+void copy_rows(const Batch& from, int64_t begin, int64_t end, Batch& to);
+
 // The skeleton of every family: embed; per layer x += attention(x), x += FFN(x); output head.
 // A family supplies its attention (attend, kv_shape) and one FeedForward per layer.
 class Decoder : public Model {
  public:
   std::span<const float> forward(const Batch& batch, KVStore& kv) final;
 
+  // ---- the pieces of forward(), for distributed runs (src/dist) ----
+  // forward() after prepare_batch: the batch is checked and kv grown.
+  std::span<const float> forward_prepared(const Batch& batch, KVStore& kv);
+  // Rows per pass through the layer stack for a batch of n rows (forward runs longer batches in
+  // chunks of this many rows; a pipeline passes the same chunks from stage to stage).
+  int64_t chunk_rows(int64_t n) const;
+  int64_t n_trunk() const { return n_trunk_; }
+  // x[r] = the embedding of chunk.tokens[r] (needs the output head: ModelShard::output_head).
+  void embed_rows(const Batch& chunk, float* x) const;
+  // Runs trunk layers [begin, end) over the chunk's hidden states x, in place.
+  void run_layer_range(const Batch& chunk, KVStore& kv, float* x, int64_t begin, int64_t end);
+  // The logits of the batch's rows with want_logits from their final hidden states x.
+  std::span<const float> logits(const Batch& batch, const float* x);
+  // Expert split: the exchange every MoE layer gathers the other parts' rows through.
+  void set_expert_exchange(ExpertExchange* exchange) { moe_.exchange = exchange; }
+
  protected:
-  // Loads the output head (setting n_vocab) and counts the trunk layers (all but the
-  // trailing NextN/MTP layers, which are loaded and checked but not run).
+  // Loads the output head (setting n_vocab; unless the shard leaves it out) and counts the trunk
+  // layers (all but the trailing NextN/MTP layers, which are loaded and checked but not run).
   Decoder(const ModelSource& src, ModelConfig config);
   // out = attention(norm(x)) of layer il for the batch's rows, storing their K/V in kv.
   virtual void attend(int64_t il, const float* x, const Batch& batch, KVStore& kv, float* out) = 0;
   // Loads layer il's FFN: dense below c.n_leading_dense or when `experts` is false, else MoE
-  // (setting the routing options from the config on first use).
+  // (setting the routing options from the config on first use). A layer outside src.shard is
+  // left empty.
   void load_ffn(const ModelSource& src, int64_t il, bool experts, const TensorName& norm_name,
                 bool require_probs_bias = false);
   // The end of every family's constructor: drops the process's resident pages of a GGUF file's
@@ -180,10 +200,6 @@ class Decoder : public Model {
   MoeOptions moe_;
 
  private:
-  // Runs the embedding and every trunk layer over the rows of `batch`, leaving their hidden
-  // states in x.
-  void run_layers(const Batch& batch, KVStore& kv, float* x);
-
   // Activations, grown to the largest batch (x) or chunk (the rest) seen and then reused.
   std::vector<float> x_, y_;
   Batch chunk_;

@@ -26,8 +26,10 @@ class Deepseek2Model : public blocks::Decoder {
     mla_ = MlaParams::from_config(config_);
     mla_.form = src.mla_form;
     for (int64_t il = 0; il < config_.n_layer; ++il) {
-      attn_norm_.push_back(blocks::load_vector(src, layer_tensor(il, tn::kAttnNorm), config_.n_embd));
-      attn_.push_back(load_mla_weights(src, il, mla_));
+      const bool held = src.shard.holds_layer(il);
+      attn_norm_.push_back(held ? blocks::load_vector(src, layer_tensor(il, tn::kAttnNorm), config_.n_embd)
+                                : std::vector<float>{});
+      attn_.push_back(held ? load_mla_weights(src, il, mla_) : MlaWeights{});
       // exp_probs_b (V3's e_score_correction_bias) is optional: V2 routes without it.
       load_ffn(src, il, /*experts=*/true, tn::kFfnNorm);
     }

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <string>
+#include <tuple>
 
 #include "base/error.h"
 #include "formats/gguf.h"
@@ -35,6 +36,10 @@ MoeOptions MoeOptions::from_config(const ModelConfig& c) {
       throw Error("model config: the kept expert groups hold fewer experts than expert_used_count");
   }
   return o;
+}
+
+std::pair<int64_t, int64_t> expert_range(int64_t n_expert, int64_t part, int64_t parts) {
+  return {n_expert * part / parts, n_expert * (part + 1) / parts};
 }
 
 Routing route_experts(const float* router_logits, int64_t n_tokens, const MoeOptions& opt, const float* probs_bias) {
@@ -119,9 +124,16 @@ MoeWeights load_moe_weights(const ModelSource& src, int64_t layer, bool require_
       require_bias ? std::optional(src.require(name(tn::kExpProbsB), {ne})) : src.optional(name(tn::kExpProbsB), {ne});
   if (w.probs_bias && w.probs_bias->type != DType::F32)
     throw Error("model '" + src.path() + "': " + w.probs_bias->name + " must be F32");
-  w.gate_exps = src.require(name(tn::kFfnGateExps), {d, ff, ne});
-  w.up_exps = src.require(name(tn::kFfnUpExps), {d, ff, ne});
-  w.down_exps = src.require(name(tn::kFfnDownExps), {ff, d, ne});
+  // Only this process's share of the routed experts is prepared (and so made resident).
+  std::tie(w.expert_begin, w.expert_end) = expert_range(ne, src.shard.expert_part, src.shard.expert_parts);
+  auto held = [&](TensorView v) {
+    v.data = v.row(w.expert_begin * v.ne[1]);
+    v.ne[2] = w.expert_end - w.expert_begin;
+    return v;
+  };
+  w.gate_exps = held(src.require(name(tn::kFfnGateExps), {d, ff, ne}));
+  w.up_exps = held(src.require(name(tn::kFfnUpExps), {d, ff, ne}));
+  w.down_exps = held(src.require(name(tn::kFfnDownExps), {ff, d, ne}));
   if (c.n_expert_shared > 0) {
     const int64_t fs = c.n_ff_shexp > 0 ? c.n_ff_shexp : ff * c.n_expert_shared;
     w.gate_shexp = src.require(name(tn::kFfnGateShexp), {d, fs});
@@ -142,6 +154,11 @@ void swiglu_ffn(const kernels::Weight& gate, const kernels::Weight& up, const ke
 }
 
 namespace {
+
+// Expert e's matrix of a stack that holds experts [expert_begin, expert_end).
+kernels::Weight held_slice(const kernels::Weight& stack, const MoeWeights& w, int32_t e) {
+  return kernels::matrix_slice(stack, e - w.expert_begin);
+}
 
 struct ExpertJob {
   const MoeWeights* w;
@@ -166,9 +183,18 @@ void expert_task(void* ctx, int task, int) {
   MoeScratch& ws = *j.ws;
   const int32_t e = ws.active[static_cast<size_t>(task - j.first_expert)];
   const int64_t r0 = ws.offset[e], m = ws.count[e];
-  swiglu_ffn(kernels::matrix_slice(j.w->gate_exps, e), kernels::matrix_slice(j.w->up_exps, e),
-             kernels::matrix_slice(j.w->down_exps, e), ws.xin.data() + r0 * j.d, m, j.gate + r0 * j.ff,
+  swiglu_ffn(held_slice(j.w->gate_exps, *j.w, e), held_slice(j.w->up_exps, *j.w, e),
+             held_slice(j.w->down_exps, *j.w, e), ws.xin.data() + r0 * j.d, m, j.gate + r0 * j.ff,
              ws.y.data() + r0 * j.d);
+}
+
+// Hands every part the routed rows of the others (rows grouped by expert, so each part's rows
+// are one contiguous run).
+void gather_expert_rows(MoeScratch& ws, const MoeOptions& opt, int64_t n_routed, int64_t d) {
+  std::vector<int64_t> first_row(static_cast<size_t>(opt.parts + 1));
+  for (int64_t p = 0; p < opt.parts; ++p) first_row[p] = ws.offset[expert_range(opt.n_expert, p, opt.parts).first];
+  first_row[opt.parts] = n_routed;
+  opt.exchange->gather_rows(ws.y.data(), d, first_row);
 }
 
 }  // namespace
@@ -190,11 +216,16 @@ void moe_forward(const MoeWeights& w, const MoeOptions& opt, const float* x, int
   ws.count.assign(static_cast<size_t>(n_exp), 0);
   ws.offset.resize(static_cast<size_t>(n_exp));
   for (int64_t i = 0; i < n_routed; ++i) ++ws.count[r.experts[i]];
+  // Only the experts held here run (all of them unless the experts are split, see ExpertExchange).
+  const int64_t e_begin = w.expert_begin, e_end = w.expert_end;
+  const bool split = e_begin > 0 || e_end < n_exp;
+  if (split && !opt.exchange)
+    throw Error("MoE layer " + std::to_string(w.layer) + " holds a share of its experts but has no exchange");
   ws.active.clear();
   for (int64_t e = 0, at = 0; e < n_exp; ++e) {
     ws.offset[e] = at;
     at += ws.count[e];
-    if (ws.count[e] > 0) ws.active.push_back(static_cast<int32_t>(e));
+    if (ws.count[e] > 0 && e >= e_begin && e < e_end) ws.active.push_back(static_cast<int32_t>(e));
   }
   ws.token.resize(static_cast<size_t>(n_routed));
   ws.weight.resize(static_cast<size_t>(n_routed));
@@ -218,30 +249,42 @@ void moe_forward(const MoeWeights& w, const MoeOptions& opt, const float* x, int
   if (n_routed <= 2 * static_cast<int64_t>(ws.active.size()) && n_tasks >= pool.size()) {
     float* xin = grow(ws.xin, n_routed * d);
     grow(ws.y, n_routed * d);
-    for (int64_t row = 0; row < n_routed; ++row) std::copy_n(x + ws.token[row] * d, d, xin + row * d);
+    for (const int32_t e : ws.active)
+      for (int64_t row = ws.offset[e]; row < ws.offset[e] + ws.count[e]; ++row)
+        std::copy_n(x + ws.token[row] * d, d, xin + row * d);
     float* gate = grow(ws.gate, n_routed * ff + n_tokens * fs);
     ExpertJob job{&w, x, n_tokens, out, gate + n_routed * ff, &ws, gate, d, ff, first_expert};
     pool.run(n_tasks, expert_task, &job);
     if (!w.gate_shexp) std::fill(out, out + n_tokens * d, 0.0f);
+    if (split) gather_expert_rows(ws, opt, n_routed, d);
     for (int64_t row = 0; row < n_routed; ++row)
       kernels::scale_add(out + ws.token[row] * d, ws.y.data() + row * d, ws.weight[row], d);
     return;
   }
   // Bigger groups (prefill): one expert after another, each one's matmuls split over the pool;
-  // the scratch holds one expert's rows at a time.
+  // the scratch holds one expert's rows at a time (all routed rows when the experts are split,
+  // to gather them before they are combined).
   if (w.gate_shexp) {
     swiglu_ffn(*w.gate_shexp, *w.up_shexp, *w.down_shexp, x, n_tokens, grow(ws.gate, n_tokens * fs), out);
   } else {
     std::fill(out, out + n_tokens * d, 0.0f);
   }
+  if (split) grow(ws.y, n_routed * d);
   for (const int32_t e : ws.active) {
     const int64_t r0 = ws.offset[e], m = ws.count[e];
     float* xin = grow(ws.xin, m * d);
-    float* y = grow(ws.y, m * d);
+    float* y = split ? ws.y.data() + r0 * d : grow(ws.y, m * d);
     for (int64_t i = 0; i < m; ++i) std::copy_n(x + ws.token[r0 + i] * d, d, xin + i * d);
-    swiglu_ffn(kernels::matrix_slice(w.gate_exps, e), kernels::matrix_slice(w.up_exps, e),
-               kernels::matrix_slice(w.down_exps, e), xin, m, grow(ws.gate, m * ff), y);
-    for (int64_t i = 0; i < m; ++i) kernels::scale_add(out + ws.token[r0 + i] * d, y + i * d, ws.weight[r0 + i], d);
+    swiglu_ffn(held_slice(w.gate_exps, w, e), held_slice(w.up_exps, w, e), held_slice(w.down_exps, w, e), xin, m,
+               grow(ws.gate, m * ff), y);
+    if (!split)
+      for (int64_t i = 0; i < m; ++i) kernels::scale_add(out + ws.token[r0 + i] * d, y + i * d, ws.weight[r0 + i], d);
+  }
+  if (split) {
+    // The same sums in the same order as one process: expert by expert, ascending.
+    gather_expert_rows(ws, opt, n_routed, d);
+    for (int64_t row = 0; row < n_routed; ++row)
+      kernels::scale_add(out + ws.token[row] * d, ws.y.data() + row * d, ws.weight[row], d);
   }
 }
 

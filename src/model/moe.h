@@ -26,6 +26,21 @@
 
 namespace owl {
 
+// Expert parallelism (src/dist): each of `parts` processes holds a contiguous range of every MoE
+// layer's routed experts, computes the rows routed to them, and the exchange hands every
+// process the rows of all parts, so that all combine them in the single-process order.
+class ExpertExchange {
+ public:
+  virtual ~ExpertExchange() = default;
+  // y: rows of width d grouped by expert, ascending; rows [first_row[p], first_row[p + 1]) are
+  // part p's (first_row has parts + 1 entries). On entry this process's rows are computed; on
+  // return all are.
+  virtual void gather_rows(float* y, int64_t d, const std::vector<int64_t>& first_row) = 0;
+};
+
+// Part `part` of `parts` holds experts [first, second) of n_expert.
+std::pair<int64_t, int64_t> expert_range(int64_t n_expert, int64_t part, int64_t parts);
+
 struct MoeOptions {
   int64_t n_expert = 0;
   int64_t n_expert_used = 0;
@@ -34,6 +49,9 @@ struct MoeOptions {
   int64_t n_group_used = 1;  // groups kept per token
   bool norm_weights = false;
   float weights_scale = 1.0f;  // 0 or 1: no scaling
+  // Expert split: this process's part and the exchange with the others (null: all experts here).
+  int64_t part = 0, parts = 1;
+  ExpertExchange* exchange = nullptr;
 
   static MoeOptions from_config(const ModelConfig& c);
 };
@@ -60,11 +78,15 @@ struct MoeWeights {
   kernels::Weight down_exps;                                        // {n_ff_exp, n_embd, n_expert}
   std::optional<kernels::Weight> gate_shexp, up_shexp, down_shexp;  // shared experts, SwiGLU
   int64_t layer = -1;                                               // for trace.h records
+  // The routed experts held: [expert_begin, expert_end) of the stacks' n_expert; the stacks hold
+  // only those (matrix_slice(gate_exps, e - expert_begin)).
+  int64_t expert_begin = 0, expert_end = 0;
 };
 
 // Loads blk.<layer>.ffn_*_exps, ffn_gate_inp, exp_probs_b (required when `require_bias`,
 // else optional) and the ffn_*_shexp tensors when config.n_expert_shared > 0, checking shapes.
-// The expert and shared-expert matrices are prepared for matmul (kernels::prepare_weight).
+// The expert and shared-expert matrices are prepared for matmul (kernels::prepare_weight). Of the
+// routed experts only src.shard's share is loaded.
 MoeWeights load_moe_weights(const ModelSource& src, int64_t layer, bool require_bias);
 
 // Scratch space of moe_forward, grown to the largest batch and then reused.

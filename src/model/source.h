@@ -3,6 +3,7 @@
 // names ("blk.0.attn_q.weight"); an HF source maps its names (and the few
 // layout differences, e.g. Llama's Q/K row order) onto those.
 #pragma once
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -17,6 +18,16 @@ namespace owl {
 namespace gguf {
 class File;
 }
+
+// The part of a model one process holds in a distributed run (src/dist): a range of trunk layers
+// (pipeline split) and one share of every MoE layer's routed experts (expert split). The default
+// is the whole model.
+struct ModelShard {
+  int64_t layer_begin = 0, layer_end = INT64_MAX;  // trunk layers loaded and run: [begin, end)
+  bool output_head = true;                         // false: neither embedding lookups nor the output head are prepared
+  int64_t expert_part = 0, expert_parts = 1;       // holds experts [n*part/parts, n*(part+1)/parts)
+  bool holds_layer(int64_t il) const { return il >= layer_begin && il < layer_end; }
+};
 
 // Multi-head latent attention evaluated with K/V expanded per head, or absorbed into the latent
 // (mla.h); Auto picks per call by cost.
@@ -41,6 +52,8 @@ class ModelSource {
   // MLA models: which form of attention to evaluate (Auto: the cheaper one per call; the others
   // force one, for tests and A/B runs). Set before loading.
   MlaForm mla_form = MlaForm::Auto;
+  // What this process loads of the model (distributed runs). Set before loading.
+  ModelShard shard;
 
   // Required tensor with the given shape (ggml order, trailing 1s optional); throws a clear error.
   TensorView require(const std::string& name, std::initializer_list<int64_t> shape) const;

@@ -38,6 +38,7 @@ KVCache::KVCache(std::vector<KVLayerShape> layers, const KVCacheOptions& opts)
   // Reserved, not committed: the kernel backs only the pages written to, so a large pool
   // costs address space, not memory. Huge pages cut the TLB misses of attention's reads.
   arena_bytes_ = static_cast<size_t>(max_pages_) * page_bytes_;
+  if (arena_bytes_ == 0) return;  // no layer caches anything (a pipeline stage without layers)
   void* p = ::mmap(nullptr, arena_bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (p == MAP_FAILED)
     throw Error("KV cache: cannot reserve " + std::to_string(arena_bytes_ >> 20) + " MiB (" + std::strerror(errno) +
@@ -50,6 +51,13 @@ KVCache::KVCache(std::vector<KVLayerShape> layers, const KVCacheOptions& opts)
 
 KVCache::~KVCache() {
   if (arena_) ::munmap(arena_, arena_bytes_);
+}
+
+std::vector<std::pair<int32_t, int64_t>> KVCache::sequence_lengths() const {
+  std::vector<std::pair<int32_t, int64_t>> out;
+  out.reserve(seqs_.size());
+  for (const auto& [id, s] : seqs_) out.emplace_back(id, s.length);
+  return out;
 }
 
 const KVCache::Sequence& KVCache::sequence(int32_t seq) const {

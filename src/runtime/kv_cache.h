@@ -8,6 +8,7 @@
 #pragma once
 #include <cstdint>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "model/kv_store.h"
@@ -30,6 +31,9 @@ class KVCache : public KVStore {
   KVCache& operator=(const KVCache&) = delete;
 
   int64_t n_ctx() const { return opts_.n_ctx; }
+  const KVCacheOptions& options() const { return opts_; }
+  // (sequence, tokens cached) of every sequence held, in no particular order.
+  std::vector<std::pair<int32_t, int64_t>> sequence_lengths() const;
   DType type() const { return opts_.type; }
   // Drops a sequence and frees its pages (no-op for an unknown one).
   void remove(int32_t seq);

@@ -1,0 +1,362 @@
+#include "dist/distributed.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <optional>
+#include <utility>
+#include <vector>
+
+#include "base/error.h"
+#include "base/scratch.h"
+#include "dist/comm.h"
+#include "dist/placement.h"
+#include "model/blocks.h"
+#include "runtime/kv_cache.h"
+
+namespace owl::dist {
+
+Split parse_split(const std::string& name) {
+  if (name.empty()) return Split::None;
+  if (name == "layers") return Split::Layers;
+  if (name == "experts") return Split::Experts;
+  throw UsageError("--split '" + name + "': use layers (pipeline) or experts (MoE models)");
+}
+
+namespace {
+
+// ---- the step rank 0 broadcasts ----
+
+enum class Op : int64_t { Forward = 1, Stop = 2 };
+
+// Fixed-size head of a step; the payload (batch columns and rank 0's sequence table) follows.
+struct StepHeader {
+  int64_t op = 0;
+  int64_t n_rows = 0, n_seqs = 0;
+  // Rank 0's KV cache options: the other ranks keep a cache of the same capacity and type.
+  int64_t kv_type = 0, n_ctx = 0, n_seq_max = 0, page_tokens = 0;
+};
+
+struct Step {
+  StepHeader h;
+  Batch batch;
+  std::vector<std::pair<int32_t, int64_t>> seqs;  // rank 0's sequences before the batch
+};
+
+template <class T>
+void put(std::vector<uint8_t>& out, const std::vector<T>& v) {
+  const auto* p = reinterpret_cast<const uint8_t*>(v.data());
+  out.insert(out.end(), p, p + v.size() * sizeof(T));
+}
+template <class T>
+void take(const uint8_t*& in, std::vector<T>& v, int64_t n) {
+  v.resize(static_cast<size_t>(n));
+  std::memcpy(static_cast<void*>(v.data()), in, v.size() * sizeof(T));
+  in += v.size() * sizeof(T);
+}
+
+std::vector<uint8_t> pack_payload(const Step& s) {
+  std::vector<uint8_t> out;
+  put(out, s.batch.tokens);
+  put(out, s.batch.positions);
+  put(out, s.batch.seq_ids);
+  put(out, s.batch.want_logits);
+  put(out, s.seqs);
+  return out;
+}
+
+size_t payload_bytes(const StepHeader& h) {
+  return static_cast<size_t>(h.n_rows) * (sizeof(int32_t) * 2 + sizeof(int64_t) + sizeof(uint8_t)) +
+         static_cast<size_t>(h.n_seqs) * sizeof(std::pair<int32_t, int64_t>);
+}
+
+void unpack_payload(const std::vector<uint8_t>& bytes, Step& s) {
+  const uint8_t* in = bytes.data();
+  take(in, s.batch.tokens, s.h.n_rows);
+  take(in, s.batch.positions, s.h.n_rows);
+  take(in, s.batch.seq_ids, s.h.n_rows);
+  take(in, s.batch.want_logits, s.h.n_rows);
+  take(in, s.seqs, s.h.n_seqs);
+}
+
+// ---- the work of every rank ----
+
+// Expert split: the MoE layers' gather of the other ranks' routed rows.
+class CommExchange final : public ExpertExchange {
+ public:
+  explicit CommExchange(Comm& comm) : comm_(comm) {}
+  void gather_rows(float* y, int64_t d, const std::vector<int64_t>& first_row) override {
+    first_.resize(first_row.size());
+    for (size_t i = 0; i < first_row.size(); ++i) first_[i] = first_row[i] * d;
+    comm_.all_gather_runs(y, first_);
+  }
+
+ private:
+  Comm& comm_;
+  std::vector<int64_t> first_;
+};
+
+// This rank's share of the model and how a step runs on it (every rank, rank 0 included).
+class Stage {
+ public:
+  Stage(Comm& comm, Split split, std::unique_ptr<Model> model, std::pair<int64_t, int64_t> layers)
+      : comm_(comm), split_(split), model_(std::move(model)), layers_(layers), exchange_(comm) {
+    dec_ = dynamic_cast<blocks::Decoder*>(model_.get());
+    if (!dec_) throw Error("--split: the " + model_->config().arch + " family cannot be split across ranks");
+    if (split_ == Split::Experts) dec_->set_expert_exchange(&exchange_);
+  }
+
+  Model& model() { return *model_; }
+
+  // The KV shape of this rank: pipeline stages cache only their own layers.
+  std::vector<KVLayerShape> kv_shape() const {
+    std::vector<KVLayerShape> s = model_->kv_shape();
+    if (split_ == Split::Layers)
+      for (size_t il = 0; il < s.size(); ++il)
+        if (static_cast<int64_t>(il) < layers_.first || static_cast<int64_t>(il) >= layers_.second) s[il] = {};
+    return s;
+  }
+
+  // Runs a checked batch (prepare_batch done on this rank's kv). Rank 0 gets the logits.
+  std::span<const float> run(const Batch& batch, KVStore& kv) {
+    if (split_ == Split::Experts) return dec_->forward_prepared(batch, kv);
+    return run_pipeline(batch, kv);
+  }
+
+ private:
+  // The batch in the chunks forward() would use; each chunk's hidden states go through this
+  // rank's layers and on to the next rank. Rank 0 posts the receives of the returning chunks
+  // first, so that the last rank never waits on it while it is still sending.
+  std::span<const float> run_pipeline(const Batch& batch, KVStore& kv) {
+    const int rank = comm_.rank(), n_ranks = comm_.size();
+    const int64_t n = batch.size(), d = model_->config().n_embd, chunk = dec_->chunk_rows(n);
+    float* x = grow(x_, n * d);
+    if (rank == 0)
+      for (int64_t b = 0; b < n; b += chunk)
+        comm_.post_receive(x + b * d, (std::min(n, b + chunk) - b) * d, n_ranks - 1);
+    for (int64_t b = 0; b < n; b += chunk) {
+      const int64_t e = std::min(n, b + chunk);
+      const Batch* rows = &batch;
+      if (chunk < n) {
+        blocks::copy_rows(batch, b, e, chunk_);
+        rows = &chunk_;
+      }
+      float* xc = x + b * d;
+      if (rank == 0) {
+        dec_->embed_rows(*rows, xc);
+      } else {
+        comm_.post_receive(xc, (e - b) * d, rank - 1);
+        comm_.wait_posted();
+      }
+      dec_->run_layer_range(*rows, kv, xc, layers_.first, layers_.second);
+      comm_.post_send(xc, (e - b) * d, (rank + 1) % n_ranks);
+    }
+    comm_.wait_posted();
+    if (rank != 0) return {};
+    return dec_->logits(batch, x);
+  }
+
+  Comm& comm_;
+  Split split_;
+  std::unique_ptr<Model> model_;
+  blocks::Decoder* dec_ = nullptr;
+  std::pair<int64_t, int64_t> layers_;
+  CommExchange exchange_;
+  std::vector<float> x_;
+  Batch chunk_;
+};
+
+// ---- rank 0: the model the command sees ----
+
+class DistributedModel final : public Model {
+ public:
+  DistributedModel(Comm& comm, std::unique_ptr<Stage> stage)
+      : Model(stage->model().config()), comm_(comm), stage_(std::move(stage)) {}
+
+  ~DistributedModel() override {
+    if (in_step_) comm_.abort(comm_.who(0) + " stopped in the middle of a step");
+    StepHeader h;
+    h.op = static_cast<int64_t>(Op::Stop);
+    comm_.broadcast(&h, sizeof h, false);
+  }
+
+  std::vector<KVLayerShape> kv_shape() const override { return stage_->kv_shape(); }
+
+  std::span<const float> forward(const Batch& batch, KVStore& kv) override {
+    auto* cache = dynamic_cast<KVCache*>(&kv);
+    if (!cache) throw Error("a model split across ranks needs owl's KV cache (runtime/kv_cache.h)");
+    Step s;
+    s.seqs = cache->sequence_lengths();
+    prepare_batch(batch, config_.n_vocab, kv);  // a bad batch fails here, before any rank sees it
+    const KVCacheOptions& o = cache->options();
+    s.h = {static_cast<int64_t>(Op::Forward),
+           batch.size(),
+           static_cast<int64_t>(s.seqs.size()),
+           static_cast<int64_t>(o.type),
+           o.n_ctx,
+           o.n_seq_max,
+           o.page_tokens};
+    s.batch = batch;
+    in_step_ = true;
+    comm_.broadcast(&s.h, sizeof s.h, false);
+    std::vector<uint8_t> payload = pack_payload(s);
+    comm_.broadcast(payload.data(), payload.size(), false);
+    std::span<const float> logits = stage_->run(batch, kv);
+    in_step_ = false;
+    return logits;
+  }
+
+ private:
+  Comm& comm_;
+  std::unique_ptr<Stage> stage_;
+  bool in_step_ = false;
+};
+
+// ---- the other ranks: serve rank 0's steps ----
+
+// Makes the local cache hold what rank 0's held before the step: sequences rank 0 removed
+// are removed, sequences it truncated are truncated.
+void follow_sequences(KVCache& kv, const std::vector<std::pair<int32_t, int64_t>>& seqs) {
+  for (const auto& [id, len] : kv.sequence_lengths()) {
+    auto it = std::find_if(seqs.begin(), seqs.end(), [id = id](const auto& s) { return s.first == id; });
+    if (it == seqs.end()) {
+      kv.remove(id);
+    } else if (len > it->second) {
+      kv.truncate(id, it->second);
+    }
+  }
+}
+
+void serve_steps(Comm& comm, Stage& stage) {
+  std::unique_ptr<KVCache> kv;
+  StepHeader kv_made;
+  Step s;
+  std::vector<uint8_t> payload;
+  for (;;) {
+    comm.broadcast(&s.h, sizeof s.h, /*idle=*/true);
+    if (s.h.op == static_cast<int64_t>(Op::Stop)) return;
+    payload.resize(payload_bytes(s.h));
+    comm.broadcast(payload.data(), payload.size(), false);
+    unpack_payload(payload, s);
+    if (!kv || kv_made.kv_type != s.h.kv_type || kv_made.n_ctx != s.h.n_ctx || kv_made.n_seq_max != s.h.n_seq_max ||
+        kv_made.page_tokens != s.h.page_tokens) {
+      KVCacheOptions o;
+      o.type = static_cast<DType>(s.h.kv_type);
+      o.n_ctx = s.h.n_ctx;
+      o.n_seq_max = s.h.n_seq_max;
+      o.page_tokens = s.h.page_tokens;
+      kv.reset();
+      kv = std::make_unique<KVCache>(stage.kv_shape(), o);
+      kv_made = s.h;
+    }
+    follow_sequences(*kv, s.seqs);
+    prepare_batch(s.batch, stage.model().n_vocab(), *kv);
+    stage.run(s.batch, *kv);
+  }
+}
+
+// ---- start-up ----
+
+constexpr size_t kMessageBytes = 512;
+
+// Every rank's start-up error ("" for none) in rank order.
+std::vector<std::string> gather_errors(Comm& comm, const std::string& mine) {
+  std::vector<char> buf(kMessageBytes, 0), all(kMessageBytes * static_cast<size_t>(comm.size()));
+  std::memcpy(buf.data(), mine.data(), std::min(mine.size(), kMessageBytes - 1));
+  comm.all_gather(buf.data(), kMessageBytes, all.data());
+  std::vector<std::string> out;
+  for (int r = 0; r < comm.size(); ++r) out.emplace_back(all.data() + static_cast<size_t>(r) * kMessageBytes);
+  return out;
+}
+
+// Ends the start-up when any rank failed: rank 0 throws the first failure, the others exit 1
+// quietly (mpirun then ends the job).
+void agree_or_fail(Comm& comm, const std::string& mine) {
+  const std::vector<std::string> errors = gather_errors(comm, mine);
+  for (int r = 0; r < comm.size(); ++r) {
+    if (errors[r].empty()) continue;
+    if (comm.rank() != 0) std::exit(1);
+    throw Error(comm.who(r) + ": " + errors[r]);
+  }
+}
+
+std::string fingerprint_mismatch(Comm& comm, const std::string& path) {
+  Fingerprint mine;
+  std::string unreadable;
+  try {
+    mine = fingerprint(path);
+  } catch (const Error& e) {
+    unreadable = e.what();
+  }
+  std::vector<Fingerprint> all(static_cast<size_t>(comm.size()));
+  comm.all_gather(&mine, sizeof mine, all.data());  // every rank takes part, readable or not
+  if (!unreadable.empty()) return unreadable;
+  if (all[0].size == mine.size && all[0].checksum == mine.checksum) return "";
+  char text[kMessageBytes];
+  std::snprintf(text, sizeof text,
+                "its model file '%s' (%llu bytes, header checksum %016llx) differs from rank 0's (%llu bytes, "
+                "%016llx); give every host the same file",
+                path.c_str(), static_cast<unsigned long long>(mine.size),
+                static_cast<unsigned long long>(mine.checksum), static_cast<unsigned long long>(all[0].size),
+                static_cast<unsigned long long>(all[0].checksum));
+  return text;
+}
+
+}  // namespace
+
+std::unique_ptr<Model> load_model(ModelSource& src, Split split) {
+  Comm& comm = Comm::world();
+  if (comm.size() == 1) {
+    if (split != Split::None && !Comm::built_with_mpi())
+      throw UsageError("--split needs an owl built with MPI (libopenmpi-dev) and launched by mpirun");
+    return Model::load(src);  // one rank is the single-process engine
+  }
+  // Mistakes every rank sees alike: rank 0 says so, the others leave quietly.
+  std::string misuse;
+  if (split == Split::None)
+    misuse = "launched by mpirun with " + std::to_string(comm.size()) +
+             " ranks but without --split: give --split layers or --split experts";
+  else if (split == Split::Experts && src.config().n_expert <= 0)
+    misuse = "--split experts needs a mixture-of-experts model (deepseek2, qwen3moe, glm4moe); this " +
+             src.config().arch + " model is dense: use --split layers";
+  else if (split == Split::Experts && src.config().n_expert < comm.size())
+    misuse = "--split experts: " + std::to_string(comm.size()) + " ranks but only " +
+             std::to_string(src.config().n_expert) + " experts per layer";
+  if (!misuse.empty()) {
+    if (comm.rank() != 0) std::exit(2);
+    throw UsageError(misuse);
+  }
+  std::string error = fingerprint_mismatch(comm, src.path());
+  agree_or_fail(comm, error);
+
+  std::pair<int64_t, int64_t> layers{0, INT64_MAX};
+  if (split == Split::Layers) {
+    const auto ranges = layer_ranges(src, std::vector<double>(static_cast<size_t>(comm.size()), 1.0));
+    layers = ranges[static_cast<size_t>(comm.rank())];
+    src.shard.layer_begin = layers.first;
+    // The last stage also loads (and checks) the trailing NextN layers, as one process does.
+    src.shard.layer_end = comm.rank() == comm.size() - 1 ? INT64_MAX : layers.second;
+    src.shard.output_head = comm.rank() == 0;
+  } else {
+    src.shard.expert_part = comm.rank();
+    src.shard.expert_parts = comm.size();
+  }
+  std::unique_ptr<Stage> stage;
+  try {
+    stage = std::make_unique<Stage>(comm, split, Model::load(src), layers);
+  } catch (const std::exception& e) {
+    error = e.what();
+  }
+  agree_or_fail(comm, error);
+
+  if (comm.rank() == 0) return std::make_unique<DistributedModel>(comm, std::move(stage));
+  try {
+    serve_steps(comm, *stage);
+  } catch (const std::exception& e) {
+    comm.abort(comm.who(comm.rank()) + ": " + e.what());
+  }
+  return nullptr;
+}
+
+}  // namespace owl::dist
