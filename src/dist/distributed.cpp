@@ -203,7 +203,14 @@ class DistributedModel final : public Model {
     comm_.broadcast(&s.h, sizeof s.h, false);
     std::vector<uint8_t> payload = pack_payload(s);
     comm_.broadcast(payload.data(), payload.size(), false);
-    std::span<const float> logits = stage_->run(batch, kv);
+    // The ranks run in lockstep: a step rank 0 cannot finish leaves the others inside it, so a
+    // failure here ends the job rather than the request.
+    std::span<const float> logits;
+    try {
+      logits = stage_->run(batch, kv);
+    } catch (const std::exception& e) {
+      comm_.abort(comm_.who(0) + ": " + e.what());
+    }
     in_step_ = false;
     return logits;
   }
