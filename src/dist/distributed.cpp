@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <optional>
 #include <utility>
 #include <vector>
@@ -202,7 +203,14 @@ class DistributedModel final : public Model {
     comm_.broadcast(&s.h, sizeof s.h, false);
     std::vector<uint8_t> payload = pack_payload(s);
     comm_.broadcast(payload.data(), payload.size(), false);
-    std::span<const float> logits = stage_->run(batch, kv);
+    // The ranks run in lockstep: a step rank 0 cannot finish leaves the others inside it, so a
+    // failure here ends the job rather than the request.
+    std::span<const float> logits;
+    try {
+      logits = stage_->run(batch, kv);
+    } catch (const std::exception& e) {
+      comm_.abort(comm_.who(0) + ": " + e.what());
+    }
     in_step_ = false;
     return logits;
   }
@@ -303,6 +311,18 @@ std::string fingerprint_mismatch(Comm& comm, const std::string& path) {
   return text;
 }
 
+// The host's physical memory (MemTotal), or 1 when it cannot be read (equal shares).
+double host_memory_bytes() {
+  std::ifstream f("/proc/meminfo");
+  std::string key;
+  double kb = 0;
+  while (f >> key >> kb) {
+    if (key == "MemTotal:") return kb * 1024;
+    f.ignore(256, '\n');
+  }
+  return 1;
+}
+
 }  // namespace
 
 std::unique_ptr<Model> load_model(ModelSource& src, Split split) {
@@ -332,7 +352,12 @@ std::unique_ptr<Model> load_model(ModelSource& src, Split split) {
 
   std::pair<int64_t, int64_t> layers{0, INT64_MAX};
   if (split == Split::Layers) {
-    const auto ranges = layer_ranges(src, std::vector<double>(static_cast<size_t>(comm.size()), 1.0));
+    // Each rank's share follows its host's memory (hosts of different sizes get more or fewer
+    // layers; ranks on one host get equal shares).
+    const double mine = host_memory_bytes();
+    std::vector<double> memory(static_cast<size_t>(comm.size()));
+    comm.all_gather(&mine, sizeof mine, memory.data());
+    const auto ranges = layer_ranges(src, memory);
     layers = ranges[static_cast<size_t>(comm.rank())];
     src.shard.layer_begin = layers.first;
     // The last stage also loads (and checks) the trailing NextN layers, as one process does.

@@ -12,7 +12,7 @@ namespace owl::dist {
 // Pipeline split: contiguous ranges [begin, end) of the trunk layers, one per rank, holding
 // about equal shares of the weight bytes (rank 0 also holds the embedding and output head,
 // which count towards its share). A rank may get no layer when there are more ranks than
-// layers. `weights` (one per rank, positive) skews the shares, e.g. by each host's memory.
+// layers. `weights` (one per rank, positive) sizes the shares, e.g. by each host's memory.
 std::vector<std::pair<int64_t, int64_t>> layer_ranges(const ModelSource& src, const std::vector<double>& weights);
 
 // The size and a checksum of the head of a model file (GGUF: its first 16 MiB, which hold the

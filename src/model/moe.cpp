@@ -217,7 +217,7 @@ void moe_forward(const MoeWeights& w, const MoeOptions& opt, const float* x, int
   ws.offset.resize(static_cast<size_t>(n_exp));
   for (int64_t i = 0; i < n_routed; ++i) ++ws.count[r.experts[i]];
   // Only the experts held here run (all of them unless the experts are split, see ExpertExchange).
-  const int64_t e_begin = w.expert_begin, e_end = w.expert_end;
+  const int64_t e_begin = w.expert_begin, e_end = std::min(w.expert_end, n_exp);
   const bool split = e_begin > 0 || e_end < n_exp;
   if (split && !opt.exchange)
     throw Error("MoE layer " + std::to_string(w.layer) + " holds a share of its experts but has no exchange");

@@ -78,9 +78,9 @@ struct MoeWeights {
   kernels::Weight down_exps;                                        // {n_ff_exp, n_embd, n_expert}
   std::optional<kernels::Weight> gate_shexp, up_shexp, down_shexp;  // shared experts, SwiGLU
   int64_t layer = -1;                                               // for trace.h records
-  // The routed experts held: [expert_begin, expert_end) of the stacks' n_expert; the stacks hold
-  // only those (matrix_slice(gate_exps, e - expert_begin)).
-  int64_t expert_begin = 0, expert_end = 0;
+  // The routed experts held: [expert_begin, expert_end) of n_expert (default: all); the stacks
+  // hold only those (matrix_slice(gate_exps, e - expert_begin)).
+  int64_t expert_begin = 0, expert_end = INT64_MAX;
 };
 
 // Loads blk.<layer>.ffn_*_exps, ffn_gate_inp, exp_probs_b (required when `require_bias`,

@@ -47,21 +47,21 @@ TEST(DistCommands, ServeAnswersAndStopsCleanly) {
   const int port = 20000 + static_cast<int>(::getpid() % 20000);
   std::string mpirun = "mpirun";
   for (const auto& a : mpirun_options()) mpirun += " " + a;
-  const std::string script =
-      "timeout 120 " + mpirun + " -n 3 " + shell_quote(OWL_BINARY) + " serve " + shell_quote(model) +
-      " --split layers --threads 1 --port " + std::to_string(port) + " >" + shell_quote(dir + "/log") +
-      " 2>&1 & mp=$!\n"
-      "for i in $(seq 300); do curl -sf http://127.0.0.1:" +
-      std::to_string(port) +
-      "/health >/dev/null && break; sleep 0.1; done\n"
-      "curl -s http://127.0.0.1:" +
-      std::to_string(port) + "/v1/completions -d '{\"prompt\": \"" + kPrompt +
-      "\", \"max_tokens\": 16, \"temperature\": 0}' >" + shell_quote(dir + "/answer") +
-      "\n"
-      "for p in $(pgrep -P $(pgrep -P $mp -x mpirun || echo $mp)); do\n"
-      "  tr '\\0' '\\n' </proc/$p/environ | grep -qx OMPI_COMM_WORLD_RANK=0 && kill -TERM $p\n"
-      "done\n"
-      "wait $mp\n";
+  const std::string script = "timeout 120 " + mpirun + " -n 3 " + shell_quote(OWL_BINARY) + " serve " +
+                             shell_quote(model) + " --split layers --threads 1 --port " + std::to_string(port) + " >" +
+                             shell_quote(dir + "/log") +
+                             " 2>&1 & mp=$!\n"
+                             "for i in $(seq 300); do curl -sf http://127.0.0.1:" +
+                             std::to_string(port) +
+                             "/health >/dev/null && break; sleep 0.1; done\n"
+                             "curl -s http://127.0.0.1:" +
+                             std::to_string(port) + "/v1/completions -d '{\"prompt\": \"" + kPrompt +
+                             "\", \"max_tokens\": 16, \"temperature\": 0}' >" + shell_quote(dir + "/answer") +
+                             "\n"
+                             "for p in $(pgrep -P $(pgrep -P $mp -x mpirun || echo $mp)); do\n"
+                             "  tr '\\0' '\\n' </proc/$p/environ | grep -qx OMPI_COMM_WORLD_RANK=0 && kill -TERM $p\n"
+                             "done\n"
+                             "wait $mp\n";
   { std::ofstream(dir + "/serve.sh") << script; }
   const int st = std::system(("bash " + shell_quote(dir + "/serve.sh")).c_str());
   ASSERT_TRUE(WIFEXITED(st));
