@@ -80,7 +80,7 @@ TEST(ImatrixCli, CollectsPerExpertAndQuantizeReadsIt) {
   EXPECT_EQ(m.chunk_size, 32);
   ASSERT_EQ(m.datasets.size(), 1u);
   EXPECT_EQ(m.datasets[0], "ids.txt");
-  // Dense weights see every token; each token goes to n_expert_used (2 of 8) experts.
+  // Dense weights see every token; each token goes to n_expert_used (4 of 8) experts.
   const ImatrixEntry& q = m.entries.at("blk.1.attn_q.weight");
   ASSERT_EQ(q.counts.size(), 1u);
   EXPECT_EQ(q.counts[0], 96.0);
@@ -89,7 +89,7 @@ TEST(ImatrixCli, CollectsPerExpertAndQuantizeReadsIt) {
     ASSERT_EQ(e.counts.size(), 8u) << stack;
     double routed = 0;
     for (double c : e.counts) routed += c;
-    EXPECT_EQ(routed, 96.0 * 2) << stack;
+    EXPECT_EQ(routed, 96.0 * 4) << stack;
   }
   EXPECT_EQ(m.entries.count("output.weight"), 0u);
   EXPECT_EQ(m.entries.count("token_embd.weight"), 0u);
@@ -128,6 +128,10 @@ TEST(ImatrixCli, BadInputIsOneLine) {
   expect_refused({"quantize", model, out, "q4_k_m", "--tensor-type", "attn_(q=q8_0"}, 2, "bad regular expression");
   expect_refused({"quantize", model, out, "q4_k_m", "--tensor-type", "attn_q=q9_9"}, 2, "is not a type owl writes");
   expect_refused({"quantize", model, out, "--recipe", "fancy", "iq1_s"}, 2, "--recipe takes 'dynamic-moe LOWTYPE'");
+  expect_refused({"quantize", model, out, "--recipe", "dynamic-moe", "q9"}, 2,
+                 "'q9' is not a quantised type owl writes");
+  expect_refused({"info", shared_path("golden/qwen3/hf"), "--quant", "iq1_s"}, 2,
+                 "--quant iq1_s needs an importance matrix");
   expect_refused({"imatrix", model, "--file", temp_dir() + "/no-such.txt", "-o", out}, 1, "is not a readable file");
   expect_refused({"imatrix", model, "-o", out}, 2, "give the calibration input: --file or --token-ids");
   const std::string tiny = temp_dir() + "/tiny.txt";
