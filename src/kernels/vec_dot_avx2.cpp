@@ -274,6 +274,20 @@ void dot_q2_k(int64_t n, const void* vw, const void* x, size_t xs, float* y, int
   for (int r = 0; r < NR; ++r) y[r * ys] = hsum(acc[r]) - hsum(accm[r]);
 }
 
+// Q3_K's 16 6-bit scales minus 32 as int8, as quants.cpp's q3_k_scales unpacks them: low nibbles
+// of bytes 0-7 (scales 0-7) and their high nibbles (8-15); the top 2 bits of scale j are bits
+// 2 (j / 4) of byte 8 + j % 4, which one variable shift per 32-bit lane brings down.
+inline __m128i q3_k_scales(const uint8_t* p) {
+  const __m128i m4 = _mm_set1_epi8(0x0F);
+  const __m128i v = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
+  const __m128i lows = _mm_unpacklo_epi64(_mm_and_si128(v, m4), _mm_and_si128(_mm_srli_epi16(v, 4), m4));
+  uint32_t h;
+  std::memcpy(&h, p + 8, 4);
+  const __m128i t = _mm_srlv_epi32(_mm_set1_epi32(static_cast<int>(h)), _mm_set_epi32(6, 4, 2, 0));
+  const __m128i highs = _mm_slli_epi16(_mm_and_si128(t, _mm_set1_epi8(3)), 4);
+  return _mm_sub_epi8(_mm_or_si128(lows, highs), _mm_set1_epi8(32));
+}
+
 // Q3_K: per 16 elements d * sc * q with q = 2 low bits - 4 * !hbit in [-4, 3]. The kernel
 // multiplies the unsigned q + 4 (the high bit as bit 2) and takes 4 * sum_k sc_k * bsums_k off.
 template <int NR>
@@ -288,13 +302,7 @@ void dot_q3_k(int64_t n, const void* vw, const void* x, size_t xs, float* y, int
   const __m256i m2 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1);
   for (int64_t i = 0; i < n / kQKK; ++i) {
     const float dw = f16(w[i].d);
-    int8_t sc[16];  // the 6-bit scales, as quants.cpp's q3_k_scales unpacks them
-    for (int j = 0; j < 16; ++j) {
-      const int lo = (w[i].scales[j % 8] >> (4 * (j / 8))) & 0xF;
-      const int hi = (w[i].scales[8 + j % 4] >> (2 * (j / 4))) & 3;
-      sc[j] = static_cast<int8_t>((lo | hi << 4) - 32);
-    }
-    const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sc)));
+    const __m256i sc16 = _mm256_cvtepi8_epi16(q3_k_scales(w[i].scales));
     __m256i sumi[NR];
     for (int r = 0; r < NR; ++r) {
       const __m256i off = _mm256_madd_epi16(sc16, load32(a[r][i].bsums));
