@@ -2,7 +2,8 @@
 // collected from text (per expert, only the tokens routed to it), read back by `owl quantize
 // --imatrix`; the IQ1/IQ2 types without one, an imatrix of another model and bad --tensor-type or
 // --recipe values are one clear line; --tensor-type and --recipe dynamic-moe choose the types they
-// say, and `owl info` reports the bits per weight per tensor class.
+// say, `owl info` reports the bits per weight per tensor class, and the bytes do not depend on
+// the thread count.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -185,4 +186,19 @@ TEST(ImatrixCli, TensorTypeRulesAndTheDynamicMoeRecipe) {
   r = run_owl({"info", b});
   EXPECT_NE(r.out.find("bits/wt"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find(" experts "), std::string::npos) << r.out;
+}
+
+// Rows are quantised independently, so the file does not depend on the thread count.
+TEST(ImatrixCli, QuantizedBytesDoNotDependOnThreads) {
+  const std::string dir = shared_path("golden/qwen3");
+  std::string bytes[2];
+  for (int k = 0; k < 2; ++k) {
+    const std::string out = temp_dir() + "/qwen3-iq2_s-t" + std::to_string(k + 1) + ".gguf";
+    RunResult r = run_owl(
+        {"quantize", dir + "/f32.gguf", out, "iq2_s", "--imatrix", dir + "/imatrix.dat", "-t", std::to_string(k + 1)});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    bytes[k] = read_file(out);
+  }
+  EXPECT_GT(bytes[0].size(), 100000u);
+  EXPECT_TRUE(bytes[0] == bytes[1]);
 }
