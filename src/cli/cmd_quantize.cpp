@@ -64,21 +64,24 @@ owl::QuantTarget target_of(const Options& o, std::vector<owl::TensorTypeRule>& r
   return t;
 }
 
-// Per tensor the importance of each column, per matrix; empty when there is no entry. A tensor
-// going to a type that needs one and has none is an error (one line, naming the tensor).
-std::vector<std::vector<float>> importance_for(const owl::Imatrix* im, const owl::TensorView& t, owl::DType to,
-                                               const std::string& im_path) {
+// A tensor going to a type that needs an importance matrix and has no entry in it (or no
+// --imatrix at all) is an error, found before anything is written (one line, naming the tensor).
+void check_importance(const owl::Imatrix* im, const owl::TensorView& t, owl::DType to, const std::string& im_path) {
+  if (!owl::needs_importance(to) || (im && im->entries.count(t.name))) return;
+  if (!im)
+    throw owl::UsageError(std::string("quantising to ") + owl::dtype_name(to) +
+                          " needs an importance matrix: give one with --imatrix FILE (make one with owl imatrix)");
+  throw owl::Error("imatrix '" + im_path + "' has no entry for '" + t.name + "', which is quantised to " +
+                   owl::dtype_name(to) + " and needs one; give it a type with --tensor-type or a matching imatrix");
+}
+
+// The importance of each column of t, per matrix; empty when the imatrix has no entry for it.
+// Made when the tensor is written, so a large model's weights are not all held at once.
+std::vector<std::vector<float>> importance_for(const owl::Imatrix* im, const owl::TensorView& t) {
   std::vector<std::vector<float>> w;
+  if (!im || !im->entries.count(t.name)) return w;
   const int64_t n_mat = t.n_dims >= 3 ? t.ne[2] : 1;
-  if (im && im->entries.count(t.name))
-    for (int64_t m = 0; m < n_mat; ++m) w.push_back(im->weights(t.name, m, t.ne[0]));
-  if (w.empty() && owl::needs_importance(to)) {
-    if (!im)
-      throw owl::UsageError(std::string("quantising to ") + owl::dtype_name(to) +
-                            " needs an importance matrix: give one with --imatrix FILE (make one with owl imatrix)");
-    throw owl::Error("imatrix '" + im_path + "' has no entry for '" + t.name + "', which is quantised to " +
-                     owl::dtype_name(to) + " and needs one; give it a type with --tensor-type or a matching imatrix");
-  }
+  for (int64_t m = 0; m < n_mat; ++m) w.push_back(im->weights(t.name, m, t.ne[0]));
   return w;
 }
 
@@ -131,10 +134,10 @@ void run(const Options& o) {
       continue;
     }
     if (owl::info(t.type).quantized) ++requantised[owl::dtype_name(t.type)];
-    auto importance =
-        std::make_shared<std::vector<std::vector<float>>>(importance_for(imatrix.get(), t, to, o.imatrix));
-    w.add_tensor(t.name, to, ne, [t, to, importance](uint8_t* dst, size_t) {
-      owl::convert_tensor(t, to, dst, owl::default_pool(), *importance);
+    check_importance(imatrix.get(), t, to, o.imatrix);
+    const owl::Imatrix* im = imatrix.get();
+    w.add_tensor(t.name, to, ne, [t, to, im](uint8_t* dst, size_t) {
+      owl::convert_tensor(t, to, dst, owl::default_pool(), importance_for(im, t));
     });
   }
   if (!requantised.empty()) {
