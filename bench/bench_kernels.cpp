@@ -100,8 +100,9 @@ void BM_MatmulPrefill(benchmark::State& state) {
   state.SetLabel(owl::dtype_name(t));
 }
 
-// The codebook types (IQ1_S .. IQ3_S), which owl does not quantise: random bits with a small
-// fp16 d per block (IQ1_M: d in the top nibbles of its four scale words). Args: {type, activation
+// The low-bit types (IQ1_S .. IQ3_S, Q2_K, Q3_K) as random bits, which reach every grid index,
+// sign and scale, with a small fp16 d per block (IQ1_M: d in the top nibbles of its four scale
+// words; Q2_K: d and dmin, Q3_K: d at the block's end). Args: {type, activation
 // rows, ISA: 0 scalar reference, 1 the fast default}, one thread; 1 row streams > 160 MiB of
 // weights from DRAM as BM_MatmulDecode does. Counters: weight bytes/s and FLOP/s.
 void BM_MatmulCodebook(benchmark::State& state) {
@@ -121,7 +122,12 @@ void BM_MatmulCodebook(benchmark::State& state) {
     for (auto& v : b) v = static_cast<uint8_t>(rng());
     for (size_t off = 0; off < b.size(); off += bs) {
       const uint16_t d = owl::f32_to_f16(0.001f * static_cast<float>(1 + rng() % 16));
-      if (t == DType::IQ1_M) {
+      if (t == DType::Q2_K) {
+        std::memcpy(&b[off + bs - 4], &d, 2);
+        std::memcpy(&b[off + bs - 2], &d, 2);
+      } else if (t == DType::Q3_K) {
+        std::memcpy(&b[off + bs - 2], &d, 2);
+      } else if (t == DType::IQ1_M) {
         for (int k = 0; k < 4; ++k)
           b[off + bs - 7 + 2 * k] =
               static_cast<uint8_t>((b[off + bs - 7 + 2 * k] & 0x0F) | (((d >> (4 * k)) & 0xF) << 4));
@@ -154,8 +160,8 @@ void BM_MatmulCodebook(benchmark::State& state) {
 }
 
 void CodebookArgs(benchmark::internal::Benchmark* b) {
-  for (DType t :
-       {DType::IQ2_XXS, DType::IQ1_S, DType::IQ3_XXS, DType::IQ2_XS, DType::IQ2_S, DType::IQ3_S, DType::IQ1_M})
+  for (DType t : {DType::IQ2_XXS, DType::IQ1_S, DType::IQ3_XXS, DType::IQ2_XS, DType::IQ2_S, DType::IQ3_S, DType::IQ1_M,
+                  DType::Q2_K, DType::Q3_K})
     for (int64_t rows : {1, 64})
       for (int64_t fast : {0, 1}) b->Args({static_cast<int64_t>(t), rows, fast});
 }

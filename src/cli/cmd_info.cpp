@@ -5,7 +5,9 @@
 // else in full (attention, norms, embeddings and output, router, dense layers,
 // shared experts). Memory = weight bytes + an F16 KV cache at --ctx: MLA caches
 // the latent and the rope key (kv_lora_rank + qk_rope_dim values per token per
-// layer), other models K and V for each KV head.
+// layer), other models K and V for each KV head. Bits per weight: 8 x bytes / elements, overall
+// and per tensor class (tensor_class: routed experts, shared experts, attention, dense FFN,
+// embeddings and output head, the rest), the figure that sizes a low-bit recipe.
 #include <cstdio>
 #include <map>
 #include <memory>
@@ -33,6 +35,22 @@ constexpr int64_t kKvBytesPerValue = 2;  // F16 KV cache
 
 bool is_routed_expert(const std::string& name) { return name.find("_exps.") != std::string::npos; }
 
+// The class a tensor's bits are reported under.
+const char* tensor_class(const std::string& name) {
+  auto has = [&](const char* part) { return name.find(part) != std::string::npos; };
+  if (is_routed_expert(name)) return "experts";
+  if (has("_shexp.")) return "shared";
+  if (name == "token_embd.weight" || name == "output.weight") return "embeddings";
+  if (has("_norm.") || has("ffn_gate_inp") || has("exp_probs_b")) return "other";
+  if (has(".attn_")) return "attention";
+  if (has(".ffn_")) return "ffn";
+  return "other";
+}
+
+double bits_per_weight(uint64_t bytes, int64_t params) {
+  return params > 0 ? 8.0 * static_cast<double>(bytes) / static_cast<double>(params) : 0.0;
+}
+
 std::string human(double n, const char* unit) {
   const char* prefixes[] = {"", " K", " M", " G", " T"};
   int i = 0;
@@ -58,8 +76,12 @@ void run(const Options& o) {
     int64_t tensors = 0, params = 0;
     uint64_t bytes = 0;
   };
-  std::map<std::string, Mix> mix;
+  std::map<std::string, Mix> mix, classes;
   for (const auto& t : tensors) {
+    Mix& k = classes[tensor_class(t.name)];
+    k.tensors++;
+    k.params += t.n_elements();
+    k.bytes += t.n_bytes();
     total += t.n_elements();
     if (is_routed_expert(t.name)) routed += t.n_elements();
     weight_bytes += t.n_bytes();
@@ -97,6 +119,10 @@ void run(const Options& o) {
     j["params_active"] = active;
     j["tensor_count"] = tensors.size();
     j["weights_bytes"] = weight_bytes;
+    j["bits_per_weight"] = bits_per_weight(weight_bytes, total);
+    for (const auto& [name, k] : classes)
+      j["bits_per_weight_by_class"][name] = {
+          {"tensors", k.tensors}, {"params", k.params}, {"bits_per_weight", bits_per_weight(k.bytes, k.params)}};
     for (const auto& [name, m] : mix)
       j["type_mix"][name] = {{"tensors", m.tensors}, {"params", m.params}, {"bytes", m.bytes}};
     j["tokenizer"] = {{"model", c.tokenizer_model}, {"size", c.tokenizer_vocab}};
@@ -109,8 +135,12 @@ void run(const Options& o) {
       j["tensors"] = json::array();
       for (const auto& t : tensors) {
         std::vector<int64_t> shape(t.ne.begin(), t.ne.begin() + t.n_dims);
-        j["tensors"].push_back(
-            {{"name", t.name}, {"type", owl::dtype_name(t.type)}, {"shape", shape}, {"bytes", t.n_bytes()}});
+        j["tensors"].push_back({{"name", t.name},
+                                {"type", owl::dtype_name(t.type)},
+                                {"shape", shape},
+                                {"bytes", t.n_bytes()},
+                                {"class", tensor_class(t.name)},
+                                {"bits_per_weight", bits_per_weight(t.n_bytes(), t.n_elements())}});
       }
     }
     std::printf("%s\n", j.dump(2).c_str());
@@ -137,6 +167,9 @@ void run(const Options& o) {
   for (const auto& [name, m] : mix)
     std::printf(" %s %.1f%%", name.c_str(), weight_bytes ? 100.0 * static_cast<double>(m.bytes) / weight_bytes : 0.0);
   std::printf("\n");
+  std::printf("bits/wt    %.2f overall;", bits_per_weight(weight_bytes, total));
+  for (const auto& [name, k] : classes) std::printf(" %s %.2f", name.c_str(), bits_per_weight(k.bytes, k.params));
+  std::printf("\n");
   std::printf("tokenizer  %s, %lld tokens; chat template: %s\n", c.tokenizer_model.c_str(),
               (long long)c.tokenizer_vocab, c.has_chat_template ? "yes" : "no");
   std::printf("memory     at ctx %lld: weights %s + KV cache (F16) %s = %s\n", (long long)ctx,
@@ -144,8 +177,9 @@ void run(const Options& o) {
               human(static_cast<double>(weight_bytes + kv_bytes), "B").c_str());
   if (o.tensors)
     for (const auto& t : tensors)
-      std::printf("  %-44s %-7s %-22s %llu bytes\n", t.name.c_str(), owl::dtype_name(t.type), t.shape_str().c_str(),
-                  static_cast<unsigned long long>(t.n_bytes()));
+      std::printf("  %-44s %-7s %-22s %llu bytes, %.2f bits/wt\n", t.name.c_str(), owl::dtype_name(t.type),
+                  t.shape_str().c_str(), static_cast<unsigned long long>(t.n_bytes()),
+                  bits_per_weight(t.n_bytes(), t.n_elements()));
 }
 
 void setup(CLI::App& app) {

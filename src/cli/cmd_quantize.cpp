@@ -1,7 +1,10 @@
-// owl quantize IN.gguf OUT.gguf TYPE [--threads N]: writes a copy of a GGUF model
-// with its weights converted to TYPE (q4_k_m, q8_0, ...), choosing each tensor's
-// type as llama.cpp's llama-quantize does (formats/quant_plan.h). Metadata is
-// copied with general.file_type set for TYPE; tensors keep their order.
+// owl quantize IN.gguf OUT.gguf TYPE [--threads N] [--imatrix FILE] [--tensor-type REGEX=TYPE]...
+//              [--recipe dynamic-moe LOWTYPE]: writes a copy of a GGUF model with its weights
+// converted to TYPE (q4_k_m, q8_0, iq2_xxs, ...), choosing each tensor's type as llama.cpp's
+// llama-quantize does (formats/quant_plan.h), then as the rules say. Metadata is copied with
+// general.file_type set for TYPE; tensors keep their order. The importance matrix (llama.cpp's
+// GGUF or legacy .dat, formats/imatrix.h) weighs the low-bit quantisers' errors; IQ1_S, IQ1_M,
+// IQ2_XXS, IQ2_XS and IQ2_S refuse to run without one, as llama-quantize does.
 //
 // Tensors stream one at a time from the memory-mapped input through the writer's
 // fill callback, rows converted in parallel, so a model many times larger than
@@ -14,22 +17,73 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "base/error.h"
 #include "base/thread_pool.h"
 #include "cli/command.h"
 #include "formats/gguf.h"
 #include "formats/gguf_writer.h"
+#include "formats/imatrix.h"
 #include "formats/quant_plan.h"
+#include "tensor/quants.h"
 
 namespace {
 
 namespace fs = std::filesystem;
 
 struct Options {
-  std::string in, out, type;
+  std::string in, out, type, imatrix;
+  std::vector<std::string> tensor_types, recipe;
   int threads = 0;
 };
+
+// The target and rules from TYPE, --recipe and --tensor-type.
+owl::QuantTarget target_of(const Options& o, std::vector<owl::TensorTypeRule>& rules) {
+  if (o.recipe.empty()) {
+    if (o.type.empty()) throw owl::UsageError("give the target TYPE (" + owl::quant_target_names() + ") or --recipe");
+    for (const auto& spec : o.tensor_types) rules.push_back(owl::parse_tensor_type_rule(spec));
+    return owl::parse_quant_target(o.type);
+  }
+  if (o.recipe.size() != 2 || o.recipe[0] != "dynamic-moe")
+    throw owl::UsageError("--recipe takes 'dynamic-moe LOWTYPE' (LOWTYPE: iq1_s, iq1_m, iq2_xxs, ...)");
+  if (!o.type.empty()) throw owl::UsageError("give either TYPE or --recipe, not both");
+  // LOWTYPE is a block type (iq2_s means IQ2_S blocks, not llama.cpp's IQ2_S file mix).
+  const auto low = owl::dtype_from_name(o.recipe[1]);
+  if (!low || !owl::info(*low).quantized || !owl::can_quantize(*low) || *low == owl::DType::Q8_K)
+    throw owl::UsageError("--recipe dynamic-moe: '" + o.recipe[1] + "' is not a quantised type owl writes");
+  rules = owl::dynamic_moe_rules(*low);
+  for (const auto& spec : o.tensor_types) rules.push_back(owl::parse_tensor_type_rule(spec));
+  owl::QuantTarget t = owl::parse_quant_target("q4_k_m");  // everything that is not a routed expert
+  t.name = "dynamic-moe " + o.recipe[1];
+  try {
+    t.file_type = owl::parse_quant_target(o.recipe[1]).file_type;  // e.g. iq1_s: LLAMA_FTYPE_MOSTLY_IQ1_S
+  } catch (const owl::UsageError&) {
+    // a block type without a file type of its own (iq4_nl, ...): the file says q4_k_m
+  }
+  return t;
+}
+
+// A tensor going to a type that needs an importance matrix and has no entry in it (or no
+// --imatrix at all) is an error, found before anything is written (one line, naming the tensor).
+void check_importance(const owl::Imatrix* im, const owl::TensorView& t, owl::DType to, const std::string& im_path) {
+  if (!owl::needs_importance(to) || (im && im->entries.count(t.name))) return;
+  if (!im)
+    throw owl::UsageError(std::string("quantising to ") + owl::dtype_name(to) +
+                          " needs an importance matrix: give one with --imatrix FILE (make one with owl imatrix)");
+  throw owl::Error("imatrix '" + im_path + "' has no entry for '" + t.name + "', which is quantised to " +
+                   owl::dtype_name(to) + " and needs one; give it a type with --tensor-type or a matching imatrix");
+}
+
+// The importance of each column of t, per matrix; empty when the imatrix has no entry for it.
+// Made when the tensor is written, so a large model's weights are not all held at once.
+std::vector<std::vector<float>> importance_for(const owl::Imatrix* im, const owl::TensorView& t) {
+  std::vector<std::vector<float>> w;
+  if (!im || !im->entries.count(t.name)) return w;
+  const int64_t n_mat = t.n_dims >= 3 ? t.ne[2] : 1;
+  for (int64_t m = 0; m < n_mat; ++m) w.push_back(im->weights(t.name, m, t.ne[0]));
+  return w;
+}
 
 void check_paths(const Options& o) {
   std::error_code ec;
@@ -47,7 +101,8 @@ void check_paths(const Options& o) {
 double mib(uint64_t bytes) { return static_cast<double>(bytes) / (1024.0 * 1024.0); }
 
 void run(const Options& o) {
-  const owl::QuantTarget target = owl::parse_quant_target(o.type);
+  std::vector<owl::TensorTypeRule> rules;
+  const owl::QuantTarget target = target_of(o, rules);
   check_paths(o);
   if (o.threads < 0) throw owl::UsageError("--threads must be positive");
   if (o.threads > 0) owl::set_default_threads(o.threads);
@@ -56,7 +111,12 @@ void run(const Options& o) {
   auto in = owl::gguf::File::open(o.in);
   std::vector<owl::TensorView> views;
   for (const auto& ti : in->tensor_infos()) views.push_back(in->view(ti));
-  const auto plan = owl::plan_tensor_types(target, owl::quant_model_info(in->metadata()), views);
+  const auto plan = owl::plan_tensor_types(target, owl::quant_model_info(in->metadata()), views, rules);
+  std::unique_ptr<owl::Imatrix> imatrix;
+  if (!o.imatrix.empty()) {
+    imatrix = std::make_unique<owl::Imatrix>(owl::read_imatrix(o.imatrix));
+    owl::check_imatrix(*imatrix, views, o.imatrix);
+  }
 
   owl::gguf::Writer w(in->version());
   w.metadata() = in->metadata();
@@ -74,8 +134,11 @@ void run(const Options& o) {
       continue;
     }
     if (owl::info(t.type).quantized) ++requantised[owl::dtype_name(t.type)];
-    w.add_tensor(t.name, to, ne,
-                 [t, to](uint8_t* dst, size_t) { owl::convert_tensor(t, to, dst, owl::default_pool()); });
+    check_importance(imatrix.get(), t, to, o.imatrix);
+    const owl::Imatrix* im = imatrix.get();
+    w.add_tensor(t.name, to, ne, [t, to, im](uint8_t* dst, size_t) {
+      owl::convert_tensor(t, to, dst, owl::default_pool(), importance_for(im, t));
+    });
   }
   if (!requantised.empty()) {
     std::string what;
@@ -104,8 +167,13 @@ void setup(CLI::App& app) {
   auto* sub = app.add_subcommand("quantize", "Write a copy of a GGUF model with its weights in another type");
   sub->add_option("input", o->in, "GGUF file to read")->required();
   sub->add_option("output", o->out, "GGUF file to write (written to OUTPUT.tmp, then renamed)")->required();
-  sub->add_option("type", o->type, "target: " + owl::quant_target_names())->required();
+  sub->add_option("type", o->type, "target: " + owl::quant_target_names() + " (or --recipe)");
   sub->add_option("-t,--threads", o->threads, "worker threads (default: all CPUs)");
+  sub->add_option("--imatrix", o->imatrix, "importance matrix (llama.cpp GGUF or legacy .dat; owl imatrix makes one)");
+  sub->add_option("--tensor-type", o->tensor_types,
+                  "REGEX=TYPE: tensors whose name matches get TYPE (repeatable; the first match wins)");
+  sub->add_option("--recipe", o->recipe, "dynamic-moe LOWTYPE: routed experts at LOWTYPE, the rest at 4-6 bits")
+      ->expected(2);
   sub->callback([o] { run(*o); });
 }
 

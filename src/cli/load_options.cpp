@@ -4,6 +4,7 @@
 
 #include "base/error.h"
 #include "formats/quant_plan.h"
+#include "tensor/quants.h"
 
 namespace owl::cli {
 
@@ -14,7 +15,8 @@ void add_quant_option(CLI::App* cmd, std::string& quant) {
       ->check(CLI::Validator(
           [](std::string& s) -> std::string {
             try {
-              parse_quant_target(s);
+              if (needs_importance(parse_quant_target(s).base))
+                return "--quant " + s + " needs an importance matrix; write the file with owl quantize --imatrix";
               return "";
             } catch (const UsageError& e) {
               return e.what();

@@ -33,6 +33,16 @@ const QuantTarget kTargets[] = {
     {"q5_k_s", DType::Q5_K, 16, Mix::KS},
     {"q5_k_m", DType::Q5_K, 17, Mix::KM},
     {"q6_k", DType::Q6_K, 18},
+    // The low-bit targets (importance matrix: see needs_importance); their mix is lowbit_type's.
+    {"q2_k", DType::Q2_K, 10, Mix::Low},
+    {"q3_k_m", DType::Q3_K, 12, Mix::Low},
+    {"iq3_s", DType::IQ3_S, 26, Mix::Low},
+    {"iq3_xxs", DType::IQ3_XXS, 23, Mix::Low},
+    {"iq2_s", DType::IQ2_XS, 28, Mix::Low},  // llama.cpp's IQ2_S file: IQ2_XS with IQ3_S for some tensors
+    {"iq2_xs", DType::IQ2_XS, 20, Mix::Low},
+    {"iq2_xxs", DType::IQ2_XXS, 19, Mix::Low},
+    {"iq1_m", DType::IQ1_M, 31, Mix::Low},
+    {"iq1_s", DType::IQ1_S, 24, Mix::Low},
 };
 
 bool contains(const std::string& s, const char* part) { return s.find(part) != std::string::npos; }
@@ -68,10 +78,12 @@ bool use_more_bits(int64_t i, int64_t n) { return i < n / 8 || i >= 7 * n / 8 ||
 // A type whose blocks fit a row of `row` elements, as llama.cpp falls back.
 DType fit_row(DType t, int64_t row) {
   if (row % info(t).block_size == 0) return t;
-  DType f = t == DType::Q4_K   ? DType::Q5_0
-            : t == DType::Q5_K ? DType::Q5_1
-            : t == DType::Q6_K ? DType::Q8_0
-                               : DType::F16;
+  DType f = t == DType::Q4_K                                             ? DType::Q5_0
+            : t == DType::Q5_K                                           ? DType::Q5_1
+            : t == DType::Q6_K                                           ? DType::Q8_0
+            : t == DType::Q2_K || t == DType::Q3_K || t == DType::IQ4_XS ? DType::Q4_0
+            : is_codebook_type(t)                                        ? DType::IQ4_NL
+                                                                         : DType::F16;
   return row % info(f).block_size == 0 ? f : DType::F16;
 }
 
@@ -107,7 +119,51 @@ Counters count(const std::vector<TensorView>& ts) {
   return c;
 }
 
+// The low-bit targets' mix, as llama-quantize chose it for the golden files of these types (the
+// dense, 8-expert and 16-expert models there show each rule). "Lowest": IQ1_S .. IQ2_S.
+DType lowbit_type(const QuantTarget& tg, const QuantModelInfo& m, const Counters& c, const TensorView& t,
+                  size_t index) {
+  const std::string& n = t.name;
+  const std::string& tn = tg.name;
+  const bool eight_experts = m.n_expert == 8;
+  const bool iq1 = tn == "iq1_s" || tn == "iq1_m";
+  const bool lowest = iq1 || tn == "iq2_xxs" || tn == "iq2_xs" || tn == "iq2_s";
+  if (n == "output.weight" || (!c.has_output && n == "token_embd.weight"))
+    return lowest || tn == "iq3_xxs" ? DType::Q5_K : DType::Q6_K;
+  if (n == "token_embd.weight") {
+    if (tn == "iq2_s" || tn == "iq3_xxs") return DType::IQ3_S;
+    return lowest ? DType::Q2_K : tg.base;
+  }
+  if (contains(n, "attn_v.weight")) {
+    if (eight_experts) return lowest ? DType::Q4_K : DType::Q8_0;
+    if (tn == "iq2_s") return DType::IQ3_S;
+    if (lowest) return DType::Q2_K;
+    if (tn == "q2_k") return DType::Q3_K;
+    if (tn == "q3_k_m") return c.attn_v_rank.at(index) < 2 ? DType::Q5_K : DType::Q4_K;
+    return tg.base;
+  }
+  if (contains(n, "attn_k.weight")) {
+    if (eight_experts) return lowest ? DType::Q4_K : DType::Q8_0;
+    return tn == "iq3_xxs" ? DType::IQ2_S : tg.base;
+  }
+  if (contains(n, "attn_q.weight")) return tn == "iq3_xxs" ? DType::IQ2_S : tg.base;
+  if (contains(n, "attn_output.weight")) {
+    if (eight_experts) return DType::Q5_K;
+    if (iq1) return DType::IQ2_XXS;
+    if (tn == "iq2_s" || tn == "iq3_xxs") return DType::IQ3_S;
+    if (tn == "q2_k") return DType::Q3_K;
+    if (tn == "q3_k_m") return DType::Q4_K;
+    return tg.base;
+  }
+  if (contains(n, "ffn_down")) {
+    if (tn == "q2_k") return DType::Q3_K;
+    if (tn == "q3_k_m") return DType::Q4_K;
+  }
+  return tg.base;
+}
+
 DType mixed_type(const QuantTarget& tg, const QuantModelInfo& m, const Counters& c, const TensorView& t, size_t index) {
+  if (tg.mix == Mix::Low) return lowbit_type(tg, m, c, t, index);
   const std::string& n = t.name;
   DType type = tg.base;
   const bool km = tg.mix == Mix::KM, ks = tg.mix == Mix::KS;
@@ -206,6 +262,47 @@ std::vector<std::optional<DType>> plan_tensor_types(const QuantTarget& target, c
   return out;
 }
 
+TensorTypeRule parse_tensor_type_rule(const std::string& spec) {
+  const size_t eq = spec.rfind('=');
+  if (eq == std::string::npos || eq == 0 || eq + 1 == spec.size())
+    throw UsageError("--tensor-type '" + spec + "' is not REGEX=TYPE (e.g. 'ffn_.*_exps=iq2_xxs')");
+  TensorTypeRule r;
+  r.pattern = spec.substr(0, eq);
+  const std::string type = spec.substr(eq + 1);
+  const auto t = dtype_from_name(type);
+  if (!t || !can_quantize(*t) || *t == DType::Q8_K)
+    throw UsageError("--tensor-type '" + spec + "': '" + type + "' is not a type owl writes");
+  r.type = *t;
+  try {
+    (void)std::regex(r.pattern);
+  } catch (const std::regex_error& e) {
+    throw UsageError("--tensor-type '" + spec + "': bad regular expression (" + e.what() + ")");
+  }
+  return r;
+}
+
+std::vector<TensorTypeRule> dynamic_moe_rules(DType low) {
+  const DType down = low == DType::IQ1_S || low == DType::IQ1_M ? DType::IQ2_XXS : low;
+  return {{"ffn_(gate|up)_exps\\.weight$", low}, {"ffn_down_exps\\.weight$", down}, {"^output\\.weight$", DType::Q6_K}};
+}
+
+std::vector<std::optional<DType>> plan_tensor_types(const QuantTarget& target, const QuantModelInfo& model,
+                                                    const std::vector<TensorView>& tensors,
+                                                    const std::vector<TensorTypeRule>& rules) {
+  auto plan = plan_tensor_types(target, model, tensors);
+  std::vector<std::regex> res;
+  for (const auto& r : rules) res.emplace_back(r.pattern);
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    if (!plan[i]) continue;
+    for (size_t k = 0; k < rules.size(); ++k)
+      if (std::regex_search(tensors[i].name, res[k])) {
+        plan[i] = fit_row(rules[k].type, tensors[i].ne[0]);
+        break;
+      }
+  }
+  return plan;
+}
+
 void quantize_rows(DType to, const float* src, int64_t n_rows, int64_t row_len, uint8_t* dst, ThreadPool& pool) {
   const size_t rb = row_bytes(to, row_len);  // throws for a row length `to` cannot hold
   pool.parallel_for(n_rows, [&](int64_t r0, int64_t r1, int) {
@@ -214,7 +311,8 @@ void quantize_rows(DType to, const float* src, int64_t n_rows, int64_t row_len, 
   });
 }
 
-void convert_tensor(const TensorView& src, DType to, uint8_t* dst, ThreadPool& pool) {
+void convert_tensor(const TensorView& src, DType to, uint8_t* dst, ThreadPool& pool,
+                    const std::vector<std::vector<float>>& importance) {
   const int64_t row_len = src.ne[0], n_rows = src.rows();
   const size_t out_rb = row_bytes(to, row_len);
   if (!can_quantize(to)) throw Error(std::string("cannot convert tensor '") + src.name + "' to " + dtype_name(to));
@@ -238,7 +336,12 @@ void convert_tensor(const TensorView& src, DType to, uint8_t* dst, ThreadPool& p
       const int64_t r0 = (t0 + task) * rows_per_task, r1 = std::min(n_rows, r0 + rows_per_task);
       for (int64_t r = r0; r < r1; ++r) {
         dequantize_row_ref(src.type, src.row(r), buf.data(), row_len);
-        quantize_weight_row(to, buf.data(), dst + static_cast<size_t>(r) * out_rb, row_len);
+        const float* imp = nullptr;
+        if (!importance.empty()) {
+          const auto mat = static_cast<size_t>((r / src.ne[1]) % static_cast<int64_t>(importance.size()));
+          imp = importance[mat].data();
+        }
+        quantize_weight_row(to, buf.data(), dst + static_cast<size_t>(r) * out_rb, row_len, imp);
       }
     });
   }

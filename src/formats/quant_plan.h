@@ -20,10 +20,16 @@
 //  * A row length that is not a multiple of the chosen type's block falls back:
 //    Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0, and to F16 when that does not fit
 //    either (the 32-element formats fall back to F16 directly).
+//  * The low-bit targets (q2_k, q3_k_m, iq3_s, iq3_xxs, iq2_s, iq2_xs, iq2_xxs, iq1_m, iq1_s)
+//    follow the mix llama-quantize gave the golden files of those types (lowbit_type in
+//    quant_plan.cpp: the output head Q5_K/Q6_K, token_embd Q2_K/IQ3_S, attn_v/attn_k/attn_output
+//    a step up, 8-expert models' attention at Q4_K-Q8_0); rows that do not fit 256-element blocks
+//    fall back to IQ4_NL (codebook types) or Q4_0 (Q2_K, Q3_K).
 //  * F32/F16/BF16 targets convert every convertible tensor to that type, no mix.
 #pragma once
 #include <cstdint>
 #include <optional>
+#include <regex>
 #include <string>
 #include <vector>
 
@@ -41,7 +47,7 @@ struct QuantTarget {
   std::string name;         // as the user spells it: "q4_k_m"
   DType base = DType::F32;  // the type most tensors get
   uint32_t file_type = 0;   // llama.cpp's llama_ftype, written as general.file_type
-  enum class Mix { None, KS, KM } mix = Mix::None;
+  enum class Mix { None, KS, KM, Low } mix = Mix::None;
 };
 
 // Parses a target name (case-insensitive). Throws owl::UsageError listing the valid names.
@@ -66,6 +72,29 @@ QuantModelInfo quant_model_info(const gguf::Metadata& meta);
 std::vector<std::optional<DType>> plan_tensor_types(const QuantTarget& target, const QuantModelInfo& model,
                                                     const std::vector<TensorView>& tensors);
 
+// `--tensor-type REGEX=TYPE` (llama-quantize's option): tensors whose name the regex matches
+// anywhere (ECMAScript) get TYPE; the first matching rule wins. Only tensors the plan converts
+// are affected, and a row length TYPE cannot hold falls back as above.
+struct TensorTypeRule {
+  std::string pattern;
+  DType type = DType::F32;
+};
+// Parses "REGEX=TYPE" (TYPE a type name: q4_k, iq2_xxs, ...). Throws owl::UsageError for a
+// missing '=', a bad regex or a type owl cannot write.
+TensorTypeRule parse_tensor_type_rule(const std::string& spec);
+
+// `--recipe dynamic-moe LOWTYPE`, the mix of the dynamic low-bit DeepSeek/Kimi files: routed experts
+// (ffn_{gate,up}_exps) at LOWTYPE and ffn_down_exps at LOWTYPE too, except IQ1_S/IQ1_M whose
+// down projections get IQ2_XXS; everything else (attention, shared experts, the dense leading
+// layers, embeddings) as q4_k_m mixes it (Q4_K with Q6_K for some), and the output head Q6_K.
+// As rules placed before any --tensor-type rules (which therefore cannot override them).
+std::vector<TensorTypeRule> dynamic_moe_rules(DType low);
+
+// plan_tensor_types, then each convertible tensor that a rule matches gets that rule's type.
+std::vector<std::optional<DType>> plan_tensor_types(const QuantTarget& target, const QuantModelInfo& model,
+                                                    const std::vector<TensorView>& tensors,
+                                                    const std::vector<TensorTypeRule>& rules);
+
 // Converts n_rows rows of row_len floats to `to` (row_bytes(to, row_len) bytes per row),
 // rows split over `pool`.
 void quantize_rows(DType to, const float* src, int64_t n_rows, int64_t row_len, uint8_t* dst, ThreadPool& pool);
@@ -74,6 +103,8 @@ void quantize_rows(DType to, const float* src, int64_t n_rows, int64_t row_len, 
 // (each row dequantised to float, then quantised), rows split over `pool`.
 // dst holds row_bytes(to, ne[0]) * rows() bytes. Throws owl::Error for a source
 // type that cannot be dequantised or a row length `to` cannot hold.
-void convert_tensor(const TensorView& src, DType to, uint8_t* dst, ThreadPool& pool);
+// importance: empty, or one vector of ne[0] column weights per matrix (ne[2] of a stack).
+void convert_tensor(const TensorView& src, DType to, uint8_t* dst, ThreadPool& pool,
+                    const std::vector<std::vector<float>>& importance = {});
 
 }  // namespace owl

@@ -57,11 +57,17 @@ class Weight {
   Isa isa() const;  // a packed weight's kernels; a plain weight's follow default_isa()
   // The view of a plain weight; null for a packed one.
   const TensorView* plain() const { return layout_ ? nullptr : &view_; }
+  // For a matrix_slice of a 3-D stack: which matrix it is, and how many the stack holds (0 and 1
+  // for a 2-D weight). The activation observer reports experts by these.
+  int64_t matrix() const { return matrix_; }
+  int64_t n_matrices() const { return n_matrices_; }
 
  private:
   friend struct WeightAccess;  // the kernels (repack.h)
-  TensorView view_;            // name and shape; data: the stored rows, or this matrix's first packed group
+  friend Weight matrix_slice(const Weight& W, int64_t i2);
+  TensorView view_;  // name and shape; data: the stored rows, or this matrix's first packed group
   std::shared_ptr<const PackedLayout> layout_;  // null: plain
+  int64_t matrix_ = 0, n_matrices_ = 1;
 };
 
 // Y[r][o] = sum_i W[o][i] * X[r][i] for r < n_rows, o < out. X has W.in() columns.
@@ -77,6 +83,17 @@ void matmul_many(std::span<const Weight* const> Ws, const float* X, int64_t n_ro
 // Y[r][o] = silu(gate[o] . X[r]) * (up[o] . X[r]) (gate, up: same shape), computed per output tile
 // without a separate pass; bit-identical to matmul(gate), matmul(up), swiglu().
 void matmul_swiglu(const Weight& gate, const Weight& up, const float* X, int64_t n_rows, float* Y);
+
+// Sees every matmul input: called by matmul, matmul_many and matmul_swiglu once per weight with
+// the rows X (n_rows x W.in() floats) before the product. Calls may come from several threads at
+// once (MoE experts run in parallel), so observe() must be thread-safe. `owl imatrix` uses it.
+class ActivationObserver {
+ public:
+  virtual ~ActivationObserver() = default;
+  virtual void observe(const Weight& W, const float* X, int64_t n_rows) = 0;
+};
+// Installs the process-wide observer (null, the default, removes it); not owned.
+void set_activation_observer(ActivationObserver* observer);
 
 // The 2-D matrix number i2 of a 3-D stack (e.g. expert i2 of ffn_*_exps), plain or packed.
 Weight matrix_slice(const Weight& W, int64_t i2);

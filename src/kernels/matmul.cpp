@@ -4,6 +4,7 @@
 // tile stays in L1 while a block of activation rows is read from L2 (prefill); decode is one
 // row, memory bound. The grouping of rows never changes what a row's result is.
 // Every output element is computed by the same code whatever the thread count.
+#include <atomic>
 #include <algorithm>
 #include <span>
 #include <cstring>
@@ -170,6 +171,17 @@ void dequantize_row(DType t, const void* src, float* dst, int64_t n) {
   dequantize_row_ref(t, src, dst, n);  // the scalar dequantisers are not the bottleneck anywhere
 }
 
+namespace {
+std::atomic<ActivationObserver*> g_observer{nullptr};
+
+void notify(std::span<const Weight* const> Ws, const float* X, int64_t n_rows) {
+  if (ActivationObserver* o = g_observer.load(std::memory_order_acquire))
+    for (const Weight* w : Ws) o->observe(*w, X, n_rows);
+}
+}  // namespace
+
+void set_activation_observer(ActivationObserver* observer) { g_observer.store(observer, std::memory_order_release); }
+
 // Multiply-adds below which a matmul runs on the calling thread alone.
 constexpr int64_t kInlineWork = int64_t{1} << 16;
 
@@ -282,6 +294,7 @@ void matmul(const Weight& W, const float* X, int64_t n_rows, float* Y) {
 
 void matmul_many(std::span<const Weight* const> Ws, const float* X, int64_t n_rows, std::span<float* const> Ys) {
   if (n_rows <= 0) return;
+  notify(Ws, X, n_rows);
   MatmulJob job;
   bool inline_run = false;
   const int tasks = plan(job, Ws, X, n_rows, Ys, &inline_run);
@@ -295,6 +308,7 @@ void matmul_swiglu(const Weight& gate, const Weight& up, const float* X, int64_t
                 "' " + std::to_string(up.out()) + "; gate and up must have the same shape");
   const Weight* Ws[2] = {&gate, &up};
   float* Ys[2] = {Y, Y};
+  notify(Ws, X, n_rows);
   MatmulJob job;
   bool inline_run = false;
   plan(job, Ws, X, n_rows, Ys, &inline_run);
@@ -308,7 +322,10 @@ Weight matrix_slice(const Weight& W, int64_t i2) {
   v.n_dims = 2;
   v.ne = {v.ne[0], v.ne[1], 1, 1};
   v.data = static_cast<const uint8_t*>(v.data) + static_cast<size_t>(i2) * (pk ? pk->matrix_bytes : v.n_bytes());
-  return WeightAccess::make(std::move(v), WeightAccess::shared_layout(W));  // shares the packed storage
+  Weight slice = WeightAccess::make(std::move(v), WeightAccess::shared_layout(W));  // shares the packed storage
+  slice.matrix_ = i2;
+  slice.n_matrices_ = W.ne()[2];
+  return slice;
 }
 
 }  // namespace owl::kernels

@@ -1,8 +1,8 @@
 // Internal to the kernels: dot products of one stored weight row with up to kMaxNR activation
 // rows that were converted to the weight's "vec-dot" type (Q8_0 blocks for the 32-element
 // formats, Q8_K blocks for the K-quants, IQ4_XS and the IQ1/IQ2/IQ3 codebook types, float32 for
-// float weights), the way ggml does it. Each weight type has a scalar reference and, where
-// written, an AVX2 version (all but Q2_K and Q3_K).
+// float weights), the way ggml does it. Each weight type has a scalar reference and an AVX2
+// version.
 #pragma once
 #include <cstddef>
 #include <cstdint>

@@ -224,6 +224,111 @@ void dot_q45_k(int64_t n, const void* vw, const void* x, size_t xs, float* y, in
   for (int r = 0; r < NR; ++r) y[r * ys] = hsum(acc[r]) - hsum128(accm[r]);
 }
 
+// Shuffle control for dot_q2_k / dot_q3_k / dot_q6_k: int16 element k of each lane's 8 scales in
+// the low lane, element k + 1 in the high lane (a 32-byte run of quants spans two sub-blocks of 16).
+inline __m256i scale_pair_pick(int k) {
+  return _mm256_set_m128i(_mm_set1_epi16(static_cast<int16_t>((2 * k + 3) << 8 | (2 * k + 2))),
+                          _mm_set1_epi16(static_cast<int16_t>((2 * k + 1) << 8 | (2 * k))));
+}
+
+// Q2_K: per 16 elements d * sc * q - dmin * mn with 2-bit q. The min term is dmin * sum_k mn_k *
+// bsums_k per activation row; the quants multiply as unsigned bytes, 32 at a time (two sub-blocks).
+template <int NR>
+void dot_q2_k(int64_t n, const void* vw, const void* x, size_t xs, float* y, int64_t ys) {
+  const auto* w = as<BlockQ2_K>(vw);
+  const BlockQ8_K* a[NR];
+  __m256 acc[NR], accm[NR];
+  for (int r = 0; r < NR; ++r) {
+    a[r] = row_of<BlockQ8_K>(x, xs, r);
+    acc[r] = _mm256_setzero_ps();
+    accm[r] = _mm256_setzero_ps();
+  }
+  const __m256i m2 = _mm256_set1_epi8(3);
+  const __m128i m4 = _mm_set1_epi8(0x0F);
+  for (int64_t i = 0; i < n / kQKK; ++i) {
+    const float dw = f16(w[i].d), dmw = f16(w[i].dmin);
+    const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w[i].scales));
+    const __m256i sc16 = _mm256_cvtepu8_epi16(_mm_and_si128(packed, m4));
+    const __m256i mn16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(packed, 4), m4));
+    __m256i sumi[NR];
+    for (int r = 0; r < NR; ++r) {
+      sumi[r] = _mm256_setzero_si256();
+      const __m256i mins = _mm256_madd_epi16(mn16, load32(a[r][i].bsums));
+      accm[r] = _mm256_fmadd_ps(_mm256_set1_ps(dmw * a[r][i].d), _mm256_cvtepi32_ps(mins), accm[r]);
+    }
+    const __m256i scl[2] = {_mm256_permute2x128_si256(sc16, sc16, 0x00), _mm256_permute2x128_si256(sc16, sc16, 0x11)};
+    for (int c = 0; c < 2; ++c) {
+      const __m256i q = load32(w[i].qs + 32 * c);
+      for (int run = 0; run < 4; ++run) {
+        const __m256i lv = _mm256_and_si256(_mm256_srli_epi16(q, 2 * run), m2);
+        const __m256i scv = _mm256_shuffle_epi8(scl[c], scale_pair_pick(2 * run));
+        for (int r = 0; r < NR; ++r) {
+          const __m256i p = _mm256_maddubs_epi16(lv, load32(a[r][i].qs + 128 * c + 32 * run));
+          sumi[r] = _mm256_add_epi32(sumi[r], _mm256_madd_epi16(p, scv));
+        }
+      }
+    }
+    for (int r = 0; r < NR; ++r)
+      acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(dw * a[r][i].d), _mm256_cvtepi32_ps(sumi[r]), acc[r]);
+  }
+  for (int r = 0; r < NR; ++r) y[r * ys] = hsum(acc[r]) - hsum(accm[r]);
+}
+
+// Q3_K's 16 6-bit scales minus 32 as int8, as quants.cpp's q3_k_scales unpacks them: low nibbles
+// of bytes 0-7 (scales 0-7) and their high nibbles (8-15); the top 2 bits of scale j are bits
+// 2 (j / 4) of byte 8 + j % 4, which one variable shift per 32-bit lane brings down.
+inline __m128i q3_k_scales(const uint8_t* p) {
+  const __m128i m4 = _mm_set1_epi8(0x0F);
+  const __m128i v = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
+  const __m128i lows = _mm_unpacklo_epi64(_mm_and_si128(v, m4), _mm_and_si128(_mm_srli_epi16(v, 4), m4));
+  uint32_t h;
+  std::memcpy(&h, p + 8, 4);
+  const __m128i t = _mm_srlv_epi32(_mm_set1_epi32(static_cast<int>(h)), _mm_set_epi32(6, 4, 2, 0));
+  const __m128i highs = _mm_slli_epi16(_mm_and_si128(t, _mm_set1_epi8(3)), 4);
+  return _mm_sub_epi8(_mm_or_si128(lows, highs), _mm_set1_epi8(32));
+}
+
+// Q3_K: per 16 elements d * sc * q with q = 2 low bits - 4 * !hbit in [-4, 3]. The kernel
+// multiplies the unsigned q + 4 (the high bit as bit 2) and takes 4 * sum_k sc_k * bsums_k off.
+template <int NR>
+void dot_q3_k(int64_t n, const void* vw, const void* x, size_t xs, float* y, int64_t ys) {
+  const auto* w = as<BlockQ3_K>(vw);
+  const BlockQ8_K* a[NR];
+  __m256 acc[NR];
+  for (int r = 0; r < NR; ++r) {
+    a[r] = row_of<BlockQ8_K>(x, xs, r);
+    acc[r] = _mm256_setzero_ps();
+  }
+  const __m256i m2 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1);
+  for (int64_t i = 0; i < n / kQKK; ++i) {
+    const float dw = f16(w[i].d);
+    const __m256i sc16 = _mm256_cvtepi8_epi16(q3_k_scales(w[i].scales));
+    __m256i sumi[NR];
+    for (int r = 0; r < NR; ++r) {
+      const __m256i off = _mm256_madd_epi16(sc16, load32(a[r][i].bsums));
+      sumi[r] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(off, 2));
+    }
+    const __m256i scl[2] = {_mm256_permute2x128_si256(sc16, sc16, 0x00), _mm256_permute2x128_si256(sc16, sc16, 0x11)};
+    const __m256i hmask = load32(w[i].hmask);
+    for (int c = 0; c < 2; ++c) {
+      const __m256i q = load32(w[i].qs + 32 * c);
+      for (int run = 0; run < 4; ++run) {
+        const __m256i hbit = _mm256_and_si256(_mm256_srli_epi16(hmask, 4 * c + run), one);
+        const __m256i lv =
+            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 2 * run), m2), _mm256_slli_epi16(hbit, 2));
+        const __m256i scv = _mm256_shuffle_epi8(scl[c], scale_pair_pick(2 * run));
+        for (int r = 0; r < NR; ++r) {
+          const __m256i p = _mm256_maddubs_epi16(lv, load32(a[r][i].qs + 128 * c + 32 * run));
+          sumi[r] = _mm256_add_epi32(sumi[r], _mm256_madd_epi16(p, scv));
+        }
+      }
+    }
+    for (int r = 0; r < NR; ++r)
+      acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(dw * a[r][i].d), _mm256_cvtepi32_ps(sumi[r]), acc[r]);
+  }
+  for (int r = 0; r < NR; ++r) y[r * ys] = hsum(acc[r]);
+}
+
 template <int NR>
 void dot_q6_k(int64_t n, const void* vw, const void* x, size_t xs, float* y, int64_t ys) {
   const auto* w = as<BlockQ6_K>(vw);
@@ -572,6 +677,8 @@ OWL_NR_KERNEL(KQ8_0, dot_sym_q8_0<DecQ8_0, NR>)
 OWL_NR_KERNEL(KIQ4_NL, dot_sym_q8_0<DecIQ4_NL, NR>)
 OWL_NR_KERNEL(KQ4_1, dot_asym_q8_0<BlockQ4_1, NR>)
 OWL_NR_KERNEL(KQ5_1, dot_asym_q8_0<BlockQ5_1, NR>)
+OWL_NR_KERNEL(KQ2_K, dot_q2_k<NR>)
+OWL_NR_KERNEL(KQ3_K, dot_q3_k<NR>)
 OWL_NR_KERNEL(KQ4_K, dot_q45_k<false, NR>)
 OWL_NR_KERNEL(KQ5_K, dot_q45_k<true, NR>)
 OWL_NR_KERNEL(KQ6_K, dot_q6_k<NR>)
@@ -680,6 +787,10 @@ DotFn dot_fn_avx2(DType t) {
       return by_nr<KQ8_0>;
     case DType::IQ4_NL:
       return by_nr<KIQ4_NL>;
+    case DType::Q2_K:
+      return by_nr<KQ2_K>;
+    case DType::Q3_K:
+      return by_nr<KQ3_K>;
     case DType::Q4_K:
       return by_nr<KQ4_K>;
     case DType::Q5_K:

@@ -8,6 +8,7 @@
 
 #include "base/error.h"
 #include "tensor/fp16.h"
+#include "tensor/quantize_lowbit.h"
 #include "tensor/quants.h"
 
 namespace owl {
@@ -391,12 +392,27 @@ bool can_quantize(DType t) {
     case DType::Q5_0:
     case DType::Q5_1:
     case DType::Q8_0:
+    case DType::Q2_K:
+    case DType::Q3_K:
     case DType::Q4_K:
     case DType::Q5_K:
     case DType::Q6_K:
     case DType::Q8_K:
     case DType::IQ4_NL:
     case DType::IQ4_XS:
+      return true;
+    default:
+      return is_codebook_type(t);
+  }
+}
+
+bool needs_importance(DType t) {
+  switch (t) {
+    case DType::IQ1_S:
+    case DType::IQ1_M:
+    case DType::IQ2_XXS:
+    case DType::IQ2_XS:
+    case DType::IQ2_S:
       return true;
     default:
       return false;
@@ -406,11 +422,12 @@ bool can_quantize(DType t) {
 namespace {
 
 // weights: rows of a stored weight (Q8_0 rounds halves away from zero, see quants.h).
-void quantize(DType t, const float* src, void* dst, int64_t n, bool weights) {
+void quantize(DType t, const float* src, void* dst, int64_t n, bool weights, const float* importance) {
   if (!can_quantize(t))
     throw Error(
         std::string("quantization to ") + dtype_name(t) +
-        " is not supported; choose one of F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q4_K Q5_K Q6_K Q8_K IQ4_NL IQ4_XS");
+        " is not supported; choose one of F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K Q4_K Q5_K Q6_K Q8_K IQ4_NL "
+        "IQ4_XS IQ1_S IQ1_M IQ2_XXS IQ2_XS IQ2_S IQ3_XXS IQ3_S");
   row_bytes(t, n);  // throws when n is not a multiple of the block size
   const int64_t nb = n / info(t).block_size;
   switch (t) {
@@ -433,6 +450,10 @@ void quantize(DType t, const float* src, void* dst, int64_t n, bool weights) {
       return quant_q5_1(src, out<BlockQ5_1>(dst), nb);
     case DType::Q8_0:
       return quant_q8_0(src, out<BlockQ8_0>(dst), nb, /*half_away=*/weights);
+    case DType::Q2_K:
+      return quantize_q2_k_row(src, dst, n, importance);
+    case DType::Q3_K:
+      return quantize_q3_k_row(src, dst, n, importance);
     case DType::Q4_K:
       return quant_q4_k(src, out<BlockQ4_K>(dst), nb);
     case DType::Q5_K:
@@ -446,13 +467,15 @@ void quantize(DType t, const float* src, void* dst, int64_t n, bool weights) {
     case DType::IQ4_XS:
       return quant_iq4_xs(src, out<BlockIQ4_XS>(dst), nb);
     default:
-      return;
+      return quantize_codebook_row(t, src, dst, n, importance);  // can_quantize: a codebook type
   }
 }
 
 }  // namespace
 
-void quantize_row(DType t, const float* src, void* dst, int64_t n) { quantize(t, src, dst, n, false); }
-void quantize_weight_row(DType t, const float* src, void* dst, int64_t n) { quantize(t, src, dst, n, true); }
+void quantize_row(DType t, const float* src, void* dst, int64_t n) { quantize(t, src, dst, n, false, nullptr); }
+void quantize_weight_row(DType t, const float* src, void* dst, int64_t n, const float* importance) {
+  quantize(t, src, dst, n, true, importance);
+}
 
 }  // namespace owl

@@ -189,7 +189,13 @@ void quantize_row(DType t, const float* src, void* dst, int64_t n);
 // As quantize_row, for stored weights: Q8_0 rounds halves away from zero as llama-quantize's
 // reference quantiser does (so owl's Q8_0 files equal llama.cpp's byte for byte); activations
 // keep quantize_row's round-half-to-even, which is what ggml's AVX2 activation quantiser does.
-void quantize_weight_row(DType t, const float* src, void* dst, int64_t n);
+// importance: n per-column weights (an importance matrix's, formats/imatrix.h) by which each
+// element's squared error counts, or null; the low-bit types (Q2_K, Q3_K and the codebook types)
+// use it, the others ignore it.
+void quantize_weight_row(DType t, const float* src, void* dst, int64_t n, const float* importance = nullptr);
+// Whether quantising weights to t wants an importance matrix: IQ1_S, IQ1_M, IQ2_XXS, IQ2_XS and
+// IQ2_S lose too much without one, so `owl quantize` refuses them without (as llama-quantize does).
+bool needs_importance(DType t);
 // Scalar reference dequantisation of every type in this header plus F32/F16/BF16;
 // kernels::dequantize_row is the fast entry point and agrees with this exactly.
 void dequantize_row_ref(DType t, const void* src, float* dst, int64_t n);

@@ -186,6 +186,11 @@ TEST(GgufBadInput, AbsurdDimsAndElementCountOverflow) {
   std::string blk = b;
   poke<uint64_t>(blk, q.dims, 100);
   expect_error(blk, "not a multiple of the Q4_K block size 256");
+  // The same for the low-bit codebook types (IQ1_S, type id 19).
+  std::string iq = b;
+  poke<uint32_t>(iq, q.type, 19);
+  poke<uint64_t>(iq, q.dims, 100);
+  expect_error(iq, "not a multiple of the IQ1_S block size 256");
 }
 
 TEST(GgufBadInput, UnknownTensorTypeIsNamed) {

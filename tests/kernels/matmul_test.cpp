@@ -63,12 +63,13 @@ TEST_P(MatmulIsa, FastAgreesWithReference) {
   }
 }
 
-// The codebook types' AVX2 kernels (grid gathers, sign patterns, per-16 scales, IQ1 deltas) over
-// several row lengths and odd row counts, so every activation-row group size 1..6 and a tail
-// group are hit; random bits reach every grid index, sign pattern and scale.
-TEST_P(MatmulIsa, CodebookFastAgreesWithReference) {
-  for (DType t :
-       {DType::IQ2_XXS, DType::IQ1_S, DType::IQ3_XXS, DType::IQ2_XS, DType::IQ2_S, DType::IQ3_S, DType::IQ1_M}) {
+// The low-bit types' AVX2 kernels (codebook grid gathers, sign patterns, per-16 scales, IQ1
+// deltas; Q2_K mins, Q3_K high bits and signed 6-bit scales) over several row lengths and odd row
+// counts, so every activation-row group size 1..6 and a tail group are hit; random bits reach
+// every grid index, sign pattern and scale.
+TEST_P(MatmulIsa, LowbitFastAgreesWithReference) {
+  for (DType t : {DType::IQ2_XXS, DType::IQ1_S, DType::IQ3_XXS, DType::IQ2_XS, DType::IQ2_S, DType::IQ3_S, DType::IQ1_M,
+                  DType::Q2_K, DType::Q3_K}) {
     for (int64_t in : {256, 512, 1280, 4096}) {
       const int64_t out = 19;
       Weights w = make_weights(t, in, out, 21 + static_cast<uint32_t>(in));
@@ -116,7 +117,7 @@ TEST_P(MatmulIsa, MatchesDequantisedProduct) {
 
 TEST_P(MatmulIsa, BitIdenticalForAnyThreadCount) {
   for (DType t : {DType::Q4_K, DType::Q6_K, DType::Q8_0, DType::Q5_0, DType::F32, DType::F16, DType::IQ1_M,
-                  DType::IQ2_XXS, DType::IQ3_S, DType::IQ1_S, DType::IQ3_XXS}) {
+                  DType::IQ2_XXS, DType::IQ3_S, DType::IQ1_S, DType::IQ3_XXS, DType::Q2_K, DType::Q3_K}) {
     const int64_t in = 512, out = 301;
     Weights w = make_weights(t, in, out, 3);
     for (int64_t n_rows : {1, 7}) {

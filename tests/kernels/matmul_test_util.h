@@ -30,7 +30,10 @@ inline Weights make_weights(DType t, int64_t in, int64_t out, uint32_t seed, int
   const size_t rb = row_bytes(t, in);
   w.bytes.resize(rb * static_cast<size_t>(out * n_mats));
   std::mt19937 rng(seed);
-  if (can_quantize(t)) {
+  // The low-bit types take random bits (every grid index, sign pattern and scale), the others
+  // quantised Gaussian rows.
+  const bool random_bits = is_codebook_type(t) || t == DType::Q2_K || t == DType::Q3_K || !can_quantize(t);
+  if (!random_bits) {
     std::normal_distribution<float> nd;
     std::vector<float> row(static_cast<size_t>(in));
     for (int64_t o = 0; o < out * n_mats; ++o) {
