@@ -148,22 +148,24 @@ void run(const Options& o) {
   const double first_s = seconds_since(t_first);
   decode(std::min<int64_t>(std::max<int64_t>(o.tg, 1), 4));
 
-  // Forward calls over R rows of one sequence at positions kVerifyContext.., rolled back each time.
+  // Forward calls over R rows of one sequence at positions kVerifyContext.., rolled back each time;
+  // the sizes take turns, so a noisy neighbour slows them alike.
   std::vector<std::pair<int64_t, double>> verify_ms;
   if (!o.verify_rows.empty()) {
     prefill(kVerifyContext);
-    for (int64_t rows : o.verify_rows) {
-      std::vector<double> ms;
-      for (int i = 0; i < 8 * std::max(o.reps, 1) + 2; ++i) {
+    std::vector<std::vector<double>> ms(o.verify_rows.size());
+    for (int i = 0; i < 8 * std::max(o.reps, 1) + 2; ++i)
+      for (size_t k = 0; k < o.verify_rows.size(); ++k) {
         batch.clear();
-        for (int64_t r = 0; r < rows; ++r) batch.add(tok(rng), kVerifyContext + r, 0, true);
+        for (int64_t r = 0; r < o.verify_rows[k]; ++r) batch.add(tok(rng), kVerifyContext + r, 0, true);
         const auto t0 = std::chrono::steady_clock::now();
         model->forward(batch, kv);
-        if (i >= 2) ms.push_back(1e3 * seconds_since(t0));  // two warm-up calls per size
+        if (i >= 2) ms[k].push_back(1e3 * seconds_since(t0));  // two warm-up rounds
         kv.truncate(0, kVerifyContext);
       }
-      std::sort(ms.begin(), ms.end());
-      verify_ms.emplace_back(rows, ms[ms.size() / 2]);
+    for (size_t k = 0; k < ms.size(); ++k) {
+      std::sort(ms[k].begin(), ms[k].end());
+      verify_ms.emplace_back(o.verify_rows[k], ms[k][ms[k].size() / 2]);
     }
   }
 
