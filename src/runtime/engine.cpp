@@ -350,6 +350,11 @@ int64_t Engine::verify_and_emit(Active& a, int64_t pos, std::span<const float> l
 void Engine::emit(Active& a, int32_t tok) {
   a.sampler.accept(tok);
   ++a.generated;
+  {
+    // Counted before the client can hear of it, as finish() counts the request.
+    std::lock_guard<std::mutex> lock(mu_);
+    ++stats_.generated_tokens_total;
+  }
   ++a.tokens_out;
   if (!a.p.req.ignore_eos && tok_.is_eog(tok) && a.forced.empty()) return finish(a, FinishReason::Stop);
   std::string piece = a.decoder.push(tok);
@@ -484,7 +489,6 @@ void Engine::step() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     ++stats_.steps_total;
-    stats_.generated_tokens_total += generated;
     stats_.prefill_tokens_total += n_prefill;
     stats_.kv_pages_in_use = kv_->pages_in_use();
     stats_.kv_bytes_allocated = static_cast<int64_t>(kv_->bytes_allocated());

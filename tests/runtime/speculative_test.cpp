@@ -122,7 +122,8 @@ TEST_P(SpecGreedy, SameIdsAsPlainDecoding) {
 
 INSTANTIATE_TEST_SUITE_P(Families, SpecGreedy,
                          ::testing::Values("golden/llama/f32.gguf", "golden/llama-rope-scaled/f32.gguf",
-                                           "golden/qwen2/f32.gguf", "golden/qwen3/f32.gguf", "golden/qwen3moe/f32.gguf",
+                                           "golden/qwen2/f32.gguf", "golden/qwen3/f32.gguf", "golden/llama/q4_k_m.gguf",
+                                           "golden/qwen3/q4_k_m.gguf", "golden/qwen3moe/f32.gguf",
                                            "golden/glm4moe/f32.gguf", "golden/deepseek-v3/f32.gguf",
                                            "golden/deepseek-v2-lite/q4_k_m.gguf", "golden/deepseek-v3-mtp/f32.gguf",
                                            "golden/deepseek-v3-mtp/q4_k_m.gguf",
