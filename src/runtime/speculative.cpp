@@ -131,7 +131,8 @@ class MtpDrafter : public Drafter {
       out.push_back(pick_draft(pick, m_.mtp_forward(batch_, own_.data(), kv_)));
     }
     kv_.truncate(seq_, kept_rows);
-    // The hidden rows before n-2 are no longer needed: every later head row reads p-1 >= n-1.
+    // The target's hidden of positions before n-1 is no longer needed: the head's next rows
+    // (positions n ..) read positions n-1 ..
     const int64_t drop = std::max<int64_t>(0, n - 1 - base_);
     if (drop > 0 && drop <= count()) {
       hidden_.erase(hidden_.begin(), hidden_.begin() + drop * d_);
