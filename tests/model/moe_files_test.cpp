@@ -94,6 +94,17 @@ void check_nextn_layer_apart(const std::string& model, const std::string& arch, 
   for (size_t i = 0; i < gold.size(); ++i)
     max_abs = std::max(max_abs, static_cast<double>(std::fabs(logits[i] - gold[i])));
   EXPECT_LE(max_abs, 1e-3) << model;
+
+  // The head runs on the family's own attention (GQA for glm4moe, MLA for deepseek2): finite
+  // logits for every row, its own cache holding the rows.
+  const int64_t d = m->config().n_embd;
+  std::vector<float> hidden(m->last_hidden().size(), 0.0f);
+  std::copy(m->last_hidden().begin(), m->last_hidden().end() - d, hidden.begin() + d);
+  KVCache mkv(m->mtp_kv_shape(), {.type = DType::F32, .n_ctx = 512, .n_seq_max = 1, .page_tokens = 32});
+  auto head = m->mtp_forward(batch, hidden.data(), mkv);
+  ASSERT_EQ(head.size(), gold.size());
+  EXPECT_TRUE(std::all_of(head.begin(), head.end(), [](float v) { return std::isfinite(v); })) << model;
+  EXPECT_EQ(mkv.seq_length(0), static_cast<int64_t>(tokens.size()));
 }
 
 TEST(Glm4MoeFile, NextNLayerLeavesTheTrunkAlone) { check_nextn_layer_apart("glm4moe", "glm4moe", glm4moe_family()); }
