@@ -1,7 +1,9 @@
-// owl quantize IN.gguf OUT.gguf TYPE [--threads N]: writes a copy of a GGUF model
+// owl quantize IN.gguf OUT.gguf TYPE [--nextn-type T] [--threads N]: writes a copy of a GGUF model
 // with its weights converted to TYPE (q4_k_m, q8_0, ...), choosing each tensor's
 // type as llama.cpp's llama-quantize does (formats/quant_plan.h). Metadata is
-// copied with general.file_type set for TYPE; tensors keep their order.
+// copied with general.file_type set for TYPE; tensors keep their order. NextN/MTP layers are
+// kept and typed like the others, or with --nextn-type their matrices get that type (the head only
+// drafts, so it may be smaller; its norms stay as stored).
 //
 // Tensors stream one at a time from the memory-mapped input through the writer's
 // fill callback, rows converted in parallel, so a model many times larger than
@@ -10,6 +12,7 @@
 // second rounding loses accuracy).
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -27,9 +30,17 @@ namespace {
 namespace fs = std::filesystem;
 
 struct Options {
-  std::string in, out, type;
+  std::string in, out, type, nextn_type;
   int threads = 0;
 };
+
+// blk.<il>.* of a NextN layer: il at or after the trunk's block count.
+bool in_nextn_layer(const std::string& name, const owl::gguf::Metadata& meta, const std::string& arch) {
+  const int64_t nextn = meta.get_int(arch + ".nextn_predict_layers").value_or(0);
+  if (nextn <= 0 || name.rfind("blk.", 0) != 0) return false;
+  const int64_t il = std::strtoll(name.c_str() + 4, nullptr, 10);
+  return il >= meta.get_int(arch + ".block_count").value_or(0) - nextn;
+}
 
 void check_paths(const Options& o) {
   std::error_code ec;
@@ -56,7 +67,15 @@ void run(const Options& o) {
   auto in = owl::gguf::File::open(o.in);
   std::vector<owl::TensorView> views;
   for (const auto& ti : in->tensor_infos()) views.push_back(in->view(ti));
-  const auto plan = owl::plan_tensor_types(target, owl::quant_model_info(in->metadata()), views);
+  auto plan = owl::plan_tensor_types(target, owl::quant_model_info(in->metadata()), views);
+  if (!o.nextn_type.empty()) {
+    const owl::DType nextn = owl::parse_quant_target(o.nextn_type).base;
+    const std::string arch = owl::quant_model_info(in->metadata()).arch;
+    if (in->metadata().get_int(arch + ".nextn_predict_layers").value_or(0) <= 0)
+      throw owl::UsageError("--nextn-type: '" + o.in + "' has no NextN (multi-token prediction) layer");
+    for (size_t i = 0; i < views.size(); ++i)
+      if (views[i].n_dims >= 2 && in_nextn_layer(views[i].name, in->metadata(), arch)) plan[i] = nextn;
+  }
 
   owl::gguf::Writer w(in->version());
   w.metadata() = in->metadata();
@@ -105,6 +124,8 @@ void setup(CLI::App& app) {
   sub->add_option("input", o->in, "GGUF file to read")->required();
   sub->add_option("output", o->out, "GGUF file to write (written to OUTPUT.tmp, then renamed)")->required();
   sub->add_option("type", o->type, "target: " + owl::quant_target_names())->required();
+  sub->add_option("--nextn-type", o->nextn_type,
+                  "type of the NextN (multi-token prediction) layer's matrices (default: as TYPE's mix)");
   sub->add_option("-t,--threads", o->threads, "worker threads (default: all CPUs)");
   sub->callback([o] { run(*o); });
 }
