@@ -4,6 +4,7 @@
 // twin equals that twin tensor for tensor.
 #include <gtest/gtest.h>
 
+#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "convert/convert_test_util.h"
@@ -118,6 +119,20 @@ TEST(ExportNextn, LayerSurvivesExportAndConvert) {
   auto w = gguf::File::open(gguf_path);
   expect_same_hparams(config_from_gguf(g->metadata()), config_from_gguf(w->metadata()), "deepseek-v3-mtp");
   expect_same_tensors(*g, *w, "deepseek-v3-mtp");
+}
+
+// config.json may count a NextN layer the checkpoint leaves out (re-uploads, fine-tunes of
+// DeepSeek-V3 without model.layers.61): the folder loads as the trunk alone.
+TEST(ExportNextn, ConfigCountingAMissingLayerLoadsTheTrunk) {
+  const std::string dir = temp_dir() + "/hf";
+  owl_ok({"export", golden_file("deepseek-v3"), dir});
+  auto cfg = nlohmann::json::parse(read_file(dir + "/config.json"));
+  cfg["num_nextn_predict_layers"] = 1;
+  std::ofstream(dir + "/config.json") << cfg.dump(1);
+  auto src = open_model_source(dir);
+  EXPECT_EQ(src->config().n_layer, 3);
+  EXPECT_EQ(src->config().n_nextn_layers, 0);
+  EXPECT_FALSE(Model::load(*src)->has_mtp());
 }
 
 // The exported folder of a model with a shared twin equals the twin: same tensor names,
