@@ -323,7 +323,8 @@ void Engine::sample_and_emit(Active& a, std::span<const float> logits) {
   emit(a, tok);
 }
 
-int64_t Engine::verify_and_emit(Active& a, int64_t pos, std::span<const float> logits, const float* hidden) {
+int64_t Engine::verify_and_emit(Active& a, int64_t pos, std::span<const float> logits, const float* hidden,
+                                double seconds) {
   const auto n_vocab = static_cast<size_t>(model_.n_vocab());
   int64_t accepted = 0;
   for (size_t j = 0;; ++j) {
@@ -343,7 +344,7 @@ int64_t Engine::verify_and_emit(Active& a, int64_t pos, std::span<const float> l
   // Roll the rejected rows back: the target's cache keeps `next` and the accepted drafts.
   kv_->truncate(a.slot, pos + 1 + accepted);
   if (hidden && a.drafter) a.drafter->kept(pos, 1 + accepted, hidden);
-  a.governor.record(static_cast<int>(a.drafts.size()), static_cast<int>(accepted));
+  a.governor.record(static_cast<int>(a.drafts.size()), static_cast<int>(accepted), seconds);
   return accepted;
 }
 
@@ -454,6 +455,7 @@ void Engine::step() {
   }
 
   std::span<const float> logits;
+  const auto t_forward = std::chrono::steady_clock::now();
   try {
     logits = model_.forward(batch, *kv_);
   } catch (const std::exception& e) {
@@ -464,6 +466,8 @@ void Engine::step() {
     stats_.running = 0;
     return;
   }
+  // The step's forward time: each speculating sequence's governor weighs its drafts by it.
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_forward).count();
   const size_t n_vocab = static_cast<size_t>(model_.n_vocab());
   // The MTP head reads the trunk's hidden of every row the target keeps.
   const float* hidden = opts_.spec.kind == SpecKind::Mtp ? model_.last_hidden().data() : nullptr;
@@ -478,8 +482,9 @@ void Engine::step() {
     if (hidden && a.drafter && !decoder) a.drafter->kept(r.pos, r.n_rows, hidden + r.batch_row * d);
     if (decoder && !a.drafts.empty()) {
       drafted += static_cast<int64_t>(a.drafts.size());
-      accepted += verify_and_emit(a, r.pos, rows_logits, hidden ? hidden + r.batch_row * d : nullptr);
+      accepted += verify_and_emit(a, r.pos, rows_logits, hidden ? hidden + r.batch_row * d : nullptr, seconds);
     } else if (r.n_logits > 0) {
+      if (decoder && a.drafter) a.governor.record(0, 0, seconds);  // a plain step's time, for comparison
       if (hidden && a.drafter && decoder) a.drafter->kept(r.pos, 1, hidden + r.batch_row * d);
       sample_and_emit(a, rows_logits);
     }

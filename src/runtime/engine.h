@@ -189,8 +189,9 @@ class Engine {
   // sample_and_emit with the token already chosen (an accepted draft or a verdict).
   void emit(Active& a, int32_t tok);
   // The logits rows of a sequence that fed drafts: accept or replace them one by one, then roll
-  // the rejected rows back out of every cache. Returns the drafts accepted.
-  int64_t verify_and_emit(Active& a, int64_t pos, std::span<const float> logits, const float* hidden);
+  // the rejected rows back out of every cache. Returns the drafts accepted. `seconds`: the
+  // step's forward time, for the sequence's SpecGovernor.
+  int64_t verify_and_emit(Active& a, int64_t pos, std::span<const float> logits, const float* hidden, double seconds);
   void record_rate(int64_t generated, int64_t prefilled);
 
   Model& model_;

@@ -1,6 +1,7 @@
 #include "runtime/speculative.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <random>
 
@@ -292,6 +293,9 @@ Verdict verify_draft(Sampler& sampler, std::span<const float> logits, const Draf
 }
 
 int SpecGovernor::draft_budget(int k) {
+  // The first step, and one in kPlainEvery after, decodes plainly to time a plain step.
+  constexpr int64_t kPlainEvery = 64;
+  if (steps_++ % kPlainEvery == 0) return 0;
   if (pause_ > 0) {
     --pause_;
     return 0;
@@ -299,15 +303,32 @@ int SpecGovernor::draft_budget(int k) {
   return k;
 }
 
-void SpecGovernor::record(int drafted, int accepted) {
-  if (drafted <= 0) return;
-  constexpr double kKeep = 0.7, kLow = 0.2;
+void SpecGovernor::pause() {
   constexpr int kMaxPause = 128;
+  pause_ = backoff_;
+  backoff_ = std::min(backoff_ * 2, kMaxPause);
+}
+
+void SpecGovernor::record(int drafted, int accepted, double seconds) {
+  constexpr double kKeep = 0.7, kLow = 0.2;
+  auto smooth = [](double& avg, double v) { avg = avg > 0 ? kKeep * avg + (1 - kKeep) * v : v; };
+  if (drafted <= 0) {
+    if (seconds > 0) smooth(plain_s_, seconds);
+    return;
+  }
   rate_ = kKeep * rate_ + (1 - kKeep) * static_cast<double>(accepted) / static_cast<double>(drafted);
-  if (rate_ < kLow) {
-    pause_ = backoff_;
-    backoff_ = std::min(backoff_ * 2, kMaxPause);
+  if (seconds > 0) {
+    smooth(spec_s_, seconds);
+    smooth(spec_tokens_, 1.0 + accepted);
+  }
+  // Clearly slower only (timings of neighbouring steps move by some percent).
+  constexpr double kMargin = 0.9;
+  const bool slower = plain_s_ > 0 && spec_s_ > 0 && spec_tokens_ / spec_s_ < kMargin / plain_s_;
+  if (rate_ < kLow || slower) {
+    pause();
     rate_ = kLow + 0.05;  // one failed probe after the pause pauses again
+    spec_s_ = 0;          // the probe measures afresh
+    spec_tokens_ = 0;
   } else if (accepted > 0) {
     backoff_ = 4;
   }
@@ -329,11 +350,13 @@ std::vector<int32_t> speculative_greedy(Model& target, KVCache& kv, std::vector<
     const int64_t pos = static_cast<int64_t>(tokens.size()) - 1;  // where `first`/the next token goes
     const int budget = std::min(governor.draft_budget(k), n - static_cast<int>(out.size()) - 1);
     std::vector<DraftToken> drafts;
+    const auto t0 = std::chrono::steady_clock::now();  // drafting counts into the step's time
     if (budget > 0) drafts = drafter.propose(tokens, budget, sampler);
     batch.clear();
     batch.add(tokens.back(), pos, 0, true);
     for (size_t j = 0; j < drafts.size(); ++j) batch.add(drafts[j].id, pos + 1 + static_cast<int64_t>(j), 0, true);
     auto logits = target.forward(batch, kv);
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     size_t accepted = 0;
     int32_t next = 0;
     for (size_t j = 0;; ++j) {
@@ -351,7 +374,7 @@ std::vector<int32_t> speculative_greedy(Model& target, KVCache& kv, std::vector<
     }
     kv.truncate(0, pos + 1 + static_cast<int64_t>(accepted));
     drafter.kept(pos, 1 + static_cast<int64_t>(accepted), target.last_hidden().data());
-    governor.record(static_cast<int>(drafts.size()), static_cast<int>(accepted));
+    governor.record(static_cast<int>(drafts.size()), static_cast<int>(accepted), seconds);
     stats.drafted += static_cast<int64_t>(drafts.size());
     stats.accepted += static_cast<int64_t>(accepted);
     ++stats.verify_forwards;

@@ -85,21 +85,30 @@ struct Verdict {
 };
 Verdict verify_draft(Sampler& sampler, std::span<const float> logits, const DraftToken& draft);
 
-// Turns speculation off for a while when it does not pay: after a run of verify steps whose
-// acceptance stays low, drafting pauses for a number of steps that doubles each time (up to
-// 128), then is tried again; a good step resets it. Acceptance zero thus costs one probe step
-// every 128 steps.
+// Turns speculation off for a while when it does not pay: when the smoothed share of accepted
+// drafts falls low, or when the steps' timing shows that tokens per second with drafts fall
+// below those of plain steps (a forward over several rows costs as much as several forwards
+// when the model is compute-bound, as a tiny one is, or when each row routes to other experts).
+// Drafting then pauses for a number of steps that doubles each time (up to 128; the plain steps
+// meanwhile refresh the plain timing), then is tried again; a good step resets the pause.
+// Acceptance zero thus costs one probe step in 129. The first step and one in 64 decode plainly
+// to time a plain step.
 class SpecGovernor {
  public:
   // Tokens to draft this step (0: decode plainly).
   int draft_budget(int k);
-  // The outcome of a verify step with `drafted` drafts.
-  void record(int drafted, int accepted);
+  // The outcome of a step with `drafted` drafts (0: a plain step) that yielded accepted + 1
+  // tokens; `seconds` is the step's forward time (0 or less: not measured).
+  void record(int drafted, int accepted, double seconds = 0);
 
  private:
-  double rate_ = 1.0;  // smoothed share of drafts accepted
-  int pause_ = 0;      // steps left without drafting
+  void pause();
+
+  double rate_ = 1.0;                                  // smoothed share of drafts accepted
+  double plain_s_ = 0, spec_s_ = 0, spec_tokens_ = 0;  // smoothed step times and tokens (0: none yet)
+  int pause_ = 0;                                      // steps left without drafting
   int backoff_ = 4;
+  int64_t steps_ = 0;
 };
 
 // Counters for the speed line and /metrics.

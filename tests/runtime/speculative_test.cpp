@@ -106,8 +106,10 @@ TEST_P(SpecGreedy, SameIdsAsPlainDecoding) {
     EXPECT_EQ(spec_greedy(m, prompt, kN, *drafter, 3, stats), expected) << file << ", --spec draft:3";
     // Not 100%: the draft meets each position in other batch shapes than the target, and the
     // random models' near-ties flip with the rounding (most in 4-bit files).
+    // (Tokens per forward depend on the timing: the governor pauses drafting where a verify row
+    // costs as much as a forward, as in these tiny models.)
     EXPECT_GE(stats.acceptance(), 0.8) << file << ": a draft equal to the target";
-    EXPECT_GT(stats.tokens_per_forward(), 2.0) << file;
+    EXPECT_GT(stats.drafted, 0) << file;
   }
   if (m.has_mtp()) {
     for (int k : {1, 3}) {
@@ -288,10 +290,34 @@ TEST(SpecGovernor, PausesWhenNothingIsAcceptedAndRecovers) {
   }
   EXPECT_LE(drafted_steps, 12) << "zero acceptance must switch drafting (almost) off";
   SpecGovernor h;
+  int full = 0;
   for (int step = 0; step < 50; ++step) {
-    EXPECT_EQ(h.draft_budget(2), 2);
-    h.record(2, 2);
+    const int k = h.draft_budget(2);
+    full += k == 2;
+    h.record(k, k);
   }
+  EXPECT_EQ(full, 49);  // every step but the first (a plain one, timing)
+}
+
+TEST(SpecGovernor, PausesWhenDraftingIsSlowerThanPlainSteps) {
+  // Steps with 2 drafts yield 2 tokens but take 3x a plain step: 0.67 tokens per plain-step time.
+  SpecGovernor slow;
+  int drafted_steps = 0;
+  for (int step = 0; step < 300; ++step) {
+    const int k = slow.draft_budget(2);
+    drafted_steps += k > 0;
+    slow.record(k, k > 0 ? 1 : 0, k > 0 ? 3.0 : 1.0);
+  }
+  EXPECT_LE(drafted_steps, 12);
+  // Steps with drafts that cost 1.2x a plain step and yield 2 tokens: keep drafting.
+  SpecGovernor fast;
+  drafted_steps = 0;
+  for (int step = 0; step < 300; ++step) {
+    const int k = fast.draft_budget(2);
+    drafted_steps += k > 0;
+    fast.record(k, k > 0 ? 1 : 0, k > 0 ? 1.2 : 1.0);
+  }
+  EXPECT_GE(drafted_steps, 290);  // all but the plain timing steps (one in 64)
 }
 
 // ---- bad input ----
