@@ -1,10 +1,12 @@
-// owl bench MODEL [-p 512] [-n 128] [-t THREADS] [-r REPS] [--json]
+// owl bench MODEL [-p 512] [-n 128] [-t THREADS] [-r REPS] [--verify-rows 1,2,3,5] [--json]
 // Prompt processing (one forward call over p tokens) and generation (n single-token
 // decode steps from an empty context) in tokens/s, min and median over the
 // repetitions after a warm-up; plus the machine's measured read bandwidth, the
 // weight bytes one decode step touches, and the share of that roofline reached;
 // the load time and the peak resident memory against the memory bound
-// (peak RSS <= model file + KV cache + 5%).
+// (peak RSS <= model file + KV cache + 5%). --verify-rows also times one forward call over R
+// rows of one sequence after a 128-token context (what verifying R-1 speculative drafts costs),
+// median over 8 x REPS calls, each rolled back out of the cache.
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -42,7 +44,10 @@ struct Options {
   std::string split;       // --split: under mpirun, how the model is split over the ranks
   bool no_repack = false;  // A/B: weights in the file's layout instead of the interleaved copies
   bool no_vnni = false;    // A/B: the AVX2 kernels where the CPU also has AVX-512 VNNI
+  std::vector<int64_t> verify_rows;
 };
+
+constexpr int64_t kVerifyContext = 128;
 
 // Weight bytes read per decoded token: every tensor once, except the embedding
 // table (one row, unless it doubles as the output head) and routed experts
@@ -114,7 +119,12 @@ void run(const Options& o) {
 
   owl::KVCacheOptions kv_opts;
   kv_opts.type = owl::kv_type_from_name(o.kv_type);
-  kv_opts.n_ctx = std::max<int64_t>(o.pp, o.tg) + 16;
+  int64_t most_rows = 0;
+  for (int64_t r : o.verify_rows) {
+    if (r < 1 || r > 64) throw owl::UsageError("--verify-rows: each count must be 1..64");
+    most_rows = std::max(most_rows, r);
+  }
+  kv_opts.n_ctx = std::max<int64_t>({o.pp, o.tg, kVerifyContext + most_rows}) + 16;
   owl::KVCache kv(model->kv_shape(), kv_opts);
 
   std::mt19937 rng(1234);
@@ -140,6 +150,27 @@ void run(const Options& o) {
   prefill(std::min<int64_t>(std::max<int64_t>(o.pp, 1), 32));
   const double first_s = seconds_since(t_first);
   decode(std::min<int64_t>(std::max<int64_t>(o.tg, 1), 4));
+
+  // Forward calls over R rows of one sequence at positions kVerifyContext.., rolled back each time;
+  // the sizes take turns, so a noisy neighbour slows them alike.
+  std::vector<std::pair<int64_t, double>> verify_ms;
+  if (!o.verify_rows.empty()) {
+    prefill(kVerifyContext);
+    std::vector<std::vector<double>> ms(o.verify_rows.size());
+    for (int i = 0; i < 8 * std::max(o.reps, 1) + 2; ++i)
+      for (size_t k = 0; k < o.verify_rows.size(); ++k) {
+        batch.clear();
+        for (int64_t r = 0; r < o.verify_rows[k]; ++r) batch.add(tok(rng), kVerifyContext + r, 0, true);
+        const auto t0 = std::chrono::steady_clock::now();
+        model->forward(batch, kv);
+        if (i >= 2) ms[k].push_back(1e3 * seconds_since(t0));  // two warm-up rounds
+        kv.truncate(0, kVerifyContext);
+      }
+    for (size_t k = 0; k < ms.size(); ++k) {
+      std::sort(ms[k].begin(), ms[k].end());
+      verify_ms.emplace_back(o.verify_rows[k], ms[k][ms[k].size() / 2]);
+    }
+  }
 
   std::vector<double> pp_tps, tg_tps;
   for (int r = 0; r < o.reps; ++r) {
@@ -190,10 +221,15 @@ void run(const Options& o) {
                  {"kv_cache_bytes", kv_bytes},
                  {"bound_bytes", rss_bound},
                  {"within_bound", rss <= rss_bound}};
+  for (const auto& [rows, ms] : verify_ms)
+    j["verify_rows"].push_back({{"rows", rows}, {"ms_median", ms}, {"vs_one_row", ms / verify_ms.front().second}});
   if (o.json) {
     std::printf("%s\n", j.dump(2).c_str());
     return;
   }
+  for (const auto& [rows, ms] : verify_ms)
+    std::printf("verify %2lld rows after %lld: %8.2f ms median, %.2fx the first size\n", static_cast<long long>(rows),
+                static_cast<long long>(kVerifyContext), ms, ms / verify_ms.front().second);
   std::printf("model %s (%s), %d threads, %d reps, %s kernels\n", o.model.c_str(), model->config().arch.c_str(),
               threads, o.reps, j["kernels"].get<std::string>().c_str());
   if (o.pp > 0)
@@ -226,6 +262,10 @@ void setup(CLI::App& app) {
   sub->add_flag(
       "--no-vnni", o->no_vnni,
       "use the AVX2 kernels even where the CPU has AVX-512 VNNI (same results; for A/B with AVX2-only machines)");
+  sub->add_option("--verify-rows", o->verify_rows,
+                  "also time one forward call over each of these row counts of one sequence (speculative verify "
+                  "cost), e.g. 1,2,3,5")
+      ->delimiter(',');
   sub->add_flag("--json", o->json, "print the results as JSON");
   sub->callback([o] { run(*o); });
 }

@@ -23,6 +23,7 @@
 #include "chat/thinking_budget.h"
 #include "cli/command.h"
 #include "cli/load_options.h"
+#include "cli/spec_options.h"
 #include "cli/text_model.h"
 #include "hub/resolve.h"
 #include "model/model.h"
@@ -42,6 +43,7 @@ struct Options {
   int threads = 0;
   bool no_think = false, show_prompt = false;
   std::string kv_type = "f16";
+  owl::cli::SpecFlags spec;
 };
 
 std::atomic<bool> g_interrupted{false};
@@ -69,6 +71,8 @@ void run(const Options& o) {
   eo.n_parallel = 1;
   eo.n_ctx = o.ctx;
   eo.kv_type = owl::kv_type_from_name(o.kv_type);
+  owl::cli::DraftModel draft;
+  owl::cli::configure_spec(o.spec, *tm.model, *tok, eo, draft);
   owl::Engine engine(*tm.model, *tok, eo);
 
   struct sigaction sa {};
@@ -203,6 +207,7 @@ void setup(CLI::App& app) {
   sub->add_option("--budget", o->budget, "thinking budget in tokens (-1: none)");
   sub->add_flag("--no-think", o->no_think, "start with thinking off");
   sub->add_option("-t,--threads", o->threads, "worker threads");
+  owl::cli::add_spec_options(sub, o->spec);
   sub->add_option("--kv-type", o->kv_type, "KV cache type: f16 or f32");
   sub->add_flag("--show-prompt", o->show_prompt, "print each rendered prompt on stderr");
   owl::cli::add_quant_option(sub, o->quant);

@@ -115,6 +115,7 @@ void run(const Options& o) {
     j["n_expert_used"] = c.n_expert_used;
     j["n_expert_shared"] = c.n_expert_shared;
     j["mla"] = c.is_mla();
+    j["nextn_layers"] = c.n_nextn_layers;
     j["params_total"] = total;
     j["params_active"] = active;
     j["tensor_count"] = tensors.size();
@@ -160,6 +161,10 @@ void run(const Options& o) {
     std::printf("experts    %lld (%lld used, ff %lld), %lld shared, %lld leading dense layers\n", (long long)c.n_expert,
                 (long long)c.n_expert_used, (long long)c.n_ff_exp, (long long)c.n_expert_shared,
                 (long long)c.n_leading_dense);
+  if (c.n_nextn_layers > 0)
+    std::printf(
+        "nextn      %lld NextN (multi-token prediction) layer%s after %lld trunk layers: --spec mtp drafts with it\n",
+        (long long)c.n_nextn_layers, c.n_nextn_layers == 1 ? "" : "s", (long long)(c.n_layer - c.n_nextn_layers));
   std::printf("params     %s total, %s active per token\n", human(static_cast<double>(total), "").c_str(),
               human(static_cast<double>(active), "").c_str());
   std::printf("context    %lld (training)\n", (long long)c.n_ctx_train);

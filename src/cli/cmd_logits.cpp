@@ -1,8 +1,12 @@
-// owl logits MODEL --tokens 1,2,3 --out FILE.f32 [--threads N] [--greedy N] [--kv-type f16|f32] [--ctx N]
+// owl logits MODEL --tokens 1,2,3 --out FILE.f32 [--mtp-out M.f32] [--threads N] [--greedy N]
+//                  [--spec mtp[:K]|draft[:K]|ngram[:K] [--draft MODEL]] [--kv-type f16|f32] [--ctx N]
 // Evaluates the ids as one sequence in one forward call and writes the logits of
-// every position as float32 [n_tokens][n_vocab]; with --greedy N, then decodes N
-// greedy ids one at a time through the KV cache and prints them as a JSON array.
+// every position as float32 [n_tokens][n_vocab]; with --mtp-out, also the NextN head's logits
+// of every position (row k fed the trunk's hidden of row k-1 and token k); with --greedy N, then
+// decodes N greedy ids one at a time through the KV cache and prints them as a JSON array (with
+// --spec, speculatively: drafts verified in one forward call; the ids are the same).
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <memory>
@@ -19,12 +23,14 @@
 #include "model/trace.h"
 #include "runtime/kv_cache.h"
 #include "runtime/sampler.h"
+#include "runtime/speculative.h"
 
 namespace {
 
 struct Options {
-  std::string model, tokens, out, kv_type = "f32", quant, split;
+  std::string model, tokens, out, mtp_out, kv_type = "f32", quant, split;
   std::string dump, dump_names = "all";
+  std::string spec = "none", draft;
   int threads = 0;
   int greedy = 0;
   int64_t ctx = 0;
@@ -53,20 +59,80 @@ std::vector<int32_t> parse_ids(const std::string& s) {
   return ids;
 }
 
+void write_f32(const std::string& path, std::span<const float> rows) {
+  std::ofstream f(path, std::ios::binary);
+  if (!f) throw owl::Error("cannot write '" + path + "'; check that the folder exists and is writable");
+  f.write(reinterpret_cast<const char*>(rows.data()), static_cast<std::streamsize>(rows.size_bytes()));
+  if (!f.flush()) throw owl::Error("writing '" + path + "' failed (disk full?)");
+}
+
+void print_ids(const std::vector<int32_t>& ids) {
+  std::string json = "[";
+  for (size_t i = 0; i < ids.size(); ++i) json += (i ? ", " : "") + std::to_string(ids[i]);
+  std::printf("%s]\n", json.c_str());
+}
+
+// --greedy N with --spec: the prompt is in `kv`, `logits` its rows.
+std::vector<int32_t> speculative(const Options& o, const owl::SpecOptions& spec, owl::Model& model, owl::KVCache& kv,
+                                 const std::vector<int32_t>& ids, std::span<const float> logits,
+                                 const owl::KVCacheOptions& kv_opts) {
+  const auto n_vocab = static_cast<size_t>(model.n_vocab());
+  const int32_t first = owl::argmax(logits.subspan(logits.size() - n_vocab));
+  std::unique_ptr<owl::ModelSource> draft_source;
+  std::unique_ptr<owl::Model> draft_model;
+  std::unique_ptr<owl::KVCache> draft_kv;
+  std::unique_ptr<owl::Drafter> drafter;
+  std::vector<float> hidden;
+  switch (spec.kind) {
+    case owl::SpecKind::Mtp:
+      hidden.assign(model.last_hidden().begin(), model.last_hidden().end());
+      draft_kv = std::make_unique<owl::KVCache>(model.mtp_kv_shape(), kv_opts);
+      drafter = owl::make_mtp_drafter(model, *draft_kv, 0);
+      break;
+    case owl::SpecKind::Draft:
+      draft_source = owl::cli::open_source(owl::hub::resolve_model(o.draft, /*pull_if_missing=*/true), "");
+      draft_model = owl::Model::load(*draft_source);
+      owl::check_draft_model(model, *draft_model);
+      draft_kv = std::make_unique<owl::KVCache>(draft_model->kv_shape(), kv_opts);
+      drafter = owl::make_draft_model_drafter(*draft_model, *draft_kv, 0);
+      break;
+    case owl::SpecKind::Ngram:
+    case owl::SpecKind::None:
+      drafter = owl::make_ngram_drafter();
+      break;
+  }
+  owl::SpecStats stats;
+  auto out = owl::speculative_greedy(model, kv, ids, first, hidden, o.greedy, *drafter, spec.k, stats);
+  std::fprintf(stderr, "spec %s:%d: %lld drafted, %.1f%% accepted, %.2f tokens per forward\n",
+               owl::spec_kind_name(spec.kind), spec.k, static_cast<long long>(stats.drafted),
+               100.0 * stats.acceptance(), stats.tokens_per_forward());
+  return out;
+}
+
 void run(const Options& o) {
   if (o.threads > 0) owl::set_default_threads(o.threads);
   if (o.greedy < 0) throw owl::UsageError("--greedy must be 0 or more");
   const std::vector<int32_t> ids = parse_ids(o.tokens);
+  const owl::SpecOptions spec = owl::parse_spec(o.spec);
+  if (spec.kind == owl::SpecKind::Draft && o.draft.empty())
+    throw owl::UsageError("--spec draft needs --draft MODEL (a small model with the target's tokenizer)");
+  if (spec.kind != owl::SpecKind::Draft && !o.draft.empty())
+    throw owl::UsageError("--draft MODEL drafts only with --spec draft[:K]");
   auto source = owl::cli::open_source(owl::hub::resolve_model(o.model, /*pull_if_missing=*/true), o.quant);
   auto model = owl::dist::load_model(*source, owl::dist::parse_split(o.split));
   if (!model) return;  // a rank of a distributed run other than 0: it served rank 0's steps
   const int64_t n_vocab = model->n_vocab();
+  if (!o.mtp_out.empty() && !model->has_mtp())
+    throw owl::UsageError("--mtp-out: model '" + o.model +
+                          "' has no NextN (multi-token prediction) layer; `owl info` lists a file's NextN layers");
+  owl::check_spec_target(*model, spec);
   if (!o.dump.empty()) owl::trace::start(o.dump, o.dump_names);
 
   owl::KVCacheOptions kv_opts;
   kv_opts.type = owl::kv_type_from_name(o.kv_type);
   kv_opts.n_ctx = o.ctx > 0 ? o.ctx : std::max<int64_t>(model->config().n_ctx_train, 1);
-  const int64_t needed = static_cast<int64_t>(ids.size()) + std::max(o.greedy - 1, 0);
+  const int64_t spec_rows = spec.kind == owl::SpecKind::None ? 0 : spec.k;  // drafts beyond the last id
+  const int64_t needed = static_cast<int64_t>(ids.size()) + std::max(o.greedy - 1, 0) + spec_rows;
   if (needed > kv_opts.n_ctx)
     throw owl::Error(std::to_string(ids.size()) + " tokens and " + std::to_string(o.greedy) + " greedy steps need " +
                      std::to_string(needed) + " positions, which does not fit the context of " +
@@ -77,12 +143,21 @@ void run(const Options& o) {
   for (size_t i = 0; i < ids.size(); ++i) batch.add(ids[i], static_cast<int64_t>(i), 0, true);
   std::span<const float> logits = model->forward(batch, kv);
 
-  std::ofstream f(o.out, std::ios::binary);
-  if (!f) throw owl::Error("cannot write '" + o.out + "'; check that the folder exists and is writable");
-  f.write(reinterpret_cast<const char*>(logits.data()), static_cast<std::streamsize>(logits.size_bytes()));
-  if (!f.flush()) throw owl::Error("writing '" + o.out + "' failed (disk full?)");
+  write_f32(o.out, logits);
+  if (!o.mtp_out.empty()) {
+    // Row k of the head takes token k and the trunk's hidden of row k-1 (zeros for row 0).
+    const int64_t d = model->config().n_embd, n = batch.size();
+    std::vector<float> hidden(static_cast<size_t>(n * d), 0.0f);
+    const std::span<const float> h = model->last_hidden();
+    std::copy(h.begin(), h.end() - d, hidden.begin() + d);
+    owl::KVCache mtp_kv(model->mtp_kv_shape(), kv_opts);
+    write_f32(o.mtp_out, model->mtp_forward(batch, hidden.data(), mtp_kv));
+  }
 
-  if (o.greedy > 0) {
+  const auto t_greedy = std::chrono::steady_clock::now();
+  if (o.greedy > 0 && spec.kind != owl::SpecKind::None) {
+    print_ids(speculative(o, spec, *model, kv, ids, logits, kv_opts));
+  } else if (o.greedy > 0) {
     std::vector<int32_t> out;
     int32_t next = owl::argmax(logits.subspan(logits.size() - static_cast<size_t>(n_vocab)));
     int64_t pos = static_cast<int64_t>(ids.size());
@@ -93,10 +168,11 @@ void run(const Options& o) {
       batch.add(next, pos++, 0, true);
       next = owl::argmax(model->forward(batch, kv));
     }
-    std::string json = "[";
-    for (size_t i = 0; i < out.size(); ++i) json += (i ? ", " : "") + std::to_string(out[i]);
-    std::printf("%s]\n", json.c_str());
+    print_ids(out);
   }
+  if (o.greedy > 0)  // the speed of the decode phase alone (load and prompt excluded), for A/B runs
+    std::fprintf(stderr, "greedy: %d ids in %.3f s\n", o.greedy,
+                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t_greedy).count());
 }
 
 void setup(CLI::App& app) {
@@ -105,8 +181,14 @@ void setup(CLI::App& app) {
   sub->add_option("model", o->model, "GGUF file or Hugging Face folder")->required();
   sub->add_option("--tokens", o->tokens, "comma-separated token ids, evaluated as one sequence")->required();
   sub->add_option("--out", o->out, "output file: float32 [n_tokens][n_vocab], row-major")->required();
+  sub->add_option("--mtp-out", o->mtp_out,
+                  "also write the NextN (multi-token prediction) head's logits of every position here");
   sub->add_option("--threads,-t", o->threads, "worker threads (default: all CPUs)");
   sub->add_option("--greedy", o->greedy, "also decode N greedy ids through the KV cache; print them as JSON");
+  sub->add_option("--spec", o->spec,
+                  "with --greedy: speculative decoding, mtp[:K] (the model's NextN head), draft[:K] (--draft MODEL) "
+                  "or ngram[:K] (prompt lookup); the ids are those of plain decoding");
+  sub->add_option("--draft", o->draft, "with --spec draft: the draft model (same tokenizer as MODEL)");
   sub->add_option("--kv-type", o->kv_type, "KV cache element type: f32 (default) or f16");
   sub->add_option("--dump", o->dump,
                   "write named intermediates of every layer into this folder (docs/TRACE.md; also OWL_TRACE)");

@@ -1,10 +1,12 @@
 // owl quantize IN.gguf OUT.gguf TYPE [--threads N] [--imatrix FILE] [--tensor-type REGEX=TYPE]...
-//              [--recipe dynamic-moe LOWTYPE]: writes a copy of a GGUF model with its weights
-// converted to TYPE (q4_k_m, q8_0, iq2_xxs, ...), choosing each tensor's type as llama.cpp's
-// llama-quantize does (formats/quant_plan.h), then as the rules say. Metadata is copied with
-// general.file_type set for TYPE; tensors keep their order. The importance matrix (llama.cpp's
-// GGUF or legacy .dat, formats/imatrix.h) weighs the low-bit quantisers' errors; IQ1_S, IQ1_M,
-// IQ2_XXS, IQ2_XS and IQ2_S refuse to run without one, as llama-quantize does.
+//              [--recipe dynamic-moe LOWTYPE] [--nextn-type T]: writes a copy of a GGUF model with
+// its weights converted to TYPE (q4_k_m, q8_0, iq2_xxs, ...), choosing each tensor's type as
+// llama.cpp's llama-quantize does (formats/quant_plan.h), then as the rules say. Metadata is
+// copied with general.file_type set for TYPE; tensors keep their order. The importance matrix
+// (llama.cpp's GGUF or legacy .dat, formats/imatrix.h) weighs the low-bit quantisers' errors;
+// IQ1_S, IQ1_M, IQ2_XXS, IQ2_XS and IQ2_S refuse to run without one, as llama-quantize does.
+// NextN/MTP layers are kept and typed like the others, or with --nextn-type their matrices get
+// that type (the head only drafts, so it may be smaller; its norms stay as stored).
 //
 // Tensors stream one at a time from the memory-mapped input through the writer's
 // fill callback, rows converted in parallel, so a model many times larger than
@@ -13,6 +15,7 @@
 // second rounding loses accuracy).
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -33,7 +36,7 @@ namespace {
 namespace fs = std::filesystem;
 
 struct Options {
-  std::string in, out, type, imatrix;
+  std::string in, out, type, imatrix, nextn_type;
   std::vector<std::string> tensor_types, recipe;
   int threads = 0;
 };
@@ -85,6 +88,14 @@ std::vector<std::vector<float>> importance_for(const owl::Imatrix* im, const owl
   return w;
 }
 
+// blk.<il>.* of a NextN layer: il at or after the trunk's block count.
+bool in_nextn_layer(const std::string& name, const owl::gguf::Metadata& meta, const std::string& arch) {
+  const int64_t nextn = meta.get_int(arch + ".nextn_predict_layers").value_or(0);
+  if (nextn <= 0 || name.rfind("blk.", 0) != 0) return false;
+  const int64_t il = std::strtoll(name.c_str() + 4, nullptr, 10);
+  return il >= meta.get_int(arch + ".block_count").value_or(0) - nextn;
+}
+
 void check_paths(const Options& o) {
   std::error_code ec;
   if (!fs::exists(o.in, ec)) throw owl::Error("input '" + o.in + "' does not exist; give a GGUF file");
@@ -111,7 +122,15 @@ void run(const Options& o) {
   auto in = owl::gguf::File::open(o.in);
   std::vector<owl::TensorView> views;
   for (const auto& ti : in->tensor_infos()) views.push_back(in->view(ti));
-  const auto plan = owl::plan_tensor_types(target, owl::quant_model_info(in->metadata()), views, rules);
+  auto plan = owl::plan_tensor_types(target, owl::quant_model_info(in->metadata()), views, rules);
+  if (!o.nextn_type.empty()) {
+    const owl::DType nextn = owl::parse_quant_target(o.nextn_type).base;
+    const std::string arch = owl::quant_model_info(in->metadata()).arch;
+    if (in->metadata().get_int(arch + ".nextn_predict_layers").value_or(0) <= 0)
+      throw owl::UsageError("--nextn-type: '" + o.in + "' has no NextN (multi-token prediction) layer");
+    for (size_t i = 0; i < views.size(); ++i)
+      if (views[i].n_dims >= 2 && in_nextn_layer(views[i].name, in->metadata(), arch)) plan[i] = nextn;
+  }
   std::unique_ptr<owl::Imatrix> imatrix;
   if (!o.imatrix.empty()) {
     imatrix = std::make_unique<owl::Imatrix>(owl::read_imatrix(o.imatrix));
@@ -168,6 +187,8 @@ void setup(CLI::App& app) {
   sub->add_option("input", o->in, "GGUF file to read")->required();
   sub->add_option("output", o->out, "GGUF file to write (written to OUTPUT.tmp, then renamed)")->required();
   sub->add_option("type", o->type, "target: " + owl::quant_target_names() + " (or --recipe)");
+  sub->add_option("--nextn-type", o->nextn_type,
+                  "type of the NextN (multi-token prediction) layer's matrices (default: as TYPE's mix)");
   sub->add_option("-t,--threads", o->threads, "worker threads (default: all CPUs)");
   sub->add_option("--imatrix", o->imatrix, "importance matrix (llama.cpp GGUF or legacy .dat; owl imatrix makes one)");
   sub->add_option("--tensor-type", o->tensor_types,

@@ -21,6 +21,7 @@
 #include "cli/command.h"
 #include "cli/load_options.h"
 #include "dist/distributed.h"
+#include "cli/spec_options.h"
 #include "hub/resolve.h"
 #include "model/model.h"
 #include "runtime/engine.h"
@@ -37,6 +38,7 @@ struct Options {
   std::vector<std::string> stops;
   owl::SamplerParams sampling;
   bool seed_given = false;
+  owl::cli::SpecFlags spec;
 };
 
 std::unique_ptr<owl::Tokenizer> open_tokenizer(const owl::ModelSource& source) {
@@ -84,6 +86,8 @@ void run(Options o) {
   if (n_prompt >= eo.n_ctx)
     throw owl::Error("the prompt has " + std::to_string(n_prompt) + " tokens, more than the context of " +
                      std::to_string(eo.n_ctx) + " leaves room for; shorten it or raise --ctx");
+  owl::cli::DraftModel draft;
+  owl::cli::configure_spec(o.spec, *model, *tok, eo, draft);
   owl::Engine engine(*model, *tok, eo);
 
   req.sampling = o.sampling;
@@ -113,6 +117,17 @@ void run(Options o) {
                static_cast<long long>(n_prompt), t_prompt, static_cast<double>(n_prompt) / std::max(t_prompt, 1e-9),
                static_cast<long long>(n_generated), t_gen, static_cast<double>(n_generated) / std::max(t_gen, 1e-9),
                stop_cause(*last, o.n_predict), static_cast<unsigned long long>(o.sampling.seed));
+  if (eo.spec.kind != owl::SpecKind::None) {
+    const owl::EngineStats s = engine.stats();
+    std::fprintf(stderr, "owl: spec %s:%d: %lld drafted, %.1f%% accepted, %.2f tokens per forward\n",
+                 owl::spec_kind_name(eo.spec.kind), eo.spec.k, static_cast<long long>(s.spec_drafted_total),
+                 s.spec_drafted_total
+                     ? 100.0 * static_cast<double>(s.spec_accepted_total) / static_cast<double>(s.spec_drafted_total)
+                     : 0.0,
+                 s.spec_verify_total
+                     ? static_cast<double>(s.spec_tokens_total) / static_cast<double>(s.spec_verify_total)
+                     : 0.0);
+  }
 }
 
 void setup(CLI::App& app) {
@@ -135,6 +150,7 @@ void setup(CLI::App& app) {
   sub->add_option("--threads,-t", o->threads, "worker threads (default: all CPUs)");
   sub->add_option("--ctx,-c", o->ctx, "context length: prompt + generated tokens (default: the model's, at most 4096)");
   sub->add_option("--stop", o->stops, "stop generating at this text (repeatable)");
+  owl::cli::add_spec_options(sub, o->spec);
   sub->add_option("--kv-type", o->kv_type, "KV cache element type: f16 (default) or f32");
   owl::cli::add_quant_option(sub, o->quant);
   owl::cli::add_split_option(sub, o->split);

@@ -2,6 +2,7 @@
 //                 [--chat-template F.jinja] [--max-queue N] [--prefill-chunk N] [--kv-budget TOKENS]
 //                 [--kv-type f16|f32] [--no-prefix-cache] [--max-body BYTES] [--api-key-file F]
 //                 [--header-timeout S] [--body-timeout S] [--max-client-connections N]
+//                 [--spec MODE [--draft M]]
 // The API key may also be given in a file (--api-key-file) or $OWL_API_KEY, out of the process
 // list; --api-key wins, then the file, then the environment.
 // Serves the model over an OpenAI-compatible HTTP API (see src/server/server.h).
@@ -22,6 +23,7 @@
 #include "chat/chat_template.h"
 #include "cli/command.h"
 #include "cli/load_options.h"
+#include "cli/spec_options.h"
 #include "cli/text_model.h"
 #include "hub/resolve.h"
 #include "formats/gguf.h"
@@ -40,6 +42,7 @@ struct Options {
   double header_timeout = 10, body_timeout = 30;
   int64_t ctx = 0, prefill_chunk = 256, kv_budget = 0, max_body = 8 << 20;
   bool no_prefix_cache = false;
+  owl::cli::SpecFlags spec;
 };
 
 owl::http::Server* g_server = nullptr;
@@ -87,6 +90,8 @@ void run(const Options& o) {
   eo.max_queue = o.max_queue;
   eo.kv_type = owl::kv_type_from_name(o.kv_type);
   eo.prefix_cache = !o.no_prefix_cache;
+  owl::cli::DraftModel draft;
+  owl::cli::configure_spec(o.spec, *model, *tok, eo, draft);
   owl::Engine engine(*model, *tok, eo);
 
   owl::server::ApiOptions ao;
@@ -139,6 +144,7 @@ void setup(CLI::App& app) {
   cmd->add_option("--max-queue", o->max_queue, "waiting requests beyond this get 429 (default 64)");
   cmd->add_option("--prefill-chunk", o->prefill_chunk, "prompt tokens per step over all sequences (default 256)");
   cmd->add_option("--kv-budget", o->kv_budget, "KV cache budget in tokens (default parallel x ctx)");
+  owl::cli::add_spec_options(cmd, o->spec);
   cmd->add_option("--kv-type", o->kv_type, "KV cache type: f16 (default) or f32");
   cmd->add_flag("--no-prefix-cache", o->no_prefix_cache, "do not reuse cached prompt prefixes");
   owl::cli::add_quant_option(cmd, o->quant);

@@ -89,7 +89,6 @@ class Planner {
 
   std::vector<HfTensor> plan() {
     namespace tn = tensor_names;
-    const int64_t trunk = trunk_layers(src_);
     for (const TensorView& t : src_.tensors()) {
       const std::string& n = t.name;
       if (n == tn::kRopeFreqs.gguf) continue;  // becomes config.json rope_scaling
@@ -101,7 +100,7 @@ class Planner {
         }
       if (top) continue;
       if (n.compare(0, 4, "blk.") == 0)
-        blk_tensor(t, trunk);
+        blk_tensor(t);
       else
         unknown(n);
     }
@@ -130,7 +129,7 @@ class Planner {
   }
 
   // A blk.<il>.* tensor, named and laid out as the family's tensor list says.
-  void blk_tensor(const TensorView& t, int64_t trunk) {
+  void blk_tensor(const TensorView& t) {
     const std::string& n = t.name;
     const size_t dot = n.find('.', 4);
     int64_t il = -1;
@@ -140,7 +139,6 @@ class Planner {
       unknown(n);
     }
     if (dot == std::string::npos) unknown(n);
-    if (il >= trunk) return;  // NextN / MTP layer
     const std::string rest = n.substr(dot + 1);
     const TensorSpec* spec = nullptr;
     const std::vector<TensorSpec> specs = family_.layer_tensors(c_, il);

@@ -9,7 +9,8 @@
 //   - a tied model gets tie_word_embeddings and no lm_head.weight;
 //   - llama3 rope_freqs.weight becomes config.json rope_scaling (the
 //     parameters are recovered from the divisors and checked to reproduce them);
-//   - NextN/MTP layers (GGUF <arch>.nextn_predict_layers) are left out.
+//   - NextN/MTP layers (GGUF <arch>.nextn_predict_layers) become model.layers.<il>.* after the
+//     num_hidden_layers trunk, with num_nextn_predict_layers (DeepSeek-V3's own layout).
 // Quantised tensors are dequantised; tensors are streamed one at a time.
 // A GPT-2-style (byte-level BPE) vocabulary becomes tokenizer.json (see hf_tokenizer_export.h).
 #pragma once

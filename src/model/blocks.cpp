@@ -180,8 +180,10 @@ void attend_row(const AttendJob& j, int64_t r) {
 
 // Consecutive rows of one sequence in prompt order at least this many go through
 // kernels::attention_rows together (each cached K/V row read once per block of rows); shorter
-// runs (decode steps of one or several sequences) go row by row.
-constexpr int64_t kMinRowsTogether = 4;
+// runs go row by row: decode steps of one or several sequences, and speculative verify batches
+// (a sequence's next token and at most 16 drafts), whose rows must come out exactly as the same
+// rows decoded one at a time (kernels::attention rounds differently from attention_rows).
+constexpr int64_t kMinRowsTogether = 18;
 
 // Every row's attention output into att: runs of one sequence by attention_rows, the rest by row.
 void attend_rows(const AttendJob& job, int64_t n, std::vector<int64_t>& single) {
@@ -336,6 +338,26 @@ std::span<const float> output_logits(const OutputHead& head, float eps, const fl
   return {logits, static_cast<size_t>(n_out * n_vocab)};
 }
 
+// ---- the NextN / multi-token-prediction layer ----
+
+NextnWeights load_nextn(const ModelSource& src, const ModelConfig& c, int64_t il, const OutputHead& trunk_head) {
+  const int64_t d = c.n_embd, n_vocab = trunk_head.output.out();
+  NextnWeights w;
+  w.enorm = load_vector(src, layer_tensor(il, tn::kNextnEnorm), d);
+  w.hnorm = load_vector(src, layer_tensor(il, tn::kNextnHnorm), d);
+  w.eh_proj = load_linear(src, il, tn::kNextnEhProj, 2 * d, d);
+  w.head = trunk_head;
+  w.head.norm = load_vector(src, layer_tensor(il, tn::kNextnSharedHeadNorm), d);
+  // DeepSeek's checkpoints carry the layer's own copies of the embedding and output matrices;
+  // llama.cpp's GGUFs leave them out and the trunk's serve.
+  const auto emb = src.optional(layer_tensor(il, tn::kNextnEmbedTokens), {d, n_vocab});
+  const auto out = src.optional(layer_tensor(il, tn::kNextnSharedHeadHead), {d, n_vocab});
+  if (emb) w.head.token_embd = *emb;
+  if (out) w.head.output = prepare_matmul_weight(src, *out);
+  w.head.tied = trunk_head.tied && !emb && !out;
+  return w;
+}
+
 // ---- the layer stack ----
 
 Decoder::Decoder(const ModelSource& src, ModelConfig config) : Model(std::move(config)) {
@@ -349,6 +371,9 @@ Decoder::Decoder(const ModelSource& src, ModelConfig config) : Model(std::move(c
     config_.n_vocab = emb->ne[1];
   }
   n_trunk_ = config_.n_layer - config_.n_nextn_layers;
+  // A pipeline stage without the output head cannot run the NextN head (nor is it asked to).
+  if (config_.n_nextn_layers > 0 && src.shard.output_head && src.shard.holds_layer(n_trunk_))
+    nextn_ = load_nextn(src, config_, n_trunk_, head_);
 }
 
 void Decoder::load_ffn(const ModelSource& src, int64_t il, bool experts, const TensorName& norm_name,
@@ -439,7 +464,49 @@ std::span<const float> Decoder::forward_prepared(const Batch& batch, KVStore& kv
       run_layer_range(chunk_, kv, x + b * d, 0, n_trunk_);
     }
   }
+  last_rows_ = n;
+  last_hidden_ready_ = false;
   return logits(batch, x);
+}
+
+std::span<const float> Decoder::last_hidden() const {
+  const int64_t d = config_.n_embd;
+  if (!last_hidden_ready_) {
+    last_hidden_.resize(static_cast<size_t>(last_rows_ * d));
+    rms_norm_rows(x_.data(), head_.norm, last_hidden_.data(), last_rows_, d, config_.rms_eps);
+    last_hidden_ready_ = true;
+  }
+  return last_hidden_;
+}
+
+std::vector<KVLayerShape> Decoder::mtp_kv_shape() const {
+  if (!nextn_) return {};
+  return {kv_shape().front()};  // the NextN block attends like a trunk layer
+}
+
+std::span<const float> Decoder::mtp_forward(const Batch& batch, const float* hidden, KVStore& kv) {
+  if (!nextn_) return Model::mtp_forward(batch, hidden, kv);  // throws
+  prepare_batch(batch, config_.n_vocab, kv);
+  const int64_t n = batch.size(), d = config_.n_embd;
+  const float eps = config_.rms_eps;
+  float* x = grow(mtp_x_, n * d);
+  float* cat = grow(mtp_cat_, n * 2 * d);
+  float* y = grow(y_, n * d);
+  // x0 = eh_proj [RMSNorm(embed(t); enorm) ; RMSNorm(h; hnorm)], the embedding first.
+  embed(nextn_->head, batch, x);
+  for (int64_t r = 0; r < n; ++r) {
+    kernels::rms_norm(x + r * d, nextn_->enorm.data(), cat + r * 2 * d, d, eps);
+    kernels::rms_norm(hidden + r * d, nextn_->hnorm.data(), cat + r * 2 * d + d, d, eps);
+  }
+  linear(nextn_->eh_proj, cat, n, x);
+  const int64_t il = n_trunk_;
+  attend(il, x, batch, kv, y);
+  kernels::add(x, y, x, n * d);
+  feed_forward(ffn_[static_cast<size_t>(il)], moe_, eps, x, n, ffn_ws_, y);
+  kernels::add(x, y, x, n * d);
+  auto logits = output_logits(nextn_->head, eps, x, batch, mtp_head_ws_);
+  mtp_hidden_ = {mtp_head_ws_.rows.data(), static_cast<size_t>(batch.n_logits() * d)};
+  return logits;
 }
 
 GqaDecoder::GqaDecoder(const ModelSource& src, ModelConfig config) : Decoder(src, std::move(config)) {
@@ -455,7 +522,7 @@ std::vector<KVLayerShape> GqaDecoder::kv_shape() const {
 }
 
 void GqaDecoder::attend(int64_t il, const float* x, const Batch& batch, KVStore& kv, float* out) {
-  attention(attn_[static_cast<size_t>(il)], shape_, rope_, x, batch, kv, static_cast<int>(il), attn_ws_, out);
+  attention(attn_[static_cast<size_t>(il)], shape_, rope_, x, batch, kv, kv_layer(il), attn_ws_, out);
 }
 
 }  // namespace owl::blocks

@@ -150,6 +150,18 @@ struct HeadScratch {
 std::span<const float> output_logits(const OutputHead& head, float eps, const float* x, const Batch& batch,
                                      HeadScratch& ws);
 
+// ---- the NextN / multi-token-prediction layer ----
+
+// blk.<il>.nextn.*: the layer's own norms and projection; its block (attention, FFN) is loaded
+// like a trunk layer's. `head` is the trunk's output head with shared_head_norm as its norm (and
+// nextn.embed_tokens / nextn.shared_head_head in place of the trunk's when the file has them).
+struct NextnWeights {
+  std::vector<float> enorm, hnorm;
+  Linear eh_proj;  // {2 n_embd, n_embd}: [RMSNorm(embedding) ; RMSNorm(hidden)] -> n_embd
+  OutputHead head;
+};
+NextnWeights load_nextn(const ModelSource& src, const ModelConfig& c, int64_t il, const OutputHead& trunk_head);
+
 // ---- the layer stack ----
 
 // to = rows [begin, end) of from.
@@ -177,9 +189,17 @@ class Decoder : public Model {
   // Expert split: the exchange every MoE layer gathers the other parts' rows through.
   void set_expert_exchange(ExpertExchange* exchange) { moe_.exchange = exchange; }
 
+  // The NextN head: the first NextN layer (the one DeepSeek-V3/R1 and GLM-4.5 ship) over its own
+  // KV cache, whose layer 0 it is (kv_layer).
+  std::vector<KVLayerShape> mtp_kv_shape() const override;
+  std::span<const float> last_hidden() const override;
+  std::span<const float> mtp_forward(const Batch& batch, const float* hidden, KVStore& kv) override;
+  std::span<const float> mtp_hidden() const override { return mtp_hidden_; }
+
  protected:
-  // Loads the output head (setting n_vocab; unless the shard leaves it out) and counts the trunk
-  // layers (all but the trailing NextN/MTP layers, which are loaded and checked but not run).
+  // Loads the output head (setting n_vocab; unless the shard leaves it out), counts the trunk
+  // layers (all but the trailing NextN/MTP layers, whose blocks the family loads like the others)
+  // and loads the first NextN layer's own tensors.
   Decoder(const ModelSource& src, ModelConfig config);
   // out = attention(norm(x)) of layer il for the batch's rows, storing their K/V in kv.
   virtual void attend(int64_t il, const float* x, const Batch& batch, KVStore& kv, float* out) = 0;
@@ -194,9 +214,14 @@ class Decoder : public Model {
   // count twice. What is still read from the file (embedding rows, small tensors) faults back in.
   void finish_loading(const ModelSource& src);
 
+  // The layer of a KV cache that layer il uses: trunk layers in the model's cache, NextN layers
+  // in the head's own (mtp_kv_shape), from 0.
+  int kv_layer(int64_t il) const { return static_cast<int>(il < n_trunk_ ? il : il - n_trunk_); }
+
   int64_t n_trunk_ = 0;
   OutputHead head_;
-  std::vector<FeedForward> ffn_;  // per layer
+  std::optional<NextnWeights> nextn_;  // the first NextN layer, when the file has one
+  std::vector<FeedForward> ffn_;       // per layer
   MoeOptions moe_;
 
  private:
@@ -205,6 +230,12 @@ class Decoder : public Model {
   Batch chunk_;
   FfnScratch ffn_ws_;
   HeadScratch head_ws_;
+  int64_t last_rows_ = 0;                   // rows of the last forward, whose hidden x_ holds
+  mutable std::vector<float> last_hidden_;  // their output_norm, computed when asked for
+  mutable bool last_hidden_ready_ = false;
+  std::span<const float> mtp_hidden_;  // into mtp_head_ws_.rows
+  std::vector<float> mtp_x_, mtp_cat_;
+  HeadScratch mtp_head_ws_;
 };
 
 // The grouped-query attention families (llama, qwen2/3, qwen3moe, glm4moe): GQA in every layer

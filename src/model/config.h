@@ -24,7 +24,7 @@ struct ModelConfig {
   int64_t n_ctx_train = 0;
   int64_t n_embd = 0;
   int64_t n_layer = 0;         // every block, including n_nextn_layers trailing NextN/MTP blocks
-  int64_t n_nextn_layers = 0;  // GGUF nextn_predict_layers (DeepSeek-V3, GLM-4.5); 0 for HF folders
+  int64_t n_nextn_layers = 0;  // GGUF nextn_predict_layers, config.json num_nextn_predict_layers (DeepSeek-V3, GLM-4.5)
   int64_t n_head = 0;
   int64_t n_head_kv = 0;
   int64_t head_dim_k = 0;  // per-head query/key size (GGUF attention.key_length)

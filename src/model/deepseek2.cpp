@@ -3,8 +3,9 @@
 //   x += MLA(RMSNorm(x))                       multi-head latent attention, see mla.h
 //   x += FFN(RMSNorm(x))                       SwiGLU for the leading_dense_block_count
 //                                              first layers, DeepSeekMoE (moe.h) after
-// The KV cache holds one [latent | k_pe] row per token and layer. A NextN/MTP layer (the last
-// nextn_predict_layers blocks) is loaded and checked but not run.
+// The KV cache holds one [latent | k_pe] row per token and layer. The first NextN/MTP layer (the
+// last nextn_predict_layers blocks; V3/R1's layer 61) runs as the multi-token-prediction head
+// (blocks::Decoder::mtp_forward) over its own cache.
 // Config: GGUF (and owl) use the absorbed view of MLA: one shared latent "KV head" with
 // head_dim_k = kv_lora_rank + qk_rope_dim and head_dim_v = kv_lora_rank; config.json describes
 // the decompressed heads (num_key_value_heads = num_attention_heads), and kv_b_proj is split
@@ -43,7 +44,7 @@ class Deepseek2Model : public blocks::Decoder {
  protected:
   void attend(int64_t il, const float* x, const Batch& batch, KVStore& kv, float* out) override {
     const auto l = static_cast<size_t>(il);
-    mla_attention(attn_[l], attn_norm_[l], mla_, x, batch, kv, static_cast<int>(il), mla_ws_, out);
+    mla_attention(attn_[l], attn_norm_[l], mla_, x, batch, kv, kv_layer(il), mla_ws_, out);
   }
 
  private:
@@ -110,7 +111,7 @@ class Deepseek2 : public Family {
     j["qk_nope_head_dim"] = c.qk_nope_dim;
     j["qk_rope_head_dim"] = c.qk_rope_dim;
     j["v_head_dim"] = c.v_head_dim;
-    j["num_nextn_predict_layers"] = 0;
+    j["num_nextn_predict_layers"] = c.n_nextn_layers;
   }
   const char* tokenizer_pre() const override { return "deepseek-v3"; }
 
@@ -133,6 +134,7 @@ class Deepseek2 : public Family {
     t.push_back({tn::kAttnKvB, {kvl, H * (c.qk_nope_dim + c.v_head_dim)}, false});
     t.push_back({tn::kAttnOutput, {H * c.v_head_dim, E}});
     ffn_tensors(c, il, tn::kFfnNorm, t, /*require_probs_bias=*/c.expert_gating == ExpertGating::Sigmoid);
+    nextn_tensors(c, il, t);
     return t;
   }
 

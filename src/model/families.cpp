@@ -121,7 +121,23 @@ void ffn_tensors(const ModelConfig& c, int64_t il, const TensorName& norm, std::
   }
 }
 
+void nextn_tensors(const ModelConfig& c, int64_t il, std::vector<TensorSpec>& out) {
+  if (il < c.n_layer - c.n_nextn_layers) return;
+  namespace tn = tensor_names;
+  const int64_t E = c.n_embd;
+  out.push_back({tn::kNextnEhProj, {2 * E, E}});
+  out.push_back({tn::kNextnEnorm, {E}, true, HfLayout::Same, SynthInit::Norm});
+  out.push_back({tn::kNextnHnorm, {E}, true, HfLayout::Same, SynthInit::Norm});
+  out.push_back({tn::kNextnSharedHeadNorm, {E}, true, HfLayout::Same, SynthInit::Norm});
+  out.push_back({tn::kNextnEmbedTokens, {E, c.n_vocab}, false});
+  out.push_back({tn::kNextnSharedHeadHead, {E, c.n_vocab}, false});
+}
+
 void read_hf_deepseek_moe(ModelConfig& c, const HfKeys& k, const char* default_scoring) {
+  // The NextN/MTP layers follow the num_hidden_layers trunk layers (model.layers.61 of V3/R1);
+  // the source drops them again when the checkpoint does not carry them.
+  c.n_nextn_layers = k.integer("num_nextn_predict_layers", 0);
+  c.n_layer += c.n_nextn_layers;
   c.n_expert = k.required("n_routed_experts");
   c.n_expert_used = k.required("num_experts_per_tok");
   c.n_ff_exp = k.required("moe_intermediate_size");

@@ -78,7 +78,7 @@ class Family {
   virtual const char* tokenizer_pre() const { return "default"; }
 
   // ---- tensors ----
-  // The tensors of trunk layer il, in file order.
+  // The tensors of layer il, in file order (a NextN layer's own tensors after its block's).
   virtual std::vector<TensorSpec> layer_tensors(const ModelConfig& c, int64_t il) const = 0;
 
   // ---- shapes and forward ----
@@ -111,6 +111,9 @@ void gqa_attention_tensors(const ModelConfig& c, std::vector<TensorSpec>& out, b
 // optional exp_probs_b (required when require_probs_bias), the expert stacks and shared experts.
 void ffn_tensors(const ModelConfig& c, int64_t il, const TensorName& norm, std::vector<TensorSpec>& out,
                  bool require_probs_bias = false);
+// The NextN/MTP layer's own tensors (blk.<il>.nextn.*, HF model.layers.<il>.{eh_proj,enorm,...})
+// when il is one of the c.n_nextn_layers last layers; nothing otherwise.
+void nextn_tensors(const ModelConfig& c, int64_t il, std::vector<TensorSpec>& out);
 
 }  // namespace owl
 

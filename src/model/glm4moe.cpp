@@ -4,7 +4,8 @@
 //                                (partial_rotary_factor)
 //   x += FFN(RMSNorm(x))         norm = post_attention_norm; SwiGLU in the leading dense layers,
 //                                then MoE: sigmoid + exp_probs_b routing, norm, scale, shared expert
-// A NextN/MTP layer (the last nextn_predict_layers blocks) is loaded and checked but not run.
+// The first NextN/MTP layer (the last nextn_predict_layers blocks) runs as the multi-token-
+// prediction head (blocks::Decoder::mtp_forward) over its own cache.
 #include <cmath>
 #include <nlohmann/json.hpp>
 
@@ -62,7 +63,7 @@ class Glm4Moe : public Family {
     j["partial_rotary_factor"] = static_cast<double>(c.n_rot) / static_cast<double>(c.head_dim_k);
     j["attention_bias"] = c.attn_qkv_bias;
     j["use_qk_norm"] = src.find(layer_tensor(0, tn::kAttnQNorm)).has_value();
-    j["num_nextn_predict_layers"] = 0;
+    j["num_nextn_predict_layers"] = c.n_nextn_layers;
     write_hf_deepseek_moe(c, j);
   }
   const char* tokenizer_pre() const override { return "glm4"; }
@@ -71,6 +72,7 @@ class Glm4Moe : public Family {
     std::vector<TensorSpec> t;
     gqa_attention_tensors(c, t);
     ffn_tensors(c, il, tn::kPostAttnNorm, t, /*require_probs_bias=*/true);
+    nextn_tensors(c, il, t);
     return t;
   }
 

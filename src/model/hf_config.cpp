@@ -100,7 +100,7 @@ ModelConfig config_from_hf(const json& j) {
   c.n_vocab = k.required("vocab_size");
   c.n_ctx_train = k.integer("max_position_embeddings", 4096);
   c.n_embd = k.required("hidden_size");
-  c.n_layer = k.required("num_hidden_layers");  // trunk only: MTP/NextN layers come after these
+  c.n_layer = k.required("num_hidden_layers");  // the trunk; a family adds NextN layers after these
   c.n_head = k.required("num_attention_heads");
   c.n_head_kv = k.integer("num_key_value_heads", c.n_head);
   c.n_ff = k.integer("intermediate_size", 0);

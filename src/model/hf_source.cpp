@@ -68,6 +68,7 @@ class HfSource : public ModelSource {
     if (!quant.empty()) target = parse_quant_target(quant);  // a bad name fails before any loading
     config_ = load_hf_config(folder);
     ckpt_ = Checkpoint::open_folder(folder);
+    drop_missing_nextn();
     map_all();
     if (target) quantize_all(*target);
   }
@@ -228,6 +229,16 @@ class HfSource : public ModelSource {
     add_owned(name, shape.type, 3, {shape.ne[0], shape.ne[1], static_cast<int64_t>(hf_names.size()), 1}, out);
   }
 
+  // config.json counts NextN layers (num_nextn_predict_layers) that some checkpoints leave out
+  // (fine-tunes, re-uploads): without the first one's eh_proj the model is the trunk alone.
+  void drop_missing_nextn() {
+    if (config_.n_nextn_layers == 0) return;
+    const int64_t first = config_.n_layer - config_.n_nextn_layers;
+    if (ckpt_->find(hf_layer_tensor(first, tensor_names::kNextnEhProj.hf))) return;
+    config_.n_layer = first;
+    config_.n_nextn_layers = 0;
+  }
+
   // Maps every HF tensor onto its GGUF name and layout, as the family's tensor list says
   // (family.h: TensorSpec::hf_layout).
   void map_all() {
@@ -264,7 +275,7 @@ class HfSource : public ModelSource {
       } catch (...) {
         fail("has unexpected tensor '" + hf + "'");
       }
-      if (il >= c.n_layer) continue;  // MTP / NextN layers after the trunk
+      if (il >= c.n_layer) continue;  // NextN layers the config does not count
       std::string rest = dot == std::string::npos ? "" : hf.substr(dot + 1);
       int64_t expert = -1;
       const std::string ex = "mlp.experts.";

@@ -130,6 +130,11 @@ void mla_project(const MlaWeights& w, const MlaParams& p, const float* x, const 
 
 bool mla_prefer_expanded(const MlaParams& p, const int64_t* pos, int64_t n) {
   if (p.form != MlaForm::Auto) return p.form == MlaForm::Expanded;
+  // A few rows continuing a sequence (a decode step, or a speculative verify batch of the next
+  // token and at most 16 drafts) take the absorbed form whatever the context, so each row comes
+  // out exactly as it would decoded alone.
+  constexpr int64_t kVerifyRows = 17;
+  if (n <= kVerifyRows && pos[0] > 0) return false;
   double pairs = 0, len = 0;
   for (int64_t i = 0; i < n; ++i) {
     pairs += static_cast<double>(pos[i] + 1);

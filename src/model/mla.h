@@ -80,7 +80,8 @@ void mla_attention(const MlaWeights& w, const std::vector<float>& norm, const Ml
 //    directly (per (query, key) pair ~ n_head * (2 kv_lora + rope) multiply-adds) — decode;
 //  * expanded: the cached rows are decompressed once into per-head K/V, then ordinary
 //    attention (per pair ~ n_head * (nope + rope + v)) — long prefills.
-// mla_prefer_expanded compares the multiply-adds of both for n queries at positions pos.
+// mla_prefer_expanded compares the multiply-adds of both for n queries at positions pos (up to
+// 17 rows continuing a sequence always take the absorbed form, as a single decode row does).
 // MlaParams::form (from ModelSource::mla_form at load) forces one instead (tests, A/B runs).
 bool mla_prefer_expanded(const MlaParams& p, const int64_t* pos, int64_t n);
 

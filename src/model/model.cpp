@@ -9,6 +9,10 @@ namespace owl {
 
 std::unique_ptr<Model> Model::load(const ModelSource& source) { return family_of(source.config().arch).load(source); }
 
+std::span<const float> Model::mtp_forward(const Batch&, const float*, KVStore&) {
+  throw Error("this " + config_.arch + " model has no NextN (multi-token prediction) layer");
+}
+
 void prepare_batch(const Batch& batch, int64_t n_vocab, KVStore& kv) {
   const size_t n = batch.tokens.size();
   if (batch.positions.size() != n || batch.seq_ids.size() != n || batch.want_logits.size() != n)

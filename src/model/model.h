@@ -60,6 +60,23 @@ class Model {
   // want_logits, in batch order: [n_logits][n_vocab], valid until the next forward call.
   virtual std::span<const float> forward(const Batch& batch, KVStore& kv) = 0;
 
+  // ---- the NextN / multi-token-prediction head (DeepSeek-V3/R1, GLM-4.5 files that keep it) ----
+  // The head drafts the token after next: row k takes token t_k and the hidden h_{k-1} of the
+  // previous position, and like trunk row k predicts t_{k+1} (golden README, "MTP").
+  bool has_mtp() const { return config_.n_nextn_layers > 0; }
+  // The rows the head's own KV cache needs (one layer); empty without a head.
+  virtual std::vector<KVLayerShape> mtp_kv_shape() const { return {}; }
+  // The trunk's hidden rows after output_norm (what the output head reads) of every row of the
+  // last forward's batch: [n_rows][n_embd], valid until the next forward call.
+  virtual std::span<const float> last_hidden() const { return {}; }
+  // Runs the head over the batch: row r takes batch.tokens[r] at batch.positions[r] and hidden row r
+  // ([batch.size()][n_embd]: the trunk's hidden of the previous position, or the head's own to
+  // chain it), storing its K/V in `kv` (a cache of mtp_kv_shape()). Returns the logits of the
+  // want_logits rows; mtp_hidden() then holds their hidden after shared_head_norm. Throws
+  // owl::Error when the model has no NextN layer.
+  virtual std::span<const float> mtp_forward(const Batch& batch, const float* hidden, KVStore& kv);
+  virtual std::span<const float> mtp_hidden() const { return {}; }
+
  protected:
   explicit Model(ModelConfig c) : config_(std::move(c)) {}
   ModelConfig config_;

@@ -57,6 +57,15 @@ inline constexpr TensorName kFfnDownExps{"ffn_down_exps.weight", "mlp.experts.{e
 inline constexpr TensorName kFfnGateShexp{"ffn_gate_shexp.weight", "mlp.shared_experts.gate_proj.weight"};
 inline constexpr TensorName kFfnUpShexp{"ffn_up_shexp.weight", "mlp.shared_experts.up_proj.weight"};
 inline constexpr TensorName kFfnDownShexp{"ffn_down_shexp.weight", "mlp.shared_experts.down_proj.weight"};
+
+// The NextN / multi-token-prediction layer (DeepSeek-V3/R1 layer 61, GLM-4.5): a full block plus
+// these. embed_tokens and shared_head.head are copies of the trunk's (optional in GGUF files).
+inline constexpr TensorName kNextnEhProj{"nextn.eh_proj.weight", "eh_proj.weight"};
+inline constexpr TensorName kNextnEnorm{"nextn.enorm.weight", "enorm.weight"};
+inline constexpr TensorName kNextnHnorm{"nextn.hnorm.weight", "hnorm.weight"};
+inline constexpr TensorName kNextnSharedHeadNorm{"nextn.shared_head_norm.weight", "shared_head.norm.weight"};
+inline constexpr TensorName kNextnEmbedTokens{"nextn.embed_tokens.weight", "embed_tokens.weight"};
+inline constexpr TensorName kNextnSharedHeadHead{"nextn.shared_head_head.weight", "shared_head.head.weight"};
 }  // namespace tensor_names
 
 // "blk.<il>.<name>"

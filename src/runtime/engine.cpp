@@ -1,6 +1,7 @@
 #include "runtime/engine.h"
 
 #include <algorithm>
+#include <optional>
 #include <random>
 
 #include "model/model.h"
@@ -62,6 +63,11 @@ struct Engine::Active {
   StopStrings stops;
   std::string text_out;  // visible text waiting to be sent this step
   int64_t tokens_out = 0;
+  // Speculative decoding (null drafter: this request does not speculate).
+  std::unique_ptr<Drafter> drafter;
+  std::optional<Sampler> draft_pick;  // draws draft tokens as the request samples
+  SpecGovernor governor;
+  std::vector<DraftToken> drafts;  // this step's, fed after `next`
 
   Active(Pending pend, int64_t n_vocab, const Tokenizer& tok)
       : p(std::move(pend)),
@@ -122,6 +128,14 @@ Engine::Engine(Model& model, const Tokenizer& tokenizer, EngineOptions opts)
   // The pool must hold the whole budget; it is sized in full-context sequences.
   ko.n_seq_max = std::max<int64_t>(opts_.n_parallel, (sched_.budget_tokens() + n_ctx_ - 1) / n_ctx_);
   kv_ = std::make_unique<KVCache>(model_.kv_shape(), ko);
+  check_spec_target(model_, opts_.spec);
+  if (opts_.spec.kind == SpecKind::Mtp) draft_kv_ = std::make_unique<KVCache>(model_.mtp_kv_shape(), ko);
+  if (opts_.spec.kind == SpecKind::Draft) {
+    if (!opts_.draft_model)
+      throw UsageError("--spec draft needs --draft MODEL (a small model with the same tokenizer)");
+    check_draft_model(model_, *opts_.draft_model);
+    draft_kv_ = std::make_unique<KVCache>(opts_.draft_model->kv_shape(), ko);
+  }
   stats_.n_parallel = opts_.n_parallel;
   stats_.kv_budget_tokens = sched_.budget_tokens();
   thread_ = std::thread([this] { loop(); });
@@ -244,6 +258,15 @@ void Engine::admit() {
       a->sampler = Sampler(sp, model_.n_vocab());
     }
     for (int32_t t : a->p.req.prompt) a->sampler.accept(t);
+    if (opts_.spec.kind != SpecKind::None && a->p.req.speculate) {
+      if (opts_.spec.kind == SpecKind::Mtp) a->drafter = make_mtp_drafter(model_, *draft_kv_, a->slot);
+      if (opts_.spec.kind == SpecKind::Draft)
+        a->drafter = make_draft_model_drafter(*opts_.draft_model, *draft_kv_, a->slot);
+      if (opts_.spec.kind == SpecKind::Ngram) a->drafter = make_ngram_drafter();
+      SamplerParams dp = a->sampler.params();
+      dp.seed = explicit_seed(dp.seed + 1);
+      a->draft_pick.emplace(dp, model_.n_vocab());
+    }
     if (a->p.req.hook)
       for (int32_t t : a->p.req.hook->at_start()) a->forced.push_back(t);
     stats_.prompt_tokens_total += static_cast<int64_t>(a->p.req.prompt.size());
@@ -272,6 +295,7 @@ void Engine::finish(Active& a, FinishReason why, const std::string& error) {
   e.completion_tokens = a.generated;
   a.text_out.clear();
   a.tokens_out = 0;
+  if (a.drafter) a.drafter->drop();
   // Keep what the slot cached for prefix reuse, unless the cache may be inconsistent.
   bool keep = why != FinishReason::Error;
   sched_.release(a.slot, keep);
@@ -296,8 +320,42 @@ void Engine::sample_and_emit(Active& a, std::span<const float> logits) {
   } else {
     tok = a.sampler.sample(logits);
   }
+  emit(a, tok);
+}
+
+int64_t Engine::verify_and_emit(Active& a, int64_t pos, std::span<const float> logits, const float* hidden,
+                                double seconds) {
+  const auto n_vocab = static_cast<size_t>(model_.n_vocab());
+  int64_t accepted = 0;
+  for (size_t j = 0;; ++j) {
+    const auto row = logits.subspan(j * n_vocab, n_vocab);
+    if (j == a.drafts.size()) {  // every draft accepted: the row after the last one samples as usual
+      sample_and_emit(a, row);
+      break;
+    }
+    const Verdict v = verify_draft(a.sampler, row, a.drafts[j]);
+    emit(a, v.token);
+    if (!v.accepted || a.p.stream->finished()) break;
+    // The draft's row is in the cache: it counts as fed.
+    sched_.append(a.slot, std::span<const int32_t>(&v.token, 1));
+    ++accepted;
+    if (!a.forced.empty()) break;  // the hook chose the next tokens; later drafts are moot
+  }
+  // Roll the rejected rows back: the target's cache keeps `next` and the accepted drafts.
+  kv_->truncate(a.slot, pos + 1 + accepted);
+  if (hidden && a.drafter) a.drafter->kept(pos, 1 + accepted, hidden);
+  a.governor.record(static_cast<int>(a.drafts.size()), static_cast<int>(accepted), seconds);
+  return accepted;
+}
+
+void Engine::emit(Active& a, int32_t tok) {
   a.sampler.accept(tok);
   ++a.generated;
+  {
+    // Counted before the client can hear of it, as finish() counts the request.
+    std::lock_guard<std::mutex> lock(mu_);
+    ++stats_.generated_tokens_total;
+  }
   ++a.tokens_out;
   if (!a.p.req.ignore_eos && tok_.is_eog(tok) && a.forced.empty()) return finish(a, FinishReason::Stop);
   std::string piece = a.decoder.push(tok);
@@ -318,6 +376,22 @@ void Engine::sample_and_emit(Active& a, std::span<const float> logits) {
     a.p.stream->push(std::move(e));
     a.text_out.clear();
     a.tokens_out = 0;
+  }
+}
+
+void Engine::propose_drafts(Active& a) {
+  const int64_t left = a.p.req.max_tokens - a.generated - 1;  // drafts beyond it could not be kept
+  const int k = a.governor.draft_budget(static_cast<int>(std::min<int64_t>(opts_.spec.k, left)));
+  if (k <= 0) return;
+  std::vector<int32_t> tokens = sched_.tokens(a.slot);
+  tokens.push_back(a.next);
+  try {
+    a.drafts = a.drafter->propose(tokens, k, *a.draft_pick);
+  } catch (const std::exception&) {
+    // A drafter that fails (its cache full) only costs speed: this request decodes plainly.
+    a.drafts.clear();
+    a.drafter->drop();
+    a.drafter.reset();
   }
 }
 
@@ -342,22 +416,37 @@ void Engine::step() {
   std::vector<int64_t> rows = sched_.plan(need, decoding);
 
   Batch batch;
-  std::vector<Active*> with_logits;  // in batch order of the rows that want logits
-  int64_t n_prefill = 0;
+  // Per sequence in the batch: where its rows start, its first position, its rows with logits
+  // (in batch order: a prompt's last row; a decoder's `next` row and one per draft).
+  struct Rows {
+    Active* a;
+    bool decoding;
+    int64_t batch_row, pos, n_rows, logit_row, n_logits;
+  };
+  std::vector<Rows> in_batch;
+  int64_t n_prefill = 0, n_logit_rows = 0;
   for (size_t i = 0; i < active_.size(); ++i) {
     Active& a = *active_[i];
     if (rows[i] == 0) continue;
     int64_t pos = static_cast<int64_t>(sched_.tokens(a.slot).size());
     if (decoding[i]) {
+      a.drafts.clear();
+      if (a.drafter && a.forced.empty()) propose_drafts(a);
+      in_batch.push_back({&a, true, batch.size(), pos, 1 + static_cast<int64_t>(a.drafts.size()), n_logit_rows,
+                          1 + static_cast<int64_t>(a.drafts.size())});
       batch.add(a.next, pos, a.slot, true);
-      sched_.append(a.slot, std::span<const int32_t>(&a.next, 1));
-      with_logits.push_back(&a);
+      for (size_t j = 0; j < a.drafts.size(); ++j)
+        batch.add(a.drafts[j].id, pos + 1 + static_cast<int64_t>(j), a.slot, true);
+      n_logit_rows += in_batch.back().n_logits;
+      sched_.append(a.slot, std::span<const int32_t>(&a.next, 1));  // drafts count once accepted
     } else {
       const auto& prompt = a.p.req.prompt;
+      const bool ends = a.fed + rows[i] == static_cast<int64_t>(prompt.size());
+      in_batch.push_back({&a, false, batch.size(), pos, rows[i], n_logit_rows, ends ? 1 : 0});
+      n_logit_rows += ends ? 1 : 0;
       for (int64_t k = 0; k < rows[i]; ++k) {
         bool last = a.fed + k + 1 == static_cast<int64_t>(prompt.size());
         batch.add(prompt[static_cast<size_t>(a.fed + k)], pos + k, a.slot, last);
-        if (last) with_logits.push_back(&a);
       }
       sched_.append(a.slot, std::span<const int32_t>(prompt.data() + a.fed, static_cast<size_t>(rows[i])));
       a.fed += rows[i];
@@ -366,6 +455,7 @@ void Engine::step() {
   }
 
   std::span<const float> logits;
+  const auto t_forward = std::chrono::steady_clock::now();
   try {
     logits = model_.forward(batch, *kv_);
   } catch (const std::exception& e) {
@@ -376,18 +466,43 @@ void Engine::step() {
     stats_.running = 0;
     return;
   }
+  // The step's forward time: each speculating sequence's governor weighs its drafts by it.
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_forward).count();
+  const size_t n_vocab = static_cast<size_t>(model_.n_vocab());
+  // The MTP head reads the trunk's hidden of every row the target keeps.
+  const float* hidden = opts_.spec.kind == SpecKind::Mtp ? model_.last_hidden().data() : nullptr;
+  const int64_t d = model_.config().n_embd;
+  int64_t generated = 0, drafted = 0, accepted = 0, verified = 0;
+  for (const Rows& r : in_batch) {
+    Active& a = *r.a;
+    const int64_t before = a.generated;
+    const auto rows_logits =
+        logits.subspan(static_cast<size_t>(r.logit_row) * n_vocab, static_cast<size_t>(r.n_logits) * n_vocab);
+    const bool decoder = r.decoding;
+    if (hidden && a.drafter && !decoder) a.drafter->kept(r.pos, r.n_rows, hidden + r.batch_row * d);
+    if (decoder && !a.drafts.empty()) {
+      drafted += static_cast<int64_t>(a.drafts.size());
+      accepted += verify_and_emit(a, r.pos, rows_logits, hidden ? hidden + r.batch_row * d : nullptr, seconds);
+    } else if (r.n_logits > 0) {
+      if (decoder && a.drafter) a.governor.record(0, 0, seconds);  // a plain step's time, for comparison
+      if (hidden && a.drafter && decoder) a.drafter->kept(r.pos, 1, hidden + r.batch_row * d);
+      sample_and_emit(a, rows_logits);
+    }
+    if (decoder && a.drafter) ++verified;
+    generated += a.generated - before;
+  }
   {
     std::lock_guard<std::mutex> lock(mu_);
     ++stats_.steps_total;
-    stats_.generated_tokens_total += static_cast<int64_t>(with_logits.size());
     stats_.prefill_tokens_total += n_prefill;
     stats_.kv_pages_in_use = kv_->pages_in_use();
     stats_.kv_bytes_allocated = static_cast<int64_t>(kv_->bytes_allocated());
-    record_rate(static_cast<int64_t>(with_logits.size()), n_prefill);
+    stats_.spec_drafted_total += drafted;
+    stats_.spec_accepted_total += accepted;
+    stats_.spec_verify_total += verified;
+    stats_.spec_tokens_total += verified > 0 ? generated : 0;
+    record_rate(generated, n_prefill);
   }
-  const size_t n_vocab = static_cast<size_t>(model_.n_vocab());
-  for (size_t r = 0; r < with_logits.size(); ++r)
-    sample_and_emit(*with_logits[r], logits.subspan(r * n_vocab, n_vocab));
   std::erase_if(active_, [](const auto& a) { return a->p.stream->finished(); });
   std::lock_guard<std::mutex> lock(mu_);
   stats_.running = static_cast<int64_t>(active_.size());

@@ -22,6 +22,7 @@
 #include "base/error.h"
 #include "runtime/sampler.h"
 #include "runtime/scheduler.h"
+#include "runtime/speculative.h"
 #include "tensor/dtype.h"
 
 namespace owl {
@@ -67,6 +68,7 @@ struct GenerationRequest {
   bool render_special = false;        // show special tokens (<s>, <|im_start|>, ...) as their text
   std::vector<int32_t> keep_special;  // these special tokens are shown even so
   std::shared_ptr<TokenHook> hook;    // optional
+  bool speculate = true;              // false: no drafts for this request, even when the engine drafts
 };
 
 struct GenerationEvent {
@@ -108,6 +110,10 @@ struct EngineOptions {
   DType kv_type = DType::F16;
   int64_t page_tokens = 32;
   bool prefix_cache = true;
+  // Speculative decoding (runtime/speculative.h): each decoding sequence's drafts join the one
+  // verify batch of the step. Draft needs draft_model (same tokenizer; it must outlive the engine).
+  SpecOptions spec;
+  Model* draft_model = nullptr;
 };
 
 // The queue is full: the server answers 429.
@@ -142,6 +148,12 @@ struct EngineStats {
   int64_t requests_finished_total = 0;
   int64_t requests_cancelled_total = 0;
   int64_t steps_total = 0;
+  // Speculative decoding: drafts proposed and accepted, verify rows (one per decoding sequence
+  // and step) and the tokens they produced.
+  int64_t spec_drafted_total = 0;
+  int64_t spec_accepted_total = 0;
+  int64_t spec_verify_total = 0;
+  int64_t spec_tokens_total = 0;
   double generated_tokens_per_second = 0;  // over the last few seconds
   double prefill_tokens_per_second = 0;
 };
@@ -173,6 +185,13 @@ class Engine {
   void step();   // engine thread
   void finish(Active& a, FinishReason why, const std::string& error = "");
   void sample_and_emit(Active& a, std::span<const float> logits);
+  void propose_drafts(Active& a);  // a.drafts for this step (maybe none)
+  // sample_and_emit with the token already chosen (an accepted draft or a verdict).
+  void emit(Active& a, int32_t tok);
+  // The logits rows of a sequence that fed drafts: accept or replace them one by one, then roll
+  // the rejected rows back out of every cache. Returns the drafts accepted. `seconds`: the
+  // step's forward time, for the sequence's SpecGovernor.
+  int64_t verify_and_emit(Active& a, int64_t pos, std::span<const float> logits, const float* hidden, double seconds);
   void record_rate(int64_t generated, int64_t prefilled);
 
   Model& model_;
@@ -180,6 +199,7 @@ class Engine {
   EngineOptions opts_;
   int64_t n_ctx_ = 0;
   std::unique_ptr<KVCache> kv_;
+  std::unique_ptr<KVCache> draft_kv_;  // the MTP head's or the draft model's cache (speculation)
   Scheduler sched_;
 
   mutable std::mutex mu_;  // guards pending_, stats_, and the scheduler's counters read by stats()

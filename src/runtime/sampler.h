@@ -50,6 +50,9 @@ class Sampler {
   std::vector<Candidate> candidates(std::span<const float> logits) const;
 
   const SamplerParams& params() const { return params_; }
+  // The generator sample() draws from (speculative decoding's accept/reject draws share it, so
+  // one seed fixes the whole output).
+  std::mt19937_64& rng() { return rng_; }
 
  private:
   void filter(std::span<const float> logits, std::vector<Candidate>& out) const;

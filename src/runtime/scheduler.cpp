@@ -94,6 +94,11 @@ void Scheduler::append(int slot, std::span<const int32_t> tokens) {
   t.insert(t.end(), tokens.begin(), tokens.end());
 }
 
+void Scheduler::truncate(int slot, int64_t n) {
+  auto& t = slots_[static_cast<size_t>(slot)].tokens;
+  if (n < static_cast<int64_t>(t.size())) t.resize(static_cast<size_t>(n));
+}
+
 void Scheduler::release(int slot, bool keep) {
   Slot& s = slots_[static_cast<size_t>(slot)];
   s.busy = false;

@@ -38,6 +38,8 @@ class Scheduler {
   std::optional<Placement> place(std::span<const int32_t> prompt, int64_t reserve);
   // Records tokens fed into a busy slot's KV.
   void append(int slot, std::span<const int32_t> tokens);
+  // Forgets all but the first n tokens of a slot (speculative rows the target rejected).
+  void truncate(int slot, int64_t n);
   // The request in `slot` ended; its tokens stay cached for reuse (or are dropped when keep is false).
   void release(int slot, bool keep);
 

@@ -146,6 +146,7 @@ void parse_common(const json& j, CommonParams& p, const char* max_tokens_name) {
   if (field(j, "n") && integer(j, "n", 1, 128) != 1)
     throw bad("n", "only n = 1 is supported; send separate requests for more choices", "unsupported_value");
   if (field(j, "ignore_eos")) p.ignore_eos = boolean(j, "ignore_eos");
+  if (field(j, "speculative")) p.speculative = boolean(j, "speculative");
 }
 
 void validate_messages(const json& msgs) {

@@ -8,7 +8,8 @@
 //     top_p (0,1], top_k (>= 0, extension), min_p [0,1] (extension),
 //     repetition_penalty / presence_penalty / frequency_penalty, seed, stop
 //     (string or up to 16 strings), stream, stream_options.include_usage,
-//     n (only 1), ignore_eos (extension)
+//     n (only 1), ignore_eos (extension), speculative (extension: false opts this request out of
+//     the server's --spec drafting)
 //   completions: prompt (string, or an array of token ids, or a one-element array of either)
 //   chat: messages (non-empty), tools, tool_choice ("none" | "auto" | "required" |
 //     {"type":"function","function":{"name":...}}), parallel_tool_calls,
@@ -53,6 +54,7 @@ struct CommonParams {
   bool stream = false;
   bool include_usage = false;
   bool ignore_eos = false;
+  bool speculative = true;
 };
 
 struct CompletionParams : CommonParams {

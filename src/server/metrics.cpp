@@ -49,6 +49,15 @@ std::string Metrics::render(const EngineStats& s) const {
   metric(out, "owl_generation_requests_cancelled_total", "counter",
          "Generation requests cancelled (client gone or stopped).", d(s.requests_cancelled_total));
   metric(out, "owl_engine_steps_total", "counter", "Batched forward steps.", d(s.steps_total));
+  metric(out, "owl_spec_draft_tokens_total", "counter", "Speculative decoding: tokens drafted.",
+         d(s.spec_drafted_total));
+  metric(out, "owl_spec_accepted_tokens_total", "counter", "Speculative decoding: drafted tokens the model accepted.",
+         d(s.spec_accepted_total));
+  metric(out, "owl_spec_acceptance_ratio", "gauge", "Speculative decoding: accepted share of the drafted tokens.",
+         s.spec_drafted_total ? d(s.spec_accepted_total) / d(s.spec_drafted_total) : 0.0);
+  metric(out, "owl_spec_tokens_per_forward", "gauge",
+         "Speculative decoding: tokens generated per sequence and forward step.",
+         s.spec_verify_total ? d(s.spec_tokens_total) / d(s.spec_verify_total) : 0.0);
   metric(out, "owl_queue_depth", "gauge", "Requests waiting for a slot.", d(s.queue_depth));
   metric(out, "owl_running_sequences", "gauge", "Sequences being prefilled or decoded.", d(s.running));
   metric(out, "owl_parallel_slots", "gauge", "Sequences that can run at once (--parallel).", d(s.n_parallel));

@@ -226,6 +226,7 @@ void OpenAIServer::handle_completions(const http::Request& req, http::Response& 
   g.max_tokens = *p.max_tokens;
   g.stop = p.stop;
   g.ignore_eos = p.ignore_eos;
+  g.speculate = p.speculative;
   std::string echo = p.echo ? (p.prompt_ids.empty() ? p.prompt_text : tok_.decode(p.prompt_ids)) : "";
   auto stream = submit(engine_, std::move(g));
   const std::string id = random_id("cmpl-");
@@ -424,6 +425,7 @@ GenerationRequest OpenAIServer::chat_request(const ChatParams& p, const std::str
                    "invalid_request_error", "messages", "context_length_exceeded");
   g.stop = p.stop;
   g.ignore_eos = p.ignore_eos;
+  g.speculate = p.speculative;
   return g;
 }
 

@@ -104,6 +104,11 @@ TEST(OwlInfo, EveryGoldenModel) {
           json j = json::parse(r.out);
           EXPECT_EQ(j["arch"], "deepseek2");
           EXPECT_EQ(j["params_total"], total) << f.path();
+          EXPECT_EQ(j["nextn_layers"], 1) << f.path();
+          auto text = owl::test::run_owl({"info", f.path().string()});
+          EXPECT_NE(text.out.find("nextn      1 NextN (multi-token prediction) layer after 3 trunk layers"),
+                    std::string::npos)
+              << text.out;
           ++checked;
         }
       continue;

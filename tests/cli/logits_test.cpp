@@ -66,6 +66,36 @@ TEST(CliLogits, DumpWritesTheNamedIntermediatesOfEveryLayer) {
   EXPECT_EQ(read_f32(dump + "/0000" + n + "-logits--1.f32"), read_f32(out));
 }
 
+// --mtp-out: the NextN head's logits of every row, within the F32 bound of llama.cpp's draft-mtp
+// (golden README, "MTP"); --greedy with --spec gives the ids of plain greedy decoding.
+TEST(CliLogits, MtpOutAndSpeculativeGreedy) {
+  const std::string dir = shared_path("golden/deepseek-v3-mtp");
+  const auto meta = nlohmann::json::parse(read_file(dir + "/f32.cases.json"));
+  const auto& c = meta["cases"][1];
+  const auto tokens = c["tokens"].get<std::vector<int32_t>>();
+  const std::string tmp = temp_dir(), out = tmp + "/t.f32", mtp = tmp + "/m.f32";
+  auto r = run_owl({"logits", dir + "/f32.gguf", "--tokens", join_ids(tokens), "--out", out, "--mtp-out", mtp,
+                    "--greedy", "12", "--threads", "2"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  Agreement trunk = compare(read_f32(out), read_f32(dir + "/" + c["logits_file"].get<std::string>()), 512);
+  EXPECT_LE(trunk.max_abs, 1e-3) << describe(trunk);
+  Agreement head = compare(read_f32(mtp), read_f32(dir + "/" + c["mtp_logits_file"].get<std::string>()), 512);
+  EXPECT_LE(head.max_abs, 1e-3) << describe(head);
+  const auto plain = nlohmann::json::parse(r.out).get<std::vector<int32_t>>();
+  ASSERT_EQ(plain.size(), 12u);
+  for (const char* spec : {"mtp", "mtp:2", "ngram:3"}) {
+    auto s = run_owl({"logits", dir + "/f32.gguf", "--tokens", join_ids(tokens), "--out", out, "--greedy", "12",
+                      "--spec", spec, "--threads", "2"});
+    ASSERT_EQ(s.exit_code, 0) << spec << ": " << s.err;
+    EXPECT_EQ(nlohmann::json::parse(s.out).get<std::vector<int32_t>>(), plain) << spec;
+    EXPECT_NE(s.err.find("tokens per forward"), std::string::npos) << s.err;
+  }
+  auto d = run_owl({"logits", dir + "/f32.gguf", "--tokens", join_ids(tokens), "--out", out, "--greedy", "12", "--spec",
+                    "draft:2", "--draft", dir + "/q4_k_m.gguf", "--threads", "2"});
+  ASSERT_EQ(d.exit_code, 0) << d.err;
+  EXPECT_EQ(nlohmann::json::parse(d.out).get<std::vector<int32_t>>(), plain);
+}
+
 TEST(CliLogits, BadInputIsAClearError) {
   const std::string model = shared_path("golden/llama/f32.gguf");
   const std::string out = temp_dir() + "/x.f32";
@@ -83,6 +113,15 @@ TEST(CliLogits, BadInputIsAClearError) {
       {{"logits", model, "--tokens", "1", "--out", out, "--kv-type", "q8"}, 2, "use f16 or f32"},
       {{"logits", model, "--tokens", "1", "--out", "/nonexistent-dir/x.f32"}, 1, "cannot write"},
       {{"logits", "/nonexistent/model.gguf", "--tokens", "1", "--out", out}, 1, "does not exist"},
+      {{"logits", model, "--tokens", "1", "--out", out, "--mtp-out", out + ".m"}, 2, "no NextN"},
+      {{"logits", model, "--tokens", "1", "--out", out, "--greedy", "2", "--spec", "mtp"}, 2, "no NextN"},
+      {{"logits", model, "--tokens", "1", "--out", out, "--greedy", "2", "--spec", "mtp:0"}, 2, "from 1 to 16"},
+      {{"logits", model, "--tokens", "1", "--out", out, "--greedy", "2", "--spec", "eagle"}, 2, "not a speculation"},
+      {{"logits", model, "--tokens", "1", "--out", out, "--greedy", "2", "--spec", "draft"}, 2, "needs --draft"},
+      {{"logits", model, "--tokens", "1", "--out", out, "--greedy", "2", "--spec", "draft", "--draft",
+        shared_path("models/stories260K/stories260K-f32.gguf")},
+       2,
+       "tokenizer"},
   };
   for (const auto& c : cases) {
     auto r = run_owl(c.args);

@@ -74,6 +74,40 @@ TEST(QuantizeCli, RequantisingWarnsAndKeepsThePlan) {
   EXPECT_GE(requant.argmax_agree, theirs.argmax_agree - 0.07) << describe(requant);
 }
 
+// --nextn-type: the NextN layer's matrices (its block and eh_proj) get that type, its norms and
+// the trunk keep the mix; the file still runs its head.
+TEST(QuantizeCli, NextnTypeAppliesToTheNextnLayerOnly) {
+  const std::string dir = test::temp_dir(), out = dir + "/q.gguf";
+  const std::string f32 = test::shared_path("golden/deepseek-v3-mtp/f32.gguf");
+  auto r = test::run_owl({"quantize", f32, out, "q4_k_m", "--nextn-type", "q8_0"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto f = gguf::File::open(out);
+  int matrices = 0;
+  for (const auto& t : f->tensor_infos()) {
+    const bool nextn = t.name.rfind("blk.3.", 0) == 0;
+    if (nextn && t.n_dims >= 2) {
+      EXPECT_EQ(t.type, DType::Q8_0) << t.name;
+      ++matrices;
+    }
+    if (nextn && t.n_dims == 1) {
+      EXPECT_EQ(t.type, DType::F32) << t.name;
+    }
+  }
+  EXPECT_EQ(matrices, 14);  // MLA + MoE block (13) and eh_proj
+  // The trunk keeps Q4_K_M's mix: the types of llama.cpp's Q4_K_M of the same file.
+  auto gold = gguf::File::open(test::shared_path("golden/deepseek-v3-mtp/q4_k_m.gguf"));
+  for (const auto& t : gold->tensor_infos()) {
+    if (t.name.rfind("blk.3.", 0) != 0) {
+      EXPECT_EQ(f->find_info(t.name)->type, t.type) << t.name;
+    }
+  }
+  expect_refused(
+      {"quantize", test::shared_path("golden/llama/f32.gguf"), dir + "/x.gguf", "q8_0", "--nextn-type", "q4_0"}, 2,
+      "no NextN", dir + "/x.gguf");
+  expect_refused({"quantize", f32, dir + "/y.gguf", "q8_0", "--nextn-type", "q9"}, 2, "unknown quantisation type",
+                 dir + "/y.gguf");
+}
+
 TEST(QuantizeCli, BadInputs) {
   const std::string dir = test::temp_dir();
   const std::string f32 = test::shared_path("golden/llama/f32.gguf");

@@ -4,6 +4,7 @@
 // twin equals that twin tensor for tensor.
 #include <gtest/gtest.h>
 
+#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "convert/convert_test_util.h"
@@ -76,6 +77,63 @@ TEST_P(ExportGolden, RoundTripIsByteIdentical) {
 
 INSTANTIATE_TEST_SUITE_P(All, ExportGolden, ::testing::ValuesIn(golden_models()),
                          [](const auto& p) { return param_name(p.param); });
+
+// A file with a NextN layer (DeepSeek-V3's layout): export writes it as model.layers.3.* after
+// the three trunk layers with num_nextn_predict_layers 1, the folder runs the MTP head exactly as
+// the GGUF does, and convert gives back every tensor bit for bit.
+TEST(ExportNextn, LayerSurvivesExportAndConvert) {
+  const std::string gguf_path = golden_file("deepseek-v3-mtp");
+  const std::string dir = temp_dir() + "/hf", back = temp_dir() + "/back.gguf";
+  owl_ok({"export", gguf_path, dir});
+  const auto cfg = nlohmann::json::parse(read_file(dir + "/config.json"));
+  EXPECT_EQ(cfg["num_hidden_layers"], 3);
+  EXPECT_EQ(cfg["num_nextn_predict_layers"], 1);
+  const ModelConfig hf = load_hf_config(dir);
+  EXPECT_EQ(hf.n_layer, 4);
+  EXPECT_EQ(hf.n_nextn_layers, 1);
+
+  // The head over the short prompt, from either source: bit-identical (F32 weights).
+  auto head = [](const std::string& path) {
+    auto src = open_model_source(path);
+    auto m = Model::load(*src);
+    const std::vector<int32_t> tokens{439, 422, 263, 225, 138, 149, 448, 474};
+    KVCache kv(m->kv_shape(), {.type = DType::F32, .n_ctx = 16, .n_seq_max = 1, .page_tokens = 16});
+    Batch b;
+    for (size_t i = 0; i < tokens.size(); ++i) b.add(tokens[i], static_cast<int64_t>(i), 0, true);
+    m->forward(b, kv);
+    const int64_t d = m->config().n_embd;
+    std::vector<float> h(m->last_hidden().size(), 0.0f);
+    std::copy(m->last_hidden().begin(), m->last_hidden().end() - d, h.begin() + d);
+    KVCache mkv(m->mtp_kv_shape(), {.type = DType::F32, .n_ctx = 16, .n_seq_max = 1, .page_tokens = 16});
+    auto l = m->mtp_forward(b, h.data(), mkv);
+    return std::vector<float>(l.begin(), l.end());
+  };
+  const auto want = head(gguf_path);
+  const auto got = head(dir);
+  EXPECT_EQ(max_abs_diff(got, want), 0.0);
+  const Agreement a = compare(want, read_f32(shared_path("golden/deepseek-v3-mtp/f32.short.mtp.f32")), 512);
+  EXPECT_LE(a.max_abs, 1e-3) << describe(a);
+
+  owl_ok({"convert", dir, back});
+  auto g = gguf::File::open(back);
+  auto w = gguf::File::open(gguf_path);
+  expect_same_hparams(config_from_gguf(g->metadata()), config_from_gguf(w->metadata()), "deepseek-v3-mtp");
+  expect_same_tensors(*g, *w, "deepseek-v3-mtp");
+}
+
+// config.json may count a NextN layer the checkpoint leaves out (re-uploads, fine-tunes of
+// DeepSeek-V3 without model.layers.61): the folder loads as the trunk alone.
+TEST(ExportNextn, ConfigCountingAMissingLayerLoadsTheTrunk) {
+  const std::string dir = temp_dir() + "/hf";
+  owl_ok({"export", golden_file("deepseek-v3"), dir});
+  auto cfg = nlohmann::json::parse(read_file(dir + "/config.json"));
+  cfg["num_nextn_predict_layers"] = 1;
+  std::ofstream(dir + "/config.json") << cfg.dump(1);
+  auto src = open_model_source(dir);
+  EXPECT_EQ(src->config().n_layer, 3);
+  EXPECT_EQ(src->config().n_nextn_layers, 0);
+  EXPECT_FALSE(Model::load(*src)->has_mtp());
+}
 
 // The exported folder of a model with a shared twin equals the twin: same tensor names,
 // dtypes, shapes and bytes, and a config.json that reads to the same ModelConfig.

@@ -100,6 +100,28 @@ TEST(QuantizeGolden, Q8_0EqualsLlamaCppByteForByte) {
   EXPECT_EQ(models, 5);  // llama, llama-rope-scaled, qwen2, qwen3, deepseek-v3
 }
 
+// A file with a NextN layer keeps it: every tensor of llama.cpp's Q4_K_M of it is there, the
+// NextN ones at llama.cpp's types (eh_proj quantised like the other matrices, the norms F32),
+// and the quantised head runs.
+TEST(QuantizeGolden, KeepsTheNextnLayer) {
+  auto ours = gguf::File::open(quantized("deepseek-v3-mtp", "q4_k_m"));
+  auto gold = gguf::File::open(test::shared_path("golden/deepseek-v3-mtp/q4_k_m.gguf"));
+  ASSERT_EQ(ours->tensor_infos().size(), gold->tensor_infos().size());
+  EXPECT_EQ(ours->metadata().get_int("deepseek2.nextn_predict_layers"), 1);
+  int nextn = 0;
+  for (const auto& t : gold->tensor_infos()) {
+    const auto* mine = ours->find_info(t.name);
+    ASSERT_NE(mine, nullptr) << t.name;
+    if (t.name.find(".nextn.") == std::string::npos) continue;
+    ++nextn;
+    EXPECT_EQ(mine->type, t.type) << t.name;
+  }
+  EXPECT_EQ(nextn, 4);
+  auto src = open_model_source(quantized("deepseek-v3-mtp", "q4_k_m"));
+  auto m = Model::load(*src);
+  EXPECT_TRUE(m->has_mtp());
+}
+
 TEST(QuantizeGolden, Q8_0LogitsWithinGoldenBounds) {
   for (const auto& model : all_models()) {
     if (!golden_has(model, "q8_0")) continue;

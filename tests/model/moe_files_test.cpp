@@ -52,8 +52,9 @@ std::string load_error(const Family& family, const std::string& path) {
 auto keep_all = [](const std::string&) { return true; };
 auto no_meta = [](gguf::Metadata&) {};
 
-// The trunk is the golden model; blk.3 (a copy of blk.2 plus nextn.* tensors) is the MTP layer.
-void check_nextn_layer_not_run(const std::string& model, const std::string& arch, const Family& family) {
+// The trunk is the golden model; blk.3 (a copy of blk.2 plus nextn.* tensors) is the MTP layer:
+// it has its own cache (mtp_kv_shape) and leaves the trunk's logits as they were.
+void check_nextn_layer_apart(const std::string& model, const std::string& arch, const Family& family) {
   const std::string path = rewrite(
       "golden/" + model + "/f32.gguf",
       [&](gguf::Metadata& m) {
@@ -70,10 +71,15 @@ void check_nextn_layer_not_run(const std::string& model, const std::string& arch
         const TensorView norm = *f.tensor("output_norm.weight");
         w.add_tensor("blk.3.nextn.enorm.weight", DType::F32, {256}, norm.data);
         w.add_tensor("blk.3.nextn.hnorm.weight", DType::F32, {256}, norm.data);
+        w.add_tensor("blk.3.nextn.shared_head_norm.weight", DType::F32, {256}, norm.data);
+        // Any 512 x 256 values serve as eh_proj: the output matrix has as many.
+        w.add_tensor("blk.3.nextn.eh_proj.weight", DType::F32, {512, 256}, f.tensor("output.weight")->data);
       });
   auto src = open_model_source(path);
   auto m = family.load(*src);
-  EXPECT_EQ(m->kv_shape().size(), 3u);  // no cache for the MTP layer
+  EXPECT_EQ(m->kv_shape().size(), 3u);  // the MTP layer caches in its own store
+  EXPECT_TRUE(m->has_mtp());
+  EXPECT_EQ(m->mtp_kv_shape().size(), 1u);
 
   const auto meta = nlohmann::json::parse(test::read_file(test::shared_path("golden/" + model + "/f32.cases.json")));
   const auto& c = meta["cases"][1];  // medium
@@ -88,12 +94,23 @@ void check_nextn_layer_not_run(const std::string& model, const std::string& arch
   for (size_t i = 0; i < gold.size(); ++i)
     max_abs = std::max(max_abs, static_cast<double>(std::fabs(logits[i] - gold[i])));
   EXPECT_LE(max_abs, 1e-3) << model;
+
+  // The head runs on the family's own attention (GQA for glm4moe, MLA for deepseek2): finite
+  // logits for every row, its own cache holding the rows.
+  const int64_t d = m->config().n_embd;
+  std::vector<float> hidden(m->last_hidden().size(), 0.0f);
+  std::copy(m->last_hidden().begin(), m->last_hidden().end() - d, hidden.begin() + d);
+  KVCache mkv(m->mtp_kv_shape(), {.type = DType::F32, .n_ctx = 512, .n_seq_max = 1, .page_tokens = 32});
+  auto head = m->mtp_forward(batch, hidden.data(), mkv);
+  ASSERT_EQ(head.size(), gold.size());
+  EXPECT_TRUE(std::all_of(head.begin(), head.end(), [](float v) { return std::isfinite(v); })) << model;
+  EXPECT_EQ(mkv.seq_length(0), static_cast<int64_t>(tokens.size()));
 }
 
-TEST(Glm4MoeFile, NextNLayerIsLoadedButNotRun) { check_nextn_layer_not_run("glm4moe", "glm4moe", glm4moe_family()); }
+TEST(Glm4MoeFile, NextNLayerLeavesTheTrunkAlone) { check_nextn_layer_apart("glm4moe", "glm4moe", glm4moe_family()); }
 
-TEST(Deepseek2File, NextNLayerIsLoadedButNotRun) {
-  check_nextn_layer_not_run("deepseek-v3", "deepseek2", deepseek2_family());
+TEST(Deepseek2File, NextNLayerLeavesTheTrunkAlone) {
+  check_nextn_layer_apart("deepseek-v3", "deepseek2", deepseek2_family());
 }
 
 TEST(Glm4MoeFile, NextNCountMustLeaveATrunk) {
