@@ -22,7 +22,7 @@
 namespace {
 
 struct Options {
-  std::string model, tokens, out, kv_type = "f32", quant;
+  std::string model, tokens, out, kv_type = "f32", quant, mem;
   std::string dump, dump_names = "all";
   int threads = 0;
   int greedy = 0;
@@ -56,7 +56,7 @@ void run(const Options& o) {
   if (o.threads > 0) owl::set_default_threads(o.threads);
   if (o.greedy < 0) throw owl::UsageError("--greedy must be 0 or more");
   const std::vector<int32_t> ids = parse_ids(o.tokens);
-  auto source = owl::cli::open_source(owl::hub::resolve_model(o.model, /*pull_if_missing=*/true), o.quant);
+  auto source = owl::cli::open_source(owl::hub::resolve_model(o.model, /*pull_if_missing=*/true), o.quant, o.mem);
   auto model = owl::Model::load(*source);
   const int64_t n_vocab = model->n_vocab();
   if (!o.dump.empty()) owl::trace::start(o.dump, o.dump_names);
@@ -111,6 +111,7 @@ void setup(CLI::App& app) {
   sub->add_option("--dump-names", o->dump_names, "with --dump: comma-separated names, or all (default)");
   sub->add_option("--ctx", o->ctx, "context length (default: the model's training context)");
   owl::cli::add_quant_option(sub, o->quant);
+  owl::cli::add_mem_option(sub, o->mem);
   sub->callback([o] { run(*o); });
 }
 

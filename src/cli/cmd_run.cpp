@@ -20,6 +20,7 @@
 #include "base/thread_pool.h"
 #include "cli/command.h"
 #include "cli/load_options.h"
+#include "model/expert_cache.h"
 #include "hub/resolve.h"
 #include "model/model.h"
 #include "runtime/engine.h"
@@ -29,7 +30,7 @@
 namespace {
 
 struct Options {
-  std::string model, prompt, kv_type = "f16", quant;
+  std::string model, prompt, kv_type = "f16", quant, mem;
   int n_predict = 256;
   int threads = 0;
   int64_t ctx = 0;
@@ -64,7 +65,7 @@ void run(Options o) {
   if (o.threads > 0) owl::set_default_threads(o.threads);
   if (o.n_predict < 0) throw owl::UsageError("-n must be 0 or more");
   if (!o.seed_given) o.sampling.seed = std::random_device{}();
-  auto source = owl::cli::open_source(owl::hub::resolve_model(o.model, /*pull_if_missing=*/true), o.quant);
+  auto source = owl::cli::open_source(owl::hub::resolve_model(o.model, /*pull_if_missing=*/true), o.quant, o.mem);
   auto model = owl::Model::load(*source);
   auto tok = open_tokenizer(*source);
 
@@ -111,6 +112,12 @@ void run(Options o) {
                static_cast<long long>(n_prompt), t_prompt, static_cast<double>(n_prompt) / std::max(t_prompt, 1e-9),
                static_cast<long long>(n_generated), t_gen, static_cast<double>(n_generated) / std::max(t_gen, 1e-9),
                stop_cause(*last, o.n_predict), static_cast<unsigned long long>(o.sampling.seed));
+  if (const owl::ExpertCache* cache = source->expert_cache.get()) {
+    const owl::ExpertCache::Stats s = cache->stats();
+    std::fprintf(stderr, "owl: experts streamed: cache %.1f MB, hit rate %.1f%%, read %.2f GB at %.2f GB/s\n",
+                 static_cast<double>(cache->capacity()) / 1e6, 100.0 * s.hit_rate(),
+                 static_cast<double>(s.bytes_read) / 1e9, s.read_gb_per_s());
+  }
 }
 
 void setup(CLI::App& app) {
@@ -135,6 +142,7 @@ void setup(CLI::App& app) {
   sub->add_option("--stop", o->stops, "stop generating at this text (repeatable)");
   sub->add_option("--kv-type", o->kv_type, "KV cache element type: f16 (default) or f32");
   owl::cli::add_quant_option(sub, o->quant);
+  owl::cli::add_mem_option(sub, o->mem);
   sub->callback([o] { run(*o); });
 }
 

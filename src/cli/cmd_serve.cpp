@@ -33,7 +33,7 @@
 namespace {
 
 struct Options {
-  std::string model, host = "127.0.0.1", api_key, chat_template, kv_type = "f16", quant;
+  std::string model, host = "127.0.0.1", api_key, chat_template, kv_type = "f16", quant, mem;
   int port = 8080, parallel = 4, threads = 0, max_queue = 64;
   int64_t ctx = 0, prefill_chunk = 256, kv_budget = 0, max_body = 8 << 20;
   bool no_prefix_cache = false;
@@ -52,7 +52,7 @@ void run(const Options& o) {
     throw owl::UsageError("--ctx, --kv-budget must be >= 0; --prefill-chunk and --max-body >= 1");
   if (o.threads > 0) owl::set_default_threads(o.threads);
 
-  owl::cli::TextModel tm = owl::cli::load_text_model(o.model, o.chat_template, "serve", o.quant);
+  owl::cli::TextModel tm = owl::cli::load_text_model(o.model, o.chat_template, "serve", o.quant, o.mem);
   owl::Model* model = tm.model.get();
   owl::Tokenizer* tok = tm.tokenizer.get();
 
@@ -110,6 +110,7 @@ void setup(CLI::App& app) {
   cmd->add_option("--kv-type", o->kv_type, "KV cache type: f16 (default) or f32");
   cmd->add_flag("--no-prefix-cache", o->no_prefix_cache, "do not reuse cached prompt prefixes");
   owl::cli::add_quant_option(cmd, o->quant);
+  owl::cli::add_mem_option(cmd, o->mem);
   cmd->add_option("--max-body", o->max_body, "largest request body in bytes (default 8 MiB; larger get 413)");
   cmd->callback([o] { run(*o); });
 }

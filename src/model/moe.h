@@ -21,6 +21,7 @@
 
 #include "kernels/kernels.h"
 #include "model/config.h"
+#include "model/expert_cache.h"
 #include "model/source.h"
 #include "tensor/tensor.h"
 
@@ -60,21 +61,26 @@ struct MoeWeights {
   kernels::Weight down_exps;                                        // {n_ff_exp, n_embd, n_expert}
   std::optional<kernels::Weight> gate_shexp, up_shexp, down_shexp;  // shared experts, SwiGLU
   int64_t layer = -1;                                               // for trace.h records
+  // Set when the routed experts stream (residency.h): they come from this cache, and the
+  // *_exps weights above are the file's plain views, kept for their shapes only.
+  std::shared_ptr<ExpertCache> streamed;
 };
 
 // Loads blk.<layer>.ffn_*_exps, ffn_gate_inp, exp_probs_b (required when `require_bias`,
 // else optional) and the ffn_*_shexp tensors when config.n_expert_shared > 0, checking shapes.
-// The expert and shared-expert matrices are prepared for matmul (kernels::prepare_weight).
+// The expert and shared-expert matrices are prepared for matmul (kernels::prepare_weight);
+// under a memory budget the routed experts may stream instead (residency.h).
 MoeWeights load_moe_weights(const ModelSource& src, int64_t layer, bool require_bias);
 
 // Scratch space of moe_forward, grown to the largest batch and then reused.
 struct MoeScratch {
   std::vector<float> logits, xin, y, gate;
   Routing routing;
-  std::vector<int64_t> count, offset;  // per expert: rows routed to it, first row in xin/y
-  std::vector<int64_t> token;          // per routed row (grouped by expert): its token
-  std::vector<float> weight;           //   and its routing weight
-  std::vector<int32_t> active;         // experts with rows, ascending
+  std::vector<int64_t> count, offset;              // per expert: rows routed to it, first row in xin/y
+  std::vector<int64_t> token;                      // per routed row (grouped by expert): its token
+  std::vector<float> weight;                       //   and its routing weight
+  std::vector<int32_t> active;                     // experts with rows, ascending
+  std::vector<const ExpertCache::Expert*> pinned;  // streamed experts: active[i]'s weights
 };
 
 // y = (silu(x·gate) * (x·up))·down for n rows: a plain SwiGLU FFN; h: n_rows * ff floats of scratch.

@@ -17,6 +17,7 @@ namespace owl {
 namespace gguf {
 class File;
 }
+class ExpertCache;
 
 // Multi-head latent attention evaluated with K/V expanded per head, or absorbed into the latent
 // (mla.h); Auto picks per call by cost.
@@ -41,6 +42,14 @@ class ModelSource {
   // MLA models: which form of attention to evaluate (Auto: the cheaper one per call; the others
   // force one, for tests and A/B runs). Set before loading.
   MlaForm mla_form = MlaForm::Auto;
+  // The memory budget of the weights (owl --mem; residency.h): 0, no budget, everything
+  // resident. `mem_budget_source` says where it came from ("--mem", "cgroup limit",
+  // "MemAvailable"): only a budget given with --mem is an error when too small. Set before loading.
+  uint64_t mem_budget = 0;
+  std::string mem_budget_source;
+  // The cache of the routed experts that stream under that budget, created by the first layer
+  // that streams (residency.h: streaming_expert_cache); shared by the model's layers.
+  mutable std::shared_ptr<ExpertCache> expert_cache;
 
   // Required tensor with the given shape (ggml order, trailing 1s optional); throws a clear error.
   TensorView require(const std::string& name, std::initializer_list<int64_t> shape) const;
