@@ -57,7 +57,7 @@ class ExpertCache {
   // `path`: the GGUF file; `capacity`: bytes of prepared experts to keep; `prepare`: how the
   // experts are prepared (as resident weights would be).
   ExpertCache(const std::string& path, uint64_t capacity, const kernels::PrepareOptions& prepare, int64_t n_layer,
-              int64_t n_expert, int n_io_threads = 4);
+              int64_t n_expert, int n_io_threads = 8);
   ~ExpertCache();
   ExpertCache(const ExpertCache&) = delete;
   ExpertCache& operator=(const ExpertCache&) = delete;
