@@ -94,15 +94,19 @@ bool ExpertCache::queue_locked(int64_t layer, int32_t e, bool demand) {
   if (en.state == State::Ready) return true;
   if (en.state == State::Queued) {
     if (!demand) return true;
-    // A read ahead that is still waiting becomes a demand read, first in line.
-    for (auto it = queue_.begin(); it != queue_.end(); ++it) {
+    // A read ahead whose reads still wait becomes a demand read: its reads go first in line.
+    std::vector<Job> upgraded;
+    for (auto it = queue_.begin(); it != queue_.end();) {
       if (it->layer == layer && it->e == e && !it->demand) {
-        queue_.erase(it);
-        queue_.push_front({layer, e, true});
-        en.demand_read = true;
-        break;
+        upgraded.push_back(*it);
+        upgraded.back().demand = true;
+        it = queue_.erase(it);
+      } else {
+        ++it;
       }
     }
+    for (const Job& j : upgraded) queue_.push_front(j);
+    if (!upgraded.empty()) en.demand_read = true;
     return true;
   }
   en.state = State::Queued;
@@ -186,9 +190,9 @@ void ExpertCache::prefetch_after(int64_t layer, const float* x, int64_t n_tokens
       ++window_guesses_;
     }
   }
-  constexpr uint64_t kWindow = 256;
+  constexpr uint64_t kWindow = 64;
   if (window_guesses_ >= kWindow) {
-    if (window_used_ * 3 < window_guesses_) prefetch_paused_until_ = clock_ + 16 * kWindow;
+    if (window_used_ * 2 < window_guesses_) prefetch_paused_until_ = clock_ + 256 * kWindow;
     window_guesses_ = window_used_ = 0;
   }
 }
@@ -243,49 +247,62 @@ void ExpertCache::io_thread() {
     const Job job = queue_.front();
     queue_.pop_front();
     Entry& en = entry(job.layer, job.e);
-    if (en.state != State::Queued || en.slot) continue;  // already read by another thread
-    const size_t bytes = expert_bytes(job.layer);
-    uint8_t* slot = nullptr;
-    try {
-      slot = take_slot_locked(bytes, job.demand);
-    } catch (const Error& err) {
-      en.state = State::Failed;
-      en.error = err.what();
-      ready_cv_.notify_all();
-      continue;
+    int part = job.part;
+    if (part < 0) {
+      if (en.state != State::Queued || en.slot) continue;  // already read by another thread
+      const size_t bytes = expert_bytes(job.layer);
+      uint8_t* slot = nullptr;
+      try {
+        slot = take_slot_locked(bytes, job.demand);
+      } catch (const Error& err) {
+        en.state = State::Failed;
+        en.error = err.what();
+        ready_cv_.notify_all();
+        continue;
+      }
+      if (!slot) {  // a read ahead with no room: forget it
+        en.state = State::Absent;
+        en.fresh = false;
+        en.read_ahead = false;
+        continue;
+      }
+      en.slot = slot;
+      en.slot_bytes = bytes;
+      en.parts_left = 3;
+      en.error.clear();
+      // Matrices 1 and 2 go first in line for the other threads; this one reads matrix 0.
+      queue_.push_front({job.layer, job.e, job.demand, 2});
+      queue_.push_front({job.layer, job.e, job.demand, 1});
+      work_cv_.notify_all();
+      part = 0;
     }
-    if (!slot) {  // a read ahead with no room: forget it
-      en.state = State::Absent;
-      en.fresh = false;
-      en.read_ahead = false;
-      continue;
-    }
-    en.slot = slot;
-    en.slot_bytes = bytes;
+    uint8_t* slot = en.slot;
     if (in_flight_++ == 0) busy_since_ = std::chrono::steady_clock::now();
     lock.unlock();
-    Expert weights;
+    kernels::Weight w;
     std::string error;
     try {
-      read_expert(job.layer, job.e, slot, staging, weights);
+      w = read_matrix(job.layer, job.e, part, slot, staging);
     } catch (const std::exception& err) {
       error = err.what();
     }
     lock.lock();
     if (--in_flight_ == 0)
       stats_.read_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - busy_since_).count();
-    if (error.empty()) {
-      en.weights = std::move(weights);
+    stats_.bytes_read += layers_[static_cast<size_t>(job.layer)].matrix_file_bytes[static_cast<size_t>(part)];
+    Expert& x = en.weights;
+    (part == 0 ? x.gate : part == 1 ? x.up : x.down) = std::move(w);
+    if (!error.empty() && en.error.empty()) en.error = error;
+    if (--en.parts_left > 0) continue;
+    if (en.error.empty()) {
       en.state = State::Ready;
-      const Layer& L = layers_[static_cast<size_t>(job.layer)];
-      stats_.bytes_read += L.matrix_file_bytes[0] + L.matrix_file_bytes[1] + L.matrix_file_bytes[2];
     } else {
       ::munmap(en.slot, en.slot_bytes);
       used_ -= en.slot_bytes;
       en.slot = nullptr;
       en.slot_bytes = 0;
+      en.weights = {};
       en.state = State::Failed;
-      en.error = error;
     }
     ready_cv_.notify_all();
   }
@@ -311,21 +328,19 @@ void ExpertCache::read_range(uint64_t offset, uint64_t n, std::vector<uint8_t>& 
   *data = buf + (offset - begin);
 }
 
-void ExpertCache::read_expert(int64_t layer, int32_t e, uint8_t* slot, std::vector<uint8_t>& staging, Expert& out) {
+kernels::Weight ExpertCache::read_matrix(int64_t layer, int32_t e, int m, uint8_t* slot,
+                                         std::vector<uint8_t>& staging) {
   const Layer& L = layers_[static_cast<size_t>(layer)];
-  kernels::Weight* dst[3] = {&out.gate, &out.up, &out.down};
+  TensorView v = L.stacks->stacks[static_cast<size_t>(m)];
+  const uint64_t bytes = L.matrix_file_bytes[static_cast<size_t>(m)];
+  const uint8_t* data = nullptr;
+  read_range(L.stacks->file_offset[static_cast<size_t>(m)] + static_cast<uint64_t>(e) * bytes, bytes, staging, &data);
+  v.n_dims = 2;
+  v.ne = {v.ne[0], v.ne[1], 1, 1};
+  v.data = data;
   size_t at = 0;
-  for (int m = 0; m < 3; ++m) {
-    TensorView v = L.stacks->stacks[m];
-    const uint64_t bytes = L.matrix_file_bytes[m];
-    const uint8_t* data = nullptr;
-    read_range(L.stacks->file_offset[m] + static_cast<uint64_t>(e) * bytes, bytes, staging, &data);
-    v.n_dims = 2;
-    v.ne = {v.ne[0], v.ne[1], 1, 1};
-    v.data = data;
-    *dst[m] = kernels::prepare_weight_into(v, prepare_, slot + at);
-    at += L.matrix_slot_bytes[m];
-  }
+  for (int i = 0; i < m; ++i) at += L.matrix_slot_bytes[static_cast<size_t>(i)];
+  return kernels::prepare_weight_into(v, prepare_, slot + at);
 }
 
 }  // namespace owl

@@ -1,10 +1,10 @@
 // Routed experts that do not fit the memory budget (residency.h) are read from the model file
 // when the router asks for them, into a cache of prepared (repacked) experts.
 //
-// - Reads: a few I/O threads, each with one read in flight (pread of one expert's slice of
-//   ffn_{gate,up,down}_exps), O_DIRECT where the file system allows so that the page cache does
-//   not hold a second copy; otherwise buffered reads whose pages are dropped after use
-//   (posix_fadvise DONTNEED). Nothing maps or copies the whole model.
+// - Reads: a few I/O threads, each with one read in flight (pread of one expert's slice of one
+//   of ffn_{gate,up,down}_exps: an expert is three reads at once), O_DIRECT where the file system allows so that the
+//   page cache does not hold a second copy; otherwise buffered reads whose pages are dropped after use (posix_fadvise
+//   DONTNEED). Nothing maps or copies the whole model.
 // - Slots: each cached expert is prepared once into its own slot (kernels::prepare_weight_into),
 //   so a hit costs nothing and the kernels are those of a resident expert: results do not
 //   depend on what is cached, bit for bit.
@@ -14,7 +14,7 @@
 // - Prefetch: while a layer computes, the next streamed layer's router is applied to this
 //   layer's input and the experts it would pick are read ahead (the residual stream changes
 //   little from one layer to the next, so the guess is usually right). Guesses are scored: when
-//   fewer than a third of a window of them get used (random weights, say), reading ahead pauses
+//   fewer than half of a window of them get used (random weights, say), reading ahead pauses
 //   for a while, so that wrong guesses do not take the disk from the reads that are needed.
 #pragma once
 #include <array>
@@ -102,6 +102,7 @@ class ExpertCache {
     uint64_t last_use = 0;
     uint8_t* slot = nullptr;
     size_t slot_bytes = 0;
+    int parts_left = 0;  // matrices still being read (three reads in flight per expert)
     Expert weights;
     std::string error;
   };
@@ -119,7 +120,8 @@ class ExpertCache {
   // or null when `demand` is false and only fresh or pinned experts could go.
   uint8_t* take_slot_locked(size_t bytes, bool demand);
   void io_thread();
-  void read_expert(int64_t layer, int32_t e, uint8_t* slot, std::vector<uint8_t>& staging, Expert& out);
+  // Reads matrix m (0 gate, 1 up, 2 down) of expert e into its place in `slot`.
+  kernels::Weight read_matrix(int64_t layer, int32_t e, int m, uint8_t* slot, std::vector<uint8_t>& staging);
   void read_range(uint64_t offset, uint64_t n, std::vector<uint8_t>& staging, const uint8_t** data);
 
   std::string path_;
@@ -136,7 +138,8 @@ class ExpertCache {
   struct Job {
     int64_t layer;
     int32_t e;
-    bool demand;  // asked for by a pin or request (not a read ahead)
+    bool demand;    // asked for by a pin or request (not a read ahead)
+    int part = -1;  // -1: the whole expert, not yet started; 0..2: one of its matrices
   };
   std::deque<Job> queue_;
   std::vector<std::thread> threads_;
