@@ -200,9 +200,12 @@ void ExpertCache::prefetch_after(int64_t layer, const float* x, int64_t n_tokens
 const ExpertCache::Expert& ExpertCache::pin(int64_t layer, int32_t e) {
   std::unique_lock lock(mu_);
   Entry& en = entry(layer, e);
-  if (en.state == State::Absent) queue_locked(layer, e, true);
   if (en.state == State::Queued) queue_locked(layer, e, true);  // a waiting read ahead goes first now
-  ready_cv_.wait(lock, [&] { return en.state == State::Ready || en.state == State::Failed; });
+  // Absent at first, or again when another read evicted it between its read and this wake-up.
+  while (en.state != State::Ready && en.state != State::Failed) {
+    if (en.state == State::Absent) queue_locked(layer, e, true);
+    ready_cv_.wait(lock);
+  }
   if (en.state == State::Failed) {
     en.state = State::Absent;
     throw Error(en.error);
