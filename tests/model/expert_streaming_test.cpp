@@ -4,6 +4,7 @@
 // plain experts), three budgets from the smallest that streams to one expert short of all
 // resident, each on a 64-token prompt in one call (experts one after another) followed by
 // greedy and teacher-forced decode steps through the KV cache (one token: experts in parallel).
+// Also: the plans for budgets around the edges, and the cache's eviction order on its own.
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -11,6 +12,8 @@
 #include <vector>
 
 #include "base/error.h"
+#include "formats/gguf.h"
+#include "kernels/kernels.h"
 #include "golden_util.h"
 #include "model/expert_cache.h"
 #include "model/model.h"
@@ -114,6 +117,61 @@ TEST(ExpertStreaming, BudgetsAndTheirPlans) {
   const ResidencyPlan fallback = plan_residency(*src);
   EXPECT_FALSE(fallback.stream);
   EXPECT_NE(fallback.note.find("everything stays resident"), std::string::npos) << fallback.note;
+}
+
+// The cache on its own: a full cache evicts the least used expert (ties: the least recently
+// used), keeps the hot one, and an expert read back after eviction computes what the resident
+// stack's slice computes, bit for bit.
+TEST(ExpertStreaming, CacheEvictsTheLeastUsedAndKeepsTheHot) {
+  const std::string path = test::shared_path("golden/qwen3moe/q4_k_m.gguf");
+  auto src = open_gguf_source(path);
+  const gguf::File& file = *src->gguf_file();
+  const ModelConfig& c = src->config();
+  ExpertCache::LayerStacks l;
+  const char* names[3] = {"blk.0.ffn_gate_exps.weight", "blk.0.ffn_up_exps.weight", "blk.0.ffn_down_exps.weight"};
+  for (int m = 0; m < 3; ++m) {
+    l.stacks[m] = *src->find(names[m]);
+    l.file_offset[m] = file.data_offset() + file.find_info(names[m])->offset;
+  }
+  l.router = *src->find("blk.0.ffn_gate_inp.weight");
+  l.n_expert_used = c.n_expert_used;
+  // Sized from a throwaway cache that knows the layer's expert size.
+  uint64_t one = 0;
+  {
+    ExpertCache probe(path, 1, src->prepare, c.n_layer, c.n_expert);
+    probe.add_layer(0, l);
+    one = probe.expert_bytes(0);
+  }
+  ExpertCache cache(path, 3 * one, src->prepare, c.n_layer, c.n_expert);
+  cache.add_layer(0, l);
+  auto use = [&](int32_t e) {
+    cache.pin(0, e);
+    cache.unpin(0, e);
+  };
+  for (int i = 0; i < 5; ++i) use(0);  // hot
+  use(1);
+  use(2);
+  EXPECT_EQ(cache.stats().misses, 3u);
+  use(3);  // full: 1 goes (used once, and before 2)
+  const ExpertCache::Stats s = cache.stats();
+  EXPECT_EQ(s.evictions, 1u);
+  EXPECT_EQ(s.misses, 4u);
+  EXPECT_LE(s.cached_bytes, 3 * one);
+  use(0);
+  use(2);
+  EXPECT_EQ(cache.stats().misses, 4u) << "the hot expert or the recent one was evicted";
+  use(1);
+  EXPECT_EQ(cache.stats().misses, 5u) << "expert 1 should have been the one evicted";
+
+  // Expert 1, read back, against the resident stack's slice.
+  const kernels::Weight stack = kernels::prepare_weight(l.stacks[0], src->prepare);
+  const ExpertCache::Expert& x = cache.pin(0, 1);
+  std::vector<float> in(static_cast<size_t>(c.n_embd), 0.0f), want(static_cast<size_t>(c.n_ff_exp)), got(want.size());
+  for (size_t i = 0; i < in.size(); ++i) in[i] = static_cast<float>((i * 37) % 11) * 0.1f - 0.5f;
+  kernels::matmul(kernels::matrix_slice(stack, 1), in.data(), 1, want.data());
+  kernels::matmul(x.gate, in.data(), 1, got.data());
+  cache.unpin(0, 1);
+  EXPECT_TRUE(same_floats(want, got));
 }
 
 }  // namespace
