@@ -5,23 +5,27 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
 #include "base/error.h"
+#include "base/memory_budget.h"
 
 namespace owl {
 
 namespace {
 
 // Starts reading the whole file into the page cache in the background when it fits in a
-// quarter of RAM, so a model's first forward pass finds its weights in memory instead of
-// faulting them in 4 KiB at a time from disk. Larger files (a 700 GB DeepSeek on a 24 GB
-// machine) are left to demand paging: reading them ahead would only evict other pages.
+// quarter of RAM (or of the memory cgroup's limit), so a model's first forward pass finds its
+// weights in memory instead of faulting them in 4 KiB at a time from disk. Larger files (a 700 GB
+// DeepSeek on a 24 GB machine) are left to demand paging: reading them ahead would only evict
+// other pages.
 void advise_read_ahead(void* p, size_t size) {
   const long pages = ::sysconf(_SC_PHYS_PAGES), page_size = ::sysconf(_SC_PAGESIZE);
   if (pages <= 0 || page_size <= 0) return;
-  const double ram = static_cast<double>(pages) * static_cast<double>(page_size);
+  double ram = static_cast<double>(pages) * static_cast<double>(page_size);
+  if (const auto limit = cgroup_memory_limit()) ram = std::min(ram, static_cast<double>(*limit));
   if (static_cast<double>(size) > ram / 4) return;
   ::madvise(p, size, MADV_WILLNEED);  // a hint: failure changes nothing
 }

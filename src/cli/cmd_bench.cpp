@@ -24,11 +24,13 @@
 #include "base/error.h"
 #include "base/memory_bandwidth.h"
 #include "base/thread_pool.h"
+#include "base/memory_budget.h"
 #include "cli/command.h"
 #include "cli/load_options.h"
 #include "dist/distributed.h"
 #include "hub/resolve.h"
 #include "kernels/kernels.h"
+#include "model/expert_cache.h"
 #include "model/model.h"
 #include "runtime/kv_cache.h"
 
@@ -42,6 +44,7 @@ struct Options {
   std::string kv_type = "f16";
   std::string quant;       // --quant: convert a Hugging Face folder while it loads
   std::string split;       // --split: under mpirun, how the model is split over the ranks
+  std::string mem;         // --mem: the weights' memory budget (empty: the default)
   bool no_repack = false;  // A/B: weights in the file's layout instead of the interleaved copies
   bool no_vnni = false;    // A/B: the AVX2 kernels where the CPU also has AVX-512 VNNI
   std::vector<int64_t> verify_rows;
@@ -106,7 +109,7 @@ void run(const Options& o) {
   owl::set_default_threads(threads);
   const std::string path = owl::hub::resolve_model(o.model, /*pull_if_missing=*/true);
   const auto t_load = std::chrono::steady_clock::now();
-  auto source = owl::cli::open_source(path, o.quant);
+  auto source = owl::cli::open_source(path, o.quant, o.mem);
   source->prepare.repack = !o.no_repack;
   // The kernels that run: the packed weights' (chosen at load), the default ISA's elsewhere.
   const owl::kernels::Isa isa =
@@ -173,6 +176,9 @@ void run(const Options& o) {
   }
 
   std::vector<double> pp_tps, tg_tps;
+  // Streamed experts: the expert cache's counts over the timed decode runs only.
+  owl::ExpertCache* cache = source->expert_cache.get();
+  owl::ExpertCache::Stats tg_cache;
   for (int r = 0; r < o.reps; ++r) {
     if (o.pp > 0) {
       auto t0 = std::chrono::steady_clock::now();
@@ -180,9 +186,17 @@ void run(const Options& o) {
       pp_tps.push_back(static_cast<double>(o.pp) / seconds_since(t0));
     }
     if (o.tg > 0) {
+      const owl::ExpertCache::Stats before = cache ? cache->stats() : owl::ExpertCache::Stats{};
       auto t0 = std::chrono::steady_clock::now();
       decode(o.tg);
       tg_tps.push_back(static_cast<double>(o.tg) / seconds_since(t0));
+      if (cache) {
+        const owl::ExpertCache::Stats after = cache->stats();
+        tg_cache.hits += after.hits - before.hits;
+        tg_cache.misses += after.misses - before.misses;
+        tg_cache.bytes_read += after.bytes_read - before.bytes_read;
+        tg_cache.read_seconds += after.read_seconds - before.read_seconds;
+      }
     }
   }
 
@@ -192,7 +206,8 @@ void run(const Options& o) {
   const double kv_bytes = static_cast<double>(kv.bytes_allocated());
   const double rss_bound = 1.05 * (file_bytes + kv_bytes);
 
-  const double bw = owl::measure_read_bandwidth(threads);
+  // The probe's buffer would not fit beside a cache sized to the budget: skipped when streaming.
+  const double bw = cache ? 0.0 : owl::measure_read_bandwidth(threads);
   const double bpt = bytes_per_token(*source);
   const double roofline = bw / bpt;
 
@@ -223,6 +238,20 @@ void run(const Options& o) {
                  {"within_bound", rss <= rss_bound}};
   for (const auto& [rows, ms] : verify_ms)
     j["verify_rows"].push_back({{"rows", rows}, {"ms_median", ms}, {"vs_one_row", ms / verify_ms.front().second}});
+  if (cache) {
+    const owl::ExpertCache::Stats all = cache->stats();
+    j["expert_cache"] = {{"mem_budget_bytes", source->mem_budget},
+                         {"cache_bytes", cache->capacity()},
+                         {"tg_hit_rate", tg_cache.hit_rate()},
+                         {"tg_misses", tg_cache.misses},
+                         {"tg_read_bytes", tg_cache.bytes_read},
+                         {"tg_read_gbs", tg_cache.read_gb_per_s()},
+                         {"read_bytes", all.bytes_read},
+                         {"read_gbs", all.read_gb_per_s()},
+                         {"evictions", all.evictions},
+                         {"prefetches", all.prefetches},
+                         {"prefetch_used", all.prefetch_used}};
+  }
   if (o.json) {
     std::printf("%s\n", j.dump(2).c_str());
     return;
@@ -238,10 +267,19 @@ void run(const Options& o) {
   if (o.tg > 0)
     std::printf("tg%-5lld %8.2f t/s median  %8.2f t/s min\n", static_cast<long long>(o.tg),
                 j["tg"]["tps_median"].get<double>(), j["tg"]["tps_min"].get<double>());
-  std::printf("read bandwidth %.1f GB/s, %.1f MB of weights per token, decode roofline %.1f t/s", bw / 1e9, bpt / 1e6,
-              roofline);
-  if (o.tg > 0) std::printf(", reached %.0f%%", 100.0 * j["roofline_share"].get<double>());
-  std::printf("\n");
+  if (cache) {
+    std::printf(
+        "experts stream: budget %s, expert cache %s; decode hit rate %.1f%%, read %.1f MB/token at %.2f GB/s "
+        "while reading; %.2f GB read in all\n",
+        owl::format_memory_size(source->mem_budget).c_str(), owl::format_memory_size(cache->capacity()).c_str(),
+        100.0 * tg_cache.hit_rate(), o.tg > 0 ? static_cast<double>(tg_cache.bytes_read) / 1e6 / (o.tg * o.reps) : 0.0,
+        tg_cache.read_gb_per_s(), static_cast<double>(cache->stats().bytes_read) / 1e9);
+  } else {
+    std::printf("read bandwidth %.1f GB/s, %.1f MB of weights per token, decode roofline %.1f t/s", bw / 1e9, bpt / 1e6,
+                roofline);
+    if (o.tg > 0) std::printf(", reached %.0f%%", 100.0 * j["roofline_share"].get<double>());
+    std::printf("\n");
+  }
   std::printf("load %.2f s, first forward %.2f s\n", load_s, first_s);
   std::printf("peak RSS %.1f MB; file %.1f MB + KV cache %.1f MB + 5%% = %.1f MB: %s\n", rss / 1e6, file_bytes / 1e6,
               kv_bytes / 1e6, rss_bound / 1e6, rss <= rss_bound ? "within bound" : "OVER BOUND");
@@ -258,6 +296,7 @@ void setup(CLI::App& app) {
   sub->add_option("--kv-type", o->kv_type, "KV cache element type: f16 (default) or f32");
   owl::cli::add_quant_option(sub, o->quant);
   owl::cli::add_split_option(sub, o->split);
+  owl::cli::add_mem_option(sub, o->mem);
   sub->add_flag("--no-repack", o->no_repack, "keep weights in the file's layout (no interleaved copies; for A/B)");
   sub->add_flag(
       "--no-vnni", o->no_vnni,

@@ -35,7 +35,7 @@
 namespace {
 
 struct Options {
-  std::string model, chat_template, system, quant;
+  std::string model, chat_template, system, quant, mem;
   int64_t max_tokens = 1024, ctx = 4096, budget = -1;
   float temp = 0.6f, top_p = 0.95f;
   int top_k = 20;
@@ -61,7 +61,7 @@ void on_sigint(int) {
 void run(const Options& o) {
   if (o.max_tokens < 1 || o.ctx < 16) throw owl::UsageError("-n must be >= 1 and --ctx >= 16");
   if (o.threads > 0) owl::set_default_threads(o.threads);
-  owl::cli::TextModel tm = owl::cli::load_text_model(o.model, o.chat_template, "chat", o.quant);
+  owl::cli::TextModel tm = owl::cli::load_text_model(o.model, o.chat_template, "chat", o.quant, o.mem);
   const owl::Tokenizer* tok = tm.tokenizer.get();
   const std::optional<owl::chat::ChatTemplate>& tmpl = tm.chat_template;
   const owl::chat::ReasoningTags tags =
@@ -211,6 +211,7 @@ void setup(CLI::App& app) {
   sub->add_option("--kv-type", o->kv_type, "KV cache type: f16 or f32");
   sub->add_flag("--show-prompt", o->show_prompt, "print each rendered prompt on stderr");
   owl::cli::add_quant_option(sub, o->quant);
+  owl::cli::add_mem_option(sub, o->mem);
   sub->callback([o] { run(*o); });
 }
 

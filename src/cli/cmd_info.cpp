@@ -8,6 +8,8 @@
 // layer), other models K and V for each KV head. Bits per weight: 8 x bytes / elements, overall
 // and per tensor class (tensor_class: routed experts, shared experts, attention, dense FFN,
 // embeddings and output head, the rest), the figure that sizes a low-bit recipe.
+// Under the memory budget (--mem, default what the process may use): what stays resident and
+// what streams (model/residency.h).
 #include <cstdio>
 #include <map>
 #include <memory>
@@ -18,6 +20,8 @@
 #include "cli/load_options.h"
 #include "hub/resolve.h"
 #include "formats/gguf.h"
+#include "base/memory_budget.h"
+#include "model/residency.h"
 #include "model/source.h"
 
 namespace {
@@ -25,7 +29,7 @@ namespace {
 using json = nlohmann::json;
 
 struct Options {
-  std::string model, quant;
+  std::string model, quant, mem;
   int64_t ctx = 0;  // 0: the training context
   bool tensors = false;
   bool json_out = false;
@@ -64,7 +68,7 @@ std::string human(double n, const char* unit) {
 }
 
 void run(const Options& o) {
-  auto src = owl::cli::open_source(owl::hub::resolve_model(o.model, /*pull_if_missing=*/true), o.quant);
+  auto src = owl::cli::open_source(owl::hub::resolve_model(o.model, /*pull_if_missing=*/true), o.quant, o.mem);
   const owl::ModelConfig& c = src->config();
   const auto tensors = src->tensors();
   const int64_t ctx = o.ctx > 0 ? o.ctx : c.n_ctx_train;
@@ -95,6 +99,8 @@ void run(const Options& o) {
       c.is_mla() ? c.kv_lora_rank + c.qk_rope_dim : c.n_head_kv * (c.head_dim_k + c.head_dim_v);
   const uint64_t kv_bytes = static_cast<uint64_t>(kv_per_token_layer * c.n_layer * ctx * kKvBytesPerValue);
   const bool is_gguf = src->gguf_file() != nullptr;
+  const owl::ResidencyPlan plan = owl::plan_residency(*src);
+  const uint64_t resident = plan.stream ? plan.fixed_bytes + plan.cache_bytes : plan.fixed_bytes + plan.expert_bytes;
 
   if (o.json_out) {
     json j;
@@ -132,6 +138,15 @@ void run(const Options& o) {
     j["kv_cache_type"] = "F16";
     j["kv_cache_bytes"] = kv_bytes;
     j["memory_bytes"] = weight_bytes + kv_bytes;
+    j["mem_budget"] = {{"bytes", plan.budget}, {"source", src->mem_budget_source}};
+    j["resident_bytes"] = resident;
+    j["fixed_bytes"] = plan.fixed_bytes;
+    j["routed_expert_bytes"] = plan.expert_bytes;
+    j["experts_stream"] = plan.stream;
+    j["expert_cache_bytes"] = plan.cache_bytes;
+    j["expert_cache_experts"] = plan.cache_experts();
+    j["routed_experts"] = plan.n_experts;
+    if (!plan.note.empty()) j["mem_note"] = plan.note;
     if (o.tensors) {
       j["tensors"] = json::array();
       for (const auto& t : tensors) {
@@ -180,6 +195,18 @@ void run(const Options& o) {
   std::printf("memory     at ctx %lld: weights %s + KV cache (F16) %s = %s\n", (long long)ctx,
               human(static_cast<double>(weight_bytes), "B").c_str(), human(static_cast<double>(kv_bytes), "B").c_str(),
               human(static_cast<double>(weight_bytes + kv_bytes), "B").c_str());
+  const std::string budget =
+      plan.budget ? owl::format_memory_size(plan.budget) + " (" + src->mem_budget_source + ")" : "none";
+  if (plan.stream) {
+    std::printf(
+        "budget     %s: resident %s (attention, norms, routers, shared experts, embeddings, output, dense "
+        "layers) + expert cache %s (%lld of %lld routed experts); routed experts stream from the file\n",
+        budget.c_str(), owl::format_memory_size(plan.fixed_bytes).c_str(),
+        owl::format_memory_size(plan.cache_bytes).c_str(), (long long)plan.cache_experts(), (long long)plan.n_experts);
+  } else {
+    std::printf("budget     %s: all resident (%s)%s\n", budget.c_str(), owl::format_memory_size(resident).c_str(),
+                plan.note.empty() ? "" : ("; " + plan.note).c_str());
+  }
   if (o.tensors)
     for (const auto& t : tensors)
       std::printf("  %-44s %-7s %-22s %llu bytes, %.2f bits/wt\n", t.name.c_str(), owl::dtype_name(t.type),
@@ -195,6 +222,7 @@ void setup(CLI::App& app) {
   sub->add_flag("--tensors", o->tensors, "list every tensor");
   sub->add_flag("--json", o->json_out, "print JSON");
   owl::cli::add_quant_option(sub, o->quant);
+  owl::cli::add_mem_option(sub, o->mem);
   sub->callback([o] { run(*o); });
 }
 

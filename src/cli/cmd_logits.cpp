@@ -28,7 +28,7 @@
 namespace {
 
 struct Options {
-  std::string model, tokens, out, mtp_out, kv_type = "f32", quant, split;
+  std::string model, tokens, out, mtp_out, kv_type = "f32", quant, split, mem;
   std::string dump, dump_names = "all";
   std::string spec = "none", draft;
   int threads = 0;
@@ -118,7 +118,7 @@ void run(const Options& o) {
     throw owl::UsageError("--spec draft needs --draft MODEL (a small model with the target's tokenizer)");
   if (spec.kind != owl::SpecKind::Draft && !o.draft.empty())
     throw owl::UsageError("--draft MODEL drafts only with --spec draft[:K]");
-  auto source = owl::cli::open_source(owl::hub::resolve_model(o.model, /*pull_if_missing=*/true), o.quant);
+  auto source = owl::cli::open_source(owl::hub::resolve_model(o.model, /*pull_if_missing=*/true), o.quant, o.mem);
   auto model = owl::dist::load_model(*source, owl::dist::parse_split(o.split));
   if (!model) return;  // a rank of a distributed run other than 0: it served rank 0's steps
   const int64_t n_vocab = model->n_vocab();
@@ -196,6 +196,7 @@ void setup(CLI::App& app) {
   sub->add_option("--ctx", o->ctx, "context length (default: the model's training context)");
   owl::cli::add_quant_option(sub, o->quant);
   owl::cli::add_split_option(sub, o->split);
+  owl::cli::add_mem_option(sub, o->mem);
   sub->callback([o] { run(*o); });
 }
 

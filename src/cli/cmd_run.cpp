@@ -22,6 +22,7 @@
 #include "cli/load_options.h"
 #include "dist/distributed.h"
 #include "cli/spec_options.h"
+#include "model/expert_cache.h"
 #include "hub/resolve.h"
 #include "model/model.h"
 #include "runtime/engine.h"
@@ -31,7 +32,7 @@
 namespace {
 
 struct Options {
-  std::string model, prompt, kv_type = "f16", quant, split;
+  std::string model, prompt, kv_type = "f16", quant, split, mem;
   int n_predict = 256;
   int threads = 0;
   int64_t ctx = 0;
@@ -67,7 +68,7 @@ void run(Options o) {
   if (o.threads > 0) owl::set_default_threads(o.threads);
   if (o.n_predict < 0) throw owl::UsageError("-n must be 0 or more");
   if (!o.seed_given) o.sampling.seed = std::random_device{}();
-  auto source = owl::cli::open_source(owl::hub::resolve_model(o.model, /*pull_if_missing=*/true), o.quant);
+  auto source = owl::cli::open_source(owl::hub::resolve_model(o.model, /*pull_if_missing=*/true), o.quant, o.mem);
   auto model = owl::dist::load_model(*source, owl::dist::parse_split(o.split));
   if (!model) return;  // a rank of a distributed run other than 0: it served rank 0's steps
   auto tok = open_tokenizer(*source);
@@ -128,6 +129,12 @@ void run(Options o) {
                      ? static_cast<double>(s.spec_tokens_total) / static_cast<double>(s.spec_verify_total)
                      : 0.0);
   }
+  if (const owl::ExpertCache* cache = source->expert_cache.get()) {
+    const owl::ExpertCache::Stats s = cache->stats();
+    std::fprintf(stderr, "owl: experts streamed: cache %.1f MB, hit rate %.1f%%, read %.2f GB at %.2f GB/s\n",
+                 static_cast<double>(cache->capacity()) / 1e6, 100.0 * s.hit_rate(),
+                 static_cast<double>(s.bytes_read) / 1e9, s.read_gb_per_s());
+  }
 }
 
 void setup(CLI::App& app) {
@@ -154,6 +161,7 @@ void setup(CLI::App& app) {
   sub->add_option("--kv-type", o->kv_type, "KV cache element type: f16 (default) or f32");
   owl::cli::add_quant_option(sub, o->quant);
   owl::cli::add_split_option(sub, o->split);
+  owl::cli::add_mem_option(sub, o->mem);
   sub->callback([o] { run(*o); });
 }
 

@@ -37,7 +37,7 @@
 namespace {
 
 struct Options {
-  std::string model, host = "127.0.0.1", api_key, api_key_file, chat_template, kv_type = "f16", quant, split;
+  std::string model, host = "127.0.0.1", api_key, api_key_file, chat_template, kv_type = "f16", quant, split, mem;
   int port = 8080, parallel = 4, threads = 0, max_queue = 64, max_client_connections = 128;
   double header_timeout = 10, body_timeout = 30;
   int64_t ctx = 0, prefill_chunk = 256, kv_budget = 0, max_body = 8 << 20;
@@ -77,7 +77,7 @@ void run(const Options& o) {
   if (const char* env = std::getenv("OWL_API_KEY"); api_key.empty() && env) api_key = env;
   if (o.threads > 0) owl::set_default_threads(o.threads);
 
-  owl::cli::TextModel tm = owl::cli::load_text_model(o.model, o.chat_template, "serve", o.quant, o.split);
+  owl::cli::TextModel tm = owl::cli::load_text_model(o.model, o.chat_template, "serve", o.quant, o.mem, o.split);
   if (!tm.model) return;  // a rank of a distributed run other than 0: it served rank 0's steps
   owl::Model* model = tm.model.get();
   owl::Tokenizer* tok = tm.tokenizer.get();
@@ -149,6 +149,7 @@ void setup(CLI::App& app) {
   cmd->add_flag("--no-prefix-cache", o->no_prefix_cache, "do not reuse cached prompt prefixes");
   owl::cli::add_quant_option(cmd, o->quant);
   owl::cli::add_split_option(cmd, o->split);
+  owl::cli::add_mem_option(cmd, o->mem);
   cmd->add_option("--max-body", o->max_body, "largest request body in bytes (default 8 MiB; larger get 413)");
   cmd->callback([o] { run(*o); });
 }

@@ -3,6 +3,7 @@
 #include <filesystem>
 
 #include "base/error.h"
+#include "base/memory_budget.h"
 #include "formats/quant_plan.h"
 #include "tensor/quants.h"
 
@@ -32,7 +33,26 @@ void add_split_option(CLI::App* cmd, std::string& split) {
       ->check(CLI::IsMember({"layers", "experts"}));
 }
 
-std::unique_ptr<ModelSource> open_source(const std::string& path, const std::string& quant) {
+
+void add_mem_option(CLI::App* cmd, std::string& mem) {
+  cmd->add_option("--mem", mem,
+                  "memory budget of the weights, e.g. 48G (default: the cgroup limit or MemAvailable, less a margin "
+                  "for the KV cache); routed experts that do not fit are read from the file into an expert cache")
+      ->check(CLI::Validator(
+          [](std::string& s) -> std::string {
+            try {
+              parse_memory_size(s);
+              return "";
+            } catch (const UsageError& e) {
+              return e.what();
+            }
+          },
+          "SIZE"));
+}
+
+namespace {
+
+std::unique_ptr<ModelSource> open_converted(const std::string& path, const std::string& quant) {
   if (quant.empty()) return open_model_source(path);
   parse_quant_target(quant);
   std::error_code ec;
@@ -40,6 +60,21 @@ std::unique_ptr<ModelSource> open_source(const std::string& path, const std::str
   if (!std::filesystem::exists(path, ec)) return open_model_source(path);  // its "does not exist" error
   throw UsageError("--quant converts Hugging Face folders at load; '" + path + "' is a GGUF file: use `owl quantize " +
                    path + " OUT.gguf " + quant + "` to write a converted copy");
+}
+
+}  // namespace
+
+std::unique_ptr<ModelSource> open_source(const std::string& path, const std::string& quant, const std::string& mem) {
+  auto source = open_converted(path, quant);
+  if (mem.empty()) {
+    const MemoryBudget b = default_memory_budget();
+    source->mem_budget = b.bytes;
+    source->mem_budget_source = b.source;
+  } else {
+    source->mem_budget = parse_memory_size(mem);
+    source->mem_budget_source = "--mem";
+  }
+  return source;
 }
 
 }  // namespace owl::cli

@@ -22,11 +22,11 @@ std::string read_text(const std::string& path) {
 }  // namespace
 
 TextModel load_text_model(const std::string& spec, const std::string& template_file, const std::string& command,
-                          const std::string& quant, const std::string& split) {
+                          const std::string& quant, const std::string& mem, const std::string& split) {
   TextModel m;
   // A hub id (ORG/NAME[:QUANT]) resolves to the cached file or folder, pulling it when missing.
   m.path = hub::resolve_model(spec, /*pull_if_missing=*/true);
-  m.source = open_source(m.path, quant);
+  m.source = open_source(m.path, quant, mem);
   const std::string what = "model '" + spec + "' cannot " + command + " text";
   try {
     if (m.source->gguf_file())

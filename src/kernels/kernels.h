@@ -117,6 +117,13 @@ struct PrepareOptions {
   bool release_source = false;
 };
 Weight prepare_weight(const TensorView& W, const PrepareOptions& options = {});
+// The same into storage the caller owns (an expert cache's slot): prepared_bytes(W, options)
+// bytes at dst, which must stay in place while the Weight is used. A weight that stays plain is
+// copied there, so W's bytes (a read buffer) may be reused at once. Packs on the calling thread
+// (no pool dispatch): safe from I/O threads while the pool computes. Products equal
+// prepare_weight's bit for bit.
+size_t prepared_bytes(const TensorView& W, const PrepareOptions& options = {});
+Weight prepare_weight_into(const TensorView& W, const PrepareOptions& options, uint8_t* dst);
 
 }  // namespace owl::kernels
 

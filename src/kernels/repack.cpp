@@ -260,7 +260,7 @@ void unpack_row(DType t, const uint8_t* group, int r, int64_t in, uint8_t* dst) 
 }
 
 PackedLayout::~PackedLayout() {
-  if (bytes) munmap(bytes, total);
+  if (bytes && owns_bytes) munmap(bytes, total);
 }
 
 Isa Weight::isa() const { return layout_ ? layout_->isa : default_isa(); }
@@ -281,15 +281,17 @@ void dequantize_weight_row(const Weight& W, int64_t row, float* dst) {
   dequantize_row(pk->type, buf.data(), dst, pk->in);
 }
 
-Weight prepare_weight(const TensorView& W, const PrepareOptions& o) {
+namespace {
+
+// The packed layout prepare_weight gives W under options o (bytes not yet set), or null when W
+// stays plain (no packed kernel for its type or ISA, repacking off, odd shapes).
+std::shared_ptr<PackedLayout> packed_layout_for(const TensorView& W, const PrepareOptions& o) {
   const Isa isa = std::min(o.isa.value_or(default_isa()), best_isa());
   const PackedFn fn = isa == Isa::Avx512Vnni ? packed_kernel_avx512vnni(W.type)
                       : isa == Isa::Avx2     ? packed_kernel_avx2(W.type)
                                              : nullptr;
   const size_t block_bytes = packed_block_bytes(W.type);
-  if (!o.repack || !fn || block_bytes == 0 || W.n_dims < 2 || W.data == nullptr ||
-      W.ne[0] % info(W.type).block_size != 0)
-    return W;
+  if (!o.repack || !fn || block_bytes == 0 || W.n_dims < 2 || W.ne[0] % info(W.type).block_size != 0) return nullptr;
   auto pi = std::make_shared<PackedLayout>();
   pi->type = W.type;
   pi->in = W.ne[0];
@@ -300,27 +302,58 @@ Weight prepare_weight(const TensorView& W, const PrepareOptions& o) {
   const int64_t groups = (pi->out + kPackRows - 1) / kPackRows;
   pi->group_bytes = static_cast<size_t>(pi->in / info(W.type).block_size) * block_bytes;
   pi->matrix_bytes = static_cast<size_t>(groups) * pi->group_bytes;
-  const size_t total = pi->matrix_bytes * static_cast<size_t>(pi->n_mats);
-  if (total == 0) return W;
-  pi->bytes = allocate_packed(total);
-  pi->total = total;
-  uint8_t* dst = pi->bytes;
-  const PackedLayout& l = *pi;
-  const int64_t all_groups = groups * l.n_mats;
-  default_pool().parallel_for(all_groups, [&](int64_t b, int64_t e, int) {
-    for (int64_t gi = b; gi < e; ++gi) {
-      const int64_t mat = gi / groups, g = gi % groups;
-      const uint8_t* rows[kPackRows];
-      for (int r = 0; r < kPackRows; ++r) {
-        const int64_t ro = g * kPackRows + r;
-        rows[r] = ro < l.out ? W.row(mat * l.out + ro) : nullptr;
-      }
-      pack_group(W.type, rows, l.in, dst + mat * l.matrix_bytes + g * l.group_bytes);
+  pi->total = pi->matrix_bytes * static_cast<size_t>(pi->n_mats);
+  if (pi->total == 0) return nullptr;
+  return pi;
+}
+
+// Packs groups [b, e) (counted over all matrices) of W into l.bytes.
+void pack_groups(const TensorView& W, const PackedLayout& l, int64_t b, int64_t e) {
+  const int64_t groups = (l.out + kPackRows - 1) / kPackRows;
+  for (int64_t gi = b; gi < e; ++gi) {
+    const int64_t mat = gi / groups, g = gi % groups;
+    const uint8_t* rows[kPackRows];
+    for (int r = 0; r < kPackRows; ++r) {
+      const int64_t ro = g * kPackRows + r;
+      rows[r] = ro < l.out ? W.row(mat * l.out + ro) : nullptr;
     }
-  });
+    pack_group(W.type, rows, l.in, l.bytes + mat * l.matrix_bytes + g * l.group_bytes);
+  }
+}
+
+int64_t all_groups(const PackedLayout& l) { return (l.out + kPackRows - 1) / kPackRows * l.n_mats; }
+
+}  // namespace
+
+Weight prepare_weight(const TensorView& W, const PrepareOptions& o) {
+  if (W.data == nullptr) return W;
+  auto pi = packed_layout_for(W, o);
+  if (!pi) return W;
+  pi->bytes = allocate_packed(pi->total);
+  const PackedLayout& l = *pi;
+  default_pool().parallel_for(all_groups(l), [&](int64_t b, int64_t e, int) { pack_groups(W, l, b, e); });
   if (o.release_source) release_pages(W.data, W.n_bytes());
   TensorView v = W;
+  v.data = pi->bytes;
+  return WeightAccess::make(std::move(v), std::move(pi));
+}
+
+size_t prepared_bytes(const TensorView& W, const PrepareOptions& o) {
+  auto pi = packed_layout_for(W, o);
+  return pi ? pi->total : W.n_bytes();
+}
+
+Weight prepare_weight_into(const TensorView& W, const PrepareOptions& o, uint8_t* dst) {
+  TensorView v = W;
   v.data = dst;
+  auto pi = packed_layout_for(W, o);
+  if (!pi) {
+    std::memcpy(dst, W.data, W.n_bytes());
+    return v;
+  }
+  pi->bytes = dst;
+  pi->owns_bytes = false;
+  pack_groups(W, *pi, 0, all_groups(*pi));
   return WeightAccess::make(std::move(v), std::move(pi));
 }
 

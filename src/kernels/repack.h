@@ -47,7 +47,8 @@ struct PackedLayout {
   size_t matrix_bytes = 0;  // one matrix (ceil(out / 8) groups)
   Isa isa = Isa::Avx2;
   PackedFn fn = nullptr;
-  uint8_t* bytes = nullptr;  // n_mats * matrix_bytes, owned
+  uint8_t* bytes = nullptr;  // n_mats * matrix_bytes
+  bool owns_bytes = true;    // false: the caller's storage (prepare_weight_into)
   size_t total = 0;
   PackedLayout() = default;
   PackedLayout(const PackedLayout&) = delete;

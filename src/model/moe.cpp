@@ -11,6 +11,7 @@
 #include "kernels/kernels.h"
 #include "base/scratch.h"
 #include "model/blocks.h"
+#include "model/residency.h"
 #include "model/trace.h"
 
 namespace owl {
@@ -141,7 +142,24 @@ MoeWeights load_moe_weights(const ModelSource& src, int64_t layer, bool require_
     w.down_shexp = src.require(name(tn::kFfnDownShexp), {fs, d});
   }
   auto prepare = [&](kernels::Weight& t) { blocks::prepare_in_place(src, t); };
-  for (kernels::Weight* t : {&w.gate_exps, &w.up_exps, &w.down_exps}) prepare(*t);
+  // An expert split holds its share resident (the cache streams whole stacks).
+  if (auto cache = src.shard.expert_parts == 1 ? streaming_expert_cache(src) : nullptr) {
+    ExpertCache::LayerStacks l;
+    const gguf::File& file = *src.gguf_file();
+    const TensorName* names[3] = {&tn::kFfnGateExps, &tn::kFfnUpExps, &tn::kFfnDownExps};
+    const kernels::Weight* stacks[3] = {&w.gate_exps, &w.up_exps, &w.down_exps};
+    for (int m = 0; m < 3; ++m) {
+      l.stacks[m] = *stacks[m]->plain();
+      l.file_offset[m] = file.data_offset() + file.find_info(name(*names[m]))->offset;
+    }
+    l.router = w.gate_inp;
+    l.probs_bias = w.probs_bias ? static_cast<const float*>(w.probs_bias->data) : nullptr;
+    l.n_expert_used = c.n_expert_used;
+    cache->add_layer(layer, l);
+    w.streamed = std::move(cache);
+  } else {
+    for (kernels::Weight* t : {&w.gate_exps, &w.up_exps, &w.down_exps}) prepare(*t);
+  }
   if (w.gate_shexp)
     for (auto* t : {&w.gate_shexp, &w.up_shexp, &w.down_shexp}) prepare(**t);
   return w;
@@ -183,9 +201,15 @@ void expert_task(void* ctx, int task, int) {
   MoeScratch& ws = *j.ws;
   const int32_t e = ws.active[static_cast<size_t>(task - j.first_expert)];
   const int64_t r0 = ws.offset[e], m = ws.count[e];
+  float* xin = ws.xin.data() + r0 * j.d;
+  float* y = ws.y.data() + r0 * j.d;
+  if (j.w->streamed) {
+    const ExpertCache::Expert& x = *ws.pinned[static_cast<size_t>(task - j.first_expert)];
+    swiglu_ffn(x.gate, x.up, x.down, xin, m, j.gate + r0 * j.ff, y);
+    return;
+  }
   swiglu_ffn(held_slice(j.w->gate_exps, *j.w, e), held_slice(j.w->up_exps, *j.w, e),
-             held_slice(j.w->down_exps, *j.w, e), ws.xin.data() + r0 * j.d, m, j.gate + r0 * j.ff,
-             ws.y.data() + r0 * j.d);
+             held_slice(j.w->down_exps, *j.w, e), xin, m, j.gate + r0 * j.ff, y);
 }
 
 // Hands every part the routed rows of the others (rows grouped by expert, so each part's rows
@@ -196,6 +220,31 @@ void gather_expert_rows(MoeScratch& ws, const MoeOptions& opt, int64_t n_routed,
   first_row[opt.parts] = n_routed;
   opt.exchange->gather_rows(ws.y.data(), d, first_row);
 }
+
+// Streamed experts pinned in the cache for the span of a block, unpinned however it ends.
+class Pins {
+ public:
+  Pins(ExpertCache* cache, int64_t layer) : cache_(cache), layer_(layer) {}
+  ~Pins() {
+    for (const int32_t e : pinned_) cache_->unpin(layer_, e);
+  }
+  Pins(const Pins&) = delete;
+  Pins& operator=(const Pins&) = delete;
+  const ExpertCache::Expert& pin(int32_t e) {
+    const ExpertCache::Expert& x = cache_->pin(layer_, e);
+    pinned_.push_back(e);
+    return x;
+  }
+  void unpin_all() {
+    for (const int32_t e : pinned_) cache_->unpin(layer_, e);
+    pinned_.clear();
+  }
+
+ private:
+  ExpertCache* cache_;
+  int64_t layer_;
+  std::vector<int32_t> pinned_;
+};
 
 }  // namespace
 
@@ -243,10 +292,21 @@ void moe_forward(const MoeWeights& w, const MoeOptions& opt, const float* x, int
   const int first_expert = w.gate_shexp ? 1 : 0;
   const int n_tasks = first_expert + static_cast<int>(ws.active.size());
   ThreadPool& pool = default_pool();
+  ExpertCache* cache = w.streamed.get();
   // About one row per expert (decode): an expert's matmuls are too small to split well over the
   // threads, so whole experts (and the shared experts) are the tasks, and the block costs one
-  // dispatch instead of two per expert. Every routed row gets its own slot of xin/y.
-  if (n_routed <= 2 * static_cast<int64_t>(ws.active.size()) && n_tasks >= pool.size()) {
+  // dispatch instead of two per expert. Every routed row gets its own slot of xin/y. Streamed
+  // experts are all pinned for it, so they must take at most half the cache.
+  const bool fits_cache =
+      !cache || 2 * ws.active.size() * cache->expert_bytes(w.layer) <= static_cast<size_t>(cache->capacity());
+  if (n_routed <= 2 * static_cast<int64_t>(ws.active.size()) && n_tasks >= pool.size() && fits_cache) {
+    Pins pins(cache, w.layer);
+    if (cache) {
+      cache->request(w.layer, ws.active);  // the reads start now, in parallel
+      cache->prefetch_after(w.layer, x, n_tokens);
+      ws.pinned.clear();
+      for (const int32_t e : ws.active) ws.pinned.push_back(&pins.pin(e));
+    }
     float* xin = grow(ws.xin, n_routed * d);
     grow(ws.y, n_routed * d);
     for (const int32_t e : ws.active)
@@ -269,16 +329,30 @@ void moe_forward(const MoeWeights& w, const MoeOptions& opt, const float* x, int
   } else {
     std::fill(out, out + n_tokens * d, 0.0f);
   }
+  // Streamed experts (never split: a rank of an expert split holds its share resident) are read a
+  // few ahead of the one computing (a window of a quarter of the cache).
+  const size_t window =
+      cache ? std::clamp<size_t>(cache->capacity() / std::max<uint64_t>(cache->expert_bytes(w.layer), 1) / 4, 1, 8) : 0;
+  if (cache) cache->prefetch_after(w.layer, x, n_tokens);
+  Pins pins(cache, w.layer);
   if (split) grow(ws.y, n_routed * d);
-  for (const int32_t e : ws.active) {
+  for (size_t i = 0; i < ws.active.size(); ++i) {
+    const int32_t e = ws.active[i];
     const int64_t r0 = ws.offset[e], m = ws.count[e];
     float* xin = grow(ws.xin, m * d);
     float* y = split ? ws.y.data() + r0 * d : grow(ws.y, m * d);
-    for (int64_t i = 0; i < m; ++i) std::copy_n(x + ws.token[r0 + i] * d, d, xin + i * d);
-    swiglu_ffn(held_slice(w.gate_exps, w, e), held_slice(w.up_exps, w, e), held_slice(w.down_exps, w, e), xin, m,
-               grow(ws.gate, m * ff), y);
+    for (int64_t q = 0; q < m; ++q) std::copy_n(x + ws.token[r0 + q] * d, d, xin + q * d);
+    if (cache) {
+      cache->request(w.layer, std::span(ws.active).subspan(i, std::min(window, ws.active.size() - i)));
+      const ExpertCache::Expert& ex = pins.pin(e);
+      swiglu_ffn(ex.gate, ex.up, ex.down, xin, m, grow(ws.gate, m * ff), y);
+      pins.unpin_all();
+    } else {
+      swiglu_ffn(held_slice(w.gate_exps, w, e), held_slice(w.up_exps, w, e), held_slice(w.down_exps, w, e), xin, m,
+                 grow(ws.gate, m * ff), y);
+    }
     if (!split)
-      for (int64_t i = 0; i < m; ++i) kernels::scale_add(out + ws.token[r0 + i] * d, y + i * d, ws.weight[r0 + i], d);
+      for (int64_t q = 0; q < m; ++q) kernels::scale_add(out + ws.token[r0 + q] * d, y + q * d, ws.weight[r0 + q], d);
   }
   if (split) {
     // The same sums in the same order as one process: expert by expert, ascending.

@@ -21,6 +21,7 @@
 
 #include "kernels/kernels.h"
 #include "model/config.h"
+#include "model/expert_cache.h"
 #include "model/source.h"
 #include "tensor/tensor.h"
 
@@ -81,22 +82,27 @@ struct MoeWeights {
   // The routed experts held: [expert_begin, expert_end) of n_expert (default: all); the stacks
   // hold only those (matrix_slice(gate_exps, e - expert_begin)).
   int64_t expert_begin = 0, expert_end = INT64_MAX;
+  // Set when the routed experts stream (residency.h): they come from this cache, and the
+  // *_exps weights above are the file's plain views, kept for their shapes only.
+  std::shared_ptr<ExpertCache> streamed;
 };
 
 // Loads blk.<layer>.ffn_*_exps, ffn_gate_inp, exp_probs_b (required when `require_bias`,
 // else optional) and the ffn_*_shexp tensors when config.n_expert_shared > 0, checking shapes.
 // The expert and shared-expert matrices are prepared for matmul (kernels::prepare_weight). Of the
-// routed experts only src.shard's share is loaded.
+// routed experts only src.shard's share is loaded; under a memory budget (and no expert split) the
+// routed experts may stream instead (residency.h).
 MoeWeights load_moe_weights(const ModelSource& src, int64_t layer, bool require_bias);
 
 // Scratch space of moe_forward, grown to the largest batch and then reused.
 struct MoeScratch {
   std::vector<float> logits, xin, y, gate;
   Routing routing;
-  std::vector<int64_t> count, offset;  // per expert: rows routed to it, first row in xin/y
-  std::vector<int64_t> token;          // per routed row (grouped by expert): its token
-  std::vector<float> weight;           //   and its routing weight
-  std::vector<int32_t> active;         // experts with rows, ascending
+  std::vector<int64_t> count, offset;              // per expert: rows routed to it, first row in xin/y
+  std::vector<int64_t> token;                      // per routed row (grouped by expert): its token
+  std::vector<float> weight;                       //   and its routing weight
+  std::vector<int32_t> active;                     // experts with rows, ascending
+  std::vector<const ExpertCache::Expert*> pinned;  // streamed experts: active[i]'s weights
 };
 
 // y = (silu(x·gate) * (x·up))·down for n rows: a plain SwiGLU FFN; h: n_rows * ff floats of scratch.

@@ -18,6 +18,7 @@ namespace owl {
 namespace gguf {
 class File;
 }
+class ExpertCache;
 
 // The part of a model one process holds in a distributed run (src/dist): a range of trunk layers
 // (pipeline split) and one share of every MoE layer's routed experts (expert split). The default
@@ -54,6 +55,14 @@ class ModelSource {
   MlaForm mla_form = MlaForm::Auto;
   // What this process loads of the model (distributed runs). Set before loading.
   ModelShard shard;
+  // The memory budget of the weights (owl --mem; residency.h): 0, no budget, everything
+  // resident. `mem_budget_source` says where it came from ("--mem", "cgroup limit",
+  // "MemAvailable"): only a budget given with --mem is an error when too small. Set before loading.
+  uint64_t mem_budget = 0;
+  std::string mem_budget_source;
+  // The cache of the routed experts that stream under that budget, created by the first layer
+  // that streams (residency.h: streaming_expert_cache); shared by the model's layers.
+  mutable std::shared_ptr<ExpertCache> expert_cache;
 
   // Required tensor with the given shape (ggml order, trailing 1s optional); throws a clear error.
   TensorView require(const std::string& name, std::initializer_list<int64_t> shape) const;

@@ -174,6 +174,37 @@ TEST_P(RepackIsa, ExpertSlicesOfAPreparedStack) {
   }
 }
 
+// An expert cache prepares one expert at a time into its own slot (prepare_weight_into): the
+// products equal those of that expert's slice of the stack prepared whole, bit for bit, for
+// packed types and for types that stay plain (copied into the slot).
+TEST_P(RepackIsa, OneExpertPreparedIntoCallerStorageEqualsTheStacksSlice) {
+  std::vector<DType> types(std::begin(kPackedTypes), std::end(kPackedTypes));
+  types.push_back(DType::Q4_1);  // no packed layout: stays plain
+  for (DType t : types) {
+    const int64_t in = block_elems(t) * 2, out = 13, n_exp = 3;
+    Weights w = make_weights(t, in, out, 9, n_exp);
+    kernels::PrepareOptions o;
+    o.isa = GetParam();
+    const kernels::Weight whole = kernels::prepare_weight(w.view, o);
+    auto x = random_x(in * 3, 13);
+    for (int64_t e = 0; e < n_exp; ++e) {
+      const TensorView one = *kernels::matrix_slice(w.view, e).plain();
+      const auto want = run_matmul(kernels::matrix_slice(whole, e), x, 3, GetParam());
+      const size_t bytes = kernels::prepared_bytes(one, o);
+      std::vector<uint8_t> slot(bytes + 1, 0xAB);
+      const kernels::Weight mine = kernels::prepare_weight_into(one, o, slot.data());
+      EXPECT_EQ(mine.packed(), whole.packed()) << dtype_name(t);
+      EXPECT_EQ(slot[bytes], 0xAB) << dtype_name(t) << ": wrote past prepared_bytes";
+      std::fill(w.bytes.begin() + static_cast<std::ptrdiff_t>(e * one.n_bytes()),
+                w.bytes.begin() + static_cast<std::ptrdiff_t>((e + 1) * one.n_bytes()),
+                0);  // the read buffer is reused
+      const auto got = run_matmul(mine, x, 3, GetParam());
+      ASSERT_EQ(0, std::memcmp(want.data(), got.data(), want.size() * sizeof(float)))
+          << dtype_name(t) << " expert " << e;
+    }
+  }
+}
+
 // A tied embedding reads its rows from the prepared copy: the same floats as from the original.
 TEST(Repack, RowsDequantiseFromThePreparedCopy) {
   for (DType t : kPackedTypes) {
