@@ -8,6 +8,7 @@ packages=(
   nlohmann-json3-dev libboost-dev libpcre2-dev libutf8proc-dev libcli11-dev
   libssl-dev libcurl4-openssl-dev zlib1g-dev
   clang libclang-rt-14-dev clang-format clang-tidy curl python3
+  chromium  # the chat page's browser test (tests/server/web_page_test.cpp, driven by playwright-core)
 )
 # Node.js and npm run the tests with the official `openai` client (tests/server); a Node from
 # elsewhere (NodeSource bundles npm) is kept, Debian's is installed only when there is none.
