@@ -138,13 +138,38 @@ try {
   }));
   await shot('08-xss');
   await page.unroute('**/v1/chat/completions');
+
+  // 10. A reasoning model's answer (stories260K does not reason, so the stream is played back):
+  // the reasoning apart, collapsed, with its token count.
+  const sse = (obj) => `data: ${JSON.stringify(obj)}\n\n`;
+  await page.route('**/v1/chat/completions', (route) => route.fulfill({
+    status: 200, contentType: 'text/event-stream',
+    body: sse({ choices: [{ index: 0, delta: { reasoning_content: 'The user wants **a fox**.' } }] }) +
+      sse({ choices: [{ index: 0, delta: { content: 'Once there was a fox.' } }] }) +
+      sse({ choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] }) +
+      sse({ choices: [], usage: { prompt_tokens: 9, completion_tokens: 12, total_tokens: 21, completion_tokens_details: { reasoning_tokens: 7 } } }) +
+      'data: [DONE]\n\n',
+  }));
+  await page.fill('#input', 'Think first');
+  await page.press('#input', 'Enter');
+  await idle();
+  out.reasoning = await page.$$eval('.message.assistant', (els) => {
+    const m = els.at(-1);
+    const d = m.querySelector('details.reasoning');
+    return { summary: d?.querySelector('summary').textContent ?? null, open: d?.open ?? null,
+      body: d?.querySelector('.reasoning-body').innerHTML.trim() ?? null, answer: m.querySelector('.body').textContent.trim(),
+      stats: m.querySelector('.stats')?.textContent ?? null };
+  });
+  await page.click('.message.assistant:last-child details.reasoning summary');
+  await shot('09-reasoning');
+  await page.unroute('**/v1/chat/completions');
   out.page_errors = errors;
 
-  // 10. A server with --api-key: the page asks for the key, then works.
+  // 11. A server with --api-key: the page asks for the key, then works.
   const keyed = await context.newPage();
   await keyed.goto(`http://127.0.0.1:${keyedPort}/`);
   await keyed.waitForSelector('#api-key-dialog[open]');
-  await keyed.screenshot({ path: `${outDir}/09-api-key.png` });
+  await keyed.screenshot({ path: `${outDir}/10-api-key.png` });
   await keyed.fill('#api-key', 'sk-web-test');
   await keyed.click('#save-api-key');
   await keyed.waitForFunction(() => document.getElementById('model-name').textContent !== '…');

@@ -113,10 +113,15 @@ TEST_F(WebPage, InHeadlessChromium) {
   EXPECT_EQ(r["xss_dom"]["link_text"], "click me");
   EXPECT_EQ(r["xss_dom"]["code_blocks"], 1);
   EXPECT_EQ(r["xss_dom"]["copy_buttons"], 1);
+  EXPECT_TRUE(r["reasoning"]["summary"].get<std::string>().starts_with("Reasoning · 7 tokens")) << r["reasoning"];
+  EXPECT_EQ(r["reasoning"]["open"], false);  // collapsed until clicked
+  EXPECT_EQ(r["reasoning"]["body"], "<p>The user wants <strong>a fox</strong>.</p>");
+  EXPECT_EQ(r["reasoning"]["answer"], "Once there was a fox.");
+  EXPECT_TRUE(r["reasoning"]["stats"].get<std::string>().starts_with("12 tokens · ")) << r["reasoning"];
   EXPECT_EQ(r["page_errors"], json::array());
   EXPECT_EQ(r["keyed_model"], "stories260K-f32");
   for (const char* shot : {"01-loaded", "02-settings", "03-answered", "04-streaming", "05-stopped", "06-regenerated",
-                           "07-reloaded", "08-xss", "09-api-key"}) {
+                           "07-reloaded", "08-xss", "09-reasoning", "10-api-key"}) {
     const fs::path png = out / (std::string(shot) + ".png");
     ASSERT_TRUE(fs::exists(png)) << png;
     EXPECT_EQ(read_file(png.string()).substr(1, 3), "PNG") << png;
