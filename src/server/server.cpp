@@ -483,13 +483,13 @@ OpenAIServer::StartedChat OpenAIServer::start_chat(const ChatParams& p) {
 
 void OpenAIServer::handle_chat(const http::Request& req, http::Response& res) {
   ChatParams p = parse_chat_request(req.body);
-  auto [stream, answer, prompt_tokens] = start_chat(p);
+  StartedChat chat = start_chat(p);
   const std::string id = random_id("chatcmpl-");
   const int64_t created = now_seconds();
   if (p.stream)
-    stream_chat(p, *stream, *answer, id, created, res);
+    stream_chat(p, *chat.stream, *chat.answer, id, created, res);
   else
-    answer_chat(*stream, *answer, id, created, res);
+    answer_chat(*chat.stream, *chat.answer, id, created, res);
 }
 
 int64_t OpenAIServer::count_chat_tokens(const ChatParams& p) const {
@@ -498,15 +498,17 @@ int64_t OpenAIServer::count_chat_tokens(const ChatParams& p) const {
 }
 
 std::optional<ChatOutcome> OpenAIServer::run_chat(const ChatParams& p, http::Response& res, const ChatCallbacks& cb) {
-  auto [stream, answer, prompt_tokens] = start_chat(p);
-  if (cb.started && !cb.started(prompt_tokens)) {
-    stream->cancel();
+  StartedChat chat = start_chat(p);
+  GenerationStream& stream = *chat.stream;
+  ChatAnswer& answer = *chat.answer;
+  if (cb.started && !cb.started(chat.prompt_tokens)) {
+    stream.cancel();
     metrics_.count_disconnect();
     return std::nullopt;
   }
-  auto last = pump(*stream, res, [&](const GenerationEvent& e) {
+  auto last = pump(stream, res, [&](const GenerationEvent& e) {
     if (e.finish == FinishReason::Error) return true;
-    chat::ReasoningDelta d = answer->add(e);
+    chat::ReasoningDelta d = answer.add(e);
     if (!cb.delta || (d.reasoning.empty() && d.content.empty())) return true;
     return cb.delta(d);
   });
@@ -517,10 +519,10 @@ std::optional<ChatOutcome> OpenAIServer::run_chat(const ChatParams& p, http::Res
   ChatOutcome out;
   out.last = *last;
   if (last->finish == FinishReason::Error) return out;
-  out.parsed = answer->parse();
-  out.reasoning = answer->reasoning();
-  out.reasoning_tokens = answer->reasoning_tokens();
-  out.unsent_content = answer->unsent_content(out.parsed);
+  out.parsed = answer.parse();
+  out.reasoning = answer.reasoning();
+  out.reasoning_tokens = answer.reasoning_tokens();
+  out.unsent_content = answer.unsent_content(out.parsed);
   return out;
 }
 
