@@ -73,8 +73,31 @@ function setStatus(text) {
 
 // ---- rendering ----------------------------------------------------------------------------
 
+// Math ($$…$$ and \[…\] as blocks, $…$ and \(…\) inline) is typeset by KaTeX and kept out
+// of Markdown's way behind placeholders; the whole, math included, then goes through the sanitiser.
+const MATH = /\$\$([\s\S]+?)\$\$|\\\[([\s\S]+?)\\\]|\\\(([\s\S]+?)\\\)|\$([^\s$](?:[^$\n]*?[^\s$])?)\$(?!\d)/g;
+
+function typesetMath(text) {
+  const pieces = [];
+  // Code spans and blocks keep their dollars.
+  const parts = text.split(/(```[\s\S]*?(?:```|$)|`[^`\n]*`)/);
+  const masked = parts.map((part, i) => (i % 2 ? part : part.replace(MATH, (m, block, bracket, paren, inline) => {
+    const tex = block ?? bracket ?? paren ?? inline;
+    const display = block !== undefined || bracket !== undefined;
+    try {
+      pieces.push(katex.renderToString(tex, { displayMode: display, throwOnError: false, trust: false, output: 'htmlAndMathml' }));
+    } catch {
+      return m;
+    }
+    return `@@owlmath${pieces.length - 1}@@`;
+  }))).join('');
+  return { text: masked, pieces };
+}
+
 function renderMarkdown(el, text) {
-  el.innerHTML = DOMPurify.sanitize(marked.parse(text ?? ''));
+  const { text: withPlaceholders, pieces } = typesetMath(text ?? '');
+  const html = marked.parse(withPlaceholders).replace(/@@owlmath(\d+)@@/g, (m, i) => pieces[Number(i)] ?? m);
+  el.innerHTML = DOMPurify.sanitize(html);
   for (const pre of el.querySelectorAll('pre')) {
     const copy = document.createElement('button');
     copy.type = 'button';

@@ -1,5 +1,5 @@
 // The chat page `owl serve` answers at "/" (web/ in the source tree: index.html, app.js,
-// app.css, and the vendored Markdown parser and HTML sanitiser under vendor/), embedded in the
+// app.css, and the vendored Markdown parser, HTML sanitiser and KaTeX under vendor/), embedded in the
 // binary at build time by cmake/embed_files.cmake so the page works offline, with no file
 // beside the binary and no CDN.
 //   GET /            index.html

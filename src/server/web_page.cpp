@@ -11,6 +11,7 @@ std::string_view content_type(std::string_view path) {
   if (path.ends_with(".js")) return "text/javascript; charset=utf-8";
   if (path.ends_with(".css")) return "text/css; charset=utf-8";
   if (path.ends_with(".svg")) return "image/svg+xml";
+  if (path.ends_with(".woff2")) return "font/woff2";
   return "text/plain; charset=utf-8";
 }
 

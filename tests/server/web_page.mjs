@@ -145,7 +145,7 @@ try {
   await page.route('**/v1/chat/completions', (route) => route.fulfill({
     status: 200, contentType: 'text/event-stream',
     body: sse({ choices: [{ index: 0, delta: { reasoning_content: 'The user wants **a fox**.' } }] }) +
-      sse({ choices: [{ index: 0, delta: { content: 'Once there was a fox.' } }] }) +
+      sse({ choices: [{ index: 0, delta: { content: 'Once there was a fox.\n\n$$E = mc^2$$\n\nIts speed $v^2$ cost $5 and $6.' } }] }) +
       sse({ choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] }) +
       sse({ choices: [], usage: { prompt_tokens: 9, completion_tokens: 12, total_tokens: 21, completion_tokens_details: { reasoning_tokens: 7 } } }) +
       'data: [DONE]\n\n',
@@ -157,7 +157,10 @@ try {
     const m = els.at(-1);
     const d = m.querySelector('details.reasoning');
     return { summary: d?.querySelector('summary').textContent ?? null, open: d?.open ?? null,
-      body: d?.querySelector('.reasoning-body').innerHTML.trim() ?? null, answer: m.querySelector('.body').textContent.trim(),
+      body: d?.querySelector('.reasoning-body').innerHTML.trim() ?? null,
+      answer: m.querySelector('.body p').textContent.trim(), math: m.querySelectorAll('.body .katex').length,
+      display_math: m.querySelectorAll('.body .katex-display').length, tex: [...m.querySelectorAll('.body .katex-html')].map((a) => a.textContent.replace(/\s/g, '')),
+      dollars: m.querySelectorAll('.body p')[2]?.textContent.includes('cost $5 and $6') ?? false,
       stats: m.querySelector('.stats')?.textContent ?? null };
   });
   await page.click('.message.assistant:last-child details.reasoning summary');

@@ -117,6 +117,11 @@ TEST_F(WebPage, InHeadlessChromium) {
   EXPECT_EQ(r["reasoning"]["open"], false);  // collapsed until clicked
   EXPECT_EQ(r["reasoning"]["body"], "<p>The user wants <strong>a fox</strong>.</p>");
   EXPECT_EQ(r["reasoning"]["answer"], "Once there was a fox.");
+  // Math typeset by KaTeX (served by owl, fonts too): one display formula, one inline; prices stay text.
+  EXPECT_EQ(r["reasoning"]["math"], 2);
+  EXPECT_EQ(r["reasoning"]["display_math"], 1);
+  EXPECT_EQ(r["reasoning"]["tex"], json::parse(R"(["E=mc2", "v2"])"));  // as typeset
+  EXPECT_EQ(r["reasoning"]["dollars"], true);
   EXPECT_TRUE(r["reasoning"]["stats"].get<std::string>().starts_with("12 tokens · ")) << r["reasoning"];
   EXPECT_EQ(r["page_errors"], json::array());
   EXPECT_EQ(r["keyed_model"], "stories260K-f32");
