@@ -403,7 +403,8 @@ async function importConversations(file) {
     for (const c of list) {
       if (!c || !Array.isArray(c.messages)) throw new Error('a conversation without "messages"');
       const messages = c.messages.filter((m) => m && (m.role === 'user' || m.role === 'assistant') && typeof m.content === 'string');
-      state.conversations.push({ id: newId(), title: String(c.title ?? ''), created: c.created ?? Date.now(), messages, usage: null });
+      const usage = Number.isFinite(c.usage?.total) ? { prompt: c.usage.prompt, completion: c.usage.completion, total: c.usage.total } : null;
+      state.conversations.push({ id: newId(), title: String(c.title ?? ''), created: c.created ?? Date.now(), messages, usage });
     }
     save();
     render();

@@ -113,6 +113,7 @@ try {
   await page.click('#conversations li:first-child');
   out.reloaded_titles = await page.$$eval('#conversations li .title', (els) => els.map((e) => e.textContent));
   out.reloaded_messages = await page.$$eval('.message', (els) => els.length);
+  out.reloaded_context = await page.textContent('#context-use');
   await shot('07-reloaded');
 
   // 9. An answer that tries to run code: a <script>, an onerror= handler and a javascript: link.

@@ -104,6 +104,7 @@ TEST_F(WebPage, InHeadlessChromium) {
   EXPECT_EQ(r["imported"], json::array({"Cat story"}));
   EXPECT_EQ(r["reloaded_titles"], json::array({"Cat story"}));
   EXPECT_EQ(r["reloaded_messages"], 2);
+  EXPECT_NE(r["reloaded_context"], "context 0 / 2048 tokens");  // the context use travelled with it
   // Hostile Markdown rendered without running anything; the rest of it still rendered.
   EXPECT_TRUE(r["xss"].is_null()) << r["xss"];
   EXPECT_EQ(r["xss_dom"]["scripts"], 0);
