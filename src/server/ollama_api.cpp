@@ -4,6 +4,9 @@
 #include <ctime>
 #include <optional>
 
+#include "base/error.h"
+#include "hub/pull.h"
+#include "hub/spec.h"
 #include "server/server.h"
 
 namespace owl::server {
@@ -203,6 +206,9 @@ void OllamaApi::handle(const http::Request& req, http::Response& res) {
                   {"capabilities", caps},
                   {"modified_at", rfc3339(server_.created())}}
                  .dump());
+  } else if (path == "/api/pull") {
+    want("POST");
+    pull(req, res);
   } else if (path == "/api/chat") {
     want("POST");
     chat(req, res, false);
@@ -212,8 +218,47 @@ void OllamaApi::handle(const http::Request& req, http::Response& res) {
   } else {
     throw ApiError(404,
                    "no route for " + req.method + " " + path +
-                       "; Ollama endpoints: /api/chat, /api/generate, /api/tags, /api/show, /api/ps, /api/version");
+                       "; Ollama endpoints: /api/chat, /api/generate, /api/tags, /api/show, /api/ps, /api/version, "
+                       "/api/pull");
   }
+}
+
+void OllamaApi::pull(const http::Request& req, http::Response& res) {
+  const json j = parse_body(req.body);
+  const json* m = j.contains("model") ? &j["model"] : j.contains("name") ? &j["name"] : nullptr;
+  if (!m || !m->is_string()) throw bad("'model' is required: a hub model, \"hf.co/ORG/NAME[:QUANT]\"");
+  std::string name = m->get<std::string>();
+  // Ollama names Hugging Face models "hf.co/ORG/NAME:QUANT"; owl's hub specs are "ORG/NAME:QUANT".
+  for (const char* prefix : {"hf.co/", "huggingface.co/"})
+    if (name.starts_with(prefix)) name = name.substr(std::string_view(prefix).size());
+  if (name.ends_with(":latest")) name.resize(name.size() - 7);
+  const auto spec = hub::parse_hub_spec(name);
+  if (!spec) throw bad("'" + m->get<std::string>() + "' is not a hub model; use \"hf.co/ORG/NAME[:QUANT]\"");
+  const bool stream = !j.contains("stream") || j["stream"].is_null() || j["stream"] == true;
+  if (stream && !res.begin_stream(200, "application/x-ndjson")) return;
+  if (stream) res.write(json{{"status", "pulling manifest"}}.dump() + "\n");
+  hub::PullOptions opts;
+  opts.download.quiet = true;
+  hub::PullResult r;
+  try {
+    r = hub::pull(*spec, opts);
+  } catch (const Error& e) {
+    if (!stream) throw ApiError(500, e.what(), "server_error");
+    res.write(json{{"error", e.what()}}.dump() + "\n");
+    return res.end_stream();
+  }
+  const json done = {{"status", "success"},
+                     {"path", r.path},
+                     {"files", r.files.size()},
+                     {"files_downloaded", r.files_downloaded},
+                     {"bytes_downloaded", r.bytes_downloaded}};
+  if (!stream) return res.send(200, "application/json", done.dump());
+  res.write(json{{"status", "downloaded " + std::to_string(r.files_downloaded) + " of " +
+                                std::to_string(r.files.size()) + " files"}}
+                .dump() +
+            "\n");
+  res.write(done.dump() + "\n");
+  res.end_stream();
 }
 
 void OllamaApi::chat(const http::Request& req, http::Response& res, bool generate) {

@@ -2,6 +2,8 @@
 // Python packages, editors' plug-ins):
 //   GET /api/version   GET /api/tags   GET /api/ps   POST /api/show
 //   POST /api/chat     POST /api/generate   (NDJSON streamed by default, or whole with "stream": false)
+//   POST /api/pull     `owl pull` into the cache: "hf.co/ORG/NAME[:QUANT]" or "ORG/NAME[:QUANT]"
+//                      (the pulled model is for a later `owl serve`; this one serves its own)
 // A request is translated into an OpenAI chat request (api.h), so it is validated and run as
 // /v1/chat/completions runs it; the answer is shaped as Ollama's: message.content, the reasoning
 // in message.thinking ("think": true/false/"low"/"medium"/"high" turns it on or off), tool calls
@@ -29,6 +31,7 @@ class OllamaApi {
 
  private:
   void chat(const http::Request& req, http::Response& res, bool generate);
+  void pull(const http::Request& req, http::Response& res);
   OpenAIServer& server_;
 };
 

@@ -93,6 +93,20 @@ const scenarios = {
     };
   },
 
+  // Against a server whose hub is tests/hub's fixture (repo "acme/tiny-GGUF").
+  async pull() {
+    const statuses = [];
+    let last = null;
+    for await (const part of await ollama.pull({ model: 'hf.co/acme/tiny-GGUF:Q4_K_M', stream: true })) {
+      statuses.push(part.status);
+      last = part;
+    }
+    const again = await ollama.pull({ model: 'acme/tiny-GGUF:Q4_K_M', stream: false });
+    return { statuses, path: last.path, downloaded: last.files_downloaded, again: again.status,
+      again_downloaded: again.files_downloaded, missing: await failure(ollama.pull({ model: 'acme/no-such-GGUF', stream: false })),
+      not_hub: await failure(ollama.pull({ model: 'llama3.2', stream: false })) };
+  },
+
   // Against scripted generations with Qwen3's template (model "stories").
   async think() {
     const r = await ollama.chat({ model: 'stories', messages: story, think: true, stream: false });

@@ -1,11 +1,16 @@
 // `owl serve`'s Ollama API as the official `ollama` npm package sees it (issue #21): listing
 // (tags, show, ps, version), chat and generate whole and streamed as NDJSON (the same greedy
 // text as the OpenAI API gives), options (stop, seed, num_predict), errors, and with scripted
-// generations the thinking apart from the content and a tool call loop.
+// generations the thinking apart from the content and a tool call loop; /api/pull from a
+// loopback hub (tests/hub's fixture) into the cache, as `owl pull` does.
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
 
+#include <cstdlib>
+#include <filesystem>
+
+#include "hub/fixture_server.h"
 #include "server/npm_client.h"
 #include "server/scripted_http.h"
 #include "server/server_fixture.h"
@@ -124,6 +129,39 @@ TEST(OllamaHttp, BadBodiesGetOneErrorLine) {
   r = http_get(s.port(), "/api/nothing");
   EXPECT_EQ(r.status, 404);
   EXPECT_TRUE(r.json()["error"].is_string());
+}
+
+TEST(OllamaPull, PullsIntoTheCacheLikeOwlPull) {
+  FixtureServer hub;
+  const std::string gguf = random_bytes(200000, 11);
+  hub.add_repo("acme/tiny-GGUF", FixtureRepo{"5e1f0c3a9b7d2e4f6a8c0b1d3e5f7a9c2b4d6e8f",
+                                             {{"tiny-Q4_K_M.gguf", gguf}, {"tiny-Q8_0.gguf", "x"}}});
+  const std::string dir = temp_dir();
+  // The server inherits these: the fixture as the hub, a fresh cache, no saved token.
+  ::setenv("HF_ENDPOINT", hub.url().c_str(), 1);
+  ::setenv("HF_HUB_CACHE", (dir + "/hf-cache").c_str(), 1);
+  ::setenv("HF_HOME", (dir + "/hf-home").c_str(), 1);
+  ::unsetenv("HF_HUB_OFFLINE");
+  json r;
+  {
+    ServerProcess server(shared_path("models/stories260K/stories260K-f32.gguf"), {"--kv-type", "f32"});
+    r = run_ollama(server.port(), "pull");
+  }
+  for (const char* v : {"HF_ENDPOINT", "HF_HUB_CACHE", "HF_HOME"}) ::unsetenv(v);
+  EXPECT_EQ(r["statuses"].front(), "pulling manifest");
+  EXPECT_EQ(r["statuses"].back(), "success");
+  EXPECT_EQ(r["downloaded"], 1);
+  const std::string path = r["path"];
+  EXPECT_TRUE(path.starts_with(dir + "/hf-cache/")) << path;
+  EXPECT_TRUE(path.ends_with("tiny-Q4_K_M.gguf")) << path;
+  EXPECT_EQ(read_file(path), gguf);
+  EXPECT_EQ(r["again"], "success");
+  EXPECT_EQ(r["again_downloaded"], 0);  // already in the cache
+  EXPECT_EQ(r["missing"]["status"], 500);
+  EXPECT_NE(r["missing"]["message"].get<std::string>().find("no-such-GGUF"), std::string::npos) << r["missing"];
+  EXPECT_EQ(r["not_hub"]["status"], 400);
+  EXPECT_NE(r["not_hub"]["message"].get<std::string>().find("hf.co/ORG/NAME"), std::string::npos);
+  std::filesystem::remove_all(dir);
 }
 
 TEST(OllamaClientScripted, ThinkingApartFromContent) {
