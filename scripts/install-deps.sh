@@ -9,6 +9,7 @@ packages=(
   libssl-dev libcurl4-openssl-dev zlib1g-dev
   clang libclang-rt-14-dev clang-format clang-tidy curl python3
   openmpi-bin libopenmpi-dev iproute2
+  chromium  # the chat page's browser test (tests/server/web_page_test.cpp, driven by playwright-core)
 )
 # Node.js and npm run the tests with the official `openai` client (tests/server); a Node from
 # elsewhere (NodeSource bundles npm) is kept, Debian's is installed only when there is none.

@@ -5,9 +5,10 @@
 //                 [--spec MODE [--draft M]]
 // The API key may also be given in a file (--api-key-file) or $OWL_API_KEY, out of the process
 // list; --api-key wins, then the file, then the environment.
-// Serves the model over an OpenAI-compatible HTTP API (see src/server/server.h).
-// --port 0 picks a free port; the address is printed on stderr as
-// "listening on http://HOST:PORT" once the server accepts connections.
+// Serves the model over an OpenAI-compatible HTTP API (see src/server/server.h), with Ollama's
+// and Anthropic's APIs and a chat page beside it. --port 0 picks a free port; the address is
+// printed on stderr as "listening on http://HOST:PORT" once the server accepts connections,
+// then the chat page's URL.
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -63,6 +64,17 @@ std::string read_api_key_file(const std::string& path) {
   return key;
 }
 
+// A GGUF file's size, or a model folder's files' sizes together.
+int64_t model_size_on_disk(const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (fs::is_regular_file(path, ec)) return static_cast<int64_t>(fs::file_size(path, ec));
+  int64_t total = 0;
+  for (const auto& e : fs::recursive_directory_iterator(path, ec))
+    if (e.is_regular_file(ec)) total += static_cast<int64_t>(e.file_size(ec));
+  return total;
+}
+
 void run(const Options& o) {
   if (o.parallel < 1 || o.parallel > 256) throw owl::UsageError("--parallel must be between 1 and 256");
   if (o.port < 0 || o.port > 65535) throw owl::UsageError("--port must be between 0 and 65535");
@@ -98,6 +110,8 @@ void run(const Options& o) {
   ao.model_id = std::filesystem::path(o.model).filename().string();
   if (ao.model_id.size() > 5 && ao.model_id.ends_with(".gguf")) ao.model_id.resize(ao.model_id.size() - 5);
   ao.api_key = api_key;
+  ao.architecture = tm.source->config().arch;
+  ao.model_bytes = model_size_on_disk(tm.path);
   owl::server::OpenAIServer api(engine, *tok, std::move(tm.chat_template), ao);
 
   owl::http::ServerOptions ho;
@@ -118,13 +132,24 @@ void run(const Options& o) {
                ao.model_id.c_str(), static_cast<long long>(engine.n_ctx()), o.parallel,
                static_cast<long long>(engine.stats().kv_budget_tokens));
   std::fprintf(stderr, "listening on http://%s:%d\n", o.host.c_str(), http.port());
+  // 0.0.0.0 and :: listen everywhere but are no address to open; loopback is.
+  const std::string page_host = o.host == "0.0.0.0" ? "127.0.0.1" : o.host == "::" ? "[::1]" : o.host;
+  std::fprintf(stderr, "chat page: http://%s:%d/  (Ollama API at /api, Anthropic Messages at /v1/messages)\n",
+               page_host.c_str(), http.port());
   std::fflush(stderr);
   http.run();
   g_server = nullptr;
 }
 
 void setup(CLI::App& app) {
-  auto* cmd = app.add_subcommand("serve", "Serve a model over an OpenAI-compatible HTTP API");
+  auto* cmd = app.add_subcommand("serve",
+                                 "Serve a model over HTTP: a chat page at /, the OpenAI API at /v1, Ollama's at /api, "
+                                 "Anthropic's Messages at /v1/messages");
+  cmd->footer(
+      "Open the printed http://HOST:PORT/ in a browser to chat. Clients: OpenAI SDKs and Open WebUI (OpenAI "
+      "connection) use base URL http://HOST:PORT/v1; Ollama clients and Open WebUI (Ollama connection) use "
+      "http://HOST:PORT (OLLAMA_HOST); Anthropic SDKs and agents use base URL http://HOST:PORT "
+      "(ANTHROPIC_BASE_URL). With --api-key, send it as 'Authorization: Bearer KEY' or 'x-api-key: KEY'.");
   auto o = std::make_shared<Options>();
   cmd->add_option("model", o->model, "GGUF file or Hugging Face model folder")->required();
   cmd->add_option("--host", o->host, "address to listen on (default 127.0.0.1)");

@@ -5,11 +5,14 @@
 #include <functional>
 #include <random>
 
-#include "server/api.h"
 #include "chat/reasoning.h"
 #include "chat/thinking_budget.h"
 #include "chat/tool_calls.h"
+#include "server/anthropic_api.h"
+#include "server/api.h"
 #include "server/chat_output.h"
+#include "server/ollama_api.h"
+#include "server/web_assets.h"
 #include "text/tokenizer.h"
 
 namespace owl::server {
@@ -112,7 +115,15 @@ OpenAIServer::OpenAIServer(Engine& engine, const Tokenizer& tok, std::optional<c
     : engine_(engine), tok_(tok), tmpl_(std::move(tmpl)), opts_(std::move(opts)), created_(now_seconds()) {
   for (int32_t id = 0; id < tok_.n_vocab(); ++id)
     max_token_bytes_ = std::max(max_token_bytes_, tok_.token_text(id).size());
+  ollama_ = std::make_unique<OllamaApi>(*this);
+  anthropic_ = std::make_unique<AnthropicApi>(*this);
 }
+
+OpenAIServer::~OpenAIServer() = default;
+
+bool OpenAIServer::reasons() const { return tmpl_ && tmpl_->source().find(reasoning_tags().open) != std::string::npos; }
+
+bool OpenAIServer::calls_tools() const { return tmpl_ && tmpl_->source().find("tools") != std::string::npos; }
 
 void OpenAIServer::check_prompt_bytes(size_t bytes, const char* param) const {
   // One token covers at most its vocabulary string's bytes of input (byte-level and "▁" forms
@@ -144,37 +155,46 @@ nlohmann::ordered_json OpenAIServer::model_object() const {
               {"meta", {{"n_ctx", engine_.n_ctx()}, {"n_vocab", tok_.n_vocab()}}}};
 }
 
+void OpenAIServer::check_api_key(const http::Request& req) const {
+  if (opts_.api_key.empty()) return;
+  // Anthropic's clients send the key as "x-api-key: KEY"; everyone else as a bearer token.
+  std::string auth = req.header("authorization");
+  if (auth.empty() && !req.header("x-api-key").empty()) auth = "Bearer " + req.header("x-api-key");
+  if (auth.empty())
+    throw ApiError(401, "missing API key: send 'Authorization: Bearer <key>'", "invalid_request_error", "",
+                   "invalid_api_key");
+  // The scheme is case-insensitive (RFC 9110 11.1): "Bearer", "bearer", "BEARER".
+  size_t sp = auth.find(' ');
+  std::string scheme = auth.substr(0, sp);
+  for (auto& c : scheme) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  size_t from = sp == std::string::npos ? auth.size() : auth.find_first_not_of(' ', sp);
+  const std::string key = from == std::string::npos ? "" : auth.substr(from);
+  const std::string& expected = opts_.api_key;
+  // Compare every byte so timing does not reveal how much of the key matched.
+  unsigned diff = static_cast<unsigned>(scheme != "bearer") | static_cast<unsigned>(key.size() != expected.size());
+  for (size_t i = 0; i < key.size() && i < expected.size(); ++i) diff |= static_cast<unsigned>(key[i] ^ expected[i]);
+  if (diff) throw ApiError(401, "incorrect API key", "invalid_request_error", "", "invalid_api_key");
+}
+
 void OpenAIServer::handle(const http::Request& req, http::Response& res) {
   static const char* kEndpoints[] = {"/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/metrics"};
   std::string label = "other";
   for (const char* e : kEndpoints)
     if (req.path == e) label = e;
   if (req.path.starts_with("/v1/models/")) label = "/v1/models";
+  if (req.path.starts_with("/api/")) label = "/api";
+  if (req.path.starts_with("/v1/messages")) label = "/v1/messages";
+  const bool ollama = req.path.starts_with("/api/");
+  const bool anthropic = req.path.starts_with("/v1/messages");
   try {
-    if (req.path == "/health") {
+    if (serve_web_page(req, res)) {
+      label = "/";
+    } else if (req.path == "/health") {
       if (req.method != "GET")
         throw ApiError(405, "use GET /health", "invalid_request_error", "", "method_not_allowed");
       send_json(res, 200, {{"status", "ok"}});
     } else {
-      if (!opts_.api_key.empty()) {
-        std::string auth = req.header("authorization");
-        if (auth.empty())
-          throw ApiError(401, "missing API key: send 'Authorization: Bearer <key>'", "invalid_request_error", "",
-                         "invalid_api_key");
-        // The scheme is case-insensitive (RFC 9110 11.1): "Bearer", "bearer", "BEARER".
-        size_t sp = auth.find(' ');
-        std::string scheme = auth.substr(0, sp);
-        for (auto& c : scheme) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-        size_t from = sp == std::string::npos ? auth.size() : auth.find_first_not_of(' ', sp);
-        const std::string key = from == std::string::npos ? "" : auth.substr(from);
-        const std::string& expected = opts_.api_key;
-        // Compare every byte so timing does not reveal how much of the key matched.
-        unsigned diff =
-            static_cast<unsigned>(scheme != "bearer") | static_cast<unsigned>(key.size() != expected.size());
-        for (size_t i = 0; i < key.size() && i < expected.size(); ++i)
-          diff |= static_cast<unsigned>(key[i] ^ expected[i]);
-        if (diff) throw ApiError(401, "incorrect API key", "invalid_request_error", "", "invalid_api_key");
-      }
+      check_api_key(req);
       auto want = [&](const char* method) {
         if (req.method != method)
           throw ApiError(405, std::string("use ") + method + " " + req.path, "invalid_request_error", "",
@@ -196,20 +216,33 @@ void OpenAIServer::handle(const http::Request& req, http::Response& res) {
           throw ApiError(404, "the model '" + id + "' does not exist; this server serves '" + opts_.model_id + "'",
                          "invalid_request_error", "model", "model_not_found");
         send_json(res, 200, model_object());
+      } else if (ollama) {
+        ollama_->handle(req, res);
+      } else if (anthropic) {
+        anthropic_->handle(req, res);
       } else if (req.path == "/metrics") {
         want("GET");
         res.send(200, "text/plain; version=0.0.4", metrics_.render(engine_.stats()));
       } else {
         throw ApiError(404,
                        "no route for " + req.method + " " + req.path +
-                           "; endpoints: /v1/chat/completions, /v1/completions, /v1/models, /health, /metrics",
+                           "; endpoints: /v1/chat/completions, /v1/completions, /v1/models, /v1/messages, /api/chat, "
+                           "/api/generate, /api/tags, /health, /metrics",
                        "invalid_request_error", "", "not_found");
       }
     }
-  } catch (const ApiError& e) {
-    if (!res.sent()) send_error(res, e);
   } catch (const std::exception& e) {
-    if (!res.sent()) send_error(res, ApiError(500, std::string("internal error: ") + e.what(), "server_error"));
+    const auto* api = dynamic_cast<const ApiError*>(&e);
+    const ApiError err = api ? *api : ApiError(500, std::string("internal error: ") + e.what(), "server_error");
+    // Each API answers errors in its own clients' shape.
+    if (res.sent()) {
+    } else if (ollama) {
+      res.send(err.status, "application/json", OllamaApi::error_body(err));
+    } else if (anthropic) {
+      res.send(err.status, "application/json", AnthropicApi::error_body(err));
+    } else {
+      send_error(res, err);
+    }
   }
   metrics_.count_request(label, res.status());
 }
@@ -429,8 +462,7 @@ GenerationRequest OpenAIServer::chat_request(const ChatParams& p, const std::str
   return g;
 }
 
-void OpenAIServer::handle_chat(const http::Request& req, http::Response& res) {
-  ChatParams p = parse_chat_request(req.body);
+OpenAIServer::StartedChat OpenAIServer::start_chat(const ChatParams& p) {
   check_model(p.model);
   // The template adds text around the messages it renders; their content is a lower bound.
   size_t content_bytes = 0;
@@ -446,14 +478,54 @@ void OpenAIServer::handle_chat(const http::Request& req, http::Response& res) {
   const chat::ToolCallFormat format =
       tmpl_ ? chat::tool_call_format_for_template(tmpl_->source()) : chat::ToolCallFormat::Hermes;
   g.keep_special = chat_marker_tokens(tok_, tags, format);
+  const auto prompt_tokens = static_cast<int64_t>(g.prompt.size());
   auto stream = submit(engine_, std::move(g));
+  return {std::move(stream), std::make_unique<ChatAnswer>(p, start, tags, format), prompt_tokens};
+}
+
+void OpenAIServer::handle_chat(const http::Request& req, http::Response& res) {
+  ChatParams p = parse_chat_request(req.body);
+  StartedChat chat = start_chat(p);
   const std::string id = random_id("chatcmpl-");
   const int64_t created = now_seconds();
-  ChatAnswer answer(p, start, tags, format);
   if (p.stream)
-    stream_chat(p, *stream, answer, id, created, res);
+    stream_chat(p, *chat.stream, *chat.answer, id, created, res);
   else
-    answer_chat(*stream, answer, id, created, res);
+    answer_chat(*chat.stream, *chat.answer, id, created, res);
+}
+
+int64_t OpenAIServer::count_chat_tokens(const ChatParams& p) const {
+  check_model(p.model);
+  return static_cast<int64_t>(chat::encode_chat_prompt(tok_, render_chat(p)).size());
+}
+
+std::optional<ChatOutcome> OpenAIServer::run_chat(const ChatParams& p, http::Response& res, const ChatCallbacks& cb) {
+  StartedChat chat = start_chat(p);
+  GenerationStream& stream = *chat.stream;
+  ChatAnswer& answer = *chat.answer;
+  if (cb.started && !cb.started(chat.prompt_tokens)) {
+    stream.cancel();
+    metrics_.count_disconnect();
+    return std::nullopt;
+  }
+  auto last = pump(stream, res, [&](const GenerationEvent& e) {
+    if (e.finish == FinishReason::Error) return true;
+    chat::ReasoningDelta d = answer.add(e);
+    if (!cb.delta || (d.reasoning.empty() && d.content.empty())) return true;
+    return cb.delta(d);
+  });
+  if (!last) {
+    metrics_.count_disconnect();
+    return std::nullopt;
+  }
+  ChatOutcome out;
+  out.last = *last;
+  if (last->finish == FinishReason::Error) return out;
+  out.parsed = answer.parse();
+  out.reasoning = answer.reasoning();
+  out.reasoning_tokens = answer.reasoning_tokens();
+  out.unsent_content = answer.unsent_content(out.parsed);
+  return out;
 }
 
 void OpenAIServer::answer_chat(GenerationStream& stream, ChatAnswer& answer, const std::string& id, int64_t created,

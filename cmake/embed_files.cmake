@@ -1,0 +1,21 @@
+# Writes OUT, a C++ file holding the files FILES (paths relative to BASE) as byte arrays, for
+# owl::server::web_asset_table() (src/server/web_assets.h). Run at build time by CMakeLists.txt:
+#   cmake -DBASE=dir -DFILES="a|b" -DOUT=file.cpp -P embed_files.cmake
+string(REPLACE "|" ";" FILES "${FILES}")
+set(body "// Generated from web/ by cmake/embed_files.cmake at build time: do not edit.\n")
+string(APPEND body "#include \"server/web_assets.h\"\n\nnamespace owl::server {\n\nnamespace {\n")
+set(table "")
+set(i 0)
+foreach(f ${FILES})
+  file(READ "${BASE}/${f}" hex HEX)
+  string(LENGTH "${hex}" n)
+  math(EXPR n "${n} / 2")
+  string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," bytes "${hex}")
+  string(APPEND body "const unsigned char file${i}[] = {\n${bytes}0};\n")
+  string(APPEND table "      {\"${f}\", std::string_view(reinterpret_cast<const char*>(file${i}), ${n})},\n")
+  math(EXPR i "${i} + 1")
+endforeach()
+string(APPEND body "}  // namespace\n\nconst std::vector<WebAsset>& web_asset_table() {\n")
+string(APPEND body "  static const std::vector<WebAsset> table = {\n${table}  };\n  return table;\n}\n\n}  // namespace owl::server\n")
+file(WRITE "${OUT}.tmp" "${body}")
+file(COPY_FILE "${OUT}.tmp" "${OUT}" ONLY_IF_DIFFERENT)
