@@ -56,6 +56,7 @@ struct Engine::Active {
   int64_t cached = 0;          // of those, reused from the prefix cache
   int32_t next = -1;           // sampled token not yet fed (decode phase)
   std::deque<int32_t> forced;  // tokens the hook asked for
+  std::vector<float> masked;   // the logits row after the grammar's mask
   int64_t generated = 0;
   Sampler sampler;
   IncrementalDecoder decoder;
@@ -293,6 +294,10 @@ void Engine::sample_and_emit(Active& a, std::span<const float> logits) {
   if (!a.forced.empty()) {
     tok = a.forced.front();
     a.forced.pop_front();
+  } else if (a.p.req.constraint && a.p.req.constraint->active()) {
+    a.masked.assign(logits.begin(), logits.end());
+    a.p.req.constraint->apply(a.masked);
+    tok = a.sampler.sample(a.masked);
   } else {
     tok = a.sampler.sample(logits);
   }
@@ -303,6 +308,7 @@ void Engine::sample_and_emit(Active& a, std::span<const float> logits) {
   std::string piece = a.decoder.push(tok);
   std::string visible = a.stops.push(piece);
   a.text_out += visible;
+  if (a.p.req.constraint) a.p.req.constraint->accept(tok, piece);
   if (a.p.req.hook) {
     auto more = a.p.req.hook->on_token(tok, piece);
     a.forced.insert(a.forced.end(), more.begin(), more.end());

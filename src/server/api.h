@@ -8,7 +8,12 @@
 //     top_p (0,1], top_k (>= 0, extension), min_p [0,1] (extension),
 //     repetition_penalty / presence_penalty / frequency_penalty, seed, stop
 //     (string or up to 16 strings), stream, stream_options.include_usage,
-//     n (only 1), ignore_eos (extension)
+//     n (only 1), ignore_eos (extension),
+//     response_format ({"type": "text"} | {"type": "json_object"} |
+//     {"type": "json_schema", "json_schema": {"schema": {...}, "strict": ...}}), json_schema (a schema,
+//     llama.cpp) and grammar (GBNF, llama.cpp): the output is constrained to the schema / grammar
+//     (src/grammar; a reasoning block the prompt opened stays free, the constraint starts after it);
+//     a schema or grammar that cannot be compiled is a 400 naming the cause and position
 //   completions: prompt (string, or an array of token ids, or a one-element array of either)
 //   chat: messages (non-empty), tools, tool_choice ("none" | "auto" | "required" |
 //     {"type":"function","function":{"name":...}}), parallel_tool_calls,
@@ -24,6 +29,7 @@
 #include <string_view>
 #include <vector>
 
+#include "grammar/grammar.h"
 #include "runtime/sampler.h"
 
 namespace owl::server {
@@ -53,6 +59,7 @@ struct CommonParams {
   bool stream = false;
   bool include_usage = false;
   bool ignore_eos = false;
+  std::shared_ptr<const grammar::Grammar> grammar;  // response_format / json_schema / grammar; null: free text
 };
 
 struct CompletionParams : CommonParams {

@@ -7,12 +7,14 @@
 // chat template use the plain "role: content" format (chat::plain_chat_prompt).
 #pragma once
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 
 #include "chat/chat_template.h"
 #include "chat/reasoning.h"
 #include "runtime/engine.h"
+#include "runtime/grammar_vocab.h"
 #include "server/api.h"
 #include "server/http.h"
 #include "server/metrics.h"
@@ -59,6 +61,8 @@ class OpenAIServer {
   void check_model(const std::string& model) const;
   nlohmann::ordered_json model_object() const;  // the served model as /v1/models lists it
   chat::ReasoningTags reasoning_tags() const;
+  // The request's grammar as a constraint; the vocabulary trie is built on first use.
+  std::shared_ptr<GrammarConstraint> constraint(const CommonParams& p, std::string start_after) const;
 
   Engine& engine_;
   const Tokenizer& tok_;
@@ -66,6 +70,8 @@ class OpenAIServer {
   ApiOptions opts_;
   Metrics metrics_;
   int64_t created_;
+  mutable std::once_flag vocab_once_;
+  mutable std::shared_ptr<const grammar::Vocabulary> vocab_;
 };
 
 }  // namespace owl::server
