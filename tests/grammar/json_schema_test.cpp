@@ -73,6 +73,13 @@ TEST(JsonSchema, Formats) {
                                                                 {"\"2020-01-01T10:00:00.5+02:00\"", true},
                                                                 {"\"2020-13-01T10:00:00Z\"", false},
                                                                 {"\"2020-01-01\"", false}});
+  expect_language(R"({"type":"string","format":"date"})", {{"\"2020-02-29\"", true},
+                                                           {"\"2021-02-29\"", false},
+                                                           {"\"2000-02-29\"", true},
+                                                           {"\"1900-02-29\"", false},
+                                                           {"\"2022-02-31\"", false},
+                                                           {"\"2022-04-31\"", false},
+                                                           {"\"2022-12-31\"", true}});
   expect_language(R"({"type":"string","format":"uuid"})",
                   {{"\"123e4567-e89b-12d3-a456-426614174000\"", true}, {"\"123e4567\"", false}});
   expect_language(R"({"type":"string","format":"ipv4"})",
