@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <map>
 
 namespace owl::grammar {
 
@@ -48,6 +49,29 @@ class SharedLocals {
 };
 
 constexpr size_t kMaxShapeNodes = 400;
+
+// For a byte class: per trie node, 1 when every byte below it is in the class (so a state that
+// loops on the class keeps every token of the subtree). Shared per (trie, class).
+std::shared_ptr<const std::vector<uint8_t>> pure_below_class(const TokenTrie& trie, const ByteSet& c) {
+  static std::mutex mu;
+  static std::map<std::pair<const TokenTrie*, std::array<uint64_t, 4>>, std::shared_ptr<const std::vector<uint8_t>>>
+      cache;
+  std::lock_guard<std::mutex> lock(mu);
+  auto key = std::make_pair(&trie, c.w);
+  auto it = cache.find(key);
+  if (it != cache.end()) return it->second;
+  const auto& nodes = trie.nodes();
+  auto out = std::make_shared<std::vector<uint8_t>>(nodes.size(), 1);
+  for (size_t i = nodes.size(); i-- > 0;) {
+    uint8_t pure = 1;
+    for (uint32_t j = static_cast<uint32_t>(i) + 1; j < nodes[i].skip && pure; j = nodes[j].skip)
+      pure = c.has(nodes[j].byte) && (*out)[j];
+    (*out)[i] = pure;
+  }
+  if (cache.size() > 64) cache.clear();
+  cache.emplace(key, out);
+  return out;
+}
 
 // The network reachable from `nodes` (rule ends included, callers excluded) in a canonical
 // numbering; empty when it is larger than kMaxShapeNodes.
@@ -107,6 +131,7 @@ void Matcher::reset() {
   frame_depth_.assign(1, 0);
   frame_ids_.clear();
   states_.clear();
+  loop_.clear();
   trans_.clear();
   state_ids_.clear();
   mask_cache_.clear();
@@ -177,6 +202,7 @@ int32_t Matcher::intern(State&& s) {
   if (it != state_ids_.end()) return it->second;
   int32_t id = static_cast<int32_t>(states_.size());
   states_.push_back(std::move(s));
+  loop_.push_back(-1);
   trans_.emplace_back();
   trans_.back().fill(kUnknown);
   state_ids_.emplace(std::move(k), id);
@@ -279,10 +305,20 @@ std::shared_ptr<const MaskCache::Local> Matcher::local(const std::vector<uint32_
       i = nd.skip;
       continue;
     }
-    const State& st = states_[t];
-    if (st.exit) out->exits.push_back(i);
-    if (!st.configs.empty()) {
+    const bool exit = states_[t].exit, inside = !states_[t].configs.empty();
+    if (exit) out->exits.push_back(i);
+    if (inside) {
       set_tokens(i, out->inside);
+      // A state that loops on this byte keeps every token below whose bytes all loop too.
+      if (!exit && t == stack[nd.depth - 1] && pure_below(t)[i]) {
+        const auto& ids = trie.token_ids();
+        for (uint32_t k = nd.tokens_begin; k < tn[nd.skip - 1].tokens_end; ++k) {
+          uint32_t id = static_cast<uint32_t>(ids[k]);
+          out->inside[id >> 6] |= uint64_t{1} << (id & 63);
+        }
+        i = nd.skip;
+        continue;
+      }
       stack[nd.depth] = t;
       ++i;
     } else {
@@ -293,6 +329,17 @@ std::shared_ptr<const MaskCache::Local> Matcher::local(const std::vector<uint32_
   cache_->put(key, r);
   if (!shape.empty()) SharedLocals::get().put(shape, r);
   return r;
+}
+
+const std::vector<uint8_t>& Matcher::pure_below(int32_t state) {
+  if (loop_[state] < 0) {
+    ByteSet c;
+    for (unsigned b = 0; b < 256; ++b)
+      if (next(state, static_cast<uint8_t>(b)) == state) c.add(static_cast<uint8_t>(b));
+    loop_sets_.push_back(pure_below_class(*cache_->trie, c));
+    loop_[state] = static_cast<int32_t>(loop_sets_.size() - 1);
+  }
+  return *loop_sets_[static_cast<size_t>(loop_[state])];
 }
 
 void Matcher::mask_of(int32_t s, std::vector<uint64_t>& mask, int depth) {
@@ -356,6 +403,7 @@ void Matcher::fill_mask(std::vector<uint64_t>& mask) {
     // Keep the frames (the current state refers to them), drop the interned states.
     State keep = states_[cur_];
     states_.clear();
+    loop_.clear();
     trans_.clear();
     state_ids_.clear();
     mask_cache_.clear();

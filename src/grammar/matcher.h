@@ -99,6 +99,11 @@ class Matcher {
   std::unordered_map<std::string, int32_t> state_ids_;
   std::unordered_map<int32_t, std::vector<uint64_t>> mask_cache_;
   std::vector<int32_t> walk_stack_;
+  // Per state: the bytes that lead back to it (computed once a self-loop is seen), as an index
+  // into loop_sets_; -1 unknown.
+  std::vector<int32_t> loop_;
+  std::vector<std::shared_ptr<const std::vector<uint8_t>>> loop_sets_;  // pure-below flags per trie node
+  const std::vector<uint8_t>& pure_below(int32_t state);
 };
 
 }  // namespace owl::grammar
