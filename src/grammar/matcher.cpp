@@ -312,7 +312,7 @@ std::shared_ptr<const MaskCache::Local> Matcher::local(const std::vector<uint32_
       // A state that loops on this byte keeps every token below whose bytes all loop too.
       if (!exit && t == stack[nd.depth - 1] && pure_below(t)[i]) {
         const auto& ids = trie.token_ids();
-        for (uint32_t k = nd.tokens_begin; k < tn[nd.skip - 1].tokens_end; ++k) {
+        for (uint32_t k = nd.tokens_begin; k < nd.subtree_end; ++k) {
           uint32_t id = static_cast<uint32_t>(ids[k]);
           out->inside[id >> 6] |= uint64_t{1} << (id & 63);
         }

@@ -18,7 +18,7 @@ TokenTrie::TokenTrie(const std::vector<std::string>& token_bytes, const std::vec
     order.push_back(static_cast<int32_t>(i));
   }
   std::sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return token_bytes[a] < token_bytes[b]; });
-  nodes_.push_back(Node{0, 0, 0, 0, 0});
+  nodes_.push_back(Node{0, 0, 0, 0, 0, 0});
   std::vector<uint32_t> path{0};  // node index per depth of the current path
   const std::string* prev = nullptr;
   for (int32_t id : order) {
@@ -34,7 +34,7 @@ TokenTrie::TokenTrie(const std::vector<std::string>& token_bytes, const std::vec
     }
     for (size_t d = lcp; d < s.size(); ++d) {
       uint32_t tb = static_cast<uint32_t>(ids_.size());
-      nodes_.push_back(Node{0, tb, tb, static_cast<uint8_t>(s[d]), static_cast<uint8_t>(d + 1)});
+      nodes_.push_back(Node{0, tb, tb, 0, static_cast<uint8_t>(s[d]), static_cast<uint8_t>(d + 1)});
       path.push_back(static_cast<uint32_t>(nodes_.size() - 1));
     }
     // Tokens ending at the same node are consecutive in `order`, so the range grows in place.
@@ -49,6 +49,8 @@ TokenTrie::TokenTrie(const std::vector<std::string>& token_bytes, const std::vec
     nodes_[path.back()].skip = static_cast<uint32_t>(nodes_.size());
     path.pop_back();
   }
+  // Tokens are in preorder, so a subtree's tokens end where its last node's do.
+  for (Node& n : nodes_) n.subtree_end = n.skip > 0 ? nodes_[n.skip - 1].tokens_end : n.tokens_end;
 }
 
 }  // namespace owl::grammar

@@ -19,6 +19,7 @@ class TokenTrie {
     uint32_t skip;          // index just past this node's subtree
     uint32_t tokens_begin;  // range in token_ids() of tokens that end here
     uint32_t tokens_end;
+    uint32_t subtree_end;  // end in token_ids() of the tokens of the whole subtree
     uint8_t byte;
     uint8_t depth;  // 1 for children of the root
   };
