@@ -416,11 +416,11 @@ class SchemaCompiler {
     // Only objects are left in common: a property one requires and the other forbids, or
     // requires with a disjoint schema, separates them.
     if (ta.size() > 1 || !ta.contains("object") || tb.size() > 1) return false;
+    const std::vector<std::string> req_b = required_of(b);
     for (const std::string& r : required_of(a)) {
       if (forbids(b, r)) return true;
       if (a.contains("properties") && a["properties"].contains(r) && b.contains("properties") &&
-          b["properties"].contains(r) &&
-          std::find(required_of(b).begin(), required_of(b).end(), r) != required_of(b).end() &&
+          b["properties"].contains(r) && std::find(req_b.begin(), req_b.end(), r) != req_b.end() &&
           disjoint(a["properties"][r], b["properties"][r], depth + 1))
         return true;
     }

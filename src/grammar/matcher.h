@@ -86,7 +86,6 @@ class Matcher {
 
   std::shared_ptr<const Grammar> g_;
   std::shared_ptr<MaskCache> cache_;
-  const TokenTrie* private_trie_ = nullptr;
   int32_t cur_ = 0;
   int32_t start_ = 0;
   uint32_t exit_frame_ = 0;
