@@ -2,6 +2,8 @@
 // mask sends every token it does not allow to -inf; each generated token then advances the
 // grammar. With `start_after` (a reasoning model's "</think>") the constraint waits until the
 // output has produced that text, so reasoning stays free and the answer is constrained.
+// With `open_ids` (the tokens of "<think>" when the model may or may not open a reasoning block)
+// the first token may also be one of them, and then the constraint waits for `start_after`.
 // Once the grammar is complete only end-of-generation tokens are allowed.
 #pragma once
 #include <cstdint>
@@ -18,7 +20,7 @@ namespace owl {
 class GrammarConstraint {
  public:
   GrammarConstraint(std::shared_ptr<const grammar::Grammar> g, std::shared_ptr<const grammar::Vocabulary> vocab,
-                    std::string start_after = "");
+                    std::string start_after = "", std::vector<int32_t> open_ids = {});
 
   bool active() const { return active_; }
   // Sets the logits of the tokens the grammar does not allow next to -inf (logits has n_vocab rows' worth).
@@ -33,6 +35,8 @@ class GrammarConstraint {
   std::string start_after_;
   std::string seen_;  // output text while waiting for start_after
   bool active_;
+  std::vector<int32_t> open_ids_;  // allowed as the first token, which then defers the constraint
+  bool first_ = true;
   std::vector<uint64_t> mask_;
 };
 

@@ -62,7 +62,8 @@ class OpenAIServer {
   nlohmann::ordered_json model_object() const;  // the served model as /v1/models lists it
   chat::ReasoningTags reasoning_tags() const;
   // The request's grammar as a constraint; the vocabulary trie is built on first use.
-  std::shared_ptr<GrammarConstraint> constraint(const CommonParams& p, std::string start_after) const;
+  std::shared_ptr<GrammarConstraint> constraint(const CommonParams& p, std::string start_after,
+                                                std::vector<int32_t> open_ids) const;
 
   Engine& engine_;
   const Tokenizer& tok_;
