@@ -12,8 +12,8 @@
 //     response_format ({"type": "text"} | {"type": "json_object"} |
 //     {"type": "json_schema", "json_schema": {"schema": {...}, "strict": ...}}), json_schema (a schema,
 //     llama.cpp) and grammar (GBNF, llama.cpp): the output is constrained to the schema / grammar
-//     (src/grammar; a reasoning block the prompt opened stays free, the constraint starts after it);
-//     a schema or grammar that cannot be compiled is a 400 naming the cause and position
+//     (src/grammar; a reasoning block, opened by the prompt or by the model, stays free: the constraint starts after
+//     it); a schema or grammar that cannot be compiled is a 400 naming the cause and position
 //   completions: prompt (string, or an array of token ids, or a one-element array of either)
 //   chat: messages (non-empty), tools, tool_choice ("none" | "auto" | "required" |
 //     {"type":"function","function":{"name":...}}), parallel_tool_calls,
