@@ -57,6 +57,7 @@ struct Engine::Active {
   int64_t cached = 0;          // of those, reused from the prefix cache
   int32_t next = -1;           // sampled token not yet fed (decode phase)
   std::deque<int32_t> forced;  // tokens the hook asked for
+  std::vector<float> masked;   // the logits row after the grammar's mask
   int64_t generated = 0;
   Sampler sampler;
   IncrementalDecoder decoder;
@@ -258,7 +259,8 @@ void Engine::admit() {
       a->sampler = Sampler(sp, model_.n_vocab());
     }
     for (int32_t t : a->p.req.prompt) a->sampler.accept(t);
-    if (opts_.spec.kind != SpecKind::None && a->p.req.speculate) {
+    // A constrained request does not draft: its mask follows the tokens one at a time.
+    if (opts_.spec.kind != SpecKind::None && a->p.req.speculate && !a->p.req.constraint) {
       if (opts_.spec.kind == SpecKind::Mtp) a->drafter = make_mtp_drafter(model_, *draft_kv_, a->slot);
       if (opts_.spec.kind == SpecKind::Draft)
         a->drafter = make_draft_model_drafter(*opts_.draft_model, *draft_kv_, a->slot);
@@ -317,6 +319,10 @@ void Engine::sample_and_emit(Active& a, std::span<const float> logits) {
   if (!a.forced.empty()) {
     tok = a.forced.front();
     a.forced.pop_front();
+  } else if (a.p.req.constraint && a.p.req.constraint->active()) {
+    a.masked.assign(logits.begin(), logits.end());
+    a.p.req.constraint->apply(a.masked);
+    tok = a.sampler.sample(a.masked);
   } else {
     tok = a.sampler.sample(logits);
   }
@@ -361,6 +367,7 @@ void Engine::emit(Active& a, int32_t tok) {
   std::string piece = a.decoder.push(tok);
   std::string visible = a.stops.push(piece);
   a.text_out += visible;
+  if (a.p.req.constraint) a.p.req.constraint->accept(tok, piece);
   if (a.p.req.hook) {
     auto more = a.p.req.hook->on_token(tok, piece);
     a.forced.insert(a.forced.end(), more.begin(), more.end());

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "base/error.h"
+#include "runtime/grammar_constraint.h"
 #include "runtime/sampler.h"
 #include "runtime/scheduler.h"
 #include "runtime/speculative.h"
@@ -65,10 +66,11 @@ struct GenerationRequest {
   int64_t max_tokens = 16;        // generated tokens at most; 0: only evaluate the prompt
   std::vector<std::string> stop;  // stop strings (not included in the output)
   bool ignore_eos = false;
-  bool render_special = false;        // show special tokens (<s>, <|im_start|>, ...) as their text
-  std::vector<int32_t> keep_special;  // these special tokens are shown even so
-  std::shared_ptr<TokenHook> hook;    // optional
-  bool speculate = true;              // false: no drafts for this request, even when the engine drafts
+  bool render_special = false;                    // show special tokens (<s>, <|im_start|>, ...) as their text
+  std::vector<int32_t> keep_special;              // these special tokens are shown even so
+  std::shared_ptr<TokenHook> hook;                // optional
+  bool speculate = true;                          // false: no drafts for this request, even when the engine drafts
+  std::shared_ptr<GrammarConstraint> constraint;  // optional: masks the logits (JSON Schema, GBNF)
 };
 
 struct GenerationEvent {

@@ -3,6 +3,8 @@
 #include <cmath>
 #include <limits>
 
+#include "grammar/gbnf.h"
+#include "grammar/json_schema.h"
 #include "runtime/engine.h"
 
 namespace owl::server {
@@ -89,7 +91,46 @@ bool boolean(const json& j, const char* name) {
   return v->get<bool>();
 }
 
+// response_format ({type: text | json_object | json_schema, json_schema: {schema, strict}}) and
+// llama.cpp's json_schema (a schema) and grammar (GBNF) fields, compiled here: a schema or
+// grammar owl cannot compile is a 400 that says why and where.
+void parse_constraint(const json& j, CommonParams& p) {
+  auto compile = [&](const char* param, auto&& fn) {
+    try {
+      p.grammar = fn();
+    } catch (const grammar::CompileError& e) {
+      throw bad(param, e.what(), "invalid_grammar");
+    }
+  };
+  if (const json* rf = field(j, "response_format")) {
+    if (!rf->is_object() || !rf->contains("type") || !(*rf)["type"].is_string())
+      throw bad("response_format", "must be an object with a string 'type'", "invalid_type");
+    const std::string type = (*rf)["type"].get<std::string>();
+    if (type == "json_object") {
+      compile("response_format", [] { return grammar::json_object_grammar(); });
+    } else if (type == "json_schema") {
+      const json* js = rf->contains("json_schema") ? &(*rf)["json_schema"] : nullptr;
+      if (!js || !js->is_object() || !js->contains("schema"))
+        throw bad("response_format", "json_schema needs {\"json_schema\": {\"schema\": {...}}}");
+      nlohmann::ordered_json schema = (*js)["schema"];
+      compile("response_format", [&] { return grammar::compile_json_schema(schema); });
+    } else if (type != "text") {
+      throw bad("response_format", "type must be text, json_object or json_schema, got '" + type + "'");
+    }
+  }
+  if (const json* js = field(j, "json_schema")) {
+    nlohmann::ordered_json schema = *js;
+    compile("json_schema", [&] { return grammar::compile_json_schema(schema); });
+  }
+  if (const json* g = field(j, "grammar")) {
+    if (!g->is_string()) throw bad("grammar", std::string("must be a string, got ") + type_name(*g), "invalid_type");
+    if (!g->get<std::string>().empty())
+      compile("grammar", [&] { return grammar::compile_gbnf(g->get<std::string>()); });
+  }
+}
+
 void parse_common(const json& j, CommonParams& p, const char* max_tokens_name) {
+  parse_constraint(j, p);
   if (const json* v = field(j, "model")) {
     if (!v->is_string()) throw bad("model", std::string("must be a string, got ") + type_name(*v), "invalid_type");
     p.model = v->get<std::string>();

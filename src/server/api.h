@@ -9,7 +9,12 @@
 //     repetition_penalty / presence_penalty / frequency_penalty, seed, stop
 //     (string or up to 16 strings), stream, stream_options.include_usage,
 //     n (only 1), ignore_eos (extension), speculative (extension: false opts this request out of
-//     the server's --spec drafting)
+//     the server's --spec drafting),
+//     response_format ({"type": "text"} | {"type": "json_object"} |
+//     {"type": "json_schema", "json_schema": {"schema": {...}, "strict": ...}}), json_schema (a schema,
+//     llama.cpp) and grammar (GBNF, llama.cpp): the output is constrained to the schema / grammar
+//     (src/grammar; a reasoning block, opened by the prompt or by the model, stays free: the constraint starts after
+//     it); a schema or grammar that cannot be compiled is a 400 naming the cause and position
 //   completions: prompt (string, or an array of token ids, or a one-element array of either)
 //   chat: messages (non-empty), tools, tool_choice ("none" | "auto" | "required" |
 //     {"type":"function","function":{"name":...}}), parallel_tool_calls,
@@ -25,6 +30,7 @@
 #include <string_view>
 #include <vector>
 
+#include "grammar/grammar.h"
 #include "runtime/sampler.h"
 
 namespace owl::server {
@@ -55,6 +61,7 @@ struct CommonParams {
   bool include_usage = false;
   bool ignore_eos = false;
   bool speculative = true;
+  std::shared_ptr<const grammar::Grammar> grammar;  // response_format / json_schema / grammar; null: free text
 };
 
 struct CompletionParams : CommonParams {

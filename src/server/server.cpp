@@ -260,6 +260,7 @@ void OpenAIServer::handle_completions(const http::Request& req, http::Response& 
   g.stop = p.stop;
   g.ignore_eos = p.ignore_eos;
   g.speculate = p.speculative;
+  g.constraint = constraint(p, "", {});
   std::string echo = p.echo ? (p.prompt_ids.empty() ? p.prompt_text : tok_.decode(p.prompt_ids)) : "";
   auto stream = submit(engine_, std::move(g));
   const std::string id = random_id("cmpl-");
@@ -436,6 +437,14 @@ json tool_calls_json(const chat::ParsedOutput& parsed, bool with_index) {
 
 }  // namespace
 
+std::shared_ptr<GrammarConstraint> OpenAIServer::constraint(const CommonParams& p, std::string start_after,
+                                                            std::vector<int32_t> open_ids) const {
+  if (!p.grammar) return nullptr;
+  std::call_once(vocab_once_,
+                 [this] { vocab_ = std::make_shared<const grammar::Vocabulary>(runtime::grammar_vocabulary(tok_)); });
+  return std::make_shared<GrammarConstraint>(p.grammar, vocab_, std::move(start_after), std::move(open_ids));
+}
+
 std::shared_ptr<TokenHook> OpenAIServer::chat_hook(const ChatParams& p, chat::ReasoningStart start,
                                                    const chat::ReasoningTags& tags) const {
   if (!p.thinking_budget) return nullptr;
@@ -474,6 +483,17 @@ OpenAIServer::StartedChat OpenAIServer::start_chat(const ChatParams& p) {
   const chat::ReasoningTags tags = reasoning_tags();
   const chat::ReasoningStart start = chat::reasoning_start(prompt, tags);
   g.hook = chat_hook(p, start, tags);
+  // A reasoning block stays free: the answer after it is constrained. When the model may open
+  // the block itself, its first token may be the open tag.
+  std::vector<int32_t> open_ids;
+  std::string after = start == chat::ReasoningStart::InReasoning ? tags.close : "";
+  if (start == chat::ReasoningStart::Detect) {
+    if (auto id = tok_.token_id(tags.open)) {
+      open_ids.push_back(*id);
+      after = tags.close;
+    }
+  }
+  g.constraint = constraint(p, after, open_ids);
   // Without a template the model has no native format; Hermes (<tool_call>{json}</tool_call>) is the most common.
   const chat::ToolCallFormat format =
       tmpl_ ? chat::tool_call_format_for_template(tmpl_->source()) : chat::ToolCallFormat::Hermes;

@@ -10,6 +10,7 @@
 #pragma once
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 
@@ -17,6 +18,7 @@
 #include "chat/reasoning.h"
 #include "chat/tool_calls.h"
 #include "runtime/engine.h"
+#include "runtime/grammar_vocab.h"
 #include "server/api.h"
 #include "server/http.h"
 #include "server/metrics.h"
@@ -110,6 +112,9 @@ class OpenAIServer {
   void check_prompt_bytes(size_t bytes, const char* param) const;
   nlohmann::ordered_json model_object() const;  // the served model as /v1/models lists it
   chat::ReasoningTags reasoning_tags() const;
+  // The request's grammar as a constraint; the vocabulary trie is built on first use.
+  std::shared_ptr<GrammarConstraint> constraint(const CommonParams& p, std::string start_after,
+                                                std::vector<int32_t> open_ids) const;
 
   Engine& engine_;
   const Tokenizer& tok_;
@@ -120,6 +125,8 @@ class OpenAIServer {
   size_t max_token_bytes_ = 1;  // the longest vocabulary string, in bytes
   std::unique_ptr<OllamaApi> ollama_;
   std::unique_ptr<AnthropicApi> anthropic_;
+  mutable std::once_flag vocab_once_;
+  mutable std::shared_ptr<const grammar::Vocabulary> vocab_;
 };
 
 }  // namespace owl::server

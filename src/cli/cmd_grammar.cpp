@@ -1,0 +1,172 @@
+// owl grammar check|bench: the constrained-decoding engine (src/grammar) on MaskBench-format
+// cases (../shared/jsonschema/README.md).
+//   owl grammar check --schema S.json --instance I.json --model M   (or --gbnf G with a text instance)
+//     prints {"compiled", "error", "accepted", "rejected_at"}: rejected_at is the byte of the
+//     compact instance text where the mask stopped it (null when accepted or merely incomplete).
+//   owl grammar bench DIR --model M [--json] [--limit N]
+//     runs every case of DIR; --json ends with one line {"cases", "passing", "compile_errors",
+//     "invalid_accepted", "valid_rejected", "mask_us": {p50..p999}, "compile_us": {...}}.
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <memory>
+#include <nlohmann/json.hpp>
+
+#include "base/error.h"
+#include "cli/command.h"
+#include "grammar/gbnf.h"
+#include "grammar/json_schema.h"
+#include "grammar/maskbench.h"
+#include "hub/resolve.h"
+#include "runtime/grammar_vocab.h"
+#include "text/tokenizer.h"
+
+namespace {
+
+using owl::grammar::Vocabulary;
+
+struct Options {
+  std::string model, schema, gbnf, instance, dir;
+  bool json = false;
+  size_t limit = 0;
+};
+
+std::string read_all(const std::string& path, const char* what) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw owl::Error(std::string("cannot read ") + what + " " + path);
+  return std::string(std::istreambuf_iterator<char>(f), {});
+}
+
+struct LoadedVocab {
+  std::unique_ptr<owl::Tokenizer> tok;
+  Vocabulary vocab;
+};
+
+std::unique_ptr<LoadedVocab> load_vocab(const std::string& model) {
+  auto lv = std::make_unique<LoadedVocab>();
+  lv->tok = owl::Tokenizer::open(owl::hub::resolve_model(model, true));
+  lv->vocab = owl::runtime::grammar_vocabulary(*lv->tok);
+  return lv;
+}
+
+void check(const Options& o) {
+  if (o.schema.empty() == o.gbnf.empty()) throw owl::UsageError("give one of --schema or --gbnf");
+  auto lv = load_vocab(o.model);
+  nlohmann::ordered_json out;
+  std::shared_ptr<const owl::grammar::Grammar> g;
+  std::string text = read_all(o.instance, "--instance");
+  try {
+    if (!o.schema.empty()) {
+      std::string schema_text = read_all(o.schema, "--schema");
+      g = owl::grammar::compile_json_schema_text(schema_text);
+      nlohmann::ordered_json instance;
+      try {
+        instance = nlohmann::ordered_json::parse(text);
+      } catch (const nlohmann::json::exception& e) {
+        throw owl::Error("--instance " + o.instance + " is not JSON: " + e.what());
+      }
+      text = owl::grammar::serialize_for_schema(instance, nlohmann::ordered_json::parse(schema_text));
+    } else {
+      g = owl::grammar::compile_gbnf(read_all(o.gbnf, "--gbnf"));
+    }
+    out["compiled"] = true;
+    out["error"] = nullptr;
+  } catch (const owl::grammar::CompileError& e) {
+    out["compiled"] = false;
+    out["error"] = e.what();
+    out["accepted"] = false;
+    out["rejected_at"] = nullptr;
+    std::printf("%s\n", out.dump().c_str());
+    return;
+  }
+  owl::grammar::InstanceResult r = owl::grammar::check_text(g, text, lv->vocab, nullptr);
+  out["accepted"] = r.accepted;
+  out["rejected_at"] = r.rejected_at >= 0 ? nlohmann::ordered_json(r.rejected_at) : nlohmann::ordered_json(nullptr);
+  std::printf("%s\n", out.dump().c_str());
+}
+
+nlohmann::ordered_json percentiles(std::vector<double>& v) {
+  using owl::grammar::percentile;
+  auto r = [](double x) { return static_cast<double>(static_cast<int64_t>(x * 10 + 0.5)) / 10; };
+  return {{"p50", r(percentile(v, 50))},
+          {"p75", r(percentile(v, 75))},
+          {"p90", r(percentile(v, 90))},
+          {"p99", r(percentile(v, 99))},
+          {"p999", r(percentile(v, 99.9))}};
+}
+
+void bench(const Options& o) {
+  if (!std::filesystem::is_directory(o.dir)) throw owl::UsageError("not a folder: " + o.dir);
+  std::vector<std::filesystem::path> files;
+  for (const auto& e : std::filesystem::directory_iterator(o.dir))
+    if (e.path().extension() == ".json") files.push_back(e.path());
+  std::sort(files.begin(), files.end());
+  if (o.limit && files.size() > o.limit) files.resize(o.limit);
+  auto lv = load_vocab(o.model);
+  size_t passing = 0, compile_errors = 0, invalid_accepted = 0, valid_rejected = 0, mismatches = 0;
+  std::vector<double> mask_us, compile_us;
+  for (const auto& f : files) {
+    nlohmann::ordered_json c;
+    try {
+      c = nlohmann::ordered_json::parse(read_all(f.string(), "case"));
+    } catch (const nlohmann::json::exception& e) {
+      throw owl::Error("case " + f.string() + " is not JSON: " + e.what());
+    }
+    owl::grammar::CaseResult r = owl::grammar::run_case(f.filename().string(), c, lv->vocab);
+    passing += r.passing();
+    compile_errors += !r.compiled;
+    invalid_accepted += r.invalid_accepted;
+    valid_rejected += r.valid_rejected;
+    mismatches += r.mask_mismatches;
+    compile_us.push_back(r.compile_us);
+    mask_us.insert(mask_us.end(), r.mask_us.begin(), r.mask_us.end());
+    if (!o.json || !r.passing()) {
+      std::printf("%s %s", r.passing() ? "pass" : "FAIL", r.name.c_str());
+      if (!r.compiled) std::printf(" compile error: %s", r.error.c_str());
+      if (r.valid_rejected) std::printf(" valid rejected: %zu/%zu", r.valid_rejected, r.valid);
+      if (r.invalid_accepted) std::printf(" invalid accepted: %zu/%zu", r.invalid_accepted, r.invalid);
+      std::printf("\n");
+      std::fflush(stdout);
+    }
+  }
+  if (mismatches)
+    throw owl::Error("internal error: " + std::to_string(mismatches) + " masks disagree with the matcher");
+  nlohmann::ordered_json sum = {{"cases", files.size()},
+                                {"passing", passing},
+                                {"compile_errors", compile_errors},
+                                {"invalid_accepted", invalid_accepted},
+                                {"valid_rejected", valid_rejected},
+                                {"masks", mask_us.size()},
+                                {"mask_us", percentiles(mask_us)},
+                                {"compile_us", percentiles(compile_us)}};
+  if (o.json) {
+    std::printf("%s\n", sum.dump().c_str());
+  } else {
+    std::printf("passing %zu/%zu, compile errors %zu, invalid accepted %zu, valid rejected %zu\n", passing,
+                files.size(), compile_errors, invalid_accepted, valid_rejected);
+    std::printf("mask us %s\ncompile us %s\n", sum["mask_us"].dump().c_str(), sum["compile_us"].dump().c_str());
+  }
+}
+
+void setup(CLI::App& app) {
+  auto o = std::make_shared<Options>();
+  auto* g = app.add_subcommand("grammar", "Constrained decoding: check or benchmark JSON Schema / GBNF grammars");
+  g->require_subcommand(1);
+  auto* c = g->add_subcommand("check", "Compile a schema (or GBNF) and feed one instance token by token");
+  c->add_option("--schema", o->schema, "JSON Schema file");
+  c->add_option("--gbnf", o->gbnf, "GBNF grammar file (the instance is then plain text)");
+  c->add_option("--instance", o->instance, "instance file (JSON for --schema)")->required();
+  c->add_option("--model", o->model, "tokenizer: a GGUF file, a folder with tokenizer.json or a hub id")->required();
+  c->callback([o] { check(*o); });
+  auto* b = g->add_subcommand("bench", "Score every MaskBench case of a folder and time the masks");
+  b->add_option("dir", o->dir, "folder of MaskBench case files (*.json)")->required();
+  b->add_option("--model", o->model, "tokenizer: a GGUF file, a folder with tokenizer.json or a hub id")->required();
+  b->add_flag("--json", o->json, "print only failing cases, then one JSON summary line");
+  b->add_option("--limit", o->limit, "only the first N cases in name order");
+  b->callback([o] { bench(*o); });
+}
+
+}  // namespace
+
+OWL_COMMAND(setup);

@@ -1,0 +1,87 @@
+#include "grammar/maskbench.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include "grammar/json_schema.h"
+#include "grammar/matcher.h"
+
+namespace owl::grammar {
+
+namespace {
+double micros_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
+}
+}  // namespace
+
+InstanceResult check_text(const std::shared_ptr<const Grammar>& g, std::string_view text, const Vocabulary& vocab,
+                          std::vector<double>* mask_us) {
+  return check_text(std::make_shared<MaskCache>(g, vocab.trie), text, vocab, mask_us);
+}
+
+InstanceResult check_text(const std::shared_ptr<MaskCache>& cache, std::string_view text, const Vocabulary& vocab,
+                          std::vector<double>* mask_us) {
+  InstanceResult r;
+  Matcher m(cache);
+  std::vector<uint64_t> mask;
+  size_t at = 0;
+  for (int32_t id : vocab.encode(text)) {
+    auto t0 = std::chrono::steady_clock::now();
+    m.fill_mask(mask);
+    if (mask_us) mask_us->push_back(micros_since(t0));
+    bool allowed = (mask[static_cast<uint32_t>(id) >> 6] >> (id & 63)) & 1;
+    const std::string& bytes = vocab.token_bytes[static_cast<size_t>(id)];
+    if (allowed != m.allows(bytes)) ++r.mask_mismatches;
+    if (!allowed) {
+      // The exact byte: feed the token one byte at a time.
+      size_t k = 0;
+      while (k < bytes.size() && m.advance(bytes.substr(k, 1))) ++k;
+      r.rejected_at = static_cast<int64_t>(at + k);
+      return r;
+    }
+    m.advance(bytes);
+    at += bytes.size();
+  }
+  r.accepted = m.accepting();
+  return r;
+}
+
+CaseResult run_case(const std::string& name, const nlohmann::ordered_json& c, const Vocabulary& vocab) {
+  CaseResult res;
+  res.name = name;
+  std::shared_ptr<const Grammar> g;
+  auto t0 = std::chrono::steady_clock::now();
+  try {
+    g = compile_json_schema(c.at("schema"));
+    res.compiled = true;
+  } catch (const Error& e) {
+    res.error = e.what();
+  }
+  res.compile_us = micros_since(t0);
+  if (!res.compiled) return res;
+  if (!c.contains("tests")) return res;
+  auto cache = std::make_shared<MaskCache>(g, vocab.trie);
+  for (const auto& t : c["tests"]) {
+    bool valid = t.at("valid").get<bool>();
+    std::string text = serialize_for_schema(t.at("data"), c["schema"]);
+    InstanceResult ir = check_text(cache, text, vocab, &res.mask_us);
+    res.mask_mismatches += ir.mask_mismatches;
+    if (valid) {
+      ++res.valid;
+      if (!ir.accepted) ++res.valid_rejected;
+    } else {
+      ++res.invalid;
+      if (ir.accepted) ++res.invalid_accepted;
+    }
+  }
+  return res;
+}
+
+double percentile(std::vector<double>& v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  size_t i = static_cast<size_t>(p / 100.0 * static_cast<double>(v.size() - 1) + 0.5);
+  return v[std::min(i, v.size() - 1)];
+}
+
+}  // namespace owl::grammar

@@ -1,0 +1,108 @@
+// Runs a compiled Grammar over bytes. A configuration is a node of the network plus a stack
+// of return nodes; stacks are hash-consed into frames, so a state (the set of live
+// configurations) is a short sorted list of integers, interned with a lazily filled
+// 256-entry transition row: after warm-up, following a byte is one table lookup.
+//
+// A token mask splits the state by frame. Inside one rule instance (the configurations that
+// share a frame) what a token does until the rule ends does not depend on the stack below:
+// for each such group of nodes the engine walks the vocabulary trie once and remembers the
+// tokens consumed without leaving the rule and the trie nodes where the rule can end
+// (MaskCache, shared by every matcher of the grammar). A mask is then those token sets plus,
+// from each recorded end, a short walk in the caller's real state; inside a JSON string that
+// is a few hundred table lookups instead of a walk over all 128k tokens.
+#pragma once
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "grammar/grammar.h"
+#include "grammar/token_trie.h"
+
+namespace owl::grammar {
+
+// What a group of nodes of one rule does with every token: shared by all matchers of one
+// grammar and one vocabulary (thread-safe).
+class MaskCache {
+ public:
+  MaskCache(std::shared_ptr<const Grammar> g, std::shared_ptr<const TokenTrie> trie)
+      : grammar(std::move(g)), trie(std::move(trie)) {}
+  struct Local {
+    std::vector<uint64_t> inside;  // bitset: tokens consumed without leaving the rule
+    std::vector<uint32_t> exits;   // trie nodes at which the rule can have ended (0: before any byte)
+  };
+  std::shared_ptr<const Local> find(const std::string& key);
+  void put(const std::string& key, std::shared_ptr<const Local> v);
+
+  const std::shared_ptr<const Grammar> grammar;
+  const std::shared_ptr<const TokenTrie> trie;
+
+ private:
+  std::mutex mu_;
+  std::unordered_map<std::string, std::shared_ptr<const Local>> locals_;
+};
+
+class Matcher {
+ public:
+  explicit Matcher(std::shared_ptr<const Grammar> g);
+  explicit Matcher(std::shared_ptr<MaskCache> cache);
+
+  // Consumes `bytes` if the grammar allows them; returns false and keeps the state otherwise.
+  bool advance(std::string_view bytes);
+  bool allows(std::string_view bytes);
+  // The input so far is a complete sentence of the grammar (end of generation is allowed).
+  bool accepting() const { return states_[cur_].accept; }
+  // Nothing may follow (accepting or dead).
+  bool finished() const { return states_[cur_].configs.empty(); }
+  // Sets bit `id` of `mask` (ceil(n_vocab / 64) words) for every token that may come next;
+  // end-of-generation tokens only when accepting(). Needs the MaskCache constructor.
+  void fill_mask(std::vector<uint64_t>& mask);
+  // The same over a given trie (builds a private MaskCache on first use).
+  void fill_mask(const TokenTrie& trie, std::vector<uint64_t>& mask);
+  void reset();
+
+ private:
+  struct State {
+    std::vector<uint64_t> configs;  // (node << 32 | frame), sorted, unique
+    bool accept = false;            // the root rule ended
+    bool exit = false;              // the rule under the exit frame ended (local walks)
+  };
+  static constexpr int32_t kDead = -1;
+  static constexpr int32_t kUnknown = -2;
+
+  void close(uint32_t node, uint32_t frame, State& out);
+  uint32_t push_frame(uint32_t ret, uint32_t parent);
+  bool entered(uint32_t node, uint32_t frame);
+  int32_t intern(State&& s);
+  int32_t next(int32_t s, uint8_t b);
+  std::shared_ptr<const MaskCache::Local> local(const std::vector<uint32_t>& nodes);
+  void mask_of(int32_t s, std::vector<uint64_t>& mask, int depth);
+  void walk_subtree(int32_t s, uint32_t node, std::vector<uint64_t>& mask);
+  void set_tokens(uint32_t trie_node, std::vector<uint64_t>& mask) const;
+
+  std::shared_ptr<const Grammar> g_;
+  std::shared_ptr<MaskCache> cache_;
+  int32_t cur_ = 0;
+  int32_t start_ = 0;
+  uint32_t exit_frame_ = 0;
+  std::vector<uint32_t> frame_ret_, frame_parent_, frame_depth_;  // frame 0: the bottom
+  std::unordered_map<uint64_t, uint32_t> frame_ids_;
+  std::vector<uint64_t> entered_;  // (node, frame) pairs entered during one step
+  std::vector<std::pair<uint32_t, uint32_t>> work_;
+  std::vector<State> states_;
+  std::vector<std::array<int32_t, 256>> trans_;
+  std::unordered_map<std::string, int32_t> state_ids_;
+  std::unordered_map<int32_t, std::vector<uint64_t>> mask_cache_;
+  std::vector<int32_t> walk_stack_;
+  // Per state: the bytes that lead back to it (computed once a self-loop is seen), as an index
+  // into loop_sets_; -1 unknown.
+  std::vector<int32_t> loop_;
+  std::vector<std::shared_ptr<const std::vector<uint8_t>>> loop_sets_;  // pure-below flags per trie node
+  const std::vector<uint8_t>& pure_below(int32_t state);
+};
+
+}  // namespace owl::grammar

@@ -1,0 +1,115 @@
+// Token masks over the real Llama-3.1 vocabulary (128k tokens): the mask allows exactly the
+// tokens the byte-level matcher accepts, end of generation only when the grammar is
+// complete, and MaskBench cases (a fixed sample of ../shared/jsonschema/maskbench) score
+// exactly: valid instances accepted, invalid ones rejected, compile errors where expected.
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "grammar/json_schema.h"
+#include "grammar/maskbench.h"
+#include "grammar/matcher.h"
+#include "runtime/grammar_vocab.h"
+#include "test_util.h"
+
+namespace {
+
+using owl::grammar::MaskCache;
+using owl::grammar::Matcher;
+
+struct Llama3 {
+  std::unique_ptr<owl::Tokenizer> tok;
+  owl::grammar::Vocabulary vocab;
+};
+
+const Llama3& llama3() {
+  static Llama3* l = [] {
+    auto* x = new Llama3;
+    x->tok = owl::Tokenizer::from_hf_dir(owl::test::shared_path("tokenizers/llama-3.1"));
+    x->vocab = owl::runtime::grammar_vocabulary(*x->tok);
+    return x;
+  }();
+  return *l;
+}
+
+bool bit(const std::vector<uint64_t>& mask, int32_t id) {
+  return (mask[static_cast<uint32_t>(id) >> 6] >> (id & 63)) & 1;
+}
+
+TEST(Mask, AgreesWithTheMatcherOnEveryToken) {
+  const Llama3& l = llama3();
+  auto g = owl::grammar::compile_json_schema_text(
+      R"({"type":"object","properties":{"name":{"type":"string","maxLength":8},"n":{"type":"integer","minimum":1}},"required":["name","n"],"additionalProperties":false})");
+  auto cache = std::make_shared<MaskCache>(g, l.vocab.trie);
+  Matcher m(cache);
+  std::vector<uint64_t> mask;
+  const std::string text = R"({"name":"ab \"c","n":42})";
+  for (int32_t id : l.vocab.encode(text)) {
+    m.fill_mask(mask);
+    // Every token of the vocabulary: the mask bit equals what the matcher would accept.
+    for (int32_t t = 0; t < l.tok->n_vocab(); t += 7) {
+      if (l.tok->is_special(t)) {
+        EXPECT_FALSE(bit(mask, t)) << t;
+        continue;
+      }
+      ASSERT_EQ(bit(mask, t), m.allows(l.vocab.token_bytes[t])) << "token " << t << " after some of " << text;
+    }
+    ASSERT_TRUE(bit(mask, id));
+    EXPECT_FALSE(bit(mask, l.tok->eos_id()));
+    ASSERT_TRUE(m.advance(l.vocab.token_bytes[id]));
+  }
+  m.fill_mask(mask);
+  EXPECT_TRUE(m.accepting());
+  for (int32_t e : l.vocab.trie->eos()) EXPECT_TRUE(bit(mask, e));
+  size_t allowed = 0;
+  for (uint64_t w : mask) allowed += static_cast<size_t>(__builtin_popcountll(w));
+  EXPECT_EQ(allowed, l.vocab.trie->eos().size());  // nothing may follow the closing brace
+}
+
+TEST(Mask, CheckReportsTheRejectedByte) {
+  const Llama3& l = llama3();
+  auto g = owl::grammar::compile_json_schema_text(R"({"type":"object","properties":{"a":{"enum":["yes","no"]}}})");
+  owl::grammar::InstanceResult ok = owl::grammar::check_text(g, R"({"a":"no"})", l.vocab, nullptr);
+  EXPECT_TRUE(ok.accepted);
+  owl::grammar::InstanceResult bad = owl::grammar::check_text(g, R"({"a":"nope"})", l.vocab, nullptr);
+  EXPECT_FALSE(bad.accepted);
+  EXPECT_EQ(bad.rejected_at, 8);  // {"a":"no then 'p'
+  EXPECT_EQ(bad.mask_mismatches, 0u);
+}
+
+struct Expected {
+  const char* file;
+  const char* compile_error;  // nullptr: compiles, every instance scored right
+};
+
+// A fixed sample of MaskBench: cases owl passes, and cases whose keywords owl cannot enforce.
+const Expected kCases[] = {
+#include "maskbench_sample.inc"
+};
+
+TEST(MaskBench, FixedSampleScoresExactly) {
+  const Llama3& l = llama3();
+  size_t instances = 0;
+  for (const Expected& e : kCases) {
+    std::string path = owl::test::shared_path(std::string("jsonschema/maskbench/") + e.file);
+    auto c = nlohmann::ordered_json::parse(owl::test::read_file(path));
+    owl::grammar::CaseResult r = owl::grammar::run_case(e.file, c, l.vocab);
+    if (e.compile_error) {
+      EXPECT_FALSE(r.compiled) << e.file;
+      EXPECT_NE(r.error.find(e.compile_error), std::string::npos) << e.file << ": " << r.error;
+      continue;
+    }
+    EXPECT_TRUE(r.compiled) << e.file << ": " << r.error;
+    EXPECT_EQ(r.valid_rejected, 0u) << e.file;
+    EXPECT_EQ(r.invalid_accepted, 0u) << e.file;
+    EXPECT_EQ(r.mask_mismatches, 0u) << e.file;
+    EXPECT_GT(r.valid + r.invalid, 0u) << e.file;
+    instances += r.valid + r.invalid;
+  }
+  EXPECT_GT(instances, 60u);
+}
+
+}  // namespace
