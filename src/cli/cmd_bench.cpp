@@ -100,6 +100,7 @@ void run(const Options& o) {
     throw owl::UsageError("-p and -n must be >= 0 (not both 0) and -r >= 1");
   const int threads = o.threads > 0 ? o.threads : owl::default_pool().size();
   owl::set_default_threads(threads);
+  const owl::DType kv_type = owl::kv_type_from_name(o.kv_type);  // before the (slow) load
   const std::string path = owl::hub::resolve_model(o.model, /*pull_if_missing=*/true);
   const auto t_load = std::chrono::steady_clock::now();
   auto source = owl::cli::open_source(path, o.quant, o.mem);
@@ -113,7 +114,7 @@ void run(const Options& o) {
   const int64_t n_vocab = model->n_vocab();
 
   owl::KVCacheOptions kv_opts;
-  kv_opts.type = owl::kv_type_from_name(o.kv_type);
+  kv_opts.type = kv_type;
   kv_opts.n_ctx = std::max<int64_t>(o.pp, o.tg) + 16;
   owl::KVCache kv(model->kv_shape(), kv_opts);
 
@@ -254,7 +255,7 @@ void setup(CLI::App& app) {
   sub->add_option("-n,--gen", o->tg, "generated tokens per decode run (0: skip)");
   sub->add_option("-t,--threads", o->threads, "worker threads (default: all CPUs)");
   sub->add_option("-r,--reps", o->reps, "repetitions after the warm-up");
-  sub->add_option("--kv-type", o->kv_type, "KV cache element type: f16 (default) or f32");
+  sub->add_option("--kv-type", o->kv_type, "KV cache element type: f16 (default), q8_0, q4_0 or f32");
   owl::cli::add_quant_option(sub, o->quant);
   owl::cli::add_mem_option(sub, o->mem);
   sub->add_flag("--no-repack", o->no_repack, "keep weights in the file's layout (no interleaved copies; for A/B)");

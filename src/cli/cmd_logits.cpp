@@ -56,13 +56,14 @@ void run(const Options& o) {
   if (o.threads > 0) owl::set_default_threads(o.threads);
   if (o.greedy < 0) throw owl::UsageError("--greedy must be 0 or more");
   const std::vector<int32_t> ids = parse_ids(o.tokens);
+  const owl::DType kv_type = owl::kv_type_from_name(o.kv_type);  // before the (slow) load
   auto source = owl::cli::open_source(owl::hub::resolve_model(o.model, /*pull_if_missing=*/true), o.quant, o.mem);
   auto model = owl::Model::load(*source);
   const int64_t n_vocab = model->n_vocab();
   if (!o.dump.empty()) owl::trace::start(o.dump, o.dump_names);
 
   owl::KVCacheOptions kv_opts;
-  kv_opts.type = owl::kv_type_from_name(o.kv_type);
+  kv_opts.type = kv_type;
   kv_opts.n_ctx = o.ctx > 0 ? o.ctx : std::max<int64_t>(model->config().n_ctx_train, 1);
   const int64_t needed = static_cast<int64_t>(ids.size()) + std::max(o.greedy - 1, 0);
   if (needed > kv_opts.n_ctx)
@@ -105,7 +106,7 @@ void setup(CLI::App& app) {
   sub->add_option("--out", o->out, "output file: float32 [n_tokens][n_vocab], row-major")->required();
   sub->add_option("--threads,-t", o->threads, "worker threads (default: all CPUs)");
   sub->add_option("--greedy", o->greedy, "also decode N greedy ids through the KV cache; print them as JSON");
-  sub->add_option("--kv-type", o->kv_type, "KV cache element type: f32 (default) or f16");
+  sub->add_option("--kv-type", o->kv_type, "KV cache element type: f32 (default), f16, q8_0 or q4_0");
   sub->add_option("--dump", o->dump,
                   "write named intermediates of every layer into this folder (docs/TRACE.md; also OWL_TRACE)");
   sub->add_option("--dump-names", o->dump_names, "with --dump: comma-separated names, or all (default)");

@@ -51,6 +51,7 @@ void run(const Options& o) {
   if (o.ctx < 0 || o.prefill_chunk < 1 || o.kv_budget < 0 || o.max_body < 1)
     throw owl::UsageError("--ctx, --kv-budget must be >= 0; --prefill-chunk and --max-body >= 1");
   if (o.threads > 0) owl::set_default_threads(o.threads);
+  const owl::DType kv_type = owl::kv_type_from_name(o.kv_type);  // before the (slow) load
 
   owl::cli::TextModel tm = owl::cli::load_text_model(o.model, o.chat_template, "serve", o.quant, o.mem);
   owl::Model* model = tm.model.get();
@@ -62,7 +63,7 @@ void run(const Options& o) {
   eo.prefill_chunk = o.prefill_chunk;
   eo.kv_budget_tokens = o.kv_budget;
   eo.max_queue = o.max_queue;
-  eo.kv_type = owl::kv_type_from_name(o.kv_type);
+  eo.kv_type = kv_type;
   eo.prefix_cache = !o.no_prefix_cache;
   owl::Engine engine(*model, *tok, eo);
 
@@ -107,7 +108,7 @@ void setup(CLI::App& app) {
   cmd->add_option("--max-queue", o->max_queue, "waiting requests beyond this get 429 (default 64)");
   cmd->add_option("--prefill-chunk", o->prefill_chunk, "prompt tokens per step over all sequences (default 256)");
   cmd->add_option("--kv-budget", o->kv_budget, "KV cache budget in tokens (default parallel x ctx)");
-  cmd->add_option("--kv-type", o->kv_type, "KV cache type: f16 (default) or f32");
+  cmd->add_option("--kv-type", o->kv_type, "KV cache type: f16 (default), q8_0, q4_0 or f32");
   cmd->add_flag("--no-prefix-cache", o->no_prefix_cache, "do not reuse cached prompt prefixes");
   owl::cli::add_quant_option(cmd, o->quant);
   owl::cli::add_mem_option(cmd, o->mem);
