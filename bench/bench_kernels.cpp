@@ -1,6 +1,6 @@
 // Kernel throughput: matmul decode (1 activation row; memory bound, reported as GB/s of weights
 // streamed from DRAM: the weights cycle through a set of matrices larger than the L3 cache) and
-// prefill (512 rows; GFLOP/s) per weight type, decode attention over a long F16/F32 cache, and
+// prefill (512 rows; GFLOP/s) per weight type, decode attention over a long F16/F32/Q8_0/Q4_0 cache, and
 // prefill attention (a causal prompt, attention_rows against attention() per row).
 // Args: {type id, threads}. Counters are rates: bytes = weight (or KV) bytes per second,
 // FLOP = floating-point operations per second. Run: build/bench_kernels --benchmark_filter=Decode
@@ -236,28 +236,27 @@ struct BenchCache {
 
 std::unique_ptr<BenchCache> make_cache(DType t, int64_t ctx, int64_t n_kv, int64_t d) {
   auto c = std::make_unique<BenchCache>();
-  const int64_t page = 256;
-  const size_t esz = t == DType::F16 ? 2 : 4;
+  const int64_t page = 256, row = n_kv * d;
   std::mt19937 rng(1);
+  std::vector<float> x(static_cast<size_t>(row));
   for (int64_t p = 0; p * page < ctx; ++p) {
-    c->kp.emplace_back(static_cast<size_t>(page * n_kv * d) * esz);
-    c->vp.emplace_back(static_cast<size_t>(page * n_kv * d) * esz);
+    c->kp.emplace_back(owl::kernels::kv_bytes(t, page * row));
+    c->vp.emplace_back(owl::kernels::kv_bytes(t, page * row));
     for (auto* buf : {&c->kp.back(), &c->vp.back()}) {
-      for (size_t i = 0; i < buf->size() / esz; ++i) {
-        const float v = static_cast<float>(static_cast<int>(rng() % 2001) - 1000) * 1e-3f;
-        if (t == DType::F16) {
-          const uint16_t h = owl::f32_to_f16(v);
-          std::memcpy(buf->data() + 2 * i, &h, 2);
-        } else {
-          std::memcpy(buf->data() + 4 * i, &v, 4);
-        }
+      for (int64_t j = 0; j < page; ++j) {
+        for (float& v : x) v = static_cast<float>(static_cast<int>(rng() % 2001) - 1000) * 1e-3f;
+        uint8_t* dst = buf->data() + owl::kernels::kv_bytes(t, j * row);
+        if (t == DType::F32)
+          std::memcpy(dst, x.data(), x.size() * 4);
+        else
+          owl::quantize_row(t, x.data(), dst, row);  // F16, Q8_0 or Q4_0
       }
     }
     c->kptr.push_back(c->kp.back().data());
     c->vptr.push_back(c->vp.back().data());
   }
-  c->k = {t, page, c->kptr.data(), n_kv * d};
-  c->v = {t, page, c->vptr.data(), n_kv * d};
+  c->k = {t, page, c->kptr.data(), row};
+  c->v = {t, page, c->vptr.data(), row};
   return c;
 }
 
@@ -266,7 +265,6 @@ void BM_AttentionDecode(benchmark::State& state) {
   const DType t = static_cast<DType>(state.range(0));
   owl::set_default_threads(static_cast<int>(state.range(1)));
   const int64_t n_head = 32, n_kv = 8, d = 128, ctx = 4096;
-  const size_t esz = t == DType::F16 ? 2 : 4;
   const auto cache = make_cache(t, ctx, n_kv, d);
   auto q = random_x(n_head * d);
   std::vector<float> out(static_cast<size_t>(n_head * d));
@@ -275,9 +273,9 @@ void BM_AttentionDecode(benchmark::State& state) {
                             out.data());
     benchmark::DoNotOptimize(out.data());
   }
-  state.counters["bytes"] =
-      benchmark::Counter(2.0 * static_cast<double>(ctx * n_kv * d * esz) * static_cast<double>(state.iterations()),
-                         benchmark::Counter::kIsRate, benchmark::Counter::kIs1000);
+  state.counters["bytes"] = benchmark::Counter(
+      2.0 * static_cast<double>(owl::kernels::kv_bytes(t, ctx * n_kv * d)) * static_cast<double>(state.iterations()),
+      benchmark::Counter::kIsRate, benchmark::Counter::kIs1000);
   state.SetLabel(owl::dtype_name(t));
 }
 
@@ -374,6 +372,10 @@ BENCHMARK(BM_AttentionDecode)
     ->Args({static_cast<int64_t>(DType::F16), 2})
     ->Args({static_cast<int64_t>(DType::F32), 1})
     ->Args({static_cast<int64_t>(DType::F32), 2})
+    ->Args({static_cast<int64_t>(DType::Q8_0), 1})
+    ->Args({static_cast<int64_t>(DType::Q8_0), 2})
+    ->Args({static_cast<int64_t>(DType::Q4_0), 1})
+    ->Args({static_cast<int64_t>(DType::Q4_0), 2})
     ->UseRealTime()
     ->Unit(benchmark::kMicrosecond);
 

@@ -107,6 +107,7 @@ void run(const Options& o) {
     throw owl::UsageError("-p and -n must be >= 0 (not both 0) and -r >= 1");
   const int threads = o.threads > 0 ? o.threads : owl::default_pool().size();
   owl::set_default_threads(threads);
+  const owl::DType kv_type = owl::kv_type_from_name(o.kv_type);  // before the (slow) load
   const std::string path = owl::hub::resolve_model(o.model, /*pull_if_missing=*/true);
   const auto t_load = std::chrono::steady_clock::now();
   auto source = owl::cli::open_source(path, o.quant, o.mem);
@@ -121,7 +122,7 @@ void run(const Options& o) {
   const int64_t n_vocab = model->n_vocab();
 
   owl::KVCacheOptions kv_opts;
-  kv_opts.type = owl::kv_type_from_name(o.kv_type);
+  kv_opts.type = kv_type;
   int64_t most_rows = 0;
   for (int64_t r : o.verify_rows) {
     if (r < 1 || r > 64) throw owl::UsageError("--verify-rows: each count must be 1..64");
@@ -293,7 +294,7 @@ void setup(CLI::App& app) {
   sub->add_option("-n,--gen", o->tg, "generated tokens per decode run (0: skip)");
   sub->add_option("-t,--threads", o->threads, "worker threads (default: all CPUs)");
   sub->add_option("-r,--reps", o->reps, "repetitions after the warm-up");
-  sub->add_option("--kv-type", o->kv_type, "KV cache element type: f16 (default) or f32");
+  sub->add_option("--kv-type", o->kv_type, "KV cache element type: f16 (default), q8_0, q4_0 or f32");
   owl::cli::add_quant_option(sub, o->quant);
   owl::cli::add_split_option(sub, o->split);
   owl::cli::add_mem_option(sub, o->mem);

@@ -61,6 +61,7 @@ void on_sigint(int) {
 void run(const Options& o) {
   if (o.max_tokens < 1 || o.ctx < 16) throw owl::UsageError("-n must be >= 1 and --ctx >= 16");
   if (o.threads > 0) owl::set_default_threads(o.threads);
+  const owl::DType kv_type = owl::kv_type_from_name(o.kv_type);  // before the (slow) load
   owl::cli::TextModel tm = owl::cli::load_text_model(o.model, o.chat_template, "chat", o.quant, o.mem);
   const owl::Tokenizer* tok = tm.tokenizer.get();
   const std::optional<owl::chat::ChatTemplate>& tmpl = tm.chat_template;
@@ -70,7 +71,7 @@ void run(const Options& o) {
   owl::EngineOptions eo;
   eo.n_parallel = 1;
   eo.n_ctx = o.ctx;
-  eo.kv_type = owl::kv_type_from_name(o.kv_type);
+  eo.kv_type = kv_type;
   owl::cli::DraftModel draft;
   owl::cli::configure_spec(o.spec, *tm.model, *tok, eo, draft);
   owl::Engine engine(*tm.model, *tok, eo);
@@ -208,7 +209,7 @@ void setup(CLI::App& app) {
   sub->add_flag("--no-think", o->no_think, "start with thinking off");
   sub->add_option("-t,--threads", o->threads, "worker threads");
   owl::cli::add_spec_options(sub, o->spec);
-  sub->add_option("--kv-type", o->kv_type, "KV cache type: f16 or f32");
+  sub->add_option("--kv-type", o->kv_type, "KV cache type: f16 (default), q8_0, q4_0 or f32");
   sub->add_flag("--show-prompt", o->show_prompt, "print each rendered prompt on stderr");
   owl::cli::add_quant_option(sub, o->quant);
   owl::cli::add_mem_option(sub, o->mem);

@@ -19,6 +19,8 @@
 #include "cli/command.h"
 #include "cli/load_options.h"
 #include "hub/resolve.h"
+#include "kernels/kernels.h"
+#include "tensor/quants.h"
 #include "formats/gguf.h"
 #include "base/memory_budget.h"
 #include "model/residency.h"
@@ -35,7 +37,25 @@ struct Options {
   bool json_out = false;
 };
 
-constexpr int64_t kKvBytesPerValue = 2;  // F16 KV cache
+// The KV cache types of --kv-type, in the order info lists them; F16 is the default.
+struct KvTypeName {
+  const char* name;
+  owl::DType type;
+};
+constexpr KvTypeName kKvTypes[] = {
+    {"f16", owl::DType::F16}, {"q8_0", owl::DType::Q8_0}, {"q4_0", owl::DType::Q4_0}, {"f32", owl::DType::F32}};
+
+// Bytes of a KV cache of type t for ctx tokens, or 0 when the model's rows do not fit t's
+// 32-value blocks. MLA caches one latent row (kv_lora + rope values) per token and layer; other
+// models K and V for each KV head.
+uint64_t kv_cache_bytes(const owl::ModelConfig& c, owl::DType t, int64_t ctx) {
+  const int64_t k_width = c.is_mla() ? c.kv_lora_rank + c.qk_rope_dim : c.n_head_kv * c.head_dim_k;
+  const int64_t v_width = c.is_mla() ? 0 : c.n_head_kv * c.head_dim_v;
+  const bool blocks = t == owl::DType::Q8_0 || t == owl::DType::Q4_0;
+  if (blocks && (k_width % owl::kQK != 0 || v_width % owl::kQK != 0)) return 0;
+  const size_t row = owl::kernels::kv_bytes(t, k_width) + owl::kernels::kv_bytes(t, v_width);
+  return static_cast<uint64_t>(row) * static_cast<uint64_t>(c.n_layer) * static_cast<uint64_t>(ctx);
+}
 
 bool is_routed_expert(const std::string& name) { return name.find("_exps.") != std::string::npos; }
 
@@ -95,9 +115,7 @@ void run(const Options& o) {
     m.bytes += t.n_bytes();
   }
   const int64_t active = c.n_expert > 0 ? total - routed + routed / c.n_expert * c.n_expert_used : total;
-  const int64_t kv_per_token_layer =
-      c.is_mla() ? c.kv_lora_rank + c.qk_rope_dim : c.n_head_kv * (c.head_dim_k + c.head_dim_v);
-  const uint64_t kv_bytes = static_cast<uint64_t>(kv_per_token_layer * c.n_layer * ctx * kKvBytesPerValue);
+  const uint64_t kv_bytes = kv_cache_bytes(c, owl::DType::F16, ctx);
   const bool is_gguf = src->gguf_file() != nullptr;
   const owl::ResidencyPlan plan = owl::plan_residency(*src);
   const uint64_t resident = plan.stream ? plan.fixed_bytes + plan.cache_bytes : plan.fixed_bytes + plan.expert_bytes;
@@ -137,6 +155,8 @@ void run(const Options& o) {
     j["ctx"] = ctx;
     j["kv_cache_type"] = "F16";
     j["kv_cache_bytes"] = kv_bytes;
+    for (const KvTypeName& k : kKvTypes)
+      if (const uint64_t b = kv_cache_bytes(c, k.type, ctx)) j["kv_cache_bytes_by_type"][k.name] = b;
     j["memory_bytes"] = weight_bytes + kv_bytes;
     j["mem_budget"] = {{"bytes", plan.budget}, {"source", src->mem_budget_source}};
     j["resident_bytes"] = resident;
@@ -195,6 +215,11 @@ void run(const Options& o) {
   std::printf("memory     at ctx %lld: weights %s + KV cache (F16) %s = %s\n", (long long)ctx,
               human(static_cast<double>(weight_bytes), "B").c_str(), human(static_cast<double>(kv_bytes), "B").c_str(),
               human(static_cast<double>(weight_bytes + kv_bytes), "B").c_str());
+  std::printf("kv cache   at ctx %lld (--kv-type):", (long long)ctx);
+  for (const KvTypeName& k : kKvTypes)
+    if (const uint64_t b = kv_cache_bytes(c, k.type, ctx))
+      std::printf("%s %s %s", &k == kKvTypes ? "" : ",", k.name, owl::format_memory_size(b).c_str());
+  std::printf("\n");
   const std::string budget =
       plan.budget ? owl::format_memory_size(plan.budget) + " (" + src->mem_budget_source + ")" : "none";
   if (plan.stream) {

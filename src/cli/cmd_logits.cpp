@@ -113,6 +113,7 @@ void run(const Options& o) {
   if (o.threads > 0) owl::set_default_threads(o.threads);
   if (o.greedy < 0) throw owl::UsageError("--greedy must be 0 or more");
   const std::vector<int32_t> ids = parse_ids(o.tokens);
+  const owl::DType kv_type = owl::kv_type_from_name(o.kv_type);  // before the (slow) load
   const owl::SpecOptions spec = owl::parse_spec(o.spec);
   if (spec.kind == owl::SpecKind::Draft && o.draft.empty())
     throw owl::UsageError("--spec draft needs --draft MODEL (a small model with the target's tokenizer)");
@@ -129,7 +130,7 @@ void run(const Options& o) {
   if (!o.dump.empty()) owl::trace::start(o.dump, o.dump_names);
 
   owl::KVCacheOptions kv_opts;
-  kv_opts.type = owl::kv_type_from_name(o.kv_type);
+  kv_opts.type = kv_type;
   kv_opts.n_ctx = o.ctx > 0 ? o.ctx : std::max<int64_t>(model->config().n_ctx_train, 1);
   const int64_t spec_rows = spec.kind == owl::SpecKind::None ? 0 : spec.k;  // drafts beyond the last id
   const int64_t needed = static_cast<int64_t>(ids.size()) + std::max(o.greedy - 1, 0) + spec_rows;
@@ -189,7 +190,7 @@ void setup(CLI::App& app) {
                   "with --greedy: speculative decoding, mtp[:K] (the model's NextN head), draft[:K] (--draft MODEL) "
                   "or ngram[:K] (prompt lookup); the ids are those of plain decoding");
   sub->add_option("--draft", o->draft, "with --spec draft: the draft model (same tokenizer as MODEL)");
-  sub->add_option("--kv-type", o->kv_type, "KV cache element type: f32 (default) or f16");
+  sub->add_option("--kv-type", o->kv_type, "KV cache element type: f32 (default), f16, q8_0 or q4_0");
   sub->add_option("--dump", o->dump,
                   "write named intermediates of every layer into this folder (docs/TRACE.md; also OWL_TRACE)");
   sub->add_option("--dump-names", o->dump_names, "with --dump: comma-separated names, or all (default)");

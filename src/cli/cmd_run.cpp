@@ -68,6 +68,7 @@ void run(Options o) {
   if (o.threads > 0) owl::set_default_threads(o.threads);
   if (o.n_predict < 0) throw owl::UsageError("-n must be 0 or more");
   if (!o.seed_given) o.sampling.seed = std::random_device{}();
+  const owl::DType kv_type = owl::kv_type_from_name(o.kv_type);  // before the (slow) load
   auto source = owl::cli::open_source(owl::hub::resolve_model(o.model, /*pull_if_missing=*/true), o.quant, o.mem);
   auto model = owl::dist::load_model(*source, owl::dist::parse_split(o.split));
   if (!model) return;  // a rank of a distributed run other than 0: it served rank 0's steps
@@ -82,7 +83,7 @@ void run(Options o) {
   eo.n_parallel = 1;
   eo.n_ctx = o.ctx > 0 ? o.ctx : std::min<int64_t>(std::max<int64_t>(model->config().n_ctx_train, 1), 4096);
   eo.prefill_chunk = eo.n_ctx;  // the whole prompt in one forward call
-  eo.kv_type = owl::kv_type_from_name(o.kv_type);
+  eo.kv_type = kv_type;
   eo.prefix_cache = false;
   if (n_prompt >= eo.n_ctx)
     throw owl::Error("the prompt has " + std::to_string(n_prompt) + " tokens, more than the context of " +
@@ -158,7 +159,7 @@ void setup(CLI::App& app) {
   sub->add_option("--ctx,-c", o->ctx, "context length: prompt + generated tokens (default: the model's, at most 4096)");
   sub->add_option("--stop", o->stops, "stop generating at this text (repeatable)");
   owl::cli::add_spec_options(sub, o->spec);
-  sub->add_option("--kv-type", o->kv_type, "KV cache element type: f16 (default) or f32");
+  sub->add_option("--kv-type", o->kv_type, "KV cache element type: f16 (default), q8_0, q4_0 or f32");
   owl::cli::add_quant_option(sub, o->quant);
   owl::cli::add_split_option(sub, o->split);
   owl::cli::add_mem_option(sub, o->mem);

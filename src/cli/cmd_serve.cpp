@@ -88,6 +88,7 @@ void run(const Options& o) {
   if (api_key.empty() && !o.api_key_file.empty()) api_key = read_api_key_file(o.api_key_file);
   if (const char* env = std::getenv("OWL_API_KEY"); api_key.empty() && env) api_key = env;
   if (o.threads > 0) owl::set_default_threads(o.threads);
+  const owl::DType kv_type = owl::kv_type_from_name(o.kv_type);  // before the (slow) load
 
   owl::cli::TextModel tm = owl::cli::load_text_model(o.model, o.chat_template, "serve", o.quant, o.mem, o.split);
   if (!tm.model) return;  // a rank of a distributed run other than 0: it served rank 0's steps
@@ -100,7 +101,7 @@ void run(const Options& o) {
   eo.prefill_chunk = o.prefill_chunk;
   eo.kv_budget_tokens = o.kv_budget;
   eo.max_queue = o.max_queue;
-  eo.kv_type = owl::kv_type_from_name(o.kv_type);
+  eo.kv_type = kv_type;
   eo.prefix_cache = !o.no_prefix_cache;
   owl::cli::DraftModel draft;
   owl::cli::configure_spec(o.spec, *model, *tok, eo, draft);
@@ -170,7 +171,7 @@ void setup(CLI::App& app) {
   cmd->add_option("--prefill-chunk", o->prefill_chunk, "prompt tokens per step over all sequences (default 256)");
   cmd->add_option("--kv-budget", o->kv_budget, "KV cache budget in tokens (default parallel x ctx)");
   owl::cli::add_spec_options(cmd, o->spec);
-  cmd->add_option("--kv-type", o->kv_type, "KV cache type: f16 (default) or f32");
+  cmd->add_option("--kv-type", o->kv_type, "KV cache type: f16 (default), q8_0, q4_0 or f32");
   cmd->add_flag("--no-prefix-cache", o->no_prefix_cache, "do not reuse cached prompt prefixes");
   owl::cli::add_quant_option(cmd, o->quant);
   owl::cli::add_split_option(cmd, o->split);

@@ -174,13 +174,21 @@ float yarn_mscale(float factor, float mscale = 1.0f);
 
 // ---- attention over a (paged) KV cache ----
 // Keys or values of one sequence: token t lives in page t / page_tokens, row t % page_tokens;
-// a row has row_stride elements of `type` (F32 or F16), head h starts at h * head_dim.
+// a row has row_stride elements of `type`, head h starts at h * head_dim. Q8_0 and Q4_0 rows
+// are blocks of 32 elements (one F16 scale each), so row_stride and the head dims must then be
+// multiples of 32; the kernels read such rows directly, a chunk of a head's keys at a time.
 struct KVSpan {
   DType type = DType::F32;
   int64_t page_tokens = 0;
   const void* const* pages = nullptr;
   int64_t row_stride = 0;
 };
+// Whether a KV cache may hold elements of type t (F32, F16, Q8_0, Q4_0).
+bool is_kv_type(DType t);
+// Bytes of n elements of KV type t (n a multiple of 32 for the block types).
+size_t kv_bytes(DType t, int64_t n);
+// The first byte of token t's row, and of its element `offset` (a block boundary).
+const uint8_t* kv_row(const KVSpan& s, int64_t t, int64_t offset = 0);
 // One query token: out[h][dv] = sum_t softmax_t(scale * q[h]·k[t][g]) v[t][g] for t in
 // [kv_begin, kv_end), g = h / (n_head / n_head_kv) (grouped-query heads). Streaming
 // (online) softmax: no buffer proportional to the context.

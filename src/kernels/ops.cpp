@@ -12,6 +12,7 @@
 #include "kernels/ops_avx2.h"
 #include "kernels/vec_dot.h"
 #include "tensor/fp16.h"
+#include "tensor/quants.h"
 
 namespace owl::kernels {
 
@@ -98,16 +99,28 @@ void rope(float* x, int64_t n_heads, int64_t head_dim, int64_t n_rot, int64_t po
   }
 }
 
-namespace {
-inline const void* kv_row(const KVSpan& s, int64_t t) {
-  size_t esz = s.type == DType::F16 ? 2 : 4;
+bool is_kv_type(DType t) { return t == DType::F32 || t == DType::F16 || t == DType::Q8_0 || t == DType::Q4_0; }
+
+size_t kv_bytes(DType t, int64_t n) {
+  const auto count = static_cast<size_t>(n);
+  switch (t) {
+    case DType::F32:
+      return count * 4;
+    case DType::F16:
+      return count * 2;
+    case DType::Q8_0:
+      return count / kQK * sizeof(BlockQ8_0);
+    case DType::Q4_0:
+      return count / kQK * sizeof(BlockQ4_0);
+    default:
+      throw Error(std::string("KV cache type ") + dtype_name(t) + " is not supported; use F32, F16, Q8_0 or Q4_0");
+  }
+}
+
+const uint8_t* kv_row(const KVSpan& s, int64_t t, int64_t offset) {
   const uint8_t* page = static_cast<const uint8_t*>(s.pages[t / s.page_tokens]);
-  return page + static_cast<size_t>((t % s.page_tokens) * s.row_stride) * esz;
+  return page + kv_bytes(s.type, (t % s.page_tokens) * s.row_stride + offset);
 }
-inline float kv_at(const KVSpan& s, const void* row, int64_t i) {
-  return s.type == DType::F16 ? fp16_to_fp32(static_cast<const uint16_t*>(row)[i]) : static_cast<const float*>(row)[i];
-}
-}  // namespace
 
 namespace {
 struct AttentionJob {
@@ -151,9 +164,16 @@ void attention_fast(const float* q, int64_t n_head, int64_t n_head_kv, int64_t d
 }  // namespace
 
 namespace {
-void check_attention_args(const char* what, int64_t n_head, int64_t n_head_kv, const KVSpan& k, const KVSpan& v) {
-  if ((k.type != DType::F32 && k.type != DType::F16) || (v.type != DType::F32 && v.type != DType::F16))
-    throw Error(std::string(what) + ": KV cache type must be F32 or F16");
+void check_attention_args(const char* what, int64_t n_head, int64_t n_head_kv, int64_t dk, int64_t dv, const KVSpan& k,
+                          const KVSpan& v) {
+  if (!is_kv_type(k.type) || !is_kv_type(v.type))
+    throw Error(std::string(what) + ": KV cache type must be F32, F16, Q8_0 or Q4_0");
+  auto blocks_fit = [](const KVSpan& s, int64_t d) {
+    return (s.type != DType::Q8_0 && s.type != DType::Q4_0) || d % kQK == 0;
+  };
+  if (!blocks_fit(k, dk) || !blocks_fit(v, dv))
+    throw Error(std::string(what) + ": head dims " + std::to_string(dk) + "/" + std::to_string(dv) +
+                " are not multiples of 32, which a Q8_0 or Q4_0 KV cache needs; use an F16 cache");
   if (n_head_kv <= 0 || n_head % n_head_kv != 0)
     throw Error(std::string(what) + ": " + std::to_string(n_head) + " query heads cannot be grouped over " +
                 std::to_string(n_head_kv) + " KV heads");
@@ -163,22 +183,22 @@ void check_attention_args(const char* what, int64_t n_head, int64_t n_head_kv, c
 void attention_reference(const float* q, int64_t n_head, int64_t n_head_kv, int64_t dk, int64_t dv, const KVSpan& k,
                          const KVSpan& v, int64_t kv_begin, int64_t kv_end, float scale, float* out) {
   const int64_t group = n_head / n_head_kv;
-  std::vector<float> acc(static_cast<size_t>(dv));
+  std::vector<float> acc(static_cast<size_t>(dv)), kr(static_cast<size_t>(dk)), vr(static_cast<size_t>(dv));
   for (int64_t h = 0; h < n_head; ++h) {
     const int64_t g = h / group;
     const float* qh = q + h * dk;
     float m = -INFINITY, l = 0;
     std::fill(acc.begin(), acc.end(), 0.0f);
     for (int64_t t = kv_begin; t < kv_end; ++t) {
-      const void* kr = kv_row(k, t);
+      dequantize_row(k.type, kv_row(k, t, g * dk), kr.data(), dk);
       float s = 0;
-      for (int64_t i = 0; i < dk; ++i) s += qh[i] * kv_at(k, kr, g * dk + i);
+      for (int64_t i = 0; i < dk; ++i) s += qh[i] * kr[i];
       s *= scale;
       float m_new = std::max(m, s);
       float corr = std::exp(m - m_new), p = std::exp(s - m_new);
       l = l * corr + p;
-      const void* vr = kv_row(v, t);
-      for (int64_t i = 0; i < dv; ++i) acc[i] = acc[i] * corr + p * kv_at(v, vr, g * dv + i);
+      dequantize_row(v.type, kv_row(v, t, g * dv), vr.data(), dv);
+      for (int64_t i = 0; i < dv; ++i) acc[i] = acc[i] * corr + p * vr[i];
       m = m_new;
     }
     float inv = l > 0 ? 1.0f / l : 0.0f;
@@ -189,7 +209,7 @@ void attention_reference(const float* q, int64_t n_head, int64_t n_head_kv, int6
 
 void attention(const float* q, int64_t n_head, int64_t n_head_kv, int64_t dk, int64_t dv, const KVSpan& k,
                const KVSpan& v, int64_t kv_begin, int64_t kv_end, float scale, float* out) {
-  check_attention_args("attention", n_head, n_head_kv, k, v);
+  check_attention_args("attention", n_head, n_head_kv, dk, dv, k, v);
   if (use_avx2()) return attention_fast(q, n_head, n_head_kv, dk, dv, k, v, kv_begin, kv_end, scale, out);
   attention_reference(q, n_head, n_head_kv, dk, dv, k, v, kv_begin, kv_end, scale, out);
 }
@@ -218,7 +238,7 @@ void rows_task(void* vjob, int task, int) {
 void attention_rows(const float* q, int64_t n_rows, std::span<const int64_t> positions, int64_t n_head,
                     int64_t n_head_kv, int64_t dk, int64_t dv, const KVSpan& k, const KVSpan& v, int64_t window,
                     float scale, float* out) {
-  check_attention_args("attention_rows", n_head, n_head_kv, k, v);
+  check_attention_args("attention_rows", n_head, n_head_kv, dk, dv, k, v);
   if (n_rows < 0 || static_cast<int64_t>(positions.size()) != n_rows)
     throw Error("attention_rows: " + std::to_string(n_rows) + " query rows but " + std::to_string(positions.size()) +
                 " positions; pass one position per row");

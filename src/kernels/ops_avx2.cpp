@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "tensor/fp16.h"
+#include "tensor/quants.h"
 
 namespace owl::kernels::avx2 {
 
@@ -148,10 +149,65 @@ void dequantize_f16(const uint16_t* src, float* dst, int64_t n) {
 
 namespace {
 
-inline const void* kv_row(const KVSpan& s, int64_t t) {
-  const size_t esz = s.type == DType::F16 ? 2 : 4;
-  const uint8_t* page = static_cast<const uint8_t*>(s.pages[t / s.page_tokens]);
-  return page + static_cast<size_t>((t % s.page_tokens) * s.row_stride) * esz;
+// dst[0..n) from n elements of Q8_0 or Q4_0 blocks (n a multiple of 32); equal to
+// dequantize_row's values (each is one product of the block scale and an integer).
+void dequantize_kv_blocks(DType t, const uint8_t* src, float* dst, int64_t n) {
+  if (t == DType::Q8_0) {
+    const auto* b = reinterpret_cast<const BlockQ8_0*>(src);
+    for (int64_t i = 0; i < n / kQK; ++i, dst += kQK) {
+      const __m256 d = _mm256_set1_ps(f16_to_f32(b[i].d));
+      for (int j = 0; j < kQK; j += 8) {
+        const __m128i q = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(b[i].qs + j));
+        _mm256_storeu_ps(dst + j, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q))));
+      }
+    }
+    return;
+  }
+  const auto* b = reinterpret_cast<const BlockQ4_0*>(src);
+  const __m256i eight = _mm256_set1_epi32(8);
+  for (int64_t i = 0; i < n / kQK; ++i, dst += kQK) {
+    const __m256 d = _mm256_set1_ps(f16_to_f32(b[i].d));
+    const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b[i].qs));
+    const __m128i lo = _mm_and_si128(q, _mm_set1_epi8(0x0F));                     // elements 0..15
+    const __m128i hi = _mm_and_si128(_mm_srli_epi16(q, 4), _mm_set1_epi8(0x0F));  // elements 16..31
+    const __m128i half[2] = {lo, hi};
+    for (int h = 0; h < 2; ++h)
+      for (int j = 0; j < 2; ++j) {
+        const __m128i bytes = j == 0 ? half[h] : _mm_srli_si128(half[h], 8);
+        const __m256i v = _mm256_sub_epi32(_mm256_cvtepu8_epi32(bytes), eight);
+        _mm256_storeu_ps(dst + h * 16 + j * 8, _mm256_mul_ps(d, _mm256_cvtepi32_ps(v)));
+      }
+  }
+}
+
+// Element types of cached rows the kernels read: float, uint16_t (F16) and QuantBlocks (Q8_0 or
+// Q4_0, the span's type says which). Rows of F32/F16 are read in place; quantised rows are
+// dequantised a chunk at a time into a small buffer, once per chunk and KV head, and shared by
+// the group's query heads (Loaded<T> is the element type the arithmetic then sees).
+struct QuantBlocks {};
+template <class T>
+struct Loaded {
+  using type = T;
+};
+template <>
+struct Loaded<QuantBlocks> {
+  using type = float;
+};
+template <class T>
+using LoadedT = typename Loaded<T>::type;
+
+// rows[j] = element `offset` of row t0 + j, for j < len (n elements each).
+template <class T>
+void fetch_rows(const KVSpan& s, int64_t t0, int64_t len, int64_t offset, int64_t n, float* buf,
+                const LoadedT<T>** rows) {
+  for (int64_t j = 0; j < len; ++j) {
+    if constexpr (std::is_same_v<T, QuantBlocks>) {
+      dequantize_kv_blocks(s.type, kv_row(s, t0 + j, offset), buf + j * n, n);
+      rows[j] = buf + j * n;
+    } else {
+      rows[j] = reinterpret_cast<const T*>(kv_row(s, t0 + j, offset));
+    }
+  }
 }
 
 inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
@@ -240,14 +296,18 @@ void attention_group(const float* q, int64_t h0, int64_t h1, int64_t g, int64_t 
   std::fill(m, m + nh, -INFINITY);
   std::fill(l, l + nh, 0.0f);
   alignas(32) float s[kChunk];
-  const TK* kr[kChunk];
-  const TV* vr[kChunk];
+  const LoadedT<TK>* kr[kChunk];
+  const LoadedT<TV>* vr[kChunk];
+  thread_local std::vector<float> rows_buf;  // a chunk's dequantised K and V (quantised caches only)
+  if constexpr (std::is_same_v<TK, QuantBlocks> || std::is_same_v<TV, QuantBlocks>)
+    rows_buf.resize(static_cast<size_t>(kChunk * (dk + dv)));
+  float* kbuf = rows_buf.data();
+  float* vbuf = kbuf + kChunk * dk;
   for (int64_t t0 = kv_begin; t0 < kv_end; t0 += kChunk) {
     const int64_t len = std::min(kChunk, kv_end - t0);
-    for (int64_t j = 0; j < len; ++j) {  // row addresses once per chunk, shared by the group's heads
-      kr[j] = static_cast<const TK*>(kv_row(k, t0 + j)) + g * dk;
-      vr[j] = static_cast<const TV*>(kv_row(v, t0 + j)) + g * dv;
-    }
+    // Row addresses (or rows) once per chunk, shared by the group's heads.
+    fetch_rows<TK>(k, t0, len, g * dk, dk, kbuf, kr);
+    fetch_rows<TV>(v, t0, len, g * dv, dv, vbuf, vr);
     for (int64_t h = 0; h < nh; ++h) {
       const float* qh = q + (h0 + h) * dk;
       int64_t j = 0;
@@ -366,14 +426,13 @@ void pv_rows(float* const* o, const float* const* p, const float* corr, const fl
 // F32 rows of a chunk: pointers into the cache when it is F32, else into buf (converted).
 template <class T>
 void chunk_rows(const KVSpan& s, int64_t t0, int64_t len, int64_t offset, int64_t n, float* buf, const float** rows) {
-  for (int64_t j = 0; j < len; ++j) {
-    const T* src = static_cast<const T*>(kv_row(s, t0 + j)) + offset;
-    if constexpr (std::is_same_v<T, float>) {
-      rows[j] = src;
-    } else {
-      dequantize_f16(src, buf + j * n, n);
+  if constexpr (std::is_same_v<T, uint16_t>) {
+    for (int64_t j = 0; j < len; ++j) {
+      dequantize_f16(reinterpret_cast<const uint16_t*>(kv_row(s, t0 + j, offset)), buf + j * n, n);
       rows[j] = buf + j * n;
     }
+  } else {
+    fetch_rows<T>(s, t0, len, offset, n, buf, rows);
   }
 }
 
@@ -382,8 +441,9 @@ void chunk_rows(const KVSpan& s, int64_t t0, int64_t len, int64_t offset, int64_
 template <class T>
 void prefetch_chunk(const KVSpan& s, int64_t t0, int64_t len, int64_t offset, int64_t n) {
   for (int64_t j = 0; j < len; ++j) {
-    const char* src = reinterpret_cast<const char*>(static_cast<const T*>(kv_row(s, t0 + j)) + offset);
-    for (int64_t b = 0; b < n * static_cast<int64_t>(sizeof(T)); b += 64) _mm_prefetch(src + b, _MM_HINT_T1);
+    const char* src = reinterpret_cast<const char*>(kv_row(s, t0 + j, offset));
+    const auto bytes = static_cast<int64_t>(kv_bytes(s.type, n));
+    for (int64_t b = 0; b < bytes; b += 64) _mm_prefetch(src + b, _MM_HINT_T1);
   }
 }
 
@@ -496,26 +556,34 @@ void rows_block(const float* q, int64_t n_head, int64_t group, int64_t g, int64_
   }
 }
 
+// Calls f.template operator()<TK, TV>() with the element types of k's and v's rows.
+template <class F>
+void with_row_types(const KVSpan& k, const KVSpan& v, F&& f) {
+  auto with_v = [&]<class TK>() {
+    if (v.type == DType::F16) return f.template operator()<TK, uint16_t>();
+    if (v.type == DType::F32) return f.template operator()<TK, float>();
+    f.template operator()<TK, QuantBlocks>();
+  };
+  if (k.type == DType::F16) return with_v.template operator()<uint16_t>();
+  if (k.type == DType::F32) return with_v.template operator()<float>();
+  with_v.template operator()<QuantBlocks>();
+}
+
 }  // namespace
 
 void attention_rows_block(const float* q, int64_t n_head, int64_t group, int64_t g, int64_t r0, int64_t r1,
                           const int64_t* begins, const int64_t* ends, int64_t dk, int64_t dv, const KVSpan& k,
                           const KVSpan& v, float scale, float* out) {
-  const bool k16 = k.type == DType::F16, v16 = v.type == DType::F16;
-  if (k16 && v16)
-    return rows_block<uint16_t, uint16_t>(q, n_head, group, g, r0, r1, begins, ends, dk, dv, k, v, scale, out);
-  if (k16) return rows_block<uint16_t, float>(q, n_head, group, g, r0, r1, begins, ends, dk, dv, k, v, scale, out);
-  if (v16) return rows_block<float, uint16_t>(q, n_head, group, g, r0, r1, begins, ends, dk, dv, k, v, scale, out);
-  rows_block<float, float>(q, n_head, group, g, r0, r1, begins, ends, dk, dv, k, v, scale, out);
+  with_row_types(k, v, [&]<class TK, class TV>() {
+    rows_block<TK, TV>(q, n_head, group, g, r0, r1, begins, ends, dk, dv, k, v, scale, out);
+  });
 }
 
 void attention_heads(const float* q, int64_t h0, int64_t h1, int64_t g, int64_t dk, int64_t dv, const KVSpan& k,
                      const KVSpan& v, int64_t kv_begin, int64_t kv_end, float scale, float* out) {
-  const bool k16 = k.type == DType::F16, v16 = v.type == DType::F16;
-  if (k16 && v16) return attention_group<uint16_t, uint16_t>(q, h0, h1, g, dk, dv, k, v, kv_begin, kv_end, scale, out);
-  if (k16) return attention_group<uint16_t, float>(q, h0, h1, g, dk, dv, k, v, kv_begin, kv_end, scale, out);
-  if (v16) return attention_group<float, uint16_t>(q, h0, h1, g, dk, dv, k, v, kv_begin, kv_end, scale, out);
-  attention_group<float, float>(q, h0, h1, g, dk, dv, k, v, kv_begin, kv_end, scale, out);
+  with_row_types(k, v, [&]<class TK, class TV>() {
+    attention_group<TK, TV>(q, h0, h1, g, dk, dv, k, v, kv_begin, kv_end, scale, out);
+  });
 }
 
 }  // namespace owl::kernels::avx2

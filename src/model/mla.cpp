@@ -81,10 +81,7 @@ namespace {
 
 // Cached row t of a span, converted to float.
 void read_row(const kernels::KVSpan& s, int64_t t, int64_t width, float* out) {
-  const size_t esz = s.type == DType::F16 ? 2 : 4;
-  const uint8_t* page = static_cast<const uint8_t*>(s.pages[t / s.page_tokens]);
-  const void* row = page + static_cast<size_t>((t % s.page_tokens) * s.row_stride) * esz;
-  kernels::dequantize_row(s.type, row, out, width);
+  kernels::dequantize_row(s.type, kernels::kv_row(s, t), out, width);
 }
 
 // A float matrix as a weight view: `out` rows of `in` floats.

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "base/error.h"
+#include "tensor/quants.h"
 
 namespace owl {
 
@@ -17,21 +18,28 @@ size_t round_up(size_t x, size_t a) { return (x + a - 1) / a * a; }
 DType kv_type_from_name(const std::string& name) {
   if (name == "f16") return DType::F16;
   if (name == "f32") return DType::F32;
-  throw UsageError("KV cache type '" + name + "' is not supported; use f16 or f32");
+  if (name == "q8_0") return DType::Q8_0;
+  if (name == "q4_0") return DType::Q4_0;
+  throw UsageError("KV cache type '" + name + "' is not supported; use f16, q8_0, q4_0 or f32");
 }
 
 KVCache::KVCache(std::vector<KVLayerShape> layers, const KVCacheOptions& opts)
     : layers_(std::move(layers)), opts_(opts) {
-  if (opts_.type != DType::F16 && opts_.type != DType::F32)
-    throw Error(std::string("KV cache type ") + dtype_name(opts_.type) + " is not supported; use F16 or F32");
+  if (!kernels::is_kv_type(opts_.type))
+    throw Error(std::string("KV cache type ") + dtype_name(opts_.type) +
+                " is not supported; use F16, Q8_0, Q4_0 or F32");
   if (opts_.n_ctx <= 0 || opts_.n_seq_max <= 0 || opts_.page_tokens <= 0)
     throw Error("KV cache: context length, sequence count and page size must be positive");
-  elem_size_ = opts_.type == DType::F16 ? 2 : 4;
+  const bool blocks = opts_.type == DType::Q8_0 || opts_.type == DType::Q4_0;
   for (const auto& l : layers_) {
+    if (blocks && (l.k_width % kQK != 0 || l.v_width % kQK != 0))
+      throw UsageError(std::string("KV cache type ") + dtype_name(opts_.type) +
+                       " needs rows of multiples of 32 values; " + "this model caches " + std::to_string(l.k_width) +
+                       "/" + std::to_string(l.v_width) + " per token and layer; use --kv-type f16");
     k_offset_.push_back(page_bytes_);
-    page_bytes_ += round_up(static_cast<size_t>(opts_.page_tokens * l.k_width) * elem_size_, 64);
+    page_bytes_ += round_up(kernels::kv_bytes(opts_.type, opts_.page_tokens * l.k_width), 64);
     v_offset_.push_back(page_bytes_);
-    page_bytes_ += round_up(static_cast<size_t>(opts_.page_tokens * l.v_width) * elem_size_, 64);
+    page_bytes_ += round_up(kernels::kv_bytes(opts_.type, opts_.page_tokens * l.v_width), 64);
   }
   const int64_t pages_per_seq = (opts_.n_ctx + opts_.page_tokens - 1) / opts_.page_tokens;
   max_pages_ = pages_per_seq * opts_.n_seq_max;
@@ -135,11 +143,13 @@ void KVCache::store(int layer, int32_t seq, int64_t pos, const float* k, const f
   uint8_t* base = page_base(s.pages[static_cast<size_t>(pos / opts_.page_tokens)]);
   const int64_t row = pos % opts_.page_tokens;
   auto put = [&](size_t offset, int64_t width, const float* src) {
-    uint8_t* dst = base + offset + static_cast<size_t>(row * width) * elem_size_;
+    uint8_t* dst = base + offset + kernels::kv_bytes(opts_.type, row * width);
     if (opts_.type == DType::F32) {
       std::memcpy(dst, src, static_cast<size_t>(width) * 4);
-    } else {
+    } else if (opts_.type == DType::F16) {
       kernels::fp32_to_fp16_row(src, reinterpret_cast<uint16_t*>(dst), width);
+    } else {
+      quantize_row(opts_.type, src, dst, width);  // Q8_0 / Q4_0: blocks of 32 with an F16 scale
     }
   };
   put(k_offset_[static_cast<size_t>(layer)], shape.k_width, k);

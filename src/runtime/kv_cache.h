@@ -17,7 +17,7 @@
 namespace owl {
 
 struct KVCacheOptions {
-  DType type = DType::F16;  // F16 or F32
+  DType type = DType::F16;  // F16, Q8_0, Q4_0 (blocks of 32 values) or F32
   int64_t n_ctx = 4096;     // most tokens one sequence may hold
   int64_t n_seq_max = 1;    // the pool holds n_seq_max full-context sequences
   int64_t page_tokens = 32;
@@ -61,7 +61,6 @@ class KVCache : public KVStore {
 
   std::vector<KVLayerShape> layers_;
   KVCacheOptions opts_;
-  size_t elem_size_ = 4;
   std::vector<size_t> k_offset_, v_offset_;  // byte offsets of each layer's K and V inside a page
   size_t page_bytes_ = 0;
   int64_t max_pages_ = 0;
@@ -72,7 +71,7 @@ class KVCache : public KVStore {
   std::unordered_map<int32_t, Sequence> seqs_;
 };
 
-// "f16" / "f32" -> DType; throws owl::UsageError otherwise.
+// "f16" / "q8_0" / "q4_0" / "f32" -> DType; throws owl::UsageError otherwise.
 DType kv_type_from_name(const std::string& name);
 
 }  // namespace owl

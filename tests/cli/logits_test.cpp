@@ -110,7 +110,7 @@ TEST(CliLogits, BadInputIsAClearError) {
       {{"logits", model, "--tokens", "1,512", "--out", out}, 1, "token id 512 is outside the vocabulary"},
       {{"logits", model, "--tokens", "1,2,3,4,5", "--out", out, "--ctx", "4"}, 1, "does not fit the context of 4"},
       {{"logits", model, "--tokens", "1,2", "--out", out, "--ctx", "4", "--greedy", "4"}, 1, "need 5 positions"},
-      {{"logits", model, "--tokens", "1", "--out", out, "--kv-type", "q8"}, 2, "use f16 or f32"},
+      {{"logits", model, "--tokens", "1", "--out", out, "--kv-type", "q8"}, 2, "use f16, q8_0, q4_0 or f32"},
       {{"logits", model, "--tokens", "1", "--out", "/nonexistent-dir/x.f32"}, 1, "cannot write"},
       {{"logits", "/nonexistent/model.gguf", "--tokens", "1", "--out", out}, 1, "does not exist"},
       {{"logits", model, "--tokens", "1", "--out", out, "--mtp-out", out + ".m"}, 2, "no NextN"},

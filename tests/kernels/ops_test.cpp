@@ -10,6 +10,7 @@
 #include "formats/gguf.h"
 #include "kernels/kernels.h"
 #include "tensor/fp16.h"
+#include "tensor/quants.h"
 #include "matmul_test_util.h"
 #include "test_util.h"
 
@@ -232,6 +233,60 @@ TEST_P(OpsIsa, AttentionFastAgreesWithReference) {
     }
 }
 
+// The rows of a Q8_0 or Q4_0 cache (quantised from the same values as make_cache's) and an F32
+// cache of exactly what those rows dequantise to.
+std::pair<Cache, Cache> make_quantised_cache(DType t, int64_t n_tokens, int64_t page_tokens, int64_t row,
+                                             uint32_t seed) {
+  Cache f = make_cache(DType::F32, n_tokens, page_tokens, row, seed);
+  Cache qc;
+  for (size_t p = 0; p < f.pages.size(); ++p) {
+    qc.pages.emplace_back(kernels::kv_bytes(t, page_tokens * row));
+    for (int64_t j = 0; j < page_tokens && static_cast<int64_t>(p) * page_tokens + j < n_tokens; ++j) {
+      float* src = reinterpret_cast<float*>(f.pages[p].data()) + j * row;
+      uint8_t* dst = qc.pages.back().data() + kernels::kv_bytes(t, j * row);
+      quantize_row(t, src, dst, row);
+      dequantize_row_ref(t, dst, src, row);  // the F32 twin holds the quantised values
+    }
+  }
+  for (auto& p : qc.pages) qc.ptrs.push_back(p.data());
+  qc.span = {t, page_tokens, qc.ptrs.data(), row};
+  return {std::move(qc), std::move(f)};
+}
+
+// Q8_0 / Q4_0 caches are read directly by both kernels (one query row, many rows); the
+// results are those of an F32 cache holding the dequantised values, up to float rounding.
+TEST_P(OpsIsa, AttentionReadsQuantisedCaches) {
+  const struct {
+    int64_t n_head, n_head_kv, dk, dv, tokens;
+  } cases[] = {{4, 2, 64, 64, 1}, {4, 2, 64, 64, 300}, {8, 1, 576, 512, 70}, {6, 3, 128, 32, 130}};
+  for (const auto& c : cases)
+    for (DType t : {DType::Q8_0, DType::Q4_0}) {
+      SCOPED_TRACE(std::string(dtype_name(t)) + " tokens " + std::to_string(c.tokens));
+      auto [kq, kf] = make_quantised_cache(t, c.tokens, 16, c.n_head_kv * c.dk, 31);
+      auto [vq, vf] = make_quantised_cache(t, c.tokens, 16, c.n_head_kv * c.dv, 32);
+      const float scale = 1.0f / std::sqrt(static_cast<float>(c.dk));
+      test::WithIsa scope(GetParam());
+      // One query token over the whole cache.
+      auto q = randn(c.n_head * c.dk, 33);
+      std::vector<float> got(c.n_head * c.dv), want(c.n_head * c.dv);
+      kernels::attention(q.data(), c.n_head, c.n_head_kv, c.dk, c.dv, kq.span, vq.span, 0, c.tokens, scale, got.data());
+      kernels::attention(q.data(), c.n_head, c.n_head_kv, c.dk, c.dv, kf.span, vf.span, 0, c.tokens, scale,
+                         want.data());
+      for (size_t i = 0; i < got.size(); ++i) ASSERT_NEAR(got[i], want[i], 1e-5) << i;
+      // The last rows of a prompt, causally.
+      const int64_t n_rows = std::min<int64_t>(c.tokens, 20);
+      std::vector<int64_t> pos(static_cast<size_t>(n_rows));
+      for (int64_t r = 0; r < n_rows; ++r) pos[r] = c.tokens - n_rows + r;
+      auto qr = randn(n_rows * c.n_head * c.dk, 34);
+      std::vector<float> got_rows(n_rows * c.n_head * c.dv), want_rows(got_rows.size());
+      kernels::attention_rows(qr.data(), n_rows, pos, c.n_head, c.n_head_kv, c.dk, c.dv, kq.span, vq.span, 0, scale,
+                              got_rows.data());
+      kernels::attention_rows(qr.data(), n_rows, pos, c.n_head, c.n_head_kv, c.dk, c.dv, kf.span, vf.span, 0, scale,
+                              want_rows.data());
+      for (size_t i = 0; i < got_rows.size(); ++i) ASSERT_NEAR(got_rows[i], want_rows[i], 1e-5) << i;
+    }
+}
+
 TEST(Attention, SingleTokenReturnsItsValue) {
   Cache k = make_cache(DType::F32, 3, 2, 8, 1), v = make_cache(DType::F32, 3, 2, 8, 2);
   std::vector<float> q = randn(8, 3), out(8);
@@ -247,7 +302,9 @@ TEST(AttentionBadInput, HeadsNotDivisibleAndWrongCacheType) {
   std::vector<float> q(24), out(24);
   EXPECT_THROW(kernels::attention(q.data(), 3, 2, 4, 4, k.span, v.span, 0, 2, 1.0f, out.data()), Error);
   kernels::KVSpan bad = k.span;
-  bad.type = DType::Q8_0;
+  bad.type = DType::BF16;
+  EXPECT_THROW(kernels::attention(q.data(), 2, 2, 4, 4, bad, v.span, 0, 2, 1.0f, out.data()), Error);
+  bad.type = DType::Q8_0;  // heads of 4 values do not fill Q8_0's blocks of 32
   EXPECT_THROW(kernels::attention(q.data(), 2, 2, 4, 4, bad, v.span, 0, 2, 1.0f, out.data()), Error);
 }
 

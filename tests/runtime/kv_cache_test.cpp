@@ -4,10 +4,13 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
+#include <vector>
 
 #include "base/error.h"
 #include "kernels/kernels.h"
 #include "runtime/kv_cache.h"
+#include "tensor/quants.h"
 
 namespace owl {
 namespace {
@@ -108,10 +111,40 @@ TEST(KVCache, ContextLimitIsAClearError) {
 }
 
 TEST(KVCache, BadOptionsAreErrors) {
-  EXPECT_THROW(KVCache({{4, 4}}, options(DType::Q8_0, 10, 1, 4)), Error);
+  EXPECT_THROW(KVCache({{4, 4}}, options(DType::Q8_0, 10, 1, 4)), UsageError);  // rows of 4: no 32-value blocks
+  EXPECT_THROW(KVCache({{64, 48}}, options(DType::Q4_0, 10, 1, 4)), UsageError);
+  EXPECT_THROW(KVCache({{64, 64}}, options(DType::BF16, 10, 1, 4)), Error);
   EXPECT_THROW(KVCache({{4, 4}}, options(DType::F32, 0, 1, 4)), Error);
   EXPECT_EQ(kv_type_from_name("f16"), DType::F16);
+  EXPECT_EQ(kv_type_from_name("q8_0"), DType::Q8_0);
+  EXPECT_EQ(kv_type_from_name("q4_0"), DType::Q4_0);
   EXPECT_THROW(kv_type_from_name("q8"), UsageError);
+}
+
+TEST(KVCache, QuantisedRowsHoldTheirBlocks) {
+  // Q8_0 / Q4_0 pages hold each row as quantize_row makes it, at the byte offset KVSpan names.
+  for (DType t : {DType::Q8_0, DType::Q4_0}) {
+    SCOPED_TRACE(dtype_name(t));
+    KVCache kv({{64, 32}, {96, 64}}, options(t, 16, 2, 4));
+    kv.grow(1, 7);
+    std::vector<float> k(96), v(64);
+    for (int64_t pos = 0; pos < 7; ++pos) {
+      for (size_t i = 0; i < k.size(); ++i) k[i] = std::sin(0.1f * static_cast<float>(i + 7 * pos));
+      for (size_t i = 0; i < v.size(); ++i) v[i] = std::cos(0.3f * static_cast<float>(i + pos));
+      kv.store(1, 1, pos, k.data(), v.data());
+    }
+    auto ks = kv.keys(1, 1), vs = kv.values(1, 1);
+    EXPECT_EQ(ks.type, t);
+    EXPECT_EQ(ks.row_stride, 96);
+    std::vector<uint8_t> want(kernels::kv_bytes(t, 96));
+    // The last stored position (6): page 1, row 2.
+    quantize_row(t, k.data(), want.data(), 96);
+    EXPECT_EQ(0, std::memcmp(kernels::kv_row(ks, 6), want.data(), want.size()));
+    quantize_row(t, v.data(), want.data(), 64);
+    EXPECT_EQ(0, std::memcmp(kernels::kv_row(vs, 6), want.data(), kernels::kv_bytes(t, 64)));
+    // 34 (Q8_0) or 18 (Q4_0) bytes per 32 values.
+    EXPECT_EQ(kernels::kv_bytes(t, 96), t == DType::Q8_0 ? 3u * 34 : 3u * 18);
+  }
 }
 
 TEST(KVCache, MlaLayoutAliasesValuesToKeysForAttention) {
