@@ -33,7 +33,6 @@ void add_split_option(CLI::App* cmd, std::string& split) {
       ->check(CLI::IsMember({"layers", "experts"}));
 }
 
-
 void add_mem_option(CLI::App* cmd, std::string& mem) {
   cmd->add_option("--mem", mem,
                   "memory budget of the weights, e.g. 48G (default: the cgroup limit or MemAvailable, less a margin "

@@ -473,6 +473,12 @@ void Engine::step() {
     stats_.running = 0;
     return;
   }
+  {
+    // Counted before any answer of this step reaches its client, so /metrics never lags one.
+    std::lock_guard<std::mutex> lock(mu_);
+    ++stats_.steps_total;
+    stats_.prefill_tokens_total += n_prefill;
+  }
   // The step's forward time: each speculating sequence's governor weighs its drafts by it.
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_forward).count();
   const size_t n_vocab = static_cast<size_t>(model_.n_vocab());
@@ -500,8 +506,6 @@ void Engine::step() {
   }
   {
     std::lock_guard<std::mutex> lock(mu_);
-    ++stats_.steps_total;
-    stats_.prefill_tokens_total += n_prefill;
     stats_.kv_pages_in_use = kv_->pages_in_use();
     stats_.kv_bytes_allocated = static_cast<int64_t>(kv_->bytes_allocated());
     stats_.spec_drafted_total += drafted;

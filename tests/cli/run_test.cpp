@@ -83,7 +83,7 @@ TEST(CliRun, BadInputIsAClearError) {
   EXPECT_NE(r.err.find("more than the context of 4"), std::string::npos) << r.err;
   r = run_owl({"run", model, "hi", "--kv-type", "int4"});
   EXPECT_EQ(r.exit_code, 2);
-  EXPECT_NE(r.err.find("use f16 or f32"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("use f16, q8_0, q4_0 or f32"), std::string::npos) << r.err;
   r = run_owl({"run", model, "hi", "-n", "-3"});
   EXPECT_EQ(r.exit_code, 2);
   r = run_owl({"run", "/nonexistent.gguf", "hi"});
