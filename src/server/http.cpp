@@ -1,5 +1,7 @@
 #include "server/http.h"
 
+#include <utility>
+
 #include <sys/resource.h>
 
 #include <boost/asio/ip/address.hpp>
@@ -98,6 +100,7 @@ void Response::send(int status, std::string_view content_type, std::string_view 
   if (state_ != State::None) return;
   state_ = State::Done;
   status_ = status;
+  if (on_finish_) std::exchange(on_finish_, nullptr)(status);
   std::string msg = response_head(status, content_type, extra_headers, keep_alive_);
   msg += "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n";
   if (!head_only_) msg += body;
@@ -129,6 +132,7 @@ bool Response::write(std::string_view data) {
 void Response::end_stream() {
   if (state_ != State::Streaming) return;
   state_ = State::Done;
+  if (on_finish_) std::exchange(on_finish_, nullptr)(status_);
   if (chunked_) emit("0\r\n\r\n");
 }
 

@@ -52,6 +52,10 @@ class Response {
   // A client that only half-closed (shut down its sending side) is still there.
   bool client_gone() const;
 
+  // Called once with the status just before the answer's last bytes go out (the whole response,
+  // or the stream's end): what it records is visible before the client can act on the answer.
+  void on_finish(std::function<void(int status)> f) { on_finish_ = std::move(f); }
+
   bool sent() const { return state_ != State::None; }
   bool keep_alive() const { return keep_alive_ && !failed_ && state_ == State::Done; }
   int status() const { return status_; }
@@ -73,6 +77,7 @@ class Response {
   bool failed_ = false;
   int status_ = 0;
   State state_ = State::None;
+  std::function<void(int)> on_finish_;
 };
 
 using Handler = std::function<void(const Request&, Response&)>;

@@ -184,6 +184,14 @@ void OpenAIServer::handle(const http::Request& req, http::Response& res) {
   if (req.path.starts_with("/v1/models/")) label = "/v1/models";
   if (req.path.starts_with("/api/")) label = "/api";
   if (req.path.starts_with("/v1/messages")) label = "/v1/messages";
+  if (req.path == "/" || req.path.starts_with("/web/")) label = "/";
+  // Counted as the answer's last bytes go out, so a client that reads /metrics right after its
+  // answer sees it; an answer never sent (client gone) is counted at the end.
+  bool counted = false;
+  res.on_finish([&](int status) {
+    counted = true;
+    metrics_.count_request(label, status);
+  });
   const bool ollama = req.path.starts_with("/api/");
   const bool anthropic = req.path.starts_with("/v1/messages");
   try {
@@ -244,7 +252,8 @@ void OpenAIServer::handle(const http::Request& req, http::Response& res) {
       send_error(res, err);
     }
   }
-  metrics_.count_request(label, res.status());
+  res.on_finish(nullptr);  // the captures above end here
+  if (!counted) metrics_.count_request(label, res.status());
 }
 
 // ---- /v1/completions ------------------------------------------------------------------------
