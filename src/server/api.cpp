@@ -91,33 +91,41 @@ bool boolean(const json& j, const char* name) {
   return v->get<bool>();
 }
 
-// response_format ({type: text | json_object | json_schema, json_schema: {schema, strict}}) and
-// llama.cpp's json_schema (a schema) and grammar (GBNF) fields, compiled here: a schema or
-// grammar owl cannot compile is a 400 that says why and where.
-void parse_constraint(const json& j, CommonParams& p) {
-  auto compile = [&](const char* param, auto&& fn) {
-    try {
-      p.grammar = fn();
-    } catch (const grammar::CompileError& e) {
-      throw bad(param, e.what(), "invalid_grammar");
-    }
-  };
-  if (const json* rf = field(j, "response_format")) {
-    if (!rf->is_object() || !rf->contains("type") || !(*rf)["type"].is_string())
-      throw bad("response_format", "must be an object with a string 'type'", "invalid_type");
-    const std::string type = (*rf)["type"].get<std::string>();
-    if (type == "json_object") {
-      compile("response_format", [] { return grammar::json_object_grammar(); });
-    } else if (type == "json_schema") {
-      const json* js = rf->contains("json_schema") ? &(*rf)["json_schema"] : nullptr;
-      if (!js || !js->is_object() || !js->contains("schema"))
-        throw bad("response_format", "json_schema needs {\"json_schema\": {\"schema\": {...}}}");
-      nlohmann::ordered_json schema = (*js)["schema"];
-      compile("response_format", [&] { return grammar::compile_json_schema(schema); });
-    } else if (type != "text") {
-      throw bad("response_format", "type must be text, json_object or json_schema, got '" + type + "'");
-    }
+// Turns a schema or grammar owl cannot compile into a 400 that says why and where.
+template <class Compile>
+std::shared_ptr<const grammar::Grammar> compile_or_400(const std::string& param, Compile&& compile) {
+  try {
+    return compile();
+  } catch (const grammar::CompileError& e) {
+    throw bad(param, e.what(), "invalid_grammar");
   }
+}
+
+}  // namespace
+
+std::shared_ptr<const grammar::Grammar> compile_response_format(const nlohmann::ordered_json& rf,
+                                                                const std::string& param) {
+  if (!rf.is_object() || !rf.contains("type") || !rf["type"].is_string())
+    throw bad(param, "must be an object with a string 'type'", "invalid_type");
+  const std::string type = rf["type"].get<std::string>();
+  if (type == "json_object") return compile_or_400(param, [] { return grammar::json_object_grammar(); });
+  if (type == "json_schema") {
+    const json* js = rf.contains("json_schema") ? &rf["json_schema"] : nullptr;
+    if (!js || !js->is_object() || !js->contains("schema"))
+      throw bad(param, "json_schema needs {\"json_schema\": {\"schema\": {...}}}");
+    return compile_or_400(param, [&] { return grammar::compile_json_schema((*js)["schema"]); });
+  }
+  if (type != "text") throw bad(param, "type must be text, json_object or json_schema, got '" + type + "'");
+  return nullptr;
+}
+
+namespace {
+
+// response_format ({type: text | json_object | json_schema, json_schema: {schema, strict}}) and
+// llama.cpp's json_schema (a schema) and grammar (GBNF) fields, compiled here.
+void parse_constraint(const json& j, CommonParams& p) {
+  auto compile = [&](const char* param, auto&& fn) { p.grammar = compile_or_400(param, fn); };
+  if (const json* rf = field(j, "response_format")) p.grammar = compile_response_format(*rf, "response_format");
   if (const json* js = field(j, "json_schema")) {
     nlohmann::ordered_json schema = *js;
     compile("json_schema", [&] { return grammar::compile_json_schema(schema); });

@@ -84,4 +84,9 @@ struct ChatParams : CommonParams {
 CompletionParams parse_completion_request(std::string_view body);
 ChatParams parse_chat_request(std::string_view body);
 
+// OpenAI's response_format object as a constraint (null for "text"); errors are 400s that name
+// `param`, so that another API's field (Ollama's "format") can be named in them.
+std::shared_ptr<const grammar::Grammar> compile_response_format(const nlohmann::ordered_json& rf,
+                                                                const std::string& param);
+
 }  // namespace owl::server

@@ -117,6 +117,17 @@ void map_options(const json& j, json& openai) {
   }
 }
 
+// Ollama's "format": "json" (any JSON object, OpenAI's json_object) or a JSON Schema (OpenAI's
+// json_schema), compiled by the OpenAI path's code; "" or null leave the answer free. For a
+// reasoning model the constraint starts after the reasoning, as on /v1/chat/completions.
+std::shared_ptr<const grammar::Grammar> format_constraint(const json& j) {
+  const auto it = j.find("format");
+  if (it == j.end() || it->is_null() || *it == "") return nullptr;
+  if (*it == "json") return compile_response_format({{"type", "json_object"}}, "format");
+  if (!it->is_object()) throw bad("'format' must be \"json\" or a JSON Schema object, got " + it->dump());
+  return compile_response_format({{"type", "json_schema"}, {"json_schema", {{"schema", *it}}}}, "format");
+}
+
 // Ollama's "think": a boolean, or an effort ("low", "medium", "high") that turns thinking on.
 void map_think(const json& j, json& openai) {
   if (!j.contains("think") || j["think"].is_null()) return;
@@ -266,8 +277,6 @@ void OllamaApi::chat(const http::Request& req, http::Response& res, bool generat
   const json j = parse_body(req.body);
   const std::string model = model_name(j, server_);
   if (model.empty()) throw bad("'model' is required");
-  if (j.contains("format") && !j["format"].is_null() && j["format"] != "")
-    throw bad("'format': structured output is not supported by owl yet; leave it out");
   const bool stream = !j.contains("stream") || j["stream"].is_null() || j["stream"] == true;
   const char* key = generate ? "response" : "message";
 
@@ -298,7 +307,8 @@ void OllamaApi::chat(const http::Request& req, http::Response& res, bool generat
   map_options(j, openai);
   map_think(j, openai);
   if (!generate && j.contains("tools") && !j["tools"].is_null()) openai["tools"] = j["tools"];
-  const ChatParams p = parse_chat_request(openai.dump());
+  ChatParams p = parse_chat_request(openai.dump());
+  p.grammar = format_constraint(j);
 
   // One NDJSON line: the reasoning in "thinking", the answer in message.content (or "response").
   auto line = [&](const std::string& content, const std::string& thinking) {

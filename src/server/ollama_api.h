@@ -11,7 +11,9 @@
 // maps onto owl's sampling: temperature, top_p, top_k, min_p, seed, stop, num_predict,
 // repeat_penalty, presence_penalty, frequency_penalty (num_ctx and other load options are
 // ignored: the model is loaded once, by `owl serve`). Without options, Ollama's defaults
-// apply: temperature 0.8, top_k 40, top_p 0.9. Errors are Ollama's {"error": "..."}.
+// apply: temperature 0.8, top_k 40, top_p 0.9. "format" is structured output: "json" (a JSON
+// object, OpenAI's json_object) or a JSON Schema (OpenAI's json_schema), after the reasoning for
+// a thinking model. Errors are Ollama's {"error": "..."}.
 #pragma once
 #include <string>
 

@@ -18,6 +18,11 @@ const weatherTool = {
   },
 };
 
+const moodSchema = {
+  type: 'object', additionalProperties: false, required: ['mood', 'age'],
+  properties: { mood: { enum: ['happy', 'sad'] }, age: { type: 'integer', minimum: 1, maximum: 9 } },
+};
+
 // A streamed answer gathered: content, thinking and tool calls as the parts build them.
 async function gather(parts, key) {
   const out = { content: '', thinking: '', toolCalls: [], parts: 0, last: null };
@@ -84,12 +89,30 @@ const scenarios = {
     const b = await ollama.chat({ model: 'stories260K-f32', messages: story, options: sampled, stream: false });
     return { full: full.message.content, stop, stopped: stopped.message.content, same_seed: a.message.content === b.message.content };
   },
+  // Structured output: format "json" and a JSON Schema, on chat and generate, whole and
+  // streamed; the GoogleTest parses and checks each answer.
+  async format() {
+    const chat = (format, stream) => ollama.chat({ model: 'stories260K-f32', messages: story, format, options: { temperature: 0, num_predict: 64 }, stream });
+    const generate = (format, stream) => ollama.generate({ model: 'stories260K-f32', prompt: 'Once upon a time', format, options: { temperature: 0, num_predict: 64 }, stream });
+    const out = {};
+    for (const [name, format] of [['json', 'json'], ['schema', moodSchema]]) {
+      const c = await chat(format, false);
+      const cs = await gather(await chat(format, true), 'message');
+      const g = await generate(format, false);
+      const gs = await gather(await generate(format, true), 'response');
+      out[name] = { chat: c.message.content, chat_reason: c.done_reason, chat_streamed: cs.content,
+        generate: g.response, generate_reason: g.done_reason, generate_streamed: gs.content };
+    }
+    return out;
+  },
   async errors() {
     return {
       missing_model: await failure(ollama.chat({ model: 'no-such-model', messages: story, stream: false })),
       bad_option: await failure(ollama.chat({ model: 'stories260K-f32', messages: story, options: { temperature: 'hot' }, stream: false })),
       bad_role: await failure(ollama.chat({ model: 'stories260K-f32', messages: [{ role: 'wizard', content: 'hi' }], stream: false })),
-      format: await failure(ollama.chat({ model: 'stories260K-f32', messages: story, format: 'json', stream: false })),
+      bad_schema: await failure(ollama.chat({ model: 'stories260K-f32', messages: story, format: { not: {} }, stream: false })),
+      unsatisfiable: await failure(ollama.generate({ model: 'stories260K-f32', prompt: 'x', format: { type: 'integer', minimum: 5, maximum: 1 }, stream: false })),
+      bad_format: await failure(ollama.chat({ model: 'stories260K-f32', messages: story, format: 'yaml', stream: false })),
     };
   },
 

@@ -1,8 +1,9 @@
 // `owl serve`'s Ollama API as the official `ollama` npm package sees it (issue #21): listing
 // (tags, show, ps, version), chat and generate whole and streamed as NDJSON (the same greedy
-// text as the OpenAI API gives), options (stop, seed, num_predict), errors, and with scripted
-// generations the thinking apart from the content and a tool call loop; /api/pull from a
-// loopback hub (tests/hub's fixture) into the cache, as `owl pull` does.
+// text as the OpenAI API gives), options (stop, seed, num_predict), structured output
+// ("format": "json" or a JSON Schema), errors, and with scripted generations the thinking apart
+// from the content and a tool call loop; /api/pull from a loopback hub (tests/hub's fixture)
+// into the cache, as `owl pull` does.
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
@@ -105,8 +106,82 @@ TEST_F(OllamaClient, ErrorsInOllamasShape) {
   EXPECT_NE(r["bad_option"]["message"].get<std::string>().find("temperature"), std::string::npos);
   EXPECT_EQ(r["bad_role"]["status"], 400);
   EXPECT_NE(r["bad_role"]["message"].get<std::string>().find("role"), std::string::npos);
-  EXPECT_EQ(r["format"]["status"], 400);
-  EXPECT_NE(r["format"]["message"].get<std::string>().find("format"), std::string::npos);
+  EXPECT_EQ(r["bad_schema"]["status"], 400);
+  EXPECT_EQ(r["bad_schema"]["message"], "'format': unsupported JSON Schema keyword: not");
+  EXPECT_EQ(r["unsatisfiable"]["status"], 400);
+  EXPECT_NE(r["unsatisfiable"]["message"].get<std::string>().find("unsatisfiable"), std::string::npos)
+      << r["unsatisfiable"];
+  EXPECT_EQ(r["bad_format"]["status"], 400);
+  EXPECT_EQ(r["bad_format"]["message"], "'format' must be \"json\" or a JSON Schema object, got \"yaml\"");
+}
+
+// format "json": the answer is a JSON object, or, as stories260K never closes one (it writes
+// stories into the strings), a prefix of one that num_predict cut: nlohmann's parser reads it to
+// its end and finds nothing wrong but the end of the input (inside a string or between values).
+struct PrefixChecker : nlohmann::json_sax<json> {
+  bool null() override { return true; }
+  bool boolean(bool) override { return true; }
+  bool number_integer(number_integer_t) override { return true; }
+  bool number_unsigned(number_unsigned_t) override { return true; }
+  bool number_float(number_float_t, const string_t&) override { return true; }
+  bool string(string_t&) override { return true; }
+  bool binary(binary_t&) override { return true; }
+  bool start_object(std::size_t) override { return true; }
+  bool key(string_t&) override { return true; }
+  bool end_object() override { return true; }
+  bool start_array(std::size_t) override { return true; }
+  bool end_array() override { return true; }
+  bool parse_error(std::size_t pos, const std::string&, const nlohmann::detail::exception& e) override {
+    error_at = pos;
+    error = e.what();
+    return false;
+  }
+  std::size_t error_at = 0;
+  std::string error;
+};
+void expect_json_object_or_cut_prefix(const std::string& text, const json& reason) {
+  ASSERT_TRUE(text.starts_with("{")) << text;
+  PrefixChecker checker;
+  json::sax_parse(text, &checker);
+  if (reason == "stop") {
+    EXPECT_TRUE(checker.error.empty()) << checker.error << "\n" << text;
+  } else {
+    EXPECT_EQ(reason, "length");
+    EXPECT_EQ(checker.error_at, text.size() + 1) << checker.error << "\n" << text;
+    const bool at_end = checker.error.find("unexpected end of input") != std::string::npos ||
+                        checker.error.find("missing closing quote") != std::string::npos;
+    EXPECT_TRUE(at_end) << checker.error;
+  }
+}
+
+// format {schema}: the answer matches moodSchema in ollama_client.mjs ({"mood": "happy" | "sad",
+// "age": 1..9}, nothing else).
+void expect_mood(const std::string& text) {
+  const json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  ASSERT_TRUE(j.is_object()) << text;
+  EXPECT_EQ(j.size(), 2u) << text;
+  EXPECT_TRUE(j["mood"] == "happy" || j["mood"] == "sad") << text;
+  ASSERT_TRUE(j["age"].is_number_integer()) << text;
+  EXPECT_GE(j["age"].get<int>(), 1) << text;
+  EXPECT_LE(j["age"].get<int>(), 9) << text;
+}
+
+TEST_F(OllamaClient, FormatJsonAndSchemaConstrainTheAnswer) {
+  json r = run("format");
+  const json& schema = r["schema"];
+  EXPECT_EQ(schema["chat_reason"], "stop");
+  EXPECT_EQ(schema["generate_reason"], "stop");
+  for (const char* key : {"chat", "chat_streamed", "generate", "generate_streamed"})
+    expect_mood(schema[key].get<std::string>());
+  const json& object = r["json"];
+  for (const char* key : {"chat", "chat_streamed"})
+    expect_json_object_or_cut_prefix(object[key].get<std::string>(), object["chat_reason"]);
+  for (const char* key : {"generate", "generate_streamed"})
+    expect_json_object_or_cut_prefix(object[key].get<std::string>(), object["generate_reason"]);
+  for (const json* f : {&schema, &object}) {
+    EXPECT_EQ((*f)["chat_streamed"], (*f)["chat"]);
+    EXPECT_EQ((*f)["generate_streamed"], (*f)["generate"]);
+  }
 }
 
 TEST(OllamaHttp, BadBodiesGetOneErrorLine) {
