@@ -4,12 +4,13 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <optional>
 #include <utility>
 #include <vector>
 
 #include "base/error.h"
+#include "base/log.h"
+#include "base/memory_budget.h"
 #include "base/scratch.h"
 #include "dist/comm.h"
 #include "dist/placement.h"
@@ -311,18 +312,6 @@ std::string fingerprint_mismatch(Comm& comm, const std::string& path) {
   return text;
 }
 
-// The host's physical memory (MemTotal), or 1 when it cannot be read (equal shares).
-double host_memory_bytes() {
-  std::ifstream f("/proc/meminfo");
-  std::string key;
-  double kb = 0;
-  while (f >> key >> kb) {
-    if (key == "MemTotal:") return kb * 1024;
-    f.ignore(256, '\n');
-  }
-  return 1;
-}
-
 }  // namespace
 
 std::unique_ptr<Model> load_model(ModelSource& src, Split split) {
@@ -352,13 +341,17 @@ std::unique_ptr<Model> load_model(ModelSource& src, Split split) {
 
   std::pair<int64_t, int64_t> layers{0, INT64_MAX};
   if (split == Split::Layers) {
-    // Each rank's share follows its host's memory (hosts of different sizes get more or fewer
-    // layers; ranks on one host get equal shares).
-    const double mine = host_memory_bytes();
-    std::vector<double> memory(static_cast<size_t>(comm.size()));
-    comm.all_gather(&mine, sizeof mine, memory.data());
-    const auto ranges = layer_ranges(src, memory);
+    // Each rank's share follows its own memory budget: its --mem (ranks may be given different
+    // values) or else its default budget (cgroup limit or MemAvailable). A rank without a budget
+    // counts as 1 byte, so ranks that all lack one get equal shares.
+    const double mine = static_cast<double>(std::max<uint64_t>(src.mem_budget, 1));
+    std::vector<double> budgets(static_cast<size_t>(comm.size()));
+    comm.all_gather(&mine, sizeof mine, budgets.data());
+    const auto ranges = layer_ranges(src, budgets);
     layers = ranges[static_cast<size_t>(comm.rank())];
+    log::info(comm.who(comm.rank()) + ": trunk layers [" + std::to_string(layers.first) + ", " +
+              std::to_string(layers.second) + ") for a memory budget of " + format_memory_size(src.mem_budget) + " (" +
+              (src.mem_budget_source.empty() ? "none" : src.mem_budget_source) + ")");
     src.shard.layer_begin = layers.first;
     // The last stage also loads (and checks) the trailing NextN layers, as one process does.
     src.shard.layer_end = comm.rank() == comm.size() - 1 ? INT64_MAX : layers.second;

@@ -3,6 +3,8 @@
 // (3 ranks on a 2-layer model leave a stage without layers, which must pass the activations on).
 #include <gtest/gtest.h>
 
+#include <regex>
+
 #include "dist/mpi_util.h"
 #include "model/golden_util.h"
 
@@ -69,6 +71,39 @@ TEST(SplitLogits, LongPromptsInChunksAndF32Weights) {
   const Reference moe = single_process("deepseek-v3", "f32", 2, "4");
   expect_same_as_single(moe, 3, "experts", "4");
   expect_same_as_single(moe, 2, "layers", "4");
+}
+
+// Ranks launched with different --mem values (mpirun's colon syntax) get layer ranges in
+// proportion to their budgets, and the logits stay the single process's. deepseek-v3 has three
+// trunk layers; equal budgets give rank 0 layers [0, 2) (Placement tests), a quarter of the
+// memory on rank 0 gives it one layer only, six sevenths all three (rank 1 passes the
+// activations on).
+TEST(SplitLogits, LayerRangesFollowEachRanksMemBudget) {
+  const Reference ref = single_process("deepseek-v3", "q4_k_m", 0, "3");
+  const std::string out = temp_dir() + "/split.f32";
+  const std::vector<std::string> args = {"logits", ref.model_file, "--tokens", ref.tokens, "--out",  out,    "--greedy",
+                                         "3",      "-t",           "1",        "--split",  "layers", "--mem"};
+  struct Budgets {
+    const char* rank0;
+    const char* rank1;
+    const char* ranges;  // "rank 0 [b, e), rank 1 [b, e)"
+  };
+  for (const Budgets& b : {Budgets{"1G", "3G", "[0, 1) [1, 3)"}, Budgets{"6G", "1G", "[0, 3) [3, 3)"}}) {
+    SCOPED_TRACE(std::string("--mem ") + b.rank0 + " : --mem " + b.rank1);
+    std::vector<std::string> rank0 = args, rank1 = args;
+    rank0.emplace_back(b.rank0);
+    rank1.emplace_back(b.rank1);
+    RunResult r = run_mpi_per_rank({rank0, rank1}, {"-x", "OWL_LOG=info"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(r.out, ref.greedy);
+    EXPECT_TRUE(read_file(out) == ref.logits) << "logits differ from the single process";
+    // Each rank logs its range at info level: "rank R (host H): trunk layers [B, E) for ...".
+    const std::regex line(R"(rank (\d) \(host [^)]*\): trunk layers (\[\d+, \d+\)) for a memory budget of )");
+    std::string ranges[2];
+    for (std::sregex_iterator m(r.err.begin(), r.err.end(), line), end; m != end; ++m)
+      ranges[std::stoi((*m)[1].str())] = (*m)[2].str();
+    EXPECT_EQ(ranges[0] + " " + ranges[1], b.ranges) << r.err;
+  }
 }
 
 }  // namespace
