@@ -137,6 +137,27 @@ void parse_constraint(const json& j, CommonParams& p) {
   }
 }
 
+// OpenAI's logit_bias: {"<token id>": bias in [-100, 100]}, added to that token's logit before
+// sampling. Ids are checked against the vocabulary by the server, which knows it.
+std::vector<std::pair<int32_t, float>> parse_logit_bias(const json& v) {
+  if (!v.is_object())
+    throw bad("logit_bias", std::string("must be an object mapping token ids to biases, got ") + type_name(v),
+              "invalid_type");
+  std::vector<std::pair<int32_t, float>> out;
+  for (const auto& [key, bias] : v.items()) {
+    const bool digits = !key.empty() && key.size() <= 9 && key.find_first_not_of("0123456789") == std::string::npos;
+    if (!digits) throw bad("logit_bias", "keys must be token ids (non-negative integers), got '" + key + "'");
+    if (!bias.is_number())
+      throw bad("logit_bias", "the bias for token " + key + " must be a number, got " + type_name(bias),
+                "invalid_type");
+    const double b = bias.get<double>();
+    if (!std::isfinite(b) || b < -100 || b > 100)
+      throw bad("logit_bias", "the bias for token " + key + " must be between -100 and 100, got " + bias.dump());
+    out.emplace_back(std::stoi(key), static_cast<float>(b));
+  }
+  return out;
+}
+
 void parse_common(const json& j, CommonParams& p, const char* max_tokens_name) {
   parse_constraint(j, p);
   if (const json* v = field(j, "model")) {
@@ -161,6 +182,7 @@ void parse_common(const json& j, CommonParams& p, const char* max_tokens_name) {
     p.sampling.frequency_penalty = static_cast<float>(number(j, "frequency_penalty", -2, 2));
   if (field(j, "repetition_penalty"))
     p.sampling.repeat_penalty = static_cast<float>(number(j, "repetition_penalty", 0.01, 10));
+  if (const json* v = field(j, "logit_bias")) p.sampling.logit_bias = parse_logit_bias(*v);
   if (field(j, "seed")) {
     const json* v = field(j, "seed");
     if (!v->is_number_integer()) throw bad("seed", std::string("must be an integer, got ") + v->dump(), "invalid_type");

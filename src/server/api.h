@@ -7,10 +7,10 @@
 //   common: model, max_tokens (chat also max_completion_tokens), temperature [0,2],
 //     top_p (0,1], top_k (>= 0, extension), min_p [0,1] (extension),
 //     repetition_penalty / presence_penalty / frequency_penalty, seed, stop
-//     (string or up to 16 strings), stream, stream_options.include_usage,
-//     n (only 1), ignore_eos (extension), speculative (extension: false opts this request out of
-//     the server's --spec drafting),
-//     response_format ({"type": "text"} | {"type": "json_object"} |
+//     (string or up to 16 strings), logit_bias ({"<token id>": bias in [-100, 100]} added to the
+//     token's logit before sampling, greedy included; an id outside the vocabulary is a 400), stream,
+//     stream_options.include_usage, n (only 1), ignore_eos (extension), speculative (extension: false opts this request
+//     out of the server's --spec drafting), response_format ({"type": "text"} | {"type": "json_object"} |
 //     {"type": "json_schema", "json_schema": {"schema": {...}, "strict": ...}}), json_schema (a schema,
 //     llama.cpp) and grammar (GBNF, llama.cpp): the output is constrained to the schema / grammar
 //     (src/grammar; a reasoning block, opened by the prompt or by the model, stays free: the constraint starts after

@@ -147,6 +147,15 @@ void OpenAIServer::check_model(const std::string& model) const {
                    "invalid_request_error", "model", "model_not_found");
 }
 
+void OpenAIServer::check_logit_bias(const SamplerParams& sampling) const {
+  for (const auto& [id, bias] : sampling.logit_bias)
+    if (id < 0 || id >= tok_.n_vocab())
+      throw ApiError(400,
+                     "'logit_bias': token " + std::to_string(id) + " is outside the vocabulary (0.." +
+                         std::to_string(tok_.n_vocab() - 1) + ")",
+                     "invalid_request_error", "logit_bias", "invalid_value");
+}
+
 nlohmann::ordered_json OpenAIServer::model_object() const {
   return json{{"id", opts_.model_id},
               {"object", "model"},
@@ -261,6 +270,7 @@ void OpenAIServer::handle(const http::Request& req, http::Response& res) {
 void OpenAIServer::handle_completions(const http::Request& req, http::Response& res) {
   CompletionParams p = parse_completion_request(req.body);
   check_model(p.model);
+  check_logit_bias(p.sampling);
   check_prompt_bytes(p.prompt_text.size(), "prompt");
   GenerationRequest g;
   g.prompt = p.prompt_ids.empty() ? tok_.encode(p.prompt_text, /*add_special=*/true) : p.prompt_ids;
@@ -482,6 +492,7 @@ GenerationRequest OpenAIServer::chat_request(const ChatParams& p, const std::str
 
 OpenAIServer::StartedChat OpenAIServer::start_chat(const ChatParams& p) {
   check_model(p.model);
+  check_logit_bias(p.sampling);
   // The template adds text around the messages it renders; their content is a lower bound.
   size_t content_bytes = 0;
   for (const auto& m : p.messages)

@@ -107,6 +107,8 @@ class OpenAIServer {
   void stream_chat(const ChatParams& p, GenerationStream& stream, ChatAnswer& answer, const std::string& id,
                    int64_t created, http::Response& res);
   void check_model(const std::string& model) const;
+  // Refuses a logit_bias entry for a token id the served vocabulary does not have.
+  void check_logit_bias(const SamplerParams& sampling) const;
   // Refuses a prompt of `bytes` bytes that cannot fit the context whatever it tokenizes to, before
   // any template or tokenizer work (a megabyte prompt would cost seconds of CPU to refuse).
   void check_prompt_bytes(size_t bytes, const char* param) const;
