@@ -5,11 +5,8 @@
 // scenario is one run of tests/server/openai_client.mjs, whose observations are checked here.
 #include <gtest/gtest.h>
 
-#include <cstdio>
-#include <filesystem>
 #include <memory>
 #include <nlohmann/json.hpp>
-#include <sys/wait.h>
 #include <thread>
 
 #include "chat/chat_template.h"
@@ -17,6 +14,7 @@
 #include "model/model.h"
 #include "runtime/engine.h"
 #include "server/http.h"
+#include "server/npm_client.h"
 #include "server/scripted_server.h"
 #include "server/server_fixture.h"
 #include "test_util.h"
@@ -27,38 +25,11 @@ namespace {
 
 using json = nlohmann::json;
 
-constexpr const char* kOpenAIPackage = "openai@5.23.2";
-
-std::string npm_prefix() { return (std::filesystem::path(OWL_BINARY).parent_path() / "npm").string(); }
-
-// Installs the pinned client once per build folder; the lock keeps parallel test processes
-// from installing over each other.
-void install_client() {
-  const std::string p = shell_quote(npm_prefix());
-  const std::string cmd =
-      "mkdir -p " + p + " && flock " + p + "/.lock sh -c '" + "grep -qs \"\\\"version\\\": \\\"5.23.2\\\"\" " + p +
-      "/node_modules/openai/package.json || " + "npm install --no-audit --no-fund --loglevel=error --prefix " + p +
-      " " + kOpenAIPackage + "' > " + p + "/install.log 2>&1";
-  if (std::system(cmd.c_str()) != 0)
-    throw std::runtime_error("cannot install " + std::string(kOpenAIPackage) +
-                             " with npm: " + read_file(npm_prefix() + "/install.log"));
-}
-
-// Runs one scenario of openai_client.mjs against the server on `port`; its JSON result.
+// Runs one scenario of openai_client.mjs (the pinned client, installed on first use) against the
+// server on `port`; its JSON result.
 json run_client(int port, const std::string& scenario) {
-  install_client();
-  const std::string cmd = "node " + shell_quote(std::string(OWL_SOURCE_DIR) + "/tests/server/openai_client.mjs") + " " +
-                          shell_quote(npm_prefix()) + " " + std::to_string(port) + " " + scenario + " 2>&1";
-  FILE* f = ::popen(cmd.c_str(), "r");
-  if (!f) throw std::runtime_error("cannot run node");
-  std::string out;
-  char buf[4096];
-  for (size_t n; (n = std::fread(buf, 1, sizeof buf, f)) > 0;) out.append(buf, n);
-  const int status = ::pclose(f);
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-    throw std::runtime_error("openai client scenario '" + scenario + "' failed:\n" + out);
-  return json::parse(
-      out.substr(out.rfind('\n', out.size() - 2) == std::string::npos ? 0 : out.rfind('\n', out.size() - 2) + 1));
+  install_npm_package("openai", "5.23.2");
+  return run_node_script("openai_client.mjs", {std::to_string(port), scenario});
 }
 
 // ---- against the real model ---------------------------------------------------------------
