@@ -1,6 +1,8 @@
 #include "chat/tool_calls.h"
 
+#include <cctype>
 #include <optional>
+#include <tuple>
 
 namespace owl::chat {
 namespace {
@@ -19,6 +21,10 @@ constexpr std::string_view kKimiArgBegin = "<|tool_call_argument_begin|>";
 constexpr std::string_view kKimiCallEnd = "<|tool_call_end|>";
 constexpr std::string_view kToolCall = "<tool_call>";
 constexpr std::string_view kToolCallEnd = "</tool_call>";
+constexpr std::string_view kXmlFunction = "<function=";
+constexpr std::string_view kXmlFunctionEnd = "</function>";
+constexpr std::string_view kXmlParameter = "<parameter=";
+constexpr std::string_view kXmlParameterEnd = "</parameter>";
 constexpr std::string_view kPythonTag = "<|python_tag|>";
 constexpr std::string_view kMistralCalls = "[TOOL_CALLS]";
 
@@ -36,8 +42,10 @@ std::optional<json> parse_json(std::string_view s) {
   return j;
 }
 
-// Arguments as a compact JSON object string, or nullopt when they are not an object.
-std::optional<std::string> object_arguments(const json& args) {
+// Arguments as a compact JSON object string, or nullopt when they are not an object. `raw`
+// (the model's text of them) is kept, minified, when it is that object.
+std::optional<std::string> object_arguments(const json& args, std::string_view raw = {}) {
+  if (args.is_object() && !raw.empty()) return minify_json(raw);
   if (args.is_string()) {  // some models double-encode
     auto inner = parse_json(args.get<std::string>());
     if (inner && inner->is_object()) return inner->dump();
@@ -61,7 +69,8 @@ std::optional<ToolCall> call_from_object(const json& j) {
 }
 
 // Collects each region [begin, end) between `open` and `close` markers; text outside goes to content.
-// `parse` turns a region into a call; a region it rejects stays in the content verbatim.
+// `parse(body, closed)` turns a region (closed: its end marker was seen) into a call; a region
+// it rejects stays in the content verbatim.
 template <typename F>
 void scan_regions(std::string_view text, std::string_view open, std::string_view close, ParsedOutput& out, F parse) {
   size_t pos = 0;
@@ -72,7 +81,7 @@ void scan_regions(std::string_view text, std::string_view open, std::string_view
     size_t e = text.find(close, inner);
     size_t region_end = e == std::string_view::npos ? text.size() : e + close.size();
     std::string_view body = text.substr(inner, (e == std::string_view::npos ? text.size() : e) - inner);
-    std::optional<ToolCall> call = parse(body);
+    std::optional<ToolCall> call = parse(body, e != std::string_view::npos);
     out.content.append(text.substr(pos, b - pos));
     if (call)
       out.tool_calls.push_back(std::move(*call));
@@ -84,8 +93,19 @@ void scan_regions(std::string_view text, std::string_view open, std::string_view
 }
 
 std::optional<ToolCall> parse_hermes(std::string_view body) {
-  auto j = parse_json(trim(body));
-  return j ? call_from_object(*j) : std::nullopt;
+  body = trim(body);
+  auto j = parse_json(body);
+  std::optional<ToolCall> c = j ? call_from_object(*j) : std::nullopt;
+  if (!c) return c;
+  // The arguments as the model wrote them (minified), as they were streamed.
+  auto [b, e] = json_member_span(body, "arguments");
+  if (e == std::string_view::npos) std::tie(b, e) = json_member_span(body, "parameters");
+  if (e != std::string_view::npos) {
+    if (auto a =
+            object_arguments(j->contains("arguments") ? (*j)["arguments"] : (*j)["parameters"], body.substr(b, e - b)))
+      c->arguments = *a;
+  }
+  return c;
 }
 
 // Parameter types declared for `name` in the request's tools (OpenAI schema), for GLM values.
@@ -103,11 +123,19 @@ std::string declared_type(const json& tools, const std::string& fn, const std::s
   return "";
 }
 
-std::optional<ToolCall> parse_glm(std::string_view body, const json& tools) {
+// A key/value format's value: the templates write strings raw and everything else as JSON.
+json typed_value(const json& tools, const std::string& fn, const std::string& key, std::string_view raw) {
+  std::optional<json> parsed = declared_type(tools, fn, key) == "string" ? std::nullopt : parse_json(raw);
+  return parsed ? *parsed : json(std::string(raw));
+}
+
+std::optional<ToolCall> parse_glm(std::string_view body, const json& tools, bool closed) {
   size_t first_key = body.find("<arg_key>");
   ToolCall c;
   c.name = std::string(trim(body.substr(0, first_key)));
   if (c.name.empty() || c.name.find_first_of("\n<{") != std::string::npos) return std::nullopt;
+  // In an answer cut short the name is whole only once something follows it.
+  if (!closed && first_key == std::string_view::npos && body.find('\n') == std::string_view::npos) return std::nullopt;
   json args = json::object();
   size_t pos = first_key;
   while (pos != std::string_view::npos) {
@@ -116,11 +144,43 @@ std::optional<ToolCall> parse_glm(std::string_view body, const json& tools) {
     size_t ve = vb == std::string_view::npos ? vb : body.find("</arg_value>", vb);
     if (ve == std::string_view::npos) return std::nullopt;
     std::string key(trim(body.substr(pos + 9, ke - pos - 9)));
-    std::string_view raw = body.substr(vb + 11, ve - vb - 11);
-    // The template writes strings raw and everything else as JSON.
-    std::optional<json> parsed = declared_type(tools, c.name, key) == "string" ? std::nullopt : parse_json(raw);
-    args[key] = parsed ? *parsed : json(std::string(raw));
+    args[key] = typed_value(tools, c.name, key, body.substr(vb + 11, ve - vb - 11));
     pos = body.find("<arg_key>", ve);
+  }
+  c.arguments = args.dump();
+  return c;
+}
+
+// <function=N>\n<parameter=k>\nv\n</parameter>\n…</function>: each value sits between one
+// newline after its tag and one before its end tag (both dropped; any other spacing is the value's).
+std::optional<ToolCall> parse_qwen3_coder(std::string_view body, const json& tools) {
+  body = trim(body);
+  if (body.substr(0, kXmlFunction.size()) != kXmlFunction) return std::nullopt;
+  size_t name_end = body.find('>');
+  if (name_end == std::string_view::npos) return std::nullopt;
+  ToolCall c;
+  c.name = std::string(trim(body.substr(kXmlFunction.size(), name_end - kXmlFunction.size())));
+  if (c.name.empty() || c.name.find_first_of("\n<") != std::string::npos) return std::nullopt;
+  size_t fn_end = body.rfind(kXmlFunctionEnd);
+  if (fn_end == std::string_view::npos || fn_end < name_end ||
+      !trim(body.substr(fn_end + kXmlFunctionEnd.size())).empty())
+    return std::nullopt;
+  std::string_view params = body.substr(name_end + 1, fn_end - name_end - 1);
+  json args = json::object();
+  size_t pos = 0;
+  while (!trim(params.substr(pos)).empty()) {
+    size_t p = params.find(kXmlParameter, pos);
+    if (p == std::string_view::npos || !trim(params.substr(pos, p - pos)).empty()) return std::nullopt;
+    size_t key_end = params.find('>', p);
+    size_t value_end = key_end == std::string_view::npos ? key_end : params.find(kXmlParameterEnd, key_end);
+    if (value_end == std::string_view::npos) return std::nullopt;
+    std::string key(trim(params.substr(p + kXmlParameter.size(), key_end - p - kXmlParameter.size())));
+    if (key.empty() || key.find_first_of("\n<") != std::string::npos) return std::nullopt;
+    std::string_view value = params.substr(key_end + 1, value_end - key_end - 1);
+    if (!value.empty() && value.front() == '\n') value.remove_prefix(1);
+    if (!value.empty() && value.back() == '\n') value.remove_suffix(1);
+    args[key] = typed_value(tools, c.name, key, value);
+    pos = value_end + kXmlParameterEnd.size();
   }
   c.arguments = args.dump();
   return c;
@@ -129,7 +189,7 @@ std::optional<ToolCall> parse_glm(std::string_view body, const json& tools) {
 // The call with its arguments from `text`, a JSON object; nullopt without a name or such arguments.
 std::optional<ToolCall> with_arguments(ToolCall c, std::string_view text) {
   auto j = parse_json(text);
-  std::optional<std::string> a = j ? object_arguments(*j) : std::nullopt;
+  std::optional<std::string> a = j ? object_arguments(*j, trim(text)) : std::nullopt;
   if (c.name.empty() || !a) return std::nullopt;
   c.arguments = *a;
   return c;
@@ -268,7 +328,7 @@ ParsedOutput parse_section(std::string_view output, std::string_view section_beg
       output.substr(sb + section_begin.size(),
                     se == std::string_view::npos ? std::string_view::npos : se - sb - section_begin.size());
   ParsedOutput inner;
-  scan_regions(section, call_begin, call_end, inner, parse_call);
+  scan_regions(section, call_begin, call_end, inner, [&](std::string_view b, bool) { return parse_call(b); });
   if (!trim(inner.content).empty() || inner.tool_calls.empty()) {
     out.content = std::string(output);
     return out;
@@ -282,9 +342,13 @@ ParsedOutput parse_section(std::string_view output, std::string_view section_beg
 }  // namespace
 
 ToolCallFormat tool_call_format_for_template(std::string_view src) {
-  if (src.find(kDsCallsBegin) != std::string_view::npos) return ToolCallFormat::DeepSeekV3;
+  // V3 and R1 fence the arguments as ```json; V3.1 writes them bare after the name.
+  if (src.find(kDsCallsBegin) != std::string_view::npos)
+    return src.find("```json") != std::string_view::npos ? ToolCallFormat::DeepSeekV3 : ToolCallFormat::DeepSeekV31;
   if (src.find(kKimiSectionBegin) != std::string_view::npos) return ToolCallFormat::KimiK2;
   if (src.find("<arg_key>") != std::string_view::npos) return ToolCallFormat::Glm45;
+  if (src.find(kXmlFunction) != std::string_view::npos && src.find(kXmlParameter) != std::string_view::npos)
+    return ToolCallFormat::Qwen3CoderXml;
   if (src.find(kToolCall) != std::string_view::npos) return ToolCallFormat::Hermes;
   if (src.find(kMistralCalls) != std::string_view::npos) return ToolCallFormat::Mistral;
   if (src.find(kPythonTag) != std::string_view::npos || src.find("\"parameters\": ") != std::string_view::npos)
@@ -298,7 +362,10 @@ std::vector<std::string_view> tool_call_markers(ToolCallFormat f) {
       return {};
     case ToolCallFormat::Hermes:
       return {kToolCall, kToolCallEnd};
+    case ToolCallFormat::Qwen3CoderXml:
+      return {kToolCall, kToolCallEnd, kXmlFunction, kXmlFunctionEnd, kXmlParameter, kXmlParameterEnd};
     case ToolCallFormat::DeepSeekV3:
+    case ToolCallFormat::DeepSeekV31:
       return {kDsCallsBegin, kDsCallsEnd, kDsCallBegin, kDsCallEnd, kDsSep};
     case ToolCallFormat::KimiK2:
       return {kKimiSectionBegin, kKimiSectionEnd, kKimiCallBegin, kKimiArgBegin, kKimiCallEnd};
@@ -318,8 +385,12 @@ const char* tool_call_format_name(ToolCallFormat f) {
       return "none";
     case ToolCallFormat::Hermes:
       return "hermes";
+    case ToolCallFormat::Qwen3CoderXml:
+      return "qwen3-coder-xml";
     case ToolCallFormat::DeepSeekV3:
       return "deepseek-v3";
+    case ToolCallFormat::DeepSeekV31:
+      return "deepseek-v3.1";
     case ToolCallFormat::KimiK2:
       return "kimi-k2";
     case ToolCallFormat::Glm45:
@@ -330,6 +401,89 @@ const char* tool_call_format_name(ToolCallFormat f) {
       return "mistral";
   }
   return "?";
+}
+
+std::string minify_json(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  bool in_string = false, escaped = false;
+  for (char c : text) {
+    if (in_string) {
+      if (escaped)
+        escaped = false;
+      else if (c == '\\')
+        escaped = true;
+      else if (c == '"')
+        in_string = false;
+    } else if (is_ws(c)) {
+      continue;
+    } else if (c == '"') {
+      in_string = true;
+    }
+    out += c;
+  }
+  return out;
+}
+
+size_t json_value_end(std::string_view text, size_t pos) {
+  constexpr size_t npos = std::string_view::npos;
+  while (pos < text.size() && is_ws(text[pos])) ++pos;
+  if (pos >= text.size()) return npos;
+  const char first = text[pos];
+  if (first == '{' || first == '[' || first == '"') {
+    int depth = 0;
+    bool in_string = false, escaped = false;
+    for (size_t i = pos; i < text.size(); ++i) {
+      const char c = text[i];
+      if (in_string) {
+        if (escaped)
+          escaped = false;
+        else if (c == '\\')
+          escaped = true;
+        else if (c == '"') {
+          in_string = false;
+          if (depth == 0) return i + 1;  // a string value ends here
+        }
+      } else if (c == '"') {
+        in_string = true;
+      } else if (c == '{' || c == '[') {
+        ++depth;
+      } else if (c == '}' || c == ']') {
+        if (--depth == 0) return i + 1;
+      }
+    }
+    return npos;
+  }
+  size_t i = pos;
+  while (i < text.size() &&
+         (std::isalnum(static_cast<unsigned char>(text[i])) || text[i] == '.' || text[i] == '-' || text[i] == '+'))
+    ++i;
+  return i == pos || i == text.size() ? npos : i;  // a scalar at the end of the text may go on
+}
+
+std::pair<size_t, size_t> json_member_span(std::string_view object, std::string_view key) {
+  constexpr size_t npos = std::string_view::npos;
+  size_t pos = 0;
+  while (pos < object.size() && is_ws(object[pos])) ++pos;
+  if (pos >= object.size() || object[pos] != '{') return {npos, npos};
+  ++pos;
+  for (;;) {
+    while (pos < object.size() && (is_ws(object[pos]) || object[pos] == ',')) ++pos;
+    if (pos >= object.size() || object[pos] != '"') return {npos, npos};
+    size_t key_end = json_value_end(object, pos);
+    if (key_end == npos) return {npos, npos};
+    auto k = parse_json(object.substr(pos, key_end - pos));
+    pos = key_end;
+    while (pos < object.size() && is_ws(object[pos])) ++pos;
+    if (pos >= object.size() || object[pos] != ':') return {npos, npos};
+    ++pos;
+    while (pos < object.size() && is_ws(object[pos])) ++pos;
+    if (pos >= object.size()) return {npos, npos};
+    size_t value_end = json_value_end(object, pos);
+    if (k && k->is_string() && k->get<std::string>() == key) return {pos, value_end};
+    if (value_end == npos) return {npos, npos};
+    pos = value_end;
+  }
 }
 
 std::string make_tool_call_id(uint64_t n) {
@@ -352,12 +506,18 @@ ParsedOutput parse_tool_calls(ToolCallFormat format, std::string_view output, co
       out.content = std::string(output);
       return out;
     case ToolCallFormat::Hermes:
-      scan_regions(output, kToolCall, kToolCallEnd, out, parse_hermes);
+      scan_regions(output, kToolCall, kToolCallEnd, out, [](std::string_view b, bool) { return parse_hermes(b); });
       break;
     case ToolCallFormat::Glm45:
-      scan_regions(output, kToolCall, kToolCallEnd, out, [&](std::string_view b) { return parse_glm(b, tools); });
+      scan_regions(output, kToolCall, kToolCallEnd, out,
+                   [&](std::string_view b, bool closed) { return parse_glm(b, tools, closed); });
+      break;
+    case ToolCallFormat::Qwen3CoderXml:
+      scan_regions(output, kToolCall, kToolCallEnd, out,
+                   [&](std::string_view b, bool) { return parse_qwen3_coder(b, tools); });
       break;
     case ToolCallFormat::DeepSeekV3:
+    case ToolCallFormat::DeepSeekV31:
       out = parse_section(output, kDsCallsBegin, kDsCallsEnd, kDsCallBegin, kDsCallEnd, parse_deepseek);
       break;
     case ToolCallFormat::KimiK2:
@@ -382,10 +542,12 @@ size_t tool_call_hold_from(ToolCallFormat format, std::string_view text) {
     case ToolCallFormat::None:
       return text.size();
     case ToolCallFormat::Hermes:
+    case ToolCallFormat::Qwen3CoderXml:
     case ToolCallFormat::Glm45:
       marker = kToolCall;
       break;
     case ToolCallFormat::DeepSeekV3:
+    case ToolCallFormat::DeepSeekV31:
       marker = kDsCallsBegin;
       break;
     case ToolCallFormat::KimiK2:
