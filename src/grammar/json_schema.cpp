@@ -135,7 +135,18 @@ std::vector<std::string> ref_path(const std::string& ref) {
 
 class SchemaCompiler {
  public:
-  explicit SchemaCompiler(const json& root) : root_(root) {}
+  explicit SchemaCompiler(const json& root) : root_(root), pool_(own_pool_) {}
+  // Adds the schema's rules to another grammar's pool.
+  SchemaCompiler(const json& root, ExprPool& pool) : root_(root), pool_(pool) {}
+
+  // The schema as a rule of the pool (a reference to it).
+  ExprId as_expr(const std::string& name) {
+    RuleId top = pool_.add_rule(name);
+    pool_.set_rule(top, compile(root_));
+    if (pool_.is_nothing(pool_.rule_body(top)))
+      throw CompileError("the schema is unsatisfiable: no value can match it");
+    return pool_.ref(top);
+  }
 
   std::shared_ptr<const Grammar> run() {
     RuleId top = pool_.add_rule("root");
@@ -814,7 +825,8 @@ class SchemaCompiler {
   }
 
   const json& root_;
-  ExprPool pool_;
+  ExprPool own_pool_;
+  ExprPool& pool_;
   std::map<std::string, RuleId> ref_rules_;
   std::optional<RuleId> string_any_, number_any_, value_any_, object_any_;
   int depth_ = 0;
@@ -937,6 +949,10 @@ class Orderer {
 }  // namespace
 
 std::shared_ptr<const Grammar> compile_json_schema(const json& schema) { return SchemaCompiler(schema).run(); }
+
+ExprId add_json_schema(ExprPool& pool, const json& schema, const std::string& name) {
+  return SchemaCompiler(schema, pool).as_expr(name);
+}
 
 std::shared_ptr<const Grammar> compile_json_schema_text(std::string_view text) {
   json schema;

@@ -17,6 +17,7 @@
 #pragma once
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <string>
 #include <string_view>
 
 #include "grammar/grammar.h"
@@ -24,6 +25,9 @@
 namespace owl::grammar {
 
 std::shared_ptr<const Grammar> compile_json_schema(const nlohmann::ordered_json& schema);
+// The schema's value as an expression of another grammar (a reference to a new rule `name`),
+// for grammars that embed JSON values (tool calls); the same errors as compile_json_schema.
+ExprId add_json_schema(ExprPool& pool, const nlohmann::ordered_json& schema, const std::string& name);
 // Parses `text` first: text that is not JSON is a CompileError with the byte offset.
 std::shared_ptr<const Grammar> compile_json_schema_text(std::string_view text);
 // Any JSON object (response_format json_object).

@@ -8,6 +8,8 @@
 namespace owl::runtime {
 
 // `tok` must outlive the result (its encoder is referenced).
-grammar::Vocabulary grammar_vocabulary(const Tokenizer& tok);
+// `allowed_special`: special tokens the grammar may still produce (a tool-call format's markers,
+// which the model writes as one token), matched by their text.
+grammar::Vocabulary grammar_vocabulary(const Tokenizer& tok, const std::vector<int32_t>& allowed_special = {});
 
 }  // namespace owl::runtime

@@ -325,6 +325,7 @@ ChatParams parse_chat_request(std::string_view body) {
     }
     if (p.tool_choice != "none" && p.tools.is_null()) throw bad("tool_choice", "needs a non-empty 'tools' list");
   }
+  if (field(j, "parallel_tool_calls")) p.parallel_tool_calls = boolean(j, "parallel_tool_calls");
   if (const json* kw = field(j, "chat_template_kwargs")) {
     if (!kw->is_object()) throw bad("chat_template_kwargs", "must be an object", "invalid_type");
     p.template_kwargs = *kw;

@@ -16,8 +16,11 @@
 //     (src/grammar; a reasoning block, opened by the prompt or by the model, stays free: the constraint starts after
 //     it); a schema or grammar that cannot be compiled is a 400 naming the cause and position
 //   completions: prompt (string, or an array of token ids, or a one-element array of either)
-//   chat: messages (non-empty), tools, tool_choice ("none" | "auto" | "required" |
-//     {"type":"function","function":{"name":...}}), parallel_tool_calls,
+//   chat: messages (non-empty), tools (function.strict: true makes a parameters schema owl
+//     cannot compile a 400), tool_choice ("none": tools not rendered, no call parsed | "auto" |
+//     "required" / {"type":"function","function":{"name":...}}: enforced by a grammar over the
+//     family's call syntax and the parameters schemas, server/tool_choice.h), parallel_tool_calls
+//     (false: "required" enforces exactly one call),
 //     chat_template_kwargs (object passed to the template; enable_thinking: false turns
 //     reasoning off), reasoning_effort ("none" turns reasoning off),
 //     thinking_budget (tokens; extension) or reasoning: {max_tokens} (OpenRouter style).
@@ -75,6 +78,7 @@ struct ChatParams : CommonParams {
   nlohmann::ordered_json tools;      // array or null
   std::string tool_choice = "auto";  // "none", "auto", "required", or "function"
   std::string tool_choice_name;      // with "function"
+  bool parallel_tool_calls = true;   // false: an enforced answer (tool_choice required) holds one call
   nlohmann::ordered_json template_kwargs = nlohmann::ordered_json::object();
   std::optional<bool> enable_thinking;     // unset: the template's default
   std::optional<int64_t> thinking_budget;  // reasoning tokens at most

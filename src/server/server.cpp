@@ -7,11 +7,13 @@
 
 #include "chat/reasoning.h"
 #include "chat/thinking_budget.h"
+#include "chat/tool_call_stream.h"
 #include "chat/tool_calls.h"
 #include "server/anthropic_api.h"
 #include "server/api.h"
 #include "server/chat_output.h"
 #include "server/ollama_api.h"
+#include "server/tool_choice.h"
 #include "server/web_assets.h"
 #include "text/tokenizer.h"
 
@@ -365,7 +367,8 @@ class ChatAnswer {
       : tools_(p.tools),
         tools_active_(!p.tools.is_null() && p.tool_choice != "none"),
         format_(format),
-        parser_(start, tags) {}
+        parser_(start, tags),
+        calls_(format, p.tools, id_seed_) {}
 
   // Takes an event's text; returns the delta that may be streamed now.
   chat::ReasoningDelta add(const GenerationEvent& e) {
@@ -404,7 +407,7 @@ class ChatAnswer {
   chat::ParsedOutput parse() {
     chat::ParsedOutput parsed;
     if (tools_active_)
-      parsed = chat::parse_tool_calls(format_, content_, tools_, id_rng_() % 1000000000);
+      parsed = chat::parse_tool_calls(format_, content_, tools_, id_seed_);
     else
       parsed.content = content_;
     return parsed;
@@ -419,6 +422,13 @@ class ChatAnswer {
     return "";
   }
 
+  // The tool-call deltas the content so far adds (streamed answers), and at the end those that
+  // complete the final calls.
+  std::vector<chat::ToolCallDelta> tool_deltas() {
+    return tools_active_ ? calls_.update(content_) : std::vector<chat::ToolCallDelta>{};
+  }
+  std::vector<chat::ToolCallDelta> last_tool_deltas(const chat::ParsedOutput& parsed) { return calls_.finish(parsed); }
+
   const std::string& reasoning() const { return reasoning_; }
   int64_t reasoning_tokens() const { return reasoning_tokens_; }
 
@@ -431,7 +441,8 @@ class ChatAnswer {
   size_t content_sent_ = 0;  // streamed content so far
   int64_t reasoning_tokens_ = 0;
   int64_t undecided_tokens_ = 0;  // generated while the parser could not yet tell reasoning from content
-  std::mt19937_64 id_rng_{std::random_device{}()};
+  uint64_t id_seed_ = std::random_device{}() % 1000000000;  // the answer's call ids, streamed and final alike
+  chat::ToolCallStreamer calls_;
 };
 
 namespace {
@@ -439,6 +450,14 @@ namespace {
 std::string chat_finish_reason(const GenerationEvent& last, const chat::ParsedOutput& parsed) {
   if (last.finish == FinishReason::Stop && !parsed.tool_calls.empty()) return "tool_calls";
   return finish_reason_name(last.finish);
+}
+
+// One streamed tool-call delta as OpenAI sends it: the first with id, type and name.
+json tool_call_delta_json(const chat::ToolCallDelta& d) {
+  if (d.first)
+    return json{
+        {"index", d.index}, {"id", d.id}, {"type", "function"}, {"function", {{"name", d.name}, {"arguments", ""}}}};
+  return json{{"index", d.index}, {"function", {{"arguments", d.arguments}}}};
 }
 
 // OpenAI's tool_calls array; streamed calls carry their index.
@@ -462,6 +481,19 @@ std::shared_ptr<GrammarConstraint> OpenAIServer::constraint(const CommonParams& 
   std::call_once(vocab_once_,
                  [this] { vocab_ = std::make_shared<const grammar::Vocabulary>(runtime::grammar_vocabulary(tok_)); });
   return std::make_shared<GrammarConstraint>(p.grammar, vocab_, std::move(start_after), std::move(open_ids));
+}
+
+std::shared_ptr<GrammarConstraint> OpenAIServer::tool_constraint(const ChatParams& p, chat::ToolCallFormat format,
+                                                                 const std::vector<int32_t>& markers,
+                                                                 std::string start_after,
+                                                                 std::vector<int32_t> open_ids) const {
+  if (p.tools.is_null() || p.tool_choice == "none") return nullptr;
+  std::shared_ptr<const grammar::Grammar> g = tool_call_grammar(format, p);
+  if (!g) return nullptr;
+  std::call_once(tool_vocab_once_, [&] {
+    tool_vocab_ = std::make_shared<const grammar::Vocabulary>(runtime::grammar_vocabulary(tok_, markers));
+  });
+  return std::make_shared<GrammarConstraint>(g, tool_vocab_, std::move(start_after), std::move(open_ids));
 }
 
 std::shared_ptr<TokenHook> OpenAIServer::chat_hook(const ChatParams& p, chat::ReasoningStart start,
@@ -513,11 +545,12 @@ OpenAIServer::StartedChat OpenAIServer::start_chat(const ChatParams& p) {
       after = tags.close;
     }
   }
-  g.constraint = constraint(p, after, open_ids);
   // Without a template the model has no native format; Hermes (<tool_call>{json}</tool_call>) is the most common.
   const chat::ToolCallFormat format =
       tmpl_ ? chat::tool_call_format_for_template(tmpl_->source()) : chat::ToolCallFormat::Hermes;
   g.keep_special = chat_marker_tokens(tok_, tags, format);
+  g.constraint = tool_constraint(p, format, g.keep_special, after, open_ids);
+  if (!g.constraint) g.constraint = constraint(p, after, open_ids);
   const auto prompt_tokens = static_cast<int64_t>(g.prompt.size());
   auto stream = submit(engine_, std::move(g));
   return {std::move(stream), std::make_unique<ChatAnswer>(p, start, tags, format), prompt_tokens};
@@ -601,6 +634,8 @@ void OpenAIServer::stream_chat(const ChatParams& p, GenerationStream& stream, Ch
     bool ok = true;
     if (!d.reasoning.empty()) ok = write_sse(res, chunk({{"reasoning_content", d.reasoning}}, nullptr));
     if (ok && !d.content.empty()) ok = write_sse(res, chunk({{"content", d.content}}, nullptr));
+    for (const chat::ToolCallDelta& t : answer.tool_deltas())
+      ok = ok && write_sse(res, chunk({{"tool_calls", json::array({tool_call_delta_json(t)})}}, nullptr));
     return ok;
   });
   if (!last) return metrics_.count_disconnect();
@@ -611,7 +646,8 @@ void OpenAIServer::stream_chat(const ChatParams& p, GenerationStream& stream, Ch
     chat::ParsedOutput parsed = answer.parse();
     if (std::string rest = answer.unsent_content(parsed); !rest.empty())
       write_sse(res, chunk({{"content", rest}}, nullptr));
-    if (!parsed.tool_calls.empty()) write_sse(res, chunk({{"tool_calls", tool_calls_json(parsed, true)}}, nullptr));
+    for (const chat::ToolCallDelta& t : answer.last_tool_deltas(parsed))
+      write_sse(res, chunk({{"tool_calls", json::array({tool_call_delta_json(t)})}}, nullptr));
     write_sse(res, chunk(json::object(), chat_finish_reason(*last, parsed)));
   }
   end_sse(res, chunk(json::object(), nullptr),

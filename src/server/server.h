@@ -117,6 +117,11 @@ class OpenAIServer {
   // The request's grammar as a constraint; the vocabulary trie is built on first use.
   std::shared_ptr<GrammarConstraint> constraint(const CommonParams& p, std::string start_after,
                                                 std::vector<int32_t> open_ids) const;
+  // tool_choice required / a named function as a constraint on the format's calls (tool_choice.h);
+  // null when the request enforces no call. Its vocabulary lets the format's marker tokens through.
+  std::shared_ptr<GrammarConstraint> tool_constraint(const ChatParams& p, chat::ToolCallFormat format,
+                                                     const std::vector<int32_t>& markers, std::string start_after,
+                                                     std::vector<int32_t> open_ids) const;
 
   Engine& engine_;
   const Tokenizer& tok_;
@@ -129,6 +134,8 @@ class OpenAIServer {
   std::unique_ptr<AnthropicApi> anthropic_;
   mutable std::once_flag vocab_once_;
   mutable std::shared_ptr<const grammar::Vocabulary> vocab_;
+  mutable std::once_flag tool_vocab_once_;
+  mutable std::shared_ptr<const grammar::Vocabulary> tool_vocab_;
 };
 
 }  // namespace owl::server

@@ -100,6 +100,7 @@ TEST_F(ScriptedChat, StreamedToolCallsAndReasoningDeltas) {
   json events = chat({{"max_tokens", 200}, {"stream", true}, {"stream_options", {{"include_usage", true}}}});
   std::string reasoning, content, finish;
   json calls = json::array();
+  std::vector<int> fragments;
   json usage;
   for (const auto& e : events) {
     if (e.is_string()) continue;
@@ -110,7 +111,26 @@ TEST_F(ScriptedChat, StreamedToolCallsAndReasoningDeltas) {
     const json& d = e["choices"][0]["delta"];
     if (d.contains("reasoning_content")) reasoning += d["reasoning_content"].get<std::string>();
     if (d.contains("content")) content += d["content"].get<std::string>();
-    if (d.contains("tool_calls")) calls = d["tool_calls"];
+    // OpenAI's shape: the first delta of a call has its index, id, type and name with arguments
+    // "", the next ones only argument fragments, to be joined by index.
+    if (d.contains("tool_calls")) {
+      ASSERT_EQ(d["tool_calls"].size(), 1u);
+      const json& t = d["tool_calls"][0];
+      const size_t i = t["index"].get<size_t>();
+      if (t.contains("id")) {
+        ASSERT_EQ(i, calls.size());
+        EXPECT_EQ(t["type"], "function");
+        EXPECT_EQ(t["function"]["arguments"], "");
+        calls.push_back(t);
+        fragments.push_back(0);
+      } else {
+        ASSERT_LT(i, calls.size());
+        EXPECT_FALSE(t.contains("id"));
+        calls[i]["function"]["arguments"] =
+            calls[i]["function"]["arguments"].get<std::string>() + t["function"]["arguments"].get<std::string>();
+        ++fragments[i];
+      }
+    }
     if (!e["choices"][0]["finish_reason"].is_null()) finish = e["choices"][0]["finish_reason"];
   }
   EXPECT_EQ(events.back(), "[DONE]");
@@ -119,7 +139,8 @@ TEST_F(ScriptedChat, StreamedToolCallsAndReasoningDeltas) {
   ASSERT_EQ(calls.size(), 1u);
   EXPECT_EQ(calls[0]["index"], 0);
   EXPECT_EQ(calls[0]["function"]["name"], "get_weather");
-  EXPECT_EQ(json::parse(calls[0]["function"]["arguments"].get<std::string>()), json({{"city", "Rome"}}));
+  EXPECT_EQ(calls[0]["function"]["arguments"], R"({"city":"Rome"})");
+  EXPECT_GT(fragments[0], 3);  // the arguments went out as they were generated, not in one piece
   EXPECT_EQ(finish, "tool_calls");
   EXPECT_GT(usage["completion_tokens_details"]["reasoning_tokens"].get<int>(), 0);
 }

@@ -1,0 +1,222 @@
+#include "server/tool_choice.h"
+
+#include <algorithm>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "grammar/json_schema.h"
+
+namespace owl::server {
+
+namespace {
+
+using json = nlohmann::ordered_json;
+
+const json& function_of(const json& tool) { return tool["function"]; }
+
+// The function's parameters schema ({} when it declares none: an object of anything).
+json parameters_of(const json& fn) {
+  if (fn.contains("parameters") && fn["parameters"].is_object()) return fn["parameters"];
+  return json{{"type", "object"}};
+}
+
+bool is_strict(const json& fn) { return fn.contains("strict") && fn["strict"] == true; }
+
+std::string parameters_param(size_t i) { return "tools[" + std::to_string(i) + "].function.parameters"; }
+
+ApiError bad_schema(size_t i, const std::string& why) {
+  const std::string param = parameters_param(i);
+  return ApiError(400, "'" + param + "': " + why, "invalid_request_error", param, "invalid_grammar");
+}
+
+// Builds one format's call syntax into a pool: the grammar's literal text, each function's
+// arguments (a JSON value, or for the key/value formats one entry per declared parameter).
+class CallSyntax {
+ public:
+  CallSyntax(grammar::ExprPool& pool, chat::ToolCallFormat format) : pool_(pool), format_(format) {}
+
+  // One call of the tools[i] function.
+  grammar::ExprId call(const json& tool, size_t i) {
+    const json& fn = function_of(tool);
+    const std::string name = fn["name"].get<std::string>();
+    auto lit = [&](const std::string& s) { return pool_.literal(s); };
+    switch (format_) {
+      case chat::ToolCallFormat::None:
+      case chat::ToolCallFormat::Hermes:
+        return pool_.seq({lit("<tool_call>\n{\"name\": \"" + name + "\", \"arguments\": "), arguments(fn, i),
+                          lit("}\n</tool_call>")});
+      case chat::ToolCallFormat::Qwen3CoderXml:
+        return pool_.seq({lit("<tool_call>\n<function=" + name + ">\n"),
+                          key_values(fn, i, "<parameter=", ">\n", "\n</parameter>\n"),
+                          lit("</function>\n</tool_call>")});
+      case chat::ToolCallFormat::Glm45:
+        return pool_.seq({lit("<tool_call>" + name + "\n"),
+                          key_values(fn, i, "<arg_key>", "</arg_key>\n<arg_value>", "</arg_value>\n"),
+                          lit("</tool_call>")});
+      case chat::ToolCallFormat::DeepSeekV3:
+        return pool_.seq({lit("<｜tool▁call▁begin｜>function<｜tool▁sep｜>" + name + "\n```json\n"), arguments(fn, i),
+                          lit("\n```<｜tool▁call▁end｜>")});
+      case chat::ToolCallFormat::DeepSeekV31:
+        return pool_.seq(
+            {lit("<｜tool▁call▁begin｜>" + name + "<｜tool▁sep｜>"), arguments(fn, i), lit("<｜tool▁call▁end｜>")});
+      case chat::ToolCallFormat::KimiK2:
+        return pool_.seq({lit("<|tool_call_begin|>functions." + name + ":"),
+                          pool_.plus(pool_.bytes(grammar::ByteSet::range('0', '9'))),
+                          lit("<|tool_call_argument_begin|>"), arguments(fn, i), lit("<|tool_call_end|>")});
+      case chat::ToolCallFormat::Llama31:
+        return pool_.seq({lit("{\"name\": \"" + name + "\", \"parameters\": "), arguments(fn, i), lit("}")});
+      case chat::ToolCallFormat::Mistral:
+        return pool_.seq({lit("{\"name\": \"" + name + "\", \"arguments\": "), arguments(fn, i), lit("}")});
+    }
+    return pool_.nothing();
+  }
+
+  // `calls` (alternatives of one call each) once, or one or more times, in the format's wrapper.
+  grammar::ExprId answer(grammar::ExprId one, bool many) {
+    using F = chat::ToolCallFormat;
+    auto lit = [&](std::string_view s) { return pool_.literal(s); };
+    auto repeated = [&](grammar::ExprId sep) {
+      return many ? pool_.seq({one, pool_.star(pool_.seq({sep, one}))}) : one;
+    };
+    // The answer may open with the blank lines the model writes after its reasoning.
+    grammar::ExprId lead = pool_.repeat(pool_.bytes(blank()), 0, 4);
+    switch (format_) {
+      case F::DeepSeekV3:
+      case F::DeepSeekV31:
+        return pool_.seq(
+            {lead, lit("<｜tool▁calls▁begin｜>"), repeated(pool_.opt(pool_.byte('\n'))), lit("<｜tool▁calls▁end｜>")});
+      case F::KimiK2:
+        return pool_.seq(
+            {lead, lit("<|tool_calls_section_begin|>"), repeated(pool_.empty()), lit("<|tool_calls_section_end|>")});
+      case F::Mistral:
+        return pool_.seq({lead, lit("[TOOL_CALLS]["), repeated(lit(", ")), lit("]")});
+      case F::Llama31:
+        return pool_.seq({lead, one});  // the whole answer is one call
+      default:
+        return pool_.seq({lead, repeated(pool_.opt(pool_.byte('\n')))});
+    }
+  }
+
+ private:
+  static grammar::ByteSet blank() {
+    grammar::ByteSet s;
+    s.add(' ');
+    s.add('\n');
+    return s;
+  }
+
+  // The function's arguments as JSON following its parameters schema.
+  grammar::ExprId arguments(const json& fn, size_t i) { return schema_value(parameters_of(fn), fn, i, "arguments"); }
+
+  grammar::ExprId schema_value(const json& schema, const json& fn, size_t i, const std::string& what) {
+    // Compiled apart first: a schema that fails must leave nothing half-built in the shared pool.
+    try {
+      grammar::compile_json_schema(schema);
+    } catch (const grammar::CompileError& e) {
+      if (is_strict(fn)) throw bad_schema(i, e.what());
+      return grammar::add_json_schema(pool_, json::object(), what);  // any JSON value
+    }
+    return grammar::add_json_schema(pool_, schema, what);
+  }
+
+  // A raw string value of the XML formats: text that cannot close its tag. Unbounded, any text
+  // without "</"; with minLength/maxLength, that many UTF-8 characters other than '<'.
+  grammar::ExprId raw_text(const json& schema) {
+    using grammar::ByteSet;
+    ByteSet ascii_not_lt = ByteSet::range(0, 0x7f), not_lt, not_slash;
+    ascii_not_lt.w[0] &= ~(uint64_t{1} << '<');
+    for (unsigned b = 0; b < 256; ++b) {
+      if (b != '<') not_lt.add(static_cast<uint8_t>(b));
+      if (b != '/') not_slash.add(static_cast<uint8_t>(b));
+    }
+    auto count = [&](const char* key) -> std::optional<uint32_t> {
+      if (!schema.contains(key) || !schema[key].is_number_unsigned()) return std::nullopt;
+      return static_cast<uint32_t>(std::min<uint64_t>(schema[key].get<uint64_t>(), 1u << 20));
+    };
+    const auto lo = count("minLength"), hi = count("maxLength");
+    if (!lo && !hi)
+      return pool_.star(pool_.alt({pool_.bytes(not_lt), pool_.seq({pool_.byte('<'), pool_.bytes(not_slash)})}));
+    const grammar::ExprId cont = pool_.bytes(ByteSet::range(0x80, 0xbf));
+    const grammar::ExprId utf8_char =
+        pool_.alt({pool_.bytes(ascii_not_lt), pool_.seq({pool_.bytes(ByteSet::range(0xc2, 0xdf)), cont}),
+                   pool_.seq({pool_.bytes(ByteSet::range(0xe0, 0xef)), cont, cont}),
+                   pool_.seq({pool_.bytes(ByteSet::range(0xf0, 0xf4)), cont, cont, cont})});
+    return pool_.repeat(utf8_char, lo.value_or(0), hi.value_or(grammar::kUnbounded));
+  }
+
+  // The key/value formats write one entry per parameter: open KEY mid VALUE close. The declared
+  // properties come in schema order, the required ones always; string values are raw text, the
+  // others JSON of their schema.
+  grammar::ExprId key_values(const json& fn, size_t i, const std::string& open, const std::string& mid,
+                             const std::string& close) {
+    const json params = parameters_of(fn);
+    std::vector<grammar::ExprId> entries;
+    if (!params.contains("properties") || !params["properties"].is_object()) return pool_.empty();
+    const json required = params.value("required", json::array());
+    for (const auto& [key, schema] : params["properties"].items()) {
+      const bool is_string = schema.is_object() && schema.contains("type") && schema["type"] == "string";
+      grammar::ExprId value;
+      if (is_string && schema.contains("enum") && schema["enum"].is_array()) {
+        std::vector<grammar::ExprId> options;
+        for (const auto& v : schema["enum"])
+          if (v.is_string()) options.push_back(pool_.literal(v.get<std::string>()));
+        value = pool_.alt(std::move(options));
+      } else if (is_string) {
+        // Raw text cannot follow a pattern or a format; a strict schema that asks for one is refused.
+        for (const char* k : {"pattern", "format"})
+          if (schema.contains(k) && is_strict(fn))
+            throw bad_schema(i, "'" + std::string(k) + "' on the string parameter '" + key +
+                                    "' cannot be enforced in this model's tool-call format, which writes strings raw");
+        value = raw_text(schema);
+      } else {
+        value = schema_value(schema, fn, i, key);
+      }
+      grammar::ExprId entry = pool_.seq({pool_.literal(open + key + mid), value, pool_.literal(close)});
+      bool needed = false;
+      for (const auto& r : required) needed = needed || r == key;
+      entries.push_back(needed ? entry : pool_.opt(entry));
+    }
+    return pool_.seq(std::move(entries));
+  }
+
+  grammar::ExprPool& pool_;
+  chat::ToolCallFormat format_;
+};
+
+}  // namespace
+
+void check_tool_request(const ChatParams& p) {
+  if (!p.tools.is_array()) return;
+  bool named_found = false;
+  for (size_t i = 0; i < p.tools.size(); ++i) {
+    const json& fn = function_of(p.tools[i]);
+    named_found = named_found || fn["name"] == p.tool_choice_name;
+    if (!is_strict(fn)) continue;
+    try {
+      grammar::compile_json_schema(parameters_of(fn));
+    } catch (const grammar::CompileError& e) {
+      throw bad_schema(i, e.what());
+    }
+  }
+  if (p.tool_choice == "function" && !named_found)
+    throw ApiError(400, "'tool_choice' names the function '" + p.tool_choice_name + "', which is not in 'tools'",
+                   "invalid_request_error", "tool_choice", "invalid_value");
+}
+
+std::shared_ptr<const grammar::Grammar> tool_call_grammar(chat::ToolCallFormat format, const ChatParams& p) {
+  check_tool_request(p);
+  if (p.tool_choice != "required" && p.tool_choice != "function") return nullptr;
+  grammar::ExprPool pool;
+  CallSyntax syntax(pool, format);
+  std::vector<grammar::ExprId> calls;
+  for (size_t i = 0; i < p.tools.size(); ++i)
+    if (p.tool_choice == "required" || function_of(p.tools[i])["name"] == p.tool_choice_name)
+      calls.push_back(syntax.call(p.tools[i], i));
+  const bool many = p.tool_choice == "required" && p.parallel_tool_calls;
+  grammar::RuleId root = pool.add_rule("tool_calls");
+  pool.set_rule(root, syntax.answer(pool.alt(std::move(calls)), many));
+  return grammar::compile(pool, root);
+}
+
+}  // namespace owl::server
