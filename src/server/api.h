@@ -20,7 +20,7 @@
 //     cannot compile a 400), tool_choice ("none": tools not rendered, no call parsed | "auto" |
 //     "required" / {"type":"function","function":{"name":...}}: enforced by a grammar over the
 //     family's call syntax and the parameters schemas, server/tool_choice.h), parallel_tool_calls
-//     (false: "required" enforces exactly one call),
+//     (false: an enforced answer, "required" or "auto" with a strict tool, holds one call),
 //     chat_template_kwargs (object passed to the template; enable_thinking: false turns
 //     reasoning off), reasoning_effort ("none" turns reasoning off),
 //     thinking_budget (tokens; extension) or reasoning: {max_tokens} (OpenRouter style).
@@ -78,7 +78,7 @@ struct ChatParams : CommonParams {
   nlohmann::ordered_json tools;      // array or null
   std::string tool_choice = "auto";  // "none", "auto", "required", or "function"
   std::string tool_choice_name;      // with "function"
-  bool parallel_tool_calls = true;   // false: an enforced answer (tool_choice required) holds one call
+  bool parallel_tool_calls = true;   // false: an enforced answer (required, auto with strict tools) holds one call
   nlohmann::ordered_json template_kwargs = nlohmann::ordered_json::object();
   std::optional<bool> enable_thinking;     // unset: the template's default
   std::optional<int64_t> thinking_budget;  // reasoning tokens at most

@@ -493,7 +493,10 @@ std::shared_ptr<GrammarConstraint> OpenAIServer::tool_constraint(const ChatParam
   std::call_once(tool_vocab_once_, [&] {
     tool_vocab_ = std::make_shared<const grammar::Vocabulary>(runtime::grammar_vocabulary(tok_, markers));
   });
-  return std::make_shared<GrammarConstraint>(g, tool_vocab_, std::move(start_after), std::move(open_ids));
+  // Under "auto" the answer is free until it opens a call.
+  std::string trigger = p.tool_choice == "auto" ? tool_call_trigger(format) : "";
+  return std::make_shared<GrammarConstraint>(g, tool_vocab_, std::move(start_after), std::move(open_ids),
+                                             std::move(trigger));
 }
 
 std::shared_ptr<TokenHook> OpenAIServer::chat_hook(const ChatParams& p, chat::ReasoningStart start,

@@ -204,16 +204,38 @@ void check_tool_request(const ChatParams& p) {
                    "invalid_request_error", "tool_choice", "invalid_value");
 }
 
+std::string tool_call_trigger(chat::ToolCallFormat format) {
+  switch (format) {
+    case chat::ToolCallFormat::DeepSeekV3:
+    case chat::ToolCallFormat::DeepSeekV31:
+      return "<｜tool▁calls▁begin｜>";
+    case chat::ToolCallFormat::KimiK2:
+      return "<|tool_calls_section_begin|>";
+    case chat::ToolCallFormat::Mistral:
+      return "[TOOL_CALLS]";
+    case chat::ToolCallFormat::Llama31:
+      return "";
+    default:
+      return "<tool_call>";
+  }
+}
+
 std::shared_ptr<const grammar::Grammar> tool_call_grammar(chat::ToolCallFormat format, const ChatParams& p) {
   check_tool_request(p);
-  if (p.tool_choice != "required" && p.tool_choice != "function") return nullptr;
+  if (p.tool_choice == "auto") {
+    bool any_strict = false;
+    for (const auto& t : p.tools) any_strict = any_strict || is_strict(function_of(t));
+    if (!any_strict || tool_call_trigger(format).empty()) return nullptr;
+  } else if (p.tool_choice != "required" && p.tool_choice != "function") {
+    return nullptr;
+  }
   grammar::ExprPool pool;
   CallSyntax syntax(pool, format);
   std::vector<grammar::ExprId> calls;
   for (size_t i = 0; i < p.tools.size(); ++i)
-    if (p.tool_choice == "required" || function_of(p.tools[i])["name"] == p.tool_choice_name)
+    if (p.tool_choice != "function" || function_of(p.tools[i])["name"] == p.tool_choice_name)
       calls.push_back(syntax.call(p.tools[i], i));
-  const bool many = p.tool_choice == "required" && p.parallel_tool_calls;
+  const bool many = p.tool_choice != "function" && p.parallel_tool_calls;
   grammar::RuleId root = pool.add_rule("tool_calls");
   pool.set_rule(root, syntax.answer(pool.alt(std::move(calls)), many));
   return grammar::compile(pool, root);

@@ -2,7 +2,9 @@
 // over the served model's own tool-call syntax (chat/tool_calls.h):
 //   "required"            one or more calls (exactly one with parallel_tool_calls: false), no text before them;
 //   {"function": {name}}  exactly one call of that function;
-//   "auto", "none"        no grammar ("none" also keeps the tools out of the prompt and the parser).
+//   "auto" with a strict tool  free text until the format's call marker (tool_call_trigger),
+//                         then calls as under "required" (the constraint waits for the marker);
+//   "auto", "none"        otherwise no grammar ("none" also keeps the tools out of the prompt and the parser).
 // In an enforced call the function name is one of the allowed ones and the arguments follow
 // that function's `parameters` JSON Schema, strict or not (a non-strict schema owl cannot
 // compile allows any object there; a strict one is a 400). Reasoning before the answer stays
@@ -10,6 +12,7 @@
 #pragma once
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "chat/tool_calls.h"
 #include "grammar/grammar.h"
@@ -21,7 +24,11 @@ namespace owl::server {
 // schema owl cannot compile, and (400 naming tool_choice) a named function missing from `tools`.
 void check_tool_request(const ChatParams& p);
 
-// The grammar a call of the answer must follow, or null when tool_choice enforces nothing.
+// The text that opens the format's calls ("<tool_call>", DeepSeek's and Kimi's section marker,
+// "[TOOL_CALLS]"); "" for Llama 3.1, whose calls have no marker (no lazy grammar there).
+std::string tool_call_trigger(chat::ToolCallFormat format);
+
+// The grammar the answer's calls must follow, or null when the request enforces nothing.
 // Throws ApiError as check_tool_request does.
 std::shared_ptr<const grammar::Grammar> tool_call_grammar(chat::ToolCallFormat format, const ChatParams& p);
 

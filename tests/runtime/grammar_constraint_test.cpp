@@ -1,5 +1,6 @@
 // The grammar constraint of a generation: which logits it sends to -inf, and how a reasoning
-// block (opened by the prompt or by the model's first token) stays free until "</think>".
+// block (opened by the prompt or by the model's first token) stays free until "</think>", and
+// how a trigger (a tool call's marker) starts the grammar in an otherwise free answer.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -60,6 +61,31 @@ TEST(GrammarConstraint, ReasoningThePromptOpenedStaysFree) {
   c.accept(4, "x");
   c.accept(1, "</think>");
   EXPECT_EQ(allowed(c), (std::vector<int>{2}));
+}
+
+// tool_choice "auto" with strict tools: free text until the trigger, then the grammar (which
+// starts with the trigger) from the trigger's first byte; a trigger inside reasoning does not count.
+TEST(GrammarConstraint, TriggerStartsTheGrammar) {
+  owl::GrammarConstraint c(owl::grammar::json_object_grammar(), toy_vocab(), "", {}, "{");
+  EXPECT_FALSE(c.active());
+  c.accept(4, "x");
+  EXPECT_FALSE(c.active());
+  c.accept(2, "{");
+  ASSERT_TRUE(c.active());
+  EXPECT_EQ(allowed(c), (std::vector<int>{3}));
+  c.accept(3, "}");
+  EXPECT_EQ(allowed(c), (std::vector<int>{5}));
+
+  owl::GrammarConstraint r(owl::grammar::json_object_grammar(), toy_vocab(), "</think>", {0}, "{");
+  EXPECT_FALSE(r.active());  // the first token is free too: the answer need not call
+  r.accept(0, "<think>");
+  r.accept(2, "{");  // inside reasoning
+  EXPECT_FALSE(r.active());
+  r.accept(1, "</think>");
+  EXPECT_FALSE(r.active());
+  r.accept(4, "x");
+  r.accept(2, "{");
+  EXPECT_EQ(allowed(r), (std::vector<int>{3}));
 }
 
 }  // namespace

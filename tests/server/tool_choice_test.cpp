@@ -124,7 +124,17 @@ TEST(ToolChoice, NamedFunctionAndSingleCall) {
     EXPECT_TRUE(accepts(single, c.weather));
     EXPECT_FALSE(accepts(single, c.two));
   }
-  EXPECT_FALSE(tool_call_grammar(ToolCallFormat::Hermes, request(R"({"tool_choice":"auto"})")));
+  // "auto" with a strict tool: the calls' grammar, applied once the format's marker appears.
+  auto lazy = tool_call_grammar(ToolCallFormat::Hermes, request(R"({"tool_choice":"auto"})"));
+  ASSERT_TRUE(lazy);
+  EXPECT_EQ(tool_call_trigger(ToolCallFormat::Hermes), "<tool_call>");
+  EXPECT_TRUE(accepts(lazy, cases()[0].two));
+  EXPECT_FALSE(accepts(lazy, cases()[0].bad_args));
+  EXPECT_EQ(tool_call_trigger(ToolCallFormat::KimiK2), "<|tool_calls_section_begin|>");
+  EXPECT_EQ(tool_call_trigger(ToolCallFormat::Llama31), "");
+  ChatParams loose = request(R"({"tool_choice":"auto"})");
+  loose.tools[0]["function"].erase("strict");
+  EXPECT_FALSE(tool_call_grammar(ToolCallFormat::Hermes, loose));
   EXPECT_FALSE(tool_call_grammar(ToolCallFormat::Hermes, request(R"({"tool_choice":"none"})")));
 }
 
