@@ -166,6 +166,9 @@ std::vector<std::pair<int32_t, float>> parse_logit_bias(const json& v) {
 void check_openai_noops(const json& j) {
   if (const json* v = field(j, "user"); v && !v->is_string())
     throw bad("user", std::string("must be a string, got ") + type_name(*v), "invalid_type");
+  for (const char* id : {"safety_identifier", "prompt_cache_key"})
+    if (const json* v = field(j, id); v && !v->is_string())
+      throw bad(id, std::string("must be a string, got ") + type_name(*v), "invalid_type");
   if (const json* v = field(j, "metadata"); v && !v->is_object())
     throw bad("metadata", std::string("must be an object, got ") + type_name(*v), "invalid_type");
   if (field(j, "store") && boolean(j, "store"))
@@ -403,11 +406,18 @@ ChatParams parse_chat_request(std::string_view body) {
       throw bad("reasoning_effort", "must be none, minimal, low, medium or high, got " + re->dump());
     if (*re == "none") p.enable_thinking = false;
   }
+  if (const json* v = field(j, "verbosity"); v && *v != "medium")
+    throw bad("verbosity", "owl cannot steer an answer's length: send \"medium\" or leave it out", "unsupported_value");
   if (field(j, "thinking_budget")) p.thinking_budget = integer(j, "thinking_budget", 0, 1 << 30);
   if (const json* r = field(j, "reasoning")) {
     if (!r->is_object()) throw bad("reasoning", "must be an object", "invalid_type");
     if (field(*r, "max_tokens")) p.thinking_budget = integer(*r, "max_tokens", 0, 1 << 30);
     if (field(*r, "enabled") && !boolean(*r, "enabled")) p.enable_thinking = false;
+    if (const json* e = field(*r, "effort")) {
+      if (*e != "none" && *e != "minimal" && *e != "low" && *e != "medium" && *e != "high")
+        throw bad("reasoning.effort", "must be none, minimal, low, medium or high, got " + e->dump());
+      if (*e == "none") p.enable_thinking = false;
+    }
   }
   return p;
 }

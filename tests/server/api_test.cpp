@@ -71,6 +71,9 @@ TEST(ApiParse, LogprobsAndChoices) {
   EXPECT_EQ(c.n, 3);
   EXPECT_EQ(c.seed.value_or(0), 9u);
   EXPECT_EQ(parse_chat_request(R"({"messages": [{"role": "user", "content": "x"}], "logprobs": true})").logprobs, 0);
+  EXPECT_EQ(parse_chat_request(R"({"messages": [{"role": "user", "content": "x"}], "reasoning": {"effort": "none"}})")
+                .enable_thinking,
+            false);
   EXPECT_EQ(parse_chat_request(R"({"messages": [{"role": "user", "content": "x"}], "logprobs": false})").logprobs, -1);
   const CompletionParams p = parse_completion_request(R"({"prompt": "x", "logprobs": 0, "n": 2, "best_of": 2})");
   EXPECT_EQ(p.logprobs, 0);
@@ -92,6 +95,9 @@ TEST(ApiParse, RejectsWrongTypesAndValues) {
   expect_bad("{" + m + R"(, "logprobs": true, "top_logprobs": 21})", "top_logprobs");
   expect_bad("{" + m + R"(, "store": true})", "store");
   expect_bad("{" + m + R"(, "function_call": "auto"})", "function_call");
+  expect_bad("{" + m + R"(, "verbosity": "low"})", "verbosity");
+  expect_bad("{" + m + R"(, "prompt_cache_key": 5})", "prompt_cache_key");
+  expect_bad("{" + m + R"(, "reasoning": {"effort": "max"}})", "reasoning.effort");
   expect_bad(R"({"prompt": "x", "logprobs": 6})", "logprobs", false);
   expect_bad(R"({"prompt": "x", "logprobs": 1, "echo": true})", "logprobs", false);
   expect_bad(R"({"prompt": "x", "n": 2, "best_of": 3})", "best_of", false);
