@@ -183,6 +183,21 @@ TEST_F(Logprobs, ChatHasOpenAIsShapeSortedAlternativesAndExactBytes) {
   EXPECT_TRUE(none.json()["choices"][0]["logprobs"].is_null());
 }
 
+// A byte token that is part of a character: "token" is lossy text, "bytes" the exact byte.
+TEST_F(Logprobs, PartialCharacterTokenIsLossyTextWithExactBytes) {
+  const auto id = tok_->token_id("<0xE2>");
+  ASSERT_TRUE(id.has_value()) << "stories260K has byte tokens";
+  ASSERT_EQ(tok_->token_bytes(*id), "\xE2");
+  auto r = post("/v1/chat/completions",
+                chat_body({{"max_tokens", 1}, {"logprobs", true}, {"logit_bias", {{std::to_string(*id), 100}}}}));
+  ASSERT_EQ(r.status, 200) << r.body;
+  const json e = r.json()["choices"][0]["logprobs"]["content"][0];
+  EXPECT_EQ(e["token"], "\xEF\xBF\xBD");  // U+FFFD
+  EXPECT_EQ(e["bytes"], json::array({0xE2}));
+  // The model's own probability of the forced token, not the biased one.
+  EXPECT_LT(e["logprob"].get<double>(), -1.0);
+}
+
 TEST_F(Logprobs, StreamedChunksCarryTheirTokensLogprobs) {
   auto whole = post("/v1/chat/completions", chat_body({{"logprobs", true}, {"top_logprobs", 2}}));
   ASSERT_EQ(whole.status, 200) << whole.body;
