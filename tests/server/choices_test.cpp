@@ -4,8 +4,10 @@
 // carry their choice's index, usage counts the prompt once, and bad n is a 400 naming n.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "server_fixture.h"
@@ -15,6 +17,8 @@ namespace owl::test {
 namespace {
 
 using json = nlohmann::json;
+
+HttpResult post_to(int port, const json& completion) { return http_post(port, "/v1/completions", completion.dump()); }
 
 class Choices : public ::testing::Test {
  protected:
@@ -123,6 +127,51 @@ TEST_F(Choices, StreamedChunksCarryTheirIndex) {
   }
   EXPECT_EQ(usage["completion_tokens"], 24);
   EXPECT_EQ(usage["prompt_tokens"], whole["usage"]["prompt_tokens"]);
+}
+
+// A client that leaves cancels every choice: those running and a group still waiting for slots.
+TEST(ChoicesDisconnect, ClosedClientCancelsEveryChoice) {
+  ServerProcess server(shared_path("models/stories260K/stories260K-f32.gguf"),
+                       {"--ctx", "4096", "--parallel", "4", "--kv-type", "f32"});
+  auto body = [](int n) {
+    return json{{"prompt", "Once upon a time"}, {"max_tokens", 4000}, {"ignore_eos", true}, {"n", n}, {"stream", true}}
+        .dump();
+  };
+  auto wait_for = [&](const char* metric, double want) {
+    double v = -1;
+    for (int i = 0; i < 500 && v != want; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      v = server.metric(metric);
+    }
+    return v;
+  };
+  // Two choices run; a group of three waits, as only two slots are left, and its client leaves.
+  HttpConnection running(server.port());
+  running.send_request("POST", "/v1/completions", body(2));
+  HttpResult head;
+  running.read_head(head);
+  ASSERT_EQ(head.status, 200);
+  std::string piece;
+  ASSERT_TRUE(running.read_body_piece(head, piece));
+  {
+    HttpConnection waiting(server.port());
+    waiting.send_request("POST", "/v1/completions", body(3));
+    HttpResult h;
+    waiting.read_head(h);
+    ASSERT_EQ(h.status, 200);
+    EXPECT_EQ(wait_for("owl_queue_depth", 3), 3);
+    waiting.reset();
+  }
+  EXPECT_EQ(wait_for("owl_generation_requests_cancelled_total", 3), 3);
+  EXPECT_EQ(server.metric("owl_running_sequences"), 2);
+  // The running choices go when their client does.
+  running.close();
+  EXPECT_EQ(wait_for("owl_running_sequences", 0), 0);
+  EXPECT_EQ(wait_for("owl_generation_requests_cancelled_total", 5), 5);
+  // And the server serves the next group normally.
+  auto r = post_to(server.port(), {{"prompt", "Once upon a time"}, {"max_tokens", 5}, {"temperature", 0}, {"n", 4}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  for (const auto& c : r.json()["choices"]) EXPECT_EQ(c["text"], ", there was a little");
 }
 
 TEST_F(Choices, BadNIsRefusedNamingN) {
