@@ -17,14 +17,15 @@
 //     (src/grammar; a reasoning block, opened by the prompt or by the model, stays free: the constraint starts after
 //     it); a schema or grammar that cannot be compiled is a 400 naming the cause and position
 //   logprobs: chat logprobs (bool) + top_logprobs (0..20), completions logprobs (0..5), with
-//     OpenAI's shapes (server/logprobs_json.h); no-ops with a reason: user, metadata, store (false),
-//     service_tier (auto, default), best_of (= n), modalities (["text"])
+//     OpenAI's shapes (server/logprobs_json.h); no-ops with a reason: user, safety_identifier,
+//     prompt_cache_key, metadata, store (false), service_tier (auto, default), best_of (= n),
+//     modalities (["text"]), verbosity ("medium")
 //   completions: prompt (string, or an array of token ids, or a one-element array of either)
 //   chat: messages (non-empty), tools, tool_choice ("none" | "auto" | "required" |
 //     {"type":"function","function":{"name":...}}), parallel_tool_calls,
 //     chat_template_kwargs (object passed to the template; enable_thinking: false turns
 //     reasoning off), reasoning_effort ("none" turns reasoning off),
-//     thinking_budget (tokens; extension) or reasoning: {max_tokens} (OpenRouter style).
+//     thinking_budget (tokens; extension) or reasoning: {max_tokens, enabled, effort} (OpenRouter style).
 #pragma once
 #include <cstdint>
 #include <nlohmann/json.hpp>
