@@ -47,6 +47,25 @@ void GenerationStream::push(GenerationEvent e) {
     events_.push_back(std::move(e));
   }
   cv_.notify_all();
+  bell_->ring();
+}
+
+void StreamBell::ring() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++rings_;
+  }
+  cv_.notify_all();
+}
+
+uint64_t StreamBell::rings() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return rings_;
+}
+
+void StreamBell::wait(uint64_t seen, std::chrono::milliseconds timeout) {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait_for(lock, timeout, [&] { return rings_ != seen; });
 }
 
 // A running request: its slot, where it is in its prompt, and its output state.
@@ -64,6 +83,12 @@ struct Engine::Active {
   StopStrings stops;
   std::string text_out;  // visible text waiting to be sent this step
   int64_t tokens_out = 0;
+  std::vector<TokenLogprob> logprobs_out;  // of the tokens waiting to be sent (when asked)
+  bool done = false;                       // finished: its stream has its last event
+  // n > 1: a choice waits (first set) until its group's first choice has prefilled the prompt;
+  // the first choice lists the choices still waiting for it.
+  Active* first = nullptr;
+  std::vector<Active*> forks;
   // Speculative decoding (null drafter: this request does not speculate).
   std::unique_ptr<Drafter> drafter;
   std::optional<Sampler> draft_pick;  // draws draft tokens as the request samples
@@ -152,6 +177,23 @@ Engine::~Engine() {
 }
 
 std::shared_ptr<GenerationStream> Engine::submit(GenerationRequest req) {
+  std::vector<GenerationRequest> one;
+  one.push_back(std::move(req));
+  return submit_group(std::move(one)).front();
+}
+
+std::vector<std::shared_ptr<GenerationStream>> Engine::submit_group(std::vector<GenerationRequest> reqs) {
+  if (reqs.empty()) throw Error("submit_group: no choices");
+  const auto n = static_cast<int64_t>(reqs.size());
+  if (n > opts_.n_parallel)
+    throw RequestTooLargeError(std::to_string(n) + " choices need as many sequences at once, but this server runs " +
+                               std::to_string(opts_.n_parallel) + " (--parallel); ask for fewer");
+  for (const auto& r : reqs)
+    if (r.prompt != reqs.front().prompt || r.max_tokens != reqs.front().max_tokens)
+      throw Error("submit_group: the choices of a group share one prompt and max_tokens");
+  if (reqs.front().logprobs > kMaxTopLogprobs)
+    throw Error("logprobs: at most " + std::to_string(kMaxTopLogprobs) + " alternatives per token");
+  const GenerationRequest& req = reqs.front();
   const int64_t n_prompt = static_cast<int64_t>(req.prompt.size());
   if (n_prompt == 0) throw InvalidPromptError("the prompt is empty; send at least one token");
   for (int32_t t : req.prompt)
@@ -164,10 +206,16 @@ std::shared_ptr<GenerationStream> Engine::submit(GenerationRequest req) {
                                std::to_string(n_prompt + req.max_tokens) + " were requested (" +
                                std::to_string(n_prompt) + " in the prompt, " + std::to_string(req.max_tokens) +
                                " to generate); shorten the prompt or lower max_tokens");
-  if (!sched_.could_fit(n_prompt + req.max_tokens))
+  // Each choice reserves its own copy of the prompt and its own output (page-rounded each).
+  const int64_t reserve = n_prompt + req.max_tokens;
+  const int64_t page = opts_.page_tokens > 0 ? opts_.page_tokens : 1;
+  if (!sched_.could_fit(n * ((reserve + page - 1) / page) * page))
     throw RequestTooLargeError("the request needs more KV cache than the server's whole budget of " +
-                               std::to_string(sched_.budget_tokens()) + " tokens; lower max_tokens");
-  auto stream = std::make_shared<GenerationStream>();
+                               std::to_string(sched_.budget_tokens()) + " tokens; lower max_tokens" +
+                               (n > 1 ? " or n" : ""));
+  auto bell = std::make_shared<StreamBell>();
+  std::vector<std::shared_ptr<GenerationStream>> streams;
+  for (int64_t i = 0; i < n; ++i) streams.push_back(std::make_shared<GenerationStream>(bell));
   {
     std::lock_guard<std::mutex> lock(mu_);
     // Waiting room is needed only when every slot is taken.
@@ -175,11 +223,13 @@ std::shared_ptr<GenerationStream> Engine::submit(GenerationRequest req) {
     if (waiting >= opts_.max_queue && stats_.running + waiting >= opts_.n_parallel)
       throw QueueFullError("the server is busy: " + std::to_string(pending_.size()) +
                            " requests are already waiting (--max-queue); retry later");
-    pending_.push_back({std::move(req), stream});
+    for (int64_t i = 0; i < n; ++i)
+      pending_.push_back({std::move(reqs[static_cast<size_t>(i)]), streams[static_cast<size_t>(i)],
+                          i == 0 ? static_cast<int>(n - 1) : 0});
     stats_.queue_depth = static_cast<int64_t>(pending_.size());
   }
   cv_.notify_all();
-  return stream;
+  return streams;
 }
 
 EngineStats Engine::stats() const {
@@ -229,29 +279,62 @@ void Engine::loop() {
 }
 
 void Engine::admit() {
-  // Requests cancelled while waiting never start.
-  for (auto it = pending_.begin(); it != pending_.end();) {
-    if (it->stream->cancelled()) {
-      it->stream->push(ended(FinishReason::Cancelled, ""));
+  // Requests cancelled while waiting never start; a group goes as a whole when one of its
+  // choices is cancelled.
+  for (size_t i = 0; i < pending_.size();) {
+    const size_t group = 1 + static_cast<size_t>(pending_[i].followers);
+    bool cancelled = false;
+    for (size_t k = i; k < i + group && k < pending_.size(); ++k) cancelled |= pending_[k].stream->cancelled();
+    if (!cancelled) {
+      i += group;
+      continue;
+    }
+    for (size_t k = 0; k < group && i < pending_.size(); ++k) {
+      pending_[i].stream->push(ended(FinishReason::Cancelled, ""));
       ++stats_.requests_cancelled_total;
-      it = pending_.erase(it);
-    } else {
-      ++it;
+      pending_.erase(pending_.begin() + static_cast<std::ptrdiff_t>(i));
     }
   }
   // First come, first served: a request that does not fit blocks those behind it.
-  while (!pending_.empty()) {
-    Pending& p = pending_.front();
-    int64_t reserve = static_cast<int64_t>(p.req.prompt.size()) + p.req.max_tokens;
-    auto place = sched_.place(p.req.prompt, reserve);
+  while (!pending_.empty() && admit_front()) {
+  }
+  stats_.queue_depth = static_cast<int64_t>(pending_.size());
+  stats_.running = static_cast<int64_t>(active_.size());
+}
+
+bool Engine::admit_front() {
+  const size_t group = 1 + static_cast<size_t>(pending_.front().followers);
+  std::vector<Scheduler::Placement> places;
+  for (size_t k = 0; k < group; ++k) {
+    const GenerationRequest& r = pending_[k].req;
+    auto place = sched_.place(r.prompt, static_cast<int64_t>(r.prompt.size()) + r.max_tokens);
     if (!place) break;
     for (int e : place->evicted) kv_->remove(e);
-    kv_->truncate(place->slot, place->reused);
-    auto a = std::make_unique<Active>(std::move(p), model_.n_vocab(), tok_);
+    places.push_back(*place);
+  }
+  if (places.size() < group) {
+    // Not every choice has a slot yet: give back those taken (their cached prefixes stay).
+    for (const auto& pl : places) sched_.release(pl.slot, /*keep=*/true);
+    return false;
+  }
+  Active* first = nullptr;
+  for (size_t k = 0; k < group; ++k) {
+    const Scheduler::Placement& place = places[k];
+    auto a = std::make_unique<Active>(std::move(pending_.front()), model_.n_vocab(), tok_);
     pending_.pop_front();
-    a->slot = place->slot;
-    a->fed = place->reused;
-    a->cached = place->reused;
+    a->slot = place.slot;
+    if (k == 0) {
+      kv_->truncate(place.slot, place.reused);
+      a->fed = place.reused;
+      a->cached = place.reused;
+      first = a.get();
+    } else {
+      // Waits for the first choice's prompt, which fork() copies in.
+      kv_->truncate(place.slot, 0);
+      sched_.truncate(place.slot, 0);
+      a->first = first;
+      first->forks.push_back(a.get());
+    }
     if (a->p.req.sampling.seed == 0 && a->p.req.sampling.temperature > 0) {
       // No seed given: every request draws differently.
       SamplerParams sp = a->p.req.sampling;
@@ -259,8 +342,9 @@ void Engine::admit() {
       a->sampler = Sampler(sp, model_.n_vocab());
     }
     for (int32_t t : a->p.req.prompt) a->sampler.accept(t);
-    // A constrained request does not draft: its mask follows the tokens one at a time.
-    if (opts_.spec.kind != SpecKind::None && a->p.req.speculate && !a->p.req.constraint) {
+    // A constrained request does not draft: its mask follows the tokens one at a time. Nor do
+    // the choices of a group, which share the first one's prefill.
+    if (opts_.spec.kind != SpecKind::None && a->p.req.speculate && !a->p.req.constraint && group == 1) {
       if (opts_.spec.kind == SpecKind::Mtp) a->drafter = make_mtp_drafter(model_, *draft_kv_, a->slot);
       if (opts_.spec.kind == SpecKind::Draft)
         a->drafter = make_draft_model_drafter(*opts_.draft_model, *draft_kv_, a->slot);
@@ -271,15 +355,45 @@ void Engine::admit() {
     }
     if (a->p.req.hook)
       for (int32_t t : a->p.req.hook->at_start()) a->forced.push_back(t);
-    stats_.prompt_tokens_total += static_cast<int64_t>(a->p.req.prompt.size());
-    stats_.prompt_tokens_cached_total += a->cached;
+    if (k == 0) {
+      // The prompt counts once for the group.
+      stats_.prompt_tokens_total += static_cast<int64_t>(a->p.req.prompt.size());
+      stats_.prompt_tokens_cached_total += a->cached;
+    }
     active_.push_back(std::move(a));
   }
-  stats_.queue_depth = static_cast<int64_t>(pending_.size());
-  stats_.running = static_cast<int64_t>(active_.size());
+  return true;
+}
+
+void Engine::fork(Active& first, std::span<const float> logits) {
+  const auto n_prompt = static_cast<int64_t>(first.p.req.prompt.size());
+  for (Active* f : first.forks) {
+    f->first = nullptr;
+    kv_->copy_prefix(first.slot, f->slot, n_prompt);
+    sched_.truncate(f->slot, 0);
+    sched_.append(f->slot, first.p.req.prompt);
+    f->fed = n_prompt;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stats_.prompt_tokens_forked_total += n_prompt;
+    }
+    sample_and_emit(*f, logits);
+  }
+  first.forks.clear();
 }
 
 void Engine::finish(Active& a, FinishReason why, const std::string& error) {
+  if (a.done) return;
+  a.done = true;
+  // A group's first choice that ends before its prompt was prefilled takes the waiting choices
+  // with it; a waiting choice that ends leaves its group's list.
+  for (Active* f : a.forks) {
+    f->first = nullptr;
+    finish(*f, why, error);
+  }
+  a.forks.clear();
+  if (a.first) std::erase(a.first->forks, &a);
+  a.first = nullptr;
   if (why != FinishReason::Error && why != FinishReason::Cancelled) {
     std::string tail = a.decoder.flush();
     std::string visible = a.stops.stopped() ? "" : a.stops.push(tail);
@@ -295,6 +409,8 @@ void Engine::finish(Active& a, FinishReason why, const std::string& error) {
   e.prompt_tokens = static_cast<int64_t>(a.p.req.prompt.size());
   e.cached_tokens = a.cached;
   e.completion_tokens = a.generated;
+  e.logprobs = std::move(a.logprobs_out);
+  a.logprobs_out.clear();
   a.text_out.clear();
   a.tokens_out = 0;
   if (a.drafter) a.drafter->drop();
@@ -326,7 +442,7 @@ void Engine::sample_and_emit(Active& a, std::span<const float> logits) {
   } else {
     tok = a.sampler.sample(logits);
   }
-  emit(a, tok);
+  emit(a, tok, logits);
 }
 
 int64_t Engine::verify_and_emit(Active& a, int64_t pos, std::span<const float> logits, const float* hidden,
@@ -340,7 +456,7 @@ int64_t Engine::verify_and_emit(Active& a, int64_t pos, std::span<const float> l
       break;
     }
     const Verdict v = verify_draft(a.sampler, row, a.drafts[j]);
-    emit(a, v.token);
+    emit(a, v.token, row);
     if (!v.accepted || a.p.stream->finished()) break;
     // The draft's row is in the cache: it counts as fed.
     sched_.append(a.slot, std::span<const int32_t>(&v.token, 1));
@@ -354,7 +470,7 @@ int64_t Engine::verify_and_emit(Active& a, int64_t pos, std::span<const float> l
   return accepted;
 }
 
-void Engine::emit(Active& a, int32_t tok) {
+void Engine::emit(Active& a, int32_t tok, std::span<const float> row) {
   a.sampler.accept(tok);
   ++a.generated;
   {
@@ -364,6 +480,7 @@ void Engine::emit(Active& a, int32_t tok) {
   }
   ++a.tokens_out;
   if (!a.p.req.ignore_eos && tok_.is_eog(tok) && a.forced.empty()) return finish(a, FinishReason::Stop);
+  if (a.p.req.logprobs >= 0) a.logprobs_out.push_back(token_logprob(row, tok, a.p.req.logprobs));
   std::string piece = a.decoder.push(tok);
   std::string visible = a.stops.push(piece);
   a.text_out += visible;
@@ -380,9 +497,11 @@ void Engine::emit(Active& a, int32_t tok) {
     GenerationEvent e;
     e.text = std::move(a.text_out);
     e.n_tokens = a.tokens_out;
+    e.logprobs = std::move(a.logprobs_out);
     a.p.stream->push(std::move(e));
     a.text_out.clear();
     a.tokens_out = 0;
+    a.logprobs_out.clear();
   }
 }
 
@@ -418,7 +537,7 @@ void Engine::step() {
   for (size_t i = 0; i < active_.size(); ++i) {
     const Active& a = *active_[i];
     decoding[i] = !a.prefilling();
-    need[i] = a.prefilling() ? static_cast<int64_t>(a.p.req.prompt.size()) - a.fed : 1;
+    need[i] = a.first ? 0 : a.prefilling() ? static_cast<int64_t>(a.p.req.prompt.size()) - a.fed : 1;
   }
   std::vector<int64_t> rows = sched_.plan(need, decoding);
 
@@ -499,6 +618,12 @@ void Engine::step() {
     } else if (r.n_logits > 0) {
       if (decoder && a.drafter) a.governor.record(0, 0, seconds);  // a plain step's time, for comparison
       if (hidden && a.drafter && decoder) a.drafter->kept(r.pos, 1, hidden + r.batch_row * d);
+      if (!decoder && !a.forks.empty()) {
+        // The group's prompt is in: its other choices start from these logits too.
+        const std::vector<Active*> forks = a.forks;
+        fork(a, rows_logits);
+        for (const Active* f : forks) generated += f->generated;
+      }
       sample_and_emit(a, rows_logits);
     }
     if (decoder && a.drafter) ++verified;

@@ -21,6 +21,7 @@
 
 #include "base/error.h"
 #include "runtime/grammar_constraint.h"
+#include "runtime/logprobs.h"
 #include "runtime/sampler.h"
 #include "runtime/scheduler.h"
 #include "runtime/speculative.h"
@@ -71,6 +72,9 @@ struct GenerationRequest {
   std::shared_ptr<TokenHook> hook;                // optional
   bool speculate = true;                          // false: no drafts for this request, even when the engine drafts
   std::shared_ptr<GrammarConstraint> constraint;  // optional: masks the logits (JSON Schema, GBNF)
+  // >= 0: each event carries its tokens' log-probabilities (runtime/logprobs.h) with this many
+  // most likely alternatives (0..kMaxTopLogprobs); < 0: none.
+  int logprobs = -1;
 };
 
 struct GenerationEvent {
@@ -78,14 +82,34 @@ struct GenerationEvent {
   int64_t n_tokens = 0;                      // tokens generated since the previous event
   FinishReason finish = FinishReason::None;  // set on the last event of a stream
   std::string error;                         // with Error
-  bool stop_string = false;                  // with Stop: a stop string ended it (not an end-of-generation token)
+  // With GenerationRequest::logprobs: one per generated token of this event, in order; the
+  // end-of-generation token that ends a request is not output and has none.
+  std::vector<TokenLogprob> logprobs;
+  bool stop_string = false;  // with Stop: a stop string ended it (not an end-of-generation token)
   // On the last event: usage.
   int64_t prompt_tokens = 0, cached_tokens = 0, completion_tokens = 0;
+};
+
+// Rings whenever any of the streams it is attached to receives an event, so one reader can
+// wait on all the choices of an n > 1 request at once.
+class StreamBell {
+ public:
+  void ring();
+  uint64_t rings() const;
+  // Waits until rings() differs from `seen` or the timeout passes.
+  void wait(uint64_t seen, std::chrono::milliseconds timeout);
+
+ private:
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  uint64_t rings_ = 0;
 };
 
 // A request's output channel, shared by the engine thread (producer) and an HTTP thread.
 class GenerationStream {
  public:
+  GenerationStream() : bell_(std::make_shared<StreamBell>()) {}
+  explicit GenerationStream(std::shared_ptr<StreamBell> bell) : bell_(std::move(bell)) {}
   // Waits up to `timeout` for events; returns what arrived (empty on timeout).
   std::vector<GenerationEvent> wait(std::chrono::milliseconds timeout);
   // Stops the request: the engine frees its sequence at its next step and ends the stream.
@@ -94,8 +118,11 @@ class GenerationStream {
   bool finished() const;
 
   void push(GenerationEvent e);  // engine side
+  // Shared by the streams of one submit_group().
+  StreamBell& bell() const { return *bell_; }
 
  private:
+  std::shared_ptr<StreamBell> bell_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::deque<GenerationEvent> events_;
@@ -146,6 +173,7 @@ struct EngineStats {
   int64_t prompt_tokens_total = 0;         // prompt tokens of admitted requests (cached included)
   int64_t prompt_tokens_cached_total = 0;  // of those, served from the prefix cache
   int64_t prefill_tokens_total = 0;        // prompt tokens actually evaluated
+  int64_t prompt_tokens_forked_total = 0;  // prompt tokens copied into the extra choices of n > 1 requests
   int64_t generated_tokens_total = 0;
   int64_t requests_finished_total = 0;
   int64_t requests_cancelled_total = 0;
@@ -172,6 +200,14 @@ class Engine {
   // RequestTooLargeError (prompt + max_tokens exceeds the context or the KV budget) or
   // QueueFullError.
   std::shared_ptr<GenerationStream> submit(GenerationRequest req);
+  // Queues the choices of one n > 1 request: the same prompt, each with its own sampling,
+  // hook and constraint. The prompt is evaluated once, by the first; when it is done, its KV
+  // rows are copied into the others' slots and every choice samples its first token from the
+  // same logits row. The group starts when all its choices have slots, so n may not exceed
+  // n_parallel (RequestTooLargeError). Choices do not draft (speculation is per sequence).
+  // One stream per choice, in order, sharing one StreamBell.
+  std::vector<std::shared_ptr<GenerationStream>> submit_group(std::vector<GenerationRequest> reqs);
+  int n_parallel() const { return opts_.n_parallel; }
   EngineStats stats() const;
   int64_t n_ctx() const { return n_ctx_; }
   const Tokenizer& tokenizer() const { return tok_; }
@@ -181,15 +217,21 @@ class Engine {
   struct Pending {
     GenerationRequest req;
     std::shared_ptr<GenerationStream> stream;
+    int followers = 0;  // the first choice of a group: how many of its choices follow it in the queue
   };
   void loop();
   void admit();  // engine thread, under mu_
   void step();   // engine thread
   void finish(Active& a, FinishReason why, const std::string& error = "");
+  // Admits the group at the front of the queue when all its choices get a slot.
+  bool admit_front();
+  // The first choice's prompt is in the cache and `logits` is its last row: the other choices
+  // copy its KV and sample their first tokens.
+  void fork(Active& first, std::span<const float> logits);
   void sample_and_emit(Active& a, std::span<const float> logits);
   void propose_drafts(Active& a);  // a.drafts for this step (maybe none)
-  // sample_and_emit with the token already chosen (an accepted draft or a verdict).
-  void emit(Active& a, int32_t tok);
+  // sample_and_emit with the token already chosen (an accepted draft or a verdict) from `row`.
+  void emit(Active& a, int32_t tok, std::span<const float> row);
   // The logits rows of a sequence that fed drafts: accept or replace them one by one, then roll
   // the rejected rows back out of every cache. Returns the drafts accepted. `seconds`: the
   // step's forward time, for the sequence's SpecGovernor.

@@ -129,6 +129,20 @@ void KVCache::truncate(int32_t seq, int64_t n) {
   }
 }
 
+void KVCache::copy_prefix(int32_t src, int32_t dst, int64_t n) {
+  if (src == dst) throw Error("KV cache: cannot copy sequence " + std::to_string(src) + " onto itself");
+  if (n > sequence(src).length)
+    throw Error("KV cache: sequence " + std::to_string(src) + " holds fewer than " + std::to_string(n) + " tokens");
+  truncate(dst, 0);
+  grow(dst, n);
+  // A page holds its tokens' rows for every layer, so whole pages copy everything; rows past n
+  // in the last page are copied too and never read.
+  const Sequence& from = sequence(src);
+  const Sequence& to = sequence(dst);
+  const auto n_pages = static_cast<size_t>((n + opts_.page_tokens - 1) / opts_.page_tokens);
+  for (size_t i = 0; i < n_pages; ++i) std::memcpy(page_base(to.pages[i]), page_base(from.pages[i]), page_bytes_);
+}
+
 void KVCache::remove(int32_t seq) {
   auto it = seqs_.find(seq);
   if (it == seqs_.end()) return;

@@ -39,6 +39,10 @@ class KVCache : public KVStore {
   void remove(int32_t seq);
   // Keeps only the first n tokens of seq (freeing pages past them).
   void truncate(int32_t seq, int64_t n);
+  // Makes dst hold a copy of the first n tokens of src (whatever dst held is dropped): the
+  // choices of an n > 1 request start from one prefilled prompt. A copy, not a shared page:
+  // each choice owns its pages, so none of the cache's bookkeeping has to count references.
+  void copy_prefix(int32_t src, int32_t dst, int64_t n);
   int64_t pages_in_use() const { return pages_total_ - static_cast<int64_t>(free_pages_.size()); }
   size_t bytes_allocated() const { return static_cast<size_t>(pages_total_) * page_bytes_; }
 

@@ -1,11 +1,14 @@
 #include "server/api.h"
 
+#include <algorithm>
 #include <cmath>
+#include <initializer_list>
 #include <limits>
 
 #include "grammar/gbnf.h"
 #include "grammar/json_schema.h"
 #include "runtime/engine.h"
+#include "runtime/logprobs.h"
 
 namespace owl::server {
 
@@ -158,6 +161,57 @@ std::vector<std::pair<int32_t, float>> parse_logit_bias(const json& v) {
   return out;
 }
 
+// OpenAI fields that change nothing in owl are checked and accepted, each for a reason that
+// docs/API.md gives; those owl cannot honour are refused rather than silently ignored.
+void check_openai_noops(const json& j) {
+  if (const json* v = field(j, "user"); v && !v->is_string())
+    throw bad("user", std::string("must be a string, got ") + type_name(*v), "invalid_type");
+  for (const char* id : {"safety_identifier", "prompt_cache_key"})
+    if (const json* v = field(j, id); v && !v->is_string())
+      throw bad(id, std::string("must be a string, got ") + type_name(*v), "invalid_type");
+  if (const json* v = field(j, "metadata"); v && !v->is_object())
+    throw bad("metadata", std::string("must be an object, got ") + type_name(*v), "invalid_type");
+  if (field(j, "store") && boolean(j, "store"))
+    throw bad("store", "owl does not store completions; leave store out or send false", "unsupported_value");
+  if (const json* v = field(j, "service_tier")) {
+    if (!v->is_string()) throw bad("service_tier", "must be a string", "invalid_type");
+    if (*v != "auto" && *v != "default")
+      throw bad("service_tier", "owl has one tier: send \"auto\" or \"default\", got " + v->dump(),
+                "unsupported_value");
+  }
+}
+
+// Known OpenAI fields owl does not implement: a 400 naming them, never a silent no-op.
+void refuse_unsupported(const json& j, std::initializer_list<std::pair<const char*, const char*>> fields) {
+  for (const auto& [name, why] : fields)
+    if (field(j, name)) throw bad(name, std::string("is not supported by owl: ") + why, "unsupported_parameter");
+}
+
+// Chat: logprobs (a boolean) and top_logprobs (0..20 alternatives per token, with logprobs only).
+void parse_chat_logprobs(const json& j, CommonParams& p) {
+  const bool on = field(j, "logprobs") && boolean(j, "logprobs");
+  if (field(j, "top_logprobs")) {
+    const auto top = static_cast<int>(integer(j, "top_logprobs", 0, kMaxTopLogprobs));
+    if (!on) throw bad("top_logprobs", "needs \"logprobs\": true", "invalid_value");
+    p.logprobs = top;
+  } else if (on) {
+    p.logprobs = 0;
+  }
+}
+
+// Completions: logprobs is the number of alternatives per token (0..5), as in OpenAI's legacy API.
+void parse_completion_logprobs(const json& j, CompletionParams& p) {
+  if (field(j, "logprobs")) p.logprobs = static_cast<int>(integer(j, "logprobs", 0, 5));
+  if (p.logprobs >= 0 && p.echo)
+    throw bad("logprobs", "with echo would report the prompt's log-probabilities, which owl does not compute",
+              "unsupported_value");
+  if (const json* v = field(j, "best_of"); v && integer(j, "best_of", 1, kMaxChoices) != p.n)
+    throw bad("best_of", "owl does not rank candidates; best_of must equal n (" + std::to_string(p.n) + ")",
+              "unsupported_value");
+  if (const json* v = field(j, "suffix"); v && !(v->is_string() && v->get<std::string>().empty()))
+    throw bad("suffix", "is not supported by owl (no fill-in-the-middle)", "unsupported_parameter");
+}
+
 void parse_common(const json& j, CommonParams& p, const char* max_tokens_name) {
   parse_constraint(j, p);
   if (const json* v = field(j, "model")) {
@@ -186,8 +240,8 @@ void parse_common(const json& j, CommonParams& p, const char* max_tokens_name) {
   if (field(j, "seed")) {
     const json* v = field(j, "seed");
     if (!v->is_number_integer()) throw bad("seed", std::string("must be an integer, got ") + v->dump(), "invalid_type");
-    p.sampling.seed =
-        explicit_seed(v->is_number_unsigned() ? v->get<uint64_t>() : static_cast<uint64_t>(v->get<int64_t>()));
+    p.seed = v->is_number_unsigned() ? v->get<uint64_t>() : static_cast<uint64_t>(v->get<int64_t>());
+    p.sampling.seed = explicit_seed(*p.seed);
   }
   for (const char* name : {max_tokens_name, "max_tokens"}) {
     if (field(j, name) && !p.max_tokens) {
@@ -214,8 +268,8 @@ void parse_common(const json& j, CommonParams& p, const char* max_tokens_name) {
     if (!v->is_object()) throw bad("stream_options", "must be an object", "invalid_type");
     if (field(*v, "include_usage")) p.include_usage = boolean(*v, "include_usage");
   }
-  if (field(j, "n") && integer(j, "n", 1, 128) != 1)
-    throw bad("n", "only n = 1 is supported; send separate requests for more choices", "unsupported_value");
+  if (field(j, "n")) p.n = static_cast<int>(integer(j, "n", 1, kMaxChoices));
+  check_openai_noops(j);
   if (field(j, "ignore_eos")) p.ignore_eos = boolean(j, "ignore_eos");
   if (field(j, "speculative")) p.speculative = boolean(j, "speculative");
 }
@@ -281,6 +335,7 @@ CompletionParams parse_completion_request(std::string_view body) {
         "invalid_type");
   }
   if (field(j, "echo")) p.echo = boolean(j, "echo");
+  parse_completion_logprobs(j, p);
   return p;
 }
 
@@ -295,6 +350,17 @@ ChatParams parse_chat_request(std::string_view body) {
   if (msgs->empty()) throw bad("messages", "must hold at least one message");
   validate_messages(*msgs);
   p.messages = *msgs;
+  parse_chat_logprobs(j, p);
+  refuse_unsupported(j, {{"functions", "use tools"},
+                         {"function_call", "use tool_choice"},
+                         {"audio", "owl answers in text only"},
+                         {"prediction", "no predicted outputs"},
+                         {"web_search_options", "owl has no web search"}});
+  if (const json* v = field(j, "modalities")) {
+    if (!v->is_array() || v->empty() || std::any_of(v->begin(), v->end(), [](const json& m) { return m != "text"; }))
+      throw bad("modalities", "owl answers in text only: send [\"text\"]", "unsupported_value");
+  }
+  if (field(j, "parallel_tool_calls")) p.parallel_tool_calls = boolean(j, "parallel_tool_calls");
 
   if (const json* tools = field(j, "tools")) {
     if (!tools->is_array()) throw bad("tools", "must be an array", "invalid_type");
@@ -335,14 +401,24 @@ ChatParams parse_chat_request(std::string_view body) {
     }
   }
   if (const json* re = field(j, "reasoning_effort")) {
+    // owl has no effort levels: "none" turns reasoning off, the others leave it as the model does it.
     if (!re->is_string()) throw bad("reasoning_effort", "must be a string", "invalid_type");
+    if (*re != "none" && *re != "minimal" && *re != "low" && *re != "medium" && *re != "high")
+      throw bad("reasoning_effort", "must be none, minimal, low, medium or high, got " + re->dump());
     if (*re == "none") p.enable_thinking = false;
   }
+  if (const json* v = field(j, "verbosity"); v && *v != "medium")
+    throw bad("verbosity", "owl cannot steer an answer's length: send \"medium\" or leave it out", "unsupported_value");
   if (field(j, "thinking_budget")) p.thinking_budget = integer(j, "thinking_budget", 0, 1 << 30);
   if (const json* r = field(j, "reasoning")) {
     if (!r->is_object()) throw bad("reasoning", "must be an object", "invalid_type");
     if (field(*r, "max_tokens")) p.thinking_budget = integer(*r, "max_tokens", 0, 1 << 30);
     if (field(*r, "enabled") && !boolean(*r, "enabled")) p.enable_thinking = false;
+    if (const json* e = field(*r, "effort")) {
+      if (*e != "none" && *e != "minimal" && *e != "low" && *e != "medium" && *e != "high")
+        throw bad("reasoning.effort", "must be none, minimal, low, medium or high, got " + e->dump());
+      if (*e == "none") p.enable_thinking = false;
+    }
   }
   return p;
 }

@@ -43,6 +43,9 @@ std::string Metrics::render(const EngineStats& s) const {
          d(s.prompt_tokens_cached_total));
   metric(out, "owl_prefill_tokens_total", "counter", "Prompt tokens evaluated by the model.",
          d(s.prefill_tokens_total));
+  metric(out, "owl_prompt_tokens_forked_total", "counter",
+         "Prompt tokens copied from a request's first choice into its other choices (n > 1) instead of evaluated.",
+         d(s.prompt_tokens_forked_total));
   metric(out, "owl_generation_tokens_total", "counter", "Tokens generated.", d(s.generated_tokens_total));
   metric(out, "owl_generation_requests_finished_total", "counter", "Generation requests that ended (any reason).",
          d(s.requests_finished_total));

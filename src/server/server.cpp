@@ -12,6 +12,8 @@
 #include "server/anthropic_api.h"
 #include "server/api.h"
 #include "server/chat_output.h"
+#include "server/choices.h"
+#include "server/logprobs_json.h"
 #include "server/ollama_api.h"
 #include "server/tool_choice.h"
 #include "server/web_assets.h"
@@ -68,6 +70,20 @@ void end_sse(http::Response& res, json chunk, const json& usage) {
 std::shared_ptr<GenerationStream> submit(Engine& engine, GenerationRequest g) {
   try {
     return engine.submit(std::move(g));
+  } catch (const QueueFullError& e) {
+    throw ApiError(429, e.what(), "server_error", "", "queue_full");
+  } catch (const InvalidPromptError& e) {
+    throw ApiError(400, e.what(), "invalid_request_error", "prompt", "invalid_prompt");
+  } catch (const RequestTooLargeError& e) {
+    throw ApiError(400, e.what(), "invalid_request_error", "max_tokens", "context_length_exceeded");
+  }
+}
+
+// submit() for the choices of one request, queued as a group.
+std::vector<std::shared_ptr<GenerationStream>> submit_choices(Engine& engine, std::vector<GenerationRequest> reqs) {
+  if (reqs.size() == 1) return {submit(engine, std::move(reqs.front()))};
+  try {
+    return engine.submit_group(std::move(reqs));
   } catch (const QueueFullError& e) {
     throw ApiError(429, e.what(), "server_error", "", "queue_full");
   } catch (const InvalidPromptError& e) {
@@ -273,6 +289,7 @@ void OpenAIServer::handle_completions(const http::Request& req, http::Response& 
   CompletionParams p = parse_completion_request(req.body);
   check_model(p.model);
   check_logit_bias(p.sampling);
+  check_choices(p);
   check_prompt_bytes(p.prompt_text.size(), "prompt");
   GenerationRequest g;
   g.prompt = p.prompt_ids.empty() ? tok_.encode(p.prompt_text, /*add_special=*/true) : p.prompt_ids;
@@ -283,38 +300,70 @@ void OpenAIServer::handle_completions(const http::Request& req, http::Response& 
   g.speculate = p.speculative;
   g.constraint = constraint(p, "", {});
   std::string echo = p.echo ? (p.prompt_ids.empty() ? p.prompt_text : tok_.decode(p.prompt_ids)) : "";
-  auto stream = submit(engine_, std::move(g));
+  auto streams = submit_choices(
+      engine_, choice_requests(std::move(g), p, [&](GenerationRequest& c) { c.constraint = constraint(p, "", {}); }));
+  const size_t n = streams.size();
   const std::string id = random_id("cmpl-");
   const int64_t created = now_seconds();
-  auto chunk = [&](const std::string& text, const json& finish) {
-    return envelope(id, "text_completion", created, opts_.model_id, "text", text, finish);
+  // logprobs echo is refused, so text offsets count from the start of the generated text.
+  std::vector<int64_t> offsets(n, 0);
+  auto logprobs = [&](size_t i, std::span<const TokenLogprob> lps) {
+    return p.logprobs < 0 ? json(nullptr) : completion_logprobs_json(tok_, lps, offsets[i]);
+  };
+  auto chunk = [&](size_t i, const std::string& text, const json& finish, const json& lp) {
+    json c = envelope(id, "text_completion", created, opts_.model_id, "text", text, finish);
+    c["choices"][0] = choice_json(i, "text", text, lp, finish);
+    return c;
   };
 
   if (!p.stream) {
-    std::string text = echo;
-    auto last = pump(*stream, res, [&](const GenerationEvent& e) {
-      text += e.text;
+    std::vector<std::string> texts(n, echo);
+    std::vector<std::vector<TokenLogprob>> lps(n);
+    auto lasts = pump_choices(streams, res, [&](size_t i, const GenerationEvent& e) {
+      texts[i] += e.text;
+      lps[i].insert(lps[i].end(), e.logprobs.begin(), e.logprobs.end());
       return true;
     });
-    if (!last) return metrics_.count_disconnect();
-    if (last->finish == FinishReason::Error) throw generation_error(*last);
-    json body = chunk(text, finish_reason_name(last->finish));
-    body["usage"] = usage_json(*last, 0, false);
+    if (!lasts) return metrics_.count_disconnect();
+    for (const auto& last : *lasts)
+      if (last.finish == FinishReason::Error) throw generation_error(last);
+    json body = chunk(0, texts[0], nullptr, nullptr);
+    body["choices"] = json::array();
+    for (size_t i = 0; i < n; ++i)
+      body["choices"].push_back(
+          choice_json(i, "text", texts[i], logprobs(i, lps[i]), finish_reason_name((*lasts)[i].finish)));
+    body["usage"] = usage_json(total_usage(*lasts), 0, false);
     return send_json(res, 200, body);
   }
 
-  if (!res.begin_stream(200, "text/event-stream")) return metrics_.count_disconnect(), stream->cancel();
-  if (!echo.empty()) write_sse(res, chunk(echo, nullptr));
-  auto last = pump(*stream, res, [&](const GenerationEvent& e) {
+  if (!res.begin_stream(200, "text/event-stream")) {
+    metrics_.count_disconnect();
+    for (auto& s : streams) s->cancel();
+    return;
+  }
+  if (!echo.empty())
+    for (size_t i = 0; i < n; ++i) write_sse(res, chunk(i, echo, nullptr, nullptr));
+  auto lasts = pump_choices(streams, res, [&](size_t i, const GenerationEvent& e) {
     if (e.finish == FinishReason::Error) return true;
-    if (e.text.empty() && e.finish == FinishReason::None) return true;
-    return write_sse(
-        res, chunk(e.text, e.finish == FinishReason::None ? json(nullptr) : json(finish_reason_name(e.finish))));
+    if (e.text.empty() && e.logprobs.empty() && e.finish == FinishReason::None) return true;
+    const json finish = e.finish == FinishReason::None ? json(nullptr) : json(finish_reason_name(e.finish));
+    return write_sse(res, chunk(i, e.text, finish, logprobs(i, e.logprobs)));
   });
-  if (!last) return metrics_.count_disconnect();
-  const bool failed = last->finish == FinishReason::Error;
-  if (failed) write_sse(res, json::parse(error_body(generation_error(*last))));
-  end_sse(res, chunk("", nullptr), !failed && p.include_usage ? usage_json(*last, 0, false) : json());
+  if (!lasts) return metrics_.count_disconnect();
+  const GenerationEvent* failed = nullptr;
+  for (const auto& last : *lasts)
+    if (last.finish == FinishReason::Error) failed = &last;
+  if (failed) write_sse(res, json::parse(error_body(generation_error(*failed))));
+  end_sse(res, chunk(0, "", nullptr, nullptr),
+          !failed && p.include_usage ? usage_json(total_usage(*lasts), 0, false) : json());
+}
+
+void OpenAIServer::check_choices(const CommonParams& p) const {
+  if (p.n > engine_.n_parallel())
+    throw ApiError(400,
+                   "'n': " + std::to_string(p.n) + " choices run at once, but this server runs " +
+                       std::to_string(engine_.n_parallel()) + " sequences (--parallel); ask for fewer",
+                   "invalid_request_error", "n", "invalid_value");
 }
 
 // ---- /v1/chat/completions -------------------------------------------------------------------
@@ -366,6 +415,7 @@ class ChatAnswer {
              chat::ToolCallFormat format)
       : tools_(p.tools),
         tools_active_(!p.tools.is_null() && p.tool_choice != "none"),
+        parallel_tool_calls_(p.parallel_tool_calls),
         format_(format),
         parser_(start, tags),
         calls_(format, p.tools, id_seed_) {}
@@ -386,10 +436,13 @@ class ChatAnswer {
     if (was_inside || parser_.in_reasoning() || !d.reasoning.empty()) {
       reasoning_tokens_ += undecided_tokens_ + e.n_tokens;
       undecided_tokens_ = 0;
+      logprobs_.add(e.logprobs, ChatLogprobs::Side::Reasoning);
     } else if (parser_.undecided()) {
       undecided_tokens_ += e.n_tokens;
+      logprobs_.add(e.logprobs, ChatLogprobs::Side::Undecided);
     } else {
       undecided_tokens_ = 0;
+      logprobs_.add(e.logprobs, ChatLogprobs::Side::Content);
     }
     reasoning_ += d.reasoning;
     content_ += d.content;
@@ -410,6 +463,7 @@ class ChatAnswer {
       parsed = chat::parse_tool_calls(format_, content_, tools_, id_seed_);
     else
       parsed.content = content_;
+    if (!parallel_tool_calls_ && parsed.tool_calls.size() > 1) parsed.tool_calls.resize(1);
     return parsed;
   }
 
@@ -431,10 +485,14 @@ class ChatAnswer {
 
   const std::string& reasoning() const { return reasoning_; }
   int64_t reasoning_tokens() const { return reasoning_tokens_; }
+  // The content tokens' log-probabilities not taken yet (all of them at the end).
+  std::vector<TokenLogprob> take_logprobs(bool last) { return logprobs_.take(last); }
 
  private:
   json tools_;
   bool tools_active_;
+  bool parallel_tool_calls_;
+  ChatLogprobs logprobs_;
   chat::ToolCallFormat format_;
   chat::ReasoningParser parser_;
   std::string reasoning_, content_;
@@ -528,6 +586,7 @@ GenerationRequest OpenAIServer::chat_request(const ChatParams& p, const std::str
 OpenAIServer::StartedChat OpenAIServer::start_chat(const ChatParams& p) {
   check_model(p.model);
   check_logit_bias(p.sampling);
+  check_choices(p);
   // The template adds text around the messages it renders; their content is a lower bound.
   size_t content_bytes = 0;
   for (const auto& m : p.messages)
@@ -551,12 +610,26 @@ OpenAIServer::StartedChat OpenAIServer::start_chat(const ChatParams& p) {
   // Without a template the model has no native format; Hermes (<tool_call>{json}</tool_call>) is the most common.
   const chat::ToolCallFormat format =
       tmpl_ ? chat::tool_call_format_for_template(tmpl_->source()) : chat::ToolCallFormat::Hermes;
-  g.keep_special = chat_marker_tokens(tok_, tags, format);
-  g.constraint = tool_constraint(p, format, g.keep_special, after, open_ids);
-  if (!g.constraint) g.constraint = constraint(p, after, open_ids);
-  const auto prompt_tokens = static_cast<int64_t>(g.prompt.size());
-  auto stream = submit(engine_, std::move(g));
-  return {std::move(stream), std::make_unique<ChatAnswer>(p, start, tags, format), prompt_tokens};
+  const std::vector<int32_t> keep = chat_marker_tokens(tok_, tags, format);
+  // Each choice gets its own constraint (it keeps state): the tool-call grammar when the tool
+  // choice asks for one, else the response format's.
+  auto answer_constraint = [&] {
+    std::shared_ptr<GrammarConstraint> c = tool_constraint(p, format, keep, after, open_ids);
+    return c ? c : constraint(p, after, open_ids);
+  };
+  g.keep_special = keep;
+  g.constraint = answer_constraint();
+  std::vector<GenerationRequest> choices = choice_requests(std::move(g), p, [&](GenerationRequest& c) {
+    c.hook = chat_hook(p, start, tags);
+    c.constraint = answer_constraint();
+  });
+  const auto prompt_tokens = static_cast<int64_t>(choices.front().prompt.size());
+  StartedChat started;
+  started.streams = submit_choices(engine_, std::move(choices));
+  for (size_t i = 0; i < started.streams.size(); ++i)
+    started.answers.push_back(std::make_unique<ChatAnswer>(p, start, tags, format));
+  started.prompt_tokens = prompt_tokens;
+  return started;
 }
 
 void OpenAIServer::handle_chat(const http::Request& req, http::Response& res) {
@@ -565,9 +638,9 @@ void OpenAIServer::handle_chat(const http::Request& req, http::Response& res) {
   const std::string id = random_id("chatcmpl-");
   const int64_t created = now_seconds();
   if (p.stream)
-    stream_chat(p, *chat.stream, *chat.answer, id, created, res);
+    stream_chat(p, chat, id, created, res);
   else
-    answer_chat(*chat.stream, *chat.answer, id, created, res);
+    answer_chat(p, chat, id, created, res);
 }
 
 int64_t OpenAIServer::count_chat_tokens(const ChatParams& p) const {
@@ -577,8 +650,8 @@ int64_t OpenAIServer::count_chat_tokens(const ChatParams& p) const {
 
 std::optional<ChatOutcome> OpenAIServer::run_chat(const ChatParams& p, http::Response& res, const ChatCallbacks& cb) {
   StartedChat chat = start_chat(p);
-  GenerationStream& stream = *chat.stream;
-  ChatAnswer& answer = *chat.answer;
+  GenerationStream& stream = *chat.streams.front();  // the other APIs ask for one choice
+  ChatAnswer& answer = *chat.answers.front();
   if (cb.started && !cb.started(chat.prompt_tokens)) {
     stream.cancel();
     metrics_.count_disconnect();
@@ -604,57 +677,86 @@ std::optional<ChatOutcome> OpenAIServer::run_chat(const ChatParams& p, http::Res
   return out;
 }
 
-void OpenAIServer::answer_chat(GenerationStream& stream, ChatAnswer& answer, const std::string& id, int64_t created,
+void OpenAIServer::answer_chat(const ChatParams& p, StartedChat& chat, const std::string& id, int64_t created,
                                http::Response& res) {
-  auto last = pump(stream, res, [&](const GenerationEvent& e) {
-    answer.add(e);
+  auto lasts = pump_choices(chat.streams, res, [&](size_t i, const GenerationEvent& e) {
+    chat.answers[i]->add(e);
     return true;
   });
-  if (!last) return metrics_.count_disconnect();
-  if (last->finish == FinishReason::Error) throw generation_error(*last);
-  chat::ParsedOutput parsed = answer.parse();
-  json message = {
-      {"role", "assistant"},
-      {"content", parsed.content.empty() && !parsed.tool_calls.empty() ? json(nullptr) : json(parsed.content)}};
-  if (!answer.reasoning().empty()) message["reasoning_content"] = answer.reasoning();
-  if (!parsed.tool_calls.empty()) message["tool_calls"] = tool_calls_json(parsed, false);
-  json body =
-      envelope(id, "chat.completion", created, opts_.model_id, "message", message, chat_finish_reason(*last, parsed));
-  body["usage"] = usage_json(*last, answer.reasoning_tokens(), true);
+  if (!lasts) return metrics_.count_disconnect();
+  for (const auto& last : *lasts)
+    if (last.finish == FinishReason::Error) throw generation_error(last);
+  json choices = json::array();
+  int64_t reasoning_tokens = 0;
+  for (size_t i = 0; i < chat.answers.size(); ++i) {
+    ChatAnswer& answer = *chat.answers[i];
+    chat::ParsedOutput parsed = answer.parse();
+    json message = {
+        {"role", "assistant"},
+        {"content", parsed.content.empty() && !parsed.tool_calls.empty() ? json(nullptr) : json(parsed.content)}};
+    if (!answer.reasoning().empty()) message["reasoning_content"] = answer.reasoning();
+    if (!parsed.tool_calls.empty()) message["tool_calls"] = tool_calls_json(parsed, false);
+    const json logprobs = p.logprobs < 0 ? json(nullptr) : chat_logprobs_json(tok_, answer.take_logprobs(true));
+    choices.push_back(choice_json(i, "message", message, logprobs, chat_finish_reason((*lasts)[i], parsed)));
+    reasoning_tokens += answer.reasoning_tokens();
+  }
+  json body = envelope(id, "chat.completion", created, opts_.model_id, "message", json::object(), nullptr);
+  body["choices"] = std::move(choices);
+  body["usage"] = usage_json(total_usage(*lasts), reasoning_tokens, true);
   send_json(res, 200, body);
 }
 
-void OpenAIServer::stream_chat(const ChatParams& p, GenerationStream& stream, ChatAnswer& answer, const std::string& id,
-                               int64_t created, http::Response& res) {
-  auto chunk = [&](const json& delta, const json& finish) {
-    return envelope(id, "chat.completion.chunk", created, opts_.model_id, "delta", delta, finish);
+void OpenAIServer::stream_chat(const ChatParams& p, StartedChat& chat, const std::string& id, int64_t created,
+                               http::Response& res) {
+  const size_t n = chat.streams.size();
+  // A chunk of choice i; with logprobs, it carries those of the content tokens ready by now.
+  auto chunk = [&](size_t i, const json& delta, const json& finish, bool last = false) {
+    json c = envelope(id, "chat.completion.chunk", created, opts_.model_id, "delta", delta, finish);
+    json logprobs = nullptr;
+    if (p.logprobs >= 0 && ((delta.contains("content") && !delta.contains("role")) || last)) {
+      const std::vector<TokenLogprob> lps = chat.answers[i]->take_logprobs(last);
+      if (!lps.empty()) logprobs = chat_logprobs_json(tok_, lps);
+    }
+    c["choices"][0] = choice_json(i, "delta", delta, logprobs, finish);
+    return c;
   };
-  if (!res.begin_stream(200, "text/event-stream")) return metrics_.count_disconnect(), stream.cancel();
-  write_sse(res, chunk({{"role", "assistant"}, {"content", ""}}, nullptr));
-  auto last = pump(stream, res, [&](const GenerationEvent& e) {
+  if (!res.begin_stream(200, "text/event-stream")) {
+    metrics_.count_disconnect();
+    for (auto& s : chat.streams) s->cancel();
+    return;
+  }
+  for (size_t i = 0; i < n; ++i) write_sse(res, chunk(i, {{"role", "assistant"}, {"content", ""}}, nullptr));
+  auto lasts = pump_choices(chat.streams, res, [&](size_t i, const GenerationEvent& e) {
     if (e.finish == FinishReason::Error) return true;
-    chat::ReasoningDelta d = answer.add(e);
+    chat::ReasoningDelta d = chat.answers[i]->add(e);
     bool ok = true;
-    if (!d.reasoning.empty()) ok = write_sse(res, chunk({{"reasoning_content", d.reasoning}}, nullptr));
-    if (ok && !d.content.empty()) ok = write_sse(res, chunk({{"content", d.content}}, nullptr));
-    for (const chat::ToolCallDelta& t : answer.tool_deltas())
-      ok = ok && write_sse(res, chunk({{"tool_calls", json::array({tool_call_delta_json(t)})}}, nullptr));
+    if (!d.reasoning.empty()) ok = write_sse(res, chunk(i, {{"reasoning_content", d.reasoning}}, nullptr));
+    if (ok && !d.content.empty()) ok = write_sse(res, chunk(i, {{"content", d.content}}, nullptr));
+    for (const chat::ToolCallDelta& t : chat.answers[i]->tool_deltas())
+      ok = ok && write_sse(res, chunk(i, {{"tool_calls", json::array({tool_call_delta_json(t)})}}, nullptr));
     return ok;
   });
-  if (!last) return metrics_.count_disconnect();
-  const bool failed = last->finish == FinishReason::Error;
+  if (!lasts) return metrics_.count_disconnect();
+  const GenerationEvent* failed = nullptr;
+  for (const auto& last : *lasts)
+    if (last.finish == FinishReason::Error) failed = &last;
+  int64_t reasoning_tokens = 0;
   if (failed) {
-    write_sse(res, json::parse(error_body(generation_error(*last))));
+    write_sse(res, json::parse(error_body(generation_error(*failed))));
   } else {
-    chat::ParsedOutput parsed = answer.parse();
-    if (std::string rest = answer.unsent_content(parsed); !rest.empty())
-      write_sse(res, chunk({{"content", rest}}, nullptr));
-    for (const chat::ToolCallDelta& t : answer.last_tool_deltas(parsed))
-      write_sse(res, chunk({{"tool_calls", json::array({tool_call_delta_json(t)})}}, nullptr));
-    write_sse(res, chunk(json::object(), chat_finish_reason(*last, parsed)));
+    for (size_t i = 0; i < n; ++i) {
+      ChatAnswer& answer = *chat.answers[i];
+      chat::ParsedOutput parsed = answer.parse();
+      if (std::string rest = answer.unsent_content(parsed); !rest.empty())
+        write_sse(res, chunk(i, {{"content", rest}}, nullptr));
+      for (const chat::ToolCallDelta& t : answer.last_tool_deltas(parsed))
+        write_sse(res, chunk(i, {{"tool_calls", json::array({tool_call_delta_json(t)})}}, nullptr));
+      write_sse(res, chunk(i, json::object(), chat_finish_reason((*lasts)[i], parsed), /*last=*/true));
+      reasoning_tokens += answer.reasoning_tokens();
+    }
   }
-  end_sse(res, chunk(json::object(), nullptr),
-          !failed && p.include_usage ? usage_json(*last, answer.reasoning_tokens(), true) : json());
+  json tail = envelope(id, "chat.completion.chunk", created, opts_.model_id, "delta", json::object(), nullptr);
+  end_sse(res, tail, !failed && p.include_usage ? usage_json(total_usage(*lasts), reasoning_tokens, true) : json());
 }
 
 }  // namespace owl::server

@@ -91,10 +91,11 @@ class OpenAIServer {
  private:
   void handle_completions(const http::Request& req, http::Response& res);
   void handle_chat(const http::Request& req, http::Response& res);
-  // A queued chat request: its output stream, the answer that reads it, its prompt's length.
+  // A queued chat request: per choice (n) its output stream and the answer that reads it; its
+  // prompt's length.
   struct StartedChat {
-    std::shared_ptr<GenerationStream> stream;
-    std::unique_ptr<ChatAnswer> answer;
+    std::vector<std::shared_ptr<GenerationStream>> streams;
+    std::vector<std::unique_ptr<ChatAnswer>> answers;
     int64_t prompt_tokens = 0;
   };
   // Checks, renders and queues a chat request.
@@ -102,11 +103,11 @@ class OpenAIServer {
   void check_api_key(const http::Request& req) const;
   // The engine request for a chat (tokens, sampling, max_tokens within the context, stops).
   GenerationRequest chat_request(const ChatParams& p, const std::string& prompt) const;
-  void answer_chat(GenerationStream& stream, ChatAnswer& answer, const std::string& id, int64_t created,
-                   http::Response& res);
-  void stream_chat(const ChatParams& p, GenerationStream& stream, ChatAnswer& answer, const std::string& id,
-                   int64_t created, http::Response& res);
+  void answer_chat(const ChatParams& p, StartedChat& chat, const std::string& id, int64_t created, http::Response& res);
+  void stream_chat(const ChatParams& p, StartedChat& chat, const std::string& id, int64_t created, http::Response& res);
   void check_model(const std::string& model) const;
+  // Refuses more choices (n) than the engine runs sequences at once.
+  void check_choices(const CommonParams& p) const;
   // Refuses a logit_bias entry for a token id the served vocabulary does not have.
   void check_logit_bias(const SamplerParams& sampling) const;
   // Refuses a prompt of `bytes` bytes that cannot fit the context whatever it tokenizes to, before

@@ -163,5 +163,35 @@ TEST(KVCache, MlaLayoutAliasesValuesToKeysForAttention) {
   EXPECT_NEAR(out[1], 2.0f / 3, 1e-6);
 }
 
+// The choices of an n > 1 request start from a copy of the first one's prompt.
+TEST(KVCache, CopyPrefixGivesAnotherSequenceTheSameRows) {
+  KVCache kv({{4, 4}, {8, 0}}, options(DType::F32, 40, 3, 4));
+  kv.grow(0, 10);
+  for (int layer = 0; layer < 2; ++layer)
+    for (int64_t pos = 0; pos < 10; ++pos) {
+      float k[8], v[8];
+      for (int i = 0; i < 8; ++i) k[i] = float(layer * 100 + pos) + float(i) / 8, v[i] = -k[i];
+      kv.store(layer, 0, pos, k, v);
+    }
+  kv.grow(2, 30);  // whatever the target held goes
+  kv.copy_prefix(0, 2, 7);
+  EXPECT_EQ(kv.seq_length(2), 7);
+  for (int layer = 0; layer < 2; ++layer) {
+    auto a = kv.keys(layer, 0), b = kv.keys(layer, 2);
+    auto va = kv.values(layer, 0), vb = kv.values(layer, 2);
+    for (int64_t pos = 0; pos < 7; ++pos)
+      for (int i = 0; i < a.row_stride; ++i) {
+        EXPECT_EQ(read(a, pos, i), read(b, pos, i));
+        EXPECT_EQ(read(va, pos, i % va.row_stride), read(vb, pos, i % vb.row_stride));
+      }
+  }
+  // The copy is the target's own: writing it leaves the source as it was.
+  float k[8] = {}, v[8] = {};
+  kv.store(0, 2, 3, k, v);
+  EXPECT_EQ(read(kv.keys(0, 0), 3, 1), 3.125f);
+  EXPECT_THROW(kv.copy_prefix(0, 1, 11), Error);
+  EXPECT_THROW(kv.copy_prefix(0, 0, 5), Error);
+}
+
 }  // namespace
 }  // namespace owl

@@ -64,6 +64,23 @@ void expect_bad(const std::string& body, const std::string& param, bool chat = t
   }
 }
 
+TEST(ApiParse, LogprobsAndChoices) {
+  const ChatParams c = parse_chat_request(
+      R"({"messages": [{"role": "user", "content": "x"}], "logprobs": true, "top_logprobs": 5, "n": 3, "seed": 9})");
+  EXPECT_EQ(c.logprobs, 5);
+  EXPECT_EQ(c.n, 3);
+  EXPECT_EQ(c.seed.value_or(0), 9u);
+  EXPECT_EQ(parse_chat_request(R"({"messages": [{"role": "user", "content": "x"}], "logprobs": true})").logprobs, 0);
+  EXPECT_EQ(parse_chat_request(R"({"messages": [{"role": "user", "content": "x"}], "reasoning": {"effort": "none"}})")
+                .enable_thinking,
+            false);
+  EXPECT_EQ(parse_chat_request(R"({"messages": [{"role": "user", "content": "x"}], "logprobs": false})").logprobs, -1);
+  const CompletionParams p = parse_completion_request(R"({"prompt": "x", "logprobs": 0, "n": 2, "best_of": 2})");
+  EXPECT_EQ(p.logprobs, 0);
+  EXPECT_EQ(p.n, 2);
+  EXPECT_FALSE(p.seed);
+}
+
 TEST(ApiParse, RejectsWrongTypesAndValues) {
   const std::string m = R"("messages": [{"role": "user", "content": "x"}])";
   expect_bad("{" + m + R"(, "top_p": 0})", "top_p");
@@ -72,7 +89,18 @@ TEST(ApiParse, RejectsWrongTypesAndValues) {
   expect_bad("{" + m + R"(, "seed": "x"})", "seed");
   expect_bad("{" + m + R"(, "stop": [1]})", "stop");
   expect_bad("{" + m + R"(, "stop": [""]})", "stop");
-  expect_bad("{" + m + R"(, "n": 2})", "n");
+  expect_bad("{" + m + R"(, "n": 0})", "n");
+  expect_bad("{" + m + R"(, "n": 17})", "n");
+  expect_bad("{" + m + R"(, "top_logprobs": 2})", "top_logprobs");  // without logprobs
+  expect_bad("{" + m + R"(, "logprobs": true, "top_logprobs": 21})", "top_logprobs");
+  expect_bad("{" + m + R"(, "store": true})", "store");
+  expect_bad("{" + m + R"(, "function_call": "auto"})", "function_call");
+  expect_bad("{" + m + R"(, "verbosity": "low"})", "verbosity");
+  expect_bad("{" + m + R"(, "prompt_cache_key": 5})", "prompt_cache_key");
+  expect_bad("{" + m + R"(, "reasoning": {"effort": "max"}})", "reasoning.effort");
+  expect_bad(R"({"prompt": "x", "logprobs": 6})", "logprobs", false);
+  expect_bad(R"({"prompt": "x", "logprobs": 1, "echo": true})", "logprobs", false);
+  expect_bad(R"({"prompt": "x", "n": 2, "best_of": 3})", "best_of", false);
   expect_bad("{" + m + R"(, "stream_options": 1})", "stream_options");
   expect_bad("{" + m + R"(, "tools": {}})", "tools");
   expect_bad("{" + m + R"(, "tools": [{"type": "function"}]})", "tools[0]");
