@@ -360,7 +360,6 @@ ChatParams parse_chat_request(std::string_view body) {
     if (!v->is_array() || v->empty() || std::any_of(v->begin(), v->end(), [](const json& m) { return m != "text"; }))
       throw bad("modalities", "owl answers in text only: send [\"text\"]", "unsupported_value");
   }
-  if (field(j, "parallel_tool_calls")) p.parallel_tool_calls = boolean(j, "parallel_tool_calls");
 
   if (const json* tools = field(j, "tools")) {
     if (!tools->is_array()) throw bad("tools", "must be an array", "invalid_type");

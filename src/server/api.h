@@ -89,11 +89,11 @@ struct ChatParams : CommonParams {
   nlohmann::ordered_json tools;      // array or null
   std::string tool_choice = "auto";  // "none", "auto", "required", or "function"
   std::string tool_choice_name;      // with "function"
-  bool parallel_tool_calls = true;   // false: an enforced answer (required, auto with strict tools) holds one call
+  bool parallel_tool_calls =
+      true;  // false: one call (enforced under required / auto with strict tools, else the first kept)
   nlohmann::ordered_json template_kwargs = nlohmann::ordered_json::object();
   std::optional<bool> enable_thinking;     // unset: the template's default
   std::optional<int64_t> thinking_budget;  // reasoning tokens at most
-  bool parallel_tool_calls = true;         // false: an answer carries at most one tool call (the first)
 };
 
 // Throw ApiError (400) naming the offending field.
