@@ -4,6 +4,7 @@
 
 #include "base/error.h"
 #include "base/memory_budget.h"
+#include "dist/distributed.h"
 #include "formats/quant_plan.h"
 #include "tensor/quants.h"
 
@@ -31,6 +32,11 @@ void add_split_option(CLI::App* cmd, std::string& split) {
                   "under mpirun: split the model over the ranks by layers (pipeline) or experts (MoE models); "
                   "docs/DISTRIBUTED.md")
       ->check(CLI::IsMember({"layers", "experts"}));
+  cmd->add_option_function<int64_t>(
+         "--micro-batches", [](const int64_t& n) { dist::set_micro_batches(n); },
+         "with --split layers: cut a step of several sequences into N micro-batches that follow each other "
+         "through the ranks (default 0: as many as ranks; 1: none)")
+      ->check(CLI::NonNegativeNumber);
 }
 
 void add_mem_option(CLI::App* cmd, std::string& mem) {
