@@ -35,7 +35,7 @@ void add_split_option(CLI::App* cmd, std::string& split) {
   cmd->add_option_function<int64_t>(
          "--micro-batches", [](const int64_t& n) { dist::set_micro_batches(n); },
          "with --split layers: cut a step of several sequences into N micro-batches that follow each other "
-         "through the ranks (default 0: as many as ranks; 1: none)")
+         "through the ranks (1: none; default 0: as many as ranks for MoE models, none for dense ones)")
       ->check(CLI::NonNegativeNumber);
 }
 

@@ -216,7 +216,7 @@ class Stage {
 
 // ---- rank 0: the model the command sees ----
 
-int64_t g_micro_batches = 0;  // --micro-batches (0: as many as ranks)
+int64_t g_micro_batches = 0;  // --micro-batches (0: by the model, see micro_batches())
 
 class DistributedModel final : public Model {
  public:
@@ -238,7 +238,7 @@ class DistributedModel final : public Model {
   std::span<const float> forward(const Batch& batch, KVStore& kv) override {
     Step s;
     KVCache& cache = begin_step(Op::Forward, batch, kv, s);
-    s.h.micro_batches = g_micro_batches > 0 ? g_micro_batches : comm_.size();
+    s.h.micro_batches = micro_batches();
     return run_step(s, [&] { return stage_->run(batch, cache, s.h.micro_batches); });
   }
 
@@ -254,6 +254,16 @@ class DistributedModel final : public Model {
   }
 
  private:
+  // The pieces a pipeline step of several sequences is cut into. By default a mixture-of-experts
+  // model takes as many as ranks: a piece of fewer rows touches fewer experts, so each rank's
+  // share of a step shrinks with its rows and the ranks overlap. A dense model takes none: its
+  // decode reads all of a rank's weights whatever the rows, so every extra piece would be one
+  // more pass over them (docs/DISTRIBUTED.md, "Several sequences: micro-batches").
+  int64_t micro_batches() const {
+    if (g_micro_batches > 0) return g_micro_batches;
+    return config_.n_expert > 0 ? comm_.size() : 1;
+  }
+
   // Checks the batch against rank 0's cache and fills the step the other ranks will follow.
   KVCache& begin_step(Op op, const Batch& batch, KVStore& kv, Step& s) {
     auto* cache = dynamic_cast<KVCache*>(&kv);

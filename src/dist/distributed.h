@@ -23,7 +23,8 @@ enum class Split { None, Layers, Experts };
 Split parse_split(const std::string& name);
 
 // Pipeline split: the micro-batches a step with several sequences is cut into (rank 0's value
-// counts; 0, the default: as many as ranks; 1: none). See pipeline_pieces (placement.h).
+// counts; 1: none; 0, the default: as many as ranks for mixture-of-experts models, none for dense
+// ones). See pipeline_pieces (placement.h).
 void set_micro_batches(int64_t n);
 
 // Loads src's model for this process. One process (no mpirun, or one rank): the whole model.
