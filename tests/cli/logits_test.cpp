@@ -153,6 +153,7 @@ TEST(CliLogits, BadInputIsAClearError) {
       {{"logits", model, "--tokens", "1", "--out", out, "--greedy", "2", "--spec", "mtp:0"}, 2, "from 1 to 16"},
       {{"logits", model, "--tokens", "1", "--out", out, "--greedy", "2", "--spec", "eagle"}, 2, "not a speculation"},
       {{"logits", model, "--tokens", "1", "--out", out, "--greedy", "2", "--spec", "draft"}, 2, "needs --draft"},
+      {{"logits", model, "--tokens", "1", "--out", out, "--micro-batches", "-2"}, 2, "'-2' is not a count"},
       {{"logits", model, "--tokens", "1", "--tokens", "2", "--out", out, "--greedy", "2", "--spec", "ngram"},
        2,
        "take one sequence"},
