@@ -1,10 +1,16 @@
 // owl logits MODEL --tokens 1,2,3 --out FILE.f32 [--mtp-out M.f32] [--threads N] [--greedy N]
-//                  [--spec mtp[:K]|draft[:K]|ngram[:K] [--draft MODEL]] [--kv-type f16|f32] [--ctx N]
+//                  [--greedy-out G.f32] [--spec mtp[:K]|draft[:K]|ngram[:K] [--draft MODEL]]
+//                  [--kv-type f16|f32] [--ctx N]
 // Evaluates the ids as one sequence in one forward call and writes the logits of
 // every position as float32 [n_tokens][n_vocab]; with --mtp-out, also the NextN head's logits
 // of every position (row k fed the trunk's hidden of row k-1 and token k); with --greedy N, then
 // decodes N greedy ids one at a time through the KV cache and prints them as a JSON array (with
-// --spec, speculatively: drafts verified in one forward call; the ids are the same).
+// --spec, speculatively: drafts verified in one forward call; the ids are the same); --greedy-out
+// writes the logits of those decode steps.
+// --tokens given several times: that many sequences in one batch, as a server's continuous
+// batching runs them. Their prompts go through one forward call (--out: all rows, sequence after
+// sequence), then each greedy step decodes one row of every sequence in one call (--greedy-out:
+// [steps][sequences][n_vocab]); the ids print one JSON array per sequence and line.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -28,7 +34,8 @@
 namespace {
 
 struct Options {
-  std::string model, tokens, out, mtp_out, kv_type = "f32", quant, split, mem;
+  std::string model, out, mtp_out, greedy_out, kv_type = "f32", quant, split, mem;
+  std::vector<std::string> tokens;  // one sequence each
   std::string dump, dump_names = "all";
   std::string spec = "none", draft;
   int threads = 0;
@@ -109,10 +116,48 @@ std::vector<int32_t> speculative(const Options& o, const owl::SpecOptions& spec,
   return out;
 }
 
+// Several --tokens: the sequences' prompts in one forward call, then greedy steps of all of them
+// together.
+void several_sequences(const Options& o, owl::Model& model, const std::vector<std::vector<int32_t>>& seqs,
+                       owl::KVCacheOptions kv_opts) {
+  const auto n_seqs = static_cast<int32_t>(seqs.size());
+  kv_opts.n_seq_max = n_seqs;
+  owl::KVCache kv(model.kv_shape(), kv_opts);
+  owl::Batch batch;
+  for (int32_t q = 0; q < n_seqs; ++q)
+    for (size_t i = 0; i < seqs[q].size(); ++i) batch.add(seqs[q][i], static_cast<int64_t>(i), q, true);
+  std::span<const float> logits = model.forward(batch, kv);
+  write_f32(o.out, logits);
+  const auto n_vocab = static_cast<size_t>(model.n_vocab());
+  // Each sequence's next id from its last prompt row.
+  std::vector<int32_t> next(seqs.size());
+  for (size_t q = 0, row = 0; q < seqs.size(); ++q) {
+    row += seqs[q].size();
+    next[q] = owl::argmax(logits.subspan((row - 1) * n_vocab, n_vocab));
+  }
+  std::vector<std::vector<int32_t>> out(seqs.size());
+  std::vector<float> steps;
+  for (int step = 0; step < o.greedy; ++step) {
+    for (size_t q = 0; q < seqs.size(); ++q) out[q].push_back(next[q]);
+    if (step + 1 == o.greedy) break;
+    batch.clear();
+    for (int32_t q = 0; q < n_seqs; ++q) batch.add(next[q], static_cast<int64_t>(seqs[q].size()) + step, q, true);
+    logits = model.forward(batch, kv);
+    if (!o.greedy_out.empty()) steps.insert(steps.end(), logits.begin(), logits.end());
+    for (size_t q = 0; q < seqs.size(); ++q) next[q] = owl::argmax(logits.subspan(q * n_vocab, n_vocab));
+  }
+  if (!o.greedy_out.empty()) write_f32(o.greedy_out, steps);
+  for (const auto& ids : out) print_ids(ids);
+}
+
 void run(const Options& o) {
   if (o.threads > 0) owl::set_default_threads(o.threads);
   if (o.greedy < 0) throw owl::UsageError("--greedy must be 0 or more");
-  const std::vector<int32_t> ids = parse_ids(o.tokens);
+  std::vector<std::vector<int32_t>> seqs;
+  for (const std::string& t : o.tokens) seqs.push_back(parse_ids(t));
+  const std::vector<int32_t>& ids = seqs.front();
+  if (seqs.size() > 1 && (!o.mtp_out.empty() || o.spec != "none"))
+    throw owl::UsageError("--mtp-out and --spec take one sequence: give --tokens once");
   const owl::DType kv_type = owl::kv_type_from_name(o.kv_type);  // before the (slow) load
   const owl::SpecOptions spec = owl::parse_spec(o.spec);
   if (spec.kind == owl::SpecKind::Draft && o.draft.empty())
@@ -133,11 +178,14 @@ void run(const Options& o) {
   kv_opts.type = kv_type;
   kv_opts.n_ctx = o.ctx > 0 ? o.ctx : std::max<int64_t>(model->config().n_ctx_train, 1);
   const int64_t spec_rows = spec.kind == owl::SpecKind::None ? 0 : spec.k;  // drafts beyond the last id
-  const int64_t needed = static_cast<int64_t>(ids.size()) + std::max(o.greedy - 1, 0) + spec_rows;
+  size_t longest = 0;
+  for (const auto& q : seqs) longest = std::max(longest, q.size());
+  const int64_t needed = static_cast<int64_t>(longest) + std::max(o.greedy - 1, 0) + spec_rows;
   if (needed > kv_opts.n_ctx)
-    throw owl::Error(std::to_string(ids.size()) + " tokens and " + std::to_string(o.greedy) + " greedy steps need " +
+    throw owl::Error(std::to_string(longest) + " tokens and " + std::to_string(o.greedy) + " greedy steps need " +
                      std::to_string(needed) + " positions, which does not fit the context of " +
                      std::to_string(kv_opts.n_ctx) + " tokens; raise --ctx");
+  if (seqs.size() > 1) return several_sequences(o, *model, seqs, kv_opts);
   owl::KVCache kv(model->kv_shape(), kv_opts);
 
   owl::Batch batch;
@@ -161,14 +209,18 @@ void run(const Options& o) {
   } else if (o.greedy > 0) {
     std::vector<int32_t> out;
     int32_t next = owl::argmax(logits.subspan(logits.size() - static_cast<size_t>(n_vocab)));
+    std::vector<float> steps;
     int64_t pos = static_cast<int64_t>(ids.size());
     for (int step = 0; step < o.greedy; ++step) {
       out.push_back(next);
       if (step + 1 == o.greedy) break;
       batch.clear();
       batch.add(next, pos++, 0, true);
-      next = owl::argmax(model->forward(batch, kv));
+      const std::span<const float> step_logits = model->forward(batch, kv);
+      if (!o.greedy_out.empty()) steps.insert(steps.end(), step_logits.begin(), step_logits.end());
+      next = owl::argmax(step_logits);
     }
+    if (!o.greedy_out.empty()) write_f32(o.greedy_out, steps);
     print_ids(out);
   }
   if (o.greedy > 0)  // the speed of the decode phase alone (load and prompt excluded), for A/B runs
@@ -180,12 +232,18 @@ void setup(CLI::App& app) {
   auto o = std::make_shared<Options>();
   auto* sub = app.add_subcommand("logits", "Write the logits of every position of a token sequence");
   sub->add_option("model", o->model, "GGUF file or Hugging Face folder")->required();
-  sub->add_option("--tokens", o->tokens, "comma-separated token ids, evaluated as one sequence")->required();
+  sub->add_option("--tokens", o->tokens,
+                  "comma-separated token ids, evaluated as one sequence; give it again for more sequences in the same "
+                  "batch")
+      ->required()
+      ->allow_extra_args(false);  // one sequence per --tokens
   sub->add_option("--out", o->out, "output file: float32 [n_tokens][n_vocab], row-major")->required();
   sub->add_option("--mtp-out", o->mtp_out,
                   "also write the NextN (multi-token prediction) head's logits of every position here");
   sub->add_option("--threads,-t", o->threads, "worker threads (default: all CPUs)");
   sub->add_option("--greedy", o->greedy, "also decode N greedy ids through the KV cache; print them as JSON");
+  sub->add_option("--greedy-out", o->greedy_out,
+                  "with --greedy: write the logits of the decode steps here, float32 [steps][sequences][n_vocab]");
   sub->add_option("--spec", o->spec,
                   "with --greedy: speculative decoding, mtp[:K] (the model's NextN head), draft[:K] (--draft MODEL) "
                   "or ngram[:K] (prompt lookup); the ids are those of plain decoding");

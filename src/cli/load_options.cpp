@@ -1,9 +1,11 @@
 #include "cli/load_options.h"
 
 #include <filesystem>
+#include <string>
 
 #include "base/error.h"
 #include "base/memory_budget.h"
+#include "dist/distributed.h"
 #include "formats/quant_plan.h"
 #include "tensor/quants.h"
 
@@ -31,6 +33,24 @@ void add_split_option(CLI::App* cmd, std::string& split) {
                   "under mpirun: split the model over the ranks by layers (pipeline) or experts (MoE models); "
                   "docs/DISTRIBUTED.md")
       ->check(CLI::IsMember({"layers", "experts"}));
+  cmd->add_option_function<int64_t>(
+         "--micro-batches", [](const int64_t& n) { dist::set_micro_batches(n); },
+         "with --split layers: cut a step of several sequences into N micro-batches that follow each other "
+         "through the ranks (1: none; default 0: as many as ranks for MoE models, none for dense ones)")
+      ->check(CLI::Validator(
+          [](std::string& s) -> std::string {
+            size_t used = 0;
+            long long n = -1;
+            try {
+              n = std::stoll(s, &used);
+            } catch (const std::exception&) {
+              used = 0;
+            }
+            if (used == 0 || used != s.size() || n < 0 || n > 4096)
+              return "'" + s + "' is not a count: give 0 (the default), 1 (none) or the number of micro-batches";
+            return "";
+          },
+          "N"));
 }
 
 void add_mem_option(CLI::App* cmd, std::string& mem) {

@@ -16,7 +16,7 @@ namespace owl::cli {
 void add_quant_option(CLI::App* cmd, std::string& quant);
 
 // Adds --split layers|experts: how `mpirun -n N owl ...` splits the model over its ranks
-// (dist/distributed.h).
+// (dist/distributed.h), and --micro-batches N (dist::set_micro_batches).
 void add_split_option(CLI::App* cmd, std::string& split);
 // Adds --mem SIZE to `cmd`; a malformed SIZE is a usage error.
 void add_mem_option(CLI::App* cmd, std::string& mem);

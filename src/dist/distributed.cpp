@@ -30,20 +30,25 @@ namespace {
 
 // ---- the step rank 0 broadcasts ----
 
-enum class Op : int64_t { Forward = 1, Stop = 2 };
+// Forward: the trunk over a batch. Mtp: the NextN head over a batch (its own KV cache).
+enum class Op : int64_t { Forward = 1, Stop = 2, Mtp = 3 };
 
-// Fixed-size head of a step; the payload (batch columns and rank 0's sequence table) follows.
+// Fixed-size head of a step; the payload (batch columns, rank 0's sequence table, hidden rows)
+// follows.
 struct StepHeader {
   int64_t op = 0;
   int64_t n_rows = 0, n_seqs = 0;
   // Rank 0's KV cache options: the other ranks keep a cache of the same capacity and type.
   int64_t kv_type = 0, n_ctx = 0, n_seq_max = 0, page_tokens = 0;
+  int64_t n_hidden = 0;       // floats of hidden rows in the payload (Mtp under the expert split)
+  int64_t micro_batches = 1;  // rank 0's --micro-batches for a pipeline (pipeline_pieces)
 };
 
 struct Step {
   StepHeader h;
   Batch batch;
   std::vector<std::pair<int32_t, int64_t>> seqs;  // rank 0's sequences before the batch
+  std::vector<float> hidden;                      // n_hidden floats
 };
 
 template <class T>
@@ -65,12 +70,14 @@ std::vector<uint8_t> pack_payload(const Step& s) {
   put(out, s.batch.seq_ids);
   put(out, s.batch.want_logits);
   put(out, s.seqs);
+  put(out, s.hidden);
   return out;
 }
 
 size_t payload_bytes(const StepHeader& h) {
   return static_cast<size_t>(h.n_rows) * (sizeof(int32_t) * 2 + sizeof(int64_t) + sizeof(uint8_t)) +
-         static_cast<size_t>(h.n_seqs) * sizeof(std::pair<int32_t, int64_t>);
+         static_cast<size_t>(h.n_seqs) * sizeof(std::pair<int32_t, int64_t>) +
+         static_cast<size_t>(h.n_hidden) * sizeof(float);
 }
 
 void unpack_payload(const std::vector<uint8_t>& bytes, Step& s) {
@@ -80,6 +87,7 @@ void unpack_payload(const std::vector<uint8_t>& bytes, Step& s) {
   take(in, s.batch.seq_ids, s.h.n_rows);
   take(in, s.batch.want_logits, s.h.n_rows);
   take(in, s.seqs, s.h.n_seqs);
+  take(in, s.hidden, s.h.n_hidden);
 }
 
 // ---- the work of every rank ----
@@ -110,6 +118,8 @@ class Stage {
   }
 
   Model& model() { return *model_; }
+  const Model& model() const { return *model_; }
+  Split split() const { return split_; }
 
   // The KV shape of this rank: pipeline stages cache only their own layers.
   std::vector<KVLayerShape> kv_shape() const {
@@ -119,30 +129,65 @@ class Stage {
         if (static_cast<int64_t>(il) < layers_.first || static_cast<int64_t>(il) >= layers_.second) s[il] = {};
     return s;
   }
+  // The NextN head's cache: in a pipeline only the last rank, which runs its block, fills it.
+  std::vector<KVLayerShape> mtp_kv_shape() const {
+    std::vector<KVLayerShape> s = model_->mtp_kv_shape();
+    if (split_ == Split::Layers && !last_rank())
+      for (KVLayerShape& l : s) l = {};
+    return s;
+  }
 
-  // Runs a checked batch (prepare_batch done on this rank's kv). Rank 0 gets the logits.
-  std::span<const float> run(const Batch& batch, KVStore& kv) {
+  // Runs a checked batch (prepare_batch done on this rank's kv) in rank 0's micro-batches.
+  // Rank 0 gets the logits.
+  std::span<const float> run(const Batch& batch, KVStore& kv, int64_t micro_batches) {
     if (split_ == Split::Experts) return dec_->forward_prepared(batch, kv);
-    return run_pipeline(batch, kv);
+    return run_pipeline(batch, kv, micro_batches);
+  }
+
+  // The NextN head over a checked batch. Expert split: every rank runs it (hidden: the rows rank 0
+  // broadcast). Pipeline: rank 0 computes the block's input and sends it to the last rank, which
+  // holds the NextN layer; its output comes back to rank 0 for the head's logits.
+  std::span<const float> run_mtp(const Batch& batch, const float* hidden, KVStore& kv) {
+    if (split_ == Split::Experts) return dec_->mtp_forward_prepared(batch, hidden, kv);
+    const int rank = comm_.rank(), last = comm_.size() - 1;
+    const int64_t n = batch.size() * model_->config().n_embd;
+    float* x = grow(mtp_x_, n);
+    if (rank == 0) {
+      comm_.post_receive(x, n, last);
+      dec_->mtp_input(batch, hidden, x);
+      comm_.post_send(x, n, last);
+      comm_.wait_posted();
+      return dec_->mtp_logits(batch, x);
+    }
+    if (rank == last) {
+      comm_.post_receive(x, n, 0);
+      comm_.wait_posted();
+      dec_->mtp_block(batch, kv, x);
+      comm_.post_send(x, n, 0);
+      comm_.wait_posted();
+    }
+    return {};
   }
 
  private:
-  // The batch in the chunks forward() would use; each chunk's hidden states go through this
-  // rank's layers and on to the next rank. Rank 0 posts the receives of the returning chunks
-  // first, so that the last rank never waits on it while it is still sending.
-  std::span<const float> run_pipeline(const Batch& batch, KVStore& kv) {
+  bool last_rank() const { return comm_.rank() == comm_.size() - 1; }
+
+  // The batch in pieces (pipeline_pieces: forward()'s chunks, cut between sequences into
+  // micro-batches); each piece's hidden states go through this rank's layers and on to the next
+  // rank while this rank starts the next piece. Rank 0 posts the receives of the returning
+  // pieces first, so that the last rank never waits on it while it is still sending.
+  std::span<const float> run_pipeline(const Batch& batch, KVStore& kv, int64_t micro_batches) {
     const int rank = comm_.rank(), n_ranks = comm_.size();
-    const int64_t n = batch.size(), d = model_->config().n_embd, chunk = dec_->chunk_rows(n);
+    const int64_t n = batch.size(), d = model_->config().n_embd;
     float* x = grow(x_, n * d);
+    const auto pieces = pipeline_pieces(batch.seq_ids, dec_->chunk_rows(n), micro_batches);
     if (rank == 0)
-      for (int64_t b = 0; b < n; b += chunk)
-        comm_.post_receive(x + b * d, (std::min(n, b + chunk) - b) * d, n_ranks - 1);
-    for (int64_t b = 0; b < n; b += chunk) {
-      const int64_t e = std::min(n, b + chunk);
+      for (const auto& [b, e] : pieces) comm_.post_receive(x + b * d, (e - b) * d, n_ranks - 1);
+    for (const auto& [b, e] : pieces) {
       const Batch* rows = &batch;
-      if (chunk < n) {
-        blocks::copy_rows(batch, b, e, chunk_);
-        rows = &chunk_;
+      if (e - b < n) {
+        blocks::copy_rows(batch, b, e, piece_);
+        rows = &piece_;
       }
       float* xc = x + b * d;
       if (rank == 0) {
@@ -165,11 +210,13 @@ class Stage {
   blocks::Decoder* dec_ = nullptr;
   std::pair<int64_t, int64_t> layers_;
   CommExchange exchange_;
-  std::vector<float> x_;
-  Batch chunk_;
+  std::vector<float> x_, mtp_x_;
+  Batch piece_;
 };
 
 // ---- rank 0: the model the command sees ----
+
+int64_t g_micro_batches = 0;  // --micro-batches (0: by the model, see micro_batches())
 
 class DistributedModel final : public Model {
  public:
@@ -184,31 +231,69 @@ class DistributedModel final : public Model {
   }
 
   std::vector<KVLayerShape> kv_shape() const override { return stage_->kv_shape(); }
+  std::vector<KVLayerShape> mtp_kv_shape() const override { return stage_->mtp_kv_shape(); }
+  std::span<const float> last_hidden() const override { return stage_->model().last_hidden(); }
+  std::span<const float> mtp_hidden() const override { return stage_->model().mtp_hidden(); }
 
   std::span<const float> forward(const Batch& batch, KVStore& kv) override {
+    Step s;
+    KVCache& cache = begin_step(Op::Forward, batch, kv, s);
+    s.h.micro_batches = micro_batches();
+    return run_step(s, [&] { return stage_->run(batch, cache, s.h.micro_batches); });
+  }
+
+  std::span<const float> mtp_forward(const Batch& batch, const float* hidden, KVStore& kv) override {
+    if (!has_mtp()) return Model::mtp_forward(batch, hidden, kv);  // throws
+    Step s;
+    KVCache& cache = begin_step(Op::Mtp, batch, kv, s);
+    if (stage_->split() == Split::Experts) {  // every rank runs the head on these rows
+      s.hidden.assign(hidden, hidden + batch.size() * config_.n_embd);
+      s.h.n_hidden = static_cast<int64_t>(s.hidden.size());
+    }
+    return run_step(s, [&] { return stage_->run_mtp(batch, hidden, cache); });
+  }
+
+ private:
+  // The pieces a pipeline step of several sequences is cut into. By default a mixture-of-experts
+  // model takes as many as ranks: a piece of fewer rows touches fewer experts, so each rank's
+  // share of a step shrinks with its rows and the ranks overlap. A dense model takes none: its
+  // decode reads all of a rank's weights whatever the rows, so every extra piece would be one
+  // more pass over them (docs/DISTRIBUTED.md, "Several sequences: micro-batches").
+  int64_t micro_batches() const {
+    if (g_micro_batches > 0) return g_micro_batches;
+    return config_.n_expert > 0 ? comm_.size() : 1;
+  }
+
+  // Checks the batch against rank 0's cache and fills the step the other ranks will follow.
+  KVCache& begin_step(Op op, const Batch& batch, KVStore& kv, Step& s) {
     auto* cache = dynamic_cast<KVCache*>(&kv);
     if (!cache) throw Error("a model split across ranks needs owl's KV cache (runtime/kv_cache.h)");
-    Step s;
     s.seqs = cache->sequence_lengths();
     prepare_batch(batch, config_.n_vocab, kv);  // a bad batch fails here, before any rank sees it
     const KVCacheOptions& o = cache->options();
-    s.h = {static_cast<int64_t>(Op::Forward),
-           batch.size(),
-           static_cast<int64_t>(s.seqs.size()),
-           static_cast<int64_t>(o.type),
-           o.n_ctx,
-           o.n_seq_max,
-           o.page_tokens};
+    s.h.op = static_cast<int64_t>(op);
+    s.h.n_rows = batch.size();
+    s.h.n_seqs = static_cast<int64_t>(s.seqs.size());
+    s.h.kv_type = static_cast<int64_t>(o.type);
+    s.h.n_ctx = o.n_ctx;
+    s.h.n_seq_max = o.n_seq_max;
+    s.h.page_tokens = o.page_tokens;
     s.batch = batch;
+    return *cache;
+  }
+
+  // Sends the step to the other ranks and runs rank 0's part. The ranks run in lockstep: a step
+  // rank 0 cannot finish leaves the others inside it, so a failure here ends the job rather than
+  // the request.
+  template <class Run>
+  std::span<const float> run_step(Step& s, Run run) {
     in_step_ = true;
     comm_.broadcast(&s.h, sizeof s.h, false);
     std::vector<uint8_t> payload = pack_payload(s);
     comm_.broadcast(payload.data(), payload.size(), false);
-    // The ranks run in lockstep: a step rank 0 cannot finish leaves the others inside it, so a
-    // failure here ends the job rather than the request.
     std::span<const float> logits;
     try {
-      logits = stage_->run(batch, kv);
+      logits = run();
     } catch (const std::exception& e) {
       comm_.abort(comm_.who(0) + ": " + e.what());
     }
@@ -216,7 +301,6 @@ class DistributedModel final : public Model {
     return logits;
   }
 
- private:
   Comm& comm_;
   std::unique_ptr<Stage> stage_;
   bool in_step_ = false;
@@ -237,9 +321,34 @@ void follow_sequences(KVCache& kv, const std::vector<std::pair<int32_t, int64_t>
   }
 }
 
+// A rank's copy of one of rank 0's caches (the trunk's, the NextN head's): made with rank 0's
+// options, remade when they change, and brought to rank 0's sequences before each step.
+class MirrorCache {
+ public:
+  KVCache& follow(const Step& s, const std::vector<KVLayerShape>& shape) {
+    const StepHeader& h = s.h;
+    if (!kv_ || made_.kv_type != h.kv_type || made_.n_ctx != h.n_ctx || made_.n_seq_max != h.n_seq_max ||
+        made_.page_tokens != h.page_tokens) {
+      KVCacheOptions o;
+      o.type = static_cast<DType>(h.kv_type);
+      o.n_ctx = h.n_ctx;
+      o.n_seq_max = h.n_seq_max;
+      o.page_tokens = h.page_tokens;
+      kv_.reset();
+      kv_ = std::make_unique<KVCache>(shape, o);
+      made_ = h;
+    }
+    follow_sequences(*kv_, s.seqs);
+    return *kv_;
+  }
+
+ private:
+  std::unique_ptr<KVCache> kv_;
+  StepHeader made_;
+};
+
 void serve_steps(Comm& comm, Stage& stage) {
-  std::unique_ptr<KVCache> kv;
-  StepHeader kv_made;
+  MirrorCache trunk, head;
   Step s;
   std::vector<uint8_t> payload;
   for (;;) {
@@ -248,20 +357,14 @@ void serve_steps(Comm& comm, Stage& stage) {
     payload.resize(payload_bytes(s.h));
     comm.broadcast(payload.data(), payload.size(), false);
     unpack_payload(payload, s);
-    if (!kv || kv_made.kv_type != s.h.kv_type || kv_made.n_ctx != s.h.n_ctx || kv_made.n_seq_max != s.h.n_seq_max ||
-        kv_made.page_tokens != s.h.page_tokens) {
-      KVCacheOptions o;
-      o.type = static_cast<DType>(s.h.kv_type);
-      o.n_ctx = s.h.n_ctx;
-      o.n_seq_max = s.h.n_seq_max;
-      o.page_tokens = s.h.page_tokens;
-      kv.reset();
-      kv = std::make_unique<KVCache>(stage.kv_shape(), o);
-      kv_made = s.h;
+    const bool mtp = s.h.op == static_cast<int64_t>(Op::Mtp);
+    KVCache& kv = mtp ? head.follow(s, stage.mtp_kv_shape()) : trunk.follow(s, stage.kv_shape());
+    prepare_batch(s.batch, stage.model().n_vocab(), kv);
+    if (mtp) {
+      stage.run_mtp(s.batch, s.hidden.data(), kv);
+    } else {
+      stage.run(s.batch, kv, s.h.micro_batches);
     }
-    follow_sequences(*kv, s.seqs);
-    prepare_batch(s.batch, stage.model().n_vocab(), *kv);
-    stage.run(s.batch, *kv);
   }
 }
 
@@ -313,6 +416,11 @@ std::string fingerprint_mismatch(Comm& comm, const std::string& path) {
 }
 
 }  // namespace
+
+void set_micro_batches(int64_t n) {
+  if (n < 0) throw UsageError("--micro-batches must be 0 (as many as ranks) or more");
+  g_micro_batches = n;
+}
 
 std::unique_ptr<Model> load_model(ModelSource& src, Split split) {
   Comm& comm = Comm::world();

@@ -22,6 +22,11 @@ enum class Split { None, Layers, Experts };
 // "" -> None, "layers", "experts"; anything else is an owl::UsageError.
 Split parse_split(const std::string& name);
 
+// Pipeline split: the micro-batches a step with several sequences is cut into (rank 0's value
+// counts; 1: none; 0, the default: as many as ranks for mixture-of-experts models, none for dense
+// ones). See pipeline_pieces (placement.h).
+void set_micro_batches(int64_t n);
+
 // Loads src's model for this process. One process (no mpirun, or one rank): the whole model.
 // Under mpirun: every rank checks that all opened the same model file, loads its share, and
 //   rank 0 gets a Model whose forward() runs the batch on every rank;

@@ -79,6 +79,27 @@ std::vector<std::pair<int64_t, int64_t>> layer_ranges(const ModelSource& src, co
   return ranges;
 }
 
+std::vector<std::pair<int64_t, int64_t>> pipeline_pieces(const std::vector<int32_t>& seq_ids, int64_t chunk_rows,
+                                                         int64_t micro_batches) {
+  const auto n = static_cast<int64_t>(seq_ids.size());
+  const int64_t chunk = std::max<int64_t>(chunk_rows, 1), parts = std::max<int64_t>(micro_batches, 1);
+  std::vector<std::pair<int64_t, int64_t>> pieces;
+  for (int64_t b = 0; b < n; b += chunk) {
+    const int64_t e = std::min(n, b + chunk), len = e - b;
+    int64_t start = b, r = b + 1;
+    // Piece k ends at the first change of sequence at or past k + 1 parts of the chunk's rows.
+    for (int64_t k = 0; k + 1 < parts; ++k) {
+      r = std::max({r, start + 1, b + ((k + 1) * len + parts - 1) / parts});
+      while (r < e && seq_ids[static_cast<size_t>(r)] == seq_ids[static_cast<size_t>(r - 1)]) ++r;
+      if (r >= e) break;
+      pieces.emplace_back(start, r);
+      start = r;
+    }
+    pieces.emplace_back(start, e);
+  }
+  return pieces;
+}
+
 Fingerprint fingerprint(const std::string& path) {
   namespace fs = std::filesystem;
   std::error_code ec;

@@ -371,9 +371,9 @@ Decoder::Decoder(const ModelSource& src, ModelConfig config) : Model(std::move(c
     config_.n_vocab = emb->ne[1];
   }
   n_trunk_ = config_.n_layer - config_.n_nextn_layers;
-  // A pipeline stage without the output head cannot run the NextN head (nor is it asked to).
-  if (config_.n_nextn_layers > 0 && src.shard.output_head && src.shard.holds_layer(n_trunk_))
-    nextn_ = load_nextn(src, config_, n_trunk_, head_);
+  // The head's own weights go with the output head: in a pipeline, rank 0 runs them and the last
+  // rank (which holds the NextN layer) its attention and FFN block.
+  if (config_.n_nextn_layers > 0 && src.shard.output_head) nextn_ = load_nextn(src, config_, n_trunk_, head_);
 }
 
 void Decoder::load_ffn(const ModelSource& src, int64_t il, bool experts, const TensorName& norm_name,
@@ -430,6 +430,10 @@ void Decoder::run_layer_range(const Batch& chunk, KVStore& kv, float* x, int64_t
 }
 
 std::span<const float> Decoder::logits(const Batch& batch, const float* x) {
+  // last_hidden() normalises these rows when asked (a pipeline's rank 0 passes its own buffer).
+  last_x_ = x;
+  last_rows_ = batch.size();
+  last_hidden_ready_ = false;
   return output_logits(head_, config_.rms_eps, x, batch, head_ws_);
 }
 
@@ -464,8 +468,6 @@ std::span<const float> Decoder::forward_prepared(const Batch& batch, KVStore& kv
       run_layer_range(chunk_, kv, x + b * d, 0, n_trunk_);
     }
   }
-  last_rows_ = n;
-  last_hidden_ready_ = false;
   return logits(batch, x);
 }
 
@@ -473,25 +475,35 @@ std::span<const float> Decoder::last_hidden() const {
   const int64_t d = config_.n_embd;
   if (!last_hidden_ready_) {
     last_hidden_.resize(static_cast<size_t>(last_rows_ * d));
-    rms_norm_rows(x_.data(), head_.norm, last_hidden_.data(), last_rows_, d, config_.rms_eps);
+    rms_norm_rows(last_x_, head_.norm, last_hidden_.data(), last_rows_, d, config_.rms_eps);
     last_hidden_ready_ = true;
   }
   return last_hidden_;
 }
 
 std::vector<KVLayerShape> Decoder::mtp_kv_shape() const {
-  if (!nextn_) return {};
+  if (!has_mtp()) return {};
   return {kv_shape().front()};  // the NextN block attends like a trunk layer
 }
 
 std::span<const float> Decoder::mtp_forward(const Batch& batch, const float* hidden, KVStore& kv) {
   if (!nextn_) return Model::mtp_forward(batch, hidden, kv);  // throws
   prepare_batch(batch, config_.n_vocab, kv);
+  return mtp_forward_prepared(batch, hidden, kv);
+}
+
+std::span<const float> Decoder::mtp_forward_prepared(const Batch& batch, const float* hidden, KVStore& kv) {
+  float* x = grow(mtp_x_, batch.size() * config_.n_embd);
+  mtp_input(batch, hidden, x);
+  mtp_block(batch, kv, x);
+  return mtp_logits(batch, x);
+}
+
+void Decoder::mtp_input(const Batch& batch, const float* hidden, float* x) {
+  if (!nextn_) throw Error("the NextN head's weights are not loaded in this process");
   const int64_t n = batch.size(), d = config_.n_embd;
   const float eps = config_.rms_eps;
-  float* x = grow(mtp_x_, n * d);
   float* cat = grow(mtp_cat_, n * 2 * d);
-  float* y = grow(y_, n * d);
   // x0 = eh_proj [RMSNorm(embed(t); enorm) ; RMSNorm(h; hnorm)], the embedding first.
   embed(nextn_->head, batch, x);
   for (int64_t r = 0; r < n; ++r) {
@@ -499,13 +511,21 @@ std::span<const float> Decoder::mtp_forward(const Batch& batch, const float* hid
     kernels::rms_norm(hidden + r * d, nextn_->hnorm.data(), cat + r * 2 * d + d, d, eps);
   }
   linear(nextn_->eh_proj, cat, n, x);
-  const int64_t il = n_trunk_;
+}
+
+void Decoder::mtp_block(const Batch& batch, KVStore& kv, float* x) {
+  const int64_t n = batch.size(), d = config_.n_embd, il = n_trunk_;
+  float* y = grow(y_, n * d);
   attend(il, x, batch, kv, y);
   kernels::add(x, y, x, n * d);
-  feed_forward(ffn_[static_cast<size_t>(il)], moe_, eps, x, n, ffn_ws_, y);
+  feed_forward(ffn_[static_cast<size_t>(il)], moe_, config_.rms_eps, x, n, ffn_ws_, y);
   kernels::add(x, y, x, n * d);
-  auto logits = output_logits(nextn_->head, eps, x, batch, mtp_head_ws_);
-  mtp_hidden_ = {mtp_head_ws_.rows.data(), static_cast<size_t>(batch.n_logits() * d)};
+}
+
+std::span<const float> Decoder::mtp_logits(const Batch& batch, const float* x) {
+  if (!nextn_) throw Error("the NextN head's weights are not loaded in this process");
+  auto logits = output_logits(nextn_->head, config_.rms_eps, x, batch, mtp_head_ws_);
+  mtp_hidden_ = {mtp_head_ws_.rows.data(), static_cast<size_t>(batch.n_logits() * config_.n_embd)};
   return logits;
 }
 

@@ -196,6 +196,17 @@ class Decoder : public Model {
   std::span<const float> mtp_forward(const Batch& batch, const float* hidden, KVStore& kv) override;
   std::span<const float> mtp_hidden() const override { return mtp_hidden_; }
 
+  // ---- the NextN head in pieces, for distributed runs (src/dist) ----
+  // mtp_forward() after prepare_batch on kv.
+  std::span<const float> mtp_forward_prepared(const Batch& batch, const float* hidden, KVStore& kv);
+  // x = eh_proj [RMSNorm(embed(t); enorm) ; RMSNorm(hidden; hnorm)] for the batch's rows (needs the
+  // head's own weights: ModelShard::output_head).
+  void mtp_input(const Batch& batch, const float* hidden, float* x);
+  // The NextN block (attention over kv, then the FFN) over x, in place (needs its layer loaded).
+  void mtp_block(const Batch& batch, KVStore& kv, float* x);
+  // The head's logits of the want_logits rows from the block's output x; sets mtp_hidden().
+  std::span<const float> mtp_logits(const Batch& batch, const float* x);
+
  protected:
   // Loads the output head (setting n_vocab; unless the shard leaves it out), counts the trunk
   // layers (all but the trailing NextN/MTP layers, whose blocks the family loads like the others)
@@ -230,7 +241,8 @@ class Decoder : public Model {
   Batch chunk_;
   FfnScratch ffn_ws_;
   HeadScratch head_ws_;
-  int64_t last_rows_ = 0;                   // rows of the last forward, whose hidden x_ holds
+  const float* last_x_ = nullptr;           // the final hidden rows of the last logits() call
+  int64_t last_rows_ = 0;                   //   and their count
   mutable std::vector<float> last_hidden_;  // their output_norm, computed when asked for
   mutable bool last_hidden_ready_ = false;
   std::span<const float> mtp_hidden_;  // into mtp_head_ws_.rows

@@ -57,6 +57,18 @@ TEST(CliBench, JsonReportIsConsistent) {
   EXPECT_EQ(bench_json({model, "--no-vnni"})["kernels"], "avx2");
 }
 
+// --seqs S: decode steps of S sequences at once; the report says so and leaves out the roofline
+// share (the roofline is one sequence's).
+TEST(CliBench, SeveralSequencesDecodeTogether) {
+  const std::string model = owl::test::shared_path("models/stories260K/stories260K-f32.gguf");
+  nlohmann::json j = bench_json({model, "--seqs", "4"});
+  EXPECT_EQ(j["tg"]["seqs"], 4);
+  EXPECT_EQ(j["tg"]["tokens"], 4);
+  EXPECT_GT(j["tg"]["tps_min"].get<double>(), 0);
+  EXPECT_FALSE(j.contains("roofline_share"));
+  EXPECT_EQ(bench_json({model})["tg"]["seqs"], 1);
+}
+
 TEST(CliBench, QuantAtLoadShrinksTheBytesPerToken) {
   const std::string hf = owl::test::shared_path("golden/llama/hf");
   const double f32 = bench_json({hf})["bytes_per_token"].get<double>();
@@ -71,6 +83,9 @@ TEST(CliBench, BadInput) {
   auto r = run_owl({"bench", gguf, "--quant", "q8_0", "-p", "4", "-n", "2"});
   EXPECT_EQ(r.exit_code, 2) << r.err;
   EXPECT_NE(r.err.find("owl quantize"), std::string::npos) << r.err;
+  r = run_owl({"bench", gguf, "--seqs", "0"});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("--seqs must be 1..256"), std::string::npos) << r.err;
   r = run_owl({"bench", "no/such/model.gguf"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("does not exist"), std::string::npos) << r.err;

@@ -96,6 +96,41 @@ TEST(CliLogits, MtpOutAndSpeculativeGreedy) {
   EXPECT_EQ(nlohmann::json::parse(d.out).get<std::vector<int32_t>>(), plain);
 }
 
+// --tokens given several times: the sequences share each forward call (their prompts one call,
+// then one row each per greedy step) and each gets exactly the bits it gets alone.
+TEST(CliLogits, SeveralSequencesInOneBatchEqualEachAlone) {
+  const std::string model = shared_path("golden/qwen3moe/q4_k_m.gguf"), dir = temp_dir();
+  const std::vector<std::string> tokens = {"5,17,230,3", "40,2", "9,9,100,7,300"};
+  auto run = [&](const std::vector<std::string>& seqs, const std::string& tag) {
+    std::vector<std::string> a = {"logits",       model,
+                                  "--greedy",     "3",
+                                  "-t",           "1",
+                                  "--out",        dir + "/" + tag + ".f32",
+                                  "--greedy-out", dir + "/" + tag + ".steps.f32"};
+    for (const auto& t : seqs) a.insert(a.end(), {"--tokens", t});
+    RunResult r = run_owl(a);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return r.out;
+  };
+  const std::string ids = run(tokens, "all");
+  std::string alone_ids, alone_prompts;
+  std::vector<std::vector<float>> alone_steps;
+  for (size_t q = 0; q < tokens.size(); ++q) {
+    alone_ids += run({tokens[q]}, "alone");
+    alone_prompts += read_file(dir + "/alone.f32");
+    alone_steps.push_back(read_f32(dir + "/alone.steps.f32"));
+    ASSERT_EQ(alone_steps.back().size(), 2u * 512u);  // --greedy 3: two decode calls
+  }
+  EXPECT_EQ(ids, alone_ids);  // one JSON array per sequence and line
+  EXPECT_TRUE(read_file(dir + "/all.f32") == alone_prompts);
+  // The steps' rows: step after step, sequence after sequence.
+  std::vector<float> interleaved;
+  for (size_t step = 0; step < 2; ++step)
+    for (const auto& s : alone_steps)
+      interleaved.insert(interleaved.end(), s.begin() + step * 512, s.begin() + (step + 1) * 512);
+  EXPECT_TRUE(read_f32(dir + "/all.steps.f32") == interleaved);
+}
+
 TEST(CliLogits, BadInputIsAClearError) {
   const std::string model = shared_path("golden/llama/f32.gguf");
   const std::string out = temp_dir() + "/x.f32";
@@ -118,6 +153,10 @@ TEST(CliLogits, BadInputIsAClearError) {
       {{"logits", model, "--tokens", "1", "--out", out, "--greedy", "2", "--spec", "mtp:0"}, 2, "from 1 to 16"},
       {{"logits", model, "--tokens", "1", "--out", out, "--greedy", "2", "--spec", "eagle"}, 2, "not a speculation"},
       {{"logits", model, "--tokens", "1", "--out", out, "--greedy", "2", "--spec", "draft"}, 2, "needs --draft"},
+      {{"logits", model, "--tokens", "1", "--out", out, "--micro-batches", "-2"}, 2, "'-2' is not a count"},
+      {{"logits", model, "--tokens", "1", "--tokens", "2", "--out", out, "--greedy", "2", "--spec", "ngram"},
+       2,
+       "take one sequence"},
       {{"logits", model, "--tokens", "1", "--out", out, "--greedy", "2", "--spec", "draft", "--draft",
         shared_path("models/stories260K/stories260K-f32.gguf")},
        2,

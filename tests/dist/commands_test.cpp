@@ -37,37 +37,56 @@ TEST(DistCommands, BenchReportsFromRankZero) {
   EXPECT_NE(r.out.find("pp8 "), std::string::npos) << r.out;
 }
 
-// A real HTTP completion from `mpirun -n 3 owl serve --split layers`; SIGTERM to rank 0's owl
-// ends every rank and the job exits 0.
-TEST(DistCommands, ServeAnswersAndStopsCleanly) {
+// Real HTTP completions from `mpirun -n 3 owl serve --split layers --micro-batches 3`: three
+// requests at once share the server's steps, which the pipeline cuts into micro-batches; each
+// answer is the single process's text for its prompt alone (rows do not depend on their batch).
+// SIGTERM to rank 0's owl ends every rank and the job exits 0.
+TEST(DistCommands, ServeAnswersConcurrentRequestsAndStopsCleanly) {
   const std::string model = shared_path("models/stories260K/stories260K-f32.gguf");
-  RunResult one = run_owl({"run", model, kPrompt, "-n", "16", "--temp", "0", "-t", "1"});
-  ASSERT_EQ(one.exit_code, 0) << one.err;
+  const std::vector<std::string> prompts = {kPrompt, "The little dog", "Lily and Tom went to"};
+  std::vector<std::string> alone;
+  for (const auto& p : prompts) {
+    RunResult one = run_owl({"run", model, p, "-n", "16", "--temp", "0", "-t", "1"});
+    ASSERT_EQ(one.exit_code, 0) << one.err;
+    alone.push_back(one.out);
+  }
   const std::string dir = temp_dir();
-  const int port = 20000 + static_cast<int>(::getpid() % 20000);
+  const std::string url = "http://127.0.0.1:" + std::to_string(20000 + static_cast<int>(::getpid() % 20000));
   std::string mpirun = "mpirun";
   for (const auto& a : mpirun_options()) mpirun += " " + a;
-  const std::string script = "timeout 120 " + mpirun + " -n 3 " + shell_quote(OWL_BINARY) + " serve " +
-                             shell_quote(model) + " --split layers --threads 1 --port " + std::to_string(port) + " >" +
-                             shell_quote(dir + "/log") +
-                             " 2>&1 & mp=$!\n"
-                             "for i in $(seq 300); do curl -sf http://127.0.0.1:" +
-                             std::to_string(port) +
-                             "/health >/dev/null && break; sleep 0.1; done\n"
-                             "curl -s http://127.0.0.1:" +
-                             std::to_string(port) + "/v1/completions -d '{\"prompt\": \"" + kPrompt +
-                             "\", \"max_tokens\": 16, \"temperature\": 0}' >" + shell_quote(dir + "/answer") +
-                             "\n"
-                             "for p in $(pgrep -P $(pgrep -P $mp -x mpirun || echo $mp)); do\n"
-                             "  tr '\\0' '\\n' </proc/$p/environ | grep -qx OMPI_COMM_WORLD_RANK=0 && kill -TERM $p\n"
-                             "done\n"
-                             "wait $mp\n";
+  std::string script = "timeout 120 " + mpirun + " -n 3 " + shell_quote(OWL_BINARY) + " serve " + shell_quote(model) +
+                       " --split layers --micro-batches 3 --threads 1 --port " + url.substr(url.rfind(':') + 1) + " >" +
+                       shell_quote(dir + "/log") +
+                       " 2>&1 & mp=$!\n"
+                       "for i in $(seq 300); do curl -sf " +
+                       url + "/health >/dev/null && break; sleep 0.1; done\n";
+  for (size_t i = 0; i < prompts.size(); ++i)
+    script += "curl -s " + url + "/v1/completions -d '{\"prompt\": \"" + prompts[i] +
+              "\", \"max_tokens\": 16, \"temperature\": 0}' >" + shell_quote(dir + "/answer" + std::to_string(i)) +
+              " & c=\"$c $!\"\n";
+  script +=
+      "wait $c\n"
+      "curl -s " +
+      url + "/metrics >" + shell_quote(dir + "/metrics") +
+      "\n"
+      "for p in $(pgrep -P $(pgrep -P $mp -x mpirun || echo $mp)); do\n"
+      "  tr '\\0' '\\n' </proc/$p/environ | grep -qx OMPI_COMM_WORLD_RANK=0 && kill -TERM $p\n"
+      "done\n"
+      "wait $mp\n";
   { std::ofstream(dir + "/serve.sh") << script; }
   const int st = std::system(("bash " + shell_quote(dir + "/serve.sh")).c_str());
   ASSERT_TRUE(WIFEXITED(st));
   EXPECT_EQ(WEXITSTATUS(st), 0) << read_file(dir + "/log");
-  const auto answer = nlohmann::json::parse(read_file(dir + "/answer"));
-  EXPECT_EQ(answer.at("choices").at(0).at("text").get<std::string>(), one.out);
+  // The requests shared steps: fewer than one step per token of each.
+  const std::string metrics = read_file(dir + "/metrics");
+  const size_t at = metrics.find("\nowl_engine_steps_total ");
+  ASSERT_NE(at, std::string::npos) << metrics;
+  EXPECT_LT(std::stoi(metrics.substr(at + 24)), 3 * 16) << metrics;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    SCOPED_TRACE(prompts[i]);
+    const auto answer = nlohmann::json::parse(read_file(dir + "/answer" + std::to_string(i)));
+    EXPECT_EQ(answer.at("choices").at(0).at("text").get<std::string>(), alone[i]);
+  }
 }
 
 }  // namespace

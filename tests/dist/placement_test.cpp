@@ -61,5 +61,26 @@ TEST(Placement, FingerprintTellsFilesApartBySizeAndHeader) {
   EXPECT_THROW(fingerprint(dir + "/missing.gguf"), Error);
 }
 
+using Pieces = std::vector<std::pair<int64_t, int64_t>>;
+
+TEST(Placement, PipelinePiecesCutOnlyBetweenSequences) {
+  const std::vector<int32_t> eight_seqs = {0, 1, 2, 3, 4, 5, 6, 7};
+  EXPECT_EQ(pipeline_pieces(eight_seqs, 64, 3), (Pieces{{0, 3}, {3, 6}, {6, 8}}));
+  EXPECT_EQ(pipeline_pieces(eight_seqs, 64, 2), (Pieces{{0, 4}, {4, 8}}));
+  EXPECT_EQ(pipeline_pieces(eight_seqs, 64, 1), (Pieces{{0, 8}}));
+  EXPECT_EQ(pipeline_pieces(eight_seqs, 64, 0), (Pieces{{0, 8}}));
+  // One sequence's prompt is never cut: its attention must run as in one process.
+  EXPECT_EQ(pipeline_pieces(std::vector<int32_t>(8, 5), 64, 3), (Pieces{{0, 8}}));
+  // A prompt of 5 rows and three decode rows: the first cut moves past the prompt.
+  EXPECT_EQ(pipeline_pieces({0, 0, 0, 0, 0, 1, 2, 3}, 64, 2), (Pieces{{0, 5}, {5, 8}}));
+  // More micro-batches than sequences: one sequence each.
+  EXPECT_EQ(pipeline_pieces({4, 9, 2}, 64, 5), (Pieces{{0, 1}, {1, 2}, {2, 3}}));
+  // Within forward()'s chunks (here 4 rows), never across them.
+  EXPECT_EQ(pipeline_pieces({0, 1, 0, 1, 0, 1, 0, 1, 0, 1}, 4, 2),
+            (Pieces{{0, 2}, {2, 4}, {4, 6}, {6, 8}, {8, 9}, {9, 10}}));
+  EXPECT_EQ(pipeline_pieces({0, 1, 0, 1, 0, 1, 0, 1, 0, 1}, 4, 1), (Pieces{{0, 4}, {4, 8}, {8, 10}}));
+  EXPECT_TRUE(pipeline_pieces({}, 64, 2).empty());
+}
+
 }  // namespace
 }  // namespace owl::dist

@@ -3,6 +3,7 @@
 // (3 ranks on a 2-layer model leave a stage without layers, which must pass the activations on).
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
 #include <regex>
 
 #include "dist/mpi_util.h"
@@ -103,6 +104,82 @@ TEST(SplitLogits, LayerRangesFollowEachRanksMemBudget) {
     for (std::sregex_iterator m(r.err.begin(), r.err.end(), line), end; m != end; ++m)
       ranges[std::stoi((*m)[1].str())] = (*m)[2].str();
     EXPECT_EQ(ranges[0] + " " + ranges[1], b.ranges) << r.err;
+  }
+}
+
+// Several sequences in one batch, as a server runs them: the prompts in one call, then greedy
+// steps of one row per sequence. The pipeline cuts each step between sequences into as many
+// micro-batches as ranks (rank k works on one while rank k + 1 works on the one before); the
+// logits of the prompts and of every step equal the single process's bit for bit, with 2 and 3
+// ranks and the default (MoE: as many as ranks; dense: none). qwen3 (dense, 64-row chunks) and
+// deepseek-v3 (MoE, MLA).
+TEST(SplitLogits, MicroBatchedStepsOfSeveralSequencesEqualOneProcess) {
+  for (const char* model : {"qwen3", "deepseek-v3"}) {
+    SCOPED_TRACE(model);
+    const Golden g = load_golden(model, "q4_k_m");
+    const std::string file = g.dir + "/q4_k_m.gguf", dir = temp_dir();
+    std::vector<std::string> args = {"logits", file, "--greedy", "4", "-t", "1"};
+    for (int q = 0; q < 5; ++q) {  // 5 sequences of 3..7 prompt tokens
+      const auto& t = g.cases.at(1).tokens;
+      args.insert(args.end(), {"--tokens", join_ids({t.begin() + 9 * q, t.begin() + 9 * q + 3 + q})});
+    }
+    auto with = [&](const std::string& tag) {
+      std::vector<std::string> a = args;
+      a.insert(a.end(), {"--out", dir + "/" + tag + ".f32", "--greedy-out", dir + "/" + tag + ".steps.f32"});
+      return a;
+    };
+    const RunResult one = run_owl(with("one"));
+    ASSERT_EQ(one.exit_code, 0) << one.err;
+    ASSERT_EQ(read_file(dir + "/one.steps.f32").size(), 3u * 5u * 512u * sizeof(float));
+    struct Run {
+      int ranks;
+      const char* micro_batches;
+    };
+    for (const Run& run : {Run{2, "2"}, Run{3, "3"}, Run{3, "0"}}) {
+      SCOPED_TRACE(std::to_string(run.ranks) + " ranks, --micro-batches " + run.micro_batches);
+      std::vector<std::string> a = with("split");
+      a.insert(a.end(), {"--split", "layers", "--micro-batches", run.micro_batches});
+      const RunResult r = run_mpi(run.ranks, a);
+      ASSERT_EQ(r.exit_code, 0) << r.err;
+      EXPECT_EQ(r.out, one.out);
+      EXPECT_TRUE(read_file(dir + "/split.f32") == read_file(dir + "/one.f32")) << "prompt logits differ";
+      EXPECT_TRUE(read_file(dir + "/split.steps.f32") == read_file(dir + "/one.steps.f32")) << "step logits differ";
+    }
+  }
+}
+
+// The NextN (multi-token prediction) head under a split: in a pipeline rank 0 computes its input
+// and logits and the last rank its block; with the expert split every rank runs it on its share
+// of the experts. Trunk and head logits equal the single process's bit for bit.
+TEST(SplitLogits, MtpHeadEqualsOneProcess) {
+  const std::string golden = shared_path("golden/deepseek-v3-mtp"), file = golden + "/q4_k_m.gguf", dir = temp_dir();
+  const auto cases = nlohmann::json::parse(read_file(golden + "/q4_k_m.cases.json"));
+  const auto ids = cases.at("cases").at(0).at("tokens").get<std::vector<int32_t>>();
+  const std::string tokens = join_ids(ids);
+  auto args = [&](const std::string& tag) {
+    return std::vector<std::string>{"logits",    file,
+                                    "--tokens",  tokens,
+                                    "--out",     dir + "/" + tag + ".f32",
+                                    "--mtp-out", dir + "/" + tag + ".mtp.f32",
+                                    "--greedy",  "3",
+                                    "-t",        "1"};
+  };
+  const RunResult one = run_owl(args("one"));
+  ASSERT_EQ(one.exit_code, 0) << one.err;
+  ASSERT_EQ(read_file(dir + "/one.mtp.f32").size(), ids.size() * cases.at("n_vocab").get<size_t>() * sizeof(float));
+  struct Run {
+    int ranks;
+    const char* split;
+  };
+  for (const Run& run : {Run{2, "layers"}, Run{2, "experts"}, Run{3, "layers"}}) {
+    SCOPED_TRACE(std::to_string(run.ranks) + " ranks, --split " + run.split);
+    std::vector<std::string> a = args("split");
+    a.insert(a.end(), {"--split", run.split});
+    const RunResult r = run_mpi(run.ranks, a);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(r.out, one.out);
+    EXPECT_TRUE(read_file(dir + "/split.f32") == read_file(dir + "/one.f32")) << "trunk logits differ";
+    EXPECT_TRUE(read_file(dir + "/split.mtp.f32") == read_file(dir + "/one.mtp.f32")) << "head logits differ";
   }
 }
 
