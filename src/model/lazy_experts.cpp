@@ -8,6 +8,12 @@
 
 namespace owl {
 
+namespace {
+// The live LazyExperts, for pack_all_lazy_experts.
+std::mutex g_live_mu;
+std::vector<LazyExperts*> g_live;
+}  // namespace
+
 LazyExperts::LazyExperts(const std::array<TensorView, 3>& sources, const std::array<kernels::Weight, 3>& packed,
                          const kernels::PrepareOptions& options)
     : sources_(sources),
@@ -16,6 +22,24 @@ LazyExperts::LazyExperts(const std::array<TensorView, 3>& sources, const std::ar
       n_held_(sources[0].ne[2]),
       ready_(std::make_unique<std::atomic<bool>[]>(static_cast<size_t>(n_held_))) {
   for (int64_t e = 0; e < n_held_; ++e) ready_[e].store(false, std::memory_order_relaxed);
+  std::lock_guard lock(g_live_mu);
+  g_live.push_back(this);
+}
+
+LazyExperts::~LazyExperts() {
+  std::lock_guard lock(g_live_mu);
+  g_live.erase(std::remove(g_live.begin(), g_live.end(), this), g_live.end());
+}
+
+void LazyExperts::ensure_all() {
+  std::vector<int32_t> all(static_cast<size_t>(n_held_));
+  for (int64_t e = 0; e < n_held_; ++e) all[static_cast<size_t>(e)] = static_cast<int32_t>(e);
+  ensure(all);
+}
+
+void pack_all_lazy_experts() {
+  std::lock_guard lock(g_live_mu);
+  for (LazyExperts* l : g_live) l->ensure_all();
 }
 
 void LazyExperts::ensure(std::span<const int32_t> experts, int64_t first) {

@@ -28,11 +28,16 @@ class LazyExperts {
   // packed: their prepare_weight_deferred forms; `options`: how they are prepared.
   LazyExperts(const std::array<TensorView, 3>& sources, const std::array<kernels::Weight, 3>& packed,
               const kernels::PrepareOptions& options);
+  ~LazyExperts();
+  LazyExperts(const LazyExperts&) = delete;
+  LazyExperts& operator=(const LazyExperts&) = delete;
   // Packs those of `experts` (expert e is matrix e - first of the held stacks) that
   // are not packed yet; returns when all of them are. Called by the forward thread before the
   // experts' products run.
   void ensure(std::span<const int32_t> experts, int64_t first = 0);
   int64_t packed_count() const;
+  // Packs every expert not packed yet.
+  void ensure_all();
 
  private:
   std::array<TensorView, 3> sources_;
@@ -43,5 +48,9 @@ class LazyExperts {
   std::mutex mu_;  // one packer at a time
   std::vector<int32_t> todo_;
 };
+
+// Packs every expert of every live LazyExperts of the process now (owl bench, before it times
+// anything: packing on first use would otherwise land in the timed runs).
+void pack_all_lazy_experts();
 
 }  // namespace owl

@@ -1,6 +1,7 @@
 // Resident routed experts are packed on first use (model/lazy_experts.h): only the experts asked
-// for get packed, each once, and their products equal those of the stacks packed whole at load,
-// bit for bit (the golden qwen3moe Q4_K_M file: Q4_K gate/up and Q6_K down stacks).
+// for get packed, each once (pack_all_lazy_experts packs the rest), and their products equal
+// those of the stacks packed whole at load, bit for bit (the golden qwen3moe Q4_K_M file: Q4_K gate/up and Q6_K down
+// stacks).
 #include <gtest/gtest.h>
 
 #include <array>
@@ -49,6 +50,9 @@ TEST(LazyExperts, PacksOnlyTheExpertsAskedForAndEqualsPackingAtLoad) {
   EXPECT_EQ(lazy.packed_count(), 3);
   EXPECT_THROW(lazy.ensure(std::vector<int32_t>{static_cast<int32_t>(n_expert)}), Error);
   EXPECT_THROW(lazy.ensure(std::vector<int32_t>{1}, 2), Error);
+
+  pack_all_lazy_experts();  // owl bench's: the rest of every live instance
+  EXPECT_EQ(lazy.packed_count(), n_expert);
 
   std::mt19937 rng(3);
   std::normal_distribution<float> nd;
