@@ -2,11 +2,13 @@
 """Bigger than memory: owl bench on a MoE file in memory cgroups of 100%, 60%, 40% and 25% of
 its size, the file dropped from the page cache (posix_fadvise DONTNEED) before each run, with
 the expert cache's decode hit rate and read GB/s, next to the disk's O_DIRECT bandwidth (dd
-iflag=direct over the same file) and, when LLAMA_BENCH names a llama-bench binary, llama.cpp
-in the same cgroups (mmap, its default).
+iflag=direct over the same file) and, when LLAMA_BATCHED_BENCH names llama.cpp's
+llama-batched-bench binary, llama.cpp in the same cgroups right after owl (mmap, its default, and
+-nr: no weight repacking, which would copy every weight into anonymous memory; llama-bench has
+no such switch). Prints the load average and the owl commit with the table.
 
-    scripts/bench_mem.py [--owl build/owl] [--model /tmp/m/qwen3-30b-a3b-8l-q4_k_m.gguf]
-                         [-t 2] [-p 64] [-n 32] [--budgets 100,60,40,25]
+    LLAMA_BATCHED_BENCH=/path/llama-batched-bench scripts/bench_mem.py [--owl build/owl]
+        [--model /tmp/m/qwen3-30b-a3b-8l-q4_k_m.gguf] [-t 2] [-p 64] [-n 32] [--budgets 100,60,40,25]
 
 The model is made with `owl synth --arch qwen3moe --shape qwen3-30b-a3b-8l --type q4_k_m`
 when missing (~8 minutes). Needs root (it creates cgroups below its own, v2 or v1). owl runs
@@ -86,10 +88,13 @@ def main():
     size = os.path.getsize(a.model)
     disk = disk_direct_gbs(a.model)
     print(f"model {a.model}: {size / 2**30:.2f} GiB; disk O_DIRECT read {disk:.2f} GB/s (dd, 1 GiB)")
-    llama = os.environ.get("LLAMA_BENCH", "")
+    llama = os.environ.get("LLAMA_BATCHED_BENCH", "")
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    print(f"owl {a.owl} at {commit}; llama.cpp {llama or 'not given'}; -t {a.threads} -p {a.prompt} -n {a.gen}; "
+          f"load average {os.getloadavg()[0]:.1f}")
     print("| budget (cgroup) | owl pp t/s | owl tg t/s | expert cache | decode hit rate | decode read GB/s "
-          "| share of O_DIRECT | llama.cpp pp / tg t/s |")
-    print("|---|---|---|---|---|---|---|---|")
+          "| share of O_DIRECT | llama.cpp pp / tg t/s | load avg |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for pct in [int(x) for x in a.budgets.split(",")]:
         limit = size * pct // 100
         cg = Cgroup(limit)
@@ -110,15 +115,18 @@ def main():
             ll = "not installed"
             if llama and shutil.which(llama):
                 evict(a.model)
-                lr = cg.run([llama, "-m", a.model, "-p", str(a.prompt), "-n", str(a.gen), "-t", str(a.threads),
-                             "-r", "1", "-o", "json"])
-                if lr.returncode == 0:
-                    rows = json.loads(lr.stdout)
-                    ll = " / ".join(f"{x['avg_ts']:.2f}" for x in rows)
+                lr = cg.run([llama, "-m", a.model, "-c", str(a.prompt + a.gen + 16), "-b", "2048", "-ub", "512",
+                             "-npp", str(a.prompt), "-ntg", str(a.gen), "-npl", "1", "-nr", "-t", str(a.threads),
+                             "--output-format", "jsonl"])
+                rows = [json.loads(x) for x in lr.stdout.splitlines() if x.startswith("{") and "speed_pp" in x]
+                if lr.returncode == 0 and rows:
+                    ll = f"{rows[0]['speed_pp']:.2f} / {rows[0]['speed_tg']:.2f}"
+                    if ec:
+                        ll += f" (owl tg {j['tg']['tps_median'] / rows[0]['speed_tg']:.1f}x)"
                 else:
-                    ll = f"failed ({lr.returncode})"
+                    ll = f"failed ({lr.returncode}): {lr.stderr.strip()[-120:]}"
             print(f"| {pct}% ({limit / 2**30:.2f} GiB) | {j['pp']['tps_median']:.2f} | {j['tg']['tps_median']:.2f} "
-                  f"| {cache} | {hit} | {gbs} | {share} | {ll} |")
+                  f"| {cache} | {hit} | {gbs} | {share} | {ll} | {os.getloadavg()[0]:.1f} |")
             sys.stdout.flush()
         finally:
             cg.close()

@@ -113,6 +113,7 @@ void run(const Options& o) {
   ao.api_key = api_key;
   ao.architecture = tm.source->config().arch;
   ao.model_bytes = model_size_on_disk(tm.path);
+  ao.expert_cache = tm.source->expert_cache;
   owl::server::OpenAIServer api(engine, *tok, std::move(tm.chat_template), ao);
 
   owl::http::ServerOptions ho;

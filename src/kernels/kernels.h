@@ -124,6 +124,15 @@ Weight prepare_weight(const TensorView& W, const PrepareOptions& options = {});
 // prepare_weight's bit for bit.
 size_t prepared_bytes(const TensorView& W, const PrepareOptions& options = {});
 Weight prepare_weight_into(const TensorView& W, const PrepareOptions& options, uint8_t* dst);
+// The same, packed later (MoE expert stacks, whose experts are packed on first use): the packed
+// Weight of W with its storage reserved but no matrix packed; pack_matrix(deferred, W, i2, options)
+// packs matrix i2 on the calling thread (distinct matrices from several threads at once) into the
+// bytes prepare_weight would give, dropping W's pages of that matrix when options.release_source.
+// Its pages are touched (zeroed by the kernel) only then, so a load costs nothing for matrices
+// that are never used. A matrix must be packed before a product reads it. A weight that stays
+// plain is returned as it is, and pack_matrix leaves it alone.
+Weight prepare_weight_deferred(const TensorView& W, const PrepareOptions& options = {});
+void pack_matrix(const Weight& deferred, const TensorView& W, int64_t i2, const PrepareOptions& options = {});
 
 }  // namespace owl::kernels
 

@@ -338,6 +338,27 @@ Weight prepare_weight(const TensorView& W, const PrepareOptions& o) {
   return WeightAccess::make(std::move(v), std::move(pi));
 }
 
+Weight prepare_weight_deferred(const TensorView& W, const PrepareOptions& o) {
+  if (W.data == nullptr) return W;
+  auto pi = packed_layout_for(W, o);
+  if (!pi) return W;
+  pi->bytes = allocate_packed(pi->total);
+  TensorView v = W;
+  v.data = pi->bytes;
+  return WeightAccess::make(std::move(v), std::move(pi));
+}
+
+void pack_matrix(const Weight& deferred, const TensorView& W, int64_t i2, const PrepareOptions& o) {
+  const PackedLayout* l = WeightAccess::layout(deferred);
+  if (!l) return;
+  if (i2 < 0 || i2 >= l->n_mats || W.ne[0] != l->in || W.ne[1] != l->out || W.type != l->type)
+    throw Error("pack_matrix: matrix " + std::to_string(i2) + " of '" + W.name + "' does not match its packed layout");
+  const int64_t groups = (l->out + kPackRows - 1) / kPackRows;
+  pack_groups(W, *l, i2 * groups, (i2 + 1) * groups);
+  const size_t bytes = W.n_bytes() / static_cast<size_t>(W.ne[2] * W.ne[3]);
+  if (o.release_source) release_pages(static_cast<const uint8_t*>(W.data) + static_cast<size_t>(i2) * bytes, bytes);
+}
+
 size_t prepared_bytes(const TensorView& W, const PrepareOptions& o) {
   auto pi = packed_layout_for(W, o);
   return pi ? pi->total : W.n_bytes();

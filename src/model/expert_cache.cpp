@@ -149,6 +149,8 @@ uint8_t* ExpertCache::take_slot_locked(size_t bytes, bool demand) {
     victim->slot_bytes = 0;
     victim->uses = 0;
     ++stats_.evictions;
+    if (victim->read_ahead) ++stats_.prefetch_wasted;  // read ahead, never used
+    victim->read_ahead = false;
     if (size == bytes) return slot;  // same size: reuse the memory as it is (no unmap, no zeroing)
     ::munmap(slot, size);
     used_ -= size;

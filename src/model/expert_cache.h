@@ -40,10 +40,11 @@ class ExpertCache {
     kernels::Weight gate, up, down;  // one expert's matrices, prepared
   };
   struct Stats {
-    uint64_t hits = 0;           // experts asked for and already cached (or being read ahead)
-    uint64_t misses = 0;         // experts asked for that had to be read
-    uint64_t prefetches = 0;     // experts read ahead
-    uint64_t prefetch_used = 0;  // of those, experts a pin then asked for
+    uint64_t hits = 0;             // experts asked for and already cached (or being read ahead)
+    uint64_t misses = 0;           // experts asked for that had to be read
+    uint64_t prefetches = 0;       // experts read ahead
+    uint64_t prefetch_used = 0;    // of those, experts a pin then asked for
+    uint64_t prefetch_wasted = 0;  // of those, experts evicted before any pin asked for them
     uint64_t evictions = 0;
     uint64_t bytes_read = 0;
     double read_seconds = 0;  // wall time with at least one read in flight

@@ -1,6 +1,7 @@
 #include "model/moe.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <string>
 #include <tuple>
@@ -158,7 +159,19 @@ MoeWeights load_moe_weights(const ModelSource& src, int64_t layer, bool require_
     cache->add_layer(layer, l);
     w.streamed = std::move(cache);
   } else {
-    for (kernels::Weight* t : {&w.gate_exps, &w.up_exps, &w.down_exps}) prepare(*t);
+    std::array<TensorView, 3> sources;
+    std::array<kernels::Weight, 3> packed;
+    kernels::PrepareOptions o = src.prepare;
+    o.release_source = src.gguf_file() != nullptr;  // as blocks::prepare_matmul_weight
+    const kernels::Weight* stacks[3] = {&w.gate_exps, &w.up_exps, &w.down_exps};
+    for (int m = 0; m < 3; ++m) {
+      sources[m] = *stacks[m]->plain();
+      packed[m] = kernels::prepare_weight_deferred(sources[m], o);
+    }
+    w.lazy = std::make_shared<LazyExperts>(sources, packed, o);
+    w.gate_exps = packed[0];
+    w.up_exps = packed[1];
+    w.down_exps = packed[2];
   }
   if (w.gate_shexp)
     for (auto* t : {&w.gate_shexp, &w.up_shexp, &w.down_shexp}) prepare(**t);
@@ -288,6 +301,7 @@ void moe_forward(const MoeWeights& w, const MoeOptions& opt, const float* x, int
     }
   }
 
+  if (w.lazy) w.lazy->ensure(ws.active, e_begin);
   const int64_t fs = w.gate_shexp ? w.gate_shexp->out() : 0;
   const int first_expert = w.gate_shexp ? 1 : 0;
   const int n_tasks = first_expert + static_cast<int>(ws.active.size());

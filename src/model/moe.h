@@ -22,6 +22,7 @@
 #include "kernels/kernels.h"
 #include "model/config.h"
 #include "model/expert_cache.h"
+#include "model/lazy_experts.h"
 #include "model/source.h"
 #include "tensor/tensor.h"
 
@@ -85,13 +86,16 @@ struct MoeWeights {
   // Set when the routed experts stream (residency.h): they come from this cache, and the
   // *_exps weights above are the file's plain views, kept for their shapes only.
   std::shared_ptr<ExpertCache> streamed;
+  // Set when the routed experts are resident: the *_exps weights above are packed on first use
+  // (lazy_experts.h), so moe_forward has them packed before it reads them.
+  std::shared_ptr<LazyExperts> lazy;
 };
 
 // Loads blk.<layer>.ffn_*_exps, ffn_gate_inp, exp_probs_b (required when `require_bias`,
 // else optional) and the ffn_*_shexp tensors when config.n_expert_shared > 0, checking shapes.
-// The expert and shared-expert matrices are prepared for matmul (kernels::prepare_weight). Of the
-// routed experts only src.shard's share is loaded; under a memory budget (and no expert split) the
-// routed experts may stream instead (residency.h).
+// The shared-expert matrices are prepared for matmul (kernels::prepare_weight), the routed ones
+// on first use (lazy_experts.h). Of the routed experts only src.shard's share is loaded; under a memory budget (and no
+// expert split) the routed experts may stream instead (residency.h).
 MoeWeights load_moe_weights(const ModelSource& src, int64_t layer, bool require_bias);
 
 // Scratch space of moe_forward, grown to the largest batch and then reused.

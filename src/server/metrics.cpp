@@ -20,9 +20,34 @@ void metric(std::string& out, const char* name, const char* type, const char* he
   std::snprintf(buf, sizeof buf, "%.17g", value);
   out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n" + name + " " + buf + "\n";
 }
+
+// The expert cache of streamed routed experts (model/expert_cache.h): counts since start.
+void render_expert_cache(std::string& out, const ExpertCache::Stats& c, uint64_t capacity) {
+  auto d = [](uint64_t v) { return static_cast<double>(v); };
+  metric(out, "owl_expert_cache_hits_total", "counter", "Streamed experts asked for and found in the expert cache.",
+         d(c.hits));
+  metric(out, "owl_expert_cache_misses_total", "counter", "Streamed experts a forward had to wait to read.",
+         d(c.misses));
+  metric(out, "owl_expert_cache_hit_ratio", "gauge", "Hits over hits plus misses.", c.hit_rate());
+  metric(out, "owl_expert_cache_read_bytes_total", "counter", "Bytes of experts read from the model file.",
+         d(c.bytes_read));
+  metric(out, "owl_expert_cache_read_seconds_total", "counter", "Seconds with at least one expert read in flight.",
+         c.read_seconds);
+  metric(out, "owl_expert_cache_evictions_total", "counter", "Experts dropped from the cache to make room.",
+         d(c.evictions));
+  metric(out, "owl_expert_cache_prefetches_total", "counter", "Experts read ahead for the next layer.",
+         d(c.prefetches));
+  metric(out, "owl_expert_cache_prefetch_used_total", "counter", "Experts read ahead that a forward then used.",
+         d(c.prefetch_used));
+  metric(out, "owl_expert_cache_prefetch_wasted_total", "counter",
+         "Experts read ahead and evicted before any forward used them.", d(c.prefetch_wasted));
+  metric(out, "owl_expert_cache_bytes", "gauge", "Bytes of prepared experts in the cache.", d(c.cached_bytes));
+  metric(out, "owl_expert_cache_capacity_bytes", "gauge", "The cache's capacity under the memory budget.", d(capacity));
+}
+
 }  // namespace
 
-std::string Metrics::render(const EngineStats& s) const {
+std::string Metrics::render(const EngineStats& s, const ExpertCache* expert_cache) const {
   std::string out;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -75,6 +100,7 @@ std::string Metrics::render(const EngineStats& s) const {
          s.generated_tokens_per_second);
   metric(out, "owl_prefill_tokens_per_second", "gauge", "Prompt tokens evaluated per second over the last 10 s.",
          s.prefill_tokens_per_second);
+  if (expert_cache) render_expert_cache(out, expert_cache->stats(), expert_cache->capacity());
   return out;
 }
 

@@ -7,6 +7,7 @@
 #include <string>
 #include <utility>
 
+#include "model/expert_cache.h"
 #include "runtime/engine.h"
 
 namespace owl::server {
@@ -18,8 +19,9 @@ class Metrics {
   void count_request(const std::string& endpoint, int status);
   // Requests whose client went away before the answer was complete.
   void count_disconnect();
-  // Prometheus text exposition format 0.0.4.
-  std::string render(const EngineStats& engine) const;
+  // Prometheus text exposition format 0.0.4; with the streamed experts' cache counts
+  // (owl_expert_cache_*) when `expert_cache` is not null.
+  std::string render(const EngineStats& engine, const ExpertCache* expert_cache = nullptr) const;
 
  private:
   mutable std::mutex mu_;

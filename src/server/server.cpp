@@ -257,7 +257,7 @@ void OpenAIServer::handle(const http::Request& req, http::Response& res) {
         anthropic_->handle(req, res);
       } else if (req.path == "/metrics") {
         want("GET");
-        res.send(200, "text/plain; version=0.0.4", metrics_.render(engine_.stats()));
+        res.send(200, "text/plain; version=0.0.4", metrics_.render(engine_.stats(), opts_.expert_cache.get()));
       } else {
         throw ApiError(404,
                        "no route for " + req.method + " " + req.path +

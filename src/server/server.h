@@ -35,6 +35,9 @@ struct ApiOptions {
   int64_t default_max_tokens = 0;  // chat requests without max_tokens: 0 = to the end of the context
   std::string architecture;        // the model's GGUF architecture ("llama", "qwen3"), as Ollama's /api/show tells
   int64_t model_bytes = 0;         // the model's size on disk, as Ollama's /api/tags tells
+  // The cache of the routed experts that stream from the file (model/residency.h), or null when
+  // all are resident: /metrics reports its counts as owl_expert_cache_*.
+  std::shared_ptr<const ExpertCache> expert_cache;
 };
 
 class ChatAnswer;    // server.cpp: a chat answer's text as it arrives

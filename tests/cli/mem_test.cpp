@@ -18,9 +18,7 @@
 #include <string>
 #include <vector>
 
-#include "convert/synth.h"
-#include "formats/gguf.h"
-#include "formats/gguf_writer.h"
+#include "streaming_model.h"
 #include "test_util.h"
 
 namespace owl {
@@ -28,6 +26,7 @@ namespace {
 
 using test::run_owl;
 using test::shared_path;
+using test::streaming_model;
 
 const std::string kQwen3Moe = "golden/qwen3moe/q4_k_m.gguf";
 
@@ -169,26 +168,6 @@ void evict_from_page_cache(const std::string& path) {
   ::fdatasync(fd);
   ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
   ::close(fd);
-}
-
-// The synthetic MoE (experts ~98% of it) with stories260K's vocabulary, so `owl run` has text.
-std::string streaming_model(const std::string& dir) {
-  const std::string raw = dir + "/raw.gguf", path = dir + "/stream-test-qwen3moe.gguf";
-  write_synth(find_synth_shape("stream-test-qwen3moe"), raw, "q8_0", 11);
-  auto synth = gguf::File::open(raw);
-  auto stories = gguf::File::open(shared_path("models/stories260K/stories260K-f32.gguf"));
-  gguf::Writer w;
-  for (const auto& [k, v] : synth->metadata().items)
-    if (k.rfind("tokenizer.", 0) != 0) w.metadata().set(k, v);
-  for (const auto& [k, v] : stories->metadata().items)
-    if (k.rfind("tokenizer.", 0) == 0) w.metadata().set(k, v);
-  for (const auto& ti : synth->tensor_infos()) {
-    const TensorView t = synth->view(ti);
-    w.add_tensor(ti.name, t.type, std::vector<int64_t>(t.ne.begin(), t.ne.begin() + t.n_dims), t.data);
-  }
-  w.write(path);
-  std::filesystem::remove(raw);
-  return path;
 }
 
 TEST(Mem, LogitsAndRunInACgroupOf40PercentOfTheFileEqualTheUnlimitedRuns) {

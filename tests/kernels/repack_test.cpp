@@ -205,6 +205,40 @@ TEST_P(RepackIsa, OneExpertPreparedIntoCallerStorageEqualsTheStacksSlice) {
   }
 }
 
+// MoE stacks are packed an expert at a time on first use (prepare_weight_deferred, then
+// pack_matrix per expert, in any order): each packed expert's products equal those of the stack
+// prepared whole, bit for bit, and the packed bytes are the same; a type without a packed
+// layout stays plain and pack_matrix leaves it alone; a mismatched source is refused.
+TEST_P(RepackIsa, DeferredStackPackedExpertByExpertEqualsTheWholeStack) {
+  std::vector<DType> types(std::begin(kPackedTypes), std::end(kPackedTypes));
+  types.push_back(DType::Q4_1);  // no packed layout: stays plain
+  for (DType t : types) {
+    const int64_t in = block_elems(t) * 2, out = 13, n_exp = 4;
+    Weights w = make_weights(t, in, out, 10, n_exp);
+    kernels::PrepareOptions o;
+    o.isa = GetParam();
+    const kernels::Weight whole = kernels::prepare_weight(w.view, o);
+    const kernels::Weight lazy = kernels::prepare_weight_deferred(w.view, o);
+    ASSERT_EQ(lazy.packed(), whole.packed()) << dtype_name(t);
+    auto x = random_x(in * 3, 14);
+    for (const int64_t e : {2, 0, 3, 1}) {
+      kernels::pack_matrix(lazy, w.view, e, o);
+      const auto want = run_matmul(kernels::matrix_slice(whole, e), x, 3, GetParam());
+      const auto got = run_matmul(kernels::matrix_slice(lazy, e), x, 3, GetParam());
+      ASSERT_EQ(0, std::memcmp(want.data(), got.data(), want.size() * sizeof(float)))
+          << dtype_name(t) << " expert " << e;
+    }
+    if (!whole.packed()) continue;
+    const auto* a = kernels::WeightAccess::layout(whole);
+    const auto* b = kernels::WeightAccess::layout(lazy);
+    ASSERT_EQ(a->total, b->total);
+    EXPECT_EQ(0, std::memcmp(a->bytes, b->bytes, a->total)) << dtype_name(t);
+    EXPECT_THROW(kernels::pack_matrix(lazy, w.view, n_exp, o), Error);
+    Weights other = make_weights(t, in, out + 8, 11, n_exp);
+    EXPECT_THROW(kernels::pack_matrix(lazy, other.view, 0, o), Error);
+  }
+}
+
 // A tied embedding reads its rows from the prepared copy: the same floats as from the original.
 TEST(Repack, RowsDequantiseFromThePreparedCopy) {
   for (DType t : kPackedTypes) {
