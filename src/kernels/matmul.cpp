@@ -59,6 +59,7 @@ struct Part {
   int task_begin = 0;  // this part's tasks are [task_begin, next part's task_begin)
   // A packed weight: groups of 8 interleaved rows, group_bytes each, and its kernel.
   PackedFn pfn = nullptr;
+  WidePackedFn wide_fn = nullptr;  // AVX-512: 16 weight rows per call, for prefill
   size_t group_bytes = 0;
 };
 
@@ -70,6 +71,19 @@ struct MatmulJob {
 
 // y[(r - r0) * ld + (o - t0)] = W[o] . x[r] for r in [r0, r1), o in [t0, t1).
 void matmul_tile(const Part& p, int64_t r0, int64_t r1, int64_t t0, int64_t t1, float* y, int64_t ld) {
+  if (p.wide_fn && r1 - r0 > kPackM) {  // prefill: 16 weight rows x up to kWideM activation rows
+    for (int64_t r = r0; r < r1; r += kWideM) {
+      const int m = static_cast<int>(std::min<int64_t>(kWideM, r1 - r));
+      const uint8_t* x = p.xa + r * p.x_stride;
+      float* yr = y + (r - r0) * ld;
+      for (int64_t o = t0; o < t1; o += 2 * kPackRows) {
+        const int valid = static_cast<int>(std::min<int64_t>(2 * kPackRows, t1 - o));
+        p.wide_fn(p.in, p.w + (o / kPackRows) * p.group_bytes, valid > kPackRows ? p.group_bytes : 0, x, p.x_stride, m,
+                  yr + (o - t0), ld, valid);
+      }
+    }
+    return;
+  }
   if (p.pfn) {  // t0 is a multiple of the group size (tiles and tasks are)
     for (int64_t r = r0; r < r1; r += kPackM) {
       const int m = static_cast<int>(std::min<int64_t>(kPackM, r1 - r));
@@ -267,6 +281,7 @@ int plan(MatmulJob& job, std::span<const Weight* const> Ws, const float* X, int6
     if (const PackedLayout* pk = WeightAccess::layout(*Ws[i])) {
       p.group_bytes = pk->group_bytes;
       p.pfn = pk->fn;
+      p.wide_fn = pk->wide_fn;
     }
     p.fn = kernels[i].fn;
     p.xa = converted[slot];

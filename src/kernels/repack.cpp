@@ -299,6 +299,7 @@ std::shared_ptr<PackedLayout> packed_layout_for(const TensorView& W, const Prepa
   pi->n_mats = W.ne[2] * W.ne[3];
   pi->isa = isa;
   pi->fn = fn;
+  if (isa == Isa::Avx512Vnni) pi->wide_fn = wide_packed_kernel_avx512vnni(W.type);
   const int64_t groups = (pi->out + kPackRows - 1) / kPackRows;
   pi->group_bytes = static_cast<size_t>(pi->in / info(W.type).block_size) * block_bytes;
   pi->matrix_bytes = static_cast<size_t>(groups) * pi->group_bytes;

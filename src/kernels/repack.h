@@ -38,6 +38,15 @@ using PackedFn = void (*)(int64_t in, const uint8_t* group, const uint8_t* xa, s
 PackedFn packed_kernel_avx2(DType t);        // null where none
 PackedFn packed_kernel_avx512vnni(DType t);  // null where none; same results as AVX2, bit for bit
 
+// Prefill tiles on 512-bit registers: y[k * ld + r] for k < m (1 <= m <= kWideM) and r < valid
+// (1 <= valid <= 16), rows 0-7 from the group at `group`, rows 8-15 from the next one, gb bytes
+// on (gb = 0 when valid <= 8: the one group is read twice, and only its rows are stored). Same
+// results as the 8-row kernels, bit for bit.
+constexpr int kWideM = 8;
+using WidePackedFn = void (*)(int64_t in, const uint8_t* group, size_t gb, const uint8_t* xa, size_t x_stride, int m,
+                              float* y, int64_t ld, int valid);
+WidePackedFn wide_packed_kernel_avx512vnni(DType t);  // null where none
+
 // A packed weight's copy: n_mats matrices of `out` rows (padded to groups), the kernel chosen for
 // it at prepare time, and the storage (unmapped when the last Weight sharing it goes).
 struct PackedLayout {
@@ -47,8 +56,9 @@ struct PackedLayout {
   size_t matrix_bytes = 0;  // one matrix (ceil(out / 8) groups)
   Isa isa = Isa::Avx2;
   PackedFn fn = nullptr;
-  uint8_t* bytes = nullptr;  // n_mats * matrix_bytes
-  bool owns_bytes = true;    // false: the caller's storage (prepare_weight_into)
+  WidePackedFn wide_fn = nullptr;  // for tiles of more than 4 activation rows; null: fn only
+  uint8_t* bytes = nullptr;        // n_mats * matrix_bytes
+  bool owns_bytes = true;          // false: the caller's storage (prepare_weight_into)
   size_t total = 0;
   PackedLayout() = default;
   PackedLayout(const PackedLayout&) = delete;

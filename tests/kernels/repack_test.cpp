@@ -71,7 +71,7 @@ TEST(Repack, PackedGroupsRebuildTheOriginalRowsExactly) {
 
 TEST_P(RepackIsa, PreparedAgreesWithReferenceOnOddShapes) {
   for (DType t : kPackedTypes) {
-    for (int64_t out : {1, 7, 8, 37}) {  // rows not a multiple of the 8-row groups
+    for (int64_t out : {1, 7, 8, 37, 45}) {  // rows not a multiple of the 8-row (16 with AVX-512) tiles
       const int64_t in = block_elems(t) * 3;
       Weights w = make_weights(t, in, out, 31 + static_cast<uint32_t>(out));
       const kernels::Weight p = prepare_for(w.view, GetParam());
@@ -111,26 +111,29 @@ TEST_P(RepackIsa, PreparedAgreesAtModelShapes) {
 }
 
 // The AVX-512 VNNI kernels sum the same exact integers as the AVX2 ones and apply the block
-// scales in the same float order: their results must be equal bit for bit, for decode (1 row)
-// and prefill tiles of 1-4 rows. Skipped where the CPU lacks VNNI.
+// scales in the same float order: their results must be equal bit for bit, for decode (1 row),
+// prefill tiles of 1-4 rows (256-bit) and of more rows (the 512-bit kernels: 16 weight rows x up
+// to 8 activation rows; 37 and 45 outputs end in tiles of 5 and 13 rows). Skipped where the CPU
+// lacks VNNI.
 TEST(Repack, VnniEqualsAvx2BitForBit) {
   ASSERT_TRUE(kernels::fast_paths_available());
   if (kernels::best_isa() < Isa::Avx512Vnni) GTEST_SKIP() << "no AVX-512 VNNI on this CPU";
-  for (DType t : kPackedTypes) {
-    const int64_t in = block_elems(t) * 8, out = 37;
-    Weights w = make_weights(t, in, out, 77);
-    const kernels::Weight pa = prepare_for(w.view, Isa::Avx2), pv = prepare_for(w.view, Isa::Avx512Vnni);
-    ASSERT_EQ(pa.isa(), Isa::Avx2);
-    ASSERT_EQ(pv.isa(), Isa::Avx512Vnni);
-    for (int64_t n_rows : {1, 2, 3, 4, 9}) {
-      auto x = random_x(in * n_rows, 300 + static_cast<uint32_t>(n_rows));
-      for (int64_t i = 0; i < in * n_rows; i += 97) x[static_cast<size_t>(i)] *= 40.0f;  // outliers: full int8 range
-      auto avx2 = run_matmul(pa, x, n_rows, Isa::Avx2);
-      auto vnni = run_matmul(pv, x, n_rows, Isa::Avx2);
-      EXPECT_EQ(0, std::memcmp(avx2.data(), vnni.data(), avx2.size() * sizeof(float)))
-          << dtype_name(t) << " rows " << n_rows;
+  for (DType t : kPackedTypes)
+    for (int64_t out : {37, 45}) {
+      const int64_t in = block_elems(t) * 8;
+      Weights w = make_weights(t, in, out, 77);
+      const kernels::Weight pa = prepare_for(w.view, Isa::Avx2), pv = prepare_for(w.view, Isa::Avx512Vnni);
+      ASSERT_EQ(pa.isa(), Isa::Avx2);
+      ASSERT_EQ(pv.isa(), Isa::Avx512Vnni);
+      for (int64_t n_rows : {1, 2, 3, 4, 5, 9, 16, 70}) {
+        auto x = random_x(in * n_rows, 300 + static_cast<uint32_t>(n_rows));
+        for (int64_t i = 0; i < in * n_rows; i += 97) x[static_cast<size_t>(i)] *= 40.0f;  // outliers: full int8 range
+        auto avx2 = run_matmul(pa, x, n_rows, Isa::Avx2);
+        auto vnni = run_matmul(pv, x, n_rows, Isa::Avx2);
+        EXPECT_EQ(0, std::memcmp(avx2.data(), vnni.data(), avx2.size() * sizeof(float)))
+            << dtype_name(t) << " out " << out << " rows " << n_rows;
+      }
     }
-  }
 }
 
 TEST_P(RepackIsa, BitIdenticalForAnyThreadCount) {

@@ -1,0 +1,319 @@
+// Prefill kernels on 512-bit registers for the packed layouts of repack.h (compiled with AVX-512
+// F/BW/VL/VNNI; chosen only after a CPUID check). The layout stays the 8-row groups: one zmm
+// register holds the same 4 elements of two neighbouring groups (16 weight rows), the lower half
+// from group g and the upper half from group g + 1, so each activation broadcast and each
+// vpdpbusd serves 16 weight rows where the 256-bit kernels serve 8. Up to 8 activation rows share
+// every weight register (the 32 zmm registers hold their sums). Sub-blocks are summed one at a
+// time so that one partial sum per activation row is live.
+// Integer sums are exact and every row's block scales apply in the same float operations and
+// order as in the 256-bit kernels (repack_simd.h), so the results equal theirs bit for bit.
+#if defined(__GNUC__) && !defined(__clang__)
+// GCC 12 reports the deliberately undefined pass-through operand inside its own 512-bit
+// intrinsics (_mm512_undefined_*) as maybe uninitialised once they are inlined (GCC bug 105593).
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "kernels/repack.h"
+#include "kernels/repack_simd.h"
+
+namespace owl::kernels {
+
+namespace {
+
+// 32 bytes of group g (at p) in the lower half, those of group g + 1 (gb bytes on) in the upper.
+inline __m512i load_pair(const uint8_t* p, size_t gb) {
+  return _mm512_inserti64x4(_mm512_castsi256_si512(load32(p)), load32(p + gb), 1);
+}
+// 16 bytes of each group, one per 128-bit half of a 256-bit register.
+inline __m256i load_pair16(const uint8_t* p, size_t gb) {
+  return _mm256_inserti128_si256(_mm256_castsi128_si256(load16(p)), load16(p + gb), 1);
+}
+// The 8 fp16 factors of each group as 16 floats (rows 0-7, then 8-15).
+inline __m512 fp16x16(const uint8_t* p, size_t gb) { return _mm512_cvtph_ps(load_pair16(p, gb)); }
+// 4 activation bytes in every 32-bit lane.
+inline __m512i bcast4z(const int8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return _mm512_set1_epi32(v);
+}
+// Byte k of every 32-bit lane, zero-extended.
+inline __m512i lane_byte(__m512i v, int k) {
+  return k == 3 ? _mm512_srli_epi32(v, 24) : _mm512_and_si512(_mm512_srli_epi32(v, 8 * k), _mm512_set1_epi32(0xFF));
+}
+
+// Writes M rows of the first `valid` (1..16) results, ld floats apart.
+template <int M>
+inline void store_wide_rows(const __m512 acc[M], float* y, int64_t ld, int valid) {
+  const auto mask = static_cast<__mmask16>((1u << valid) - 1);
+  for (int m = 0; m < M; ++m) _mm512_mask_storeu_ps(y + m * ld, mask, acc[m]);
+}
+
+// Q8_0 x Q8_0: the weights as unsigned bytes w + 128 (one xor), and the 128 * activation sum
+// that adds taken off again (the sums come with the activations).
+template <int M>
+void wide_q8_0(int64_t in, const uint8_t* grp, size_t gb, const uint8_t* xa, size_t xs, float* y, int64_t ld,
+               int valid) {
+  const int64_t nb = in / kQK;
+  const Q8_0Rows<M> x(xa, xs, in);
+  const __m512i bias = _mm512_set1_epi8(static_cast<char>(0x80));
+  __m512 acc[M];
+  for (int m = 0; m < M; ++m) acc[m] = _mm512_setzero_ps();
+  constexpr size_t kBytes = kPackedBytes<BlockQ8_0>;
+  for (int64_t i = 0; i < nb; ++i) {
+    const uint8_t* b = grp + i * kBytes;
+    __m512i isum[M];
+    for (int m = 0; m < M; ++m) isum[m] = _mm512_set1_epi32(-128 * x.sums[m][i]);
+    for (int g = 0; g < 8; ++g) {
+      const __m512i w = _mm512_xor_si512(load_pair(b + 16 + 32 * g, gb), bias);
+      for (int m = 0; m < M; ++m) isum[m] = _mm512_dpbusd_epi32(isum[m], w, bcast4z(x.a[m][i].qs + 4 * g));
+    }
+    const __m512 d = fp16x16(b, gb);
+    for (int m = 0; m < M; ++m)
+      acc[m] = _mm512_fmadd_ps(_mm512_mul_ps(d, _mm512_set1_ps(x.d[m][i])), _mm512_cvtepi32_ps(isum[m]), acc[m]);
+  }
+  store_wide_rows<M>(acc, y, ld, valid);
+}
+
+// Q5_0 x Q8_0: unsigned 5-bit levels (as q5_0_levels) times the activations, minus 16 * the
+// activation sums.
+template <int M>
+void wide_q5_0(int64_t in, const uint8_t* grp, size_t gb, const uint8_t* xa, size_t xs, float* y, int64_t ld,
+               int valid) {
+  const int64_t nb = in / kQK;
+  const Q8_0Rows<M> x(xa, xs, in);
+  const __m512i m4 = _mm512_set1_epi8(0x0F), m10 = _mm512_set1_epi8(0x10);
+  __m512 acc[M];
+  for (int m = 0; m < M; ++m) acc[m] = _mm512_setzero_ps();
+  constexpr size_t kBytes = kPackedBytes<BlockQ5_0>;
+  for (int64_t i = 0; i < nb; ++i) {
+    const uint8_t* b = grp + i * kBytes;
+    const __m512i hb = load_pair(b + 16, gb);
+    __m512i isum[M];
+    for (int m = 0; m < M; ++m) isum[m] = _mm512_set1_epi32(-16 * x.sums[m][i]);
+    for (int g = 0; g < 4; ++g) {
+      const __m512i q = load_pair(b + 48 + 32 * g, gb);
+      const __m512i lo = _mm512_or_si512(_mm512_and_si512(q, m4), _mm512_and_si512(_mm512_slli_epi16(hb, 4 - g), m10));
+      const __m512i hi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(q, 4), m4),
+                                         _mm512_and_si512(_mm512_srli_epi16(hb, g), m10));
+      for (int m = 0; m < M; ++m)
+        isum[m] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(isum[m], lo, bcast4z(x.a[m][i].qs + 4 * g)), hi,
+                                      bcast4z(x.a[m][i].qs + 16 + 4 * g));
+    }
+    const __m512 d = fp16x16(b, gb);
+    for (int m = 0; m < M; ++m)
+      acc[m] = _mm512_fmadd_ps(_mm512_mul_ps(d, _mm512_set1_ps(x.d[m][i])), _mm512_cvtepi32_ps(isum[m]), acc[m]);
+  }
+  store_wide_rows<M>(acc, y, ld, valid);
+}
+
+// The 6-bit scales and mins of a packed Q4_K block for 16 rows (see q4_k_scales).
+struct WideQ4KScales {
+  __m512i sc_lo, sc_hi, mn_lo, mn_hi;
+};
+inline WideQ4KScales wide_q4_k_scales(const uint8_t* p, size_t gb) {
+  const __m512i m6 = _mm512_set1_epi8(0x3F), m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
+  const __m512i a = load_pair(p, gb), b = load_pair(p + 32, gb), c = load_pair(p + 64, gb);
+  return {
+      _mm512_and_si512(a, m6), _mm512_or_si512(_mm512_and_si512(c, m4), _mm512_and_si512(_mm512_srli_epi16(a, 2), m30)),
+      _mm512_and_si512(b, m6),
+      _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(c, 4), m4), _mm512_and_si512(_mm512_srli_epi16(b, 2), m30))};
+}
+
+// Each lane's min bytes (m0 m1 m2 m3 | m4 m5 m6 m7) as int16 pairs (m0, m2), (m1, m3), (m4, m6),
+// (m5, m7): what the mins term multiplies by the activation sums; the same for every activation row.
+struct WideQ4KMins {
+  __m512i m02, m13, m46, m57;
+};
+inline WideQ4KMins wide_q4_k_min_pairs(const WideQ4KScales& s) {
+  const __m512i low = _mm512_set1_epi16(0x00FF);
+  return {_mm512_and_si512(s.mn_lo, low), _mm512_srli_epi16(s.mn_lo, 8), _mm512_and_si512(s.mn_hi, low),
+          _mm512_srli_epi16(s.mn_hi, 8)};
+}
+// Q4_K mins term of one block for 16 rows and one activation row (see q4_k_mins).
+inline __m512i wide_q4_k_mins(const WideQ4KMins& mn, const int16_t* bsums) {
+  const __m128i bs = _mm_hadd_epi16(load16(bsums), load16(bsums + 8));
+  const __m128i order = _mm_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
+  const __m512i pairs = _mm512_broadcast_i32x4(_mm_shuffle_epi8(bs, order));
+  __m512i r = _mm512_madd_epi16(mn.m02, _mm512_shuffle_epi32(pairs, static_cast<_MM_PERM_ENUM>(0x00)));
+  r = _mm512_add_epi32(r, _mm512_madd_epi16(mn.m13, _mm512_shuffle_epi32(pairs, static_cast<_MM_PERM_ENUM>(0xAA))));
+  r = _mm512_add_epi32(r, _mm512_madd_epi16(mn.m46, _mm512_shuffle_epi32(pairs, static_cast<_MM_PERM_ENUM>(0x55))));
+  return _mm512_add_epi32(r, _mm512_madd_epi16(mn.m57, _mm512_shuffle_epi32(pairs, static_cast<_MM_PERM_ENUM>(0xFF))));
+}
+
+template <int M>
+void wide_q4_k(int64_t in, const uint8_t* grp, size_t gb, const uint8_t* xa, size_t xs, float* y, int64_t ld,
+               int valid) {
+  constexpr size_t kBytes = kPackedBytes<BlockQ4_K>;
+  const int64_t nb = in / kQKK;
+  const __m512i m4 = _mm512_set1_epi8(0x0F);
+  __m512 acc[M];
+  for (int m = 0; m < M; ++m) acc[m] = _mm512_setzero_ps();
+  for (int64_t i = 0; i < nb; ++i) {
+    const uint8_t* b = grp + i * kBytes;
+    const WideQ4KScales s = wide_q4_k_scales(b + 32, gb);
+    const uint8_t* qs = b + 128;
+    const BlockQ8_K* a[M];
+    __m512i isum[M];
+    for (int m = 0; m < M; ++m) {
+      a[m] = reinterpret_cast<const BlockQ8_K*>(xa + m * xs) + i;
+      isum[m] = _mm512_setzero_si512();
+    }
+    for (int j = 0; j < 4; ++j) {
+      const __m512i sc = j < 2 ? s.sc_lo : s.sc_hi;
+      for (int half = 0; half < 2; ++half) {  // low nibbles: sub-block 2j, high nibbles: 2j + 1
+        __m512i p[M];
+        for (int m = 0; m < M; ++m) p[m] = _mm512_setzero_si512();
+        for (int g = 0; g < 8; ++g) {
+          const __m512i q = load_pair(qs + (j * 8 + g) * 32, gb);
+          const __m512i v = half ? _mm512_and_si512(_mm512_srli_epi16(q, 4), m4) : _mm512_and_si512(q, m4);
+          for (int m = 0; m < M; ++m)
+            p[m] = _mm512_dpbusd_epi32(p[m], v, bcast4z(a[m]->qs + 64 * j + 32 * half + 4 * g));
+        }
+        const __m512i scale = lane_byte(sc, 2 * (j % 2) + half);
+        for (int m = 0; m < M; ++m) isum[m] = _mm512_add_epi32(isum[m], _mm512_mullo_epi32(p[m], scale));
+      }
+    }
+    const WideQ4KMins mn = wide_q4_k_min_pairs(s);
+    const __m512 d = fp16x16(b, gb), dmin = fp16x16(b + 16, gb);
+    for (int m = 0; m < M; ++m) {
+      const __m512i ms = wide_q4_k_mins(mn, a[m]->bsums);
+      const __m512 da = _mm512_set1_ps(a[m]->d);
+      acc[m] = _mm512_fmadd_ps(_mm512_mul_ps(d, da), _mm512_cvtepi32_ps(isum[m]), acc[m]);
+      acc[m] = _mm512_fnmadd_ps(_mm512_mul_ps(dmin, da), _mm512_cvtepi32_ps(ms), acc[m]);
+    }
+  }
+  store_wide_rows<M>(acc, y, ld, valid);
+}
+
+// Lane r of rows 0-7 | 8-15: scale 2k | scale 2k + 1 << 16 of that row (signed), from the
+// [8 rows][2] s8 tables of both groups; q6_k_scale_of takes one half, sign-extended.
+inline __m512i wide_q6_k_pairs(const uint8_t* p, size_t gb) { return _mm512_cvtepi8_epi16(load_pair16(p, gb)); }
+inline __m512i wide_q6_k_scale_of(__m512i pairs, int b) {
+  return b ? _mm512_srai_epi32(pairs, 16) : _mm512_srai_epi32(_mm512_slli_epi32(pairs, 16), 16);
+}
+
+// The chunk loop stays rolled (pragma): GCC -O3 unrolls it fully and then spills the 8 rows'
+// sums, which made the kernel 4x slower.
+template <int M>
+void wide_q6_k(int64_t in, const uint8_t* grp, size_t gb, const uint8_t* xa, size_t xs, float* y, int64_t ld,
+               int valid) {
+  constexpr size_t kBytes = kPackedBytes<BlockQ6_K>;
+  const int64_t nb = in / kQKK;
+  const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
+  __m512 acc[M];
+  for (int m = 0; m < M; ++m) acc[m] = _mm512_setzero_ps();
+  for (int64_t i = 0; i < nb; ++i) {
+    const uint8_t* b = grp + i * kBytes;
+    const uint8_t* sc = b + 16;
+    const uint8_t* ql = b + 144;
+    const uint8_t* qh = b + 1168;
+    const BlockQ8_K* a[M];
+    __m512i isum[M];
+    for (int m = 0; m < M; ++m) {
+      a[m] = reinterpret_cast<const BlockQ8_K*>(xa + m * xs) + i;
+      isum[m] = _mm512_setzero_si512();
+    }
+    // The -32 offset of every level: -32 * sum over sub-blocks of scale * activation sum.
+    for (int k = 0; k < 8; ++k) {
+      const __m512i s16 = wide_q6_k_pairs(sc + 16 * k, gb);
+      for (int m = 0; m < M; ++m) {
+        int32_t pair;
+        std::memcpy(&pair, a[m]->bsums + 2 * k, 4);
+        isum[m] = _mm512_add_epi32(isum[m], _mm512_madd_epi16(s16, _mm512_set1_epi32(pair)));
+      }
+    }
+    for (int m = 0; m < M; ++m) isum[m] = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(isum[m], 5));
+#pragma GCC unroll 1
+    for (int c = 0; c < 4; ++c) {
+      for (int hh = 0; hh < 2; ++hh) {  // elements 64c + 16 hh .. + 16 (and + 32): sub-blocks 4c + hh, 4c + 2 + hh
+        for (int part = 0; part < 2; ++part) {  // 0: the elements 64c + ..., 1: those 32 on
+          const __m512i scale = wide_q6_k_scale_of(wide_q6_k_pairs(sc + 16 * (2 * c + part), gb), hh);
+          __m512i p[M];
+          for (int m = 0; m < M; ++m) p[m] = _mm512_setzero_si512();
+          for (int h = 2 * hh; h < 2 * hh + 2; ++h) {
+            const __m512i H = load_pair(qh + (c * 4 + h) * 32, gb);
+            const __m512i L0 = load_pair(ql + (c * 8 + 2 * h) * 32, gb),
+                          L1 = load_pair(ql + (c * 8 + 2 * h + 1) * 32, gb);
+            // Levels as q6_k_levels: part 0 gives lo0, lo1; part 1 gives hi0, hi1.
+            const __m512i v0 =
+                part ? _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(L0, 4), m4),
+                                       _mm512_and_si512(_mm512_slli_epi16(H, 2), m30))
+                     : _mm512_or_si512(_mm512_and_si512(L0, m4), _mm512_and_si512(_mm512_slli_epi16(H, 4), m30));
+            const __m512i v1 = part ? _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(L1, 4), m4),
+                                                      _mm512_and_si512(_mm512_srli_epi16(H, 2), m30))
+                                    : _mm512_or_si512(_mm512_and_si512(L1, m4), _mm512_and_si512(H, m30));
+            for (int m = 0; m < M; ++m) {
+              const int8_t* aq = a[m]->qs + 64 * c + 32 * part + 8 * h;
+              p[m] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(p[m], v0, bcast4z(aq)), v1, bcast4z(aq + 4));
+            }
+          }
+          for (int m = 0; m < M; ++m) isum[m] = _mm512_add_epi32(isum[m], _mm512_mullo_epi32(p[m], scale));
+        }
+      }
+    }
+    const __m512 d = fp16x16(b, gb);
+    for (int m = 0; m < M; ++m)
+      acc[m] = _mm512_fmadd_ps(_mm512_mul_ps(d, _mm512_set1_ps(a[m]->d)), _mm512_cvtepi32_ps(isum[m]), acc[m]);
+  }
+  store_wide_rows<M>(acc, y, ld, valid);
+}
+
+// Runs Kernel<M> for m = 1..kWideM activation rows (the WidePackedFn signature).
+template <template <int> class Kernel>
+void wide_by_m(int64_t in, const uint8_t* grp, size_t gb, const uint8_t* xa, size_t xs, int m, float* y, int64_t ld,
+               int valid) {
+  switch (m) {
+    case 1:
+      return Kernel<1>::f(in, grp, gb, xa, xs, y, ld, valid);
+    case 2:
+      return Kernel<2>::f(in, grp, gb, xa, xs, y, ld, valid);
+    case 3:
+      return Kernel<3>::f(in, grp, gb, xa, xs, y, ld, valid);
+    case 4:
+      return Kernel<4>::f(in, grp, gb, xa, xs, y, ld, valid);
+    case 5:
+      return Kernel<5>::f(in, grp, gb, xa, xs, y, ld, valid);
+    case 6:
+      return Kernel<6>::f(in, grp, gb, xa, xs, y, ld, valid);
+    case 7:
+      return Kernel<7>::f(in, grp, gb, xa, xs, y, ld, valid);
+    default:
+      return Kernel<8>::f(in, grp, gb, xa, xs, y, ld, valid);
+  }
+}
+static_assert(kWideM == 8, "wide_by_m covers 1..8 rows");
+
+#define OWL_WIDE_GEMM(name, fn)                                                                                        \
+  template <int M>                                                                                                     \
+  struct name {                                                                                                        \
+    static void f(int64_t in, const uint8_t* g, size_t gb, const uint8_t* x, size_t xs, float* y, int64_t ld, int v) { \
+      fn<M>(in, g, gb, x, xs, y, ld, v);                                                                               \
+    }                                                                                                                  \
+  };
+OWL_WIDE_GEMM(WideQ4_K, wide_q4_k)
+OWL_WIDE_GEMM(WideQ6_K, wide_q6_k)
+OWL_WIDE_GEMM(WideQ8_0, wide_q8_0)
+OWL_WIDE_GEMM(WideQ5_0, wide_q5_0)
+#undef OWL_WIDE_GEMM
+
+}  // namespace
+
+WidePackedFn wide_packed_kernel_avx512vnni(DType t) {
+  switch (t) {
+    case DType::Q4_K:
+      return wide_by_m<WideQ4_K>;
+    case DType::Q6_K:
+      return wide_by_m<WideQ6_K>;
+    case DType::Q8_0:
+      return wide_by_m<WideQ8_0>;
+    case DType::Q5_0:
+      return wide_by_m<WideQ5_0>;
+    default:
+      return nullptr;
+  }
+}
+
+}  // namespace owl::kernels
