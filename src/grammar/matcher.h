@@ -7,9 +7,16 @@
 // share a frame) what a token does until the rule ends does not depend on the stack below:
 // for each such group of nodes the engine walks the vocabulary trie once and remembers the
 // tokens consumed without leaving the rule and the trie nodes where the rule can end
-// (MaskCache, shared by every matcher of the grammar). A mask is then those token sets plus,
-// from each recorded end, a short walk in the caller's real state; inside a JSON string that
-// is a few hundred table lookups instead of a walk over all 128k tokens.
+// (MaskCache, shared by every matcher of the grammar). A mask is then those token sets plus
+// one walk, in the caller's real state, of the bytes that follow the recorded ends (merged
+// into an ExitTail); inside a JSON string that is a few hundred table lookups instead of a
+// walk over all 128k tokens.
+//
+// The first walk of a group skips whole trie subtrees where a state loops: the states of a
+// loop (a string's characters, escapes and UTF-8 sequences) form a region whose per-trie-node
+// purity is precomputed once per process (loop_region.h). States that differ only by a shift
+// along a bounded repetition (a string with maxLength) share one region while they have
+// copies to spare, so a long bounded string is walked like an unbounded one.
 #pragma once
 #include <array>
 #include <cstdint>
