@@ -215,17 +215,25 @@ int32_t Matcher::next(int32_t s, uint8_t b) {
   if (t != kUnknown) return t;
   State to;
   entered_.clear();
+  // The bytes that take exactly the same edges as b lead to the same state: fill them all.
+  std::array<uint64_t, 4> same{~uint64_t{0}, ~uint64_t{0}, ~uint64_t{0}, ~uint64_t{0}};
   for (uint64_t cfg : states_[s].configs) {
     uint32_t n = node_of(cfg), f = frame_of(cfg);
-    for (const Grammar::Edge& e : g_->nodes[n].edges)
-      if (e.bytes.has(b)) close(e.to, f, to);
+    for (const Grammar::Edge& e : g_->nodes[n].edges) {
+      const bool taken = e.bytes.has(b);
+      for (int w = 0; w < 4; ++w) same[w] &= taken ? e.bytes.w[w] : ~e.bytes.w[w];
+      if (taken) close(e.to, f, to);
+    }
   }
   if (to.configs.size() > 1) {
     std::sort(to.configs.begin(), to.configs.end());
     to.configs.erase(std::unique(to.configs.begin(), to.configs.end()), to.configs.end());
   }
   t = intern(std::move(to));
-  trans_[s][b] = t;
+  auto& row = trans_[static_cast<size_t>(s)];
+  for (unsigned w = 0; w < 4; ++w)
+    for (uint64_t bits = same[w]; bits; bits &= bits - 1)
+      row[w * 64 + static_cast<unsigned>(__builtin_ctzll(bits))] = t;
   return t;
 }
 
