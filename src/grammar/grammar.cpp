@@ -157,11 +157,13 @@ class Lowering {
       case ExprPool::Kind::Repeat: {
         ExprId k = e.kids[0];
         uint32_t cur = s;
+        const auto first_required = static_cast<uint32_t>(g_.nodes.size());
         for (uint32_t i = 0; i < e.min; ++i) {
           auto [a, b] = lower(k);
           eps(cur, a);
           cur = b;
         }
+        add_chain(first_required, e.min);
         if (e.max == kUnbounded) {
           // cur -> body -> back to loop; loop -> out
           uint32_t loop = node();
@@ -174,16 +176,28 @@ class Lowering {
         // Nested optionals (x (x (x)?)?)? keep the network unambiguous.
         uint32_t end = node();
         eps(cur, end);
+        const auto first = static_cast<uint32_t>(g_.nodes.size());
         for (uint32_t i = e.min; i < e.max; ++i) {
           auto [a, b] = lower(k);
           eps(cur, a);
           eps(b, end);
           cur = b;
         }
+        add_chain(first, e.max - e.min);
         return {s, end};
       }
     }
     return {s, s};
+  }
+
+  // Records the copies just lowered from `first` on as a chain (long ones only: the matcher
+  // gains nothing from short ones), replacing the chains nested in them.
+  void add_chain(uint32_t first, uint32_t count) {
+    constexpr uint32_t kMinChain = 8;
+    const auto total = static_cast<uint32_t>(g_.nodes.size()) - first;
+    if (count < kMinChain || total % count != 0) return;
+    while (!g_.chains.empty() && g_.chains.back().first >= first) g_.chains.pop_back();
+    g_.chains.push_back({first, total / count, count});
   }
 
  private:

@@ -121,7 +121,16 @@ struct Grammar {
     std::vector<uint32_t> calls;
     bool final = false;
   };
+  // A bounded repetition lowered as `count` copies of one expression, copy k occupying nodes
+  // [first + k * stride, first + (k + 1) * stride): every copy but the last is wired the same
+  // way to the next, so two states that differ only by a shift along the copies behave alike
+  // until the shifted one runs out of copies (the matcher uses this to share mask work
+  // between the positions of a string with maxLength). Outermost repetitions only, sorted.
+  struct Chain {
+    uint32_t first, stride, count;
+  };
   std::vector<Node> nodes;
+  std::vector<Chain> chains;
   std::vector<Closure> closure;
   std::vector<uint32_t> rule_start;
   std::vector<std::string> rule_names;

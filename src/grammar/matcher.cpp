@@ -2,7 +2,8 @@
 
 #include <algorithm>
 #include <cstring>
-#include <map>
+
+#include "grammar/loop_region.h"
 
 namespace owl::grammar {
 
@@ -11,6 +12,9 @@ constexpr uint32_t kMaxStackDepth = 100000;
 constexpr uint32_t kExitRet = 0xFFFFFFFFu;  // return node of the exit frame
 constexpr size_t kMaxStates = 200000;       // beyond this the tables start over
 constexpr size_t kMaskCacheEntries = 256;
+// A byte moves a state at most one copy along a chain, and the last copy is wired apart: states
+// that differ by a shift agree on the next byte while both have this many copies to spare.
+constexpr uint32_t kMinBudget = 3;
 
 uint64_t pack(uint32_t node, uint32_t frame) { return (uint64_t{node} << 32) | frame; }
 uint32_t node_of(uint64_t c) { return static_cast<uint32_t>(c >> 32); }
@@ -50,29 +54,6 @@ class SharedLocals {
 
 constexpr size_t kMaxShapeNodes = 400;
 
-// For a byte class: per trie node, 1 when every byte below it is in the class (so a state that
-// loops on the class keeps every token of the subtree). Shared per (trie, class).
-std::shared_ptr<const std::vector<uint8_t>> pure_below_class(const TokenTrie& trie, const ByteSet& c) {
-  static std::mutex mu;
-  static std::map<std::pair<const TokenTrie*, std::array<uint64_t, 4>>, std::shared_ptr<const std::vector<uint8_t>>>
-      cache;
-  std::lock_guard<std::mutex> lock(mu);
-  auto key = std::make_pair(&trie, c.w);
-  auto it = cache.find(key);
-  if (it != cache.end()) return it->second;
-  const auto& nodes = trie.nodes();
-  auto out = std::make_shared<std::vector<uint8_t>>(nodes.size(), 1);
-  for (size_t i = nodes.size(); i-- > 0;) {
-    uint8_t pure = 1;
-    for (uint32_t j = static_cast<uint32_t>(i) + 1; j < nodes[i].skip && pure; j = nodes[j].skip)
-      pure = c.has(nodes[j].byte) && (*out)[j];
-    (*out)[i] = pure;
-  }
-  if (cache.size() > 64) cache.clear();
-  cache.emplace(key, out);
-  return out;
-}
-
 // The network reachable from `nodes` (rule ends included, callers excluded) in a canonical
 // numbering; empty when it is larger than kMaxShapeNodes.
 std::string shape_of(const Grammar& g, const std::vector<uint32_t>& nodes, const TokenTrie* trie) {
@@ -86,7 +67,8 @@ std::string shape_of(const Grammar& g, const std::vector<uint32_t>& nodes, const
     order.push_back(n);
     return k;
   };
-  std::string out(reinterpret_cast<const char*>(&trie), sizeof(trie));
+  const uint64_t serial = trie->serial();
+  std::string out(reinterpret_cast<const char*>(&serial), sizeof(serial));
   auto put32 = [&](uint32_t v) { out.append(reinterpret_cast<const char*>(&v), 4); };
   for (uint32_t n : nodes) put32(id(n));
   for (size_t i = 0; i < order.size(); ++i) {
@@ -121,6 +103,19 @@ void MaskCache::put(const std::string& key, std::shared_ptr<const Local> v) {
   locals_.emplace(key, std::move(v));
 }
 
+bool MaskCache::find_region(const std::string& key, RegionMember& out) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = regions_.find(key);
+  if (it == regions_.end()) return false;
+  out = it->second;
+  return true;
+}
+
+void MaskCache::put_region(const std::string& key, RegionMember m) {
+  std::lock_guard<std::mutex> lock(mu_);
+  regions_.emplace(key, std::move(m));
+}
+
 Matcher::Matcher(std::shared_ptr<const Grammar> g) : g_(std::move(g)) { reset(); }
 
 Matcher::Matcher(std::shared_ptr<MaskCache> cache) : g_(cache->grammar), cache_(std::move(cache)) { reset(); }
@@ -131,7 +126,12 @@ void Matcher::reset() {
   frame_depth_.assign(1, 0);
   frame_ids_.clear();
   states_.clear();
-  loop_.clear();
+  class_of_.clear();
+  budget_.clear();
+  class_ids_.clear();
+  region_of_.clear();
+  region_slot_.clear();
+  region_purity_.clear();
   trans_.clear();
   state_ids_.clear();
   mask_cache_.clear();
@@ -202,7 +202,8 @@ int32_t Matcher::intern(State&& s) {
   if (it != state_ids_.end()) return it->second;
   int32_t id = static_cast<int32_t>(states_.size());
   states_.push_back(std::move(s));
-  loop_.push_back(-1);
+  class_of_.push_back(-1);
+  budget_.push_back(0);
   trans_.emplace_back();
   trans_.back().fill(kUnknown);
   state_ids_.emplace(std::move(k), id);
@@ -214,17 +215,25 @@ int32_t Matcher::next(int32_t s, uint8_t b) {
   if (t != kUnknown) return t;
   State to;
   entered_.clear();
+  // The bytes that take exactly the same edges as b lead to the same state: fill them all.
+  std::array<uint64_t, 4> same{~uint64_t{0}, ~uint64_t{0}, ~uint64_t{0}, ~uint64_t{0}};
   for (uint64_t cfg : states_[s].configs) {
     uint32_t n = node_of(cfg), f = frame_of(cfg);
-    for (const Grammar::Edge& e : g_->nodes[n].edges)
-      if (e.bytes.has(b)) close(e.to, f, to);
+    for (const Grammar::Edge& e : g_->nodes[n].edges) {
+      const bool taken = e.bytes.has(b);
+      for (int w = 0; w < 4; ++w) same[w] &= taken ? e.bytes.w[w] : ~e.bytes.w[w];
+      if (taken) close(e.to, f, to);
+    }
   }
   if (to.configs.size() > 1) {
     std::sort(to.configs.begin(), to.configs.end());
     to.configs.erase(std::unique(to.configs.begin(), to.configs.end()), to.configs.end());
   }
   t = intern(std::move(to));
-  trans_[s][b] = t;
+  auto& row = trans_[static_cast<size_t>(s)];
+  for (unsigned w = 0; w < 4; ++w)
+    for (uint64_t bits = same[w]; bits; bits &= bits - 1)
+      row[w * 64 + static_cast<unsigned>(__builtin_ctzll(bits))] = t;
   return t;
 }
 
@@ -257,26 +266,6 @@ void Matcher::set_tokens(uint32_t trie_node, std::vector<uint64_t>& mask) const 
   }
 }
 
-// The tokens below trie node `node` (whose bytes are consumed already) from state s.
-void Matcher::walk_subtree(int32_t s, uint32_t node, std::vector<uint64_t>& mask) {
-  const auto& nodes = cache_->trie->nodes();
-  uint32_t end = nodes[node].skip;
-  uint32_t base = nodes[node].depth;
-  walk_stack_.resize(cache_->trie->max_depth() + 2);
-  walk_stack_[base] = s;
-  for (uint32_t i = node + 1; i < end;) {
-    const TokenTrie::Node& nd = nodes[i];
-    int32_t t = next(walk_stack_[nd.depth - 1], nd.byte);
-    if (t == kDead) {
-      i = nd.skip;
-      continue;
-    }
-    walk_stack_[nd.depth] = t;
-    set_tokens(i, mask);
-    ++i;
-  }
-}
-
 // What the rule instance made of `nodes` (one frame) does with every token, from the cache
 // or by one walk of the trie under the exit frame.
 std::shared_ptr<const MaskCache::Local> Matcher::local(const std::vector<uint32_t>& nodes) {
@@ -297,6 +286,7 @@ std::shared_ptr<const MaskCache::Local> Matcher::local(const std::vector<uint32_
   int32_t s0 = intern(std::move(s));
   const auto& tn = trie.nodes();
   std::vector<int32_t> stack(trie.max_depth() + 2);
+  std::vector<uint32_t> ends;
   stack[0] = s0;
   for (uint32_t i = 1; i < tn.size();) {
     const TokenTrie::Node& nd = tn[i];
@@ -306,13 +296,16 @@ std::shared_ptr<const MaskCache::Local> Matcher::local(const std::vector<uint32_
       continue;
     }
     const bool exit = states_[t].exit, inside = !states_[t].configs.empty();
-    if (exit) out->exits.push_back(i);
+    if (exit) ends.push_back(i);
     if (inside) {
       set_tokens(i, out->inside);
-      // A state that loops on this byte keeps every token below whose bytes all loop too.
-      if (!exit && t == stack[nd.depth - 1] && pure_below(t)[i]) {
+      // A state that loops on this byte is in a loop region: keep every subtree that stays there.
+      if (!exit && region_of_[static_cast<size_t>(class_of(t))] == kNoRegion &&
+          class_of(t) == class_of(stack[nd.depth - 1]))
+        find_region(t);
+      if (!exit && pure_subtree(t, i)) {
         const auto& ids = trie.token_ids();
-        for (uint32_t k = nd.tokens_begin; k < nd.subtree_end; ++k) {
+        for (uint32_t k = nd.tokens_end; k < nd.subtree_end; ++k) {
           uint32_t id = static_cast<uint32_t>(ids[k]);
           out->inside[id >> 6] |= uint64_t{1} << (id & 63);
         }
@@ -325,29 +318,201 @@ std::shared_ptr<const MaskCache::Local> Matcher::local(const std::vector<uint32_
       i = nd.skip;  // only the exit path remains: the runtime continues it from the caller
     }
   }
+  out->tail = build_exit_tail(trie, ends);
   std::shared_ptr<const MaskCache::Local> r = out;
   cache_->put(key, r);
   if (!shape.empty()) SharedLocals::get().put(shape, r);
   return r;
 }
 
-const std::vector<uint8_t>& Matcher::pure_below(int32_t state) {
-  if (loop_[state] < 0) {
-    ByteSet c;
-    for (unsigned b = 0; b < 256; ++b)
-      if (next(state, static_cast<uint8_t>(b)) == state) c.add(static_cast<uint8_t>(b));
-    loop_sets_.push_back(pure_below_class(*cache_->trie, c));
-    loop_[state] = static_cast<int32_t>(loop_sets_.size() - 1);
+// The loop region of `state`: the states reachable from it that lead back to it, numbered in
+// breadth-first order so that one loop shape gives one table whatever the grammar. The search
+// stays cheap in large grammars: it never leaves the rule instances `state` is in (a
+// transition that returns from them or calls another rule leaves the region), never passes
+// an exit of the local walk, and stops at kExploreDepth bytes (a JSON string's longest loop,
+// \u00XX, is 6) and RegionTable::kMaxStates states.
+void Matcher::find_region(int32_t state) {
+  constexpr uint32_t kExploreDepth = 6;
+  class_of(state);
+  std::vector<uint32_t> frames;
+  for (uint64_t c : states_[static_cast<size_t>(state)].configs) frames.push_back(frame_of(c));
+  std::sort(frames.begin(), frames.end());
+  frames.erase(std::unique(frames.begin(), frames.end()), frames.end());
+  auto same_frames = [&](int32_t u) {
+    for (uint64_t c : states_[static_cast<size_t>(u)].configs)
+      if (!std::binary_search(frames.begin(), frames.end(), frame_of(c))) return false;
+    return true;
+  };
+  // Members' transitions stand for those of every state of their class: only where the
+  // members are far enough from the end of their copies.
+  auto far_from_end = [&](int32_t u) { return budget_[static_cast<size_t>(u)] >= kMinBudget + kExploreDepth; };
+  if (!far_from_end(state)) return;
+  std::vector<int32_t> seen{state};
+  std::vector<uint32_t> depth{0};
+  std::unordered_map<int32_t, uint32_t> index{{class_of(state), 0}};
+  std::vector<std::array<int32_t, 256>> succ;  // per seen state, -1 where the byte leaves
+  for (size_t k = 0; k < seen.size(); ++k) {
+    succ.emplace_back();
+    succ[k].fill(-1);
+    if (depth[k] >= kExploreDepth) continue;
+    for (unsigned b = 0; b < 256; ++b) {
+      int32_t u = next(seen[k], static_cast<uint8_t>(b));
+      if (u == kDead || states_[static_cast<size_t>(u)].exit || states_[static_cast<size_t>(u)].configs.empty())
+        continue;
+      auto it = index.find(class_of(u));
+      if (it == index.end()) {
+        if (seen.size() >= RegionTable::kMaxStates || !same_frames(u) || !far_from_end(u)) continue;
+        it = index.emplace(class_of(u), static_cast<uint32_t>(seen.size())).first;
+        seen.push_back(u);
+        depth.push_back(depth[k] + 1);
+      }
+      succ[k][b] = static_cast<int32_t>(it->second);
+    }
   }
-  return *loop_sets_[static_cast<size_t>(loop_[state])];
+  // Keep the states that lead back to `state` (backwards from it).
+  std::vector<uint8_t> back(seen.size(), 0);
+  back[0] = 1;
+  for (bool changed = true; changed;) {
+    changed = false;
+    for (size_t k = 0; k < seen.size(); ++k) {
+      if (back[k]) continue;
+      for (int32_t to : succ[k]) {
+        if (to >= 0 && back[static_cast<size_t>(to)]) {
+          back[k] = 1;
+          changed = true;
+          break;
+        }
+      }
+    }
+  }
+  std::vector<int32_t> slot(seen.size(), -1);
+  RegionTable table;
+  for (size_t k = 0; k < seen.size(); ++k)
+    if (back[k] && region_of_[static_cast<size_t>(class_of(seen[k]))] == kNoRegion)
+      slot[k] = static_cast<int32_t>(table.size++);
+  table.next.assign(size_t{table.size} * 256, RegionTable::kOut);
+  for (size_t k = 0; k < seen.size(); ++k) {
+    if (slot[k] < 0) continue;
+    for (unsigned b = 0; b < 256; ++b) {
+      int32_t to = succ[k][b];
+      if (to >= 0 && slot[static_cast<size_t>(to)] >= 0)
+        table.next[static_cast<size_t>(slot[k]) * 256 + b] = static_cast<uint8_t>(slot[static_cast<size_t>(to)]);
+    }
+  }
+  const int32_t id = static_cast<int32_t>(region_purity_.size());
+  region_purity_.push_back(region_purity(*cache_->trie, table));
+  for (size_t k = 0; k < seen.size(); ++k) {
+    if (slot[k] < 0) continue;
+    region_of_[static_cast<size_t>(class_of(seen[k]))] = id;
+    region_slot_[static_cast<size_t>(class_of(seen[k]))] = static_cast<uint8_t>(slot[k]);
+    uint32_t budget = 0;
+    bool shared = false;
+    std::string key = class_key(seen[k], budget, shared);
+    if (shared) cache_->put_region(key, {region_purity_.back(), static_cast<uint8_t>(slot[k])});
+  }
 }
 
-void Matcher::mask_of(int32_t s, std::vector<uint64_t>& mask, int depth) {
-  const State& st = states_[s];
-  if (depth > 64) {  // deep chains of rule ends: walk the trie directly
-    walk_subtree(s, 0, mask);
-    return;
+// The configurations of `state` with every chain's copies shifted back to the front (the
+// nearest copy in use becomes copy 0), sorted; `budget` gets the copies left beyond the
+// furthest one in use (kNoLimit outside chains).
+std::vector<uint64_t> Matcher::shifted_configs(int32_t state, uint32_t& budget) const {
+  const auto& chains = g_->chains;
+  std::vector<uint64_t> out = states_[static_cast<size_t>(state)].configs;
+  budget = kNoLimit;
+  if (chains.empty()) return out;
+  auto chain_of = [&](uint32_t node) -> int64_t {
+    auto it = std::upper_bound(chains.begin(), chains.end(), node,
+                               [](uint32_t n, const Grammar::Chain& ch) { return n < ch.first; });
+    if (it == chains.begin()) return -1;
+    --it;
+    return node - it->first < it->stride * it->count ? it - chains.begin() : -1;
+  };
+  struct Span {
+    int64_t chain;
+    uint32_t nearest, furthest;
+  };
+  std::vector<Span> spans;
+  auto span_of = [&](int64_t ci) {
+    return std::find_if(spans.begin(), spans.end(), [&](const Span& x) { return x.chain == ci; });
+  };
+  for (uint64_t cfg : out) {
+    int64_t ci = chain_of(node_of(cfg));
+    if (ci < 0) continue;
+    const Grammar::Chain& ch = chains[static_cast<size_t>(ci)];
+    uint32_t copy = (node_of(cfg) - ch.first) / ch.stride;
+    auto it = span_of(ci);
+    if (it == spans.end()) {
+      spans.push_back({ci, copy, copy});
+    } else {
+      it->nearest = std::min(it->nearest, copy);
+      it->furthest = std::max(it->furthest, copy);
+    }
   }
+  if (spans.empty()) return out;
+  for (const Span& sp : spans) budget = std::min(budget, chains[static_cast<size_t>(sp.chain)].count - 1 - sp.furthest);
+  for (uint64_t& cfg : out) {
+    int64_t ci = chain_of(node_of(cfg));
+    if (ci >= 0)
+      cfg = pack(node_of(cfg) - span_of(ci)->nearest * chains[static_cast<size_t>(ci)].stride, frame_of(cfg));
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// The key of a state's class: its shifted configurations. A state inside one rule instance
+// (one frame) is keyed by its nodes alone: until that rule returns, which leaves any loop
+// region, it behaves the same whatever the stack below, so such keys are shared with the
+// other matchers of the grammar (`shared`).
+std::string Matcher::class_key(int32_t state, uint32_t& budget, bool& shared) const {
+  std::vector<uint64_t> configs = shifted_configs(state, budget);
+  const State& st = states_[static_cast<size_t>(state)];
+  shared = !configs.empty();
+  for (uint64_t cfg : configs) shared = shared && frame_of(cfg) == frame_of(configs[0]);
+  if (!shared) return key_of(configs, st.accept, st.exit);
+  std::string key;
+  for (uint64_t cfg : configs) {
+    uint32_t n = node_of(cfg);
+    key.append(reinterpret_cast<const char*>(&n), 4);
+  }
+  key.push_back(static_cast<char>(4 | (st.accept ? 1 : 0) | (st.exit ? 2 : 0)));
+  return key;
+}
+
+int32_t Matcher::class_of(int32_t state) {
+  const auto s = static_cast<size_t>(state);
+  if (class_of_[s] >= 0) return class_of_[s];
+  uint32_t budget = kNoLimit;
+  bool shared = false;
+  std::string key = class_key(state, budget, shared);
+  auto [it, fresh] = class_ids_.emplace(key, static_cast<int32_t>(class_ids_.size()));
+  const int32_t c = it->second;
+  class_of_[s] = c;
+  budget_[s] = budget;
+  if (region_of_.size() <= static_cast<size_t>(c)) {
+    region_of_.resize(static_cast<size_t>(c) + 1, kNoRegion);
+    region_slot_.resize(static_cast<size_t>(c) + 1, 0);
+  }
+  // A region another matcher of this grammar found.
+  MaskCache::RegionMember m;
+  if (fresh && shared && cache_ && cache_->find_region(key, m)) {
+    region_of_[static_cast<size_t>(c)] = static_cast<int32_t>(region_purity_.size());
+    region_slot_[static_cast<size_t>(c)] = m.slot;
+    region_purity_.push_back(std::move(m.purity));
+  }
+  return c;
+}
+
+bool Matcher::pure_subtree(int32_t state, uint32_t node) {
+  const auto c = static_cast<size_t>(class_of(state));
+  const int32_t r = region_of_[c];
+  if (r < 0 || !(((*region_purity_[static_cast<size_t>(r)])[node] >> region_slot_[c]) & 1)) return false;
+  // Shifted states agree with the region's members while they have copies to spare.
+  const uint32_t budget = budget_[static_cast<size_t>(state)];
+  return budget == kNoLimit || budget >= cache_->trie->nodes()[node].height + kMinBudget;
+}
+
+void Matcher::mask_of(int32_t s, std::vector<uint64_t>& mask) {
+  const State& st = states_[s];
   // Group the configurations by frame: one rule instance each.
   std::vector<uint64_t> configs = st.configs;
   std::sort(configs.begin(), configs.end(), [](uint64_t a, uint64_t b) {
@@ -359,10 +524,14 @@ void Matcher::mask_of(int32_t s, std::vector<uint64_t>& mask, int depth) {
     for (; i < configs.size() && frame_of(configs[i]) == f; ++i) nodes.push_back(node_of(configs[i]));
     std::shared_ptr<const MaskCache::Local> loc = local(nodes);
     for (size_t w = 0; w < mask.size(); ++w) mask[w] |= loc->inside[w];
-    if (loc->exits.empty()) continue;
+    if (loc->tail.nodes.empty()) continue;
     // Where the rule ends, the caller's state continues.
     if (f == 0) {  // the root rule ended: the token must end there
-      for (uint32_t e : loc->exits) set_tokens(e, mask);
+      const ExitTail::Node& root = loc->tail.nodes[0];
+      for (uint32_t k = root.ids_begin; k < root.ids_end; ++k) {
+        auto id = static_cast<uint32_t>(loc->tail.ids[k]);
+        mask[id >> 6] |= uint64_t{1} << (id & 63);
+      }
       continue;
     }
     State after;
@@ -372,14 +541,31 @@ void Matcher::mask_of(int32_t s, std::vector<uint64_t>& mask, int depth) {
     after.configs.erase(std::unique(after.configs.begin(), after.configs.end()), after.configs.end());
     int32_t q = intern(std::move(after));
     if (q == kDead) continue;
-    for (uint32_t e : loc->exits) {
-      if (e == 0) {
-        mask_of(q, mask, depth + 1);
-        continue;
-      }
-      set_tokens(e, mask);
-      walk_subtree(q, e, mask);
+    walk_tail(q, loc->tail, mask);
+  }
+}
+
+// The tokens that run past a rule's end: the tail's bytes read in the caller's state s.
+void Matcher::walk_tail(int32_t s, const ExitTail& tail, std::vector<uint64_t>& mask) {
+  auto set_ids = [&](const ExitTail::Node& n) {
+    for (uint32_t k = n.ids_begin; k < n.ids_end; ++k) {
+      auto id = static_cast<uint32_t>(tail.ids[k]);
+      mask[id >> 6] |= uint64_t{1} << (id & 63);
     }
+  };
+  set_ids(tail.nodes[0]);
+  walk_stack_.resize(std::max(walk_stack_.size(), tail.max_depth + 1));
+  walk_stack_[0] = s;
+  for (uint32_t i = 1; i < tail.nodes.size();) {
+    const ExitTail::Node& n = tail.nodes[i];
+    int32_t t = next(walk_stack_[n.depth - 1], n.byte);
+    if (t == kDead) {
+      i = n.skip;
+      continue;
+    }
+    walk_stack_[n.depth] = t;
+    set_ids(n);
+    ++i;
   }
 }
 
@@ -403,14 +589,19 @@ void Matcher::fill_mask(std::vector<uint64_t>& mask) {
     // Keep the frames (the current state refers to them), drop the interned states.
     State keep = states_[cur_];
     states_.clear();
-    loop_.clear();
+    class_of_.clear();
+    budget_.clear();
+    class_ids_.clear();
+    region_of_.clear();
+    region_slot_.clear();
+    region_purity_.clear();
     trans_.clear();
     state_ids_.clear();
     mask_cache_.clear();
     cur_ = intern(std::move(keep));
   }
   mask.assign(words, 0);
-  mask_of(cur_, mask, 0);
+  mask_of(cur_, mask);
   if (states_[cur_].accept)
     for (int32_t id : trie.eos()) mask[static_cast<uint32_t>(id) >> 6] |= uint64_t{1} << (id & 63);
   if (mask_cache_.size() >= kMaskCacheEntries) mask_cache_.clear();

@@ -7,9 +7,16 @@
 // share a frame) what a token does until the rule ends does not depend on the stack below:
 // for each such group of nodes the engine walks the vocabulary trie once and remembers the
 // tokens consumed without leaving the rule and the trie nodes where the rule can end
-// (MaskCache, shared by every matcher of the grammar). A mask is then those token sets plus,
-// from each recorded end, a short walk in the caller's real state; inside a JSON string that
-// is a few hundred table lookups instead of a walk over all 128k tokens.
+// (MaskCache, shared by every matcher of the grammar). A mask is then those token sets plus
+// one walk, in the caller's real state, of the bytes that follow the recorded ends (merged
+// into an ExitTail); inside a JSON string that is a few hundred table lookups instead of a
+// walk over all 128k tokens.
+//
+// The first walk of a group skips whole trie subtrees where a state loops: the states of a
+// loop (a string's characters, escapes and UTF-8 sequences) form a region whose per-trie-node
+// purity is precomputed once per process (loop_region.h). States that differ only by a shift
+// along a bounded repetition (a string with maxLength) share one region while they have
+// copies to spare, so a long bounded string is walked like an unbounded one.
 #pragma once
 #include <array>
 #include <cstdint>
@@ -20,6 +27,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "grammar/exit_tail.h"
 #include "grammar/grammar.h"
 #include "grammar/token_trie.h"
 
@@ -33,10 +41,18 @@ class MaskCache {
       : grammar(std::move(g)), trie(std::move(trie)) {}
   struct Local {
     std::vector<uint64_t> inside;  // bitset: tokens consumed without leaving the rule
-    std::vector<uint32_t> exits;   // trie nodes at which the rule can have ended (0: before any byte)
+    ExitTail tail;                 // the tokens that run past an end of the rule, by their bytes after it
   };
   std::shared_ptr<const Local> find(const std::string& key);
   void put(const std::string& key, std::shared_ptr<const Local> v);
+  // Loop regions found by any matcher, by the nodes of a state inside one rule instance
+  // (Matcher::class_key): the region's purity and the state's number in it.
+  struct RegionMember {
+    std::shared_ptr<const std::vector<uint32_t>> purity;
+    uint8_t slot = 0;
+  };
+  bool find_region(const std::string& key, RegionMember& out);
+  void put_region(const std::string& key, RegionMember m);
 
   const std::shared_ptr<const Grammar> grammar;
   const std::shared_ptr<const TokenTrie> trie;
@@ -44,6 +60,7 @@ class MaskCache {
  private:
   std::mutex mu_;
   std::unordered_map<std::string, std::shared_ptr<const Local>> locals_;
+  std::unordered_map<std::string, RegionMember> regions_;
 };
 
 class Matcher {
@@ -80,8 +97,8 @@ class Matcher {
   int32_t intern(State&& s);
   int32_t next(int32_t s, uint8_t b);
   std::shared_ptr<const MaskCache::Local> local(const std::vector<uint32_t>& nodes);
-  void mask_of(int32_t s, std::vector<uint64_t>& mask, int depth);
-  void walk_subtree(int32_t s, uint32_t node, std::vector<uint64_t>& mask);
+  void mask_of(int32_t s, std::vector<uint64_t>& mask);
+  void walk_tail(int32_t s, const ExitTail& tail, std::vector<uint64_t>& mask);
   void set_tokens(uint32_t trie_node, std::vector<uint64_t>& mask) const;
 
   std::shared_ptr<const Grammar> g_;
@@ -98,11 +115,25 @@ class Matcher {
   std::unordered_map<std::string, int32_t> state_ids_;
   std::unordered_map<int32_t, std::vector<uint64_t>> mask_cache_;
   std::vector<int32_t> walk_stack_;
-  // Per state: the bytes that lead back to it (computed once a self-loop is seen), as an index
-  // into loop_sets_; -1 unknown.
-  std::vector<int32_t> loop_;
-  std::vector<std::shared_ptr<const std::vector<uint8_t>>> loop_sets_;  // pure-below flags per trie node
-  const std::vector<uint8_t>& pure_below(int32_t state);
+  // Loop regions (loop_region.h) found during local walks. States are taken up to a shift
+  // along the copies of a bounded repetition (Grammar::Chain): per state its class (the
+  // shifted-to-the-front configurations, -1 until computed) and its budget (how many copies
+  // lie beyond its furthest one); per class its region (kNoRegion while none is found) and
+  // its number inside the region.
+  static constexpr int32_t kNoRegion = -1;
+  static constexpr uint32_t kNoLimit = 0xFFFFFFFFu;
+  std::vector<int32_t> class_of_;
+  std::vector<uint32_t> budget_;
+  std::unordered_map<std::string, int32_t> class_ids_;
+  std::vector<int32_t> region_of_;
+  std::vector<uint8_t> region_slot_;
+  std::vector<std::shared_ptr<const std::vector<uint32_t>>> region_purity_;
+  int32_t class_of(int32_t state);
+  std::vector<uint64_t> shifted_configs(int32_t state, uint32_t& budget) const;
+  std::string class_key(int32_t state, uint32_t& budget, bool& shared) const;
+  void find_region(int32_t state);
+  // The subtree below trie node `node`, reached in `state`, stays in the state's loop region.
+  bool pure_subtree(int32_t state, uint32_t node);
 };
 
 }  // namespace owl::grammar

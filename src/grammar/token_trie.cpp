@@ -1,6 +1,7 @@
 #include "grammar/token_trie.h"
 
 #include <algorithm>
+#include <atomic>
 #include <numeric>
 
 namespace owl::grammar {
@@ -12,13 +13,15 @@ constexpr size_t kMaxTokenBytes = 255;  // depth is stored in a byte
 TokenTrie::TokenTrie(const std::vector<std::string>& token_bytes, const std::vector<int32_t>& eos,
                      const std::vector<bool>& excluded)
     : eos_(eos), n_vocab_(token_bytes.size()) {
+  static std::atomic<uint64_t> built{0};
+  serial_ = ++built;
   std::vector<int32_t> order;
   for (size_t i = 0; i < token_bytes.size(); ++i) {
     if (excluded[i] || token_bytes[i].empty() || token_bytes[i].size() > kMaxTokenBytes) continue;
     order.push_back(static_cast<int32_t>(i));
   }
   std::sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return token_bytes[a] < token_bytes[b]; });
-  nodes_.push_back(Node{0, 0, 0, 0, 0, 0});
+  nodes_.push_back(Node{0, 0, 0, 0, 0, 0, 0});
   std::vector<uint32_t> path{0};  // node index per depth of the current path
   const std::string* prev = nullptr;
   for (int32_t id : order) {
@@ -34,7 +37,7 @@ TokenTrie::TokenTrie(const std::vector<std::string>& token_bytes, const std::vec
     }
     for (size_t d = lcp; d < s.size(); ++d) {
       uint32_t tb = static_cast<uint32_t>(ids_.size());
-      nodes_.push_back(Node{0, tb, tb, 0, static_cast<uint8_t>(s[d]), static_cast<uint8_t>(d + 1)});
+      nodes_.push_back(Node{0, tb, tb, 0, static_cast<uint8_t>(s[d]), static_cast<uint8_t>(d + 1), 0});
       path.push_back(static_cast<uint32_t>(nodes_.size() - 1));
     }
     // Tokens ending at the same node are consecutive in `order`, so the range grows in place.
@@ -51,6 +54,10 @@ TokenTrie::TokenTrie(const std::vector<std::string>& token_bytes, const std::vec
   }
   // Tokens are in preorder, so a subtree's tokens end where its last node's do.
   for (Node& n : nodes_) n.subtree_end = n.skip > 0 ? nodes_[n.skip - 1].tokens_end : n.tokens_end;
+  // Children follow their parent in preorder: heights bottom-up.
+  for (size_t i = nodes_.size(); i-- > 0;)
+    for (uint32_t j = static_cast<uint32_t>(i) + 1; j < nodes_[i].skip; j = nodes_[j].skip)
+      nodes_[i].height = std::max<uint8_t>(nodes_[i].height, static_cast<uint8_t>(nodes_[j].height + 1));
 }
 
 }  // namespace owl::grammar

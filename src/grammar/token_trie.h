@@ -21,13 +21,16 @@ class TokenTrie {
     uint32_t tokens_end;
     uint32_t subtree_end;  // end in token_ids() of the tokens of the whole subtree
     uint8_t byte;
-    uint8_t depth;  // 1 for children of the root
+    uint8_t depth;   // 1 for children of the root
+    uint8_t height;  // the most bytes below this node (0 for a leaf)
   };
   const std::vector<Node>& nodes() const { return nodes_; }  // nodes_[0] is the root
   const std::vector<int32_t>& token_ids() const { return ids_; }
   const std::vector<int32_t>& eos() const { return eos_; }
   size_t n_vocab() const { return n_vocab_; }
   size_t max_depth() const { return max_depth_; }
+  // Unique per trie built in this process: caches key on it (an address may be reused).
+  uint64_t serial() const { return serial_; }
 
  private:
   std::vector<Node> nodes_;
@@ -35,6 +38,7 @@ class TokenTrie {
   std::vector<int32_t> eos_;
   size_t n_vocab_ = 0;
   size_t max_depth_ = 0;
+  uint64_t serial_ = 0;
 };
 
 }  // namespace owl::grammar

@@ -6,9 +6,11 @@
 
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <random>
 #include <string>
 #include <vector>
 
+#include "grammar/gbnf.h"
 #include "grammar/json_schema.h"
 #include "grammar/maskbench.h"
 #include "grammar/matcher.h"
@@ -67,6 +69,52 @@ TEST(Mask, AgreesWithTheMatcherOnEveryToken) {
   size_t allowed = 0;
   for (uint64_t w : mask) allowed += static_cast<size_t>(__builtin_popcountll(w));
   EXPECT_EQ(allowed, l.vocab.trie->eos().size());  // nothing may follow the closing brace
+}
+
+// Random walks through grammars whose masks lean on loop regions (free strings with escapes
+// and UTF-8, keys other than the listed ones, regex loops, GBNF character classes, strings with
+// a maxLength): at every
+// step the mask allows exactly the tokens the byte-level matcher accepts.
+TEST(Mask, LoopRegionsAgreeWithTheMatcherOnRandomWalks) {
+  const Llama3& l = llama3();
+  const std::vector<std::shared_ptr<const owl::grammar::Grammar>> grammars = {
+      owl::grammar::compile_json_schema_text(R"({"type":"array","items":{"type":"string"}})"),
+      owl::grammar::compile_json_schema_text(
+          R"({"type":"object","properties":{"id":{"type":"integer"}},"additionalProperties":{"type":"string"}})"),
+      owl::grammar::compile_json_schema_text(
+          R"({"type":"array","items":{"anyOf":[{"type":"string","pattern":"^[a-z0-9-]+$"},{"type":"string","format":"email"}]}})"),
+      owl::grammar::compile_json_schema_text(R"({"type":"array","items":{"type":"string","minLength":3}})"),
+      // Bounded strings: positions share loop regions up to a shift along the copies.
+      owl::grammar::compile_json_schema_text(
+          R"({"type":"array","items":{"anyOf":[{"type":"string","maxLength":30},{"type":"string","minLength":12,"maxLength":200}]}})"),
+      owl::grammar::compile_gbnf("root ::= (\"<\" [^<>\\\\]* \">\" | [\u00e0-\u00ff]+ \".\")+"),
+  };
+  std::mt19937 rng(11);
+  std::vector<uint64_t> mask;
+  size_t checked = 0;
+  for (size_t gi = 0; gi < grammars.size(); ++gi) {
+    auto cache = std::make_shared<MaskCache>(grammars[gi], l.vocab.trie);
+    for (int walk = 0; walk < 2; ++walk) {
+      Matcher m(cache);
+      for (int step = 0; step < 8 && !m.finished(); ++step) {
+        m.fill_mask(mask);
+        std::vector<int32_t> allowed;
+        for (int32_t t = 0; t < l.tok->n_vocab(); ++t) {
+          if (l.tok->is_special(t)) {
+            ASSERT_FALSE(bit(mask, t)) << t;
+            continue;
+          }
+          const bool ok = m.allows(l.vocab.token_bytes[t]);
+          ASSERT_EQ(bit(mask, t), ok) << "grammar " << gi << " step " << step << " token " << t;
+          if (ok) allowed.push_back(t);
+        }
+        ++checked;
+        if (allowed.empty()) break;
+        ASSERT_TRUE(m.advance(l.vocab.token_bytes[allowed[rng() % allowed.size()]]));
+      }
+    }
+  }
+  EXPECT_GT(checked, 40u);
 }
 
 TEST(Mask, CheckReportsTheRejectedByte) {
