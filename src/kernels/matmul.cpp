@@ -52,6 +52,7 @@ struct Part {
   const uint8_t* w = nullptr;  // stored row 0
   size_t w_stride = 0;         // bytes per stored row
   DotFn fn = nullptr;
+  TileFn tfn = nullptr;         // for more than kMaxNR rows: each weight row decoded once (codebook types)
   const uint8_t* xa = nullptr;  // activations converted to fn's type
   size_t x_stride = 0;
   int64_t in = 0, out = 0, rows_per_task = 0;
@@ -81,6 +82,8 @@ void matmul_tile(const Part& p, int64_t r0, int64_t r1, int64_t t0, int64_t t1, 
     }
     return;
   }
+  if (p.tfn && r1 - r0 > kMaxNR)  // same results as the loop below, bit for bit
+    return p.tfn(p.in, p.w + t0 * p.w_stride, p.w_stride, t1 - t0, p.xa + r0 * p.x_stride, p.x_stride, r1 - r0, y, ld);
   for (int64_t r = r0; r < r1; r += kMaxNR) {
     const int nr = static_cast<int>(std::min<int64_t>(kMaxNR, r1 - r));
     const uint8_t* x = p.xa + r * p.x_stride;
@@ -269,6 +272,7 @@ int plan(MatmulJob& job, std::span<const Weight* const> Ws, const float* X, int6
       p.pfn = pk->fn;
     }
     p.fn = kernels[i].fn;
+    if (!p.pfn && use_avx2()) p.tfn = tile_fn_avx2(Ws[i]->type());
     p.xa = converted[slot];
     p.x_stride = strides[slot];
     p.in = in;

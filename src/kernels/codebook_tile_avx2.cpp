@@ -1,0 +1,91 @@
+// Prefill tiles for the codebook types (IQ1_S .. IQ3_S) on AVX2 (compiled with -mavx2 -mfma
+// -mf16c; chosen only after the CPUID check). The per-row kernels decode a weight row's grid
+// entries, sign patterns and scales again for every group of kMaxNR activation rows; with many
+// rows (prefill, a MoE expert's tokens) that decoding costs more than the products. Here each
+// weight row of the tile is decoded once into its Sub32 form (magnitudes, signs, scales: 96
+// bytes per 32 weights, ~6 KB for a 2048-wide row, held in L1) and then multiplied with every
+// activation row of the block. The products run through the same dot_subs as the per-row
+// kernels, so every output is bit-identical to theirs, whatever the row count or grouping.
+#include <algorithm>
+#include <vector>
+
+#include "kernels/codebook_avx2.h"
+#include "kernels/vec_dot.h"
+
+namespace owl::kernels {
+
+namespace {
+
+using namespace avx2_shared;
+
+template <int NR>
+void dot_decoded(int64_t nb, const Sub32* subs, const float* dw, const uint8_t* x, size_t xs, float* y, int64_t ys) {
+  dot_subs<NR>(
+      nb, [subs](int64_t i, int ib) { return subs[i * (kQKK / 32) + ib]; }, [dw](int64_t i) { return dw[i]; }, x, xs, y,
+      ys);
+}
+
+template <class D>
+void tile_codebook(int64_t n, const uint8_t* w, size_t w_stride, int64_t n_w, const uint8_t* x, size_t xs,
+                   int64_t n_act, float* y, int64_t ld) {
+  const int64_t nb = n / kQKK;
+  thread_local std::vector<Sub32> subs;  // one decoded weight row, reused per thread
+  thread_local std::vector<float> dw;
+  subs.resize(static_cast<size_t>(nb * (kQKK / 32)));
+  dw.resize(static_cast<size_t>(nb));
+  for (int64_t o = 0; o < n_w; ++o) {
+    const auto* blocks = as<typename D::B>(w + o * w_stride);
+    for (int64_t i = 0; i < nb; ++i) {
+      for (int ib = 0; ib < kQKK / 32; ++ib) subs[static_cast<size_t>(i * (kQKK / 32) + ib)] = D::get(blocks[i], ib);
+      dw[static_cast<size_t>(i)] = D::d(blocks[i]) * D::kMult;
+    }
+    for (int64_t r = 0; r < n_act; r += kMaxNR) {
+      const uint8_t* xr = x + r * xs;
+      float* yr = y + r * ld + o;
+      switch (std::min<int64_t>(kMaxNR, n_act - r)) {
+        case 1:
+          dot_decoded<1>(nb, subs.data(), dw.data(), xr, xs, yr, ld);
+          break;
+        case 2:
+          dot_decoded<2>(nb, subs.data(), dw.data(), xr, xs, yr, ld);
+          break;
+        case 3:
+          dot_decoded<3>(nb, subs.data(), dw.data(), xr, xs, yr, ld);
+          break;
+        case 4:
+          dot_decoded<4>(nb, subs.data(), dw.data(), xr, xs, yr, ld);
+          break;
+        case 5:
+          dot_decoded<5>(nb, subs.data(), dw.data(), xr, xs, yr, ld);
+          break;
+        default:
+          dot_decoded<6>(nb, subs.data(), dw.data(), xr, xs, yr, ld);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+TileFn tile_fn_avx2(DType t) {
+  switch (t) {
+    case DType::IQ2_XXS:
+      return tile_codebook<DecIQ2_XXS>;
+    case DType::IQ2_XS:
+      return tile_codebook<DecIQ2_XS>;
+    case DType::IQ2_S:
+      return tile_codebook<DecIQ2_S>;
+    case DType::IQ3_XXS:
+      return tile_codebook<DecIQ3_XXS>;
+    case DType::IQ3_S:
+      return tile_codebook<DecIQ3_S>;
+    case DType::IQ1_S:
+      return tile_codebook<DecIQ1_S>;
+    case DType::IQ1_M:
+      return tile_codebook<DecIQ1_M>;
+    default:
+      return nullptr;
+  }
+}
+
+}  // namespace owl::kernels
