@@ -2,7 +2,9 @@
 // the golden logits were computed with), then splits the output rows over the thread pool.
 // Within a task, a tile of weight rows is swept for each group of kMaxNR activation rows so the
 // tile stays in L1 while a block of activation rows is read from L2 (prefill); decode is one
-// row, memory bound. The grouping of rows never changes what a row's result is.
+// row, memory bound. The codebook types (IQ1_S .. IQ3_S) decode a tile's weight rows once for the
+// whole block of activation rows (codebook_tile_avx2.cpp). The grouping of rows never changes
+// what a row's result is.
 // Every output element is computed by the same code whatever the thread count.
 #include <atomic>
 #include <algorithm>

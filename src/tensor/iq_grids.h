@@ -3,7 +3,7 @@
 // grids; entry k holds the group's magnitudes, element j in byte j of the little-endian value.
 // Each grid has exactly 2^bits entries for the bits of index its format stores, so no stored
 // index can leave its grid: every read of a grid, in the reference (tensor/quants.cpp) and in the
-// fast kernels (kernels/vec_dot_avx2.cpp), takes its index from grid_index below, whose
+// AVX2 decoders (kernels/codebook_avx2.h), takes its index from grid_index below, whose
 // static_assert ties the bits extracted to the grid's size. A hostile file therefore cannot make
 // a low-bit block read outside a table (the sign table takes 7 masked bits, IQ4_NL's 4; Q2_K and
 // Q3_K look nothing up), so there is nothing to reject at load; tests/tensor/iq_quants_test.cpp
