@@ -103,14 +103,14 @@ void BM_MatmulPrefill(benchmark::State& state) {
 // The low-bit types (IQ1_S .. IQ3_S, Q2_K, Q3_K) as random bits, which reach every grid index,
 // sign and scale, with a small fp16 d per block (IQ1_M: d in the top nibbles of its four scale
 // words; Q2_K: d and dmin, Q3_K: d at the block's end). Args: {type, activation
-// rows, ISA: 0 scalar reference, 1 the fast default}, one thread; 1 row streams > 160 MiB of
-// weights from DRAM as BM_MatmulDecode does. Counters: weight bytes/s and FLOP/s.
+// rows, ISA: 0 scalar reference, 1 the fast default, threads}; 1 row (decode) streams > 160
+// MiB of weights from DRAM as BM_MatmulDecode does. Counters: weight bytes/s and FLOP/s.
 void BM_MatmulCodebook(benchmark::State& state) {
   const DType t = static_cast<DType>(state.range(0));
   const int64_t n_rows = state.range(1);
   const owl::kernels::Isa isa = owl::kernels::default_isa();
   if (state.range(2) == 0) owl::kernels::set_default_isa(owl::kernels::Isa::Scalar);
-  owl::set_default_threads(1);
+  owl::set_default_threads(static_cast<int>(state.range(3)));
   const size_t rb = owl::row_bytes(t, kIn), mat_bytes = rb * kOut, bs = owl::info(t).type_size;
   const int n_mats = n_rows == 1 ? static_cast<int>((size_t{160} << 20) / mat_bytes + 1) : 1;
   std::mt19937 rng(42);
@@ -159,11 +159,17 @@ void BM_MatmulCodebook(benchmark::State& state) {
   state.SetLabel(std::string(owl::dtype_name(t)) + (state.range(2) ? " fast" : " reference"));
 }
 
+// The reference at 1 thread (decode and 64 rows: it is ~20x slower), the fast kernels for
+// decode and prefill (512 rows) at 1 and 2 threads, and 64 rows at 1 thread beside the reference.
 void CodebookArgs(benchmark::internal::Benchmark* b) {
   for (DType t : {DType::IQ2_XXS, DType::IQ1_S, DType::IQ3_XXS, DType::IQ2_XS, DType::IQ2_S, DType::IQ3_S, DType::IQ1_M,
-                  DType::Q2_K, DType::Q3_K})
-    for (int64_t rows : {1, 64})
-      for (int64_t fast : {0, 1}) b->Args({static_cast<int64_t>(t), rows, fast});
+                  DType::Q2_K, DType::Q3_K}) {
+    const auto ti = static_cast<int64_t>(t);
+    for (int64_t rows : {1, 64}) b->Args({ti, rows, 0, 1});
+    for (int64_t rows : {1, 64, 512})
+      for (int64_t threads : {1, 2})
+        if (rows != 64 || threads == 1) b->Args({ti, rows, 1, threads});
+  }
 }
 
 // Qwen3-0.6B shapes {in, out}: q_proj 1024x2048, gate/up 1024x3072, down 3072x1024, output head

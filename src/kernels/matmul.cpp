@@ -2,7 +2,9 @@
 // the golden logits were computed with), then splits the output rows over the thread pool.
 // Within a task, a tile of weight rows is swept for each group of kMaxNR activation rows so the
 // tile stays in L1 while a block of activation rows is read from L2 (prefill); decode is one
-// row, memory bound. The grouping of rows never changes what a row's result is.
+// row, memory bound. The codebook types (IQ1_S .. IQ3_S) decode a tile's weight rows once for the
+// whole block of activation rows (codebook_tile_avx2.cpp). The grouping of rows never changes
+// what a row's result is.
 // Every output element is computed by the same code whatever the thread count.
 #include <atomic>
 #include <algorithm>
@@ -52,6 +54,7 @@ struct Part {
   const uint8_t* w = nullptr;  // stored row 0
   size_t w_stride = 0;         // bytes per stored row
   DotFn fn = nullptr;
+  TileFn tfn = nullptr;         // for more than kMaxNR rows: each weight row decoded once (codebook types)
   const uint8_t* xa = nullptr;  // activations converted to fn's type
   size_t x_stride = 0;
   int64_t in = 0, out = 0, rows_per_task = 0;
@@ -95,6 +98,8 @@ void matmul_tile(const Part& p, int64_t r0, int64_t r1, int64_t t0, int64_t t1, 
     }
     return;
   }
+  if (p.tfn && r1 - r0 > kMaxNR)  // same results as the loop below, bit for bit
+    return p.tfn(p.in, p.w + t0 * p.w_stride, p.w_stride, t1 - t0, p.xa + r0 * p.x_stride, p.x_stride, r1 - r0, y, ld);
   for (int64_t r = r0; r < r1; r += kMaxNR) {
     const int nr = static_cast<int>(std::min<int64_t>(kMaxNR, r1 - r));
     const uint8_t* x = p.xa + r * p.x_stride;
@@ -284,6 +289,7 @@ int plan(MatmulJob& job, std::span<const Weight* const> Ws, const float* X, int6
       p.wide_fn = pk->wide_fn;
     }
     p.fn = kernels[i].fn;
+    if (!p.pfn && use_avx2()) p.tfn = tile_fn_avx2(Ws[i]->type());
     p.xa = converted[slot];
     p.x_stride = strides[slot];
     p.in = in;

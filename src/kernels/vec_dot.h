@@ -35,6 +35,14 @@ inline size_t q8_0_act_row_bytes(int64_t n) { return q8_0_act_sums_offset(n) + s
 DotFn dot_fn_ref(DType t);
 DotFn dot_fn_avx2(DType t);
 
+// Many activation rows against a tile of weight rows, each weight row decoded once for all of
+// them (the codebook types, whose per-row kernels would decode it again per group of kMaxNR):
+// y[k * ld + o] = dot(weight row o at w + o * w_stride, activation row k at x + k * x_stride) for
+// o < n_w, k < n_act; bit-identical to the type's dot_fn_avx2. Null for types without one.
+using TileFn = void (*)(int64_t n, const uint8_t* w, size_t w_stride, int64_t n_w, const uint8_t* x, size_t x_stride,
+                        int64_t n_act, float* y, int64_t ld);
+TileFn tile_fn_avx2(DType t);
+
 // AVX2 activation quantisers (bit-identical to quantize_row for Q8_0 / Q8_K).
 void quantize_q8_0_avx2(const float* x, void* y, int64_t n);
 void quantize_q8_k_avx2(const float* x, void* y, int64_t n);

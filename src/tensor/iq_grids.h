@@ -2,7 +2,12 @@
 // iq_grids.cpp). A block stores, per group of 8 (IQ3: 4) elements, an index into one of these
 // grids; entry k holds the group's magnitudes, element j in byte j of the little-endian value.
 // Each grid has exactly 2^bits entries for the bits of index its format stores, so no stored
-// index can leave its grid (the static_asserts in quants.cpp tie each extraction to these sizes).
+// index can leave its grid: every read of a grid, in the reference (tensor/quants.cpp) and in the
+// AVX2 decoders (kernels/codebook_avx2.h), takes its index from grid_index below, whose
+// static_assert ties the bits extracted to the grid's size. A hostile file therefore cannot make
+// a low-bit block read outside a table (the sign table takes 7 masked bits, IQ4_NL's 4; Q2_K and
+// Q3_K look nothing up), so there is nothing to reject at load; tests/tensor/iq_quants_test.cpp
+// (IQHostile) decodes all-ones and random blocks through the reference and matmul.
 #pragma once
 #include <cstdint>
 
@@ -17,6 +22,15 @@ extern const uint64_t kIQ2SGrid[1 << kIQ2SGridBits];      // bytes 8, 25, 43
 extern const uint32_t kIQ3XXSGrid[1 << kIQ3XXSGridBits];  // bytes 4, 12, ..., 52, 62
 extern const uint32_t kIQ3SGrid[1 << kIQ3SGridBits];      // bytes 1, 3, ..., 15
 extern const uint64_t kIQ1SGrid[1 << kIQ1SGridBits];      // int8 bytes -1, 0, +1 (IQ1_S and IQ1_M)
+
+// Grid index from a stored low byte and kHighBits more bits (taken from the low bits of `high`):
+// the static_assert proves the result is inside a grid of 2^kGridBits entries whatever the block
+// holds.
+template <int kGridBits, int kHighBits>
+constexpr uint32_t grid_index(uint32_t low8, uint32_t high) {
+  static_assert(8 + kHighBits == kGridBits, "stored index bits must address exactly the grid");
+  return (low8 & 0xFF) | ((high & ((1u << kHighBits) - 1)) << 8);
+}
 
 // Byte j of grid entry e.
 inline int grid_byte(uint64_t e, int j) { return static_cast<int>((e >> (8 * j)) & 0xFF); }

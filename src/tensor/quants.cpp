@@ -205,14 +205,6 @@ void deq_iq4_xs(const BlockIQ4_XS* b, float* y, int64_t nb) {
 
 // ---- Codebook formats (IQ1_S .. IQ3_S): decoded to integer levels and per-16 scales ----
 
-// Grid index from a stored low byte and `high_bits` more bits: the static_assert proves the
-// result is inside a grid of 2^grid_bits entries whatever the block holds.
-template <int kGridBits, int kHighBits>
-inline uint32_t grid_index(uint32_t low8, uint32_t high) {
-  static_assert(8 + kHighBits == kGridBits, "stored index bits must address exactly the grid");
-  return (low8 & 0xFF) | ((high & ((1u << kHighBits) - 1)) << 8);
-}
-
 inline int signed_level(int magnitude, uint32_t signs, int j) { return (signs >> j) & 1 ? -magnitude : magnitude; }
 
 uint32_t load_u32(const void* p) {

@@ -135,6 +135,29 @@ TEST_P(MatmulIsa, BitIdenticalForAnyThreadCount) {
   set_default_threads(2);
 }
 
+// More than 6 activation rows take the codebook types' prefill tiles (codebook_tile_avx2.cpp:
+// each weight row decoded once for all rows of the block); every row must come out exactly as
+// it does alone through the per-row kernel, over odd sizes: 71 rows are a block of 64 (ten
+// groups of 6 and one of 4) and a tail of 7, 37 outputs cross the 16-row tiles unevenly.
+// LowbitFastAgreesWithReference covers the tiles against the reference (7 and 13 rows).
+TEST_P(MatmulIsa, CodebookTilesEqualPerRowBitForBit) {
+  for (DType t :
+       {DType::IQ2_XXS, DType::IQ1_S, DType::IQ3_XXS, DType::IQ2_XS, DType::IQ2_S, DType::IQ3_S, DType::IQ1_M}) {
+    for (int64_t in : {256, 1280}) {
+      const int64_t out = 37, n_rows = 71;
+      Weights w = make_weights(t, in, out, 51 + static_cast<uint32_t>(in));
+      auto x = random_x(in * n_rows, 500);
+      auto all = run_matmul(w.view, x, n_rows, GetParam());
+      for (int64_t r = 0; r < n_rows; ++r) {
+        const std::vector<float> xr(x.begin() + r * in, x.begin() + (r + 1) * in);
+        auto one = run_matmul(w.view, xr, 1, GetParam());
+        ASSERT_EQ(0, std::memcmp(one.data(), all.data() + r * out, static_cast<size_t>(out) * sizeof(float)))
+            << dtype_name(t) << " in " << in << " row " << r;
+      }
+    }
+  }
+}
+
 // The AVX2 activation quantisers must produce exactly quantize_row's bytes (so the fast and
 // reference matmuls see the same integers).
 TEST(Matmul, ActivationQuantisersBitIdentical) {
