@@ -13,8 +13,9 @@ namespace {
 
 using owl::test::run_owl;
 
-nlohmann::json bench_json(const std::vector<std::string>& extra) {
-  std::vector<std::string> args = {"bench", "-p", "8", "-n", "4", "-r", "1", "-t", "1", "--json"};
+// `gen`: the -n given (the options may be given once only).
+nlohmann::json bench_json(const std::vector<std::string>& extra, const std::string& gen = "4") {
+  std::vector<std::string> args = {"bench", "-p", "8", "-n", gen, "-r", "1", "-t", "1", "--json"};
   args.insert(args.end(), extra.begin(), extra.end());
   auto r = run_owl(args);
   EXPECT_EQ(r.exit_code, 0) << r.err;
@@ -84,7 +85,7 @@ TEST(CliBench, DepthFillsTheContextBeforeTheTimedRuns) {
 
 TEST(CliBench, ColdStartRunHasNoWarmupAndNoProbe) {
   nlohmann::json j =
-      bench_json({owl::test::shared_path("models/stories260K/stories260K-f32.gguf"), "--no-warmup", "-n", "0"});
+      bench_json({owl::test::shared_path("models/stories260K/stories260K-f32.gguf"), "--no-warmup"}, "0");
   EXPECT_EQ(j["pp"]["tokens"], 8);
   EXPECT_FALSE(j.contains("tg"));
   EXPECT_EQ(j["first_forward_s"], 0.0);
@@ -93,7 +94,7 @@ TEST(CliBench, ColdStartRunHasNoWarmupAndNoProbe) {
 
 TEST(CliBench, ParallelSequencesThroughTheEngine) {
   nlohmann::json j =
-      bench_json({owl::test::shared_path("models/stories260K/stories260K-f32.gguf"), "--parallel", "1,3", "-n", "6"});
+      bench_json({owl::test::shared_path("models/stories260K/stories260K-f32.gguf"), "--parallel", "1,3"}, "6");
   ASSERT_EQ(j["parallel"].size(), 2u);
   int k = 0;
   for (const int n : {1, 3}) {
