@@ -2,6 +2,7 @@
 
 #include <immintrin.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstring>
@@ -47,35 +48,73 @@ uint64_t sum_any(const uint64_t* p, size_t n) {
   static const bool avx2 = __builtin_cpu_supports("avx2");
   return avx2 ? sum_words_avx2(p, n) : sum_words(p, n);
 }
+
+// Runs fn(t) on `threads` threads, the caller being thread 0.
+template <typename Fn>
+void for_threads(int threads, Fn&& fn) {
+  std::vector<std::thread> ts;
+  for (int t = 1; t < threads; ++t) ts.emplace_back(fn, t);
+  fn(0);
+  for (auto& th : ts) th.join();
+}
+
+// Times `passes` calls of pass() that each move `bytes` bytes.
+template <typename Pass>
+BandwidthProbe time_passes(int passes, double bytes, Pass&& pass) {
+  std::vector<double> bw;
+  for (int r = 0; r < std::max(passes, 1); ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+    pass();
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    bw.push_back(bytes / s);
+  }
+  std::sort(bw.begin(), bw.end());
+  return {bw.back(), bw[bw.size() / 2], bw.front(), static_cast<int>(bw.size())};
+}
 }  // namespace
 
-double measure_read_bandwidth(int threads, size_t buffer_bytes, int reps) {
-  if (threads < 1) threads = 1;
+BandwidthProbe probe_read_bandwidth(int threads, size_t buffer_bytes, int passes) {
+  threads = std::max(threads, 1);
   const size_t n_words = buffer_bytes / 8;
   std::unique_ptr<uint64_t[]> buf(new uint64_t[n_words]);
   // Touch every page from the thread that will read it (first-touch placement).
   const size_t per = n_words / static_cast<size_t>(threads);
-  auto for_threads = [&](auto&& fn) {
-    std::vector<std::thread> ts;
-    for (int t = 1; t < threads; ++t) ts.emplace_back(fn, t);
-    fn(0);
-    for (auto& th : ts) th.join();
-  };
-  for_threads([&](int t) { std::memset(buf.get() + per * t, t + 1, per * 8); });
+  for_threads(threads, [&](int t) { std::memset(buf.get() + per * t, t + 1, per * 8); });
 
-  double best = 0;
   std::vector<uint64_t> sinks(static_cast<size_t>(threads));
-  for (int r = 0; r < reps; ++r) {
-    auto t0 = std::chrono::steady_clock::now();
-    for_threads([&](int t) { sinks[static_cast<size_t>(t)] += sum_any(buf.get() + per * t, per); });
-    double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    double bw = static_cast<double>(per * 8 * static_cast<size_t>(threads)) / s;
-    if (bw > best) best = bw;
-  }
+  const BandwidthProbe p = time_passes(passes, static_cast<double>(per * 8 * static_cast<size_t>(threads)), [&] {
+    for_threads(threads, [&](int t) { sinks[static_cast<size_t>(t)] += sum_any(buf.get() + per * t, per); });
+  });
   volatile uint64_t keep = 0;
   for (uint64_t v : sinks) keep = keep + v;
   (void)keep;
-  return best;
+  return p;
+}
+
+BandwidthProbe probe_triad_bandwidth(int threads, size_t array_bytes, int passes) {
+  threads = std::max(threads, 1);
+  const size_t n = array_bytes / sizeof(double);
+  std::unique_ptr<double[]> a(new double[n]), b(new double[n]), c(new double[n]);
+  const size_t per = n / static_cast<size_t>(threads);
+  for_threads(threads, [&](int t) {
+    for (size_t i = per * t; i < per * (t + 1); ++i) a[i] = 0.0, b[i] = 1.0, c[i] = 2.0;
+  });
+  const double scalar = 3.0;
+  const BandwidthProbe p = time_passes(passes, 3.0 * sizeof(double) * static_cast<double>(per * threads), [&] {
+    for_threads(threads, [&](int t) {
+      double* __restrict pa = a.get() + per * t;
+      const double* __restrict pb = b.get() + per * t;
+      const double* __restrict pc = c.get() + per * t;
+      for (size_t i = 0; i < per; ++i) pa[i] = pb[i] + scalar * pc[i];
+    });
+  });
+  volatile double keep = a[n / 2];
+  (void)keep;
+  return p;
+}
+
+double measure_read_bandwidth(int threads, size_t buffer_bytes, int reps) {
+  return probe_read_bandwidth(threads, buffer_bytes, reps).best;
 }
 
 }  // namespace owl

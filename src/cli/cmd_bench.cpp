@@ -1,9 +1,10 @@
-// owl bench MODEL [-p 512] [-n 128] [-t THREADS] [-r REPS] [--seqs S] [--verify-rows 1,2,3,5] [--json]
+// owl bench MODEL [-p 512] [-n 128] [-t THREADS] [-r REPS] [-d DEPTH] [--seqs S] [--verify-rows 1,2,3,5] [--json]
 // Prompt processing (one forward call over p tokens) and generation (n single-token
-// decode steps from an empty context; with --seqs S, of S sequences at once, one row each per
-// forward call, as a server's continuous batching runs them) in tokens/s, min and median over the
-// repetitions after a warm-up; plus the machine's measured read bandwidth, the
-// weight bytes one decode step touches, and the share of that roofline reached;
+// decode steps; with --seqs S, of S sequences at once, one row each per forward call, as a
+// server's continuous batching runs them) in tokens/s, both after DEPTH tokens already in the
+// context (0: from an empty context), min and median over the repetitions after a warm-up; plus
+// the machine's measured read bandwidth (best of several passes, their spread, and a STREAM triad
+// as a cross-check), the weight bytes one decode step touches, and the share of that roofline reached;
 // the load time and the peak resident memory against the memory bound
 // (peak RSS <= model file + KV cache + 5%). --verify-rows also times one forward call over R
 // rows of one sequence after a 128-token context (what verifying R-1 speculative drafts costs),
@@ -26,21 +27,25 @@
 #include "base/memory_bandwidth.h"
 #include "base/thread_pool.h"
 #include "base/memory_budget.h"
+#include "cli/bench_parallel.h"
 #include "cli/command.h"
 #include "cli/load_options.h"
 #include "model/lazy_experts.h"
 #include "dist/distributed.h"
+#include "formats/gguf.h"
 #include "hub/resolve.h"
 #include "kernels/kernels.h"
 #include "model/expert_cache.h"
 #include "model/model.h"
 #include "runtime/kv_cache.h"
+#include "text/tokenizer.h"
 
 namespace {
 
 struct Options {
   std::string model;
   int64_t pp = 512, tg = 128;
+  int64_t depth = 0;  // tokens in the context before each timed run (llama-bench's -d)
   int threads = 0, reps = 3;
   int64_t seqs = 1;  // sequences decoded together
   bool json = false;
@@ -51,6 +56,9 @@ struct Options {
   bool no_repack = false;  // A/B: weights in the file's layout instead of the interleaved copies
   bool no_vnni = false;    // A/B: the AVX2 kernels where the CPU also has AVX-512 VNNI
   std::vector<int64_t> verify_rows;
+  std::vector<int> parallel;  // --parallel: sequence counts served together through the engine
+  std::string tokenizer;      // --tokenizer: for --parallel on a file without a vocabulary (owl synth's)
+  bool no_warmup = false;     // the first timed run pays the page faults (cold start)
 };
 
 constexpr int64_t kVerifyContext = 128;
@@ -105,10 +113,52 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
+// --parallel: each sequence count once per repetition, the counts taking turns; best and worst
+// of each count's aggregate decode speed.
+void run_parallel(const Options& o, owl::Model& model, const owl::ModelSource& source, owl::DType kv_type,
+                  nlohmann::json& j) {
+  // The engine detokenizes what it generates: the model's vocabulary, or --tokenizer's.
+  const auto* gguf = source.gguf_file();
+  std::unique_ptr<owl::Tokenizer> tokenizer;
+  if (!o.tokenizer.empty())
+    tokenizer = owl::Tokenizer::open(o.tokenizer);
+  else if (gguf && (!gguf->metadata().has("tokenizer.ggml.tokens") ||
+                    gguf->metadata().get_string("tokenizer.ggml.model") == "none"))
+    throw owl::UsageError("--parallel: " + o.model +
+                          " has no vocabulary (an owl synth file?); give one with --tokenizer PATH");
+  else
+    tokenizer = gguf ? owl::Tokenizer::from_gguf(*gguf) : owl::Tokenizer::from_hf_dir(source.hf_folder());
+  std::vector<std::vector<owl::cli::ParallelRun>> runs(o.parallel.size());
+  // Warm-up: pages the weights in outside the timed runs.
+  owl::cli::bench_parallel(model, *tokenizer, 1, std::min<int64_t>(o.pp, 32), std::min<int64_t>(o.tg, 4), kv_type, 1);
+  for (int r = 0; r < o.reps; ++r)
+    for (size_t k = 0; k < o.parallel.size(); ++k)
+      runs[k].push_back(owl::cli::bench_parallel(model, *tokenizer, o.parallel[k], o.pp, o.tg, kv_type,
+                                                 static_cast<uint32_t>(1000 * r + k)));
+  for (auto& rs : runs) {
+    std::sort(rs.begin(), rs.end(), [](const auto& a, const auto& b) { return a.decode_tps < b.decode_tps; });
+    const owl::cli::ParallelRun& best = rs.back();
+    j["parallel"].push_back({{"sequences", best.sequences},
+                             {"prompt_tokens", best.prompt_tokens},
+                             {"generated_tokens", best.generated_tokens},
+                             {"decode_steps", best.decode_steps},
+                             {"decode_tps_best", best.decode_tps},
+                             {"decode_tps_worst", rs.front().decode_tps},
+                             {"total_tps", best.total_tps},
+                             {"seconds", best.seconds}});
+  }
+}
+
 void run(const Options& o) {
   if (o.pp < 0 || o.tg < 0 || o.reps < 1 || (o.pp == 0 && o.tg == 0))
     throw owl::UsageError("-p and -n must be >= 0 (not both 0) and -r >= 1");
   if (o.seqs < 1 || o.seqs > 256) throw owl::UsageError("--seqs must be 1..256");
+  if (o.depth < 0) throw owl::UsageError("-d/--depth must be >= 0");
+  if (o.seqs > 1 && o.depth > 0) throw owl::UsageError("--seqs goes without -d");
+  for (int n : o.parallel)
+    if (n < 1 || n > 256) throw owl::UsageError("--parallel: each sequence count must be 1..256");
+  if (!o.parallel.empty() && (o.pp < 1 || o.tg < 1 || o.depth > 0 || !o.verify_rows.empty() || o.seqs > 1))
+    throw owl::UsageError("--parallel needs -p and -n >= 1 and goes without -d, --seqs and --verify-rows");
   const int threads = o.threads > 0 ? o.threads : owl::default_pool().size();
   owl::set_default_threads(threads);
   const owl::DType kv_type = owl::kv_type_from_name(o.kv_type);  // before the (slow) load
@@ -124,44 +174,79 @@ void run(const Options& o) {
   if (!model) return;  // a rank of a distributed run other than 0: it served rank 0's steps
   const double load_s = seconds_since(t_load);
   const int64_t n_vocab = model->n_vocab();
+  if (!o.parallel.empty()) {
+    nlohmann::json j = {{"model", o.model}, {"arch", model->config().arch},           {"threads", threads},
+                        {"reps", o.reps},   {"kernels", owl::kernels::isa_name(isa)}, {"load_s", load_s}};
+    run_parallel(o, *model, *source, kv_type, j);
+    if (o.json) {
+      std::printf("%s\n", j.dump(2).c_str());
+      return;
+    }
+    std::printf("model %s (%s), %d threads, %d reps, %s kernels; each sequence %lld prompt + %lld generated tokens\n",
+                o.model.c_str(), model->config().arch.c_str(), threads, o.reps, j["kernels"].get<std::string>().c_str(),
+                static_cast<long long>(o.pp), static_cast<long long>(o.tg));
+    for (const auto& p : j["parallel"])
+      std::printf("%2d sequences: decode %8.2f t/s aggregate (worst %.2f), all tokens %8.2f t/s, %.2f s\n",
+                  p["sequences"].get<int>(), p["decode_tps_best"].get<double>(), p["decode_tps_worst"].get<double>(),
+                  p["total_tps"].get<double>(), p["seconds"].get<double>());
+    return;
+  }
 
   owl::KVCacheOptions kv_opts;
   kv_opts.type = kv_type;
   int64_t most_rows = 0;
   for (int64_t r : o.verify_rows) {
     if (r < 1 || r > 64) throw owl::UsageError("--verify-rows: each count must be 1..64");
+    if (o.depth > 0) throw owl::UsageError("--verify-rows times its rows after 128 tokens: give it without -d");
     most_rows = std::max(most_rows, r);
   }
-  kv_opts.n_ctx = std::max<int64_t>({o.pp, o.tg, kVerifyContext + most_rows}) + 16;
+  kv_opts.n_ctx = o.depth + std::max<int64_t>({o.pp, o.tg, kVerifyContext + most_rows}) + 16;
   kv_opts.n_seq_max = o.seqs;
   owl::KVCache kv(model->kv_shape(), kv_opts);
 
   std::mt19937 rng(1234);
   std::uniform_int_distribution<int32_t> tok(0, static_cast<int32_t>(n_vocab - 1));
   owl::Batch batch;
-  auto prefill = [&](int64_t n) {
+  // The timed runs start at position `depth`: the context before it is filled once (untimed,
+  // in 512-token calls) and every run is cut back to it.
+  auto fill_depth = [&] {
     kv.remove(0);
-    batch.clear();
-    for (int64_t i = 0; i < n; ++i) batch.add(tok(rng), i, 0, i + 1 == n);
-    model->forward(batch, kv);
-  };
-  auto decode = [&](int64_t n) {
-    for (int32_t q = 0; q < o.seqs; ++q) kv.remove(q);
-    for (int64_t i = 0; i < n; ++i) {
+    for (int64_t at = 0; at < o.depth; at += 512) {
+      const int64_t end = std::min(o.depth, at + 512);
       batch.clear();
-      for (int32_t q = 0; q < o.seqs; ++q) batch.add(tok(rng), i, q, true);
+      for (int64_t i = at; i < end; ++i) batch.add(tok(rng), i, 0, i + 1 == end);
       model->forward(batch, kv);
     }
   };
+  auto prefill = [&](int64_t n) {
+    kv.truncate(0, o.depth);
+    batch.clear();
+    for (int64_t i = 0; i < n; ++i) batch.add(tok(rng), o.depth + i, 0, i + 1 == n);
+    model->forward(batch, kv);
+  };
+  auto decode = [&](int64_t n) {
+    kv.truncate(0, o.depth);
+    for (int32_t q = 1; q < o.seqs; ++q) kv.remove(q);  // --seqs goes without -d
+    for (int64_t i = 0; i < n; ++i) {
+      batch.clear();
+      for (int32_t q = 0; q < o.seqs; ++q) batch.add(tok(rng), o.depth + i, q, true);
+      model->forward(batch, kv);
+    }
+  };
+  fill_depth();
   // Warm-up: page the weights in and let the thread pool spin up. The first call's time is
   // mostly page faults on the mapped weights.
-  const auto t_first = std::chrono::steady_clock::now();
-  prefill(std::min<int64_t>(std::max<int64_t>(o.pp, 1), 32));
-  const double first_s = seconds_since(t_first);
-  decode(std::min<int64_t>(std::max<int64_t>(o.tg, 1), 4));
-  // A MoE model's resident experts are packed the first time they are picked (lazy_experts.h):
-  // the rest are packed now, so that the timed runs do not pack.
-  owl::pack_all_lazy_experts();
+  double first_s = 0;
+  if (!o.no_warmup) {
+    const auto t_first = std::chrono::steady_clock::now();
+    prefill(std::min<int64_t>(std::max<int64_t>(o.pp, 1), 32));
+    first_s = seconds_since(t_first);
+    decode(std::min<int64_t>(std::max<int64_t>(o.tg, 1), 4));
+    // A MoE model's resident experts are packed the first time they are picked (lazy_experts.h):
+    // the rest are packed now, so that the timed runs do not pack. A cold start (--no-warmup)
+    // leaves them lazy: packing is part of what its first request costs.
+    owl::pack_all_lazy_experts();
+  }
 
   // Forward calls over R rows of one sequence at positions kVerifyContext.., rolled back each time;
   // the sizes take turns, so a noisy neighbour slows them alike.
@@ -215,10 +300,14 @@ void run(const Options& o) {
   const double kv_bytes = static_cast<double>(kv.bytes_allocated());
   const double rss_bound = 1.05 * (file_bytes + kv_bytes);
 
-  // The probe's buffer would not fit beside a cache sized to the budget: skipped when streaming.
-  const double bw = cache ? 0.0 : owl::measure_read_bandwidth(threads);
+  // The probe's buffer would not fit beside a cache sized to the budget: skipped when streaming,
+  // and when nothing was decoded (no roofline to compare with; a cold-start run ends sooner).
+  const bool probe = !cache && o.tg > 0;
+  const owl::BandwidthProbe read_bw = probe ? owl::probe_read_bandwidth(threads) : owl::BandwidthProbe{};
+  const owl::BandwidthProbe triad_bw = probe ? owl::probe_triad_bandwidth(threads) : owl::BandwidthProbe{};
+  const double bw = read_bw.best;
   const double bpt = bytes_per_token(*source);
-  const double roofline = bw / bpt;
+  const double roofline = bw / bpt;  // 0 without a probe
 
   nlohmann::json j;
   j["model"] = o.model;
@@ -236,6 +325,15 @@ void run(const Options& o) {
     if (o.seqs == 1) j["roofline_share"] = s.median / roofline;  // the roofline is one sequence's
   }
   j["bandwidth_gbs"] = bw / 1e9;
+  j["bandwidth_passes"] = {{"passes", read_bw.passes},
+                           {"best_gbs", read_bw.best / 1e9},
+                           {"median_gbs", read_bw.median / 1e9},
+                           {"worst_gbs", read_bw.worst / 1e9}};
+  j["triad_gbs"] = {{"passes", triad_bw.passes},
+                    {"best_gbs", triad_bw.best / 1e9},
+                    {"median_gbs", triad_bw.median / 1e9},
+                    {"worst_gbs", triad_bw.worst / 1e9}};
+  j["depth"] = o.depth;
   j["bytes_per_token"] = bpt;
   j["roofline_tps"] = roofline;
   j["load_s"] = load_s;
@@ -268,8 +366,9 @@ void run(const Options& o) {
   for (const auto& [rows, ms] : verify_ms)
     std::printf("verify %2lld rows after %lld: %8.2f ms median, %.2fx the first size\n", static_cast<long long>(rows),
                 static_cast<long long>(kVerifyContext), ms, ms / verify_ms.front().second);
-  std::printf("model %s (%s), %d threads, %d reps, %s kernels\n", o.model.c_str(), model->config().arch.c_str(),
-              threads, o.reps, j["kernels"].get<std::string>().c_str());
+  std::printf("model %s (%s), %d threads, %d reps, %s kernels, depth %lld\n", o.model.c_str(),
+              model->config().arch.c_str(), threads, o.reps, j["kernels"].get<std::string>().c_str(),
+              static_cast<long long>(o.depth));
   if (o.pp > 0)
     std::printf("pp%-5lld %8.2f t/s median  %8.2f t/s min\n", static_cast<long long>(o.pp),
                 j["pp"]["tps_median"].get<double>(), j["pp"]["tps_min"].get<double>());
@@ -284,9 +383,10 @@ void run(const Options& o) {
         owl::format_memory_size(source->mem_budget).c_str(), owl::format_memory_size(cache->capacity()).c_str(),
         100.0 * tg_cache.hit_rate(), o.tg > 0 ? static_cast<double>(tg_cache.bytes_read) / 1e6 / (o.tg * o.reps) : 0.0,
         tg_cache.read_gb_per_s(), static_cast<double>(cache->stats().bytes_read) / 1e9);
-  } else {
-    std::printf("read bandwidth %.1f GB/s, %.1f MB of weights per token, decode roofline %.1f t/s", bw / 1e9, bpt / 1e6,
-                roofline);
+  } else if (probe) {
+    std::printf("read bandwidth %.1f GB/s (best of %d passes; median %.1f, worst %.1f; STREAM triad %.1f GB/s), ",
+                bw / 1e9, read_bw.passes, read_bw.median / 1e9, read_bw.worst / 1e9, triad_bw.best / 1e9);
+    std::printf("%.1f MB of weights per token, decode roofline %.1f t/s", bpt / 1e6, roofline);
     if (o.tg > 0 && o.seqs == 1) std::printf(", reached %.0f%%", 100.0 * j["roofline_share"].get<double>());
     std::printf("\n");
   }
@@ -305,6 +405,7 @@ void setup(CLI::App& app) {
   sub->add_option("-r,--reps", o->reps, "repetitions after the warm-up");
   sub->add_option("--seqs", o->seqs,
                   "decode this many sequences at once (one row each per forward call); t/s counts all of them");
+  sub->add_option("-d,--depth", o->depth, "tokens already in the context when each timed run starts (default 0)");
   sub->add_option("--kv-type", o->kv_type, "KV cache element type: f16 (default), q8_0, q4_0 or f32");
   owl::cli::add_quant_option(sub, o->quant);
   owl::cli::add_split_option(sub, o->split);
@@ -317,6 +418,14 @@ void setup(CLI::App& app) {
                   "also time one forward call over each of these row counts of one sequence (speculative verify "
                   "cost), e.g. 1,2,3,5")
       ->delimiter(',');
+  sub->add_option("--parallel", o->parallel,
+                  "instead of -p/-n runs of one sequence: N sequences of -p prompt and -n generated tokens each, "
+                  "served together through the engine's continuous batching, for each N given (e.g. 1,4,8,16)")
+      ->delimiter(',');
+  sub->add_option("--tokenizer", o->tokenizer,
+                  "with --parallel, for a model file without a vocabulary: a GGUF file, tokenizer.json or folder");
+  sub->add_flag("--no-warmup", o->no_warmup,
+                "no warm-up run: the first timed run pays the first touch of the weights (cold start, with -r 1)");
   sub->add_flag("--json", o->json, "print the results as JSON");
   sub->callback([o] { run(*o); });
 }

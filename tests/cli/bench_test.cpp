@@ -1,6 +1,6 @@
 // `owl bench` end to end on real small models: the JSON report's fields and how they relate
 // (never its speeds: those belong in docs/BENCHMARKS.md, not in tests), --quant, --no-repack, --no-vnni,
-// and its errors.
+// --depth, --parallel (the engine's continuous batching), --no-warmup, and its errors.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -13,8 +13,9 @@ namespace {
 
 using owl::test::run_owl;
 
-nlohmann::json bench_json(const std::vector<std::string>& extra) {
-  std::vector<std::string> args = {"bench", "-p", "8", "-n", "4", "-r", "1", "-t", "1", "--json"};
+// `gen`: the -n given (the options may be given once only).
+nlohmann::json bench_json(const std::vector<std::string>& extra, const std::string& gen = "4") {
+  std::vector<std::string> args = {"bench", "-p", "8", "-n", gen, "-r", "1", "-t", "1", "--json"};
   args.insert(args.end(), extra.begin(), extra.end());
   auto r = run_owl(args);
   EXPECT_EQ(r.exit_code, 0) << r.err;
@@ -69,6 +70,74 @@ TEST(CliBench, SeveralSequencesDecodeTogether) {
   EXPECT_EQ(bench_json({model})["tg"]["seqs"], 1);
 }
 
+TEST(CliBench, BandwidthProbeReportsItsPassesAndATriad) {
+  nlohmann::json j = bench_json({owl::test::shared_path("models/stories260K/stories260K-f32.gguf")});
+  const nlohmann::json& read = j["bandwidth_passes"];
+  EXPECT_GE(read["passes"].get<int>(), 5);
+  EXPECT_EQ(read["best_gbs"], j["bandwidth_gbs"]);  // the roofline uses the best pass
+  EXPECT_GE(read["best_gbs"].get<double>(), read["median_gbs"].get<double>());
+  EXPECT_GE(read["median_gbs"].get<double>(), read["worst_gbs"].get<double>());
+  EXPECT_GT(read["worst_gbs"].get<double>(), 0);
+  const nlohmann::json& triad = j["triad_gbs"];
+  EXPECT_GE(triad["passes"].get<int>(), 3);
+  EXPECT_GE(triad["best_gbs"].get<double>(), triad["worst_gbs"].get<double>());
+  EXPECT_GT(triad["worst_gbs"].get<double>(), 0);
+}
+
+TEST(CliBench, DepthFillsTheContextBeforeTheTimedRuns) {
+  const std::string model = owl::test::shared_path("models/stories260K/stories260K-f32.gguf");
+  nlohmann::json shallow = bench_json({model});
+  nlohmann::json deep = bench_json({model, "-d", "100"});
+  EXPECT_EQ(shallow["depth"], 0);
+  EXPECT_EQ(deep["depth"], 100);
+  EXPECT_EQ(deep["tg"]["tokens"], 4);
+  // The cache holds the 100 tokens besides the timed ones (whole pages of 32 tokens).
+  EXPECT_GT(deep["memory"]["kv_cache_bytes"].get<double>(), shallow["memory"]["kv_cache_bytes"].get<double>());
+}
+
+TEST(CliBench, ColdStartRunHasNoWarmupAndNoProbe) {
+  nlohmann::json j =
+      bench_json({owl::test::shared_path("models/stories260K/stories260K-f32.gguf"), "--no-warmup"}, "0");
+  EXPECT_EQ(j["pp"]["tokens"], 8);
+  EXPECT_FALSE(j.contains("tg"));
+  EXPECT_EQ(j["first_forward_s"], 0.0);
+  EXPECT_EQ(j["bandwidth_passes"]["passes"], 0);
+}
+
+TEST(CliBench, ParallelSequencesThroughTheEngine) {
+  nlohmann::json j =
+      bench_json({owl::test::shared_path("models/stories260K/stories260K-f32.gguf"), "--parallel", "1,3"}, "6");
+  ASSERT_EQ(j["parallel"].size(), 2u);
+  int k = 0;
+  for (const int n : {1, 3}) {
+    const nlohmann::json& p = j["parallel"][k++];
+    EXPECT_EQ(p["sequences"], n);
+    EXPECT_EQ(p["prompt_tokens"], 8 * n);
+    EXPECT_EQ(p["generated_tokens"], 6 * n);  // end of generation ignored: every sequence gives all 6
+    // All sequences decode together for at most 5 steps (the first token comes with the prompt).
+    EXPECT_GE(p["decode_steps"].get<int>(), 1);
+    EXPECT_LE(p["decode_steps"].get<int>(), 5);
+    // (A model this small decodes a step in microseconds, below what the timing window resolves:
+    // only the relation of the speeds is checked, not that they are positive.)
+    EXPECT_GE(p["decode_tps_best"].get<double>(), p["decode_tps_worst"].get<double>());
+    EXPECT_GE(p["decode_tps_worst"].get<double>(), 0);
+    EXPECT_GT(p["total_tps"].get<double>(), 0);
+  }
+}
+
+TEST(CliBench, ParallelOnAFileWithoutVocabularyTakesTokenizer) {
+  const std::string dir = owl::test::temp_dir();
+  const std::string model = dir + "/tiny.gguf";
+  auto r = run_owl({"synth", "--shape", "tiny-llama", "--type", "f32", "-o", model});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = run_owl({"bench", model, "--parallel", "2", "-p", "4", "-n", "3", "-r", "1", "-t", "1"});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("--tokenizer"), std::string::npos) << r.err;
+  nlohmann::json j =
+      bench_json({model, "--parallel", "2", "--tokenizer", owl::test::shared_path("tokenizers/llama-3.1")});
+  EXPECT_EQ(j["parallel"][0]["generated_tokens"], 8);
+}
+
 TEST(CliBench, QuantAtLoadShrinksTheBytesPerToken) {
   const std::string hf = owl::test::shared_path("golden/llama/hf");
   const double f32 = bench_json({hf})["bytes_per_token"].get<double>();
@@ -86,6 +155,17 @@ TEST(CliBench, BadInput) {
   r = run_owl({"bench", gguf, "--seqs", "0"});
   EXPECT_EQ(r.exit_code, 2) << r.err;
   EXPECT_NE(r.err.find("--seqs must be 1..256"), std::string::npos) << r.err;
+  for (const std::vector<std::string>& bad :
+       std::vector<std::vector<std::string>>{{"-d", "-1"},
+                                             {"--parallel", "0"},
+                                             {"--parallel", "2", "-d", "8"},
+                                             {"--parallel", "2", "--verify-rows", "2"}}) {
+    std::vector<std::string> args = {"bench", gguf, "-p", "4", "-n", "2"};
+    args.insert(args.end(), bad.begin(), bad.end());
+    r = run_owl(args);
+    EXPECT_EQ(r.exit_code, 2) << bad[0] << " " << bad[1] << ": " << r.err;
+    EXPECT_NE(r.err.find(bad[0]), std::string::npos) << r.err;
+  }
   r = run_owl({"bench", "no/such/model.gguf"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("does not exist"), std::string::npos) << r.err;
