@@ -4,7 +4,7 @@
 taken in turns (owl, ref 1, ref 2, owl, ref 1, ...) so a noisy neighbour slows them alike.
 
     scripts/bench.py [--owl build/owl] [--ref /work/ref/llama.cpp/build/bin/llama-bench]...
-                     [--dir /tmp/m] [-t 2] [-r 3] [-p 512] [-n 64] [--only NAME] [--json]
+                     [--dir /tmp/m | --file F.gguf...] [-t 2] [-r 3] [-p 512] [-n 64] [--only NAME] [--json]
 
 Each of the -r alternations runs every engine once (one timed repetition after its own
 warm-up); a row reports the best and the spread (min-max) over the alternations, and the
@@ -116,6 +116,7 @@ def main():
     ap.add_argument("-p", "--prompt", type=int, default=512)
     ap.add_argument("-n", "--gen", type=int, default=64)
     ap.add_argument("--only", default="", help="run the shapes whose name contains this")
+    ap.add_argument("--file", action="append", default=[], help="bench this GGUF file instead of the four shapes (repeatable)")
     ap.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
     a = ap.parse_args()
     if a.reps < 1 or a.prompt < 1 or a.gen < 1:
@@ -130,10 +131,13 @@ def main():
     result = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
               "threads": a.threads, "alternations": a.reps, "prompt": a.prompt, "gen": a.gen,
               "engines": {e.name: {"binary": e.binary, "commit": e.commit} for e in engines}, "files": []}
-    for name, arch, shape, typ in SHAPES:
+    files = [(os.path.basename(f), None, None, None) for f in a.file] or SHAPES
+    for name, arch, shape, typ in files:
         if a.only and a.only not in name:
             continue
-        path = os.path.join(a.dir, f"{shape}-{typ}.gguf")
+        path = a.file[[f[0] for f in files].index(name)] if a.file else os.path.join(a.dir, f"{shape}-{typ}.gguf")
+        if not os.path.exists(path) and a.file:
+            sys.exit(f"bench: {path}: no such file")
         if not os.path.exists(path):
             print(f"bench: making {path} with owl synth", file=sys.stderr)
             subprocess.run([a.owl, "synth", "--arch", arch, "--shape", shape, "--type", typ, "-o", path], check=True)
