@@ -15,6 +15,7 @@
 #include "runtime/engine.h"
 #include "server/http.h"
 #include "server/scripted_server.h"
+#include "server/logprobs_expect.h"
 #include "server/server_fixture.h"
 #include "test_util.h"
 #include "text/tokenizer.h"
@@ -23,23 +24,6 @@ namespace owl::test {
 namespace {
 
 using json = nlohmann::json;
-
-// The same tokens with the same log-probabilities to 1e-4: a repeated request reuses the cached
-// prompt, whose last row is then evaluated alone, which may move the last float bits.
-void expect_same_logprobs(const json& a, const json& b) {
-  ASSERT_EQ(a.size(), b.size()) << a.dump() << "\n" << b.dump();
-  for (size_t i = 0; i < a.size(); ++i) {
-    EXPECT_EQ(a[i]["token"], b[i]["token"]) << i;
-    EXPECT_EQ(a[i]["bytes"], b[i]["bytes"]) << i;
-    EXPECT_NEAR(a[i]["logprob"].get<double>(), b[i]["logprob"].get<double>(), 1e-4) << i;
-    ASSERT_EQ(a[i]["top_logprobs"].size(), b[i]["top_logprobs"].size()) << i;
-    for (size_t k = 0; k < a[i]["top_logprobs"].size(); ++k) {
-      EXPECT_EQ(a[i]["top_logprobs"][k]["token"], b[i]["top_logprobs"][k]["token"]) << i << "/" << k;
-      EXPECT_NEAR(a[i]["top_logprobs"][k]["logprob"].get<double>(), b[i]["top_logprobs"][k]["logprob"].get<double>(),
-                  1e-4);
-    }
-  }
-}
 
 class ReasoningLogprobs : public ::testing::Test {
  protected:
