@@ -442,7 +442,14 @@ TEST_F(HttpServerLimits, BusyServerRefusesWork503ButAnswersHealth) {
   EXPECT_EQ(http_get(server_->port(), "/health").status, 200);
   release_ = true;
   EXPECT_EQ(status_of(busy.read_all(1000)), 200);
-  EXPECT_EQ(http_get(server_->port(), "/work").status, 200);
+  // The held request's slot is freed when its handler returns, which can be just after the client
+  // has read the answer: work is accepted again within a moment (CI saw a 503 right after).
+  int status = 0;
+  for (int i = 0; i < 200 && status != 200; ++i) {
+    if (i > 0) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    status = http_get(server_->port(), "/work").status;
+  }
+  EXPECT_EQ(status, 200);
 }
 
 // Issue #19 D9: the API key can come from a file (out of the process list).
