@@ -22,11 +22,11 @@ struct Arrivals {
   std::string error;
 };
 
-// Reads one stream to its end on its own thread, so every arrival is stamped as it happens.
+// Reads one stream to its end on its own thread; each arrival carries the time the engine pushed it.
 void collect(GenerationStream& stream, Arrivals& out) {
   for (;;) {
     for (auto& e : stream.wait(std::chrono::milliseconds(50))) {
-      if (e.n_tokens > 0) out.events.emplace_back(Clock::now(), e.n_tokens);
+      if (e.n_tokens > 0) out.events.emplace_back(e.pushed_at, e.n_tokens);
       if (e.finish == FinishReason::Error) out.error = e.error;
       if (e.finish != FinishReason::None) return;
     }
@@ -76,8 +76,8 @@ ParallelRun bench_parallel(Model& model, const Tokenizer& tokenizer, int sequenc
   }
   // The window where all sequences decode together, one token each per step: from the step that
   // gave the last prompt its first token to the step that gave the first sequence to end its last.
-  // Its steps are the last-started sequence's tokens in it (readers stamp the tokens of one step
-  // within microseconds; a step takes milliseconds, hence the 2 ms tolerance).
+  // Its steps are the last-started sequence's tokens in it (the engine stamps the tokens of one
+  // step within microseconds of each other, hence the small tolerance).
   const Arrivals* last_start = &arrivals.front();
   Clock::time_point first_end = arrivals.front().events.back().first;
   for (const Arrivals& a : arrivals) {

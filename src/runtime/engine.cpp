@@ -40,6 +40,7 @@ bool GenerationStream::finished() const {
 }
 
 void GenerationStream::push(GenerationEvent e) {
+  e.pushed_at = std::chrono::steady_clock::now();
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (finished_) return;

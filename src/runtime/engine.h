@@ -88,6 +88,9 @@ struct GenerationEvent {
   bool stop_string = false;  // with Stop: a stop string ended it (not an end-of-generation token)
   // On the last event: usage.
   int64_t prompt_tokens = 0, cached_tokens = 0, completion_tokens = 0;
+  // When the engine pushed the event (set by GenerationStream::push): readers may wake late and
+  // take several events at once, so timing taken at read time would merge steps.
+  std::chrono::steady_clock::time_point pushed_at{};
 };
 
 // Rings whenever any of the streams it is attached to receives an event, so one reader can
