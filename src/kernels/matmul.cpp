@@ -64,6 +64,8 @@ struct Part {
   PackedFn pfn = nullptr;
   WidePackedFn wide_fn = nullptr;  // AVX-512: 16 weight rows per call, for prefill
   size_t group_bytes = 0;
+  const uint8_t* xw = nullptr;  // wide_fn's activations: tiles of kWideM rows (repack.h), xw_tile bytes each
+  size_t xw_tile = 0;
 };
 
 struct MatmulJob {
@@ -77,11 +79,11 @@ void matmul_tile(const Part& p, int64_t r0, int64_t r1, int64_t t0, int64_t t1, 
   if (p.wide_fn && r1 - r0 > kPackM) {  // prefill: 16 weight rows x up to kWideM activation rows
     for (int64_t r = r0; r < r1; r += kWideM) {
       const int m = static_cast<int>(std::min<int64_t>(kWideM, r1 - r));
-      const uint8_t* x = p.xa + r * p.x_stride;
+      const uint8_t* x = p.xw + (r / kWideM) * p.xw_tile;  // r0 and so r are multiples of kWideM
       float* yr = y + (r - r0) * ld;
       for (int64_t o = t0; o < t1; o += 2 * kPackRows) {
         const int valid = static_cast<int>(std::min<int64_t>(2 * kPackRows, t1 - o));
-        p.wide_fn(p.in, p.w + (o / kPackRows) * p.group_bytes, valid > kPackRows ? p.group_bytes : 0, x, p.x_stride, m,
+        p.wide_fn(p.in, p.w + (o / kPackRows) * p.group_bytes, valid > kPackRows ? p.group_bytes : 0, x, m,
                   yr + (o - t0), ld, valid);
       }
     }
@@ -160,6 +162,8 @@ struct QuantizeJob {
   uint8_t* xa;
   size_t x_stride;
   int64_t in, rows_per_task, n_rows;
+  uint8_t* xw = nullptr;  // also the wide kernels' layout (tiles of xw_tile bytes) when set
+  size_t xw_tile = 0;
 };
 
 void quantize_task(void* vjob, int task, int) {
@@ -180,6 +184,9 @@ void quantize_task(void* vjob, int task, int) {
         sums[i] = sum;
       }
     }
+    if (j.xw)
+      wide_act_put_row(j.q8_0 ? DType::Q8_0 : DType::Q8_K, row, j.in, static_cast<int>(r % kWideM),
+                       j.xw + (r / kWideM) * j.xw_tile);
   }
 }
 
@@ -231,9 +238,14 @@ void run_tasks(bool inline_run, int n, ThreadPool::TaskFn fn, void* ctx) {
 }
 
 // X converted to `act` (once per call, shared by every weight that takes it). Reused per calling
-// thread and per type: decode performs no allocation here after the first token.
+// thread and per type: decode performs no allocation here after the first token. With `wide`,
+// also in the wide kernels' layout (*xw, tiles of *xw_tile bytes).
+struct WideAct {
+  const uint8_t* xw = nullptr;
+  size_t tile = 0;
+};
 const uint8_t* convert_activations(DType act, const float* X, int64_t in, int64_t n_rows, bool inline_run,
-                                   size_t* x_stride) {
+                                   size_t* x_stride, bool wide, WideAct* xw) {
   if (act == DType::F32) {
     *x_stride = static_cast<size_t>(in) * sizeof(float);
     return reinterpret_cast<const uint8_t*>(X);
@@ -245,6 +257,16 @@ const uint8_t* convert_activations(DType act, const float* X, int64_t in, int64_
   QuantizeFn qfn = act == DType::Q8_0 ? quantize_q8_0_ref : quantize_q8_k_ref;
   if (use_avx2()) qfn = act == DType::Q8_0 ? quantize_q8_0_avx2 : quantize_q8_k_avx2;
   QuantizeJob qj{qfn, act == DType::Q8_0, X, buffer.data(), *x_stride, in, 0, n_rows};
+  if (wide) {
+    thread_local std::vector<uint8_t> wide_q8_0, wide_q8_k;
+    std::vector<uint8_t>& wbuf = act == DType::Q8_0 ? wide_q8_0 : wide_q8_k;
+    xw->tile = wide_act_tile_bytes(act, in);
+    const size_t need = xw->tile * static_cast<size_t>((n_rows + kWideM - 1) / kWideM);
+    if (wbuf.size() < need) wbuf.resize(need);
+    qj.xw = wbuf.data();
+    qj.xw_tile = xw->tile;
+    xw->xw = wbuf.data();
+  }
   const int q_tasks = static_cast<int>(std::min<int64_t>(n_rows, default_pool().size()));
   qj.rows_per_task = (n_rows + q_tasks - 1) / q_tasks;
   run_tasks(inline_run, q_tasks, quantize_task, &qj);
@@ -271,6 +293,13 @@ int plan(MatmulJob& job, std::span<const Weight* const> Ws, const float* X, int6
   *inline_run = work < kInlineWork;
   const uint8_t* converted[3] = {nullptr, nullptr, nullptr};  // F32, Q8_0, Q8_K
   size_t strides[3] = {0, 0, 0};
+  WideAct wide[3];
+  // Whether some weight taking activation type slot s runs wide tiles (more than kPackM rows).
+  bool wants_wide[3] = {false, false, false};
+  for (size_t i = 0; i < Ws.size(); ++i) {
+    const PackedLayout* pk = WeightAccess::layout(*Ws[i]);
+    if (pk && pk->wide_fn && n_rows > kPackM) wants_wide[kernels[i].act == DType::Q8_0 ? 1 : 2] = true;
+  }
   const int pool_size = default_pool().size();
   job.n_parts = static_cast<int>(Ws.size());
   job.n_rows = n_rows;
@@ -278,7 +307,8 @@ int plan(MatmulJob& job, std::span<const Weight* const> Ws, const float* X, int6
   for (size_t i = 0; i < Ws.size(); ++i) {
     const int slot = kernels[i].act == DType::F32 ? 0 : kernels[i].act == DType::Q8_0 ? 1 : 2;
     if (!converted[slot])
-      converted[slot] = convert_activations(kernels[i].act, X, in, n_rows, *inline_run, &strides[slot]);
+      converted[slot] = convert_activations(kernels[i].act, X, in, n_rows, *inline_run, &strides[slot],
+                                            wants_wide[slot], &wide[slot]);
     Part& p = job.parts[i];
     const TensorView& v = WeightAccess::view(*Ws[i]);
     p.w = static_cast<const uint8_t*>(v.data);
@@ -286,7 +316,9 @@ int plan(MatmulJob& job, std::span<const Weight* const> Ws, const float* X, int6
     if (const PackedLayout* pk = WeightAccess::layout(*Ws[i])) {
       p.group_bytes = pk->group_bytes;
       p.pfn = pk->fn;
-      p.wide_fn = pk->wide_fn;
+      p.wide_fn = wide[slot].xw ? pk->wide_fn : nullptr;  // null: no tile of this call has more than kPackM rows
+      p.xw = wide[slot].xw;
+      p.xw_tile = wide[slot].tile;
     }
     p.fn = kernels[i].fn;
     if (!p.pfn && use_avx2()) p.tfn = tile_fn_avx2(Ws[i]->type());

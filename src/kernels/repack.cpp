@@ -259,6 +259,40 @@ void unpack_row(DType t, const uint8_t* group, int r, int64_t in, uint8_t* dst) 
   }
 }
 
+size_t wide_act_block_bytes(DType act) {
+  if (act == DType::Q8_0) return kWideM * (kQK + sizeof(float) + sizeof(int32_t));
+  if (act == DType::Q8_K) return kWideM * (kQKK + sizeof(float) + 16 * sizeof(int16_t));
+  return 0;
+}
+
+void wide_act_put_row(DType act, const uint8_t* row, int64_t in, int m, uint8_t* tile) {
+  const size_t bb = wide_act_block_bytes(act);
+  if (act == DType::Q8_0) {
+    const int64_t nb = in / kQK;
+    const auto* b = reinterpret_cast<const BlockQ8_0*>(row);
+    const auto* d = reinterpret_cast<const float*>(row + q8_0_act_scales_offset(in));
+    const auto* sums = reinterpret_cast<const int32_t*>(row + q8_0_act_sums_offset(in));
+    for (int64_t i = 0; i < nb; ++i) {
+      uint8_t* t = tile + static_cast<size_t>(i) * bb;
+      for (int g = 0; g < kQK / 4; ++g) std::memcpy(t + (g * kWideM + m) * 4, b[i].qs + 4 * g, 4);
+      std::memcpy(t + kWideM * kQK + 4 * m, d + i, 4);
+      const int32_t s = -128 * sums[i];
+      std::memcpy(t + kWideM * (kQK + 4) + 4 * m, &s, 4);
+    }
+  } else if (act == DType::Q8_K) {
+    const int64_t nb = in / kQKK;
+    const auto* b = reinterpret_cast<const BlockQ8_K*>(row);
+    for (int64_t i = 0; i < nb; ++i) {
+      uint8_t* t = tile + static_cast<size_t>(i) * bb;
+      for (int g = 0; g < kQKK / 4; ++g) std::memcpy(t + (g * kWideM + m) * 4, b[i].qs + 4 * g, 4);
+      std::memcpy(t + kWideM * kQKK + 4 * m, &b[i].d, 4);
+      std::memcpy(t + kWideM * (kQKK + 4) + 32 * m, b[i].bsums, 32);
+    }
+  } else {
+    throw Error(std::string("wide_act_put_row: no wide activation layout for ") + dtype_name(act));
+  }
+}
+
 PackedLayout::~PackedLayout() {
   if (bytes && owns_bytes) munmap(bytes, total);
 }

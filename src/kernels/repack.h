@@ -42,10 +42,28 @@ PackedFn packed_kernel_avx512vnni(DType t);  // null where none; same results as
 // (1 <= valid <= 16), rows 0-7 from the group at `group`, rows 8-15 from the next one, gb bytes
 // on (gb = 0 when valid <= 8: the one group is read twice, and only its rows are stored). Same
 // results as the 8-row kernels, bit for bit.
+// xw: the kWideM activation rows of the tile in the wide layout below (rows past m unused).
 constexpr int kWideM = 8;
-using WidePackedFn = void (*)(int64_t in, const uint8_t* group, size_t gb, const uint8_t* xa, size_t x_stride, int m,
-                              float* y, int64_t ld, int valid);
+using WidePackedFn = void (*)(int64_t in, const uint8_t* group, size_t gb, const uint8_t* xw, int m, float* y,
+                              int64_t ld, int valid);
 WidePackedFn wide_packed_kernel_avx512vnni(DType t);  // null where none
+
+// The wide kernels' activations: kWideM rows interleaved block by block, so that one pointer
+// with constant offsets reaches every row's 4 bytes (the broadcasts of a tile need no per-row
+// address arithmetic and no spilled row pointers), and each row's block constants sit together.
+// One interleaved block of act type Q8_0 (per 32 elements) or Q8_K (per 256):
+//   Q8_0: qs[8 g][kWideM m][4] (row m's qs[4g .. 4g + 4)), float d[kWideM], int32 s[kWideM] =
+//         -128 * the sum of row m's 32 quants.
+//   Q8_K: qs[64 g][kWideM m][4] (row m's qs[4g ..)), float d[kWideM], int16 bsums[kWideM][16].
+// Rows are numbered from a multiple of kWideM: rows [8k, 8k + 8) of a matrix form its tile k,
+// wide_act_tile_bytes(act, in) bytes on from tile k - 1.
+size_t wide_act_block_bytes(DType act);  // 0: no wide layout for act
+inline size_t wide_act_tile_bytes(DType act, int64_t in) {
+  return static_cast<size_t>(in / (act == DType::Q8_0 ? kQK : kQKK)) * wide_act_block_bytes(act);
+}
+// Writes activation row `row` (converted to act: q8_0_act_row_bytes' layout of vec_dot.h for
+// Q8_0, Q8_K blocks otherwise) into its place m (0 <= m < kWideM) of the tile at `tile`.
+void wide_act_put_row(DType act, const uint8_t* row, int64_t in, int m, uint8_t* tile);
 
 // A packed weight's copy: n_mats matrices of `out` rows (padded to groups), the kernel chosen for
 // it at prepare time, and the storage (unmapped when the last Weight sharing it goes).

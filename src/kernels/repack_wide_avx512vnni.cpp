@@ -4,7 +4,8 @@
 // from group g and the upper half from group g + 1, so each activation broadcast and each
 // vpdpbusd serves 16 weight rows where the 256-bit kernels serve 8. Up to 8 activation rows share
 // every weight register (the 32 zmm registers hold their sums). Sub-blocks are summed one at a
-// time so that one partial sum per activation row is live.
+// time so that one partial sum per activation row is live. The activations come in the wide
+// layout of repack.h (kWideM rows interleaved): every broadcast is one pointer plus a constant.
 // Integer sums are exact and every row's block scales apply in the same float operations and
 // order as in the 256-bit kernels (repack_simd.h), so the results equal theirs bit for bit.
 #if defined(__GNUC__) && !defined(__clang__)
@@ -44,6 +45,50 @@ inline __m512i lane_byte(__m512i v, int k) {
   return k == 3 ? _mm512_srli_epi32(v, 24) : _mm512_and_si512(_mm512_srli_epi32(v, 8 * k), _mm512_set1_epi32(0xFF));
 }
 
+// The wide activation layout (repack.h), one interleaved block: row m's 4 bytes of step g, its
+// scale, and its Q8_0 sum term or Q8_K block sums.
+constexpr size_t kXq = kWideM * 4;  // bytes per step of 4 elements
+inline const int8_t* xq(const uint8_t* xb, int g, int m) {
+  return reinterpret_cast<const int8_t*>(xb + g * kXq + 4 * m);
+}
+inline __m512 xd(const uint8_t* xb, int steps, int m) {
+  float d;
+  std::memcpy(&d, xb + steps * kXq + 4 * m, 4);
+  return _mm512_set1_ps(d);
+}
+inline __m512i xsum(const uint8_t* xb, int m) {  // Q8_0: -128 * the quant sum of row m
+  int32_t s;
+  std::memcpy(&s, xb + 8 * kXq + kWideM * 4 + 4 * m, 4);
+  return _mm512_set1_epi32(s);
+}
+// Row m (< 4) of step g in every lane, from the 16 bytes of rows 0-3 broadcast to each 128-bit
+// lane (rows4) by a lane shuffle. A broadcast from memory is a load, and loads (2 per cycle) bound
+// the Q8_0 kernel before its vpdpbusd do: taking half of the rows from one load and shuffles,
+// which run on other ports than vpdpbusd, measured 1.15-1.25x there. The other kernels spend
+// those ports on unpacking their levels, and shuffles made them slower.
+inline __m512i rows4(const uint8_t* xb, int g) { return _mm512_broadcast_i32x4(load16(xb + g * kXq)); }
+template <int K>
+inline __m512i lane_of(__m512i v) {
+  return _mm512_shuffle_epi32(v, static_cast<_MM_PERM_ENUM>(K * 0x55));
+}
+inline __m512i xbcast(const uint8_t* xb, __m512i r03, int g, int m) {
+  switch (m) {
+    case 0:
+      return lane_of<0>(r03);
+    case 1:
+      return lane_of<1>(r03);
+    case 2:
+      return lane_of<2>(r03);
+    case 3:
+      return lane_of<3>(r03);
+    default:
+      return bcast4z(xq(xb, g, m));
+  }
+}
+inline const int16_t* xbsums(const uint8_t* xb, int m) {  // Q8_K
+  return reinterpret_cast<const int16_t*>(xb + 64 * kXq + kWideM * 4 + 32 * m);
+}
+
 // Writes M rows of the first `valid` (1..16) results, ld floats apart.
 template <int M>
 inline void store_wide_rows(const __m512 acc[M], float* y, int64_t ld, int valid) {
@@ -54,25 +99,26 @@ inline void store_wide_rows(const __m512 acc[M], float* y, int64_t ld, int valid
 // Q8_0 x Q8_0: the weights as unsigned bytes w + 128 (one xor), and the 128 * activation sum
 // that adds taken off again (the sums come with the activations).
 template <int M>
-void wide_q8_0(int64_t in, const uint8_t* grp, size_t gb, const uint8_t* xa, size_t xs, float* y, int64_t ld,
-               int valid) {
+void wide_q8_0(int64_t in, const uint8_t* grp, size_t gb, const uint8_t* xw, float* y, int64_t ld, int valid) {
   const int64_t nb = in / kQK;
-  const Q8_0Rows<M> x(xa, xs, in);
+  const size_t xbytes = wide_act_block_bytes(DType::Q8_0);
   const __m512i bias = _mm512_set1_epi8(static_cast<char>(0x80));
   __m512 acc[M];
   for (int m = 0; m < M; ++m) acc[m] = _mm512_setzero_ps();
   constexpr size_t kBytes = kPackedBytes<BlockQ8_0>;
   for (int64_t i = 0; i < nb; ++i) {
     const uint8_t* b = grp + i * kBytes;
+    const uint8_t* xb = xw + i * xbytes;
     __m512i isum[M];
-    for (int m = 0; m < M; ++m) isum[m] = _mm512_set1_epi32(-128 * x.sums[m][i]);
+    for (int m = 0; m < M; ++m) isum[m] = xsum(xb, m);
     for (int g = 0; g < 8; ++g) {
       const __m512i w = _mm512_xor_si512(load_pair(b + 16 + 32 * g, gb), bias);
-      for (int m = 0; m < M; ++m) isum[m] = _mm512_dpbusd_epi32(isum[m], w, bcast4z(x.a[m][i].qs + 4 * g));
+      const __m512i r03 = rows4(xb, g);
+      for (int m = 0; m < M; ++m) isum[m] = _mm512_dpbusd_epi32(isum[m], w, xbcast(xb, r03, g, m));
     }
     const __m512 d = fp16x16(b, gb);
     for (int m = 0; m < M; ++m)
-      acc[m] = _mm512_fmadd_ps(_mm512_mul_ps(d, _mm512_set1_ps(x.d[m][i])), _mm512_cvtepi32_ps(isum[m]), acc[m]);
+      acc[m] = _mm512_fmadd_ps(_mm512_mul_ps(d, xd(xb, 8, m)), _mm512_cvtepi32_ps(isum[m]), acc[m]);
   }
   store_wide_rows<M>(acc, y, ld, valid);
 }
@@ -80,31 +126,31 @@ void wide_q8_0(int64_t in, const uint8_t* grp, size_t gb, const uint8_t* xa, siz
 // Q5_0 x Q8_0: unsigned 5-bit levels (as q5_0_levels) times the activations, minus 16 * the
 // activation sums.
 template <int M>
-void wide_q5_0(int64_t in, const uint8_t* grp, size_t gb, const uint8_t* xa, size_t xs, float* y, int64_t ld,
-               int valid) {
+void wide_q5_0(int64_t in, const uint8_t* grp, size_t gb, const uint8_t* xw, float* y, int64_t ld, int valid) {
   const int64_t nb = in / kQK;
-  const Q8_0Rows<M> x(xa, xs, in);
+  const size_t xbytes = wide_act_block_bytes(DType::Q8_0);
   const __m512i m4 = _mm512_set1_epi8(0x0F), m10 = _mm512_set1_epi8(0x10);
   __m512 acc[M];
   for (int m = 0; m < M; ++m) acc[m] = _mm512_setzero_ps();
   constexpr size_t kBytes = kPackedBytes<BlockQ5_0>;
   for (int64_t i = 0; i < nb; ++i) {
     const uint8_t* b = grp + i * kBytes;
+    const uint8_t* xb = xw + i * xbytes;
     const __m512i hb = load_pair(b + 16, gb);
-    __m512i isum[M];
-    for (int m = 0; m < M; ++m) isum[m] = _mm512_set1_epi32(-16 * x.sums[m][i]);
+    __m512i isum[M];  // -16 * the sums: the layout's -128 * sum shifted right by 3, exactly
+    for (int m = 0; m < M; ++m) isum[m] = _mm512_srai_epi32(xsum(xb, m), 3);
     for (int g = 0; g < 4; ++g) {
       const __m512i q = load_pair(b + 48 + 32 * g, gb);
       const __m512i lo = _mm512_or_si512(_mm512_and_si512(q, m4), _mm512_and_si512(_mm512_slli_epi16(hb, 4 - g), m10));
       const __m512i hi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(q, 4), m4),
                                          _mm512_and_si512(_mm512_srli_epi16(hb, g), m10));
       for (int m = 0; m < M; ++m)
-        isum[m] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(isum[m], lo, bcast4z(x.a[m][i].qs + 4 * g)), hi,
-                                      bcast4z(x.a[m][i].qs + 16 + 4 * g));
+        isum[m] =
+            _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(isum[m], lo, bcast4z(xq(xb, g, m))), hi, bcast4z(xq(xb, 4 + g, m)));
     }
     const __m512 d = fp16x16(b, gb);
     for (int m = 0; m < M; ++m)
-      acc[m] = _mm512_fmadd_ps(_mm512_mul_ps(d, _mm512_set1_ps(x.d[m][i])), _mm512_cvtepi32_ps(isum[m]), acc[m]);
+      acc[m] = _mm512_fmadd_ps(_mm512_mul_ps(d, xd(xb, 8, m)), _mm512_cvtepi32_ps(isum[m]), acc[m]);
   }
   store_wide_rows<M>(acc, y, ld, valid);
 }
@@ -144,10 +190,10 @@ inline __m512i wide_q4_k_mins(const WideQ4KMins& mn, const int16_t* bsums) {
 }
 
 template <int M>
-void wide_q4_k(int64_t in, const uint8_t* grp, size_t gb, const uint8_t* xa, size_t xs, float* y, int64_t ld,
-               int valid) {
+void wide_q4_k(int64_t in, const uint8_t* grp, size_t gb, const uint8_t* xw, float* y, int64_t ld, int valid) {
   constexpr size_t kBytes = kPackedBytes<BlockQ4_K>;
   const int64_t nb = in / kQKK;
+  const size_t xbytes = wide_act_block_bytes(DType::Q8_K);
   const __m512i m4 = _mm512_set1_epi8(0x0F);
   __m512 acc[M];
   for (int m = 0; m < M; ++m) acc[m] = _mm512_setzero_ps();
@@ -155,22 +201,19 @@ void wide_q4_k(int64_t in, const uint8_t* grp, size_t gb, const uint8_t* xa, siz
     const uint8_t* b = grp + i * kBytes;
     const WideQ4KScales s = wide_q4_k_scales(b + 32, gb);
     const uint8_t* qs = b + 128;
-    const BlockQ8_K* a[M];
+    const uint8_t* xb = xw + i * xbytes;
     __m512i isum[M];
-    for (int m = 0; m < M; ++m) {
-      a[m] = reinterpret_cast<const BlockQ8_K*>(xa + m * xs) + i;
-      isum[m] = _mm512_setzero_si512();
-    }
+    for (int m = 0; m < M; ++m) isum[m] = _mm512_setzero_si512();
     for (int j = 0; j < 4; ++j) {
       const __m512i sc = j < 2 ? s.sc_lo : s.sc_hi;
       for (int half = 0; half < 2; ++half) {  // low nibbles: sub-block 2j, high nibbles: 2j + 1
         __m512i p[M];
         for (int m = 0; m < M; ++m) p[m] = _mm512_setzero_si512();
+#pragma GCC unroll 8
         for (int g = 0; g < 8; ++g) {
           const __m512i q = load_pair(qs + (j * 8 + g) * 32, gb);
           const __m512i v = half ? _mm512_and_si512(_mm512_srli_epi16(q, 4), m4) : _mm512_and_si512(q, m4);
-          for (int m = 0; m < M; ++m)
-            p[m] = _mm512_dpbusd_epi32(p[m], v, bcast4z(a[m]->qs + 64 * j + 32 * half + 4 * g));
+          for (int m = 0; m < M; ++m) p[m] = _mm512_dpbusd_epi32(p[m], v, bcast4z(xq(xb, 16 * j + 8 * half + g, m)));
         }
         const __m512i scale = lane_byte(sc, 2 * (j % 2) + half);
         for (int m = 0; m < M; ++m) isum[m] = _mm512_add_epi32(isum[m], _mm512_mullo_epi32(p[m], scale));
@@ -179,8 +222,8 @@ void wide_q4_k(int64_t in, const uint8_t* grp, size_t gb, const uint8_t* xa, siz
     const WideQ4KMins mn = wide_q4_k_min_pairs(s);
     const __m512 d = fp16x16(b, gb), dmin = fp16x16(b + 16, gb);
     for (int m = 0; m < M; ++m) {
-      const __m512i ms = wide_q4_k_mins(mn, a[m]->bsums);
-      const __m512 da = _mm512_set1_ps(a[m]->d);
+      const __m512i ms = wide_q4_k_mins(mn, xbsums(xb, m));
+      const __m512 da = xd(xb, 64, m);
       acc[m] = _mm512_fmadd_ps(_mm512_mul_ps(d, da), _mm512_cvtepi32_ps(isum[m]), acc[m]);
       acc[m] = _mm512_fnmadd_ps(_mm512_mul_ps(dmin, da), _mm512_cvtepi32_ps(ms), acc[m]);
     }
@@ -198,10 +241,10 @@ inline __m512i wide_q6_k_scale_of(__m512i pairs, int b) {
 // The chunk loop stays rolled (pragma): GCC -O3 unrolls it fully and then spills the 8 rows'
 // sums, which made the kernel 4x slower.
 template <int M>
-void wide_q6_k(int64_t in, const uint8_t* grp, size_t gb, const uint8_t* xa, size_t xs, float* y, int64_t ld,
-               int valid) {
+void wide_q6_k(int64_t in, const uint8_t* grp, size_t gb, const uint8_t* xw, float* y, int64_t ld, int valid) {
   constexpr size_t kBytes = kPackedBytes<BlockQ6_K>;
   const int64_t nb = in / kQKK;
+  const size_t xbytes = wide_act_block_bytes(DType::Q8_K);
   const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
   __m512 acc[M];
   for (int m = 0; m < M; ++m) acc[m] = _mm512_setzero_ps();
@@ -210,18 +253,15 @@ void wide_q6_k(int64_t in, const uint8_t* grp, size_t gb, const uint8_t* xa, siz
     const uint8_t* sc = b + 16;
     const uint8_t* ql = b + 144;
     const uint8_t* qh = b + 1168;
-    const BlockQ8_K* a[M];
+    const uint8_t* xb = xw + i * xbytes;
     __m512i isum[M];
-    for (int m = 0; m < M; ++m) {
-      a[m] = reinterpret_cast<const BlockQ8_K*>(xa + m * xs) + i;
-      isum[m] = _mm512_setzero_si512();
-    }
+    for (int m = 0; m < M; ++m) isum[m] = _mm512_setzero_si512();
     // The -32 offset of every level: -32 * sum over sub-blocks of scale * activation sum.
     for (int k = 0; k < 8; ++k) {
       const __m512i s16 = wide_q6_k_pairs(sc + 16 * k, gb);
       for (int m = 0; m < M; ++m) {
         int32_t pair;
-        std::memcpy(&pair, a[m]->bsums + 2 * k, 4);
+        std::memcpy(&pair, xbsums(xb, m) + 2 * k, 4);
         isum[m] = _mm512_add_epi32(isum[m], _mm512_madd_epi16(s16, _mm512_set1_epi32(pair)));
       }
     }
@@ -245,10 +285,10 @@ void wide_q6_k(int64_t in, const uint8_t* grp, size_t gb, const uint8_t* xa, siz
             const __m512i v1 = part ? _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(L1, 4), m4),
                                                       _mm512_and_si512(_mm512_srli_epi16(H, 2), m30))
                                     : _mm512_or_si512(_mm512_and_si512(L1, m4), _mm512_and_si512(H, m30));
-            for (int m = 0; m < M; ++m) {
-              const int8_t* aq = a[m]->qs + 64 * c + 32 * part + 8 * h;
-              p[m] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(p[m], v0, bcast4z(aq)), v1, bcast4z(aq + 4));
-            }
+            const int g = 16 * c + 8 * part + 2 * h;  // elements 64c + 32 part + 8h ..
+            for (int m = 0; m < M; ++m)
+              p[m] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(p[m], v0, bcast4z(xq(xb, g, m))), v1,
+                                         bcast4z(xq(xb, g + 1, m)));
           }
           for (int m = 0; m < M; ++m) isum[m] = _mm512_add_epi32(isum[m], _mm512_mullo_epi32(p[m], scale));
         }
@@ -256,42 +296,41 @@ void wide_q6_k(int64_t in, const uint8_t* grp, size_t gb, const uint8_t* xa, siz
     }
     const __m512 d = fp16x16(b, gb);
     for (int m = 0; m < M; ++m)
-      acc[m] = _mm512_fmadd_ps(_mm512_mul_ps(d, _mm512_set1_ps(a[m]->d)), _mm512_cvtepi32_ps(isum[m]), acc[m]);
+      acc[m] = _mm512_fmadd_ps(_mm512_mul_ps(d, xd(xb, 64, m)), _mm512_cvtepi32_ps(isum[m]), acc[m]);
   }
   store_wide_rows<M>(acc, y, ld, valid);
 }
 
 // Runs Kernel<M> for m = 1..kWideM activation rows (the WidePackedFn signature).
 template <template <int> class Kernel>
-void wide_by_m(int64_t in, const uint8_t* grp, size_t gb, const uint8_t* xa, size_t xs, int m, float* y, int64_t ld,
-               int valid) {
+void wide_by_m(int64_t in, const uint8_t* grp, size_t gb, const uint8_t* xw, int m, float* y, int64_t ld, int valid) {
   switch (m) {
     case 1:
-      return Kernel<1>::f(in, grp, gb, xa, xs, y, ld, valid);
+      return Kernel<1>::f(in, grp, gb, xw, y, ld, valid);
     case 2:
-      return Kernel<2>::f(in, grp, gb, xa, xs, y, ld, valid);
+      return Kernel<2>::f(in, grp, gb, xw, y, ld, valid);
     case 3:
-      return Kernel<3>::f(in, grp, gb, xa, xs, y, ld, valid);
+      return Kernel<3>::f(in, grp, gb, xw, y, ld, valid);
     case 4:
-      return Kernel<4>::f(in, grp, gb, xa, xs, y, ld, valid);
+      return Kernel<4>::f(in, grp, gb, xw, y, ld, valid);
     case 5:
-      return Kernel<5>::f(in, grp, gb, xa, xs, y, ld, valid);
+      return Kernel<5>::f(in, grp, gb, xw, y, ld, valid);
     case 6:
-      return Kernel<6>::f(in, grp, gb, xa, xs, y, ld, valid);
+      return Kernel<6>::f(in, grp, gb, xw, y, ld, valid);
     case 7:
-      return Kernel<7>::f(in, grp, gb, xa, xs, y, ld, valid);
+      return Kernel<7>::f(in, grp, gb, xw, y, ld, valid);
     default:
-      return Kernel<8>::f(in, grp, gb, xa, xs, y, ld, valid);
+      return Kernel<8>::f(in, grp, gb, xw, y, ld, valid);
   }
 }
 static_assert(kWideM == 8, "wide_by_m covers 1..8 rows");
 
-#define OWL_WIDE_GEMM(name, fn)                                                                                        \
-  template <int M>                                                                                                     \
-  struct name {                                                                                                        \
-    static void f(int64_t in, const uint8_t* g, size_t gb, const uint8_t* x, size_t xs, float* y, int64_t ld, int v) { \
-      fn<M>(in, g, gb, x, xs, y, ld, v);                                                                               \
-    }                                                                                                                  \
+#define OWL_WIDE_GEMM(name, fn)                                                                             \
+  template <int M>                                                                                          \
+  struct name {                                                                                             \
+    static void f(int64_t in, const uint8_t* g, size_t gb, const uint8_t* x, float* y, int64_t ld, int v) { \
+      fn<M>(in, g, gb, x, y, ld, v);                                                                        \
+    }                                                                                                       \
   };
 OWL_WIDE_GEMM(WideQ4_K, wide_q4_k)
 OWL_WIDE_GEMM(WideQ6_K, wide_q6_k)
