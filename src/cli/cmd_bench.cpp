@@ -12,6 +12,7 @@
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -79,6 +80,23 @@ double bytes_per_token(const owl::ModelSource& src) {
   }
   return total;
 }
+
+// Weight bytes the matmuls of a forward call read (each weight once per call: a matmul reads
+// its weight once for all its rows, up to the kernels' row tiles), split into routed-expert
+// matrices and the rest (attention, shared experts, dense FFNs, routers, output head). What a
+// forward over R rows must at least read from memory: the memory-bound floor of its time.
+class WeightReads : public owl::kernels::ActivationObserver {
+ public:
+  void observe(const owl::kernels::Weight& W, const float*, int64_t) override {
+    const auto b = static_cast<int64_t>(owl::row_bytes(W.type(), W.in())) * W.out();
+    (W.name().find("_exps.") != std::string::npos ? routed_ : other_).fetch_add(b, std::memory_order_relaxed);
+  }
+  int64_t routed() const { return routed_.load(); }
+  int64_t other() const { return other_.load(); }
+
+ private:
+  std::atomic<int64_t> routed_{0}, other_{0};
+};
 
 struct Stats {
   double min = 0, median = 0;
@@ -251,6 +269,10 @@ void run(const Options& o) {
   // Forward calls over R rows of one sequence at positions kVerifyContext.., rolled back each time;
   // the sizes take turns, so a noisy neighbour slows them alike.
   std::vector<std::pair<int64_t, double>> verify_ms;
+  struct Reads {
+    double other = 0, routed = 0;  // weight bytes per call
+  };
+  std::vector<Reads> verify_bytes;
   if (!o.verify_rows.empty()) {
     prefill(kVerifyContext);
     std::vector<std::vector<double>> ms(o.verify_rows.size());
@@ -266,6 +288,21 @@ void run(const Options& o) {
     for (size_t k = 0; k < ms.size(); ++k) {
       std::sort(ms[k].begin(), ms[k].end());
       verify_ms.emplace_back(o.verify_rows[k], ms[k][ms[k].size() / 2]);
+    }
+    // The weight bytes of each size, counted over as many untimed calls (other random tokens:
+    // the routed share varies with the experts the rows pick).
+    for (size_t k = 0; k < o.verify_rows.size(); ++k) {
+      WeightReads reads;
+      owl::kernels::set_activation_observer(&reads);
+      const int calls = 8 * std::max(o.reps, 1);
+      for (int i = 0; i < calls; ++i) {
+        batch.clear();
+        for (int64_t r = 0; r < o.verify_rows[k]; ++r) batch.add(tok(rng), kVerifyContext + r, 0, true);
+        model->forward(batch, kv);
+        kv.truncate(0, kVerifyContext);
+      }
+      owl::kernels::set_activation_observer(nullptr);
+      verify_bytes.push_back({static_cast<double>(reads.other()) / calls, static_cast<double>(reads.routed()) / calls});
     }
   }
 
@@ -343,8 +380,19 @@ void run(const Options& o) {
                  {"kv_cache_bytes", kv_bytes},
                  {"bound_bytes", rss_bound},
                  {"within_bound", rss <= rss_bound}};
-  for (const auto& [rows, ms] : verify_ms)
-    j["verify_rows"].push_back({{"rows", rows}, {"ms_median", ms}, {"vs_one_row", ms / verify_ms.front().second}});
+  // Per size: the weight bytes read, their floor time at the probe's bandwidth, and the measured
+  // time over that floor.
+  const auto bytes_of = [&](size_t k) { return verify_bytes[k].other + verify_bytes[k].routed; };
+  for (size_t k = 0; k < verify_ms.size(); ++k) {
+    const auto& [rows, ms] = verify_ms[k];
+    j["verify_rows"].push_back({{"rows", rows},
+                                {"ms_median", ms},
+                                {"vs_one_row", ms / verify_ms.front().second},
+                                {"weight_bytes", bytes_of(k)},
+                                {"routed_bytes", verify_bytes[k].routed},
+                                {"bytes_vs_one_row", bytes_of(k) / bytes_of(0)},
+                                {"floor_ms", bw > 0 ? 1e3 * bytes_of(k) / bw : 0.0}});
+  }
   if (cache) {
     const owl::ExpertCache::Stats all = cache->stats();
     j["expert_cache"] = {{"mem_budget_bytes", source->mem_budget},
@@ -363,9 +411,18 @@ void run(const Options& o) {
     std::printf("%s\n", j.dump(2).c_str());
     return;
   }
-  for (const auto& [rows, ms] : verify_ms)
-    std::printf("verify %2lld rows after %lld: %8.2f ms median, %.2fx the first size\n", static_cast<long long>(rows),
-                static_cast<long long>(kVerifyContext), ms, ms / verify_ms.front().second);
+  for (size_t k = 0; k < verify_ms.size(); ++k) {
+    const auto& [rows, ms] = verify_ms[k];
+    std::printf(
+        "verify %2lld rows after %lld: %8.2f ms median, %.2fx the first size; weights read %.1f MB (routed "
+        "experts %.1f MB), %.2fx the first size",
+        static_cast<long long>(rows), static_cast<long long>(kVerifyContext), ms, ms / verify_ms.front().second,
+        bytes_of(k) / 1e6, verify_bytes[k].routed / 1e6, bytes_of(k) / bytes_of(0));
+    if (bw > 0)
+      std::printf("; floor at %.1f GB/s %.2f ms, measured %.2fx it", bw / 1e9, 1e3 * bytes_of(k) / bw,
+                  ms / (1e3 * bytes_of(k) / bw));
+    std::printf("\n");
+  }
   std::printf("model %s (%s), %d threads, %d reps, %s kernels, depth %lld\n", o.model.c_str(),
               model->config().arch.c_str(), threads, o.reps, j["kernels"].get<std::string>().c_str(),
               static_cast<long long>(o.depth));

@@ -46,6 +46,11 @@ constexpr int64_t kTileRows = 16;  // weight rows swept per activation group (st
 constexpr int64_t kActBlock = 64;  // activation rows kept in L2 while a task's weight rows pass
 constexpr int kMaxParts = 8;       // weights in one matmul_many call
 constexpr int64_t kPackM = 4;      // activation rows per packed-kernel call (register tile: 4 x 8 rows)
+// The AVX-512 prefill tiles (16 weight rows x up to kWideM activation rows) only for row blocks
+// longer than this: up to 16 rows (speculative verify rows, small batches) the 4-row kernels in
+// turn are faster (a 5-row verify forward took 1.8-2.2x one row with them, 2.9-3.6x with the
+// wide tiles; 16 rows 4.9-5.6x against 6.4-6.5x; even at 32; docs/BENCHMARKS.md, issue 24).
+constexpr int64_t kWideMinRows = 16;
 static_assert(kTileRows % kPackRows == 0, "tiles hold whole packed groups");
 
 // One weight of a (multi-weight) matmul, with everything the inner loops need precomputed:
@@ -76,7 +81,7 @@ struct MatmulJob {
 
 // y[(r - r0) * ld + (o - t0)] = W[o] . x[r] for r in [r0, r1), o in [t0, t1).
 void matmul_tile(const Part& p, int64_t r0, int64_t r1, int64_t t0, int64_t t1, float* y, int64_t ld) {
-  if (p.wide_fn && r1 - r0 > kPackM) {  // prefill: 16 weight rows x up to kWideM activation rows
+  if (p.wide_fn && r1 - r0 > kWideMinRows) {  // prefill: 16 weight rows x up to kWideM activation rows
     for (int64_t r = r0; r < r1; r += kWideM) {
       const int m = static_cast<int>(std::min<int64_t>(kWideM, r1 - r));
       const uint8_t* x = p.xw + (r / kWideM) * p.xw_tile;  // r0 and so r are multiples of kWideM
@@ -294,11 +299,11 @@ int plan(MatmulJob& job, std::span<const Weight* const> Ws, const float* X, int6
   const uint8_t* converted[3] = {nullptr, nullptr, nullptr};  // F32, Q8_0, Q8_K
   size_t strides[3] = {0, 0, 0};
   WideAct wide[3];
-  // Whether some weight taking activation type slot s runs wide tiles (more than kPackM rows).
+  // Whether some weight taking activation type slot s runs wide tiles (more than kWideMinRows rows).
   bool wants_wide[3] = {false, false, false};
   for (size_t i = 0; i < Ws.size(); ++i) {
     const PackedLayout* pk = WeightAccess::layout(*Ws[i]);
-    if (pk && pk->wide_fn && n_rows > kPackM) wants_wide[kernels[i].act == DType::Q8_0 ? 1 : 2] = true;
+    if (pk && pk->wide_fn && n_rows > kWideMinRows) wants_wide[kernels[i].act == DType::Q8_0 ? 1 : 2] = true;
   }
   const int pool_size = default_pool().size();
   job.n_parts = static_cast<int>(Ws.size());
@@ -316,7 +321,7 @@ int plan(MatmulJob& job, std::span<const Weight* const> Ws, const float* X, int6
     if (const PackedLayout* pk = WeightAccess::layout(*Ws[i])) {
       p.group_bytes = pk->group_bytes;
       p.pfn = pk->fn;
-      p.wide_fn = wide[slot].xw ? pk->wide_fn : nullptr;  // null: no tile of this call has more than kPackM rows
+      p.wide_fn = wide[slot].xw ? pk->wide_fn : nullptr;  // null: no tile of this call has more than kWideMinRows rows
       p.xw = wide[slot].xw;
       p.xw_tile = wide[slot].tile;
     }

@@ -506,19 +506,36 @@ void Engine::emit(Active& a, int32_t tok, std::span<const float> row) {
   }
 }
 
-void Engine::propose_drafts(Active& a) {
-  const int64_t left = a.p.req.max_tokens - a.generated - 1;  // drafts beyond it could not be kept
-  const int k = a.governor.draft_budget(static_cast<int>(std::min<int64_t>(opts_.spec.k, left)));
-  if (k <= 0) return;
-  std::vector<int32_t> tokens = sched_.tokens(a.slot);
-  tokens.push_back(a.next);
-  try {
-    a.drafts = a.drafter->propose(tokens, k, *a.draft_pick);
-  } catch (const std::exception&) {
-    // A drafter that fails (its cache full) only costs speed: this request decodes plainly.
-    a.drafts.clear();
-    a.drafter->drop();
-    a.drafter.reset();
+void Engine::propose_drafts(const std::vector<Active*>& decoders) {
+  // Every speculating sequence drafts at once: the MTP heads' forwards run over all of them.
+  std::vector<std::vector<int32_t>> tokens;
+  std::vector<DraftCall> calls;
+  std::vector<Active*> who;
+  tokens.reserve(decoders.size());
+  for (Active* a : decoders) {
+    a->drafts.clear();
+    if (!a->drafter || !a->forced.empty()) continue;
+    const int64_t left = a->p.req.max_tokens - a->generated - 1;  // drafts beyond it could not be kept
+    const int k = a->governor.draft_budget(static_cast<int>(std::min<int64_t>(opts_.spec.k, left)));
+    if (k <= 0) continue;
+    tokens.push_back(sched_.tokens(a->slot));
+    tokens.back().push_back(a->next);
+    DraftCall& c = calls.emplace_back();
+    c.drafter = a->drafter.get();
+    c.tokens = tokens.back();
+    c.k = k;
+    c.pick = &*a->draft_pick;
+    who.push_back(a);
+  }
+  propose_together(calls);
+  for (size_t i = 0; i < calls.size(); ++i) {
+    if (calls[i].failed) {
+      // A drafter that fails (its cache full) only costs speed: this request decodes plainly.
+      who[i]->drafter->drop();
+      who[i]->drafter.reset();
+      continue;
+    }
+    who[i]->drafts = std::move(calls[i].drafts);
   }
 }
 
@@ -552,13 +569,15 @@ void Engine::step() {
   };
   std::vector<Rows> in_batch;
   int64_t n_prefill = 0, n_logit_rows = 0;
+  std::vector<Active*> decoders;
+  for (size_t i = 0; i < active_.size(); ++i)
+    if (rows[i] > 0 && decoding[i]) decoders.push_back(active_[i].get());
+  propose_drafts(decoders);
   for (size_t i = 0; i < active_.size(); ++i) {
     Active& a = *active_[i];
     if (rows[i] == 0) continue;
     int64_t pos = static_cast<int64_t>(sched_.tokens(a.slot).size());
     if (decoding[i]) {
-      a.drafts.clear();
-      if (a.drafter && a.forced.empty()) propose_drafts(a);
       in_batch.push_back({&a, true, batch.size(), pos, 1 + static_cast<int64_t>(a.drafts.size()), n_logit_rows,
                           1 + static_cast<int64_t>(a.drafts.size())});
       batch.add(a.next, pos, a.slot, true);

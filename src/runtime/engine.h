@@ -232,7 +232,7 @@ class Engine {
   // copy its KV and sample their first tokens.
   void fork(Active& first, std::span<const float> logits);
   void sample_and_emit(Active& a, std::span<const float> logits);
-  void propose_drafts(Active& a);  // a.drafts for this step (maybe none)
+  void propose_drafts(const std::vector<Active*>& decoders);  // their drafts for this step (maybe none)
   // sample_and_emit with the token already chosen (an accepted draft or a verdict) from `row`.
   void emit(Active& a, int32_t tok, std::span<const float> row);
   // The logits rows of a sequence that fed drafts: accept or replace them one by one, then roll

@@ -87,7 +87,8 @@ DraftToken pick_draft(Sampler& pick, std::span<const float> logits) {
 // The NextN head of the target. Its cache row k is computed from token k and the target's
 // hidden of row k-1; rows beyond the target's kept positions (chained drafts, fed the head's
 // own hidden) are dropped again after each proposal, and rebuilt from the target's hidden once
-// the target has verified those positions.
+// the target has verified those positions. A proposal is three phases (add_rows, the forward
+// calls, finish) so that propose_together can run the forwards of several sequences as one.
 class MtpDrafter : public Drafter {
  public:
   MtpDrafter(Model& target, KVCache& kv, int32_t seq) : m_(target), kv_(kv), seq_(seq), d_(target.config().n_embd) {
@@ -104,45 +105,49 @@ class MtpDrafter : public Drafter {
     hidden_.insert(hidden_.end(), hidden, hidden + n * d_);
   }
 
-  std::vector<DraftToken> propose(std::span<const int32_t> tokens, int k, Sampler& pick) override {
-    const int64_t n = static_cast<int64_t>(tokens.size());
-    int64_t done = kv_.seq_length(seq_);
-    if (done > n - 1) {  // the target rejected rows the head had already taken in: redo them
-      kv_.truncate(seq_, n - 1);
-      done = n - 1;
+  std::vector<DraftToken> propose(std::span<const int32_t> tokens, int k, Sampler& pick) override;
+
+  void drop() override { kv_.remove(seq_); }
+
+  // Appends the rows the head has not taken in yet (positions done .. n-1 of `tokens`; the last
+  // one wants logits) to `batch`, and their input hidden rows to `rows`.
+  void add_rows(std::span<const int32_t> tokens, Batch& batch, std::vector<float>& rows) {
+    n_ = static_cast<int64_t>(tokens.size());
+    start_ = kv_.seq_length(seq_);
+    int64_t done = start_;
+    if (done > n_ - 1) {  // the target rejected rows the head had already taken in: redo them
+      kv_.truncate(seq_, n_ - 1);
+      done = n_ - 1;
     }
-    // Rows done .. n-1: token p with the target's hidden of p-1 (zeros before the sequence and
-    // where the target's hidden is unknown, i.e. reused prompt prefixes).
-    batch_.clear();
-    rows_.assign(static_cast<size_t>((n - done) * d_), 0.0f);
-    for (int64_t p = done; p < n; ++p) {
-      batch_.add(tokens[static_cast<size_t>(p)], p, seq_, p == n - 1);
+    // Row p: token p with the target's hidden of p-1 (zeros before the sequence and where the
+    // target's hidden is unknown, i.e. reused prompt prefixes).
+    const size_t at = rows.size();
+    rows.resize(at + static_cast<size_t>((n_ - done) * d_), 0.0f);
+    for (int64_t p = done; p < n_; ++p) {
+      batch.add(tokens[static_cast<size_t>(p)], p, seq_, p == n_ - 1);
       const int64_t h = p - 1 - base_;
-      if (p >= 1 && h >= 0 && h < count()) std::copy_n(hidden_.begin() + h * d_, d_, rows_.begin() + (p - done) * d_);
+      if (p >= 1 && h >= 0 && h < count())
+        std::copy_n(hidden_.begin() + h * d_, d_, rows.begin() + static_cast<int64_t>(at) + (p - done) * d_);
     }
-    std::vector<DraftToken> out;
-    auto logits = m_.mtp_forward(batch_, rows_.data(), kv_);
-    const int64_t kept_rows = n;  // cache rows built from the target's own hidden
-    out.push_back(pick_draft(pick, logits));
-    // K > 1: the head chained on its own output hidden.
-    for (int j = 1; j < k; ++j) {
-      own_.assign(m_.mtp_hidden().begin(), m_.mtp_hidden().end());
-      batch_.clear();
-      batch_.add(out.back().id, n - 1 + j, seq_, true);
-      out.push_back(pick_draft(pick, m_.mtp_forward(batch_, own_.data(), kv_)));
-    }
-    kv_.truncate(seq_, kept_rows);
+  }
+  // The row of chained draft j (1..): the previous draft at position n-1+j.
+  void add_chained(int j, int32_t token, Batch& batch) const { batch.add(token, n_ - 1 + j, seq_, true); }
+  // Keeps only the cache rows built from the target's own hidden (positions < n).
+  void finish() {
+    kv_.truncate(seq_, n_);
     // The target's hidden of positions before n-1 is no longer needed: the head's next rows
     // (positions n ..) read positions n-1 ..
-    const int64_t drop = std::max<int64_t>(0, n - 1 - base_);
+    const int64_t drop = std::max<int64_t>(0, n_ - 1 - base_);
     if (drop > 0 && drop <= count()) {
       hidden_.erase(hidden_.begin(), hidden_.begin() + drop * d_);
       base_ += drop;
     }
-    return out;
   }
+  // A failed forward: back to the rows the head held before add_rows.
+  void abort() { kv_.truncate(seq_, std::min(start_, kv_.seq_length(seq_))); }
 
-  void drop() override { kv_.remove(seq_); }
+  Model& model() const { return m_; }
+  KVCache& cache() const { return kv_; }
 
  private:
   int64_t count() const { return static_cast<int64_t>(hidden_.size()) / d_; }
@@ -153,9 +158,65 @@ class MtpDrafter : public Drafter {
   int64_t d_;
   std::vector<float> hidden_;  // the target's hidden rows of positions base_ ..
   int64_t base_ = 0;
-  Batch batch_;
-  std::vector<float> rows_, own_;
+  int64_t n_ = 0, start_ = 0;  // this proposal's sequence length, and the head's rows before it
 };
+
+// The drafts of several sequences' MTP heads (one target, one cache): one forward over all
+// their new rows, then per chained draft one forward over one row of each sequence still
+// drafting. Each row's result does not depend on the other rows of its batch, so the drafts
+// equal those of one proposal per sequence.
+void mtp_propose_together(std::span<DraftCall* const> calls) {
+  auto head = [](const DraftCall* c) { return static_cast<MtpDrafter*>(c->drafter); };
+  Model& m = head(calls.front())->model();
+  KVCache& kv = head(calls.front())->cache();
+  const auto n_vocab = static_cast<size_t>(m.n_vocab());
+  const auto d = static_cast<size_t>(m.config().n_embd);
+  Batch batch;
+  std::vector<float> rows;
+  for (const DraftCall* c : calls) head(c)->add_rows(c->tokens, batch, rows);
+  std::vector<DraftCall*> live(calls.begin(), calls.end()), next;
+  try {
+    auto logits = m.mtp_forward(batch, rows.data(), kv);
+    for (int j = 1;; ++j) {
+      // The rows of `live` in the last forward wanted logits in this order; chained drafts read
+      // those rows' hidden (after shared_head_norm).
+      for (size_t i = 0; i < live.size(); ++i)
+        live[i]->drafts.push_back(pick_draft(*live[i]->pick, logits.subspan(i * n_vocab, n_vocab)));
+      batch.clear();
+      rows.clear();
+      next.clear();
+      const std::span<const float> hidden = m.mtp_hidden();
+      for (size_t i = 0; i < live.size(); ++i) {
+        if (live[i]->k <= j) continue;
+        head(live[i])->add_chained(j, live[i]->drafts.back().id, batch);
+        rows.insert(rows.end(), hidden.begin() + static_cast<int64_t>(i * d),
+                    hidden.begin() + static_cast<int64_t>((i + 1) * d));
+        next.push_back(live[i]);
+      }
+      if (next.empty()) break;
+      live.swap(next);
+      logits = m.mtp_forward(batch, rows.data(), kv);
+    }
+  } catch (...) {
+    for (DraftCall* c : calls) {
+      head(c)->abort();
+      c->drafts.clear();
+    }
+    throw;
+  }
+  for (const DraftCall* c : calls) head(c)->finish();
+}
+
+std::vector<DraftToken> MtpDrafter::propose(std::span<const int32_t> tokens, int k, Sampler& pick) {
+  DraftCall call;
+  call.drafter = this;
+  call.tokens = tokens;
+  call.k = k;
+  call.pick = &pick;
+  DraftCall* one[1] = {&call};
+  mtp_propose_together(one);
+  return std::move(call.drafts);
+}
 
 // A small model with the target's vocabulary, run on its own cache; what it was fed beyond the
 // sequence's current tokens (rejected drafts) is cut off before the next proposal.
@@ -235,6 +296,45 @@ std::unique_ptr<Drafter> make_draft_model_drafter(Model& draft, KVCache& kv, int
 }
 
 std::unique_ptr<Drafter> make_ngram_drafter() { return std::make_unique<NgramDrafter>(); }
+
+void propose_together(std::span<DraftCall> calls) {
+  auto alone = [](DraftCall& c) {
+    try {
+      c.drafts = c.drafter->propose(c.tokens, c.k, *c.pick);
+    } catch (const std::exception&) {
+      c.drafts.clear();
+      c.failed = true;
+    }
+  };
+  // MTP heads grouped by their cache (one per engine); every other drafter alone.
+  std::vector<std::vector<DraftCall*>> heads;
+  for (DraftCall& c : calls) {
+    c.drafts.clear();
+    c.failed = false;
+    if (c.k <= 0) continue;
+    auto* mtp = dynamic_cast<MtpDrafter*>(c.drafter);
+    if (!mtp) {
+      alone(c);
+      continue;
+    }
+    auto same = std::find_if(heads.begin(), heads.end(), [&](const auto& g) {
+      return &static_cast<MtpDrafter*>(g.front()->drafter)->cache() == &mtp->cache();
+    });
+    if (same == heads.end()) {
+      heads.emplace_back();
+      same = heads.end() - 1;
+    }
+    same->push_back(&c);
+  }
+  for (const auto& group : heads) {
+    try {
+      mtp_propose_together(group);
+    } catch (const std::exception&) {
+      // One sequence's rows did not fit (its cache full): the others draft alone, that one fails.
+      for (DraftCall* c : group) alone(*c);
+    }
+  }
+}
 
 void check_draft_model(const Model& target, const Model& draft) {
   if (target.n_vocab() != draft.n_vocab())

@@ -61,6 +61,22 @@ class Drafter {
   virtual void drop() {}
 };
 
+// One sequence's drafting for a step of several sequences (see propose_together).
+struct DraftCall {
+  Drafter* drafter = nullptr;
+  std::span<const int32_t> tokens;  // as for Drafter::propose
+  int k = 0;                        // 0 or less: nothing is drafted
+  Sampler* pick = nullptr;
+  std::vector<DraftToken> drafts;  // out
+  bool failed = false;             // out: the drafter threw (its cache full); drafts is empty
+};
+// Drafts for several sequences at once, the same drafts as one propose() per call. MTP heads
+// sharing a target and a cache run one batched forward over all their sequences (then one per
+// chained draft, over the sequences still drafting) instead of one forward per sequence: the
+// head's weights are read once per step. Other drafters propose one after another. A drafter
+// that throws is marked failed (the others still draft).
+void propose_together(std::span<DraftCall> calls);
+
 // The drafters. The MTP head and the draft model keep their own caches in `kv` (created with
 // mtp_kv_shape() / the draft model's kv_shape()), under sequence id `seq`.
 std::unique_ptr<Drafter> make_mtp_drafter(Model& target, KVCache& kv, int32_t seq);

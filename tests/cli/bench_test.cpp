@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "kernels/kernels.h"
+#include "model/source.h"
 #include "test_util.h"
 
 namespace {
@@ -145,6 +146,31 @@ TEST(CliBench, QuantAtLoadShrinksTheBytesPerToken) {
   // Q8_0 is 34 bytes per 32 weights against 128; norms stay F32.
   EXPECT_LT(q8, 0.35 * f32);
   EXPECT_GT(q8, 34.0 / 128.0 * f32);
+}
+
+// --verify-rows: per row count, the weight bytes its forward read. One row reads k of E experts
+// of every routed stack, exactly; three rows read more experts (at most three times as many),
+// everything else once whatever the rows; the floor is those bytes at the probe's bandwidth.
+TEST(CliBench, VerifyRowsCountTheWeightsRead) {
+  const std::string model = owl::test::shared_path("golden/qwen3moe/f32.gguf");
+  nlohmann::json j = bench_json({model, "--verify-rows", "1,3"}, "1");
+  auto src = owl::open_model_source(model);
+  double routed = 0;
+  for (const auto& t : src->tensors())
+    if (t.name.find("_exps.") != std::string::npos) routed += static_cast<double>(t.n_bytes());
+  routed *= static_cast<double>(src->config().n_expert_used) / static_cast<double>(src->config().n_expert);
+  const nlohmann::json& v = j["verify_rows"];
+  ASSERT_EQ(v.size(), 2u);
+  auto num = [&](int row, const char* key) { return v[row][key].get<double>(); };
+  EXPECT_NEAR(num(0, "routed_bytes"), routed, 1e-9 * routed);
+  EXPECT_EQ(num(0, "weight_bytes") - num(0, "routed_bytes"), num(1, "weight_bytes") - num(1, "routed_bytes"));
+  EXPECT_GT(num(1, "routed_bytes"), num(0, "routed_bytes"));
+  EXPECT_LE(num(1, "routed_bytes"), 3 * num(0, "routed_bytes"));
+  // The per-token figure also counts the norms and an embedding row, which no matmul reads.
+  EXPECT_LT(num(0, "weight_bytes"), j["bytes_per_token"].get<double>());
+  EXPECT_NEAR(num(1, "bytes_vs_one_row"), num(1, "weight_bytes") / num(0, "weight_bytes"), 1e-9);
+  const double bw = j["bandwidth_gbs"].get<double>() * 1e9;
+  for (int row : {0, 1}) EXPECT_NEAR(num(row, "floor_ms"), 1e3 * num(row, "weight_bytes") / bw, 1e-9 * 1e3);
 }
 
 TEST(CliBench, BadInput) {

@@ -112,10 +112,11 @@ TEST_P(RepackIsa, PreparedAgreesAtModelShapes) {
 
 // The AVX-512 VNNI kernels sum the same exact integers as the AVX2 ones and apply the block
 // scales in the same float order: their results must be equal bit for bit, for decode (1 row),
-// prefill tiles of 1-4 rows (256-bit) and of more rows (the 512-bit kernels: 16 weight rows x up
-// to 8 activation rows, reading the wide activation layout; 37 and 45 outputs end in tiles of 5
-// and 13 rows; 65 rows end in an activation block of one row, which the 256-bit kernel takes
-// while the other blocks take the wide ones). Skipped where the CPU lacks VNNI.
+// prefill tiles of 1-4 rows (256-bit, also in turn up to 16 rows) and of more rows (the 512-bit
+// kernels: 16 weight rows x up to 8 activation rows, for row blocks of more than 16, reading the
+// wide activation layout; 85 rows end in a block of 21, i.e. a tile of 5; 37 and 45 outputs end
+// in tiles of 5 and 13 rows; 65 rows end in an activation block of one row, which the 256-bit
+// kernel takes while the other blocks take the wide ones). Skipped where the CPU lacks VNNI.
 TEST(Repack, VnniEqualsAvx2BitForBit) {
   ASSERT_TRUE(kernels::fast_paths_available());
   if (kernels::best_isa() < Isa::Avx512Vnni) GTEST_SKIP() << "no AVX-512 VNNI on this CPU";
@@ -126,7 +127,7 @@ TEST(Repack, VnniEqualsAvx2BitForBit) {
       const kernels::Weight pa = prepare_for(w.view, Isa::Avx2), pv = prepare_for(w.view, Isa::Avx512Vnni);
       ASSERT_EQ(pa.isa(), Isa::Avx2);
       ASSERT_EQ(pv.isa(), Isa::Avx512Vnni);
-      for (int64_t n_rows : {1, 2, 3, 4, 5, 9, 16, 65, 70}) {
+      for (int64_t n_rows : {1, 2, 3, 4, 5, 9, 16, 65, 70, 85}) {
         auto x = random_x(in * n_rows, 300 + static_cast<uint32_t>(n_rows));
         for (int64_t i = 0; i < in * n_rows; i += 97) x[static_cast<size_t>(i)] *= 40.0f;  // outliers: full int8 range
         auto avx2 = run_matmul(pa, x, n_rows, Isa::Avx2);

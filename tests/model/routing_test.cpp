@@ -8,9 +8,11 @@
 #include <vector>
 
 #include "base/error.h"
+#include "base/thread_pool.h"
 #include "kernels/kernels.h"
 #include "model/mla.h"
 #include "model/moe.h"
+#include "tensor/quants.h"
 
 namespace owl {
 namespace {
@@ -203,6 +205,63 @@ void check_moe_block(int64_t n_tok) {
 
 TEST(MoeBlock, GroupedEvaluationEqualsPerTokenSum) { check_moe_block(7); }
 TEST(MoeBlock, SingleTokenEvaluationEqualsPerTokenSum) { check_moe_block(1); }
+
+// A token's MoE output does not depend on the rows beside it, bit for bit, whichever way the
+// block runs: each row alone and two rows together (at most two rows per expert: whole experts
+// are the pool's tasks, as in a speculative verify) and 24 rows (each expert's matmuls split over
+// the pool). F32 weights and packed Q4_K ones (the packed kernels take 4 activation rows per
+// pass, the AVX-512 wide tiles 8).
+void check_rows_independent(DType type) {
+  const int64_t d = 256, ff = 256, n_exp = 4, k = 2, n_tok = 24;
+  std::mt19937 rng(7);
+  auto router = randn(d * n_exp, rng, 1.0f);
+  auto x = randn(n_tok * d, rng, 1.0f);
+  // Weights of `type`: quantised rows (kept alive in `store`), packed for the kernels.
+  std::vector<std::vector<uint8_t>> store;
+  auto weight = [&](int64_t in, int64_t out, int64_t mats) {
+    const std::vector<float> v = randn(static_cast<size_t>(in * out * mats), rng, 0.1f);
+    TensorView t = f32_view(v, in, out, mats);
+    store.emplace_back(row_bytes(type, in) * static_cast<size_t>(out * mats));
+    if (type == DType::F32) {
+      std::copy_n(reinterpret_cast<const uint8_t*>(v.data()), store.back().size(), store.back().data());
+    } else {
+      for (int64_t r = 0; r < out * mats; ++r)
+        quantize_row(type, v.data() + r * in, store.back().data() + static_cast<size_t>(r) * row_bytes(type, in), in);
+    }
+    t.type = type;
+    t.data = store.back().data();
+    return kernels::prepare_weight(t);
+  };
+  MoeWeights w;
+  w.gate_inp = f32_view(router, d, n_exp);
+  w.gate_exps = weight(d, ff, n_exp);
+  w.up_exps = weight(d, ff, n_exp);
+  w.down_exps = weight(ff, d, n_exp);
+  w.gate_shexp = weight(d, ff, 1);
+  w.up_shexp = weight(d, ff, 1);
+  w.down_shexp = weight(ff, d, 1);
+  const MoeOptions o = options(n_exp, k, ExpertGating::Softmax);
+
+  // Two rows route 4 rows to at least 2 experts: whole experts as tasks; 24 rows route 48 rows to
+  // at most 4 experts: split experts.
+  MoeScratch ws;
+  std::vector<float> alone(static_cast<size_t>(n_tok * d)), two(static_cast<size_t>(2 * d)),
+      all(static_cast<size_t>(n_tok * d));
+  for (int64_t t = 0; t < n_tok; ++t) moe_forward(w, o, x.data() + t * d, 1, ws, alone.data() + t * d);
+  moe_forward(w, o, x.data(), 2, ws, two.data());
+  moe_forward(w, o, x.data(), n_tok, ws, all.data());
+  for (int64_t i = 0; i < 2 * d; ++i) ASSERT_EQ(two[i], alone[i]) << dtype_name(type) << " row " << i / d;
+  for (int64_t i = 0; i < n_tok * d; ++i) ASSERT_EQ(all[i], alone[i]) << dtype_name(type) << " row " << i / d;
+}
+
+TEST(MoeBlock, RowsGiveTheSameBitsAloneAndInAnyBatch) {
+  // Two threads: whole experts as tasks need at least as many tasks as threads (3 to 5 here).
+  const int restore = default_pool().size();
+  set_default_threads(2);
+  check_rows_independent(DType::F32);
+  check_rows_independent(DType::Q4_K);
+  set_default_threads(restore);
+}
 
 // ---- MLA helpers ----
 

@@ -3,6 +3,8 @@
 //    and stories260K, with prompt lookup, a draft model (the target itself: every draft is
 //    right, the upper bound of the machinery) and, on the file with a NextN layer, the MTP head
 //    at K = 1 and 3;
+//  * the MTP heads of several sequences drafting together (one batched head forward per step)
+//    propose exactly the drafts each proposes alone;
 //  * rejection sampling keeps the target's distribution: 12,000 verdicts each on drafts drawn
 //    from a near distribution (the same row at another temperature), a far one (the MTP head's)
 //    and on a fixed draft (as prompt lookup makes) follow the trunk's distribution of the tiny
@@ -142,6 +144,94 @@ TEST(SpecGreedy, Stories260kLongRunWithPromptLookup) {
   EXPECT_EQ(spec_greedy(*target.model, prompt, 120, *ngram, 4, stats), expected);
   std::printf("[ stories260K ngram:4 ] acceptance %.3f, %.2f tokens per forward\n", stats.acceptance(),
               stats.tokens_per_forward());
+}
+
+// Three sequences (K = 1, 2, 3; the third draws its drafts by sampling) drafting with their MTP
+// heads together, in one batched head forward per chained step, propose exactly what each head
+// proposes alone: the same ids and the same draft distributions, step after step, while a
+// greedy target keeps a varying number of each sequence's drafts.
+void expect_batched_mtp_drafts_equal_single(const char* file) {
+  Loaded l = load(file);
+  Model& m = *l.model;
+  const std::vector<std::vector<int32_t>> prompts = {
+      {439, 422, 263, 225, 138, 149, 448, 474}, {72, 234, 192, 267, 339, 398}, {5, 6, 7, 5, 6, 7, 5, 6, 7}};
+  const int ks[3] = {1, 2, 3};
+  const KVCacheOptions heads{.type = DType::F32, .n_ctx = 256, .n_seq_max = 3, .page_tokens = 16};
+  KVCache together_kv(m.mtp_kv_shape(), heads), alone_kv(m.mtp_kv_shape(), heads);
+  std::vector<std::unique_ptr<KVCache>> target_kv;
+  std::vector<std::unique_ptr<Drafter>> together, alone;
+  std::vector<Sampler> pick_together, pick_alone;
+  std::vector<std::vector<int32_t>> tokens;
+  for (int32_t s = 0; s < 3; ++s) {
+    target_kv.push_back(std::make_unique<KVCache>(m.kv_shape(), kKv));
+    together.push_back(make_mtp_drafter(m, together_kv, s));
+    alone.push_back(make_mtp_drafter(m, alone_kv, s));
+    SamplerParams sp;
+    sp.temperature = s == 2 ? 1.5f : 0.0f;
+    sp.top_k = 0;
+    sp.top_p = 1;
+    sp.min_p = 0;
+    sp.seed = 7 + static_cast<uint64_t>(s);
+    pick_together.emplace_back(sp, m.n_vocab());
+    pick_alone.emplace_back(sp, m.n_vocab());
+    std::vector<float> hidden;
+    tokens.push_back(prompts[static_cast<size_t>(s)]);
+    const int32_t first = prefill(m, *target_kv.back(), tokens.back(), hidden);
+    const auto n = static_cast<int64_t>(tokens.back().size());
+    together.back()->kept(0, n, hidden.data());
+    alone.back()->kept(0, n, hidden.data());
+    tokens.back().push_back(first);
+  }
+  const auto n_vocab = static_cast<size_t>(m.n_vocab());
+  int64_t drafted = 0, kept = 0;
+  for (int step = 0; step < 8; ++step) {
+    std::vector<DraftCall> calls;
+    for (size_t s = 0; s < 3; ++s) {
+      DraftCall& c = calls.emplace_back();
+      c.drafter = together[s].get();
+      c.tokens = tokens[s];
+      c.k = ks[s];
+      c.pick = &pick_together[s];
+    }
+    propose_together(calls);
+    for (size_t s = 0; s < 3; ++s) {
+      const auto expected = alone[s]->propose(tokens[s], ks[s], pick_alone[s]);
+      const auto& got = calls[s].drafts;
+      ASSERT_FALSE(calls[s].failed);
+      ASSERT_EQ(got.size(), expected.size()) << file << " sequence " << s << " step " << step;
+      for (size_t j = 0; j < got.size(); ++j) {
+        EXPECT_EQ(got[j].id, expected[j].id) << file << " sequence " << s << " step " << step << " draft " << j;
+        ASSERT_EQ(got[j].q.size(), expected[j].q.size());
+        for (size_t c = 0; c < got[j].q.size(); ++c) {
+          EXPECT_EQ(got[j].q[c].id, expected[j].q[c].id);
+          EXPECT_EQ(got[j].q[c].p, expected[j].q[c].p);
+        }
+      }
+      // The target verifies. The random head is (almost) never right, so the kept share follows
+      // a schedule instead (0 to all of the drafts), for the heads to catch up on several rows.
+      const int64_t pos = static_cast<int64_t>(tokens[s].size()) - 1;
+      Batch b;
+      b.add(tokens[s].back(), pos, 0, true);
+      for (size_t j = 0; j < got.size(); ++j) b.add(got[j].id, pos + 1 + static_cast<int64_t>(j), 0, true);
+      const auto logits = m.forward(b, *target_kv[s]);
+      const size_t keep = (static_cast<size_t>(step) + s) % (got.size() + 1);
+      const int32_t next = argmax(logits.subspan(keep * n_vocab, n_vocab));
+      target_kv[s]->truncate(0, pos + 1 + static_cast<int64_t>(keep));
+      together[s]->kept(pos, 1 + static_cast<int64_t>(keep), m.last_hidden().data());
+      alone[s]->kept(pos, 1 + static_cast<int64_t>(keep), m.last_hidden().data());
+      for (size_t j = 0; j < keep; ++j) tokens[s].push_back(got[j].id);
+      tokens[s].push_back(next);
+      drafted += static_cast<int64_t>(got.size());
+      kept += static_cast<int64_t>(keep);
+    }
+  }
+  EXPECT_EQ(drafted, 8 * (1 + 2 + 3));
+  EXPECT_GT(kept, 8);
+}
+
+TEST(SpecMtpBatch, DraftsOfSeveralSequencesTogetherEqualOneByOne) {
+  expect_batched_mtp_drafts_equal_single("golden/deepseek-v3-mtp/f32.gguf");
+  expect_batched_mtp_drafts_equal_single("golden/deepseek-v3-mtp/q4_k_m.gguf");
 }
 
 // ---- rejection sampling ----
