@@ -5,11 +5,13 @@
 //
 //   g++ -O2 -std=c++17 scripts/llama_kv_kl.cpp -I$LLAMA/include -I$LLAMA/ggml/include \
 //       -L$LLAMA/build/bin -lllama -lggml -lggml-base -Wl,-rpath,$LLAMA/build/bin -o /tmp/llama_kv_kl
-//   /tmp/llama_kv_kl MODEL.gguf 1,2,3,... [threads]
+//   /tmp/llama_kv_kl MODEL.gguf 1,2,3,... [threads] [dump_prefix]
 //
 // Settings as owl's: F32 weights (the golden f32.gguf), the whole prompt in one decode with the
 // logits of every row, flash attention on (llama.cpp needs it for a quantised V cache), weight
-// repacking off. Prints "q8_0 mean_kl argmax_agree" and the same for q4_0.
+// repacking off. Prints "q8_0 mean_kl argmax_agree" and the same for q4_0. With dump_prefix, also
+// writes each run's logits (raw float32 [n_tokens][n_vocab]) to dump_prefix.{f16,q8_0,q4_0}.f32,
+// for comparing them with owl's row by row.
 #include <llama.h>
 
 #include <algorithm>
@@ -18,6 +20,7 @@
 #include <cstdlib>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -84,17 +87,29 @@ void compare(const std::vector<float>& base, const std::vector<float>& other, in
               100.0 * static_cast<double>(agree) / static_cast<double>(rows));
 }
 
+void dump(const std::string& prefix, const char* name, const std::vector<float>& logits) {
+  if (prefix.empty()) return;
+  const std::string path = prefix + "." + name + ".f32";
+  FILE* f = std::fopen(path.c_str(), "wb");
+  if (!f || std::fwrite(logits.data(), sizeof(float), logits.size(), f) != logits.size()) {
+    std::fprintf(stderr, "cannot write %s\n", path.c_str());
+    std::exit(1);
+  }
+  std::fclose(f);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   if (argc < 3) {
-    std::fprintf(stderr, "usage: %s MODEL.gguf ID,ID,... [threads]\n", argv[0]);
+    std::fprintf(stderr, "usage: %s MODEL.gguf ID,ID,... [threads] [dump_prefix]\n", argv[0]);
     return 2;
   }
   std::vector<llama_token> ids;
   std::stringstream ss(argv[2]);
   for (std::string t; std::getline(ss, t, ',');) ids.push_back(std::stoi(t));
   const int threads = argc > 3 ? std::atoi(argv[3]) : 2;
+  const std::string prefix = argc > 4 ? argv[4] : "";
   llama_backend_init();
   llama_model_params mp = llama_model_default_params();
   mp.use_extra_bufts = false;
@@ -105,8 +120,12 @@ int main(int argc, char** argv) {
   }
   const int n_vocab = llama_vocab_n_tokens(llama_model_get_vocab(model));
   const std::vector<float> f16 = logits_with(model, ids, GGML_TYPE_F16, threads);
-  compare(f16, logits_with(model, ids, GGML_TYPE_Q8_0, threads), n_vocab, "q8_0");
-  compare(f16, logits_with(model, ids, GGML_TYPE_Q4_0, threads), n_vocab, "q4_0");
+  dump(prefix, "f16", f16);
+  for (const auto& [type, name] : {std::pair{GGML_TYPE_Q8_0, "q8_0"}, std::pair{GGML_TYPE_Q4_0, "q4_0"}}) {
+    const std::vector<float> q = logits_with(model, ids, type, threads);
+    dump(prefix, name, q);
+    compare(f16, q, n_vocab, name);
+  }
   llama_model_free(model);
   llama_backend_free();
   return 0;

@@ -9,6 +9,7 @@
 #include "base/error.h"
 #include "base/thread_pool.h"
 #include "formats/gguf.h"
+#include "model/kv_rotation.h"
 #include "model/trace.h"
 
 namespace owl::blocks {
@@ -246,14 +247,24 @@ void attention(const AttentionWeights& w, const AttentionShape& s, const Rope& r
     if (!w.k_norm.empty()) rms_norm_rows(kr, w.k_norm, kr, s.n_head_kv, s.head_dim, s.eps);
     rope.apply(qr, s.n_head, s.head_dim, batch.positions[r]);
     rope.apply(kr, s.n_head_kv, s.head_dim, batch.positions[r]);
-    kv.store(layer, batch.seq_ids[r], batch.positions[r], kr, v + r * v_width);
   }
   trace::tensor("q", layer, q, n, q_width);
   trace::tensor("k", layer, k, n, k_width);
   trace::tensor("v", layer, v, n, v_width);
+  // A quantised cache holds Hadamard-rotated keys and values (model/kv_rotation.h): queries turn
+  // with the keys, and the attention output turns back below.
+  const int64_t rot_k = kv_rotation_block(kv.type(), s.head_dim), rot_v = kv_rotation_block(kv.type(), s.head_dim_v);
+  if (rot_k > 0) {
+    hadamard_blocks(q, n * q_width, rot_k);
+    hadamard_blocks(k, n * k_width, rot_k);
+  }
+  if (rot_v > 0) hadamard_blocks(v, n * v_width, rot_v);
+  for (int64_t r = 0; r < n; ++r)
+    kv.store(layer, batch.seq_ids[r], batch.positions[r], k + r * k_width, v + r * v_width);
   // Every row's K/V is stored first, so each row sees its own sequence up to its own position.
   thread_local std::vector<int64_t> single_rows;
   attend_rows(AttendJob{&s, &batch, &kv, layer, q, att, nullptr}, n, single_rows);
+  if (rot_v > 0) hadamard_blocks(att, n * att_width, rot_v);
   trace::tensor("attn_out", layer, att, n, att_width);
   linear(w.o, att, n, out);
   trace::tensor("attn_proj", layer, out, n, s.n_embd);

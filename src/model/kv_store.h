@@ -24,6 +24,8 @@ class KVStore {
   virtual ~KVStore() = default;
   // Tokens cached for `seq` (0 for a sequence never seen).
   virtual int64_t seq_length(int32_t seq) const = 0;
+  // The type rows are stored in (F32, F16, Q8_0 or Q4_0).
+  virtual DType type() const = 0;
   // Makes `seq` hold n tokens (allocating pages as needed); throws owl::Error
   // when n exceeds the context length or the page pool is exhausted.
   virtual void grow(int32_t seq, int64_t n) = 0;

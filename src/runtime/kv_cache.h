@@ -34,7 +34,7 @@ class KVCache : public KVStore {
   const KVCacheOptions& options() const { return opts_; }
   // (sequence, tokens cached) of every sequence held, in no particular order.
   std::vector<std::pair<int32_t, int64_t>> sequence_lengths() const;
-  DType type() const { return opts_.type; }
+  DType type() const override { return opts_.type; }
   // Drops a sequence and frees its pages (no-op for an unknown one).
   void remove(int32_t seq);
   // Keeps only the first n tokens of seq (freeing pages past them).

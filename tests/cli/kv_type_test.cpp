@@ -29,13 +29,15 @@ std::vector<float> logits_with(const Golden& g, const GoldenCase& c, const std::
 }
 
 TEST(CliKvType, QuantisedCachesStayWithinTheirKlOfF16) {
-  // Mean KL(F16 cache || quantised cache) over the 256 rows of the long prompt. Bounds: about
-  // twice the largest KL measured over these models (BENCHMARKS.md, "Quantised KV cache").
+  // Mean KL(F16 cache || quantised cache) over the 256 rows of the long prompt. Bounds: about twice
+  // the largest KL measured over these models (BENCHMARKS.md, "Quantised KV cache": deepseek-v3
+  // q8_0 0.0050, 97% of it from the five rows where the MoE router picks another expert; qwen3
+  // q4_0 0.187). llama.cpp d32676d77 measures 0.0019 and 0.183 for those two.
   struct Bound {
     const char* kv_type;
     double max_kl;
   };
-  const Bound bounds[] = {{"q8_0", 0.01}, {"q4_0", 0.5}};
+  const Bound bounds[] = {{"q8_0", 0.01}, {"q4_0", 0.37}};
   for (const char* model : {"llama", "qwen3", "deepseek-v3", "qwen3moe", "glm4moe"}) {
     SCOPED_TRACE(model);
     Golden g = load_golden(model, "f32");

@@ -10,6 +10,7 @@
 #include "base/error.h"
 #include "kernels/kernels.h"
 #include "runtime/kv_cache.h"
+#include "tensor/quantize_kv.h"
 #include "tensor/quants.h"
 
 namespace owl {
@@ -122,7 +123,7 @@ TEST(KVCache, BadOptionsAreErrors) {
 }
 
 TEST(KVCache, QuantisedRowsHoldTheirBlocks) {
-  // Q8_0 / Q4_0 pages hold each row as quantize_row makes it, at the byte offset KVSpan names.
+  // Q8_0 / Q4_0 pages hold each row as quantize_kv_row makes it, at the byte offset KVSpan names.
   for (DType t : {DType::Q8_0, DType::Q4_0}) {
     SCOPED_TRACE(dtype_name(t));
     KVCache kv({{64, 32}, {96, 64}}, options(t, 16, 2, 4));
@@ -138,9 +139,9 @@ TEST(KVCache, QuantisedRowsHoldTheirBlocks) {
     EXPECT_EQ(ks.row_stride, 96);
     std::vector<uint8_t> want(kernels::kv_bytes(t, 96));
     // The last stored position (6): page 1, row 2.
-    quantize_row(t, k.data(), want.data(), 96);
+    quantize_kv_row(t, k.data(), want.data(), 96);
     EXPECT_EQ(0, std::memcmp(kernels::kv_row(ks, 6), want.data(), want.size()));
-    quantize_row(t, v.data(), want.data(), 64);
+    quantize_kv_row(t, v.data(), want.data(), 64);
     EXPECT_EQ(0, std::memcmp(kernels::kv_row(vs, 6), want.data(), kernels::kv_bytes(t, 64)));
     // 34 (Q8_0) or 18 (Q4_0) bytes per 32 values.
     EXPECT_EQ(kernels::kv_bytes(t, 96), t == DType::Q8_0 ? 3u * 34 : 3u * 18);
