@@ -20,7 +20,7 @@ InstanceResult check_text(const std::shared_ptr<const Grammar>& g, std::string_v
 }
 
 InstanceResult check_text(const std::shared_ptr<MaskCache>& cache, std::string_view text, const Vocabulary& vocab,
-                          std::vector<double>* mask_us) {
+                          std::vector<double>* mask_us, std::vector<uint32_t>* mask_at) {
   InstanceResult r;
   Matcher m(cache);
   std::vector<uint64_t> mask;
@@ -29,6 +29,7 @@ InstanceResult check_text(const std::shared_ptr<MaskCache>& cache, std::string_v
     auto t0 = std::chrono::steady_clock::now();
     m.fill_mask(mask);
     if (mask_us) mask_us->push_back(micros_since(t0));
+    if (mask_at) mask_at->push_back(static_cast<uint32_t>(at));
     bool allowed = (mask[static_cast<uint32_t>(id) >> 6] >> (id & 63)) & 1;
     const std::string& bytes = vocab.token_bytes[static_cast<size_t>(id)];
     if (allowed != m.allows(bytes)) ++r.mask_mismatches;
@@ -61,10 +62,13 @@ CaseResult run_case(const std::string& name, const nlohmann::ordered_json& c, co
   if (!res.compiled) return res;
   if (!c.contains("tests")) return res;
   auto cache = std::make_shared<MaskCache>(g, vocab.trie);
+  std::vector<uint32_t> at;
   for (const auto& t : c["tests"]) {
     bool valid = t.at("valid").get<bool>();
     std::string text = serialize_for_schema(t.at("data"), c["schema"]);
-    InstanceResult ir = check_text(cache, text, vocab, &res.mask_us);
+    at.clear();
+    InstanceResult ir = check_text(cache, text, vocab, &res.mask_us, &at);
+    for (uint32_t b : at) res.mask_at.push_back({static_cast<uint32_t>(res.valid + res.invalid), b});
     res.mask_mismatches += ir.mask_mismatches;
     if (valid) {
       ++res.valid;

@@ -128,6 +128,7 @@ void Matcher::reset() {
   states_.clear();
   class_of_.clear();
   budget_.clear();
+  region_tried_.clear();
   class_ids_.clear();
   region_of_.clear();
   region_slot_.clear();
@@ -204,6 +205,7 @@ int32_t Matcher::intern(State&& s) {
   states_.push_back(std::move(s));
   class_of_.push_back(-1);
   budget_.push_back(0);
+  region_tried_.push_back(0);
   trans_.emplace_back();
   trans_.back().fill(kUnknown);
   state_ids_.emplace(std::move(k), id);
@@ -300,9 +302,12 @@ std::shared_ptr<const MaskCache::Local> Matcher::local(const std::vector<uint32_
     if (inside) {
       set_tokens(i, out->inside);
       // A state that loops on this byte is in a loop region: keep every subtree that stays there.
-      if (!exit && region_of_[static_cast<size_t>(class_of(t))] == kNoRegion &&
-          class_of(t) == class_of(stack[nd.depth - 1]))
+      // (Once per state: one near the end of its copies finds none, and would retry at every node.)
+      if (!exit && !region_tried_[static_cast<size_t>(t)] && region_of_[static_cast<size_t>(class_of(t))] == kNoRegion &&
+          class_of(t) == class_of(stack[nd.depth - 1])) {
+        region_tried_[static_cast<size_t>(t)] = 1;
         find_region(t);
+      }
       if (!exit && pure_subtree(t, i)) {
         const auto& ids = trie.token_ids();
         for (uint32_t k = nd.tokens_end; k < nd.subtree_end; ++k) {
@@ -591,6 +596,7 @@ void Matcher::fill_mask(std::vector<uint64_t>& mask) {
     states_.clear();
     class_of_.clear();
     budget_.clear();
+    region_tried_.clear();
     class_ids_.clear();
     region_of_.clear();
     region_slot_.clear();

@@ -124,6 +124,7 @@ class Matcher {
   static constexpr uint32_t kNoLimit = 0xFFFFFFFFu;
   std::vector<int32_t> class_of_;
   std::vector<uint32_t> budget_;
+  std::vector<uint8_t> region_tried_;  // per state: find_region ran from it
   std::unordered_map<std::string, int32_t> class_ids_;
   std::vector<int32_t> region_of_;
   std::vector<uint8_t> region_slot_;
