@@ -6,6 +6,7 @@
 //   owl grammar bench DIR --model M [--json] [--limit N]
 //     runs every case of DIR; --json ends with one line {"cases", "passing", "compile_errors",
 //     "invalid_accepted", "valid_rejected", "mask_us": {p50..p999}, "compile_us": {...}}.
+//     --cpu-time times by the thread's CPU time (steadier on a shared machine than wall time).
 //     --slowest N prints the N slowest masks to stderr: time, case, instance, byte and the text
 //     before that byte (where to look when the tail percentiles grow).
 #include <algorithm>
@@ -34,6 +35,7 @@ struct Options {
   bool json = false;
   size_t limit = 0;
   size_t slowest = 0;
+  bool cpu_time = false;
 };
 
 std::string read_all(const std::string& path, const char* what) {
@@ -140,7 +142,9 @@ void bench(const Options& o) {
     } catch (const nlohmann::json::exception& e) {
       throw owl::Error("case " + f.string() + " is not JSON: " + e.what());
     }
-    owl::grammar::CaseResult r = owl::grammar::run_case(f.filename().string(), c, lv->vocab);
+    owl::grammar::CaseResult r = owl::grammar::run_case(
+        f.filename().string(), c, lv->vocab,
+        o.cpu_time ? owl::grammar::BenchClock::kThreadCpu : owl::grammar::BenchClock::kWall);
     passing += r.passing();
     compile_errors += !r.compiled;
     invalid_accepted += r.invalid_accepted;
@@ -195,6 +199,8 @@ void setup(CLI::App& app) {
   b->add_option("--model", o->model, "tokenizer: a GGUF file, a folder with tokenizer.json or a hub id")->required();
   b->add_flag("--json", o->json, "print only failing cases, then one JSON summary line");
   b->add_option("--limit", o->limit, "only the first N cases in name order");
+  b->add_flag("--cpu-time", o->cpu_time,
+              "time masks and compiles by the thread's CPU time instead of wall-clock time (a loaded machine)");
   b->add_option("--slowest", o->slowest, "print the N slowest masks (case, instance, byte, text before) to stderr");
   b->callback([o] { bench(*o); });
 }

@@ -133,6 +133,8 @@ class Matcher {
   std::vector<uint64_t> shifted_configs(int32_t state, uint32_t& budget) const;
   std::string class_key(int32_t state, uint32_t& budget, bool& shared) const;
   void find_region(int32_t state);
+  std::string single_frame_shape(int32_t state) const;
+  bool shared_region(int32_t state);
   // The subtree below trie node `node`, reached in `state`, stays in the state's loop region.
   bool pure_subtree(int32_t state, uint32_t node);
 };
