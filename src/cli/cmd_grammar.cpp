@@ -142,9 +142,9 @@ void bench(const Options& o) {
     } catch (const nlohmann::json::exception& e) {
       throw owl::Error("case " + f.string() + " is not JSON: " + e.what());
     }
-    owl::grammar::CaseResult r = owl::grammar::run_case(
-        f.filename().string(), c, lv->vocab,
-        o.cpu_time ? owl::grammar::BenchClock::kThreadCpu : owl::grammar::BenchClock::kWall);
+    owl::grammar::CaseResult r =
+        owl::grammar::run_case(f.filename().string(), c, lv->vocab,
+                               o.cpu_time ? owl::grammar::BenchClock::kThreadCpu : owl::grammar::BenchClock::kWall);
     passing += r.passing();
     compile_errors += !r.compiled;
     invalid_accepted += r.invalid_accepted;

@@ -581,7 +581,8 @@ class SchemaCompiler {
       auto it = pattern_rules_.find(*re_source);
       if (it == pattern_rules_.end()) {
         CompiledRegex re = compile_regex(pool_, *re_source, CharEncoding::kJsonString, true);
-        it = pattern_rules_.emplace(*re_source, PatternRule{as_rule("pattern", quoted(re.expr)), re.min_chars, re.max_chars})
+        it = pattern_rules_
+                 .emplace(*re_source, PatternRule{as_rule("pattern", quoted(re.expr)), re.min_chars, re.max_chars})
                  .first;
       }
       const PatternRule& pr = it->second;
@@ -848,7 +849,7 @@ class SchemaCompiler {
     ExprId expr;  // a reference to the rule of the quoted pattern
     uint32_t min_chars, max_chars;
   };
-  std::map<std::string, PatternRule> pattern_rules_;                       // by regex source
+  std::map<std::string, PatternRule> pattern_rules_;                 // by regex source
   std::map<std::pair<uint32_t, uint32_t>, ExprId> bounded_strings_;  // by (minLength, maxLength)
   int depth_ = 0;
 };

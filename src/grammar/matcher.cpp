@@ -335,8 +335,8 @@ std::shared_ptr<const MaskCache::Local> Matcher::local(const std::vector<uint32_
       set_tokens(i, out->inside);
       // A state that loops on this byte is in a loop region: keep every subtree that stays there.
       // (Once per state: one near the end of its copies finds none, and would retry at every node.)
-      if (!exit && !region_tried_[static_cast<size_t>(t)] && region_of_[static_cast<size_t>(class_of(t))] == kNoRegion &&
-          class_of(t) == class_of(stack[nd.depth - 1])) {
+      if (!exit && !region_tried_[static_cast<size_t>(t)] &&
+          region_of_[static_cast<size_t>(class_of(t))] == kNoRegion && class_of(t) == class_of(stack[nd.depth - 1])) {
         region_tried_[static_cast<size_t>(t)] = 1;
         if (!shared_region(t)) find_region(t);
       }

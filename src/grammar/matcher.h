@@ -16,7 +16,10 @@
 // loop (a string's characters, escapes and UTF-8 sequences) form a region whose per-trie-node
 // purity is precomputed once per process (loop_region.h). States that differ only by a shift
 // along a bounded repetition (a string with maxLength) share one region while they have
-// copies to spare, so a long bounded string is walked like an unbounded one.
+// copies to spare, so a long bounded string is walked like an unbounded one. A region is
+// explored once per process for each loop shape: its states inside one rule instance are
+// also keyed by the shape of the network they reach, so the string loop behind every key
+// prefix of an object, and every grammar's copy of it, finds the region without exploring.
 #pragma once
 #include <array>
 #include <cstdint>
