@@ -6,6 +6,10 @@
 //   owl grammar bench DIR --model M [--json] [--limit N]
 //     runs every case of DIR; --json ends with one line {"cases", "passing", "compile_errors",
 //     "invalid_accepted", "valid_rejected", "mask_us": {p50..p999}, "compile_us": {...}}.
+//     --cpu-time times by the thread's CPU time (steadier on a shared machine than wall time).
+//     --slowest N prints the N slowest masks to stderr: time, case, instance, byte and the text
+//     before that byte (where to look when the tail percentiles grow).
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -30,6 +34,8 @@ struct Options {
   std::string model, schema, gbnf, instance, dir;
   bool json = false;
   size_t limit = 0;
+  size_t slowest = 0;
+  bool cpu_time = false;
 };
 
 std::string read_all(const std::string& path, const char* what) {
@@ -96,6 +102,28 @@ nlohmann::ordered_json percentiles(std::vector<double>& v) {
           {"p999", r(percentile(v, 99.9))}};
 }
 
+// One mask of the bench, for --slowest.
+struct SlowMask {
+  double us;
+  size_t file;
+  owl::grammar::CaseResult::Where at;
+};
+
+// The N slowest masks to stderr, with the text that led to each.
+void print_slowest(std::vector<SlowMask>& slow, size_t n, const std::vector<std::filesystem::path>& files) {
+  n = std::min(n, slow.size());
+  std::partial_sort(slow.begin(), slow.begin() + static_cast<std::ptrdiff_t>(n), slow.end(),
+                    [](const SlowMask& a, const SlowMask& b) { return a.us > b.us; });
+  for (size_t i = 0; i < n; ++i) {
+    const SlowMask& s = slow[i];
+    auto c = nlohmann::ordered_json::parse(read_all(files[s.file].string(), "case"));
+    std::string text = owl::grammar::serialize_for_schema(c["tests"][s.at.instance]["data"], c["schema"]);
+    const size_t from = s.at.byte > 60 ? s.at.byte - 60 : 0;
+    std::fprintf(stderr, "%10.1f us  %s  instance %u byte %u  ...%s\n", s.us, files[s.file].filename().c_str(),
+                 s.at.instance, s.at.byte, text.substr(from, s.at.byte - from).c_str());
+  }
+}
+
 void bench(const Options& o) {
   if (!std::filesystem::is_directory(o.dir)) throw owl::UsageError("not a folder: " + o.dir);
   std::vector<std::filesystem::path> files;
@@ -106,6 +134,7 @@ void bench(const Options& o) {
   auto lv = load_vocab(o.model);
   size_t passing = 0, compile_errors = 0, invalid_accepted = 0, valid_rejected = 0, mismatches = 0;
   std::vector<double> mask_us, compile_us;
+  std::vector<SlowMask> slow;
   for (const auto& f : files) {
     nlohmann::ordered_json c;
     try {
@@ -113,7 +142,9 @@ void bench(const Options& o) {
     } catch (const nlohmann::json::exception& e) {
       throw owl::Error("case " + f.string() + " is not JSON: " + e.what());
     }
-    owl::grammar::CaseResult r = owl::grammar::run_case(f.filename().string(), c, lv->vocab);
+    owl::grammar::CaseResult r =
+        owl::grammar::run_case(f.filename().string(), c, lv->vocab,
+                               o.cpu_time ? owl::grammar::BenchClock::kThreadCpu : owl::grammar::BenchClock::kWall);
     passing += r.passing();
     compile_errors += !r.compiled;
     invalid_accepted += r.invalid_accepted;
@@ -121,6 +152,9 @@ void bench(const Options& o) {
     mismatches += r.mask_mismatches;
     compile_us.push_back(r.compile_us);
     mask_us.insert(mask_us.end(), r.mask_us.begin(), r.mask_us.end());
+    if (o.slowest)
+      for (size_t i = 0; i < r.mask_us.size(); ++i)
+        slow.push_back({r.mask_us[i], static_cast<size_t>(&f - files.data()), r.mask_at[i]});
     if (!o.json || !r.passing()) {
       std::printf("%s %s", r.passing() ? "pass" : "FAIL", r.name.c_str());
       if (!r.compiled) std::printf(" compile error: %s", r.error.c_str());
@@ -130,6 +164,7 @@ void bench(const Options& o) {
       std::fflush(stdout);
     }
   }
+  if (o.slowest) print_slowest(slow, o.slowest, files);
   if (mismatches)
     throw owl::Error("internal error: " + std::to_string(mismatches) + " masks disagree with the matcher");
   nlohmann::ordered_json sum = {{"cases", files.size()},
@@ -164,6 +199,9 @@ void setup(CLI::App& app) {
   b->add_option("--model", o->model, "tokenizer: a GGUF file, a folder with tokenizer.json or a hub id")->required();
   b->add_flag("--json", o->json, "print only failing cases, then one JSON summary line");
   b->add_option("--limit", o->limit, "only the first N cases in name order");
+  b->add_flag("--cpu-time", o->cpu_time,
+              "time masks and compiles by the thread's CPU time instead of wall-clock time (a loaded machine)");
+  b->add_option("--slowest", o->slowest, "print the N slowest masks (case, instance, byte, text before) to stderr");
   b->callback([o] { bench(*o); });
 }
 

@@ -556,35 +556,51 @@ class SchemaCompiler {
     return v >= 1e9 ? kUnbounded : static_cast<uint32_t>(std::ceil(v));
   }
 
+  // Every string schema with the same format or pattern (or the same length bounds) is one
+  // rule: the mask engine then decides its tokens once per grammar, not once per property
+  // (a schema with nine `format: uri` properties walks the vocabulary for one).
   ExprId compile_string(const json& s) {
     uint32_t mn = count(s, "minLength", 0), mx = count(s, "maxLength", kUnbounded);
     if (mx != kUnbounded && mn > mx) return pool_.nothing();
-    std::optional<CompiledRegex> re;
+    std::optional<std::string> re_source;
     if (s.contains("format") && s["format"].is_string()) {
       std::string f = s["format"].get<std::string>();
       auto it = kFormatRegex.find(f);
       if (it != kFormatRegex.end()) {
-        re = compile_regex(pool_, it->second, CharEncoding::kJsonString, true);
+        re_source = it->second;
       } else if (kStandardFormats.contains(f)) {
         throw CompileError("unsupported JSON Schema format: " + f);
       }
     }
     if (s.contains("pattern")) {
       if (!s["pattern"].is_string()) throw CompileError("pattern must be a string");
-      if (re) throw CompileError("pattern together with format is not supported");
-      re = compile_regex(pool_, s["pattern"].get<std::string>(), CharEncoding::kJsonString, true);
+      if (re_source) throw CompileError("pattern together with format is not supported");
+      re_source = s["pattern"].get<std::string>();
     }
-    if (re) {
-      bool implied = re->min_chars >= mn && (mx == kUnbounded || (re->max_chars != kUnbounded && re->max_chars <= mx));
+    if (re_source) {
+      auto it = pattern_rules_.find(*re_source);
+      if (it == pattern_rules_.end()) {
+        CompiledRegex re = compile_regex(pool_, *re_source, CharEncoding::kJsonString, true);
+        it = pattern_rules_
+                 .emplace(*re_source, PatternRule{as_rule("pattern", quoted(re.expr)), re.min_chars, re.max_chars})
+                 .first;
+      }
+      const PatternRule& pr = it->second;
+      bool implied = pr.min_chars >= mn && (mx == kUnbounded || (pr.max_chars != kUnbounded && pr.max_chars <= mx));
       if (!implied) throw CompileError("minLength/maxLength together with pattern or format is not supported");
-      return as_rule("pattern", quoted(re->expr));
+      return pr.expr;
     }
     if (mn == 0 && mx == kUnbounded) return pool_.ref(string_any());
-    ExprId ch = char_expr(pool_, CharSet::any(), CharEncoding::kJsonString);
     if (mx != kUnbounded && mx > 10000) throw CompileError("maxLength above 10000 is not supported");
     if (mn > 10000) throw CompileError("minLength above 10000 is not supported");
-    if (mx == kUnbounded) return as_rule("string", quoted(pool_.seq({pool_.repeat(ch, mn, mn), string_chars()})));
-    return as_rule("string", quoted(pool_.repeat(ch, mn, mx)));
+    auto [it, fresh] = bounded_strings_.emplace(std::make_pair(mn, mx), ExprId{0});
+    if (!fresh) return it->second;
+    ExprId ch = char_expr(pool_, CharSet::any(), CharEncoding::kJsonString);
+    if (mx == kUnbounded)
+      it->second = as_rule("string", quoted(pool_.seq({pool_.repeat(ch, mn, mn), string_chars()})));
+    else
+      it->second = as_rule("string", quoted(pool_.repeat(ch, mn, mx)));
+    return it->second;
   }
 
   ExprId compile_number(const json& s, bool integer) {
@@ -829,6 +845,12 @@ class SchemaCompiler {
   ExprPool& pool_;
   std::map<std::string, RuleId> ref_rules_;
   std::optional<RuleId> string_any_, number_any_, value_any_, object_any_;
+  struct PatternRule {
+    ExprId expr;  // a reference to the rule of the quoted pattern
+    uint32_t min_chars, max_chars;
+  };
+  std::map<std::string, PatternRule> pattern_rules_;                 // by regex source
+  std::map<std::pair<uint32_t, uint32_t>, ExprId> bounded_strings_;  // by (minLength, maxLength)
   int depth_ = 0;
 };
 

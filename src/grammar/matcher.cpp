@@ -53,10 +53,14 @@ class SharedLocals {
 };
 
 constexpr size_t kMaxShapeNodes = 400;
+// A loop region's members are keyed by shape up to this size (a JSON string's character loop,
+// with its UTF-8 sequences and escapes, reaches a few hundred nodes).
+constexpr size_t kMaxRegionShapeNodes = 1024;
 
 // The network reachable from `nodes` (rule ends included, callers excluded) in a canonical
 // numbering; empty when it is larger than kMaxShapeNodes.
-std::string shape_of(const Grammar& g, const std::vector<uint32_t>& nodes, const TokenTrie* trie) {
+std::string shape_of(const Grammar& g, const std::vector<uint32_t>& nodes, const TokenTrie* trie,
+                     size_t max_nodes = kMaxShapeNodes) {
   std::unordered_map<uint32_t, uint32_t> num;
   std::vector<uint32_t> order;
   auto id = [&](uint32_t n) -> uint32_t {
@@ -72,7 +76,7 @@ std::string shape_of(const Grammar& g, const std::vector<uint32_t>& nodes, const
   auto put32 = [&](uint32_t v) { out.append(reinterpret_cast<const char*>(&v), 4); };
   for (uint32_t n : nodes) put32(id(n));
   for (size_t i = 0; i < order.size(); ++i) {
-    if (order.size() > kMaxShapeNodes) return {};
+    if (order.size() > max_nodes) return {};
     const Grammar::Node& nd = g.nodes[order[i]];
     put32(0xF0000000u | (nd.final ? 1 : 0));
     for (const Grammar::Edge& e : nd.edges) {
@@ -89,6 +93,34 @@ std::string shape_of(const Grammar& g, const std::vector<uint32_t>& nodes, const
   }
   return out;
 }
+
+// Loop regions by the shape of a member state's network (shape_of of its nodes, one frame):
+// a region is explored once per process for each loop shape, not once per copy of the loop
+// in a grammar (every property's own string rule, every key position of an object).
+class SharedRegions {
+ public:
+  static SharedRegions& get() {
+    static SharedRegions s;
+    return s;
+  }
+  bool find(const std::string& shape, MaskCache::RegionMember& out) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = map_.find(shape);
+    if (it == map_.end()) return false;
+    out = it->second;
+    return true;
+  }
+  void put(const std::string& shape, MaskCache::RegionMember m) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (map_.size() >= kEntries) map_.clear();
+    map_.emplace(shape, std::move(m));
+  }
+
+ private:
+  static constexpr size_t kEntries = 4096;
+  std::mutex mu_;
+  std::unordered_map<std::string, MaskCache::RegionMember> map_;
+};
 
 }  // namespace
 
@@ -128,6 +160,7 @@ void Matcher::reset() {
   states_.clear();
   class_of_.clear();
   budget_.clear();
+  region_tried_.clear();
   class_ids_.clear();
   region_of_.clear();
   region_slot_.clear();
@@ -204,6 +237,7 @@ int32_t Matcher::intern(State&& s) {
   states_.push_back(std::move(s));
   class_of_.push_back(-1);
   budget_.push_back(0);
+  region_tried_.push_back(0);
   trans_.emplace_back();
   trans_.back().fill(kUnknown);
   state_ids_.emplace(std::move(k), id);
@@ -300,9 +334,12 @@ std::shared_ptr<const MaskCache::Local> Matcher::local(const std::vector<uint32_
     if (inside) {
       set_tokens(i, out->inside);
       // A state that loops on this byte is in a loop region: keep every subtree that stays there.
-      if (!exit && region_of_[static_cast<size_t>(class_of(t))] == kNoRegion &&
-          class_of(t) == class_of(stack[nd.depth - 1]))
-        find_region(t);
+      // (Once per state: one near the end of its copies finds none, and would retry at every node.)
+      if (!exit && !region_tried_[static_cast<size_t>(t)] &&
+          region_of_[static_cast<size_t>(class_of(t))] == kNoRegion && class_of(t) == class_of(stack[nd.depth - 1])) {
+        region_tried_[static_cast<size_t>(t)] = 1;
+        if (!shared_region(t)) find_region(t);
+      }
       if (!exit && pure_subtree(t, i)) {
         const auto& ids = trie.token_ids();
         for (uint32_t k = nd.tokens_end; k < nd.subtree_end; ++k) {
@@ -355,8 +392,14 @@ void Matcher::find_region(int32_t state) {
     succ.emplace_back();
     succ[k].fill(-1);
     if (depth[k] >= kExploreDepth) continue;
+    int32_t prev_u = kUnknown;  // runs of bytes lead to one state: look each up once
     for (unsigned b = 0; b < 256; ++b) {
       int32_t u = next(seen[k], static_cast<uint8_t>(b));
+      if (u == prev_u && b > 0) {
+        succ[k][b] = succ[k][b - 1];
+        continue;
+      }
+      prev_u = u;
       if (u == kDead || states_[static_cast<size_t>(u)].exit || states_[static_cast<size_t>(u)].configs.empty())
         continue;
       auto it = index.find(class_of(u));
@@ -387,9 +430,10 @@ void Matcher::find_region(int32_t state) {
   }
   std::vector<int32_t> slot(seen.size(), -1);
   RegionTable table;
+  // The whole loop, members with a region already included: a table missing some of the
+  // loop would keep fewer subtrees whole, and is shared by shape with other grammars.
   for (size_t k = 0; k < seen.size(); ++k)
-    if (back[k] && region_of_[static_cast<size_t>(class_of(seen[k]))] == kNoRegion)
-      slot[k] = static_cast<int32_t>(table.size++);
+    if (back[k]) slot[k] = static_cast<int32_t>(table.size++);
   table.next.assign(size_t{table.size} * 256, RegionTable::kOut);
   for (size_t k = 0; k < seen.size(); ++k) {
     if (slot[k] < 0) continue;
@@ -403,6 +447,9 @@ void Matcher::find_region(int32_t state) {
   region_purity_.push_back(region_purity(*cache_->trie, table));
   for (size_t k = 0; k < seen.size(); ++k) {
     if (slot[k] < 0) continue;
+    std::string shape = single_frame_shape(seen[k]);
+    if (!shape.empty()) SharedRegions::get().put(shape, {region_purity_.back(), static_cast<uint8_t>(slot[k])});
+    if (region_of_[static_cast<size_t>(class_of(seen[k]))] != kNoRegion) continue;
     region_of_[static_cast<size_t>(class_of(seen[k]))] = id;
     region_slot_[static_cast<size_t>(class_of(seen[k]))] = static_cast<uint8_t>(slot[k]);
     uint32_t budget = 0;
@@ -410,6 +457,32 @@ void Matcher::find_region(int32_t state) {
     std::string key = class_key(seen[k], budget, shared);
     if (shared) cache_->put_region(key, {region_purity_.back(), static_cast<uint8_t>(slot[k])});
   }
+}
+
+// The shape of the network a state inside one rule instance reaches (empty for a state over
+// several frames, or a large network): until the rule returns, which leaves any loop region,
+// the state behaves as any other with that shape.
+std::string Matcher::single_frame_shape(int32_t state) const {
+  const auto& configs = states_[static_cast<size_t>(state)].configs;
+  if (configs.empty()) return {};
+  std::vector<uint32_t> nodes;
+  for (uint64_t c : configs) {
+    if (frame_of(c) != frame_of(configs[0])) return {};
+    nodes.push_back(node_of(c));
+  }
+  return shape_of(*g_, nodes, cache_->trie.get(), kMaxRegionShapeNodes);
+}
+
+// A region explored from a state of the same shape, here or in another grammar.
+bool Matcher::shared_region(int32_t state) {
+  std::string shape = single_frame_shape(state);
+  MaskCache::RegionMember m;
+  if (shape.empty() || !SharedRegions::get().find(shape, m)) return false;
+  const auto c = static_cast<size_t>(class_of(state));
+  region_of_[c] = static_cast<int32_t>(region_purity_.size());
+  region_slot_[c] = m.slot;
+  region_purity_.push_back(std::move(m.purity));
+  return true;
 }
 
 // The configurations of `state` with every chain's copies shifted back to the front (the
@@ -591,6 +664,7 @@ void Matcher::fill_mask(std::vector<uint64_t>& mask) {
     states_.clear();
     class_of_.clear();
     budget_.clear();
+    region_tried_.clear();
     class_ids_.clear();
     region_of_.clear();
     region_slot_.clear();

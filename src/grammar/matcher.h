@@ -16,7 +16,10 @@
 // loop (a string's characters, escapes and UTF-8 sequences) form a region whose per-trie-node
 // purity is precomputed once per process (loop_region.h). States that differ only by a shift
 // along a bounded repetition (a string with maxLength) share one region while they have
-// copies to spare, so a long bounded string is walked like an unbounded one.
+// copies to spare, so a long bounded string is walked like an unbounded one. A region is
+// explored once per process for each loop shape: its states inside one rule instance are
+// also keyed by the shape of the network they reach, so the string loop behind every key
+// prefix of an object, and every grammar's copy of it, finds the region without exploring.
 #pragma once
 #include <array>
 #include <cstdint>
@@ -124,6 +127,7 @@ class Matcher {
   static constexpr uint32_t kNoLimit = 0xFFFFFFFFu;
   std::vector<int32_t> class_of_;
   std::vector<uint32_t> budget_;
+  std::vector<uint8_t> region_tried_;  // per state: find_region ran from it
   std::unordered_map<std::string, int32_t> class_ids_;
   std::vector<int32_t> region_of_;
   std::vector<uint8_t> region_slot_;
@@ -132,6 +136,8 @@ class Matcher {
   std::vector<uint64_t> shifted_configs(int32_t state, uint32_t& budget) const;
   std::string class_key(int32_t state, uint32_t& budget, bool& shared) const;
   void find_region(int32_t state);
+  std::string single_frame_shape(int32_t state) const;
+  bool shared_region(int32_t state);
   // The subtree below trie node `node`, reached in `state`, stays in the state's loop region.
   bool pure_subtree(int32_t state, uint32_t node);
 };

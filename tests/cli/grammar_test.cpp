@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -76,6 +77,31 @@ TEST(GrammarCli, BenchPrintsTheSummaryLine) {
   EXPECT_NE(r.out.find("FAIL Github_easy---o46379.json compile error: unsupported JSON Schema keyword: multipleOf"),
             std::string::npos)
       << r.out;
+}
+
+// --slowest N names the N slowest masks (all from the one case that compiles) on stderr;
+// --cpu-time changes only the clock.
+TEST(GrammarCli, BenchTracesTheSlowestMasks) {
+  std::string dir = owl::test::temp_dir();
+  for (const char* f : {"Github_easy---o17438.json", "Github_easy---o46379.json"})
+    std::filesystem::copy_file(owl::test::shared_path(std::string("jsonschema/maskbench/") + f), dir + "/" + f);
+  auto r = run_owl({"grammar", "bench", dir, "--model", owl::test::shared_path("tokenizers/llama-3.1"), "--json",
+                    "--cpu-time", "--slowest", "3"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::istringstream err(r.err);
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(err, line);) lines.push_back(line);
+  ASSERT_EQ(lines.size(), 3u) << r.err;
+  double prev = 1e18;
+  for (const std::string& l : lines) {
+    EXPECT_NE(l.find(" us  Github_easy---o17438.json  instance "), std::string::npos) << l;
+    EXPECT_NE(l.find(" byte "), std::string::npos) << l;
+    double us = std::stod(l);
+    EXPECT_LE(us, prev) << r.err;  // slowest first
+    prev = us;
+  }
+  std::string body = r.out.substr(0, r.out.size() - 1);
+  EXPECT_EQ(nlohmann::json::parse(body.substr(body.rfind('\n') + 1))["passing"], 1);
 }
 
 }  // namespace

@@ -73,7 +73,7 @@ TEST(Mask, AgreesWithTheMatcherOnEveryToken) {
 
 // Random walks through grammars whose masks lean on loop regions (free strings with escapes
 // and UTF-8, keys other than the listed ones, regex loops, GBNF character classes, strings with
-// a maxLength): at every
+// a maxLength, free keys, repeated formats): at every
 // step the mask allows exactly the tokens the byte-level matcher accepts.
 TEST(Mask, LoopRegionsAgreeWithTheMatcherOnRandomWalks) {
   const Llama3& l = llama3();
@@ -88,6 +88,11 @@ TEST(Mask, LoopRegionsAgreeWithTheMatcherOnRandomWalks) {
       owl::grammar::compile_json_schema_text(
           R"({"type":"array","items":{"anyOf":[{"type":"string","maxLength":30},{"type":"string","minLength":12,"maxLength":200}]}})"),
       owl::grammar::compile_gbnf("root ::= (\"<\" [^<>\\\\]* \">\" | [\u00e0-\u00ff]+ \".\")+"),
+      // Free keys (a string loop behind every key prefix, shared by shape), two properties of
+      // one format and two of one length bound (one rule each).
+      owl::grammar::compile_json_schema_text(
+          R"({"type":"object","properties":{"home":{"type":"string","format":"uri"},"docs":{"type":"string","format":"uri"},)"
+          R"("ab":{"type":"string","maxLength":12},"abc":{"type":"string","maxLength":12}},"additionalProperties":{"type":"integer"}})"),
   };
   std::mt19937 rng(11);
   std::vector<uint64_t> mask;
