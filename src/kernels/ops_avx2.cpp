@@ -8,45 +8,13 @@
 #include <type_traits>
 #include <vector>
 
+#include "kernels/attention_simd.h"
 #include "tensor/fp16.h"
 #include "tensor/quants.h"
 
 namespace owl::kernels::avx2 {
 
 namespace {
-
-inline float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
-inline float hmax(__m256 v) {
-  __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_max_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_max_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
-
-// e^x for 8 lanes: range reduction by ln 2 (split in two constants for exactness), a degree-6
-// polynomial on [-ln2/2, ln2/2] (Cephes' expf coefficients), then scaling by 2^k through the
-// exponent bits. About 1 ulp; inputs below -87.3 give ~1e-38 instead of 0, above 88.37 saturate.
-inline __m256 exp8(__m256 x) {
-  x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.37f));
-  const __m256 k = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m256 r = _mm256_fnmadd_ps(k, _mm256_set1_ps(0.693359375f), x);
-  r = _mm256_fnmadd_ps(k, _mm256_set1_ps(-2.12194440e-4f), r);
-  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-  p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-  const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127)), 23);
-  return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
-}
 
 inline __m256 silu8(__m256 x) {
   const __m256 e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), x));
@@ -65,7 +33,7 @@ void rms_norm(const float* x, const float* w, float* y, int64_t n, float eps) {
     a0 = _mm256_fmadd_ps(v0, v0, a0);
     a1 = _mm256_fmadd_ps(v1, v1, a1);
   }
-  double ss = hsum(_mm256_add_ps(a0, a1));
+  double ss = hsum8(_mm256_add_ps(a0, a1));
   for (; i < n; ++i) ss += static_cast<double>(x[i]) * x[i];
   const float s = 1.0f / std::sqrt(static_cast<float>(ss / static_cast<double>(n)) + eps);
   const __m256 vs = _mm256_set1_ps(s);
@@ -83,7 +51,7 @@ void softmax(float* x, int64_t n) {
   __m256 vm = _mm256_set1_ps(-INFINITY);
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) vm = _mm256_max_ps(vm, _mm256_loadu_ps(x + i));
-  float mx = hmax(vm);
+  float mx = hmax8(vm);
   for (; i < n; ++i) mx = std::max(mx, x[i]);
   const __m256 m8 = _mm256_set1_ps(mx);
   __m256 acc = _mm256_setzero_ps();
@@ -93,7 +61,7 @@ void softmax(float* x, int64_t n) {
     _mm256_storeu_ps(x + i, e);
     acc = _mm256_add_ps(acc, e);
   }
-  double sum = hsum(acc);
+  double sum = hsum8(acc);
   for (; i < n; ++i) {
     x[i] = std::exp(x[i] - mx);
     sum += x[i];
@@ -149,37 +117,6 @@ void dequantize_f16(const uint16_t* src, float* dst, int64_t n) {
 
 namespace {
 
-// dst[0..n) from n elements of Q8_0 or Q4_0 blocks (n a multiple of 32); equal to
-// dequantize_row's values (each is one product of the block scale and an integer).
-void dequantize_kv_blocks(DType t, const uint8_t* src, float* dst, int64_t n) {
-  if (t == DType::Q8_0) {
-    const auto* b = reinterpret_cast<const BlockQ8_0*>(src);
-    for (int64_t i = 0; i < n / kQK; ++i, dst += kQK) {
-      const __m256 d = _mm256_set1_ps(f16_to_f32(b[i].d));
-      for (int j = 0; j < kQK; j += 8) {
-        const __m128i q = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(b[i].qs + j));
-        _mm256_storeu_ps(dst + j, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q))));
-      }
-    }
-    return;
-  }
-  const auto* b = reinterpret_cast<const BlockQ4_0*>(src);
-  const __m256i eight = _mm256_set1_epi32(8);
-  for (int64_t i = 0; i < n / kQK; ++i, dst += kQK) {
-    const __m256 d = _mm256_set1_ps(f16_to_f32(b[i].d));
-    const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b[i].qs));
-    const __m128i lo = _mm_and_si128(q, _mm_set1_epi8(0x0F));                     // elements 0..15
-    const __m128i hi = _mm_and_si128(_mm_srli_epi16(q, 4), _mm_set1_epi8(0x0F));  // elements 16..31
-    const __m128i half[2] = {lo, hi};
-    for (int h = 0; h < 2; ++h)
-      for (int j = 0; j < 2; ++j) {
-        const __m128i bytes = j == 0 ? half[h] : _mm_srli_si128(half[h], 8);
-        const __m256i v = _mm256_sub_epi32(_mm256_cvtepu8_epi32(bytes), eight);
-        _mm256_storeu_ps(dst + h * 16 + j * 8, _mm256_mul_ps(d, _mm256_cvtepi32_ps(v)));
-      }
-  }
-}
-
 // Element types of cached rows the kernels read: float, uint16_t (F16) and QuantBlocks (Q8_0 or
 // Q4_0, the span's type says which). Rows of F32/F16 are read in place; quantised rows are
 // dequantised a chunk at a time into a small buffer, once per chunk and KV head, and shared by
@@ -212,131 +149,24 @@ void fetch_rows(const KVSpan& s, int64_t t0, int64_t len, int64_t offset, int64_
 
 inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
 inline __m256 load8(const uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
-inline float load1(const float* p) { return *p; }
-inline float load1(const uint16_t* p) { return f16_to_f32(*p); }
 
-template <class T>
-float dot(const float* q, const T* k, int64_t n) {
-  __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16) {
-    a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), load8(k + i), a0);
-    a1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i + 8), load8(k + i + 8), a1);
-  }
-  for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), load8(k + i), a0);
-  float s = hsum(_mm256_add_ps(a0, a1));
-  for (; i < n; ++i) s += q[i] * load1(k + i);
-  return s;
-}
-
-// acc[0..n) = acc * corr + sum_j p[j] * v[j][0..n): accumulators stay in registers across the
-// chunk's tokens (32 floats at a time), so acc is loaded and stored once per chunk.
-template <class T>
-void accumulate_v(float* acc, float corr, const float* p, const T* const* v, int64_t len, int64_t n) {
-  const __m256 c = _mm256_set1_ps(corr);
-  int64_t i = 0;
-  for (; i + 32 <= n; i += 32) {
-    __m256 a0 = _mm256_mul_ps(c, _mm256_loadu_ps(acc + i)), a1 = _mm256_mul_ps(c, _mm256_loadu_ps(acc + i + 8));
-    __m256 a2 = _mm256_mul_ps(c, _mm256_loadu_ps(acc + i + 16)), a3 = _mm256_mul_ps(c, _mm256_loadu_ps(acc + i + 24));
-    for (int64_t j = 0; j < len; ++j) {
-      const __m256 pj = _mm256_set1_ps(p[j]);
-      const T* vr = v[j] + i;
-      a0 = _mm256_fmadd_ps(pj, load8(vr), a0);
-      a1 = _mm256_fmadd_ps(pj, load8(vr + 8), a1);
-      a2 = _mm256_fmadd_ps(pj, load8(vr + 16), a2);
-      a3 = _mm256_fmadd_ps(pj, load8(vr + 24), a3);
-    }
-    _mm256_storeu_ps(acc + i, a0);
-    _mm256_storeu_ps(acc + i + 8, a1);
-    _mm256_storeu_ps(acc + i + 16, a2);
-    _mm256_storeu_ps(acc + i + 24, a3);
-  }
-  for (; i + 8 <= n; i += 8) {
-    __m256 a0 = _mm256_mul_ps(c, _mm256_loadu_ps(acc + i));
-    for (int64_t j = 0; j < len; ++j) a0 = _mm256_fmadd_ps(_mm256_set1_ps(p[j]), load8(v[j] + i), a0);
-    _mm256_storeu_ps(acc + i, a0);
-  }
-  for (; i < n; ++i) {
-    float a = acc[i] * corr;
-    for (int64_t j = 0; j < len; ++j) a += p[j] * load1(v[j] + i);
-    acc[i] = a;
-  }
-}
-
-constexpr int64_t kChunk = 64;  // tokens scored before the running max is updated
-
-// Scores of 4 keys at once: s[k] = q . key[k] (n elements); one horizontal reduction for all 4.
-template <class T>
-void dot4(const float* q, const T* const* key, int64_t n, float* s) {
-  __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    const __m256 qv = _mm256_loadu_ps(q + i);
-    a0 = _mm256_fmadd_ps(qv, load8(key[0] + i), a0);
-    a1 = _mm256_fmadd_ps(qv, load8(key[1] + i), a1);
-    a2 = _mm256_fmadd_ps(qv, load8(key[2] + i), a2);
-    a3 = _mm256_fmadd_ps(qv, load8(key[3] + i), a3);
-  }
-  const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
-  _mm_storeu_ps(s, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
-  for (; i < n; ++i)
-    for (int k = 0; k < 4; ++k) s[k] += q[i] * load1(key[k] + i);
-}
-
-template <class TK, class TV>
-void attention_group(const float* q, int64_t h0, int64_t h1, int64_t g, int64_t dk, int64_t dv, const KVSpan& k,
-                     const KVSpan& v, int64_t kv_begin, int64_t kv_end, float scale, float* out) {
-  const int64_t nh = h1 - h0;
-  thread_local std::vector<float> scratch;
-  scratch.resize(static_cast<size_t>(nh * (dv + 2)));
-  float* acc = scratch.data();
-  float* m = acc + nh * dv;
-  float* l = m + nh;
-  std::fill(acc, acc + nh * dv, 0.0f);
-  std::fill(m, m + nh, -INFINITY);
-  std::fill(l, l + nh, 0.0f);
-  alignas(32) float s[kChunk];
-  const LoadedT<TK>* kr[kChunk];
-  const LoadedT<TV>* vr[kChunk];
-  thread_local std::vector<float> rows_buf;  // a chunk's dequantised K and V (quantised caches only)
-  if constexpr (std::is_same_v<TK, QuantBlocks> || std::is_same_v<TV, QuantBlocks>)
-    rows_buf.resize(static_cast<size_t>(kChunk * (dk + dv)));
-  float* kbuf = rows_buf.data();
-  float* vbuf = kbuf + kChunk * dk;
-  for (int64_t t0 = kv_begin; t0 < kv_end; t0 += kChunk) {
-    const int64_t len = std::min(kChunk, kv_end - t0);
-    // Row addresses (or rows) once per chunk, shared by the group's heads.
-    fetch_rows<TK>(k, t0, len, g * dk, dk, kbuf, kr);
-    fetch_rows<TV>(v, t0, len, g * dv, dv, vbuf, vr);
-    for (int64_t h = 0; h < nh; ++h) {
-      const float* qh = q + (h0 + h) * dk;
-      int64_t j = 0;
-      for (; j + 4 <= len; j += 4) dot4(qh, kr + j, dk, s + j);
-      for (; j < len; ++j) s[j] = dot(qh, kr[j], dk);
-      float cm = -INFINITY;
-      for (j = 0; j < len; ++j) {
-        s[j] *= scale;
-        cm = std::max(cm, s[j]);
-      }
-      float corr = 1.0f;
-      if (cm > m[h]) {
-        corr = std::exp(m[h] - cm);  // 0 on the first chunk
-        m[h] = cm;
-      }
-      const __m256 mm = _mm256_set1_ps(m[h]);
-      for (j = 0; j + 8 <= len; j += 8) _mm256_store_ps(s + j, exp8(_mm256_sub_ps(_mm256_load_ps(s + j), mm)));
-      for (; j < len; ++j) s[j] = std::exp(s[j] - m[h]);
-      float lsum = 0;
-      for (j = 0; j < len; ++j) lsum += s[j];
-      accumulate_v(acc + h * dv, corr, s, vr, len, dv);
-      l[h] = l[h] * corr + lsum;
-    }
-  }
-  for (int64_t h = 0; h < nh; ++h) {
-    const float inv = l[h] > 0 ? 1.0f / l[h] : 0.0f;
-    for (int64_t i = 0; i < dv; ++i) out[(h0 + h) * dv + i] = acc[h * dv + i] * inv;
-  }
-}
+// 8 floats in 16 registers, for DecodeAttention (attention_simd.h).
+struct Vec8 {
+  using Reg = __m256;
+  static constexpr int64_t kWidth = 8;
+  static constexpr int kTileQ = 2;  // 2 queries x 4 keys = 8 accumulators, + 4 keys + 1 query
+  static Reg zero() { return _mm256_setzero_ps(); }
+  static Reg load(const float* p) { return _mm256_loadu_ps(p); }
+  static Reg load(const uint16_t* p) { return load8(p); }
+  static Reg set1(float x) { return _mm256_set1_ps(x); }
+  static Reg mul(Reg a, Reg b) { return _mm256_mul_ps(a, b); }
+  static Reg fmadd(Reg a, Reg b, Reg c) { return _mm256_fmadd_ps(a, b, c); }
+  static void store(float* p, Reg a) { _mm256_storeu_ps(p, a); }
+  static __m128 sum4(Reg a0, Reg a1, Reg a2, Reg a3) { return hsum8x4(a0, a1, a2, a3); }
+  // Keeps loaded keys in registers: GCC otherwise folds their loads into every query's FMA,
+  // loading each key once per query and making the loop load-bound.
+  static void keep(Reg& a, Reg& b, Reg& c, Reg& d) { __asm__("" : "+x"(a), "+x"(b), "+x"(c), "+x"(d)); }
+};
 
 // ---- many query rows of one sequence (prefill) ----
 // A block of query vectors (rows x the heads of one KV group) meets a chunk of keys at a time:
@@ -523,7 +353,7 @@ void rows_block(const float* q, int64_t n_head, int64_t group, int64_t g, int64_
           _mm256_storeu_ps(s + j, x);
           vmax = _mm256_max_ps(vmax, x);
         }
-        const float cm = hmax(vmax);
+        const float cm = hmax8(vmax);
         cr[i] = 1.0f;
         if (cm > m) {
           cr[i] = std::exp(m - cm);  // 0 on the query's first keys
@@ -538,7 +368,7 @@ void rows_block(const float* q, int64_t n_head, int64_t group, int64_t g, int64_
           _mm256_storeu_ps(s + j, p);
           sum8 = _mm256_add_ps(sum8, p);
         }
-        l[i0 + i] = l[i0 + i] * cr[i] + hsum(sum8);
+        l[i0 + i] = l[i0 + i] * cr[i] + hsum8(sum8);
       }
       float* orow[2] = {acc + i0 * dv, acc + (i0 + nt - 1) * dv};
       const float* prow[2] = {srow[0], srow[1]};
@@ -579,11 +409,10 @@ void attention_rows_block(const float* q, int64_t n_head, int64_t group, int64_t
   });
 }
 
-void attention_heads(const float* q, int64_t h0, int64_t h1, int64_t g, int64_t dk, int64_t dv, const KVSpan& k,
-                     const KVSpan& v, int64_t kv_begin, int64_t kv_end, float scale, float* out) {
-  with_row_types(k, v, [&]<class TK, class TV>() {
-    attention_group<TK, TV>(q, h0, h1, g, dk, dv, k, v, kv_begin, kv_end, scale, out);
-  });
+void attention_decode_part(const float* q, int64_t group, int64_t h0, int64_t h1, int64_t dk, int64_t dv,
+                           const KVSpan& k, const KVSpan& v, int64_t t_begin, int64_t t_end, float scale, float* acc,
+                           float* mx, float* l) {
+  DecodeAttention<Vec8>::run(q, group, h0, h1, dk, dv, k, v, t_begin, t_end, scale, acc, mx, l);
 }
 
 }  // namespace owl::kernels::avx2

@@ -1,0 +1,343 @@
+// One query token's attention over a range of cached tokens (the decode kernel), written once
+// for a vector type V and instantiated by ops_avx2.cpp (8 floats, 16 registers) and
+// ops_avx512vnni.cpp (16 floats, 32 registers). Like repack_simd.h, everything here has internal
+// linkage: each file compiles its own copy with its own instruction-set flags.
+//
+// Decode reads every cached K/V row once per step, so the kernel is built around the rows:
+//  * a chunk of tokens is walked once for ALL the KV heads of the task (the rows are contiguous
+//    within a page, so the walk streams), the next chunk's slice of each head prefetched while
+//    the current one is computed;
+//  * each key or value vector, converted from F16 in registers (no buffer round trip), feeds a
+//    register tile of V::kTileQ query heads of its group;
+//  * Q8_0/Q4_0 rows are dequantised once per chunk into a small buffer shared by the group;
+//  * when K and V are the same rows (MLA's latent: V is the first dv values of the K row), they
+//    are read once.
+// The caller splits the context into parts (attention() in ops.cpp) and merges the parts'
+// (max, sum, unnormalised output) in a fixed order.
+#pragma once
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <type_traits>
+#include <vector>
+
+#include "kernels/kernels.h"
+#include "tensor/fp16.h"
+#include "tensor/quants.h"
+
+namespace owl::kernels {
+namespace {
+
+inline float hsum8(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+inline float hmax8(__m256 v) {
+  __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_max_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+// The 4 horizontal sums of a0..a3 (8 lanes each).
+inline __m128 hsum8x4(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
+  const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+  return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+}
+
+// e^x for 8 lanes: range reduction by ln 2 (split in two constants for exactness), a degree-6
+// polynomial on [-ln2/2, ln2/2] (Cephes' expf coefficients), then scaling by 2^k through the
+// exponent bits. About 1 ulp; inputs below -87.3 give ~1e-38 instead of 0, above 88.37 saturate.
+inline __m256 exp8(__m256 x) {
+  x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.37f));
+  const __m256 k = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(k, _mm256_set1_ps(0.693359375f), x);
+  r = _mm256_fnmadd_ps(k, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+  p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+  const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+// dst[0..n) from n elements of Q8_0 or Q4_0 blocks (n a multiple of 32); equal to
+// dequantize_row's values (each is one product of the block scale and an integer).
+inline void dequantize_kv_blocks(DType t, const uint8_t* src, float* dst, int64_t n) {
+  if (t == DType::Q8_0) {
+    const auto* b = reinterpret_cast<const BlockQ8_0*>(src);
+    for (int64_t i = 0; i < n / kQK; ++i, dst += kQK) {
+      const __m256 d = _mm256_set1_ps(f16_to_f32(b[i].d));
+      for (int j = 0; j < kQK; j += 8) {
+        const __m128i q = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(b[i].qs + j));
+        _mm256_storeu_ps(dst + j, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q))));
+      }
+    }
+    return;
+  }
+  const auto* b = reinterpret_cast<const BlockQ4_0*>(src);
+  const __m256i eight = _mm256_set1_epi32(8);
+  for (int64_t i = 0; i < n / kQK; ++i, dst += kQK) {
+    const __m256 d = _mm256_set1_ps(f16_to_f32(b[i].d));
+    const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b[i].qs));
+    const __m128i lo = _mm_and_si128(q, _mm_set1_epi8(0x0F));                     // elements 0..15
+    const __m128i hi = _mm_and_si128(_mm_srli_epi16(q, 4), _mm_set1_epi8(0x0F));  // elements 16..31
+    const __m128i half[2] = {lo, hi};
+    for (int h = 0; h < 2; ++h)
+      for (int j = 0; j < 2; ++j) {
+        const __m128i bytes = j == 0 ? half[h] : _mm_srli_si128(half[h], 8);
+        const __m256i v = _mm256_sub_epi32(_mm256_cvtepu8_epi32(bytes), eight);
+        _mm256_storeu_ps(dst + h * 16 + j * 8, _mm256_mul_ps(d, _mm256_cvtepi32_ps(v)));
+      }
+  }
+}
+
+inline float load1(const float* p) { return *p; }
+inline float load1(const uint16_t* p) { return f16_to_f32(*p); }
+
+// The decode kernel over vectors V (V::reg of V::kWidth floats; V::kTileQ query heads per
+// register tile). Row pointers are `const float*` (an F32 cache, or a dequantised buffer) or
+// `const uint16_t*` (an F16 cache, converted as loaded).
+template <class V>
+struct DecodeAttention {
+  using Reg = typename V::Reg;
+  static constexpr int64_t kW = V::kWidth;
+  static constexpr int kTileQ = V::kTileQ;
+  // Tokens per chunk: the running max is updated once per chunk, and one chunk of one head's
+  // keys and values (32 x 128 F16 = 8 KB each) stays in L1 while the group's heads use it.
+  static constexpr int64_t kChunk = 32;
+
+  // s[i][j..j+4) = q[i] . key[j..j+4) for NQ queries (n elements each).
+  template <int NQ, class T>
+  static void qk(const float* const* q, const T* const* key, int64_t n, float* const* s, int64_t j) {
+    Reg a[NQ][4];
+    for (int i = 0; i < NQ; ++i)
+      for (int c = 0; c < 4; ++c) a[i][c] = V::zero();
+    const T *k0 = key[j], *k1 = key[j + 1], *k2 = key[j + 2], *k3 = key[j + 3];
+    int64_t e = 0;
+    for (; e + kW <= n; e += kW) {
+      Reg v0 = V::load(k0 + e), v1 = V::load(k1 + e), v2 = V::load(k2 + e), v3 = V::load(k3 + e);
+      V::keep(v0, v1, v2, v3);
+      for (int i = 0; i < NQ; ++i) {
+        const Reg qv = V::load(q[i] + e);
+        a[i][0] = V::fmadd(qv, v0, a[i][0]);
+        a[i][1] = V::fmadd(qv, v1, a[i][1]);
+        a[i][2] = V::fmadd(qv, v2, a[i][2]);
+        a[i][3] = V::fmadd(qv, v3, a[i][3]);
+      }
+    }
+    for (int i = 0; i < NQ; ++i) {
+      alignas(16) float t[4];
+      _mm_store_ps(t, V::sum4(a[i][0], a[i][1], a[i][2], a[i][3]));
+      for (int64_t x = e; x < n; ++x) {
+        t[0] += q[i][x] * load1(k0 + x);
+        t[1] += q[i][x] * load1(k1 + x);
+        t[2] += q[i][x] * load1(k2 + x);
+        t[3] += q[i][x] * load1(k3 + x);
+      }
+      for (int c = 0; c < 4; ++c) s[i][j + c] = t[c];
+    }
+  }
+
+  // o[i][e..e + NV*kW) = corr[i] * o[i][..] + sum_{c < len} p[i][c] * vr[c][..] for NQ queries.
+  template <int NQ, int NV, class T>
+  static void pv(float* const* o, const float* const* p, const float* corr, const T* const* vr, int64_t len,
+                 int64_t e) {
+    Reg a[NQ][NV];
+    for (int i = 0; i < NQ; ++i) {
+      const Reg ci = V::set1(corr[i]);
+      for (int x = 0; x < NV; ++x) a[i][x] = V::mul(ci, V::load(o[i] + e + kW * x));
+    }
+    for (int64_t c = 0; c < len; ++c) {
+      Reg vv[NV];
+      for (int x = 0; x < NV; ++x) vv[x] = V::load(vr[c] + e + kW * x);
+      for (int i = 0; i < NQ; ++i) {
+        const Reg pi = V::set1(p[i][c]);
+        for (int x = 0; x < NV; ++x) a[i][x] = V::fmadd(pi, vv[x], a[i][x]);
+      }
+    }
+    for (int i = 0; i < NQ; ++i)
+      for (int x = 0; x < NV; ++x) V::store(o[i] + e + kW * x, a[i][x]);
+  }
+
+  // Calls f.template operator()<nt>() for a tile of nt (1..kTileQ) queries.
+  template <class F>
+  static void with_tile(int64_t nt, F&& f) {
+    if constexpr (kTileQ >= 4)
+      if (nt == 4) return f.template operator()<4>();
+    if constexpr (kTileQ >= 3)
+      if (nt == 3) return f.template operator()<3>();
+    if (nt == 2) return f.template operator()<2>();
+    f.template operator()<1>();
+  }
+
+  // The rows (element `offset` on) of a chunk's tokens, whose row starts are base[0..len): in
+  // place when R is the cache's element type, else dequantised into buf (n elements per row).
+  template <class R>
+  static void rows_of(const KVSpan& s, const uint8_t* const* base, int64_t len, int64_t offset, int64_t n, float* buf,
+                      const R** rows) {
+    for (int64_t j = 0; j < len; ++j) {
+      if constexpr (std::is_same_v<R, uint16_t>) {
+        rows[j] = reinterpret_cast<const uint16_t*>(base[j]) + offset;
+      } else if (s.type == DType::F32) {
+        rows[j] = reinterpret_cast<const float*>(base[j]) + offset;
+      } else {
+        dequantize_kv_blocks(s.type, base[j] + kv_bytes(s.type, offset), buf + j * n, n);
+        rows[j] = buf + j * n;
+      }
+    }
+  }
+
+  static void prefetch_rows(const KVSpan& s, int64_t t0, int64_t len, int64_t offset, int64_t n) {
+    const auto bytes = static_cast<int64_t>(kv_bytes(s.type, n));
+    for (int64_t j = 0; j < len; ++j) {
+      const char* src = reinterpret_cast<const char*>(kv_row(s, t0 + j, offset));
+      for (int64_t b = 0; b < bytes; b += 64) _mm_prefetch(src + b, _MM_HINT_T0);
+    }
+  }
+
+  // Heads [h0, h1) (head h reads KV head h / group) over tokens [t_begin, t_end): acc[h - h0]
+  // gets sum_t e^(s_t - mx) v_t (dv floats, not normalised), mx the running max of the scaled
+  // scores s_t, l the sum of e^(s_t - mx). KR/VR: the row pointer types (see rows_of).
+  template <class KR, class VR>
+  static void part(const float* q, int64_t group, int64_t h0, int64_t h1, int64_t dk, int64_t dv, const KVSpan& k,
+                   const KVSpan& v, int64_t t_begin, int64_t t_end, float scale, float* acc, float* mx, float* l) {
+    const int64_t nh = h1 - h0, g0 = h0 / group, g1 = (h1 - 1) / group + 1;
+    // MLA caches one row per token: the values are the first dv entries of the key row.
+    constexpr bool same_types = std::is_same_v<KR, VR>;
+    const bool shared = same_types && k.pages == v.pages && k.type == v.type && k.row_stride == v.row_stride &&
+                        g0 == 0 && g1 == 1 && dv <= dk;
+    const bool quant_k = !std::is_same_v<KR, uint16_t> && k.type != DType::F32;
+    const bool quant_v = !std::is_same_v<VR, uint16_t> && v.type != DType::F32 && !shared;
+    thread_local std::vector<float> scratch;
+    scratch.resize(static_cast<size_t>(nh * (kChunk + 1) + (quant_k ? kChunk * dk : 0) + (quant_v ? kChunk * dv : 0)));
+    float* sc = scratch.data();    // [nh][kChunk] scores, then probabilities
+    float* corr = sc + nh * kChunk;  // per head: the rescaling of its earlier sums in this chunk
+    float* kbuf = corr + nh;
+    float* vbuf = kbuf + (quant_k ? kChunk * dk : 0);
+    std::fill(acc, acc + nh * dv, 0.0f);
+    std::fill(mx, mx + nh, -INFINITY);
+    std::fill(l, l + nh, 0.0f);
+    const uint8_t* kb[kChunk];
+    const uint8_t* vb[kChunk];
+    const KR* kr[kChunk + 3];
+    const VR* vr[kChunk];
+    thread_local std::vector<const float*> qp;
+    thread_local std::vector<float*> sp, op;
+    qp.resize(static_cast<size_t>(nh));
+    sp.resize(static_cast<size_t>(nh));
+    op.resize(static_cast<size_t>(nh));
+    for (int64_t i = 0; i < nh; ++i) {
+      qp[i] = q + (h0 + i) * dk;
+      sp[i] = sc + i * kChunk;
+      op[i] = acc + i * dv;
+    }
+    for (int64_t t0 = t_begin; t0 < t_end; t0 += kChunk) {
+      const int64_t len = std::min(kChunk, t_end - t0);
+      const int64_t next = t0 + len, next_len = std::min(kChunk, t_end - next);
+      for (int64_t j = 0; j < len; ++j) {
+        kb[j] = kv_row(k, t0 + j);
+        vb[j] = kv_row(v, t0 + j);
+      }
+      for (int64_t g = g0; g < g1; ++g) {
+        // The next chunk's slice of this head, one head ahead of its use: spreads the requests
+        // over the chunk and crosses page boundaries, which the hardware prefetcher does not.
+        if (next_len > 0) {
+          prefetch_rows(k, next, next_len, g * dk, dk);
+          if (!shared) prefetch_rows(v, next, next_len, g * dv, dv);
+        }
+        rows_of<KR>(k, kb, len, g * dk, dk, kbuf, kr);
+        if constexpr (same_types) {
+          if (shared) {
+            std::copy_n(kr, len, vr);
+          } else {
+            rows_of<VR>(v, vb, len, g * dv, dv, vbuf, vr);
+          }
+        } else {
+          rows_of<VR>(v, vb, len, g * dv, dv, vbuf, vr);
+        }
+        for (int64_t j = len; j < ((len + 3) & ~int64_t{3}); ++j) kr[j] = kr[0];  // a full last 4-key tile
+        const int64_t ia = std::max(h0, g * group) - h0, ib = std::min(h1, (g + 1) * group) - h0;
+        // Scores: each quad of keys stays in registers/L1 while the group's query tiles meet it.
+        for (int64_t j = 0; j < len; j += 4)
+          for (int64_t i = ia; i < ib; i += kTileQ)
+            with_tile(std::min<int64_t>(kTileQ, ib - i),
+                      [&]<int NQ>() { qk<NQ>(qp.data() + i, kr, dk, sp.data() + i, j); });
+        // Online softmax, one update per chunk and head.
+        for (int64_t i = ia; i < ib; ++i) {
+          float* s = sp[i];
+          const __m256 vscale = _mm256_set1_ps(scale);
+          __m256 vmax = _mm256_set1_ps(-INFINITY);
+          int64_t j = 0;
+          for (; j + 8 <= len; j += 8) {
+            const __m256 x = _mm256_mul_ps(_mm256_loadu_ps(s + j), vscale);
+            _mm256_storeu_ps(s + j, x);
+            vmax = _mm256_max_ps(vmax, x);
+          }
+          float cm = hmax8(vmax);
+          for (int64_t x = j; x < len; ++x) {
+            s[x] *= scale;
+            cm = std::max(cm, s[x]);
+          }
+          corr[i] = 1.0f;
+          if (cm > mx[i]) {
+            corr[i] = std::exp(mx[i] - cm);  // 0 on the first chunk
+            mx[i] = cm;
+          }
+          const __m256 mm = _mm256_set1_ps(mx[i]);
+          __m256 sum8 = _mm256_setzero_ps();
+          for (j = 0; j + 8 <= len; j += 8) {
+            const __m256 p = exp8(_mm256_sub_ps(_mm256_loadu_ps(s + j), mm));
+            _mm256_storeu_ps(s + j, p);
+            sum8 = _mm256_add_ps(sum8, p);
+          }
+          float sum = hsum8(sum8);
+          for (; j < len; ++j) {
+            s[j] = std::exp(s[j] - mx[i]);
+            sum += s[j];
+          }
+          l[i] = l[i] * corr[i] + sum;
+        }
+        // Values: each slice of the chunk's values stays in L1 while the group's tiles use it.
+        const float* const* pp = sp.data();
+        int64_t e = 0;
+        for (; e + 4 * kW <= dv; e += 4 * kW)
+          for (int64_t i = ia; i < ib; i += kTileQ)
+            with_tile(std::min<int64_t>(kTileQ, ib - i),
+                      [&]<int NQ>() { pv<NQ, 4>(op.data() + i, pp + i, corr + i, vr, len, e); });
+        for (; e + kW <= dv; e += kW)
+          for (int64_t i = ia; i < ib; i += kTileQ)
+            with_tile(std::min<int64_t>(kTileQ, ib - i),
+                      [&]<int NQ>() { pv<NQ, 1>(op.data() + i, pp + i, corr + i, vr, len, e); });
+        for (; e < dv; ++e)
+          for (int64_t i = ia; i < ib; ++i) {
+            float a = corr[i] * op[i][e];
+            for (int64_t c = 0; c < len; ++c) a += pp[i][c] * load1(vr[c] + e);
+            op[i][e] = a;
+          }
+      }
+    }
+  }
+
+  // part() with the row pointer types of k's and v's cache types.
+  static void run(const float* q, int64_t group, int64_t h0, int64_t h1, int64_t dk, int64_t dv, const KVSpan& k,
+                  const KVSpan& v, int64_t t_begin, int64_t t_end, float scale, float* acc, float* mx, float* l) {
+    auto with_v = [&]<class KR>() {
+      if (v.type == DType::F16)
+        return part<KR, uint16_t>(q, group, h0, h1, dk, dv, k, v, t_begin, t_end, scale, acc, mx, l);
+      part<KR, float>(q, group, h0, h1, dk, dv, k, v, t_begin, t_end, scale, acc, mx, l);
+    };
+    if (k.type == DType::F16) return with_v.template operator()<uint16_t>();
+    with_v.template operator()<float>();
+  }
+};
+
+}  // namespace
+}  // namespace owl::kernels
