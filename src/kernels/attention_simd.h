@@ -99,12 +99,21 @@ inline void dequantize_kv_blocks(DType t, const uint8_t* src, float* dst, int64_
   }
 }
 
-inline float load1(const float* p) { return *p; }
-inline float load1(const uint16_t* p) { return f16_to_f32(*p); }
+// Element x of a row (tails of head dims that are not a multiple of the vector width; the
+// block types' head dims are multiples of 32, so their vector loads cover them).
+inline float load1(const float* p, int64_t x) { return p[x]; }
+inline float load1(const uint16_t* p, int64_t x) { return f16_to_f32(p[x]); }
+inline float load1(const BlockQ8_0* p, int64_t x) { return f16_to_f32(p[x / kQK].d) * p[x / kQK].qs[x % kQK]; }
+inline float load1(const BlockQ4_0* p, int64_t x) {
+  const BlockQ4_0& b = p[x / kQK];
+  const int i = static_cast<int>(x % kQK);
+  return f16_to_f32(b.d) * static_cast<float>(((i < 16 ? b.qs[i] : b.qs[i - 16] >> 4) & 0x0F) - 8);
+}
 
-// The decode kernel over vectors V (V::reg of V::kWidth floats; V::kTileQ query heads per
-// register tile). Row pointers are `const float*` (an F32 cache, or a dequantised buffer) or
-// `const uint16_t*` (an F16 cache, converted as loaded).
+// The decode kernel over vectors V (V::Reg of V::kWidth floats; V::kTileQ query heads per
+// register tile; V::load(row, e) converts elements [e, e + kWidth) of a row to floats). Row
+// pointers are `const float*` (an F32 cache, or a dequantised buffer), `const uint16_t*` (F16),
+// `const BlockQ8_0*` or `const BlockQ4_0*`, all read in place and converted as loaded.
 template <class V>
 struct DecodeAttention {
   using Reg = typename V::Reg;
@@ -123,10 +132,10 @@ struct DecodeAttention {
     const T *k0 = key[j], *k1 = key[j + 1], *k2 = key[j + 2], *k3 = key[j + 3];
     int64_t e = 0;
     for (; e + kW <= n; e += kW) {
-      Reg v0 = V::load(k0 + e), v1 = V::load(k1 + e), v2 = V::load(k2 + e), v3 = V::load(k3 + e);
+      Reg v0 = V::load(k0, e), v1 = V::load(k1, e), v2 = V::load(k2, e), v3 = V::load(k3, e);
       V::keep(v0, v1, v2, v3);
       for (int i = 0; i < NQ; ++i) {
-        const Reg qv = V::load(q[i] + e);
+        const Reg qv = V::load(q[i], e);
         a[i][0] = V::fmadd(qv, v0, a[i][0]);
         a[i][1] = V::fmadd(qv, v1, a[i][1]);
         a[i][2] = V::fmadd(qv, v2, a[i][2]);
@@ -137,10 +146,10 @@ struct DecodeAttention {
       alignas(16) float t[4];
       _mm_store_ps(t, V::sum4(a[i][0], a[i][1], a[i][2], a[i][3]));
       for (int64_t x = e; x < n; ++x) {
-        t[0] += q[i][x] * load1(k0 + x);
-        t[1] += q[i][x] * load1(k1 + x);
-        t[2] += q[i][x] * load1(k2 + x);
-        t[3] += q[i][x] * load1(k3 + x);
+        t[0] += q[i][x] * load1(k0, x);
+        t[1] += q[i][x] * load1(k1, x);
+        t[2] += q[i][x] * load1(k2, x);
+        t[3] += q[i][x] * load1(k3, x);
       }
       for (int c = 0; c < 4; ++c) s[i][j + c] = t[c];
     }
@@ -153,11 +162,11 @@ struct DecodeAttention {
     Reg a[NQ][NV];
     for (int i = 0; i < NQ; ++i) {
       const Reg ci = V::set1(corr[i]);
-      for (int x = 0; x < NV; ++x) a[i][x] = V::mul(ci, V::load(o[i] + e + kW * x));
+      for (int x = 0; x < NV; ++x) a[i][x] = V::mul(ci, V::load(o[i], e + kW * x));
     }
     for (int64_t c = 0; c < len; ++c) {
       Reg vv[NV];
-      for (int x = 0; x < NV; ++x) vv[x] = V::load(vr[c] + e + kW * x);
+      for (int x = 0; x < NV; ++x) vv[x] = V::load(vr[c], e + kW * x);
       for (int i = 0; i < NQ; ++i) {
         const Reg pi = V::set1(p[i][c]);
         for (int x = 0; x < NV; ++x) a[i][x] = V::fmadd(pi, vv[x], a[i][x]);
@@ -179,13 +188,14 @@ struct DecodeAttention {
   }
 
   // The rows (element `offset` on) of a chunk's tokens, whose row starts are base[0..len): in
-  // place when R is the cache's element type, else dequantised into buf (n elements per row).
+  // place when R is the cache's element type, else (R = float over a Q8_0/Q4_0 cache: K and V
+  // of different types) dequantised into buf, n elements per row.
   template <class R>
   static void rows_of(const KVSpan& s, const uint8_t* const* base, int64_t len, int64_t offset, int64_t n, float* buf,
                       const R** rows) {
     for (int64_t j = 0; j < len; ++j) {
-      if constexpr (std::is_same_v<R, uint16_t>) {
-        rows[j] = reinterpret_cast<const uint16_t*>(base[j]) + offset;
+      if constexpr (!std::is_same_v<R, float>) {
+        rows[j] = reinterpret_cast<const R*>(base[j] + kv_bytes(s.type, offset));
       } else if (s.type == DType::F32) {
         rows[j] = reinterpret_cast<const float*>(base[j]) + offset;
       } else {
@@ -214,8 +224,8 @@ struct DecodeAttention {
     constexpr bool same_types = std::is_same_v<KR, VR>;
     const bool shared = same_types && k.pages == v.pages && k.type == v.type && k.row_stride == v.row_stride &&
                         g0 == 0 && g1 == 1 && dv <= dk;
-    const bool quant_k = !std::is_same_v<KR, uint16_t> && k.type != DType::F32;
-    const bool quant_v = !std::is_same_v<VR, uint16_t> && v.type != DType::F32 && !shared;
+    const bool quant_k = std::is_same_v<KR, float> && k.type != DType::F32;
+    const bool quant_v = std::is_same_v<VR, float> && v.type != DType::F32 && !shared;
     thread_local std::vector<float> scratch;
     scratch.resize(static_cast<size_t>(nh * (kChunk + 1) + (quant_k ? kChunk * dk : 0) + (quant_v ? kChunk * dv : 0)));
     float* sc = scratch.data();    // [nh][kChunk] scores, then probabilities
@@ -319,23 +329,35 @@ struct DecodeAttention {
         for (; e < dv; ++e)
           for (int64_t i = ia; i < ib; ++i) {
             float a = corr[i] * op[i][e];
-            for (int64_t c = 0; c < len; ++c) a += pp[i][c] * load1(vr[c] + e);
+            for (int64_t c = 0; c < len; ++c) a += pp[i][c] * load1(vr[c], e);
             op[i][e] = a;
           }
       }
     }
   }
 
-  // part() with the row pointer types of k's and v's cache types.
+  // part() with the row pointer types of k's and v's cache types: each read in place when K
+  // and V have one type (as the engine's caches do); a mix goes through float buffers.
   static void run(const float* q, int64_t group, int64_t h0, int64_t h1, int64_t dk, int64_t dv, const KVSpan& k,
                   const KVSpan& v, int64_t t_begin, int64_t t_end, float scale, float* acc, float* mx, float* l) {
-    auto with_v = [&]<class KR>() {
-      if (v.type == DType::F16)
-        return part<KR, uint16_t>(q, group, h0, h1, dk, dv, k, v, t_begin, t_end, scale, acc, mx, l);
-      part<KR, float>(q, group, h0, h1, dk, dv, k, v, t_begin, t_end, scale, acc, mx, l);
+    auto go = [&]<class KR, class VR>() {
+      part<KR, VR>(q, group, h0, h1, dk, dv, k, v, t_begin, t_end, scale, acc, mx, l);
     };
-    if (k.type == DType::F16) return with_v.template operator()<uint16_t>();
-    with_v.template operator()<float>();
+    if (k.type == v.type) {
+      switch (k.type) {
+        case DType::F16:
+          return go.template operator()<uint16_t, uint16_t>();
+        case DType::Q8_0:
+          return go.template operator()<BlockQ8_0, BlockQ8_0>();
+        case DType::Q4_0:
+          return go.template operator()<BlockQ4_0, BlockQ4_0>();
+        default:
+          return go.template operator()<float, float>();
+      }
+    }
+    if (k.type == DType::F16) return go.template operator()<uint16_t, float>();
+    if (v.type == DType::F16) return go.template operator()<float, uint16_t>();
+    go.template operator()<float, float>();
   }
 };
 

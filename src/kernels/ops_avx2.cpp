@@ -156,8 +156,23 @@ struct Vec8 {
   static constexpr int64_t kWidth = 8;
   static constexpr int kTileQ = 2;  // 2 queries x 4 keys = 8 accumulators, + 4 keys + 1 query
   static Reg zero() { return _mm256_setzero_ps(); }
-  static Reg load(const float* p) { return _mm256_loadu_ps(p); }
-  static Reg load(const uint16_t* p) { return load8(p); }
+  static Reg load(const float* p, int64_t e) { return _mm256_loadu_ps(p + e); }
+  static Reg load(const uint16_t* p, int64_t e) { return load8(p + e); }
+  static Reg load(const BlockQ8_0* p, int64_t e) {
+    const BlockQ8_0& b = p[e / kQK];
+    const __m128i q = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(b.qs + e % kQK));
+    return _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(b.d)), _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)));
+  }
+  // Q4_0 element i < 16 is the low nibble of byte i, element 16 + i its high nibble (minus 8).
+  static Reg load(const BlockQ4_0* p, int64_t e) {
+    const BlockQ4_0& b = p[e / kQK];
+    const int64_t i = e % kQK;
+    __m128i q = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(b.qs + (i & 15)));
+    if (i >= 16) q = _mm_srli_epi16(q, 4);
+    const __m256i v = _mm256_cvtepu8_epi32(_mm_and_si128(q, _mm_set1_epi8(0x0F)));
+    return _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(b.d)),
+                         _mm256_cvtepi32_ps(_mm256_sub_epi32(v, _mm256_set1_epi32(8))));
+  }
   static Reg set1(float x) { return _mm256_set1_ps(x); }
   static Reg mul(Reg a, Reg b) { return _mm256_mul_ps(a, b); }
   static Reg fmadd(Reg a, Reg b, Reg c) { return _mm256_fmadd_ps(a, b, c); }

@@ -10,6 +10,7 @@
 // they are inlined (GCC bug 105593): no value is read uninitialised.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include "kernels/ops_avx2.h"
+#include "tensor/quants.h"
 
 namespace owl::kernels::avx512vnni {
 
@@ -20,8 +21,24 @@ struct Vec16 {
   static constexpr int64_t kWidth = 16;
   static constexpr int kTileQ = 4;  // 4 queries x 4 keys = 16 accumulators, + 4 keys + 1 query
   static Reg zero() { return _mm512_setzero_ps(); }
-  static Reg load(const float* p) { return _mm512_loadu_ps(p); }
-  static Reg load(const uint16_t* p) { return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
+  static Reg load(const float* p, int64_t e) { return _mm512_loadu_ps(p + e); }
+  static Reg load(const uint16_t* p, int64_t e) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + e)));
+  }
+  static Reg load(const BlockQ8_0* p, int64_t e) {
+    const BlockQ8_0& b = p[e / kQK];
+    const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.qs + e % kQK));
+    return _mm512_mul_ps(_mm512_set1_ps(_cvtsh_ss(b.d)), _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q)));
+  }
+  // Q4_0 elements 0..15 are the low nibbles of the 16 bytes, 16..31 the high ones (minus 8).
+  static Reg load(const BlockQ4_0* p, int64_t e) {
+    const BlockQ4_0& b = p[e / kQK];
+    __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.qs));
+    if (e % kQK >= 16) q = _mm_srli_epi16(q, 4);
+    const __m512i v = _mm512_cvtepu8_epi32(_mm_and_si128(q, _mm_set1_epi8(0x0F)));
+    return _mm512_mul_ps(_mm512_set1_ps(_cvtsh_ss(b.d)),
+                         _mm512_cvtepi32_ps(_mm512_sub_epi32(v, _mm512_set1_epi32(8))));
+  }
   static Reg set1(float x) { return _mm512_set1_ps(x); }
   static Reg mul(Reg a, Reg b) { return _mm512_mul_ps(a, b); }
   static Reg fmadd(Reg a, Reg b, Reg c) { return _mm512_fmadd_ps(a, b, c); }
