@@ -365,5 +365,176 @@ struct DecodeAttention {
   }
 };
 
+// ---- many query rows of one sequence (prefill): attention_rows ----
+// A block of query vectors (rows x the heads of one KV group) meets a chunk of keys at a time:
+// the chunk's K/V rows are converted to F32 once per block, scored in register tiles of 2
+// queries x 4 keys and accumulated into the block's outputs in tiles of 2 queries x 4 vectors
+// of values (DecodeAttention's tiles over float rows), so every loaded key or value feeds
+// several queries.
+template <class V>
+struct RowsAttention {
+  using D = DecodeAttention<V>;
+  static constexpr int64_t kW = V::kWidth;
+  // Keys per chunk: their F32 K and V (32 KB at head dim 128) stay in L1 (64 keys were slower).
+  static constexpr int64_t kKeyChunk = 32;
+
+  // F32 rows of a chunk: pointers into the cache when it is F32, else into buf (converted).
+  static void chunk_rows(const KVSpan& s, int64_t t0, int64_t len, int64_t offset, int64_t n, float* buf,
+                         const float** rows) {
+    for (int64_t j = 0; j < len; ++j) {
+      const uint8_t* src = kv_row(s, t0 + j, offset);
+      float* dst = buf + j * n;
+      rows[j] = dst;
+      if (s.type == DType::F32) {
+        rows[j] = reinterpret_cast<const float*>(src);
+      } else if (s.type == DType::F16) {
+        const auto* h = reinterpret_cast<const uint16_t*>(src);
+        int64_t i = 0;
+        for (; i + 8 <= n; i += 8)
+          _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h + i))));
+        for (; i < n; ++i) dst[i] = f16_to_f32(h[i]);
+      } else {
+        dequantize_kv_blocks(s.type, src, dst, n);
+      }
+    }
+  }
+
+  // Asks for the next chunk's K or V rows while this chunk is computed (the rows of one head are
+  // a few hundred bytes strided by the whole cache row, which the hardware prefetchers miss).
+  static void prefetch_chunk(const KVSpan& s, int64_t t0, int64_t len, int64_t offset, int64_t n) {
+    const auto bytes = static_cast<int64_t>(kv_bytes(s.type, n));
+    for (int64_t j = 0; j < len; ++j) {
+      const char* src = reinterpret_cast<const char*>(kv_row(s, t0 + j, offset));
+      for (int64_t b = 0; b < bytes; b += 64) _mm_prefetch(src + b, _MM_HINT_T1);
+    }
+  }
+
+  // o[i][0..n) = corr[i] * o[i][..] + sum_{c < len} p[i][c] * vr[c][..] for NQ queries.
+  template <int NQ>
+  static void pv_rows(float* const* o, const float* const* p, const float* corr, const float* const* vr, int64_t len,
+                      int64_t n) {
+    int64_t e = 0;
+    for (; e + 4 * kW <= n; e += 4 * kW) D::template pv<NQ, 4>(o, p, corr, vr, len, e);
+    for (; e + kW <= n; e += kW) D::template pv<NQ, 1>(o, p, corr, vr, len, e);
+    for (; e < n; ++e)
+      for (int i = 0; i < NQ; ++i) {
+        float a = corr[i] * o[i][e];
+        for (int64_t c = 0; c < len; ++c) a += p[i][c] * vr[c][e];
+        o[i][e] = a;
+      }
+  }
+
+  // Query rows [r0, r1) (row r's keys: [begins[r], ends[r]), both non-decreasing) x the heads
+  // of KV group g: out gets their normalised outputs.
+  static void block(const float* q, int64_t n_head, int64_t group, int64_t g, int64_t r0, int64_t r1,
+                    const int64_t* begins, const int64_t* ends, int64_t dk, int64_t dv, const KVSpan& k, const KVSpan& v,
+                    float scale, float* out) {
+    const int64_t nq = (r1 - r0) * group;  // query vectors: query i is row r0 + i / group, head g*group + i % group
+    thread_local std::vector<float> scratch;
+    thread_local std::vector<const float*> ptrs;
+    scratch.resize(static_cast<size_t>(nq * (dv + kKeyChunk + 2) + kKeyChunk * (dk + dv)));
+    ptrs.resize(static_cast<size_t>(nq + 2 * kKeyChunk));
+    float* acc = scratch.data();      // [nq][dv]
+    float* sc = acc + nq * dv;        // [nq][kKeyChunk] scores, then probabilities
+    float* mx = sc + nq * kKeyChunk;  // running max per query
+    float* l = mx + nq;               // running sum per query
+    float* kbuf = l + nq;             // [kKeyChunk][dk] converted keys
+    float* vbuf = kbuf + kKeyChunk * dk;
+    const float** qp = ptrs.data();
+    const float** kr = qp + nq;
+    const float** vr = kr + kKeyChunk;
+    std::fill(acc, acc + nq * dv, 0.0f);
+    std::fill(mx, mx + nq, -INFINITY);
+    std::fill(l, l + nq, 0.0f);
+    for (int64_t i = 0; i < nq; ++i) qp[i] = q + ((r0 + i / group) * n_head + g * group + i % group) * dk;
+    float cr[2];  // the tile's queries' rescaling of their earlier sums
+    const int64_t t_begin = begins[r0], t_end = ends[r1 - 1];
+    for (int64_t t0 = t_begin; t0 < t_end; t0 += kKeyChunk) {
+      const int64_t len = std::min(kKeyChunk, t_end - t0);
+      // Rows whose range meets the chunk: ends and begins are non-decreasing, so a contiguous run.
+      int64_t ra = r0, rb = r1;
+      while (ra < r1 && ends[ra] <= t0) ++ra;
+      while (rb > ra && begins[rb - 1] >= t0 + len) --rb;
+      if (ra >= rb) continue;
+      chunk_rows(k, t0, len, g * dk, dk, kbuf, kr);
+      chunk_rows(v, t0, len, g * dv, dv, vbuf, vr);
+      const int64_t next_len = std::min(kKeyChunk, t_end - t0 - len);
+      if (next_len > 0) {
+        prefetch_chunk(k, t0 + len, next_len, g * dk, dk);
+        prefetch_chunk(v, t0 + len, next_len, g * dv, dv);
+      }
+      for (int64_t j = len; j < kKeyChunk; ++j) kr[j] = kr[0];  // padding keys for the last 4-key tile
+      for (int64_t i0 = (ra - r0) * group; i0 < (rb - r0) * group; i0 += 2) {
+        const int64_t nt = std::min<int64_t>(2, (rb - r0) * group - i0);
+        // This tile's keys: the union of its queries' ranges within the chunk.
+        int64_t lo[2], hi[2];
+        for (int64_t i = 0; i < nt; ++i) {
+          const int64_t r = r0 + (i0 + i) / group;
+          lo[i] = std::max(begins[r], t0) - t0;
+          hi[i] = std::min(ends[r], t0 + len) - t0;
+        }
+        const int64_t tlo = std::min(lo[0], lo[nt - 1]), thi = std::max(hi[0], hi[nt - 1]);
+        float* srow[2] = {sc + i0 * kKeyChunk, sc + (i0 + nt - 1) * kKeyChunk};
+        for (int64_t j = tlo & ~int64_t{3}; j < thi; j += 4) {
+          if (nt == 2) {
+            D::template qk<2>(qp + i0, kr, dk, srow, j);
+          } else {
+            D::template qk<1>(qp + i0, kr, dk, srow, j);
+          }
+        }
+        // Online softmax per query over its own keys [lo, hi); the tile's other keys (and the
+        // 8-key blocks' edges) get probability 0 through a lane mask.
+        const int64_t j0 = tlo & ~int64_t{7};
+        const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        const __m256 vscale = _mm256_set1_ps(scale), neg_inf = _mm256_set1_ps(-INFINITY);
+        for (int64_t i = 0; i < nt; ++i) {
+          float* s = srow[i];
+          float& m = mx[i0 + i];
+          const __m256i vlo = _mm256_set1_epi32(static_cast<int>(lo[i]) - 1),
+                      vhi = _mm256_set1_epi32(static_cast<int>(hi[i]));
+          __m256 vmax = neg_inf;
+          for (int64_t j = j0; j < thi; j += 8) {
+            const __m256i idx = _mm256_add_epi32(lane, _mm256_set1_epi32(static_cast<int>(j)));
+            const __m256 in =
+                _mm256_castsi256_ps(_mm256_and_si256(_mm256_cmpgt_epi32(idx, vlo), _mm256_cmpgt_epi32(vhi, idx)));
+            const __m256 x = _mm256_blendv_ps(neg_inf, _mm256_mul_ps(_mm256_loadu_ps(s + j), vscale), in);
+            _mm256_storeu_ps(s + j, x);
+            vmax = _mm256_max_ps(vmax, x);
+          }
+          const float cm = hmax8(vmax);
+          cr[i] = 1.0f;
+          if (cm > m) {
+            cr[i] = std::exp(m - cm);  // 0 on the query's first keys
+            m = cm;
+          }
+          const __m256 mm = _mm256_set1_ps(m);
+          __m256 sum8 = _mm256_setzero_ps();
+          for (int64_t j = j0; j < thi; j += 8) {
+            const __m256 x = _mm256_loadu_ps(s + j);
+            // exp8 turns -inf into ~1e-38, not 0: masked lanes are cleared explicitly.
+            const __m256 p = _mm256_and_ps(exp8(_mm256_sub_ps(x, mm)), _mm256_cmp_ps(x, neg_inf, _CMP_NEQ_OQ));
+            _mm256_storeu_ps(s + j, p);
+            sum8 = _mm256_add_ps(sum8, p);
+          }
+          l[i0 + i] = l[i0 + i] * cr[i] + hsum8(sum8);
+        }
+        float* orow[2] = {acc + i0 * dv, acc + (i0 + nt - 1) * dv};
+        const float* prow[2] = {srow[0] + tlo, srow[1] + tlo};
+        if (nt == 2) {
+          pv_rows<2>(orow, prow, cr, vr + tlo, thi - tlo, dv);
+        } else {
+          pv_rows<1>(orow, prow, cr, vr + tlo, thi - tlo, dv);
+        }
+      }
+    }
+    for (int64_t i = 0; i < nq; ++i) {
+      const float inv = l[i] > 0 ? 1.0f / l[i] : 0.0f;
+      float* o = out + ((r0 + i / group) * n_head + g * group + i % group) * dv;
+      for (int64_t e = 0; e < dv; ++e) o[e] = acc[i * dv + e] * inv;
+    }
+  }
+
+};
+
 }  // namespace
 }  // namespace owl::kernels
