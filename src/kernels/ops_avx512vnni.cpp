@@ -1,7 +1,7 @@
-// The attention kernels (attention_simd.h) on 16-float AVX-512 vectors: twice the lanes of the
-// AVX2 build and 32 registers, so a decode register tile holds 4 query heads x 4 keys. MLA's 16
-// heads share each latent row, which makes its decode attention compute-bound; prefill at depth
-// spends most of its time in attention_rows.
+// The decode attention kernel (attention_simd.h) on 16-float AVX-512 vectors: twice the lanes of
+// the AVX2 build and 32 registers, so a register tile holds 4 query heads x 4 keys. MLA's 16
+// heads share each latent row, which makes its decode attention compute-bound. (attention_rows
+// keeps the AVX2 build: its 16-wide version measured no faster.)
 #include <immintrin.h>
 
 #include "kernels/attention_simd.h"
@@ -61,12 +61,6 @@ void attention_decode_part(const float* q, int64_t group, int64_t h0, int64_t h1
                            const KVSpan& k, const KVSpan& v, int64_t t_begin, int64_t t_end, float scale, float* acc,
                            float* mx, float* l) {
   DecodeAttention<Vec16>::run(q, group, h0, h1, dk, dv, k, v, t_begin, t_end, scale, acc, mx, l);
-}
-
-void attention_rows_block(const float* q, int64_t n_head, int64_t group, int64_t g, int64_t r0, int64_t r1,
-                          const int64_t* begins, const int64_t* ends, int64_t dk, int64_t dv, const KVSpan& k,
-                          const KVSpan& v, float scale, float* out) {
-  RowsAttention<Vec16>::block(q, n_head, group, g, r0, r1, begins, ends, dk, dv, k, v, scale, out);
 }
 
 }  // namespace owl::kernels::avx512vnni
