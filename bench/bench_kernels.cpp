@@ -398,7 +398,8 @@ BENCHMARK(BM_MatmulPrefill)->Apply(TypeArgs)->UseRealTime()->Unit(benchmark::kMi
 BENCHMARK(BM_MatmulCodebook)->Apply(CodebookArgs)->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_MatmulShape)->Apply(ShapeArgs)->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_AttentionDepth)
-    ->ArgsProduct({{static_cast<int64_t>(DType::F16), static_cast<int64_t>(DType::Q8_0), static_cast<int64_t>(DType::Q4_0)},
+    ->ArgsProduct({{static_cast<int64_t>(DType::F16), static_cast<int64_t>(DType::Q8_0),
+                    static_cast<int64_t>(DType::Q4_0)},
                    {4096, 16384},
                    {0, 1}})
     ->UseRealTime()

@@ -232,7 +232,7 @@ struct DecodeAttention {
     const bool quant_v = std::is_same_v<VR, float> && v.type != DType::F32 && !shared;
     thread_local std::vector<float> scratch;
     scratch.resize(static_cast<size_t>(nh * (kChunk + 1) + (quant_k ? kChunk * dk : 0) + (quant_v ? kChunk * dv : 0)));
-    float* sc = scratch.data();    // [nh][kChunk] scores, then probabilities
+    float* sc = scratch.data();      // [nh][kChunk] scores, then probabilities
     float* corr = sc + nh * kChunk;  // per head: the rescaling of its earlier sums in this chunk
     float* kbuf = corr + nh;
     float* vbuf = kbuf + (quant_k ? kChunk * dk : 0);
@@ -427,8 +427,8 @@ struct RowsAttention {
   // Query rows [r0, r1) (row r's keys: [begins[r], ends[r]), both non-decreasing) x the heads
   // of KV group g: out gets their normalised outputs.
   static void block(const float* q, int64_t n_head, int64_t group, int64_t g, int64_t r0, int64_t r1,
-                    const int64_t* begins, const int64_t* ends, int64_t dk, int64_t dv, const KVSpan& k, const KVSpan& v,
-                    float scale, float* out) {
+                    const int64_t* begins, const int64_t* ends, int64_t dk, int64_t dv, const KVSpan& k,
+                    const KVSpan& v, float scale, float* out) {
     const int64_t nq = (r1 - r0) * group;  // query vectors: query i is row r0 + i / group, head g*group + i % group
     thread_local std::vector<float> scratch;
     thread_local std::vector<const float*> ptrs;
@@ -491,7 +491,7 @@ struct RowsAttention {
           float* s = srow[i];
           float& m = mx[i0 + i];
           const __m256i vlo = _mm256_set1_epi32(static_cast<int>(lo[i]) - 1),
-                      vhi = _mm256_set1_epi32(static_cast<int>(hi[i]));
+                        vhi = _mm256_set1_epi32(static_cast<int>(hi[i]));
           __m256 vmax = neg_inf;
           for (int64_t j = j0; j < thi; j += 8) {
             const __m256i idx = _mm256_add_epi32(lane, _mm256_set1_epi32(static_cast<int>(j)));
@@ -533,7 +533,6 @@ struct RowsAttention {
       for (int64_t e = 0; e < dv; ++e) o[e] = acc[i * dv + e] * inv;
     }
   }
-
 };
 
 }  // namespace

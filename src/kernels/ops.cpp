@@ -129,7 +129,7 @@ namespace {
 // are merged per head in part order. So results never depend on the thread count or on whether
 // the call runs nested inside another pool task, and MLA's single latent "head" still keeps
 // every thread busy. Short contexts (few parts) split the heads into blocks as well.
-constexpr int64_t kDecodeTasks = 8;    // tasks wanted per call (parts x head blocks)
+constexpr int64_t kDecodeTasks = 8;      // tasks wanted per call (parts x head blocks)
 constexpr int64_t kMinDecodePart = 256;  // tokens: shorter parts cost more to merge than they save
 
 struct DecodeJob {
@@ -185,8 +185,23 @@ void attention_fast(const float* q, int64_t n_head, int64_t n_head_kv, int64_t d
   float* acc = partial.data();
   float* mx = acc + n_parts * n_head * dv;
   float* l = mx + n_parts * n_head;
-  DecodeJob job{q,        n_head,       group, dk, dv, &k, &v, kv_begin, kv_end, part_len,
-                n_blocks, heads.data(), scale, acc, mx, l,  default_isa() == Isa::Avx512Vnni};
+  DecodeJob job{q,
+                n_head,
+                group,
+                dk,
+                dv,
+                &k,
+                &v,
+                kv_begin,
+                kv_end,
+                part_len,
+                n_blocks,
+                heads.data(),
+                scale,
+                acc,
+                mx,
+                l,
+                default_isa() == Isa::Avx512Vnni};
   const int n_tasks = static_cast<int>(n_parts * n_blocks);
   ThreadPool& pool = default_pool();
   if (len * n_head * (dk + dv) < (1 << 16) || pool.size() == 1) {

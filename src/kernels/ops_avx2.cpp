@@ -140,8 +140,7 @@ struct Vec8 {
     __m128i q = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(b.qs + (i & 15)));
     if (i >= 16) q = _mm_srli_epi16(q, 4);
     const __m256i v = _mm256_cvtepu8_epi32(_mm_and_si128(q, _mm_set1_epi8(0x0F)));
-    return _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(b.d)),
-                         _mm256_cvtepi32_ps(_mm256_sub_epi32(v, _mm256_set1_epi32(8))));
+    return _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(b.d)), _mm256_cvtepi32_ps(_mm256_sub_epi32(v, _mm256_set1_epi32(8))));
   }
   static Reg set1(float x) { return _mm256_set1_ps(x); }
   static Reg mul(Reg a, Reg b) { return _mm256_mul_ps(a, b); }

@@ -37,8 +37,7 @@ struct Vec16 {
     __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.qs));
     if (e % kQK >= 16) q = _mm_srli_epi16(q, 4);
     const __m512i v = _mm512_cvtepu8_epi32(_mm_and_si128(q, _mm_set1_epi8(0x0F)));
-    return _mm512_mul_ps(_mm512_set1_ps(_cvtsh_ss(b.d)),
-                         _mm512_cvtepi32_ps(_mm512_sub_epi32(v, _mm512_set1_epi32(8))));
+    return _mm512_mul_ps(_mm512_set1_ps(_cvtsh_ss(b.d)), _mm512_cvtepi32_ps(_mm512_sub_epi32(v, _mm512_set1_epi32(8))));
   }
   static Reg set1(float x) { return _mm512_set1_ps(x); }
   static Reg mul(Reg a, Reg b) { return _mm512_mul_ps(a, b); }

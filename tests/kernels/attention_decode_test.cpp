@@ -79,9 +79,9 @@ struct Case {
 };
 
 std::string describe(const Case& c, DType kt, DType vt) {
-  return std::to_string(c.n_head) + "/" + std::to_string(c.n_head_kv) + " heads, dk " + std::to_string(c.dk) +
-         " dv " + std::to_string(c.dv) + ", tokens [" + std::to_string(c.begin) + ", " + std::to_string(c.end) +
-         "), K " + dtype_name(kt) + " V " + dtype_name(vt);
+  return std::to_string(c.n_head) + "/" + std::to_string(c.n_head_kv) + " heads, dk " + std::to_string(c.dk) + " dv " +
+         std::to_string(c.dv) + ", tokens [" + std::to_string(c.begin) + ", " + std::to_string(c.end) + "), K " +
+         dtype_name(kt) + " V " + dtype_name(vt);
 }
 
 std::vector<float> run(const Case& c, const std::vector<float>& q, const kernels::KVSpan& k, const kernels::KVSpan& v) {
@@ -101,16 +101,16 @@ void expect_agree(const std::vector<float>& a, const std::vector<float>& b, cons
 }
 
 const Case kCases[] = {
-    {16, 8, 128, 128, 0, 1},      // Qwen3-0.6B, the first token
-    {16, 8, 128, 128, 0, 300},    // ... a short context (one part, heads split)
-    {16, 8, 128, 128, 0, 2100},   // ... eight parts of 288 tokens (pages of 16: parts cut pages)
-    {16, 8, 128, 128, 500, 5000}, // ... a sliding window's range
-    {8, 2, 64, 64, 0, 777},       // group 4
-    {10, 2, 96, 64, 3, 1234},     // group 5 (tiles of 4 leave 1), dk != dv
-    {3, 1, 32, 32, 0, 35},        // group 3, a last chunk of 3 keys
-    {4, 4, 19, 11, 0, 300},       // no grouping, head dims not multiples of 8 (F32/F16 only)
-    {6, 3, 40, 24, 7, 650},       // multiples of 8, not 16 (F32/F16 only)
-    {7, 7, 8, 8, 0, 4097},        // tiny heads over a long context
+    {16, 8, 128, 128, 0, 1},       // Qwen3-0.6B, the first token
+    {16, 8, 128, 128, 0, 300},     // ... a short context (one part, heads split)
+    {16, 8, 128, 128, 0, 2100},    // ... eight parts of 288 tokens (pages of 16: parts cut pages)
+    {16, 8, 128, 128, 500, 5000},  // ... a sliding window's range
+    {8, 2, 64, 64, 0, 777},        // group 4
+    {10, 2, 96, 64, 3, 1234},      // group 5 (tiles of 4 leave 1), dk != dv
+    {3, 1, 32, 32, 0, 35},         // group 3, a last chunk of 3 keys
+    {4, 4, 19, 11, 0, 300},        // no grouping, head dims not multiples of 8 (F32/F16 only)
+    {6, 3, 40, 24, 7, 650},        // multiples of 8, not 16 (F32/F16 only)
+    {7, 7, 8, 8, 0, 4097},         // tiny heads over a long context
 };
 
 class AttentionDecodeIsa : public testing::TestWithParam<Isa> {};
