@@ -117,9 +117,6 @@ void dequantize_f16(const uint16_t* src, float* dst, int64_t n) {
 
 namespace {
 
-inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
-inline __m256 load8(const uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
-
 // 8 floats in 16 registers, for DecodeAttention (attention_simd.h).
 struct Vec8 {
   using Reg = __m256;
@@ -127,7 +124,9 @@ struct Vec8 {
   static constexpr int kTileQ = 2;  // 2 queries x 4 keys = 8 accumulators, + 4 keys + 1 query
   static Reg zero() { return _mm256_setzero_ps(); }
   static Reg load(const float* p, int64_t e) { return _mm256_loadu_ps(p + e); }
-  static Reg load(const uint16_t* p, int64_t e) { return load8(p + e); }
+  static Reg load(const uint16_t* p, int64_t e) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + e)));
+  }
   static Reg load(const BlockQ8_0* p, int64_t e) {
     const BlockQ8_0& b = p[e / kQK];
     const __m128i q = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(b.qs + e % kQK));
