@@ -285,6 +285,30 @@ void BM_AttentionDecode(benchmark::State& state) {
   state.SetLabel(owl::dtype_name(t));
 }
 
+// One decode step of one layer's attention at depth, 2 threads: Qwen3-0.6B (16 query heads over
+// 8 KV heads of dim 128) or DeepSeek-V2-Lite's MLA (16 heads over the one cached latent row of
+// 576 values; the values are its first 512, read through the same span). Args: {type, depth,
+// shape (0: Qwen3-0.6B, 1: MLA)}. At 16k the caches (67 MB, 38 MB for F16) exceed the L3.
+void BM_AttentionDepth(benchmark::State& state) {
+  const DType t = static_cast<DType>(state.range(0));
+  const int64_t ctx = state.range(1);
+  const bool mla = state.range(2) == 1;
+  owl::set_default_threads(2);
+  const int64_t n_head = 16, n_kv = mla ? 1 : 8, dk = mla ? 576 : 128, dv = mla ? 512 : 128;
+  const auto cache = make_cache(t, ctx, n_kv, dk);
+  const owl::kernels::KVSpan& v = mla ? cache->k : cache->v;
+  auto q = random_x(n_head * dk);
+  std::vector<float> out(static_cast<size_t>(n_head * dv));
+  for (auto _ : state) {
+    owl::kernels::attention(q.data(), n_head, n_kv, dk, dv, cache->k, v, 0, ctx, 1.0f / std::sqrt(192.0f), out.data());
+    benchmark::DoNotOptimize(out.data());
+  }
+  const double bytes = static_cast<double>(owl::kernels::kv_bytes(t, ctx * n_kv * dk)) * (mla ? 1 : 2);
+  state.counters["bytes"] = benchmark::Counter(bytes * static_cast<double>(state.iterations()),
+                                               benchmark::Counter::kIsRate, benchmark::Counter::kIs1000);
+  state.SetLabel(std::string(owl::dtype_name(t)) + (mla ? " MLA" : " Qwen3-0.6B"));
+}
+
 // One layer's attention over a whole causal prompt, as a dense model's prefill runs it: Qwen3-0.6B
 // heads (16 query, 8 KV, dim 128), F16 cache, the prompt's `prompt` rows in calls of `rows` rows
 // (positions 0.., each call seeing the cache up to its own rows). Args: {prompt, rows per call,
@@ -373,6 +397,13 @@ BENCHMARK(BM_MatmulDecode)->Apply(TypeArgs)->UseRealTime()->Unit(benchmark::kMic
 BENCHMARK(BM_MatmulPrefill)->Apply(TypeArgs)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_MatmulCodebook)->Apply(CodebookArgs)->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_MatmulShape)->Apply(ShapeArgs)->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_AttentionDepth)
+    ->ArgsProduct({{static_cast<int64_t>(DType::F16), static_cast<int64_t>(DType::Q8_0),
+                    static_cast<int64_t>(DType::Q4_0)},
+                   {4096, 16384},
+                   {0, 1}})
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_AttentionDecode)
     ->Args({static_cast<int64_t>(DType::F16), 1})
     ->Args({static_cast<int64_t>(DType::F16), 2})

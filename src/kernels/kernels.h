@@ -200,7 +200,11 @@ size_t kv_bytes(DType t, int64_t n);
 const uint8_t* kv_row(const KVSpan& s, int64_t t, int64_t offset = 0);
 // One query token: out[h][dv] = sum_t softmax_t(scale * q[h]·k[t][g]) v[t][g] for t in
 // [kv_begin, kv_end), g = h / (n_head / n_head_kv) (grouped-query heads). Streaming
-// (online) softmax: no buffer proportional to the context.
+// (online) softmax: no buffer proportional to the context. The fast paths split the context
+// into parts whose length depends only on kv_end - kv_begin and merge them in order, so results
+// do not depend on the thread count, nor on whether the call runs inside a pool task (then
+// inline); K and V given as the same span with one KV head (MLA's latent rows, dv <= dk) are
+// read once.
 void attention(const float* q, int64_t n_head, int64_t n_head_kv, int64_t dk, int64_t dv, const KVSpan& k,
                const KVSpan& v, int64_t kv_begin, int64_t kv_end, float scale, float* out);
 // Many query rows of ONE sequence at once (a prompt's rows): row r (queries at q + r*n_head*dk,

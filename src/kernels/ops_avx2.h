@@ -15,9 +15,12 @@ void add(const float* a, const float* b, float* y, int64_t n);
 void scale_add(float* y, const float* x, float s, int64_t n);
 void dequantize_f16(const uint16_t* src, float* dst, int64_t n);
 void quantize_f16(const float* src, uint16_t* dst, int64_t n);  // round to nearest even, like f32_to_f16
-// One head group: heads [h0, h1) all reading kv head g.
-void attention_heads(const float* q, int64_t h0, int64_t h1, int64_t g, int64_t dk, int64_t dv, const KVSpan& k,
-                     const KVSpan& v, int64_t kv_begin, int64_t kv_end, float scale, float* out);
+// One query token, heads [h0, h1) (head h reads KV head h / group) over tokens [t_begin, t_end):
+// acc[h - h0][dv] = sum_t e^(s_t - mx) v_t (not normalised), mx[h - h0] the max of the scaled
+// scores s_t, l[h - h0] = sum_t e^(s_t - mx). attention() merges such parts of the context.
+void attention_decode_part(const float* q, int64_t group, int64_t h0, int64_t h1, int64_t dk, int64_t dv,
+                           const KVSpan& k, const KVSpan& v, int64_t t_begin, int64_t t_end, float scale, float* acc,
+                           float* mx, float* l);
 // attention_rows for query rows [r0, r1) and the `group` heads reading kv head g; the rows'
 // key ranges are [begins[r], ends[r]) (both non-decreasing in r).
 void attention_rows_block(const float* q, int64_t n_head, int64_t group, int64_t g, int64_t r0, int64_t r1,
@@ -25,3 +28,12 @@ void attention_rows_block(const float* q, int64_t n_head, int64_t group, int64_t
                           const KVSpan& v, float scale, float* out);
 
 }  // namespace owl::kernels::avx2
+
+namespace owl::kernels::avx512vnni {
+
+// attention_decode_part on 16-float vectors (ops_avx512vnni.cpp; AVX-512 CPUs only).
+void attention_decode_part(const float* q, int64_t group, int64_t h0, int64_t h1, int64_t dk, int64_t dv,
+                           const KVSpan& k, const KVSpan& v, int64_t t_begin, int64_t t_end, float scale, float* acc,
+                           float* mx, float* l);
+
+}  // namespace owl::kernels::avx512vnni

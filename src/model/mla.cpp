@@ -165,17 +165,22 @@ void mla_attend_absorbed(const MlaWeights& w, const MlaParams& p, const float* q
       }
     }
   });
-  // Keys are the whole cached row, values its first kv_lora floats (the latent). The work is
-  // split over (row, head) pairs so that a single decoded token uses every thread.
+  // Keys are the whole cached row, values its first kv_lora floats (the latent). One call per
+  // row with all its heads: the heads share every latent row, which the kernel reads once for
+  // them all while it splits the context over the pool, so a single decoded token uses every
+  // thread. Many rows go one per task instead (each call then runs inline); the kernel's results
+  // do not depend on which.
   float* lat = grow(ws.lat, n * nh * kvl);
-  default_pool().parallel_for(n * nh, [&](int64_t i0, int64_t i1, int) {
-    for (int64_t i = i0; i < i1;) {
-      const int64_t t = i / nh, h0 = i % nh, h1 = std::min(nh, h0 + (i1 - i));
-      kernels::attention(q_abs + (t * nh + h0) * ad, h1 - h0, 1, ad, kvl, rows, rows, 0, pos[t] + 1, p.kq_scale,
-                         lat + (t * nh + h0) * kvl);
-      i += h1 - h0;
-    }
-  });
+  auto attend = [&](int64_t t) {
+    kernels::attention(q_abs + t * nh * ad, nh, 1, ad, kvl, rows, rows, 0, pos[t] + 1, p.kq_scale, lat + t * nh * kvl);
+  };
+  if (n < default_pool().size()) {
+    for (int64_t t = 0; t < n; ++t) attend(t);
+  } else {
+    default_pool().parallel_for(n, [&](int64_t t0, int64_t t1, int) {
+      for (int64_t t = t0; t < t1; ++t) attend(t);
+    });
+  }
   // Per head back out of latent space through W_vb, again one task per head.
   default_pool().parallel_for(nh, [&](int64_t h0, int64_t h1, int) {
     for (int64_t h = h0; h < h1; ++h) {

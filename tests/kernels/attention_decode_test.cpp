@@ -1,0 +1,200 @@
+// attention() for one query token (decode): the fast kernels of each ISA against the scalar
+// reference over every KV cache type, odd head sizes, GQA ratios, contexts long enough to be
+// split into several parts, MLA's shared latent rows (K and V the same cached rows); and
+// bit-identical results for any thread count, called alone or from inside a pool task.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "base/thread_pool.h"
+#include "kernels/kernels.h"
+#include "tensor/fp16.h"
+#include "tensor/quants.h"
+#include "matmul_test_util.h"
+
+namespace owl {
+namespace {
+
+using kernels::Isa;
+
+std::vector<float> randn(int64_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::vector<float> x(static_cast<size_t>(n));
+  for (auto& v : x) v = nd(rng);
+  return x;
+}
+
+// A paged cache of `row` values per token, stored as type t (one allocation per page, as the
+// KV cache's pages are). Tokens [0, valid) hold N(0,1) values; tokens [valid, n_tokens) are
+// poisoned with NaN (F32/F16 values, Q8_0/Q4_0 block scales), so reading past the range shows.
+struct Cache {
+  std::vector<std::vector<uint8_t>> pages;
+  std::vector<const void*> ptrs;
+  kernels::KVSpan span;
+};
+
+Cache make_cache(DType t, int64_t valid, int64_t n_tokens, int64_t page_tokens, int64_t row, uint32_t seed) {
+  Cache c;
+  const auto v = randn(n_tokens * row, seed);
+  const uint16_t nan16 = f32_to_f16(std::numeric_limits<float>::quiet_NaN());
+  const bool blocks = t == DType::Q8_0 || t == DType::Q4_0;
+  for (int64_t p = 0; p * page_tokens < n_tokens; ++p) {
+    c.pages.emplace_back(kernels::kv_bytes(t, page_tokens * row));
+    for (int64_t j = 0; j < page_tokens && p * page_tokens + j < n_tokens; ++j) {
+      const int64_t tok = p * page_tokens + j;
+      uint8_t* dst = c.pages.back().data() + kernels::kv_bytes(t, j * row);
+      const float* src = v.data() + tok * row;
+      if (tok >= valid && blocks) {
+        const size_t block = kernels::kv_bytes(t, kQK);
+        for (int64_t b = 0; b < row / kQK; ++b) std::memcpy(dst + static_cast<size_t>(b) * block, &nan16, 2);
+        continue;
+      }
+      std::vector<float> x(src, src + row);
+      if (tok >= valid) std::fill(x.begin(), x.end(), std::numeric_limits<float>::quiet_NaN());
+      if (t == DType::F32) {
+        std::memcpy(dst, x.data(), x.size() * 4);
+      } else if (t == DType::F16) {
+        for (int64_t i = 0; i < row; ++i) {
+          const uint16_t h = f32_to_f16(x[static_cast<size_t>(i)]);
+          std::memcpy(dst + i * 2, &h, 2);
+        }
+      } else {
+        quantize_row(t, x.data(), dst, row);
+      }
+    }
+  }
+  for (auto& p : c.pages) c.ptrs.push_back(p.data());
+  c.span = {t, page_tokens, c.ptrs.data(), row};
+  return c;
+}
+
+struct Case {
+  int64_t n_head, n_head_kv, dk, dv, begin, end;
+};
+
+std::string describe(const Case& c, DType kt, DType vt) {
+  return std::to_string(c.n_head) + "/" + std::to_string(c.n_head_kv) + " heads, dk " + std::to_string(c.dk) + " dv " +
+         std::to_string(c.dv) + ", tokens [" + std::to_string(c.begin) + ", " + std::to_string(c.end) + "), K " +
+         dtype_name(kt) + " V " + dtype_name(vt);
+}
+
+std::vector<float> run(const Case& c, const std::vector<float>& q, const kernels::KVSpan& k, const kernels::KVSpan& v) {
+  std::vector<float> out(static_cast<size_t>(c.n_head * c.dv), NAN);
+  kernels::attention(q.data(), c.n_head, c.n_head_kv, c.dk, c.dv, k, v, c.begin, c.end,
+                     1.0f / std::sqrt(static_cast<float>(c.dk)), out.data());
+  return out;
+}
+
+// Outputs are convex combinations of V rows with N(0,1) entries: compared to 1e-5 absolute.
+void expect_agree(const std::vector<float>& a, const std::vector<float>& b, const std::string& what) {
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    ASSERT_FALSE(std::isnan(a[i])) << what << " at " << i;
+    ASSERT_NEAR(a[i], b[i], 1e-5) << what << " at " << i;
+  }
+}
+
+const Case kCases[] = {
+    {16, 8, 128, 128, 0, 1},       // Qwen3-0.6B, the first token
+    {16, 8, 128, 128, 0, 300},     // ... a short context (one part, heads split)
+    {16, 8, 128, 128, 0, 2100},    // ... eight parts of 288 tokens (pages of 16: parts cut pages)
+    {16, 8, 128, 128, 500, 5000},  // ... a sliding window's range
+    {8, 2, 64, 64, 0, 777},        // group 4
+    {10, 2, 96, 64, 3, 1234},      // group 5 (tiles of 4 leave 1), dk != dv
+    {3, 1, 32, 32, 0, 35},         // group 3, a last chunk of 3 keys
+    {4, 4, 19, 11, 0, 300},        // no grouping, head dims not multiples of 8 (F32/F16 only)
+    {6, 3, 40, 24, 7, 650},        // multiples of 8, not 16 (F32/F16 only)
+    {7, 7, 8, 8, 0, 4097},         // tiny heads over a long context
+};
+
+class AttentionDecodeIsa : public testing::TestWithParam<Isa> {};
+INSTANTIATE_TEST_SUITE_P(Isa, AttentionDecodeIsa, testing::ValuesIn(test::fast_isas()), test::isa_test_name);
+GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(AttentionDecodeIsa);
+
+TEST_P(AttentionDecodeIsa, AgreesWithReferenceOverCacheTypes) {
+  for (const Case& c : kCases) {
+    const bool blocks_fit = c.dk % kQK == 0 && c.dv % kQK == 0;
+    std::vector<std::pair<DType, DType>> types = {{DType::F32, DType::F32}, {DType::F16, DType::F16}};
+    if (blocks_fit)
+      types.insert(types.end(), {{DType::Q8_0, DType::Q8_0}, {DType::Q4_0, DType::Q4_0}, {DType::F16, DType::Q8_0}});
+    for (auto [kt, vt] : types) {
+      const Cache k = make_cache(kt, c.end, c.end + 5, 16, c.n_head_kv * c.dk, 41);
+      const Cache v = make_cache(vt, c.end, c.end + 5, 16, c.n_head_kv * c.dv, 42);
+      const auto q = randn(c.n_head * c.dk, 43);
+      std::vector<float> fast, reference;
+      {
+        test::WithIsa scope(GetParam());
+        fast = run(c, q, k.span, v.span);
+      }
+      {
+        test::WithIsa scope(Isa::Scalar);
+        reference = run(c, q, k.span, v.span);
+      }
+      expect_agree(fast, reference, describe(c, kt, vt));
+    }
+  }
+}
+
+// MLA (absorbed form): one cached row per token, [latent (512) | k_pe (64)]; the keys are the
+// whole row and the values its first 512 entries, read through the same span.
+TEST_P(AttentionDecodeIsa, SharedLatentRowsAgreeWithReference) {
+  for (DType t : {DType::F32, DType::F16, DType::Q8_0, DType::Q4_0})
+    for (int64_t end : {1, 100, 3000}) {
+      const Case c{16, 1, 576, 512, 0, end};
+      const Cache rows = make_cache(t, end, end + 3, 32, 576, 51);
+      const auto q = randn(16 * 576, 52);
+      std::vector<float> fast, reference;
+      {
+        test::WithIsa scope(GetParam());
+        fast = run(c, q, rows.span, rows.span);
+      }
+      {
+        test::WithIsa scope(Isa::Scalar);
+        reference = run(c, q, rows.span, rows.span);
+      }
+      expect_agree(fast, reference, "shared rows, " + describe(c, t, t));
+    }
+}
+
+TEST(AttentionDecode, BitIdenticalForAnyThreadCountAndNested) {
+  const int restore = default_pool().size();
+  for (const Case& c : {Case{16, 8, 128, 128, 0, 5000}, Case{16, 1, 576, 512, 0, 2000}, Case{8, 2, 64, 64, 0, 100}})
+    for (DType t : {DType::F16, DType::Q8_0}) {
+      const Cache k = make_cache(t, c.end, c.end, 32, c.n_head_kv * c.dk, 61);
+      const Cache v = make_cache(t, c.end, c.end, 32, c.n_head_kv * c.dv, 62);
+      const auto q = randn(c.n_head * c.dk, 63);
+      set_default_threads(1);
+      const auto one = run(c, q, k.span, v.span);
+      for (int threads : {2, 3}) {
+        set_default_threads(threads);
+        const auto many = run(c, q, k.span, v.span);
+        ASSERT_EQ(0, std::memcmp(one.data(), many.data(), one.size() * sizeof(float)))
+            << threads << " threads, " << describe(c, t, t);
+        // Called from a pool task (as the engine does for a batch of decode rows): runs inline.
+        std::vector<float> nested;
+        default_pool().run(1, [&](int, int) { nested = run(c, q, k.span, v.span); });
+        ASSERT_EQ(0, std::memcmp(one.data(), nested.data(), one.size() * sizeof(float)))
+            << "nested, " << threads << " threads, " << describe(c, t, t);
+      }
+    }
+  set_default_threads(restore);
+}
+
+TEST(AttentionDecode, EmptyRangeGivesZeros) {
+  const Cache k = make_cache(DType::F16, 4, 4, 2, 16, 71), v = make_cache(DType::F16, 4, 4, 2, 16, 72);
+  const auto q = randn(32, 73);
+  for (Isa isa : kernels::available_isas()) {
+    test::WithIsa scope(isa);
+    const auto out = run(Case{2, 1, 16, 16, 3, 3}, q, k.span, v.span);
+    for (float x : out) EXPECT_EQ(x, 0.0f) << kernels::isa_name(isa);
+  }
+}
+
+}  // namespace
+}  // namespace owl
