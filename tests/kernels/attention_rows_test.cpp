@@ -14,52 +14,15 @@
 #include "base/thread_pool.h"
 #include "kernels/kernels.h"
 #include "tensor/fp16.h"
+#include "kv_cache_fixture.h"
 #include "matmul_test_util.h"
 
 namespace owl {
 namespace {
 
-std::vector<float> randn(int64_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> nd(0.0f, 1.0f);
-  std::vector<float> x(static_cast<size_t>(n));
-  for (auto& v : x) v = nd(rng);
-  return x;
-}
-
-// A paged cache of `row` values per token: tokens [0, valid) hold N(0,1) values (stored as F32 or
-// F16), tokens [valid, n_tokens) hold NaN (F16: its NaN pattern), so reading past the last
-// query's position poisons the result.
-struct Cache {
-  std::vector<std::vector<uint8_t>> pages;
-  std::vector<const void*> ptrs;
-  kernels::KVSpan span;
-};
-
-Cache make_cache(DType t, int64_t valid, int64_t n_tokens, int64_t page_tokens, int64_t row, uint32_t seed) {
-  Cache c;
-  const auto v = randn(n_tokens * row, seed);
-  const size_t esz = t == DType::F16 ? 2 : 4;
-  for (int64_t p = 0; p * page_tokens < n_tokens; ++p) {
-    c.pages.emplace_back(static_cast<size_t>(page_tokens * row) * esz);
-    for (int64_t j = 0; j < page_tokens && p * page_tokens + j < n_tokens; ++j) {
-      const int64_t tok = p * page_tokens + j;
-      for (int64_t i = 0; i < row; ++i) {
-        const float x = tok < valid ? v[static_cast<size_t>(tok * row + i)] : std::numeric_limits<float>::quiet_NaN();
-        uint8_t* dst = &c.pages.back()[static_cast<size_t>(j * row + i) * esz];
-        if (t == DType::F16) {
-          const uint16_t h = f32_to_f16(x);
-          std::memcpy(dst, &h, 2);
-        } else {
-          std::memcpy(dst, &x, 4);
-        }
-      }
-    }
-  }
-  for (auto& p : c.pages) c.ptrs.push_back(p.data());
-  c.span = {t, page_tokens, c.ptrs.data(), row};
-  return c;
-}
+using test::Cache;
+using test::make_cache;
+using test::randn;
 
 struct Case {
   int64_t n_head, n_head_kv, dk, dv, n_rows, first_pos, window;
