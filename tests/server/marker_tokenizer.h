@@ -47,6 +47,16 @@ inline MarkerVocab kimi_vocab() {
           "<|im_end|>"};
 }
 
+// GLM-4.5/4.6: the role tags special, the tool-call and argument tags added tokens that are text
+// (the <think> tags left out: a random model that opened one would never close it).
+inline MarkerVocab glm_vocab() {
+  return {{"<|endoftext|>", "<|system|>", "<|user|>", "<|assistant|>", "<|observation|>"},
+          {"<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>", "<arg_key>", "</arg_key>",
+           "<arg_value>", "</arg_value>"},
+          "",
+          "<|endoftext|>"};
+}
+
 // Llama 3.1: every header and end marker special, <|python_tag|> (which opens a call) too.
 inline MarkerVocab llama31_vocab() {
   return {{"<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>",
