@@ -488,6 +488,23 @@ TEST_F(Llama31Markers, ScriptedCallAfterThePythonTag) {
   }
 }
 
+// The official client joins the streamed call; the answer has no content.
+TEST_F(Llama31Markers, OfficialClientJoinsTheStreamedCall) {
+  force(R"(<|python_tag|>{"name": "get_weather", "parameters": {"city": "Paris", "days": 3}})", false);
+  install_npm_package("openai", "5.23.2");
+  json r = run_node_script("openai_tools.mjs", {std::to_string(http_->port()), "family_stream"});
+  for (const char* k : {"streamed", "whole"}) {
+    SCOPED_TRACE(k);
+    const json& a = r[k];
+    EXPECT_EQ(a["finish"], "tool_calls") << r;
+    EXPECT_TRUE(a["content"].is_null() || a["content"] == "") << r;
+    ASSERT_EQ(a["calls"].size(), 1u) << r;
+    EXPECT_EQ(a["calls"][0]["name"], "get_weather");
+    EXPECT_EQ(a["calls"][0]["arguments"], R"({"city":"Paris","days":3})");
+  }
+  EXPECT_TRUE(r["contentDeltas"].empty()) << r;
+}
+
 // "auto" with a strict tool on real sampling: an answer that opens like a call (the tag, or '{',
 // forced here) is finished as a valid call; one that opens with text stays text.
 TEST_F(Llama31Markers, AutoWithAStrictToolDecidesAtTheFirstByte) {
