@@ -52,7 +52,10 @@ const scenarios = {
     }
     const object = await client.chat.completions.create({ model, messages: question, max_tokens: 200, seed: 1, response_format: { type: 'json_object' } });
     const cut = await client.chat.completions.create({ model, messages: question, max_tokens: 3, response_format: { type: 'json_object' } });
+    // n = 2: each choice is held to the schema by its own constraint.
+    const two = await client.chat.completions.create({ model, messages: question, max_tokens: 64, seed: 5, n: 2, response_format: jsonSchema });
     return {
+      choices: two.choices.map((c) => ({ index: c.index, content: c.message.content, finish: c.finish_reason })),
       answers,
       object: { content: object.choices[0].message.content, finish: object.choices[0].finish_reason },
       cut: { content: cut.choices[0].message.content, finish: cut.choices[0].finish_reason },

@@ -25,7 +25,7 @@ class OpenAIStructured : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     const std::string model = shared_path("models/stories260K/stories260K-f32.gguf");
-    server_ = new ServerProcess(model, {"--kv-type", "f32"});
+    server_ = new ServerProcess(model, {"--kv-type", "f32", "--parallel", "2"});
     // A template whose answers open a reasoning block, which stories260K never closes itself.
     const std::string tmpl = temp_dir() + "/think.jinja";
     std::ofstream(tmpl) << "{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}assistant: <think>\n";
@@ -69,6 +69,12 @@ TEST_F(OpenAIStructured, ChatResponseFormat) {
     // Streamed with the same seed: the same answer, in pieces.
     EXPECT_EQ(a["streamed"]["content"], a["content"]);
     EXPECT_EQ(a["streamed"]["finish"], "stop");
+  }
+  ASSERT_EQ(r["choices"].size(), 2u) << r;
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_EQ(r["choices"][i]["index"], i);
+    EXPECT_EQ(r["choices"][i]["finish"], "stop") << r;
+    expect_mood(r["choices"][i]["content"]);
   }
   // json_object: an object, whole when it stopped (stories260K may write a long string key).
   const std::string object = r["object"]["content"];
