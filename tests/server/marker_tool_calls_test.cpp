@@ -314,6 +314,21 @@ TEST_P(MarkerToolCalls, MalformedCallStaysContent) {
   }
 }
 
+// tool_choice "none": no call is parsed, the answer's text (markers included) is the content,
+// and the tools stay out of the prompt.
+TEST_P(MarkerToolCalls, ToolChoiceNoneParsesNothing) {
+  const Family& f = GetParam();
+  force(f.reasoning + "Let me check." + f.call, false);
+  json j = ask({{"max_tokens", 400}, {"tool_choice", "none"}});
+  EXPECT_EQ(j["choices"][0]["finish_reason"], "stop") << j.dump();
+  EXPECT_FALSE(j["choices"][0]["message"].contains("tool_calls")) << j.dump();
+  EXPECT_EQ(j["choices"][0]["message"]["content"], "Let me check." + f.call);
+  json with_tools = ask({{"max_tokens", 400}});
+  if (f.name != "deepseek-v3" && f.name != "deepseek-r1" && f.name != "deepseek-v3.1") {  // these render no tools
+    EXPECT_LT(j["usage"]["prompt_tokens"].get<int>(), with_tools["usage"]["prompt_tokens"].get<int>());
+  }
+}
+
 // max_tokens inside the call: finish_reason "length" and no call in the message; a stream has
 // sent the start of the call, its arguments a prefix of the real ones.
 TEST_P(MarkerToolCalls, CallCutByMaxTokensIsLength) {
