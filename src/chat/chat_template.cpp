@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <string_view>
 
 #include "base/error.h"
 #include "formats/gguf.h"
@@ -139,6 +140,64 @@ std::string ChatTemplate::render(const ChatInputs& in) const {
 }
 
 bool ChatTemplate::reads_enable_thinking() const { return source_.find("enable_thinking") != std::string::npos; }
+
+void apply_tool_turn_style(const ToolTurnStyle& style, nlohmann::ordered_json& messages) {
+  if (!style.known) return;
+  for (auto& m : messages) {
+    if (!m.is_object() || m.value("role", "") != "assistant" || !m.contains("tool_calls") ||
+        !m["tool_calls"].is_array() || m["tool_calls"].empty())
+      continue;
+    if (!m.contains("content") || m["content"].is_null() || m["content"] == "")
+      m["content"] = style.null_content ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json("");
+    for (auto& call : m["tool_calls"]) {
+      if (!call.is_object() || !call.contains("function") || !call["function"].is_object()) continue;
+      auto& args = call["function"]["arguments"];
+      if (style.object_arguments && args.is_string()) {
+        auto parsed = nlohmann::ordered_json::parse(args.get<std::string>(), nullptr, false);
+        if (parsed.is_object()) args = std::move(parsed);
+      } else if (!style.object_arguments && args.is_object()) {
+        args = args.dump();
+      }
+    }
+  }
+}
+
+ToolTurnStyle tool_turn_style(const ChatTemplate& t) {
+  using json = nlohmann::ordered_json;
+  json parameters = {{"type", "object"}, {"properties", {{"owl_probe_key", {{"type", "string"}}}}}};
+  json tool = {{"type", "function"}};
+  tool["function"] = {{"name", "owl_probe_fn"}, {"description", "probe"}, {"parameters", parameters}};
+  const json call = {{"id", "owlprobe1"},
+                     {"type", "function"},
+                     {"function", {{"name", "owl_probe_fn"}, {"arguments", R"({"owl_probe_key":"owl_probe_value"})"}}}};
+  for (const bool null_content : {false, true})
+    for (const bool object_arguments : {true, false}) {
+      ToolTurnStyle style{true, object_arguments, null_content};
+      ChatInputs in;
+      in.messages = json::array({{{"role", "user"}, {"content", "owl_probe_question"}},
+                                 {{"role", "assistant"}, {"content", nullptr}, {"tool_calls", json::array({call})}},
+                                 {{"role", "tool"}, {"tool_call_id", "owlprobe1"}, {"content", "owl_probe_result"}}});
+      in.tools = json::array({tool});
+      in.bos_token = t.bos_token().value_or("");
+      in.eos_token = t.eos_token().value_or("");
+      apply_tool_turn_style(style, in.messages);
+      std::string out;
+      try {
+        out = t.render(in);
+      } catch (const jinja::TemplateError&) {
+        continue;
+      }
+      // The call whole: its name and value, after the question, neither encoded twice nor "None".
+      const size_t q = out.find("owl_probe_question");
+      if (q == std::string::npos) continue;
+      const std::string_view after = std::string_view(out).substr(q);
+      if (after.find("owl_probe_fn") != std::string_view::npos &&
+          after.find("owl_probe_value") != std::string_view::npos &&
+          after.find("\\\"owl_probe_key") == std::string_view::npos && after.find("None") == std::string_view::npos)
+        return style;
+    }
+  return {};
+}
 
 std::string message_text(const nlohmann::ordered_json& content) {
   if (content.is_string()) return content.get<std::string>();

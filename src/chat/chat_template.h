@@ -56,6 +56,22 @@ class ChatTemplate {
   jinja::Template tmpl_;
 };
 
+// How a template wants an assistant turn that called tools: OpenAI's clients send the call's
+// arguments as a JSON string and the turn's content as null (or none), but templates differ:
+// DeepSeek-V3/R1 concatenate the arguments as a string and render the calls only when `content
+// is none`; GLM-4.5/4.6 iterate the arguments as a mapping (a string is an error) and print a
+// null content as "None"; Llama 3.1 writes them with `tojson` (a string would be encoded twice);
+// Qwen3 tests `'</think>' in content` (null is an error). Found once per template by rendering a
+// probe conversation each way and keeping the first way that shows the call whole.
+struct ToolTurnStyle {
+  bool known = false;            // no way rendered the probe: messages go as they are
+  bool object_arguments = true;  // arguments as a JSON object (else as its JSON text)
+  bool null_content = false;     // a turn without text has content null (else "")
+};
+ToolTurnStyle tool_turn_style(const ChatTemplate& t);
+// Rewrites the assistant turns with tool_calls in `messages` to the style.
+void apply_tool_turn_style(const ToolTurnStyle& style, nlohmann::ordered_json& messages);
+
 // A message's content as text: a string as it is, an array of content parts as their texts joined.
 std::string message_text(const nlohmann::ordered_json& content);
 

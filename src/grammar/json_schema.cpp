@@ -563,15 +563,7 @@ class SchemaCompiler {
     uint32_t mn = count(s, "minLength", 0), mx = count(s, "maxLength", kUnbounded);
     if (mx != kUnbounded && mn > mx) return pool_.nothing();
     std::optional<std::string> re_source;
-    if (s.contains("format") && s["format"].is_string()) {
-      std::string f = s["format"].get<std::string>();
-      auto it = kFormatRegex.find(f);
-      if (it != kFormatRegex.end()) {
-        re_source = it->second;
-      } else if (kStandardFormats.contains(f)) {
-        throw CompileError("unsupported JSON Schema format: " + f);
-      }
-    }
+    if (s.contains("format") && s["format"].is_string()) re_source = format_regex(s["format"].get<std::string>());
     if (s.contains("pattern")) {
       if (!s["pattern"].is_string()) throw CompileError("pattern must be a string");
       if (re_source) throw CompileError("pattern together with format is not supported");
@@ -969,6 +961,12 @@ class Orderer {
 };
 
 }  // namespace
+
+std::optional<std::string> format_regex(std::string_view format) {
+  if (auto it = kFormatRegex.find(format); it != kFormatRegex.end()) return it->second;
+  if (kStandardFormats.contains(format)) throw CompileError("unsupported JSON Schema format: " + std::string(format));
+  return std::nullopt;
+}
 
 std::shared_ptr<const Grammar> compile_json_schema(const json& schema) { return SchemaCompiler(schema).run(); }
 

@@ -17,6 +17,7 @@
 #pragma once
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -30,6 +31,10 @@ std::shared_ptr<const Grammar> compile_json_schema(const nlohmann::ordered_json&
 ExprId add_json_schema(ExprPool& pool, const nlohmann::ordered_json& schema, const std::string& name);
 // Parses `text` first: text that is not JSON is a CompileError with the byte offset.
 std::shared_ptr<const Grammar> compile_json_schema_text(std::string_view text);
+// The regular expression (regex.h) a string `format` is enforced with: date-time, date, time,
+// uuid, email, hostname, uri, uri-reference, ipv4. nullopt for a format that is not standard
+// (left free, as validators leave it); a CompileError for a standard one owl cannot enforce.
+std::optional<std::string> format_regex(std::string_view format);
 // Any JSON object (response_format json_object).
 std::shared_ptr<const Grammar> json_object_grammar();
 

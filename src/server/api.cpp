@@ -94,6 +94,13 @@ bool boolean(const json& j, const char* name) {
   return v->get<bool>();
 }
 
+// A schema is a JSON object (or boolean); one sent as a string is read as the schema's JSON text,
+// so that text which is not JSON is refused with the byte where it breaks.
+std::shared_ptr<const grammar::Grammar> compile_schema(const nlohmann::ordered_json& schema) {
+  if (schema.is_string()) return grammar::compile_json_schema_text(schema.get<std::string>());
+  return grammar::compile_json_schema(schema);
+}
+
 // Turns a schema or grammar owl cannot compile into a 400 that says why and where.
 template <class Compile>
 std::shared_ptr<const grammar::Grammar> compile_or_400(const std::string& param, Compile&& compile) {
@@ -116,7 +123,7 @@ std::shared_ptr<const grammar::Grammar> compile_response_format(const nlohmann::
     const json* js = rf.contains("json_schema") ? &rf["json_schema"] : nullptr;
     if (!js || !js->is_object() || !js->contains("schema"))
       throw bad(param, "json_schema needs {\"json_schema\": {\"schema\": {...}}}");
-    return compile_or_400(param, [&] { return grammar::compile_json_schema((*js)["schema"]); });
+    return compile_or_400(param, [&] { return compile_schema((*js)["schema"]); });
   }
   if (type != "text") throw bad(param, "type must be text, json_object or json_schema, got '" + type + "'");
   return nullptr;
@@ -131,7 +138,7 @@ void parse_constraint(const json& j, CommonParams& p) {
   if (const json* rf = field(j, "response_format")) p.grammar = compile_response_format(*rf, "response_format");
   if (const json* js = field(j, "json_schema")) {
     nlohmann::ordered_json schema = *js;
-    compile("json_schema", [&] { return grammar::compile_json_schema(schema); });
+    compile("json_schema", [&] { return compile_schema(schema); });
   }
   if (const json* g = field(j, "grammar")) {
     if (!g->is_string()) throw bad("grammar", std::string("must be a string, got ") + type_name(*g), "invalid_type");

@@ -133,6 +133,7 @@ OpenAIServer::OpenAIServer(Engine& engine, const Tokenizer& tok, std::optional<c
     : engine_(engine), tok_(tok), tmpl_(std::move(tmpl)), opts_(std::move(opts)), created_(now_seconds()) {
   for (int32_t id = 0; id < tok_.n_vocab(); ++id)
     max_token_bytes_ = std::max(max_token_bytes_, tok_.token_text(id).size());
+  if (tmpl_) tool_turn_style_ = chat::tool_turn_style(*tmpl_);
   ollama_ = std::make_unique<OllamaApi>(*this);
   anthropic_ = std::make_unique<AnthropicApi>(*this);
 }
@@ -386,12 +387,13 @@ std::string OpenAIServer::render_chat(const ChatParams& p) const {
   for (const auto& m : p.messages) {
     json msg = m;
     if (msg.contains("content") && msg["content"].is_array()) msg["content"] = chat::message_text(msg["content"]);
-    // An assistant turn that only called tools has content null; templates test it as a string
-    // ("'</think>' in content"), so it is rendered as empty text.
+    // A turn without text that is not a tool call's (validation allows none other) renders as "".
     if (!msg.contains("content") || msg["content"].is_null()) msg["content"] = "";
     if (msg["role"] == "developer") msg["role"] = "system";
     in.messages.push_back(std::move(msg));
   }
+  // Past calls: their arguments and empty content as this template wants them.
+  chat::apply_tool_turn_style(tool_turn_style_, in.messages);
   in.tools = tools;
   in.add_generation_prompt = true;
   in.extra = p.template_kwargs;

@@ -130,6 +130,7 @@ class OpenAIServer {
   Engine& engine_;
   const Tokenizer& tok_;
   std::optional<chat::ChatTemplate> tmpl_;
+  chat::ToolTurnStyle tool_turn_style_;  // how the template wants past tool calls (chat_template.h)
   ApiOptions opts_;
   Metrics metrics_;
   int64_t created_;

@@ -3,9 +3,12 @@
 #include <algorithm>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "grammar/chars.h"
 #include "grammar/json_schema.h"
+#include "grammar/regex.h"
 
 namespace owl::server {
 
@@ -98,6 +101,30 @@ class CallSyntax {
     }
   }
 
+  // Llama 3.1 under "auto" with a strict tool: its call has no marker but is the whole answer
+  // (optionally after <|python_tag|>), so the grammar decides at the answer's first byte. An
+  // answer that opens like a call ('{', or the tag) is one call; any other answer is free text.
+  // With `builtin` (the template was given builtin_tools) the tag may also open a built-in
+  // tool's call (name.call(...), or code), which stays free.
+  grammar::ExprId llama_auto(grammar::ExprId one, bool builtin) {
+    constexpr std::string_view kTag = "<|python_tag|>";
+    grammar::ByteSet any = grammar::ByteSet::range(0, 0xff), not_open = any, not_brace = any;
+    for (uint8_t b : {'{', '<', ' ', '\n'}) not_open.w[b >> 6] &= ~(uint64_t{1} << (b & 63));
+    for (uint8_t b : {'{', ' ', '\n'}) not_brace.w[b >> 6] &= ~(uint64_t{1} << (b & 63));
+    const grammar::ExprId rest = pool_.star(pool_.bytes(any)), blanks = pool_.star(pool_.bytes(blank()));
+    std::vector<grammar::ExprId> free = {pool_.empty(), pool_.seq({pool_.bytes(not_open), rest})};
+    // Text that starts like the tag and leaves it (or ends) before the tag is whole.
+    for (size_t k = 1; k < kTag.size(); ++k) {
+      grammar::ByteSet other = any;
+      other.w[static_cast<uint8_t>(kTag[k]) >> 6] &= ~(uint64_t{1} << (kTag[k] & 63));
+      free.push_back(pool_.seq({pool_.literal(kTag.substr(0, k)), pool_.opt(pool_.seq({pool_.bytes(other), rest}))}));
+    }
+    if (builtin)
+      free.push_back(pool_.seq({pool_.literal(kTag), blanks, pool_.opt(pool_.seq({pool_.bytes(not_brace), rest}))}));
+    const grammar::ExprId call = pool_.seq({pool_.opt(pool_.seq({pool_.literal(kTag), blanks})), one});
+    return pool_.seq({blanks, pool_.alt({call, pool_.alt(std::move(free))})});
+  }
+
  private:
   static grammar::ByteSet blank() {
     grammar::ByteSet s;
@@ -145,9 +172,71 @@ class CallSyntax {
     return pool_.repeat(utf8_char, lo.value_or(0), hi.value_or(grammar::kUnbounded));
   }
 
+  // A raw string value with its schema's pattern or format: the text the regular expression
+  // matches (the pattern searched for, as JSON Schema does, unless anchored), less any text
+  // holding '<', which could close the value's tag early. Without either, raw_text. A pattern or
+  // format owl cannot compile is a 400 for a strict tool, and leaves the value free otherwise.
+  grammar::ExprId raw_string(const json& schema, const json& fn, size_t i, const std::string& key) {
+    try {
+      std::optional<std::string> source;
+      if (schema.contains("format") && schema["format"].is_string())
+        source = grammar::format_regex(schema["format"].get<std::string>());
+      if (schema.contains("pattern")) {
+        if (!schema["pattern"].is_string()) throw grammar::CompileError("pattern must be a string");
+        if (source) throw grammar::CompileError("pattern together with format is not supported");
+        source = schema["pattern"].get<std::string>();
+      }
+      if (!source) return raw_text(schema);
+      const grammar::CompiledRegex re =
+          grammar::compile_regex(pool_, *source, grammar::CharEncoding::kUtf8, /*search=*/true);
+      const auto bound = [&](const char* k) -> std::optional<uint64_t> {
+        if (!schema.contains(k) || !schema[k].is_number_unsigned()) return std::nullopt;
+        return schema[k].get<uint64_t>();
+      };
+      const auto lo = bound("minLength"), hi = bound("maxLength");
+      if ((lo && re.min_chars < *lo) || (hi && (re.max_chars == grammar::kUnbounded || re.max_chars > *hi)))
+        throw grammar::CompileError("minLength/maxLength together with pattern or format is not supported");
+      const grammar::ExprId value = without_byte(re.expr, '<');
+      if (pool_.is_nothing(value))
+        throw grammar::CompileError(
+            "its pattern needs '<', which this model's tool-call format cannot write in a raw value");
+      return value;
+    } catch (const grammar::CompileError& e) {
+      if (is_strict(fn)) throw bad_schema(i, "'" + key + "': " + e.what());
+      return raw_text(schema);
+    }
+  }
+
+  // `e` with byte `b` taken out of every byte set: exactly the strings of `e` that do not hold b
+  // (each byte of a match comes from one byte set). Regular expressions have no rule references.
+  grammar::ExprId without_byte(grammar::ExprId e, uint8_t b) {
+    using K = grammar::ExprPool::Kind;
+    const grammar::ExprPool::Expr x = pool_.get(e);  // a copy: building below may move the pool
+    switch (x.kind) {
+      case K::Nothing:
+      case K::Empty:
+      case K::Ref:
+        return e;
+      case K::Bytes: {
+        grammar::ByteSet s = x.bytes;
+        s.w[b >> 6] &= ~(uint64_t{1} << (b & 63));
+        return s == x.bytes ? e : pool_.bytes(s);
+      }
+      case K::Seq:
+      case K::Alt: {
+        std::vector<grammar::ExprId> kids;
+        for (grammar::ExprId k : x.kids) kids.push_back(without_byte(k, b));
+        return x.kind == K::Seq ? pool_.seq(std::move(kids)) : pool_.alt(std::move(kids));
+      }
+      case K::Repeat:
+        return pool_.repeat(without_byte(x.kids[0], b), x.min, x.max);
+    }
+    return e;
+  }
+
   // The key/value formats write one entry per parameter: open KEY mid VALUE close. The declared
-  // properties come in schema order, the required ones always; string values are raw text, the
-  // others JSON of their schema.
+  // properties come in schema order, the required ones always; string values are raw text (with
+  // their enum, length bounds, pattern or format), the others JSON of their schema.
   grammar::ExprId key_values(const json& fn, size_t i, const std::string& open, const std::string& mid,
                              const std::string& close) {
     const json params = parameters_of(fn);
@@ -163,12 +252,7 @@ class CallSyntax {
           if (v.is_string()) options.push_back(pool_.literal(v.get<std::string>()));
         value = pool_.alt(std::move(options));
       } else if (is_string) {
-        // Raw text cannot follow a pattern or a format; a strict schema that asks for one is refused.
-        for (const char* k : {"pattern", "format"})
-          if (schema.contains(k) && is_strict(fn))
-            throw bad_schema(i, "'" + std::string(k) + "' on the string parameter '" + key +
-                                    "' cannot be enforced in this model's tool-call format, which writes strings raw");
-        value = raw_text(schema);
+        value = raw_string(schema, fn, i, key);
       } else {
         value = schema_value(schema, fn, i, key);
       }
@@ -225,7 +309,7 @@ std::shared_ptr<const grammar::Grammar> tool_call_grammar(chat::ToolCallFormat f
   if (p.tool_choice == "auto") {
     bool any_strict = false;
     for (const auto& t : p.tools) any_strict = any_strict || is_strict(function_of(t));
-    if (!any_strict || tool_call_trigger(format).empty()) return nullptr;
+    if (!any_strict) return nullptr;
   } else if (p.tool_choice != "required" && p.tool_choice != "function") {
     return nullptr;
   }
@@ -237,7 +321,12 @@ std::shared_ptr<const grammar::Grammar> tool_call_grammar(chat::ToolCallFormat f
       calls.push_back(syntax.call(p.tools[i], i));
   const bool many = p.tool_choice != "function" && p.parallel_tool_calls;
   grammar::RuleId root = pool.add_rule("tool_calls");
-  pool.set_rule(root, syntax.answer(pool.alt(std::move(calls)), many));
+  const grammar::ExprId one = pool.alt(std::move(calls));
+  if (p.tool_choice == "auto" && format == chat::ToolCallFormat::Llama31)
+    pool.set_rule(root,
+                  syntax.llama_auto(one, p.template_kwargs.is_object() && p.template_kwargs.contains("builtin_tools")));
+  else
+    pool.set_rule(root, syntax.answer(one, many));
   return grammar::compile(pool, root);
 }
 

@@ -178,3 +178,66 @@ TEST(ToolCalls, GeneratedIdsAreDistinctAlphanumeric) {
 }
 
 }  // namespace
+
+// A tool loop's turns render in every family's template, as OpenAI's clients send them (the
+// arguments a JSON string, the content null or absent) or with object arguments: the server
+// rewrites them to the template's own style (tool_turn_style), and the call, its arguments and
+// the tool's result all reach the prompt, nothing encoded twice and no "None".
+TEST(ToolCalls, ToolLoopTurnsRenderInEveryFamily) {
+  const std::string shared[] = {"qwen3",   "deepseek-v3", "deepseek-r1", "kimi-k2", "kimi-k2-thinking",
+                                "glm-4.6", "llama-3.1",   "mistral-nemo"};
+  std::vector<std::pair<std::string, std::string>> templates;
+  for (const auto& f : shared) templates.emplace_back(f, template_source(f));
+  for (const char* f : {"qwen3_coder_style.jinja", "deepseek_v31_style.jinja"})
+    templates.emplace_back(f, owl::test::read_file(std::string(OWL_SOURCE_DIR) + "/tests/server/" + f));
+  const json tools = json::parse(R"([{"type":"function","function":{"name":"get_weather","description":"Weather",
+    "parameters":{"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}}}])");
+  for (const auto& [name, source] : templates) {
+    owl::chat::ChatTemplate t(source);
+    const owl::chat::ToolTurnStyle style = owl::chat::tool_turn_style(t);
+    EXPECT_TRUE(style.known) << name;
+    for (bool absent : {false, true}) {
+      for (bool string_args : {true, false}) {
+        SCOPED_TRACE(name + (absent ? " / no content" : " / content null") + (string_args ? " / string args" : ""));
+        json args = {{"city", "Lisbon"}};
+        json call = {{"id", "call00001"},
+                     {"type", "function"},
+                     {"function", {{"name", "get_weather"}, {"arguments", string_args ? json(args.dump()) : args}}}};
+        json assistant = {{"role", "assistant"}, {"tool_calls", json::array({call})}};
+        if (!absent) assistant["content"] = nullptr;
+        owl::chat::ChatInputs in;
+        in.messages = json::array({{{"role", "user"}, {"content", "Weather in Lisbon?"}},
+                                   assistant,
+                                   {{"role", "tool"},
+                                    {"tool_call_id", "call00001"},
+                                    {"name", "get_weather"},
+                                    {"content", "{\"celsius\": 21}"}}});
+        in.tools = tools;
+        in.add_generation_prompt = true;
+        in.bos_token = "";
+        in.eos_token = "";
+        owl::chat::apply_tool_turn_style(style, in.messages);
+        std::string s;
+        ASSERT_NO_THROW(s = t.render(in));
+        const size_t asked = s.find("Weather in Lisbon?"), called = s.find("get_weather", asked);
+        ASSERT_NE(asked, std::string::npos) << s;
+        ASSERT_NE(called, std::string::npos) << s;  // the call, after the question
+        EXPECT_NE(s.find("Lisbon", called), std::string::npos) << s;
+        EXPECT_EQ(s.find("\\\"city", called), std::string::npos) << s;  // not encoded twice
+        // Then the tool's answer (Llama 3.1's template writes a string result with tojson).
+        EXPECT_NE(s.find("celsius", called), std::string::npos) << s;
+        EXPECT_EQ(s.find("None"), std::string::npos) << s;
+      }
+    }
+  }
+  // The styles found, as the templates are written.
+  auto style_of = [&](const std::string& family) {
+    return owl::chat::tool_turn_style(owl::chat::ChatTemplate(template_source(family)));
+  };
+  EXPECT_TRUE(style_of("deepseek-v3").null_content);
+  EXPECT_FALSE(style_of("deepseek-v3").object_arguments);
+  EXPECT_FALSE(style_of("qwen3").null_content);
+  EXPECT_TRUE(style_of("glm-4.6").object_arguments);
+  EXPECT_FALSE(style_of("glm-4.6").null_content);
+  EXPECT_TRUE(style_of("llama-3.1").object_arguments);
+}

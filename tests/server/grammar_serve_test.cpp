@@ -60,6 +60,11 @@ TEST_F(GrammarServe, CompletionsFollowTheSchema) {
                      json({{"prompt", "Lily"}, {"max_tokens", 64}, {"json_schema", kSchema}}).dump());
   ASSERT_EQ(r.status, 200) << r.body;
   expect_matches(r.json()["choices"][0]["text"].get<std::string>());
+  // And a schema sent as its JSON text.
+  auto t = http_post(port(), "/v1/completions",
+                     json({{"prompt", "Lily"}, {"max_tokens", 64}, {"json_schema", kSchema.dump()}}).dump());
+  ASSERT_EQ(t.status, 200) << t.body;
+  expect_matches(t.json()["choices"][0]["text"].get<std::string>());
 }
 
 TEST_F(GrammarServe, ChatFollowsTheSchemaAndJsonObject) {
@@ -101,7 +106,11 @@ TEST_F(GrammarServe, BadSchemasAndGrammarsAre400WithTheCause) {
   json not_schema = error_of({{"response_format", {{"type", "json_schema"}, {"json_schema", {{"schema", "{"}}}}}});
   EXPECT_EQ(not_schema["param"], "response_format");
   EXPECT_EQ(not_schema["code"], "invalid_grammar");
-  EXPECT_NE(not_schema["message"].get<std::string>().find("must be an object or a boolean"), std::string::npos);
+  // A schema sent as a string is read as JSON text: "{" breaks at its end, byte 2.
+  EXPECT_NE(not_schema["message"].get<std::string>().find("the schema is not JSON (byte 2)"), std::string::npos)
+      << not_schema;
+  json number = error_of({{"json_schema", 5}});
+  EXPECT_NE(number["message"].get<std::string>().find("must be an object or a boolean"), std::string::npos) << number;
   json unsat = error_of({{"json_schema", {{"type", "integer"}, {"minimum", 5}, {"maximum", 1}}}});
   EXPECT_NE(unsat["message"].get<std::string>().find("unsatisfiable"), std::string::npos) << unsat;
   json regex = error_of({{"json_schema", {{"type", "string"}, {"pattern", "^(?<=a)b"}}}});

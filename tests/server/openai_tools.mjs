@@ -2,7 +2,8 @@
 // (no chat template: the Hermes <tool_call> format): tool_choice required / named / none,
 // strict arguments, streamed argument deltas put together by the client's stream helper, and
 // the 400s for a missing named function and a strict schema owl cannot enforce. One scenario
-// per run, what it observed printed as one JSON line (tests/server/openai_tools_test.cpp).
+// per run, what it observed printed as one JSON line (tests/server/openai_tools_test.cpp; the
+// family_stream scenario: tests/server/marker_tool_calls_test.cpp).
 // usage: node openai_tools.mjs NPM_PREFIX PORT SCENARIO
 import { createRequire } from 'node:module';
 
@@ -88,6 +89,19 @@ const scenarios = {
       ...base, tool_choice: { type: 'function', function: { name: 'get_weather' } }, seed: 4,
     });
     return { streamed: answer(final), whole: answer(whole), fragments, doneArguments, doneName };
+  },
+  // Against the marker-vocabulary server of tests/server/marker_tool_calls_test (DeepSeek, Kimi
+  // K2 ...), whose answer is scripted: the stream helper joins the family's call from its deltas.
+  async family_stream() {
+    const tools = [{ type: 'function', function: { name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string' }, days: { type: 'integer' } } } } }];
+    const body = { model: 'markers', messages: [{ role: 'user', content: 'Weather in Paris?' }], tools, max_tokens: 400 };
+    const stream = client.chat.completions.stream(body);
+    let fragments = 0, contentDeltas = [];
+    stream.on('tool_calls.function.arguments.delta', () => fragments++);
+    stream.on('content.delta', (e) => contentDeltas.push(e.delta));
+    const final = await stream.finalChatCompletion();
+    const whole = await client.chat.completions.create(body);
+    return { streamed: answer(final), whole: answer(whole), fragments, contentDeltas, reasoning: whole.choices[0].message.reasoning_content ?? null };
   },
   async bad_input() {
     return {

@@ -1,8 +1,8 @@
 // tool_choice enforced on real generation: `owl serve` with stories260K, which knows nothing
 // of tools, must still answer tool_choice "required" and a named function with a call of an
 // allowed function whose arguments follow its schema, in the served tool-call format (Hermes
-// without a template; Qwen3-Coder XML with tests/server/qwen3_coder_style.jinja). "none" keeps
-// the tools out of the prompt.
+// without a template; Qwen3-Coder XML with tests/server/qwen3_coder_style.jinja, where a strict
+// string's pattern holds on the raw text). "none" keeps the tools out of the prompt.
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
@@ -20,8 +20,8 @@ using owl::test::ServerProcess;
 const json kTools = json::parse(R"([
   {"type":"function","function":{"name":"get_weather","strict":true,"parameters":{"type":"object",
     "properties":{"city":{"type":"string","maxLength":12},"unit":{"enum":["c","f"]},
-      "days":{"type":"integer","minimum":1,"maximum":9}},
-    "required":["city","days"],"additionalProperties":false}}},
+      "days":{"type":"integer","minimum":1,"maximum":9},"code":{"type":"string","pattern":"^[A-Z]{3}$"}},
+    "required":["city","days","code"],"additionalProperties":false}}},
   {"type":"function","function":{"name":"get_time","parameters":{"type":"object",
     "properties":{"zone":{"type":"string","maxLength":8}},"required":["zone"],"additionalProperties":false}}}])");
 
@@ -40,7 +40,12 @@ void expect_valid_call(const json& call) {
     if (args.contains("unit")) {
       EXPECT_TRUE(args["unit"] == "c" || args["unit"] == "f") << args;
     }
-    for (const auto& [k, v] : args.items()) EXPECT_TRUE(k == "city" || k == "days" || k == "unit") << k;
+    // The pattern holds, in JSON and in the XML format's raw text alike.
+    ASSERT_TRUE(args["code"].is_string()) << args;
+    const std::string code = args["code"];
+    EXPECT_EQ(code.size(), 3u) << args;
+    for (char c : code) EXPECT_TRUE(c >= 'A' && c <= 'Z') << args;
+    for (const auto& [k, v] : args.items()) EXPECT_TRUE(k == "city" || k == "days" || k == "unit" || k == "code") << k;
   } else {
     ASSERT_EQ(name, "get_time");
     ASSERT_TRUE(args["zone"].is_string()) << args;

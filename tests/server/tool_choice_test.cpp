@@ -168,5 +168,115 @@ TEST(ToolChoice, BadRequestsNameTheField) {
   EXPECT_TRUE(accepts(g, "<tool_call>\n{\"name\": \"ping\", \"arguments\": {\"ids\":[1,1]}}\n</tool_call>"));
 }
 
+// The key/value formats write string parameters raw: a pattern or a format is matched by the
+// raw text itself (no JSON quotes or escapes), which may not hold '<' (it could close the tag).
+TEST(ToolChoice, RawStringParametersFollowTheirPatternAndFormat) {
+  ChatParams p = request(R"({"tool_choice":"required"})");
+  p.tools = json::parse(R"([{"type":"function","function":{"name":"book","strict":true,"parameters":{
+    "type":"object","properties":{"code":{"type":"string","pattern":"^[A-Z]{3}$"},
+    "day":{"type":"string","format":"date"},"note":{"type":"string","pattern":"[0-9]"}},
+    "required":["code","day","note"],"additionalProperties":false}}}])");
+  struct Form {
+    ToolCallFormat format;
+    std::string (*call)(const std::string&, const std::string&, const std::string&);
+  };
+  const Form forms[] = {
+      {ToolCallFormat::Qwen3CoderXml,
+       [](const std::string& code, const std::string& day, const std::string& note) {
+         return "<tool_call>\n<function=book>\n<parameter=code>\n" + code + "\n</parameter>\n<parameter=day>\n" + day +
+                "\n</parameter>\n<parameter=note>\n" + note + "\n</parameter>\n</function>\n</tool_call>";
+       }},
+      {ToolCallFormat::Glm45,
+       [](const std::string& code, const std::string& day, const std::string& note) {
+         return "<tool_call>book\n<arg_key>code</arg_key>\n<arg_value>" + code +
+                "</arg_value>\n<arg_key>day</arg_key>\n<arg_value>" + day +
+                "</arg_value>\n<arg_key>note</arg_key>\n<arg_value>" + note + "</arg_value>\n</tool_call>";
+       }},
+  };
+  for (const Form& f : forms) {
+    SCOPED_TRACE(chat::tool_call_format_name(f.format));
+    auto g = tool_call_grammar(f.format, p);
+    ASSERT_TRUE(g);
+    const std::string good = f.call("EUR", "2024-02-29", "room 7");
+    EXPECT_TRUE(accepts(g, good));
+    EXPECT_FALSE(accepts(g, f.call("eur", "2024-02-29", "room 7")));      // pattern
+    EXPECT_FALSE(accepts(g, f.call("EURO", "2024-02-29", "room 7")));     // anchored pattern
+    EXPECT_FALSE(accepts(g, f.call("EUR", "2023-02-29", "room 7")));      // format date (no leap day)
+    EXPECT_FALSE(accepts(g, f.call("EUR", "2024-02-29", "room")));        // the unanchored pattern finds no digit
+    EXPECT_FALSE(accepts(g, f.call("EUR", "2024-02-29", "<b>7</b>")));    // '<' may close the tag
+    EXPECT_FALSE(accepts(g, f.call("EUR", "\"2024-02-29\"", "room 7")));  // raw, not JSON
+    EXPECT_TRUE(accepts(g, f.call("EUR", "2024-02-29", "7 rooms")));
+    auto parsed = chat::parse_tool_calls(f.format, good, p.tools);
+    ASSERT_EQ(parsed.tool_calls.size(), 1u) << parsed.content;
+    EXPECT_EQ(parsed.tool_calls[0].arguments, R"({"code":"EUR","day":"2024-02-29","note":"room 7"})");
+  }
+  // What cannot be enforced is a 400 naming the parameters (and the parameter, where the JSON
+  // Schema itself compiles) when strict; without strict the value is raw text of its length.
+  const std::pair<std::string, std::string> refused[] = {
+      {R"({"type":"string","pattern":"^<b>$"})", "'code': its pattern needs '<'"},
+      {R"({"type":"string","pattern":"(?<=a)b"})", "at offset 0: lookaround"},
+      {R"({"type":"string","format":"ipv6"})", "ipv6"},
+      {R"({"type":"string","pattern":"^[A-Z]+$","maxLength":3})", "maxLength"},
+  };
+  for (const auto& [schema, why] : refused) {
+    SCOPED_TRACE(schema);
+    p.tools[0]["function"]["parameters"]["properties"]["code"] = json::parse(schema);
+    for (ToolCallFormat format : {ToolCallFormat::Qwen3CoderXml, ToolCallFormat::Glm45}) {
+      p.tools[0]["function"]["strict"] = true;
+      try {
+        tool_call_grammar(format, p);
+        ADD_FAILURE() << "no error";
+      } catch (const ApiError& e) {
+        EXPECT_EQ(e.status, 400);
+        EXPECT_EQ(e.param, "tools[0].function.parameters");
+        EXPECT_NE(std::string(e.what()).find(why), std::string::npos) << e.what();
+      }
+      p.tools[0]["function"].erase("strict");
+      auto loose = tool_call_grammar(format, p);
+      const std::string call = forms[format == ToolCallFormat::Glm45].call("xyz", "2024-02-29", "7");
+      EXPECT_TRUE(accepts(loose, call));
+    }
+  }
+}
+
+// Llama 3.1 under "auto" with a strict tool: the call has no marker but is the whole answer, so
+// an answer that opens like a call ('{', or <|python_tag|>) must be one valid call, and any other
+// answer stays free (after the tag too when the template was given built-in tools).
+TEST(ToolChoice, Llama31AutoWithAStrictToolDecidesAtTheFirstByte) {
+  auto g = tool_call_grammar(ToolCallFormat::Llama31, request(R"({"tool_choice":"auto"})"));
+  ASSERT_TRUE(g);
+  const std::string weather = R"({"name": "get_weather", "parameters": {"city":"Lisbon","days":3}})";
+  for (const std::string& ok :
+       {weather, "<|python_tag|>" + weather, "\n\n" + weather, std::string(R"({"name": "ping", "parameters": {}})"),
+        std::string("It is sunny in Lisbon."), std::string(""), std::string("<b>sunny</b>"), std::string("<|py"),
+        std::string("I cannot {really} tell.")}) {
+    EXPECT_TRUE(accepts(g, ok)) << ok;
+  }
+  for (const std::string& bad :
+       {std::string(R"({"name": "get_weather", "parameters": {"city":"Lisbon","days":12}})"), std::string("{sunny}"),
+        std::string(R"(<|python_tag|>{"name": "nope", "parameters": {}})"),
+        std::string(R"({"name": "get_weather", "arguments": {"city":"Lisbon","days":3}})"), weather + " and more",
+        std::string("<|python_tag|>brave_search.call(query=\"Lisbon\")")}) {
+    EXPECT_FALSE(accepts(g, bad)) << bad;
+  }
+  auto builtin =
+      tool_call_grammar(ToolCallFormat::Llama31,
+                        request(R"({"tool_choice":"auto","chat_template_kwargs":{"builtin_tools":["brave_search"]}})"));
+  EXPECT_TRUE(accepts(builtin, "<|python_tag|>brave_search.call(query=\"Lisbon\")"));
+  EXPECT_TRUE(accepts(builtin, "<|python_tag|>" + weather));
+  EXPECT_FALSE(accepts(builtin, R"(<|python_tag|>{"name": "nope", "parameters": {}})"));
+  // What the grammar accepts the parser reads as the same call, or as text.
+  for (const std::string& s : {weather, "<|python_tag|>" + weather}) {
+    auto parsed = chat::parse_tool_calls(ToolCallFormat::Llama31, s);
+    ASSERT_EQ(parsed.tool_calls.size(), 1u) << s;
+    EXPECT_EQ(parsed.tool_calls[0].arguments, R"({"city":"Lisbon","days":3})");
+  }
+  EXPECT_TRUE(chat::parse_tool_calls(ToolCallFormat::Llama31, "I cannot {really} tell.").tool_calls.empty());
+  // "required" is the call alone.
+  auto required = tool_call_grammar(ToolCallFormat::Llama31, request(R"({"tool_choice":"required"})"));
+  EXPECT_TRUE(accepts(required, weather));
+  EXPECT_FALSE(accepts(required, "It is sunny."));
+}
+
 }  // namespace
 }  // namespace owl::server
