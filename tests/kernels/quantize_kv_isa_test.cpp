@@ -13,7 +13,6 @@
 #include "tensor/quantize_kv.h"
 #include "tensor/quants.h"
 #include "matmul_test_util.h"
-#include "test_util.h"
 
 namespace owl {
 namespace {
