@@ -1,7 +1,8 @@
 // Kernel throughput: matmul decode (1 activation row; memory bound, reported as GB/s of weights
 // streamed from DRAM: the weights cycle through a set of matrices larger than the L3 cache) and
 // prefill (512 rows; GFLOP/s) per weight type, decode attention over a long F16/F32/Q8_0/Q4_0 cache, and
-// prefill attention (a causal prompt, attention_rows against attention() per row).
+// prefill attention (a causal prompt, attention_rows against attention() per row), and the
+// quantised KV cache's per-token writer (BM_KvWriter: rotation + Q8_0/Q4_0 scale search).
 // Args: {type id, threads}. Counters are rates: bytes = weight (or KV) bytes per second,
 // FLOP = floating-point operations per second. Run: build/bench_kernels --benchmark_filter=Decode
 #include <benchmark/benchmark.h>
@@ -17,6 +18,7 @@
 
 #include "base/thread_pool.h"
 #include "kernels/kernels.h"
+#include "model/kv_rotation.h"
 #include "tensor/fp16.h"
 #include "tensor/quants.h"
 
@@ -379,6 +381,34 @@ void BM_AttentionFewRows(benchmark::State& state) {
   state.SetLabel(per_row ? "attention per row" : "attention_rows");
 }
 
+// What one decode token costs the quantised KV cache per layer of Qwen3-0.6B (16 query heads,
+// 8 KV heads, head dim 128): the Hadamard rotation of q, k, v and the attention output, and
+// k and v quantised. Args: {KV type id, fast (0: scalar reference, 1: best ISA)}. CPU time.
+void BM_KvWriter(benchmark::State& state) {
+  const auto t = static_cast<DType>(state.range(0));
+  const owl::kernels::Isa saved = owl::kernels::default_isa();
+  owl::kernels::set_default_isa(state.range(1) ? owl::kernels::best_isa() : owl::kernels::Isa::Scalar);
+  constexpr int64_t kQ = 16 * 128, kKv = 8 * 128;
+  std::mt19937 rng(3);
+  std::normal_distribution<float> nd;
+  std::vector<float> q(kQ), k(kKv), v(kKv), att(kQ);
+  for (auto* x : {&q, &k, &v, &att})
+    for (auto& e : *x) e = nd(rng);
+  std::vector<uint8_t> kr(owl::row_bytes(t, kKv)), vr(owl::row_bytes(t, kKv));
+  for (auto _ : state) {
+    owl::hadamard_blocks(q.data(), kQ, 128);
+    owl::hadamard_blocks(k.data(), kKv, 128);
+    owl::hadamard_blocks(v.data(), kKv, 128);
+    owl::kernels::quantize_kv_row(t, k.data(), kr.data(), kKv);
+    owl::kernels::quantize_kv_row(t, v.data(), vr.data(), kKv);
+    owl::hadamard_blocks(att.data(), kQ, 128);
+    benchmark::DoNotOptimize(kr.data());
+    benchmark::DoNotOptimize(vr.data());
+  }
+  owl::kernels::set_default_isa(saved);
+  state.SetLabel(std::string(owl::dtype_name(t)) + (state.range(1) ? " fast" : " scalar"));
+}
+
 void TypeArgs(benchmark::internal::Benchmark* b) {
   for (DType t : {DType::Q4_K, DType::Q6_K, DType::Q8_0, DType::Q5_0, DType::Q4_0, DType::Q5_K, DType::IQ4_NL,
                   DType::F16, DType::BF16, DType::F32})
@@ -403,6 +433,9 @@ BENCHMARK(BM_AttentionDepth)
                    {4096, 16384},
                    {0, 1}})
     ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_KvWriter)
+    ->ArgsProduct({{static_cast<int64_t>(DType::Q8_0), static_cast<int64_t>(DType::Q4_0)}, {0, 1}})
     ->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_AttentionDecode)
     ->Args({static_cast<int64_t>(DType::F16), 1})

@@ -229,6 +229,12 @@ float fp16_to_fp32(uint16_t h);
 uint16_t fp32_to_fp16(float f);
 // dst[i] = fp32_to_fp16(src[i]) for n values (F16C where available: the same results).
 void fp32_to_fp16_row(const float* src, uint16_t* dst, int64_t n);
+// The KV cache writer's Q8_0/Q4_0 rows: owl::quantize_kv_row (tensor/quantize_kv.h), the same
+// bytes on every ISA (AVX2 evaluates the scale candidates 8 values at a time), the same errors.
+void quantize_kv_row(DType t, const float* src, void* dst, int64_t n);
+// model/kv_rotation.h's hadamard_blocks (the rotation of a quantised cache's keys and values):
+// the same floats on every ISA.
+void hadamard_blocks(float* x, int64_t n, int64_t block);
 
 }  // namespace owl::kernels
 

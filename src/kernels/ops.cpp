@@ -13,6 +13,7 @@
 #include "kernels/vec_dot.h"
 #include "tensor/fp16.h"
 #include "tensor/quants.h"
+#include "tensor/quantize_kv.h"
 
 namespace owl::kernels {
 
@@ -21,6 +22,29 @@ uint16_t fp32_to_fp16(float f) { return f32_to_f16(f); }
 void fp32_to_fp16_row(const float* src, uint16_t* dst, int64_t n) {
   if (use_avx2()) return avx2::quantize_f16(src, dst, n);
   for (int64_t i = 0; i < n; ++i) dst[i] = f32_to_f16(src[i]);
+}
+
+void quantize_kv_row(DType t, const float* src, void* dst, int64_t n) {
+  if (use_avx2() && (t == DType::Q8_0 || t == DType::Q4_0) && n % kQK == 0)
+    return avx2::quantize_kv_row(t, src, dst, n);
+  owl::quantize_kv_row(t, src, dst, n);  // also the one place bad input is reported
+}
+
+void hadamard_blocks(float* x, int64_t n, int64_t block) {
+  if (use_avx2() && block % 8 == 0) return avx2::hadamard_blocks(x, n, block);
+  const float norm = 1.0f / std::sqrt(static_cast<float>(block));
+  for (int64_t base = 0; base < n; base += block) {
+    float* v = x + base;
+    // Butterflies over strides 1, 2, 4, ...: the Sylvester-ordered transform, then 1/sqrt(block).
+    for (int64_t h = 1; h < block; h *= 2)
+      for (int64_t i = 0; i < block; i += 2 * h)
+        for (int64_t j = i; j < i + h; ++j) {
+          const float a = v[j], b = v[j + h];
+          v[j] = a + b;
+          v[j + h] = a - b;
+        }
+    for (int64_t i = 0; i < block; ++i) v[i] *= norm;
+  }
 }
 
 void rms_norm(const float* x, const float* w, float* y, int64_t n, float eps) {

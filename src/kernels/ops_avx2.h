@@ -15,6 +15,11 @@ void add(const float* a, const float* b, float* y, int64_t n);
 void scale_add(float* y, const float* x, float s, int64_t n);
 void dequantize_f16(const uint16_t* src, float* dst, int64_t n);
 void quantize_f16(const float* src, uint16_t* dst, int64_t n);  // round to nearest even, like f32_to_f16
+// owl::quantize_kv_row (tensor/quantize_kv.h) for t Q8_0 or Q4_0 and n a multiple of 32, the
+// same bytes, and model/kv_rotation.h's hadamard_blocks for blocks of at least 8, the same
+// floats (kv_writer_avx2.cpp).
+void quantize_kv_row(DType t, const float* src, void* dst, int64_t n);
+void hadamard_blocks(float* x, int64_t n, int64_t block);
 // One query token, heads [h0, h1) (head h reads KV head h / group) over tokens [t_begin, t_end):
 // acc[h - h0][dv] = sum_t e^(s_t - mx) v_t (not normalised), mx[h - h0] the max of the scaled
 // scores s_t, l[h - h0] = sum_t e^(s_t - mx). attention() merges such parts of the context.

@@ -22,7 +22,9 @@ struct Avx2Dot {
     return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
   }
   static constexpr bool kPartial16 = true;
+  static constexpr bool kHighNibble16 = false;  // maddubs' int16 pairs would saturate at 240 * 127 * 2
   static __m256i part(__m256i p, __m256i u, __m256i s) { return _mm256_add_epi16(p, _mm256_maddubs_epi16(u, s)); }
+  static __m256i part_at(__m256i p, __m256i u, const int8_t* a) { return part(p, u, bcast4(a)); }
   static __m256i scale(__m256i p, __m256i s) { return _mm256_madd_epi16(p, s); }
 
   // pshufb controls: pick[k] copies byte k of every 32-bit lane, zero-extended, into both of its

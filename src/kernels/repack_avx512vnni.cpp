@@ -18,7 +18,15 @@ namespace {
 struct VnniDot {
   static __m256i acc(__m256i acc, __m256i u, __m256i s) { return _mm256_dpbusd_epi32(acc, u, s); }
   static constexpr bool kPartial16 = false;
+  static constexpr bool kHighNibble16 = true;  // int32 partials: 8 steps of 4 x 240 x 128 fit
   static __m256i part(__m256i p, __m256i u, __m256i s) { return _mm256_dpbusd_epi32(p, u, s); }
+  // vpdpbusd reading the 4 activation bytes with an embedded broadcast ({1to8}): one load-op
+  // where the intrinsics give a separate vpbroadcastd (GCC does not fold it), which made the
+  // decode loops' loads and macro-ops the limit.
+  static __m256i part_at(__m256i p, __m256i u, const int8_t* a) {
+    __asm__("vpdpbusd %2%{1to8%}, %1, %0" : "+v"(p) : "v"(u), "m"(*reinterpret_cast<const int32_t*>(a)));
+    return p;
+  }
   static __m256i scale(__m256i p, __m256i s) { return _mm256_mullo_epi32(p, s); }
   // Byte k of every 32-bit lane, zero-extended.
   static __m256i q4_k_scale(__m256i sc, int k) {

@@ -78,15 +78,17 @@ inline __m256i q4_k_mins(const Q4KScales& s, const int16_t* bsums) {
 }
 
 // Q6_K's -32 offset of every level for 8 rows: -32 * sum over sub-blocks of scale * activation sum.
+// (The sum first, then one shift and negation: int32 arithmetic wraps as a ring, so this is the
+// per-term form's value bit for bit.)
 inline __m256i q6_k_offset(const uint8_t* sc, const int16_t* bsums) {
   __m256i r = _mm256_setzero_si256();
   for (int k = 0; k < 8; ++k) {
     const __m256i s16 = _mm256_cvtepi8_epi16(load16(sc + 16 * k));
     int32_t pair;
     std::memcpy(&pair, bsums + 2 * k, 4);
-    r = _mm256_sub_epi32(r, _mm256_slli_epi32(_mm256_madd_epi16(s16, _mm256_set1_epi32(pair)), 5));
+    r = _mm256_add_epi32(r, _mm256_madd_epi16(s16, _mm256_set1_epi32(pair)));
   }
-  return r;
+  return _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(r, 5));
 }
 
 // Levels (0..63) of 4 elements of 8 rows x 4 for a packed Q6_K step h of chunk c: from the
@@ -182,18 +184,22 @@ void gemm_q5_0(int64_t in, const uint8_t* grp, const uint8_t* xa, size_t xs, flo
 // ---- Q8_K-activation kernels (Q4_K, Q6_K) over the same policy ----
 // Sub-block sums go through partial sums that Dot folds into int32 with the sub-block scale:
 // Dot::part(p, u, s) adds the 4-product sums of u x s (AVX2: int16 pairs from maddubs, which
-// kPartial16 says; VNNI: int32 from vpdpbusd), Dot::scale(p, s) = int32 lanes of p times the
+// kPartial16 says; VNNI: int32 from vpdpbusd), Dot::part_at(p, u, a) the same with s the 4
+// activation bytes at a in every lane, Dot::scale(p, s) = int32 lanes of p times the
 // scale s, which a Dot object builds in its form: q4_k_scale(sc, k) from byte k of each lane of
 // sc (unsigned), q6_k_pairs(p) + q6_k_scale(pairs, b) from entry b of a [8 rows][2] s8 table.
 // All integer sums are exact, and the block scales apply in one float order for every policy,
-// so every policy gives the same results bit for bit.
+// so every policy gives the same results bit for bit. Dot::kHighNibble16: partial sums are int32
+// and room enough for 16x the high nibbles, so a Q4_K high nibble is used in place (q & 0xF0,
+// one instruction instead of shift + mask) and its exact multiple-of-16 sum shifted back once
+// per sub-block.
 
 template <class Dot, int M>
 void gemm_q4_k(int64_t in, const uint8_t* grp, const uint8_t* xa, size_t xs, float* y, int64_t ld, int valid) {
   constexpr size_t kBytes = kPackedBytes<BlockQ4_K>;
   const int64_t nb = in / kQKK;
   const Dot dot;
-  const __m256i m4 = _mm256_set1_epi8(0x0F);
+  const __m256i m4 = _mm256_set1_epi8(0x0F), mf0 = _mm256_set1_epi8(static_cast<char>(0xF0));
   __m256 acc[M];
   for (int m = 0; m < M; ++m) acc[m] = _mm256_setzero_ps();
   for (int64_t i = 0; i < nb; ++i) {
@@ -213,12 +219,16 @@ void gemm_q4_k(int64_t in, const uint8_t* grp, const uint8_t* xa, size_t xs, flo
       // 8 steps of 4 elements: int16 partial sums of up to 8 * 2 * 15 * 128 still fit.
       for (int g = 0; g < 8; ++g) {
         const __m256i q = load32(qs + (j * 8 + g) * 32);
-        const __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+        const __m256i lo = _mm256_and_si256(q, m4);
+        const __m256i hi =
+            Dot::kHighNibble16 ? _mm256_and_si256(q, mf0) : _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
         for (int m = 0; m < M; ++m) {
-          plo[m] = Dot::part(plo[m], lo, bcast4(a[m]->qs + 64 * j + 4 * g));
-          phi[m] = Dot::part(phi[m], hi, bcast4(a[m]->qs + 64 * j + 32 + 4 * g));
+          plo[m] = Dot::part_at(plo[m], lo, a[m]->qs + 64 * j + 4 * g);
+          phi[m] = Dot::part_at(phi[m], hi, a[m]->qs + 64 * j + 32 + 4 * g);
         }
       }
+      if constexpr (Dot::kHighNibble16)
+        for (int m = 0; m < M; ++m) phi[m] = _mm256_srai_epi32(phi[m], 4);  // 16 * 8 * 4 * 15 * 128 fits
       // Scales 2j and 2j + 1 of every row: bytes 0, 1 (j even) or 2, 3 of each lane.
       const __m256i sc = j < 2 ? s.sc_lo : s.sc_hi;
       const __m256i s_lo = dot.q4_k_scale(sc, 2 * (j % 2)), s_hi = dot.q4_k_scale(sc, 2 * (j % 2) + 1);
@@ -268,8 +278,8 @@ void gemm_q6_k(int64_t in, const uint8_t* grp, const uint8_t* xa, size_t xs, flo
           q6_k_levels(L0, L1, H, lo0, hi0, lo1, hi1);
           for (int m = 0; m < M; ++m) {
             const int8_t* aq = a[m]->qs + 64 * c + 8 * h;
-            slo[m] = Dot::part(Dot::part(slo[m], lo0, bcast4(aq)), lo1, bcast4(aq + 4));
-            shi[m] = Dot::part(Dot::part(shi[m], hi0, bcast4(aq + 32)), hi1, bcast4(aq + 36));
+            slo[m] = Dot::part_at(Dot::part_at(slo[m], lo0, aq), lo1, aq + 4);
+            shi[m] = Dot::part_at(Dot::part_at(shi[m], hi0, aq + 32), hi1, aq + 36);
             // int16 partials hold one step (2 * 2 * 63 * 128 fits, twice that does not): fold them
             // at once, which also keeps them out of the 16 registers AVX2 has.
             if constexpr (Dot::kPartial16) {

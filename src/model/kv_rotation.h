@@ -18,7 +18,8 @@ namespace owl {
 int64_t kv_rotation_block(DType t, int64_t head_dim);
 
 // x[0..n) <- H x, H the orthonormal Walsh-Hadamard matrix of size `block` applied to each run of
-// `block` consecutive values (n a multiple of block, block a power of two).
+// `block` consecutive values (n a multiple of block, block a power of two): the butterflies of the
+// fast transform in place, the same floats on every ISA (kernels::hadamard_blocks).
 void hadamard_blocks(float* x, int64_t n, int64_t block);
 
 }  // namespace owl

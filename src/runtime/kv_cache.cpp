@@ -7,7 +7,6 @@
 #include <string>
 
 #include "base/error.h"
-#include "tensor/quantize_kv.h"
 #include "tensor/quants.h"
 
 namespace owl {
@@ -164,7 +163,7 @@ void KVCache::store(int layer, int32_t seq, int64_t pos, const float* k, const f
     } else if (opts_.type == DType::F16) {
       kernels::fp32_to_fp16_row(src, reinterpret_cast<uint16_t*>(dst), width);
     } else {
-      quantize_kv_row(opts_.type, src, dst, width);  // Q8_0 / Q4_0: blocks of 32 with an F16 scale
+      kernels::quantize_kv_row(opts_.type, src, dst, width);  // Q8_0 / Q4_0: blocks of 32 with an F16 scale
     }
   };
   put(k_offset_[static_cast<size_t>(layer)], shape.k_width, k);
