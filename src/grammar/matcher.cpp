@@ -349,16 +349,6 @@ bool Matcher::advance(std::string_view bytes) {
   return true;
 }
 
-void Matcher::set_tokens(uint32_t trie_node, std::vector<uint64_t>& mask) const {
-  const TokenTrie& trie = *cache_->trie;
-  const TokenTrie::Node& nd = trie.nodes()[trie_node];
-  const auto& ids = trie.token_ids();
-  for (uint32_t t = nd.tokens_begin; t < nd.tokens_end; ++t) {
-    uint32_t id = static_cast<uint32_t>(ids[t]);
-    mask[id >> 6] |= uint64_t{1} << (id & 63);
-  }
-}
-
 // What the rule instance made of `nodes` (one frame) does with every token, from the cache
 // or by one walk of the trie under the exit frame.
 std::shared_ptr<const MaskCache::Local> Matcher::local(const std::vector<uint32_t>& nodes) {

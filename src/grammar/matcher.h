@@ -20,6 +20,9 @@
 // explored once per process for each loop shape: its states inside one rule instance are
 // also keyed by the shape of the network they reach, so the string loop behind every key
 // prefix of an object, and every grammar's copy of it, finds the region without exploring.
+// The walk below a trie node from such a loop state is also remembered process-wide, by the
+// shape of the state's network: every key position of an object with free keys leaves its
+// names for the same string loop, and walks the subtrees below it once per process.
 #pragma once
 #include <array>
 #include <cstdint>
@@ -122,7 +125,6 @@ class Matcher {
   uint64_t own_frame_shape(int32_t state);
   void mask_of(int32_t s, std::vector<uint64_t>& mask);
   void walk_tail(int32_t s, const ExitTail& tail, std::vector<uint64_t>& mask);
-  void set_tokens(uint32_t trie_node, std::vector<uint64_t>& mask) const;
 
   std::shared_ptr<const Grammar> g_;
   std::shared_ptr<MaskCache> cache_;
