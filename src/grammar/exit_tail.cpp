@@ -1,7 +1,9 @@
 #include "grammar/exit_tail.h"
 
 #include <algorithm>
+#include <mutex>
 #include <string>
+#include <unordered_map>
 #include <utility>
 
 namespace owl::grammar {
@@ -53,6 +55,25 @@ ExitTail build_exit_tail(const TokenTrie& trie, const std::vector<uint32_t>& end
     out.nodes[open.back()].skip = static_cast<uint32_t>(out.nodes.size());
     open.pop_back();
   }
+  return out;
+}
+
+std::shared_ptr<const ExitTail> shared_exit_tail(const TokenTrie& trie, const std::vector<uint32_t>& ends) {
+  constexpr size_t kEntries = 1024;
+  static std::mutex mu;
+  static std::unordered_map<std::string, std::shared_ptr<const ExitTail>> cache;
+  const uint64_t serial = trie.serial();
+  std::string key(reinterpret_cast<const char*>(&serial), sizeof(serial));
+  key.append(reinterpret_cast<const char*>(ends.data()), ends.size() * sizeof(uint32_t));
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    auto it = cache.find(key);
+    if (it != cache.end()) return it->second;
+  }
+  auto out = std::make_shared<const ExitTail>(build_exit_tail(trie, ends));
+  std::lock_guard<std::mutex> lock(mu);
+  if (cache.size() >= kEntries) cache.clear();
+  cache.emplace(std::move(key), out);
   return out;
 }
 

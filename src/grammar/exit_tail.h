@@ -5,6 +5,7 @@
 // those bytes: the caller's state walks it once instead of once per end.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "grammar/token_trie.h"
@@ -25,5 +26,8 @@ struct ExitTail {
 
 // The tail of the tokens below the trie nodes `ends` (each end past the root).
 ExitTail build_exit_tail(const TokenTrie& trie, const std::vector<uint32_t>& ends);
+// The same, remembered process-wide by the trie and the ends: the walks of many rules end at
+// the same nodes (every string and key ends at the closing quotes of the same tokens).
+std::shared_ptr<const ExitTail> shared_exit_tail(const TokenTrie& trie, const std::vector<uint32_t>& ends);
 
 }  // namespace owl::grammar

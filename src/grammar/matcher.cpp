@@ -122,6 +122,57 @@ class SharedRegions {
   std::unordered_map<std::string, MaskCache::RegionMember> map_;
 };
 
+// Walks of one trie subtree by the shape of the state they start from (Matcher::subtree_walk).
+// Shapes are numbered once (a shape is kilobytes; a walk looks subtrees up by the thousand);
+// numbers are never reused, so a matcher holding the number of a forgotten shape only misses.
+class SharedSubtrees {
+ public:
+  static SharedSubtrees& get() {
+    static SharedSubtrees s;
+    return s;
+  }
+  uint64_t shape_id(const std::string& shape) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto [it, fresh] = shapes_.emplace(shape, next_id_);
+    if (fresh) ++next_id_;
+    return it->second;
+  }
+  std::shared_ptr<const TrieWalk> find(uint64_t shape, uint32_t node) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = walks_.find(Key{shape, node});
+    return it == walks_.end() ? nullptr : it->second;
+  }
+  void put(uint64_t shape, uint32_t node, std::shared_ptr<const TrieWalk> v) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (walks_.size() >= kEntries || shapes_.size() >= kShapes) {
+      walks_.clear();
+      shapes_.clear();
+    }
+    walks_.emplace(Key{shape, node}, std::move(v));
+  }
+
+ private:
+  struct Key {
+    uint64_t shape;
+    uint32_t node;
+    bool operator==(const Key&) const = default;
+  };
+  struct KeyHash {
+    size_t operator()(const Key& k) const { return std::hash<uint64_t>()(k.shape * 0x9E3779B97F4A7C15ull ^ k.node); }
+  };
+  // The full MaskBench run keeps 568 shapes (10 MB) and 5,004 walks (1.1 MB of ranges and ends).
+  static constexpr size_t kEntries = 32768;
+  static constexpr size_t kShapes = 1024;
+  std::mutex mu_;
+  uint64_t next_id_ = 1;  // 0: no shape
+  std::unordered_map<std::string, uint64_t> shapes_;
+  std::unordered_map<Key, std::shared_ptr<const TrieWalk>, KeyHash> walks_;
+};
+
+// A subtree walk is shared when at least this many tokens lie below its node: smaller ones are
+// cheaper to walk than to remember (16 and 1024 measured slower on the 60 slowest MaskBench cases).
+constexpr uint32_t kSharedSubtreeTokens = 256;
+
 }  // namespace
 
 std::shared_ptr<const MaskCache::Local> MaskCache::find(const std::string& key) {
@@ -161,6 +212,10 @@ void Matcher::reset() {
   class_of_.clear();
   budget_.clear();
   region_tried_.clear();
+  own_shape_.clear();
+  id_tried_.clear();
+  frame_shape_.clear();
+  shape_tried_.clear();
   class_ids_.clear();
   region_of_.clear();
   region_slot_.clear();
@@ -238,6 +293,10 @@ int32_t Matcher::intern(State&& s) {
   class_of_.push_back(-1);
   budget_.push_back(0);
   region_tried_.push_back(0);
+  own_shape_.push_back(0);
+  id_tried_.push_back(0);
+  frame_shape_.emplace_back();
+  shape_tried_.push_back(0);
   trans_.emplace_back();
   trans_.back().fill(kUnknown);
   state_ids_.emplace(std::move(k), id);
@@ -290,16 +349,6 @@ bool Matcher::advance(std::string_view bytes) {
   return true;
 }
 
-void Matcher::set_tokens(uint32_t trie_node, std::vector<uint64_t>& mask) const {
-  const TokenTrie& trie = *cache_->trie;
-  const TokenTrie::Node& nd = trie.nodes()[trie_node];
-  const auto& ids = trie.token_ids();
-  for (uint32_t t = nd.tokens_begin; t < nd.tokens_end; ++t) {
-    uint32_t id = static_cast<uint32_t>(ids[t]);
-    mask[id >> 6] |= uint64_t{1} << (id & 63);
-  }
-}
-
 // What the rule instance made of `nodes` (one frame) does with every token, from the cache
 // or by one walk of the trie under the exit frame.
 std::shared_ptr<const MaskCache::Local> Matcher::local(const std::vector<uint32_t>& nodes) {
@@ -314,52 +363,105 @@ std::shared_ptr<const MaskCache::Local> Matcher::local(const std::vector<uint32_
   }
   auto out = std::make_shared<MaskCache::Local>();
   const TokenTrie& trie = *cache_->trie;
-  out->inside.assign((trie.n_vocab() + 63) / 64, 0);
   State s;
   for (uint32_t n : nodes) s.configs.push_back(pack(n, exit_frame_));
-  int32_t s0 = intern(std::move(s));
-  const auto& tn = trie.nodes();
-  std::vector<int32_t> stack(trie.max_depth() + 2);
-  std::vector<uint32_t> ends;
-  stack[0] = s0;
-  for (uint32_t i = 1; i < tn.size();) {
-    const TokenTrie::Node& nd = tn[i];
-    int32_t t = stack[nd.depth - 1] == kDead ? kDead : next(stack[nd.depth - 1], nd.byte);
-    if (t == kDead) {
-      i = nd.skip;
-      continue;
-    }
-    const bool exit = states_[t].exit, inside = !states_[t].configs.empty();
-    if (exit) ends.push_back(i);
-    if (inside) {
-      set_tokens(i, out->inside);
-      // A state that loops on this byte is in a loop region: keep every subtree that stays there.
-      // (Once per state: one near the end of its copies finds none, and would retry at every node.)
-      if (!exit && !region_tried_[static_cast<size_t>(t)] &&
-          region_of_[static_cast<size_t>(class_of(t))] == kNoRegion && class_of(t) == class_of(stack[nd.depth - 1])) {
-        region_tried_[static_cast<size_t>(t)] = 1;
-        if (!shared_region(t)) find_region(t);
-      }
-      if (!exit && pure_subtree(t, i)) {
-        const auto& ids = trie.token_ids();
-        for (uint32_t k = nd.tokens_end; k < nd.subtree_end; ++k) {
-          uint32_t id = static_cast<uint32_t>(ids[k]);
-          out->inside[id >> 6] |= uint64_t{1} << (id & 63);
-        }
-        i = nd.skip;
-        continue;
-      }
-      stack[nd.depth] = t;
-      ++i;
-    } else {
-      i = nd.skip;  // only the exit path remains: the runtime continues it from the caller
+  TrieWalk walk;
+  walk_trie(intern(std::move(s)), 0, walk);
+  out->inside.assign((trie.n_vocab() + 63) / 64, 0);
+  const auto& ids = trie.token_ids();
+  for (auto [begin, end] : walk.inside) {
+    for (uint32_t k = begin; k < end; ++k) {
+      auto id = static_cast<uint32_t>(ids[k]);
+      out->inside[id >> 6] |= uint64_t{1} << (id & 63);
     }
   }
-  out->tail = build_exit_tail(trie, ends);
+  out->tail = *shared_exit_tail(trie, walk.ends);
   std::shared_ptr<const MaskCache::Local> r = out;
   cache_->put(key, r);
   if (!shape.empty()) SharedLocals::get().put(shape, r);
   return r;
+}
+
+// Walks the trie below node `root` (the whole trie for node 0) from state `s`, the state
+// after root's bytes, under the exit frame: a subtree is skipped where the state is dead,
+// where only the exit path remains (the runtime continues it from the caller), and kept
+// whole where the state stays in its loop region.
+void Matcher::walk_trie(int32_t s, uint32_t root, TrieWalk& out) {
+  const TokenTrie& trie = *cache_->trie;
+  const auto& tn = trie.nodes();
+  std::vector<int32_t> stack(trie.max_depth() + 2);
+  stack[tn[root].depth] = s;
+  for (uint32_t i = root + 1; i < tn[root].skip;) {
+    const TokenTrie::Node& nd = tn[i];
+    const int32_t parent = stack[nd.depth - 1];
+    const int32_t t = next(parent, nd.byte);
+    if (t == kDead) {
+      i = nd.skip;
+      continue;
+    }
+    const auto ts = static_cast<size_t>(t);
+    const bool exit = states_[ts].exit, inside = !states_[ts].configs.empty();
+    if (exit) out.ends.push_back(i);
+    if (!inside) {
+      i = nd.skip;
+      continue;
+    }
+    out.keep(nd.tokens_begin, nd.tokens_end);
+    // A state that loops on this byte is in a loop region: keep every subtree that stays there.
+    // (Once per state: one near the end of its copies finds none, and would retry at every node.)
+    if (!exit && !region_tried_[ts] && region_of_[static_cast<size_t>(class_of(t))] == kNoRegion &&
+        class_of(t) == class_of(parent)) {
+      region_tried_[ts] = 1;
+      if (!shared_region(t)) find_region(t);
+    }
+    if (!exit && pure_subtree(t, i)) {
+      out.keep(nd.tokens_end, nd.subtree_end);
+      i = nd.skip;
+      continue;
+    }
+    // Subtrees that leave a loop region (a string's closing quote below them) are shared.
+    if (nd.subtree_end - nd.tokens_end >= kSharedSubtreeTokens &&
+        region_of_[static_cast<size_t>(class_of(t))] != kNoRegion) {
+      if (auto sub = subtree_walk(t, i)) {
+        for (auto [begin, end] : sub->inside) out.keep(begin, end);
+        out.ends.insert(out.ends.end(), sub->ends.begin(), sub->ends.end());
+        i = nd.skip;
+        continue;
+      }
+    }
+    stack[nd.depth] = t;
+    ++i;
+  }
+}
+
+// The walk below trie node `node` from `state`, shared process-wide by the shape of the
+// state's network: what the tokens below do until the rule ends depends on that network
+// alone. Every key position of an object with free keys leaves its listed names after a byte
+// or two for the same string loop; its subtrees are walked once per process, not once per
+// object. Null for a state whose network is not small or not all in the exit frame.
+std::shared_ptr<const TrieWalk> Matcher::subtree_walk(int32_t state, uint32_t node) {
+  const uint64_t shape = own_frame_shape(state);
+  if (shape == 0) return nullptr;
+  if (auto hit = SharedSubtrees::get().find(shape, node)) return hit;
+  auto out = std::make_shared<TrieWalk>();
+  walk_trie(state, node, *out);
+  SharedSubtrees::get().put(shape, node, out);
+  return out;
+}
+
+// The number of the shape of the network of a state whose configurations are all in the exit
+// frame (the rule instance of a local walk), when small; else 0. Once per state.
+uint64_t Matcher::own_frame_shape(int32_t state) {
+  const auto s = static_cast<size_t>(state);
+  if (!id_tried_[s]) {
+    id_tried_[s] = 1;
+    const auto& configs = states_[s].configs;
+    if (!configs.empty() && frame_of(configs[0]) == exit_frame_) {
+      const std::string& shape = single_frame_shape(state);
+      if (!shape.empty()) own_shape_[s] = SharedSubtrees::get().shape_id(shape);
+    }
+  }
+  return own_shape_[s];
 }
 
 // The loop region of `state`: the states reachable from it that lead back to it, numbered in
@@ -447,7 +549,7 @@ void Matcher::find_region(int32_t state) {
   region_purity_.push_back(region_purity(*cache_->trie, table));
   for (size_t k = 0; k < seen.size(); ++k) {
     if (slot[k] < 0) continue;
-    std::string shape = single_frame_shape(seen[k]);
+    const std::string& shape = single_frame_shape(seen[k]);
     if (!shape.empty()) SharedRegions::get().put(shape, {region_purity_.back(), static_cast<uint8_t>(slot[k])});
     if (region_of_[static_cast<size_t>(class_of(seen[k]))] != kNoRegion) continue;
     region_of_[static_cast<size_t>(class_of(seen[k]))] = id;
@@ -461,21 +563,25 @@ void Matcher::find_region(int32_t state) {
 
 // The shape of the network a state inside one rule instance reaches (empty for a state over
 // several frames, or a large network): until the rule returns, which leaves any loop region,
-// the state behaves as any other with that shape.
-std::string Matcher::single_frame_shape(int32_t state) const {
-  const auto& configs = states_[static_cast<size_t>(state)].configs;
-  if (configs.empty()) return {};
+// the state behaves as any other with that shape. Once per state (kilobytes to build).
+const std::string& Matcher::single_frame_shape(int32_t state) {
+  const auto s = static_cast<size_t>(state);
+  if (shape_tried_[s]) return frame_shape_[s];
+  shape_tried_[s] = 1;
+  const auto& configs = states_[s].configs;
+  if (configs.empty()) return frame_shape_[s];
   std::vector<uint32_t> nodes;
   for (uint64_t c : configs) {
-    if (frame_of(c) != frame_of(configs[0])) return {};
+    if (frame_of(c) != frame_of(configs[0])) return frame_shape_[s];
     nodes.push_back(node_of(c));
   }
-  return shape_of(*g_, nodes, cache_->trie.get(), kMaxRegionShapeNodes);
+  frame_shape_[s] = shape_of(*g_, nodes, cache_->trie.get(), kMaxRegionShapeNodes);
+  return frame_shape_[s];
 }
 
 // A region explored from a state of the same shape, here or in another grammar.
 bool Matcher::shared_region(int32_t state) {
-  std::string shape = single_frame_shape(state);
+  const std::string& shape = single_frame_shape(state);
   MaskCache::RegionMember m;
   if (shape.empty() || !SharedRegions::get().find(shape, m)) return false;
   const auto c = static_cast<size_t>(class_of(state));
@@ -665,6 +771,10 @@ void Matcher::fill_mask(std::vector<uint64_t>& mask) {
     class_of_.clear();
     budget_.clear();
     region_tried_.clear();
+    own_shape_.clear();
+    id_tried_.clear();
+    frame_shape_.clear();
+    shape_tried_.clear();
     class_ids_.clear();
     region_of_.clear();
     region_slot_.clear();

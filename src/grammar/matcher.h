@@ -20,6 +20,9 @@
 // explored once per process for each loop shape: its states inside one rule instance are
 // also keyed by the shape of the network they reach, so the string loop behind every key
 // prefix of an object, and every grammar's copy of it, finds the region without exploring.
+// The walk below a trie node from such a loop state is also remembered process-wide, by the
+// shape of the state's network: every key position of an object with free keys leaves its
+// names for the same string loop, and walks the subtrees below it once per process.
 #pragma once
 #include <array>
 #include <cstdint>
@@ -28,6 +31,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "grammar/exit_tail.h"
@@ -35,6 +39,22 @@
 #include "grammar/token_trie.h"
 
 namespace owl::grammar {
+
+// What a walk of the vocabulary trie below one node records, for a local walk (under the exit
+// frame): the tokens consumed without leaving the rule, as ranges of positions in
+// TokenTrie::token_ids() (contiguous runs merged), and the trie nodes where the rule ends.
+struct TrieWalk {
+  std::vector<std::pair<uint32_t, uint32_t>> inside;
+  std::vector<uint32_t> ends;
+  void keep(uint32_t begin, uint32_t end) {
+    if (begin == end) return;
+    if (!inside.empty() && inside.back().second == begin) {
+      inside.back().second = end;
+    } else {
+      inside.emplace_back(begin, end);
+    }
+  }
+};
 
 // What a group of nodes of one rule does with every token: shared by all matchers of one
 // grammar and one vocabulary (thread-safe).
@@ -100,9 +120,11 @@ class Matcher {
   int32_t intern(State&& s);
   int32_t next(int32_t s, uint8_t b);
   std::shared_ptr<const MaskCache::Local> local(const std::vector<uint32_t>& nodes);
+  void walk_trie(int32_t s, uint32_t root, TrieWalk& out);
+  std::shared_ptr<const TrieWalk> subtree_walk(int32_t s, uint32_t node);
+  uint64_t own_frame_shape(int32_t state);
   void mask_of(int32_t s, std::vector<uint64_t>& mask);
   void walk_tail(int32_t s, const ExitTail& tail, std::vector<uint64_t>& mask);
-  void set_tokens(uint32_t trie_node, std::vector<uint64_t>& mask) const;
 
   std::shared_ptr<const Grammar> g_;
   std::shared_ptr<MaskCache> cache_;
@@ -128,6 +150,12 @@ class Matcher {
   std::vector<int32_t> class_of_;
   std::vector<uint32_t> budget_;
   std::vector<uint8_t> region_tried_;  // per state: find_region ran from it
+  // Per state, once computed (the *_tried_ flags): its single_frame_shape, and the number of
+  // that shape when all its configurations are in the exit frame (0 when none).
+  std::vector<std::string> frame_shape_;
+  std::vector<uint8_t> shape_tried_;
+  std::vector<uint64_t> own_shape_;
+  std::vector<uint8_t> id_tried_;
   std::unordered_map<std::string, int32_t> class_ids_;
   std::vector<int32_t> region_of_;
   std::vector<uint8_t> region_slot_;
@@ -136,7 +164,7 @@ class Matcher {
   std::vector<uint64_t> shifted_configs(int32_t state, uint32_t& budget) const;
   std::string class_key(int32_t state, uint32_t& budget, bool& shared) const;
   void find_region(int32_t state);
-  std::string single_frame_shape(int32_t state) const;
+  const std::string& single_frame_shape(int32_t state);
   bool shared_region(int32_t state);
   // The subtree below trie node `node`, reached in `state`, stays in the state's loop region.
   bool pure_subtree(int32_t state, uint32_t node);

@@ -122,6 +122,40 @@ TEST(Mask, LoopRegionsAgreeWithTheMatcherOnRandomWalks) {
   EXPECT_GT(checked, 40u);
 }
 
+// Key positions of objects with free keys share their subtree walks (and exit tails) by shape,
+// process-wide: the second and third objects reuse the first one's walks below the string loop,
+// with other names around them. Every token of every mask agrees with the byte-level matcher.
+TEST(Mask, SharedSubtreeWalksAgreeWithTheMatcherAcrossGrammars) {
+  const Llama3& l = llama3();
+  const std::pair<const char*, const char*> cases[] = {
+      {R"({"type":"object","properties":{"alpha":{"type":"integer"},"beta":{"type":"string"}},"additionalProperties":{"type":"integer"}})",
+       R"({"alpha":1,"beta":"x","bz":2,"q\"r":3})"},
+      {R"({"type":"object","properties":{"bravo":{"type":"integer"},"\u00e9t\u00e9":{"type":"integer"},"al":{"type":"string","maxLength":3}},"additionalProperties":{"type":"integer"}})",
+       R"({"bravo":1,"al":"abc","alpha":2,")"
+       "\xc3\xa9x"
+       R"(":4})"},
+      {R"({"type":"array","items":{"type":"object","properties":{"kind":{"type":"string"}},"additionalProperties":{"type":"boolean"}}})",
+       R"([{"kind":"a","kin":true},{"k":false}])"},
+  };
+  std::vector<uint64_t> mask;
+  size_t checked = 0;
+  for (const auto& [schema, text] : cases) {
+    auto cache = std::make_shared<MaskCache>(owl::grammar::compile_json_schema_text(schema), l.vocab.trie);
+    Matcher m(cache);
+    for (int32_t id : l.vocab.encode(text)) {
+      m.fill_mask(mask);
+      for (int32_t t = 0; t < l.tok->n_vocab(); ++t) {
+        if (l.tok->is_special(t)) continue;
+        ASSERT_EQ(bit(mask, t), m.allows(l.vocab.token_bytes[t])) << "token " << t << " in " << text;
+      }
+      ++checked;
+      ASSERT_TRUE(m.advance(l.vocab.token_bytes[id])) << text;
+    }
+    EXPECT_TRUE(m.accepting()) << text;
+  }
+  EXPECT_GT(checked, 20u);
+}
+
 TEST(Mask, CheckReportsTheRejectedByte) {
   const Llama3& l = llama3();
   auto g = owl::grammar::compile_json_schema_text(R"({"type":"object","properties":{"a":{"enum":["yes","no"]}}})");
