@@ -349,6 +349,39 @@ bool Matcher::advance(std::string_view bytes) {
   return true;
 }
 
+// The ids at the trie positions in `ranges` as a bitset. A string or key position keeps most
+// of the vocabulary (~120k of 128k ids, one scattered bit each): then it is cheaper to start
+// from every id and clear the positions between the ranges.
+static std::vector<uint64_t> inside_mask(const TokenTrie& trie, std::vector<std::pair<uint32_t, uint32_t>> ranges) {
+  const auto& ids = trie.token_ids();
+  auto set = [&](std::vector<uint64_t>& m, uint32_t begin, uint32_t end, bool on) {
+    for (uint32_t k = begin; k < end; ++k) {
+      auto id = static_cast<uint32_t>(ids[k]);
+      if (on) {
+        m[id >> 6] |= uint64_t{1} << (id & 63);
+      } else {
+        m[id >> 6] &= ~(uint64_t{1} << (id & 63));
+      }
+    }
+  };
+  size_t covered = 0;
+  for (auto [begin, end] : ranges) covered += end - begin;
+  if (covered * 2 <= ids.size()) {
+    std::vector<uint64_t> m((trie.n_vocab() + 63) / 64, 0);
+    for (auto [begin, end] : ranges) set(m, begin, end, true);
+    return m;
+  }
+  std::sort(ranges.begin(), ranges.end());
+  std::vector<uint64_t> m = trie.all_ids_mask();
+  uint32_t pos = 0;  // trie positions below pos are covered or cleared
+  for (auto [begin, end] : ranges) {
+    if (begin > pos) set(m, pos, begin, false);
+    pos = std::max(pos, end);
+  }
+  set(m, pos, static_cast<uint32_t>(ids.size()), false);
+  return m;
+}
+
 // What the rule instance made of `nodes` (one frame) does with every token, from the cache
 // or by one walk of the trie under the exit frame.
 std::shared_ptr<const MaskCache::Local> Matcher::local(const std::vector<uint32_t>& nodes) {
@@ -367,14 +400,7 @@ std::shared_ptr<const MaskCache::Local> Matcher::local(const std::vector<uint32_
   for (uint32_t n : nodes) s.configs.push_back(pack(n, exit_frame_));
   TrieWalk walk;
   walk_trie(intern(std::move(s)), 0, walk);
-  out->inside.assign((trie.n_vocab() + 63) / 64, 0);
-  const auto& ids = trie.token_ids();
-  for (auto [begin, end] : walk.inside) {
-    for (uint32_t k = begin; k < end; ++k) {
-      auto id = static_cast<uint32_t>(ids[k]);
-      out->inside[id >> 6] |= uint64_t{1} << (id & 63);
-    }
-  }
+  out->inside = inside_mask(trie, std::move(walk.inside));
   out->tail = *shared_exit_tail(trie, walk.ends);
   std::shared_ptr<const MaskCache::Local> r = out;
   cache_->put(key, r);

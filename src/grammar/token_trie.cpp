@@ -58,6 +58,8 @@ TokenTrie::TokenTrie(const std::vector<std::string>& token_bytes, const std::vec
   for (size_t i = nodes_.size(); i-- > 0;)
     for (uint32_t j = static_cast<uint32_t>(i) + 1; j < nodes_[i].skip; j = nodes_[j].skip)
       nodes_[i].height = std::max<uint8_t>(nodes_[i].height, static_cast<uint8_t>(nodes_[j].height + 1));
+  all_ids_.assign((n_vocab_ + 63) / 64, 0);
+  for (int32_t id : ids_) all_ids_[static_cast<uint32_t>(id) >> 6] |= uint64_t{1} << (id & 63);
 }
 
 }  // namespace owl::grammar

@@ -26,6 +26,9 @@ class TokenTrie {
   };
   const std::vector<Node>& nodes() const { return nodes_; }  // nodes_[0] is the root
   const std::vector<int32_t>& token_ids() const { return ids_; }
+  // Bit `id` set for every id in token_ids() (ceil(n_vocab / 64) words): a mask that allows
+  // most of the vocabulary starts from it and clears the few ids it leaves out.
+  const std::vector<uint64_t>& all_ids_mask() const { return all_ids_; }
   const std::vector<int32_t>& eos() const { return eos_; }
   size_t n_vocab() const { return n_vocab_; }
   size_t max_depth() const { return max_depth_; }
@@ -36,6 +39,7 @@ class TokenTrie {
   std::vector<Node> nodes_;
   std::vector<int32_t> ids_;
   std::vector<int32_t> eos_;
+  std::vector<uint64_t> all_ids_;
   size_t n_vocab_ = 0;
   size_t max_depth_ = 0;
   uint64_t serial_ = 0;
