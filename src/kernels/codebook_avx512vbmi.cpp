@@ -1,0 +1,201 @@
+// One-row (decode) dot kernels of the codebook types on AVX-512 VBMI (compiled with AVX-512
+// F/BW/VL/VNNI/VBMI; chosen only after the CPUID check, cpu_has_avx512_vbmi). The AVX2 kernels
+// (codebook_avx2.h) decode each group of 8 weights with scalar index arithmetic and one 8-byte
+// load per grid row and per sign pattern: bound by that decoding, not by memory. Here a whole
+// IQ2_XXS block is decoded in vector registers: the 32 grid rows come from a 2-bit-per-element
+// code table held in 8 registers (two-source word permutes), the 32 sign patterns from a
+// 128-byte table in 2 registers (byte permute), and each 64 weights become magnitudes with a
+// multishift and a byte permute.
+//
+// Bit-identical to the AVX2 per-row kernels and the prefill tiles: the same maddubs pairs and
+// the same integer lanes (lane j holds elements 4j..4j+3 of each 32-weight sub-block, times its
+// scale, summed over the block; here even and odd sub-blocks sit in the low and high 256 bits and
+// are added at the end of the block, which is exact), then the same float steps.
+#include <immintrin.h>
+
+#include <array>
+#include <cstdint>
+
+// GCC 12's AVX-512 intrinsics pass _mm512_undefined_*() as unused merge sources, which
+// -Wmaybe-uninitialized reports once inlined (GCC bug 105593): no value is read uninitialised.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include "kernels/codebook_avx2.h"
+#include "kernels/vec_dot.h"
+#include "tensor/iq_grids.h"
+
+namespace owl::kernels {
+
+namespace {
+
+using avx2_shared::f16;
+using avx2_shared::hsum;
+using avx2_shared::row_of;
+
+// Byte tables loaded as 64-byte registers.
+struct alignas(64) Bytes64 {
+  uint8_t b[64];
+};
+
+// The IQ2_XXS grid rows hold only the bytes 8, 25 and 43: each row as 8 two-bit codes (element j
+// in bits 2j, 2j+1: 0 -> 8, 1 -> 25, 2 -> 43), 256 uint16 in 8 registers of 32.
+constexpr uint8_t kIQ2XXSLevels[3] = {8, 25, 43};
+struct alignas(64) IQ2XXSCodes {
+  uint16_t c[256];
+};
+IQ2XXSCodes make_iq2xxs_codes() {
+  IQ2XXSCodes t{};
+  for (int e = 0; e < 256; ++e)
+    for (int j = 0; j < 8; ++j) {
+      const auto v = static_cast<uint8_t>(kIQ2XXSGrid[e] >> (8 * j));
+      const int code = v == kIQ2XXSLevels[0] ? 0 : v == kIQ2XXSLevels[1] ? 1 : 2;
+      t.c[e] |= static_cast<uint16_t>(code << (2 * j));
+    }
+  return t;
+}
+const IQ2XXSCodes& iq2xxs_codes() {
+  static const IQ2XXSCodes t = make_iq2xxs_codes();
+  return t;
+}
+
+// The 128 seven-bit sign patterns with their parity bit (iq_signs8), for a two-register byte
+// permute that reads the low 7 bits of each index byte.
+struct alignas(64) Signs128 {
+  uint8_t b[128];
+};
+constexpr Signs128 make_signs() {
+  Signs128 s{};
+  for (uint32_t i = 0; i < 128; ++i) s.b[i] = iq_signs8(i);
+  return s;
+}
+constexpr Signs128 kSigns = make_signs();
+
+// Byte permute / multishift controls. A block's 64 qs bytes: sub-block ib in bytes 8ib..8ib+7,
+// 4 grid indices then the 32-bit aux word (4 x 7 sign bits, 4-bit scale in bits 28..31).
+struct Controls {
+  Bytes64 idx;         // word w <- index byte of sub-block w / 4, group w % 4 (odd bytes masked to 0)
+  Bytes64 aux_fields;  // per qword: bytes 0..3 <- the 7-bit sign patterns, byte 4 <- the scale (bits 60..63)
+  Bytes64 pairs2[4];   // zmm m: the 8 codes of sub-blocks 2m, 2m+1, one per qword (as words 4q..4q+3)
+  Bytes64 shifts;      // per qword: byte j <- bits 2j.. (element j's code in the low 2 bits)
+  Bytes64 mag;         // byte i -> level of code i & 3
+  Bytes64 spread[4];   // zmm m: byte e <- sign pattern of sub-block 2m + e / 32, group (e % 32) / 8
+  Bytes64 bit;         // byte e: 1 << (e % 8), the sign bit of element e within its pattern
+  Bytes64 scale[4];    // zmm m: words 0..15 <- scale byte of sub-block 2m, 16..31 <- of 2m + 1
+};
+constexpr Controls make_controls() {
+  Controls c{};
+  for (int e = 0; e < 64; ++e) {
+    const int w = e / 2;
+    c.idx.b[e] = static_cast<uint8_t>(e % 2 ? 0 : 8 * (w / 4) + w % 4);
+    const int f = e % 8;
+    c.aux_fields.b[e] = static_cast<uint8_t>(f < 4 ? 32 + 7 * f : 60);
+    c.shifts.b[e] = static_cast<uint8_t>(2 * (e % 8));
+    c.mag.b[e] = (e & 3) < 3 ? kIQ2XXSLevels[e & 3] : 0;
+    c.bit.b[e] = static_cast<uint8_t>(1u << (e % 8));
+    for (int m = 0; m < 4; ++m) {
+      // word index (8m + qword) in both bytes' positions: byte e is byte (e % 2) of word e / 2.
+      const int q = e / 8, word = 8 * m + q;
+      c.pairs2[m].b[e] = static_cast<uint8_t>(2 * word + e % 2);
+      c.spread[m].b[e] = static_cast<uint8_t>(8 * (2 * m + e / 32) + (e % 32) / 8);
+      c.scale[m].b[e] = static_cast<uint8_t>(8 * (2 * m + e / 32) + 4);
+    }
+  }
+  return c;
+}
+constexpr Controls kCtl = make_controls();
+
+inline __m512i load64(const void* p) { return _mm512_load_si512(p); }
+
+template <int NR>
+void dot_iq2_xxs(int64_t n, const void* vw, const void* x, size_t xs, float* y, int64_t ys) {
+  const auto* w = static_cast<const BlockIQ2_XXS*>(vw);
+  const int64_t nb = n / kQKK;
+  const BlockQ8_K* a[NR];
+  __m256 acc[NR];
+  for (int r = 0; r < NR; ++r) {
+    a[r] = row_of<BlockQ8_K>(x, xs, r);
+    acc[r] = _mm256_setzero_ps();
+  }
+  const IQ2XXSCodes& tab = iq2xxs_codes();
+  __m512i codes_tab[8];
+  for (int t = 0; t < 8; ++t) codes_tab[t] = load64(tab.c + 32 * t);
+  const __m512i sg0 = load64(kSigns.b), sg1 = load64(kSigns.b + 64);
+  const __m512i c_idx = load64(kCtl.idx.b), c_aux = load64(kCtl.aux_fields.b), c_shifts = load64(kCtl.shifts.b);
+  const __m512i c_mag = load64(kCtl.mag.b), c_bit = load64(kCtl.bit.b);
+  const __m512i bit6 = _mm512_set1_epi16(0x40), bit7 = _mm512_set1_epi16(0x80);
+  constexpr __mmask64 kEven = 0x5555555555555555ULL;
+  for (int64_t i = 0; i < nb; ++i) {
+    const __m512i q = _mm512_loadu_si512(w[i].qs);
+    // The 32 grid indices as words, their rows' codes from the 256-entry table (64 entries per
+    // two-register permute, chosen by index bits 6 and 7).
+    const __m512i idx = _mm512_maskz_permutexvar_epi8(kEven, c_idx, q);
+    const __m512i r0 = _mm512_permutex2var_epi16(codes_tab[0], idx, codes_tab[1]);
+    const __m512i r1 = _mm512_permutex2var_epi16(codes_tab[2], idx, codes_tab[3]);
+    const __m512i r2 = _mm512_permutex2var_epi16(codes_tab[4], idx, codes_tab[5]);
+    const __m512i r3 = _mm512_permutex2var_epi16(codes_tab[6], idx, codes_tab[7]);
+    const __mmask32 k6 = _mm512_test_epi16_mask(idx, bit6), k7 = _mm512_test_epi16_mask(idx, bit7);
+    const __m512i codes =
+        _mm512_mask_blend_epi16(k7, _mm512_mask_blend_epi16(k6, r0, r1), _mm512_mask_blend_epi16(k6, r2, r3));
+    // Sign patterns (7 bits -> 8 with parity) and scales 2s + 1 as bytes at 8ib + 0..3 and 8ib + 4.
+    const __m512i fields = _mm512_multishift_epi64_epi8(c_aux, q);
+    const __m512i signs = _mm512_permutex2var_epi8(sg0, fields, sg1);
+    const __m512i nib = _mm512_and_si512(fields, _mm512_set1_epi8(0x0F));
+    const __m512i ls = _mm512_or_si512(_mm512_add_epi8(nib, nib), _mm512_set1_epi8(1));
+    __m512i sumi[NR];
+    for (int r = 0; r < NR; ++r) sumi[r] = _mm512_setzero_si512();
+    for (int m = 0; m < 4; ++m) {
+      const __m512i cq = _mm512_permutexvar_epi8(load64(kCtl.pairs2[m].b), codes);
+      const __m512i mag = _mm512_permutexvar_epi8(_mm512_multishift_epi64_epi8(c_shifts, cq), c_mag);
+      const __mmask64 neg = _mm512_test_epi8_mask(_mm512_permutexvar_epi8(load64(kCtl.spread[m].b), signs), c_bit);
+      const __m512i sc = _mm512_maskz_permutexvar_epi8(kEven, load64(kCtl.scale[m].b), ls);
+      for (int r = 0; r < NR; ++r) {
+        const __m512i av = _mm512_loadu_si512(a[r][i].qs + 64 * m);
+        const __m512i as = _mm512_mask_sub_epi8(av, neg, _mm512_setzero_si512(), av);
+        sumi[r] = _mm512_dpwssd_epi32(sumi[r], _mm512_maddubs_epi16(mag, as), sc);
+      }
+    }
+    const float d = f16(w[i].d) * 0.125f;
+    for (int r = 0; r < NR; ++r) {
+      const __m256i s8 = _mm256_add_epi32(_mm512_castsi512_si256(sumi[r]), _mm512_extracti64x4_epi64(sumi[r], 1));
+      acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(a[r][i].d * d), _mm256_cvtepi32_ps(s8), acc[r]);
+    }
+  }
+  for (int r = 0; r < NR; ++r) y[r * ys] = hsum(acc[r]);
+}
+
+template <template <int> class K>
+void by_nr(int64_t n, const void* w, const void* x, size_t xs, int nr, float* y, int64_t ys) {
+  switch (nr) {
+    case 1:
+      return K<1>::f(n, w, x, xs, y, ys);
+    case 2:
+      return K<2>::f(n, w, x, xs, y, ys);
+    case 3:
+      return K<3>::f(n, w, x, xs, y, ys);
+    case 4:
+      return K<4>::f(n, w, x, xs, y, ys);
+    case 5:
+      return K<5>::f(n, w, x, xs, y, ys);
+    default:
+      return K<6>::f(n, w, x, xs, y, ys);
+  }
+}
+
+template <int NR>
+struct KIQ2_XXS {
+  static void f(int64_t n, const void* w, const void* x, size_t xs, float* y, int64_t ys) {
+    dot_iq2_xxs<NR>(n, w, x, xs, y, ys);
+  }
+};
+
+}  // namespace
+
+DotFn dot_fn_avx512vbmi(DType t) {
+  switch (t) {
+    case DType::IQ2_XXS:
+      return by_nr<KIQ2_XXS>;
+    default:
+      return nullptr;
+  }
+}
+
+}  // namespace owl::kernels
