@@ -77,8 +77,6 @@ struct Controls {
   Bytes64 pairs2[4];   // zmm m: the 8 codes of sub-blocks 2m, 2m+1, one per qword (as words 4q..4q+3)
   Bytes64 shifts;      // per qword: byte j <- bits 2j.. (element j's code in the low 2 bits)
   Bytes64 mag;         // byte i -> level of code i & 3
-  Bytes64 spread[4];   // zmm m: byte e <- sign pattern of sub-block 2m + e / 32, group (e % 32) / 8
-  Bytes64 bit;         // byte e: 1 << (e % 8), the sign bit of element e within its pattern
   Bytes64 scale[4];    // zmm m: words 0..15 <- scale byte of sub-block 2m, 16..31 <- of 2m + 1
 };
 constexpr Controls make_controls() {
@@ -90,12 +88,10 @@ constexpr Controls make_controls() {
     c.aux_fields.b[e] = static_cast<uint8_t>(f < 4 ? 32 + 7 * f : 60);
     c.shifts.b[e] = static_cast<uint8_t>(2 * (e % 8));
     c.mag.b[e] = (e & 3) < 3 ? kIQ2XXSLevels[e & 3] : 0;
-    c.bit.b[e] = static_cast<uint8_t>(1u << (e % 8));
     for (int m = 0; m < 4; ++m) {
       // word index (8m + qword) in both bytes' positions: byte e is byte (e % 2) of word e / 2.
       const int q = e / 8, word = 8 * m + q;
       c.pairs2[m].b[e] = static_cast<uint8_t>(2 * word + e % 2);
-      c.spread[m].b[e] = static_cast<uint8_t>(8 * (2 * m + e / 32) + (e % 32) / 8);
       c.scale[m].b[e] = static_cast<uint8_t>(8 * (2 * m + e / 32) + 4);
     }
   }
@@ -120,7 +116,7 @@ void dot_iq2_xxs(int64_t n, const void* vw, const void* x, size_t xs, float* y, 
   for (int t = 0; t < 8; ++t) codes_tab[t] = load64(tab.c + 32 * t);
   const __m512i sg0 = load64(kSigns.b), sg1 = load64(kSigns.b + 64);
   const __m512i c_idx = load64(kCtl.idx.b), c_aux = load64(kCtl.aux_fields.b), c_shifts = load64(kCtl.shifts.b);
-  const __m512i c_mag = load64(kCtl.mag.b), c_bit = load64(kCtl.bit.b);
+  const __m512i c_mag = load64(kCtl.mag.b);
   const __m512i bit6 = _mm512_set1_epi16(0x40), bit7 = _mm512_set1_epi16(0x80);
   constexpr __mmask64 kEven = 0x5555555555555555ULL;
   for (int64_t i = 0; i < nb; ++i) {
@@ -140,12 +136,16 @@ void dot_iq2_xxs(int64_t n, const void* vw, const void* x, size_t xs, float* y, 
     const __m512i signs = _mm512_permutex2var_epi8(sg0, fields, sg1);
     const __m512i nib = _mm512_and_si512(fields, _mm512_set1_epi8(0x0F));
     const __m512i ls = _mm512_or_si512(_mm512_add_epi8(nib, nib), _mm512_set1_epi8(1));
+    // Sub-block ib's 32 sign bits are the low dword of qword ib: compacted and stored, each
+    // pair of sub-blocks is read back as one 64-bit mask (cheaper than spreading bytes).
+    alignas(32) uint64_t neg_bits[4];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(neg_bits), _mm512_cvtepi64_epi32(signs));
     __m512i sumi[NR];
     for (int r = 0; r < NR; ++r) sumi[r] = _mm512_setzero_si512();
     for (int m = 0; m < 4; ++m) {
       const __m512i cq = _mm512_permutexvar_epi8(load64(kCtl.pairs2[m].b), codes);
       const __m512i mag = _mm512_permutexvar_epi8(_mm512_multishift_epi64_epi8(c_shifts, cq), c_mag);
-      const __mmask64 neg = _mm512_test_epi8_mask(_mm512_permutexvar_epi8(load64(kCtl.spread[m].b), signs), c_bit);
+      const __mmask64 neg = _load_mask64(reinterpret_cast<__mmask64*>(neg_bits + m));
       const __m512i sc = _mm512_maskz_permutexvar_epi8(kEven, load64(kCtl.scale[m].b), ls);
       for (int r = 0; r < NR; ++r) {
         const __m512i av = _mm512_loadu_si512(a[r][i].qs + 64 * m);
@@ -154,6 +154,93 @@ void dot_iq2_xxs(int64_t n, const void* vw, const void* x, size_t xs, float* y, 
       }
     }
     const float d = f16(w[i].d) * 0.125f;
+    for (int r = 0; r < NR; ++r) {
+      const __m256i s8 = _mm256_add_epi32(_mm512_castsi512_si256(sumi[r]), _mm512_extracti64x4_epi64(sumi[r], 1));
+      acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(a[r][i].d * d), _mm256_cvtepi32_ps(s8), acc[r]);
+    }
+  }
+  for (int r = 0; r < NR; ++r) y[r * ys] = hsum(acc[r]);
+}
+
+// IQ1_S: 2048 grid rows are too many for registers; the 32 indices of a block (8 qs bits + 3 qh
+// bits) are built in vector registers and the rows gathered, 8 per gather (two sub-blocks). Each
+// element's level 8 * grid + delta (delta +-1 per sub-block) comes from a 6-entry byte table
+// indexed by grid + 1 (+ 3 when delta is -1); the level is its own sign (as the AVX2 kernel).
+struct IQ1SControls {
+  Bytes64 level;     // per 128-bit lane: t -> 8 (t - 1) + 1 for t < 3, 8 (t - 4) - 1 for t < 6
+  Bytes64 base[4];   // zmm m: byte e <- low byte of word 2m + e / 32 (the sub-block's table offset)
+  Bytes64 scale[4];  // zmm m: word w <- low byte of word 2m + w / 16 (its scale), odd bytes masked to 0
+};
+constexpr IQ1SControls make_iq1s_controls() {
+  IQ1SControls c{};
+  for (int e = 0; e < 64; ++e) {
+    const int t = e % 16;
+    c.level.b[e] = static_cast<uint8_t>(t < 3 ? 8 * (t - 1) + 1 : t < 6 ? 8 * (t - 4) - 1 : 0);
+    for (int m = 0; m < 4; ++m) {
+      c.base[m].b[e] = static_cast<uint8_t>(2 * (2 * m + e / 32));
+      c.scale[m].b[e] = static_cast<uint8_t>(e % 2 ? 0 : 2 * (2 * m + e / 32));
+    }
+  }
+  return c;
+}
+constexpr IQ1SControls kCtl1 = make_iq1s_controls();
+
+template <int NR>
+void dot_iq1_s(int64_t n, const void* vw, const void* x, size_t xs, float* y, int64_t ys) {
+  const auto* w = static_cast<const BlockIQ1_S*>(vw);
+  const int64_t nb = n / kQKK;
+  const BlockQ8_K* a[NR];
+  __m256 acc[NR];
+  for (int r = 0; r < NR; ++r) {
+    a[r] = row_of<BlockQ8_K>(x, xs, r);
+    acc[r] = _mm256_setzero_ps();
+  }
+  const __m512i level = load64(kCtl1.level.b);
+  // dword d of each half: sub-block d / 4 (+ 4 for the second half), group k = d % 4.
+  const __m512i qh_lo = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
+  const __m512i qh_hi = _mm512_add_epi32(qh_lo, _mm512_set1_epi32(4));
+  const __m512i shift3k = _mm512_set_epi32(9, 6, 3, 0, 9, 6, 3, 0, 9, 6, 3, 0, 9, 6, 3, 0);
+  const __m512i high3 = _mm512_set1_epi32(0x700);
+  constexpr __mmask64 kEven = 0x5555555555555555ULL;
+  for (int64_t i = 0; i < nb; ++i) {
+    const BlockIQ1_S& b = w[i];
+    // qh words widened to dwords: 8 in the low 256 bits.
+    const __m512i qh = _mm512_cvtepu16_epi32(_mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.qh))));
+    const __m512i hq = _mm512_slli_epi32(qh, 8);
+    auto indices = [&](const uint8_t* q, __m512i sel) {
+      const __m512i lo = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q)));
+      const __m512i hi = _mm512_and_si512(_mm512_srlv_epi32(_mm512_permutexvar_epi32(sel, hq), shift3k), high3);
+      return _mm512_or_si512(lo, hi);
+    };
+    const __m512i idx01 = indices(b.qs, qh_lo), idx23 = indices(b.qs + 16, qh_hi);
+    // Per sub-block, as the low byte of word ib: the level table's offset (1, or 4 when delta
+    // is -1) and the scale 2s + 1.
+    const __m128i qw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.qh));
+    const __m512i offs = _mm512_castsi128_si512(
+        _mm_add_epi16(_mm_set1_epi16(1), _mm_mullo_epi16(_mm_srli_epi16(qw, 15), _mm_set1_epi16(3))));
+    const __m512i ls = _mm512_castsi128_si512(
+        _mm_or_si128(_mm_slli_epi16(_mm_and_si128(_mm_srli_epi16(qw, 12), _mm_set1_epi16(7)), 1), _mm_set1_epi16(1)));
+    __m512i sumi[NR];
+    for (int r = 0; r < NR; ++r) sumi[r] = _mm512_setzero_si512();
+    alignas(64) uint32_t ix[32];
+    _mm512_store_si512(ix, idx01);
+    _mm512_store_si512(ix + 16, idx23);
+    for (int m = 0; m < 4; ++m) {
+      const uint32_t* im = ix + 8 * m;
+      auto row = [&](int k) { return static_cast<long long>(kIQ1SGrid[im[k]]); };
+      const __m512i g = _mm512_set_epi64(row(7), row(6), row(5), row(4), row(3), row(2), row(1), row(0));
+      const __m512i t = _mm512_add_epi8(g, _mm512_permutexvar_epi8(load64(kCtl1.base[m].b), offs));
+      const __m512i lv = _mm512_shuffle_epi8(level, t);
+      const __m512i mag = _mm512_abs_epi8(lv);
+      const __mmask64 neg = _mm512_movepi8_mask(lv);
+      const __m512i sc = _mm512_maskz_permutexvar_epi8(kEven, load64(kCtl1.scale[m].b), ls);
+      for (int r = 0; r < NR; ++r) {
+        const __m512i av = _mm512_loadu_si512(a[r][i].qs + 64 * m);
+        const __m512i as = _mm512_mask_sub_epi8(av, neg, _mm512_setzero_si512(), av);
+        sumi[r] = _mm512_dpwssd_epi32(sumi[r], _mm512_maddubs_epi16(mag, as), sc);
+      }
+    }
+    const float d = f16(b.d) * 0.125f;
     for (int r = 0; r < NR; ++r) {
       const __m256i s8 = _mm256_add_epi32(_mm512_castsi512_si256(sumi[r]), _mm512_extracti64x4_epi64(sumi[r], 1));
       acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(a[r][i].d * d), _mm256_cvtepi32_ps(s8), acc[r]);
@@ -187,12 +274,21 @@ struct KIQ2_XXS {
   }
 };
 
+template <int NR>
+struct KIQ1_S {
+  static void f(int64_t n, const void* w, const void* x, size_t xs, float* y, int64_t ys) {
+    dot_iq1_s<NR>(n, w, x, xs, y, ys);
+  }
+};
+
 }  // namespace
 
 DotFn dot_fn_avx512vbmi(DType t) {
   switch (t) {
     case DType::IQ2_XXS:
       return by_nr<KIQ2_XXS>;
+    case DType::IQ1_S:
+      return by_nr<KIQ1_S>;
     default:
       return nullptr;
   }
