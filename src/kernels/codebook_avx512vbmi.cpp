@@ -13,7 +13,6 @@
 // are added at the end of the block, which is exact), then the same float steps.
 #include <immintrin.h>
 
-#include <array>
 #include <cstdint>
 
 // GCC 12's AVX-512 intrinsics pass _mm512_undefined_*() as unused merge sources, which
