@@ -1,4 +1,4 @@
-// One-row (decode) dot kernels of IQ2_XXS and IQ1_S on AVX-512 VBMI (compiled with AVX-512
+// One-row (decode) dot kernels of IQ2_XXS, IQ3_XXS and IQ1_S on AVX-512 VBMI (compiled with AVX-512
 // F/BW/VL/VNNI/VBMI; chosen only after the CPUID check, cpu_has_avx512_vbmi). The AVX2 kernels
 // (codebook_avx2.h) decode each group of 8 weights with scalar index arithmetic and one 8-byte
 // load per grid row and per sign pattern: bound by that decoding, not by memory. Here a whole
@@ -161,6 +161,115 @@ void dot_iq2_xxs(int64_t n, const void* vw, const void* x, size_t xs, float* y, 
   for (int r = 0; r < NR; ++r) y[r * ys] = hsum(acc[r]);
 }
 
+// IQ3_XXS: the same scheme on grid rows of 4 bytes from 8 levels (4, 12, ..., 52, 62): each row
+// as 4 three-bit codes in a uint16, 64 rows per block in two lookups; its 8 aux words sit
+// together after the indices, so one multishift gives each pair of sub-blocks' 64 sign bits as
+// one qword.
+constexpr uint8_t kIQ3XXSLevels[8] = {4, 12, 20, 28, 36, 44, 52, 62};
+struct alignas(64) IQ3XXSCodes {
+  uint16_t c[256];
+};
+IQ3XXSCodes make_iq3xxs_codes() {
+  IQ3XXSCodes t{};
+  for (int e = 0; e < 256; ++e)
+    for (int j = 0; j < 4; ++j) {
+      const auto v = static_cast<uint8_t>(kIQ3XXSGrid[e] >> (8 * j));
+      int code = 7;
+      for (int l = 0; l < 8; ++l)
+        if (v == kIQ3XXSLevels[l]) code = l;
+      t.c[e] |= static_cast<uint16_t>(code << (3 * j));
+    }
+  return t;
+}
+const IQ3XXSCodes& iq3xxs_codes() {
+  static const IQ3XXSCodes t = make_iq3xxs_codes();
+  return t;
+}
+struct IQ3XXSControls {
+  Bytes64 aux_fields;  // per qword (aux words 2j, 2j + 1): bytes 0..7 <- their eight 7-bit sign patterns
+  Bytes64 aux_scales;  // per qword: byte 0 <- bits 28.. (scale of 2j), byte 1 <- bits 60.. (of 2j + 1)
+  Bytes64 rows[2];     // zmm m: dword d <- code word 16 (m % 2) + d, twice
+  Bytes64 shifts;      // per dword: byte j <- bits 3j.. (element j's code in the low 3 bits)
+  Bytes64 mag;         // byte i -> level of code i & 7
+  Bytes64 scale[4];    // zmm m: words 0..15 <- scale byte of sub-block 2m, 16..31 <- of 2m + 1
+};
+constexpr IQ3XXSControls make_iq3xxs_controls() {
+  IQ3XXSControls c{};
+  for (int e = 0; e < 64; ++e) {
+    const int f = e % 8;
+    c.aux_fields.b[e] = static_cast<uint8_t>(f < 4 ? 7 * f : 32 + 7 * (f - 4));
+    c.aux_scales.b[e] = static_cast<uint8_t>(f == 0 ? 28 : 60);
+    for (int h = 0; h < 2; ++h) c.rows[h].b[e] = static_cast<uint8_t>(2 * (16 * h + e / 4) + e % 2);
+    c.shifts.b[e] = static_cast<uint8_t>(32 * (f / 4) + 3 * (f % 4));
+    c.mag.b[e] = kIQ3XXSLevels[e & 7];
+    for (int m = 0; m < 4; ++m) c.scale[m].b[e] = static_cast<uint8_t>(e % 2 ? 0 : 8 * m + e / 32);
+  }
+  return c;
+}
+constexpr IQ3XXSControls kCtl3 = make_iq3xxs_controls();
+
+// Entries idx (words, 0..255) of a 256-entry uint16 table held in 8 registers of 32.
+inline __m512i lookup256(const __m512i* tab, __m512i idx) {
+  const __m512i r0 = _mm512_permutex2var_epi16(tab[0], idx, tab[1]);
+  const __m512i r1 = _mm512_permutex2var_epi16(tab[2], idx, tab[3]);
+  const __m512i r2 = _mm512_permutex2var_epi16(tab[4], idx, tab[5]);
+  const __m512i r3 = _mm512_permutex2var_epi16(tab[6], idx, tab[7]);
+  const __mmask32 k6 = _mm512_test_epi16_mask(idx, _mm512_set1_epi16(0x40));
+  const __mmask32 k7 = _mm512_test_epi16_mask(idx, _mm512_set1_epi16(0x80));
+  return _mm512_mask_blend_epi16(k7, _mm512_mask_blend_epi16(k6, r0, r1), _mm512_mask_blend_epi16(k6, r2, r3));
+}
+
+template <int NR>
+void dot_iq3_xxs(int64_t n, const void* vw, const void* x, size_t xs, float* y, int64_t ys) {
+  const auto* w = static_cast<const BlockIQ3_XXS*>(vw);
+  const int64_t nb = n / kQKK;
+  const BlockQ8_K* a[NR];
+  __m256 acc[NR];
+  for (int r = 0; r < NR; ++r) {
+    a[r] = row_of<BlockQ8_K>(x, xs, r);
+    acc[r] = _mm256_setzero_ps();
+  }
+  const IQ3XXSCodes& tab = iq3xxs_codes();
+  __m512i codes_tab[8];
+  for (int t = 0; t < 8; ++t) codes_tab[t] = load64(tab.c + 32 * t);
+  const __m512i sg0 = load64(kSigns.b), sg1 = load64(kSigns.b + 64);
+  const __m512i c_fields = load64(kCtl3.aux_fields.b), c_scales = load64(kCtl3.aux_scales.b);
+  const __m512i c_shifts = load64(kCtl3.shifts.b), c_mag = load64(kCtl3.mag.b);
+  constexpr __mmask64 kEven = 0x5555555555555555ULL;
+  for (int64_t i = 0; i < nb; ++i) {
+    const BlockIQ3_XXS& b = w[i];
+    const __m512i codes[2] = {
+        lookup256(codes_tab, _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs)))),
+        lookup256(codes_tab, _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs + 32))))};
+    const __m512i aux = _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs + kQKK / 4)));
+    alignas(32) uint64_t neg_bits[4];
+    _mm256_store_si256(
+        reinterpret_cast<__m256i*>(neg_bits),
+        _mm512_castsi512_si256(_mm512_permutex2var_epi8(sg0, _mm512_multishift_epi64_epi8(c_fields, aux), sg1)));
+    const __m512i nib = _mm512_and_si512(_mm512_multishift_epi64_epi8(c_scales, aux), _mm512_set1_epi8(0x0F));
+    const __m512i ls = _mm512_or_si512(_mm512_add_epi8(nib, nib), _mm512_set1_epi8(1));
+    __m512i sumi[NR];
+    for (int r = 0; r < NR; ++r) sumi[r] = _mm512_setzero_si512();
+    for (int m = 0; m < 4; ++m) {
+      const __m512i cd = _mm512_permutexvar_epi8(load64(kCtl3.rows[m % 2].b), codes[m / 2]);
+      const __m512i mag = _mm512_permutexvar_epi8(_mm512_multishift_epi64_epi8(c_shifts, cd), c_mag);
+      const __mmask64 neg = _load_mask64(reinterpret_cast<__mmask64*>(neg_bits + m));
+      const __m512i sc = _mm512_maskz_permutexvar_epi8(kEven, load64(kCtl3.scale[m].b), ls);
+      for (int r = 0; r < NR; ++r) {
+        const __m512i av = _mm512_loadu_si512(a[r][i].qs + 64 * m);
+        const __m512i as = _mm512_mask_sub_epi8(av, neg, _mm512_setzero_si512(), av);
+        sumi[r] = _mm512_dpwssd_epi32(sumi[r], _mm512_maddubs_epi16(mag, as), sc);
+      }
+    }
+    const float d = f16(b.d) * 0.25f;
+    for (int r = 0; r < NR; ++r) {
+      const __m256i s8 = _mm256_add_epi32(_mm512_castsi512_si256(sumi[r]), _mm512_extracti64x4_epi64(sumi[r], 1));
+      acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(a[r][i].d * d), _mm256_cvtepi32_ps(s8), acc[r]);
+    }
+  }
+  for (int r = 0; r < NR; ++r) y[r * ys] = hsum(acc[r]);
+}
+
 // IQ1_S: 2048 grid rows are too many for registers, so each row is one 8-byte load as in the
 // AVX2 kernel (a vector index build with gathers measured slower: 1881 against 1491 us for the
 // AVX2 kernel, and storing vector-built indices for scalar loads no faster). The gain is in the
@@ -267,6 +376,13 @@ struct KIQ1_S {
   }
 };
 
+template <int NR>
+struct KIQ3_XXS {
+  static void f(int64_t n, const void* w, const void* x, size_t xs, float* y, int64_t ys) {
+    dot_iq3_xxs<NR>(n, w, x, xs, y, ys);
+  }
+};
+
 }  // namespace
 
 DotFn dot_fn_avx512vbmi(DType t) {
@@ -275,6 +391,8 @@ DotFn dot_fn_avx512vbmi(DType t) {
       return by_nr<KIQ2_XXS>;
     case DType::IQ1_S:
       return by_nr<KIQ1_S>;
+    case DType::IQ3_XXS:
+      return by_nr<KIQ3_XXS>;
     default:
       return nullptr;
   }

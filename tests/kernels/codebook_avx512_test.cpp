@@ -1,6 +1,6 @@
 // The AVX-512 VBMI one-row kernels of the codebook types (codebook_avx512vbmi.cpp) against the
 // AVX2 kernels they replace, bit for bit: rows whose blocks walk through every grid index (IQ2_XXS
-// 256, IQ1_S 2048) with random sign patterns, scales and deltas, for 1..6 activation rows.
+// and IQ3_XXS 256, IQ1_S 2048) with random sign patterns, scales and deltas, for 1..6 activation rows.
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -32,6 +32,10 @@ std::vector<uint8_t> weights_walking_indices(DType t, int64_t n, int64_t n_out, 
       auto* qs = reinterpret_cast<uint8_t*>(b->qs);
       for (int ib = 0; ib < kQKK / 32; ++ib)
         for (int k = 0; k < 4; ++k) qs[8 * ib + k] = static_cast<uint8_t>(c++);
+    } else if (t == DType::IQ3_XXS) {
+      auto* b = reinterpret_cast<BlockIQ3_XXS*>(w.data()) + i;
+      b->d = d;
+      for (int j = 0; j < kQKK / 4; ++j) b->qs[j] = static_cast<uint8_t>(c++);
     } else {
       auto* b = reinterpret_cast<BlockIQ1_S*>(w.data()) + i;
       b->d = d;
@@ -50,8 +54,9 @@ std::vector<uint8_t> weights_walking_indices(DType t, int64_t n, int64_t n_out, 
 
 TEST(CodebookAvx512, OneRowKernelsEqualAvx2BitForBit) {
   if (!kernels::cpu_has_avx512_vbmi()) GTEST_SKIP() << "this CPU has no AVX-512 VBMI";
-  for (DType t : {DType::IQ2_XXS, DType::IQ1_S}) {
-    // 2048 IQ1_S indices = 64 blocks: 4 rows of 16 blocks; IQ2_XXS walks its 256 eight times.
+  for (DType t : {DType::IQ2_XXS, DType::IQ1_S, DType::IQ3_XXS}) {
+    // 2048 IQ1_S indices = 64 blocks: 4 rows of 16 blocks; IQ2_XXS and IQ3_XXS walk their 256
+    // several times.
     const int64_t n = 16 * kQKK, n_out = 4;
     const auto w = weights_walking_indices(t, n, n_out, 7);
     const kernels::DotFn fast = kernels::dot_fn_avx512vbmi(t), base = kernels::dot_fn_avx2(t);
