@@ -1,4 +1,4 @@
-// One-row (decode) dot kernels of IQ2_XXS, IQ3_XXS and IQ1_S on AVX-512 VBMI (compiled with AVX-512
+// One-row (decode) dot kernels of IQ2_XXS, IQ3_XXS, IQ1_S and IQ1_M on AVX-512 VBMI (compiled with AVX-512
 // F/BW/VL/VNNI/VBMI; chosen only after the CPUID check, cpu_has_avx512_vbmi). The AVX2 kernels
 // (codebook_avx2.h) decode each group of 8 weights with scalar index arithmetic and one 8-byte
 // load per grid row and per sign pattern: bound by that decoding, not by memory. Here a whole
@@ -14,6 +14,7 @@
 #include <immintrin.h>
 
 #include <cstdint>
+#include <cstring>
 
 // GCC 12's AVX-512 intrinsics pass _mm512_undefined_*() as unused merge sources, which
 // -Wmaybe-uninitialized reports once inlined (GCC bug 105593): no value is read uninitialised.
@@ -344,6 +345,74 @@ void dot_iq1_s(int64_t n, const void* vw, const void* x, size_t xs, float* y, in
   for (int r = 0; r < NR; ++r) y[r * ys] = hsum(acc[r]);
 }
 
+// IQ1_M: as IQ1_S, with a delta sign per group of 8 (bit 3 of the group's qh nibble) and two
+// 3-bit scales per sub-block (one per 16 elements).
+struct IQ1MControls {
+  Bytes64 qh[4];  // zmm m: qword q <- the qh byte holding the nibble of sub-block 2m + q / 4, group q % 4
+  Bytes64 bit;    // qword q: the delta bit of that nibble (0x08 in a low nibble, 0x80 in a high one)
+};
+constexpr IQ1MControls make_iq1m_controls() {
+  IQ1MControls c{};
+  for (int e = 0; e < 64; ++e) {
+    const int q = e / 8;
+    for (int m = 0; m < 4; ++m) c.qh[m].b[e] = static_cast<uint8_t>(2 * (2 * m + q / 4) + (q % 4) / 2);
+    c.bit.b[e] = q % 2 ? 0x80 : 0x08;
+  }
+  return c;
+}
+constexpr IQ1MControls kCtlM = make_iq1m_controls();
+
+template <int NR>
+void dot_iq1_m(int64_t n, const void* vw, const void* x, size_t xs, float* y, int64_t ys) {
+  const auto* w = static_cast<const BlockIQ1_M*>(vw);
+  const int64_t nb = n / kQKK;
+  const BlockQ8_K* a[NR];
+  __m256 acc[NR];
+  for (int r = 0; r < NR; ++r) {
+    a[r] = row_of<BlockQ8_K>(x, xs, r);
+    acc[r] = _mm256_setzero_ps();
+  }
+  const __m512i level = load64(kCtl1.level.b), c_bit = load64(kCtlM.bit.b);
+  const __m512i one = _mm512_set1_epi8(1), four = _mm512_set1_epi8(4);
+  // words 8j..8j+7: scale j of the zmm's four (16 elements each) at bits 3j..3j+2 of its uint16.
+  const __m512i sc_shift = _mm512_set_epi64(0x0009000900090009, 0x0009000900090009, 0x0006000600060006,
+                                            0x0006000600060006, 0x0003000300030003, 0x0003000300030003, 0, 0);
+  for (int64_t i = 0; i < nb; ++i) {
+    const BlockIQ1_M& b = w[i];
+    const __m512i qh = _mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.qh)));
+    __m512i sumi[NR];
+    for (int r = 0; r < NR; ++r) sumi[r] = _mm512_setzero_si512();
+    for (int m = 0; m < 4; ++m) {
+      auto row = [&](int k) {
+        const int ib = 2 * m + k / 4, kk = k % 4;
+        const uint32_t h = b.qh[2 * ib] | uint32_t{b.qh[2 * ib + 1]} << 8;
+        return static_cast<long long>(kIQ1SGrid[grid_index<kIQ1SGridBits, 3>(b.qs[4 * ib + kk], h >> (4 * kk))]);
+      };
+      const __m512i g = _mm512_set_epi64(row(7), row(6), row(5), row(4), row(3), row(2), row(1), row(0));
+      const __mmask64 dneg = _mm512_test_epi8_mask(_mm512_permutexvar_epi8(load64(kCtlM.qh[m].b), qh), c_bit);
+      const __m512i lv = _mm512_shuffle_epi8(level, _mm512_add_epi8(g, _mm512_mask_blend_epi8(dneg, one, four)));
+      const __m512i mag = _mm512_abs_epi8(lv);
+      const __mmask64 neg = _mm512_movepi8_mask(lv);
+      uint16_t scw;
+      std::memcpy(&scw, b.scales + 2 * m, 2);
+      const __m512i s3 = _mm512_and_si512(_mm512_srlv_epi16(_mm512_set1_epi16(static_cast<int16_t>(scw)), sc_shift),
+                                          _mm512_set1_epi16(7));
+      const __m512i sc = _mm512_or_si512(_mm512_add_epi16(s3, s3), _mm512_set1_epi16(1));
+      for (int r = 0; r < NR; ++r) {
+        const __m512i av = _mm512_loadu_si512(a[r][i].qs + 64 * m);
+        const __m512i as = _mm512_mask_sub_epi8(av, neg, _mm512_setzero_si512(), av);
+        sumi[r] = _mm512_dpwssd_epi32(sumi[r], _mm512_maddubs_epi16(mag, as), sc);
+      }
+    }
+    const float d = avx2_shared::DecIQ1_M::d(b) * 0.125f;
+    for (int r = 0; r < NR; ++r) {
+      const __m256i s8 = _mm256_add_epi32(_mm512_castsi512_si256(sumi[r]), _mm512_extracti64x4_epi64(sumi[r], 1));
+      acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(a[r][i].d * d), _mm256_cvtepi32_ps(s8), acc[r]);
+    }
+  }
+  for (int r = 0; r < NR; ++r) y[r * ys] = hsum(acc[r]);
+}
+
 template <template <int> class K>
 void by_nr(int64_t n, const void* w, const void* x, size_t xs, int nr, float* y, int64_t ys) {
   switch (nr) {
@@ -383,6 +452,13 @@ struct KIQ3_XXS {
   }
 };
 
+template <int NR>
+struct KIQ1_M {
+  static void f(int64_t n, const void* w, const void* x, size_t xs, float* y, int64_t ys) {
+    dot_iq1_m<NR>(n, w, x, xs, y, ys);
+  }
+};
+
 }  // namespace
 
 DotFn dot_fn_avx512vbmi(DType t) {
@@ -393,6 +469,8 @@ DotFn dot_fn_avx512vbmi(DType t) {
       return by_nr<KIQ1_S>;
     case DType::IQ3_XXS:
       return by_nr<KIQ3_XXS>;
+    case DType::IQ1_M:
+      return by_nr<KIQ1_M>;
     default:
       return nullptr;
   }
