@@ -413,6 +413,96 @@ void dot_iq1_m(int64_t n, const void* vw, const void* x, size_t xs, float* y, in
   for (int r = 0; r < NR; ++r) y[r * ys] = hsum(acc[r]);
 }
 
+// IQ2_S and IQ3_S: grids of 1024 and 512 rows, loaded one row at a time as in IQ1_S; their
+// sign bits are stored (one per element), so each pair of sub-blocks' 64 bits is one mask load.
+// Scales: 4-bit, per 16 elements (IQ2_S, in 4 word groups) or per 32 (IQ3_S, 2 groups).
+template <int NR, class Block, class Rows, class Scales, class Signs>
+void dot_rows(int64_t n, const void* vw, const void* x, size_t xs, float* y, int64_t ys, float mult, Rows rows,
+              Scales scales, Signs signs) {
+  const auto* w = static_cast<const Block*>(vw);
+  const int64_t nb = n / kQKK;
+  const BlockQ8_K* a[NR];
+  __m256 acc[NR];
+  for (int r = 0; r < NR; ++r) {
+    a[r] = row_of<BlockQ8_K>(x, xs, r);
+    acc[r] = _mm256_setzero_ps();
+  }
+  for (int64_t i = 0; i < nb; ++i) {
+    const Block& b = w[i];
+    __m512i sumi[NR];
+    for (int r = 0; r < NR; ++r) sumi[r] = _mm512_setzero_si512();
+    for (int m = 0; m < 4; ++m) {
+      const __m512i mag = rows(b, m);
+      const __mmask64 neg = signs(b, m);
+      const __m512i sc = scales(b, m);
+      for (int r = 0; r < NR; ++r) {
+        const __m512i av = _mm512_loadu_si512(a[r][i].qs + 64 * m);
+        const __m512i as = _mm512_mask_sub_epi8(av, neg, _mm512_setzero_si512(), av);
+        sumi[r] = _mm512_dpwssd_epi32(sumi[r], _mm512_maddubs_epi16(mag, as), sc);
+      }
+    }
+    const float d = f16(b.d) * mult;
+    for (int r = 0; r < NR; ++r) {
+      const __m256i s8 = _mm256_add_epi32(_mm512_castsi512_si256(sumi[r]), _mm512_extracti64x4_epi64(sumi[r], 1));
+      acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(a[r][i].d * d), _mm256_cvtepi32_ps(s8), acc[r]);
+    }
+  }
+  for (int r = 0; r < NR; ++r) y[r * ys] = hsum(acc[r]);
+}
+
+// 4-bit scales 2s + 1 from a uint16 v: word group j (of 32 / groups words) takes bits 4j..4j+3.
+inline __m512i scales_from_nibbles(uint32_t v, __m512i shifts) {
+  const __m512i s4 =
+      _mm512_and_si512(_mm512_srlv_epi16(_mm512_set1_epi16(static_cast<int16_t>(v)), shifts), _mm512_set1_epi16(0xF));
+  return _mm512_or_si512(_mm512_add_epi16(s4, s4), _mm512_set1_epi16(1));
+}
+inline __mmask64 mask_at(const uint8_t* p) {
+  uint64_t v;
+  std::memcpy(&v, p, 8);
+  return v;
+}
+
+template <int NR>
+void dot_iq2_s(int64_t n, const void* vw, const void* x, size_t xs, float* y, int64_t ys) {
+  const __m512i shifts = _mm512_set_epi64(0x000C000C000C000C, 0x000C000C000C000C, 0x0008000800080008,
+                                          0x0008000800080008, 0x0004000400040004, 0x0004000400040004, 0, 0);
+  dot_rows<NR, BlockIQ2_S>(
+      n, vw, x, xs, y, ys, 0.125f,
+      [](const BlockIQ2_S& b, int m) {
+        auto row = [&](int k) {
+          const int ib = 2 * m + k / 4, kk = k % 4;
+          return static_cast<long long>(
+              kIQ2SGrid[grid_index<kIQ2SGridBits, 2>(b.qs[4 * ib + kk], b.qh[ib] >> (2 * kk))]);
+        };
+        return _mm512_set_epi64(row(7), row(6), row(5), row(4), row(3), row(2), row(1), row(0));
+      },
+      [shifts](const BlockIQ2_S& b, int m) {
+        return scales_from_nibbles(b.scales[2 * m] | uint32_t{b.scales[2 * m + 1]} << 8, shifts);
+      },
+      [](const BlockIQ2_S& b, int m) { return mask_at(b.qs + kQKK / 8 + 8 * m); });
+}
+
+template <int NR>
+void dot_iq3_s(int64_t n, const void* vw, const void* x, size_t xs, float* y, int64_t ys) {
+  const __m512i shifts =
+      _mm512_set_epi64(0x0004000400040004, 0x0004000400040004, 0x0004000400040004, 0x0004000400040004, 0, 0, 0, 0);
+  dot_rows<NR, BlockIQ3_S>(
+      n, vw, x, xs, y, ys, 1.0f,
+      [](const BlockIQ3_S& b, int m) {
+        auto row = [&](int k) {
+          const int ib = 2 * m + k / 8, kk = k % 8;
+          return static_cast<uint32_t>(kIQ3SGrid[grid_index<kIQ3SGridBits, 1>(b.qs[8 * ib + kk], b.qh[ib] >> kk)]);
+        };
+        // Two 4-byte rows per 64-bit lane, joined in a general register: half the vector inserts.
+        auto two = [&](int k) {
+          return static_cast<long long>(static_cast<uint64_t>(row(k)) | static_cast<uint64_t>(row(k + 1)) << 32);
+        };
+        return _mm512_set_epi64(two(14), two(12), two(10), two(8), two(6), two(4), two(2), two(0));
+      },
+      [shifts](const BlockIQ3_S& b, int m) { return scales_from_nibbles(b.scales[m], shifts); },
+      [](const BlockIQ3_S& b, int m) { return mask_at(b.signs + 8 * m); });
+}
+
 template <template <int> class K>
 void by_nr(int64_t n, const void* w, const void* x, size_t xs, int nr, float* y, int64_t ys) {
   switch (nr) {
@@ -459,6 +549,19 @@ struct KIQ1_M {
   }
 };
 
+template <int NR>
+struct KIQ2_S {
+  static void f(int64_t n, const void* w, const void* x, size_t xs, float* y, int64_t ys) {
+    dot_iq2_s<NR>(n, w, x, xs, y, ys);
+  }
+};
+template <int NR>
+struct KIQ3_S {
+  static void f(int64_t n, const void* w, const void* x, size_t xs, float* y, int64_t ys) {
+    dot_iq3_s<NR>(n, w, x, xs, y, ys);
+  }
+};
+
 }  // namespace
 
 DotFn dot_fn_avx512vbmi(DType t) {
@@ -471,6 +574,10 @@ DotFn dot_fn_avx512vbmi(DType t) {
       return by_nr<KIQ3_XXS>;
     case DType::IQ1_M:
       return by_nr<KIQ1_M>;
+    case DType::IQ2_S:
+      return by_nr<KIQ2_S>;
+    case DType::IQ3_S:
+      return by_nr<KIQ3_S>;
     default:
       return nullptr;
   }
