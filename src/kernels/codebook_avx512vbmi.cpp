@@ -1,11 +1,13 @@
-// One-row (decode) dot kernels of IQ2_XXS, IQ3_XXS, IQ1_S and IQ1_M on AVX-512 VBMI (compiled with AVX-512
-// F/BW/VL/VNNI/VBMI; chosen only after the CPUID check, cpu_has_avx512_vbmi). The AVX2 kernels
-// (codebook_avx2.h) decode each group of 8 weights with scalar index arithmetic and one 8-byte
-// load per grid row and per sign pattern: bound by that decoding, not by memory. Here a whole
-// IQ2_XXS block is decoded in vector registers: the 32 grid rows come from a 2-bit-per-element
-// code table held in 8 registers (two-source word permutes), the 32 sign patterns from a
-// 128-byte table in 2 registers (byte permute), and each 64 weights become magnitudes with a
-// multishift and a byte permute.
+// One-row (decode) dot kernels of the seven codebook types (IQ1_S .. IQ3_S) on AVX-512 VBMI
+// (compiled with AVX-512 F/BW/VL/VNNI/VBMI; chosen only after the CPUID check,
+// cpu_has_avx512_vbmi). The AVX2 kernels (codebook_avx2.h) decode each group of 8 weights with
+// scalar index arithmetic and one 8-byte load per grid row and per sign pattern: bound by that
+// decoding, not by memory. Here every 64 weights (two sub-blocks) take one 512-bit step, signs are
+// applied as a 64-bit mask and scales as words. IQ2_XXS and IQ3_XXS, with 256-row grids, are
+// decoded wholly in vector registers: the rows come from a 2- or 3-bit-per-element code table held
+// in 8 registers (two-source word permutes), the sign patterns from a 128-byte table in 2
+// registers (byte permute), and each 64 weights become magnitudes with a multishift and a byte
+// permute. The larger grids (IQ2_XS, IQ2_S, IQ3_S, IQ1_S, IQ1_M) keep one scalar load per row.
 //
 // Bit-identical to the AVX2 per-row kernels and the prefill tiles: the same maddubs pairs and
 // the same integer lanes (lane j holds elements 4j..4j+3 of each 32-weight sub-block, times its
@@ -482,6 +484,33 @@ void dot_iq2_s(int64_t n, const void* vw, const void* x, size_t xs, float* y, in
       [](const BlockIQ2_S& b, int m) { return mask_at(b.qs + kQKK / 8 + 8 * m); });
 }
 
+// IQ2_XS: 512 rows of 8 bytes, loaded one at a time; each uint16 holds a 9-bit index and a
+// 7-bit sign pattern, whose parity byte comes from the 128-byte table (one byte permute per pair
+// of sub-blocks).
+template <int NR>
+void dot_iq2_xs(int64_t n, const void* vw, const void* x, size_t xs, float* y, int64_t ys) {
+  const __m512i shifts = _mm512_set_epi64(0x000C000C000C000C, 0x000C000C000C000C, 0x0008000800080008,
+                                          0x0008000800080008, 0x0004000400040004, 0x0004000400040004, 0, 0);
+  const __m512i sg0 = load64(kSigns.b), sg1 = load64(kSigns.b + 64);
+  dot_rows<NR, BlockIQ2_XS>(
+      n, vw, x, xs, y, ys, 0.125f,
+      [](const BlockIQ2_XS& b, int m) {
+        auto row = [&](int k) {
+          const uint16_t q = b.qs[8 * m + k];
+          return static_cast<long long>(kIQ2XSGrid[grid_index<kIQ2XSGridBits, 1>(q, q >> 8)]);
+        };
+        return _mm512_set_epi64(row(7), row(6), row(5), row(4), row(3), row(2), row(1), row(0));
+      },
+      [shifts](const BlockIQ2_XS& b, int m) {
+        return scales_from_nibbles(b.scales[2 * m] | uint32_t{b.scales[2 * m + 1]} << 8, shifts);
+      },
+      [sg0, sg1](const BlockIQ2_XS& b, int m) {
+        const __m128i p = _mm_srli_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.qs + 8 * m)), 9);
+        const __m512i s8 = _mm512_permutex2var_epi8(sg0, _mm512_castsi128_si512(_mm_packus_epi16(p, p)), sg1);
+        return static_cast<__mmask64>(_mm_cvtsi128_si64(_mm512_castsi512_si128(s8)));
+      });
+}
+
 template <int NR>
 void dot_iq3_s(int64_t n, const void* vw, const void* x, size_t xs, float* y, int64_t ys) {
   const __m512i shifts =
@@ -562,6 +591,13 @@ struct KIQ3_S {
   }
 };
 
+template <int NR>
+struct KIQ2_XS {
+  static void f(int64_t n, const void* w, const void* x, size_t xs, float* y, int64_t ys) {
+    dot_iq2_xs<NR>(n, w, x, xs, y, ys);
+  }
+};
+
 }  // namespace
 
 DotFn dot_fn_avx512vbmi(DType t) {
@@ -576,6 +612,8 @@ DotFn dot_fn_avx512vbmi(DType t) {
       return by_nr<KIQ1_M>;
     case DType::IQ2_S:
       return by_nr<KIQ2_S>;
+    case DType::IQ2_XS:
+      return by_nr<KIQ2_XS>;
     case DType::IQ3_S:
       return by_nr<KIQ3_S>;
     default:

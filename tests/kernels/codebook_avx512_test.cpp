@@ -1,7 +1,7 @@
 // The AVX-512 VBMI one-row kernels of the codebook types (codebook_avx512vbmi.cpp) against the
 // AVX2 kernels they replace, bit for bit: rows whose blocks walk through every grid index (IQ2_XXS
-// and IQ3_XXS 256, IQ3_S 512, IQ2_S 1024, IQ1_S and IQ1_M 2048) with random sign patterns, scales and deltas, for 1..6
-// activation rows.
+// and IQ3_XXS 256, IQ2_XS and IQ3_S 512, IQ2_S 1024, IQ1_S and IQ1_M 2048) with random sign patterns, scales and
+// deltas, for 1..6 activation rows.
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -37,6 +37,10 @@ std::vector<uint8_t> weights_walking_indices(DType t, int64_t n, int64_t n_out, 
       auto* b = reinterpret_cast<BlockIQ3_XXS*>(w.data()) + i;
       b->d = d;
       for (int j = 0; j < kQKK / 4; ++j) b->qs[j] = static_cast<uint8_t>(c++);
+    } else if (t == DType::IQ2_XS) {
+      auto* b = reinterpret_cast<BlockIQ2_XS*>(w.data()) + i;
+      b->d = d;
+      for (auto& q : b->qs) q = static_cast<uint16_t>((q & 0xFE00) | (c++ & 511));  // random sign patterns
     } else if (t == DType::IQ2_S) {
       auto* b = reinterpret_cast<BlockIQ2_S*>(w.data()) + i;
       b->d = d;
@@ -92,7 +96,8 @@ std::vector<uint8_t> weights_walking_indices(DType t, int64_t n, int64_t n_out, 
 
 TEST(CodebookAvx512, OneRowKernelsEqualAvx2BitForBit) {
   if (!kernels::cpu_has_avx512_vbmi()) GTEST_SKIP() << "this CPU has no AVX-512 VBMI";
-  for (DType t : {DType::IQ2_XXS, DType::IQ1_S, DType::IQ3_XXS, DType::IQ1_M, DType::IQ2_S, DType::IQ3_S}) {
+  for (DType t :
+       {DType::IQ2_XXS, DType::IQ1_S, DType::IQ3_XXS, DType::IQ1_M, DType::IQ2_S, DType::IQ3_S, DType::IQ2_XS}) {
     // 2048 IQ1_S indices = 64 blocks: 4 rows of 16 blocks; IQ2_XXS and IQ3_XXS walk their 256
     // several times.
     const int64_t n = 16 * kQKK, n_out = 4;
