@@ -2,7 +2,7 @@
 // rows that were converted to the weight's "vec-dot" type (Q8_0 blocks for the 32-element
 // formats, Q8_K blocks for the K-quants, IQ4_XS and the IQ1/IQ2/IQ3 codebook types, float32 for
 // float weights), the way ggml does it. Each weight type has a scalar reference and an AVX2
-// version.
+// version; the codebook types also an AVX-512 VBMI one (codebook_avx512vbmi.cpp).
 #pragma once
 #include <cstddef>
 #include <cstdint>
