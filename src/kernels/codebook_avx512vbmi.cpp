@@ -3,11 +3,11 @@
 // cpu_has_avx512_vbmi). The AVX2 kernels (codebook_avx2.h) decode each group of 8 weights with
 // scalar index arithmetic and one 8-byte load per grid row and per sign pattern: bound by that
 // decoding, not by memory. Here every 64 weights (two sub-blocks) take one 512-bit step, signs are
-// applied as a 64-bit mask and scales as words. IQ2_XXS and IQ3_XXS, with 256-row grids, are
-// decoded wholly in vector registers: the rows come from a 2- or 3-bit-per-element code table held
-// in 8 registers (two-source word permutes), the sign patterns from a 128-byte table in 2
-// registers (byte permute), and each 64 weights become magnitudes with a multishift and a byte
-// permute. The larger grids (IQ2_XS, IQ2_S, IQ3_S, IQ1_S, IQ1_M) keep one scalar load per row.
+// applied as a 64-bit mask and scales as words. IQ2_XXS, IQ3_XXS and IQ3_S are decoded wholly in
+// vector registers: the grid rows come from a 2- or 3-bit-per-element code table held in 8 (256
+// rows) or 16 (512 rows) registers (two-source word permutes), the 7-bit sign patterns' parity
+// from a 128-byte table in 2 registers (byte permute), and each 64 weights become magnitudes with
+// a multishift and a byte permute. IQ2_XS, IQ2_S, IQ1_S and IQ1_M keep one scalar load per row.
 //
 // Bit-identical to the AVX2 per-row kernels and the prefill tiles: the same maddubs pairs and
 // the same integer lanes (lane j holds elements 4j..4j+3 of each 32-weight sub-block, times its
@@ -415,9 +415,9 @@ void dot_iq1_m(int64_t n, const void* vw, const void* x, size_t xs, float* y, in
   for (int r = 0; r < NR; ++r) y[r * ys] = hsum(acc[r]);
 }
 
-// IQ2_S and IQ3_S: grids of 1024 and 512 rows, loaded one row at a time as in IQ1_S; their
-// sign bits are stored (one per element), so each pair of sub-blocks' 64 bits is one mask load.
-// Scales: 4-bit, per 16 elements (IQ2_S, in 4 word groups) or per 32 (IQ3_S, 2 groups).
+// IQ2_S: a grid of 1024 rows, loaded one row at a time as in IQ1_S; its sign bits are stored
+// (one per element), so each pair of sub-blocks' 64 bits is one mask load. Scales: 4-bit, per 16
+// elements (4 word groups; IQ3_S: per 32, 2 groups).
 template <int NR, class Block, class Rows, class Scales, class Signs>
 void dot_rows(int64_t n, const void* vw, const void* x, size_t xs, float* y, int64_t ys, float mult, Rows rows,
               Scales scales, Signs signs) {
@@ -511,25 +511,82 @@ void dot_iq2_xs(int64_t n, const void* vw, const void* x, size_t xs, float* y, i
       });
 }
 
+// IQ3_S: 512 grid rows of 4 bytes from the levels 1, 3, ..., 15, held as 4 three-bit codes in
+// 16 registers; an index's 9th bit (qh) selects between two 256-entry lookups as a mask, as
+// stored. Signs are stored bits (mask loads), scales 4-bit per 32.
+struct alignas(64) IQ3SCodes {
+  uint16_t c[512];
+};
+IQ3SCodes make_iq3s_codes() {
+  IQ3SCodes t{};
+  for (int e = 0; e < 512; ++e)
+    for (int j = 0; j < 4; ++j) {
+      const auto v = static_cast<uint8_t>(kIQ3SGrid[e] >> (8 * j));
+      t.c[e] |= static_cast<uint16_t>(((v >> 1) & 7) << (3 * j));  // v = 2 code + 1
+    }
+  return t;
+}
+const IQ3SCodes& iq3s_codes() {
+  static const IQ3SCodes t = make_iq3s_codes();
+  return t;
+}
+struct IQ3SControls {
+  Bytes64 mag;  // byte i -> level 2 (i & 7) + 1
+};
+constexpr IQ3SControls make_iq3s_controls() {
+  IQ3SControls c{};
+  for (int e = 0; e < 64; ++e) c.mag.b[e] = static_cast<uint8_t>(2 * (e & 7) + 1);
+  return c;
+}
+constexpr IQ3SControls kCtl3S = make_iq3s_controls();
+
 template <int NR>
 void dot_iq3_s(int64_t n, const void* vw, const void* x, size_t xs, float* y, int64_t ys) {
-  const __m512i shifts =
+  const auto* w = static_cast<const BlockIQ3_S*>(vw);
+  const int64_t nb = n / kQKK;
+  const BlockQ8_K* a[NR];
+  __m256 acc[NR];
+  for (int r = 0; r < NR; ++r) {
+    a[r] = row_of<BlockQ8_K>(x, xs, r);
+    acc[r] = _mm256_setzero_ps();
+  }
+  const IQ3SCodes& tab = iq3s_codes();
+  __m512i codes_tab[16];
+  for (int t = 0; t < 16; ++t) codes_tab[t] = load64(tab.c + 32 * t);
+  const __m512i c_shifts = load64(kCtl3.shifts.b), c_mag = load64(kCtl3S.mag.b);
+  const __m512i sc_shifts =
       _mm512_set_epi64(0x0004000400040004, 0x0004000400040004, 0x0004000400040004, 0x0004000400040004, 0, 0, 0, 0);
-  dot_rows<NR, BlockIQ3_S>(
-      n, vw, x, xs, y, ys, 1.0f,
-      [](const BlockIQ3_S& b, int m) {
-        auto row = [&](int k) {
-          const int ib = 2 * m + k / 8, kk = k % 8;
-          return static_cast<uint32_t>(kIQ3SGrid[grid_index<kIQ3SGridBits, 1>(b.qs[8 * ib + kk], b.qh[ib] >> kk)]);
-        };
-        // Two 4-byte rows per 64-bit lane, joined in a general register: half the vector inserts.
-        auto two = [&](int k) {
-          return static_cast<long long>(static_cast<uint64_t>(row(k)) | static_cast<uint64_t>(row(k + 1)) << 32);
-        };
-        return _mm512_set_epi64(two(14), two(12), two(10), two(8), two(6), two(4), two(2), two(0));
-      },
-      [shifts](const BlockIQ3_S& b, int m) { return scales_from_nibbles(b.scales[m], shifts); },
-      [](const BlockIQ3_S& b, int m) { return mask_at(b.signs + 8 * m); });
+  for (int64_t i = 0; i < nb; ++i) {
+    const BlockIQ3_S& b = w[i];
+    // Word w of half h: index 32h + w (sub-block 4h + w / 8, group w % 8); its 9th bit is bit w
+    // of qh bytes 4h..4h+3.
+    auto codes_of = [&](int h) {
+      const __m512i idx = _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs + 32 * h)));
+      uint32_t hb;
+      std::memcpy(&hb, b.qh + 4 * h, 4);
+      return _mm512_mask_blend_epi16(hb, lookup256(codes_tab, idx), lookup256(codes_tab + 8, idx));
+    };
+    const __m512i codes[2] = {codes_of(0), codes_of(1)};
+    __m512i sumi[NR];
+    for (int r = 0; r < NR; ++r) sumi[r] = _mm512_setzero_si512();
+    for (int m = 0; m < 4; ++m) {
+      const __m512i cd = _mm512_permutexvar_epi8(load64(kCtl3.rows[m % 2].b), codes[m / 2]);
+      const __m512i mag = _mm512_permutexvar_epi8(_mm512_multishift_epi64_epi8(c_shifts, cd), c_mag);
+      const __mmask64 neg = mask_at(b.signs + 8 * m);
+      const __m512i sc = scales_from_nibbles(b.scales[m], sc_shifts);
+      for (int r = 0; r < NR; ++r) {
+        const __m512i av = _mm512_loadu_si512(a[r][i].qs + 64 * m);
+        const __m512i as = _mm512_mask_sub_epi8(av, neg, _mm512_setzero_si512(), av);
+        sumi[r] = _mm512_dpwssd_epi32(sumi[r], _mm512_maddubs_epi16(mag, as), sc);
+      }
+    }
+    const float d = f16(b.d);
+    for (int r = 0; r < NR; ++r) {
+      const __m256i s8 = _mm256_add_epi32(_mm512_castsi512_si256(sumi[r]), _mm512_extracti64x4_epi64(sumi[r], 1));
+      acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(a[r][i].d * d), _mm256_cvtepi32_ps(s8), acc[r]);
+    }
+  }
+  for (int r = 0; r < NR; ++r) y[r * ys] = hsum(acc[r]);
 }
 
 template <template <int> class K>
