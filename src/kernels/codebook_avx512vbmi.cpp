@@ -3,11 +3,12 @@
 // cpu_has_avx512_vbmi). The AVX2 kernels (codebook_avx2.h) decode each group of 8 weights with
 // scalar index arithmetic and one 8-byte load per grid row and per sign pattern: bound by that
 // decoding, not by memory. Here every 64 weights (two sub-blocks) take one 512-bit step, signs are
-// applied as a 64-bit mask and scales as words. IQ2_XXS, IQ3_XXS and IQ3_S are decoded wholly in
-// vector registers: the grid rows come from a 2- or 3-bit-per-element code table held in 8 (256
+// applied as a 64-bit mask and scales as words. IQ2_XXS, IQ2_XS, IQ3_XXS and IQ3_S are decoded
+// wholly in vector registers: the grid rows come from a 2- or 3-bit-per-element code table held in 8 (256
 // rows) or 16 (512 rows) registers (two-source word permutes), the 7-bit sign patterns' parity
 // from a 128-byte table in 2 registers (byte permute), and each 64 weights become magnitudes with
-// a multishift and a byte permute. IQ2_XS, IQ2_S, IQ1_S and IQ1_M keep one scalar load per row.
+// a multishift and a byte permute. IQ2_S, IQ1_S and IQ1_M (1024 and 2048 rows) keep one scalar
+// load per row.
 //
 // Bit-identical to the AVX2 per-row kernels and the prefill tiles: the same maddubs pairs and
 // the same integer lanes (lane j holds elements 4j..4j+3 of each 32-weight sub-block, times its
@@ -484,31 +485,75 @@ void dot_iq2_s(int64_t n, const void* vw, const void* x, size_t xs, float* y, in
       [](const BlockIQ2_S& b, int m) { return mask_at(b.qs + kQKK / 8 + 8 * m); });
 }
 
-// IQ2_XS: 512 rows of 8 bytes, loaded one at a time; each uint16 holds a 9-bit index and a
-// 7-bit sign pattern, whose parity byte comes from the 128-byte table (one byte permute per pair
-// of sub-blocks).
+// IQ2_XS: 512 grid rows of the IQ2_XXS levels, as 2-bit codes in 16 registers; each uint16
+// of the block holds a 9-bit index (its 9th bit picks between two 256-entry lookups as a mask)
+// and a 7-bit sign pattern, whose parity byte comes from the 128-byte table.
+struct alignas(64) IQ2XSCodes {
+  uint16_t c[512];
+};
+IQ2XSCodes make_iq2xs_codes() {
+  IQ2XSCodes t{};
+  for (int e = 0; e < 512; ++e)
+    for (int j = 0; j < 8; ++j) {
+      const auto v = static_cast<uint8_t>(kIQ2XSGrid[e] >> (8 * j));
+      const int code = v == kIQ2XXSLevels[0] ? 0 : v == kIQ2XXSLevels[1] ? 1 : 2;
+      t.c[e] |= static_cast<uint16_t>(code << (2 * j));
+    }
+  return t;
+}
+const IQ2XSCodes& iq2xs_codes() {
+  static const IQ2XSCodes t = make_iq2xs_codes();
+  return t;
+}
+
 template <int NR>
 void dot_iq2_xs(int64_t n, const void* vw, const void* x, size_t xs, float* y, int64_t ys) {
-  const __m512i shifts = _mm512_set_epi64(0x000C000C000C000C, 0x000C000C000C000C, 0x0008000800080008,
-                                          0x0008000800080008, 0x0004000400040004, 0x0004000400040004, 0, 0);
+  const auto* w = static_cast<const BlockIQ2_XS*>(vw);
+  const int64_t nb = n / kQKK;
+  const BlockQ8_K* a[NR];
+  __m256 acc[NR];
+  for (int r = 0; r < NR; ++r) {
+    a[r] = row_of<BlockQ8_K>(x, xs, r);
+    acc[r] = _mm256_setzero_ps();
+  }
+  const IQ2XSCodes& tab = iq2xs_codes();
+  __m512i codes_tab[16];
+  for (int t = 0; t < 16; ++t) codes_tab[t] = load64(tab.c + 32 * t);
   const __m512i sg0 = load64(kSigns.b), sg1 = load64(kSigns.b + 64);
-  dot_rows<NR, BlockIQ2_XS>(
-      n, vw, x, xs, y, ys, 0.125f,
-      [](const BlockIQ2_XS& b, int m) {
-        auto row = [&](int k) {
-          const uint16_t q = b.qs[8 * m + k];
-          return static_cast<long long>(kIQ2XSGrid[grid_index<kIQ2XSGridBits, 1>(q, q >> 8)]);
-        };
-        return _mm512_set_epi64(row(7), row(6), row(5), row(4), row(3), row(2), row(1), row(0));
-      },
-      [shifts](const BlockIQ2_XS& b, int m) {
-        return scales_from_nibbles(b.scales[2 * m] | uint32_t{b.scales[2 * m + 1]} << 8, shifts);
-      },
-      [sg0, sg1](const BlockIQ2_XS& b, int m) {
-        const __m128i p = _mm_srli_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.qs + 8 * m)), 9);
-        const __m512i s8 = _mm512_permutex2var_epi8(sg0, _mm512_castsi128_si512(_mm_packus_epi16(p, p)), sg1);
-        return static_cast<__mmask64>(_mm_cvtsi128_si64(_mm512_castsi512_si128(s8)));
-      });
+  const __m512i c_shifts = load64(kCtl.shifts.b), c_mag = load64(kCtl.mag.b);
+  const __m512i sc_shifts = _mm512_set_epi64(0x000C000C000C000C, 0x000C000C000C000C, 0x0008000800080008,
+                                             0x0008000800080008, 0x0004000400040004, 0x0004000400040004, 0, 0);
+  const __m512i bit8 = _mm512_set1_epi16(0x100);
+  for (int64_t i = 0; i < nb; ++i) {
+    const BlockIQ2_XS& b = w[i];
+    // Word w: sub-block w / 4, group w % 4 (the permutes read its low 6 bits, lookup256 bits 6, 7).
+    const __m512i q = _mm512_loadu_si512(b.qs);
+    const __m512i codes =
+        _mm512_mask_blend_epi16(_mm512_test_epi16_mask(q, bit8), lookup256(codes_tab, q), lookup256(codes_tab + 8, q));
+    // Sign patterns with parity, one byte per word: qword m is the 64-bit mask of zmm m.
+    alignas(32) uint64_t neg_bits[4];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(neg_bits),
+                       _mm512_cvtepi16_epi8(_mm512_permutex2var_epi8(sg0, _mm512_srli_epi16(q, 9), sg1)));
+    __m512i sumi[NR];
+    for (int r = 0; r < NR; ++r) sumi[r] = _mm512_setzero_si512();
+    for (int m = 0; m < 4; ++m) {
+      const __m512i cq = _mm512_permutexvar_epi8(load64(kCtl.pairs2[m].b), codes);
+      const __m512i mag = _mm512_permutexvar_epi8(_mm512_multishift_epi64_epi8(c_shifts, cq), c_mag);
+      const __mmask64 neg = _load_mask64(reinterpret_cast<__mmask64*>(neg_bits + m));
+      const __m512i sc = scales_from_nibbles(b.scales[2 * m] | uint32_t{b.scales[2 * m + 1]} << 8, sc_shifts);
+      for (int r = 0; r < NR; ++r) {
+        const __m512i av = _mm512_loadu_si512(a[r][i].qs + 64 * m);
+        const __m512i as = _mm512_mask_sub_epi8(av, neg, _mm512_setzero_si512(), av);
+        sumi[r] = _mm512_dpwssd_epi32(sumi[r], _mm512_maddubs_epi16(mag, as), sc);
+      }
+    }
+    const float d = f16(b.d) * 0.125f;
+    for (int r = 0; r < NR; ++r) {
+      const __m256i s8 = _mm256_add_epi32(_mm512_castsi512_si256(sumi[r]), _mm512_extracti64x4_epi64(sumi[r], 1));
+      acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(a[r][i].d * d), _mm256_cvtepi32_ps(s8), acc[r]);
+    }
+  }
+  for (int r = 0; r < NR; ++r) y[r * ys] = hsum(acc[r]);
 }
 
 // IQ3_S: 512 grid rows of 4 bytes from the levels 1, 3, ..., 15, held as 4 three-bit codes in
