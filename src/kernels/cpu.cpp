@@ -53,6 +53,22 @@ bool cpu_has_avx512_vnni() {
   return ok;
 }
 
+// AVX-512 VBMI (byte permutes, multishift) on top of the above: Ice Lake, Zen 4 and later have
+// it, Skylake-X and Cascade Lake do not.
+bool cpu_has_avx512_vbmi() {
+  static const bool ok = [] {
+#if defined(__x86_64__) || defined(__i386__)
+    if (!cpu_has_avx512_vnni()) return false;
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+    return (c & (1u << 1)) != 0;
+#else
+    return false;
+#endif
+  }();
+  return ok;
+}
+
 Isa best_isa() { return cpu_has_avx512_vnni() ? Isa::Avx512Vnni : cpu_has_avx2_fma_f16c() ? Isa::Avx2 : Isa::Scalar; }
 
 const char* isa_name(Isa isa) {

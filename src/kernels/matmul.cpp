@@ -35,7 +35,8 @@ struct DotKernel {
 DotKernel select_kernel(DType t) {
   const TypeTraits* tr = type_traits(t);
   if (!tr) return {};
-  const DotFn fast = use_avx2() ? dot_fn_avx2(t) : nullptr;
+  DotFn fast = default_isa() == Isa::Avx512Vnni && cpu_has_avx512_vbmi() ? dot_fn_avx512vbmi(t) : nullptr;
+  if (!fast && use_avx2()) fast = dot_fn_avx2(t);
   return {tr->act, fast ? fast : dot_fn_ref(t)};
 }
 

@@ -2,7 +2,7 @@
 // rows that were converted to the weight's "vec-dot" type (Q8_0 blocks for the 32-element
 // formats, Q8_K blocks for the K-quants, IQ4_XS and the IQ1/IQ2/IQ3 codebook types, float32 for
 // float weights), the way ggml does it. Each weight type has a scalar reference and an AVX2
-// version.
+// version; the codebook types also an AVX-512 VBMI one (codebook_avx512vbmi.cpp).
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -34,6 +34,9 @@ inline size_t q8_0_act_row_bytes(int64_t n) { return q8_0_act_sums_offset(n) + s
 // type without one: every type of kTypeTraits has a reference, most an AVX2 version.
 DotFn dot_fn_ref(DType t);
 DotFn dot_fn_avx2(DType t);
+// The AVX-512 VBMI one-row kernels (codebook_avx512vbmi.cpp), taken under Isa::Avx512Vnni when
+// the CPU has VBMI; bit-identical to dot_fn_avx2. Null for types without one.
+DotFn dot_fn_avx512vbmi(DType t);
 
 // Many activation rows against a tile of weight rows, each weight row decoded once for all of
 // them (the codebook types, whose per-row kernels would decode it again per group of kMaxNR):
@@ -50,6 +53,7 @@ void quantize_q8_k_avx2(const float* x, void* y, int64_t n);
 // CPU features, read once.
 bool cpu_has_avx2_fma_f16c();
 bool cpu_has_avx512_vnni();  // AVX512F/BW/VL + VNNI, enabled by the OS
+bool cpu_has_avx512_vbmi();  // the above + AVX512_VBMI
 // Whether the plain kernels take their AVX2 versions now (default_isa(), read once per call).
 inline bool use_avx2() { return default_isa() != Isa::Scalar; }
 
