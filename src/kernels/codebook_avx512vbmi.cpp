@@ -634,71 +634,13 @@ void dot_iq3_s(int64_t n, const void* vw, const void* x, size_t xs, float* y, in
   for (int r = 0; r < NR; ++r) y[r * ys] = hsum(acc[r]);
 }
 
-template <template <int> class K>
-void by_nr(int64_t n, const void* w, const void* x, size_t xs, int nr, float* y, int64_t ys) {
-  switch (nr) {
-    case 1:
-      return K<1>::f(n, w, x, xs, y, ys);
-    case 2:
-      return K<2>::f(n, w, x, xs, y, ys);
-    case 3:
-      return K<3>::f(n, w, x, xs, y, ys);
-    case 4:
-      return K<4>::f(n, w, x, xs, y, ys);
-    case 5:
-      return K<5>::f(n, w, x, xs, y, ys);
-    default:
-      return K<6>::f(n, w, x, xs, y, ys);
-  }
-}
-
-template <int NR>
-struct KIQ2_XXS {
-  static void f(int64_t n, const void* w, const void* x, size_t xs, float* y, int64_t ys) {
-    dot_iq2_xxs<NR>(n, w, x, xs, y, ys);
-  }
-};
-
-template <int NR>
-struct KIQ1_S {
-  static void f(int64_t n, const void* w, const void* x, size_t xs, float* y, int64_t ys) {
-    dot_iq1_s<NR>(n, w, x, xs, y, ys);
-  }
-};
-
-template <int NR>
-struct KIQ3_XXS {
-  static void f(int64_t n, const void* w, const void* x, size_t xs, float* y, int64_t ys) {
-    dot_iq3_xxs<NR>(n, w, x, xs, y, ys);
-  }
-};
-
-template <int NR>
-struct KIQ1_M {
-  static void f(int64_t n, const void* w, const void* x, size_t xs, float* y, int64_t ys) {
-    dot_iq1_m<NR>(n, w, x, xs, y, ys);
-  }
-};
-
-template <int NR>
-struct KIQ2_S {
-  static void f(int64_t n, const void* w, const void* x, size_t xs, float* y, int64_t ys) {
-    dot_iq2_s<NR>(n, w, x, xs, y, ys);
-  }
-};
-template <int NR>
-struct KIQ3_S {
-  static void f(int64_t n, const void* w, const void* x, size_t xs, float* y, int64_t ys) {
-    dot_iq3_s<NR>(n, w, x, xs, y, ys);
-  }
-};
-
-template <int NR>
-struct KIQ2_XS {
-  static void f(int64_t n, const void* w, const void* x, size_t xs, float* y, int64_t ys) {
-    dot_iq2_xs<NR>(n, w, x, xs, y, ys);
-  }
-};
+OWL_NR_KERNEL(KIQ2_XXS, dot_iq2_xxs<NR>)
+OWL_NR_KERNEL(KIQ1_S, dot_iq1_s<NR>)
+OWL_NR_KERNEL(KIQ3_XXS, dot_iq3_xxs<NR>)
+OWL_NR_KERNEL(KIQ1_M, dot_iq1_m<NR>)
+OWL_NR_KERNEL(KIQ2_S, dot_iq2_s<NR>)
+OWL_NR_KERNEL(KIQ3_S, dot_iq3_s<NR>)
+OWL_NR_KERNEL(KIQ2_XS, dot_iq2_xs<NR>)
 
 }  // namespace
 

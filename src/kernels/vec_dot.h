@@ -30,6 +30,37 @@ inline size_t q8_0_act_scales_offset(int64_t n) {
 inline size_t q8_0_act_sums_offset(int64_t n) { return q8_0_act_scales_offset(n) + static_cast<size_t>(n / kQK) * 4; }
 inline size_t q8_0_act_row_bytes(int64_t n) { return q8_0_act_sums_offset(n) + static_cast<size_t>(n / kQK) * 4; }
 
+// Runtime nr -> compile-time NR for a kernel wrapper K<NR>::f (no intrinsics here, so every ISA's
+// kernel file uses it; each file's wrappers live in its own anonymous namespace).
+template <template <int> class K>
+void by_nr(int64_t n, const void* w, const void* x, size_t xs, int nr, float* y, int64_t ys) {
+  static_assert(kMaxNR == 6, "by_nr dispatches 1..6 rows");
+  switch (nr) {
+    case 1:
+      return K<1>::f(n, w, x, xs, y, ys);
+    case 2:
+      return K<2>::f(n, w, x, xs, y, ys);
+    case 3:
+      return K<3>::f(n, w, x, xs, y, ys);
+    case 4:
+      return K<4>::f(n, w, x, xs, y, ys);
+    case 5:
+      return K<5>::f(n, w, x, xs, y, ys);
+    default:
+      return K<6>::f(n, w, x, xs, y, ys);
+  }
+}
+
+// A wrapper K<NR> for by_nr around a kernel template taking NR, e.g.
+// OWL_NR_KERNEL(KIQ1_S, dot_iq1_s<NR>).
+#define OWL_NR_KERNEL(name, ...)                                                              \
+  template <int NR>                                                                           \
+  struct name {                                                                               \
+    static void f(int64_t n, const void* w, const void* x, size_t xs, float* y, int64_t ys) { \
+      __VA_ARGS__(n, w, x, xs, y, ys);                                                        \
+    }                                                                                         \
+  };
+
 // The dot kernel of weight type t (activations converted to type_traits(t)->act); null for a
 // type without one: every type of kTypeTraits has a reference, most an AVX2 version.
 DotFn dot_fn_ref(DType t);

@@ -439,32 +439,6 @@ void dot_float(int64_t n, const void* vw, const void* x, size_t xs, float* y, in
   }
 }
 
-// Runtime nr -> compile-time NR.
-template <template <int> class K>
-void by_nr(int64_t n, const void* w, const void* x, size_t xs, int nr, float* y, int64_t ys) {
-  switch (nr) {
-    case 1:
-      return K<1>::f(n, w, x, xs, y, ys);
-    case 2:
-      return K<2>::f(n, w, x, xs, y, ys);
-    case 3:
-      return K<3>::f(n, w, x, xs, y, ys);
-    case 4:
-      return K<4>::f(n, w, x, xs, y, ys);
-    case 5:
-      return K<5>::f(n, w, x, xs, y, ys);
-    default:
-      return K<6>::f(n, w, x, xs, y, ys);
-  }
-}
-
-#define OWL_NR_KERNEL(name, ...)                                                              \
-  template <int NR>                                                                           \
-  struct name {                                                                               \
-    static void f(int64_t n, const void* w, const void* x, size_t xs, float* y, int64_t ys) { \
-      __VA_ARGS__(n, w, x, xs, y, ys);                                                        \
-    }                                                                                         \
-  };
 OWL_NR_KERNEL(KQ4_0, dot_sym_q8_0<DecQ4_0, NR>)
 OWL_NR_KERNEL(KQ5_0, dot_sym_q8_0<DecQ5_0, NR>)
 OWL_NR_KERNEL(KQ8_0, dot_sym_q8_0<DecQ8_0, NR>)
