@@ -1,21 +1,26 @@
-// Kernel throughput: matmul decode (1 activation row; memory bound, reported as GB/s of weights
-// streamed from DRAM: the weights cycle through a set of matrices larger than the L3 cache) and
+// Kernel throughput: matmul decode (1 activation row, packed as owl's decode runs it, or plain;
+// memory bound, reported as GB/s of weights streamed from DRAM: the weights cycle through a set
+// of matrices larger than the L3 cache, and BM_ReadBandwidth reads as many bytes for the
+// roofline; bytes_per_cpu_s: per CPU second of the calling thread, one core's rate at 1 thread) and
 // prefill (512 rows; GFLOP/s) per weight type, decode attention over a long F16/F32/Q8_0/Q4_0 cache, and
 // prefill attention (a causal prompt, attention_rows against attention() per row), and the
 // quantised KV cache's per-token writer (BM_KvWriter: rotation + Q8_0/Q4_0 scale search).
-// Args: {type id, threads}. Counters are rates: bytes = weight (or KV) bytes per second,
-// FLOP = floating-point operations per second. Run: build/bench_kernels --benchmark_filter=Decode
+// Args: {type id, threads} (decode: {type id, threads, packed}). Counters are rates: bytes = weight (or KV) bytes per
+// second, FLOP = floating-point operations per second. Run: build/bench_kernels --benchmark_filter=Decode
 #include <benchmark/benchmark.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <ctime>
 #include <memory>
 #include <random>
 #include <span>
 #include <string>
 #include <vector>
 
+#include "base/memory_bandwidth.h"
 #include "base/thread_pool.h"
 #include "kernels/kernels.h"
 #include "model/kv_rotation.h"
@@ -68,22 +73,86 @@ std::vector<float> random_x(int64_t n) {
   return x;
 }
 
+// Bytes that stream from DRAM when cycled: more than 3x a 48 MiB L3 and twice this machine's
+// L3 (the Sapphire/Emerald Rapids dev box reports 260 MiB), so no pass finds the last one's
+// lines in the cache.
+size_t dram_set_bytes() {
+  const long l3 = sysconf(_SC_LEVEL3_CACHE_SIZE);
+  return std::max(size_t{160} << 20, 2 * static_cast<size_t>(std::max(l3, 0L)));
+}
+
+// Thread CPU seconds of the calling thread. With one pool thread the caller runs every task, so
+// bytes per CPU second is one core's rate even while other processes take turns on the core
+// (a shared machine's wall-clock rate is mostly the scheduler's).
+double thread_cpu_seconds() {
+  timespec t{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
+}
+
+// Counters of a decode-style run: weight bytes per wall second and per CPU second of the caller.
+void set_byte_rates(benchmark::State& state, double bytes, double cpu_seconds) {
+  state.counters["bytes"] = benchmark::Counter(bytes, benchmark::Counter::kIsRate, benchmark::Counter::kIs1000);
+  state.counters["bytes_per_cpu_s"] = cpu_seconds > 0 ? bytes / cpu_seconds : 0.0;
+}
+
+// One activation row against a kIn x kOut matrix, cycling through copies that stream from DRAM.
+// Args: {type, threads, packed}: packed = prepare_weight's 8-row interleaved copy and kernels
+// (what owl's decode runs; types without a packed layout stay plain), 0 = the file's rows with
+// the one-row dot kernels (`owl bench --no-repack`).
 void BM_MatmulDecode(benchmark::State& state) {
   const DType t = static_cast<DType>(state.range(0));
   owl::set_default_threads(static_cast<int>(state.range(1)));
+  const bool packed = state.range(2) != 0;
   const size_t mat_bytes = owl::row_bytes(t, kIn) * kOut;
-  const int n_mats = static_cast<int>((size_t{160} << 20) / mat_bytes + 1);  // > 3x the 48 MiB L3
+  const int n_mats = static_cast<int>(dram_set_bytes() / mat_bytes + 1);
   MatrixSet set = make_set(t, n_mats);
+  std::vector<owl::kernels::Weight> mats;
+  for (int m = 0; m < n_mats; ++m) {
+    mats.push_back(packed ? owl::kernels::prepare_weight(*set.views[m].plain()) : set.views[m]);
+    if (packed && !mats.back().plain()) std::vector<uint8_t>().swap(set.bytes[m]);  // only the packed copy stays
+  }
   auto x = random_x(kIn);
   std::vector<float> y(kOut);
   size_t i = 0;
+  const double cpu0 = thread_cpu_seconds();
   for (auto _ : state) {
-    owl::kernels::matmul(set.views[i++ % set.views.size()], x.data(), 1, y.data());
+    owl::kernels::matmul(mats[i++ % mats.size()], x.data(), 1, y.data());
     benchmark::DoNotOptimize(y.data());
   }
-  state.counters["bytes"] = benchmark::Counter(static_cast<double>(mat_bytes) * static_cast<double>(state.iterations()),
-                                               benchmark::Counter::kIsRate, benchmark::Counter::kIs1000);
-  state.SetLabel(owl::dtype_name(t));
+  set_byte_rates(state, static_cast<double>(mat_bytes) * static_cast<double>(state.iterations()),
+                 thread_cpu_seconds() - cpu0);
+  state.SetLabel(std::string(owl::dtype_name(t)) + (mats[0].plain() ? " plain" : " packed"));
+}
+
+// The roofline beside BM_MatmulDecode: the same threads summing 64-bit words over a buffer as
+// large as its weight sets (one contiguous slice per thread; owl bench's read probe loop). At
+// 2 threads bytes_per_cpu_s is all bytes over the caller's CPU seconds: the two threads' rate
+// when both run alike. Args: {threads}.
+struct ReadJob {
+  const uint64_t* words;
+  size_t per_task;
+  uint64_t sums[64];
+};
+void read_task(void* ctx, int task, int) {
+  auto& j = *static_cast<ReadJob*>(ctx);
+  j.sums[task % 64] = owl::sum_words_fast(j.words + j.per_task * static_cast<size_t>(task), j.per_task);
+}
+void BM_ReadBandwidth(benchmark::State& state) {
+  const int threads = static_cast<int>(state.range(0));
+  owl::set_default_threads(threads);
+  const size_t words = dram_set_bytes() / 8 / 64 * 64;
+  std::vector<uint64_t> buf(words, 1);
+  ReadJob job{buf.data(), words / static_cast<size_t>(threads), {}};
+  const double cpu0 = thread_cpu_seconds();
+  for (auto _ : state) {
+    owl::default_pool().run(threads, read_task, &job);
+    benchmark::DoNotOptimize(job.sums);
+  }
+  set_byte_rates(
+      state,
+      8.0 * static_cast<double>(job.per_task * static_cast<size_t>(threads)) * static_cast<double>(state.iterations()),
+      thread_cpu_seconds() - cpu0);
 }
 
 void BM_MatmulPrefill(benchmark::State& state) {
@@ -415,6 +484,16 @@ void TypeArgs(benchmark::internal::Benchmark* b) {
     for (int threads : {1, 2}) b->Args({static_cast<int64_t>(t), threads});
 }
 
+// Every type packed (where it has a layout) at 1 and 2 threads, and the packed types plain at 1.
+void DecodeArgs(benchmark::internal::Benchmark* b) {
+  for (DType t : {DType::Q4_K, DType::Q6_K, DType::Q8_0, DType::Q5_0, DType::Q4_0, DType::Q5_K, DType::IQ4_NL,
+                  DType::F16, DType::BF16, DType::F32}) {
+    const auto ti = static_cast<int64_t>(t);
+    for (int64_t threads : {1, 2}) b->Args({ti, threads, 1});
+    if (t == DType::Q4_K || t == DType::Q6_K || t == DType::Q8_0 || t == DType::Q5_0) b->Args({ti, 1, 0});
+  }
+}
+
 BENCHMARK(BM_AttentionPrefill)
     ->ArgsProduct({{512}, {64, 512}, {0, 1}, {1, 2}})
     ->UseRealTime()
@@ -423,7 +502,8 @@ BENCHMARK(BM_AttentionFewRows)
     ->ArgsProduct({{1, 2, 4, 8, 16}, {4096}, {0, 1}, {2}})
     ->UseRealTime()
     ->Unit(benchmark::kMicrosecond);
-BENCHMARK(BM_MatmulDecode)->Apply(TypeArgs)->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_MatmulDecode)->Apply(DecodeArgs)->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_ReadBandwidth)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_MatmulPrefill)->Apply(TypeArgs)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_MatmulCodebook)->Apply(CodebookArgs)->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_MatmulShape)->Apply(ShapeArgs)->UseRealTime()->Unit(benchmark::kMicrosecond);

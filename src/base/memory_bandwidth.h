@@ -2,6 +2,7 @@
 // CPU (every weight byte a token touches is read once per token).
 #pragma once
 #include <cstddef>
+#include <cstdint>
 
 namespace owl {
 
@@ -21,6 +22,10 @@ BandwidthProbe probe_read_bandwidth(int threads, size_t buffer_bytes = size_t{51
 // method everyone quotes. A triad also pays the write-allocate read of `a`, so it reads below
 // a pure read stream on most CPUs.
 BandwidthProbe probe_triad_bandwidth(int threads, size_t array_bytes = size_t{256} << 20, int passes = 6);
+
+// The probes' read loop: the sum of n 64-bit words at p (256-bit loads where the CPU has AVX2).
+// For benchmarks that read a buffer as their own roofline.
+uint64_t sum_words_fast(const uint64_t* p, size_t n);
 
 // The best pass of probe_read_bandwidth.
 double measure_read_bandwidth(int threads, size_t buffer_bytes = size_t{512} << 20, int reps = 12);
