@@ -268,7 +268,12 @@ void Matcher::close(uint32_t node, uint32_t frame, State& out) {
     for (uint32_t m : c.consuming) out.configs.push_back(pack(m, f));
     for (uint32_t cn : c.calls) {
       const Grammar::Node& call = g_->nodes[cn];
-      uint32_t f2 = push_frame(call.ret, f);
+      // A call whose return only ends the calling rule (a tail call) runs in the caller's
+      // frame: its end is the caller's. The rest of a free key, shared by every name prefix
+      // of every object, then gives the same configurations whichever prefix called it.
+      const Grammar::Closure& after = g_->closure[call.ret];
+      const bool tail = after.final && after.consuming.empty() && after.calls.empty();
+      uint32_t f2 = tail ? f : push_frame(call.ret, f);
       uint32_t s = g_->rule_start[call.call];
       if (!entered(s, f2)) work_.emplace_back(s, f2);
     }
@@ -482,8 +487,8 @@ std::shared_ptr<const MaskCache::Local> Matcher::derived_local(int32_t s) {
     }
   }
   if (counts.empty()) return nullptr;
-  const auto best = std::max_element(counts.begin(), counts.end(),
-                                     [](const auto& a, const auto& b) { return a.second < b.second; });
+  const auto best =
+      std::max_element(counts.begin(), counts.end(), [](const auto& a, const auto& b) { return a.second < b.second; });
   if (best->second * 2 < trie.token_ids().size()) return nullptr;
   const State& rs = states_[static_cast<size_t>(best->first)];
   if (rs.configs.empty()) return nullptr;
@@ -619,7 +624,8 @@ void Matcher::copy_walk(const TrieWalk& walk, uint32_t node, TrieWalk& out) cons
   const uint32_t begin = nd.tokens_begin, end = nd.subtree_end;
   auto it = std::upper_bound(walk.inside.begin(), walk.inside.end(), begin,
                              [](uint32_t b, const std::pair<uint32_t, uint32_t>& r) { return b < r.second; });
-  for (; it != walk.inside.end() && it->first < end; ++it) out.keep(std::max(it->first, begin), std::min(it->second, end));
+  for (; it != walk.inside.end() && it->first < end; ++it)
+    out.keep(std::max(it->first, begin), std::min(it->second, end));
   auto e = std::lower_bound(walk.ends.begin(), walk.ends.end(), node);
   for (; e != walk.ends.end() && *e < nd.skip; ++e) out.ends.push_back(*e);
 }

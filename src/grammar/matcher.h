@@ -1,5 +1,6 @@
 // Runs a compiled Grammar over bytes. A configuration is a node of the network plus a stack
-// of return nodes; stacks are hash-consed into frames, so a state (the set of live
+// of return nodes (a tail call, whose return only ends the caller, pushes none: it runs in the
+// caller's frame); stacks are hash-consed into frames, so a state (the set of live
 // configurations) is a short sorted list of integers, interned with a lazily filled
 // 256-entry transition row: after warm-up, following a byte is one table lookup.
 //
