@@ -653,20 +653,61 @@ class SchemaCompiler {
       }
       trie[cur].end = true;
     }
+    // Past a name prefix, a key is a free string: where the prefix's next characters are all
+    // printable ASCII written as themselves, it continues in one rule shared by every prefix
+    // and every object (a tail call: it runs in the key's frame, see Matcher), so the states
+    // after every name prefix are the same and their masks are computed once.
+    auto plain_ascii = [](uint32_t cp) { return cp >= 0x20 && cp < 0x7F && cp != '"' && cp != '\\'; };
     std::function<ExprId(size_t)> build = [&](size_t node) -> ExprId {
       std::vector<ExprId> alts;
-      if (!trie[node].end) alts.push_back(pool_.empty());
-      CharSet others = CharSet::any();
+      if (!trie[node].end) alts.push_back(pool_.byte('"'));
       CharSet used;
+      bool all_plain = true;
       for (auto& [cp, child] : trie[node].kids) {
         used.add(cp, cp);
+        all_plain = all_plain && plain_ascii(cp);
         alts.push_back(pool_.seq({char_expr(pool_, CharSet::of(cp), CharEncoding::kJsonString), build(child)}));
       }
-      CharSet rest = used.empty() ? others : used.complement();
-      alts.push_back(pool_.seq({char_expr(pool_, rest, CharEncoding::kJsonString), string_chars()}));
+      if (all_plain) {
+        ByteSet ascii;
+        for (uint32_t b = 0x20; b < 0x7F; ++b) {
+          bool u = false;
+          for (auto& [lo, hi] : used.ranges()) u = u || (b >= lo && b <= hi);
+          if (plain_ascii(b) && !u) ascii.add(static_cast<uint8_t>(b));
+        }
+        alts.push_back(pool_.seq({pool_.bytes(ascii), pool_.ref(key_rest())}));
+        alts.push_back(pool_.ref(key_other()));
+      } else {
+        CharSet rest = used.empty() ? CharSet::any() : used.complement();
+        alts.push_back(pool_.seq({char_expr(pool_, rest, CharEncoding::kJsonString), string_chars(), pool_.byte('"')}));
+      }
       return pool_.alt(std::move(alts));
     };
-    return as_rule("key", quoted(build(0)));
+    return as_rule("key", pool_.seq({pool_.byte('"'), build(0)}));
+  }
+  // The rest of a free key after its first character, closing quote included.
+  RuleId key_rest() {
+    if (!key_rest_) {
+      key_rest_ = pool_.add_rule("key_rest");
+      pool_.set_rule(*key_rest_, pool_.seq({string_chars(), pool_.byte('"')}));
+    }
+    return *key_rest_;
+  }
+  // A free key's next character when it is not printable ASCII written as itself (an escape,
+  // a UTF-8 sequence), then the rest of the key.
+  RuleId key_other() {
+    if (!key_other_) {
+      CharSet other = CharSet::range(0, 0x1F);
+      other.add('"', '"');
+      other.add('\\', '\\');
+      other.add(0x7F, kMaxCodePoint);
+      // (CharSet::any() leaves out surrogates; intersect by complementing twice.)
+      other = other.complement().complement();
+      key_other_ = pool_.add_rule("key_other");
+      pool_.set_rule(*key_other_,
+                     pool_.seq({char_expr(pool_, other, CharEncoding::kJsonString), pool_.ref(key_rest())}));
+    }
+    return *key_other_;
   }
 
   ExprId compile_object(const json& s) {
@@ -836,7 +877,7 @@ class SchemaCompiler {
   ExprPool own_pool_;
   ExprPool& pool_;
   std::map<std::string, RuleId> ref_rules_;
-  std::optional<RuleId> string_any_, number_any_, value_any_, object_any_;
+  std::optional<RuleId> string_any_, number_any_, value_any_, object_any_, key_rest_, key_other_;
   struct PatternRule {
     ExprId expr;  // a reference to the rule of the quoted pattern
     uint32_t min_chars, max_chars;

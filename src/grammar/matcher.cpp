@@ -223,6 +223,7 @@ void Matcher::reset() {
   trans_.clear();
   state_ids_.clear();
   mask_cache_.clear();
+  same_memo_.clear();
   exit_frame_ = push_frame(kExitRet, 0);
   State s;
   entered_.clear();
@@ -267,7 +268,12 @@ void Matcher::close(uint32_t node, uint32_t frame, State& out) {
     for (uint32_t m : c.consuming) out.configs.push_back(pack(m, f));
     for (uint32_t cn : c.calls) {
       const Grammar::Node& call = g_->nodes[cn];
-      uint32_t f2 = push_frame(call.ret, f);
+      // A call whose return only ends the calling rule (a tail call) runs in the caller's
+      // frame: its end is the caller's. The rest of a free key, shared by every name prefix
+      // of every object, then gives the same configurations whichever prefix called it.
+      const Grammar::Closure& after = g_->closure[call.ret];
+      const bool tail = after.final && after.consuming.empty() && after.calls.empty();
+      uint32_t f2 = tail ? f : push_frame(call.ret, f);
       uint32_t s = g_->rule_start[call.call];
       if (!entered(s, f2)) work_.emplace_back(s, f2);
     }
@@ -394,33 +400,185 @@ std::shared_ptr<const MaskCache::Local> Matcher::local(const std::vector<uint32_
       return hit;
     }
   }
-  auto out = std::make_shared<MaskCache::Local>();
   const TokenTrie& trie = *cache_->trie;
   State s;
   for (uint32_t n : nodes) s.configs.push_back(pack(n, exit_frame_));
-  TrieWalk walk;
-  walk_trie(intern(std::move(s)), 0, walk);
-  out->inside = inside_mask(trie, std::move(walk.inside));
-  out->tail = *shared_exit_tail(trie, walk.ends);
-  std::shared_ptr<const MaskCache::Local> r = out;
+  const int32_t start = intern(std::move(s));
+  std::shared_ptr<const MaskCache::Local> r = derived_local(start);
+  if (!r) {
+    auto out = std::make_shared<MaskCache::Local>();
+    TrieWalk walk;
+    walk_trie(start, 0, walk);
+    out->inside = inside_mask(trie, std::move(walk.inside));
+    out->tails.push_back(shared_exit_tail(trie, walk.ends));
+    r = out;
+  }
   cache_->put(key, r);
   if (!shape.empty()) SharedLocals::get().put(shape, r);
   return r;
+}
+
+// States a and b lead every token to the same outcome until their rule ends: the same state,
+// or states that agree on the end of the rule and on what is left inside it, and go to such
+// states on every byte, within kSameDepth bytes. A key's first byte that is not one of its
+// names' is its own copy of the string's characters (a UTF-8 lead byte, an escape) until
+// the character is complete, and then the same string loop as the plain string's.
+bool Matcher::same_walk(int32_t a, int32_t b, uint32_t depth) {
+  constexpr uint32_t kSameDepth = 6;  // \uXXXX, then the loop
+  if (a == b) return true;
+  if (a == kDead || b == kDead || depth >= kSameDepth) return false;
+  {
+    const State& x = states_[static_cast<size_t>(a)];
+    const State& y = states_[static_cast<size_t>(b)];
+    if (x.exit != y.exit || x.accept != y.accept || x.configs.empty() != y.configs.empty()) return false;
+  }
+  const uint64_t key = (uint64_t{static_cast<uint32_t>(a)} << 32) | static_cast<uint32_t>(b);
+  if (auto it = same_memo_.find(key); it != same_memo_.end()) return it->second;
+  same_memo_[key] = false;  // met again on a cycle: counted as different (costs a walk, never a wrong mask)
+  bool same = true;
+  for (unsigned c = 0; c < 256 && same; ++c) {
+    const int32_t ta = next(a, static_cast<uint8_t>(c)), tb = next(b, static_cast<uint8_t>(c));
+    same = same_walk(ta, tb, depth + 1);
+  }
+  same_memo_[key] = same;
+  return same;
+}
+
+namespace {
+// A tail without the tokens whose bits are set in `cut` (ids as a bitset); nodes left empty
+// stay (a walk reads them and sets nothing).
+std::shared_ptr<const ExitTail> tail_without(const std::shared_ptr<const ExitTail>& tail,
+                                             const std::vector<uint64_t>& cut) {
+  auto is_cut = [&](int32_t id) { return (cut[static_cast<uint32_t>(id) >> 6] >> (id & 63)) & 1; };
+  if (std::none_of(tail->ids.begin(), tail->ids.end(), is_cut)) return tail;
+  auto out = std::make_shared<ExitTail>(*tail);
+  out->ids.clear();
+  for (ExitTail::Node& n : out->nodes) {
+    const auto begin = static_cast<uint32_t>(out->ids.size());
+    for (uint32_t k = n.ids_begin; k < n.ids_end; ++k)
+      if (!is_cut(tail->ids[k])) out->ids.push_back(tail->ids[k]);
+    n.ids_begin = begin;
+    n.ids_end = static_cast<uint32_t>(out->ids.size());
+  }
+  return out;
+}
+}  // namespace
+
+// A group whose state, after most first bytes, is where another state (the reference) goes
+// after the same byte: a key inside an object with free keys is the plain string loop after
+// every byte but its names' next characters. Its tokens are the reference's (one walk per
+// process for the string loop, by shape) except below the first bytes where the two differ;
+// only those subtrees are walked, and below them too whatever subtree the two states agree on
+// is copied from the reference's walk. Null where no reference covers at least half of the
+// vocabulary; the caller walks the whole trie.
+std::shared_ptr<const MaskCache::Local> Matcher::derived_local(int32_t s) {
+  const TokenTrie& trie = *cache_->trie;
+  const auto& tn = trie.nodes();
+  // The reference: the state most first bytes lead to (one whole frame under the exit frame).
+  std::vector<std::pair<int32_t, uint32_t>> counts;
+  for (uint32_t i = 1; i < tn[0].skip; i = tn[i].skip) {
+    const int32_t t = next(s, tn[i].byte);
+    if (t == kDead || t == s) continue;
+    auto it = std::find_if(counts.begin(), counts.end(), [&](const auto& c) { return c.first == t; });
+    if (it == counts.end()) {
+      counts.emplace_back(t, tn[i].subtree_end - tn[i].tokens_begin);
+    } else {
+      it->second += tn[i].subtree_end - tn[i].tokens_begin;
+    }
+  }
+  if (counts.empty()) return nullptr;
+  const auto best =
+      std::max_element(counts.begin(), counts.end(), [](const auto& a, const auto& b) { return a.second < b.second; });
+  if (best->second * 2 < trie.token_ids().size()) return nullptr;
+  const State& rs = states_[static_cast<size_t>(best->first)];
+  if (rs.configs.empty()) return nullptr;
+  std::vector<uint32_t> ref_nodes;
+  for (uint64_t c : rs.configs) {
+    if (frame_of(c) != exit_frame_) return nullptr;
+    ref_nodes.push_back(node_of(c));
+  }
+  State r0;
+  r0.configs = rs.configs;
+  const int32_t ref = intern(std::move(r0));  // as a walk starts: no end reached yet
+  if (own_frame_shape(ref) == 0) return nullptr;
+  // The diverging first bytes: a different state first (cheap), then, where those leave few
+  // tokens, states that differ only until a character is complete.
+  std::vector<uint32_t> diverging;
+  size_t diverging_tokens = 0;
+  for (uint32_t i = 1; i < tn[0].skip; i = tn[i].skip) {
+    if (next(s, tn[i].byte) == next(ref, tn[i].byte)) continue;
+    diverging.push_back(i);
+    diverging_tokens += tn[i].subtree_end - tn[i].tokens_begin;
+  }
+  if (diverging_tokens * 2 > trie.token_ids().size()) return nullptr;
+  std::erase_if(diverging, [&](uint32_t i) { return same_walk(next(s, tn[i].byte), next(ref, tn[i].byte), 0); });
+  // The reference's walk, once per process for its shape, and its mask, once per grammar.
+  std::shared_ptr<const TrieWalk> base_walk = subtree_walk(ref, 0);
+  if (!base_walk) return nullptr;
+  const std::string ref_key(reinterpret_cast<const char*>(ref_nodes.data()), ref_nodes.size() * 4);
+  std::shared_ptr<const MaskCache::Local> base = cache_->find(ref_key);
+  if (!base) {
+    auto b = std::make_shared<MaskCache::Local>();
+    b->inside = inside_mask(trie, base_walk->inside);
+    b->tails.push_back(shared_exit_tail(trie, base_walk->ends));
+    base = b;
+    cache_->put(ref_key, base);
+  }
+  // The reference's mask less the diverging subtrees, plus their own walk.
+  const auto& ids = trie.token_ids();
+  auto out = std::make_shared<MaskCache::Local>();
+  out->inside = base->inside;
+  std::vector<uint64_t> cut(out->inside.size(), 0);
+  TrieWalk walk;
+  const Reference r{ref, base_walk.get()};
+  for (uint32_t i : diverging) {
+    for (uint32_t k = tn[i].tokens_begin; k < tn[i].subtree_end; ++k) {
+      const auto id = static_cast<uint32_t>(ids[k]);
+      out->inside[id >> 6] &= ~(uint64_t{1} << (id & 63));
+      cut[id >> 6] |= uint64_t{1} << (id & 63);
+    }
+    // The walk of node i's subtree, node i included: from its parent, the root.
+    walk_trie(s, 0, walk, &r, i);
+  }
+  for (auto [begin, end] : walk.inside)
+    for (uint32_t k = begin; k < end; ++k) {
+      const auto id = static_cast<uint32_t>(ids[k]);
+      out->inside[id >> 6] |= uint64_t{1} << (id & 63);
+    }
+  for (const auto& t : base->tails) out->tails.push_back(tail_without(t, cut));
+  if (!walk.ends.empty()) out->tails.push_back(shared_exit_tail(trie, walk.ends));
+  ++derived_groups_;
+  return out;
 }
 
 // Walks the trie below node `root` (the whole trie for node 0) from state `s`, the state
 // after root's bytes, under the exit frame: a subtree is skipped where the state is dead,
 // where only the exit path remains (the runtime continues it from the caller), and kept
 // whole where the state stays in its loop region.
-void Matcher::walk_trie(int32_t s, uint32_t root, TrieWalk& out) {
+void Matcher::walk_trie(int32_t s, uint32_t root, TrieWalk& out, const Reference* ref, uint32_t child) {
   const TokenTrie& trie = *cache_->trie;
   const auto& tn = trie.nodes();
   std::vector<int32_t> stack(trie.max_depth() + 2);
+  std::vector<int32_t> ref_stack(ref ? trie.max_depth() + 2 : 0);
   stack[tn[root].depth] = s;
-  for (uint32_t i = root + 1; i < tn[root].skip;) {
+  if (ref) ref_stack[tn[root].depth] = ref->state;
+  const uint32_t first = child ? child : root + 1, last = child ? tn[child].skip : tn[root].skip;
+  for (uint32_t i = first; i < last;) {
     const TokenTrie::Node& nd = tn[i];
     const int32_t parent = stack[nd.depth - 1];
     const int32_t t = next(parent, nd.byte);
+    if (ref) {
+      const int32_t rp = ref_stack[nd.depth - 1];
+      const int32_t u = rp == kDead ? kDead : next(rp, nd.byte);
+      // Different copies of one network are compared only below the root (kilobytes each to
+      // build): deeper, the two walks have met again in the same state or not at all.
+      if (u != kDead && (t == u || (nd.depth == 1 && same_walk(t, u, 0)))) {
+        copy_walk(*ref->walk, i, out);
+        i = nd.skip;
+        continue;
+      }
+      ref_stack[nd.depth] = u;
+    }
     if (t == kDead) {
       i = nd.skip;
       continue;
@@ -458,6 +616,18 @@ void Matcher::walk_trie(int32_t s, uint32_t root, TrieWalk& out) {
     stack[nd.depth] = t;
     ++i;
   }
+}
+
+// What `walk` (of the whole trie) holds for the subtree of trie node `node`, node included.
+void Matcher::copy_walk(const TrieWalk& walk, uint32_t node, TrieWalk& out) const {
+  const TokenTrie::Node& nd = cache_->trie->nodes()[node];
+  const uint32_t begin = nd.tokens_begin, end = nd.subtree_end;
+  auto it = std::upper_bound(walk.inside.begin(), walk.inside.end(), begin,
+                             [](uint32_t b, const std::pair<uint32_t, uint32_t>& r) { return b < r.second; });
+  for (; it != walk.inside.end() && it->first < end; ++it)
+    out.keep(std::max(it->first, begin), std::min(it->second, end));
+  auto e = std::lower_bound(walk.ends.begin(), walk.ends.end(), node);
+  for (; e != walk.ends.end() && *e < nd.skip; ++e) out.ends.push_back(*e);
 }
 
 // The walk below trie node `node` from `state`, shared process-wide by the shape of the
@@ -729,24 +899,29 @@ void Matcher::mask_of(int32_t s, std::vector<uint64_t>& mask) {
     for (; i < configs.size() && frame_of(configs[i]) == f; ++i) nodes.push_back(node_of(configs[i]));
     std::shared_ptr<const MaskCache::Local> loc = local(nodes);
     for (size_t w = 0; w < mask.size(); ++w) mask[w] |= loc->inside[w];
-    if (loc->tail.nodes.empty()) continue;
-    // Where the rule ends, the caller's state continues.
-    if (f == 0) {  // the root rule ended: the token must end there
-      const ExitTail::Node& root = loc->tail.nodes[0];
-      for (uint32_t k = root.ids_begin; k < root.ids_end; ++k) {
-        auto id = static_cast<uint32_t>(loc->tail.ids[k]);
-        mask[id >> 6] |= uint64_t{1} << (id & 63);
+    int32_t q = kUnknown;  // the caller's state after the rule ends, once needed
+    for (const auto& tail : loc->tails) {
+      if (tail->nodes.empty()) continue;
+      // Where the rule ends, the caller's state continues.
+      if (f == 0) {  // the root rule ended: the token must end there
+        const ExitTail::Node& root = tail->nodes[0];
+        for (uint32_t k = root.ids_begin; k < root.ids_end; ++k) {
+          auto id = static_cast<uint32_t>(tail->ids[k]);
+          mask[id >> 6] |= uint64_t{1} << (id & 63);
+        }
+        continue;
       }
-      continue;
+      if (q == kUnknown) {
+        State after;
+        entered_.clear();
+        close(frame_ret_[f], frame_parent_[f], after);
+        std::sort(after.configs.begin(), after.configs.end());
+        after.configs.erase(std::unique(after.configs.begin(), after.configs.end()), after.configs.end());
+        q = intern(std::move(after));
+      }
+      if (q == kDead) break;
+      walk_tail(q, *tail, mask);
     }
-    State after;
-    entered_.clear();
-    close(frame_ret_[f], frame_parent_[f], after);
-    std::sort(after.configs.begin(), after.configs.end());
-    after.configs.erase(std::unique(after.configs.begin(), after.configs.end()), after.configs.end());
-    int32_t q = intern(std::move(after));
-    if (q == kDead) continue;
-    walk_tail(q, loc->tail, mask);
   }
 }
 
@@ -808,6 +983,7 @@ void Matcher::fill_mask(std::vector<uint64_t>& mask) {
     trans_.clear();
     state_ids_.clear();
     mask_cache_.clear();
+    same_memo_.clear();
     cur_ = intern(std::move(keep));
   }
   mask.assign(words, 0);

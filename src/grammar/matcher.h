@@ -1,5 +1,6 @@
 // Runs a compiled Grammar over bytes. A configuration is a node of the network plus a stack
-// of return nodes; stacks are hash-consed into frames, so a state (the set of live
+// of return nodes (a tail call, whose return only ends the caller, pushes none: it runs in the
+// caller's frame); stacks are hash-consed into frames, so a state (the set of live
 // configurations) is a short sorted list of integers, interned with a lazily filled
 // 256-entry transition row: after warm-up, following a byte is one table lookup.
 //
@@ -64,7 +65,10 @@ class MaskCache {
       : grammar(std::move(g)), trie(std::move(trie)) {}
   struct Local {
     std::vector<uint64_t> inside;  // bitset: tokens consumed without leaving the rule
-    ExitTail tail;                 // the tokens that run past an end of the rule, by their bytes after it
+    // The tokens that run past an end of the rule, by their bytes after it: one tail, or two
+    // for a group derived from a reference (Matcher::derived_local): the reference's tail less
+    // the diverging subtrees' tokens, and the tail of those subtrees' own ends.
+    std::vector<std::shared_ptr<const ExitTail>> tails;
   };
   std::shared_ptr<const Local> find(const std::string& key);
   void put(const std::string& key, std::shared_ptr<const Local> v);
@@ -104,6 +108,9 @@ class Matcher {
   // The same over a given trie (builds a private MaskCache on first use).
   void fill_mask(const TokenTrie& trie, std::vector<uint64_t>& mask);
   void reset();
+  // Groups whose tokens this matcher took from a reference state's walk plus the subtrees
+  // where the two differ (derived_local), rather than from a walk of the whole vocabulary.
+  size_t derived_groups() const { return derived_groups_; }
 
  private:
   struct State {
@@ -120,7 +127,19 @@ class Matcher {
   int32_t intern(State&& s);
   int32_t next(int32_t s, uint8_t b);
   std::shared_ptr<const MaskCache::Local> local(const std::vector<uint32_t>& nodes);
-  void walk_trie(int32_t s, uint32_t root, TrieWalk& out);
+  // A walk that follows a reference state alongside (derived_local): where the two states agree
+  // below a trie node, the reference's walk of that subtree is copied instead of walked.
+  struct Reference {
+    int32_t state;         // the reference's state at the walk's root
+    const TrieWalk* walk;  // its walk of the whole trie
+  };
+  std::shared_ptr<const MaskCache::Local> derived_local(int32_t s);
+  bool same_walk(int32_t a, int32_t b, uint32_t depth);
+  std::unordered_map<uint64_t, bool> same_memo_;  // same_walk by (a, b)
+  size_t derived_groups_ = 0;
+  // Walks below trie node `root`, or only the subtree of its child `child` when nonzero.
+  void walk_trie(int32_t s, uint32_t root, TrieWalk& out, const Reference* ref = nullptr, uint32_t child = 0);
+  void copy_walk(const TrieWalk& walk, uint32_t node, TrieWalk& out) const;
   std::shared_ptr<const TrieWalk> subtree_walk(int32_t s, uint32_t node);
   uint64_t own_frame_shape(int32_t state);
   void mask_of(int32_t s, std::vector<uint64_t>& mask);

@@ -105,6 +105,29 @@ TEST(JsonSchema, ObjectsInSchemaOrder) {
                   {{R"({"x-a":1})", true}, {R"({"y":1})", false}, {R"({"x-a":"s"})", false}});
 }
 
+// Free keys (additionalProperties beside listed names) are any string but a listed name: a
+// prefix or an extension of a name, a character after a name's prefix that no name has there,
+// escapes, UTF-8 and names that hold non-ASCII or escaped characters themselves.
+TEST(JsonSchema, FreeKeysAreEveryStringButTheNames) {
+  const std::string s =
+      R"({"type":"object","properties":{"ab":{"type":"integer"},"abc":{"type":"integer"},"q\"":{"type":"integer"},)"
+      R"("\u00e9":{"type":"integer"}},"additionalProperties":{"type":"string"}})";
+  expect_language(s, {{R"({"ab":1,"abc":2})", true},
+                      {R"({"ab":"x"})", false},  // a listed name is not a free key
+                      {R"({"abc":"x"})", false},
+                      {R"({"q\"":"x"})", false},
+                      {"{\"\xc3\xa9\":\"x\"}", false},
+                      {R"({"a":"x"})", true},
+                      {R"({"":"x"})", true},
+                      {R"({"abcd":"x"})", true},
+                      {R"({"abd":"x"})", true},
+                      {R"({"b":"x","ac":"y"})", true},
+                      {R"({"a\n":"x","a\u0001":"y","a\"":"z","q":"w","q\"\"":"v"})", true},
+                      {"{\"\xc3\xa9\xc3\xa9\":\"x\",\"\xc3\xa8\":\"y\",\"a\xe6\x97\xa5\":\"z\"}", true},
+                      {R"({"a\u0041":"x"})", false},  // not canonical: A is written as itself
+                      {R"({"ab)", false}});
+}
+
 TEST(JsonSchema, Arrays) {
   expect_language(R"({"type":"array","items":{"type":"integer"},"minItems":1,"maxItems":3})",
                   {{"[]", false}, {"[1]", true}, {"[1,2,3]", true}, {"[1,2,3,4]", false}, {"[1,\"a\"]", false}});

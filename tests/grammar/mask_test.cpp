@@ -156,6 +156,76 @@ TEST(Mask, SharedSubtreeWalksAgreeWithTheMatcherAcrossGrammars) {
   EXPECT_GT(checked, 20u);
 }
 
+// Key positions of objects with many properties and free keys take their masks from the plain
+// string loop's, walking only the subtrees of the bytes where the key differs (a name's next
+// character, the closing quote after a whole name, a character some name starts with, and an
+// escaped quote or backslash a name holds). At every step of fixed texts and random walks the
+// mask allows exactly the tokens the byte-level matcher accepts, and the derived path ran.
+TEST(Mask, KeyMasksDerivedFromTheStringLoopAgreeWithTheMatcher) {
+  const Llama3& l = llama3();
+  const std::pair<const char*, std::vector<const char*>> cases[] = {
+      {R"({"type":"object","properties":{"alpha":{"type":"integer"},"alpine":{"type":"string"},"al":{"type":"integer"},)"
+       R"("beta":{"type":"boolean"},"be":{"type":"integer"},"name":{"type":"string","maxLength":5},"names":{"type":"integer"},)"
+       R"("q\"x":{"type":"integer"},"b\\s":{"type":"integer"},"\u00e9t\u00e9":{"type":"integer"},"\u65e5":{"type":"integer"},)"
+       R"("id":{"type":"integer"},"ident":{"type":"integer"},"x-y":{"type":"integer"}},"additionalProperties":{"type":"integer"}})",
+       {R"({"alpha":1,"alpine":"a","al":2,"beta":true,"names":18,"q\"x":7,"b\\s":9,)"
+        "\"\xc3\xa9t\xc3\xa9\":11,\"\xe6\x97\xa5\":13,"
+        R"("x-y":16,"alp":3,"a":4,"":5,"bet":6,"q\"":8,"b\\":10,)"
+        "\"\xc3\xa9t\":12,\"\xe6\x97\xa5\xe6\x9c\xac\":14,"
+        R"("identity":15,"x-":17,"namesake":19,"zzz":20})",
+        R"({"name":"abc","nam":1,"n\u0001":2,"\t":3})"}},
+      {R"({"type":"array","items":{"type":"object","properties":{"kind":{"type":"string"},"kin":{"type":"integer"},)"
+       R"("k":{"type":"integer"},"metadata":{"type":"object","properties":{"labels":{"type":"object"},"name":{"type":"string"}},)"
+       R"("additionalProperties":{"type":"string"}}},"additionalProperties":{"type":"boolean"}}})",
+       {R"([{"kind":"a","kin":1,"k":2,"metadata":{"labels":{"a":"b"},"name":"x","nam":"y","label":"z"},"kinds":true},{"ki":false}])"}},
+  };
+  std::mt19937 rng(7);
+  std::vector<uint64_t> mask;
+  size_t checked = 0, derived = 0;
+  auto check = [&](Matcher& m, const std::string& where) {
+    m.fill_mask(mask);
+    std::vector<int32_t> allowed;
+    for (int32_t t = 0; t < l.tok->n_vocab(); ++t) {
+      if (l.tok->is_special(t)) {
+        EXPECT_FALSE(bit(mask, t)) << t;
+        continue;
+      }
+      const bool ok = m.allows(l.vocab.token_bytes[t]);
+      EXPECT_EQ(bit(mask, t), ok) << "token " << t << " (" << l.vocab.token_bytes[t] << ") " << where;
+      if (ok) allowed.push_back(t);
+    }
+    ++checked;
+    return allowed;
+  };
+  for (const auto& [schema, texts] : cases) {
+    auto cache = std::make_shared<MaskCache>(owl::grammar::compile_json_schema_text(schema), l.vocab.trie);
+    for (const char* text : texts) {
+      Matcher m(cache);
+      std::string done;
+      for (int32_t id : l.vocab.encode(text)) {
+        check(m, "after " + done);
+        ASSERT_TRUE(m.advance(l.vocab.token_bytes[id])) << done;
+        done += l.vocab.token_bytes[id];
+      }
+      EXPECT_TRUE(m.accepting()) << text;
+      derived += m.derived_groups();
+    }
+    // Random walks from the start and from inside a key.
+    for (int walk = 0; walk < 6; ++walk) {
+      Matcher m(cache);
+      ASSERT_TRUE(m.advance(walk < 3 ? "" : (texts[0][0] == '[' ? R"([{"ki)" : R"({"alp)")));
+      for (int step = 0; step < 6 && !m.finished(); ++step) {
+        std::vector<int32_t> allowed = check(m, "walk " + std::to_string(walk) + " step " + std::to_string(step));
+        if (allowed.empty()) break;
+        ASSERT_TRUE(m.advance(l.vocab.token_bytes[allowed[rng() % allowed.size()]]));
+      }
+      derived += m.derived_groups();
+    }
+  }
+  EXPECT_GT(checked, 80u);
+  EXPECT_GT(derived, 20u);
+}
+
 TEST(Mask, CheckReportsTheRejectedByte) {
   const Llama3& l = llama3();
   auto g = owl::grammar::compile_json_schema_text(R"({"type":"object","properties":{"a":{"enum":["yes","no"]}}})");
