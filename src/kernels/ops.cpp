@@ -315,6 +315,7 @@ struct RowsJob {
   const KVSpan *k, *v;
   float scale;
   float* out;
+  bool avx512 = false;  // the 16-lane block (attention_rows_avx512vnni.cpp)
 };
 
 // Task t: KV head t % n_head_kv of row block n_blocks - 1 - t / n_head_kv (the causally longest
@@ -323,8 +324,9 @@ void rows_task(void* vjob, int task, int) {
   const RowsJob& j = *static_cast<const RowsJob*>(vjob);
   const int64_t g = task % j.n_head_kv, block = j.n_blocks - 1 - task / j.n_head_kv;
   const int64_t r0 = block * j.block_rows, r1 = std::min(j.n_rows, r0 + j.block_rows);
-  // The AVX2 build on AVX-512 CPUs too: 16-wide tiles measured no faster here (the block's
-  // F16 -> F32 conversion and softmax, not its multiply-adds, bound it) and slower for a few rows.
+  if (j.avx512)
+    return avx512vnni::attention_rows_block(j.q, j.n_head, j.n_head / j.n_head_kv, g, r0, r1, j.begins, j.ends, j.dk,
+                                            j.dv, *j.k, *j.v, j.scale, j.out);
   avx2::attention_rows_block(j.q, j.n_head, j.n_head / j.n_head_kv, g, r0, r1, j.begins, j.ends, j.dk, j.dv, *j.k, *j.v,
                              j.scale, j.out);
 }
@@ -366,6 +368,7 @@ void attention_rows(const float* q, int64_t n_rows, std::span<const int64_t> pos
       std::clamp<int64_t>((n_rows + min_blocks - 1) / min_blocks, 1, std::max<int64_t>(1, 32 / group));
   const int64_t n_blocks = (n_rows + block_rows - 1) / block_rows;
   RowsJob job{q, n_rows, n_head, n_head_kv, dk, dv, block_rows, n_blocks, begins, ends, &k, &v, scale, out};
+  job.avx512 = default_isa() == Isa::Avx512Vnni;
   const int n_tasks = static_cast<int>(n_blocks * n_head_kv);
   int64_t work = 0;  // multiply-adds, roughly
   for (int64_t r = 0; r < n_rows; ++r) work += (ends[r] - begins[r]) * n_head * (dk + dv);
