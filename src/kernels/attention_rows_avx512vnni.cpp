@@ -104,35 +104,70 @@ void value_tile(float* ot, int64_t np, const float* p, const float* corr, const 
     for (int d = 0; d < ND; ++d) _mm512_store_ps(ot + (e0 + d) * np + x * kLanes, a[x][d]);
 }
 
-// F32 rows of a chunk's tokens (head slice `offset`, n elements): pointers into the cache when it
-// is F32, else into buf (converted from F16 or dequantised).
-void chunk_rows(const KVSpan& s, int64_t t0, int64_t len, int64_t offset, int64_t n, float* buf, const float** rows) {
+// The starts of the rows t0 .. t0 + len - 1 (head slice `offset`): kv_row's arithmetic (a
+// division, a call) once per page instead of once per row.
+void chunk_starts(const KVSpan& s, int64_t t0, int64_t len, int64_t offset, const uint8_t** src) {
+  const auto row_bytes = static_cast<int64_t>(kv_bytes(s.type, s.row_stride));
+  for (int64_t j = 0; j < len;) {
+    const uint8_t* p = kv_row(s, t0 + j, offset);
+    const int64_t run = std::min(len - j, s.page_tokens - (t0 + j) % s.page_tokens);
+    for (int64_t x = 0; x < run; ++x, ++j) src[j] = p + x * row_bytes;
+  }
+}
+
+// F32 rows (n elements from src[j]) of a chunk: pointers to src when the cache is F32, else
+// into buf (converted from F16 or dequantised).
+void chunk_rows(DType type, const uint8_t* const* src, int64_t len, int64_t n, float* buf, const float** rows) {
   for (int64_t j = 0; j < len; ++j) {
-    const uint8_t* src = kv_row(s, t0 + j, offset);
     float* dst = buf + j * n;
     rows[j] = dst;
-    if (s.type == DType::F32) {
-      rows[j] = reinterpret_cast<const float*>(src);
-    } else if (s.type == DType::F16) {
-      const auto* h = reinterpret_cast<const uint16_t*>(src);
+    if (type == DType::F32) {
+      rows[j] = reinterpret_cast<const float*>(src[j]);
+    } else if (type == DType::F16) {
+      const auto* h = reinterpret_cast<const uint16_t*>(src[j]);
       int64_t i = 0;
       for (; i + kLanes <= n; i += kLanes)
         _mm512_storeu_ps(dst + i, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(h + i))));
       for (; i < n; ++i) dst[i] = f16_to_f32(h[i]);
     } else {
-      dequantize_kv_blocks(s.type, src, dst, n);
+      dequantize_kv_blocks(type, src[j], dst, n);
     }
   }
 }
 
-// Asks for the next chunk's rows while this one is computed (one head's slice of each row is a
-// few hundred bytes strided by the whole cache row, which the hardware prefetchers miss).
-void prefetch_chunk(const KVSpan& s, int64_t t0, int64_t len, int64_t offset, int64_t n) {
-  const auto bytes = static_cast<int64_t>(kv_bytes(s.type, n));
-  for (int64_t j = 0; j < len; ++j) {
-    const char* src = reinterpret_cast<const char*>(kv_row(s, t0 + j, offset));
-    for (int64_t b = 0; b < bytes; b += 64) _mm_prefetch(src + b, _MM_HINT_T1);
+// Asks for a chunk's rows (bytes from each src[j]) while the previous one is computed (one
+// head's slice of each row is a few hundred bytes strided by the whole cache row, which the
+// hardware prefetchers miss).
+void prefetch_rows(const uint8_t* const* src, int64_t len, int64_t bytes) {
+  for (int64_t j = 0; j < len; ++j)
+    for (int64_t b = 0; b < bytes; b += 64) _mm_prefetch(reinterpret_cast<const char*>(src[j]) + b, _MM_HINT_T1);
+}
+
+// 16 x 16 floats: rows r[0..16) become columns.
+inline void transpose16(__m512 r[16]) {
+  __m512 t[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
   }
+  for (int i = 0; i < 16; i += 4) {
+    r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
+    r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
+    r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
+    r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
+  }
+  // r[4a + b] now holds, in 128-bit lane L, rows 4L.. of the 4 x 4 block (a, b) mixed: elements
+  // (row 4a + c, column 4L + b) for c = 0..3. Gather the 128-bit lanes across the 4 groups a.
+  for (int b = 0; b < 4; ++b) {
+    const __m512 x0 = _mm512_shuffle_f32x4(r[b], r[4 + b], 0x88), x1 = _mm512_shuffle_f32x4(r[b], r[4 + b], 0xDD);
+    const __m512 x2 = _mm512_shuffle_f32x4(r[8 + b], r[12 + b], 0x88),
+                 x3 = _mm512_shuffle_f32x4(r[8 + b], r[12 + b], 0xDD);
+    t[b] = _mm512_shuffle_f32x4(x0, x2, 0x88);
+    t[8 + b] = _mm512_shuffle_f32x4(x0, x2, 0xDD);
+    t[4 + b] = _mm512_shuffle_f32x4(x1, x3, 0x88);
+    t[12 + b] = _mm512_shuffle_f32x4(x1, x3, 0xDD);
+  }
+  for (int i = 0; i < 16; ++i) r[i] = t[i];
 }
 
 }  // namespace
@@ -160,10 +195,25 @@ void attention_rows_block(const float* q, int64_t n_head, int64_t group, int64_t
   float* vbuf = kbuf + kKeyChunk * dk;
   const float** kr = ptrs.data();
   const float** vr = kr + kKeyChunk;
+  const uint8_t* ksrc[kKeyChunk];
+  const uint8_t* vsrc[kKeyChunk];
+  auto query = [&](int64_t i) { return q + ((r0 + i / group) * n_head + g * group + i % group) * dk; };
+  auto output = [&](int64_t i) { return out + ((r0 + i / group) * n_head + g * group + i % group) * dv; };
+  // qt: 16 x 16 blocks of the queries transposed in registers, the dims past a multiple of 16
+  // one by one; padding lanes get zeros.
+  const int64_t dk16 = dk & ~(kLanes - 1), dv16 = dv & ~(kLanes - 1);
+  for (int64_t x = 0; x < nvec; ++x) {
+    for (int64_t e0 = 0; e0 < dk16; e0 += kLanes) {
+      __m512 r[16];
+      for (int64_t i = 0; i < kLanes; ++i)
+        r[i] = x * kLanes + i < nq ? _mm512_loadu_ps(query(x * kLanes + i) + e0) : _mm512_setzero_ps();
+      transpose16(r);
+      for (int64_t d = 0; d < kLanes; ++d) _mm512_store_ps(qt + (e0 + d) * np + x * kLanes, r[d]);
+    }
+  }
   for (int64_t i = 0; i < np; ++i) {
     const bool real = i < nq;
-    const float* qi = q + ((r0 + i / group) * n_head + g * group + i % group) * dk;
-    for (int64_t e = 0; e < dk; ++e) qt[e * np + i] = real ? qi[e] : 0.0f;
+    for (int64_t e = dk16; e < dk; ++e) qt[e * np + i] = real ? query(i)[e] : 0.0f;
     mx[i] = -INFINITY;
     l[i] = 0.0f;
     lo[i] = real ? static_cast<int32_t>(begins[r0 + i / group]) : 0;  // padding lanes: an empty range
@@ -181,12 +231,16 @@ void attention_rows_block(const float* q, int64_t n_head, int64_t group, int64_t
     while (rb > ra && begins[rb - 1] >= t0 + len) --rb;
     if (ra >= rb) continue;
     const int64_t ja = std::max(begins[ra], t0) - t0, jb = std::min(ends[rb - 1], t0 + len) - t0;
-    chunk_rows(k, t0, len, g * dk, dk, kbuf, kr);
-    chunk_rows(v, t0, len, g * dv, dv, vbuf, vr);
+    chunk_starts(k, t0, len, g * dk, ksrc);
+    chunk_starts(v, t0, len, g * dv, vsrc);
+    chunk_rows(k.type, ksrc, len, dk, kbuf, kr);
+    chunk_rows(v.type, vsrc, len, dv, vbuf, vr);
     const int64_t next_len = std::min(kKeyChunk, t_end - t0 - len);
     if (next_len > 0) {
-      prefetch_chunk(k, t0 + len, next_len, g * dk, dk);
-      prefetch_chunk(v, t0 + len, next_len, g * dv, dv);
+      chunk_starts(k, t0 + len, next_len, g * dk, ksrc);
+      chunk_starts(v, t0 + len, next_len, g * dv, vsrc);
+      prefetch_rows(ksrc, next_len, static_cast<int64_t>(kv_bytes(k.type, dk)));
+      prefetch_rows(vsrc, next_len, static_cast<int64_t>(kv_bytes(v.type, dv)));
     }
     for (int64_t j = len; j < kKeyChunk; ++j) kr[j] = kr[0];  // padding keys of the last tile
     const int64_t ka = ja & ~int64_t{kTileKeys - 1};
@@ -195,13 +249,17 @@ void attention_rows_block(const float* q, int64_t n_head, int64_t group, int64_t
       for (; x + 2 <= nvec; x += 2) score_tile<2>(qt + x * kLanes, np, kr + j, dk, scale, sc + j * np + x * kLanes);
       if (x < nvec) score_tile<1>(qt + x * kLanes, np, kr + j, dk, scale, sc + j * np + x * kLanes);
     }
-    // Online softmax, 16 queries at a time, over their own keys of [ja, jb).
+    // Online softmax, 16 queries at a time, over their own keys of [ja, jb). A chunk inside
+    // every row's range (most of a causal prompt's) needs no mask: its padding lanes (zero
+    // queries) get probabilities too, in sums that are never read.
+    const bool full = begins[r1 - 1] <= t0 && ends[r0] >= t0 + len;
     for (int64_t x = 0; x < nvec; ++x) {
       const __m512i vlo = _mm512_load_si512(lo + x * kLanes), vhi = _mm512_load_si512(hi + x * kLanes);
+      auto in_range = [&](__m512i t) { return _mm512_cmple_epi32_mask(vlo, t) & _mm512_cmplt_epi32_mask(t, vhi); };
       __m512 cm = neg_inf;
       for (int64_t j = ja; j < jb; ++j) {
         const __m512i t = _mm512_set1_epi32(static_cast<int32_t>(t0 + j));
-        const __mmask16 in = _mm512_cmple_epi32_mask(vlo, t) & _mm512_cmplt_epi32_mask(t, vhi);
+        const __mmask16 in = full ? __mmask16{0xFFFF} : in_range(t);
         cm = _mm512_mask_max_ps(cm, in, cm, _mm512_load_ps(sc + j * np + x * kLanes));
       }
       const __m512 m_old = _mm512_load_ps(mx + x * kLanes);
@@ -217,7 +275,7 @@ void attention_rows_block(const float* q, int64_t n_head, int64_t group, int64_t
       __m512 sum = _mm512_setzero_ps();
       for (int64_t j = ja; j < jb; ++j) {
         const __m512i t = _mm512_set1_epi32(static_cast<int32_t>(t0 + j));
-        const __mmask16 in = _mm512_cmple_epi32_mask(vlo, t) & _mm512_cmplt_epi32_mask(t, vhi);
+        const __mmask16 in = full ? __mmask16{0xFFFF} : in_range(t);
         float* sj = sc + j * np + x * kLanes;
         const __m512 p = _mm512_maskz_mov_ps(in, exp16(_mm512_sub_ps(_mm512_load_ps(sj), m)));
         _mm512_store_ps(sj, p);
@@ -245,11 +303,20 @@ void attention_rows_block(const float* q, int64_t n_head, int64_t group, int64_t
       }
     }
   }
-  for (int64_t i = 0; i < nq; ++i) {
-    const float inv = l[i] > 0 ? 1.0f / l[i] : 0.0f;
-    float* o = out + ((r0 + i / group) * n_head + g * group + i % group) * dv;
-    for (int64_t e = 0; e < dv; ++e) o[e] = ot[e * np + i] * inv;
+  // Normalised outputs: ot's 16 x 16 blocks transposed back in registers, the dims past a
+  // multiple of 16 one by one.
+  for (int64_t i = 0; i < np; ++i) l[i] = l[i] > 0 ? 1.0f / l[i] : 0.0f;
+  for (int64_t x = 0; x < nvec; ++x) {
+    for (int64_t e0 = 0; e0 < dv16; e0 += kLanes) {
+      __m512 r[16];
+      for (int64_t d = 0; d < kLanes; ++d) r[d] = _mm512_load_ps(ot + (e0 + d) * np + x * kLanes);
+      transpose16(r);
+      for (int64_t i = 0; i < kLanes && x * kLanes + i < nq; ++i)
+        _mm512_storeu_ps(output(x * kLanes + i) + e0, _mm512_mul_ps(r[i], _mm512_set1_ps(l[x * kLanes + i])));
+    }
   }
+  for (int64_t i = 0; i < nq; ++i)
+    for (int64_t e = dv16; e < dv; ++e) output(i)[e] = ot[e * np + i] * l[i];
 }
 
 }  // namespace owl::kernels::avx512vnni

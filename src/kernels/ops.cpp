@@ -358,17 +358,21 @@ void attention_rows(const float* q, int64_t n_rows, std::span<const int64_t> pos
     return;
   }
   if (n_rows == 0) return;
+  const bool avx512 = default_isa() == Isa::Avx512Vnni;
+  const int64_t block_queries = avx512 ? 64 : 32;
   // About 32 query vectors (rows x the group's heads) per block: each converted K/V chunk serves
-  // them all, and the block's outputs (32 x dv floats) stay in L1. Few rows over few KV heads
-  // take smaller blocks, so that there are about 8 tasks for the pool (a rule of the shapes
-  // alone: the split, hence the rounding, never depends on the thread count).
+  // them all, and the block's outputs (32 x dv floats) stay in L1. The AVX-512 block takes 64
+  // (4 vectors of 16 queries): half the K/V conversions per multiply-add, ~5% less time than 32
+  // in BM_AttentionPrefill/512/512/0/1. Few rows over few KV heads take smaller blocks, so that
+  // there are about 8 tasks for the pool (a rule of the shapes alone: the split, hence the
+  // rounding, never depends on the thread count).
   const int64_t group = n_head / n_head_kv;
   const int64_t min_blocks = (8 + n_head_kv - 1) / n_head_kv;
   const int64_t block_rows =
-      std::clamp<int64_t>((n_rows + min_blocks - 1) / min_blocks, 1, std::max<int64_t>(1, 32 / group));
+      std::clamp<int64_t>((n_rows + min_blocks - 1) / min_blocks, 1, std::max<int64_t>(1, block_queries / group));
   const int64_t n_blocks = (n_rows + block_rows - 1) / block_rows;
   RowsJob job{q, n_rows, n_head, n_head_kv, dk, dv, block_rows, n_blocks, begins, ends, &k, &v, scale, out};
-  job.avx512 = default_isa() == Isa::Avx512Vnni;
+  job.avx512 = avx512;
   const int n_tasks = static_cast<int>(n_blocks * n_head_kv);
   int64_t work = 0;  // multiply-adds, roughly
   for (int64_t r = 0; r < n_rows; ++r) work += (ends[r] - begins[r]) * n_head * (dk + dv);
