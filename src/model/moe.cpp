@@ -200,13 +200,11 @@ struct ExpertJob {
   MoeScratch* ws;
   float* gate;  // routed rows' scratch, n_rows * ff
   int64_t d, ff;
-  int first_expert;        // task index of experts[0] (1 when task 0 runs the shared experts)
-  const int32_t* experts;  // the experts in task order: ws->active, or ws->by_rows
-  bool gather;             // the task copies its rows of x into xin (else they are there)
+  int first_expert;  // task index of ws->active[0] (1 when task 0 runs the shared experts)
 };
 
 // Task 0 (when there are shared experts) runs them into `out`; task i runs expert
-// experts[i - first_expert] on its rows. Nested matmuls run on the task's own thread.
+// active[i - first_expert] on its rows. Nested matmuls run on the task's own thread.
 void expert_task(void* ctx, int task, int) {
   const ExpertJob& j = *static_cast<const ExpertJob*>(ctx);
   if (task < j.first_expert) {
@@ -214,12 +212,10 @@ void expert_task(void* ctx, int task, int) {
     return;
   }
   MoeScratch& ws = *j.ws;
-  const int32_t e = j.experts[task - j.first_expert];
+  const int32_t e = ws.active[static_cast<size_t>(task - j.first_expert)];
   const int64_t r0 = ws.offset[e], m = ws.count[e];
   float* xin = ws.xin.data() + r0 * j.d;
   float* y = ws.y.data() + r0 * j.d;
-  if (j.gather)
-    for (int64_t q = 0; q < m; ++q) std::copy_n(j.x + ws.token[r0 + q] * j.d, j.d, xin + q * j.d);
   if (j.w->streamed) {
     const ExpertCache::Expert& x = *ws.pinned[static_cast<size_t>(task - j.first_expert)];
     swiglu_ffn(x.gate, x.up, x.down, xin, m, j.gate + r0 * j.ff, y);
@@ -317,16 +313,7 @@ void moe_forward(const MoeWeights& w, const MoeOptions& opt, const float* x, int
   // experts are all pinned for it, so they must take at most half the cache.
   const bool fits_cache =
       !cache || 2 * ws.active.size() * cache->expert_bytes(w.layer) <= static_cast<size_t>(cache->capacity());
-  const bool decode = n_routed <= 2 * static_cast<int64_t>(ws.active.size()) && n_tasks >= pool.size() && fits_cache;
-  // Many experts with several rows each (prefill of a fine-grained MoE: 30B-A3B's 512-row batch
-  // gives its 128 experts ~32 rows each): the same one dispatch, each expert's matmuls on the
-  // thread that takes it, the experts with most rows first so that the last tasks are short.
-  // Splitting each expert's small matmuls over the pool instead costs a few dispatches and
-  // barriers per expert, and a thread descheduled by a loaded machine stalls every one. The
-  // results are the same bits: a matmul's rows do not depend on the thread count, and every
-  // token adds its experts' rows in ascending expert order either way.
-  const bool many = !cache && static_cast<int64_t>(ws.active.size()) >= 4 * pool.size();
-  if (decode || many) {
+  if (n_routed <= 2 * static_cast<int64_t>(ws.active.size()) && n_tasks >= pool.size() && fits_cache) {
     Pins pins(cache, w.layer);
     if (cache) {
       cache->request(w.layer, ws.active);  // the reads start now, in parallel
@@ -336,41 +323,16 @@ void moe_forward(const MoeWeights& w, const MoeOptions& opt, const float* x, int
     }
     float* xin = grow(ws.xin, n_routed * d);
     grow(ws.y, n_routed * d);
-    if (!many)
-      for (const int32_t e : ws.active)
-        for (int64_t row = ws.offset[e]; row < ws.offset[e] + ws.count[e]; ++row)
-          std::copy_n(x + ws.token[row] * d, d, xin + row * d);
-    const int32_t* order = ws.active.data();
-    if (many) {
-      ws.by_rows = ws.active;
-      std::stable_sort(ws.by_rows.begin(), ws.by_rows.end(),
-                       [&](int32_t a, int32_t b) { return ws.count[a] > ws.count[b]; });
-      order = ws.by_rows.data();
-    }
+    for (const int32_t e : ws.active)
+      for (int64_t row = ws.offset[e]; row < ws.offset[e] + ws.count[e]; ++row)
+        std::copy_n(x + ws.token[row] * d, d, xin + row * d);
     float* gate = grow(ws.gate, n_routed * ff + n_tokens * fs);
-    ExpertJob job{&w, x, n_tokens, out, gate + n_routed * ff, &ws, gate, d, ff, first_expert, order, many};
+    ExpertJob job{&w, x, n_tokens, out, gate + n_routed * ff, &ws, gate, d, ff, first_expert};
     pool.run(n_tasks, expert_task, &job);
     if (!w.gate_shexp) std::fill(out, out + n_tokens * d, 0.0f);
     if (split) gather_expert_rows(ws, opt, n_routed, d);
-    if (!many) {
-      for (int64_t row = 0; row < n_routed; ++row)
-        kernels::scale_add(out + ws.token[row] * d, ws.y.data() + row * d, ws.weight[row], d);
-      return;
-    }
-    // Each token's rows in ascending row order, i.e. ascending expert: the order above.
-    ws.token_rows.resize(static_cast<size_t>(n_routed));
-    ws.token_fill.assign(static_cast<size_t>(n_tokens), 0);
-    for (int64_t row = 0; row < n_routed; ++row) {
-      const int64_t t = ws.token[row];
-      ws.token_rows[t * r.k + ws.token_fill[t]++] = row;
-    }
-    pool.parallel_for(n_tokens, [&](int64_t t0, int64_t t1, int) {
-      for (int64_t t = t0; t < t1; ++t)
-        for (int64_t j = 0; j < r.k; ++j) {
-          const int64_t row = ws.token_rows[t * r.k + j];
-          kernels::scale_add(out + t * d, ws.y.data() + row * d, ws.weight[row], d);
-        }
-    });
+    for (int64_t row = 0; row < n_routed; ++row)
+      kernels::scale_add(out + ws.token[row] * d, ws.y.data() + row * d, ws.weight[row], d);
     return;
   }
   // Bigger groups (prefill): one expert after another, each one's matmuls split over the pool;

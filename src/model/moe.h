@@ -106,9 +106,6 @@ struct MoeScratch {
   std::vector<int64_t> token;                      // per routed row (grouped by expert): its token
   std::vector<float> weight;                       //   and its routing weight
   std::vector<int32_t> active;                     // experts with rows, ascending
-  std::vector<int32_t> by_rows;                    // active, most rows first (the prefill tasks)
-  std::vector<int64_t> token_rows;                 // per token: its k routed rows, ascending
-  std::vector<int64_t> token_fill;                 //   and the count filled so far
   std::vector<const ExpertCache::Expert*> pinned;  // streamed experts: active[i]'s weights
 };
 
@@ -119,9 +116,8 @@ void swiglu_ffn(const kernels::Weight& gate, const kernels::Weight& up, const ke
 // out[t] = sum_j w[t][j] * expert_{e[t][j]}(x[t]) + shared(x[t]) for n_tokens rows of n_embd.
 // x is the FFN input (already normalised). Tokens are grouped per expert so that each
 // expert's weights are read once per call, whatever the batch size. With about one row per
-// expert (decode), or many experts with several rows each (a fine-grained MoE's prefill), the
-// experts (and the shared experts) are spread over the thread pool, one dispatch for the whole
-// block; otherwise each expert's matmuls are split over the pool.
+// expert (decode), the experts (and the shared experts) are spread over the thread pool, one
+// dispatch for the whole block; with more, each expert's matmuls are split over the pool.
 void moe_forward(const MoeWeights& w, const MoeOptions& opt, const float* x, int64_t n_tokens, MoeScratch& ws,
                  float* out);
 
