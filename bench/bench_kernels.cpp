@@ -383,10 +383,13 @@ void BM_AttentionDepth(benchmark::State& state) {
 // One layer's attention over a whole causal prompt, as a dense model's prefill runs it: Qwen3-0.6B
 // heads (16 query, 8 KV, dim 128), F16 cache, the prompt's `prompt` rows in calls of `rows` rows
 // (positions 0.., each call seeing the cache up to its own rows). Args: {prompt, rows per call,
-// kernel (0: attention_rows, 1: attention() per row, rows spread over the pool), threads}.
+// kernel (0: attention_rows, 1: attention() per row, rows spread over the pool, 2: attention_rows
+// on the AVX2 kernels, which AVX-512 CPUs do not take), threads}.
 void BM_AttentionPrefill(benchmark::State& state) {
   const int64_t prompt = state.range(0), rows = state.range(1);
-  const bool per_row = state.range(2) != 0;
+  const bool per_row = state.range(2) == 1;
+  const owl::kernels::Isa saved = owl::kernels::default_isa();
+  if (state.range(2) == 2) owl::kernels::set_default_isa(owl::kernels::Isa::Avx2);
   owl::set_default_threads(static_cast<int>(state.range(3)));
   const int64_t n_head = 16, n_kv = 8, d = 128;
   const float scale = 1.0f / std::sqrt(static_cast<float>(d));
@@ -412,11 +415,14 @@ void BM_AttentionPrefill(benchmark::State& state) {
     }
     benchmark::DoNotOptimize(out.data());
   }
+  owl::kernels::set_default_isa(saved);
   // Multiply-adds of the scores and the weighted values: (position + 1) keys per row and head.
   const double fma = static_cast<double>(prompt * (prompt + 1) / 2 * n_head * 2 * d);
   state.counters["FLOP"] = benchmark::Counter(2.0 * fma * static_cast<double>(state.iterations()),
                                               benchmark::Counter::kIsRate, benchmark::Counter::kIs1000);
-  state.SetLabel(per_row ? "attention per row" : "attention_rows");
+  state.SetLabel(per_row               ? "attention per row"
+                 : state.range(2) == 2 ? "attention_rows, AVX2 kernels"
+                                       : "attention_rows");
 }
 
 // A few rows appended to a long context (a short follow-up prompt, or speculative decoding):
@@ -495,7 +501,7 @@ void DecodeArgs(benchmark::internal::Benchmark* b) {
 }
 
 BENCHMARK(BM_AttentionPrefill)
-    ->ArgsProduct({{512}, {64, 512}, {0, 1}, {1, 2}})
+    ->ArgsProduct({{512}, {64, 512}, {0, 1, 2}, {1, 2}})
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_AttentionFewRows)

@@ -370,7 +370,8 @@ struct DecodeAttention {
 // the chunk's K/V rows are converted to F32 once per block, scored in register tiles of 2
 // queries x 4 keys and accumulated into the block's outputs in tiles of 2 queries x 4 vectors
 // of values (DecodeAttention's tiles over float rows), so every loaded key or value feeds
-// several queries. Only ops_avx2.cpp instantiates it: a 16-wide build measured no faster.
+// several queries. Only ops_avx2.cpp instantiates it (a 16-wide build of it measured no
+// faster); AVX-512 CPUs run attention_rows_avx512vnni.cpp, which puts queries in the lanes.
 template <class V>
 struct RowsAttention {
   using D = DecodeAttention<V>;

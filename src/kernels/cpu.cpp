@@ -69,6 +69,19 @@ bool cpu_has_avx512_vbmi() {
   return ok;
 }
 
+bool cpu_is_intel() {
+  static const bool intel = [] {
+#if defined(__x86_64__) || defined(__i386__)
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    if (!__get_cpuid(0, &a, &b, &c, &d)) return false;
+    return b == 0x756e6547 && d == 0x49656e69 && c == 0x6c65746e;  // "Genu" "ineI" "ntel"
+#else
+    return false;
+#endif
+  }();
+  return intel;
+}
+
 Isa best_isa() { return cpu_has_avx512_vnni() ? Isa::Avx512Vnni : cpu_has_avx2_fma_f16c() ? Isa::Avx2 : Isa::Scalar; }
 
 const char* isa_name(Isa isa) {

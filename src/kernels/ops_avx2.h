@@ -40,5 +40,10 @@ namespace owl::kernels::avx512vnni {
 void attention_decode_part(const float* q, int64_t group, int64_t h0, int64_t h1, int64_t dk, int64_t dv,
                            const KVSpan& k, const KVSpan& v, int64_t t_begin, int64_t t_end, float scale, float* acc,
                            float* mx, float* l);
+// avx2::attention_rows_block with the block's queries across the lanes of 16-float vectors
+// (attention_rows_avx512vnni.cpp; AVX-512 CPUs only). Rounds differently from the AVX2 block.
+void attention_rows_block(const float* q, int64_t n_head, int64_t group, int64_t g, int64_t r0, int64_t r1,
+                          const int64_t* begins, const int64_t* ends, int64_t dk, int64_t dv, const KVSpan& k,
+                          const KVSpan& v, float scale, float* out);
 
 }  // namespace owl::kernels::avx512vnni

@@ -1,7 +1,8 @@
 // The decode attention kernel (attention_simd.h) on 16-float AVX-512 vectors: twice the lanes of
 // the AVX2 build and 32 registers, so a register tile holds 4 query heads x 4 keys. MLA's 16
-// heads share each latent row, which makes its decode attention compute-bound. (attention_rows
-// keeps the AVX2 build: its 16-wide version measured no faster.)
+// heads share each latent row, which makes its decode attention compute-bound. (Prefill's
+// attention_rows has its own AVX-512 block, with the queries across the lanes:
+// attention_rows_avx512vnni.cpp.)
 #include <immintrin.h>
 
 #include "kernels/attention_simd.h"

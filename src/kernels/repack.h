@@ -47,6 +47,10 @@ constexpr int kWideM = 8;
 using WidePackedFn = void (*)(int64_t in, const uint8_t* group, size_t gb, const uint8_t* xw, int m, float* y,
                               int64_t ld, int valid);
 WidePackedFn wide_packed_kernel_avx512vnni(DType t);  // null where none
+// The same with the Q8_0 kernel's activation rows 0-3 taken from one load by shuffles (shuffle:
+// what the one-argument form picks on AMD) or each broadcast from memory (on Intel); both give
+// the same bits (tests run the one this CPU does not pick).
+WidePackedFn wide_packed_kernel_avx512vnni(DType t, bool shuffle);
 
 // The wide kernels' activations: kWideM rows interleaved block by block, so that one pointer
 // with constant offsets reaches every row's 4 bytes (the broadcasts of a tile need no per-row

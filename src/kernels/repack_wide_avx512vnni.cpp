@@ -19,6 +19,7 @@
 
 #include "kernels/repack.h"
 #include "kernels/repack_simd.h"
+#include "kernels/vec_dot.h"
 
 namespace owl::kernels {
 
@@ -62,16 +63,21 @@ inline __m512i xsum(const uint8_t* xb, int m) {  // Q8_0: -128 * the quant sum o
   return _mm512_set1_epi32(s);
 }
 // Row m (< 4) of step g in every lane, from the 16 bytes of rows 0-3 broadcast to each 128-bit
-// lane (rows4) by a lane shuffle. A broadcast from memory is a load, and loads (2 per cycle) bound
-// the Q8_0 kernel before its vpdpbusd do: taking half of the rows from one load and shuffles,
-// which run on other ports than vpdpbusd, measured 1.15-1.25x there. The other kernels spend
-// those ports on unpacking their levels, and shuffles made them slower.
+// lane (rows4) by a lane shuffle (Shuffle), else (or m >= 4) broadcast from memory. On Zen 5 a
+// broadcast from memory is a load, and loads (2 per cycle) bound the Q8_0 kernel before its
+// vpdpbusd do: taking half of the rows from one load and shuffles, which run on other pipes than
+// vpdpbusd there, measured 1.15-1.25x. On Intel cores (Sapphire Rapids) a 512-bit vpshufd takes
+// port 5, one of vpdpbusd's two ports, and the broadcasts are 1.08-1.16x faster (min CPU time of
+// 10 runs of BM_MatmulShape/8/1/512/1/1, three alternations: 11.2-11.7 ms -> 9.7-10.8 ms). The
+// other kernels spend those ports on unpacking their levels, and shuffles made them slower.
 inline __m512i rows4(const uint8_t* xb, int g) { return _mm512_broadcast_i32x4(load16(xb + g * kXq)); }
 template <int K>
 inline __m512i lane_of(__m512i v) {
   return _mm512_shuffle_epi32(v, static_cast<_MM_PERM_ENUM>(K * 0x55));
 }
+template <bool Shuffle>
 inline __m512i xbcast(const uint8_t* xb, __m512i r03, int g, int m) {
+  if constexpr (!Shuffle) return bcast4z(xq(xb, g, m));
   switch (m) {
     case 0:
       return lane_of<0>(r03);
@@ -97,8 +103,8 @@ inline void store_wide_rows(const __m512 acc[M], float* y, int64_t ld, int valid
 }
 
 // Q8_0 x Q8_0: the weights as unsigned bytes w + 128 (one xor), and the 128 * activation sum
-// that adds taken off again (the sums come with the activations).
-template <int M>
+// that adds taken off again (the sums come with the activations). Shuffle: see xbcast.
+template <int M, bool Shuffle>
 void wide_q8_0(int64_t in, const uint8_t* grp, size_t gb, const uint8_t* xw, float* y, int64_t ld, int valid) {
   const int64_t nb = in / kQK;
   const size_t xbytes = wide_act_block_bytes(DType::Q8_0);
@@ -113,8 +119,8 @@ void wide_q8_0(int64_t in, const uint8_t* grp, size_t gb, const uint8_t* xw, flo
     for (int m = 0; m < M; ++m) isum[m] = xsum(xb, m);
     for (int g = 0; g < 8; ++g) {
       const __m512i w = _mm512_xor_si512(load_pair(b + 16 + 32 * g, gb), bias);
-      const __m512i r03 = rows4(xb, g);
-      for (int m = 0; m < M; ++m) isum[m] = _mm512_dpbusd_epi32(isum[m], w, xbcast(xb, r03, g, m));
+      const __m512i r03 = Shuffle ? rows4(xb, g) : __m512i{};
+      for (int m = 0; m < M; ++m) isum[m] = _mm512_dpbusd_epi32(isum[m], w, xbcast<Shuffle>(xb, r03, g, m));
     }
     const __m512 d = fp16x16(b, gb);
     for (int m = 0; m < M; ++m)
@@ -207,16 +213,24 @@ void wide_q4_k(int64_t in, const uint8_t* grp, size_t gb, const uint8_t* xw, flo
     for (int j = 0; j < 4; ++j) {
       const __m512i sc = j < 2 ? s.sc_lo : s.sc_hi;
       for (int half = 0; half < 2; ++half) {  // low nibbles: sub-block 2j, high nibbles: 2j + 1
-        __m512i p[M];
-        for (int m = 0; m < M; ++m) p[m] = _mm512_setzero_si512();
-#pragma GCC unroll 8
-        for (int g = 0; g < 8; ++g) {
-          const __m512i q = load_pair(qs + (j * 8 + g) * 32, gb);
-          const __m512i v = half ? _mm512_and_si512(_mm512_srli_epi16(q, 4), m4) : _mm512_and_si512(q, m4);
-          for (int m = 0; m < M; ++m) p[m] = _mm512_dpbusd_epi32(p[m], v, bcast4z(xq(xb, 16 * j + 8 * half + g, m)));
-        }
+        // The sub-block's scale (6 bits, zero-extended in each 32-bit lane) multiplies the sums of
+        // 4 steps at a time with one vpdpwssd: 16 products of a level (<= 15) and an activation
+        // (|x| <= 128) stay within +-30720, so each 32-bit sum is its own sign-extended low 16
+        // bits and the pair product adds exactly p * scale (+ 0 * the upper half). That is the
+        // same integer as vpmulld + vpaddd over 8 steps, in 1 uop where those take 3 (vpmulld is
+        // 2 uops on Intel cores).
         const __m512i scale = lane_byte(sc, 2 * (j % 2) + half);
-        for (int m = 0; m < M; ++m) isum[m] = _mm512_add_epi32(isum[m], _mm512_mullo_epi32(p[m], scale));
+        for (int g4 = 0; g4 < 8; g4 += 4) {
+          __m512i p[M];
+          for (int m = 0; m < M; ++m) p[m] = _mm512_setzero_si512();
+#pragma GCC unroll 4
+          for (int g = g4; g < g4 + 4; ++g) {
+            const __m512i q = load_pair(qs + (j * 8 + g) * 32, gb);
+            const __m512i v = half ? _mm512_and_si512(_mm512_srli_epi16(q, 4), m4) : _mm512_and_si512(q, m4);
+            for (int m = 0; m < M; ++m) p[m] = _mm512_dpbusd_epi32(p[m], v, bcast4z(xq(xb, 16 * j + 8 * half + g, m)));
+          }
+          for (int m = 0; m < M; ++m) isum[m] = _mm512_dpwssd_epi32(isum[m], p[m], scale);
+        }
       }
     }
     const WideQ4KMins mn = wide_q4_k_min_pairs(s);
@@ -329,25 +343,28 @@ static_assert(kWideM == 8, "wide_by_m covers 1..8 rows");
   template <int M>                                                                                          \
   struct name {                                                                                             \
     static void f(int64_t in, const uint8_t* g, size_t gb, const uint8_t* x, float* y, int64_t ld, int v) { \
-      fn<M>(in, g, gb, x, y, ld, v);                                                                        \
+      fn(in, g, gb, x, y, ld, v);                                                                           \
     }                                                                                                       \
   };
-OWL_WIDE_GEMM(WideQ4_K, wide_q4_k)
-OWL_WIDE_GEMM(WideQ6_K, wide_q6_k)
-OWL_WIDE_GEMM(WideQ8_0, wide_q8_0)
-OWL_WIDE_GEMM(WideQ5_0, wide_q5_0)
+OWL_WIDE_GEMM(WideQ4_K, wide_q4_k<M>)
+OWL_WIDE_GEMM(WideQ6_K, wide_q6_k<M>)
+OWL_WIDE_GEMM(WideQ8_0Shuffle, (wide_q8_0<M, true>))
+OWL_WIDE_GEMM(WideQ8_0, (wide_q8_0<M, false>))
+OWL_WIDE_GEMM(WideQ5_0, wide_q5_0<M>)
 #undef OWL_WIDE_GEMM
 
 }  // namespace
 
-WidePackedFn wide_packed_kernel_avx512vnni(DType t) {
+WidePackedFn wide_packed_kernel_avx512vnni(DType t) { return wide_packed_kernel_avx512vnni(t, !cpu_is_intel()); }
+
+WidePackedFn wide_packed_kernel_avx512vnni(DType t, bool shuffle) {
   switch (t) {
     case DType::Q4_K:
       return wide_by_m<WideQ4_K>;
     case DType::Q6_K:
       return wide_by_m<WideQ6_K>;
     case DType::Q8_0:
-      return wide_by_m<WideQ8_0>;
+      return shuffle ? wide_by_m<WideQ8_0Shuffle> : wide_by_m<WideQ8_0>;
     case DType::Q5_0:
       return wide_by_m<WideQ5_0>;
     default:

@@ -85,6 +85,9 @@ void quantize_q8_k_avx2(const float* x, void* y, int64_t n);
 bool cpu_has_avx2_fma_f16c();
 bool cpu_has_avx512_vnni();  // AVX512F/BW/VL + VNNI, enabled by the OS
 bool cpu_has_avx512_vbmi();  // the above + AVX512_VBMI
+// An Intel CPU (CPUID vendor "GenuineIntel"): its 512-bit shuffles run on port 5, one of the two
+// ports of 512-bit vpdpbusd, where Zen 4/5 run them on other pipes (the wide Q8_0 kernel).
+bool cpu_is_intel();
 // Whether the plain kernels take their AVX2 versions now (default_isa(), read once per call).
 inline bool use_avx2() { return default_isa() != Isa::Scalar; }
 

@@ -89,6 +89,7 @@ const Case kCases[] = {
     {8, 2, 64, 48, 50, 200, 37},    // sliding window shorter than the prompt
     {4, 1, 24, 24, 40, 10, 100},    // sliding window longer than everything
     {3, 3, 8, 8, 65, 0, 1},         // window 1: every row sees only itself
+    {48, 2, 16, 16, 20, 5, 0},      // group 24: AVX-512 blocks of 48 queries, 3 vectors of 16
 };
 
 using kernels::Isa;

@@ -138,6 +138,41 @@ TEST(Repack, VnniEqualsAvx2BitForBit) {
     }
 }
 
+// The wide Q8_0 kernel in both forms (activation rows 0-3 shuffled out of one load, as AMD CPUs
+// run it, or every row broadcast from memory, as Intel CPUs do) equals the AVX2 kernel bit for
+// bit, whichever form this CPU picks: the other one runs on the same packed bytes.
+TEST(Repack, WideQ8_0BothBroadcastFormsEqualAvx2BitForBit) {
+  ASSERT_TRUE(kernels::fast_paths_available());
+  if (kernels::best_isa() < Isa::Avx512Vnni) GTEST_SKIP() << "no AVX-512 VNNI on this CPU";
+  const int64_t in = 32 * 8, out = 45;
+  Weights w = make_weights(DType::Q8_0, in, out, 78);
+  const kernels::Weight pa = prepare_for(w.view, Isa::Avx2), pv = prepare_for(w.view, Isa::Avx512Vnni);
+  const kernels::PackedLayout& l = *kernels::WeightAccess::layout(pv);
+  for (bool shuffle : {false, true}) {
+    auto form = std::make_shared<kernels::PackedLayout>();
+    form->type = l.type;
+    form->in = l.in;
+    form->out = l.out;
+    form->n_mats = l.n_mats;
+    form->group_bytes = l.group_bytes;
+    form->matrix_bytes = l.matrix_bytes;
+    form->isa = l.isa;
+    form->fn = l.fn;
+    form->wide_fn = kernels::wide_packed_kernel_avx512vnni(DType::Q8_0, shuffle);
+    form->bytes = l.bytes;
+    form->owns_bytes = false;  // pv's storage
+    form->total = l.total;
+    const kernels::Weight pf = kernels::WeightAccess::make(kernels::WeightAccess::view(pv), form);
+    for (int64_t n_rows : {9, 70, 85}) {
+      auto x = random_x(in * n_rows, 500 + static_cast<uint32_t>(n_rows));
+      for (int64_t i = 0; i < in * n_rows; i += 97) x[static_cast<size_t>(i)] *= 40.0f;  // full int8 range
+      const auto avx2 = run_matmul(pa, x, n_rows, Isa::Avx2), wide = run_matmul(pf, x, n_rows, Isa::Avx2);
+      EXPECT_EQ(0, std::memcmp(avx2.data(), wide.data(), avx2.size() * sizeof(float)))
+          << (shuffle ? "shuffles" : "broadcasts") << " rows " << n_rows;
+    }
+  }
+}
+
 TEST_P(RepackIsa, BitIdenticalForAnyThreadCount) {
   for (DType t : kPackedTypes) {
     const int64_t in = block_elems(t) * 4, out = 301;
