@@ -1,12 +1,16 @@
-// owl bench MODEL [-p 512] [-n 128] [-t THREADS] [-r REPS] [-d DEPTH] [--seqs S] [--verify-rows 1,2,3,5] [--mla-form F]
-// [--json] Prompt processing (one forward call over p tokens) and generation (n single-token decode steps; with --seqs
-// S, of S sequences at once, one row each per forward call, as a server's continuous batching runs them) in tokens/s,
-// both after DEPTH tokens already in the context (0: from an empty context), min and median over the repetitions after
-// a warm-up; plus the machine's measured read bandwidth (best of several passes, their spread, and a STREAM triad as a
-// cross-check), the weight bytes one decode step touches, and the share of that roofline reached; the load time and the
-// peak resident memory against the memory bound (peak RSS <= model file + KV cache + 5%). --verify-rows also
-// times one forward call over R rows of one sequence after a 128-token context (what verifying R-1 speculative drafts
-// costs), median over 8 x REPS calls, each rolled back out of the cache.
+// owl bench MODEL [-p 512] [-n 128] [-t THREADS] [-r REPS] [-d DEPTH] [--seqs S] [--verify-rows 1,2,3,5]
+//           [--mla-form F] [--json]
+// Prompt processing (one forward call over p tokens) and generation (n single-token
+// decode steps; with --seqs S, of S sequences at once, one row each per forward call, as a
+// server's continuous batching runs them) in tokens/s, both after DEPTH tokens already in the
+// context (0: from an empty context; the fill's time is printed), min and median over the
+// repetitions after a warm-up; plus the machine's measured read bandwidth (best of several
+// passes, their spread, and a STREAM triad as a cross-check), the weight bytes one decode step
+// touches, and the share of that roofline reached; the load time and the peak resident memory
+// against the memory bound (peak RSS <= model file + KV cache + 5%). --verify-rows also
+// times one forward call over R rows of one sequence after a 128-token context (what verifying
+// R-1 speculative drafts costs), median over 8 x REPS calls, each rolled back out of the cache.
+// --mla-form forces one form of DeepSeek's attention (A/B of model/mla.h's two forms).
 #include <sys/resource.h>
 
 #include <algorithm>
