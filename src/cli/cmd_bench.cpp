@@ -1,14 +1,16 @@
-// owl bench MODEL [-p 512] [-n 128] [-t THREADS] [-r REPS] [-d DEPTH] [--seqs S] [--verify-rows 1,2,3,5] [--json]
+// owl bench MODEL [-p 512] [-n 128] [-t THREADS] [-r REPS] [-d DEPTH] [--seqs S] [--verify-rows 1,2,3,5]
+//           [--mla-form F] [--json]
 // Prompt processing (one forward call over p tokens) and generation (n single-token
 // decode steps; with --seqs S, of S sequences at once, one row each per forward call, as a
 // server's continuous batching runs them) in tokens/s, both after DEPTH tokens already in the
-// context (0: from an empty context), min and median over the repetitions after a warm-up; plus
-// the machine's measured read bandwidth (best of several passes, their spread, and a STREAM triad
-// as a cross-check), the weight bytes one decode step touches, and the share of that roofline reached;
-// the load time and the peak resident memory against the memory bound
-// (peak RSS <= model file + KV cache + 5%). --verify-rows also times one forward call over R
-// rows of one sequence after a 128-token context (what verifying R-1 speculative drafts costs),
-// median over 8 x REPS calls, each rolled back out of the cache.
+// context (0: from an empty context; the fill's time is printed), min and median over the
+// repetitions after a warm-up; plus the machine's measured read bandwidth (best of several
+// passes, their spread, and a STREAM triad as a cross-check), the weight bytes one decode step
+// touches, and the share of that roofline reached; the load time and the peak resident memory
+// against the memory bound (peak RSS <= model file + KV cache + 5%). --verify-rows also
+// times one forward call over R rows of one sequence after a 128-token context (what verifying
+// R-1 speculative drafts costs), median over 8 x REPS calls, each rolled back out of the cache.
+// --mla-form forces one form of DeepSeek's attention (A/B of model/mla.h's two forms).
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -57,9 +59,10 @@ struct Options {
   bool no_repack = false;  // A/B: weights in the file's layout instead of the interleaved copies
   bool no_vnni = false;    // A/B: the AVX2 kernels where the CPU also has AVX-512 VNNI
   std::vector<int64_t> verify_rows;
-  std::vector<int> parallel;  // --parallel: sequence counts served together through the engine
-  std::string tokenizer;      // --tokenizer: for --parallel on a file without a vocabulary (owl synth's)
-  bool no_warmup = false;     // the first timed run pays the page faults (cold start)
+  std::vector<int> parallel;      // --parallel: sequence counts served together through the engine
+  std::string tokenizer;          // --tokenizer: for --parallel on a file without a vocabulary (owl synth's)
+  bool no_warmup = false;         // the first timed run pays the page faults (cold start)
+  std::string mla_form = "auto";  // A/B: force MLA's absorbed or expanded attention (auto: by cost)
 };
 
 constexpr int64_t kVerifyContext = 128;
@@ -184,6 +187,8 @@ void run(const Options& o) {
   const auto t_load = std::chrono::steady_clock::now();
   auto source = owl::cli::open_source(path, o.quant, o.mem);
   source->prepare.repack = !o.no_repack;
+  if (o.mla_form == "absorbed") source->mla_form = owl::MlaForm::Absorbed;
+  if (o.mla_form == "expanded") source->mla_form = owl::MlaForm::Expanded;
   // The kernels that run: the packed weights' (chosen at load), the default ISA's elsewhere.
   const owl::kernels::Isa isa =
       o.no_vnni ? std::min(owl::kernels::default_isa(), owl::kernels::Isa::Avx2) : owl::kernels::default_isa();
@@ -251,7 +256,9 @@ void run(const Options& o) {
       model->forward(batch, kv);
     }
   };
+  const auto t_fill = std::chrono::steady_clock::now();
   fill_depth();
+  const double fill_s = seconds_since(t_fill);
   // Warm-up: page the weights in and let the thread pool spin up. The first call's time is
   // mostly page faults on the mapped weights.
   double first_s = 0;
@@ -371,6 +378,7 @@ void run(const Options& o) {
                     {"median_gbs", triad_bw.median / 1e9},
                     {"worst_gbs", triad_bw.worst / 1e9}};
   j["depth"] = o.depth;
+  j["fill_s"] = fill_s;
   j["bytes_per_token"] = bpt;
   j["roofline_tps"] = roofline;
   j["load_s"] = load_s;
@@ -447,7 +455,9 @@ void run(const Options& o) {
     if (o.tg > 0 && o.seqs == 1) std::printf(", reached %.0f%%", 100.0 * j["roofline_share"].get<double>());
     std::printf("\n");
   }
-  std::printf("load %.2f s, first forward %.2f s\n", load_s, first_s);
+  std::printf("load %.2f s, first forward %.2f s", load_s, first_s);
+  if (o.depth > 0) std::printf(", context filled to %lld in %.2f s", static_cast<long long>(o.depth), fill_s);
+  std::printf("\n");
   std::printf("peak RSS %.1f MB; file %.1f MB + KV cache %.1f MB + 5%% = %.1f MB: %s\n", rss / 1e6, file_bytes / 1e6,
               kv_bytes / 1e6, rss_bound / 1e6, rss <= rss_bound ? "within bound" : "OVER BOUND");
 }
@@ -483,6 +493,10 @@ void setup(CLI::App& app) {
                   "with --parallel, for a model file without a vocabulary: a GGUF file, tokenizer.json or folder");
   sub->add_flag("--no-warmup", o->no_warmup,
                 "no warm-up run: the first timed run pays the first touch of the weights (cold start, with -r 1)");
+  sub->add_option("--mla-form", o->mla_form,
+                  "MLA (DeepSeek) attention: auto (default: by cost), absorbed or expanded (for A/B; same results "
+                  "within float rounding)")
+      ->check(CLI::IsMember({"auto", "absorbed", "expanded"}));
   sub->add_flag("--json", o->json, "print the results as JSON");
   sub->callback([o] { run(*o); });
 }

@@ -222,6 +222,10 @@ void attention_rows_block(const float* q, int64_t n_head, int64_t group, int64_t
   std::fill(ot, ot + dv * np, 0.0f);
   const __m512 neg_inf = _mm512_set1_ps(-INFINITY), one = _mm512_set1_ps(1.0f);
   const int64_t t_begin = begins[r0], t_end = ends[r1 - 1];
+  // Values that are the first dv elements of the keys (MLA's absorbed form: the latent rows are
+  // both) are read and converted once, with the keys.
+  const bool v_in_k = v.pages == k.pages && v.type == k.type && v.row_stride == k.row_stride &&
+                      v.page_tokens == k.page_tokens && g * dv == g * dk && dv <= dk;
   for (int64_t t0 = t_begin; t0 < t_end; t0 += kKeyChunk) {
     const int64_t len = std::min(kKeyChunk, t_end - t0);
     // Rows whose range meets the chunk: ends and begins are non-decreasing, so a contiguous run,
@@ -232,15 +236,21 @@ void attention_rows_block(const float* q, int64_t n_head, int64_t group, int64_t
     if (ra >= rb) continue;
     const int64_t ja = std::max(begins[ra], t0) - t0, jb = std::min(ends[rb - 1], t0 + len) - t0;
     chunk_starts(k, t0, len, g * dk, ksrc);
-    chunk_starts(v, t0, len, g * dv, vsrc);
     chunk_rows(k.type, ksrc, len, dk, kbuf, kr);
-    chunk_rows(v.type, vsrc, len, dv, vbuf, vr);
+    if (v_in_k) {
+      std::copy_n(kr, len, vr);
+    } else {
+      chunk_starts(v, t0, len, g * dv, vsrc);
+      chunk_rows(v.type, vsrc, len, dv, vbuf, vr);
+    }
     const int64_t next_len = std::min(kKeyChunk, t_end - t0 - len);
     if (next_len > 0) {
       chunk_starts(k, t0 + len, next_len, g * dk, ksrc);
-      chunk_starts(v, t0 + len, next_len, g * dv, vsrc);
       prefetch_rows(ksrc, next_len, static_cast<int64_t>(kv_bytes(k.type, dk)));
-      prefetch_rows(vsrc, next_len, static_cast<int64_t>(kv_bytes(v.type, dv)));
+      if (!v_in_k) {
+        chunk_starts(v, t0 + len, next_len, g * dv, vsrc);
+        prefetch_rows(vsrc, next_len, static_cast<int64_t>(kv_bytes(v.type, dv)));
+      }
     }
     for (int64_t j = len; j < kKeyChunk; ++j) kr[j] = kr[0];  // padding keys of the last tile
     const int64_t ka = ja & ~int64_t{kTileKeys - 1};

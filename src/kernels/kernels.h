@@ -220,6 +220,15 @@ void attention_rows(const float* q, int64_t n_rows, std::span<const int64_t> pos
                     int64_t n_head_kv, int64_t dk, int64_t dv, const KVSpan& k, const KVSpan& v, int64_t window,
                     float scale, float* out);
 
+// ---- float matrix product ----
+// C[i][j] = sum_r A[i][r] * B[r][j] for i < m, j < n (A: m x k, B: k x n, C: m x n, row-major with
+// leading dimensions lda, ldb, ldc in floats). Each element is one chain of fused multiply-adds
+// in r order, so the result is the same bits on every ISA and for any thread count (MLA's
+// decompression of cached latents into per-head keys and values, model/mla.cpp). Split over
+// the default pool by rows of C (inline inside a pool task).
+void gemm_f32(const float* A, int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc, int64_t m, int64_t k,
+              int64_t n);
+
 // ---- selection ----
 // Indices of the k largest values of x[0..n), largest first (ties: lower index first).
 void top_k(const float* x, int64_t n, int64_t k, int32_t* idx);

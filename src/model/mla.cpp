@@ -79,19 +79,15 @@ MlaWeights load_mla_weights(const ModelSource& src, int64_t layer, const MlaPara
 
 namespace {
 
+// Rows of one sequence at least this many (a prompt chunk) go through kernels::attention_rows
+// together; fewer (a decode step, a speculative verify batch of the next token and at most 16
+// drafts) row by row, so each comes out exactly as it would decoded alone (attention_rows rounds
+// differently from attention). The same rule as blocks.cpp's kMinRowsTogether.
+constexpr int64_t kMinRowsTogether = 18;
+
 // Cached row t of a span, converted to float.
 void read_row(const kernels::KVSpan& s, int64_t t, int64_t width, float* out) {
   kernels::dequantize_row(s.type, kernels::kv_row(s, t), out, width);
-}
-
-// A float matrix as a weight view: `out` rows of `in` floats.
-TensorView f32_matrix(const float* data, int64_t in, int64_t out) {
-  TensorView t;
-  t.type = DType::F32;
-  t.n_dims = 2;
-  t.ne = {in, out, 1, 1};
-  t.data = data;
-  return t;
 }
 
 }  // namespace
@@ -130,8 +126,7 @@ bool mla_prefer_expanded(const MlaParams& p, const int64_t* pos, int64_t n) {
   // A few rows continuing a sequence (a decode step, or a speculative verify batch of the next
   // token and at most 16 drafts) take the absorbed form whatever the context, so each row comes
   // out exactly as it would decoded alone.
-  constexpr int64_t kVerifyRows = 17;
-  if (n <= kVerifyRows && pos[0] > 0) return false;
+  if (n < kMinRowsTogether && pos[0] > 0) return false;
   double pairs = 0, len = 0;
   for (int64_t i = 0; i < n; ++i) {
     pairs += static_cast<double>(pos[i] + 1);
@@ -165,21 +160,31 @@ void mla_attend_absorbed(const MlaWeights& w, const MlaParams& p, const float* q
       }
     }
   });
-  // Keys are the whole cached row, values its first kv_lora floats (the latent). One call per
-  // row with all its heads: the heads share every latent row, which the kernel reads once for
-  // them all while it splits the context over the pool, so a single decoded token uses every
-  // thread. Many rows go one per task instead (each call then runs inline); the kernel's results
-  // do not depend on which.
+  // Keys are the whole cached row, values its first kv_lora floats (the latent).
   float* lat = grow(ws.lat, n * nh * kvl);
-  auto attend = [&](int64_t t) {
-    kernels::attention(q_abs + t * nh * ad, nh, 1, ad, kvl, rows, rows, 0, pos[t] + 1, p.kq_scale, lat + t * nh * kvl);
-  };
-  if (n < default_pool().size()) {
-    for (int64_t t = 0; t < n; ++t) attend(t);
+  if (n >= kMinRowsTogether && std::is_sorted(pos, pos + n)) {
+    // A run of a prompt's rows: the latent rows are one KV head shared by every query head, so
+    // attention_rows scores a block of rows x all heads against each latent row it reads (a
+    // GEMM-shaped product, the queries across the vector lanes) instead of reading the whole
+    // context once per row.
+    kernels::attention_rows(q_abs, n, std::span<const int64_t>(pos, static_cast<size_t>(n)), nh, 1, ad, kvl, rows, rows,
+                            0, p.kq_scale, lat);
   } else {
-    default_pool().parallel_for(n, [&](int64_t t0, int64_t t1, int) {
-      for (int64_t t = t0; t < t1; ++t) attend(t);
-    });
+    // One call per row with all its heads: the kernel reads each latent row once for them all
+    // while it splits the context over the pool, so a single decoded token uses every thread.
+    // Several rows go one per task instead (each call then runs inline); the kernel's results
+    // do not depend on which.
+    auto attend = [&](int64_t t) {
+      kernels::attention(q_abs + t * nh * ad, nh, 1, ad, kvl, rows, rows, 0, pos[t] + 1, p.kq_scale,
+                         lat + t * nh * kvl);
+    };
+    if (n < default_pool().size()) {
+      for (int64_t t = 0; t < n; ++t) attend(t);
+    } else {
+      default_pool().parallel_for(n, [&](int64_t t0, int64_t t1, int) {
+        for (int64_t t = t0; t < t1; ++t) attend(t);
+      });
+    }
   }
   // Per head back out of latent space through W_vb, again one task per head.
   default_pool().parallel_for(nh, [&](int64_t h0, int64_t h1, int) {
@@ -198,45 +203,65 @@ void mla_attend_expanded(const MlaWeights& w, const MlaParams& p, const float* q
   const int64_t nh = p.n_head, qd = p.q_head_dim(), kvl = p.kv_lora_rank, vd = p.v_dim, cw = p.cache_width();
   int64_t len = 0;
   for (int64_t i = 0; i < n; ++i) len = std::max(len, pos[i] + 1);
-  // The cached latents [len][kv_lora] and k_pe (kept in the rows buffer [len][cw]).
-  float* cache = grow(ws.qa, len * cw);
-  float* lat = grow(ws.lat, len * kvl);
-  for (int64_t t = 0; t < len; ++t) {
-    read_row(rows, t, cw, cache + t * cw);
-    std::copy_n(cache + t * cw, kvl, lat + t * kvl);
-  }
+  // The cached rows [len][latent | k_pe] as floats, and the latents alone [len][kv_lora] (matmul's
+  // input rows).
+  // Buffers for `cap` rows: a prompt filled chunk by chunk grows them (a reallocation, zero-fill
+  // and copy of up to 256 MB) every 4096 rows, not at every chunk.
+  const int64_t cap = (len + 4095) / 4096 * 4096;
+  float* cache = grow(ws.qa, cap * cw);
+  float* lat = grow(ws.lat, cap * kvl);
+  default_pool().parallel_for(len, [&](int64_t t0, int64_t t1, int) {
+    for (int64_t t = t0; t < t1; ++t) {
+      read_row(rows, t, cw, cache + t * cw);
+      std::copy_n(cache + t * cw, kvl, lat + t * kvl);
+    }
+  });
   // Heads are decompressed in chunks that bound the K/V buffers to about 64M floats.
   const int64_t chunk = std::clamp<int64_t>((int64_t{64} << 20) / (len * (qd + vd)), 1, std::min<int64_t>(nh, 16));
-  float* k = grow(ws.k, len * chunk * qd);
-  float* v = grow(ws.v, len * chunk * vd);
-  float* kn = grow(ws.kn, len * std::max(p.nope, vd));
-  float* wk = grow(ws.wk, kvl * p.nope);
-  float* tmp = grow(ws.qk, p.nope);
+  float* k = grow(ws.k, cap * chunk * qd);
+  float* v = grow(ws.v, cap * chunk * vd);
+  // One head's B_k [kv_lora][nope] and V [len][v].
+  float* bk = grow(ws.kn, kvl * p.nope);
+  float* vn = grow(ws.vn, cap * vd);
   for (int64_t h0 = 0; h0 < nh; h0 += chunk) {
     const int64_t h1 = std::min(nh, h0 + chunk), nc = h1 - h0;
     for (int64_t h = h0; h < h1; ++h) {
-      // attn_k_b holds W_k,h transposed (kv_lora rows of nope); decompressing needs W_k,h itself.
+      // K_h = latents B_k straight into the head's columns of the K rows, split over the pool by
+      // context rows (each element one fused multiply-add chain: the same bits whatever the
+      // threads). attn_k_b's rows (kv_lora of nope) are B_k's rows; it may be a prepared
+      // (repacked) copy: dequantize_weight_row reads the file's values.
       const kernels::Weight kb = kernels::matrix_slice(w.k_b, h);
-      for (int64_t r = 0; r < kvl; ++r) {
-        kernels::dequantize_weight_row(kb, r, tmp);  // kb may be a prepared (repacked) copy
-        for (int64_t i = 0; i < p.nope; ++i) wk[i * kvl + r] = tmp[i];
-      }
-      kernels::matmul(f32_matrix(wk, kvl, p.nope), lat, len, kn);
-      for (int64_t t = 0; t < len; ++t) {
-        float* kr = k + (t * nc + (h - h0)) * qd;
-        std::copy_n(kn + t * p.nope, p.nope, kr);
-        std::copy_n(cache + t * cw + kvl, p.rope, kr + p.nope);
-      }
-      kernels::matmul(kernels::matrix_slice(w.v_b, h), lat, len, kn);
-      for (int64_t t = 0; t < len; ++t) std::copy_n(kn + t * vd, vd, v + (t * nc + (h - h0)) * vd);
+      for (int64_t r = 0; r < kvl; ++r) kernels::dequantize_weight_row(kb, r, bk + r * p.nope);
+      kernels::gemm_f32(lat, kvl, bk, p.nope, k + (h - h0) * qd, nc * qd, len, kvl, p.nope);
+      // V_h through attn_v_b as stored (its quantised kernels, as the absorbed form's W_vb
+      // product), then into the head's columns of the V rows.
+      kernels::matmul(kernels::matrix_slice(w.v_b, h), lat, len, vn);
+      default_pool().parallel_for(len, [&](int64_t t0, int64_t t1, int) {
+        for (int64_t t = t0; t < t1; ++t) {
+          std::copy_n(vn + t * vd, vd, v + (t * nc + (h - h0)) * vd);
+          std::copy_n(cache + t * cw + kvl, p.rope, k + (t * nc + (h - h0)) * qd + p.nope);
+        }
+      });
     }
     const void* kpage = k;
     const void* vpage = v;
     const kernels::KVSpan ks{DType::F32, len, &kpage, nc * qd}, vs{DType::F32, len, &vpage, nc * vd};
-    if (nc == nh && std::is_sorted(pos, pos + n)) {
-      // All heads at once (rows contiguous): blocks of rows share each K/V chunk.
-      kernels::attention_rows(q, n, std::span<const int64_t>(pos, static_cast<size_t>(n)), nh, nh, qd, vd, ks, vs, 0,
-                              p.kq_scale, heads);
+    if (std::is_sorted(pos, pos + n)) {
+      // The chunk's heads at once (rows contiguous): blocks of rows share each K/V chunk. A part
+      // of the heads (a long context) gathers their queries and scatters their outputs.
+      const bool all = nc == nh;
+      const float* cq = q;
+      float* co = heads;
+      if (!all) {
+        float* gathered = grow(ws.qn, n * nc * qd);
+        for (int64_t t = 0; t < n; ++t) std::copy_n(q + (t * nh + h0) * qd, nc * qd, gathered + t * nc * qd);
+        cq = gathered;
+        co = grow(ws.qk, n * nc * vd);
+      }
+      kernels::attention_rows(cq, n, std::span<const int64_t>(pos, static_cast<size_t>(n)), nc, nc, qd, vd, ks, vs, 0,
+                              p.kq_scale, co);
+      if (!all)
+        for (int64_t t = 0; t < n; ++t) std::copy_n(co + t * nc * vd, nc * vd, heads + (t * nh + h0) * vd);
     } else {
       default_pool().parallel_for(n, [&](int64_t t0, int64_t t1, int) {
         for (int64_t t = t0; t < t1; ++t)

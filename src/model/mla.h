@@ -58,7 +58,7 @@ struct MlaSequenceRows {
 
 // Scratch space, grown to the largest batch and then reused.
 struct MlaScratch {
-  std::vector<float> qa, qn, qk, lat, vh, wk, k, v, kn;
+  std::vector<float> qa, qn, qk, lat, k, v, kn, vn;
   std::vector<float> h, q, kv_rows, heads, group_q, group_heads;  // mla_attention
   std::vector<MlaSequenceRows> groups;                            // entries beyond n_groups are spare
   size_t n_groups = 0;
@@ -77,9 +77,12 @@ void mla_attention(const MlaWeights& w, const std::vector<float>& norm, const Ml
 
 // Two exact evaluations of the attention of a sequence's new query rows over its cached rows:
 //  * absorbed: per query, q_nope moves into latent space and attends over the cached rows
-//    directly (per (query, key) pair ~ n_head * (2 kv_lora + rope) multiply-adds) — decode;
-//  * expanded: the cached rows are decompressed once into per-head K/V, then ordinary
-//    attention (per pair ~ n_head * (nope + rope + v)) — long prefills.
+//    directly (per (query, key) pair ~ n_head * (2 kv_lora + rope) multiply-adds) — decode, and
+//    short prompt chunks at depth (18 rows or more go through kernels::attention_rows: all heads
+//    of a block of rows share each latent row read);
+//  * expanded: the cached rows are decompressed (kernels::gemm_f32, per call: the whole context
+//    again for every chunk of a prompt) into per-head K/V, then ordinary attention (per pair
+//    ~ n_head * (nope + rope + v)) — long prefill chunks.
 // mla_prefer_expanded compares the multiply-adds of both for n queries at positions pos (up to
 // 17 rows continuing a sequence always take the absorbed form, as a single decode row does).
 // MlaParams::form (from ModelSource::mla_form at load) forces one instead (tests, A/B runs).

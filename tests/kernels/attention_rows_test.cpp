@@ -126,6 +126,34 @@ TEST_P(AttentionRowsIsa, AgreesWithRowByRowAndReference) {
       }
 }
 
+// MLA's absorbed form passes the latent rows as both keys and values (the values are the first
+// dv elements of each key row, one KV head for all query heads). The kernel then reads each row
+// once, with the keys; the results equal those with the values in a separate copy of the same
+// rows, bit for bit, and agree with attention() per row.
+TEST_P(AttentionRowsIsa, ValuesInsideTheKeyRowsGiveTheSameBits) {
+  for (const Case& c : {Case{16, 1, 96, 64, 40, 30, 0}, Case{16, 1, 576, 512, 20, 70, 0}, Case{4, 1, 40, 24, 18, 5, 0}})
+    for (DType t : {DType::F32, DType::F16}) {
+      const auto pos = prompt_positions(c);
+      const int64_t valid = pos.back() + 1;
+      const Cache rows = make_cache(t, valid, valid + 5, 16, c.dk, 31);
+      const Cache copy = make_cache(t, valid, valid + 5, 16, c.dk, 31);  // the same values, other pages
+      const auto q = randn(c.n_rows * c.n_head * c.dk, 33);
+      const auto n_out = static_cast<size_t>(c.n_rows * c.n_head * c.dv);
+      std::vector<float> shared(n_out, NAN), separate(n_out, NAN), single(n_out, NAN);
+      WithIsa scope(GetParam());
+      kernels::attention_rows(q.data(), c.n_rows, pos, c.n_head, 1, c.dk, c.dv, rows.span, rows.span, 0, scale_of(c),
+                              shared.data());
+      kernels::attention_rows(q.data(), c.n_rows, pos, c.n_head, 1, c.dk, c.dv, rows.span, copy.span, 0, scale_of(c),
+                              separate.data());
+      for (int64_t r = 0; r < c.n_rows; ++r)
+        kernels::attention(q.data() + r * c.n_head * c.dk, c.n_head, 1, c.dk, c.dv, rows.span, rows.span, 0,
+                           pos[static_cast<size_t>(r)] + 1, scale_of(c), single.data() + r * c.n_head * c.dv);
+      const std::string what = "dk " + std::to_string(c.dk) + " dv " + std::to_string(c.dv) + " " + dtype_name(t);
+      ASSERT_EQ(0, std::memcmp(shared.data(), separate.data(), n_out * sizeof(float))) << what;
+      expect_agree(shared, single, what + " (against attention per row)");
+    }
+}
+
 TEST(AttentionRows, RepeatedAndGappedPositions) {
   // Non-decreasing is all that is asked: equal positions (two queries over the same keys) and
   // gaps are computed like any other row.

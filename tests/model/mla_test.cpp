@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "base/error.h"
+#include "base/thread_pool.h"
 #include "kernels/kernels.h"
 #include "model/mla.h"
 #include "model/source.h"
@@ -109,6 +110,44 @@ TEST(MlaForms, RepackedKbGivesTheSameAttention) {
 TEST(MlaForms, AbsorbedEqualsExpandedOverALongerCache) {
   check_forms_agree("deepseek-v3", 70, 3);
   check_forms_agree("deepseek-v3", 33, 1);
+  // A prompt chunk continuing a cache: 18 rows and more take attention_rows in the absorbed form.
+  check_forms_agree("deepseek-v3", 70, 30);
+  check_forms_agree("deepseek-v2-lite", 50, 18);
+}
+
+// The absorbed form's prompt path (attention_rows over the latent rows, all heads of a block of
+// rows at once) gives each row the same bits whatever other rows share the call, as long as the
+// call has enough rows to take that path; and the same bits for any thread count.
+TEST(MlaForms, AbsorbedRowsDoNotDependOnTheCall) {
+  auto src = open_model_source(test::shared_path("golden/deepseek-v3/q4_k_m.gguf"));
+  const MlaParams p = MlaParams::from_config(src->config());
+  const MlaWeights w = load_mla_weights(*src, 1, p);
+  const int64_t n = 60, d = p.n_embd, nh = p.n_head, qd = p.q_head_dim(), vd = p.v_dim;
+  std::mt19937 rng(11);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::vector<float> x(static_cast<size_t>(n * d));
+  for (auto& v : x) v = nd(rng);
+  std::vector<int64_t> pos(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) pos[i] = i;
+  MlaScratch ws;
+  std::vector<float> q(static_cast<size_t>(n * nh * qd)), rows(static_cast<size_t>(n * p.cache_width()));
+  mla_project(w, p, x.data(), pos.data(), n, q.data(), rows.data(), ws);
+  const void* page = rows.data();
+  const kernels::KVSpan span{DType::F32, n, &page, p.cache_width()};
+  auto absorbed = [&](int64_t r0, int64_t r1, float* out) {
+    mla_attend_absorbed(w, p, q.data() + r0 * nh * qd, pos.data() + r0, r1 - r0, span, ws, out + r0 * nh * vd);
+  };
+  std::vector<float> together(static_cast<size_t>(n * nh * vd)), pieces(together.size()), one_thread(together.size());
+  absorbed(0, n, together.data());
+  absorbed(0, 20, pieces.data());
+  absorbed(20, n, pieces.data());
+  EXPECT_GT(max_abs_of(together), 0.01);
+  EXPECT_EQ(together, pieces);
+  const int restore = default_pool().size();
+  set_default_threads(1);
+  absorbed(0, n, one_thread.data());
+  set_default_threads(restore);
+  EXPECT_EQ(together, one_thread);
 }
 
 TEST(MlaForms, CostModelPicksAbsorbedForDecodeAndExpandedForPrefill) {
