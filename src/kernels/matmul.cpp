@@ -289,12 +289,14 @@ const uint8_t* convert_activations(DType act, const float* X, int64_t in, int64_
 //
 // Batches (more than kWideMinRows rows, compute-bound): each part in about 4 tasks per thread, so
 // uneven progress still balances. Decode (memory-bound, one or a few rows): "guided" tasks over
-// all the parts together, each a 1/(2 threads) share of the tiles still unassigned, down to a
-// floor of kMinTaskBytes of weights. The first tasks are long (a claim per ~100 KB-1 MB, not per
-// tile), the last ones short, so the threads reach the join within a few microseconds of each
-// other: with 4 equal tasks per thread, a thread that streams a little slower (or starts late)
-// left the other idle for up to one task, 1/8 of the matrix (16 MB of Qwen3-0.6B's Q6_K output
-// head at 2 threads).
+// all the parts together, each a 1/(2 threads) share of the tiles still unassigned, at most the
+// 1/(4 threads) of all the tiles that an equal split gave, down to a floor of kMinTaskBytes of
+// weights. The first tasks are long (a claim per ~100 KB-1 MB, not per tile), the last ones
+// short, so the threads reach the join within a few microseconds of each other: with 4 equal
+// tasks per thread, a thread that streams a little slower (or starts late) left the other idle
+// for up to one task, 1/8 of the matrix (16 MB of Qwen3-0.6B's Q6_K output head at 2 threads).
+// The cap keeps the first tasks no longer than those: a thread the OS deschedules while it holds
+// one (a loaded machine) keeps the others waiting at the join for the rest of it.
 constexpr int64_t kMinTaskBytes = 32 << 10;
 
 void split_tasks(MatmulJob& job, int task_parts, int pool_size) {
@@ -319,14 +321,14 @@ void split_tasks(MatmulJob& job, int task_parts, int pool_size) {
   // At most kMaxTasks: the floor is at least total / (kMaxTasks / 2) tiles, and the guided phase
   // takes ~2 threads x ln(total / floor) tasks.
   int64_t remaining = total;
-  const int64_t share = 2 * static_cast<int64_t>(pool_size);
+  const int64_t share = 2 * static_cast<int64_t>(pool_size), cap = (total + 2 * share - 1) / (2 * share);
   for (int i = 0; i < task_parts; ++i) {
     const Part& p = job.parts[i];
     const int64_t tile_bytes = std::max<int64_t>(1, kTileRows * static_cast<int64_t>(p.w_stride));
     const int64_t min_tiles =
         std::max({int64_t{1}, (kMinTaskBytes + tile_bytes - 1) / tile_bytes, total / (kMaxTasks / 2)});
     for (int64_t t = 0; t < tiles[i];) {
-      int64_t n = std::max(min_tiles, (remaining + share - 1) / share);
+      int64_t n = std::max(min_tiles, std::min(cap, (remaining + share - 1) / share));
       if (job.n_tasks >= kMaxTasks - task_parts) n = tiles[i] - t;  // never reached (see above); a guard
       n = std::min(n, tiles[i] - t);
       add(i, t, t + n);
