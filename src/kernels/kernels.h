@@ -155,6 +155,12 @@ enum class RopePairing { Norm, Neox };  // Norm: (2i, 2i+1); Neox: (i, i + n_rot
 // inv_freq already folds in every scaling (linear, YaRN ramp, Llama-3 factors).
 void rope(float* x, int64_t n_heads, int64_t head_dim, int64_t n_rot, int64_t pos, const float* inv_freq,
           RopePairing pairing, float mscale = 1.0f);
+// rope() in two steps, so the cos/sin of a position serve every head and layer that rotates at it
+// (a decode step of Qwen3-0.6B computed the same 128 sincos for each of its 56 rope calls):
+// cs[2i], cs[2i+1] = cos, sin of pos * inv_freq[i] times mscale (n_rot floats), then the
+// rotation by them. Results are identical to rope()'s.
+void rope_cos_sin(float* cs, int64_t n_rot, int64_t pos, const float* inv_freq, float mscale = 1.0f);
+void rope_rotate(float* x, int64_t n_heads, int64_t head_dim, int64_t n_rot, const float* cs, RopePairing pairing);
 
 // inv_freq tables for rope() (n_rot / 2 entries; pair i rotates by pos * inv_freq[i]).
 // Plain: inv_freq[i] = base^(-2i / n_rot).

@@ -58,14 +58,13 @@ static_assert(kTileRows % kPackRows == 0, "tiles hold whole packed groups");
 // no per-row size computation or type lookup happens below.
 struct Part {
   const uint8_t* w = nullptr;  // stored row 0
-  size_t w_stride = 0;         // bytes per stored row
+  size_t w_stride = 0;         // bytes per stored row (of the file's layout: what a row's bytes are)
   DotFn fn = nullptr;
   TileFn tfn = nullptr;         // for more than kMaxNR rows: each weight row decoded once (codebook types)
   const uint8_t* xa = nullptr;  // activations converted to fn's type
   size_t x_stride = 0;
-  int64_t in = 0, out = 0, rows_per_task = 0;
+  int64_t in = 0, out = 0;
   float* Y = nullptr;
-  int task_begin = 0;  // this part's tasks are [task_begin, next part's task_begin)
   // A packed weight: groups of 8 interleaved rows, group_bytes each, and its kernel.
   PackedFn pfn = nullptr;
   WidePackedFn wide_fn = nullptr;  // AVX-512: 16 weight rows per call, for prefill
@@ -74,10 +73,19 @@ struct Part {
   size_t xw_tile = 0;
 };
 
+// Task i computes output rows [tiles[i].t0, tiles[i].t1) * kTileRows of part tiles[i].part.
+struct TaskTiles {  // no initialisers: a job's table is not cleared on each call
+  int32_t part;
+  int32_t t0, t1;
+};
+constexpr int kMaxTasks = 1024;
+
 struct MatmulJob {
   Part parts[kMaxParts];
   int n_parts = 0;
   int64_t n_rows = 0;
+  TaskTiles tasks[kMaxTasks];
+  int n_tasks = 0;
 };
 
 // y[(r - r0) * ld + (o - t0)] = W[o] . x[r] for r in [r0, r1), o in [t0, t1).
@@ -117,16 +125,11 @@ void matmul_tile(const Part& p, int64_t r0, int64_t r1, int64_t t0, int64_t t1, 
   }
 }
 
-const Part& part_of_task(const MatmulJob& j, int task) {
-  int k = 0;
-  while (k + 1 < j.n_parts && task >= j.parts[k + 1].task_begin) ++k;
-  return j.parts[k];
-}
-
 void matmul_task(void* vjob, int task, int) {
   const MatmulJob& j = *static_cast<const MatmulJob*>(vjob);
-  const Part& p = part_of_task(j, task);
-  const int64_t o_begin = (task - p.task_begin) * p.rows_per_task, o_end = std::min(p.out, o_begin + p.rows_per_task);
+  const TaskTiles& tt = j.tasks[task];
+  const Part& p = j.parts[tt.part];
+  const int64_t o_begin = tt.t0 * kTileRows, o_end = std::min(p.out, tt.t1 * kTileRows);
   for (int64_t r0 = 0; r0 < j.n_rows; r0 += kActBlock) {
     const int64_t r1 = std::min(j.n_rows, r0 + kActBlock);
     for (int64_t t0 = o_begin; t0 < o_end; t0 += kTileRows) {
@@ -143,7 +146,8 @@ void swiglu_task(void* vjob, int task, int) {
   const Part& g = j.parts[0];
   const Part& u = j.parts[1];
   thread_local std::vector<float> up_tile(static_cast<size_t>(kActBlock * kTileRows));
-  const int64_t o_begin = task * g.rows_per_task, o_end = std::min(g.out, o_begin + g.rows_per_task);
+  const TaskTiles& tt = j.tasks[task];
+  const int64_t o_begin = tt.t0 * kTileRows, o_end = std::min(g.out, tt.t1 * kTileRows);
   for (int64_t r0 = 0; r0 < j.n_rows; r0 += kActBlock) {
     const int64_t r1 = std::min(j.n_rows, r0 + kActBlock);
     for (int64_t t0 = o_begin; t0 < o_end; t0 += kTileRows) {
@@ -279,9 +283,65 @@ const uint8_t* convert_activations(DType act, const float* X, int64_t in, int64_
   return buffer.data();
 }
 
-// Fills job.parts for weights Ws (all with in = Ws[0]->ne[0]) and outputs Ys; returns the task count.
-int plan(MatmulJob& job, std::span<const Weight* const> Ws, const float* X, int64_t n_rows, std::span<float* const> Ys,
-         bool* inline_run) {
+// Tasks of whole tiles over the output rows of job.parts[0 .. task_parts), in order (the rest of the
+// parts follow part 0's split: matmul_swiglu's up). Which task computes a row never changes what
+// the row's result is, so the split is free to follow the thread count and the row count.
+//
+// Batches (more than kWideMinRows rows, compute-bound): each part in about 4 tasks per thread, so
+// uneven progress still balances. Decode (memory-bound, one or a few rows): "guided" tasks over
+// all the parts together, each a 1/(2 threads) share of the tiles still unassigned, at most the
+// 1/(4 threads) of all the tiles that an equal split gave, down to a floor of kMinTaskBytes of
+// weights. The first tasks are long (a claim per ~100 KB-1 MB, not per tile), the last ones
+// short, so the threads reach the join within a few microseconds of each other: with 4 equal
+// tasks per thread, a thread that streams a little slower (or starts late) left the other idle
+// for up to one task, 1/8 of the matrix (16 MB of Qwen3-0.6B's Q6_K output head at 2 threads).
+// The cap keeps the first tasks no longer than those: a thread the OS deschedules while it holds
+// one (a loaded machine) keeps the others waiting at the join for the rest of it.
+constexpr int64_t kMinTaskBytes = 32 << 10;
+
+void split_tasks(MatmulJob& job, int task_parts, int pool_size) {
+  int64_t tiles[kMaxParts], total = 0;
+  for (int i = 0; i < task_parts; ++i) {
+    tiles[i] = (job.parts[i].out + kTileRows - 1) / kTileRows;
+    total += tiles[i];
+  }
+  job.n_tasks = 0;
+  auto add = [&](int part, int64_t t0, int64_t t1) {
+    job.tasks[job.n_tasks++] = {part, static_cast<int32_t>(t0), static_cast<int32_t>(t1)};
+  };
+  if (job.n_rows > kWideMinRows) {
+    const int64_t per_part = std::min<int64_t>(4 * static_cast<int64_t>(pool_size), kMaxTasks / kMaxParts);
+    for (int i = 0; i < task_parts; ++i) {
+      const int64_t n = std::max<int64_t>(1, std::min<int64_t>(tiles[i], per_part));
+      const int64_t step = (tiles[i] + n - 1) / n;
+      for (int64_t t = 0; t < tiles[i]; t += step) add(i, t, std::min(tiles[i], t + step));
+    }
+    return;
+  }
+  // At most kMaxTasks: the floor is at least total / (kMaxTasks / 2) tiles, and the guided phase
+  // takes ~2 threads x ln(total / floor) tasks.
+  int64_t remaining = total;
+  const int64_t share = 2 * static_cast<int64_t>(pool_size), cap = (total + 2 * share - 1) / (2 * share);
+  for (int i = 0; i < task_parts; ++i) {
+    const Part& p = job.parts[i];
+    const int64_t tile_bytes = std::max<int64_t>(1, kTileRows * static_cast<int64_t>(p.w_stride));
+    const int64_t min_tiles =
+        std::max({int64_t{1}, (kMinTaskBytes + tile_bytes - 1) / tile_bytes, total / (kMaxTasks / 2)});
+    for (int64_t t = 0; t < tiles[i];) {
+      int64_t n = std::max(min_tiles, std::min(cap, (remaining + share - 1) / share));
+      if (job.n_tasks >= kMaxTasks - task_parts) n = tiles[i] - t;  // never reached (see above); a guard
+      n = std::min(n, tiles[i] - t);
+      add(i, t, t + n);
+      t += n;
+      remaining -= n;
+    }
+  }
+}
+
+// Fills job.parts for weights Ws (all with in = Ws[0]->ne[0]) and outputs Ys, and job.tasks over the
+// first task_parts of them.
+void plan(MatmulJob& job, std::span<const Weight* const> Ws, const float* X, int64_t n_rows, std::span<float* const> Ys,
+          int task_parts, bool* inline_run) {
   if (Ws.size() != Ys.size() || Ws.empty() || Ws.size() > static_cast<size_t>(kMaxParts))
     throw Error("matmul_many: " + std::to_string(Ws.size()) + " weights and " + std::to_string(Ys.size()) +
                 " outputs; pass 1 to " + std::to_string(kMaxParts) + " weights, one output each");
@@ -309,7 +369,6 @@ int plan(MatmulJob& job, std::span<const Weight* const> Ws, const float* X, int6
   const int pool_size = default_pool().size();
   job.n_parts = static_cast<int>(Ws.size());
   job.n_rows = n_rows;
-  int tasks = 0;
   for (size_t i = 0; i < Ws.size(); ++i) {
     const int slot = kernels[i].act == DType::F32 ? 0 : kernels[i].act == DType::Q8_0 ? 1 : 2;
     if (!converted[slot])
@@ -333,14 +392,8 @@ int plan(MatmulJob& job, std::span<const Weight* const> Ws, const float* X, int6
     p.in = in;
     p.out = Ws[i]->out();
     p.Y = Ys[i];
-    // Tasks of whole tiles; several per thread so uneven progress still balances.
-    const int64_t tiles = (p.out + kTileRows - 1) / kTileRows;
-    const int64_t n_tasks = std::max<int64_t>(1, std::min<int64_t>(tiles, 4 * static_cast<int64_t>(pool_size)));
-    p.rows_per_task = std::max<int64_t>(1, (tiles + n_tasks - 1) / n_tasks) * kTileRows;
-    p.task_begin = tasks;
-    tasks += static_cast<int>((p.out + p.rows_per_task - 1) / p.rows_per_task);
   }
-  return tasks;
+  split_tasks(job, task_parts, pool_size);
 }
 
 }  // namespace
@@ -356,8 +409,8 @@ void matmul_many(std::span<const Weight* const> Ws, const float* X, int64_t n_ro
   notify(Ws, X, n_rows);
   MatmulJob job;
   bool inline_run = false;
-  const int tasks = plan(job, Ws, X, n_rows, Ys, &inline_run);
-  run_tasks(inline_run, tasks, matmul_task, &job);
+  plan(job, Ws, X, n_rows, Ys, static_cast<int>(Ws.size()), &inline_run);
+  run_tasks(inline_run, job.n_tasks, matmul_task, &job);
 }
 
 void matmul_swiglu(const Weight& gate, const Weight& up, const float* X, int64_t n_rows, float* Y) {
@@ -370,9 +423,8 @@ void matmul_swiglu(const Weight& gate, const Weight& up, const float* X, int64_t
   notify(Ws, X, n_rows);
   MatmulJob job;
   bool inline_run = false;
-  plan(job, Ws, X, n_rows, Ys, &inline_run);
-  const int tasks = static_cast<int>((gate.out() + job.parts[0].rows_per_task - 1) / job.parts[0].rows_per_task);
-  run_tasks(inline_run, tasks, swiglu_task, &job);
+  plan(job, Ws, X, n_rows, Ys, /*task_parts=*/1, &inline_run);
+  run_tasks(inline_run, job.n_tasks, swiglu_task, &job);
 }
 
 Weight matrix_slice(const Weight& W, int64_t i2) {

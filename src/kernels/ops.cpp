@@ -106,21 +106,35 @@ void scale_add(float* y, const float* x, float s, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] += s * x[i];
 }
 
-void rope(float* x, int64_t n_heads, int64_t head_dim, int64_t n_rot, int64_t pos, const float* inv_freq,
-          RopePairing pairing, float mscale) {
+void rope_cos_sin(float* cs, int64_t n_rot, int64_t pos, const float* inv_freq, float mscale) {
+  for (int64_t i = 0; i < n_rot / 2; ++i) {
+    const float theta = static_cast<float>(pos) * inv_freq[i];
+    cs[2 * i] = std::cos(theta) * mscale;
+    cs[2 * i + 1] = std::sin(theta) * mscale;
+  }
+}
+
+void rope_rotate(float* x, int64_t n_heads, int64_t head_dim, int64_t n_rot, const float* cs, RopePairing pairing) {
   const int64_t half = n_rot / 2;
-  for (int64_t i = 0; i < half; ++i) {
-    float theta = static_cast<float>(pos) * inv_freq[i];
-    float c = std::cos(theta) * mscale, s = std::sin(theta) * mscale;
-    for (int64_t h = 0; h < n_heads; ++h) {
-      float* hx = x + h * head_dim;
-      int64_t a = pairing == RopePairing::Norm ? 2 * i : i;
-      int64_t b = pairing == RopePairing::Norm ? 2 * i + 1 : i + half;
-      float x0 = hx[a], x1 = hx[b];
+  for (int64_t h = 0; h < n_heads; ++h) {
+    float* hx = x + h * head_dim;
+    for (int64_t i = 0; i < half; ++i) {
+      const float c = cs[2 * i], s = cs[2 * i + 1];
+      const int64_t a = pairing == RopePairing::Norm ? 2 * i : i;
+      const int64_t b = pairing == RopePairing::Norm ? 2 * i + 1 : i + half;
+      const float x0 = hx[a], x1 = hx[b];
       hx[a] = x0 * c - x1 * s;
       hx[b] = x0 * s + x1 * c;
     }
   }
+}
+
+void rope(float* x, int64_t n_heads, int64_t head_dim, int64_t n_rot, int64_t pos, const float* inv_freq,
+          RopePairing pairing, float mscale) {
+  thread_local std::vector<float> cs;
+  cs.resize(static_cast<size_t>(n_rot));
+  rope_cos_sin(cs.data(), n_rot, pos, inv_freq, mscale);
+  rope_rotate(x, n_heads, head_dim, n_rot, cs.data(), pairing);
 }
 
 bool is_kv_type(DType t) { return t == DType::F32 || t == DType::F16 || t == DType::Q8_0 || t == DType::Q4_0; }

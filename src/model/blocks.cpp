@@ -240,13 +240,20 @@ void attention(const AttentionWeights& w, const AttentionShape& s, const Rope& r
   rms_norm_rows(x, w.norm, h, n, s.n_embd, s.eps);
   trace::tensor("attn_norm", layer, h, n, s.n_embd);
   qkv_projection(w, h, n, q, k, v);
+  if (ws.rope_of != &rope || ws.rope_positions != batch.positions) {
+    ws.rope_positions = batch.positions;
+    ws.rope_of = &rope;
+    float* cs = grow(ws.rope_cs, n * rope.n_rot);
+    for (int64_t r = 0; r < n; ++r) rope.cos_sin(cs + r * rope.n_rot, batch.positions[r]);
+  }
   for (int64_t r = 0; r < n; ++r) {
     float* qr = q + r * q_width;
     float* kr = k + r * k_width;
     if (!w.q_norm.empty()) rms_norm_rows(qr, w.q_norm, qr, s.n_head, s.head_dim, s.eps);
     if (!w.k_norm.empty()) rms_norm_rows(kr, w.k_norm, kr, s.n_head_kv, s.head_dim, s.eps);
-    rope.apply(qr, s.n_head, s.head_dim, batch.positions[r]);
-    rope.apply(kr, s.n_head_kv, s.head_dim, batch.positions[r]);
+    const float* cs = ws.rope_cs.data() + r * rope.n_rot;
+    rope.rotate(qr, s.n_head, s.head_dim, cs);
+    rope.rotate(kr, s.n_head_kv, s.head_dim, cs);
   }
   trace::tensor("q", layer, q, n, q_width);
   trace::tensor("k", layer, k, n, k_width);

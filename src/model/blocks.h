@@ -64,6 +64,11 @@ struct Rope {
   void apply(float* x, int64_t n_heads, int64_t head_dim, int64_t pos) const {
     kernels::rope(x, n_heads, head_dim, n_rot, pos, inv_freq.data(), pairing, mscale);
   }
+  // The same in two steps: cs (n_rot floats) = the cos/sin table of pos, then rotate by it.
+  void cos_sin(float* cs, int64_t pos) const { kernels::rope_cos_sin(cs, n_rot, pos, inv_freq.data(), mscale); }
+  void rotate(float* x, int64_t n_heads, int64_t head_dim, const float* cs) const {
+    kernels::rope_rotate(x, n_heads, head_dim, n_rot, cs, pairing);
+  }
 };
 // The rope of a config: NORM or NEOX pairing, theta, linear / YaRN / Llama-3 scaling, and the
 // per-pair divisors of an optional `rope_freqs.weight` (how GGUF stores Llama-3 scaling).
@@ -89,6 +94,11 @@ AttentionWeights load_attention(const ModelSource& src, const ModelConfig& c, in
 
 struct AttentionScratch {
   std::vector<float> h, q, k, v, att;
+  // The rope tables of the rows of rope_positions (n_rot floats each) for rope_of: every layer of
+  // a forward call rotates at the same positions, so the first computes them and the rest reuse.
+  std::vector<float> rope_cs;
+  std::vector<int64_t> rope_positions;
+  const Rope* rope_of = nullptr;
 };
 // q, k, v = W_{q,k,v} h (+ biases) for n_rows rows: one matmul_many call, one pool dispatch.
 void qkv_projection(const AttentionWeights& w, const float* h, int64_t n_rows, float* q, float* k, float* v);

@@ -396,6 +396,46 @@ TEST_P(MatmulManyIsa, EqualsSeparateMatmulsBitForBit) {
   set_default_threads(2);
 }
 
+// Decode and verify rows (up to 16) are split into "guided" tasks (matmul.cpp split_tasks): long
+// first, short last, over all the weights of a call together, as many as the thread count asks.
+// Outputs large enough for dozens of uneven tasks that end inside a tile: every row must come
+// out as from one thread and one weight.
+TEST_P(MatmulManyIsa, GuidedDecodeSplitEqualsOneThreadBitForBit) {
+  const int64_t in = 256;
+  Weights a = make_weights(DType::Q4_K, in, 4099, 11), b = make_weights(DType::Q6_K, in, 1037, 12),
+          c = make_weights(DType::Q8_0, in, 2051, 13), u = make_weights(DType::Q4_K, in, 4099, 14);
+  const kernels::Weight pa = prepare_for(a.view, GetParam()), pb = prepare_for(b.view, GetParam()), pc = c.view,
+                        pu = prepare_for(u.view, GetParam());
+  test::WithIsa scope(GetParam());
+  const kernels::Weight* Ws[] = {&pa, &pb, &pc};
+  for (int64_t n_rows : {1, 3, 16}) {
+    auto x = random_x(in * n_rows, 15 + static_cast<uint32_t>(n_rows));
+    set_default_threads(1);
+    std::vector<std::vector<float>> want;
+    for (const kernels::Weight* w : Ws) want.push_back(run_matmul(*w, x, n_rows, GetParam()));
+    std::vector<float> want_swiglu(static_cast<size_t>(n_rows * 4099));
+    kernels::matmul_swiglu(pa, pu, x.data(), n_rows, want_swiglu.data());
+    for (int threads : {2, 3, 4}) {
+      set_default_threads(threads);
+      std::vector<std::vector<float>> ys(3);
+      float* Ys[3];
+      for (int i = 0; i < 3; ++i) {
+        ys[i].assign(want[i].size(), NAN);
+        Ys[i] = ys[i].data();
+      }
+      kernels::matmul_many(Ws, x.data(), n_rows, Ys);
+      for (int i = 0; i < 3; ++i)
+        EXPECT_EQ(0, std::memcmp(want[i].data(), ys[i].data(), want[i].size() * 4))
+            << "weight " << i << " rows " << n_rows << " threads " << threads;
+      std::vector<float> got(want_swiglu.size(), NAN);
+      kernels::matmul_swiglu(pa, pu, x.data(), n_rows, got.data());
+      EXPECT_EQ(0, std::memcmp(want_swiglu.data(), got.data(), got.size() * 4))
+          << "swiglu rows " << n_rows << " threads " << threads;
+    }
+  }
+  set_default_threads(2);
+}
+
 TEST(MatmulMany, RejectsWeightsOfDifferentRowLengths) {
   Weights a = make_weights(DType::Q8_0, 64, 4, 1), b = make_weights(DType::Q8_0, 96, 4, 2);
   std::vector<float> x(96), ya(4), yb(4);
