@@ -391,6 +391,14 @@ void BM_AttentionDepth(benchmark::State& state) {
   state.SetLabel(std::string(owl::dtype_name(t)) + (mla ? " MLA" : " Qwen3-0.6B"));
 }
 
+// BM_AttentionDepth on the AVX2 kernels, which AVX-512 CPUs do not take (their speed on AVX2-only
+// CPUs).
+void BM_AttentionDepthAvx2(benchmark::State& state) {
+  owl::kernels::set_default_isa(owl::kernels::Isa::Avx2);
+  BM_AttentionDepth(state);
+  owl::kernels::set_default_isa(owl::kernels::best_isa());
+}
+
 // One layer's attention over a whole causal prompt, as a dense model's prefill runs it: Qwen3-0.6B
 // heads (16 query, 8 KV, dim 128), F16 cache, the prompt's `prompt` rows in calls of `rows` rows
 // (positions 0.., each call seeing the cache up to its own rows). Args: {prompt, rows per call,
@@ -530,6 +538,14 @@ BENCHMARK(BM_AttentionDepth)
                    {4096, 16384},
                    {0, 1},
                    {1, 2}})
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_AttentionDepthAvx2)
+    ->ArgsProduct({{static_cast<int64_t>(DType::F16), static_cast<int64_t>(DType::Q8_0),
+                    static_cast<int64_t>(DType::Q4_0)},
+                   {16384},
+                   {0},
+                   {1}})
     ->UseRealTime()
     ->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_KvWriter)
