@@ -109,6 +109,9 @@ inline float load1(const uint16_t* p, int64_t x) { return f16_to_f32(p[x]); }
 
 template <class T>
 constexpr bool kIsBlock = std::is_same_v<T, BlockQ8_0> || std::is_same_v<T, BlockQ4_0>;
+// What V::load_q's integers stand for: d * (n - kBlockOffset) (Q4_0 stores its nibbles + 8).
+template <class T>
+constexpr int kBlockOffset = std::is_same_v<T, BlockQ4_0> ? 8 : 0;
 
 // The decode kernel over vectors V (V::Reg of V::kWidth floats; V::kTileQ query heads per
 // register tile; V::load(row, e) converts elements [e, e + kWidth) of an F32/F16 row to floats,
@@ -177,21 +180,33 @@ struct DecodeAttention {
       for (int x = 0; x < NV; ++x) V::store(o[i] + e + kW * x, a[i][x]);
   }
 
-  // qk over Q8_0/Q4_0 keys (n a multiple of 32): ksc[c * nb + b] is key c's block b scale,
+  // qk over Q8_0/Q4_0 keys (n a multiple of 32): ksc[c * nb + b] is key c's block b scale d,
   // multiplied into the converted integers once per vector (a broadcast from memory, so the
-  // shuffle port stays free for the conversions), before the NQ queries' FMAs.
+  // shuffle port stays free for the conversions), before the NQ queries' FMAs. Q4_0's offset
+  // rides in the same FMA: n * d + kmn (kmn = -8d, exact) rounds once, to d * (n - 8)'s float.
   template <int NQ, class T>
-  static void qk_blocks(const float* const* q, const T* const* key, const float* ksc, int64_t nb, int64_t n,
-                        float* const* s, int64_t j) {
+  static void qk_blocks(const float* const* q, const T* const* key, const float* ksc, const float* kmn, int64_t nb,
+                        int64_t n, float* const* s, int64_t j) {
     Reg a[NQ][4];
     for (int i = 0; i < NQ; ++i)
       for (int c = 0; c < 4; ++c) a[i][c] = V::zero();
     const T *k0 = key[j], *k1 = key[j + 1], *k2 = key[j + 2], *k3 = key[j + 3];
     const float *d0 = ksc + j * nb, *d1 = d0 + nb, *d2 = d1 + nb, *d3 = d2 + nb;
+    const float *m0 = kmn + j * nb, *m1 = m0 + nb, *m2 = m1 + nb, *m3 = m2 + nb;
     for (int64_t e = 0; e < n; e += kW) {
       const int64_t b = e / kQK;
-      Reg v0 = V::mul(V::load_q(k0, e), V::set1(d0[b])), v1 = V::mul(V::load_q(k1, e), V::set1(d1[b]));
-      Reg v2 = V::mul(V::load_q(k2, e), V::set1(d2[b])), v3 = V::mul(V::load_q(k3, e), V::set1(d3[b]));
+      Reg v0, v1, v2, v3;
+      if constexpr (kBlockOffset<T> != 0) {
+        v0 = V::fmadd(V::load_q(k0, e), V::set1(d0[b]), V::set1(m0[b]));
+        v1 = V::fmadd(V::load_q(k1, e), V::set1(d1[b]), V::set1(m1[b]));
+        v2 = V::fmadd(V::load_q(k2, e), V::set1(d2[b]), V::set1(m2[b]));
+        v3 = V::fmadd(V::load_q(k3, e), V::set1(d3[b]), V::set1(m3[b]));
+      } else {
+        v0 = V::mul(V::load_q(k0, e), V::set1(d0[b]));
+        v1 = V::mul(V::load_q(k1, e), V::set1(d1[b]));
+        v2 = V::mul(V::load_q(k2, e), V::set1(d2[b]));
+        v3 = V::mul(V::load_q(k3, e), V::set1(d3[b]));
+      }
       V::keep(v0, v1, v2, v3);
       for (int i = 0; i < NQ; ++i) {
         const Reg qv = V::load(q[i], e);
@@ -209,16 +224,24 @@ struct DecodeAttention {
   }
 
   // pv over Q8_0/Q4_0 values: pd[i][b * kChunk + c] = p[i][c] * (token c's block b scale), so
-  // each converted vector of integers feeds the queries' FMAs directly. e is a multiple of
-  // NV * kW, which either is a multiple of 32 or lies within one block: vector x is in block
-  // e / 32 + x * kW / 32.
+  // each converted vector of integers feeds the queries' FMAs directly; Q4_0's offset enters
+  // once per block as pd[i][nb * kChunk + b] = -8 * sum_c pd[i][b * kChunk + c]. e is a
+  // multiple of NV * kW, which either is a multiple of 32 or lies within one block: vector x
+  // is in block e / 32 + x * kW / 32.
   template <int NQ, int NV, class T>
-  static void pv_blocks(float* const* o, const float* const* pd, const float* corr, const T* const* vr, int64_t len,
-                        int64_t e) {
+  static void pv_blocks(float* const* o, const float* const* pd, int64_t nb, const float* corr, const T* const* vr,
+                        int64_t len, int64_t e) {
     Reg a[NQ][NV];
     for (int i = 0; i < NQ; ++i) {
       const Reg ci = V::set1(corr[i]);
-      for (int x = 0; x < NV; ++x) a[i][x] = V::mul(ci, V::load(o[i], e + kW * x));
+      for (int x = 0; x < NV; ++x) {
+        if constexpr (kBlockOffset<T> != 0) {
+          const Reg off = V::set1(pd[i][nb * kChunk + e / kQK + x * kW / kQK]);
+          a[i][x] = V::fmadd(ci, V::load(o[i], e + kW * x), off);
+        } else {
+          a[i][x] = V::mul(ci, V::load(o[i], e + kW * x));
+        }
+      }
     }
     const float* pb[NQ][NV];
     for (int i = 0; i < NQ; ++i)
@@ -300,19 +323,23 @@ struct DecodeAttention {
     const bool quant_k = std::is_same_v<KR, float> && k.type != DType::F32;
     const bool quant_v = std::is_same_v<VR, float> && v.type != DType::F32 && !shared;
     // Block rows read in place: their scales as floats, K's per token ([kChunk + 3][nbk], the
-    // padding keys of a last 4-key tile included), V's per block ([nbv][kChunk]) and multiplied
-    // into each head's probabilities ([nh][nbv][kChunk]).
+    // padding keys of a last 4-key tile included; then Q4_0's -8d, the same shape), V's per
+    // block ([nbv][kChunk]) and multiplied into each head's probabilities ([nh][nbv][kChunk],
+    // then Q4_0's per-block offset terms: [nbv] more per head).
     constexpr bool blocks = kIsBlock<KR> && kIsBlock<VR>;
+    constexpr int offset = blocks ? kBlockOffset<KR> : 0;
     const int64_t nbk = blocks ? dk / kQK : 0, nbv = blocks ? dv / kQK : 0;
+    const int64_t pd_stride = nbv * (kChunk + 1);
     thread_local std::vector<float> scratch;
     scratch.resize(static_cast<size_t>(nh * (kChunk + 1) + (quant_k ? kChunk * dk : 0) + (quant_v ? kChunk * dv : 0) +
-                                       (kChunk + 3) * nbk + (nh + 1) * nbv * kChunk));
+                                       2 * (kChunk + 3) * nbk + nbv * kChunk + nh * pd_stride));
     float* sc = scratch.data();      // [nh][kChunk] scores, then probabilities
     float* corr = sc + nh * kChunk;  // per head: the rescaling of its earlier sums in this chunk
     float* kbuf = corr + nh;
     float* vbuf = kbuf + (quant_k ? kChunk * dk : 0);
     float* ksc = vbuf + (quant_v ? kChunk * dv : 0);
-    float* vsc = ksc + (kChunk + 3) * nbk;
+    float* kmn = ksc + (kChunk + 3) * nbk;
+    float* vsc = kmn + (kChunk + 3) * nbk;
     float* pds = vsc + nbv * kChunk;
     const size_t k_row_bytes = kv_bytes(k.type, dk), v_row_bytes = kv_bytes(v.type, dv);
     std::fill(acc, acc + nh * dv, 0.0f);
@@ -335,7 +362,7 @@ struct DecodeAttention {
       qp[i] = q + (h0 + i) * dk;
       sp[i] = sc + i * kChunk;
       op[i] = acc + i * dv;
-      pdp[i] = pds + i * nbv * kChunk;
+      pdp[i] = pds + i * pd_stride;
     }
     for (int64_t t0 = t_begin; t0 < t_end; t0 += kChunk) {
       const int64_t len = std::min(kChunk, t_end - t0);
@@ -374,6 +401,8 @@ struct DecodeAttention {
         // Scores: each quad of keys stays in registers/L1 while the group's query tiles meet it.
         if constexpr (blocks) {
           block_scales(kr, padded, nbk, nbk, 1, ksc);
+          if constexpr (offset != 0)
+            for (int64_t x = 0; x < padded * nbk; ++x) kmn[x] = -offset * ksc[x];
           block_scales(vr, len, nbv, 1, kChunk, vsc);
           for (int64_t j = 0; j < len; j += 4) {
             // The next chunk's rows j..j+3 of this head, requested between the key quads: a
@@ -385,7 +414,7 @@ struct DecodeAttention {
             }
             for (int64_t i = ia; i < ib; i += kTileQ)
               with_tile(std::min<int64_t>(kTileQ, ib - i),
-                        [&]<int NQ>() { qk_blocks<NQ>(qp.data() + i, kr, ksc, nbk, dk, sp.data() + i, j); });
+                        [&]<int NQ>() { qk_blocks<NQ>(qp.data() + i, kr, ksc, kmn, nbk, dk, sp.data() + i, j); });
           }
         } else {
           for (int64_t j = 0; j < len; j += 4)
@@ -432,19 +461,25 @@ struct DecodeAttention {
         const float* const* pp = sp.data();
         if constexpr (blocks) {
           for (int64_t i = ia; i < ib; ++i) {
-            float* pd = pds + i * nbv * kChunk;
-            for (int64_t b = 0; b < nbv; ++b)
-              for (int64_t c = 0; c < len; ++c) pd[b * kChunk + c] = pp[i][c] * vsc[b * kChunk + c];
+            float* pd = pds + i * pd_stride;
+            for (int64_t b = 0; b < nbv; ++b) {
+              float sum = 0;
+              for (int64_t c = 0; c < len; ++c) {
+                pd[b * kChunk + c] = pp[i][c] * vsc[b * kChunk + c];
+                sum += pd[b * kChunk + c];
+              }
+              pd[nbv * kChunk + b] = -offset * sum;
+            }
           }
           int64_t e = 0;
           for (; e + 4 * kW <= dv; e += 4 * kW)
             for (int64_t i = ia; i < ib; i += kTileQ)
               with_tile(std::min<int64_t>(kTileQ, ib - i),
-                        [&]<int NQ>() { pv_blocks<NQ, 4>(op.data() + i, pdp.data() + i, corr + i, vr, len, e); });
+                        [&]<int NQ>() { pv_blocks<NQ, 4>(op.data() + i, pdp.data() + i, nbv, corr + i, vr, len, e); });
           for (; e < dv; e += kW)  // dv is a multiple of 32, so of kW
             for (int64_t i = ia; i < ib; i += kTileQ)
               with_tile(std::min<int64_t>(kTileQ, ib - i),
-                        [&]<int NQ>() { pv_blocks<NQ, 1>(op.data() + i, pdp.data() + i, corr + i, vr, len, e); });
+                        [&]<int NQ>() { pv_blocks<NQ, 1>(op.data() + i, pdp.data() + i, nbv, corr + i, vr, len, e); });
         } else {
           int64_t e = 0;
           for (; e + 4 * kW <= dv; e += 4 * kW)

@@ -132,13 +132,13 @@ struct Vec8 {
     const __m128i q = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p[e / kQK].qs + e % kQK));
     return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q));
   }
-  // Q4_0 element i < 16 is the low nibble of byte i, element 16 + i its high nibble (minus 8).
+  // Q4_0 element i < 16 is the low nibble of byte i, element 16 + i its high nibble (the nibbles
+  // as stored: the kernel subtracts 8 through the scales, kBlockOffset).
   static Reg load_q(const BlockQ4_0* p, int64_t e) {
     const int64_t i = e % kQK;
     __m128i q = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p[e / kQK].qs + (i & 15)));
     if (i >= 16) q = _mm_srli_epi16(q, 4);
-    const __m256i v = _mm256_cvtepu8_epi32(_mm_and_si128(q, _mm_set1_epi8(0x0F)));
-    return _mm256_cvtepi32_ps(_mm256_sub_epi32(v, _mm256_set1_epi32(8)));
+    return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_and_si128(q, _mm_set1_epi8(0x0F))));
   }
   static Reg set1(float x) { return _mm256_set1_ps(x); }
   static Reg mul(Reg a, Reg b) { return _mm256_mul_ps(a, b); }
