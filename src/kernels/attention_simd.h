@@ -381,7 +381,7 @@ struct DecodeAttention {
         const size_t koff = kv_bytes(k.type, g * dk), voff = kv_bytes(v.type, g * dv);
         // The next chunk's slice of this head, a chunk ahead of its use: spreads the requests
         // over the chunk and crosses page boundaries, which the hardware prefetcher does not.
-        if (next_len > 0 && prefetch && !blocks) {
+        if (next_len > 0 && prefetch) {
           prefetch_rows(nkb, next_len, koff, k_row_bytes);
           if (!shared) prefetch_rows(nvb, next_len, voff, v_row_bytes);
         }
@@ -404,18 +404,10 @@ struct DecodeAttention {
           if constexpr (offset != 0)
             for (int64_t x = 0; x < padded * nbk; ++x) kmn[x] = -offset * ksc[x];
           block_scales(vr, len, nbv, 1, kChunk, vsc);
-          for (int64_t j = 0; j < len; j += 4) {
-            // The next chunk's rows j..j+3 of this head, requested between the key quads: a
-            // burst of a whole chunk's requests fills the line fill buffers and stalls.
-            if (prefetch && j < next_len) {
-              const int64_t m = std::min<int64_t>(4, next_len - j);
-              prefetch_rows(nkb + j, m, koff, k_row_bytes);
-              if (!shared) prefetch_rows(nvb + j, m, voff, v_row_bytes);
-            }
+          for (int64_t j = 0; j < len; j += 4)
             for (int64_t i = ia; i < ib; i += kTileQ)
               with_tile(std::min<int64_t>(kTileQ, ib - i),
                         [&]<int NQ>() { qk_blocks<NQ>(qp.data() + i, kr, ksc, kmn, nbk, dk, sp.data() + i, j); });
-          }
         } else {
           for (int64_t j = 0; j < len; j += 4)
             for (int64_t i = ia; i < ib; i += kTileQ)
