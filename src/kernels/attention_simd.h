@@ -9,7 +9,10 @@
 //    the current one is computed;
 //  * each key or value vector, converted from F16 in registers (no buffer round trip), feeds a
 //    register tile of V::kTileQ query heads of its group;
-//  * Q8_0/Q4_0 rows are dequantised once per chunk into a small buffer shared by the group;
+//  * Q8_0/Q4_0 rows are read in place too: their integers are converted in registers, and the
+//    block scales are converted once per chunk into a table, so a key vector is scaled by one
+//    multiply with a broadcast from memory, and a value's scale is folded into the probability
+//    (p * d once per token and block) rather than multiplied into every value vector;
 //  * when K and V are the same rows (MLA's latent: V is the first dv values of the K row), they
 //    are read once.
 // The caller splits the context into parts (attention() in ops.cpp) and merges the parts'
@@ -103,17 +106,18 @@ inline void dequantize_kv_blocks(DType t, const uint8_t* src, float* dst, int64_
 // block types' head dims are multiples of 32, so their vector loads cover them).
 inline float load1(const float* p, int64_t x) { return p[x]; }
 inline float load1(const uint16_t* p, int64_t x) { return f16_to_f32(p[x]); }
-inline float load1(const BlockQ8_0* p, int64_t x) { return f16_to_f32(p[x / kQK].d) * p[x / kQK].qs[x % kQK]; }
-inline float load1(const BlockQ4_0* p, int64_t x) {
-  const BlockQ4_0& b = p[x / kQK];
-  const int i = static_cast<int>(x % kQK);
-  return f16_to_f32(b.d) * static_cast<float>(((i < 16 ? b.qs[i] : b.qs[i - 16] >> 4) & 0x0F) - 8);
-}
+
+template <class T>
+constexpr bool kIsBlock = std::is_same_v<T, BlockQ8_0> || std::is_same_v<T, BlockQ4_0>;
+// What V::load_q's integers stand for: d * (n - kBlockOffset) (Q4_0 stores its nibbles + 8).
+template <class T>
+constexpr int kBlockOffset = std::is_same_v<T, BlockQ4_0> ? 8 : 0;
 
 // The decode kernel over vectors V (V::Reg of V::kWidth floats; V::kTileQ query heads per
-// register tile; V::load(row, e) converts elements [e, e + kWidth) of a row to floats). Row
-// pointers are `const float*` (an F32 cache, or a dequantised buffer), `const uint16_t*` (F16),
-// `const BlockQ8_0*` or `const BlockQ4_0*`, all read in place and converted as loaded.
+// register tile; V::load(row, e) converts elements [e, e + kWidth) of an F32/F16 row to floats,
+// V::load_q(blocks, e) the integers of a Q8_0/Q4_0 row, unscaled). Row pointers are `const
+// float*` (an F32 cache, or a dequantised buffer), `const uint16_t*` (F16), `const BlockQ8_0*`
+// or `const BlockQ4_0*`, all read in place and converted as loaded.
 template <class V>
 struct DecodeAttention {
   using Reg = typename V::Reg;
@@ -176,6 +180,90 @@ struct DecodeAttention {
       for (int x = 0; x < NV; ++x) V::store(o[i] + e + kW * x, a[i][x]);
   }
 
+  // qk over Q8_0/Q4_0 keys (n a multiple of 32): ksc[c * nb + b] is key c's block b scale d,
+  // multiplied into the converted integers once per vector (a broadcast from memory, so the
+  // shuffle port stays free for the conversions), before the NQ queries' FMAs. Q4_0's offset
+  // rides in the same FMA: n * d + kmn (kmn = -8d, exact) rounds once, to d * (n - 8)'s float.
+  template <int NQ, class T>
+  static void qk_blocks(const float* const* q, const T* const* key, const float* ksc, const float* kmn, int64_t nb,
+                        int64_t n, float* const* s, int64_t j) {
+    Reg a[NQ][4];
+    for (int i = 0; i < NQ; ++i)
+      for (int c = 0; c < 4; ++c) a[i][c] = V::zero();
+    const T *k0 = key[j], *k1 = key[j + 1], *k2 = key[j + 2], *k3 = key[j + 3];
+    const float *d0 = ksc + j * nb, *d1 = d0 + nb, *d2 = d1 + nb, *d3 = d2 + nb;
+    const float *m0 = kmn + j * nb, *m1 = m0 + nb, *m2 = m1 + nb, *m3 = m2 + nb;
+    for (int64_t e = 0; e < n; e += kW) {
+      const int64_t b = e / kQK;
+      Reg v0, v1, v2, v3;
+      if constexpr (kBlockOffset<T> != 0) {
+        v0 = V::fmadd(V::load_q(k0, e), V::set1(d0[b]), V::set1(m0[b]));
+        v1 = V::fmadd(V::load_q(k1, e), V::set1(d1[b]), V::set1(m1[b]));
+        v2 = V::fmadd(V::load_q(k2, e), V::set1(d2[b]), V::set1(m2[b]));
+        v3 = V::fmadd(V::load_q(k3, e), V::set1(d3[b]), V::set1(m3[b]));
+      } else {
+        v0 = V::mul(V::load_q(k0, e), V::set1(d0[b]));
+        v1 = V::mul(V::load_q(k1, e), V::set1(d1[b]));
+        v2 = V::mul(V::load_q(k2, e), V::set1(d2[b]));
+        v3 = V::mul(V::load_q(k3, e), V::set1(d3[b]));
+      }
+      V::keep(v0, v1, v2, v3);
+      for (int i = 0; i < NQ; ++i) {
+        const Reg qv = V::load(q[i], e);
+        a[i][0] = V::fmadd(qv, v0, a[i][0]);
+        a[i][1] = V::fmadd(qv, v1, a[i][1]);
+        a[i][2] = V::fmadd(qv, v2, a[i][2]);
+        a[i][3] = V::fmadd(qv, v3, a[i][3]);
+      }
+    }
+    for (int i = 0; i < NQ; ++i) {
+      alignas(16) float t[4];
+      _mm_store_ps(t, V::sum4(a[i][0], a[i][1], a[i][2], a[i][3]));
+      for (int c = 0; c < 4; ++c) s[i][j + c] = t[c];
+    }
+  }
+
+  // pv over Q8_0/Q4_0 values: pd[i][b * kChunk + c] = p[i][c] * (token c's block b scale), so
+  // each converted vector of integers feeds the queries' FMAs directly; Q4_0's offset enters
+  // once per block as pd[i][nb * kChunk + b] = -8 * sum_c pd[i][b * kChunk + c]. e is a
+  // multiple of NV * kW, which either is a multiple of 32 or lies within one block: vector x
+  // is in block e / 32 + x * kW / 32.
+  template <int NQ, int NV, class T>
+  static void pv_blocks(float* const* o, const float* const* pd, int64_t nb, const float* corr, const T* const* vr,
+                        int64_t len, int64_t e) {
+    Reg a[NQ][NV];
+    for (int i = 0; i < NQ; ++i) {
+      const Reg ci = V::set1(corr[i]);
+      for (int x = 0; x < NV; ++x) {
+        if constexpr (kBlockOffset<T> != 0) {
+          const Reg off = V::set1(pd[i][nb * kChunk + e / kQK + x * kW / kQK]);
+          a[i][x] = V::fmadd(ci, V::load(o[i], e + kW * x), off);
+        } else {
+          a[i][x] = V::mul(ci, V::load(o[i], e + kW * x));
+        }
+      }
+    }
+    const float* pb[NQ][NV];
+    for (int i = 0; i < NQ; ++i)
+      for (int x = 0; x < NV; ++x) pb[i][x] = pd[i] + (e / kQK + x * kW / kQK) * kChunk;
+    for (int64_t c = 0; c < len; ++c) {
+      Reg vv[NV];
+      for (int x = 0; x < NV; ++x) vv[x] = V::load_q(vr[c], e + kW * x);
+      for (int i = 0; i < NQ; ++i)
+        for (int x = 0; x < NV; ++x) a[i][x] = V::fmadd(V::set1(pb[i][x][c]), vv[x], a[i][x]);
+    }
+    for (int i = 0; i < NQ; ++i)
+      for (int x = 0; x < NV; ++x) V::store(o[i] + e + kW * x, a[i][x]);
+  }
+
+  // The block scales of rows[0..len) as floats: out[j * jstride + b * bstride], nb blocks a row.
+  template <class T>
+  static void block_scales(const T* const* rows, int64_t len, int64_t nb, int64_t jstride, int64_t bstride,
+                           float* out) {
+    for (int64_t j = 0; j < len; ++j)
+      for (int64_t b = 0; b < nb; ++b) out[j * jstride + b * bstride] = _cvtsh_ss(rows[j][b].d);
+  }
+
   // Calls f.template operator()<nt>() for a tile of nt (1..kTileQ) queries.
   template <class F>
   static void with_tile(int64_t nt, F&& f) {
@@ -190,26 +278,30 @@ struct DecodeAttention {
   // The rows (element `offset` on) of a chunk's tokens, whose row starts are base[0..len): in
   // place when R is the cache's element type, else (R = float over a Q8_0/Q4_0 cache: K and V
   // of different types) dequantised into buf, n elements per row.
+  // (off: the byte offset of element `offset` in a row, kv_bytes(s.type, offset).)
   template <class R>
-  static void rows_of(const KVSpan& s, const uint8_t* const* base, int64_t len, int64_t offset, int64_t n, float* buf,
+  static void rows_of(const KVSpan& s, const uint8_t* const* base, int64_t len, size_t off, int64_t n, float* buf,
                       const R** rows) {
     for (int64_t j = 0; j < len; ++j) {
       if constexpr (!std::is_same_v<R, float>) {
-        rows[j] = reinterpret_cast<const R*>(base[j] + kv_bytes(s.type, offset));
+        rows[j] = reinterpret_cast<const R*>(base[j] + off);
       } else if (s.type == DType::F32) {
-        rows[j] = reinterpret_cast<const float*>(base[j]) + offset;
+        rows[j] = reinterpret_cast<const float*>(base[j] + off);
       } else {
-        dequantize_kv_blocks(s.type, base[j] + kv_bytes(s.type, offset), buf + j * n, n);
+        dequantize_kv_blocks(s.type, base[j] + off, buf + j * n, n);
         rows[j] = buf + j * n;
       }
     }
   }
 
-  static void prefetch_rows(const KVSpan& s, int64_t t0, int64_t len, int64_t offset, int64_t n) {
-    const auto bytes = static_cast<int64_t>(kv_bytes(s.type, n));
+  // Every cache line of bytes [off, off + bytes) of the rows starting at base[0..len) (a Q8_0
+  // head slice of 136 bytes is not line-aligned: it can touch 4 lines).
+  static void prefetch_rows(const uint8_t* const* base, int64_t len, size_t off, size_t bytes) {
     for (int64_t j = 0; j < len; ++j) {
-      const char* src = reinterpret_cast<const char*>(kv_row(s, t0 + j, offset));
-      for (int64_t b = 0; b < bytes; b += 64) _mm_prefetch(src + b, _MM_HINT_T0);
+      const auto first = reinterpret_cast<uintptr_t>(base[j] + off) & ~uintptr_t{63};
+      const auto end = reinterpret_cast<uintptr_t>(base[j] + off + bytes);
+      for (uintptr_t line = first; line < end; line += 64)
+        _mm_prefetch(reinterpret_cast<const char*>(line), _MM_HINT_T0);
     }
   }
 
@@ -230,60 +322,98 @@ struct DecodeAttention {
     const bool prefetch = nh <= 4 * (g1 - g0);
     const bool quant_k = std::is_same_v<KR, float> && k.type != DType::F32;
     const bool quant_v = std::is_same_v<VR, float> && v.type != DType::F32 && !shared;
+    // Block rows read in place: their scales as floats, K's per token ([kChunk + 3][nbk], the
+    // padding keys of a last 4-key tile included; then Q4_0's -8d, the same shape), V's per
+    // block ([nbv][kChunk]) and multiplied into each head's probabilities ([nh][nbv][kChunk],
+    // then Q4_0's per-block offset terms: [nbv] more per head).
+    constexpr bool blocks = kIsBlock<KR> && kIsBlock<VR>;
+    constexpr int offset = blocks ? kBlockOffset<KR> : 0;
+    const int64_t nbk = blocks ? dk / kQK : 0, nbv = blocks ? dv / kQK : 0;
+    const int64_t pd_stride = nbv * (kChunk + 1);
     thread_local std::vector<float> scratch;
-    scratch.resize(static_cast<size_t>(nh * (kChunk + 1) + (quant_k ? kChunk * dk : 0) + (quant_v ? kChunk * dv : 0)));
+    scratch.resize(static_cast<size_t>(nh * (kChunk + 1) + (quant_k ? kChunk * dk : 0) + (quant_v ? kChunk * dv : 0) +
+                                       2 * (kChunk + 3) * nbk + nbv * kChunk + nh * pd_stride));
     float* sc = scratch.data();      // [nh][kChunk] scores, then probabilities
     float* corr = sc + nh * kChunk;  // per head: the rescaling of its earlier sums in this chunk
     float* kbuf = corr + nh;
     float* vbuf = kbuf + (quant_k ? kChunk * dk : 0);
+    float* ksc = vbuf + (quant_v ? kChunk * dv : 0);
+    float* kmn = ksc + (kChunk + 3) * nbk;
+    float* vsc = kmn + (kChunk + 3) * nbk;
+    float* pds = vsc + nbv * kChunk;
+    const size_t k_row_bytes = kv_bytes(k.type, dk), v_row_bytes = kv_bytes(v.type, dv);
     std::fill(acc, acc + nh * dv, 0.0f);
     std::fill(mx, mx + nh, -INFINITY);
     std::fill(l, l + nh, 0.0f);
     const uint8_t* kb[kChunk];
     const uint8_t* vb[kChunk];
+    const uint8_t* nkb[kChunk];  // the next chunk's rows
+    const uint8_t* nvb[kChunk];
     const KR* kr[kChunk + 3];
     const VR* vr[kChunk];
     thread_local std::vector<const float*> qp;
     thread_local std::vector<float*> sp, op;
+    thread_local std::vector<const float*> pdp;
     qp.resize(static_cast<size_t>(nh));
     sp.resize(static_cast<size_t>(nh));
     op.resize(static_cast<size_t>(nh));
+    pdp.resize(static_cast<size_t>(nh));
     for (int64_t i = 0; i < nh; ++i) {
       qp[i] = q + (h0 + i) * dk;
       sp[i] = sc + i * kChunk;
       op[i] = acc + i * dv;
+      pdp[i] = pds + i * pd_stride;
     }
     for (int64_t t0 = t_begin; t0 < t_end; t0 += kChunk) {
       const int64_t len = std::min(kChunk, t_end - t0);
       const int64_t next = t0 + len, next_len = std::min(kChunk, t_end - next);
+      // Row starts once per chunk (kv_row is a call): the heads' slices are offsets from them.
       for (int64_t j = 0; j < len; ++j) {
         kb[j] = kv_row(k, t0 + j);
         vb[j] = kv_row(v, t0 + j);
       }
+      if (prefetch)
+        for (int64_t j = 0; j < next_len; ++j) {
+          nkb[j] = kv_row(k, next + j);
+          nvb[j] = kv_row(v, next + j);
+        }
       for (int64_t g = g0; g < g1; ++g) {
+        const size_t koff = kv_bytes(k.type, g * dk), voff = kv_bytes(v.type, g * dv);
         // The next chunk's slice of this head, a chunk ahead of its use: spreads the requests
         // over the chunk and crosses page boundaries, which the hardware prefetcher does not.
         if (next_len > 0 && prefetch) {
-          prefetch_rows(k, next, next_len, g * dk, dk);
-          if (!shared) prefetch_rows(v, next, next_len, g * dv, dv);
+          prefetch_rows(nkb, next_len, koff, k_row_bytes);
+          if (!shared) prefetch_rows(nvb, next_len, voff, v_row_bytes);
         }
-        rows_of<KR>(k, kb, len, g * dk, dk, kbuf, kr);
+        rows_of<KR>(k, kb, len, koff, dk, kbuf, kr);
         if constexpr (same_types) {
           if (shared) {
             std::copy_n(kr, len, vr);
           } else {
-            rows_of<VR>(v, vb, len, g * dv, dv, vbuf, vr);
+            rows_of<VR>(v, vb, len, voff, dv, vbuf, vr);
           }
         } else {
-          rows_of<VR>(v, vb, len, g * dv, dv, vbuf, vr);
+          rows_of<VR>(v, vb, len, voff, dv, vbuf, vr);
         }
-        for (int64_t j = len; j < ((len + 3) & ~int64_t{3}); ++j) kr[j] = kr[0];  // a full last 4-key tile
+        const int64_t padded = (len + 3) & ~int64_t{3};
+        for (int64_t j = len; j < padded; ++j) kr[j] = kr[0];  // a full last 4-key tile
         const int64_t ia = std::max(h0, g * group) - h0, ib = std::min(h1, (g + 1) * group) - h0;
         // Scores: each quad of keys stays in registers/L1 while the group's query tiles meet it.
-        for (int64_t j = 0; j < len; j += 4)
-          for (int64_t i = ia; i < ib; i += kTileQ)
-            with_tile(std::min<int64_t>(kTileQ, ib - i),
-                      [&]<int NQ>() { qk<NQ>(qp.data() + i, kr, dk, sp.data() + i, j); });
+        if constexpr (blocks) {
+          block_scales(kr, padded, nbk, nbk, 1, ksc);
+          if constexpr (offset != 0)
+            for (int64_t x = 0; x < padded * nbk; ++x) kmn[x] = -offset * ksc[x];
+          block_scales(vr, len, nbv, 1, kChunk, vsc);
+          for (int64_t j = 0; j < len; j += 4)
+            for (int64_t i = ia; i < ib; i += kTileQ)
+              with_tile(std::min<int64_t>(kTileQ, ib - i),
+                        [&]<int NQ>() { qk_blocks<NQ>(qp.data() + i, kr, ksc, kmn, nbk, dk, sp.data() + i, j); });
+        } else {
+          for (int64_t j = 0; j < len; j += 4)
+            for (int64_t i = ia; i < ib; i += kTileQ)
+              with_tile(std::min<int64_t>(kTileQ, ib - i),
+                        [&]<int NQ>() { qk<NQ>(qp.data() + i, kr, dk, sp.data() + i, j); });
+        }
         // Online softmax, one update per chunk and head.
         for (int64_t i = ia; i < ib; ++i) {
           float* s = sp[i];
@@ -321,21 +451,44 @@ struct DecodeAttention {
         }
         // Values: each slice of the chunk's values stays in L1 while the group's tiles use it.
         const float* const* pp = sp.data();
-        int64_t e = 0;
-        for (; e + 4 * kW <= dv; e += 4 * kW)
-          for (int64_t i = ia; i < ib; i += kTileQ)
-            with_tile(std::min<int64_t>(kTileQ, ib - i),
-                      [&]<int NQ>() { pv<NQ, 4>(op.data() + i, pp + i, corr + i, vr, len, e); });
-        for (; e + kW <= dv; e += kW)
-          for (int64_t i = ia; i < ib; i += kTileQ)
-            with_tile(std::min<int64_t>(kTileQ, ib - i),
-                      [&]<int NQ>() { pv<NQ, 1>(op.data() + i, pp + i, corr + i, vr, len, e); });
-        for (; e < dv; ++e)
+        if constexpr (blocks) {
           for (int64_t i = ia; i < ib; ++i) {
-            float a = corr[i] * op[i][e];
-            for (int64_t c = 0; c < len; ++c) a += pp[i][c] * load1(vr[c], e);
-            op[i][e] = a;
+            float* pd = pds + i * pd_stride;
+            for (int64_t b = 0; b < nbv; ++b) {
+              float sum = 0;
+              for (int64_t c = 0; c < len; ++c) {
+                pd[b * kChunk + c] = pp[i][c] * vsc[b * kChunk + c];
+                sum += pd[b * kChunk + c];
+              }
+              pd[nbv * kChunk + b] = -offset * sum;
+            }
           }
+          int64_t e = 0;
+          for (; e + 4 * kW <= dv; e += 4 * kW)
+            for (int64_t i = ia; i < ib; i += kTileQ)
+              with_tile(std::min<int64_t>(kTileQ, ib - i),
+                        [&]<int NQ>() { pv_blocks<NQ, 4>(op.data() + i, pdp.data() + i, nbv, corr + i, vr, len, e); });
+          for (; e < dv; e += kW)  // dv is a multiple of 32, so of kW
+            for (int64_t i = ia; i < ib; i += kTileQ)
+              with_tile(std::min<int64_t>(kTileQ, ib - i),
+                        [&]<int NQ>() { pv_blocks<NQ, 1>(op.data() + i, pdp.data() + i, nbv, corr + i, vr, len, e); });
+        } else {
+          int64_t e = 0;
+          for (; e + 4 * kW <= dv; e += 4 * kW)
+            for (int64_t i = ia; i < ib; i += kTileQ)
+              with_tile(std::min<int64_t>(kTileQ, ib - i),
+                        [&]<int NQ>() { pv<NQ, 4>(op.data() + i, pp + i, corr + i, vr, len, e); });
+          for (; e + kW <= dv; e += kW)
+            for (int64_t i = ia; i < ib; i += kTileQ)
+              with_tile(std::min<int64_t>(kTileQ, ib - i),
+                        [&]<int NQ>() { pv<NQ, 1>(op.data() + i, pp + i, corr + i, vr, len, e); });
+          for (; e < dv; ++e)
+            for (int64_t i = ia; i < ib; ++i) {
+              float a = corr[i] * op[i][e];
+              for (int64_t c = 0; c < len; ++c) a += pp[i][c] * load1(vr[c], e);
+              op[i][e] = a;
+            }
+        }
       }
     }
   }

@@ -127,19 +127,18 @@ struct Vec8 {
   static Reg load(const uint16_t* p, int64_t e) {
     return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + e)));
   }
-  static Reg load(const BlockQ8_0* p, int64_t e) {
-    const BlockQ8_0& b = p[e / kQK];
-    const __m128i q = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(b.qs + e % kQK));
-    return _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(b.d)), _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)));
+  // The integers of Q8_0/Q4_0 elements [e, e + 8), unscaled (the kernel applies the scales).
+  static Reg load_q(const BlockQ8_0* p, int64_t e) {
+    const __m128i q = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p[e / kQK].qs + e % kQK));
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q));
   }
-  // Q4_0 element i < 16 is the low nibble of byte i, element 16 + i its high nibble (minus 8).
-  static Reg load(const BlockQ4_0* p, int64_t e) {
-    const BlockQ4_0& b = p[e / kQK];
+  // Q4_0 element i < 16 is the low nibble of byte i, element 16 + i its high nibble (the nibbles
+  // as stored: the kernel subtracts 8 through the scales, kBlockOffset).
+  static Reg load_q(const BlockQ4_0* p, int64_t e) {
     const int64_t i = e % kQK;
-    __m128i q = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(b.qs + (i & 15)));
+    __m128i q = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p[e / kQK].qs + (i & 15)));
     if (i >= 16) q = _mm_srli_epi16(q, 4);
-    const __m256i v = _mm256_cvtepu8_epi32(_mm_and_si128(q, _mm_set1_epi8(0x0F)));
-    return _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(b.d)), _mm256_cvtepi32_ps(_mm256_sub_epi32(v, _mm256_set1_epi32(8))));
+    return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_and_si128(q, _mm_set1_epi8(0x0F))));
   }
   static Reg set1(float x) { return _mm256_set1_ps(x); }
   static Reg mul(Reg a, Reg b) { return _mm256_mul_ps(a, b); }

@@ -27,18 +27,17 @@ struct Vec16 {
   static Reg load(const uint16_t* p, int64_t e) {
     return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + e)));
   }
-  static Reg load(const BlockQ8_0* p, int64_t e) {
-    const BlockQ8_0& b = p[e / kQK];
-    const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.qs + e % kQK));
-    return _mm512_mul_ps(_mm512_set1_ps(_cvtsh_ss(b.d)), _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q)));
+  // The integers of Q8_0/Q4_0 elements [e, e + 16), unscaled (the kernel applies the scales).
+  static Reg load_q(const BlockQ8_0* p, int64_t e) {
+    const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p[e / kQK].qs + e % kQK));
+    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q));
   }
-  // Q4_0 elements 0..15 are the low nibbles of the 16 bytes, 16..31 the high ones (minus 8).
-  static Reg load(const BlockQ4_0* p, int64_t e) {
-    const BlockQ4_0& b = p[e / kQK];
-    __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.qs));
+  // Q4_0 elements 0..15 are the low nibbles of the 16 bytes, 16..31 the high ones (the nibbles
+  // as stored: the kernel subtracts 8 through the scales, kBlockOffset).
+  static Reg load_q(const BlockQ4_0* p, int64_t e) {
+    __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p[e / kQK].qs));
     if (e % kQK >= 16) q = _mm_srli_epi16(q, 4);
-    const __m512i v = _mm512_cvtepu8_epi32(_mm_and_si128(q, _mm_set1_epi8(0x0F)));
-    return _mm512_mul_ps(_mm512_set1_ps(_cvtsh_ss(b.d)), _mm512_cvtepi32_ps(_mm512_sub_epi32(v, _mm512_set1_epi32(8))));
+    return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(q, _mm_set1_epi8(0x0F))));
   }
   static Reg set1(float x) { return _mm512_set1_ps(x); }
   static Reg mul(Reg a, Reg b) { return _mm512_mul_ps(a, b); }

@@ -60,6 +60,8 @@ const Case kCases[] = {
     {16, 8, 128, 128, 500, 5000},  // ... a sliding window's range
     {8, 2, 64, 64, 0, 777},        // group 4
     {10, 2, 96, 64, 3, 1234},      // group 5 (tiles of 4 leave 1), dk != dv
+    {12, 4, 64, 96, 1, 1301},      // group 3, dv 96: value slices of one vector in a block's second half
+    {16, 8, 128, 128, 7, 2110},    // parts and chunks starting mid-quad, a last chunk of 7 keys
     {3, 1, 32, 32, 0, 35},         // group 3, a last chunk of 3 keys
     {4, 4, 19, 11, 0, 300},        // no grouping, head dims not multiples of 8 (F32/F16 only)
     {6, 3, 40, 24, 7, 650},        // multiples of 8, not 16 (F32/F16 only)
@@ -118,7 +120,7 @@ TEST_P(AttentionDecodeIsa, SharedLatentRowsAgreeWithReference) {
 TEST(AttentionDecode, BitIdenticalForAnyThreadCountAndNested) {
   const int restore = default_pool().size();
   for (const Case& c : {Case{16, 8, 128, 128, 0, 5000}, Case{16, 1, 576, 512, 0, 2000}, Case{8, 2, 64, 64, 0, 100}})
-    for (DType t : {DType::F16, DType::Q8_0}) {
+    for (DType t : {DType::F16, DType::Q8_0, DType::Q4_0}) {
       const Cache k = make_cache(t, c.end, c.end, 32, c.n_head_kv * c.dk, 61);
       const Cache v = make_cache(t, c.end, c.end, 32, c.n_head_kv * c.dv, 62);
       const auto q = randn(c.n_head * c.dk, 63);
