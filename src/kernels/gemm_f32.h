@@ -17,12 +17,12 @@ struct GemmF32 {
 };
 
 namespace avx2 {
-// 8-lane vectors: tiles of 6 rows x 16 columns (gemm_f32_avx2.cpp).
+// 8-lane vectors: tiles of 6 rows x 16 columns (gemm_f32_simd.h in ops_avx2.cpp).
 void gemm_f32_rows(const GemmF32& g, int64_t i0, int64_t i1);
 }  // namespace avx2
 
 namespace avx512vnni {
-// 16-lane vectors: tiles of 12 rows x 32 columns (gemm_f32_avx512vnni.cpp; AVX-512 CPUs only).
+// 16-lane vectors: tiles of 12 rows x 32 columns (gemm_f32_simd.h in ops_avx512vnni.cpp; AVX-512 CPUs only).
 void gemm_f32_rows(const GemmF32& g, int64_t i0, int64_t i1);
 }  // namespace avx512vnni
 

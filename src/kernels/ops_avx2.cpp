@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "kernels/attention_simd.h"
+#include "kernels/gemm_f32_simd.h"
 #include "tensor/fp16.h"
 #include "tensor/quants.h"
 
@@ -163,5 +164,7 @@ void attention_decode_part(const float* q, int64_t group, int64_t h0, int64_t h1
                            float* mx, float* l) {
   DecodeAttention<Vec8>::run(q, group, h0, h1, dk, dv, k, v, t_begin, t_end, scale, acc, mx, l);
 }
+
+void gemm_f32_rows(const GemmF32& g, int64_t i0, int64_t i1) { GemmF32Tiles<Vec8>::rows<6>(g, i0, i1); }
 
 }  // namespace owl::kernels::avx2

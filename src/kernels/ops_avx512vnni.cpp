@@ -6,6 +6,7 @@
 #include <immintrin.h>
 
 #include "kernels/attention_simd.h"
+#include "kernels/gemm_f32_simd.h"
 
 // GCC 12's AVX-512 intrinsics (_mm512_castps512_ps256, _mm512_cvtph_ps, ...) pass
 // _mm512_undefined_ps() as the unused merge source, which -Wmaybe-uninitialized reports once
@@ -61,5 +62,7 @@ void attention_decode_part(const float* q, int64_t group, int64_t h0, int64_t h1
                            float* mx, float* l) {
   DecodeAttention<Vec16>::run(q, group, h0, h1, dk, dv, k, v, t_begin, t_end, scale, acc, mx, l);
 }
+
+void gemm_f32_rows(const GemmF32& g, int64_t i0, int64_t i1) { GemmF32Tiles<Vec16>::rows<12>(g, i0, i1); }
 
 }  // namespace owl::kernels::avx512vnni
