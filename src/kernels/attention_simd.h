@@ -458,9 +458,9 @@ struct DecodeAttention {
               float sum = 0;
               for (int64_t c = 0; c < len; ++c) {
                 pd[b * kChunk + c] = pp[i][c] * vsc[b * kChunk + c];
-                sum += pd[b * kChunk + c];
+                if constexpr (offset != 0) sum += pd[b * kChunk + c];
               }
-              pd[nbv * kChunk + b] = -offset * sum;
+              if constexpr (offset != 0) pd[nbv * kChunk + b] = -offset * sum;  // read by pv_blocks for Q4_0 only
             }
           }
           int64_t e = 0;
