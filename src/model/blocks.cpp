@@ -179,13 +179,6 @@ void attend_row(const AttendJob& j, int64_t r) {
                      j.att + r * s.n_head * s.head_dim_v);
 }
 
-// Consecutive rows of one sequence in prompt order at least this many go through
-// kernels::attention_rows together (each cached K/V row read once per block of rows); shorter
-// runs go row by row: decode steps of one or several sequences, and speculative verify batches
-// (a sequence's next token and at most 16 drafts), whose rows must come out exactly as the same
-// rows decoded one at a time (kernels::attention rounds differently from attention_rows).
-constexpr int64_t kMinRowsTogether = 18;
-
 // Every row's attention output into att: runs of one sequence by attention_rows, the rest by row.
 void attend_rows(const AttendJob& job, int64_t n, std::vector<int64_t>& single) {
   const AttentionShape& s = *job.s;

@@ -21,6 +21,14 @@
 
 namespace owl::blocks {
 
+// Consecutive rows of one sequence in prompt order at least this many go through
+// kernels::attention_rows together (each cached K/V row read once per block of rows); shorter
+// runs go row by row: decode steps of one or several sequences, and speculative verify batches
+// (a sequence's next token and at most 16 drafts), whose rows must come out exactly as the same
+// rows decoded one at a time (kernels::attention rounds differently from attention_rows). The
+// dense attention (blocks.cpp) and MLA's forms (mla.cpp) both follow it.
+inline constexpr int64_t kMinRowsTogether = 18;
+
 // ---- weights ----
 
 // A 1-D parameter (norm weight, bias) of n elements, converted to float whatever its stored type.

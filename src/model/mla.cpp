@@ -79,12 +79,6 @@ MlaWeights load_mla_weights(const ModelSource& src, int64_t layer, const MlaPara
 
 namespace {
 
-// Rows of one sequence at least this many (a prompt chunk) go through kernels::attention_rows
-// together; fewer (a decode step, a speculative verify batch of the next token and at most 16
-// drafts) row by row, so each comes out exactly as it would decoded alone (attention_rows rounds
-// differently from attention). The same rule as blocks.cpp's kMinRowsTogether.
-constexpr int64_t kMinRowsTogether = 18;
-
 // Cached row t of a span, converted to float.
 void read_row(const kernels::KVSpan& s, int64_t t, int64_t width, float* out) {
   kernels::dequantize_row(s.type, kernels::kv_row(s, t), out, width);
@@ -126,7 +120,7 @@ bool mla_prefer_expanded(const MlaParams& p, const int64_t* pos, int64_t n) {
   // A few rows continuing a sequence (a decode step, or a speculative verify batch of the next
   // token and at most 16 drafts) take the absorbed form whatever the context, so each row comes
   // out exactly as it would decoded alone.
-  if (n < kMinRowsTogether && pos[0] > 0) return false;
+  if (n < blocks::kMinRowsTogether && pos[0] > 0) return false;
   double pairs = 0, len = 0;
   for (int64_t i = 0; i < n; ++i) {
     pairs += static_cast<double>(pos[i] + 1);
@@ -162,7 +156,7 @@ void mla_attend_absorbed(const MlaWeights& w, const MlaParams& p, const float* q
   });
   // Keys are the whole cached row, values its first kv_lora floats (the latent).
   float* lat = grow(ws.lat, n * nh * kvl);
-  if (n >= kMinRowsTogether && std::is_sorted(pos, pos + n)) {
+  if (n >= blocks::kMinRowsTogether && std::is_sorted(pos, pos + n)) {
     // A run of a prompt's rows: the latent rows are one KV head shared by every query head, so
     // attention_rows scores a block of rows x all heads against each latent row it reads (a
     // GEMM-shaped product, the queries across the vector lanes) instead of reading the whole
