@@ -12,6 +12,7 @@
 #include "base/error.h"
 #include "base/thread_pool.h"
 #include "kernels/kernels.h"
+#include "kernels/packed_memory.h"
 #include "kernels/repack.h"
 #include "kernels/vec_dot.h"
 #include "tensor/quants.h"
@@ -203,19 +204,6 @@ void unpack_q5_0(const uint8_t* src, int r, int64_t nb, uint8_t* out) {
   }
 }
 
-// Anonymous memory for a packed copy (huge pages where the kernel allows: decode streams it
-// linearly, and fewer TLB misses help).
-uint8_t* allocate_packed(size_t bytes) {
-  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (p == MAP_FAILED)
-    throw Error("prepare_weight: cannot allocate " + std::to_string(bytes >> 20) +
-                " MiB for a repacked weight; free memory or disable repacking");
-#ifdef MADV_HUGEPAGE
-  madvise(p, bytes, MADV_HUGEPAGE);
-#endif
-  return static_cast<uint8_t*>(p);
-}
-
 // Drops this process's resident pages of [p, p + n) (whole pages inside the range only); for a
 // file mapping they are read back from the file if touched again.
 void release_pages(const void* p, size_t n) {
@@ -294,7 +282,7 @@ void wide_act_put_row(DType act, const uint8_t* row, int64_t in, int m, uint8_t*
 }
 
 PackedLayout::~PackedLayout() {
-  if (bytes && owns_bytes) munmap(bytes, total);
+  if (owns_bytes) free_packed(bytes, total);
 }
 
 Isa Weight::isa() const { return layout_ ? layout_->isa : default_isa(); }
