@@ -14,7 +14,8 @@ struct BandwidthProbe {
   int passes = 0;
 };
 
-// `threads` threads streaming reads over a buffer much larger than the caches.
+// `threads` threads streaming reads over a buffer much larger than the caches, on 2 MiB pages
+// where the system gives them (as the packed weights are).
 BandwidthProbe probe_read_bandwidth(int threads, size_t buffer_bytes = size_t{512} << 20, int passes = 12);
 
 // A STREAM-style triad (a[i] = b[i] + s * c[i] over three arrays), counted as STREAM counts
@@ -23,7 +24,8 @@ BandwidthProbe probe_read_bandwidth(int threads, size_t buffer_bytes = size_t{51
 // a pure read stream on most CPUs.
 BandwidthProbe probe_triad_bandwidth(int threads, size_t array_bytes = size_t{256} << 20, int passes = 6);
 
-// The probes' read loop: the sum of n 64-bit words at p (256-bit loads where the CPU has AVX2).
+// The probes' read loop: the sum of n 64-bit words at p (512-bit loads where the CPU has AVX-512,
+// 256-bit where it has AVX2).
 // For benchmarks that read a buffer as their own roofline.
 uint64_t sum_words_fast(const uint64_t* p, size_t n);
 
