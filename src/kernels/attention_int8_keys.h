@@ -3,8 +3,8 @@
 //
 // Converting each key integer to float for only 2 FMAs (Qwen3's 2 query heads per KV head) made
 // the float path compute-bound. Instead, as other engines do for quantised caches, each query
-// head is quantised once per call to int8 in 32-value blocks (one float scale per block), and a
-// key block meets it in one vpdpbusd (u8 x s8, 4 products per int32 lane, exact):
+// head is quantised once per part of the context (a few per call) to int8 in 32-value blocks (one float scale per
+// block), and a key block meets it in one vpdpbusd (u8 x s8, 4 products per int32 lane, exact):
 //  * Q8_0 keys k are signed: k XOR 0x80 = k + 128 is the unsigned operand, and each lane's
 //    accumulator starts at -128 * (its 4 query integers' sum), so the lane ends at exactly
 //    sum k * q;
