@@ -13,6 +13,8 @@
 //    block scales are converted once per chunk into a table, so a key vector is scaled by one
 //    multiply with a broadcast from memory, and a value's scale is folded into the probability
 //    (p * d once per token and block) rather than multiplied into every value vector;
+//  * where V::KeyDot is a type (AVX-512 VNNI: attention_int8_keys.h), Q8_0/Q4_0 scores are
+//    integer dot products of the keys with the query quantised to int8 once per part;
 //  * when K and V are the same rows (MLA's latent: V is the first dv values of the K row), they
 //    are read once.
 // The caller splits the context into parts (attention() in ops.cpp) and merges the parts'
@@ -328,18 +330,24 @@ struct DecodeAttention {
     // then Q4_0's per-block offset terms: [nbv] more per head).
     constexpr bool blocks = kIsBlock<KR> && kIsBlock<VR>;
     constexpr int offset = blocks ? kBlockOffset<KR> : 0;
+    // Scores in the integer domain where the ISA has them (V::KeyDot: AVX-512 VNNI, the query
+    // quantised to int8, attention_int8_keys.h); else exact f32 products of converted keys.
+    constexpr bool int_keys = blocks && !std::is_void_v<typename V::KeyDot>;
     const int64_t nbk = blocks ? dk / kQK : 0, nbv = blocks ? dv / kQK : 0;
+    // K's scale table: [kChunk + 3][nbk], or for the integer dot [nbk rounded up to even][kChunk
+    // + 3] (block-major, as V's; the padding block's row 0).
+    const int64_t kstride = int_keys ? (nbk + 1) & ~int64_t{1} : nbk;
     const int64_t pd_stride = nbv * (kChunk + 1);
     thread_local std::vector<float> scratch;
     scratch.resize(static_cast<size_t>(nh * (kChunk + 1) + (quant_k ? kChunk * dk : 0) + (quant_v ? kChunk * dv : 0) +
-                                       2 * (kChunk + 3) * nbk + nbv * kChunk + nh * pd_stride));
+                                       2 * (kChunk + 3) * kstride + nbv * kChunk + nh * pd_stride));
     float* sc = scratch.data();      // [nh][kChunk] scores, then probabilities
     float* corr = sc + nh * kChunk;  // per head: the rescaling of its earlier sums in this chunk
     float* kbuf = corr + nh;
     float* vbuf = kbuf + (quant_k ? kChunk * dk : 0);
     float* ksc = vbuf + (quant_v ? kChunk * dv : 0);
-    float* kmn = ksc + (kChunk + 3) * nbk;
-    float* vsc = kmn + (kChunk + 3) * nbk;
+    float* kmn = ksc + (kChunk + 3) * kstride;
+    float* vsc = kmn + (kChunk + 3) * kstride;
     float* pds = vsc + nbv * kChunk;
     const size_t k_row_bytes = kv_bytes(k.type, dk), v_row_bytes = kv_bytes(v.type, dv);
     std::fill(acc, acc + nh * dv, 0.0f);
@@ -363,6 +371,20 @@ struct DecodeAttention {
       sp[i] = sc + i * kChunk;
       op[i] = acc + i * dv;
       pdp[i] = pds + i * pd_stride;
+    }
+    // The integer dot's queries, quantised once for the whole part (kqz 64-byte steps a head).
+    const int64_t kqz = (nbk + 1) / 2;
+    thread_local std::vector<int8_t> qq;
+    thread_local std::vector<float> qd;
+    thread_local std::vector<int32_t> qinit;
+    if constexpr (int_keys) {
+      qq.resize(static_cast<size_t>(nh * kqz * 64));
+      qd.resize(static_cast<size_t>(nh * kqz * 16));
+      qinit.resize(static_cast<size_t>(nh * kqz * 16));
+      for (int64_t i = 0; i < nh; ++i)
+        V::KeyDot::template quantize_query<KR>(qp[i], nbk, qq.data() + i * kqz * 64, qd.data() + i * kqz * 16,
+                                               qinit.data() + i * kqz * 16);
+      for (int64_t x = 0; x < (kChunk + 3) * kstride; ++x) ksc[x] = 0.0f;  // the padding blocks' scales
     }
     for (int64_t t0 = t_begin; t0 < t_end; t0 += kChunk) {
       const int64_t len = std::min(kChunk, t_end - t0);
@@ -399,7 +421,17 @@ struct DecodeAttention {
         for (int64_t j = len; j < padded; ++j) kr[j] = kr[0];  // a full last 4-key tile
         const int64_t ia = std::max(h0, g * group) - h0, ib = std::min(h1, (g + 1) * group) - h0;
         // Scores: each quad of keys stays in registers/L1 while the group's query tiles meet it.
-        if constexpr (blocks) {
+        if constexpr (int_keys) {
+          V::KeyDot::scales(kr, padded, nbk, kChunk + 3, ksc);
+          V::KeyDot::scales(vr, len, nbv, kChunk, vsc);
+          for (int64_t j = 0; j < len; j += 4)
+            for (int64_t i = ia; i < ib; i += kTileQ)
+              with_tile(std::min<int64_t>(kTileQ, ib - i), [&]<int NQ>() {
+                V::KeyDot::template qk<NQ>(qq.data() + i * kqz * 64, qd.data() + i * kqz * 16,
+                                           qinit.data() + i * kqz * 16, kqz, kr, ksc, kChunk + 3, nbk, sp.data() + i,
+                                           j);
+              });
+        } else if constexpr (blocks) {
           block_scales(kr, padded, nbk, nbk, 1, ksc);
           if constexpr (offset != 0)
             for (int64_t x = 0; x < padded * nbk; ++x) kmn[x] = -offset * ksc[x];

@@ -210,7 +210,10 @@ const uint8_t* kv_row(const KVSpan& s, int64_t t, int64_t offset = 0);
 // into parts whose length depends only on kv_end - kv_begin and merge them in order, so results
 // do not depend on the thread count, nor on whether the call runs inside a pool task (then
 // inline); K and V given as the same span with one KV head (MLA's latent rows, dv <= dk) are
-// read once.
+// read once. Over a Q8_0/Q4_0 cache (K and V of one type) the AVX-512 VNNI kernel scores keys
+// as integer dot products with the query quantised to int8 per 32-value block (as llama.cpp's
+// CPU path does): its outputs are not those of the exact f32 arithmetic but within ~1e-2 of
+// them (the tests' N(0,1) data; attention_int8_keys.h); other ISAs and cache types are exact.
 void attention(const float* q, int64_t n_head, int64_t n_head_kv, int64_t dk, int64_t dv, const KVSpan& k,
                const KVSpan& v, int64_t kv_begin, int64_t kv_end, float scale, float* out);
 // Many query rows of ONE sequence at once (a prompt's rows): row r (queries at q + r*n_head*dk,
@@ -221,7 +224,8 @@ void attention(const float* q, int64_t n_head, int64_t n_head_kv, int64_t dk, in
 // of keys together, so each K/V row is read (and converted from F16) once per block rather
 // than once per row and head. Split over the default pool by (KV head, row block); results
 // do not depend on the thread count, and agree with attention() per row within float
-// rounding (1e-5 of the values' scale).
+// rounding (1e-5 of the values' scale; attention_rows keeps the exact f32 query over Q8_0/Q4_0
+// caches, so there it agrees with attention() up to that kernel's int8 query).
 void attention_rows(const float* q, int64_t n_rows, std::span<const int64_t> positions, int64_t n_head,
                     int64_t n_head_kv, int64_t dk, int64_t dv, const KVSpan& k, const KVSpan& v, int64_t window,
                     float scale, float* out);

@@ -123,6 +123,8 @@ struct Vec8 {
   using Reg = __m256;
   static constexpr int64_t kWidth = 8;
   static constexpr int kTileQ = 2;  // 2 queries x 4 keys = 8 accumulators, + 4 keys + 1 query
+  // Q8_0/Q4_0 scores stay exact f32 products here (no integer dot; see attention_simd.h).
+  using KeyDot = void;
   static Reg zero() { return _mm256_setzero_ps(); }
   static Reg load(const float* p, int64_t e) { return _mm256_loadu_ps(p + e); }
   static Reg load(const uint16_t* p, int64_t e) {

@@ -12,6 +12,7 @@
 // _mm512_undefined_ps() as the unused merge source, which -Wmaybe-uninitialized reports once
 // they are inlined (GCC bug 105593): no value is read uninitialised.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include "kernels/attention_int8_keys.h"
 #include "kernels/ops_avx2.h"
 #include "tensor/quants.h"
 
@@ -23,6 +24,8 @@ struct Vec16 {
   using Reg = __m512;
   static constexpr int64_t kWidth = 16;
   static constexpr int kTileQ = 4;  // 4 queries x 4 keys = 16 accumulators, + 4 keys + 1 query
+  // Q8_0/Q4_0 scores by vpdpbusd against an int8 query (attention_int8_keys.h).
+  using KeyDot = Int8KeyDot;
   static Reg zero() { return _mm512_setzero_ps(); }
   static Reg load(const float* p, int64_t e) { return _mm512_loadu_ps(p + e); }
   static Reg load(const uint16_t* p, int64_t e) {

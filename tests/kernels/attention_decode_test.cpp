@@ -1,10 +1,15 @@
 // attention() for one query token (decode): the fast kernels of each ISA against the scalar
 // reference over every KV cache type, odd head sizes, GQA ratios, contexts long enough to be
 // split into several parts, MLA's shared latent rows (K and V the same cached rows); and
-// bit-identical results for any thread count, called alone or from inside a pool task.
+// bit-identical results for any thread count, called alone or from inside a pool task. Where a
+// kernel scores Q8_0/Q4_0 keys against an int8 query (AVX-512 VNNI), it is held to the scalar
+// reference of that arithmetic (attention_int8_reference.h) as tightly as the others are to the
+// exact one, and to the exact f32 attention within the int8 query's measured bound.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <limits>
 #include <random>
@@ -15,6 +20,7 @@
 #include "kernels/kernels.h"
 #include "tensor/fp16.h"
 #include "tensor/quants.h"
+#include "attention_int8_reference.h"
 #include "kv_cache_fixture.h"
 #include "matmul_test_util.h"
 
@@ -45,12 +51,46 @@ std::vector<float> run(const Case& c, const std::vector<float>& q, const kernels
 }
 
 // Outputs are convex combinations of V rows with N(0,1) entries: compared to 1e-5 absolute.
-void expect_agree(const std::vector<float>& a, const std::vector<float>& b, const std::string& what) {
+void expect_agree(const std::vector<float>& a, const std::vector<float>& b, const std::string& what,
+                  double tol = 1e-5) {
   ASSERT_EQ(a.size(), b.size());
   for (size_t i = 0; i < a.size(); ++i) {
     ASSERT_FALSE(std::isnan(a[i])) << what << " at " << i;
-    ASSERT_NEAR(a[i], b[i], 1e-5) << what << " at " << i;
+    ASSERT_NEAR(a[i], b[i], tol) << what << " at " << i;
   }
+}
+
+double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
+  double m = 0;
+  for (size_t i = 0; i < a.size(); ++i) m = std::max(m, std::fabs(static_cast<double>(a[i]) - b[i]));
+  return m;
+}
+
+// The fast kernel's result against the scalar reference it must match: the exact one, or the
+// int8 query's (test::attention_int8_query_reference) where the ISA takes the integer key dot
+// for these cache types; then also against the exact result within kInt8QueryBound. Returns the
+// int8 query's distance from the exact result (0 where it does not apply).
+double expect_matches_reference(Isa isa, const Case& c, const std::vector<float>& q, const kernels::KVSpan& k,
+                                const kernels::KVSpan& v, const std::string& what) {
+  std::vector<float> fast, exact;
+  {
+    test::WithIsa scope(isa);
+    fast = run(c, q, k, v);
+  }
+  {
+    test::WithIsa scope(Isa::Scalar);
+    exact = run(c, q, k, v);
+  }
+  if (!test::int8_query(isa, k.type, v.type)) {
+    expect_agree(fast, exact, what);
+    return 0;
+  }
+  std::vector<float> ref(fast.size());
+  test::attention_int8_query_reference(q.data(), c.n_head, c.n_head_kv, c.dk, c.dv, k, v, c.begin, c.end,
+                                       1.0f / std::sqrt(static_cast<float>(c.dk)), ref.data());
+  expect_agree(fast, ref, "int8 query, " + what);
+  expect_agree(fast, exact, "int8 query against exact, " + what, test::kInt8QueryBound);
+  return max_abs_diff(fast, exact);
 }
 
 const Case kCases[] = {
@@ -73,6 +113,7 @@ INSTANTIATE_TEST_SUITE_P(Isa, AttentionDecodeIsa, testing::ValuesIn(test::fast_i
 GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(AttentionDecodeIsa);
 
 TEST_P(AttentionDecodeIsa, AgreesWithReferenceOverCacheTypes) {
+  double worst = 0;
   for (const Case& c : kCases) {
     const bool blocks_fit = c.dk % kQK == 0 && c.dv % kQK == 0;
     std::vector<std::pair<DType, DType>> types = {{DType::F32, DType::F32}, {DType::F16, DType::F16}};
@@ -82,39 +123,57 @@ TEST_P(AttentionDecodeIsa, AgreesWithReferenceOverCacheTypes) {
       const Cache k = make_cache(kt, c.end, c.end + 5, 16, c.n_head_kv * c.dk, 41);
       const Cache v = make_cache(vt, c.end, c.end + 5, 16, c.n_head_kv * c.dv, 42);
       const auto q = randn(c.n_head * c.dk, 43);
-      std::vector<float> fast, reference;
-      {
-        test::WithIsa scope(GetParam());
-        fast = run(c, q, k.span, v.span);
-      }
-      {
-        test::WithIsa scope(Isa::Scalar);
-        reference = run(c, q, k.span, v.span);
-      }
-      expect_agree(fast, reference, describe(c, kt, vt));
+      worst = std::max(worst, expect_matches_reference(GetParam(), c, q, k.span, v.span, describe(c, kt, vt)));
     }
   }
+  if (worst > 0) std::printf("[int8 query] max |fast - exact f32| over the cases: %.3g\n", worst);
 }
 
 // MLA (absorbed form): one cached row per token, [latent (512) | k_pe (64)]; the keys are the
 // whole row and the values its first 512 entries, read through the same span.
 TEST_P(AttentionDecodeIsa, SharedLatentRowsAgreeWithReference) {
+  double worst = 0;
   for (DType t : {DType::F32, DType::F16, DType::Q8_0, DType::Q4_0})
     for (int64_t end : {1, 100, 3000}) {
       const Case c{16, 1, 576, 512, 0, end};
       const Cache rows = make_cache(t, end, end + 3, 32, 576, 51);
       const auto q = randn(16 * 576, 52);
-      std::vector<float> fast, reference;
-      {
-        test::WithIsa scope(GetParam());
-        fast = run(c, q, rows.span, rows.span);
-      }
-      {
-        test::WithIsa scope(Isa::Scalar);
-        reference = run(c, q, rows.span, rows.span);
-      }
-      expect_agree(fast, reference, "shared rows, " + describe(c, t, t));
+      worst = std::max(
+          worst, expect_matches_reference(GetParam(), c, q, rows.span, rows.span, "shared rows, " + describe(c, t, t)));
     }
+  if (worst > 0) std::printf("[int8 query] max |fast - exact f32| over MLA's rows: %.3g\n", worst);
+}
+
+// The int8 query's rounding: ties go to even (x * 127 / amax = k + 0.5 exactly, as the reference
+// rounds them), an all-zero block quantises to zeros with scale 0, and a block's largest value
+// maps to +-127. A query of such blocks (amax 127, so x * (127 / amax) = x) against Q8_0/Q4_0
+// keys: one unit in any query integer moves a score by d_key * d_query * key, far above 1e-5.
+TEST_P(AttentionDecodeIsa, Int8QueryRoundsTiesToEvenAndKeepsZeroBlocks) {
+  const Case c{2, 1, 128, 32, 0, 70};
+  std::vector<float> q(2 * 128);
+  for (int64_t i = 0; i < 128; ++i) {
+    q[static_cast<size_t>(i)] = i % 32 == 0 ? 127.0f : static_cast<float>(i % 9) - 4.5f;  // ties at every element
+    q[static_cast<size_t>(128 + i)] = i < 32 ? 0.0f : (i % 32 == 5 ? -127.0f : static_cast<float>(i % 7) * 2.5f);
+  }
+  for (DType t : {DType::Q8_0, DType::Q4_0}) {
+    const Cache k = make_cache(t, c.end, c.end, 16, c.dk, 81);
+    const Cache v = make_cache(t, c.end, c.end, 16, c.dv, 82);
+    // Scores spread over ~+-150: scaled by 0.01 the softmax stays soft, and rounding a tie the
+    // other way (half the elements) moves a score by ~0.1.
+    const float scale = 0.01f;
+    std::vector<float> fast(static_cast<size_t>(2 * c.dv)), ref(fast.size());
+    {
+      test::WithIsa scope(GetParam());
+      kernels::attention(q.data(), 2, 1, 128, 32, k.span, v.span, 0, c.end, scale, fast.data());
+    }
+    if (test::int8_query(GetParam(), t, t)) {
+      test::attention_int8_query_reference(q.data(), 2, 1, 128, 32, k.span, v.span, 0, c.end, scale, ref.data());
+    } else {
+      test::WithIsa scope(Isa::Scalar);
+      kernels::attention(q.data(), 2, 1, 128, 32, k.span, v.span, 0, c.end, scale, ref.data());
+    }
+    expect_agree(fast, ref, std::string("ties and zero blocks, ") + dtype_name(t));
+  }
 }
 
 TEST(AttentionDecode, BitIdenticalForAnyThreadCountAndNested) {

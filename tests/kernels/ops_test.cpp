@@ -11,6 +11,7 @@
 #include "kernels/kernels.h"
 #include "tensor/fp16.h"
 #include "tensor/quants.h"
+#include "attention_int8_reference.h"
 #include "matmul_test_util.h"
 #include "test_util.h"
 
@@ -254,7 +255,8 @@ std::pair<Cache, Cache> make_quantised_cache(DType t, int64_t n_tokens, int64_t 
 }
 
 // Q8_0 / Q4_0 caches are read directly by both kernels (one query row, many rows); the
-// results are those of an F32 cache holding the dequantised values, up to float rounding.
+// results are those of an F32 cache holding the dequantised values, up to float rounding (or,
+// where one query row's keys meet an int8 query, up to that query's rounding).
 TEST_P(OpsIsa, AttentionReadsQuantisedCaches) {
   const struct {
     int64_t n_head, n_head_kv, dk, dv, tokens;
@@ -272,7 +274,17 @@ TEST_P(OpsIsa, AttentionReadsQuantisedCaches) {
       kernels::attention(q.data(), c.n_head, c.n_head_kv, c.dk, c.dv, kq.span, vq.span, 0, c.tokens, scale, got.data());
       kernels::attention(q.data(), c.n_head, c.n_head_kv, c.dk, c.dv, kf.span, vf.span, 0, c.tokens, scale,
                          want.data());
-      for (size_t i = 0; i < got.size(); ++i) ASSERT_NEAR(got[i], want[i], 1e-5) << i;
+      if (test::int8_query(GetParam(), t, t)) {
+        // The integer key dot quantises the query: exact against its own reference, within the
+        // int8 query's bound of the F32 cache's result.
+        std::vector<float> ref(got.size());
+        test::attention_int8_query_reference(q.data(), c.n_head, c.n_head_kv, c.dk, c.dv, kq.span, vq.span, 0, c.tokens,
+                                             scale, ref.data());
+        for (size_t i = 0; i < got.size(); ++i) ASSERT_NEAR(got[i], ref[i], 1e-5) << i;
+        for (size_t i = 0; i < got.size(); ++i) ASSERT_NEAR(got[i], want[i], test::kInt8QueryBound) << i;
+      } else {
+        for (size_t i = 0; i < got.size(); ++i) ASSERT_NEAR(got[i], want[i], 1e-5) << i;
+      }
       // The last rows of a prompt, causally.
       const int64_t n_rows = std::min<int64_t>(c.tokens, 20);
       std::vector<int64_t> pos(static_cast<size_t>(n_rows));
