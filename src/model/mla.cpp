@@ -138,13 +138,16 @@ void mla_attend_absorbed(const MlaWeights& w, const MlaParams& p, const float* q
   const int64_t nh = p.n_head, qd = p.q_head_dim(), kvl = p.kv_lora_rank, ad = p.absorbed_head_dim(), vd = p.v_dim;
   // q_abs[t][h] = [W_kb,h^T q_nope | q_pe]: one matmul per head over the n rows. The heads are
   // the pool's tasks (each head's matmul runs on its task's thread): one dispatch, not n_head.
+  // qn and qk hold one head's rows per thread (not per head: 16 heads x 512 rows of kv_lora
+  // floats would be 34 MB each).
   float* q_abs = grow(ws.k, n * nh * ad);
-  float* qn = grow(ws.qn, nh * n * std::max(p.nope, kvl));
-  float* qk = grow(ws.qk, nh * n * std::max(kvl, vd));
-  default_pool().parallel_for(nh, [&](int64_t h0, int64_t h1, int) {
+  const int64_t qn_w = n * std::max(p.nope, kvl), qk_w = n * std::max(kvl, vd);
+  float* qn = grow(ws.qn, default_pool().size() * qn_w);
+  float* qk = grow(ws.qk, default_pool().size() * qk_w);
+  default_pool().parallel_for(nh, [&](int64_t h0, int64_t h1, int thread) {
     for (int64_t h = h0; h < h1; ++h) {
-      float* qn_h = qn + h * n * p.nope;
-      float* qk_h = qk + h * n * kvl;
+      float* qn_h = qn + thread * qn_w;
+      float* qk_h = qk + thread * qk_w;
       for (int64_t t = 0; t < n; ++t) std::copy_n(q + (t * nh + h) * qd, p.nope, qn_h + t * p.nope);
       kernels::matmul(kernels::matrix_slice(w.k_b, h), qn_h, n, qk_h);
       for (int64_t t = 0; t < n; ++t) {
@@ -181,10 +184,10 @@ void mla_attend_absorbed(const MlaWeights& w, const MlaParams& p, const float* q
     }
   }
   // Per head back out of latent space through W_vb, again one task per head.
-  default_pool().parallel_for(nh, [&](int64_t h0, int64_t h1, int) {
+  default_pool().parallel_for(nh, [&](int64_t h0, int64_t h1, int thread) {
     for (int64_t h = h0; h < h1; ++h) {
-      float* lh = qn + h * n * kvl;
-      float* vh = qk + h * n * vd;
+      float* lh = qn + thread * qn_w;
+      float* vh = qk + thread * qk_w;
       for (int64_t t = 0; t < n; ++t) std::copy_n(lat + (t * nh + h) * kvl, kvl, lh + t * kvl);
       kernels::matmul(kernels::matrix_slice(w.v_b, h), lh, n, vh);
       for (int64_t t = 0; t < n; ++t) std::copy_n(vh + t * vd, vd, heads + (t * nh + h) * vd);
