@@ -32,15 +32,15 @@ struct MlaParams {
   float kq_scale = 1.0f;
   std::vector<float> inv_freq;   // rope/2 entries, YaRN already folded in
   MlaForm form = MlaForm::Auto;  // Auto: by cost (mla_prefer_expanded); else forced (ModelSource::mla_form)
-  // The expanded form's decompressed K/V (floats, K and V together) for one chunk of heads: 32 MB.
+  // The expanded form's decompressed K/V (floats, K and V together) for one chunk of heads: 24 MB.
   // `owl bench` allows the process 5% over file + KV cache; for DeepSeek-V2-Lite-8l (3.0 GB)
-  // that is 153-166 MB from 4k to 32k tokens, of which ~105 MB go to buffers that do not grow
-  // with the context (512-row prompt chunks: the FFN's 44 MB, MLA's queries, outputs and blocks
-  // ~30 MB, the rest of the process ~30 MB; measured at 4k). Chunks of heads are attended one after
-  // another: every head's K/V is read once per block of rows whatever the chunk. At least one
-  // head goes at a time, so over a context longer than budget / (qd + v) rows (26k for V2) the
-  // K/V are one head's, len (qd + v) floats.
-  int64_t expanded_kv_floats = int64_t{8} << 20;
+  // that is 153-166 MB from 4k to 32k tokens, of which ~115 MB went to buffers that do not
+  // grow with the context (512-row prompt chunks: the FFN's 44 MB, MLA's queries, outputs and
+  // blocks ~30 MB, the rest of the process 30-41 MB; measured at 4k and 16k). Chunks of heads
+  // are attended one after another: every head's K/V is read once per block of rows whatever
+  // the chunk. At least one head goes at a time, so over a context longer than budget /
+  // (qd + v) rows (19.6k for V2) the K/V are one head's, len (qd + v) floats.
+  int64_t expanded_kv_floats = int64_t{6} << 20;
   // Cached rows converted (and decompressed) per step: the latents' float copies are this many
   // rows, not the whole context.
   int64_t expanded_block_rows = 1024;
