@@ -139,7 +139,7 @@ void mla_attend_absorbed(const MlaWeights& w, const MlaParams& p, const float* q
   // q_abs[t][h] = [W_kb,h^T q_nope | q_pe]: one matmul per head over the n rows. The heads are
   // the pool's tasks (each head's matmul runs on its task's thread): one dispatch, not n_head.
   // qn and qk hold one head's rows per thread (not per head: 16 heads x 512 rows of kv_lora
-  // floats would be 34 MB each).
+  // floats would be 16.8 MB each).
   float* q_abs = grow(ws.k, n * nh * ad);
   const int64_t qn_w = n * std::max(p.nope, kvl), qk_w = n * std::max(kvl, vd);
   float* qn = grow(ws.qn, default_pool().size() * qn_w);
