@@ -138,13 +138,16 @@ void mla_attend_absorbed(const MlaWeights& w, const MlaParams& p, const float* q
   const int64_t nh = p.n_head, qd = p.q_head_dim(), kvl = p.kv_lora_rank, ad = p.absorbed_head_dim(), vd = p.v_dim;
   // q_abs[t][h] = [W_kb,h^T q_nope | q_pe]: one matmul per head over the n rows. The heads are
   // the pool's tasks (each head's matmul runs on its task's thread): one dispatch, not n_head.
+  // qn and qk hold one head's rows per thread (not per head: 16 heads x 512 rows of kv_lora
+  // floats would be 16.8 MB each).
   float* q_abs = grow(ws.k, n * nh * ad);
-  float* qn = grow(ws.qn, nh * n * std::max(p.nope, kvl));
-  float* qk = grow(ws.qk, nh * n * std::max(kvl, vd));
-  default_pool().parallel_for(nh, [&](int64_t h0, int64_t h1, int) {
+  const int64_t qn_w = n * std::max(p.nope, kvl), qk_w = n * std::max(kvl, vd);
+  float* qn = grow(ws.qn, default_pool().size() * qn_w);
+  float* qk = grow(ws.qk, default_pool().size() * qk_w);
+  default_pool().parallel_for(nh, [&](int64_t h0, int64_t h1, int thread) {
     for (int64_t h = h0; h < h1; ++h) {
-      float* qn_h = qn + h * n * p.nope;
-      float* qk_h = qk + h * n * kvl;
+      float* qn_h = qn + thread * qn_w;
+      float* qk_h = qk + thread * qk_w;
       for (int64_t t = 0; t < n; ++t) std::copy_n(q + (t * nh + h) * qd, p.nope, qn_h + t * p.nope);
       kernels::matmul(kernels::matrix_slice(w.k_b, h), qn_h, n, qk_h);
       for (int64_t t = 0; t < n; ++t) {
@@ -181,10 +184,10 @@ void mla_attend_absorbed(const MlaWeights& w, const MlaParams& p, const float* q
     }
   }
   // Per head back out of latent space through W_vb, again one task per head.
-  default_pool().parallel_for(nh, [&](int64_t h0, int64_t h1, int) {
+  default_pool().parallel_for(nh, [&](int64_t h0, int64_t h1, int thread) {
     for (int64_t h = h0; h < h1; ++h) {
-      float* lh = qn + h * n * kvl;
-      float* vh = qk + h * n * vd;
+      float* lh = qn + thread * qn_w;
+      float* vh = qk + thread * qk_w;
       for (int64_t t = 0; t < n; ++t) std::copy_n(lat + (t * nh + h) * kvl, kvl, lh + t * kvl);
       kernels::matmul(kernels::matrix_slice(w.v_b, h), lh, n, vh);
       for (int64_t t = 0; t < n; ++t) std::copy_n(vh + t * vd, vd, heads + (t * nh + h) * vd);
@@ -192,50 +195,83 @@ void mla_attend_absorbed(const MlaWeights& w, const MlaParams& p, const float* q
   });
 }
 
+int64_t mla_expanded_heads(const MlaParams& p, int64_t len) {
+  const int64_t per_head = std::max<int64_t>(len, 1) * (p.q_head_dim() + p.v_dim);
+  const int64_t fit = std::clamp<int64_t>(p.expanded_kv_floats / per_head, 1, std::min<int64_t>(p.n_head, 16));
+  const int64_t chunks = (p.n_head + fit - 1) / fit;
+  return (p.n_head + chunks - 1) / chunks;
+}
+
+namespace {
+
+// At least n elements in buf, its old contents dropped: a larger buffer is allocated only after
+// the old one is freed (resize would hold both while it copies: the peak of two K/V buffers).
+float* grow_fresh(std::vector<float>& buf, int64_t n) {
+  if (static_cast<int64_t>(buf.size()) < n) {
+    std::vector<float>().swap(buf);
+    buf.resize(static_cast<size_t>(n));
+  }
+  return buf.data();
+}
+
+}  // namespace
+
 void mla_attend_expanded(const MlaWeights& w, const MlaParams& p, const float* q, const int64_t* pos, int64_t n,
                          const kernels::KVSpan& rows, MlaScratch& ws, float* heads) {
   const int64_t nh = p.n_head, qd = p.q_head_dim(), kvl = p.kv_lora_rank, vd = p.v_dim, cw = p.cache_width();
   int64_t len = 0;
   for (int64_t i = 0; i < n; ++i) len = std::max(len, pos[i] + 1);
-  // The cached rows [len][latent | k_pe] as floats, and the latents alone [len][kv_lora] (matmul's
-  // input rows).
-  // Buffers for `cap` rows: a prompt filled chunk by chunk grows them (a reallocation, zero-fill
-  // and copy of up to 256 MB) every 4096 rows, not at every chunk.
+  const int64_t chunk = mla_expanded_heads(p, len);
+  // K/V rows [len][chunk heads][qd or vd]. A prompt filled chunk by chunk would regrow them at
+  // every call: they are sized for the context rounded up to 4096 rows where that stays within
+  // the budget, else to the budget itself (which the chunk's heads fit; one head over a context
+  // longer than the budget holds exceeds it: the least the expanded form can do).
   const int64_t cap = (len + 4095) / 4096 * 4096;
-  float* cache = grow(ws.qa, cap * cw);
-  float* lat = grow(ws.lat, cap * kvl);
-  default_pool().parallel_for(len, [&](int64_t t0, int64_t t1, int) {
-    for (int64_t t = t0; t < t1; ++t) {
-      read_row(rows, t, cw, cache + t * cw);
-      std::copy_n(cache + t * cw, kvl, lat + t * kvl);
-    }
-  });
-  // Heads are decompressed in chunks that bound the K/V buffers to about 64M floats.
-  const int64_t chunk = std::clamp<int64_t>((int64_t{64} << 20) / (len * (qd + vd)), 1, std::min<int64_t>(nh, 16));
-  float* k = grow(ws.k, cap * chunk * qd);
-  float* v = grow(ws.v, cap * chunk * vd);
-  // One head's B_k [kv_lora][nope] and V [len][v].
-  float* bk = grow(ws.kn, kvl * p.nope);
-  float* vn = grow(ws.vn, cap * vd);
+  const int64_t room = p.expanded_kv_floats / (qd + vd);  // rows x heads within the budget
+  float* k = grow_fresh(ws.k, std::max(len * chunk, std::min(cap * chunk, room)) * qd);
+  float* v = grow_fresh(ws.v, std::max(len * chunk, std::min(cap * chunk, room)) * vd);
+  // A block of cached rows [block][latent | k_pe] as floats, its latents alone [block][kv_lora]
+  // (matmul's input rows) and one head's V [block][v]; the chunk's B_k [chunk][kv_lora][nope].
+  const int64_t block = std::clamp<int64_t>(p.expanded_block_rows, 1, std::max<int64_t>(len, 1));
+  float* cache = grow(ws.qa, block * cw);
+  float* lat = grow(ws.lat, block * kvl);
+  float* vn = grow(ws.vn, block * vd);
+  float* bk = grow(ws.kn, chunk * kvl * p.nope);
   for (int64_t h0 = 0; h0 < nh; h0 += chunk) {
     const int64_t h1 = std::min(nh, h0 + chunk), nc = h1 - h0;
+    // attn_k_b's rows (kv_lora of nope) are B_k's rows; it may be a prepared (repacked) copy:
+    // dequantize_weight_row reads the file's values.
     for (int64_t h = h0; h < h1; ++h) {
-      // K_h = latents B_k straight into the head's columns of the K rows, split over the pool by
-      // context rows (each element one fused multiply-add chain: the same bits whatever the
-      // threads). attn_k_b's rows (kv_lora of nope) are B_k's rows; it may be a prepared
-      // (repacked) copy: dequantize_weight_row reads the file's values.
       const kernels::Weight kb = kernels::matrix_slice(w.k_b, h);
-      for (int64_t r = 0; r < kvl; ++r) kernels::dequantize_weight_row(kb, r, bk + r * p.nope);
-      kernels::gemm_f32(lat, kvl, bk, p.nope, k + (h - h0) * qd, nc * qd, len, kvl, p.nope);
-      // V_h through attn_v_b as stored (its quantised kernels, as the absorbed form's W_vb
-      // product), then into the head's columns of the V rows.
-      kernels::matmul(kernels::matrix_slice(w.v_b, h), lat, len, vn);
-      default_pool().parallel_for(len, [&](int64_t t0, int64_t t1, int) {
-        for (int64_t t = t0; t < t1; ++t) {
-          std::copy_n(vn + t * vd, vd, v + (t * nc + (h - h0)) * vd);
-          std::copy_n(cache + t * cw + kvl, p.rope, k + (t * nc + (h - h0)) * qd + p.nope);
+      float* bk_h = bk + (h - h0) * kvl * p.nope;
+      for (int64_t r = 0; r < kvl; ++r) kernels::dequantize_weight_row(kb, r, bk_h + r * p.nope);
+    }
+    for (int64_t t0 = 0; t0 < len; t0 += block) {
+      const int64_t m = std::min(block, len - t0);
+      default_pool().parallel_for(m, [&](int64_t r0, int64_t r1, int) {
+        for (int64_t r = r0; r < r1; ++r) {
+          read_row(rows, t0 + r, cw, cache + r * cw);
+          std::copy_n(cache + r * cw, kvl, lat + r * kvl);
         }
       });
+      for (int64_t h = h0; h < h1; ++h) {
+        // K_h = latents B_k straight into the head's columns of the K rows, split over the pool
+        // by context rows (each element one fused multiply-add chain: the same bits whatever
+        // the threads and the blocking of rows).
+        float* kh = k + (t0 * nc + (h - h0)) * qd;
+        kernels::gemm_f32(lat, kvl, bk + (h - h0) * kvl * p.nope, p.nope, kh, nc * qd, m, kvl, p.nope);
+        // V_h through attn_v_b as stored (its quantised kernels, as the absorbed form's W_vb
+        // product; a row's result does not depend on the rows beside it), then into the head's
+        // columns of the V rows.
+        kernels::matmul(kernels::matrix_slice(w.v_b, h), lat, m, vn);
+        float* vh = v + (t0 * nc + (h - h0)) * vd;
+        default_pool().parallel_for(m, [&](int64_t r0, int64_t r1, int) {
+          for (int64_t r = r0; r < r1; ++r) {
+            std::copy_n(vn + r * vd, vd, vh + r * nc * vd);
+            std::copy_n(cache + r * cw + kvl, p.rope, kh + r * nc * qd + p.nope);
+          }
+        });
+      }
     }
     const void* kpage = k;
     const void* vpage = v;

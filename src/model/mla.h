@@ -32,6 +32,18 @@ struct MlaParams {
   float kq_scale = 1.0f;
   std::vector<float> inv_freq;   // rope/2 entries, YaRN already folded in
   MlaForm form = MlaForm::Auto;  // Auto: by cost (mla_prefer_expanded); else forced (ModelSource::mla_form)
+  // The expanded form's decompressed K/V (floats, K and V together) for one chunk of heads: 24 MB.
+  // `owl bench` allows the process 5% over file + KV cache; for DeepSeek-V2-Lite-8l (3.0 GB)
+  // that is 153-166 MB from 4k to 32k tokens, of which ~115 MB went to buffers that do not
+  // grow with the context (512-row prompt chunks: the FFN's 44 MB, MLA's queries, outputs and
+  // blocks ~30 MB, the rest of the process 30-41 MB; measured at 4k and 16k). Chunks of heads
+  // are attended one after another: every head's K/V is read once per block of rows whatever
+  // the chunk. At least one head goes at a time, so over a context longer than budget /
+  // (qd + v) rows (19.6k for V2) the K/V are one head's, len (qd + v) floats.
+  int64_t expanded_kv_floats = int64_t{6} << 20;
+  // Cached rows converted (and decompressed) per step: the latents' float copies are this many
+  // rows, not the whole context.
+  int64_t expanded_block_rows = 1024;
 
   int64_t q_head_dim() const { return nope + rope; }
   int64_t cache_width() const { return kv_lora_rank + rope; }  // floats cached per token
@@ -62,6 +74,14 @@ struct MlaScratch {
   std::vector<float> h, q, kv_rows, heads, group_q, group_heads;  // mla_attention
   std::vector<MlaSequenceRows> groups;                            // entries beyond n_groups are spare
   size_t n_groups = 0;
+
+  // Bytes held by the float buffers (what the scratch adds to the process's footprint).
+  size_t bytes() const {
+    size_t n = 0;
+    for (const auto* b : {&qa, &qn, &qk, &lat, &k, &v, &kn, &vn, &h, &q, &kv_rows, &heads, &group_q, &group_heads})
+      n += b->capacity() * sizeof(float);
+    return n;
+  }
 };
 
 // For n tokens (x: normalised hidden states [n][n_embd], positions pos[n]) computes the roped
@@ -82,11 +102,18 @@ void mla_attention(const MlaWeights& w, const std::vector<float>& norm, const Ml
 //    of a block of rows share each latent row read);
 //  * expanded: the cached rows are decompressed (kernels::gemm_f32, per call: the whole context
 //    again for every chunk of a prompt) into per-head K/V, then ordinary attention (per pair
-//    ~ n_head * (nope + rope + v)) — long prefill chunks.
+//    ~ n_head * (nope + rope + v)) — long prefill chunks. The heads go in chunks whose K/V fit
+//    MlaParams::expanded_kv_floats (mla_expanded_heads), the cached rows are converted
+//    expanded_block_rows at a time: the scratch does not grow with the context beyond that.
 // mla_prefer_expanded compares the multiply-adds of both for n queries at positions pos (up to
 // 17 rows continuing a sequence always take the absorbed form, as a single decode row does).
 // MlaParams::form (from ModelSource::mla_form at load) forces one instead (tests, A/B runs).
 bool mla_prefer_expanded(const MlaParams& p, const int64_t* pos, int64_t n);
+
+// Heads decompressed together by the expanded form over a context of len rows: as many as fit
+// expanded_kv_floats (at least 1, at most 16), evened out over the chunks (16 heads that fit 12
+// at a time go as 8 + 8, not 12 + 4).
+int64_t mla_expanded_heads(const MlaParams& p, int64_t len);
 
 // Absorbed: heads [n][n_head][v] for n queries q [n][n_head][nope + rope] at positions pos, all of
 // one sequence whose cached rows (including these tokens') `rows` spans.

@@ -150,6 +150,71 @@ TEST(MlaForms, AbsorbedRowsDoNotDependOnTheCall) {
   EXPECT_EQ(together, one_thread);
 }
 
+// The expanded form's scratch stays within its budget however long the context: with a budget
+// that holds the K/V of one or two heads over this context (instead of all of them) and blocks
+// of 16 cached rows, the heads go in chunks and the rows in blocks, the buffers stay under the
+// budget plus what does not grow with the context, and every output is the same bits as one
+// pass over all heads and rows.
+TEST(MlaForms, ExpandedScratchStaysWithinItsBudget) {
+  auto src = open_model_source(test::shared_path("golden/deepseek-v2-lite/q4_k_m.gguf"));
+  const MlaParams whole = MlaParams::from_config(src->config());
+  const MlaWeights w = load_mla_weights(*src, 1, whole);
+  const int64_t n_cached = 300, n_new = 40, n = n_cached + n_new, d = whole.n_embd, nh = whole.n_head;
+  const int64_t qd = whole.q_head_dim(), vd = whole.v_dim, cw = whole.cache_width(), kvl = whole.kv_lora_rank;
+  std::mt19937 rng(5);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::vector<float> x(static_cast<size_t>(n * d));
+  for (auto& v : x) v = nd(rng);
+  std::vector<int64_t> pos(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) pos[i] = i;
+  MlaScratch project_ws;
+  std::vector<float> q(static_cast<size_t>(n * nh * qd)), rows(static_cast<size_t>(n * cw));
+  mla_project(w, whole, x.data(), pos.data(), n, q.data(), rows.data(), project_ws);
+  const void* page = rows.data();
+  const kernels::KVSpan span{DType::F32, n, &page, cw};
+  const float* qn = q.data() + n_cached * nh * qd;
+  const int64_t* pn = pos.data() + n_cached;
+
+  // Reference: every head at once, the context in one block.
+  std::vector<float> one_pass(static_cast<size_t>(n_new * nh * vd));
+  MlaScratch big_ws;
+  ASSERT_EQ(mla_expanded_heads(whole, n), nh);
+  mla_attend_expanded(w, whole, qn, pn, n_new, span, big_ws, one_pass.data());
+  EXPECT_GT(max_abs_of(one_pass), 0.01);
+
+  ASSERT_EQ(nh, 4);
+  struct Case {
+    int64_t fit, chunk;  // heads within the budget; heads per chunk (3 of 4 go as 2 + 2)
+  };
+  for (const Case& c : {Case{1, 1}, Case{2, 2}, Case{3, 2}}) {
+    const int64_t heads = c.fit;
+    MlaParams p = whole;
+    p.expanded_kv_floats = heads * n * (qd + vd) + (qd + vd) - 1;  // `heads` of them fit, not one more
+    p.expanded_block_rows = 16;
+    const int64_t chunk = mla_expanded_heads(p, n);
+    EXPECT_EQ(chunk, c.chunk) << heads;
+    MlaScratch ws;
+    std::vector<float> chunked(one_pass.size());
+    mla_attend_expanded(w, p, qn, pn, n_new, span, ws, chunked.data());
+    EXPECT_EQ(chunked, one_pass) << heads << " heads at a time";
+    EXPECT_LE((ws.k.capacity() + ws.v.capacity()), static_cast<size_t>(p.expanded_kv_floats));
+    // Beyond the K/V: one block of converted rows, the chunk's B_k, the chunk's gathered queries
+    // and outputs; nothing per context row.
+    const int64_t rest = p.expanded_block_rows * (cw + kvl + vd) + chunk * kvl * whole.nope + n_new * chunk * (qd + vd);
+    EXPECT_LE(ws.bytes(), (static_cast<size_t>(p.expanded_kv_floats + rest)) * sizeof(float)) << heads;
+  }
+  // However small the budget, one head goes at a time: its K/V over the context, nothing more.
+  MlaParams tiny = whole;
+  tiny.expanded_kv_floats = 1000;
+  tiny.expanded_block_rows = 16;
+  EXPECT_EQ(mla_expanded_heads(tiny, n), 1);
+  MlaScratch ws;
+  std::vector<float> one_head(one_pass.size());
+  mla_attend_expanded(w, tiny, qn, pn, n_new, span, ws, one_head.data());
+  EXPECT_EQ(one_head, one_pass);
+  EXPECT_EQ(ws.k.capacity() + ws.v.capacity(), static_cast<size_t>(n * (qd + vd)));
+}
+
 TEST(MlaForms, CostModelPicksAbsorbedForDecodeAndExpandedForPrefill) {
   ModelConfig c;
   c.n_embd = 7168;
