@@ -1,7 +1,6 @@
 #include "base/memory_bandwidth.h"
 
 #include <immintrin.h>
-#include <sys/mman.h>
 
 #include <algorithm>
 #include <chrono>
@@ -10,6 +9,8 @@
 #include <new>
 #include <thread>
 #include <vector>
+
+#include "base/huge_pages.h"
 
 namespace owl {
 
@@ -76,16 +77,11 @@ uint64_t sum_any(const uint64_t* p, size_t n) {
 // a probe on small pages would measure the page walks and overstate every roofline share.
 class HugePageBuffer {
  public:
-  explicit HugePageBuffer(size_t bytes) : bytes_(round_up(bytes)) {
-    void* p = ::mmap(nullptr, bytes_ + kHuge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) throw std::bad_alloc();
-    map_ = static_cast<uint8_t*>(p);
-    data_ = reinterpret_cast<uint8_t*>(round_up(reinterpret_cast<uintptr_t>(p)));
-#ifdef MADV_HUGEPAGE
-    ::madvise(data_, bytes_, MADV_HUGEPAGE);  // a hint: failure changes nothing
-#endif
+  explicit HugePageBuffer(size_t bytes)
+      : bytes_((bytes + kHugePageBytes - 1) / kHugePageBytes * kHugePageBytes), data_(map_huge_aligned(bytes_)) {
+    if (data_ == nullptr) throw std::bad_alloc();
   }
-  ~HugePageBuffer() { ::munmap(map_, bytes_ + kHuge); }
+  ~HugePageBuffer() { unmap_huge_aligned(data_, bytes_); }
   HugePageBuffer(const HugePageBuffer&) = delete;
   HugePageBuffer& operator=(const HugePageBuffer&) = delete;
   template <typename T>
@@ -94,11 +90,8 @@ class HugePageBuffer {
   }
 
  private:
-  static constexpr size_t kHuge = size_t{2} << 20;
-  static size_t round_up(size_t n) { return (n + kHuge - 1) / kHuge * kHuge; }
   size_t bytes_;
-  uint8_t* map_ = nullptr;
-  uint8_t* data_ = nullptr;
+  uint8_t* data_;
 };
 
 // Runs fn(t) on `threads` threads, the caller being thread 0.

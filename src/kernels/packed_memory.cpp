@@ -2,20 +2,19 @@
 // chunks with a count of live weights each, large ones in a 2 MiB-aligned mapping of their own.
 #include "kernels/packed_memory.h"
 
-#include <sys/mman.h>
-
 #include <algorithm>
 #include <mutex>
 #include <string>
 #include <vector>
 
 #include "base/error.h"
+#include "base/huge_pages.h"
 
 namespace owl::kernels {
 
 namespace {
 
-constexpr size_t kHuge = size_t{2} << 20;    // the x86-64 huge page
+constexpr size_t kHuge = kHugePageBytes;
 constexpr size_t kChunk = size_t{64} << 20;  // one shared chunk
 // Weights up to this size share chunks. A weight that does not fit the current chunk's rest
 // starts a new chunk; the rest stays untouched, so it costs address space, not memory (beyond
@@ -25,23 +24,13 @@ constexpr size_t kAlign = 4096;  // each weight's start: whole pages, as its own
 
 size_t round_up(size_t n, size_t a) { return (n + a - 1) / a * a; }
 
-// A mapping of `bytes` (a multiple of kHuge) at a 2 MiB boundary: mmap gives 4 KiB alignment,
-// so map kHuge more and unmap the unaligned head and tail. Asks for huge pages where the kernel
-// allows them (transparent_hugepage "madvise" or "always").
+// A 2 MiB-aligned mapping of `bytes` (a multiple of kHuge) for packed weights.
 uint8_t* map_aligned(size_t bytes) {
-  void* p = mmap(nullptr, bytes + kHuge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (p == MAP_FAILED)
+  uint8_t* p = map_huge_aligned(bytes);
+  if (p == nullptr)
     throw Error("prepare_weight: cannot allocate " + std::to_string(bytes >> 20) +
                 " MiB for a repacked weight; free memory or disable repacking");
-  const auto raw = reinterpret_cast<uintptr_t>(p);
-  const uintptr_t aligned = round_up(raw, kHuge);
-  if (aligned > raw) munmap(p, aligned - raw);
-  const uintptr_t end = raw + bytes + kHuge;
-  if (end > aligned + bytes) munmap(reinterpret_cast<void*>(aligned + bytes), end - (aligned + bytes));
-#ifdef MADV_HUGEPAGE
-  madvise(reinterpret_cast<void*>(aligned), bytes, MADV_HUGEPAGE);
-#endif
-  return reinterpret_cast<uint8_t*>(aligned);
+  return p;
 }
 
 struct Chunk {
@@ -78,7 +67,7 @@ uint8_t* allocate_packed(size_t bytes) {
 void free_packed(uint8_t* p, size_t bytes) {
   if (p == nullptr) return;
   if (bytes > kArenaMax) {
-    munmap(p, round_up(bytes, kHuge));
+    unmap_huge_aligned(p, round_up(bytes, kHuge));
     return;
   }
   Arena& a = arena();
@@ -87,7 +76,7 @@ void free_packed(uint8_t* p, size_t bytes) {
                          [p](const Chunk& c) { return p >= c.base && p < c.base + kChunk; });
   if (it == a.chunks.end() || --it->live > 0) return;
   // The chunk's last weight: its memory goes back to the system (a model unloaded).
-  munmap(it->base, kChunk);
+  unmap_huge_aligned(it->base, kChunk);
   a.chunks.erase(it);
 }
 
