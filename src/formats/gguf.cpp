@@ -229,12 +229,8 @@ std::optional<std::string> Metadata::get_string(const std::string& key) const {
 
 std::unique_ptr<File> File::open(const std::string& path) {
   auto map = std::make_unique<MappedFile>(path);
-  auto f = std::unique_ptr<File>(new File());
-  f->data_ = map->data();
-  f->size_ = map->size();
-  f->label_ = path;
-  f->map_ = std::move(map);
-  f->parse_all();
+  auto f = parse(map->data(), map->size(), path);
+  f->map_ = std::move(map);  // the parsed views point into the mapping: it lives as long as f
   return f;
 }
 

@@ -6,19 +6,11 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
-#include <thread>
 
-#include "chat/chat_template.h"
-#include "formats/gguf.h"
-#include "model/model.h"
-#include "model/source.h"
-#include "runtime/engine.h"
-#include "server/http.h"
-#include "server/scripted_server.h"
+#include "server/scripted_http.h"
 #include "server/logprobs_expect.h"
 #include "server/server_fixture.h"
 #include "test_util.h"
-#include "text/tokenizer.h"
 
 namespace owl::test {
 namespace {
@@ -27,47 +19,17 @@ using json = nlohmann::json;
 
 class ReasoningLogprobs : public ::testing::Test {
  protected:
-  void SetUp() override {
-    source_ = open_model_source(shared_path("models/stories260K/stories260K-f32.gguf"));
-    tok_ = Tokenizer::from_gguf(*source_->gguf_file());
-    model_ = Model::load(*source_);
-    EngineOptions eo;
-    eo.n_parallel = 2;
-    eo.n_ctx = 1024;
-    engine_ = std::make_unique<Engine>(*model_, *tok_, eo);
-    server::ApiOptions ao;
-    ao.model_id = "stories";
-    chat::ChatTemplate tmpl(read_file(shared_path("chat-templates/qwen3/chat_template.jinja")), "<s>", "</s>");
-    api_ = std::make_unique<ScriptedServer>(*engine_, *tok_, std::move(tmpl), ao, [](const server::ChatParams&) {
-      return std::string("<think>A story is wanted.</think>Once there was a fox.");
-    });
-    http::ServerOptions ho;
-    ho.port = 0;
-    http_ =
-        std::make_unique<http::Server>(ho, [this](const http::Request& q, http::Response& r) { api_->handle(q, r); });
-    http_->listen();
-    thread_ = std::thread([this] { http_->run(); });
-  }
-  void TearDown() override {
-    http_->stop();
-    thread_.join();
-  }
+  InProcessHttpServer server_{2, 1024, scripted_qwen3_api([](const server::ChatParams&) {
+                                return std::string("<think>A story is wanted.</think>Once there was a fox.");
+                              })};
   HttpResult ask(const json& extra) {
     json body = {{"messages", {{{"role", "user"}, {"content", "Tell me a story"}}}},
                  {"max_tokens", 100},
                  {"logprobs", true},
                  {"top_logprobs", 1}};
     body.update(extra);
-    return http_post(http_->port(), "/v1/chat/completions", body.dump());
+    return http_post(server_.port(), "/v1/chat/completions", body.dump());
   }
-
-  std::unique_ptr<ModelSource> source_;
-  std::unique_ptr<Tokenizer> tok_;
-  std::unique_ptr<Model> model_;
-  std::unique_ptr<Engine> engine_;
-  std::unique_ptr<server::OpenAIServer> api_;
-  std::unique_ptr<http::Server> http_;
-  std::thread thread_;
 };
 
 std::string joined(const json& content) {

@@ -5,20 +5,12 @@
 // scenario is one run of tests/server/openai_client.mjs, whose observations are checked here.
 #include <gtest/gtest.h>
 
-#include <memory>
 #include <nlohmann/json.hpp>
-#include <thread>
 
-#include "chat/chat_template.h"
-#include "formats/gguf.h"
-#include "model/model.h"
-#include "runtime/engine.h"
-#include "server/http.h"
 #include "server/npm_client.h"
-#include "server/scripted_server.h"
+#include "server/scripted_http.h"
 #include "server/server_fixture.h"
 #include "test_util.h"
-#include "text/tokenizer.h"
 
 namespace owl::test {
 namespace {
@@ -108,45 +100,9 @@ TEST_F(OpenAIClient, ModelsListAndRetrieve) {
 
 class OpenAIClientScripted : public ::testing::Test {
  protected:
-  void SetUp() override {
-    source_ = open_model_source(shared_path("models/stories260K/stories260K-f32.gguf"));
-    tok_ = Tokenizer::from_gguf(*source_->gguf_file());
-    model_ = Model::load(*source_);
-    EngineOptions eo;
-    eo.n_parallel = 2;
-    eo.n_ctx = 4096;  // Qwen3's tool preamble and a tool turn in stories260K's small pieces
-    engine_ = std::make_unique<Engine>(*model_, *tok_, eo);
-    server::ApiOptions ao;
-    ao.model_id = "stories";
-    chat::ChatTemplate tmpl(read_file(shared_path("chat-templates/qwen3/chat_template.jinja")), "<s>", "</s>");
-    // A tool result gets an answer; a request with tools, a call; anything else, thought and text.
-    api_ = std::make_unique<ScriptedServer>(*engine_, *tok_, std::move(tmpl), ao, [](const server::ChatParams& p) {
-      if (p.messages.back()["role"] == "tool") return std::string("It is 21 degrees in Paris.");
-      if (!p.tools.is_null())
-        return std::string(
-            "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>");
-      return std::string("<think>A story is wanted.</think>Once there was a fox.");
-    });
-    http::ServerOptions ho;
-    ho.port = 0;
-    http_ =
-        std::make_unique<http::Server>(ho, [this](const http::Request& q, http::Response& r) { api_->handle(q, r); });
-    http_->listen();
-    thread_ = std::thread([this] { http_->run(); });
-  }
-  void TearDown() override {
-    http_->stop();
-    thread_.join();
-  }
-  json run(const std::string& scenario) { return run_client(http_->port(), scenario); }
+  json run(const std::string& scenario) { return run_client(server_.port(), scenario); }
 
-  std::unique_ptr<ModelSource> source_;
-  std::unique_ptr<Tokenizer> tok_;
-  std::unique_ptr<Model> model_;
-  std::unique_ptr<Engine> engine_;
-  std::unique_ptr<server::OpenAIServer> api_;
-  std::unique_ptr<http::Server> http_;
-  std::thread thread_;
+  ScriptedHttpServer server_;  // a tool result gets an answer; tools, a call; else thought and text
 };
 
 TEST_F(OpenAIClientScripted, ReasoningDeltasApartFromContent) {

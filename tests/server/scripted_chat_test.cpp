@@ -5,16 +5,12 @@
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
-#include <thread>
 
-#include "formats/gguf.h"
-#include "model/model.h"
 #include "runtime/engine.h"
 #include "chat/chat_template.h"
 #include "server/chat_output.h"
-#include "server/http.h"
 #include "server/server.h"
-#include "server/scripted_server.h"
+#include "server/scripted_http.h"
 #include "server/server_fixture.h"
 #include "test_util.h"
 #include "text/tokenizer.h"
@@ -26,36 +22,11 @@ using json = nlohmann::json;
 
 class ScriptedChat : public ::testing::Test {
  protected:
-  void SetUp() override {
-    source_ = open_model_source(shared_path("models/stories260K/stories260K-f32.gguf"));
-    tok_ = Tokenizer::from_gguf(*source_->gguf_file());
-    model_ = Model::load(*source_);
-    EngineOptions eo;
-    eo.n_parallel = 2;
-    eo.n_ctx = 2048;  // Qwen3's tool preamble alone is ~400 stories260K tokens
-    engine_ = std::make_unique<Engine>(*model_, *tok_, eo);
-    server::ApiOptions ao;
-    ao.model_id = "stories";
-    // Qwen3's template: its tool calls are Hermes-style <tool_call>{json}</tool_call>.
-    chat::ChatTemplate tmpl(read_file(shared_path("chat-templates/qwen3/chat_template.jinja")), "<s>", "</s>");
-    api_ = std::make_unique<ScriptedServer>(*engine_, *tok_, std::move(tmpl), ao,
-                                            [this](const server::ChatParams&) { return script_; });
-    http::ServerOptions ho;
-    ho.port = 0;
-    http_ =
-        std::make_unique<http::Server>(ho, [this](const http::Request& q, http::Response& r) { api_->handle(q, r); });
-    http_->listen();
-    thread_ = std::thread([this] { http_->run(); });
-  }
-  void TearDown() override {
-    http_->stop();
-    thread_.join();
-  }
   json chat(json body) {
     body["messages"] = {{{"role", "user"}, {"content", "What is the weather in Paris?"}}};
     body["tools"] = {
         {{"type", "function"}, {"function", {{"name", "get_weather"}, {"parameters", {{"type", "object"}}}}}}};
-    auto r = http_post(http_->port(), "/v1/chat/completions", body.dump());
+    auto r = http_post(server_.port(), "/v1/chat/completions", body.dump());
     EXPECT_EQ(r.status, 200) << r.body;
     if (body.value("stream", false)) {
       json events = json::array();
@@ -65,14 +36,9 @@ class ScriptedChat : public ::testing::Test {
     return r.json();
   }
 
-  std::string script_;
-  std::unique_ptr<ModelSource> source_;
-  std::unique_ptr<Tokenizer> tok_;
-  std::unique_ptr<Model> model_;
-  std::unique_ptr<Engine> engine_;
-  std::unique_ptr<server::OpenAIServer> api_;
-  std::unique_ptr<http::Server> http_;
-  std::thread thread_;
+  std::string script_;  // what the next chat request "generates"
+  // 2048: Qwen3's tool preamble alone is ~400 stories260K tokens.
+  InProcessHttpServer server_{2, 2048, scripted_qwen3_api([this](const server::ChatParams&) { return script_; })};
 };
 
 TEST_F(ScriptedChat, ReasoningAndToolCallsInOneMessage) {
@@ -168,9 +134,10 @@ TEST_F(ScriptedChat, LengthLimitInsideACallIsLength) {
 TEST_F(ScriptedChat, ReasoningTokensCountTheWholeBlock) {
   const std::string block = "<think>Rain is likely.</think>";
   script_ = block + "Take an umbrella.";
-  const std::vector<int32_t> ids = tok_->encode(script_, false);
+  const std::vector<int32_t> ids = server_.tokenizer().encode(script_, false);
   int64_t expected = 0;  // the script's tokens up to and including the one that ends </think>
-  while (tok_->decode({ids.begin(), ids.begin() + expected}).find("</think>") == std::string::npos) ++expected;
+  while (server_.tokenizer().decode({ids.begin(), ids.begin() + expected}).find("</think>") == std::string::npos)
+    ++expected;
   ASSERT_GT(expected, 5);
   for (bool stream : {false, true}) {
     json body = {{"max_tokens", 200}, {"stream", stream}};
@@ -195,15 +162,17 @@ TEST_F(ScriptedChat, ReasoningTokensCountTheWholeBlock) {
 // <|python_tag|>, ...). stories260K's only such token is <s>, standing in for one here.
 TEST_F(ScriptedChat, SpecialTokensAreShownOnlyWhenKeptAsMarkers) {
   chat::ReasoningTags tags{"<s>", "</think>"};
-  EXPECT_EQ(server::chat_marker_tokens(*tok_, tags, chat::ToolCallFormat::Hermes), std::vector<int32_t>{1});
-  EXPECT_TRUE(server::chat_marker_tokens(*tok_, {}, chat::ToolCallFormat::Hermes).empty());  // plain text here
+  EXPECT_EQ(server::chat_marker_tokens(server_.tokenizer(), tags, chat::ToolCallFormat::Hermes),
+            std::vector<int32_t>{1});
+  EXPECT_TRUE(
+      server::chat_marker_tokens(server_.tokenizer(), {}, chat::ToolCallFormat::Hermes).empty());  // plain text here
   auto generate = [&](std::vector<int32_t> keep) {
     GenerationRequest g;
-    g.prompt = tok_->encode("Once", true);
+    g.prompt = server_.tokenizer().encode("Once", true);
     g.max_tokens = 50;
-    g.hook = std::make_shared<ScriptHook>(*tok_, "Hello<s> world");
+    g.hook = std::make_shared<ScriptHook>(server_.tokenizer(), "Hello<s> world");
     g.keep_special = std::move(keep);
-    auto stream = engine_->submit(std::move(g));
+    auto stream = server_.engine().submit(std::move(g));
     std::string text;
     for (bool done = false; !done;)
       for (auto& e : stream->wait(std::chrono::milliseconds(50))) {

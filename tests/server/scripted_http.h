@@ -1,8 +1,9 @@
-// stories260K behind Qwen3's chat template, served over real HTTP on a free port with each
-// chat's generation scripted (scripted_server.h): a tool result gets an answer, a request with
-// tools a call, anything else a thought then text. For the client tests of reasoning and tools,
-// which stories260K cannot produce by itself.
+// stories260K served over real HTTP on a free port by an OpenAI server object made in the test's
+// process, so that the test can script what the model "generates" (scripted_server.h, or its own
+// TokenHook): for the server and client tests of reasoning and tools, which stories260K cannot
+// produce by itself.
 #pragma once
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -18,27 +19,20 @@
 
 namespace owl::test {
 
-class ScriptedHttpServer {
+// stories260K (its own tokenizer), an engine of n_parallel slots of n_ctx tokens, and the API
+// object make_api builds over them, listening on a free port until destroyed.
+class InProcessHttpServer {
  public:
-  ScriptedHttpServer() {
+  using MakeApi = std::function<std::unique_ptr<server::OpenAIServer>(Engine&, const Tokenizer&)>;
+  InProcessHttpServer(int n_parallel, int n_ctx, const MakeApi& make_api) {
     source_ = open_model_source(shared_path("models/stories260K/stories260K-f32.gguf"));
     tok_ = Tokenizer::from_gguf(*source_->gguf_file());
     model_ = Model::load(*source_);
     EngineOptions eo;
-    eo.n_parallel = 2;
-    eo.n_ctx = 4096;  // Qwen3's tool preamble and a tool turn in stories260K's small pieces
+    eo.n_parallel = n_parallel;
+    eo.n_ctx = n_ctx;
     engine_ = std::make_unique<Engine>(*model_, *tok_, eo);
-    server::ApiOptions ao;
-    ao.model_id = "stories";
-    ao.architecture = "llama";
-    chat::ChatTemplate tmpl(read_file(shared_path("chat-templates/qwen3/chat_template.jinja")), "<s>", "</s>");
-    api_ = std::make_unique<ScriptedServer>(*engine_, *tok_, std::move(tmpl), ao, [](const server::ChatParams& p) {
-      if (p.messages.back()["role"] == "tool") return std::string("It is 21 degrees in Paris.");
-      if (!p.tools.is_null())
-        return std::string(
-            "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>");
-      return std::string("<think>A story is wanted.</think>Once there was a fox.");
-    });
+    api_ = make_api(*engine_, *tok_);
     http::ServerOptions ho;
     ho.port = 0;
     http_ =
@@ -46,13 +40,15 @@ class ScriptedHttpServer {
     http_->listen();
     thread_ = std::thread([this] { http_->run(); });
   }
-  ~ScriptedHttpServer() {
+  ~InProcessHttpServer() {
     http_->stop();
     thread_.join();
   }
-  ScriptedHttpServer(const ScriptedHttpServer&) = delete;
-  ScriptedHttpServer& operator=(const ScriptedHttpServer&) = delete;
+  InProcessHttpServer(const InProcessHttpServer&) = delete;
+  InProcessHttpServer& operator=(const InProcessHttpServer&) = delete;
   int port() const { return http_->port(); }
+  Engine& engine() { return *engine_; }
+  const Tokenizer& tokenizer() const { return *tok_; }
 
  private:
   std::unique_ptr<ModelSource> source_;
@@ -62,6 +58,37 @@ class ScriptedHttpServer {
   std::unique_ptr<server::OpenAIServer> api_;
   std::unique_ptr<http::Server> http_;
   std::thread thread_;
+};
+
+// A ScriptedServer behind Qwen3's chat template (its tool calls are Hermes-style
+// <tool_call>{json}</tool_call>), model id "stories".
+inline InProcessHttpServer::MakeApi scripted_qwen3_api(ScriptedServer::Script script, std::string architecture = "") {
+  return [script = std::move(script), architecture = std::move(architecture)](Engine& engine, const Tokenizer& tok) {
+    server::ApiOptions ao;
+    ao.model_id = "stories";
+    ao.architecture = architecture;
+    chat::ChatTemplate tmpl(read_file(shared_path("chat-templates/qwen3/chat_template.jinja")), "<s>", "</s>");
+    return std::make_unique<ScriptedServer>(engine, tok, std::move(tmpl), ao, script);
+  };
+}
+
+// The client tests' server: a tool result gets an answer, a request with tools a call, anything
+// else a thought then text.
+class ScriptedHttpServer : public InProcessHttpServer {
+ public:
+  ScriptedHttpServer()
+      : InProcessHttpServer(2, 4096,  // 4096: Qwen3's tool preamble and a tool turn in stories260K's small pieces
+                            scripted_qwen3_api(
+                                [](const server::ChatParams& p) {
+                                  if (p.messages.back()["role"] == "tool")
+                                    return std::string("It is 21 degrees in Paris.");
+                                  if (!p.tools.is_null())
+                                    return std::string(
+                                        "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": "
+                                        "\"Paris\"}}\n</tool_call>");
+                                  return std::string("<think>A story is wanted.</think>Once there was a fox.");
+                                },
+                                "llama")) {}
 };
 
 }  // namespace owl::test

@@ -8,13 +8,10 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
-#include <thread>
 
-#include "formats/gguf.h"
-#include "model/model.h"
 #include "runtime/engine.h"
-#include "server/http.h"
 #include "server/server.h"
+#include "server/scripted_http.h"
 #include "server/server_fixture.h"
 #include "test_util.h"
 #include "text/tokenizer.h"
@@ -58,26 +55,6 @@ class OpeningServer : public server::OpenAIServer {
 
 class ToolChoiceLazy : public ::testing::Test {
  protected:
-  void SetUp() override {
-    source_ = open_model_source(shared_path("models/stories260K/stories260K-f32.gguf"));
-    tok_ = Tokenizer::from_gguf(*source_->gguf_file());
-    model_ = Model::load(*source_);
-    EngineOptions eo;
-    eo.n_parallel = 1;
-    eo.n_ctx = 512;
-    engine_ = std::make_unique<Engine>(*model_, *tok_, eo);
-    api_ = std::make_unique<OpeningServer>(*engine_, *tok_, &opening_);
-    http::ServerOptions ho;
-    ho.port = 0;
-    http_ =
-        std::make_unique<http::Server>(ho, [this](const http::Request& q, http::Response& r) { api_->handle(q, r); });
-    http_->listen();
-    thread_ = std::thread([this] { http_->run(); });
-  }
-  void TearDown() override {
-    http_->stop();
-    thread_.join();
-  }
   json ask(bool strict, int seed) {
     json tools = json::parse(R"([{"type":"function","function":{"name":"get_weather","parameters":{"type":"object",
       "properties":{"city":{"type":"string","maxLength":10},"days":{"type":"integer","minimum":1,"maximum":9}},
@@ -88,19 +65,15 @@ class ToolChoiceLazy : public ::testing::Test {
                  {"max_tokens", 120},
                  {"parallel_tool_calls", false},  // one call, then the end (a random model would go on calling)
                  {"seed", seed}};
-    auto r = http_post(http_->port(), "/v1/chat/completions", body.dump());
+    auto r = http_post(server_.port(), "/v1/chat/completions", body.dump());
     EXPECT_EQ(r.status, 200) << r.body;
     return r.json();
   }
 
-  std::string opening_;
-  std::unique_ptr<ModelSource> source_;
-  std::unique_ptr<Tokenizer> tok_;
-  std::unique_ptr<Model> model_;
-  std::unique_ptr<Engine> engine_;
-  std::unique_ptr<server::OpenAIServer> api_;
-  std::unique_ptr<http::Server> http_;
-  std::thread thread_;
+  std::string opening_;  // what the next answer is forced to open with
+  InProcessHttpServer server_{1, 512, [this](Engine& engine, const Tokenizer& tok) {
+                                return std::make_unique<OpeningServer>(engine, tok, &opening_);
+                              }};
 };
 
 TEST_F(ToolChoiceLazy, StrictToolHoldsTheCallOnceItStarts) {
