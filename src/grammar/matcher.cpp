@@ -203,11 +203,7 @@ Matcher::Matcher(std::shared_ptr<const Grammar> g) : g_(std::move(g)) { reset();
 
 Matcher::Matcher(std::shared_ptr<MaskCache> cache) : g_(cache->grammar), cache_(std::move(cache)) { reset(); }
 
-void Matcher::reset() {
-  frame_ret_.assign(1, 0);
-  frame_parent_.assign(1, 0);
-  frame_depth_.assign(1, 0);
-  frame_ids_.clear();
+void Matcher::drop_interned_states() {
   states_.clear();
   class_of_.clear();
   budget_.clear();
@@ -224,6 +220,14 @@ void Matcher::reset() {
   state_ids_.clear();
   mask_cache_.clear();
   same_memo_.clear();
+}
+
+void Matcher::reset() {
+  frame_ret_.assign(1, 0);
+  frame_parent_.assign(1, 0);
+  frame_depth_.assign(1, 0);
+  frame_ids_.clear();
+  drop_interned_states();
   exit_frame_ = push_frame(kExitRet, 0);
   State s;
   entered_.clear();
@@ -968,22 +972,7 @@ void Matcher::fill_mask(std::vector<uint64_t>& mask) {
   if (states_.size() > kMaxStates) {
     // Keep the frames (the current state refers to them), drop the interned states.
     State keep = states_[cur_];
-    states_.clear();
-    class_of_.clear();
-    budget_.clear();
-    region_tried_.clear();
-    own_shape_.clear();
-    id_tried_.clear();
-    frame_shape_.clear();
-    shape_tried_.clear();
-    class_ids_.clear();
-    region_of_.clear();
-    region_slot_.clear();
-    region_purity_.clear();
-    trans_.clear();
-    state_ids_.clear();
-    mask_cache_.clear();
-    same_memo_.clear();
+    drop_interned_states();
     cur_ = intern(std::move(keep));
   }
   mask.assign(words, 0);

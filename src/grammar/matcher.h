@@ -125,6 +125,8 @@ class Matcher {
   uint32_t push_frame(uint32_t ret, uint32_t parent);
   bool entered(uint32_t node, uint32_t frame);
   int32_t intern(State&& s);
+  // Forgets every interned state and what was memoised of them (not the frames).
+  void drop_interned_states();
   int32_t next(int32_t s, uint8_t b);
   std::shared_ptr<const MaskCache::Local> local(const std::vector<uint32_t>& nodes);
   // A walk that follows a reference state alongside (derived_local): where the two states agree
