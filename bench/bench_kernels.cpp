@@ -170,8 +170,9 @@ void BM_ReadBandwidth(benchmark::State& state) {
 // Access pattern against overlap in the one-row packed GEMV (issue 23). Over the same packed
 // weights streamed from DRAM (BM_MatmulDecode's set, prepare_weight's huge-page copies):
 // variant 0 runs the type's packed kernel on every 8-row group in order (a one-row matmul's
-// tiles without its planning); 1 is a load-only twin that reads every 32 bytes of each packed
-// block in the kernel's order with the kernel's prefetches (repack.h) and no arithmetic; 2 is
+// tiles without its planning); 1 is a load-only twin that reads each packed block in 32-byte
+// pieces, blocks and groups in the kernel's order, with the kernel's prefetches (repack.h) and no
+// arithmetic; 2 is
 // the read probe's 512-bit loop over the same bytes. 1 close to 2: the access pattern streams
 // at the probe's rate and what the kernel loses against 1 is overlap of memory with compute;
 // 1 below 2: the pattern itself loses. Args: {type, variant, threads}, each thread a contiguous
@@ -250,7 +251,10 @@ void BM_GemvAccess(benchmark::State& state) {
   const DType t = static_cast<DType>(state.range(0));
   const int variant = static_cast<int>(state.range(1)), threads = static_cast<int>(state.range(2));
   owl::set_default_threads(threads);
+  if (!__builtin_cpu_supports("avx2")) return state.SkipWithError("the load-only twin needs AVX2");
   AccessSet& set = access_set(t);
+  if (!owl::kernels::WeightAccess::layout(set.packed[0]))
+    return state.SkipWithError("no packed copy (repacking off or no packed kernels on this CPU)");
   // The activation row in the kernel's vec-dot type (vec_dot.h's Q8_0 layout: blocks, then float
   // scales and int32 quant sums; Q8_K blocks otherwise).
   const auto x = random_x(kIn);
@@ -273,13 +277,16 @@ void BM_GemvAccess(benchmark::State& state) {
   job.xa = xa.data();
   switch (t) {
     case DType::Q4_K:
-      job.walk = load_walk_of<owl::BlockQ4_K, DType::Q4_K>, job.nb = kIn / owl::kQKK;
+      job.walk = load_walk_of<owl::BlockQ4_K, DType::Q4_K>;
+      job.nb = kIn / owl::kQKK;
       break;
     case DType::Q6_K:
-      job.walk = load_walk_of<owl::BlockQ6_K, DType::Q6_K>, job.nb = kIn / owl::kQKK;
+      job.walk = load_walk_of<owl::BlockQ6_K, DType::Q6_K>;
+      job.nb = kIn / owl::kQKK;
       break;
     default:
-      job.walk = load_walk_of<owl::BlockQ8_0, DType::Q8_0>, job.nb = kIn / owl::kQK;
+      job.walk = load_walk_of<owl::BlockQ8_0, DType::Q8_0>;
+      job.nb = kIn / owl::kQK;
   }
   size_t i = 0;
   double bytes = 0;
