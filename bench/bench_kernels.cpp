@@ -5,15 +5,18 @@
 // prefill (512 rows; GFLOP/s) per weight type, decode attention over a long F16/F32/Q8_0/Q4_0 cache, and
 // prefill attention (a causal prompt, attention_rows against attention() per row), and the
 // quantised KV cache's per-token writer (BM_KvWriter: rotation + Q8_0/Q4_0 scale search).
+// BM_GemvAccess splits the packed decode kernels' DRAM rate into access pattern and overlap.
 // Args: {type id, threads} (decode: {type id, threads, packed}). Counters are rates: bytes = weight (or KV) bytes per
 // second, FLOP = floating-point operations per second. Run: build/bench_kernels --benchmark_filter=Decode
 #include <benchmark/benchmark.h>
+#include <immintrin.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <ctime>
+#include <map>
 #include <memory>
 #include <random>
 #include <span>
@@ -23,6 +26,8 @@
 #include "base/memory_bandwidth.h"
 #include "base/thread_pool.h"
 #include "kernels/kernels.h"
+#include "kernels/repack.h"
+#include "kernels/vec_dot.h"
 #include "model/kv_rotation.h"
 #include "tensor/fp16.h"
 #include "tensor/quants.h"
@@ -160,6 +165,143 @@ void BM_ReadBandwidth(benchmark::State& state) {
       state,
       8.0 * static_cast<double>(job.per_task * static_cast<size_t>(threads)) * static_cast<double>(state.iterations()),
       thread_cpu_seconds() - cpu0);
+}
+
+// Access pattern against overlap in the one-row packed GEMV (issue 23). Over the same packed
+// weights streamed from DRAM (BM_MatmulDecode's set, prepare_weight's huge-page copies):
+// variant 0 runs the type's packed kernel on every 8-row group in order (a one-row matmul's
+// tiles without its planning); 1 is a load-only twin that reads each packed block in 32-byte
+// pieces, blocks and groups in the kernel's order, with the kernel's prefetches (repack.h) and no
+// arithmetic; 2 is
+// the read probe's 512-bit loop over the same bytes. 1 close to 2: the access pattern streams
+// at the probe's rate and what the kernel loses against 1 is overlap of memory with compute;
+// 1 below 2: the pattern itself loses. Args: {type, variant, threads}, each thread a contiguous
+// share of every matrix; bytes_per_cpu_s = bytes over the mean CPU seconds of the threads'
+// tasks. Alternate the variants: --benchmark_repetitions=N --benchmark_enable_random_interleaving=true.
+struct AccessSet {
+  MatrixSet plain;
+  std::vector<owl::kernels::Weight> packed;
+};
+AccessSet& access_set(DType t) {  // built once per type: packing ~0.5 GB per repetition would dominate
+  static std::map<DType, AccessSet> sets;
+  auto [it, fresh] = sets.try_emplace(t);
+  if (fresh) {
+    const size_t mat_bytes = owl::row_bytes(t, kIn) * kOut;
+    const int n_mats = static_cast<int>(dram_set_bytes() / mat_bytes + 1);
+    it->second.plain = make_set(t, n_mats);
+    for (int m = 0; m < n_mats; ++m) {
+      it->second.packed.push_back(owl::kernels::prepare_weight(*it->second.plain.views[m].plain()));
+      std::vector<uint8_t>().swap(it->second.plain.bytes[m]);
+    }
+  }
+  return it->second;
+}
+
+// The twin: kBytes per packed block, prefetch level as the kernel's.
+template <size_t kBytes, int kLocality>
+__attribute__((target("avx2"))) void load_walk(const uint8_t* grp, int64_t nb, uint64_t* sink) {
+  __m256i o = _mm256_setzero_si256();
+  for (int64_t i = 0; i < nb; ++i) {
+    const uint8_t* b = grp + static_cast<size_t>(i) * kBytes;
+    for (size_t k = 0; k < kBytes; k += 64)
+      __builtin_prefetch(b + owl::kernels::kPackedPrefetchBytes + k, 0, kLocality);
+    size_t k = 0;
+    for (; k + 32 <= kBytes; k += 32)
+      o = _mm256_or_si256(o, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + k)));
+    if (k < kBytes)
+      o = _mm256_or_si256(o, _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + k))));
+  }
+  *sink |= static_cast<uint64_t>(_mm256_extract_epi64(o, 0) | _mm256_extract_epi64(o, 3));
+}
+template <class Block, DType kType>
+void load_walk_of(const uint8_t* grp, int64_t nb, uint64_t* sink) {
+  load_walk<owl::kernels::kPackedBytes<Block>, owl::kernels::packed_prefetch_locality(kType)>(grp, nb, sink);
+}
+
+struct AccessJob {
+  const owl::kernels::PackedLayout* layout;
+  int variant, threads;
+  const uint8_t* xa;  // the activation row in the kernel's vec-dot type
+  int64_t nb;         // packed blocks per group
+  void (*walk)(const uint8_t*, int64_t, uint64_t*);
+  double cpu[64];
+  uint64_t sink[64];
+  float y[64][8];
+};
+void access_task(void* ctx, int task, int) {
+  auto& j = *static_cast<AccessJob*>(ctx);
+  const owl::kernels::PackedLayout& l = *j.layout;
+  const int64_t groups = static_cast<int64_t>(l.matrix_bytes / l.group_bytes);
+  const int64_t g0 = groups * task / j.threads, g1 = groups * (task + 1) / j.threads;
+  const double c0 = thread_cpu_seconds();
+  if (j.variant == 0) {
+    for (int64_t g = g0; g < g1; ++g)
+      l.fn(l.in, l.bytes + static_cast<size_t>(g) * l.group_bytes, j.xa, 0, 1, j.y[task], 8, 8);
+  } else if (j.variant == 1) {
+    for (int64_t g = g0; g < g1; ++g) j.walk(l.bytes + static_cast<size_t>(g) * l.group_bytes, j.nb, &j.sink[task]);
+  } else {
+    j.sink[task] +=
+        owl::sum_words_fast(reinterpret_cast<const uint64_t*>(l.bytes + static_cast<size_t>(g0) * l.group_bytes),
+                            static_cast<size_t>(g1 - g0) * l.group_bytes / 8);
+  }
+  j.cpu[task] += thread_cpu_seconds() - c0;
+}
+
+void BM_GemvAccess(benchmark::State& state) {
+  const DType t = static_cast<DType>(state.range(0));
+  const int variant = static_cast<int>(state.range(1)), threads = static_cast<int>(state.range(2));
+  owl::set_default_threads(threads);
+  if (!__builtin_cpu_supports("avx2")) return state.SkipWithError("the load-only twin needs AVX2");
+  AccessSet& set = access_set(t);
+  if (!owl::kernels::WeightAccess::layout(set.packed[0]))
+    return state.SkipWithError("no packed copy (repacking off or no packed kernels on this CPU)");
+  // The activation row in the kernel's vec-dot type (vec_dot.h's Q8_0 layout: blocks, then float
+  // scales and int32 quant sums; Q8_K blocks otherwise).
+  const auto x = random_x(kIn);
+  const bool q8_0 = owl::kernels::type_traits(t)->act == DType::Q8_0;
+  std::vector<uint8_t> xa(q8_0 ? owl::kernels::q8_0_act_row_bytes(kIn) : owl::row_bytes(DType::Q8_K, kIn));
+  owl::quantize_row(q8_0 ? DType::Q8_0 : DType::Q8_K, x.data(), xa.data(), kIn);
+  if (q8_0) {
+    const auto* b = reinterpret_cast<const owl::BlockQ8_0*>(xa.data());
+    auto* d = reinterpret_cast<float*>(xa.data() + owl::kernels::q8_0_act_scales_offset(kIn));
+    auto* sums = reinterpret_cast<int32_t*>(xa.data() + owl::kernels::q8_0_act_sums_offset(kIn));
+    for (int64_t i = 0; i < kIn / owl::kQK; ++i) {
+      d[i] = owl::f16_to_f32(b[i].d);
+      sums[i] = 0;
+      for (int k = 0; k < owl::kQK; ++k) sums[i] += b[i].qs[k];
+    }
+  }
+  AccessJob job{};
+  job.variant = variant;
+  job.threads = threads;
+  job.xa = xa.data();
+  switch (t) {
+    case DType::Q4_K:
+      job.walk = load_walk_of<owl::BlockQ4_K, DType::Q4_K>;
+      job.nb = kIn / owl::kQKK;
+      break;
+    case DType::Q6_K:
+      job.walk = load_walk_of<owl::BlockQ6_K, DType::Q6_K>;
+      job.nb = kIn / owl::kQKK;
+      break;
+    default:
+      job.walk = load_walk_of<owl::BlockQ8_0, DType::Q8_0>;
+      job.nb = kIn / owl::kQK;
+  }
+  size_t i = 0;
+  double bytes = 0;
+  for (auto _ : state) {
+    job.layout = owl::kernels::WeightAccess::layout(set.packed[i++ % set.packed.size()]);
+    owl::default_pool().run(threads, access_task, &job);
+    bytes += static_cast<double>(job.layout->matrix_bytes);
+    benchmark::DoNotOptimize(job.y);
+    benchmark::DoNotOptimize(job.sink);
+  }
+  double cpu = 0;
+  for (int k = 0; k < threads; ++k) cpu += job.cpu[k];
+  set_byte_rates(state, bytes, cpu / threads);
+  static const char* const kVariants[] = {"kernel", "loads", "read512"};
+  state.SetLabel(std::string(owl::dtype_name(t)) + " " + kVariants[variant]);
 }
 
 void BM_MatmulPrefill(benchmark::State& state) {
@@ -529,6 +671,13 @@ BENCHMARK(BM_AttentionFewRows)
     ->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_MatmulDecode)->Apply(DecodeArgs)->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_ReadBandwidth)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_GemvAccess)
+    ->ArgsProduct({{static_cast<int64_t>(DType::Q4_K), static_cast<int64_t>(DType::Q6_K),
+                    static_cast<int64_t>(DType::Q8_0)},
+                   {0, 1, 2},
+                   {1, 2}})
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_MatmulPrefill)->Apply(TypeArgs)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_MatmulCodebook)->Apply(CodebookArgs)->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_MatmulShape)->Apply(ShapeArgs)->UseRealTime()->Unit(benchmark::kMicrosecond);

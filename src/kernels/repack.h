@@ -30,6 +30,16 @@
 
 namespace owl::kernels {
 
+// The packed one-row kernels' software prefetch (repack_simd.h): each block asks for its lines
+// kPackedPrefetchBytes ahead, into L1 (prefetcht0, locality 3) or L2 only (prefetcht1, 2). On the
+// Xeon (Sapphire/Emerald Rapids class) dev box, L2 streamed Q6_K 3-8% and Q8_0 3-9% faster from
+// DRAM on one core, Q4_K 1-4% slower; distances of 1-16 KiB measured the same. Exactly one
+// prefetch per line and nothing ahead of it: a second level, the same line twice, even one far
+// prefetch per 4 KiB page lost 25-47%, one per two lines 4-24% (docs/BENCHMARKS.md, branch
+// gemv4). Here so that bench_kernels' load-only twin (BM_GemvAccess) asks for the same lines.
+constexpr int kPackedPrefetchBytes = 4096;
+constexpr int packed_prefetch_locality(DType t) { return t == DType::Q6_K || t == DType::Q8_0 ? 2 : 3; }
+
 // y[k * ld + r] = dot(weight row r of the group, activation row k) for k < m (1 <= m <= 4),
 // r < valid (1 <= valid <= 8). xa: activations converted to the type's vec-dot type (Q8_K for
 // Q4_K/Q6_K, Q8_0 with float scales and sums for Q8_0 and Q5_0), rows x_stride bytes apart.

@@ -26,16 +26,12 @@ inline __m256 fp16x8(const uint8_t* p) { return _mm256_cvtph_ps(load16(p)); }
 
 // Decode streams weights from DRAM once; the hardware prefetcher alone leaves the core waiting
 // for every line, so compute and memory time add up (Q4_K GEMV: 7.1 GB/s on one core, 9.6 with
-// this). Asking for the lines kPrefetchBytes ahead overlaps them. One call per block.
-// Into L1 (T0) or into L2 only (T1): on the Xeon (Sapphire/Emerald Rapids class) dev box, T1
-// streamed Q6_K 3-8% and Q8_0 3-9% faster from DRAM on one core (VNNI and AVX2 kernels alike;
-// Q6_K without any prefetch: half the rate), Q4_K 1-4% slower (docs/BENCHMARKS.md).
-constexpr int kPrefetchBytes = 4096;
-// kLocality as __builtin_prefetch takes it: 3 = prefetcht0, 2 = prefetcht1.
-constexpr int kIntoL1 = 3, kIntoL2 = 2;
-template <int kLocality = kIntoL1>
+// this). Asking for the lines kPackedPrefetchBytes ahead (repack.h: distance and level per type)
+// overlaps them. One call per block.
+template <DType kType>
 inline void prefetch_block(const uint8_t* b, size_t bytes) {
-  for (size_t o = 0; o < bytes; o += 64) __builtin_prefetch(b + kPrefetchBytes + o, 0, kLocality);
+  constexpr int kLocality = packed_prefetch_locality(kType);
+  for (size_t o = 0; o < bytes; o += 64) __builtin_prefetch(b + kPackedPrefetchBytes + o, 0, kLocality);
 }
 
 // Writes M rows of 8 results (the first `valid` of each) ld floats apart.
@@ -144,7 +140,7 @@ void gemm_q8_0(int64_t in, const uint8_t* grp, const uint8_t* xa, size_t xs, flo
   constexpr size_t kBytes = kPackedBytes<BlockQ8_0>;
   for (int64_t i = 0; i < nb; ++i) {
     const uint8_t* b = grp + i * kBytes;
-    prefetch_block<kIntoL2>(b, kBytes);
+    prefetch_block<DType::Q8_0>(b, kBytes);
     __m256i isum[M];
     for (int m = 0; m < M; ++m) isum[m] = _mm256_setzero_si256();
     for (int g = 0; g < 8; ++g) {
@@ -169,7 +165,7 @@ void gemm_q5_0(int64_t in, const uint8_t* grp, const uint8_t* xa, size_t xs, flo
   constexpr size_t kBytes = kPackedBytes<BlockQ5_0>;
   for (int64_t i = 0; i < nb; ++i) {
     const uint8_t* b = grp + i * kBytes;
-    prefetch_block(b, kBytes);
+    prefetch_block<DType::Q5_0>(b, kBytes);
     const __m256i hb = load32(b + 16);
     __m256i isum[M];
     for (int m = 0; m < M; ++m) isum[m] = _mm256_set1_epi32(-16 * x.sums[m][i]);
@@ -209,7 +205,7 @@ void gemm_q4_k(int64_t in, const uint8_t* grp, const uint8_t* xa, size_t xs, flo
   for (int m = 0; m < M; ++m) acc[m] = _mm256_setzero_ps();
   for (int64_t i = 0; i < nb; ++i) {
     const uint8_t* b = grp + i * kBytes;
-    prefetch_block(b, kBytes);
+    prefetch_block<DType::Q4_K>(b, kBytes);
     const Q4KScales s = q4_k_scales(b + 32);
     const uint8_t* qs = b + 128;
     const BlockQ8_K* a[M];
@@ -260,7 +256,7 @@ void gemm_q6_k(int64_t in, const uint8_t* grp, const uint8_t* xa, size_t xs, flo
   for (int m = 0; m < M; ++m) acc[m] = _mm256_setzero_ps();
   for (int64_t i = 0; i < nb; ++i) {
     const uint8_t* b = grp + i * kBytes;
-    prefetch_block<kIntoL2>(b, kBytes);
+    prefetch_block<DType::Q6_K>(b, kBytes);
     const uint8_t* sc = b + 16;
     const uint8_t* ql = b + 144;
     const uint8_t* qh = b + 1168;
