@@ -442,7 +442,8 @@ std::unique_ptr<ModelCache> make_model_cache(DType t, int64_t ctx, int64_t layer
       for (int kv = 0; kv < 2; ++kv) {
         uint8_t* b = c->arena + static_cast<size_t>(pg) * page + (2 * static_cast<size_t>(l) + kv) * block;
         (kv == 0 ? c->kptr : c->vptr)[static_cast<size_t>(l)].push_back(b);
-        for (int64_t j = 0; j < kPage; ++j, n += 7) std::memcpy(b + static_cast<size_t>(j) * rb, src.data() + n % 64 * rb, rb);
+        for (int64_t j = 0; j < kPage; ++j, n += 7)
+          std::memcpy(b + static_cast<size_t>(j) * rb, src.data() + n % 64 * rb, rb);
       }
   return c;
 }
