@@ -312,7 +312,7 @@ struct DecodeAttention {
   // head slice of 136 bytes is not line-aligned: it can touch 4 lines). With after_previous, a
   // line that the slice shares with the previous head's (its first, when off is not
   // line-aligned) is left out: that head's prefetch asked for it a head earlier. Q8_0's 8
-  // slices of a row then take 17 requests, not ~25, and Q4_0's 72-byte slices 9, not ~17:
+  // slices of a row then take 17 requests, not 24, and Q4_0's 72-byte slices 9, not 16:
   // each request for a line already in flight still takes a load slot in the burst.
   static void prefetch_rows(const uint8_t* const* base, int64_t len, size_t off, size_t bytes, bool after_previous) {
     for (int64_t j = 0; j < len; ++j) {
