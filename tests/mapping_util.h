@@ -24,8 +24,7 @@ inline Mapping mapping_of(const void* p) {
     const size_t dash = line.find('-');
     const size_t space = line.find(' ');
     // A mapping's header line: "start-end perms ..." in hex; field lines start "Name:".
-    if (dash != std::string::npos && space != std::string::npos && dash < space &&
-        line.find(':') > space) {
+    if (dash != std::string::npos && space != std::string::npos && dash < space && line.find(':') > space) {
       if (inside) break;
       const uintptr_t s = std::stoull(line.substr(0, dash), nullptr, 16);
       const uintptr_t e = std::stoull(line.substr(dash + 1, space - dash - 1), nullptr, 16);

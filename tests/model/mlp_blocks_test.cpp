@@ -1,6 +1,7 @@
 // blocks::mlp runs a long batch in blocks of rows whose SwiGLU hidden activations fit its
-// scratch budget (kMlpScratchFloats; small ones here): the outputs are the same bits as one call over all rows (the matmuls
-// compute a row the same whatever the rows beside it), and the scratch holds one block.
+// scratch budget (kMlpScratchFloats; small ones here): the outputs are the same bits as one call
+// over all rows (the matmuls compute a row the same whatever the rows beside it), and the
+// scratch holds one block.
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -49,7 +50,8 @@ void expect_same_as_one_call(int64_t d, int64_t ff, int64_t n, int64_t max_float
   ws.max_floats = max_floats;
   std::vector<float> got(want.size());
   blocks::mlp(m.w, x.data(), n, ws, got.data());
-  EXPECT_EQ(std::memcmp(got.data(), want.data(), want.size() * sizeof(float)), 0) << "ff " << ff << ", " << n << " rows";
+  EXPECT_EQ(std::memcmp(got.data(), want.data(), want.size() * sizeof(float)), 0)
+      << "ff " << ff << ", " << n << " rows";
   EXPECT_EQ(static_cast<int64_t>(ws.gate.size()), block_rows * ff) << "ff " << ff << ", " << n << " rows";
 }
 
