@@ -75,9 +75,10 @@ TEST(PackedMemory, ChunkGoesWithItsLastWeight) {
 // page is only partly filled, so fewer chunks waste fewer of them.
 TEST(PackedMemory, SmallWeightsOfAModelShareOneChunk) {
   const int chunks_before = kernels::packed_chunks();
-  const size_t bytes = (size_t{3} << 20) + 4096 * 7 + 100;  // 40 of them: 126 MiB
+  // 60 of 3 MiB + 32 KiB: 182 MiB, beyond what a 64 MiB chunk's rest and one more chunk held.
+  const size_t bytes = (size_t{3} << 20) + 4096 * 7 + 100;
   std::vector<uint8_t*> ps;
-  for (int i = 0; i < 40; ++i) ps.push_back(kernels::allocate_packed(bytes));
+  for (int i = 0; i < 60; ++i) ps.push_back(kernels::allocate_packed(bytes));
   EXPECT_LE(kernels::packed_chunks(), chunks_before + 1);
   for (uint8_t* p : ps) kernels::free_packed(p, bytes);
   EXPECT_EQ(kernels::packed_chunks(), chunks_before);
