@@ -11,7 +11,9 @@ namespace owl {
 
 // A zeroed, writable mapping of `bytes` (a multiple of 4096) at a 2 MiB boundary, with
 // MADV_HUGEPAGE (a hint: where transparent huge pages are off it is ordinary memory). Returns
-// nullptr when the system has no memory for it; release with unmap_huge_aligned(p, bytes).
+// nullptr when the system has no memory for it; release with unmap_huge_aligned(p, bytes). The
+// mapping is exactly `bytes` long: past its last 2 MiB boundary it is on 4 KiB pages, so a length
+// rounded only to 4 KiB does not make the last few bytes cost a whole huge page.
 uint8_t* map_huge_aligned(size_t bytes);
 void unmap_huge_aligned(uint8_t* p, size_t bytes);
 

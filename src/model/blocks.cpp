@@ -273,9 +273,21 @@ void attention(const AttentionWeights& w, const AttentionShape& s, const Rope& r
 // ---- feed-forward ----
 
 void mlp(const MlpWeights& w, const float* x, int64_t n_rows, MlpScratch& ws, float* out) {
-  float* gate = grow(ws.gate, n_rows * w.gate.out());
-  kernels::matmul_swiglu(w.gate.w, w.up.w, x, n_rows, gate);
-  linear(w.down, gate, n_rows, out);
+  const int64_t ff = w.gate.out(), d = w.down.out();
+  // The hidden rows go through in blocks whose [rows][ff] fit ws.max_floats (evened out):
+  // the scratch lives as long as the model, and a whole 512-row prompt chunk of
+  // DeepSeek-V2-Lite's dense layer (ff 10944) is 22 MB of it. Each block reads the weights
+  // again, so a block may hold up to kMlpMinRows rows whatever ff. The matmuls compute every
+  // row the same whatever the rows per call: the same bits as one call.
+  const int64_t most = std::max(kMlpMinRows, ws.max_floats / std::max<int64_t>(ff, 1));
+  const int64_t blocks = (n_rows + most - 1) / most;
+  const int64_t rows = blocks > 0 ? (n_rows + blocks - 1) / blocks : 0;
+  float* gate = grow(ws.gate, rows * ff);
+  for (int64_t r0 = 0; r0 < n_rows; r0 += rows) {
+    const int64_t m = std::min(rows, n_rows - r0);
+    kernels::matmul_swiglu(w.gate.w, w.up.w, x + r0 * w.gate.in(), m, gate);
+    linear(w.down, gate, m, out + r0 * d);
+  }
 }
 
 FeedForward load_dense_ffn(const ModelSource& src, const ModelConfig& c, int64_t il, int64_t n_ff,

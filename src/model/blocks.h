@@ -117,13 +117,17 @@ void attention(const AttentionWeights& w, const AttentionShape& s, const Rope& r
 
 // ---- feed-forward ----
 
+inline constexpr int64_t kMlpScratchFloats = int64_t{2} << 20;
+inline constexpr int64_t kMlpMinRows = 64;
 struct MlpWeights {
   Linear gate, up, down;
 };
 struct MlpScratch {
   std::vector<float> gate;
+  int64_t max_floats = kMlpScratchFloats;  // the hidden rows' budget (tests set small ones)
 };
-// out = down(silu(gate(x)) * up(x)) for n_rows rows of x (already normalised).
+// out = down(silu(gate(x)) * up(x)) for n_rows rows of x (already normalised), in blocks of at
+// most max(kMlpMinRows, ws.max_floats / n_ff) rows (8 MiB of hidden activations), evened out.
 void mlp(const MlpWeights& w, const float* x, int64_t n_rows, MlpScratch& ws, float* out);
 
 // The FFN half of a layer: RMSNorm, then a SwiGLU MLP (dense layers) or a mixture of experts.

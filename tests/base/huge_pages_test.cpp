@@ -4,6 +4,9 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <cstring>
+
+#include "mapping_util.h"
 
 namespace owl {
 namespace {
@@ -20,6 +23,21 @@ TEST(HugePages, MappingStartsAtA2MiBBoundaryZeroedAndWritable) {
     EXPECT_EQ(p[0] + p[bytes - 1], 3);
     unmap_huge_aligned(p, bytes);
   }
+}
+
+// The mapping is as long as asked, not rounded up to 2 MiB: written whole, a length past the last
+// 2 MiB boundary is resident on 4 KiB pages, not a whole huge page (packed_memory.h).
+TEST(HugePages, MappingEndsWhereAsked) {
+  const size_t bytes = 3 * kHugePageBytes + 5 * 4096;
+  uint8_t* p = map_huge_aligned(bytes);
+  ASSERT_NE(p, nullptr);
+  std::memset(p, 7, bytes);
+  const test::Mapping m = test::mapping_of(p);
+  EXPECT_EQ(m.start, reinterpret_cast<uintptr_t>(p));
+  EXPECT_EQ(m.end, reinterpret_cast<uintptr_t>(p) + bytes);
+  EXPECT_EQ(m.rss, bytes);
+  EXPECT_LE(m.anon_huge, 3 * kHugePageBytes);
+  unmap_huge_aligned(p, bytes);
 }
 
 TEST(HugePages, TwoMappingsDoNotOverlap) {
