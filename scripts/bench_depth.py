@@ -3,7 +3,7 @@
 
     scripts/bench_depth.py [--owl build/owl] [--ref /work/ref/llama.cpp/build/bin/llama-bench]...
                            [--file F]... [-d 4096,16384,32768] [-n 32] [--kv f16,q8_0,q4_0] [-t 2] [-r 1]
-                           [--timeout 3600] [--log FILE] [--json]
+                           [--timeout 3600] [--log FILE] [--ref-first] [--json]
 
 owl: `owl bench F -p 0 -n N -d D --kv-type KV -r 1 --json`; llama.cpp: `llama-bench -m F -p 0
 -n N -d D -ctk KV -ctv KV -fa 1 -r 1 -o json` (flash attention on: llama.cpp needs it for a
@@ -55,16 +55,20 @@ def main():
     ap.add_argument("-r", "--reps", type=int, default=1, help="alternations")
     ap.add_argument("--timeout", type=float, default=3600, help="seconds per engine call (fill + decode)")
     ap.add_argument("--log", help="append each measurement to this file as a JSON line")
+    ap.add_argument("--ref-first", action="store_true",
+                    help="run the references before owl in each alternation (a long reference fill started at a "
+                         "low priority beside other work then leaves owl's call for the quiet minutes after it)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     engines = [("owl", a.owl, git_commit(a.owl))] + [(repo_name(r), r, git_commit(r)) for r in a.ref]
+    order = engines[1:] + engines[:1] if a.ref_first else engines
     rows = []
     for path in a.file or FILES:
         for kv in a.kv.split(","):
             for depth in map(int, a.depth.split(",")):
                 row = {"file": path, "kv": kv, "depth": depth, "load_before": loadavg(), "tg": {}}
                 for i in range(a.reps):
-                    for name, binary, _ in engines:
+                    for name, binary, _ in order:
                         try:
                             tps = owl_run(a, path, depth, kv) if name == "owl" else ref_run(a, binary, path, depth, kv)
                         except (subprocess.CalledProcessError, subprocess.TimeoutExpired, ValueError, IndexError,
