@@ -126,12 +126,8 @@ struct DecodeAttention {
   static constexpr int64_t kW = V::kWidth;
   static constexpr int kTileQ = V::kTileQ;
   // Tokens per chunk: the running max is updated once per chunk, and one chunk of one head's
-  // keys and values (64 x 128 F16 = 16 KB each) stays in L1 while the group's heads use it.
-  // 64 rather than 32 halves the per-chunk work (row starts, scale tables, softmax updates,
-  // the output tiles' loads and stores), and each next-chunk prefetch burst has twice the work
-  // to hide behind: Q8_0/Q4_0 at 16k over 28 layers took 0.8-0.9x the CPU time
-  // (docs/BENCHMARKS.md, branch kvq4); 128 measured no better.
-  static constexpr int64_t kChunk = 64;
+  // keys and values (32 x 128 F16 = 8 KB each) stays in L1 while the group's heads use it.
+  static constexpr int64_t kChunk = 32;
 
   // s[i][j..j+4) = q[i] . key[j..j+4) for NQ queries (n elements each).
   template <int NQ, class T>
