@@ -182,7 +182,6 @@ void BM_ReadBandwidth(benchmark::State& state) {
 struct AccessSet {
   MatrixSet plain;
   std::vector<owl::kernels::Weight> packed;
-  std::vector<owl::kernels::Weight> interleaved;  // Q6_K: the interleaved form too (variant 3)
 };
 AccessSet& access_set(DType t) {  // built once per type: packing ~0.5 GB per repetition would dominate
   static std::map<DType, AccessSet> sets;
@@ -193,11 +192,6 @@ AccessSet& access_set(DType t) {  // built once per type: packing ~0.5 GB per re
     it->second.plain = make_set(t, n_mats);
     for (int m = 0; m < n_mats; ++m) {
       it->second.packed.push_back(owl::kernels::prepare_weight(*it->second.plain.views[m].plain()));
-      if (t == DType::Q6_K) {
-        owl::kernels::PrepareOptions o;
-        o.q6_k_multishift = false;
-        it->second.interleaved.push_back(owl::kernels::prepare_weight(*it->second.plain.views[m].plain(), o));
-      }
       std::vector<uint8_t>().swap(it->second.plain.bytes[m]);
     }
   }
@@ -241,7 +235,7 @@ void access_task(void* ctx, int task, int) {
   const int64_t groups = static_cast<int64_t>(l.matrix_bytes / l.group_bytes);
   const int64_t g0 = groups * task / j.threads, g1 = groups * (task + 1) / j.threads;
   const double c0 = thread_cpu_seconds();
-  if (j.variant == 0 || j.variant == 3) {
+  if (j.variant == 0) {
     for (int64_t g = g0; g < g1; ++g)
       l.fn(l.in, l.bytes + static_cast<size_t>(g) * l.group_bytes, j.xa, 0, 1, j.y[task], 8, 8);
   } else if (j.variant == 1) {
@@ -298,8 +292,7 @@ void BM_GemvAccess(benchmark::State& state) {
   size_t i = 0;
   double bytes = 0;
   for (auto _ : state) {
-    const auto& mats = variant == 3 && !set.interleaved.empty() ? set.interleaved : set.packed;
-    job.layout = owl::kernels::WeightAccess::layout(mats[i++ % mats.size()]);
+    job.layout = owl::kernels::WeightAccess::layout(set.packed[i++ % set.packed.size()]);
     owl::default_pool().run(threads, access_task, &job);
     bytes += static_cast<double>(job.layout->matrix_bytes);
     benchmark::DoNotOptimize(job.y);
@@ -308,7 +301,7 @@ void BM_GemvAccess(benchmark::State& state) {
   double cpu = 0;
   for (int k = 0; k < threads; ++k) cpu += job.cpu[k];
   set_byte_rates(state, bytes, cpu / threads);
-  static const char* const kVariants[] = {"kernel", "loads", "read512", "kernel_interleaved"};
+  static const char* const kVariants[] = {"kernel", "loads", "read512"};
   state.SetLabel(std::string(owl::dtype_name(t)) + " " + kVariants[variant]);
 }
 
@@ -769,7 +762,7 @@ BENCHMARK(BM_ReadBandwidth)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMil
 BENCHMARK(BM_GemvAccess)
     ->ArgsProduct({{static_cast<int64_t>(DType::Q4_K), static_cast<int64_t>(DType::Q6_K),
                     static_cast<int64_t>(DType::Q8_0)},
-                   {0, 1, 2, 3},
+                   {0, 1, 2},
                    {1, 2}})
     ->UseRealTime()
     ->Unit(benchmark::kMicrosecond);

@@ -112,9 +112,6 @@ void dequantize_weight_row(const Weight& W, int64_t row, float* dst);
 struct PrepareOptions {
   bool repack = true;      // false: keep the file's layout (owl bench --no-repack)
   std::optional<Isa> isa;  // the packed kernels' ISA (clamped to best_isa()); unset: default_isa()
-  // Q6_K on AVX-512 VBMI CPUs (isa Avx512Vnni): the multishift layout of repack.h, whose one-row
-  // kernel decodes with half the micro-ops; false: the interleaved layout, as on other CPUs.
-  bool q6_k_multishift = true;
   // After copying, drop the process's resident pages of W's bytes (madvise DONTNEED). Only for W
   // inside a read-only FILE mapping (anonymous memory would be zeroed).
   bool release_source = false;

@@ -134,43 +134,6 @@ void unpack_q6_k(const uint8_t* src, int r, int64_t nb, uint8_t* out) {
   }
 }
 
-// The multishift form: each row's 8 levels of a chunk as one 48-bit word, 6 bytes a row.
-void pack_q6_k_multishift(const uint8_t* const rows[kPackRows], int64_t nb, uint8_t* dst) {
-  uint8_t q[256];
-  for (int64_t i = 0; i < nb; ++i, dst += kQ6KBytes) {
-    std::memset(dst, 0, kQ6KBytes);
-    for (int r = 0; r < kPackRows; ++r) {
-      if (!rows[r]) continue;
-      const auto& b = reinterpret_cast<const BlockQ6_K*>(rows[r])[i];
-      std::memcpy(dst + kQ6KMultishiftD + 2 * r, &b.d, 2);
-      for (int s = 0; s < 16; ++s)
-        dst[kQ6KMultishiftScales + ((s / 2) * 8 + r) * 2 + s % 2] = static_cast<uint8_t>(b.scales[s]);
-      q6k_levels_get(b, q);
-      for (int j = 0; j < 32; ++j) {
-        uint64_t w = 0;
-        for (int e = 0; e < 8; ++e) w |= static_cast<uint64_t>(q[8 * j + e]) << (6 * e);
-        for (int k = 0; k < 6; ++k) dst[(j * 8 + r) * 6 + k] = static_cast<uint8_t>(w >> (8 * k));
-      }
-    }
-  }
-}
-
-void unpack_q6_k_multishift(const uint8_t* src, int r, int64_t nb, uint8_t* out) {
-  uint8_t q[256];
-  for (int64_t i = 0; i < nb; ++i, src += kQ6KBytes) {
-    auto& b = reinterpret_cast<BlockQ6_K*>(out)[i];
-    std::memcpy(&b.d, src + kQ6KMultishiftD + 2 * r, 2);
-    for (int s = 0; s < 16; ++s)
-      b.scales[s] = static_cast<int8_t>(src[kQ6KMultishiftScales + ((s / 2) * 8 + r) * 2 + s % 2]);
-    for (int j = 0; j < 32; ++j) {
-      uint64_t w = 0;
-      for (int k = 0; k < 6; ++k) w |= static_cast<uint64_t>(src[(j * 8 + r) * 6 + k]) << (8 * k);
-      for (int e = 0; e < 8; ++e) q[8 * j + e] = static_cast<uint8_t>((w >> (6 * e)) & 0x3F);
-    }
-    q6k_levels_set(q, b);
-  }
-}
-
 void pack_q8_0(const uint8_t* const rows[kPackRows], int64_t nb, uint8_t* dst) {
   for (int64_t i = 0; i < nb; ++i, dst += kQ8_0Bytes) {
     std::memset(dst, 0, kQ8_0Bytes);
@@ -252,12 +215,8 @@ void release_pages(const void* p, size_t n) {
 
 }  // namespace
 
-void pack_group(DType t, const uint8_t* const rows[kPackRows], int64_t in, uint8_t* dst, PackForm form) {
+void pack_group(DType t, const uint8_t* const rows[kPackRows], int64_t in, uint8_t* dst) {
   const int64_t nb = in / info(t).block_size;
-  if (form == PackForm::Q6KMultishift) {
-    if (t != DType::Q6_K) throw Error(std::string("pack_group: no multishift form for ") + dtype_name(t));
-    return pack_q6_k_multishift(rows, nb, dst);
-  }
   switch (t) {
     case DType::Q4_K:
       return pack_q4_k(rows, nb, dst);
@@ -272,12 +231,8 @@ void pack_group(DType t, const uint8_t* const rows[kPackRows], int64_t in, uint8
   }
 }
 
-void unpack_row(DType t, const uint8_t* group, int r, int64_t in, uint8_t* dst, PackForm form) {
+void unpack_row(DType t, const uint8_t* group, int r, int64_t in, uint8_t* dst) {
   const int64_t nb = in / info(t).block_size;
-  if (form == PackForm::Q6KMultishift) {
-    if (t != DType::Q6_K) throw Error(std::string("unpack_row: no multishift form for ") + dtype_name(t));
-    return unpack_q6_k_multishift(group, r, nb, dst);
-  }
   switch (t) {
     case DType::Q4_K:
       return unpack_q4_k(group, r, nb, dst);
@@ -344,7 +299,7 @@ void dequantize_weight_row(const Weight& W, int64_t row, float* dst) {
   const auto* group = static_cast<const uint8_t*>(v.data) + mat * pk->matrix_bytes + (o / kPackRows) * pk->group_bytes;
   thread_local std::vector<uint8_t> buf;
   buf.resize(row_bytes(pk->type, pk->in));
-  unpack_row(pk->type, group, static_cast<int>(o % kPackRows), pk->in, buf.data(), pk->form);
+  unpack_row(pk->type, group, static_cast<int>(o % kPackRows), pk->in, buf.data());
   dequantize_row(pk->type, buf.data(), dst, pk->in);
 }
 
@@ -366,12 +321,7 @@ std::shared_ptr<PackedLayout> packed_layout_for(const TensorView& W, const Prepa
   pi->n_mats = W.ne[2] * W.ne[3];
   pi->isa = isa;
   pi->fn = fn;
-  if (isa == Isa::Avx512Vnni && W.type == DType::Q6_K && o.q6_k_multishift && cpu_has_avx512_vbmi()) {
-    pi->form = PackForm::Q6KMultishift;
-    pi->fn = packed_kernel_q6_k_multishift();
-  } else if (isa == Isa::Avx512Vnni) {
-    pi->wide_fn = wide_packed_kernel_avx512vnni(W.type);
-  }
+  if (isa == Isa::Avx512Vnni) pi->wide_fn = wide_packed_kernel_avx512vnni(W.type);
   const int64_t groups = (pi->out + kPackRows - 1) / kPackRows;
   pi->group_bytes = static_cast<size_t>(pi->in / info(W.type).block_size) * block_bytes;
   pi->matrix_bytes = static_cast<size_t>(groups) * pi->group_bytes;
@@ -390,7 +340,7 @@ void pack_groups(const TensorView& W, const PackedLayout& l, int64_t b, int64_t 
       const int64_t ro = g * kPackRows + r;
       rows[r] = ro < l.out ? W.row(mat * l.out + ro) : nullptr;
     }
-    pack_group(W.type, rows, l.in, l.bytes + mat * l.matrix_bytes + g * l.group_bytes, l.form);
+    pack_group(W.type, rows, l.in, l.bytes + mat * l.matrix_bytes + g * l.group_bytes);
   }
 }
 

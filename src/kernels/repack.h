@@ -14,10 +14,6 @@
 //     ql[4 c][8 g][8 r][4]: byte i = low 4 bits of q[64c+4g+i] | low 4 bits of q[64c+32+4g+i] << 4,
 //     qh[4 c][4 h][8 r][4]: byte i = the high 2 bits of q[64c+8h+i], q[64c+32+8h+i], q[64c+8h+4+i],
 //     q[64c+32+8h+4+i] at bits 0, 2, 4, 6 (q: the 6-bit unsigned levels, value = q - 32).
-//   Q6_K in PackForm::Q6KMultishift (same 8 x 210 bytes per 256; prepare_weight's form on CPUs
-//     with AVX-512 VBMI): q[32 j][8 r][6] = row r's levels q[8j .. 8j + 8) as one 48-bit
-//     little-endian word (element 8j + e at bits 6e .. 6e + 5), then the scales at
-//     kQ6KMultishiftScales as above, then fp16 d[8] at kQ6KMultishiftD.
 //   Q8_0 (8 x 34 bytes per 32): fp16 d[8], qs[8 g][8 r][4] = row r's qs[4 g .. + 4).
 //   Q5_0 (8 x 22 bytes per 32): fp16 d[8], u32 hbits[8 r] (byte k, bit g: the high bit of element
 //     4g + k; bit 4 + g: of element 16 + 4g + k), qs[4 g][8 r][4] = row r's qs[4 g .. + 4) (low
@@ -33,11 +29,6 @@
 #include "tensor/quants.h"
 
 namespace owl::kernels {
-
-// How a packed type's blocks are laid out (above): one form per type, except Q6_K, which has a
-// second one for the AVX-512 VBMI kernel (repack_avx512vbmi.cpp).
-enum class PackForm : uint8_t { Interleaved, Q6KMultishift };
-constexpr size_t kQ6KMultishiftScales = 1536, kQ6KMultishiftD = 1664;  // offsets in a packed block
 
 // The packed one-row kernels' software prefetch (repack_simd.h): each block asks for its lines
 // kPackedPrefetchBytes ahead, into L1 (prefetcht0, locality 3) or L2 only (prefetcht1, 2). On the
@@ -56,7 +47,6 @@ using PackedFn = void (*)(int64_t in, const uint8_t* group, const uint8_t* xa, s
                           int64_t ld, int valid);
 PackedFn packed_kernel_avx2(DType t);        // null where none
 PackedFn packed_kernel_avx512vnni(DType t);  // null where none; same results as AVX2, bit for bit
-PackedFn packed_kernel_q6_k_multishift();    // Q6_K in PackForm::Q6KMultishift (AVX-512 VBMI); the same bits
 
 // Prefill tiles on 512-bit registers: y[k * ld + r] for k < m (1 <= m <= kWideM) and r < valid
 // (1 <= valid <= 16), rows 0-7 from the group at `group`, rows 8-15 from the next one, gb bytes
@@ -97,7 +87,6 @@ struct PackedLayout {
   size_t group_bytes = 0;   // one group of 8 rows, all blocks
   size_t matrix_bytes = 0;  // one matrix (ceil(out / 8) groups)
   Isa isa = Isa::Avx2;
-  PackForm form = PackForm::Interleaved;
   PackedFn fn = nullptr;
   WidePackedFn wide_fn = nullptr;  // for tiles of more than 4 activation rows; null: fn only
   uint8_t* bytes = nullptr;        // n_mats * matrix_bytes
@@ -122,9 +111,8 @@ struct WeightAccess {
 };
 
 // Packs rows[0..8) (nullptr: a padding row of zeros) of type t, in elements each, into dst.
-void pack_group(DType t, const uint8_t* const rows[kPackRows], int64_t in, uint8_t* dst,
-                PackForm form = PackForm::Interleaved);
+void pack_group(DType t, const uint8_t* const rows[kPackRows], int64_t in, uint8_t* dst);
 // Rebuilds row r of a packed group in t's original block format.
-void unpack_row(DType t, const uint8_t* group, int r, int64_t in, uint8_t* dst, PackForm form = PackForm::Interleaved);
+void unpack_row(DType t, const uint8_t* group, int r, int64_t in, uint8_t* dst);
 
 }  // namespace owl::kernels

@@ -21,7 +21,6 @@
 #include "base/thread_pool.h"
 #include "kernels/kernels.h"
 #include "kernels/repack.h"
-#include "kernels/vec_dot.h"
 #include "tensor/quants.h"
 #include "matmul_test_util.h"
 
@@ -137,51 +136,6 @@ TEST(Repack, VnniEqualsAvx2BitForBit) {
             << dtype_name(t) << " out " << out << " rows " << n_rows;
       }
     }
-}
-
-// Q6_K's multishift form (AVX-512 VBMI) rebuilds its rows exactly and its kernel equals the
-// interleaved form's (AVX2 and VNNI) bit for bit, odd shapes and full-range activations included.
-TEST(Repack, Q6KMultishiftFormEqualsInterleavedBitForBit) {
-  {
-    const int64_t in = 256 * 3;
-    Weights w = make_weights(DType::Q6_K, in, 8, 22);
-    const uint8_t* rows[kernels::kPackRows];
-    for (int r = 0; r < 8; ++r) rows[r] = r == 5 ? nullptr : w.view.row(r);  // row 5: padding
-    std::vector<uint8_t> group(kernels::packed_block_bytes(DType::Q6_K) * 3), back(row_bytes(DType::Q6_K, in));
-    kernels::pack_group(DType::Q6_K, rows, in, group.data(), kernels::PackForm::Q6KMultishift);
-    for (int r = 0; r < 8; ++r) {
-      if (r == 5) continue;
-      kernels::unpack_row(DType::Q6_K, group.data(), r, in, back.data(), kernels::PackForm::Q6KMultishift);
-      EXPECT_EQ(0, std::memcmp(back.data(), w.view.row(r), back.size())) << "row " << r;
-    }
-  }
-  ASSERT_TRUE(kernels::fast_paths_available());
-  if (kernels::best_isa() < Isa::Avx512Vnni || !kernels::cpu_has_avx512_vbmi()) GTEST_SKIP() << "no AVX-512 VBMI";
-  for (int64_t out : {1, 37, 45}) {
-    const int64_t in = 256 * 5;
-    Weights w = make_weights(DType::Q6_K, in, out, 79);
-    kernels::PrepareOptions o;
-    o.isa = Isa::Avx512Vnni;
-    const kernels::Weight pm = kernels::prepare_weight(w.view, o);
-    o.q6_k_multishift = false;
-    const kernels::Weight pv = kernels::prepare_weight(w.view, o), pa = prepare_for(w.view, Isa::Avx2);
-    ASSERT_EQ(kernels::WeightAccess::layout(pm)->form, kernels::PackForm::Q6KMultishift);
-    ASSERT_EQ(kernels::WeightAccess::layout(pv)->form, kernels::PackForm::Interleaved);
-    std::vector<float> rm(static_cast<size_t>(in)), ri(static_cast<size_t>(in));
-    for (int64_t r = 0; r < out; ++r) {  // dequantize_weight_row reads the form
-      kernels::dequantize_weight_row(pm, r, rm.data());
-      kernels::dequantize_weight_row(pv, r, ri.data());
-      ASSERT_EQ(0, std::memcmp(rm.data(), ri.data(), rm.size() * sizeof(float))) << "row " << r;
-    }
-    for (int64_t n_rows : {1, 2, 3, 4, 5, 9, 70}) {
-      auto x = random_x(in * n_rows, 600 + static_cast<uint32_t>(n_rows));
-      for (int64_t i = 0; i < in * n_rows; i += 89) x[static_cast<size_t>(i)] *= 40.0f;  // full int8 range
-      const auto m = run_matmul(pm, x, n_rows, Isa::Avx2), v = run_matmul(pv, x, n_rows, Isa::Avx2),
-                 a = run_matmul(pa, x, n_rows, Isa::Avx2);
-      EXPECT_EQ(0, std::memcmp(m.data(), v.data(), m.size() * sizeof(float))) << "out " << out << " rows " << n_rows;
-      EXPECT_EQ(0, std::memcmp(m.data(), a.data(), m.size() * sizeof(float))) << "out " << out << " rows " << n_rows;
-    }
-  }
 }
 
 // The wide Q8_0 kernel in both forms (activation rows 0-3 shuffled out of one load, as AMD CPUs
