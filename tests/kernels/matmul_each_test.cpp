@@ -95,9 +95,9 @@ TEST_P(MatmulEachIsa, ExpertSlicesEqualPerExpertCallsBitForBit) {
     us.push_back(kernels::matrix_slice(U, e));
     ds.push_back(kernels::matrix_slice(D, e));
   }
-  const auto token = random_x(d * 2, 21);        // two tokens
+  const auto token = random_x(d * 2, 21);    // two tokens
   const auto hidden = random_x(dh * 5, 22);  // each expert's own rows (expert 1: two)
-  const int64_t rows[] = {1, 2, 1, 1, 2};        // the last: the shared experts on both tokens
+  const int64_t rows[] = {1, 2, 1, 1, 2};    // the last: the shared experts on both tokens
   const float* gx[] = {token.data() + d, token.data(), token.data(), token.data() + d, token.data()};
   const float* dx[] = {hidden.data(), hidden.data() + dh, hidden.data() + 3 * dh, hidden.data() + 4 * dh,
                        hidden.data()};
@@ -184,10 +184,8 @@ TEST(MatmulEach, RejectsMalformedCalls) {
   // A gate and an up of different shapes.
   const kernels::Weight* gates[] = {&wa};
   const kernels::Weight* ups[] = {&wb};
-  EXPECT_THROW(kernels::matmul_swiglu_each(gates, ups, std::span(Xs, 1), std::span(rows, 1), std::span(Ys, 1)),
-               Error);
-  EXPECT_THROW(kernels::matmul_swiglu_each(gates, Ws, std::span(Xs, 1), std::span(rows, 1), std::span(Ys, 1)),
-               Error);
+  EXPECT_THROW(kernels::matmul_swiglu_each(gates, ups, std::span(Xs, 1), std::span(rows, 1), std::span(Ys, 1)), Error);
+  EXPECT_THROW(kernels::matmul_swiglu_each(gates, Ws, std::span(Xs, 1), std::span(rows, 1), std::span(Ys, 1)), Error);
 }
 
 }  // namespace
