@@ -76,13 +76,31 @@ void matmul(const Weight& W, const float* X, int64_t n_rows, float* Y);
 
 // Several weights that share the input X (Q/K/V; gate/up): Ys[i][r][o] = sum_j Ws[i][o][j] * X[r][j].
 // X is converted once per activation type and ONE pool dispatch covers every output row of every
-// weight, so the threads do not meet in between. All Ws take the same row length; 1..8 weights.
+// weight, so the threads do not meet in between. All Ws take the same row length; 1..32 weights.
 // Each output equals what matmul(*Ws[i], X, n_rows, Ys[i]) gives, bit for bit.
 void matmul_many(std::span<const Weight* const> Ws, const float* X, int64_t n_rows, std::span<float* const> Ys);
 
 // Y[r][o] = silu(gate[o] . X[r]) * (up[o] . X[r]) (gate, up: same shape), computed per output tile
 // without a separate pass; bit-identical to matmul(gate), matmul(up), swiglu().
 void matmul_swiglu(const Weight& gate, const Weight& up, const float* X, int64_t n_rows, float* Y);
+
+// Weights (pairs) in one matmul_each / matmul_swiglu_each call.
+constexpr int kMaxMatmulEach = 16;
+
+// Several weights, each with its OWN input rows (MoE experts: each chosen expert's down
+// projection takes its own hidden row): Ys[i][r][o] = Ws[i][o] . Xs[i][r] for r < n_rows[i].
+// One pool dispatch covers every output row of every weight in tasks of row ranges (decode:
+// guided, see split_tasks), so the threads reach the one join together; inputs passed more
+// than once (same pointer and rows) are converted once. 1..kMaxMatmulEach weights; each output
+// equals what matmul(*Ws[i], Xs[i], n_rows[i], Ys[i]) gives, bit for bit.
+void matmul_each(std::span<const Weight* const> Ws, std::span<const float* const> Xs, std::span<const int64_t> n_rows,
+                 std::span<float* const> Ys);
+
+// matmul_swiglu for several (gates[i], ups[i]) pairs, each with its own input rows, in ONE pool
+// dispatch (the chosen experts' gate/up); Ys[i] equals matmul_swiglu(*gates[i], *ups[i], Xs[i],
+// n_rows[i], Ys[i])'s, bit for bit. 1..kMaxMatmulEach pairs.
+void matmul_swiglu_each(std::span<const Weight* const> gates, std::span<const Weight* const> ups,
+                        std::span<const float* const> Xs, std::span<const int64_t> n_rows, std::span<float* const> Ys);
 
 // Sees every matmul input: called by matmul, matmul_many and matmul_swiglu once per weight with
 // the rows X (n_rows x W.in() floats) before the product. Calls may come from several threads at

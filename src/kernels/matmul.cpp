@@ -43,10 +43,10 @@ DotKernel select_kernel(DType t) {
 void quantize_q8_0_ref(const float* x, void* y, int64_t n) { quantize_row(DType::Q8_0, x, y, n); }
 void quantize_q8_k_ref(const float* x, void* y, int64_t n) { quantize_row(DType::Q8_K, x, y, n); }
 
-constexpr int64_t kTileRows = 16;  // weight rows swept per activation group (stay in L1)
-constexpr int64_t kActBlock = 64;  // activation rows kept in L2 while a task's weight rows pass
-constexpr int kMaxParts = 8;       // weights in one matmul_many call
-constexpr int64_t kPackM = 4;      // activation rows per packed-kernel call (register tile: 4 x 8 rows)
+constexpr int64_t kTileRows = 16;              // weight rows swept per activation group (stay in L1)
+constexpr int64_t kActBlock = 64;              // activation rows kept in L2 while a task's weight rows pass
+constexpr int kMaxParts = 2 * kMaxMatmulEach;  // weights in one call (matmul_swiglu_each: gates and ups)
+constexpr int64_t kPackM = 4;                  // activation rows per packed-kernel call (register tile: 4 x 8 rows)
 // The AVX-512 prefill tiles (16 weight rows x up to kWideM activation rows) only for row blocks
 // longer than this: up to 16 rows (speculative verify rows, small batches) the 4-row kernels in
 // turn are faster (a 5-row verify forward took 1.8-2.2x one row with them, 2.9-3.6x with the
@@ -63,6 +63,7 @@ struct Part {
   TileFn tfn = nullptr;         // for more than kMaxNR rows: each weight row decoded once (codebook types)
   const uint8_t* xa = nullptr;  // activations converted to fn's type
   size_t x_stride = 0;
+  int64_t n_rows = 0;  // this weight's input rows (matmul_each: each weight its own)
   int64_t in = 0, out = 0;
   float* Y = nullptr;
   // A packed weight: groups of 8 interleaved rows, group_bytes each, and its kernel.
@@ -83,7 +84,8 @@ constexpr int kMaxTasks = 1024;
 struct MatmulJob {
   Part parts[kMaxParts];
   int n_parts = 0;
-  int64_t n_rows = 0;
+  int task_parts = 0;  // the tasks cover parts [0, task_parts); swiglu: part i's up is part task_parts + i
+  int64_t n_rows = 0;  // the most rows of any part
   TaskTiles tasks[kMaxTasks];
   int n_tasks = 0;
 };
@@ -130,8 +132,8 @@ void matmul_task(void* vjob, int task, int) {
   const TaskTiles& tt = j.tasks[task];
   const Part& p = j.parts[tt.part];
   const int64_t o_begin = tt.t0 * kTileRows, o_end = std::min(p.out, tt.t1 * kTileRows);
-  for (int64_t r0 = 0; r0 < j.n_rows; r0 += kActBlock) {
-    const int64_t r1 = std::min(j.n_rows, r0 + kActBlock);
+  for (int64_t r0 = 0; r0 < p.n_rows; r0 += kActBlock) {
+    const int64_t r1 = std::min(p.n_rows, r0 + kActBlock);
     for (int64_t t0 = o_begin; t0 < o_end; t0 += kTileRows) {
       const int64_t t1 = std::min(o_end, t0 + kTileRows);
       matmul_tile(p, r0, r1, t0, t1, p.Y + r0 * p.out + t0, p.out);
@@ -139,17 +141,17 @@ void matmul_task(void* vjob, int task, int) {
   }
 }
 
-// matmul_swiglu: parts[0] = gate (writes Y), parts[1] = up (into a per-thread tile), then
-// Y = silu(gate) * up on the tile while it is in L1.
+// matmul_swiglu(_each): the tasks' part i = a gate (writes Y), part task_parts + i = its up (into
+// a per-thread tile), then Y = silu(gate) * up on the tile while it is in L1.
 void swiglu_task(void* vjob, int task, int) {
   const MatmulJob& j = *static_cast<const MatmulJob*>(vjob);
-  const Part& g = j.parts[0];
-  const Part& u = j.parts[1];
-  thread_local std::vector<float> up_tile(static_cast<size_t>(kActBlock * kTileRows));
   const TaskTiles& tt = j.tasks[task];
+  const Part& g = j.parts[tt.part];
+  const Part& u = j.parts[j.task_parts + tt.part];
+  thread_local std::vector<float> up_tile(static_cast<size_t>(kActBlock * kTileRows));
   const int64_t o_begin = tt.t0 * kTileRows, o_end = std::min(g.out, tt.t1 * kTileRows);
-  for (int64_t r0 = 0; r0 < j.n_rows; r0 += kActBlock) {
-    const int64_t r1 = std::min(j.n_rows, r0 + kActBlock);
+  for (int64_t r0 = 0; r0 < g.n_rows; r0 += kActBlock) {
+    const int64_t r1 = std::min(g.n_rows, r0 + kActBlock);
     for (int64_t t0 = o_begin; t0 < o_end; t0 += kTileRows) {
       const int64_t t1 = std::min(o_end, t0 + kTileRows);
       float* y = g.Y + r0 * g.out + t0;
@@ -165,21 +167,27 @@ void swiglu_task(void* vjob, int task, int) {
 
 using QuantizeFn = void (*)(const float* x, void* y, int64_t n);
 
-struct QuantizeJob {
+// One input of a call converted to one activation type: rows [first, first + n_rows) of the
+// call's conversion job.
+struct QuantizeSeg {
   QuantizeFn fn;
   bool q8_0;
   const float* X;
   uint8_t* xa;
   size_t x_stride;
-  int64_t in, rows_per_task, n_rows;
-  uint8_t* xw = nullptr;  // also the wide kernels' layout (tiles of xw_tile bytes) when set
-  size_t xw_tile = 0;
+  int64_t in, n_rows, first;
+  uint8_t* xw;  // also the wide kernels' layout (tiles of xw_tile bytes) when set
+  size_t xw_tile;
 };
 
-void quantize_task(void* vjob, int task, int) {
-  const QuantizeJob& j = *static_cast<const QuantizeJob*>(vjob);
-  const int64_t r1 = std::min(j.n_rows, (task + 1) * j.rows_per_task);
-  for (int64_t r = task * j.rows_per_task; r < r1; ++r) {
+struct QuantizeJob {
+  QuantizeSeg segs[kMaxParts];
+  int n_segs = 0;
+  int64_t rows_per_task = 0, n_rows = 0;
+};
+
+void quantize_rows(const QuantizeSeg& j, int64_t r0, int64_t r1) {
+  for (int64_t r = r0; r < r1; ++r) {
     uint8_t* row = j.xa + r * j.x_stride;
     j.fn(j.X + r * j.in, row, j.in);
     if (j.q8_0) {  // append the float32 copies of the block scales and the quant sums (see vec_dot.h)
@@ -197,6 +205,17 @@ void quantize_task(void* vjob, int task, int) {
     if (j.xw)
       wide_act_put_row(j.q8_0 ? DType::Q8_0 : DType::Q8_K, row, j.in, static_cast<int>(r % kWideM),
                        j.xw + (r / kWideM) * j.xw_tile);
+  }
+}
+
+// Task i converts rows [i, i + 1) * rows_per_task of the segments laid end to end.
+void quantize_task(void* vjob, int task, int) {
+  const QuantizeJob& j = *static_cast<const QuantizeJob*>(vjob);
+  const int64_t b = task * j.rows_per_task, e = std::min(j.n_rows, b + j.rows_per_task);
+  for (int i = 0; i < j.n_segs; ++i) {
+    const QuantizeSeg& sg = j.segs[i];
+    const int64_t r0 = std::max(b, sg.first), r1 = std::min(e, sg.first + sg.n_rows);
+    if (r0 < r1) quantize_rows(sg, r0 - sg.first, r1 - sg.first);
   }
 }
 
@@ -247,40 +266,70 @@ void run_tasks(bool inline_run, int n, ThreadPool::TaskFn fn, void* ctx) {
   }
 }
 
-// X converted to `act` (once per call, shared by every weight that takes it). Reused per calling
-// thread and per type: decode performs no allocation here after the first token. With `wide`,
-// also in the wide kernels' layout (*xw, tiles of *xw_tile bytes).
-struct WideAct {
-  const uint8_t* xw = nullptr;
-  size_t tile = 0;
+// The inputs of a call: each distinct (X, rows, row length) converted once per activation type
+// (slot 0 F32: used as it is; 1 Q8_0; 2 Q8_K), with `wide` also in the wide kernels' layout.
+struct Input {
+  const float* X;
+  int64_t n_rows, in;
+  int slot;
+  bool wide;
+  const uint8_t* xa;  // filled by convert_inputs
+  size_t x_stride;
+  const uint8_t* xw;
+  size_t xw_tile;
 };
-const uint8_t* convert_activations(DType act, const float* X, int64_t in, int64_t n_rows, bool inline_run,
-                                   size_t* x_stride, bool wide, WideAct* xw) {
-  if (act == DType::F32) {
-    *x_stride = static_cast<size_t>(in) * sizeof(float);
-    return reinterpret_cast<const uint8_t*>(X);
+
+// Rows converted on the calling thread below this many floats in all: waking the workers costs
+// more than quantising a few decode rows (matmul_each's experts: one row of 768-2048 each).
+constexpr int64_t kInlineQuantFloats = int64_t{1} << 14;
+
+// Converts every input in ONE pass (one dispatch at most) into per-calling-thread buffers that
+// are reused: decode performs no allocation here after the first token.
+void convert_inputs(Input* inputs, int n_inputs, bool inline_run) {
+  thread_local std::vector<uint8_t> buf, wbuf;
+  constexpr size_t kAlign = 64;  // each input's rows start on a cache line
+  auto up = [](size_t n) { return (n + kAlign - 1) / kAlign * kAlign; };
+  size_t need = 0, wneed = 0;
+  for (int i = 0; i < n_inputs; ++i) {
+    Input& in = inputs[i];
+    if (in.slot == 0) {
+      in.x_stride = static_cast<size_t>(in.in) * sizeof(float);
+      in.xa = reinterpret_cast<const uint8_t*>(in.X);
+      continue;
+    }
+    const DType act = in.slot == 1 ? DType::Q8_0 : DType::Q8_K;
+    in.x_stride = act == DType::Q8_0 ? q8_0_act_row_bytes(in.in) : row_bytes(act, in.in);
+    need += up(in.x_stride * static_cast<size_t>(in.n_rows));
+    if (in.wide) {
+      in.xw_tile = wide_act_tile_bytes(act, in.in);
+      wneed += up(in.xw_tile * static_cast<size_t>((in.n_rows + kWideM - 1) / kWideM));
+    }
   }
-  thread_local std::vector<uint8_t> buf_q8_0, buf_q8_k;
-  std::vector<uint8_t>& buffer = act == DType::Q8_0 ? buf_q8_0 : buf_q8_k;
-  *x_stride = act == DType::Q8_0 ? q8_0_act_row_bytes(in) : row_bytes(act, in);
-  if (buffer.size() < *x_stride * static_cast<size_t>(n_rows)) buffer.resize(*x_stride * static_cast<size_t>(n_rows));
-  QuantizeFn qfn = act == DType::Q8_0 ? quantize_q8_0_ref : quantize_q8_k_ref;
-  if (use_avx2()) qfn = act == DType::Q8_0 ? quantize_q8_0_avx2 : quantize_q8_k_avx2;
-  QuantizeJob qj{qfn, act == DType::Q8_0, X, buffer.data(), *x_stride, in, 0, n_rows};
-  if (wide) {
-    thread_local std::vector<uint8_t> wide_q8_0, wide_q8_k;
-    std::vector<uint8_t>& wbuf = act == DType::Q8_0 ? wide_q8_0 : wide_q8_k;
-    xw->tile = wide_act_tile_bytes(act, in);
-    const size_t need = xw->tile * static_cast<size_t>((n_rows + kWideM - 1) / kWideM);
-    if (wbuf.size() < need) wbuf.resize(need);
-    qj.xw = wbuf.data();
-    qj.xw_tile = xw->tile;
-    xw->xw = wbuf.data();
+  if (buf.size() < need) buf.resize(need);
+  if (wbuf.size() < wneed) wbuf.resize(wneed);
+  QuantizeJob qj;
+  size_t at = 0, wat = 0;
+  int64_t floats = 0;
+  for (int i = 0; i < n_inputs; ++i) {
+    Input& in = inputs[i];
+    if (in.slot == 0) continue;
+    const bool q8_0 = in.slot == 1;
+    QuantizeFn qfn = q8_0 ? quantize_q8_0_ref : quantize_q8_k_ref;
+    if (use_avx2()) qfn = q8_0 ? quantize_q8_0_avx2 : quantize_q8_k_avx2;
+    uint8_t* xa = buf.data() + at;
+    uint8_t* xw = in.wide ? wbuf.data() + wat : nullptr;
+    at += up(in.x_stride * static_cast<size_t>(in.n_rows));
+    if (in.wide) wat += up(in.xw_tile * static_cast<size_t>((in.n_rows + kWideM - 1) / kWideM));
+    in.xa = xa;
+    in.xw = xw;
+    qj.segs[qj.n_segs++] = {qfn, q8_0, in.X, xa, in.x_stride, in.in, in.n_rows, qj.n_rows, xw, in.xw_tile};
+    qj.n_rows += in.n_rows;
+    floats += in.n_rows * in.in;
   }
-  const int q_tasks = static_cast<int>(std::min<int64_t>(n_rows, default_pool().size()));
-  qj.rows_per_task = (n_rows + q_tasks - 1) / q_tasks;
-  run_tasks(inline_run, q_tasks, quantize_task, &qj);
-  return buffer.data();
+  if (qj.n_rows == 0) return;
+  const int q_tasks = static_cast<int>(std::min<int64_t>(qj.n_rows, default_pool().size()));
+  qj.rows_per_task = (qj.n_rows + q_tasks - 1) / q_tasks;
+  run_tasks(inline_run || floats < kInlineQuantFloats, q_tasks, quantize_task, &qj);
 }
 
 // Tasks of whole tiles over the output rows of job.parts[0 .. task_parts), in order (the rest of the
@@ -300,6 +349,7 @@ const uint8_t* convert_activations(DType act, const float* X, int64_t in, int64_
 constexpr int64_t kMinTaskBytes = 32 << 10;
 
 void split_tasks(MatmulJob& job, int task_parts, int pool_size) {
+  job.task_parts = task_parts;
   int64_t tiles[kMaxParts], total = 0;
   for (int i = 0; i < task_parts; ++i) {
     tiles[i] = (job.parts[i].out + kTileRows - 1) / kTileRows;
@@ -310,7 +360,7 @@ void split_tasks(MatmulJob& job, int task_parts, int pool_size) {
     job.tasks[job.n_tasks++] = {part, static_cast<int32_t>(t0), static_cast<int32_t>(t1)};
   };
   if (job.n_rows > kWideMinRows) {
-    const int64_t per_part = std::min<int64_t>(4 * static_cast<int64_t>(pool_size), kMaxTasks / kMaxParts);
+    const int64_t per_part = std::min<int64_t>(4 * static_cast<int64_t>(pool_size), kMaxTasks / task_parts);
     for (int i = 0; i < task_parts; ++i) {
       const int64_t n = std::max<int64_t>(1, std::min<int64_t>(tiles[i], per_part));
       const int64_t step = (tiles[i] + n - 1) / n;
@@ -338,42 +388,37 @@ void split_tasks(MatmulJob& job, int task_parts, int pool_size) {
   }
 }
 
-// Fills job.parts for weights Ws (all with in = Ws[0]->ne[0]) and outputs Ys, and job.tasks over the
-// first task_parts of them.
-void plan(MatmulJob& job, std::span<const Weight* const> Ws, const float* X, int64_t n_rows, std::span<float* const> Ys,
-          int task_parts, bool* inline_run) {
-  if (Ws.size() != Ys.size() || Ws.empty() || Ws.size() > static_cast<size_t>(kMaxParts))
-    throw Error("matmul_many: " + std::to_string(Ws.size()) + " weights and " + std::to_string(Ys.size()) +
-                " outputs; pass 1 to " + std::to_string(kMaxParts) + " weights, one output each");
-  const int64_t in = Ws[0]->in();
+// Fills job.parts for weights Ws, each with its input rows Xs[i] (n_rows[i] rows of Ws[i]->in()
+// floats) and output Ys[i], and job.tasks over the first task_parts of them. Inputs that several
+// weights share are converted once.
+void plan(MatmulJob& job, std::span<const Weight* const> Ws, std::span<const float* const> Xs,
+          std::span<const int64_t> n_rows, std::span<float* const> Ys, int task_parts, bool* inline_run) {
   int64_t work = 0;
   DotKernel kernels[kMaxParts];
+  Input inputs[kMaxParts];
+  int input_of[kMaxParts], n_inputs = 0;
+  job.n_rows = 0;
   for (size_t i = 0; i < Ws.size(); ++i) {
-    if (Ws[i]->in() != in)
-      throw Error("matmul_many: '" + Ws[i]->name() + "' takes " + std::to_string(Ws[i]->in()) + " inputs, '" +
-                  Ws[0]->name() + "' " + std::to_string(in) +
-                  "; weights sharing an input must have the same row length");
     kernels[i] = checked_kernel(*Ws[i]);
-    work += in * Ws[i]->out() * n_rows;
+    const int64_t in = Ws[i]->in();
+    work += in * Ws[i]->out() * n_rows[i];
+    job.n_rows = std::max(job.n_rows, n_rows[i]);
+    const int slot = kernels[i].act == DType::F32 ? 0 : kernels[i].act == DType::Q8_0 ? 1 : 2;
+    int k = 0;
+    while (k < n_inputs &&
+           !(inputs[k].X == Xs[i] && inputs[k].n_rows == n_rows[i] && inputs[k].in == in && inputs[k].slot == slot))
+      ++k;
+    if (k == n_inputs) inputs[n_inputs++] = {Xs[i], n_rows[i], in, slot, false, nullptr, 0, nullptr, 0};
+    input_of[i] = k;
+    // Wide tiles for a packed weight with more than kWideMinRows rows to take.
+    const PackedLayout* pk = WeightAccess::layout(*Ws[i]);
+    if (pk && pk->wide_fn && n_rows[i] > kWideMinRows && slot != 0) inputs[k].wide = true;
   }
   *inline_run = work < kInlineWork;
-  const uint8_t* converted[3] = {nullptr, nullptr, nullptr};  // F32, Q8_0, Q8_K
-  size_t strides[3] = {0, 0, 0};
-  WideAct wide[3];
-  // Whether some weight taking activation type slot s runs wide tiles (more than kWideMinRows rows).
-  bool wants_wide[3] = {false, false, false};
-  for (size_t i = 0; i < Ws.size(); ++i) {
-    const PackedLayout* pk = WeightAccess::layout(*Ws[i]);
-    if (pk && pk->wide_fn && n_rows > kWideMinRows) wants_wide[kernels[i].act == DType::Q8_0 ? 1 : 2] = true;
-  }
-  const int pool_size = default_pool().size();
+  convert_inputs(inputs, n_inputs, *inline_run);
   job.n_parts = static_cast<int>(Ws.size());
-  job.n_rows = n_rows;
   for (size_t i = 0; i < Ws.size(); ++i) {
-    const int slot = kernels[i].act == DType::F32 ? 0 : kernels[i].act == DType::Q8_0 ? 1 : 2;
-    if (!converted[slot])
-      converted[slot] = convert_activations(kernels[i].act, X, in, n_rows, *inline_run, &strides[slot],
-                                            wants_wide[slot], &wide[slot]);
+    const Input& x = inputs[input_of[i]];
     Part& p = job.parts[i];
     const TensorView& v = WeightAccess::view(*Ws[i]);
     p.w = static_cast<const uint8_t*>(v.data);
@@ -381,19 +426,38 @@ void plan(MatmulJob& job, std::span<const Weight* const> Ws, const float* X, int
     if (const PackedLayout* pk = WeightAccess::layout(*Ws[i])) {
       p.group_bytes = pk->group_bytes;
       p.pfn = pk->fn;
-      p.wide_fn = wide[slot].xw ? pk->wide_fn : nullptr;  // null: no tile of this call has more than kWideMinRows rows
-      p.xw = wide[slot].xw;
-      p.xw_tile = wide[slot].tile;
+      p.wide_fn = x.xw ? pk->wide_fn : nullptr;  // null: no tile of this weight has more than kWideMinRows rows
+      p.xw = x.xw;
+      p.xw_tile = x.xw_tile;
     }
     p.fn = kernels[i].fn;
     if (!p.pfn && use_avx2()) p.tfn = tile_fn_avx2(Ws[i]->type());
-    p.xa = converted[slot];
-    p.x_stride = strides[slot];
-    p.in = in;
+    p.xa = x.xa;
+    p.x_stride = x.x_stride;
+    p.n_rows = n_rows[i];
+    p.in = Ws[i]->in();
     p.out = Ws[i]->out();
     p.Y = Ys[i];
   }
-  split_tasks(job, task_parts, pool_size);
+  split_tasks(job, task_parts, default_pool().size());
+}
+
+// The weights of matmul_many / matmul_swiglu: one input for all, with the same row length.
+void check_shared_input(std::span<const Weight* const> Ws, std::span<float* const> Ys, int max_weights) {
+  if (Ws.size() != Ys.size() || Ws.empty() || Ws.size() > static_cast<size_t>(max_weights))
+    throw Error("matmul_many: " + std::to_string(Ws.size()) + " weights and " + std::to_string(Ys.size()) +
+                " outputs; pass 1 to " + std::to_string(max_weights) + " weights, one output each");
+  for (const Weight* w : Ws)
+    if (w->in() != Ws[0]->in())
+      throw Error("matmul_many: '" + w->name() + "' takes " + std::to_string(w->in()) + " inputs, '" + Ws[0]->name() +
+                  "' " + std::to_string(Ws[0]->in()) + "; weights sharing an input must have the same row length");
+}
+
+void check_each(const char* what, size_t n, size_t n_xs, size_t n_rows, size_t n_ys) {
+  if (n == 0 || n > static_cast<size_t>(kMaxMatmulEach) || n_xs != n || n_rows != n || n_ys != n)
+    throw Error(std::string(what) + ": " + std::to_string(n) + " weights, " + std::to_string(n_xs) + " inputs, " +
+                std::to_string(n_rows) + " row counts and " + std::to_string(n_ys) + " outputs; pass 1 to " +
+                std::to_string(kMaxMatmulEach) + " of each");
 }
 
 }  // namespace
@@ -405,11 +469,27 @@ void matmul(const Weight& W, const float* X, int64_t n_rows, float* Y) {
 }
 
 void matmul_many(std::span<const Weight* const> Ws, const float* X, int64_t n_rows, std::span<float* const> Ys) {
+  check_shared_input(Ws, Ys, kMaxParts);
   if (n_rows <= 0) return;
   notify(Ws, X, n_rows);
+  const float* Xs[kMaxParts];
+  int64_t rows[kMaxParts];
+  std::fill_n(Xs, Ws.size(), X);
+  std::fill_n(rows, Ws.size(), n_rows);
   MatmulJob job;
   bool inline_run = false;
-  plan(job, Ws, X, n_rows, Ys, static_cast<int>(Ws.size()), &inline_run);
+  plan(job, Ws, std::span(Xs, Ws.size()), std::span(rows, Ws.size()), Ys, static_cast<int>(Ws.size()), &inline_run);
+  run_tasks(inline_run, job.n_tasks, matmul_task, &job);
+}
+
+void matmul_each(std::span<const Weight* const> Ws, std::span<const float* const> Xs, std::span<const int64_t> n_rows,
+                 std::span<float* const> Ys) {
+  check_each("matmul_each", Ws.size(), Xs.size(), n_rows.size(), Ys.size());
+  for (size_t i = 0; i < Ws.size(); ++i)
+    if (n_rows[i] > 0) notify(Ws.subspan(i, 1), Xs[i], n_rows[i]);
+  MatmulJob job;
+  bool inline_run = false;
+  plan(job, Ws, Xs, n_rows, Ys, static_cast<int>(Ws.size()), &inline_run);
   run_tasks(inline_run, job.n_tasks, matmul_task, &job);
 }
 
@@ -420,10 +500,44 @@ void matmul_swiglu(const Weight& gate, const Weight& up, const float* X, int64_t
                 "' " + std::to_string(up.out()) + "; gate and up must have the same shape");
   const Weight* Ws[2] = {&gate, &up};
   float* Ys[2] = {Y, Y};
+  check_shared_input(Ws, Ys, 2);
   notify(Ws, X, n_rows);
+  const float* Xs[2] = {X, X};
+  const int64_t rows[2] = {n_rows, n_rows};
   MatmulJob job;
   bool inline_run = false;
-  plan(job, Ws, X, n_rows, Ys, /*task_parts=*/1, &inline_run);
+  plan(job, Ws, Xs, rows, Ys, /*task_parts=*/1, &inline_run);
+  run_tasks(inline_run, job.n_tasks, swiglu_task, &job);
+}
+
+void matmul_swiglu_each(std::span<const Weight* const> gates, std::span<const Weight* const> ups,
+                        std::span<const float* const> Xs, std::span<const int64_t> n_rows, std::span<float* const> Ys) {
+  const size_t n = gates.size();
+  check_each("matmul_swiglu_each", n, Xs.size(), n_rows.size(), Ys.size());
+  if (ups.size() != n)
+    throw Error("matmul_swiglu_each: " + std::to_string(n) + " gates but " + std::to_string(ups.size()) + " ups");
+  const Weight* Ws[kMaxParts];
+  const float* X2[kMaxParts];
+  int64_t rows[kMaxParts];
+  float* Y2[kMaxParts];
+  for (size_t i = 0; i < n; ++i) {
+    if (gates[i]->out() != ups[i]->out() || gates[i]->in() != ups[i]->in())
+      throw Error("matmul_swiglu_each: '" + gates[i]->name() + "' and '" + ups[i]->name() +
+                  "' differ in shape; each gate and its up must have the same shape");
+    if (n_rows[i] > 0) {
+      const Weight* pair[2] = {gates[i], ups[i]};
+      notify(pair, Xs[i], n_rows[i]);
+    }
+    Ws[i] = gates[i];
+    Ws[n + i] = ups[i];
+    X2[i] = X2[n + i] = Xs[i];
+    rows[i] = rows[n + i] = n_rows[i];
+    Y2[i] = Y2[n + i] = Ys[i];
+  }
+  MatmulJob job;
+  bool inline_run = false;
+  plan(job, std::span(Ws, 2 * n), std::span(X2, 2 * n), std::span(rows, 2 * n), std::span(Y2, 2 * n),
+       static_cast<int>(n), &inline_run);
   run_tasks(inline_run, job.n_tasks, swiglu_task, &job);
 }
 

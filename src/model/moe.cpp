@@ -191,38 +191,67 @@ kernels::Weight held_slice(const kernels::Weight& stack, const MoeWeights& w, in
   return kernels::matrix_slice(stack, e - w.expert_begin);
 }
 
-struct ExpertJob {
-  const MoeWeights* w;
-  const float* x;  // the block's input, for the shared experts
-  int64_t n_tokens;
-  float* out;       // the shared experts' output
-  float* shared_h;  // their scratch
-  MoeScratch* ws;
-  float* gate;  // routed rows' scratch, n_rows * ff
-  int64_t d, ff;
-  int first_expert;  // task index of ws->active[0] (1 when task 0 runs the shared experts)
-};
-
-// Task 0 (when there are shared experts) runs them into `out`; task i runs expert
-// active[i - first_expert] on its rows. Nested matmuls run on the task's own thread.
-void expert_task(void* ctx, int task, int) {
-  const ExpertJob& j = *static_cast<const ExpertJob*>(ctx);
-  if (task < j.first_expert) {
-    swiglu_ffn(*j.w->gate_shexp, *j.w->up_shexp, *j.w->down_shexp, j.x, j.n_tokens, j.shared_h, j.out);
-    return;
+// The routed experts' (and the shared experts') SwiGLU FFNs at about one row per expert
+// (decode): all the gate/up products in one pool dispatch, then all the down products in one,
+// each split into row ranges across all the experts' weights (matmul_each), so the threads
+// finish together and every claim is short. Whole experts as tasks (before) left a thread
+// idle at the join for up to one expert's matrices. The same products as swiglu_ffn, bit for bit.
+// Up to kMaxMatmulEach experts per dispatch.
+void experts_row_split(const MoeWeights& w, const float* x, int64_t n_tokens, MoeScratch& ws, float* gate,
+                       float* shared_h, float* out) {
+  const int64_t d = w.gate_inp.in(), ff = w.gate_exps.out();
+  const bool shared = w.gate_shexp.has_value();
+  const size_t n = ws.active.size() + (shared ? 1 : 0);
+  ws.gate_w.resize(n);
+  ws.up_w.resize(n);
+  ws.down_w.resize(n);
+  ws.x_ptr.resize(n);
+  ws.h_ptr.resize(n);
+  ws.y_ptr.resize(n);
+  ws.rows.resize(n);
+  for (size_t i = 0; i < ws.active.size(); ++i) {
+    const int32_t e = ws.active[i];
+    const int64_t r0 = ws.offset[e], m = ws.count[e];
+    if (w.streamed) {
+      const ExpertCache::Expert& ex = *ws.pinned[i];
+      ws.gate_w[i] = &ex.gate;
+      ws.up_w[i] = &ex.up;
+      ws.down_w[i] = &ex.down;
+    } else {
+      ws.slices[3 * i] = held_slice(w.gate_exps, w, e);
+      ws.slices[3 * i + 1] = held_slice(w.up_exps, w, e);
+      ws.slices[3 * i + 2] = held_slice(w.down_exps, w, e);
+      ws.gate_w[i] = &ws.slices[3 * i];
+      ws.up_w[i] = &ws.slices[3 * i + 1];
+      ws.down_w[i] = &ws.slices[3 * i + 2];
+    }
+    // One row: the token's own row of x (so that experts of one token share one conversion).
+    ws.x_ptr[i] = m == 1 ? x + ws.token[r0] * d : ws.xin.data() + r0 * d;
+    ws.h_ptr[i] = gate + r0 * ff;
+    ws.y_ptr[i] = ws.y.data() + r0 * d;
+    ws.rows[i] = m;
   }
-  MoeScratch& ws = *j.ws;
-  const int32_t e = ws.active[static_cast<size_t>(task - j.first_expert)];
-  const int64_t r0 = ws.offset[e], m = ws.count[e];
-  float* xin = ws.xin.data() + r0 * j.d;
-  float* y = ws.y.data() + r0 * j.d;
-  if (j.w->streamed) {
-    const ExpertCache::Expert& x = *ws.pinned[static_cast<size_t>(task - j.first_expert)];
-    swiglu_ffn(x.gate, x.up, x.down, xin, m, j.gate + r0 * j.ff, y);
-    return;
+  if (shared) {
+    const size_t i = n - 1;
+    ws.gate_w[i] = &*w.gate_shexp;
+    ws.up_w[i] = &*w.up_shexp;
+    ws.down_w[i] = &*w.down_shexp;
+    ws.x_ptr[i] = x;
+    ws.h_ptr[i] = shared_h;
+    ws.y_ptr[i] = out;
+    ws.rows[i] = n_tokens;
   }
-  swiglu_ffn(held_slice(j.w->gate_exps, *j.w, e), held_slice(j.w->up_exps, *j.w, e),
-             held_slice(j.w->down_exps, *j.w, e), xin, m, j.gate + r0 * j.ff, y);
+  const std::span<const float*const> xs(ws.x_ptr), hs(ws.h_ptr.data(), n);
+  for (size_t b = 0; b < n; b += kernels::kMaxMatmulEach) {
+    const size_t m = std::min<size_t>(kernels::kMaxMatmulEach, n - b);
+    kernels::matmul_swiglu_each(std::span(ws.gate_w).subspan(b, m), std::span(ws.up_w).subspan(b, m), xs.subspan(b, m),
+                                std::span(ws.rows).subspan(b, m), std::span(ws.h_ptr).subspan(b, m));
+  }
+  for (size_t b = 0; b < n; b += kernels::kMaxMatmulEach) {
+    const size_t m = std::min<size_t>(kernels::kMaxMatmulEach, n - b);
+    kernels::matmul_each(std::span(ws.down_w).subspan(b, m), hs.subspan(b, m), std::span(ws.rows).subspan(b, m),
+                         std::span(ws.y_ptr).subspan(b, m));
+  }
 }
 
 // Hands every part the routed rows of the others (rows grouped by expert, so each part's rows
@@ -303,17 +332,14 @@ void moe_forward(const MoeWeights& w, const MoeOptions& opt, const float* x, int
 
   if (w.lazy) w.lazy->ensure(ws.active, e_begin);
   const int64_t fs = w.gate_shexp ? w.gate_shexp->out() : 0;
-  const int first_expert = w.gate_shexp ? 1 : 0;
-  const int n_tasks = first_expert + static_cast<int>(ws.active.size());
-  ThreadPool& pool = default_pool();
   ExpertCache* cache = w.streamed.get();
-  // About one row per expert (decode): an expert's matmuls are too small to split well over the
-  // threads, so whole experts (and the shared experts) are the tasks, and the block costs one
-  // dispatch instead of two per expert. Every routed row gets its own slot of xin/y. Streamed
-  // experts are all pinned for it, so they must take at most half the cache.
+  // About one row per expert (decode): every expert's gate/up in one dispatch and every down in
+  // one (experts_row_split), 2 joins for the block instead of 3 per expert. Every routed row gets
+  // its own slot of xin/y. Streamed experts are all pinned for it, so they must take at most
+  // half the cache.
   const bool fits_cache =
       !cache || 2 * ws.active.size() * cache->expert_bytes(w.layer) <= static_cast<size_t>(cache->capacity());
-  if (n_routed <= 2 * static_cast<int64_t>(ws.active.size()) && n_tasks >= pool.size() && fits_cache) {
+  if (n_routed <= 2 * static_cast<int64_t>(ws.active.size()) && fits_cache) {
     Pins pins(cache, w.layer);
     if (cache) {
       cache->request(w.layer, ws.active);  // the reads start now, in parallel
@@ -323,12 +349,13 @@ void moe_forward(const MoeWeights& w, const MoeOptions& opt, const float* x, int
     }
     float* xin = grow(ws.xin, n_routed * d);
     grow(ws.y, n_routed * d);
-    for (const int32_t e : ws.active)
-      for (int64_t row = ws.offset[e]; row < ws.offset[e] + ws.count[e]; ++row)
-        std::copy_n(x + ws.token[row] * d, d, xin + row * d);
+    for (const int32_t e : ws.active)  // experts with one row read it from x directly
+      if (ws.count[e] > 1)
+        for (int64_t row = ws.offset[e]; row < ws.offset[e] + ws.count[e]; ++row)
+          std::copy_n(x + ws.token[row] * d, d, xin + row * d);
     float* gate = grow(ws.gate, n_routed * ff + n_tokens * fs);
-    ExpertJob job{&w, x, n_tokens, out, gate + n_routed * ff, &ws, gate, d, ff, first_expert};
-    pool.run(n_tasks, expert_task, &job);
+    if (!cache) ws.slices.resize(3 * ws.active.size());
+    experts_row_split(w, x, n_tokens, ws, gate, gate + n_routed * ff, out);
     if (!w.gate_shexp) std::fill(out, out + n_tokens * d, 0.0f);
     if (split) gather_expert_rows(ws, opt, n_routed, d);
     for (int64_t row = 0; row < n_routed; ++row)

@@ -107,6 +107,13 @@ struct MoeScratch {
   std::vector<float> weight;                       //   and its routing weight
   std::vector<int32_t> active;                     // experts with rows, ascending
   std::vector<const ExpertCache::Expert*> pinned;  // streamed experts: active[i]'s weights
+  // The decode path's matmul_swiglu_each / matmul_each arguments, per expert (and the shared
+  // experts last): the weights (resident: slices [3 i, 3 i + 3) of the stacks), inputs, rows.
+  std::vector<kernels::Weight> slices;
+  std::vector<const kernels::Weight*> gate_w, up_w, down_w;
+  std::vector<const float*> x_ptr;
+  std::vector<float*> h_ptr, y_ptr;
+  std::vector<int64_t> rows;
 };
 
 // y = (silu(x·gate) * (x·up))·down for n rows: a plain SwiGLU FFN; h: n_rows * ff floats of scratch.
@@ -116,8 +123,9 @@ void swiglu_ffn(const kernels::Weight& gate, const kernels::Weight& up, const ke
 // out[t] = sum_j w[t][j] * expert_{e[t][j]}(x[t]) + shared(x[t]) for n_tokens rows of n_embd.
 // x is the FFN input (already normalised). Tokens are grouped per expert so that each
 // expert's weights are read once per call, whatever the batch size. With about one row per
-// expert (decode), the experts (and the shared experts) are spread over the thread pool, one
-// dispatch for the whole block; with more, each expert's matmuls are split over the pool.
+// expert (decode), all the experts' (and the shared experts') gate/up products are one pool
+// dispatch of row ranges and their down products another; with more, each expert's matmuls
+// are split over the pool in turn.
 void moe_forward(const MoeWeights& w, const MoeOptions& opt, const float* x, int64_t n_tokens, MoeScratch& ws,
                  float* out);
 
