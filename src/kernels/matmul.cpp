@@ -442,15 +442,17 @@ void plan(MatmulJob& job, std::span<const Weight* const> Ws, std::span<const flo
   split_tasks(job, task_parts, default_pool().size());
 }
 
-// The weights of matmul_many / matmul_swiglu: one input for all, with the same row length.
-void check_shared_input(std::span<const Weight* const> Ws, std::span<float* const> Ys, int max_weights) {
+// The weights of matmul_many / matmul_swiglu (`what`): one input for all, with the same row length.
+void check_shared_input(const char* what, std::span<const Weight* const> Ws, std::span<float* const> Ys,
+                        int max_weights) {
   if (Ws.size() != Ys.size() || Ws.empty() || Ws.size() > static_cast<size_t>(max_weights))
-    throw Error("matmul_many: " + std::to_string(Ws.size()) + " weights and " + std::to_string(Ys.size()) +
+    throw Error(std::string(what) + ": " + std::to_string(Ws.size()) + " weights and " + std::to_string(Ys.size()) +
                 " outputs; pass 1 to " + std::to_string(max_weights) + " weights, one output each");
   for (const Weight* w : Ws)
     if (w->in() != Ws[0]->in())
-      throw Error("matmul_many: '" + w->name() + "' takes " + std::to_string(w->in()) + " inputs, '" + Ws[0]->name() +
-                  "' " + std::to_string(Ws[0]->in()) + "; weights sharing an input must have the same row length");
+      throw Error(std::string(what) + ": '" + w->name() + "' takes " + std::to_string(w->in()) + " inputs, '" +
+                  Ws[0]->name() + "' " + std::to_string(Ws[0]->in()) +
+                  "; weights sharing an input must have the same row length");
 }
 
 void check_each(const char* what, size_t n, size_t n_xs, size_t n_rows, size_t n_ys) {
@@ -469,7 +471,7 @@ void matmul(const Weight& W, const float* X, int64_t n_rows, float* Y) {
 }
 
 void matmul_many(std::span<const Weight* const> Ws, const float* X, int64_t n_rows, std::span<float* const> Ys) {
-  check_shared_input(Ws, Ys, kMaxParts);
+  check_shared_input("matmul_many", Ws, Ys, kMaxParts);
   if (n_rows <= 0) return;
   notify(Ws, X, n_rows);
   const float* Xs[kMaxParts];
@@ -500,7 +502,7 @@ void matmul_swiglu(const Weight& gate, const Weight& up, const float* X, int64_t
                 "' " + std::to_string(up.out()) + "; gate and up must have the same shape");
   const Weight* Ws[2] = {&gate, &up};
   float* Ys[2] = {Y, Y};
-  check_shared_input(Ws, Ys, 2);
+  check_shared_input("matmul_swiglu", Ws, Ys, 2);
   notify(Ws, X, n_rows);
   const float* Xs[2] = {X, X};
   const int64_t rows[2] = {n_rows, n_rows};

@@ -209,6 +209,7 @@ void experts_row_split(const MoeWeights& w, const float* x, int64_t n_tokens, Mo
   ws.h_ptr.resize(n);
   ws.y_ptr.resize(n);
   ws.rows.resize(n);
+  if (!w.streamed) ws.slices.resize(3 * ws.active.size());  // the resident experts' views
   for (size_t i = 0; i < ws.active.size(); ++i) {
     const int32_t e = ws.active[i];
     const int64_t r0 = ws.offset[e], m = ws.count[e];
@@ -354,7 +355,6 @@ void moe_forward(const MoeWeights& w, const MoeOptions& opt, const float* x, int
         for (int64_t row = ws.offset[e]; row < ws.offset[e] + ws.count[e]; ++row)
           std::copy_n(x + ws.token[row] * d, d, xin + row * d);
     float* gate = grow(ws.gate, n_routed * ff + n_tokens * fs);
-    if (!cache) ws.slices.resize(3 * ws.active.size());
     experts_row_split(w, x, n_tokens, ws, gate, gate + n_routed * ff, out);
     if (!w.gate_shexp) std::fill(out, out + n_tokens * d, 0.0f);
     if (split) gather_expert_rows(ws, opt, n_routed, d);

@@ -447,6 +447,18 @@ TEST(MatmulMany, RejectsWeightsOfDifferentRowLengths) {
   EXPECT_THROW(kernels::matmul_many(Ws, x.data(), 1, one), Error);
 }
 
+TEST(MatmulSwiglu, RejectsGateAndUpOfDifferentRowLengths) {
+  Weights g = make_weights(DType::Q8_0, 64, 4, 1), u = make_weights(DType::Q8_0, 96, 4, 2);
+  std::vector<float> x(96), y(4);
+  try {
+    kernels::matmul_swiglu(g.view, u.view, x.data(), 1, y.data());
+    FAIL() << "gate and up of different row lengths were accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("matmul_swiglu: "), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("same row length"), std::string::npos) << e.what();
+  }
+}
+
 TEST_P(MatmulManyIsa, SwigluEqualsMatmulsThenSwigluBitForBit) {
   test::WithIsa scope(GetParam());
   for (bool prepared : {false, true}) {
